@@ -1,0 +1,197 @@
+//! `rightmodel bench`: local inference speed, as medians of repeated runs, optionally side by side
+//! with llama.cpp's own `llama-bench` on the same model and threads.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use rightmodel_core::wire::ChatMessage;
+use rightmodel_core::Embedder;
+use rightmodel_infer::llm::{GenRequest, Prompt, SamplingParams};
+use rightmodel_infer::{Engine, EngineConfig, MiniLm};
+use rightmodel_models::{home::rightmodel_home, Store};
+use serde_json::json;
+
+/// `bench` arguments.
+#[derive(Args)]
+#[command(after_help = "Examples:\n  rightmodel bench\n  rightmodel bench --json | tail -1 | jq .tg128_tok_s\n  rightmodel bench --llama-bench ./llama-bench   # adds llama.cpp's numbers and the ratios")]
+pub struct BenchArgs {
+    /// Chat model (pulled name or GGUF path).
+    #[arg(long, default_value = rightmodel_models::DEFAULT_CHAT_MODEL)]
+    model: String,
+    /// Encoder (pulled name or safetensors directory).
+    #[arg(long, default_value = rightmodel_models::DEFAULT_EMBED_MODEL)]
+    embed_model: String,
+    /// CPU threads for generation (default: all cores).
+    #[arg(long)]
+    threads: Option<i32>,
+    /// Repetitions per measurement (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Path to llama.cpp's `llama-bench`, run on the same model and threads as a baseline.
+    #[arg(long)]
+    llama_bench: Option<PathBuf>,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[v.len() / 2]
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// Runs `bench`.
+pub fn run(a: BenchArgs) -> anyhow::Result<()> {
+    let cores = rightmodel_infer::threads::available_cores();
+    rightmodel_infer::threads::configure_candle_threads(cores);
+    let threads = a.threads.unwrap_or(cores as i32);
+    let runs = a.runs.max(1);
+    let store = Store::new(&rightmodel_home()).with_auto_pull(true).with_progress(true);
+    let gguf = store.resolve_gguf(&a.model)?;
+    let mut cfg = EngineConfig::new(&gguf);
+    cfg.slots = 1;
+    cfg.ctx_per_slot = 1024;
+    cfg.threads = threads;
+    let engine = Engine::start(cfg)?;
+    let encoder = MiniLm::load(&store.resolve_encoder(&a.embed_model)?)?;
+
+    let total = (runs * 3 + runs * 2) as u64;
+    let pb = ProgressBar::new(total).with_style(ProgressStyle::with_template("{msg:20} {bar:30} {pos}/{len}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+
+    // Prompt processing: 512 prompt tokens, one generated token. Each run starts with a different word
+    // so the prefix cache cannot help.
+    pb.set_message("prompt 512");
+    let filler = "the quick brown fox jumps over the lazy dog and ".repeat(80);
+    let mut pp = Vec::new();
+    for r in 0..runs {
+        let ids = engine.tokenize(&format!("run{r} {filler}"), true, false);
+        let text: String = ids[1..512].iter().map(|&t| engine.token_text(t)).collect();
+        let req = GenRequest { prompt: Prompt::Text(text), params: SamplingParams { max_tokens: 1, ..Default::default() } };
+        let out = engine.generate(req)?;
+        pp.push(out.finished.prompt_tokens as f64 / out.ttft.as_secs_f64());
+        pb.inc(1);
+    }
+    // Generation: 128 tokens after a short prompt, timed from the first token to the last.
+    pb.set_message("generate 128");
+    let mut tg = Vec::new();
+    for r in 0..runs {
+        let params = SamplingParams { max_tokens: 129, ignore_eos: true, ..Default::default() };
+        let out = engine.generate(GenRequest { prompt: Prompt::Text(format!("Story {r}: once upon a time")), params })?;
+        let gen_time = (out.total - out.ttft).as_secs_f64();
+        tg.push((out.finished.completion_tokens.saturating_sub(1)) as f64 / gen_time);
+        pb.inc(1);
+    }
+    // Time to first token of a short chat request.
+    pb.set_message("ttft");
+    let mut ttft = Vec::new();
+    for r in 0..runs {
+        let msgs = vec![ChatMessage::new("user", format!("Question {r}: what is the capital of France?"))];
+        let out = engine.generate(GenRequest { prompt: Prompt::Chat(msgs), params: SamplingParams { max_tokens: 1, ..Default::default() } })?;
+        ttft.push(out.ttft.as_secs_f64() * 1e3);
+        pb.inc(1);
+    }
+    // Embeddings: batches of 32 short sentences, and single sentences.
+    pb.set_message("embeddings");
+    let sentences: Vec<String> = (0..32).map(|i| format!("Sentence {i} says something short about topic {}.", i % 5)).collect();
+    let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    encoder.embed(&refs)?;
+    let mut eb = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        encoder.embed(&refs)?;
+        eb.push(32.0 / t.elapsed().as_secs_f64());
+        pb.inc(1);
+    }
+    let mut es = Vec::new();
+    for i in 0..runs * 4 {
+        let t = Instant::now();
+        encoder.embed(&[refs[i % 32]])?;
+        es.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    pb.inc(runs as u64);
+    pb.finish_and_clear();
+
+    let result = json!({
+        "pp512_tok_s": round(median(pp)),
+        "tg128_tok_s": round(median(tg)),
+        "ttft_ms": round(median(ttft)),
+        "embed_batch32_per_s": round(median(eb)),
+        "embed_single_ms": round(median(es)),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "threads": threads,
+    });
+    println!("| measure | rightmodel |{}", if a.llama_bench.is_some() { " llama-bench | ratio |" } else { "" });
+    println!("|---|---|{}", if a.llama_bench.is_some() { "---|---|" } else { "" });
+    let baseline = match &a.llama_bench {
+        Some(p) => Some(llama_bench(p, &gguf, threads)?),
+        None => None,
+    };
+    for (key, label) in [("pp512_tok_s", "prompt 512 (tok/s)"), ("tg128_tok_s", "generate 128 (tok/s)")] {
+        let ours = result[key].as_f64().unwrap_or(f64::NAN);
+        match &baseline {
+            Some((bpp, btg)) => {
+                let b = if key == "pp512_tok_s" { *bpp } else { *btg };
+                println!("| {label} | {ours:.1} | {b:.1} | {:.2}x |", ours / b);
+            }
+            None => println!("| {label} | {ours:.1} |"),
+        }
+    }
+    let extra = if baseline.is_some() { " | | |" } else { "" };
+    println!("| chat TTFT (ms) | {:.1}{extra}", result["ttft_ms"].as_f64().unwrap_or(f64::NAN));
+    println!("| embeddings, batch 32 (sent/s) | {:.1}{extra}", result["embed_batch32_per_s"].as_f64().unwrap_or(f64::NAN));
+    println!("| embedding, one sentence (ms) | {:.1}{extra}", result["embed_single_ms"].as_f64().unwrap_or(f64::NAN));
+    println!("| peak RSS, both models (MB) | {:.0}{extra}", result["peak_rss_mb"].as_f64().unwrap_or(f64::NAN));
+    if a.json {
+        let mut r = result;
+        if let Some((bpp, btg)) = baseline {
+            r["llama_bench_pp512_tok_s"] = json!(round(bpp));
+            r["llama_bench_tg128_tok_s"] = json!(round(btg));
+        }
+        println!("{r}");
+    }
+    Ok(())
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Runs llama.cpp's `llama-bench -p 512 -n 128` and returns (pp512, tg128) tokens/s.
+fn llama_bench(bin: &PathBuf, model: &PathBuf, threads: i32) -> anyhow::Result<(f64, f64)> {
+    let out = std::process::Command::new(bin)
+        .args(["-m"])
+        .arg(model)
+        .args(["-p", "512", "-n", "128", "-t", &threads.to_string(), "-o", "json", "-r", "5"])
+        .output()
+        .with_context(|| format!("cannot run {}", bin.display()))?;
+    if !out.status.success() {
+        anyhow::bail!("llama-bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("llama-bench printed no JSON")?;
+    let mut pp = f64::NAN;
+    let mut tg = f64::NAN;
+    for row in v.as_array().into_iter().flatten() {
+        let ts = row["avg_ts"].as_f64().unwrap_or(f64::NAN);
+        if row["n_prompt"].as_u64() == Some(512) && row["n_gen"].as_u64() == Some(0) {
+            pp = ts;
+        }
+        if row["n_gen"].as_u64() == Some(128) && row["n_prompt"].as_u64() == Some(0) {
+            tg = ts;
+        }
+    }
+    Ok((pp, tg))
+}

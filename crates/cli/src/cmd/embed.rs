@@ -1,0 +1,74 @@
+//! `rightmodel embed`.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use rightmodel_core::Embedder;
+use rightmodel_infer::MiniLm;
+use rightmodel_models::{home::rightmodel_home, Store};
+
+/// `embed` arguments.
+#[derive(Args)]
+#[command(after_help = "Examples:\n  rightmodel embed \"A man is eating food.\" \"A man is riding a horse.\"\n  rightmodel embed --input sentences.txt > vectors.jsonl\n  cat texts.jsonl | rightmodel embed --input -     # JSON lines with a \"text\" field work too")]
+pub struct EmbedArgs {
+    /// A pulled encoder name or a directory with config.json, tokenizer.json and model.safetensors.
+    #[arg(long, short, default_value = rightmodel_models::DEFAULT_EMBED_MODEL)]
+    model: String,
+    /// File with one text per line (or JSON lines with a `text` field); `-` for stdin.
+    #[arg(long, short)]
+    input: Option<PathBuf>,
+    /// Texts given on the command line.
+    texts: Vec<String>,
+}
+
+/// Reads texts from a file or stdin: plain lines, or JSON lines with a `text` field.
+pub fn read_texts(input: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let reader: Box<dyn BufRead> = if input.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(std::io::BufReader::new(std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?))
+    };
+    let mut out = Vec::new();
+    for (i, line) in reader.split(b'\n').enumerate() {
+        let line = line.with_context(|| format!("cannot read line {}", i + 1))?;
+        let line = String::from_utf8(line).map_err(|_| anyhow::anyhow!("line {} is not valid UTF-8", i + 1))?;
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        if line.trim_start().starts_with('{') {
+            let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("line {}: invalid JSON", i + 1))?;
+            let t = v.get("text").and_then(|t| t.as_str()).with_context(|| format!("line {}: no \"text\" field", i + 1))?;
+            out.push(t.to_string());
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `embed`: one `{"index", "text", "embedding"}` JSON line per text, in order.
+pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
+    rightmodel_infer::threads::configure_candle_threads(rightmodel_infer::threads::available_cores());
+    let mut texts = a.texts;
+    if let Some(p) = &a.input {
+        texts.extend(read_texts(p)?);
+    }
+    if texts.is_empty() {
+        anyhow::bail!("no texts: pass them as arguments or with --input FILE|-");
+    }
+    let dir = Store::new(&rightmodel_home()).with_auto_pull(true).with_progress(true).resolve_encoder(&a.model)?;
+    let model = MiniLm::load(&dir)?;
+    let mut out = std::io::stdout().lock();
+    for (ci, chunk) in texts.chunks(256).enumerate() {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let vecs = model.embed(&refs)?;
+        for (j, (t, v)) in chunk.iter().zip(vecs).enumerate() {
+            let line = serde_json::json!({"index": ci * 256 + j, "text": t, "embedding": v});
+            writeln!(out, "{line}")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! `rightmodel serve` and `rightmodel logs`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use rightmodel_server::reqlog::{LogRow, RequestLog};
+use rightmodel_server::Config;
+
+/// `serve` arguments.
+#[derive(Args)]
+#[command(after_help = "Examples:\n  rightmodel serve                                   # local defaults on 127.0.0.1:8080\n  rightmodel serve --config rightmodel.toml --port 9000\n  rightmodel serve --hash-key sk-my-secret           # print the sha256 to put in [[key]]")]
+pub struct ServeArgs {
+    /// TOML configuration (see rightmodel.example.toml); without it the local default models are served.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Listen address (overrides the config).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Listen port (overrides the config; 0 picks a free port, printed on stderr).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Print the sha256 of an API key for the config's `[[key]] sha256`, and exit.
+    #[arg(long, value_name = "KEY")]
+    pub hash_key: Option<String>,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Runs `serve`.
+pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    if let Some(k) = a.hash_key {
+        println!("{}", rightmodel_server::auth::hash_key(&k));
+        return Ok(());
+    }
+    let mut config = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default_local(),
+    };
+    if let Some(h) = a.host {
+        config.server.host = h;
+    }
+    if let Some(p) = a.port {
+        config.server.port = p;
+    }
+    if a.check {
+        eprintln!("configuration is valid: {} chat model(s)", config.chat_models().len());
+        return Ok(());
+    }
+    rightmodel_infer::threads::configure_candle_threads(rightmodel_infer::threads::available_cores());
+    let state = rightmodel_server::build_state(config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    rt.block_on(rightmodel_server::serve(Arc::new(state)))?;
+    Ok(())
+}
+
+/// Output format of `logs`.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Aligned columns.
+    Table,
+    /// Comma-separated values with a header.
+    Csv,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `logs` arguments.
+#[derive(Args)]
+#[command(after_help = "Examples:\n  rightmodel logs --tail 50\n  rightmodel logs --since 1h --format csv > today.csv\n  rightmodel logs --follow")]
+pub struct LogsArgs {
+    /// Show the last N rows.
+    #[arg(long, default_value_t = 20)]
+    pub tail: usize,
+    /// Only rows newer than this: a duration (`90s`, `15m`, `2h`, `1d`) or an RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: LogFormat,
+    /// Keep printing new rows as they arrive.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Request log database (default: the one `serve` writes, or the config's `server.log_path`).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Configuration whose `server.log_path` to read.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+fn parse_since(s: &str) -> anyhow::Result<i64> {
+    let now = chrono::Utc::now().timestamp_millis();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num.parse().with_context(|| format!("invalid --since `{s}`: use e.g. 90s, 15m, 2h, 1d or an RFC 3339 time"))?;
+    let ms = match unit {
+        "s" | "" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => anyhow::bail!("invalid --since `{s}`: unit must be s, m, h or d"),
+    };
+    Ok(now - n * ms)
+}
+
+/// Runs `logs`.
+pub fn logs(a: LogsArgs) -> anyhow::Result<()> {
+    let path = match (&a.db, &a.config) {
+        (Some(p), _) => p.clone(),
+        (None, Some(c)) => rightmodel_server::log_path(&Config::load(c)?),
+        (None, None) => rightmodel_server::log_path(&Config::default_local()),
+    };
+    if !path.exists() {
+        anyhow::bail!("no request log at {} (it is created by `rightmodel serve`)", path.display());
+    }
+    let mut since = a.since.as_deref().map(parse_since).transpose()?.unwrap_or(0);
+    let mut rows = RequestLog::read(&path, since, a.tail)?;
+    let mut out = std::io::stdout().lock();
+    let mut csv_header = true;
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        print_rows(&mut out, &rows, a.format, &mut csv_header)?;
+        if !a.follow {
+            return Ok(());
+        }
+        for r in &rows {
+            seen.insert(r.id.clone());
+            since = since.max(r.ts_ms);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        rows = RequestLog::read(&path, since, 10_000)?.into_iter().filter(|r| !seen.contains(&r.id)).collect();
+    }
+}
+
+fn print_rows(out: &mut impl std::io::Write, rows: &[LogRow], format: LogFormat, csv_header: &mut bool) -> anyhow::Result<()> {
+    match format {
+        LogFormat::Json => {
+            for r in rows {
+                writeln!(out, "{}", serde_json::to_string(r)?)?;
+            }
+        }
+        LogFormat::Csv => {
+            let mut w = csv::WriterBuilder::new().has_headers(*csv_header).from_writer(Vec::new());
+            for r in rows {
+                w.serialize(r)?;
+            }
+            if !rows.is_empty() {
+                *csv_header = false;
+            }
+            out.write_all(&w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
+        }
+        LogFormat::Table => {
+            if *csv_header {
+                writeln!(out, "{:<24} {:<20} {:<14} {:<16} {:<16} {:>6} {:>6} {:>10} {:>9} {:>4}  reason", "time", "endpoint", "key", "requested", "served", "in", "out", "cost $", "ms", "st")?;
+                *csv_header = false;
+            }
+            for r in rows {
+                let t = chrono::DateTime::from_timestamp_millis(r.ts_ms).map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()).unwrap_or_default();
+                writeln!(
+                    out,
+                    "{:<24} {:<20} {:<14} {:<16} {:<16} {:>6} {:>6} {:>10.6} {:>9.1} {:>4}  {}{}",
+                    t,
+                    r.endpoint,
+                    r.key_name.as_deref().unwrap_or("-"),
+                    r.requested_model,
+                    if r.served_model.is_empty() { "-" } else { &r.served_model },
+                    r.input_tokens,
+                    r.output_tokens,
+                    r.cost_usd,
+                    r.latency_ms,
+                    r.status,
+                    r.reason.as_deref().unwrap_or(""),
+                    r.error.as_deref().map(|e| format!(" error: {e}")).unwrap_or_default()
+                )?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! `rightmodel`: the right model for each request.
+//!
+//! The binary only parses arguments and wires the library crates together; every piece of logic a test
+//! needs lives in a library crate.
+
+mod cmd;
+mod home;
+
+use clap::{Parser, Subcommand};
+
+/// rightmodel serves an OpenAI-compatible API and picks, per request, the smallest model that will do
+/// the job: small models in-process on the CPU, large ones behind any OpenAI-compatible upstream.
+#[derive(Parser)]
+#[command(name = "rightmodel", version, about, long_about = None)]
+#[command(after_help = "Examples:\n  rightmodel serve\n  rightmodel pull all\n  rightmodel generate \"The capital of France is\"\n  rightmodel router eval --data routing.csv")]
+struct Cli {
+    /// Log filter (e.g. `info`, `rightmodel=debug`); also read from RUST_LOG.
+    #[arg(long, global = true, env = "RIGHTMODEL_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download the default models into the local store.
+    Pull(cmd::models::PullArgs),
+    /// List the models in the local store.
+    Models(cmd::models::ModelsArgs),
+    /// Generate a completion for one prompt with a local GGUF model, streamed to stdout.
+    Generate(cmd::generate::GenerateArgs),
+    /// Chat interactively with a local GGUF model in the terminal.
+    Chat(cmd::generate::ChatArgs),
+    /// Print sentence embeddings of texts as JSON lines.
+    Embed(cmd::embed::EmbedArgs),
+    /// Measure local inference speed (prompt processing, generation, TTFT, embeddings, RSS).
+    Bench(cmd::bench::BenchArgs),
+    /// Serve the OpenAI-compatible HTTP API.
+    Serve(cmd::serve::ServeArgs),
+    /// Read the request log.
+    Logs(cmd::serve::LogsArgs),
+    /// Train, score, evaluate and calibrate the difficulty router.
+    #[command(subcommand)]
+    Router(cmd::router::RouterCmd),
+    /// Train task models on your own data.
+    #[command(subcommand)]
+    Train(cmd::tasks::TrainCmd),
+    /// Classify texts with a trained classifier.
+    Classify(cmd::tasks::ClassifyArgs),
+    /// Manage document collections and ask them questions.
+    #[command(subcommand)]
+    Docs(cmd::docs::DocsCmd),
+    /// Evaluate task models on labelled data.
+    #[command(subcommand)]
+    Eval(cmd::EvalCmd),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    let result = match cli.command {
+        Command::Pull(a) => cmd::models::pull(a),
+        Command::Models(a) => cmd::models::list(a),
+        Command::Generate(a) => cmd::generate::generate(a),
+        Command::Chat(a) => cmd::generate::chat(a),
+        Command::Embed(a) => cmd::embed::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+        Command::Serve(a) => cmd::serve::serve(a),
+        Command::Logs(a) => cmd::serve::logs(a),
+        Command::Router(c) => cmd::router::run(c),
+        Command::Train(c) => cmd::tasks::train(c),
+        Command::Classify(a) => cmd::tasks::classify(a),
+        Command::Docs(c) => cmd::docs::run(c),
+        Command::Eval(c) => cmd::eval(c),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}

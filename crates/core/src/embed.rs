@@ -1,0 +1,38 @@
+//! The encoder seam: anything that turns texts into unit-length sentence vectors.
+
+/// Error from an embedding engine, carried as text so that callers need no engine types.
+#[derive(Debug, thiserror::Error)]
+#[error("embedding failed: {0}")]
+pub struct EmbedError(pub String);
+
+/// A sentence encoder: texts in, L2-normalised vectors out (one per text, same order).
+///
+/// The router, the classifiers and the document index take `&dyn Embedder`, so tests can use a tiny fake
+/// and production uses the candle MiniLM encoder. Implementations must be cheap to share across threads.
+pub trait Embedder: Send + Sync {
+    /// Embeds `texts`; every returned vector has length [`Embedder::dim`] and unit L2 norm.
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// Dimension of the vectors.
+    fn dim(&self) -> usize;
+    /// Name of the model, recorded in trained artefacts so a mismatch is caught at load time.
+    fn model_id(&self) -> &str;
+    /// Number of tokens the encoder would see for `text` (after truncation), for usage accounting.
+    fn count_tokens(&self, text: &str) -> usize {
+        text.split_whitespace().count()
+    }
+}
+
+/// Cosine similarity of two vectors (plain dot product when both are unit length).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let (mut dot, mut na, mut nb) = (0.0f32, 0.0f32, 0.0f32);
+    for (x, y) in a.iter().zip(b) {
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na.sqrt() * nb.sqrt())
+    }
+}

@@ -1,0 +1,520 @@
+//! The OpenAI wire schema: requests, responses and streaming chunks, field by field.
+//!
+//! The server, the router, the upstream client and the CLI all use these types; nothing else in the
+//! workspace defines its own copy. Unknown request fields are kept in `extra` so the server can reject
+//! unsupported parameters with a clear 400 instead of ignoring them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// One or several stop sequences.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum StopSpec {
+    /// A single stop string.
+    One(String),
+    /// Up to four stop strings.
+    Many(Vec<String>),
+}
+
+impl StopSpec {
+    /// The stop strings as a list.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            StopSpec::One(s) => vec![s.clone()],
+            StopSpec::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// A content part of a message (only text parts are supported).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ContentPart {
+    /// Part type; `text` is the only one served.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The text of a `text` part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// Message content: a string or a list of parts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum MessageContent {
+    /// Plain text.
+    Text(String),
+    /// Content parts (text only).
+    Parts(Vec<ContentPart>),
+}
+
+impl MessageContent {
+    /// The text of the content, parts joined with newlines. Non-text parts are an error for the caller
+    /// to report; see [`MessageContent::non_text_part`].
+    pub fn text(&self) -> String {
+        match self {
+            MessageContent::Text(s) => s.clone(),
+            MessageContent::Parts(p) => {
+                p.iter().filter_map(|p| p.text.as_deref()).collect::<Vec<_>>().join("\n")
+            }
+        }
+    }
+    /// The type of the first part that is not text, if any.
+    pub fn non_text_part(&self) -> Option<&str> {
+        match self {
+            MessageContent::Text(_) => None,
+            MessageContent::Parts(p) => p.iter().find(|p| p.kind != "text").map(|p| p.kind.as_str()),
+        }
+    }
+}
+
+/// One chat message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChatMessage {
+    /// `system`, `developer`, `user`, `assistant` or `tool`.
+    pub role: String,
+    /// Message text; may be null for assistant messages with tool calls.
+    #[serde(default)]
+    pub content: Option<MessageContent>,
+    /// Optional participant name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl ChatMessage {
+    /// A message with plain-text content.
+    pub fn new(role: &str, content: impl Into<String>) -> Self {
+        ChatMessage { role: role.to_string(), content: Some(MessageContent::Text(content.into())), name: None }
+    }
+    /// The message text (empty when content is null).
+    pub fn text(&self) -> String {
+        self.content.as_ref().map(MessageContent::text).unwrap_or_default()
+    }
+}
+
+/// `stream_options` of a chat or completion request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StreamOptions {
+    /// Send a final chunk with `usage` before `[DONE]`.
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// `response_format` of a chat request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResponseFormat {
+    /// `text`, `json_object` or `json_schema`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For `json_schema`: `{"name", "schema", "strict"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<Value>,
+}
+
+/// Sampling parameters shared by chat and text completions.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SamplingFields {
+    /// Legacy cap on generated tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Cap on generated tokens (chat; preferred over `max_tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u32>,
+    /// Sampling temperature, 0..2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling mass, 0..1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    /// Number of choices; only 1 is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
+    /// Seed for reproducible sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    /// Stop sequences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<StopSpec>,
+    /// Presence penalty, -2..2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f32>,
+    /// Frequency penalty, -2..2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f32>,
+    /// Stream the answer as server-sent events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Streaming options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+    /// End-user id (recorded, not used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// `POST /v1/chat/completions` request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChatCompletionRequest {
+    /// Model name, or `auto` to let the router choose.
+    pub model: String,
+    /// The conversation.
+    pub messages: Vec<ChatMessage>,
+    /// Sampling parameters.
+    #[serde(flatten)]
+    pub sampling: SamplingFields,
+    /// Return log-probabilities of the output tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<bool>,
+    /// Number of alternatives per position, 0..20 (needs `logprobs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_logprobs: Option<u32>,
+    /// Structured output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+    /// rightmodel's own per-request options (sent by clients as `extra_body={"rightmodel": {...}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rightmodel: Option<Value>,
+    /// Every other field, kept so the server can reject what it does not support.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `POST /v1/completions` prompt: a string or a list of strings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum PromptInput {
+    /// One prompt.
+    One(String),
+    /// Several prompts (only one is served).
+    Many(Vec<String>),
+}
+
+/// `POST /v1/completions` request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CompletionRequest {
+    /// Model name or `auto`.
+    pub model: String,
+    /// The prompt.
+    pub prompt: PromptInput,
+    /// Sampling parameters.
+    #[serde(flatten)]
+    pub sampling: SamplingFields,
+    /// Number of top log-probabilities per token (legacy integer form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<u32>,
+    /// Echo the prompt before the completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo: Option<bool>,
+    /// rightmodel's own per-request options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rightmodel: Option<Value>,
+    /// Every other field.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Token counts of a call.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Usage {
+    /// Tokens in the prompt.
+    pub prompt_tokens: u64,
+    /// Tokens generated.
+    pub completion_tokens: u64,
+    /// Sum of both.
+    pub total_tokens: u64,
+}
+
+impl Usage {
+    /// Usage with `total_tokens` filled in.
+    pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
+        Usage { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens }
+    }
+}
+
+/// One alternative token at a position.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TopLogprob {
+    /// Token text.
+    pub token: String,
+    /// Natural-log probability.
+    pub logprob: f32,
+    /// UTF-8 bytes of the token.
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// Log-probability of one generated token and its alternatives.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TokenLogprob {
+    /// Token text.
+    pub token: String,
+    /// Natural-log probability.
+    pub logprob: f32,
+    /// UTF-8 bytes of the token.
+    pub bytes: Option<Vec<u8>>,
+    /// The most likely alternatives.
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+/// `logprobs` object of a chat choice.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ChoiceLogprobs {
+    /// One entry per generated token.
+    pub content: Option<Vec<TokenLogprob>>,
+}
+
+/// A chat choice of a non-streaming response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChatChoice {
+    /// Choice index (always 0).
+    pub index: u32,
+    /// The assistant message.
+    pub message: ChatMessage,
+    /// `stop`, `length` or `content_filter`.
+    pub finish_reason: Option<String>,
+    /// Token log-probabilities when asked for.
+    #[serde(default)]
+    pub logprobs: Option<ChoiceLogprobs>,
+}
+
+/// `POST /v1/chat/completions` response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChatCompletionResponse {
+    /// `chatcmpl-...` id.
+    pub id: String,
+    /// Always `chat.completion`.
+    pub object: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// The model that served the request.
+    pub model: String,
+    /// One choice.
+    pub choices: Vec<ChatChoice>,
+    /// Token counts.
+    pub usage: Option<Usage>,
+    /// Backend fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_fingerprint: Option<String>,
+    /// rightmodel's routing decision and evidence (citations, explanations); ignored by OpenAI clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rightmodel: Option<Value>,
+}
+
+/// The incremental message of a streaming chunk.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ChatDelta {
+    /// Set on the first chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// New text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+/// A choice of a streaming chunk.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChunkChoice {
+    /// Choice index (always 0).
+    pub index: u32,
+    /// The new text.
+    pub delta: ChatDelta,
+    /// Set on the last content chunk.
+    pub finish_reason: Option<String>,
+    /// Log-probabilities of the tokens in this chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<ChoiceLogprobs>,
+}
+
+/// One `data:` event of a streamed chat completion.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChatCompletionChunk {
+    /// Same id on every chunk of a stream.
+    pub id: String,
+    /// Always `chat.completion.chunk`.
+    pub object: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// The model that served the request.
+    pub model: String,
+    /// Zero (usage chunk) or one choice.
+    pub choices: Vec<ChunkChoice>,
+    /// Present on the final chunk when `stream_options.include_usage` is set (null on the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// rightmodel's decision, on the first chunk only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rightmodel: Option<Value>,
+}
+
+/// Legacy completions log-probabilities.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CompletionLogprobs {
+    /// Token texts.
+    pub tokens: Vec<String>,
+    /// Their log-probabilities.
+    pub token_logprobs: Vec<f32>,
+    /// Alternatives per position.
+    pub top_logprobs: Vec<std::collections::BTreeMap<String, f32>>,
+    /// Character offsets of each token in the text.
+    pub text_offset: Vec<usize>,
+}
+
+/// A choice of `POST /v1/completions`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CompletionChoice {
+    /// The generated text.
+    pub text: String,
+    /// Choice index.
+    pub index: u32,
+    /// Log-probabilities when asked for.
+    pub logprobs: Option<CompletionLogprobs>,
+    /// `stop` or `length` (null on intermediate stream chunks).
+    pub finish_reason: Option<String>,
+}
+
+/// `POST /v1/completions` response (and stream chunk, with `object` `text_completion`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CompletionResponse {
+    /// `cmpl-...` id.
+    pub id: String,
+    /// Always `text_completion`.
+    pub object: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// The model that served the request.
+    pub model: String,
+    /// One choice.
+    pub choices: Vec<CompletionChoice>,
+    /// Token counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// `input` of an embeddings request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum EmbeddingInput {
+    /// One text.
+    One(String),
+    /// Several texts.
+    Many(Vec<String>),
+    /// Pre-tokenised input (not supported by local encoders).
+    Tokens(Vec<Value>),
+}
+
+/// `POST /v1/embeddings` request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EmbeddingRequest {
+    /// Embedding model name.
+    pub model: String,
+    /// The text(s).
+    pub input: EmbeddingInput,
+    /// `float` (default) or `base64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding_format: Option<String>,
+    /// Requested dimensions (only the model's own is served).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<u32>,
+    /// End-user id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Every other field.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// An embedding vector: floats, or little-endian f32 bytes in base64.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum EmbeddingVector {
+    /// `encoding_format: float`.
+    Float(Vec<f32>),
+    /// `encoding_format: base64`.
+    Base64(String),
+}
+
+/// One embedding of an embeddings response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EmbeddingData {
+    /// Always `embedding`.
+    pub object: String,
+    /// Position in the input.
+    pub index: u32,
+    /// The vector.
+    pub embedding: EmbeddingVector,
+}
+
+/// `POST /v1/embeddings` response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EmbeddingResponse {
+    /// Always `list`.
+    pub object: String,
+    /// One entry per input text.
+    pub data: Vec<EmbeddingData>,
+    /// The model.
+    pub model: String,
+    /// Prompt tokens (completion tokens are zero).
+    pub usage: Usage,
+}
+
+/// An entry of `GET /v1/models`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelObject {
+    /// Model name.
+    pub id: String,
+    /// Always `model`.
+    pub object: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// Owner (`rightmodel` for local models, the upstream's name otherwise).
+    pub owned_by: String,
+}
+
+/// `GET /v1/models` response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelList {
+    /// Always `list`.
+    pub object: String,
+    /// The models.
+    pub data: Vec<ModelObject>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_request_keeps_unknown_fields() {
+        let r: ChatCompletionRequest = serde_json::from_str(
+            r#"{"model":"auto","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"tools":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.sampling.max_tokens, Some(5));
+        assert!(r.extra.contains_key("tools"));
+        assert_eq!(r.messages[0].text(), "hi");
+    }
+
+    #[test]
+    fn content_parts_join_text() {
+        let m: ChatMessage = serde_json::from_str(
+            r#"{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(m.text(), "a\nb");
+        assert_eq!(m.content.unwrap().non_text_part(), None);
+    }
+
+    #[test]
+    fn usage_chunk_serialises_without_choices() {
+        let c = ChatCompletionChunk {
+            id: "x".into(),
+            object: "chat.completion.chunk".into(),
+            created: 0,
+            model: "m".into(),
+            choices: vec![],
+            usage: Some(Usage::new(3, 4)),
+            rightmodel: None,
+        };
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["usage"]["total_tokens"], 7);
+    }
+}

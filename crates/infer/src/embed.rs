@@ -1,0 +1,133 @@
+//! Sentence embeddings with candle's BERT: mean pooling over the attention mask, L2-normalised, as
+//! sentence-transformers computes them for all-MiniLM-L6-v2.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use rightmodel_core::{EmbedError, Embedder};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use crate::InferError;
+
+/// Longest input in tokens; sentence-transformers truncates all-MiniLM-L6-v2 at 256.
+pub const MAX_TOKENS: usize = 256;
+/// Texts per forward pass; larger batches are split.
+pub const BATCH: usize = 32;
+
+/// A BERT sentence encoder loaded from a directory with `config.json`, `tokenizer.json` and
+/// `model.safetensors` (the layout of the `minilm-l6` store entry and of Hugging Face snapshots).
+pub struct MiniLm {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    dim: usize,
+    id: String,
+}
+
+fn load_err(path: &Path, reason: impl std::fmt::Display) -> InferError {
+    InferError::Load { path: path.display().to_string(), reason: reason.to_string() }
+}
+
+impl MiniLm {
+    /// Loads the encoder from `dir`.
+    pub fn load(dir: &Path) -> Result<Self, InferError> {
+        let config_path = dir.join("config.json");
+        let config_text = std::fs::read_to_string(&config_path).map_err(|e| load_err(&config_path, e))?;
+        let config: Config = serde_json::from_str(&config_text).map_err(|e| load_err(&config_path, e))?;
+        let tok_path = dir.join("tokenizer.json");
+        let mut tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| load_err(&tok_path, e))?;
+        // The shipped tokenizer.json pads every input to 128 tokens; padding to the longest item of the
+        // batch is ~10x faster for short sentences.
+        tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
+            .map_err(|e| load_err(&tok_path, e))?;
+        let weights = dir.join("model.safetensors");
+        if !weights.is_file() {
+            return Err(load_err(&weights, "file not found"));
+        }
+        // SAFETY: the file is memory-mapped read-only; the store never rewrites a model file in place
+        // (pulls rename a new directory into place).
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) }
+            .map_err(|e| load_err(&weights, e))?;
+        let model = BertModel::load(vb, &config).map_err(|e| load_err(&weights, e))?;
+        let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "encoder".into());
+        Ok(MiniLm { model, tokenizer, dim: config.hidden_size, id })
+    }
+
+    /// Token ids and attention masks of `texts` (padded to the longest), for callers that need them
+    /// (explanations). Returns (ids, masks) as row-major `texts.len() x seq_len`.
+    pub fn tokenize(&self, texts: &[&str]) -> Result<(Vec<u32>, Vec<u32>, usize), InferError> {
+        let enc = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| InferError::Engine(e.to_string()))?;
+        let len = enc.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(texts.len() * len);
+        let mut mask = Vec::with_capacity(texts.len() * len);
+        for e in &enc {
+            ids.extend_from_slice(e.get_ids());
+            mask.extend_from_slice(e.get_attention_mask());
+        }
+        Ok((ids, mask, len))
+    }
+
+    /// The underlying tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Last hidden states `[batch, seq, dim]` and the attention mask `[batch, seq]` (as f32) for texts.
+    pub fn hidden_states(&self, texts: &[&str]) -> Result<(Tensor, Tensor), InferError> {
+        let e = |e: candle_core::Error| InferError::Engine(e.to_string());
+        let (ids, mask, len) = self.tokenize(texts)?;
+        let n = texts.len();
+        let ids = Tensor::from_vec(ids, (n, len), &Device::Cpu).map_err(e)?;
+        let mask = Tensor::from_vec(mask, (n, len), &Device::Cpu).map_err(e)?;
+        let types = ids.zeros_like().map_err(e)?;
+        let hidden = self.model.forward(&ids, &types, Some(&mask)).map_err(e)?;
+        let maskf = mask.to_dtype(DType::F32).map_err(e)?;
+        Ok((hidden, maskf))
+    }
+
+    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, InferError> {
+        let e = |e: candle_core::Error| InferError::Engine(e.to_string());
+        let (hidden, maskf) = self.hidden_states(texts)?;
+        let summed = hidden.broadcast_mul(&maskf.unsqueeze(2).map_err(e)?).map_err(e)?.sum(1).map_err(e)?;
+        let counts = maskf.sum_keepdim(1).map_err(e)?.clamp(1e-9f32, f32::MAX).map_err(e)?;
+        let mean = summed.broadcast_div(&counts).map_err(e)?;
+        let norm = mean.sqr().map_err(e)?.sum_keepdim(1).map_err(e)?.sqrt().map_err(e)?.clamp(1e-12f32, f32::MAX).map_err(e)?;
+        let unit = mean.broadcast_div(&norm).map_err(e)?;
+        unit.to_vec2::<f32>().map_err(e)
+    }
+}
+
+impl Embedder for MiniLm {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Sort by length so each batch pads little, then restore the caller's order.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let mut out = vec![Vec::new(); texts.len()];
+        for chunk in order.chunks(BATCH) {
+            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            let vecs = self.embed_batch(&batch).map_err(|e| EmbedError(e.to_string()))?;
+            for (&i, v) in chunk.iter().zip(vecs) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn model_id(&self) -> &str {
+        &self.id
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        self.tokenizer.encode(text, true).map(|e| e.get_ids().len()).unwrap_or(0)
+    }
+}

@@ -1,0 +1,41 @@
+//! In-process inference.
+//!
+//! - [`llm`]: GGUF language models on llama.cpp (the `llama-cpp-2` crate): one model loaded once, a
+//!   worker thread owning the `LlamaContext`, continuous batching of concurrent sequences, prompt-prefix
+//!   reuse from the KV cache, sampling, log-probabilities and chat formatting.
+//! - [`embed`]: sentence encoders (BERT family, e.g. all-MiniLM-L6-v2) on candle.
+//!
+//! Nothing here blocks an async runtime: generation runs on its own threads and talks to callers over
+//! channels; embedding calls are synchronous and meant to be run on a blocking pool.
+
+pub mod embed;
+pub mod llm;
+pub mod threads;
+
+pub use embed::MiniLm;
+pub use llm::{ChatTemplate, Engine, EngineConfig, FinishReason, GenEvent, GenRequest, SamplingParams};
+
+/// Failure of an inference engine.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    /// A model file could not be read or is not a valid model.
+    #[error("cannot load model {path}: {reason}")]
+    Load {
+        /// The file or directory.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Bad parameters (prompt too long, invalid grammar, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// The engine is overloaded (queue full).
+    #[error("the inference queue is full")]
+    Busy,
+    /// The engine thread is gone.
+    #[error("the inference engine has stopped")]
+    Stopped,
+    /// Any other engine failure.
+    #[error("inference failed: {0}")]
+    Engine(String),
+}

@@ -1,0 +1,572 @@
+//! The generation engine: a worker thread per model that owns the llama.cpp context and decodes all
+//! active sequences together.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use rightmodel_core::wire::ChatMessage;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use super::chat::{ChatTemplate, RenderedPrompt};
+use super::logprobs::logprob_and_top;
+use super::sampling::SamplingParams;
+use super::stop::{Push, StopBuffer};
+use super::{Completion, FinishReason, Finished, GenEvent, GenRequest, Prompt, TokenAlt, TokenOut};
+use crate::InferError;
+
+/// How an engine is sized.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The GGUF file.
+    pub model_path: PathBuf,
+    /// Sequences decoded together (and prompt caches kept).
+    pub slots: usize,
+    /// Most tokens (prompt + completion) one sequence may hold.
+    pub ctx_per_slot: u32,
+    /// CPU threads for llama.cpp.
+    pub threads: i32,
+    /// Most tokens decoded in one step (prompt chunks plus one per generating sequence).
+    pub batch: u32,
+    /// Requests waiting for a slot before `submit` answers [`InferError::Busy`].
+    pub queue: usize,
+}
+
+impl EngineConfig {
+    /// Defaults for a small machine: 4 slots of 2048 tokens, one thread per core.
+    pub fn new(model_path: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            model_path: model_path.into(),
+            slots: 4,
+            ctx_per_slot: 2048,
+            threads: crate::threads::available_cores() as i32,
+            batch: 512,
+            queue: 64,
+        }
+    }
+}
+
+/// Live counters of an engine (cheap atomics, read by metrics and the router's latency estimate).
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Requests waiting or running.
+    pub in_flight: AtomicUsize,
+    /// Prompt tokens decoded.
+    pub prompt_tokens: AtomicU64,
+    /// Prompt tokens served from the KV cache.
+    pub cached_tokens: AtomicU64,
+    /// Tokens generated.
+    pub generated_tokens: AtomicU64,
+}
+
+struct Job {
+    req: GenRequest,
+    events: UnboundedSender<GenEvent>,
+}
+
+struct Shared {
+    model: &'static LlamaModel,
+    template: ChatTemplate,
+    tx: SyncSender<Job>,
+    stats: Arc<EngineStats>,
+    config: EngineConfig,
+}
+
+/// A loaded GGUF model with its worker thread. Cheap to clone; the worker stops when the last clone
+/// is dropped.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+/// The process-wide llama.cpp backend (it may be initialised only once).
+fn backend() -> Result<&'static LlamaBackend, InferError> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;
+            if std::env::var_os("RIGHTMODEL_LLAMA_LOGS").is_none() {
+                b.void_logs();
+            }
+            Ok(b)
+        })
+        .as_ref()
+        .map_err(|e| InferError::Engine(e.clone()))
+}
+
+impl Engine {
+    /// Loads the model and starts the worker. The model is kept for the life of the process (contexts
+    /// borrow it for `'static`), so start one engine per model, not per request.
+    pub fn start(config: EngineConfig) -> Result<Self, InferError> {
+        let backend = backend()?;
+        let path = config.model_path.clone();
+        check_file(&path)?;
+        let model = LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default())
+            .map_err(|e| InferError::Load { path: path.display().to_string(), reason: e.to_string() })?;
+        let model: &'static LlamaModel = Box::leak(Box::new(model));
+        let template = ChatTemplate::for_model(model)?;
+        let (tx, rx) = sync_channel::<Job>(config.queue.max(1));
+        let stats = Arc::new(EngineStats::default());
+        let (ready_tx, ready_rx) = sync_channel::<Result<(), InferError>>(1);
+        let worker_cfg = config.clone();
+        let worker_stats = stats.clone();
+        std::thread::Builder::new()
+            .name("rightmodel-llm".into())
+            .spawn(move || {
+                let setup = new_context(model, backend, &worker_cfg)
+                    .and_then(|ctx| Ok((ctx, ChatTemplate::for_model(model)?)));
+                match setup {
+                    Ok((ctx, template)) => {
+                        let _ = ready_tx.send(Ok(()));
+                        Worker::new(model, ctx, template, &worker_cfg, worker_stats).run(rx);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|e| InferError::Engine(format!("cannot start engine thread: {e}")))?;
+        ready_rx.recv().map_err(|_| InferError::Stopped)??;
+        Ok(Engine { shared: Arc::new(Shared { model, template, tx, stats, config }) })
+    }
+
+    /// Queues a generation; events arrive on the returned channel. Dropping the receiver cancels it.
+    /// Never blocks: a full queue answers [`InferError::Busy`].
+    pub fn submit(&self, req: GenRequest) -> Result<UnboundedReceiver<GenEvent>, InferError> {
+        req.params.validate()?;
+        let (events, rx) = unbounded_channel();
+        self.shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        match self.shared.tx.try_send(Job { req, events }) {
+            Ok(()) => Ok(rx),
+            Err(e) => {
+                self.shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                Err(match e {
+                    TrySendError::Full(_) => InferError::Busy,
+                    TrySendError::Disconnected(_) => InferError::Stopped,
+                })
+            }
+        }
+    }
+
+    /// Runs a generation to the end on the calling thread (not for async contexts).
+    pub fn generate(&self, req: GenRequest) -> Result<Completion, InferError> {
+        let start = Instant::now();
+        let mut rx = self.submit(req)?;
+        let mut text = String::new();
+        let mut tokens = Vec::new();
+        let mut ttft = None;
+        while let Some(ev) = rx.blocking_recv() {
+            match ev {
+                GenEvent::Started { .. } => {}
+                GenEvent::Token(t) => {
+                    ttft.get_or_insert_with(|| start.elapsed());
+                    text.push_str(&t.text);
+                    tokens.push(t);
+                }
+                GenEvent::Done(f) => {
+                    text.push_str(&f.tail);
+                    let total = start.elapsed();
+                    return Ok(Completion { text, tokens, finished: f, ttft: ttft.unwrap_or(total), total });
+                }
+                GenEvent::Error(e) => return Err(InferError::Engine(e)),
+            }
+        }
+        Err(InferError::Stopped)
+    }
+
+    /// Token ids of `text` (BOS added when `add_bos`; control tokens parsed only when `special`).
+    pub fn tokenize(&self, text: &str, add_bos: bool, special: bool) -> Vec<i32> {
+        self.shared.model.vocab().tokenize(text.as_bytes(), add_bos, special).into_iter().map(|t| t.0).collect()
+    }
+
+    /// Text of one token id.
+    pub fn token_text(&self, id: i32) -> String {
+        String::from_utf8_lossy(&self.shared.model.vocab().token_to_piece(LlamaToken(id), false, None)).into_owned()
+    }
+
+    /// The chat prompt the engine would decode for `messages`.
+    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<RenderedPrompt, InferError> {
+        self.shared.template.render(self.shared.model, messages)
+    }
+
+    /// Where the chat template came from (`gguf` or a built-in name).
+    pub fn template_source(&self) -> &str {
+        &self.shared.template.source
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.shared.stats
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    /// Training context length of the model.
+    pub fn n_ctx_train(&self) -> u32 {
+        self.shared.model.n_ctx_train()
+    }
+}
+
+/// Refuses files llama.cpp would crash on: missing, not GGUF, or cut short.
+fn check_file(path: &Path) -> Result<(), InferError> {
+    let load = |reason: String| InferError::Load { path: path.display().to_string(), reason };
+    rightmodel_models::gguf::GgufInfo::read(path).map(|_| ()).map_err(|e| load(e.to_string()))
+}
+
+fn new_context<'m>(
+    model: &'m LlamaModel,
+    backend: &LlamaBackend,
+    cfg: &EngineConfig,
+) -> Result<LlamaContext<'m>, InferError> {
+    let n_ctx = (cfg.slots as u32).saturating_mul(cfg.ctx_per_slot).max(256);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(cfg.batch)
+        .with_n_ubatch(cfg.batch)
+        .with_n_seq_max(cfg.slots as u32)
+        .with_n_threads(cfg.threads)
+        .with_n_threads_batch(cfg.threads)
+        // One cache shared by all slots, so a cached prefix can be copied between them; full-size
+        // sliding-window layers, so that positions can be removed from the middle of a sequence.
+        .with_kv_unified(true)
+        .with_swa_full(true);
+    let params = match std::env::var("RIGHTMODEL_FLASH_ATTN").ok().and_then(|v| v.parse::<i32>().ok()) {
+        Some(v) => params.with_flash_attention_policy(v as _),
+        None => params,
+    };
+    model.new_context(backend, params).map_err(|e| InferError::Engine(format!("cannot create context: {e}")))
+}
+
+/// A sequence being served.
+struct Active {
+    events: UnboundedSender<GenEvent>,
+    params: SamplingParams,
+    sampler: LlamaSampler,
+    prompt: Vec<LlamaToken>,
+    /// Tokens of this sequence already in the KV cache.
+    n_past: usize,
+    /// Sampled token not yet decoded.
+    next: Option<LlamaToken>,
+    /// Index in the current batch whose logits belong to this sequence.
+    logits_at: Option<i32>,
+    generated: u32,
+    max_tokens: u32,
+    cached_tokens: u32,
+    stop: StopBuffer,
+}
+
+struct Slot {
+    /// Tokens whose keys and values this sequence id holds, in order from position 0.
+    cached: Vec<LlamaToken>,
+    active: Option<Active>,
+}
+
+struct Worker<'m> {
+    model: &'m LlamaModel,
+    ctx: LlamaContext<'m>,
+    template: ChatTemplate,
+    slots: Vec<Slot>,
+    batch: LlamaBatch<'static>,
+    batch_cap: usize,
+    ctx_per_slot: usize,
+    stats: Arc<EngineStats>,
+}
+
+fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+impl<'m> Worker<'m> {
+    fn new(
+        model: &'m LlamaModel,
+        ctx: LlamaContext<'m>,
+        template: ChatTemplate,
+        cfg: &EngineConfig,
+        stats: Arc<EngineStats>,
+    ) -> Self {
+        let slots = (0..cfg.slots).map(|_| Slot { cached: Vec::new(), active: None }).collect();
+        Worker {
+            model,
+            ctx,
+            template,
+            slots,
+            batch: LlamaBatch::new(cfg.batch as usize, cfg.slots as i32),
+            batch_cap: cfg.batch as usize,
+            ctx_per_slot: cfg.ctx_per_slot as usize,
+            stats,
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Job>) {
+        loop {
+            // Admit waiting jobs while slots are free; block only when there is nothing to do.
+            loop {
+                if !self.slots.iter().any(|s| s.active.is_none()) {
+                    break;
+                }
+                let idle = self.slots.iter().all(|s| s.active.is_none());
+                let job = if idle {
+                    match rx.recv() {
+                        Ok(j) => j,
+                        Err(_) => return,
+                    }
+                } else {
+                    match rx.try_recv() {
+                        Ok(j) => j,
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => break,
+                    }
+                };
+                self.admit(job);
+            }
+            self.drop_cancelled();
+            if self.slots.iter().all(|s| s.active.is_none()) {
+                continue;
+            }
+            self.step();
+        }
+    }
+
+    fn prompt_tokens(&self, prompt: &Prompt) -> Result<Vec<LlamaToken>, InferError> {
+        let vocab = self.model.vocab();
+        match prompt {
+            Prompt::Text(t) => Ok(vocab.tokenize(t.as_bytes(), true, false)),
+            Prompt::TrustedText(t) => Ok(vocab.tokenize(t.as_bytes(), true, true)),
+            Prompt::Chat(m) => Ok(self.template.render(self.model, m)?.tokens),
+        }
+    }
+
+    fn admit(&mut self, job: Job) {
+        let fail = |job: &Job, e: String| {
+            let _ = job.events.send(GenEvent::Error(e));
+        };
+        let prompt = match self.prompt_tokens(&job.req.prompt) {
+            Ok(p) if p.is_empty() => {
+                fail(&job, "the prompt is empty".into());
+                self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+            Ok(p) => p,
+            Err(e) => {
+                fail(&job, e.to_string());
+                self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        if prompt.len() >= self.ctx_per_slot {
+            fail(&job, format!("the prompt has {} tokens; this model serves at most {} per request", prompt.len(), self.ctx_per_slot - 1));
+            self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let sampler = match job.req.params.build(self.model) {
+            Ok(s) => s,
+            Err(e) => {
+                fail(&job, e.to_string());
+                self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        };
+
+        // Pick the free slot whose cache shares the longest prefix with the prompt, and the best
+        // source of a prefix among all slots.
+        let free: Vec<usize> = (0..self.slots.len()).filter(|&i| self.slots[i].active.is_none()).collect();
+        let Some(&target) = free.iter().max_by_key(|&&i| (common_prefix(&self.slots[i].cached, &prompt), usize::MAX - self.slots[i].cached.len())) else {
+            fail(&job, "no free slot".into());
+            return;
+        };
+        let own = common_prefix(&self.slots[target].cached, &prompt);
+        let (src, best) = (0..self.slots.len())
+            .map(|i| (i, common_prefix(&self.slots[i].cached, &prompt)))
+            .max_by_key(|&(_, n)| n)
+            .unwrap_or((target, 0));
+        // Keep at least one prompt token to decode: its logits start the generation.
+        let limit = prompt.len() - 1;
+        let seq = target as i32;
+        let mut reused = if src != target && best > own {
+            let n = best.min(limit);
+            let ok = self.ctx.kv_cache_seq_rm(seq, None, None).is_ok()
+                && self.ctx.kv_cache_seq_cp(src as i32, seq, Some(0), Some(n as u32)).is_ok();
+            if ok { n } else { 0 }
+        } else {
+            let n = own.min(limit);
+            if self.ctx.kv_cache_seq_rm(seq, Some(n as u32), None).is_ok() { n } else { 0 }
+        };
+        if reused == 0 {
+            let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
+            reused = 0;
+        }
+        let slot = &mut self.slots[target];
+        slot.cached.clear();
+        slot.cached.extend_from_slice(&prompt[..reused]);
+
+        let room = (self.ctx_per_slot - prompt.len()) as u32;
+        let max_tokens = job.req.params.max_tokens.min(room);
+        let _ = job.events.send(GenEvent::Started { prompt_tokens: prompt.len() as u32 });
+        self.stats.prompt_tokens.fetch_add((prompt.len() - reused) as u64, Ordering::Relaxed);
+        self.stats.cached_tokens.fetch_add(reused as u64, Ordering::Relaxed);
+        slot.active = Some(Active {
+            events: job.events,
+            stop: StopBuffer::new(job.req.params.stop.clone()),
+            params: job.req.params,
+            sampler,
+            prompt,
+            n_past: reused,
+            next: None,
+            logits_at: None,
+            generated: 0,
+            max_tokens,
+            cached_tokens: reused as u32,
+        });
+    }
+
+    fn drop_cancelled(&mut self) {
+        for slot in &mut self.slots {
+            if slot.active.as_ref().is_some_and(|a| a.events.is_closed()) {
+                slot.active = None;
+                self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// One decode over every active sequence: a token for each generating sequence, then prompt
+    /// chunks in the space that is left.
+    fn step(&mut self) {
+        self.batch.clear();
+        let mut used = 0usize;
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(a) = slot.active.as_mut() else { continue };
+            a.logits_at = None;
+            if let Some(tok) = a.next.take() {
+                if self.batch.add(tok, a.n_past as i32, &[i as i32], true).is_ok() {
+                    a.logits_at = Some(used as i32);
+                    slot.cached.push(tok);
+                    a.n_past += 1;
+                    used += 1;
+                } else {
+                    a.next = Some(tok);
+                }
+            }
+        }
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(a) = slot.active.as_mut() else { continue };
+            if a.n_past >= a.prompt.len() || a.logits_at.is_some() {
+                continue;
+            }
+            let room = self.batch_cap.saturating_sub(used);
+            if room == 0 {
+                break;
+            }
+            let end = (a.n_past + room).min(a.prompt.len());
+            for p in a.n_past..end {
+                let last = p + 1 == a.prompt.len();
+                if self.batch.add(a.prompt[p], p as i32, &[i as i32], last).is_err() {
+                    break;
+                }
+                if last {
+                    a.logits_at = Some(used as i32);
+                }
+                slot.cached.push(a.prompt[p]);
+                used += 1;
+            }
+            a.n_past = end;
+        }
+        if used == 0 {
+            return;
+        }
+        if let Err(e) = self.ctx.decode(&mut self.batch) {
+            let msg = format!("decode failed: {e}");
+            for (i, slot) in self.slots.iter_mut().enumerate() {
+                if let Some(a) = slot.active.take() {
+                    let _ = a.events.send(GenEvent::Error(msg.clone()));
+                    self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                }
+                slot.cached.clear();
+                let _ = self.ctx.kv_cache_seq_rm(i as i32, None, None);
+            }
+            return;
+        }
+        for i in 0..self.slots.len() {
+            self.after_decode(i);
+        }
+    }
+
+    /// Samples the next token of slot `i` if this step produced its logits, and streams it.
+    fn after_decode(&mut self, i: usize) {
+        let vocab = self.model.vocab();
+        let slot = &mut self.slots[i];
+        let Some(a) = slot.active.as_mut() else { return };
+        let Some(idx) = a.logits_at.take() else { return };
+        let token = a.sampler.sample(&self.ctx, idx);
+        a.generated += 1;
+        self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
+        let (logprob, top) = if a.params.logprobs {
+            let logits = self.ctx.get_logits_ith(idx);
+            let (lp, top) = logprob_and_top(logits, token.0 as usize, a.params.top_logprobs);
+            let top = top
+                .into_iter()
+                .map(|(id, logprob)| TokenAlt {
+                    id: id as i32,
+                    text: String::from_utf8_lossy(&vocab.token_to_piece(LlamaToken(id as i32), false, None)).into_owned(),
+                    logprob,
+                })
+                .collect();
+            (Some(lp), top)
+        } else {
+            (None, Vec::new())
+        };
+        let eog = vocab.is_eog(token);
+        let mut finish = None;
+        let (text, piece) = if eog {
+            finish = Some(FinishReason::Stop);
+            (String::new(), Vec::new())
+        } else {
+            let piece = vocab.token_to_piece(token, false, None);
+            match a.stop.push(&piece) {
+                Push::Emit(t) => (t, piece),
+                Push::Stop(t) => {
+                    finish = Some(FinishReason::Stop);
+                    (t, piece)
+                }
+            }
+        };
+        if !eog {
+            let out = TokenOut { id: token.0, text, logprob, piece, top };
+            if a.events.send(GenEvent::Token(out)).is_err() {
+                finish = Some(FinishReason::Cancelled);
+            }
+        }
+        if finish.is_none() && (a.generated >= a.max_tokens || a.n_past + 1 >= self.ctx_per_slot) {
+            finish = Some(FinishReason::Length);
+        }
+        match finish {
+            Some(reason) => {
+                let tail = a.stop.flush();
+                let done = Finished {
+                    reason,
+                    prompt_tokens: a.prompt.len() as u32,
+                    cached_tokens: a.cached_tokens,
+                    completion_tokens: a.generated - u32::from(eog),
+                    tail,
+                };
+                let _ = a.events.send(GenEvent::Done(done));
+                slot.active = None;
+                self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+            None => a.next = Some(token),
+        }
+    }
+}

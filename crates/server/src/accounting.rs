@@ -1,0 +1,142 @@
+//! Per-request bookkeeping: exactly one log row, metrics and spend per request, whichever way it ends
+//! (success, error, or a client that disconnects mid-stream — then the row is written on drop).
+
+use std::time::Instant;
+
+use rightmodel_core::wire::Usage;
+use serde_json::Value;
+
+use crate::auth::Caller;
+use crate::reqlog::LogRow;
+use crate::state::SharedState;
+
+/// Bookkeeping of one request.
+pub struct Accounting {
+    state: SharedState,
+    row: LogRow,
+    start: Instant,
+    caller: Caller,
+    price: rightmodel_core::Price,
+    done: bool,
+}
+
+impl Accounting {
+    /// Starts the clock for a request to `endpoint`.
+    pub fn new(state: SharedState, endpoint: &str) -> Self {
+        let row = LogRow {
+            id: format!("req-{}", uuid::Uuid::new_v4().simple()),
+            ts_ms: chrono::Utc::now().timestamp_millis(),
+            endpoint: endpoint.to_string(),
+            ..Default::default()
+        };
+        state.metrics.in_flight.inc();
+        Accounting { state, row, start: Instant::now(), caller: Caller::default(), price: Default::default(), done: false }
+    }
+
+    /// The request id (returned in `x-request-id`).
+    pub fn id(&self) -> &str {
+        &self.row.id
+    }
+
+    /// Records who called.
+    pub fn set_caller(&mut self, caller: Caller) {
+        self.row.key_name = caller.name().map(str::to_string);
+        self.caller = caller;
+    }
+
+    /// Records the requested model.
+    pub fn set_requested(&mut self, model: &str) {
+        self.row.requested_model = model.to_string();
+    }
+
+    /// Records the routing decision.
+    pub fn set_decision(&mut self, reason: &str, decision: &Value) {
+        self.row.reason = Some(reason.to_string());
+        self.row.decision = Some(decision.to_string());
+    }
+
+    /// Records the model that serves and its price.
+    pub fn set_served(&mut self, model: &str, price: rightmodel_core::Price) {
+        self.row.served_model = model.to_string();
+        self.price = price;
+    }
+
+    /// Marks the response as streamed.
+    pub fn set_stream(&mut self, stream: bool) {
+        self.row.stream = stream;
+    }
+
+    /// Records the time to the first token.
+    pub fn mark_first_token(&mut self) {
+        if self.row.ttft_ms.is_none() {
+            let t = self.start.elapsed();
+            self.row.ttft_ms = Some(t.as_secs_f64() * 1e3);
+            self.state.metrics.ttft.with_label_values(&[&self.row.served_model]).observe(t.as_secs_f64());
+        }
+    }
+
+    /// Adds usage (and its cost at the served model's price); extra cost (e.g. a cascade's first
+    /// attempt) can be added with [`Accounting::add_cost`].
+    pub fn add_usage(&mut self, usage: Usage) {
+        self.row.input_tokens += usage.prompt_tokens;
+        self.row.output_tokens += usage.completion_tokens;
+        self.row.cost_usd += self.price.cost(usage.prompt_tokens, usage.completion_tokens);
+    }
+
+    /// Adds a cost incurred outside the served model.
+    pub fn add_cost(&mut self, usd: f64, input: u64, output: u64) {
+        self.row.cost_usd += usd;
+        self.row.input_tokens += input;
+        self.row.output_tokens += output;
+    }
+
+    /// Dollars so far.
+    pub fn cost(&self) -> f64 {
+        self.row.cost_usd
+    }
+
+    /// Ends the request with `status` (and an error message for failures).
+    pub fn finish(mut self, status: u16, error: Option<String>) {
+        self.write(status, error);
+    }
+
+    fn write(&mut self, status: u16, error: Option<String>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let latency = self.start.elapsed();
+        self.row.latency_ms = latency.as_secs_f64() * 1e3;
+        self.row.status = status;
+        self.row.error = error;
+        let m = &self.state.metrics;
+        let model = if self.row.served_model.is_empty() { "none" } else { self.row.served_model.as_str() };
+        let outcome = match status {
+            200..=299 => "ok",
+            499 => "cancelled",
+            400..=498 => "client_error",
+            _ => "server_error",
+        };
+        m.requests.with_label_values(&[&self.row.endpoint, model, outcome]).inc();
+        m.latency.with_label_values(&[&self.row.endpoint, model]).observe(latency.as_secs_f64());
+        m.tokens.with_label_values(&[model, "input"]).inc_by(self.row.input_tokens);
+        m.tokens.with_label_values(&[model, "output"]).inc_by(self.row.output_tokens);
+        if self.row.cost_usd > 0.0 {
+            m.cost.with_label_values(&[model]).inc_by(self.row.cost_usd);
+            self.state.spend.add(self.row.cost_usd);
+            self.caller.add_spend(self.row.cost_usd);
+        }
+        if let Some(r) = &self.row.reason {
+            m.decisions.with_label_values(&[model, r]).inc();
+        }
+        m.in_flight.dec();
+        self.state.log.record(std::mem::take(&mut self.row));
+    }
+}
+
+impl Drop for Accounting {
+    /// A request dropped before it finished was abandoned by its client (499, as nginx logs it).
+    fn drop(&mut self) {
+        self.write(499, Some("client closed the connection".into()));
+    }
+}

@@ -1,0 +1,176 @@
+//! Building the gateway from a config and running it until SIGTERM / Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use rightmodel_core::Price;
+use rightmodel_infer::{Engine, EngineConfig, MiniLm};
+use rightmodel_models::home::rightmodel_home;
+use rightmodel_models::Store;
+use tokio::sync::Semaphore;
+
+use crate::auth::Auth;
+use crate::budget::{start_of_day_ms, SpendCounter};
+use crate::config::Config;
+use crate::local::LocalChat;
+use crate::metrics::Metrics;
+use crate::reqlog::RequestLog;
+use crate::routing::AutoRouter;
+use crate::state::{AppState, ChatModel, EmbedModel, SharedState};
+use crate::upstream::Upstream;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A model could not be found, pulled or loaded.
+    #[error("model `{name}`: {reason}")]
+    Model {
+        /// Configured name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The request log could not be opened.
+    #[error(transparent)]
+    Log(#[from] crate::reqlog::LogError),
+    /// The router could not be built.
+    #[error("router: {0}")]
+    Router(String),
+    /// The listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Path of the request log for `config`.
+pub fn log_path(config: &Config) -> PathBuf {
+    config.server.log_path.clone().unwrap_or_else(|| rightmodel_home().join("rightmodel.db"))
+}
+
+/// Loads every configured model (pulling defaults on first use) and opens the log. Blocking: call it
+/// before starting the runtime's work or on a blocking thread.
+pub fn build_state(config: Config) -> Result<AppState, ServeError> {
+    let store = Store::new(&rightmodel_home()).with_auto_pull(true).with_progress(true);
+    let mut chat = BTreeMap::new();
+    for l in &config.locals {
+        let merr = |reason: String| ServeError::Model { name: l.name.clone(), reason };
+        let path = store.resolve_gguf(&l.model).map_err(|e| merr(e.to_string()))?;
+        let mut ec = EngineConfig::new(path);
+        ec.slots = l.slots;
+        ec.ctx_per_slot = l.ctx_per_slot;
+        ec.queue = l.queue;
+        let engine = Engine::start(ec).map_err(|e| merr(e.to_string()))?;
+        let price = Price { input_per_mtok: l.input_per_mtok, output_per_mtok: l.output_per_mtok };
+        chat.insert(l.name.clone(), ChatModel::Local(LocalChat { name: l.name.clone(), engine, price }));
+    }
+    for u in &config.upstreams {
+        let up = Upstream::new(u.clone()).map_err(|reason| ServeError::Model { name: u.name.clone(), reason })?;
+        chat.insert(u.name.clone(), ChatModel::Upstream(Arc::new(up)));
+    }
+    let embed = match &config.embedding {
+        Some(e) => {
+            let merr = |reason: String| ServeError::Model { name: e.name.clone(), reason };
+            let dir = store.resolve_encoder(&e.model).map_err(|err| merr(err.to_string()))?;
+            let model = MiniLm::load(&dir).map_err(|err| merr(err.to_string()))?;
+            Some(EmbedModel { name: e.name.clone(), model: Arc::new(model) })
+        }
+        None => None,
+    };
+    let path = log_path(&config);
+    let log = RequestLog::open(&path)?;
+    let (spent_total, spent_by_key) = RequestLog::spend_since(&path, start_of_day_ms())?;
+    let spend = SpendCounter::default();
+    spend.add(spent_total);
+    let auth = Auth::new(&config.keys, &spent_by_key);
+    let router = AutoRouter::new(&config, &chat, embed.as_ref()).map_err(ServeError::Router)?;
+    Ok(AppState {
+        embed_permits: Semaphore::new(config.server.max_embed_concurrency.max(1)),
+        config,
+        chat,
+        embed,
+        router,
+        auth,
+        log,
+        metrics: Metrics::new(),
+        spend,
+        shutting_down: AtomicBool::new(false),
+    })
+}
+
+/// The axum application over `state`.
+pub fn app(state: SharedState) -> Router {
+    let limit = state.config.server.max_body_bytes;
+    Router::new()
+        .route("/v1/chat/completions", post(crate::chat::chat_completions))
+        .route("/v1/completions", post(crate::endpoints::completions))
+        .route("/v1/embeddings", post(crate::endpoints::embeddings))
+        .route("/v1/models", get(crate::endpoints::models))
+        .route("/healthz", get(crate::endpoints::healthz))
+        .route("/metrics", get(crate::endpoints::metrics))
+        .fallback(crate::endpoints::not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Serves until SIGTERM or Ctrl-C, then stops accepting, lets in-flight requests (streams included)
+/// finish for up to `shutdown_grace_secs`, and flushes the request log.
+pub async fn serve(state: SharedState) -> Result<(), ServeError> {
+    let addr = format!("{}:{}", state.config.server.host, state.config.server.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| ServeError::Bind { addr: addr.clone(), source })?;
+    let local: SocketAddr = listener.local_addr()?;
+    // Tests and scripts read this line to learn the port when `--port 0` is used.
+    eprintln!("rightmodel listening on http://{local}");
+    let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
+    let st = state.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        st.shutting_down.store(true, Ordering::Relaxed);
+        tracing::info!("shutting down: draining in-flight requests");
+    };
+    let server = axum::serve(listener, app(state.clone()).into_make_service()).with_graceful_shutdown(shutdown);
+    let fut = server.into_future();
+    tokio::pin!(fut);
+    tokio::select! {
+        r = &mut fut => r?,
+        _ = async {
+            // Bound the drain: once shutdown has begun, wait at most `grace`.
+            while !state.shutting_down.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!("shutdown grace period over; closing remaining connections"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

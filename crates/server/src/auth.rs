@@ -1,0 +1,194 @@
+//! API keys: bearer tokens checked against sha256 hashes from the config, with per-key request-rate and
+//! daily spend limits. Keys are never logged; only their configured names are.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::http::HeaderMap;
+use parking_lot::Mutex;
+use rightmodel_core::{ApiError, ErrorKind};
+use sha2::{Digest, Sha256};
+
+use crate::budget::SpendCounter;
+use crate::config::KeyConfig;
+
+/// Hex sha256 of a bearer token, as stored in the config.
+pub fn hash_key(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A per-key token bucket refilled at `rate` per minute, holding at most `rate` tokens (one minute's
+/// burst).
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// A configured key with its live limits.
+#[derive(Debug)]
+pub struct KeyState {
+    /// The key's configuration (hash, limits, allowed models).
+    pub config: KeyConfig,
+    bucket: Mutex<Bucket>,
+    /// Dollars spent by this key today.
+    pub spend: SpendCounter,
+}
+
+/// Who is calling: the key's state, or anonymous when the gateway has no keys.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The key, when keys are configured.
+    pub key: Option<Arc<KeyState>>,
+}
+
+impl Caller {
+    /// The key's configured name, for logs and metrics.
+    pub fn name(&self) -> Option<&str> {
+        self.key.as_ref().map(|k| k.config.name.as_str())
+    }
+
+    /// 403 when the key may not use `model`.
+    pub fn check_model(&self, model: &str) -> Result<(), ApiError> {
+        match &self.key {
+            Some(k) if !k.config.models.is_empty() && !k.config.models.iter().any(|m| m == model) => Err(ApiError::new(
+                ErrorKind::PermissionDenied,
+                format!("This API key is not allowed to use the model `{model}`."),
+            )
+            .with_param("model")
+            .with_code("model_not_allowed")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records `usd` spent against the key's daily limit.
+    pub fn add_spend(&self, usd: f64) {
+        if let Some(k) = &self.key {
+            k.spend.add(usd);
+        }
+    }
+}
+
+/// The key table.
+#[derive(Debug, Default)]
+pub struct Auth {
+    by_hash: HashMap<String, Arc<KeyState>>,
+}
+
+impl Auth {
+    /// Builds the table from the config; `spent_today` restores each key's spend after a restart.
+    pub fn new(keys: &[KeyConfig], spent_today: &[(String, f64)]) -> Self {
+        let by_hash = keys
+            .iter()
+            .map(|k| {
+                let spend = SpendCounter::default();
+                if let Some((_, usd)) = spent_today.iter().find(|(n, _)| n == &k.name) {
+                    spend.add(*usd);
+                }
+                let state = KeyState {
+                    config: k.clone(),
+                    bucket: Mutex::new(Bucket { tokens: f64::from(k.requests_per_minute), last: Instant::now() }),
+                    spend,
+                };
+                (k.sha256.to_ascii_lowercase(), Arc::new(state))
+            })
+            .collect();
+        Auth { by_hash }
+    }
+
+    /// True when no keys are configured (open gateway).
+    pub fn is_open(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// Checks the `Authorization` header, the key's request rate and its spend limit.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        if self.is_open() {
+            return Ok(Caller::default());
+        }
+        let token = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::Authentication,
+                    "You didn't provide an API key. Provide it in the Authorization header as `Bearer <key>`.",
+                )
+                .with_code("missing_api_key")
+            })?;
+        let key = self.by_hash.get(&hash_key(token)).ok_or_else(|| {
+            ApiError::new(ErrorKind::Authentication, "Incorrect API key provided.").with_code("invalid_api_key")
+        })?;
+        if key.config.requests_per_minute > 0 {
+            let rate = f64::from(key.config.requests_per_minute);
+            let mut b = key.bucket.lock();
+            let now = Instant::now();
+            b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate / 60.0).min(rate);
+            b.last = now;
+            if b.tokens < 1.0 {
+                let wait = ((1.0 - b.tokens) * 60.0 / rate).ceil().max(1.0) as u64;
+                return Err(ApiError::new(
+                    ErrorKind::RateLimited,
+                    format!("Rate limit reached for key `{}`: {} requests per minute.", key.config.name, key.config.requests_per_minute),
+                )
+                .with_code("rate_limit_exceeded")
+                .with_retry_after(wait));
+            }
+            b.tokens -= 1.0;
+        }
+        if key.config.daily_spend_usd > 0.0 && key.spend.today() >= key.config.daily_spend_usd {
+            return Err(ApiError::new(
+                ErrorKind::RateLimited,
+                format!("Key `{}` has spent its daily limit of ${:.2}.", key.config.name, key.config.daily_spend_usd),
+            )
+            .with_code("insufficient_quota")
+            .with_retry_after(crate::budget::seconds_to_midnight_utc()));
+        }
+        Ok(Caller { key: Some(key.clone()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(rpm: u32, spend: f64) -> KeyConfig {
+        KeyConfig { name: "t".into(), sha256: hash_key("sk-test"), requests_per_minute: rpm, daily_spend_usd: spend, models: vec!["a".into()] }
+    }
+
+    fn bearer(t: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", format!("Bearer {t}").parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn missing_and_wrong_keys_are_401() {
+        let a = Auth::new(&[key(0, 0.0)], &[]);
+        assert_eq!(a.authenticate(&HeaderMap::new()).unwrap_err().kind, ErrorKind::Authentication);
+        assert_eq!(a.authenticate(&bearer("nope")).unwrap_err().kind, ErrorKind::Authentication);
+        let c = a.authenticate(&bearer("sk-test")).unwrap();
+        assert_eq!(c.name(), Some("t"));
+        assert_eq!(c.check_model("b").unwrap_err().kind, ErrorKind::PermissionDenied);
+    }
+
+    #[test]
+    fn rate_limit_is_429_with_retry_after() {
+        let a = Auth::new(&[key(2, 0.0)], &[]);
+        a.authenticate(&bearer("sk-test")).unwrap();
+        a.authenticate(&bearer("sk-test")).unwrap();
+        let e = a.authenticate(&bearer("sk-test")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::RateLimited);
+        assert!(e.retry_after.unwrap() >= 1);
+    }
+
+    #[test]
+    fn spend_limit_restored_from_log() {
+        let a = Auth::new(&[key(0, 1.0)], &[("t".into(), 1.5)]);
+        assert_eq!(a.authenticate(&bearer("sk-test")).unwrap_err().code.as_deref(), Some("insufficient_quota"));
+    }
+}

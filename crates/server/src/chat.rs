@@ -1,0 +1,522 @@
+//! `POST /v1/chat/completions`: validation, routing, fallback, cascade, streaming.
+
+use std::pin::Pin;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::{Stream, StreamExt};
+use rightmodel_core::wire::{
+    ChatChoice, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatDelta, ChatMessage, ChunkChoice,
+    Usage,
+};
+use rightmodel_core::{ApiError, ErrorKind};
+use rightmodel_infer::llm::GenEvent;
+use serde_json::{json, Value};
+
+use crate::accounting::Accounting;
+use crate::http_error::{json_rejection, HttpError};
+use crate::local::{choice_logprobs, mean_token_prob, token_logprob, LocalChat};
+use crate::routing::RouteOutcome;
+use crate::state::{ChatModel, SharedState};
+
+/// A stream of chat chunks from any backend.
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatCompletionChunk, ApiError>> + Send>>;
+
+/// Request fields this gateway does not serve; each gets a 400 naming it rather than being ignored.
+const UNSUPPORTED: &[&str] =
+    &["tools", "tool_choice", "functions", "function_call", "audio", "modalities", "prediction", "web_search_options"];
+
+pub(crate) fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Checks what the schema cannot: supported parameters, message shape.
+pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid("messages", "`messages` must contain at least one message."));
+    }
+    for (i, m) in req.messages.iter().enumerate() {
+        if !matches!(m.role.as_str(), "system" | "developer" | "user" | "assistant" | "tool") {
+            return Err(ApiError::invalid(&format!("messages[{i}].role"), format!("Invalid role `{}`.", m.role)));
+        }
+        if let Some(kind) = m.content.as_ref().and_then(|c| c.non_text_part()) {
+            return Err(ApiError::invalid(&format!("messages[{i}].content"), format!("Content parts of type `{kind}` are not supported; only text.")));
+        }
+    }
+    for key in UNSUPPORTED {
+        if req.extra.get(*key).is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::invalid(key, format!("`{key}` is not supported by this gateway.")).with_code("unsupported_parameter"));
+        }
+    }
+    if let Some(lb) = req.extra.get("logit_bias") {
+        if lb.as_object().is_some_and(|o| !o.is_empty()) {
+            return Err(ApiError::invalid("logit_bias", "`logit_bias` is not supported by this gateway.").with_code("unsupported_parameter"));
+        }
+    }
+    if req.sampling.n.is_some_and(|n| n != 1) {
+        return Err(ApiError::invalid("n", "Only n=1 is supported.").with_code("unsupported_parameter"));
+    }
+    if req.top_logprobs.is_some() && !req.logprobs.unwrap_or(false) {
+        return Err(ApiError::invalid("top_logprobs", "`top_logprobs` requires `logprobs: true`."));
+    }
+    if req.top_logprobs.is_some_and(|k| k > 20) {
+        return Err(ApiError::invalid("top_logprobs", "`top_logprobs` must be between 0 and 20."));
+    }
+    if req.sampling.max_tokens == Some(0) || req.sampling.max_completion_tokens == Some(0) {
+        return Err(ApiError::invalid("max_tokens", "`max_tokens` must be at least 1."));
+    }
+    if let Some(t) = req.sampling.temperature {
+        if !(0.0..=2.0).contains(&t) {
+            return Err(ApiError::invalid("temperature", "`temperature` must be between 0 and 2."));
+        }
+    }
+    if let Some(p) = req.sampling.top_p {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(ApiError::invalid("top_p", "`top_p` must be between 0 and 1."));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a failure should move on to the next model of a fallback chain.
+fn falls_back(e: &ApiError) -> bool {
+    matches!(e.kind, ErrorKind::BadGateway | ErrorKind::Timeout | ErrorKind::Unavailable | ErrorKind::Internal)
+}
+
+fn header_value(v: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(v).ok()
+}
+
+/// Adds `x-rightmodel-*` and `x-request-id` headers.
+pub fn decorate(resp: &mut Response, served: &str, decision: Option<&Value>, request_id: &str) {
+    let h = resp.headers_mut();
+    if let Some(v) = header_value(served) {
+        h.insert("x-rightmodel-model", v);
+    }
+    if let Some(v) = decision.and_then(|d| header_value(&d.to_string())) {
+        h.insert("x-rightmodel-decision", v);
+    }
+    if let Some(v) = header_value(request_id) {
+        h.insert("x-request-id", v);
+    }
+}
+
+/// The handler.
+pub async fn chat_completions(
+    State(st): State<SharedState>,
+    headers: HeaderMap,
+    body: Result<Json<ChatCompletionRequest>, JsonRejection>,
+) -> Response {
+    let mut acct = Accounting::new(st.clone(), "/v1/chat/completions");
+    let id = acct.id().to_string();
+    match handle(&st, &headers, body, &mut acct).await {
+        Ok(Reply::Full { served, decision, body }) => {
+            let mut resp = Json(body).into_response();
+            decorate(&mut resp, &served, decision.as_ref(), &id);
+            acct.finish(200, None);
+            resp
+        }
+        Ok(Reply::Stream { served, decision, stream, include_usage, accounted }) => {
+            let body = sse_body(stream, acct, served.clone(), include_usage, accounted);
+            let mut resp = Sse::new(body).into_response();
+            decorate(&mut resp, &served, decision.as_ref(), &id);
+            resp
+        }
+        Err(e) => {
+            let status = e.kind.status();
+            let msg = e.message.clone();
+            let mut resp = HttpError(e).into_response();
+            if let Some(v) = header_value(&id) {
+                resp.headers_mut().insert("x-request-id", v);
+            }
+            acct.finish(status, Some(msg));
+            resp
+        }
+    }
+}
+
+enum Reply {
+    Full { served: String, decision: Option<Value>, body: ChatCompletionResponse },
+    Stream { served: String, decision: Option<Value>, stream: ChunkStream, include_usage: bool, accounted: bool },
+}
+
+async fn handle(
+    st: &SharedState,
+    headers: &HeaderMap,
+    body: Result<Json<ChatCompletionRequest>, JsonRejection>,
+    acct: &mut Accounting,
+) -> Result<Reply, ApiError> {
+    if st.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ApiError::new(ErrorKind::Unavailable, "The server is shutting down.").with_retry_after(5));
+    }
+    let caller = st.auth.authenticate(headers)?;
+    acct.set_caller(caller.clone());
+    let Json(req) = body.map_err(json_rejection)?;
+    acct.set_requested(&req.model);
+    validate(&req)?;
+    let stream = req.sampling.stream.unwrap_or(false);
+    acct.set_stream(stream);
+
+    let outcome = if req.model == "auto" {
+        let o = st.router.decide(st, &req, headers)?;
+        acct.set_decision(&o.reason, &o.decision);
+        Some(o)
+    } else {
+        None
+    };
+    let target = outcome.as_ref().map(|o| o.served.clone()).unwrap_or_else(|| req.model.clone());
+    caller.check_model(&target)?;
+    st.chat_model(&target)?;
+
+    if let Some(o) = outcome.as_ref().filter(|o| o.escalate_to.is_some()) {
+        return cascade(st, req, o, acct).await;
+    }
+    let decision = outcome.map(|o| o.decision);
+    if stream {
+        let (served, s) = open_stream(st, &target, &req, acct).await?;
+        Ok(Reply::Stream { served, decision, stream: s, include_usage: include_usage(&req), accounted: false })
+    } else {
+        let (served, mut body) = call_full(st, &target, &req, acct).await?;
+        if let Some(d) = &decision {
+            body.rightmodel = Some(json!({"decision": d}));
+        }
+        Ok(Reply::Full { served, decision, body })
+    }
+}
+
+/// The fallback chain of `first`: itself, then its configured fallbacks.
+fn chain(st: &SharedState, first: &str) -> Result<Vec<(String, ChatModel)>, ApiError> {
+    let m = st.chat_model(first)?.clone();
+    let mut out = vec![(first.to_string(), m.clone())];
+    for f in m.fallbacks() {
+        if let Some(fm) = st.chat.get(f) {
+            out.push((f.clone(), fm.clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// Calls `first` (falling back along its chain) and returns the whole answer.
+async fn call_full(
+    st: &SharedState,
+    first: &str,
+    req: &ChatCompletionRequest,
+    acct: &mut Accounting,
+) -> Result<(String, ChatCompletionResponse), ApiError> {
+    let mut last = None;
+    for (name, model) in chain(st, first)? {
+        acct.set_served(&name, model.price());
+        let r = match &model {
+            ChatModel::Local(l) => local_full(l, req, acct).await,
+            ChatModel::Upstream(u) => u.chat(serde_json::to_value(req).unwrap_or(Value::Null)).await,
+        };
+        match r {
+            Ok(mut body) => {
+                body.model = name.clone();
+                if let (Some(u), ChatModel::Upstream(_)) = (body.usage, &model) {
+                    acct.add_usage(u);
+                }
+                return Ok((name, body));
+            }
+            Err(e) if falls_back(&e) => {
+                tracing::warn!("model `{name}` failed: {}; trying the next in its fallback chain", e.message);
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| ApiError::internal("empty fallback chain")))
+}
+
+async fn local_full(l: &LocalChat, req: &ChatCompletionRequest, acct: &mut Accounting) -> Result<ChatCompletionResponse, ApiError> {
+    let mut started = l.start_chat(req).await?;
+    let mut text = String::new();
+    let mut tokens = Vec::new();
+    while let Some(ev) = started.events.recv().await {
+        match ev {
+            GenEvent::Token(t) => {
+                acct.mark_first_token();
+                text.push_str(&t.text);
+                tokens.push(t);
+            }
+            GenEvent::Done(f) => {
+                text.push_str(&f.tail);
+                let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens));
+                acct.add_usage(usage);
+                let logprobs = req.logprobs.unwrap_or(false).then(|| choice_logprobs(&tokens));
+                return Ok(ChatCompletionResponse {
+                    id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+                    object: "chat.completion".into(),
+                    created: now_secs(),
+                    model: l.name.clone(),
+                    choices: vec![ChatChoice {
+                        index: 0,
+                        message: ChatMessage::new("assistant", text),
+                        finish_reason: Some(f.reason.as_str().into()),
+                        logprobs,
+                    }],
+                    usage: Some(usage),
+                    system_fingerprint: Some("rightmodel-llama.cpp".into()),
+                    rightmodel: None,
+                });
+            }
+            GenEvent::Error(m) => return Err(ApiError::internal(m)),
+            GenEvent::Started { .. } => {}
+        }
+    }
+    Err(ApiError::new(ErrorKind::Unavailable, "The local model stopped."))
+}
+
+/// Opens a stream on `first` (falling back along its chain while nothing has been sent).
+async fn open_stream(
+    st: &SharedState,
+    first: &str,
+    req: &ChatCompletionRequest,
+    acct: &mut Accounting,
+) -> Result<(String, ChunkStream), ApiError> {
+    let mut last = None;
+    for (name, model) in chain(st, first)? {
+        acct.set_served(&name, model.price());
+        let r: Result<ChunkStream, ApiError> = match &model {
+            ChatModel::Local(l) => local_stream(l, req).await,
+            ChatModel::Upstream(u) => {
+                u.chat_stream(serde_json::to_value(req).unwrap_or(Value::Null)).await.map(|s| Box::pin(s) as ChunkStream)
+            }
+        };
+        match r {
+            Ok(s) => return Ok((name, s)),
+            Err(e) if falls_back(&e) => {
+                tracing::warn!("model `{name}` failed: {}; trying the next in its fallback chain", e.message);
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| ApiError::internal("empty fallback chain")))
+}
+
+/// A local generation as OpenAI chunks: role, one chunk per released token, the finish chunk and a
+/// usage chunk (always produced; dropped later if the client did not ask for it).
+async fn local_stream(l: &LocalChat, req: &ChatCompletionRequest) -> Result<ChunkStream, ApiError> {
+    let started = l.start_chat(req).await?;
+    let want_logprobs = req.logprobs.unwrap_or(false);
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = now_secs();
+    let model = l.name.clone();
+    let mut events = started.events;
+    let s = async_stream::stream! {
+        let chunk = |delta: ChatDelta, finish: Option<String>, logprobs, usage: Option<Usage>| ChatCompletionChunk {
+            id: id.clone(),
+            object: "chat.completion.chunk".into(),
+            created,
+            model: model.clone(),
+            choices: if usage.is_some() { vec![] } else { vec![ChunkChoice { index: 0, delta, finish_reason: finish, logprobs }] },
+            usage,
+            rightmodel: None,
+        };
+        yield Ok(chunk(ChatDelta { role: Some("assistant".into()), content: Some(String::new()) }, None, None, None));
+        while let Some(ev) = events.recv().await {
+            match ev {
+                GenEvent::Token(t) => {
+                    if t.text.is_empty() && !want_logprobs {
+                        continue;
+                    }
+                    let lp = want_logprobs.then(|| rightmodel_core::wire::ChoiceLogprobs { content: Some(vec![token_logprob(&t)]) });
+                    yield Ok(chunk(ChatDelta { role: None, content: Some(t.text) }, None, lp, None));
+                }
+                GenEvent::Done(f) => {
+                    if !f.tail.is_empty() {
+                        yield Ok(chunk(ChatDelta { role: None, content: Some(f.tail.clone()) }, None, None, None));
+                    }
+                    yield Ok(chunk(ChatDelta::default(), Some(f.reason.as_str().into()), None, None));
+                    yield Ok(chunk(ChatDelta::default(), None, None, Some(Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens)))));
+                    return;
+                }
+                GenEvent::Error(m) => {
+                    yield Err(ApiError::internal(m));
+                    return;
+                }
+                GenEvent::Started { .. } => {}
+            }
+        }
+        yield Err(ApiError::new(ErrorKind::Unavailable, "The local model stopped."));
+    };
+    Ok(Box::pin(s))
+}
+
+/// Turns backend chunks into SSE events: the served model's name on every chunk, the usage chunk
+/// only when asked for, `[DONE]` at the end, an `error` event if the backend breaks mid-stream.
+/// The accounting guard lives inside the stream: the log row is written when the stream ends or the
+/// client disconnects.
+fn sse_body(
+    mut stream: ChunkStream,
+    mut acct: Accounting,
+    served: String,
+    include_usage: bool,
+    accounted: bool,
+) -> impl Stream<Item = Result<Event, std::convert::Infallible>> + Send {
+    async_stream::stream! {
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(mut c) => {
+                    c.model = served.clone();
+                    if let Some(u) = c.usage {
+                        if !accounted {
+                            acct.add_usage(u);
+                        }
+                        if !include_usage {
+                            if c.choices.is_empty() { continue; }
+                            c.usage = None;
+                        }
+                    }
+                    if c.choices.iter().any(|ch| ch.delta.content.as_deref().is_some_and(|t| !t.is_empty())) {
+                        acct.mark_first_token();
+                    }
+                    match serde_json::to_string(&c) {
+                        Ok(s) => yield Ok(Event::default().data(s)),
+                        Err(e) => tracing::error!("cannot serialise chunk: {e}"),
+                    }
+                }
+                Err(e) => {
+                    let status = e.kind.status();
+                    let body = serde_json::to_string(&e.body()).unwrap_or_default();
+                    yield Ok(Event::default().event("error").data(body));
+                    acct.finish(status, Some(e.message));
+                    return;
+                }
+            }
+        }
+        yield Ok(Event::default().data("[DONE]"));
+        acct.finish(200, None);
+    }
+}
+
+fn include_usage(req: &ChatCompletionRequest) -> bool {
+    req.sampling.stream_options.as_ref().is_some_and(|o| o.include_usage)
+}
+
+/// Cascade: the small model answers first with log-probabilities; its mean token probability decides
+/// whether the answer is kept or the request escalates to the large model. A streamed cascade holds
+/// the small answer until its confidence is known.
+async fn cascade(
+    st: &SharedState,
+    req: ChatCompletionRequest,
+    o: &RouteOutcome,
+    acct: &mut Accounting,
+) -> Result<Reply, ApiError> {
+    let stream = req.sampling.stream.unwrap_or(false);
+    let small_name = o.served.clone();
+    let large_name = o.escalate_to.clone().unwrap_or_default();
+    let mut decision = o.decision.clone();
+    let small = st.chat_model(&small_name)?.clone();
+    let first = match &small {
+        ChatModel::Local(l) => {
+            let mut probe = req.clone();
+            probe.logprobs = Some(true);
+            probe.sampling.stream = Some(false);
+            acct.set_served(&small_name, l.price);
+            local_full(l, &probe, acct).await
+        }
+        ChatModel::Upstream(_) => call_full(st, &small_name, &req, acct).await.map(|x| x.1),
+    };
+    let (confidence, small_answer) = match first {
+        Ok(mut a) => {
+            let conf = a.choices.first().and_then(|c| c.logprobs.as_ref()).and_then(|lp| lp.content.as_ref()).map(|c| {
+                let toks: Vec<_> = c
+                    .iter()
+                    .map(|t| rightmodel_infer::llm::TokenOut { id: 0, text: String::new(), logprob: Some(t.logprob), piece: vec![], top: vec![] })
+                    .collect();
+                mean_token_prob(&toks).unwrap_or(0.0)
+            });
+            if !req.logprobs.unwrap_or(false) {
+                for c in &mut a.choices {
+                    c.logprobs = None;
+                }
+            }
+            (conf.unwrap_or(0.0), Some(a))
+        }
+        Err(e) => {
+            tracing::warn!("cascade: small model `{small_name}` failed: {}", e.message);
+            (0.0, None)
+        }
+    };
+    let keep = small_answer.is_some() && confidence >= o.min_confidence;
+    let small_cost = acct.cost();
+    if let Some(obj) = decision.as_object_mut() {
+        obj.insert(
+            "cascade".into(),
+            json!({"first": small_name, "confidence": confidence, "min_confidence": o.min_confidence,
+                   "first_cost_usd": small_cost, "escalated": !keep, "escalated_to": if keep { Value::Null } else { json!(large_name) }}),
+        );
+        if !keep {
+            obj.insert("served".into(), json!(large_name));
+            obj.insert("reason".into(), json!("cascade_low_confidence"));
+        }
+    }
+    if keep {
+        let mut a = small_answer.unwrap_or_else(|| unreachable_answer(&small_name));
+        a.model = small_name.clone();
+        a.rightmodel = Some(json!({"decision": decision}));
+        acct.set_decision("cascade_confident", &decision);
+        if stream {
+            return Ok(Reply::Stream {
+                served: small_name,
+                decision: Some(decision),
+                stream: replay(a),
+                include_usage: include_usage(&req),
+                accounted: true,
+            });
+        }
+        return Ok(Reply::Full { served: small_name, decision: Some(decision), body: a });
+    }
+    acct.set_decision("cascade_low_confidence", &decision);
+    if stream {
+        let (served, s) = open_stream(st, &large_name, &req, acct).await?;
+        Ok(Reply::Stream { served, decision: Some(decision), stream: s, include_usage: include_usage(&req), accounted: false })
+    } else {
+        let (served, mut body) = call_full(st, &large_name, &req, acct).await?;
+        body.rightmodel = Some(json!({"decision": decision}));
+        Ok(Reply::Full { served, decision: Some(decision), body })
+    }
+}
+
+fn unreachable_answer(model: &str) -> ChatCompletionResponse {
+    ChatCompletionResponse {
+        id: String::new(),
+        object: "chat.completion".into(),
+        created: now_secs(),
+        model: model.into(),
+        choices: vec![],
+        usage: None,
+        system_fingerprint: None,
+        rightmodel: None,
+    }
+}
+
+/// A finished answer replayed as a stream (a cascade's kept small answer).
+fn replay(a: ChatCompletionResponse) -> ChunkStream {
+    let mk = |delta: ChatDelta, finish: Option<String>, usage: Option<Usage>| ChatCompletionChunk {
+        id: a.id.clone(),
+        object: "chat.completion.chunk".into(),
+        created: a.created,
+        model: a.model.clone(),
+        choices: if usage.is_some() { vec![] } else { vec![ChunkChoice { index: 0, delta, finish_reason: finish, logprobs: None }] },
+        usage,
+        rightmodel: None,
+    };
+    let choice = a.choices.first();
+    let text = choice.map(|c| c.message.text()).unwrap_or_default();
+    let finish = choice.and_then(|c| c.finish_reason.clone()).unwrap_or_else(|| "stop".into());
+    let items = vec![
+        Ok(mk(ChatDelta { role: Some("assistant".into()), content: Some(String::new()) }, None, None)),
+        Ok(mk(ChatDelta { role: None, content: Some(text) }, None, None)),
+        Ok(mk(ChatDelta::default(), Some(finish), None)),
+        // Usage was accounted for when the small model ran; this chunk only informs the client.
+        Ok(mk(ChatDelta::default(), None, Some(a.usage.unwrap_or_default()))),
+    ];
+    Box::pin(futures::stream::iter(items))
+}

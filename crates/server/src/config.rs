@@ -1,0 +1,443 @@
+//! The gateway's configuration: one TOML file, deserialised once and validated at start-up with errors
+//! that name the key at fault.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use rightmodel_core::Price;
+use serde::Deserialize;
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax or type error (the message carries line and column).
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What toml said, with the line.
+        message: String,
+    },
+    /// A value that parses but makes no sense.
+    #[error("invalid config: `{key}`: {message}")]
+    Invalid {
+        /// Dotted key.
+        key: String,
+        /// Why.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), message: message.into() }
+}
+
+/// The whole configuration (see `rightmodel.example.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listener and limits.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// Local GGUF chat models.
+    #[serde(default, rename = "local")]
+    pub locals: Vec<LocalModel>,
+    /// The local sentence encoder.
+    #[serde(default)]
+    pub embedding: Option<EmbeddingModel>,
+    /// Models behind OpenAI-compatible upstreams.
+    #[serde(default, rename = "upstream")]
+    pub upstreams: Vec<UpstreamModel>,
+    /// Trained classifiers to serve (`/v1/classify`, and as router candidates).
+    #[serde(default, rename = "classifier")]
+    pub classifiers: Vec<NamedPath>,
+    /// Document collections to serve as `docs:NAME`.
+    #[serde(default, rename = "docs")]
+    pub docs: Vec<NamedPath>,
+    /// API keys; when none are configured the gateway is open.
+    #[serde(default, rename = "key")]
+    pub keys: Vec<KeyConfig>,
+    /// How `model: "auto"` is served.
+    #[serde(default)]
+    pub route: RouteSection,
+    /// Gateway-wide spend budget.
+    #[serde(default)]
+    pub budget: BudgetSection,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Listen address.
+    pub host: String,
+    /// Listen port.
+    pub port: u16,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Request log database (default `$RIGHTMODEL_HOME/rightmodel.db`).
+    pub log_path: Option<PathBuf>,
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub shutdown_grace_secs: u64,
+    /// Concurrent embedding batches before 429.
+    pub max_embed_concurrency: usize,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            max_body_bytes: 4 * 1024 * 1024,
+            log_path: None,
+            shutdown_grace_secs: 30,
+            max_embed_concurrency: 4,
+        }
+    }
+}
+
+/// `[[local]]`: a GGUF model served in-process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalModel {
+    /// Name clients use.
+    pub name: String,
+    /// A pulled model's name (`gemma3-270m`) or a path to a GGUF file.
+    pub model: String,
+    /// Sequences decoded together.
+    #[serde(default = "default_slots")]
+    pub slots: usize,
+    /// Tokens per sequence (prompt + completion).
+    #[serde(default = "default_ctx")]
+    pub ctx_per_slot: u32,
+    /// Requests waiting beyond the slots before 429.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// Optional price (e.g. to account for hardware cost).
+    #[serde(default)]
+    pub input_per_mtok: f64,
+    /// Optional price per million output tokens.
+    #[serde(default)]
+    pub output_per_mtok: f64,
+}
+
+fn default_slots() -> usize {
+    4
+}
+fn default_ctx() -> u32 {
+    2048
+}
+fn default_queue() -> usize {
+    64
+}
+
+/// `[embedding]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingModel {
+    /// Name clients use.
+    pub name: String,
+    /// A pulled model's name (`minilm-l6`) or a safetensors directory.
+    pub model: String,
+}
+
+/// `[[upstream]]`: a model behind an OpenAI-compatible API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamModel {
+    /// Name clients use.
+    pub name: String,
+    /// Base URL up to and including `/v1`.
+    pub base_url: String,
+    /// Environment variable holding the API key (optional for keyless upstreams).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Model id sent upstream (default: `name`).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Dollars per million prompt tokens.
+    #[serde(default)]
+    pub input_per_mtok: f64,
+    /// Dollars per million completion tokens.
+    #[serde(default)]
+    pub output_per_mtok: f64,
+    /// TCP connect timeout.
+    #[serde(default = "default_connect_ms")]
+    pub connect_timeout_ms: u64,
+    /// Time to response headers / first streamed byte.
+    #[serde(default = "default_first_ms")]
+    pub first_token_timeout_ms: u64,
+    /// Whole-request timeout.
+    #[serde(default = "default_total_ms")]
+    pub total_timeout_ms: u64,
+    /// Retries on connection errors, 429 and 5xx.
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    /// Models to try, in order, when this one fails.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    /// Whether the model returns evidence for its answers.
+    #[serde(default)]
+    pub explainable: bool,
+    /// Relative capability (0..1), used to order escalation.
+    #[serde(default = "default_tier")]
+    pub tier: f32,
+}
+
+fn default_connect_ms() -> u64 {
+    5_000
+}
+fn default_first_ms() -> u64 {
+    60_000
+}
+fn default_total_ms() -> u64 {
+    300_000
+}
+fn default_retries() -> u32 {
+    2
+}
+fn default_tier() -> f32 {
+    1.0
+}
+
+impl UpstreamModel {
+    /// Price per million tokens.
+    pub fn price(&self) -> Price {
+        Price { input_per_mtok: self.input_per_mtok, output_per_mtok: self.output_per_mtok }
+    }
+}
+
+/// A named artefact on disk (classifier or document collection).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedPath {
+    /// Name (clients use `docs:NAME` for collections).
+    pub name: String,
+    /// Directory (default: the standard location under `$RIGHTMODEL_HOME`).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+/// `[[key]]`: an API key, stored hashed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Name shown in logs and metrics (never the key itself).
+    pub name: String,
+    /// Hex sha256 of the bearer token (`rightmodel serve --hash-key TOKEN` prints it).
+    pub sha256: String,
+    /// Requests per minute (0 = unlimited).
+    #[serde(default)]
+    pub requests_per_minute: u32,
+    /// Dollars per UTC day (0 = unlimited).
+    #[serde(default)]
+    pub daily_spend_usd: f64,
+    /// Models this key may use (empty = all).
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+/// How `auto` requests are routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Score difficulty, send hard requests to the large model.
+    #[default]
+    Threshold,
+    /// Small model first, escalate when its confidence is low.
+    Cascade,
+}
+
+/// `[route]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteSection {
+    /// Strategy for `auto`.
+    pub strategy: Strategy,
+    /// Candidate models for `auto` (default: every chat model).
+    pub candidates: Vec<String>,
+    /// Difficulty threshold above which the stronger model serves (overrides `strong_share`).
+    pub threshold: Option<f32>,
+    /// Target share of requests sent to the strongest model (calibrated threshold).
+    pub strong_share: Option<f32>,
+    /// Directory of trained router weights (default: the shipped ones).
+    pub router_dir: Option<PathBuf>,
+    /// Cascade: smallest mean token probability of the small answer to keep it.
+    pub min_confidence: f32,
+    /// Default per-request cost cap.
+    pub max_cost_usd: Option<f64>,
+    /// Default per-request latency cap.
+    pub max_latency_ms: Option<f64>,
+}
+
+impl Default for RouteSection {
+    fn default() -> Self {
+        RouteSection {
+            strategy: Strategy::Threshold,
+            candidates: Vec::new(),
+            threshold: None,
+            strong_share: None,
+            router_dir: None,
+            min_confidence: 0.5,
+            max_cost_usd: None,
+            max_latency_ms: None,
+        }
+    }
+}
+
+/// `[budget]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetSection {
+    /// Dollars per UTC day across all keys (0 or absent = unlimited).
+    pub daily_usd: f64,
+}
+
+impl Config {
+    /// Defaults: the local default chat and embedding models, no upstreams, no keys.
+    pub fn default_local() -> Self {
+        Config {
+            server: ServerSection::default(),
+            locals: vec![LocalModel {
+                name: rightmodel_models::DEFAULT_CHAT_MODEL.into(),
+                model: rightmodel_models::DEFAULT_CHAT_MODEL.into(),
+                slots: default_slots(),
+                ctx_per_slot: default_ctx(),
+                queue: default_queue(),
+                input_per_mtok: 0.0,
+                output_per_mtok: 0.0,
+            }],
+            embedding: Some(EmbeddingModel {
+                name: rightmodel_models::DEFAULT_EMBED_MODEL.into(),
+                model: rightmodel_models::DEFAULT_EMBED_MODEL.into(),
+            }),
+            upstreams: Vec::new(),
+            classifiers: Vec::new(),
+            docs: Vec::new(),
+            keys: Vec::new(),
+            route: RouteSection::default(),
+            budget: BudgetSection::default(),
+        }
+    }
+
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_string(), message: e.to_string() })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks cross-field rules: unique names, known fallbacks and candidates, sane numbers.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        let all = self
+            .locals
+            .iter()
+            .map(|m| ("local", &m.name))
+            .chain(self.upstreams.iter().map(|m| ("upstream", &m.name)))
+            .chain(self.embedding.iter().map(|m| ("embedding", &m.name)))
+            .chain(self.classifiers.iter().map(|m| ("classifier", &m.name)));
+        for (section, name) in all {
+            if name.is_empty() || name == "auto" || name.starts_with("docs:") {
+                return Err(invalid(format!("{section}.name"), format!("`{name}` is reserved or empty")));
+            }
+            if !names.insert(name.clone()) {
+                return Err(invalid(format!("{section}.name"), format!("model name `{name}` is used twice")));
+            }
+        }
+        for (i, m) in self.locals.iter().enumerate() {
+            if m.slots == 0 || m.slots > 64 {
+                return Err(invalid(format!("local[{i}].slots"), "must be between 1 and 64"));
+            }
+            if m.ctx_per_slot < 64 {
+                return Err(invalid(format!("local[{i}].ctx_per_slot"), "must be at least 64"));
+            }
+        }
+        for (i, u) in self.upstreams.iter().enumerate() {
+            if !(u.base_url.starts_with("http://") || u.base_url.starts_with("https://")) {
+                return Err(invalid(format!("upstream[{i}].base_url"), "must start with http:// or https://"));
+            }
+            if u.input_per_mtok < 0.0 || u.output_per_mtok < 0.0 {
+                return Err(invalid(format!("upstream[{i}].input_per_mtok"), "prices must not be negative"));
+            }
+            for f in &u.fallback {
+                if !self.upstreams.iter().any(|o| &o.name == f) && !self.locals.iter().any(|o| &o.name == f) {
+                    return Err(invalid(format!("upstream[{i}].fallback"), format!("unknown model `{f}`")));
+                }
+            }
+        }
+        for c in &self.route.candidates {
+            if !self.upstreams.iter().any(|o| &o.name == c) && !self.locals.iter().any(|o| &o.name == c) {
+                return Err(invalid("route.candidates", format!("unknown chat model `{c}`")));
+            }
+        }
+        if let Some(s) = self.route.strong_share {
+            if !(0.0..=1.0).contains(&s) {
+                return Err(invalid("route.strong_share", "must be between 0 and 1"));
+            }
+        }
+        let mut key_names = HashSet::new();
+        for (i, k) in self.keys.iter().enumerate() {
+            if k.sha256.len() != 64 || !k.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(invalid(format!("key[{i}].sha256"), "must be 64 hex digits (sha256 of the key)"));
+            }
+            if !key_names.insert(&k.name) {
+                return Err(invalid(format!("key[{i}].name"), format!("key name `{}` is used twice", k.name)));
+            }
+        }
+        if self.budget.daily_usd < 0.0 {
+            return Err(invalid("budget.daily_usd", "must not be negative"));
+        }
+        Ok(())
+    }
+
+    /// Names of all chat-capable models (local then upstream).
+    pub fn chat_models(&self) -> Vec<String> {
+        self.locals.iter().map(|m| m.name.clone()).chain(self.upstreams.iter().map(|u| u.name.clone())).collect()
+    }
+
+    /// Upstreams by name.
+    pub fn upstream_map(&self) -> BTreeMap<String, UpstreamModel> {
+        self.upstreams.iter().map(|u| (u.name.clone(), u.clone())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../../../rightmodel.example.toml");
+        Config::parse(text, "example").unwrap();
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let e = Config::parse("[server]\nprot = 1\n", "x").unwrap_err().to_string();
+        assert!(e.contains("prot") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn bad_fallback_is_named() {
+        let t = "[[upstream]]\nname='a'\nbase_url='http://x/v1'\nfallback=['zzz']\n";
+        let e = Config::parse(t, "x").unwrap_err().to_string();
+        assert!(e.contains("fallback") && e.contains("zzz"), "{e}");
+    }
+}

@@ -1,0 +1,312 @@
+//! The smaller endpoints: completions, embeddings, models, health and metrics.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use rightmodel_core::wire::{
+    CompletionChoice, CompletionLogprobs, CompletionRequest, CompletionResponse, EmbeddingData, EmbeddingInput,
+    EmbeddingRequest, EmbeddingResponse, EmbeddingVector, ModelList, ModelObject, Usage,
+};
+use rightmodel_core::{ApiError, Embedder, ErrorKind};
+use rightmodel_infer::llm::GenEvent;
+use serde_json::Value;
+
+use crate::accounting::Accounting;
+use crate::chat::{decorate, now_secs};
+use crate::http_error::{json_rejection, HttpError};
+use crate::state::{ChatModel, SharedState};
+
+fn fail(mut acct: Accounting, e: ApiError) -> Response {
+    let status = e.kind.status();
+    acct.set_stream(false);
+    let msg = e.message.clone();
+    acct.finish(status, Some(msg));
+    HttpError(e).into_response()
+}
+
+/// `POST /v1/completions` (legacy text completions): local models, streaming or not; upstream models
+/// without streaming.
+pub async fn completions(
+    State(st): State<SharedState>,
+    headers: HeaderMap,
+    body: Result<Json<CompletionRequest>, JsonRejection>,
+) -> Response {
+    let mut acct = Accounting::new(st.clone(), "/v1/completions");
+    let caller = match st.auth.authenticate(&headers) {
+        Ok(c) => c,
+        Err(e) => return fail(acct, e),
+    };
+    acct.set_caller(caller.clone());
+    let req = match body.map_err(json_rejection) {
+        Ok(Json(r)) => r,
+        Err(e) => return fail(acct, e),
+    };
+    acct.set_requested(&req.model);
+    if req.sampling.n.is_some_and(|n| n != 1) {
+        return fail(acct, ApiError::invalid("n", "Only n=1 is supported.").with_code("unsupported_parameter"));
+    }
+    if req.echo == Some(true) {
+        return fail(acct, ApiError::invalid("echo", "`echo` is not supported.").with_code("unsupported_parameter"));
+    }
+    for key in ["suffix", "best_of", "logit_bias"] {
+        if req.extra.get(key).is_some_and(|v| !v.is_null()) {
+            return fail(acct, ApiError::invalid(key, format!("`{key}` is not supported.")).with_code("unsupported_parameter"));
+        }
+    }
+    if req.model == "auto" {
+        return fail(acct, ApiError::invalid("model", "`auto` routing is served on /v1/chat/completions; name a model here."));
+    }
+    if let Err(e) = caller.check_model(&req.model) {
+        return fail(acct, e);
+    }
+    let model = match st.chat_model(&req.model) {
+        Ok(m) => m.clone(),
+        Err(e) => return fail(acct, e),
+    };
+    acct.set_served(&req.model, model.price());
+    let id = acct.id().to_string();
+    let stream = req.sampling.stream.unwrap_or(false);
+    acct.set_stream(stream);
+    match model {
+        ChatModel::Upstream(u) => {
+            if stream {
+                return fail(acct, ApiError::invalid("stream", "Streaming text completions from upstream models is not supported; use chat completions."));
+            }
+            match u.call_json("completions", serde_json::to_value(&req).unwrap_or(Value::Null)).await {
+                Ok(mut v) => {
+                    if let Some(u) = v.get("usage").and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok()) {
+                        acct.add_usage(u);
+                    }
+                    v["model"] = Value::String(req.model.clone());
+                    let mut resp = Json(v).into_response();
+                    decorate(&mut resp, &req.model, None, &id);
+                    acct.finish(200, None);
+                    resp
+                }
+                Err(e) => fail(acct, e),
+            }
+        }
+        ChatModel::Local(l) => {
+            let started = match l.start_completion(&req).await {
+                Ok(s) => s,
+                Err(e) => return fail(acct, e),
+            };
+            let mut events = started.events;
+            let cid = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
+            let created = now_secs();
+            let name = req.model.clone();
+            if stream {
+                let include_usage = req.sampling.stream_options.as_ref().is_some_and(|o| o.include_usage);
+                let name2 = name.clone();
+                let s = async_stream::stream! {
+                    let mk = |text: String, finish: Option<String>, usage: Option<Usage>| CompletionResponse {
+                        id: cid.clone(), object: "text_completion".into(), created, model: name2.clone(),
+                        choices: if usage.is_some() { vec![] } else { vec![CompletionChoice { text, index: 0, logprobs: None, finish_reason: finish }] },
+                        usage,
+                    };
+                    while let Some(ev) = events.recv().await {
+                        match ev {
+                            GenEvent::Token(t) if !t.text.is_empty() => {
+                                acct.mark_first_token();
+                                yield Ok::<_, std::convert::Infallible>(Event::default().data(serde_json::to_string(&mk(t.text, None, None)).unwrap_or_default()));
+                            }
+                            GenEvent::Done(f) => {
+                                let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens));
+                                acct.add_usage(usage);
+                                yield Ok(Event::default().data(serde_json::to_string(&mk(f.tail, Some(f.reason.as_str().into()), None)).unwrap_or_default()));
+                                if include_usage {
+                                    yield Ok(Event::default().data(serde_json::to_string(&mk(String::new(), None, Some(usage))).unwrap_or_default()));
+                                }
+                                yield Ok(Event::default().data("[DONE]"));
+                                acct.finish(200, None);
+                                return;
+                            }
+                            GenEvent::Error(m) => {
+                                let e = ApiError::internal(m);
+                                yield Ok(Event::default().event("error").data(serde_json::to_string(&e.body()).unwrap_or_default()));
+                                acct.finish(500, Some(e.message));
+                                return;
+                            }
+                            _ => {}
+                        }
+                    }
+                };
+                let mut resp = Sse::new(s).into_response();
+                decorate(&mut resp, &name, None, &id);
+                return resp;
+            }
+            let mut text = String::new();
+            let mut lp = CompletionLogprobs::default();
+            let want_lp = req.logprobs.is_some();
+            while let Some(ev) = events.recv().await {
+                match ev {
+                    GenEvent::Token(t) => {
+                        acct.mark_first_token();
+                        if want_lp {
+                            lp.text_offset.push(text.len());
+                            lp.tokens.push(String::from_utf8_lossy(&t.piece).into_owned());
+                            lp.token_logprobs.push(t.logprob.unwrap_or(0.0));
+                            lp.top_logprobs.push(t.top.iter().map(|a| (a.text.clone(), a.logprob)).collect());
+                        }
+                        text.push_str(&t.text);
+                    }
+                    GenEvent::Done(f) => {
+                        text.push_str(&f.tail);
+                        let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens));
+                        acct.add_usage(usage);
+                        let body = CompletionResponse {
+                            id: cid,
+                            object: "text_completion".into(),
+                            created,
+                            model: name.clone(),
+                            choices: vec![CompletionChoice {
+                                text,
+                                index: 0,
+                                logprobs: want_lp.then_some(lp),
+                                finish_reason: Some(f.reason.as_str().into()),
+                            }],
+                            usage: Some(usage),
+                        };
+                        let mut resp = Json(body).into_response();
+                        decorate(&mut resp, &name, None, &id);
+                        acct.finish(200, None);
+                        return resp;
+                    }
+                    GenEvent::Error(m) => return fail(acct, ApiError::internal(m)),
+                    GenEvent::Started { .. } => {}
+                }
+            }
+            fail(acct, ApiError::new(ErrorKind::Unavailable, "The local model stopped."))
+        }
+    }
+}
+
+/// `POST /v1/embeddings`: the local encoder, on the blocking pool, with a concurrency cap (429 past it).
+pub async fn embeddings(
+    State(st): State<SharedState>,
+    headers: HeaderMap,
+    body: Result<Json<EmbeddingRequest>, JsonRejection>,
+) -> Response {
+    let mut acct = Accounting::new(st.clone(), "/v1/embeddings");
+    let caller = match st.auth.authenticate(&headers) {
+        Ok(c) => c,
+        Err(e) => return fail(acct, e),
+    };
+    acct.set_caller(caller.clone());
+    let req = match body.map_err(json_rejection) {
+        Ok(Json(r)) => r,
+        Err(e) => return fail(acct, e),
+    };
+    acct.set_requested(&req.model);
+    let Some(em) = st.embed.as_ref().filter(|e| e.name == req.model) else {
+        return fail(acct, ApiError::model_not_found(&req.model));
+    };
+    if let Err(e) = caller.check_model(&req.model) {
+        return fail(acct, e);
+    }
+    let texts: Vec<String> = match req.input {
+        EmbeddingInput::One(s) => vec![s],
+        EmbeddingInput::Many(v) => v,
+        EmbeddingInput::Tokens(_) => {
+            return fail(acct, ApiError::invalid("input", "Token-id input is not supported; send text."));
+        }
+    };
+    if texts.is_empty() || texts.iter().any(|t| t.is_empty()) {
+        return fail(acct, ApiError::invalid("input", "`input` must be a non-empty string or a list of non-empty strings."));
+    }
+    if texts.len() > 2048 {
+        return fail(acct, ApiError::invalid("input", "At most 2048 inputs per request."));
+    }
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => return fail(acct, ApiError::invalid("encoding_format", format!("Unknown encoding_format `{other}`; use float or base64."))),
+    };
+    if let Some(d) = req.dimensions {
+        if d as usize != em.model.dim() {
+            return fail(acct, ApiError::invalid("dimensions", format!("This model produces {} dimensions.", em.model.dim())));
+        }
+    }
+    acct.set_served(&em.name, Default::default());
+    let permit = match st.embed_permits.try_acquire() {
+        Ok(p) => p,
+        Err(_) => {
+            return fail(acct, ApiError::new(ErrorKind::RateLimited, "The embedding model is at capacity; retry shortly.").with_retry_after(1))
+        }
+    };
+    let model = em.model.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let tokens: usize = refs.iter().map(|t| model.count_tokens(t)).sum();
+        model.embed(&refs).map(|v| (v, tokens))
+    })
+    .await;
+    drop(permit);
+    let (vectors, tokens) = match result {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return fail(acct, ApiError::internal(e.to_string())),
+        Err(e) => return fail(acct, ApiError::internal(format!("embedding task failed: {e}"))),
+    };
+    let data = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| EmbeddingData {
+            object: "embedding".into(),
+            index: i as u32,
+            embedding: if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                EmbeddingVector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                EmbeddingVector::Float(v)
+            },
+        })
+        .collect();
+    let usage = Usage::new(tokens as u64, 0);
+    acct.add_usage(usage);
+    let id = acct.id().to_string();
+    let body = EmbeddingResponse { object: "list".into(), data, model: em.name.clone(), usage };
+    let mut resp = Json(body).into_response();
+    decorate(&mut resp, &em.name, None, &id);
+    acct.finish(200, None);
+    resp
+}
+
+/// `GET /v1/models`.
+pub async fn models(State(st): State<SharedState>, headers: HeaderMap) -> Response {
+    if let Err(e) = st.auth.authenticate(&headers) {
+        return HttpError(e).into_response();
+    }
+    let created = now_secs();
+    let mut data: Vec<ModelObject> = Vec::new();
+    let obj = |id: &str, owner: &str| ModelObject { id: id.to_string(), object: "model".into(), created, owned_by: owner.into() };
+    data.push(obj("auto", "rightmodel"));
+    for (name, m) in &st.chat {
+        data.push(obj(name, if matches!(m, ChatModel::Local(_)) { "rightmodel" } else { "upstream" }));
+    }
+    if let Some(e) = &st.embed {
+        data.push(obj(&e.name, "rightmodel"));
+    }
+    Json(ModelList { object: "list".into(), data }).into_response()
+}
+
+/// `GET /healthz`: 200 while serving, 503 while shutting down.
+pub async fn healthz(State(st): State<SharedState>) -> Response {
+    if st.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "shutting_down"}))).into_response();
+    }
+    Json(serde_json::json!({"status": "ok", "models": st.chat.keys().collect::<Vec<_>>()})).into_response()
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(st): State<SharedState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
+}
+
+/// Any other path: OpenAI-style 404.
+pub async fn not_found() -> Response {
+    HttpError(ApiError::new(ErrorKind::NotFound, "Unknown endpoint.").with_code("unknown_url")).into_response()
+}

@@ -1,0 +1,24 @@
+//! rightmodel's OpenAI-compatible HTTP gateway.
+//!
+//! A request is parsed into the wire types of `rightmodel-core`, authenticated ([`auth`]), routed
+//! when `model` is `auto` ([`routing`]), served by a local engine ([`local`]) or an upstream
+//! ([`upstream`]) with fallback, and accounted for exactly once ([`accounting`]): one row in the
+//! SQLite request log ([`reqlog`]), Prometheus metrics ([`metrics`]) and spend counters ([`budget`]).
+
+pub mod accounting;
+pub mod app;
+pub mod auth;
+pub mod budget;
+pub mod chat;
+pub mod config;
+pub mod endpoints;
+pub mod http_error;
+pub mod local;
+pub mod metrics;
+pub mod reqlog;
+pub mod routing;
+pub mod state;
+pub mod upstream;
+
+pub use app::{app, build_state, log_path, serve, ServeError};
+pub use config::Config;

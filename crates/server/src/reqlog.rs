@@ -1,0 +1,290 @@
+//! The request log: one SQLite row per request, written off the request path.
+//!
+//! Handlers hand a [`LogRow`] to a channel; one writer thread drains it and commits in batches inside
+//! transactions (WAL, `synchronous=FULL`), so the request path never waits on disk and a crash loses no
+//! committed row. On shutdown the writer drains the channel before it exits.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::thread::JoinHandle;
+
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+/// Why the log could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// SQLite failed.
+    #[error("request log {path}: {source}")]
+    Sqlite {
+        /// Database file.
+        path: String,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// The directory could not be created.
+    #[error("cannot create {path}: {source}")]
+    Io {
+        /// Directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// One request, as logged.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LogRow {
+    /// Request id (also returned in `x-request-id`).
+    pub id: String,
+    /// Unix time in milliseconds when the request arrived.
+    pub ts_ms: i64,
+    /// Name of the API key (never the key).
+    pub key_name: Option<String>,
+    /// Endpoint path.
+    pub endpoint: String,
+    /// `model` as requested.
+    pub requested_model: String,
+    /// Model that answered (empty when none did).
+    pub served_model: String,
+    /// Route decision reason code.
+    pub reason: Option<String>,
+    /// Full decision as JSON.
+    pub decision: Option<String>,
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// Dollars.
+    pub cost_usd: f64,
+    /// Whole-request latency.
+    pub latency_ms: f64,
+    /// Time to first token (streams and local generation).
+    pub ttft_ms: Option<f64>,
+    /// HTTP status.
+    pub status: u16,
+    /// Error message, if any.
+    pub error: Option<String>,
+    /// Whether the response was streamed.
+    pub stream: bool,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS requests (
+    id TEXT PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    key_name TEXT,
+    endpoint TEXT NOT NULL,
+    requested_model TEXT NOT NULL,
+    served_model TEXT NOT NULL,
+    reason TEXT,
+    decision TEXT,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    latency_ms REAL NOT NULL,
+    ttft_ms REAL,
+    status INTEGER NOT NULL,
+    error TEXT,
+    stream INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts_ms);
+";
+
+fn open(path: &Path) -> Result<Connection, LogError> {
+    let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| LogError::Io { path: dir.display().to_string(), source })?;
+    }
+    let conn = Connection::open(path).map_err(sql)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+    conn.execute_batch(SCHEMA).map_err(sql)?;
+    Ok(conn)
+}
+
+/// Handle to the writer thread; cloneable sender side.
+pub struct RequestLog {
+    tx: Option<Sender<LogRow>>,
+    writer: Option<JoinHandle<()>>,
+    path: PathBuf,
+}
+
+impl RequestLog {
+    /// Opens (creating if needed) the database and starts the writer.
+    pub fn open(path: &Path) -> Result<Self, LogError> {
+        let conn = open(path)?;
+        let (tx, rx) = channel();
+        let p = path.to_path_buf();
+        let writer = std::thread::Builder::new()
+            .name("rightmodel-log".into())
+            .spawn(move || write_loop(conn, rx, &p))
+            .map_err(|source| LogError::Io { path: path.display().to_string(), source })?;
+        Ok(RequestLog { tx: Some(tx), writer: Some(writer), path: path.to_path_buf() })
+    }
+
+    /// Queues a row; never blocks.
+    pub fn record(&self, row: LogRow) {
+        if let Some(tx) = &self.tx {
+            if tx.send(row).is_err() {
+                tracing::error!("request log writer has stopped; a row was not written");
+            }
+        }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Dollars spent since `since_ms` in total and per key name (to restore budgets after a restart).
+    pub fn spend_since(path: &Path, since_ms: i64) -> Result<(f64, Vec<(String, f64)>), LogError> {
+        let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
+        let conn = open(path)?;
+        let total: f64 = conn
+            .query_row("SELECT COALESCE(SUM(cost_usd),0) FROM requests WHERE ts_ms >= ?1", [since_ms], |r| r.get(0))
+            .map_err(sql)?;
+        let mut stmt = conn
+            .prepare("SELECT key_name, SUM(cost_usd) FROM requests WHERE ts_ms >= ?1 AND key_name IS NOT NULL GROUP BY key_name")
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([since_ms], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))
+            .map_err(sql)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql)?;
+        Ok((total, rows))
+    }
+
+    /// Rows at or after `since_ms`, oldest first, at most `limit` (the newest ones).
+    pub fn read(path: &Path, since_ms: i64, limit: usize) -> Result<Vec<LogRow>, LogError> {
+        let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, ts_ms, key_name, endpoint, requested_model, served_model, reason, decision, input_tokens,
+                        output_tokens, cost_usd, latency_ms, ttft_ms, status, error, stream
+                 FROM (SELECT rowid AS r, * FROM requests WHERE ts_ms >= ?1 ORDER BY ts_ms DESC, r DESC LIMIT ?2)
+                 ORDER BY ts_ms ASC, r ASC",
+            )
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map(params![since_ms, limit as i64], |r| {
+                Ok(LogRow {
+                    id: r.get(0)?,
+                    ts_ms: r.get(1)?,
+                    key_name: r.get(2)?,
+                    endpoint: r.get(3)?,
+                    requested_model: r.get(4)?,
+                    served_model: r.get(5)?,
+                    reason: r.get(6)?,
+                    decision: r.get(7)?,
+                    input_tokens: r.get::<_, i64>(8)? as u64,
+                    output_tokens: r.get::<_, i64>(9)? as u64,
+                    cost_usd: r.get(10)?,
+                    latency_ms: r.get(11)?,
+                    ttft_ms: r.get(12)?,
+                    status: r.get::<_, i64>(13)? as u16,
+                    error: r.get(14)?,
+                    stream: r.get::<_, i64>(15)? != 0,
+                })
+            })
+            .map_err(sql)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql)?;
+        Ok(rows)
+    }
+}
+
+impl Drop for RequestLog {
+    /// Closes the channel and waits until every queued row is committed.
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn write_loop(mut conn: Connection, rx: Receiver<LogRow>, path: &Path) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+            if batch.len() >= 512 {
+                break;
+            }
+        }
+        // Retry a failing batch a few times (e.g. a transient lock) before reporting it.
+        let mut attempts = 0;
+        loop {
+            match insert(&mut conn, &batch) {
+                Ok(()) => break,
+                Err(e) if attempts < 3 => {
+                    attempts += 1;
+                    tracing::warn!("request log {}: {e}; retrying", path.display());
+                    std::thread::sleep(std::time::Duration::from_millis(50 * attempts));
+                }
+                Err(e) => {
+                    tracing::error!("request log {}: {e}; {} rows not written", path.display(), batch.len());
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn insert(conn: &mut Connection, rows: &[LogRow]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO requests (id, ts_ms, key_name, endpoint, requested_model, served_model, reason,
+             decision, input_tokens, output_tokens, cost_usd, latency_ms, ttft_ms, status, error, stream)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        )?;
+        for r in rows {
+            stmt.execute(params![
+                r.id,
+                r.ts_ms,
+                r.key_name,
+                r.endpoint,
+                r.requested_model,
+                r.served_model,
+                r.reason,
+                r.decision,
+                r.input_tokens as i64,
+                r.output_tokens as i64,
+                r.cost_usd,
+                r.latency_ms,
+                r.ttft_ms,
+                r.status as i64,
+                r.error,
+                r.stream as i64,
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_survive_drop_and_read_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        {
+            let log = RequestLog::open(&path).unwrap();
+            for i in 0..100 {
+                log.record(LogRow { id: format!("r{i}"), ts_ms: 1000 + i, endpoint: "/v1/x".into(), cost_usd: 0.5, status: 200, ..Default::default() });
+            }
+        }
+        let rows = RequestLog::read(&path, 0, 10).unwrap();
+        assert_eq!(rows.len(), 10);
+        assert_eq!(rows[0].id, "r90");
+        assert_eq!(rows[9].id, "r99");
+        let (total, _) = RequestLog::spend_since(&path, 1050).unwrap();
+        assert!((total - 25.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,93 @@
+//! Everything a request handler needs, built once at start-up.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use rightmodel_core::{ApiError, ModelKind, Price};
+use rightmodel_infer::MiniLm;
+use tokio::sync::Semaphore;
+
+use crate::auth::Auth;
+use crate::budget::SpendCounter;
+use crate::config::Config;
+use crate::local::LocalChat;
+use crate::metrics::Metrics;
+use crate::reqlog::RequestLog;
+use crate::routing::AutoRouter;
+use crate::upstream::Upstream;
+
+/// A chat-capable model the gateway can call.
+#[derive(Clone)]
+pub enum ChatModel {
+    /// In-process GGUF model.
+    Local(LocalChat),
+    /// OpenAI-compatible upstream.
+    Upstream(Arc<Upstream>),
+}
+
+impl ChatModel {
+    /// Price per million tokens.
+    pub fn price(&self) -> Price {
+        match self {
+            ChatModel::Local(l) => l.price,
+            ChatModel::Upstream(u) => u.config.price(),
+        }
+    }
+    /// Where it runs.
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            ChatModel::Local(_) => ModelKind::LocalChat,
+            ChatModel::Upstream(_) => ModelKind::Upstream,
+        }
+    }
+    /// Models to try next when this one fails.
+    pub fn fallbacks(&self) -> &[String] {
+        match self {
+            ChatModel::Local(_) => &[],
+            ChatModel::Upstream(u) => &u.config.fallback,
+        }
+    }
+}
+
+/// The sentence encoder, shared with the blocking pool.
+pub struct EmbedModel {
+    /// Name clients use.
+    pub name: String,
+    /// The encoder.
+    pub model: Arc<MiniLm>,
+}
+
+/// Shared state of the gateway.
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Config,
+    /// Chat models by name.
+    pub chat: BTreeMap<String, ChatModel>,
+    /// The embedding model, if configured.
+    pub embed: Option<EmbedModel>,
+    /// The router for `auto`.
+    pub router: AutoRouter,
+    /// API keys.
+    pub auth: Auth,
+    /// The request log.
+    pub log: RequestLog,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Gateway-wide spend today.
+    pub spend: SpendCounter,
+    /// Limits concurrent embedding work on the blocking pool.
+    pub embed_permits: Semaphore,
+    /// Set when shutdown begins; new requests get 503.
+    pub shutting_down: AtomicBool,
+}
+
+impl AppState {
+    /// The chat model called `name`, or 404.
+    pub fn chat_model(&self, name: &str) -> Result<&ChatModel, ApiError> {
+        self.chat.get(name).ok_or_else(|| ApiError::model_not_found(name))
+    }
+}
+
+/// Handle given to axum.
+pub type SharedState = Arc<AppState>;

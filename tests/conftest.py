@@ -1,0 +1,237 @@
+"""End-to-end test harness: starts the real `rightmodel` binary and talks to it over HTTP.
+
+Servers listen on 127.0.0.1 with `--port 0`; the chosen port is read from the binary's
+`rightmodel listening on http://...` line. Models come from the local store (the test script
+runs `rightmodel pull all` first).
+"""
+import http.client
+import http.server
+import json
+import os
+import pathlib
+import re
+import signal
+import socketserver
+import subprocess
+import threading
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release" / "rightmodel"
+
+
+class Server:
+    """A `rightmodel serve` process."""
+
+    def __init__(self, tmp: pathlib.Path, config: str, name: str = "server", env=None):
+        self.dir = tmp / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.db = self.dir / "rightmodel.db"
+        cfg = self.dir / "rightmodel.toml"
+        text = config
+        if "[server]" not in text:
+            text = "[server]\n" + text
+        text = text.replace("[server]", f"[server]\nlog_path = {json.dumps(str(self.db))}", 1)
+        cfg.write_text(text)
+        self.config_path = cfg
+        e = dict(os.environ)
+        e.update(env or {})
+        e.setdefault("RIGHTMODEL_LOG", "warn")
+        self.proc = subprocess.Popen(
+            [str(BIN), "serve", "--config", str(cfg), "--port", "0"],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            env=e,
+            text=True,
+        )
+        self.stderr_lines = []
+        self.port = None
+        ready = threading.Event()
+
+        def drain():
+            for line in self.proc.stderr:
+                self.stderr_lines.append(line)
+                m = re.search(r"listening on http://[^:]+:(\d+)", line)
+                if m:
+                    self.port = int(m.group(1))
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        ready.wait(timeout=180)
+        if self.port is None:
+            self.proc.kill()
+            raise RuntimeError("server did not start:\n" + "".join(self.stderr_lines))
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def url(self, path=""):
+        return self.base + path
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def logs(self):
+        out = subprocess.run(
+            [str(BIN), "logs", "--db", str(self.db), "--format", "json", "--tail", "1000"],
+            capture_output=True, text=True, check=True,
+        )
+        return [json.loads(l) for l in out.stdout.splitlines() if l.strip()]
+
+    def wait_logs(self, n, timeout=10):
+        deadline = time.time() + timeout
+        rows = []
+        while time.time() < deadline:
+            rows = self.logs()
+            if len(rows) >= n:
+                return rows
+            time.sleep(0.1)
+        return rows
+
+
+def request(base, method, path, body=None, headers=None, raw=None, timeout=120):
+    """Plain HTTP call; returns (status, headers, body bytes)."""
+    m = re.match(r"http://([^:/]+):(\d+)", base)
+    conn = http.client.HTTPConnection(m.group(1), int(m.group(2)), timeout=timeout)
+    h = {"Content-Type": "application/json"}
+    h.update(headers or {})
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    conn.request(method, path, body=data, headers=h)
+    r = conn.getresponse()
+    out = r.read()
+    hdrs = {k.lower(): v for k, v in r.getheaders()}
+    conn.close()
+    return r.status, hdrs, out
+
+
+class FaultProxy:
+    """A small HTTP proxy in front of an upstream that can add delay, 5xx answers, connection resets
+    and streams cut in the middle. `mode` is changed by tests between requests."""
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.mode = {"kind": "pass"}
+        self.hits = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                self._forward()
+
+            def do_POST(self):
+                self._forward()
+
+            def _forward(self):
+                proxy.hits += 1
+                n = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(n) if n else b""
+                mode = proxy.mode
+                kind = mode["kind"]
+                if kind == "fail" and mode.get("remaining", 0) > 0:
+                    mode["remaining"] -= 1
+                    payload = json.dumps({"error": {"message": "injected failure", "type": "server_error"}}).encode()
+                    self.send_response(mode.get("status", 503))
+                    if mode.get("retry_after") is not None:
+                        self.send_header("Retry-After", str(mode["retry_after"]))
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                if kind == "reset":
+                    self.connection.shutdown(2)
+                    self.connection.close()
+                    return
+                if kind == "delay":
+                    time.sleep(mode["seconds"])
+                up = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=120)
+                up.request(self.command, self.path, body=body, headers={"Content-Type": "application/json"})
+                r = up.getresponse()
+                self.send_response(r.status)
+                ctype = r.getheader("Content-Type", "application/json")
+                self.send_header("Content-Type", ctype)
+                if "event-stream" in ctype:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    sent = 0
+                    while True:
+                        chunk = r.read1(4096) if hasattr(r, "read1") else r.read(4096)
+                        if not chunk:
+                            break
+                        if kind == "cut" and sent + len(chunk) > mode["after_bytes"]:
+                            chunk = chunk[: max(0, mode["after_bytes"] - sent)]
+                            if chunk:
+                                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                                self.wfile.flush()
+                            self.connection.shutdown(2)
+                            self.connection.close()
+                            return
+                        sent += len(chunk)
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                else:
+                    data = r.read()
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                up.close()
+
+        class Srv(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Srv(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+LOCAL = """
+[[local]]
+name = "gemma3-270m"
+model = "gemma3-270m"
+slots = 4
+ctx_per_slot = 1024
+
+[embedding]
+name = "minilm-l6"
+model = "minilm-l6"
+"""
+
+
+@pytest.fixture(scope="session")
+def local_server(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("local"), LOCAL, "local")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def upstream_server(tmp_path_factory):
+    """A second rightmodel acting as the large model's OpenAI-compatible upstream."""
+    s = Server(tmp_path_factory.mktemp("upstream"), LOCAL, "upstream")
+    yield s
+    s.stop()
+
+
+@pytest.fixture()
+def client(local_server):
+    from openai import OpenAI
+
+    return OpenAI(base_url=local_server.url("/v1"), api_key="unused", max_retries=0, timeout=120)
