@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::future::IntoFuture;
+
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;

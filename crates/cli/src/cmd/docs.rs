@@ -1,0 +1,456 @@
+//! `rightmodel docs add|ask|list|remove` and `rightmodel eval docs`: thin wrappers over `rightmodel-docs`
+//! that load the local encoder, draw progress bars and print results.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use rightmodel_docs::eval::{build_corpus, fit_confidence, spread, summarize, write_articles, EvalSet, Metrics, QuestionScore};
+use rightmodel_docs::report::{markdown, write_report, Report, ReportRow};
+use rightmodel_docs::{collection_dir, collections_root, list_collections, remove_collection, AddProgress, Answer, AskParams, Collection};
+use rightmodel_infer::MiniLm;
+use rightmodel_models::{home::rightmodel_home, Store};
+
+/// Document collection commands.
+#[derive(Subcommand)]
+pub enum DocsCmd {
+    /// Index text, Markdown and HTML files (folders recursively) into a collection, creating it if
+    /// needed. Changed files replace their old passages; unchanged files are skipped.
+    #[command(after_help = "Example:\n  rightmodel docs add handbook ./handbook README.md")]
+    Add(AddArgs),
+    /// Ask a collection a question: an extracted answer with its sentence, citations and confidence.
+    #[command(after_help = "Example:\n  rightmodel docs ask handbook \"How many vacation days do I get?\" --json")]
+    Ask(AskArgs),
+    /// List the collections.
+    #[command(after_help = "Example:\n  rightmodel docs list")]
+    List(ListArgs),
+    /// Delete a collection (the indexed copies only; source files are untouched).
+    #[command(after_help = "Example:\n  rightmodel docs remove handbook")]
+    Remove(RemoveArgs),
+}
+
+/// `docs add` arguments.
+#[derive(Args)]
+pub struct AddArgs {
+    /// Collection name (letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// Files and folders to index.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Sentence encoder: a pulled model name or a model folder.
+    #[arg(long, default_value = "minilm-l6")]
+    pub encoder: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `docs ask` arguments.
+#[derive(Args)]
+pub struct AskArgs {
+    /// Collection name.
+    pub name: String,
+    /// The question.
+    pub question: String,
+    /// Passages to return.
+    #[arg(long, short, default_value_t = 5)]
+    pub k: usize,
+    /// Print the whole answer (citations, passages, scores) as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the prompt a language model would get to write a cited answer from the passages.
+    #[arg(long)]
+    pub show_prompt: bool,
+    /// Write the answer with the local language model from the top passages (hook, not wired yet).
+    #[arg(long)]
+    pub generate: bool,
+    /// Sentence encoder: a pulled model name or a model folder (must be the one the collection was
+    /// built with).
+    #[arg(long, default_value = "minilm-l6")]
+    pub encoder: String,
+}
+
+/// `docs list` arguments.
+#[derive(Args)]
+pub struct ListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `docs remove` arguments.
+#[derive(Args)]
+pub struct RemoveArgs {
+    /// Collection name.
+    pub name: String,
+}
+
+/// `rightmodel eval docs` arguments.
+#[derive(Args)]
+#[command(after_help = "Example:\n  rightmodel eval docs --squad ../shared/data/docqa/squad_dev_half.json --limit 1000 --out reports/")]
+pub struct EvalDocsArgs {
+    /// SQuAD-format JSON file: its articles are indexed, its questions asked.
+    #[arg(long)]
+    pub squad: PathBuf,
+    /// Ask only this many questions, spread evenly over the file.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Write docs_eval.md and docs_eval.svg into this folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print a summary; the last line is one JSON object with the metrics.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the article files and the collection in this folder and reuse them on the next run
+    /// (default: a temporary folder, deleted afterwards).
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+    /// The first N articles are the tuning split; metrics are also reported on the other articles.
+    #[arg(long, default_value_t = 6)]
+    pub tune_articles: usize,
+    /// Grid-search the retrieval and sentence weights on the tuning split and print the best.
+    #[arg(long)]
+    pub tune: bool,
+    /// Fit the confidence model on the tuning split and print its weights.
+    #[arg(long)]
+    pub fit_confidence: bool,
+    /// Write every question's answer and scores to this file as JSON lines (error analysis).
+    #[arg(long)]
+    pub dump: Option<PathBuf>,
+    /// Sentence encoder: a pulled model name or a model folder.
+    #[arg(long, default_value = "minilm-l6")]
+    pub encoder: String,
+}
+
+/// Runs a docs command.
+pub fn run(c: DocsCmd) -> anyhow::Result<()> {
+    match c {
+        DocsCmd::Add(a) => add(a),
+        DocsCmd::Ask(a) => ask(a),
+        DocsCmd::List(a) => list(a),
+        DocsCmd::Remove(a) => {
+            remove_collection(&collections_root(), &a.name)?;
+            println!("removed collection `{}`", a.name);
+            Ok(())
+        }
+    }
+}
+
+/// Loads the sentence encoder `spec` from the model store.
+fn load_encoder(spec: &str) -> anyhow::Result<MiniLm> {
+    rightmodel_infer::threads::configure_candle_threads(rightmodel_infer::threads::available_cores());
+    let dir = Store::new(&rightmodel_home())
+        .resolve_encoder(spec)
+        .with_context(|| format!("sentence encoder `{spec}` (run `rightmodel pull` first)"))?;
+    MiniLm::load(&dir).with_context(|| format!("loading the sentence encoder from {}", dir.display()))
+}
+
+fn bar(len: u64, msg: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(msg.to_string());
+    pb
+}
+
+/// Adds `paths` to the collection in `dir` with a progress bar.
+fn add_with_bar(coll: &mut Collection, encoder: &MiniLm, paths: &[PathBuf]) -> anyhow::Result<rightmodel_docs::AddReport> {
+    let pb = bar(0, "reading");
+    let report = coll.add_paths_with_progress(encoder, paths, &mut |p| match p {
+        AddProgress::Reading { done, total } => {
+            pb.set_length(total as u64);
+            pb.set_position(done as u64);
+        }
+        AddProgress::Embedding { done, total } => {
+            if pb.message() != "embedding" {
+                pb.set_message("embedding");
+                pb.set_length(total as u64);
+            }
+            pb.set_position(done as u64);
+        }
+        AddProgress::Writing => {
+            pb.set_message("writing");
+        }
+    });
+    pb.finish_and_clear();
+    Ok(report?)
+}
+
+fn add(a: AddArgs) -> anyhow::Result<()> {
+    let dir = collection_dir(&collections_root(), &a.name)?;
+    let encoder = load_encoder(&a.encoder)?;
+    let mut coll = Collection::open_or_create(&dir)?;
+    let report = add_with_bar(&mut coll, &encoder, &a.paths)?;
+    for s in &report.skipped {
+        eprintln!("warning: skipped {}", s.reason);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!(
+        "collection `{}`: {} added, {} updated, {} unchanged file(s); {} passages (+{} / -{}){}",
+        a.name,
+        report.added.len(),
+        report.updated.len(),
+        report.unchanged.len(),
+        report.passages_total,
+        report.passages_added,
+        report.passages_removed,
+        if report.ignored > 0 { format!("; {} file(s) of other types ignored", report.ignored) } else { String::new() }
+    );
+    Ok(())
+}
+
+fn open_named(name: &str) -> anyhow::Result<Collection> {
+    let dir = collection_dir(&collections_root(), name)?;
+    if !rightmodel_docs::store::exists(&dir) {
+        anyhow::bail!("no collection `{name}`; create it with `rightmodel docs add {name} PATH...`");
+    }
+    Ok(Collection::open(&dir)?)
+}
+
+fn ask(a: AskArgs) -> anyhow::Result<()> {
+    let coll = open_named(&a.name)?;
+    let encoder = load_encoder(&a.encoder)?;
+    let answer = coll.ask(&encoder, &a.question, a.k.max(1))?;
+    if a.generate {
+        // Hook for the generative answer: the lead wires the local LLM engine here, feeding it
+        // `answer.context_prompt(question)`; the model's reply must keep the [n] citations.
+        anyhow::bail!(
+            "generative answers are not wired in yet; use --show-prompt and pass the prompt to `rightmodel generate`"
+        );
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        print_answer(&answer);
+    }
+    if a.show_prompt {
+        println!("\n--- prompt ---\n{}", answer.context_prompt(&a.question));
+    }
+    Ok(())
+}
+
+fn print_answer(a: &Answer) {
+    let low = if a.is_low_confidence() { " (low: the documents may not answer this)" } else { "" };
+    println!("Answer: {}", if a.answer.is_empty() { "(nothing found)" } else { &a.answer });
+    println!("Confidence: {:.2}{low}", a.confidence);
+    if let Some(c) = a.citations.first() {
+        println!("Sentence: {}", a.sentence);
+        println!("Source: {} characters {}-{} (passage {})", c.file, c.start, c.end, c.passage_id);
+    }
+    if !a.passages.is_empty() {
+        println!("\nPassages:");
+    }
+    for (i, p) in a.passages.iter().enumerate() {
+        let snippet: String = p.text.chars().take(160).collect();
+        let more = if p.text.chars().count() > 160 { "..." } else { "" };
+        println!("[{}] {:.3}  {} {}-{}\n    {}{more}", i + 1, p.score, p.file, p.start, p.end, snippet.replace('\n', " "));
+    }
+}
+
+fn list(a: ListArgs) -> anyhow::Result<()> {
+    let all = list_collections(&collections_root())?;
+    if a.json {
+        println!("{}", serde_json::to_string(&all)?);
+        return Ok(());
+    }
+    if all.is_empty() {
+        println!("no collections (add one with `rightmodel docs add NAME PATH...`)");
+    }
+    for c in all {
+        println!("{:<20} {:>6} files {:>8} passages  {}", c.name, c.files, c.passages, c.dir);
+    }
+    Ok(())
+}
+
+/// A working folder removed on drop unless it was given by the user.
+struct WorkDir {
+    path: PathBuf,
+    remove: bool,
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Runs `eval docs`.
+pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
+    let squad = rightmodel_docs::squad::read_squad(&a.squad)?;
+    let corpus = build_corpus(&squad);
+    let work = match &a.keep {
+        Some(p) => WorkDir { path: p.clone(), remove: false },
+        None => WorkDir { path: std::env::temp_dir().join(format!("rightmodel-eval-docs-{}", std::process::id())), remove: true },
+    };
+    let encoder = load_encoder(&a.encoder)?;
+
+    // Index.
+    let paths = write_articles(&corpus, &work.path.join("articles"))?;
+    let mut coll = Collection::open_or_create(&work.path.join("collection"))?;
+    let t = Instant::now();
+    let added = add_with_bar(&mut coll, &encoder, &paths)?;
+    let index_secs = t.elapsed().as_secs_f32();
+    let indexed_now = added.passages_added > 0;
+    let article_paths: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let set = EvalSet { collection: &coll, corpus: &corpus, article_paths };
+
+    // Questions and their vectors (for the configurations that reuse them).
+    let which = spread(corpus.questions.len(), a.limit);
+    let texts: Vec<&str> = which.iter().map(|&i| corpus.questions[i].question.as_str()).collect();
+    let pb = bar(texts.len() as u64, "questions");
+    let vecs = rightmodel_docs::embed::embed_all(&encoder, &texts, &mut |d| pb.set_position(d as u64))?;
+    pb.finish_and_clear();
+    let mut q_vecs = rightmodel_docs::dense::Matrix::new(vecs.dim());
+    let mut row_of = vec![usize::MAX; corpus.questions.len()];
+    for (r, &i) in which.iter().enumerate() {
+        row_of[i] = r;
+    }
+    // Rows indexed by question number (questions not selected get a zero row).
+    let zero = vec![0.0f32; vecs.dim()];
+    for r in &row_of {
+        q_vecs.push(if *r == usize::MAX { &zero } else { vecs.row(*r) });
+    }
+
+    let is_tune = |i: &usize| corpus.questions[*i].article < a.tune_articles;
+    let tune_q: Vec<usize> = which.iter().copied().filter(is_tune).collect();
+    let held_q: Vec<usize> = which.iter().copied().filter(|i| !is_tune(i)).collect();
+
+    if a.tune {
+        let pb = bar(0, "tuning");
+        let (best, tried) = set.tune(&tune_q, &q_vecs, &mut |d, t| {
+            pb.set_length(t as u64);
+            pb.set_position(d as u64);
+        })?;
+        pb.finish_and_clear();
+        for (p, m) in &tried {
+            eprintln!("{} -> hit@1 {:.3} hit@5 {:.3} sentence {:.3}", serde_json::to_string(p)?, m.hit_at_1, m.hit_at_5, m.answer_in_sentence);
+        }
+        println!("best on the tuning split: {}", serde_json::to_string(&best)?);
+    }
+
+    // Headline: default parameters, timed end to end (question embedding included).
+    let pb = bar(which.len() as u64, "asking");
+    let answers = set.run(&which, Some(&encoder), None, &AskParams::default(), &mut |d| pb.set_position(d as u64))?;
+    pb.finish_and_clear();
+    let scores: Vec<QuestionScore> = answers.iter().map(|r| r.0).collect();
+    let pick = |qs: &[usize]| -> Vec<QuestionScore> {
+        let pos: std::collections::HashMap<usize, usize> = which.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+        qs.iter().filter_map(|i| pos.get(i).map(|&k| scores[k])).collect()
+    };
+    let overall = summarize(&scores);
+    let held = summarize(&pick(&held_q));
+
+    if let Some(path) = &a.dump {
+        let mut lines = String::new();
+        for (&i, (score, answer)) in which.iter().zip(&answers) {
+            let q = &corpus.questions[i];
+            let line = serde_json::json!({
+                "question": q.question, "golds": q.golds, "article": q.article, "answer": answer.answer,
+                "sentence": answer.sentence, "confidence": answer.confidence, "score": score,
+            });
+            lines.push_str(&line.to_string());
+            lines.push('\n');
+        }
+        rightmodel_docs::store::write_atomic(path, lines.as_bytes())?;
+    }
+
+    if a.fit_confidence {
+        let pos: std::collections::HashSet<usize> = tune_q.iter().copied().collect();
+        let rows: Vec<_> = which.iter().zip(&answers).filter(|(i, _)| pos.contains(i)).map(|(_, r)| r.clone()).collect();
+        println!("confidence weights (intercept first): {:?}", fit_confidence(&rows));
+    }
+
+    // Baselines on cached vectors.
+    let ablation = |name: &str, params: AskParams| -> anyhow::Result<ReportRow> {
+        let pb = bar(which.len() as u64, name);
+        let r = set.run(&which, None, Some(&q_vecs), &params, &mut |d| pb.set_position(d as u64))?;
+        pb.finish_and_clear();
+        let mut m = summarize(&r.into_iter().map(|x| x.0).collect::<Vec<_>>());
+        // Latency without question embedding is not comparable with the headline row.
+        m.p50_ms = f32::NAN;
+        m.p99_ms = f32::NAN;
+        Ok(ReportRow { name: name.to_string(), metrics: m })
+    };
+    let bm25 = ablation("BM25 only", AskParams::lexical_baseline())?;
+    let dense = ablation("dense only", AskParams::dense_only())?;
+
+    let report = Report {
+        data: a.squad.display().to_string(),
+        rows: vec![
+            ReportRow { name: "hybrid (default), all questions".into(), metrics: overall.clone() },
+            ReportRow { name: format!("hybrid (default), held-out articles {}+", a.tune_articles + 1), metrics: held.clone() },
+            bm25,
+            dense,
+        ],
+        notes: vec![
+            format!(
+                "{} articles, {} passages, {} sentences; {} of {} questions asked (spread evenly).",
+                corpus.articles.len(),
+                coll.passage_count(),
+                coll.sentence_count(),
+                which.len(),
+                corpus.questions.len()
+            ),
+            if indexed_now {
+                format!("Indexing (clean, split, embed passages and sentences, BM25): {index_secs:.1} s.")
+            } else {
+                "Index reused from --keep (indexing time not measured).".to_string()
+            },
+            format!(
+                "Weights tuned on the questions of the first {} articles; the held-out row excludes them.",
+                a.tune_articles
+            ),
+            "Latency: one question end to end (embedding, BM25, dense scan, sentence choice, extraction); baselines reuse cached question vectors, so their latency is not shown.".into(),
+            format!(
+                "Mean confidence: {:.2} when the sentence holds the answer, {:.2} when not.",
+                overall.confidence_right, overall.confidence_wrong
+            ),
+            "Goals: hit@1 >= 0.88, hit@5 >= 0.97, answer in sentence >= 0.80, F1 >= 0.60, p50 <= 30 ms, indexing <= 60 s.".into(),
+        ],
+    };
+    let md = markdown(&report);
+    if let Some(out) = &a.out {
+        let (m, s) = write_report(out, &report)?;
+        eprintln!("wrote {} and {}", m.display(), s.display());
+    }
+    print!("{md}");
+    if a.json {
+        println!("{}", json_line(&overall, &held, if indexed_now { Some(index_secs) } else { None })?);
+    }
+    drop(work);
+    Ok(())
+}
+
+/// The `--json` line: the headline metrics plus held-out and indexing figures.
+fn json_line(m: &Metrics, held: &Metrics, index_secs: Option<f32>) -> anyhow::Result<String> {
+    let v = serde_json::json!({
+        "hit_at_1": m.hit_at_1,
+        "hit_at_5": m.hit_at_5,
+        "answer_in_sentence": m.answer_in_sentence,
+        "em": m.em,
+        "f1": m.f1,
+        "p50_ms": m.p50_ms,
+        "p99_ms": m.p99_ms,
+        "questions": m.questions,
+        "index_s": index_secs,
+        "heldout": {
+            "questions": held.questions,
+            "hit_at_1": held.hit_at_1,
+            "hit_at_5": held.hit_at_5,
+            "answer_in_sentence": held.answer_in_sentence,
+            "em": held.em,
+            "f1": held.f1,
+        },
+    });
+    Ok(serde_json::to_string(&v)?)
+}

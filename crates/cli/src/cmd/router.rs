@@ -1,0 +1,541 @@
+//! `rightmodel router train|score|eval|calibrate|bench`: thin wrappers over `rightmodel-router` that
+//! load the local encoder, draw progress bars, and read and write files.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use rightmodel_core::{Embedder, ModelKind, Price};
+use rightmodel_infer::MiniLm;
+use rightmodel_models::{home::rightmodel_home, Store};
+use rightmodel_router::bench::time_decisions;
+use rightmodel_router::data::{parse_prompt_line, read_outcomes, read_prompts, Columns, LabelledPrompt};
+use rightmodel_router::eval::{CvConfig, CvReport};
+use rightmodel_router::features::cache::embed_all;
+use rightmodel_router::pipeline::{evaluate, exclude_groups, train_weights, TrainOptions};
+use rightmodel_router::report::write_report;
+use rightmodel_router::scorer::{Provenance, WEIGHTS_FILE};
+use rightmodel_router::train::{LabelKind, TrainConfig};
+use rightmodel_router::{
+    BudgetState, Calibration, Candidate, Conversation, DifficultyScorer, RouteRequest, Router, RouterConfig,
+    RouterWeights, Scorer,
+};
+
+/// Router commands.
+#[derive(Subcommand)]
+pub enum RouterCmd {
+    /// Train the difficulty scorer on your own outcomes (CSV: prompt, weak_correct, strong_correct; or
+    /// prompt plus two per-model score columns). Cross-validates first when the data has groups.
+    #[command(after_help = "Example:\n  rightmodel router train --data ../shared/data/routing/mmlu.csv \
+                            --exclude-group high_school_mathematics --out crates/router/weights")]
+    Train(TrainArgs),
+    /// Score prompts: one JSON line `{\"prompt\": ...}` (or `{\"messages\": [...]}`) in, one
+    /// `{\"score\": <float>}` out, same order; higher = needs the stronger model.
+    #[command(after_help = "Example:\n  rightmodel router score < prompts.jsonl > scores.jsonl")]
+    Score(ScoreArgs),
+    /// Cross-validated APGR and CPT(50%/80%) of the learned scorer beside a random and a prompt-length
+    /// router, per fold and pooled, with a Markdown report and the quality-vs-strong-share curve (SVG).
+    #[command(after_help = "Example:\n  rightmodel router eval --data ../shared/data/routing/mmlu.csv \
+                            --exclude-group high_school_mathematics --out router-eval")]
+    Eval(EvalArgs),
+    /// Set the threshold that sends a target share of your prompts to the strong model.
+    #[command(after_help = "Example:\n  rightmodel router calibrate --data prompts.jsonl --strong-share 0.3")]
+    Calibrate(CalibrateArgs),
+    /// Time routing decisions (embedding included) for a prompt of a given length; prints p50/p90/p99.
+    #[command(after_help = "Example:\n  rightmodel router bench --tokens 200 --runs 300")]
+    Bench(BenchArgs),
+}
+
+/// What to train the model to predict.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LabelArg {
+    /// The strong model's benefit, strong - weak, as a soft label.
+    Benefit,
+    /// Whether the weak model is wrong (difficulty for the weak model).
+    WeakWrong,
+    /// Whether only the strong model is right.
+    StrongOnly,
+}
+
+impl From<LabelArg> for LabelKind {
+    fn from(l: LabelArg) -> Self {
+        match l {
+            LabelArg::Benefit => LabelKind::Benefit,
+            LabelArg::WeakWrong => LabelKind::WeakWrong,
+            LabelArg::StrongOnly => LabelKind::StrongOnly,
+        }
+    }
+}
+
+/// Data-file options shared by `train` and `eval`.
+#[derive(Args)]
+pub struct DataArgs {
+    /// Outcome CSV with a header row.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Column with the prompt (or a JSON array of {role, content} messages).
+    #[arg(long, default_value = "prompt")]
+    pub prompt_col: String,
+    /// Column with the weak model's correctness (0/1) or score.
+    #[arg(long, default_value = "weak_correct")]
+    pub weak_col: String,
+    /// Column with the strong model's correctness (0/1) or score.
+    #[arg(long, default_value = "strong_correct")]
+    pub strong_col: String,
+    /// Column with the group (topic) used to hold whole groups out in cross-validation; optional.
+    #[arg(long, default_value = "subject")]
+    pub group_col: String,
+    /// Leave this group out entirely (repeatable), e.g. one whose labels are known to be broken.
+    #[arg(long = "exclude-group")]
+    pub exclude_group: Vec<String>,
+    /// Cache the prompt embeddings in this file so repeated runs on the same data skip embedding.
+    #[arg(long)]
+    pub embed_cache: Option<PathBuf>,
+    /// Sentence encoder: a pulled model name or a model folder.
+    #[arg(long, default_value = "minilm-l6")]
+    pub encoder: String,
+}
+
+/// Model options shared by `train` and `eval`.
+#[derive(Args)]
+pub struct ModelArgs {
+    /// What the model predicts.
+    #[arg(long, value_enum, default_value = "weak-wrong")]
+    pub label: LabelArg,
+    /// L2 penalty of the logistic regression.
+    #[arg(long, default_value_t = 0.3)]
+    pub l2: f64,
+    /// Weight rows so that every group counts the same.
+    #[arg(long)]
+    pub balance_groups: bool,
+}
+
+impl ModelArgs {
+    fn config(&self) -> TrainConfig {
+        TrainConfig { label: self.label.into(), l2: self.l2, balance_groups: self.balance_groups, ..TrainConfig::default() }
+    }
+}
+
+/// `router train` arguments.
+#[derive(Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Directory to write `router.json` to (default: $RIGHTMODEL_HOME/router).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Share of the training prompts the stored threshold sends to the strong model.
+    #[arg(long, default_value_t = 0.3)]
+    pub strong_share: f32,
+    /// Cross-validation folds run before the final fit (0 = skip).
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+}
+
+/// `router score` arguments.
+#[derive(Args)]
+pub struct ScoreArgs {
+    /// Router directory with `router.json` (default: $RIGHTMODEL_HOME/router if present, else the
+    /// shipped weights).
+    #[arg(long)]
+    pub router: Option<PathBuf>,
+    /// Sentence encoder: a pulled model name or a model folder.
+    #[arg(long, default_value = "minilm-l6")]
+    pub encoder: String,
+    /// Prompts embedded per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+}
+
+/// `router eval` arguments.
+#[derive(Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Directory for report.md, curve.svg and report.json.
+    #[arg(long, default_value = "router-eval")]
+    pub out: PathBuf,
+    /// Number of folds.
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// Seed of the fold assignment and the random router.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Threshold-sweep bins (RouteLLM uses 10).
+    #[arg(long, default_value_t = 10)]
+    pub bins: usize,
+}
+
+/// `router calibrate` arguments.
+#[derive(Args)]
+pub struct CalibrateArgs {
+    /// Prompts typical of your traffic: JSON lines (`{"prompt": ...}`) or a CSV with a prompt column.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Target share of strong-model calls, 0..1.
+    #[arg(long)]
+    pub strong_share: f32,
+    /// Prompt column when --data is a CSV.
+    #[arg(long, default_value = "prompt")]
+    pub prompt_col: String,
+    /// Router directory to calibrate (default: $RIGHTMODEL_HOME/router if present, else the shipped
+    /// weights).
+    #[arg(long)]
+    pub router: Option<PathBuf>,
+    /// Where to write the calibrated router (default: the --router directory, else
+    /// $RIGHTMODEL_HOME/router).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Sentence encoder: a pulled model name or a model folder.
+    #[arg(long, default_value = "minilm-l6")]
+    pub encoder: String,
+}
+
+/// `router bench` arguments.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Prompt length in encoder tokens.
+    #[arg(long, default_value_t = 200)]
+    pub tokens: usize,
+    /// Timed decisions.
+    #[arg(long, default_value_t = 300)]
+    pub runs: usize,
+    /// Untimed warm-up decisions.
+    #[arg(long, default_value_t = 20)]
+    pub warmup: usize,
+    /// Router directory (default: $RIGHTMODEL_HOME/router if present, else the shipped weights).
+    #[arg(long)]
+    pub router: Option<PathBuf>,
+    /// Sentence encoder: a pulled model name or a model folder.
+    #[arg(long, default_value = "minilm-l6")]
+    pub encoder: String,
+    /// Print the numbers as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a router command.
+pub fn run(cmd: RouterCmd) -> anyhow::Result<()> {
+    match cmd {
+        RouterCmd::Train(a) => train(a),
+        RouterCmd::Score(a) => score(a),
+        RouterCmd::Eval(a) => eval(a),
+        RouterCmd::Calibrate(a) => calibrate(a),
+        RouterCmd::Bench(a) => bench(a),
+    }
+}
+
+/// Loads the sentence encoder `spec` from the model store, with all cores for candle.
+fn load_encoder(spec: &str) -> anyhow::Result<Arc<dyn Embedder>> {
+    rightmodel_infer::threads::configure_candle_threads(rightmodel_infer::threads::available_cores());
+    let dir = Store::new(&rightmodel_home())
+        .resolve_encoder(spec)
+        .with_context(|| format!("sentence encoder `{spec}` (run `rightmodel pull` first)"))?;
+    let enc = MiniLm::load(&dir).with_context(|| format!("loading the sentence encoder from {}", dir.display()))?;
+    Ok(Arc::new(enc))
+}
+
+fn default_router_dir() -> PathBuf {
+    rightmodel_home().join("router")
+}
+
+/// The weights of `--router DIR`, else `$RIGHTMODEL_HOME/router` when it holds weights, else the
+/// shipped ones; says on stderr which were used.
+fn load_weights(dir: Option<&Path>) -> anyhow::Result<(RouterWeights, Option<PathBuf>)> {
+    let dir = dir.map(Path::to_path_buf).or_else(|| {
+        let d = default_router_dir();
+        d.join(WEIGHTS_FILE).is_file().then_some(d)
+    });
+    match dir {
+        Some(d) => {
+            let w = RouterWeights::load(&d).with_context(|| format!("router weights in {}", d.display()))?;
+            eprintln!("router: weights from {}", d.display());
+            Ok((w, Some(d)))
+        }
+        None => {
+            eprintln!("router: shipped weights");
+            Ok((RouterWeights::shipped().context("the shipped router weights")?, None))
+        }
+    }
+}
+
+fn bar(len: u64, msg: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(msg.to_string());
+    pb
+}
+
+fn columns(d: &DataArgs) -> Columns {
+    Columns {
+        prompt: d.prompt_col.clone(),
+        weak: d.weak_col.clone(),
+        strong: d.strong_col.clone(),
+        group: d.group_col.clone(),
+    }
+}
+
+/// Reads the outcome file, drops excluded groups, embeds the prompts (with a progress bar and the
+/// optional cache) and returns rows, their vectors and the encoder name.
+fn load_and_embed(d: &DataArgs, spec: &rightmodel_router::features::EmbedSpec) -> anyhow::Result<(Vec<LabelledPrompt>, Vec<Vec<f32>>, String)> {
+    let rows = read_outcomes(&d.data, &columns(d))?;
+    let total = rows.len();
+    let (rows, dropped) = exclude_groups(rows, &d.exclude_group)?;
+    let groups: std::collections::BTreeSet<&str> = rows.iter().filter_map(|r| r.group.as_deref()).collect();
+    eprintln!(
+        "data: {} rows ({} dropped by --exclude-group), {} groups",
+        rows.len(),
+        dropped,
+        if groups.is_empty() { "no".to_string() } else { groups.len().to_string() }
+    );
+    if total == dropped {
+        anyhow::bail!("every row was excluded");
+    }
+    let encoder = load_encoder(&d.encoder)?;
+    let convs: Vec<Conversation> = rows.iter().map(|r| r.conversation.clone()).collect();
+    let pb = bar(convs.len() as u64, "embedding");
+    let vecs = embed_all(encoder.as_ref(), &convs, spec, d.embed_cache.as_deref(), |done, _| pb.set_position(done as u64))?;
+    pb.finish_and_clear();
+    Ok((rows, vecs, encoder.model_id().to_string()))
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string())
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.1}%", 100.0 * x)).unwrap_or_else(|| "not reached".into())
+}
+
+fn print_summary(r: &CvReport) {
+    let p = &r.pooled;
+    println!("{:<28} {:>7} {:>10} {:>10}", "router (pooled held-out)", "APGR", "CPT(50%)", "CPT(80%)");
+    for (name, m) in [("learned", &p.learned), ("prompt length", &p.length), ("random", &p.random)] {
+        println!("{:<28} {:>7.3} {:>10} {:>10}", name, m.apgr, pct(m.cpt50), pct(m.cpt80));
+    }
+    println!("\n{:<6} {:>6} {:>8} {:>10} {:>10} {:>8} {:>8}", "fold", "rows", "APGR", "CPT(50%)", "CPT(80%)", "length", "random");
+    for f in &r.folds {
+        let m = &f.metrics;
+        println!(
+            "{:<6} {:>6} {:>8.3} {:>10} {:>10} {:>8.3} {:>8.3}",
+            f.fold,
+            f.rows,
+            m.learned.apgr,
+            pct(m.learned.cpt50),
+            pct(m.learned.cpt80),
+            m.length.apgr,
+            m.random.apgr
+        );
+    }
+    println!(
+        "{:<6} {:>6} {:>8.3} {:>10} {:>10} {:>8.3} {:>8.3}",
+        "mean",
+        "",
+        r.fold_mean(|c| Some(c.learned.apgr)).unwrap_or(f64::NAN),
+        pct(r.fold_mean(|c| c.learned.cpt50)),
+        pct(r.fold_mean(|c| c.learned.cpt80)),
+        r.fold_mean(|c| Some(c.length.apgr)).unwrap_or(f64::NAN),
+        r.fold_mean(|c| Some(c.random.apgr)).unwrap_or(f64::NAN),
+    );
+}
+
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!("rightmodel {}", args.join(" "))
+}
+
+fn train(a: TrainArgs) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&a.strong_share) {
+        anyhow::bail!("--strong-share must be between 0 and 1");
+    }
+    let spec = rightmodel_router::features::EmbedSpec::default();
+    let (rows, vecs, encoder) = load_and_embed(&a.data, &spec)?;
+    let grouped = rows.iter().any(|r| r.group.is_some());
+    let cv = (a.folds >= 2).then_some(CvConfig { folds: a.folds, ..CvConfig::default() });
+    let opts = TrainOptions {
+        train: a.model.config(),
+        embed: spec,
+        encoder,
+        strong_share: a.strong_share,
+        cv,
+        provenance: Provenance {
+            data: file_name(&a.data.data),
+            excluded_groups: a.data.exclude_group.clone(),
+            command: command_line(),
+            ..Provenance::default()
+        },
+    };
+    let pb = bar(a.folds as u64, "cv folds");
+    let (weights, report) = train_weights(&rows, &vecs, &opts, |f| pb.set_position(f as u64))?;
+    pb.finish_and_clear();
+    if let Some(r) = &report {
+        if !grouped {
+            eprintln!("note: no `{}` column, so folds are random rows (optimistic)", a.data.group_col);
+        }
+        print_summary(r);
+        println!();
+    }
+    let out = a.out.unwrap_or_else(default_router_dir);
+    weights.save(&out)?;
+    println!(
+        "wrote {} (trained on {} rows; threshold {:.4} sends {:.0}% of the training prompts to the strong model)",
+        out.join(WEIGHTS_FILE).display(),
+        weights.provenance.rows,
+        weights.calibration.threshold,
+        100.0 * weights.calibration.strong_share
+    );
+    Ok(())
+}
+
+fn eval(a: EvalArgs) -> anyhow::Result<()> {
+    let spec = rightmodel_router::features::EmbedSpec::default();
+    let (rows, vecs, _) = load_and_embed(&a.data, &spec)?;
+    let cfg = CvConfig { folds: a.folds, seed: a.seed, bins: a.bins, train: a.model.config() };
+    let pb = bar(a.folds as u64, "cv folds");
+    let report = evaluate(&rows, &vecs, &cfg, |f| pb.set_position(f as u64))?;
+    pb.finish_and_clear();
+    print_summary(&report);
+    let excluded = if a.data.exclude_group.is_empty() { "none".to_string() } else { a.data.exclude_group.join(", ") };
+    let notes = format!(
+        "- data: `{}` ({} rows after exclusions)\n- excluded groups: {}\n- model: {:?} label, L2 {}, balance groups {}\n- command: `{}`\n",
+        file_name(&a.data.data),
+        rows.len(),
+        excluded,
+        cfg.train.label,
+        cfg.train.l2,
+        cfg.train.balance_groups,
+        command_line()
+    );
+    write_report(&a.out, &report, "Router evaluation: quality vs strong-model calls", &notes)?;
+    println!("\nwrote {}/report.md, curve.svg, report.json", a.out.display());
+    Ok(())
+}
+
+fn score(a: ScoreArgs) -> anyhow::Result<()> {
+    let (weights, _) = load_weights(a.router.as_deref())?;
+    let scorer = DifficultyScorer::new(weights, load_encoder(&a.encoder)?)?;
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut batch: Vec<Conversation> = Vec::with_capacity(a.batch.max(1));
+    let flush = |batch: &mut Vec<Conversation>, out: &mut dyn Write| -> anyhow::Result<()> {
+        for s in scorer.score_batch(batch)? {
+            writeln!(out, "{}", serde_json::json!({ "score": s }))?;
+        }
+        batch.clear();
+        Ok(())
+    };
+    for (i, line) in stdin.lock().lines().enumerate() {
+        let line = line.context("reading stdin")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let conv = parse_prompt_line(&line).map_err(|e| anyhow::anyhow!("stdin line {}: {e}", i + 1))?;
+        batch.push(conv);
+        if batch.len() >= a.batch.max(1) {
+            flush(&mut batch, &mut out)?;
+        }
+    }
+    flush(&mut batch, &mut out)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&a.strong_share) {
+        anyhow::bail!("--strong-share must be between 0 and 1");
+    }
+    let (mut weights, dir) = load_weights(a.router.as_deref())?;
+    let prompts = read_prompts(&a.data, &a.prompt_col)?;
+    if prompts.is_empty() {
+        anyhow::bail!("{} has no prompts", a.data.display());
+    }
+    let scorer = DifficultyScorer::new(weights.clone(), load_encoder(&a.encoder)?)?;
+    let pb = bar(prompts.len() as u64, "scoring");
+    let mut scores = Vec::with_capacity(prompts.len());
+    for chunk in prompts.chunks(64) {
+        scores.extend(scorer.score_batch(chunk)?);
+        pb.set_position(scores.len() as u64);
+    }
+    pb.finish_and_clear();
+    let cal = Calibration::from_scores(&scores, a.strong_share)?;
+    let sent = scores.iter().filter(|s| **s >= cal.threshold).count();
+    weights.calibration = cal;
+    let out = a.out.or(dir).unwrap_or_else(default_router_dir);
+    weights.save(&out)?;
+    println!(
+        "threshold {:.4}: {} of {} prompts ({:.1}%) go to the strong model; wrote {}",
+        weights.calibration.threshold,
+        sent,
+        scores.len(),
+        100.0 * sent as f64 / scores.len() as f64,
+        out.join(WEIGHTS_FILE).display()
+    );
+    Ok(())
+}
+
+/// A prompt of about `tokens` encoder tokens: a realistic question padded with context sentences.
+fn bench_prompt(encoder: &dyn Embedder, tokens: usize) -> String {
+    const SENTENCES: &[&str] = &[
+        "Our quarterly report shows revenue grew by 12 percent while operating costs stayed flat.",
+        "The customer wrote in asking why the invoice from March was charged twice to the same card.",
+        "Please explain the difference between a mutex and a semaphore, with an example in Rust.",
+        "Summarise the main arguments of the attached memo about the new remote work policy.",
+        "What are the side effects of ibuprofen when taken together with blood pressure medication?",
+    ];
+    let mut p = String::new();
+    let mut i = 0;
+    while encoder.count_tokens(&p) < tokens && i < 10_000 {
+        if !p.is_empty() {
+            p.push(' ');
+        }
+        p.push_str(SENTENCES[i % SENTENCES.len()]);
+        i += 1;
+    }
+    while encoder.count_tokens(&p) > tokens && p.contains(' ') {
+        if let Some(cut) = p.rfind(' ') {
+            p.truncate(cut);
+        }
+    }
+    p
+}
+
+fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    let (weights, _) = load_weights(a.router.as_deref())?;
+    let encoder = load_encoder(&a.encoder)?;
+    let prompt = bench_prompt(encoder.as_ref(), a.tokens);
+    let tokens = encoder.count_tokens(&prompt);
+    let scorer = DifficultyScorer::new(weights, encoder)?;
+    let config = RouterConfig::from_calibration(scorer.calibration());
+    let candidates = vec![
+        Candidate::new("local-small", ModelKind::LocalChat, Price::default(), 0.0, 80.0, 25.0),
+        Candidate::new("upstream-large", ModelKind::Upstream, Price { input_per_mtok: 2.5, output_per_mtok: 10.0 }, 1.0, 400.0, 15.0),
+    ];
+    let scorer: Arc<dyn Scorer> = Arc::new(scorer);
+    let router = Router::new(candidates, scorer, config)?;
+    let req = RouteRequest::from_prompt(&prompt);
+    let budget = BudgetState { daily_usd: Some(10.0), spent_today_usd: 1.0 };
+    let pb = bar(a.runs as u64, "deciding");
+    let stats = time_decisions(&router, &req, &budget, a.warmup, a.runs, || pb.inc(1))?;
+    pb.finish_and_clear();
+    let decision = router.decide(&req, &budget)?;
+    if a.json {
+        println!("{}", serde_json::json!({ "prompt_tokens": tokens, "latency": stats, "decision": decision }));
+        return Ok(());
+    }
+    println!("decision latency for a {tokens}-token prompt, embedding included ({} runs, {} cores):", stats.runs, rightmodel_infer::threads::available_cores());
+    println!("  p50 {:.2} ms   p90 {:.2} ms   p99 {:.2} ms   mean {:.2} ms   max {:.2} ms", stats.p50_ms, stats.p90_ms, stats.p99_ms, stats.mean_ms, stats.max_ms);
+    println!("  example decision: {}", decision.to_json());
+    Ok(())
+}

@@ -1,0 +1,379 @@
+//! `rightmodel train classify`, `rightmodel classify` and `rightmodel eval classify`: thin wrappers over
+//! `rightmodel_tasks` that parse flags, load the encoder, draw progress bars and print results.
+
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use rightmodel_infer::MiniLm;
+use rightmodel_models::{home::rightmodel_home, Store};
+use rightmodel_tasks::eval::{self, EvalOptions};
+use rightmodel_tasks::train::{self, TrainSpec};
+use rightmodel_tasks::{data, plot, registry, Classifier, Mode, Progress};
+
+/// Training commands.
+#[derive(Subcommand)]
+pub enum TrainCmd {
+    /// Train a text classifier on a labelled CSV, TSV or JSONL file.
+    #[command(after_help = "Examples:\n  rightmodel train classify --data ../shared/data/classify/trec/train.tsv --text-col question --label-col coarse --name trec\n  rightmodel train classify --data reviews.jsonl --text-col text --label-col label --name reviews --mode finetune --max-minutes 20")]
+    Classify(TrainClassifyArgs),
+}
+
+/// Training mode (CLI spelling of [`Mode`]).
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    /// Frozen sentence embeddings + n-gram TF-IDF + logistic regression (seconds to minutes).
+    Fast,
+    /// Fine-tune the whole encoder with a classification head (minutes to hours on a laptop CPU).
+    Finetune,
+}
+
+/// `rightmodel train classify` arguments.
+#[derive(Args)]
+pub struct TrainClassifyArgs {
+    /// Labelled data: .csv, .tsv or .jsonl.
+    #[arg(long)]
+    data: PathBuf,
+    /// Column (or JSON field) holding the text.
+    #[arg(long)]
+    text_col: String,
+    /// Column (or JSON field) holding the label.
+    #[arg(long)]
+    label_col: String,
+    /// Name to save under ($RIGHTMODEL_HOME/classifiers/NAME), or a directory path (containing `/`).
+    #[arg(long)]
+    name: String,
+    /// Training mode.
+    #[arg(long, value_enum, default_value = "fast")]
+    mode: ModeArg,
+    /// Validation file (same columns); the default holds out --valid-split of --data.
+    #[arg(long, conflicts_with = "valid_split")]
+    valid: Option<PathBuf>,
+    /// Share of --data held out (stratified) for validation when --valid is not given.
+    #[arg(long, default_value_t = 0.1)]
+    valid_split: f64,
+    /// Train on a stratified sample of at most N rows (embedding dominates training time).
+    #[arg(long)]
+    max_train: Option<usize>,
+    /// Fast mode: leave out the word n-gram TF-IDF features (embeddings only).
+    #[arg(long)]
+    no_ngrams: bool,
+    /// Encoder (pulled name or safetensors directory).
+    #[arg(long, default_value = rightmodel_models::DEFAULT_EMBED_MODEL)]
+    encoder: String,
+    /// Seed for the split, sampling and initialisation.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Replace an existing classifier of the same name.
+    #[arg(long)]
+    force: bool,
+    /// Fine-tuning: maximum epochs (early stopping may end sooner).
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Fine-tuning: batch size.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Fine-tuning: peak learning rate (AdamW, linear warm-up then decay).
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    /// Fine-tuning: longest input in tokens.
+    #[arg(long, default_value_t = 128)]
+    max_len: usize,
+    /// Fine-tuning: validations without improvement before stopping.
+    #[arg(long, default_value_t = 3)]
+    patience: usize,
+    /// Fine-tuning: stop after this many minutes, keeping the best weights so far.
+    #[arg(long)]
+    max_minutes: Option<f64>,
+    /// Training examples kept for explanations and domain fit.
+    #[arg(long, default_value_t = 20_000)]
+    max_neighbours: usize,
+}
+
+/// `rightmodel classify` arguments.
+#[derive(Args)]
+#[command(after_help = "Examples:\n  echo 'What is the capital of France ?' | rightmodel classify --model trec\n  rightmodel classify --model sst2 --input reviews.txt --explain\n  rightmodel classify --model ./my-classifier --input texts.jsonl > labels.jsonl\n\nInput: one text per line, or JSON lines with a `text` field (an `id` field is echoed). Blank lines are skipped.\nOutput: one JSON line per text, in order: {\"label\", \"confidence\", \"probs\", \"in_domain\"} (+ \"explanation\" with --explain).")]
+pub struct ClassifyArgs {
+    /// Classifier name (under $RIGHTMODEL_HOME/classifiers) or directory.
+    #[arg(long)]
+    model: String,
+    /// Input file, or `-` for standard input.
+    #[arg(long, default_value = "-")]
+    input: String,
+    /// Add the words that pushed the decision most (signed weights) and the nearest training examples.
+    #[arg(long)]
+    explain: bool,
+    /// Texts per encoder call.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Encoder (pulled name or safetensors directory); must be the one the classifier was trained with.
+    #[arg(long, default_value = rightmodel_models::DEFAULT_EMBED_MODEL)]
+    encoder: String,
+}
+
+/// `rightmodel eval classify` arguments.
+#[derive(Args)]
+#[command(after_help = "Examples:\n  rightmodel eval classify --model trec --data ../shared/data/classify/trec/test.tsv\n  rightmodel eval classify --model sst2 --data ../shared/data/classify/sst2/dev.tsv --ood ../shared/data/classify/trec/test.tsv --ood-text-col question\n\nWrites report.md, report.json and confusion.png to --out and prints the Markdown.")]
+pub struct EvalClassifyArgs {
+    /// Classifier name or directory.
+    #[arg(long)]
+    model: String,
+    /// Labelled evaluation data (.csv, .tsv, .jsonl).
+    #[arg(long)]
+    data: PathBuf,
+    /// Text column (default: the one used in training).
+    #[arg(long)]
+    text_col: Option<String>,
+    /// Label column (default: the one used in training).
+    #[arg(long)]
+    label_col: Option<String>,
+    /// Out-of-domain texts (.csv, .tsv, .jsonl) to measure how well `in_domain` separates them.
+    #[arg(long)]
+    ood: Option<PathBuf>,
+    /// Text column of --ood (default: --text-col).
+    #[arg(long)]
+    ood_text_col: Option<String>,
+    /// Report directory (default: ./rightmodel-eval-NAME).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Texts per call in the throughput measurement.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Single-text calls timed for latency.
+    #[arg(long, default_value_t = 100)]
+    latency_samples: usize,
+    /// Encoder (pulled name or safetensors directory).
+    #[arg(long, default_value = rightmodel_models::DEFAULT_EMBED_MODEL)]
+    encoder: String,
+}
+
+/// Progress bars on stderr (hidden when stderr is not a terminal).
+struct Bars {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Bars {
+    fn new() -> Self {
+        Bars { bar: Mutex::new(None) }
+    }
+    fn with(&self, f: impl FnOnce(&ProgressBar)) {
+        if let Ok(g) = self.bar.lock() {
+            if let Some(b) = g.as_ref() {
+                f(b);
+            }
+        }
+    }
+}
+
+impl Progress for Bars {
+    fn start(&self, stage: &str, total: u64) {
+        let bar = if total > 0 {
+            let b = ProgressBar::new(total);
+            b.set_style(
+                ProgressStyle::with_template("{prefix:>22} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            b
+        } else {
+            let b = ProgressBar::new_spinner();
+            b.enable_steady_tick(std::time::Duration::from_millis(200));
+            b
+        };
+        bar.set_prefix(stage.to_string());
+        if let Ok(mut g) = self.bar.lock() {
+            if let Some(old) = g.take() {
+                old.finish_and_clear();
+            }
+            *g = Some(bar);
+        }
+    }
+    fn inc(&self, n: u64) {
+        self.with(|b| b.inc(n));
+    }
+    fn message(&self, msg: &str) {
+        self.with(|b| b.set_message(msg.to_string()));
+    }
+    fn finish(&self) {
+        if let Ok(mut g) = self.bar.lock() {
+            if let Some(b) = g.take() {
+                let stage = b.prefix();
+                let secs = b.elapsed().as_secs_f64();
+                b.finish_and_clear();
+                eprintln!("{stage}: done in {secs:.1}s");
+            }
+        }
+    }
+}
+
+/// Loads the encoder named by `spec` (after sizing candle's thread pool).
+fn load_encoder(spec: &str) -> anyhow::Result<(MiniLm, PathBuf)> {
+    rightmodel_infer::threads::configure_candle_threads(rightmodel_infer::threads::available_cores());
+    let store = Store::new(&rightmodel_home()).with_auto_pull(true).with_progress(true);
+    let dir = store.resolve_encoder(spec).with_context(|| format!("cannot find encoder `{spec}`"))?;
+    let enc = MiniLm::load(&dir).with_context(|| format!("cannot load encoder from {}", dir.display()))?;
+    Ok((enc, dir))
+}
+
+/// Runs a training command.
+pub fn train(c: TrainCmd) -> anyhow::Result<()> {
+    match c {
+        TrainCmd::Classify(a) => train_classify(a),
+    }
+}
+
+fn train_classify(a: TrainClassifyArgs) -> anyhow::Result<()> {
+    let home = rightmodel_home();
+    let (dest, name) = registry::target_dir(&home, &a.name)?;
+    registry::check_writable(&dest, a.force)?;
+    let mode = match a.mode {
+        ModeArg::Fast => Mode::Fast,
+        ModeArg::Finetune => Mode::Finetune,
+    };
+    let mut settings = train::default_settings(mode);
+    settings.seed = a.seed;
+    settings.valid_split = a.valid_split;
+    settings.max_train = a.max_train;
+    settings.ngrams = !a.no_ngrams;
+    settings.epochs = a.epochs;
+    settings.batch_size = a.batch_size;
+    settings.learning_rate = a.lr;
+    settings.max_len = a.max_len;
+    settings.patience = a.patience;
+    settings.max_neighbours = a.max_neighbours.max(1);
+    if let Some(m) = a.max_minutes {
+        anyhow::ensure!(m > 0.0, "--max-minutes must be positive");
+    }
+    let (encoder, encoder_dir) = load_encoder(&a.encoder)?;
+    let spec = TrainSpec {
+        name: name.clone(),
+        dest,
+        overwrite: a.force,
+        train_path: a.data.clone(),
+        valid_path: a.valid.clone(),
+        text_col: a.text_col.clone(),
+        label_col: a.label_col.clone(),
+        settings,
+        base_encoder: Some(encoder_dir),
+        time_budget_s: a.max_minutes.map(|m| (m * 60.0).round() as u64),
+        threads: rightmodel_infer::threads::available_cores(),
+    };
+    let bars = Bars::new();
+    let out = train::train_classifier(&spec, &encoder, &bars).context("training failed")?;
+    let m = &out.manifest;
+    println!("saved classifier `{}` ({} mode, {} labels) to {}", name, m.mode, m.labels.len(), out.dir.display());
+    println!(
+        "training rows: {} (of {} available); validation rows: {}",
+        m.train_data.rows, out.rows_available, m.valid_data.rows
+    );
+    if let Some(c) = m.settings.chosen_c {
+        println!("head: C = {c} chosen on validation; n-grams: {}", m.settings.ngrams);
+    }
+    if let Some(f) = &out.finetune {
+        println!(
+            "fine-tuning: {} steps, {} examples, {:.1} s per 1k examples; {}",
+            f.steps, f.examples_seen, f.seconds_per_1k, f.stopped
+        );
+    }
+    println!("validation accuracy {:.4}, macro-F1 {:.4}", m.validation.accuracy, m.validation.macro_f1);
+    println!("training time {:.1}s", m.train_seconds);
+    Ok(())
+}
+
+/// Runs `classify`.
+pub fn classify(a: ClassifyArgs) -> anyhow::Result<()> {
+    let dir = registry::resolve(&a.model)?;
+    let clf = Classifier::load(&dir)?;
+    let mut bytes = Vec::new();
+    let source = if a.input == "-" {
+        std::io::stdin().read_to_end(&mut bytes).context("cannot read standard input")?;
+        "<stdin>".to_string()
+    } else {
+        bytes = std::fs::read(&a.input).with_context(|| format!("cannot read {}", a.input))?;
+        a.input.clone()
+    };
+    let inputs = data::read_inputs(&source, &bytes)?;
+    let (encoder, _) = load_encoder(&a.encoder)?;
+    clf.check_encoder(&encoder)?;
+    let bars = Bars::new();
+    bars.start("classifying", inputs.len() as u64);
+    let stdout = std::io::stdout();
+    let mut w = BufWriter::new(stdout.lock());
+    for chunk in inputs.chunks(a.batch.max(1)) {
+        let texts: Vec<&str> = chunk.iter().map(|t| t.text.as_str()).collect();
+        let preds = clf.predict(&encoder, &texts, a.explain)?;
+        for (inp, p) in chunk.iter().zip(preds) {
+            let mut v = serde_json::to_value(&p)?;
+            if let (Some(id), Some(obj)) = (&inp.id, v.as_object_mut()) {
+                obj.insert("id".into(), id.clone());
+            }
+            writeln!(w, "{}", serde_json::to_string(&v)?).context("cannot write output")?;
+        }
+        w.flush().context("cannot write output")?;
+        bars.inc(chunk.len() as u64);
+    }
+    if let Ok(mut g) = bars.bar.lock() {
+        if let Some(b) = g.take() {
+            b.finish_and_clear();
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Runs `eval classify`.
+pub fn eval_classify(a: EvalClassifyArgs) -> anyhow::Result<()> {
+    let dir = registry::resolve(&a.model)?;
+    let clf = Classifier::load(&dir)?;
+    let m = clf.manifest();
+    let text_col = a.text_col.clone().unwrap_or_else(|| m.train_data.text_col.clone());
+    let label_col = a.label_col.clone().unwrap_or_else(|| m.train_data.label_col.clone());
+    let ds = data::load_labelled(&a.data, &text_col, &label_col)?;
+    let ood = match &a.ood {
+        Some(p) => {
+            let col = a.ood_text_col.clone().unwrap_or_else(|| text_col.clone());
+            Some((p.display().to_string(), read_texts(p, &col)?))
+        }
+        None => None,
+    };
+    let (encoder, _) = load_encoder(&a.encoder)?;
+    let bars = Bars::new();
+    let opts = EvalOptions { batch: a.batch.max(1), latency_samples: a.latency_samples };
+    let report = eval::evaluate(
+        &clf,
+        &encoder,
+        &ds,
+        ood.as_ref().map(|(n, t)| (n.as_str(), t.as_slice())),
+        opts,
+        &bars,
+    )?;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("rightmodel-eval-{}", clf.name())));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let md = report.to_markdown();
+    write_atomic(&out.join("report.md"), md.as_bytes())?;
+    write_atomic(&out.join("report.json"), &serde_json::to_vec_pretty(&report)?)?;
+    let png = out.join("confusion.png");
+    let title = format!("{} on {}", clf.name(), a.data.file_name().map(|f| f.to_string_lossy()).unwrap_or_default());
+    if let Err(e) = plot::confusion_png(&report.metrics, &title, &png) {
+        eprintln!("warning: {e}");
+    }
+    println!("{md}");
+    eprintln!("report written to {}", out.display());
+    Ok(())
+}
+
+/// Texts of column `col` of a data file, for out-of-domain scoring (labels not needed).
+fn read_texts(path: &Path, col: &str) -> anyhow::Result<Vec<String>> {
+    // Any column works as a stand-in label: only the texts are used.
+    let ds = data::load_labelled(path, col, col)?;
+    Ok(ds.texts)
+}

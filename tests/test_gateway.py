@@ -1,0 +1,270 @@
+"""The gateway through the official openai SDK: chat, streaming, embeddings, models, errors."""
+import base64
+import json
+import math
+import struct
+
+import openai
+import pytest
+
+from conftest import LOCAL, Server, request
+
+
+def test_models_list(client):
+    ids = {m.id for m in client.models.list().data}
+    assert {"auto", "gemma3-270m", "minilm-l6"} <= ids
+
+
+def test_chat_completion(client):
+    r = client.chat.completions.with_raw_response.create(
+        model="gemma3-270m",
+        messages=[{"role": "user", "content": "Say hello."}],
+        max_tokens=8,
+        temperature=0,
+        seed=1,
+    )
+    assert r.headers["x-rightmodel-model"] == "gemma3-270m"
+    c = r.parse()
+    assert c.model == "gemma3-270m"
+    assert c.choices[0].message.role == "assistant"
+    assert c.choices[0].finish_reason in ("stop", "length")
+    assert c.usage.prompt_tokens > 0 and 0 < c.usage.completion_tokens <= 8
+    assert c.usage.total_tokens == c.usage.prompt_tokens + c.usage.completion_tokens
+
+
+def test_chat_is_deterministic_at_temperature_zero(client):
+    kw = dict(model="gemma3-270m", messages=[{"role": "user", "content": "Name a color."}], max_tokens=6, temperature=0)
+    a = client.chat.completions.create(**kw).choices[0].message.content
+    b = client.chat.completions.create(**kw).choices[0].message.content
+    assert a == b
+
+
+def test_streaming_with_usage(client):
+    stream = client.chat.completions.create(
+        model="gemma3-270m",
+        messages=[{"role": "user", "content": "Count: one, two,"}],
+        max_tokens=12,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text, finish, usage = "", None, None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for ch in chunk.choices:
+            text += ch.delta.content or ""
+            finish = ch.finish_reason or finish
+    assert finish in ("stop", "length")
+    assert usage is not None and usage.completion_tokens > 0
+    full = client.chat.completions.create(
+        model="gemma3-270m", messages=[{"role": "user", "content": "Count: one, two,"}], max_tokens=12, temperature=0
+    )
+    assert text == full.choices[0].message.content
+
+
+def test_stream_without_usage_has_no_usage_chunk(client):
+    chunks = list(
+        client.chat.completions.create(
+            model="gemma3-270m", messages=[{"role": "user", "content": "Hi"}], max_tokens=3, stream=True
+        )
+    )
+    assert all(c.usage is None for c in chunks)
+
+
+def test_stop_sequence(client):
+    c = client.chat.completions.create(
+        model="gemma3-270m", messages=[{"role": "user", "content": "List three fruits, one per line."}],
+        max_tokens=30, temperature=0, stop=["\n"],
+    )
+    assert "\n" not in c.choices[0].message.content
+
+
+def test_logprobs(client):
+    c = client.chat.completions.create(
+        model="gemma3-270m", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, temperature=0,
+        logprobs=True, top_logprobs=3,
+    )
+    content = c.choices[0].logprobs.content
+    assert len(content) == c.usage.completion_tokens
+    for t in content:
+        assert t.logprob <= 0 and len(t.top_logprobs) == 3
+        # greedy: the chosen token is the most likely one
+        assert abs(t.top_logprobs[0].logprob - t.logprob) < 1e-4
+
+
+def test_json_response_format(client):
+    c = client.chat.completions.create(
+        model="gemma3-270m", messages=[{"role": "user", "content": "Is the sky blue? Answer in JSON."}],
+        max_tokens=30, temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {
+            "type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}}},
+    )
+    assert isinstance(json.loads(c.choices[0].message.content)["ok"], bool)
+
+
+def test_text_completion(client):
+    c = client.completions.create(model="gemma3-270m", prompt="The capital of France is", max_tokens=8, temperature=0)
+    assert c.choices[0].text.split()[:2] == ["the", "capital"]
+    assert c.usage.prompt_tokens == 6
+
+
+def test_embeddings_float_and_base64(client):
+    texts = ["A man is eating food.", "A man is eating a piece of bread.", "A man is riding a horse."]
+    r = client.embeddings.create(model="minilm-l6", input=texts)
+    v = [d.embedding for d in r.data]
+    assert [d.index for d in r.data] == [0, 1, 2]
+    cos = lambda a, b: sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+    assert abs(cos(v[0], v[1]) - 0.755) < 0.01
+    assert abs(cos(v[0], v[2]) - 0.247) < 0.01
+    assert r.usage.prompt_tokens > 0
+    one = client.embeddings.create(model="minilm-l6", input="A man is eating food.", encoding_format="base64")
+    raw = base64.b64decode(one.data[0].embedding)
+    decoded = struct.unpack(f"<{len(raw) // 4}f", raw)
+    assert len(decoded) == 384
+    assert max(abs(a - b) for a, b in zip(decoded, v[0])) < 1e-6
+
+
+def test_errors_are_openai_shaped(local_server, client):
+    with pytest.raises(openai.NotFoundError) as e:
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    assert e.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="gemma3-270m", messages=[{"role": "user", "content": "x"}], n=2)
+    assert e.value.param == "n"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(
+            model="gemma3-270m", messages=[{"role": "user", "content": "x"}],
+            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        )
+    assert e.value.param == "tools"
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="gemma3-270m", messages=[])
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="gemma3-270m", messages=[{"role": "user", "content": "x"}], temperature=5)
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="minilm-l6", input=[])
+
+
+def test_raw_http_errors(local_server):
+    base = local_server.base
+    s, h, b = request(base, "POST", "/v1/chat/completions", raw=b"{not json")
+    assert s == 400 and json.loads(b)["error"]["type"] == "invalid_request_error"
+    s, h, b = request(base, "POST", "/v1/chat/completions", body={"model": 3, "messages": "x"})
+    assert s == 400 and "error" in json.loads(b)
+    s, h, b = request(base, "POST", "/v1/chat/completions", raw=b"x" * (5 * 1024 * 1024))
+    assert s == 413 and json.loads(b)["error"]["message"]
+    s, h, b = request(base, "GET", "/v1/nothing")
+    assert s == 404 and json.loads(b)["error"]["code"] == "unknown_url"
+    s, h, b = request(base, "POST", "/v1/chat/completions",
+                      body={"model": "gemma3-270m", "messages": [{"role": "user", "content": "word " * 3000}]})
+    assert s == 400 and "tokens" in json.loads(b)["error"]["message"]
+
+
+def test_health_and_metrics(local_server, client):
+    client.chat.completions.create(model="gemma3-270m", messages=[{"role": "user", "content": "x"}], max_tokens=2)
+    s, _, b = request(local_server.base, "GET", "/healthz")
+    assert s == 200 and json.loads(b)["status"] == "ok"
+    s, h, b = request(local_server.base, "GET", "/metrics")
+    text = b.decode()
+    assert s == 200
+    assert 'rightmodel_requests_total{endpoint="/v1/chat/completions",model="gemma3-270m",outcome="ok"}' in text
+    assert "rightmodel_time_to_first_token_seconds_bucket" in text
+    assert 'rightmodel_tokens_total{direction="output",model="gemma3-270m"}' in text
+
+
+def test_every_request_is_logged(local_server, client):
+    before = len(local_server.logs())
+    client.chat.completions.create(model="gemma3-270m", messages=[{"role": "user", "content": "x"}], max_tokens=2)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    rows = local_server.wait_logs(before + 2)
+    ok, bad = rows[-2], rows[-1]
+    assert ok["served_model"] == "gemma3-270m" and ok["status"] == 200 and ok["output_tokens"] > 0
+    assert ok["latency_ms"] > 0 and ok["ttft_ms"] is not None
+    assert bad["status"] == 404 and bad["requested_model"] == "nope" and bad["error"]
+
+
+def test_concurrent_requests_share_the_model(client):
+    import concurrent.futures as cf
+
+    def one(i):
+        return client.chat.completions.create(
+            model="gemma3-270m", messages=[{"role": "user", "content": f"Number {i}:"}], max_tokens=6, temperature=0
+        ).usage.completion_tokens
+
+    with cf.ThreadPoolExecutor(8) as ex:
+        assert all(n > 0 for n in ex.map(one, range(8)))
+
+
+def test_keys_rate_and_model_limits(tmp_path):
+    import hashlib
+
+    h = lambda k: hashlib.sha256(k.encode()).hexdigest()
+    cfg = LOCAL + f"""
+[[key]]
+name = "alice"
+sha256 = "{h('sk-alice')}"
+requests_per_minute = 3
+
+[[key]]
+name = "bob"
+sha256 = "{h('sk-bob')}"
+models = ["minilm-l6"]
+"""
+    s = Server(tmp_path, cfg, "keys")
+    try:
+        mk = lambda key: openai.OpenAI(base_url=s.url("/v1"), api_key=key, max_retries=0)
+        msg = [{"role": "user", "content": "x"}]
+        with pytest.raises(openai.AuthenticationError):
+            mk("sk-wrong").chat.completions.create(model="gemma3-270m", messages=msg, max_tokens=1)
+        status, _, _ = request(s.base, "GET", "/v1/models")
+        assert status == 401
+        with pytest.raises(openai.PermissionDeniedError):
+            mk("sk-bob").chat.completions.create(model="gemma3-270m", messages=msg, max_tokens=1)
+        assert mk("sk-bob").embeddings.create(model="minilm-l6", input="x").data
+        alice = mk("sk-alice")
+        for _ in range(3):
+            alice.chat.completions.create(model="gemma3-270m", messages=msg, max_tokens=1)
+        with pytest.raises(openai.RateLimitError) as e:
+            alice.chat.completions.create(model="gemma3-270m", messages=msg, max_tokens=1)
+        assert int(e.value.response.headers["retry-after"]) >= 1
+        rows = s.wait_logs(7)
+        assert {r["key_name"] for r in rows if r["key_name"]} == {"alice", "bob"}
+        log_text = s.db.read_bytes()
+        assert b"sk-alice" not in log_text and b"sk-bob" not in log_text
+    finally:
+        s.stop()
+
+
+def test_graceful_shutdown_drains_streams(tmp_path):
+    import threading
+
+    s = Server(tmp_path, LOCAL, "drain")
+    c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
+    result = {}
+
+    def consume():
+        stream = c.chat.completions.create(
+            model="gemma3-270m", messages=[{"role": "user", "content": "Tell a long story."}],
+            max_tokens=120, temperature=0, stream=True,
+        )
+        n = 0
+        finish = None
+        for ch in stream:
+            for x in ch.choices:
+                n += 1
+                finish = x.finish_reason or finish
+        result["finish"] = finish
+
+    t = threading.Thread(target=consume)
+    t.start()
+    import time
+
+    time.sleep(0.8)
+    rc = s.stop()
+    t.join(timeout=60)
+    assert result.get("finish") == "length", result
+    assert rc == 0
+    rows = s.logs()
+    assert rows and rows[-1]["status"] == 200
