@@ -13,6 +13,7 @@ pub mod chat;
 pub mod config;
 pub mod endpoints;
 pub mod http_error;
+pub mod loadbench;
 pub mod local;
 pub mod metrics;
 pub mod reqlog;

@@ -16,8 +16,11 @@ use serde_json::json;
 
 /// `bench` arguments.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  rightmodel bench\n  rightmodel bench --json | tail -1 | jq .tg128_tok_s\n  rightmodel bench --llama-bench ./llama-bench   # adds llama.cpp's numbers and the ratios")]
+#[command(args_conflicts_with_subcommands = true)]
+#[command(after_help = "Examples:\n  rightmodel bench\n  rightmodel bench --json | tail -1 | jq .tg128_tok_s\n  rightmodel bench --llama-bench ./llama-bench   # adds llama.cpp's numbers and the ratios\n  rightmodel bench gateway --rates 500,1000,2000")]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    cmd: Option<BenchCmd>,
     /// Chat model (pulled name or GGUF path).
     #[arg(long, default_value = rightmodel_models::DEFAULT_CHAT_MODEL)]
     model: String,
@@ -54,8 +57,83 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Other benchmarks.
+#[derive(clap::Subcommand)]
+pub enum BenchCmd {
+    /// Latency the gateway adds under load: the same open-loop rate straight to a fast local upstream
+    /// and through the gateway, in one run.
+    #[command(after_help = "Example:\n  rightmodel bench gateway --rates 500,1000,2000 --seconds 5 --json")]
+    Gateway(GatewayArgs),
+}
+
+/// `bench gateway` arguments.
+#[derive(Args)]
+pub struct GatewayArgs {
+    /// Offered request rates (requests per second).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![500u32, 1000, 2000])]
+    rates: Vec<u32>,
+    /// Seconds per rate and target.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Also step the rate up until errors appear, to find the highest rate held with none.
+    #[arg(long)]
+    find_max: bool,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn gateway(a: GatewayArgs) -> anyhow::Result<()> {
+    if a.rates.is_empty() || a.rates.contains(&0) || !(a.seconds > 0.0) {
+        anyhow::bail!("--rates must be positive numbers and --seconds positive");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let pb = ProgressBar::new((a.rates.len() * 2) as u64)
+        .with_style(ProgressStyle::with_template("{msg:24} {bar:30} {pos}/{len}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let duration = std::time::Duration::from_secs_f64(a.seconds);
+    let mut results = rt
+        .block_on(rightmodel_server::loadbench::run(&a.rates, duration, |m| {
+            pb.set_message(m.to_string());
+            pb.inc(1);
+        }))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let mut max_clean = results.iter().filter(|c| c.gateway.errors == 0).map(|c| c.rate).max();
+    if a.find_max {
+        let mut rate = a.rates.iter().copied().max().unwrap_or(1000);
+        loop {
+            rate *= 2;
+            pb.set_message(format!("probing {rate} req/s"));
+            let r = rt.block_on(rightmodel_server::loadbench::run(&[rate], duration, |_| {})).map_err(|e| anyhow::anyhow!(e))?;
+            let c = &r[0];
+            let clean = c.gateway.errors == 0 && c.gateway.achieved_rps >= 0.95 * f64::from(rate);
+            results.extend(r);
+            if !clean || rate > 64_000 {
+                break;
+            }
+            max_clean = Some(rate);
+        }
+    }
+    pb.finish_and_clear();
+    println!("| rate (req/s) | direct p50 / p99 (ms) | gateway p50 / p99 (ms) | overhead p50 / p99 (ms) | gateway errors | achieved (req/s) |");
+    println!("|---|---|---|---|---|---|");
+    for c in &results {
+        println!(
+            "| {} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} | {} | {:.0} |",
+            c.rate, c.direct.p50_ms, c.direct.p99_ms, c.gateway.p50_ms, c.gateway.p99_ms, c.overhead_p50_ms, c.overhead_p99_ms, c.gateway.errors, c.gateway.achieved_rps
+        );
+    }
+    println!("\nhighest rate held with no errors: {}", max_clean.map(|r| format!("{r} req/s")).unwrap_or_else(|| "none".into()));
+    if a.json {
+        println!("{}", json!({"results": results, "max_rate_no_errors": max_clean}));
+    }
+    Ok(())
+}
+
 /// Runs `bench`.
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
+    if let Some(BenchCmd::Gateway(g)) = a.cmd {
+        return gateway(g);
+    }
     let cores = rightmodel_infer::threads::available_cores();
     rightmodel_infer::threads::configure_candle_threads(cores);
     let threads = a.threads.unwrap_or(cores as i32);
