@@ -1,0 +1,56 @@
+"""The binary's own commands: output on stdout, diagnostics on stderr, clear errors and exit codes."""
+import json
+import subprocess
+
+from conftest import BIN
+
+
+def run(*args, input=None, env=None):
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, input=input, timeout=300, env=env)
+
+
+def test_every_command_has_help_with_an_example():
+    for cmd in [["serve"], ["pull"], ["models"], ["generate"], ["chat"], ["embed"], ["bench"], ["logs"],
+                ["router", "train"], ["train", "classify"], ["classify"], ["docs", "add"], ["eval", "docs"]]:
+        r = run(*cmd, "--help")
+        assert r.returncode == 0, (cmd, r.stderr)
+        assert "Example" in r.stdout, cmd
+
+
+def test_generate_streams_only_the_completion():
+    r = run("generate", "--max-tokens", "8", "The capital of France is")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[:2] == ["the", "capital"]
+    assert "The capital of France is" not in r.stdout
+
+
+def test_embed_prints_json_lines():
+    r = run("embed", "first text", "second text")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(l) for l in r.stdout.splitlines()]
+    assert [x["index"] for x in rows] == [0, 1] and len(rows[0]["embedding"]) == 384
+
+
+def test_models_lists_the_defaults():
+    r = run("models", "--json")
+    assert r.returncode == 0, r.stderr
+    text = r.stdout
+    assert "gemma3-270m" in text and "Q4_K_M" in text and "minilm-l6" in text
+
+
+def test_bad_inputs_fail_clearly(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 10)
+    r = run("generate", "--model", str(bad), "hi")
+    assert r.returncode == 1 and "error:" in r.stderr and "bad.gguf" in r.stderr
+    assert "panicked" not in r.stderr
+    r = run("generate", "--model", "no-such-model", "hi")
+    assert r.returncode == 1 and "gemma3-270m" in r.stderr
+    r = run("embed", "--input", str(tmp_path / "missing.txt"))
+    assert r.returncode == 1 and "missing.txt" in r.stderr
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[server]\nport = 'eighty'\n")
+    r = run("serve", "--config", str(cfg), "--check")
+    assert r.returncode == 1 and "port" in r.stderr and "line 2" in r.stderr
+    r = run("logs", "--db", str(tmp_path / "none.db"))
+    assert r.returncode == 1 and "none.db" in r.stderr
