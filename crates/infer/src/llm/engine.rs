@@ -91,7 +91,7 @@ pub struct Engine {
 }
 
 /// The process-wide llama.cpp backend (it may be initialised only once).
-fn backend() -> Result<&'static LlamaBackend, InferError> {
+pub(crate) fn backend() -> Result<&'static LlamaBackend, InferError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {

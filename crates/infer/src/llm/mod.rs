@@ -9,11 +9,13 @@
 mod chat;
 mod engine;
 mod logprobs;
+mod rawbench;
 mod sampling;
 mod stop;
 
 pub use chat::{ChatTemplate, RenderedPrompt};
 pub use engine::{Engine, EngineConfig, EngineStats};
+pub use rawbench::raw_llama_speed;
 pub use sampling::{json_schema_grammar, SamplingParams};
 
 use rightmodel_core::wire::ChatMessage;
