@@ -86,6 +86,17 @@ class Server:
         )
         return [json.loads(l) for l in out.stdout.splitlines() if l.strip()]
 
+    def wait_row(self, pred, timeout=10):
+        """The newest log row matching `pred`, waiting for it to be written (rows of streams are
+        written when the stream ends, just after the client has read `[DONE]`)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            rows = [r for r in self.logs() if pred(r)]
+            if rows:
+                return rows[-1]
+            time.sleep(0.1)
+        raise AssertionError("no matching log row")
+
     def wait_logs(self, n, timeout=10):
         deadline = time.time() + timeout
         rows = []

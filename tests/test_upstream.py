@@ -23,6 +23,10 @@ name = "small"
 model = "gemma3-270m"
 ctx_per_slot = 1024
 
+[embedding]
+name = "minilm-l6"
+model = "minilm-l6"
+
 [[upstream]]
 name = "large"
 base_url = "http://127.0.0.1:{proxy.port}/v1"
@@ -48,6 +52,9 @@ base_url = "http://127.0.0.1:9/v1"
 connect_timeout_ms = 300
 max_retries = 1
 fallback = ["small"]
+
+[route]
+candidates = ["small", "large"]
 """
     s = Server(tmp_path_factory.mktemp("gw"), cfg, "gateway")
     yield s
@@ -72,15 +79,16 @@ def test_passthrough_matches_direct_call(gw, upstream_server):
 
 
 def test_streaming_passthrough_and_cost(gw, gateway):
+    seen = {r["id"] for r in gateway.logs()}
     chunks = list(gw.chat.completions.create(
         model="large", messages=MSG, max_tokens=10, temperature=0, stream=True, stream_options={"include_usage": True}
     ))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text and chunks[-1].usage.completion_tokens == 10
     assert all(c.model == "large" for c in chunks)
-    row = gateway.wait_logs(1)[-1]
+    row = gateway.wait_row(lambda r: r["stream"] and r["id"] not in seen)
     u = chunks[-1].usage
-    assert row["served_model"] == "large" and row["stream"]
+    assert row["served_model"] == "large"
     assert abs(row["cost_usd"] - (u.prompt_tokens * 2.0 + u.completion_tokens * 8.0) / 1e6) < 1e-12
 
 
@@ -132,7 +140,7 @@ def test_upstream_dies_mid_stream(gw, proxy, gateway):
         for c in gw.chat.completions.create(model="large", messages=MSG, max_tokens=40, temperature=0, stream=True):
             got.append(c)
     assert got, "part of the answer arrived before the upstream died"
-    row = gateway.wait_logs(1)[-1]
+    row = gateway.wait_row(lambda r: r["status"] == 502 and r["stream"])
     assert row["status"] == 502 and "mid-stream" in row["error"]
 
 
@@ -143,5 +151,131 @@ def test_auto_routes_with_decision_header(gw, gateway):
 
     d = json.loads(r.headers["x-rightmodel-decision"])
     assert d["served"] == r.headers["x-rightmodel-model"] and d["reason"]
-    row = gateway.wait_logs(1)[-1]
-    assert row["requested_model"] == "auto" and row["reason"] and row["decision"]
+    row = gateway.wait_row(lambda r: r["requested_model"] == "auto")
+    assert row["reason"] and row["decision"]
+
+
+def _decision(r):
+    import json
+
+    return json.loads(r.headers["x-rightmodel-decision"])
+
+
+def test_auto_strong_share_override(gw):
+    none = gw.chat.completions.with_raw_response.create(
+        model="auto", messages=MSG, max_tokens=2, extra_body={"rightmodel": {"strong_share": 0.0}})
+    assert none.headers["x-rightmodel-model"] == "small"
+    all_ = gw.chat.completions.with_raw_response.create(
+        model="auto", messages=MSG, max_tokens=2, extra_body={"rightmodel": {"threshold": 0.0}})
+    assert all_.headers["x-rightmodel-model"] != "small"
+    d = _decision(all_)
+    assert d["score"] is not None and d["threshold"] <= d["score"]
+    assert d["cost_if_largest_usd"] >= d["cost_usd"]
+
+
+def test_auto_limits(gw):
+    r = gw.chat.completions.with_raw_response.create(
+        model="auto", messages=MSG, max_tokens=2,
+        extra_body={"rightmodel": {"threshold": 0.0, "max_cost_usd": 1e-9}})
+    # The paid model is excluded; the free one serves.
+    assert r.headers["x-rightmodel-model"] == "small"
+    excluded = {c["name"]: c.get("excluded") for c in _decision(r)["candidates"]}
+    assert excluded["large"] == "max_cost"
+    with pytest.raises(openai.UnprocessableEntityError) as e:
+        gw.chat.completions.create(model="auto", messages=MSG, max_tokens=2,
+                                   extra_headers={"x-rightmodel-max-latency-ms": "0.001"})
+    assert "latency" in e.value.message
+    with pytest.raises(openai.BadRequestError):
+        gw.chat.completions.create(model="auto", messages=MSG, extra_body={"rightmodel": {"strong_share": 3}})
+
+
+def test_budget_sends_everything_local_when_spent(tmp_path, proxy):
+    proxy.mode = {"kind": "pass"}
+    cfg = f"""
+[[local]]
+name = "small"
+model = "gemma3-270m"
+ctx_per_slot = 512
+
+[embedding]
+name = "minilm-l6"
+model = "minilm-l6"
+
+[[upstream]]
+name = "large"
+base_url = "http://127.0.0.1:{proxy.port}/v1"
+model = "gemma3-270m"
+input_per_mtok = 1000.0
+output_per_mtok = 1000.0
+
+[route]
+threshold = 0.0
+
+[budget]
+daily_usd = 0.02
+"""
+    s = Server(tmp_path, cfg, "budget")
+    try:
+        c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
+        first = c.chat.completions.with_raw_response.create(model="auto", messages=MSG, max_tokens=4)
+        assert first.headers["x-rightmodel-model"] == "large"
+        second = c.chat.completions.with_raw_response.create(model="auto", messages=MSG, max_tokens=4)
+        assert second.headers["x-rightmodel-model"] == "small"
+        d = _decision(second)
+        assert d["budget"]["spent_today_usd"] > 0.001
+        rows = s.wait_logs(2)
+        assert rows[-1]["served_model"] == "small" and rows[-2]["cost_usd"] > 0.001
+    finally:
+        s.stop()
+    # Spend survives a restart: the budget is restored from the request log.
+    s2 = Server(tmp_path, cfg, "budget")
+    try:
+        c = openai.OpenAI(base_url=s2.url("/v1"), api_key="x", max_retries=0)
+        r = c.chat.completions.with_raw_response.create(model="auto", messages=MSG, max_tokens=4)
+        assert r.headers["x-rightmodel-model"] == "small"
+    finally:
+        s2.stop()
+
+
+def test_cascade_records_both_attempts(tmp_path, proxy):
+    proxy.mode = {"kind": "pass"}
+    cfg = f"""
+[[local]]
+name = "small"
+model = "gemma3-270m"
+ctx_per_slot = 512
+
+[embedding]
+name = "minilm-l6"
+model = "minilm-l6"
+
+[[upstream]]
+name = "large"
+base_url = "http://127.0.0.1:{proxy.port}/v1"
+model = "gemma3-270m"
+input_per_mtok = 1.0
+output_per_mtok = 1.0
+
+[route]
+strategy = "cascade"
+threshold = 0.0
+min_confidence = 0.99
+"""
+    s = Server(tmp_path, cfg, "cascade")
+    try:
+        c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
+        # A base model is rarely 99% sure of every token: the answer escalates.
+        r = c.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "Write a poem about the sea."}], max_tokens=12, temperature=0)
+        d = _decision(r)
+        assert d["cascade"]["first"] == "small" and d["cascade"]["escalated"] is True
+        assert r.headers["x-rightmodel-model"] == "large"
+        # With no bar to clear, the small answer is kept, streamed after its confidence is known.
+        r = c.chat.completions.with_raw_response.create(
+            model="auto", messages=MSG, max_tokens=6, temperature=0, stream=True,
+            extra_body={"rightmodel": {"strategy": "cascade"}}, extra_headers={})
+        assert r.headers["x-rightmodel-model"] in ("small", "large")
+        rows = s.wait_logs(2)
+        assert "cascade" in rows[0]["decision"]
+    finally:
+        s.stop()

@@ -129,6 +129,10 @@ impl Accounting {
         if let Some(r) = &self.row.reason {
             m.decisions.with_label_values(&[model, r]).inc();
         }
+        if (200..300).contains(&status) && !self.row.served_model.is_empty() && self.row.endpoint.ends_with("completions") {
+            let ttft = self.row.ttft_ms.unwrap_or(self.row.latency_ms);
+            self.state.router.observe(&self.row.served_model, ttft, self.row.latency_ms, self.row.output_tokens);
+        }
         m.in_flight.dec();
         self.state.log.record(std::mem::take(&mut self.row));
     }

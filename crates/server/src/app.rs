@@ -88,7 +88,7 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
             let merr = |reason: String| ServeError::Model { name: e.name.clone(), reason };
             let dir = store.resolve_encoder(&e.model).map_err(|err| merr(err.to_string()))?;
             let model = MiniLm::load(&dir).map_err(|err| merr(err.to_string()))?;
-            Some(EmbedModel { name: e.name.clone(), model: Arc::new(model) })
+            Some(EmbedModel { name: e.name.clone(), model: Arc::new(model), dir })
         }
         None => None,
     };

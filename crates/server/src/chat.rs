@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use crate::accounting::Accounting;
 use crate::http_error::{json_rejection, HttpError};
-use crate::local::{choice_logprobs, mean_token_prob, token_logprob, LocalChat};
+use crate::local::{choice_logprobs, token_logprob, LocalChat};
 use crate::routing::RouteOutcome;
 use crate::state::{ChatModel, SharedState};
 
@@ -162,7 +162,7 @@ async fn handle(
     acct.set_stream(stream);
 
     let outcome = if req.model == "auto" {
-        let o = st.router.decide(st, &req, headers)?;
+        let o = st.router.decide(st, &req, headers).await?;
         acct.set_decision(&o.reason, &o.decision);
         Some(o)
     } else {
@@ -172,7 +172,7 @@ async fn handle(
     caller.check_model(&target)?;
     st.chat_model(&target)?;
 
-    if let Some(o) = outcome.as_ref().filter(|o| o.escalate_to.is_some()) {
+    if let Some(o) = outcome.as_ref().filter(|o| o.cascade.is_some()) {
         return cascade(st, req, o, acct).await;
     }
     let decision = outcome.map(|o| o.decision);
@@ -409,8 +409,9 @@ async fn cascade(
     acct: &mut Accounting,
 ) -> Result<Reply, ApiError> {
     let stream = req.sampling.stream.unwrap_or(false);
-    let small_name = o.served.clone();
-    let large_name = o.escalate_to.clone().unwrap_or_default();
+    let plan = o.cascade.clone().ok_or_else(|| ApiError::internal("cascade without a plan"))?;
+    let small_name = plan.small.clone();
+    let large_name = plan.large.clone();
     let mut decision = o.decision.clone();
     let small = st.chat_model(&small_name)?.clone();
     let first = match &small {
@@ -425,12 +426,9 @@ async fn cascade(
     };
     let (confidence, small_answer) = match first {
         Ok(mut a) => {
-            let conf = a.choices.first().and_then(|c| c.logprobs.as_ref()).and_then(|lp| lp.content.as_ref()).map(|c| {
-                let toks: Vec<_> = c
-                    .iter()
-                    .map(|t| rightmodel_infer::llm::TokenOut { id: 0, text: String::new(), logprob: Some(t.logprob), piece: vec![], top: vec![] })
-                    .collect();
-                mean_token_prob(&toks).unwrap_or(0.0)
+            let conf = a.choices.first().and_then(|c| c.logprobs.as_ref()).and_then(|lp| lp.content.as_ref()).and_then(|c| {
+                let lps: Vec<f32> = c.iter().map(|t| t.logprob).collect();
+                plan.measure.confidence(&lps)
             });
             if !req.logprobs.unwrap_or(false) {
                 for c in &mut a.choices {
@@ -444,12 +442,12 @@ async fn cascade(
             (0.0, None)
         }
     };
-    let keep = small_answer.is_some() && confidence >= o.min_confidence;
+    let keep = small_answer.is_some() && rightmodel_router::cascade_accept(confidence, plan.min_confidence);
     let small_cost = acct.cost();
     if let Some(obj) = decision.as_object_mut() {
         obj.insert(
             "cascade".into(),
-            json!({"first": small_name, "confidence": confidence, "min_confidence": o.min_confidence,
+            json!({"first": small_name, "confidence": confidence, "min_confidence": plan.min_confidence,
                    "first_cost_usd": small_cost, "escalated": !keep, "escalated_to": if keep { Value::Null } else { json!(large_name) }}),
         );
         if !keep {
@@ -474,13 +472,41 @@ async fn cascade(
         return Ok(Reply::Full { served: small_name, decision: Some(decision), body: a });
     }
     acct.set_decision("cascade_low_confidence", &decision);
-    if stream {
-        let (served, s) = open_stream(st, &large_name, &req, acct).await?;
-        Ok(Reply::Stream { served, decision: Some(decision), stream: s, include_usage: include_usage(&req), accounted: false })
+    let escalated = if stream {
+        open_stream(st, &large_name, &req, acct).await.map(|(served, s)| Reply::Stream {
+            served,
+            decision: Some(decision.clone()),
+            stream: s,
+            include_usage: include_usage(&req),
+            accounted: false,
+        })
     } else {
-        let (served, mut body) = call_full(st, &large_name, &req, acct).await?;
-        body.rightmodel = Some(json!({"decision": decision}));
-        Ok(Reply::Full { served, decision: Some(decision), body })
+        call_full(st, &large_name, &req, acct).await.map(|(served, mut body)| {
+            body.rightmodel = Some(json!({"decision": decision.clone()}));
+            Reply::Full { served, decision: Some(decision.clone()), body }
+        })
+    };
+    match (escalated, small_answer) {
+        (Ok(reply), _) => Ok(reply),
+        // The large model failed: the small answer, though unsure, beats an error.
+        (Err(e), Some(mut a)) => {
+            tracing::warn!("cascade: escalation to `{large_name}` failed ({}); returning the small answer", e.message);
+            if let Some(obj) = decision.as_object_mut() {
+                obj.insert("served".into(), json!(small_name));
+                obj.insert("reason".into(), json!("cascade_escalation_failed"));
+                obj.insert("escalation_error".into(), json!(e.message));
+            }
+            acct.set_served(&small_name, small.price());
+            acct.set_decision("cascade_escalation_failed", &decision);
+            a.model = small_name.clone();
+            a.rightmodel = Some(json!({"decision": decision}));
+            if stream {
+                Ok(Reply::Stream { served: small_name, decision: Some(decision), stream: replay(a), include_usage: include_usage(&req), accounted: true })
+            } else {
+                Ok(Reply::Full { served: small_name, decision: Some(decision), body: a })
+            }
+        }
+        (Err(e), None) => Err(e),
     }
 }
 

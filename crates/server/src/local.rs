@@ -140,12 +140,3 @@ pub fn token_logprob(t: &TokenOut) -> TokenLogprob {
 pub fn choice_logprobs(tokens: &[TokenOut]) -> ChoiceLogprobs {
     ChoiceLogprobs { content: Some(tokens.iter().map(token_logprob).collect()) }
 }
-
-/// Mean token probability of an answer: the cascade's confidence signal.
-pub fn mean_token_prob(tokens: &[TokenOut]) -> Option<f32> {
-    let lps: Vec<f32> = tokens.iter().filter_map(|t| t.logprob).collect();
-    if lps.is_empty() {
-        return None;
-    }
-    Some(lps.iter().map(|l| l.exp()).sum::<f32>() / lps.len() as f32)
-}

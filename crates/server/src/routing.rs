@@ -1,66 +1,186 @@
-//! Serving `model: "auto"`: asks the router for a decision over the configured candidates.
+//! Serving `model: "auto"`: builds the router's candidates from the configured chat models, turns a
+//! chat request (body options and `x-rightmodel-*` headers) into a routing request, and runs the
+//! decision off the async threads (scoring embeds the conversation).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::http::HeaderMap;
 use rightmodel_core::wire::ChatCompletionRequest;
 use rightmodel_core::{ApiError, ErrorKind};
-use serde_json::{json, Value};
+use rightmodel_router::{
+    BudgetState, CascadePlan, Candidate, Conversation, DifficultyScorer, Overrides, RouteRequest, Router, RouterConfig,
+    RouterWeights, Scorer, Strategy,
+};
+use serde_json::{Map, Value};
 
-use crate::config::{Config, Strategy};
+use crate::config::{Config, Strategy as ConfigStrategy};
+use crate::state::{AppState, ChatModel, EmbedModel};
 
 /// What the gateway does with an `auto` request.
 #[derive(Debug, Clone)]
 pub struct RouteOutcome {
     /// The model to call first.
     pub served: String,
-    /// Reason code (`difficulty_below_threshold`, `budget_exhausted`, ...).
+    /// Reason code (`below_threshold`, `constrained`, `cascade`, ...).
     pub reason: String,
-    /// Cascade plan: escalate to this model when the first answer's confidence is below `min_confidence`.
-    pub escalate_to: Option<String>,
-    /// Cascade confidence threshold.
-    pub min_confidence: f32,
+    /// Cascade plan: answer with `small`, escalate to `large` below the confidence threshold.
+    pub cascade: Option<CascadePlan>,
     /// The full decision, for the `x-rightmodel-decision` header and the log.
     pub decision: Value,
 }
 
 /// The router as the gateway holds it.
 pub struct AutoRouter {
-    candidates: Vec<String>,
-    strategy: Strategy,
-    min_confidence: f32,
-    _inner: Option<Arc<()>>,
+    router: Option<Arc<Router>>,
+    default_overrides: Map<String, Value>,
 }
 
+/// Latency priors before any call was observed: local small models answer fast, upstreams slower.
+const LOCAL_PRIOR: (f64, f64) = (150.0, 30.0);
+const UPSTREAM_PRIOR: (f64, f64) = (800.0, 20.0);
+
 impl AutoRouter {
-    /// Builds the router from the config.
-    pub fn new(
-        config: &Config,
-        _chat: &std::collections::BTreeMap<String, crate::state::ChatModel>,
-        _embed: Option<&crate::state::EmbedModel>,
-    ) -> Result<Self, String> {
-        let candidates = if config.route.candidates.is_empty() { config.chat_models() } else { config.route.candidates.clone() };
-        Ok(AutoRouter { candidates, strategy: config.route.strategy, min_confidence: config.route.min_confidence, _inner: None })
+    /// Builds the router over the configured candidates, with the shipped scorer (or
+    /// `route.router_dir`) on the local encoder.
+    pub fn new(config: &Config, chat: &BTreeMap<String, ChatModel>, embed: Option<&EmbedModel>) -> Result<Self, String> {
+        let names: Vec<String> = if config.route.candidates.is_empty() {
+            config.chat_models()
+        } else {
+            config.route.candidates.clone()
+        };
+        let mut default_overrides = Map::new();
+        if let Some(c) = config.route.max_cost_usd {
+            default_overrides.insert("max_cost_usd".into(), c.into());
+        }
+        if let Some(l) = config.route.max_latency_ms {
+            default_overrides.insert("max_latency_ms".into(), l.into());
+        }
+        if names.is_empty() {
+            return Ok(AutoRouter { router: None, default_overrides });
+        }
+        let mut candidates = Vec::new();
+        for name in &names {
+            let Some(m) = chat.get(name) else { return Err(format!("route candidate `{name}` is not a chat model")) };
+            let mut c = match m {
+                ChatModel::Local(l) => {
+                    let mut c = Candidate::new(name, m.kind(), l.price, 0.1, LOCAL_PRIOR.0, LOCAL_PRIOR.1);
+                    c.capabilities.context_tokens = Some(l.engine.config().ctx_per_slot);
+                    c
+                }
+                ChatModel::Upstream(u) => {
+                    let mut c = Candidate::new(name, m.kind(), u.config.price(), u.config.tier, UPSTREAM_PRIOR.0, UPSTREAM_PRIOR.1);
+                    c.explainable = u.config.explainable;
+                    c
+                }
+            };
+            // Both kinds return token log-probabilities (a cascade's small model needs them) and
+            // follow JSON schemas; tools are rejected by the gateway before routing.
+            c.capabilities.logprobs = true;
+            c.capabilities.json_schema = true;
+            candidates.push(c);
+        }
+        // The trained weights carry the score distribution they were calibrated on, which turns a
+        // target strong share into a threshold.
+        let (scorer, mut rc): (Arc<dyn Scorer>, RouterConfig) = match embed {
+            Some(e) => {
+                let emb: Arc<dyn rightmodel_core::Embedder> = e.model.clone();
+                let weights = match &config.route.router_dir {
+                    Some(dir) => RouterWeights::load(dir),
+                    None => RouterWeights::shipped(),
+                }
+                .map_err(|e| e.to_string())?;
+                let s = DifficultyScorer::with_encoder_dir(weights, &e.dir, Some(emb)).map_err(|e| e.to_string())?;
+                let rc = RouterConfig::from_calibration(s.calibration());
+                (Arc::new(s), rc)
+            }
+            None => {
+                tracing::warn!("no [embedding] model configured: routing `auto` by prompt length");
+                (Arc::new(rightmodel_router::scorer::LengthScorer), RouterConfig::default())
+            }
+        };
+        if let Some(share) = config.route.strong_share {
+            if let Some(cal) = &rc.calibration {
+                rc.threshold = cal.threshold_for_share(share);
+            }
+        }
+        if let Some(t) = config.route.threshold {
+            rc.threshold = t;
+        }
+        rc.strategy = match config.route.strategy {
+            ConfigStrategy::Threshold => Strategy::Direct,
+            ConfigStrategy::Cascade => Strategy::Cascade,
+        };
+        rc.cascade_min_confidence = config.route.min_confidence;
+        let router = Router::new(candidates, scorer, rc).map_err(|e| e.to_string())?;
+        Ok(AutoRouter { router: Some(Arc::new(router)), default_overrides })
+    }
+
+    /// Feeds an observed call into the candidate's live latency estimate.
+    pub fn observe(&self, model: &str, ttft_ms: f64, total_ms: f64, output_tokens: u64) {
+        if let Some(r) = &self.router {
+            if let Some(c) = r.candidates().iter().find(|c| c.name == model) {
+                c.latency.observe(ttft_ms, total_ms, output_tokens.min(u64::from(u32::MAX)) as u32);
+            }
+        }
+    }
+
+    /// Per-request options: the body's `rightmodel` object, then `x-rightmodel-*` headers, over the
+    /// configured defaults.
+    fn overrides(&self, req: &ChatCompletionRequest, headers: &HeaderMap) -> Result<Overrides, ApiError> {
+        let mut o = self.default_overrides.clone();
+        match &req.rightmodel {
+            Some(Value::Object(m)) => o.extend(m.clone()),
+            Some(Value::Null) | None => {}
+            Some(_) => return Err(ApiError::invalid("rightmodel", "`rightmodel` must be an object.")),
+        }
+        for (header, key) in [
+            ("x-rightmodel-strong-share", "strong_share"),
+            ("x-rightmodel-threshold", "threshold"),
+            ("x-rightmodel-max-cost-usd", "max_cost_usd"),
+            ("x-rightmodel-max-latency-ms", "max_latency_ms"),
+            ("x-rightmodel-explain", "explain"),
+            ("x-rightmodel-strategy", "strategy"),
+        ] {
+            if let Some(v) = headers.get(header).and_then(|v| v.to_str().ok()) {
+                let v = v.trim();
+                let parsed = match key {
+                    "explain" => Value::Bool(matches!(v, "true" | "1" | "yes")),
+                    "strategy" => Value::String(v.to_string()),
+                    _ => v
+                        .parse::<f64>()
+                        .map(Value::from)
+                        .map_err(|_| ApiError::invalid(header, format!("`{header}` must be a number.")))?,
+                };
+                o.insert(key.into(), parsed);
+            }
+        }
+        Overrides::from_json(&Value::Object(o)).map_err(|e| e.to_api_error())
     }
 
     /// Chooses a model for `req`.
-    pub fn decide(
-        &self,
-        _st: &crate::state::AppState,
-        _req: &ChatCompletionRequest,
-        _headers: &axum::http::HeaderMap,
-    ) -> Result<RouteOutcome, ApiError> {
-        let first = self
-            .candidates
-            .first()
-            .cloned()
+    pub async fn decide(&self, st: &AppState, req: &ChatCompletionRequest, headers: &HeaderMap) -> Result<RouteOutcome, ApiError> {
+        let router = self
+            .router
+            .clone()
             .ok_or_else(|| ApiError::new(ErrorKind::Unprocessable, "No chat model is configured for `auto`."))?;
-        let escalate_to = if self.strategy == Strategy::Cascade { self.candidates.get(1).cloned() } else { None };
-        Ok(RouteOutcome {
-            decision: json!({"served": first, "reason": "first_candidate"}),
-            served: first,
-            reason: "first_candidate".into(),
-            escalate_to,
-            min_confidence: self.min_confidence,
-        })
+        let overrides = self.overrides(req, headers)?;
+        let text_len: usize = req.messages.iter().map(|m| m.text().len()).sum();
+        let rr = RouteRequest {
+            conversation: Conversation::from_chat(&req.messages),
+            input_tokens: (text_len as u64).div_ceil(4),
+            max_output_tokens: req.sampling.max_completion_tokens.or(req.sampling.max_tokens),
+            overrides,
+            needs: Default::default(),
+        };
+        let daily = st.config.budget.daily_usd;
+        let budget = BudgetState { daily_usd: (daily > 0.0).then_some(daily), spent_today_usd: st.spend.today() };
+        let d = tokio::task::spawn_blocking(move || router.decide(&rr, &budget))
+            .await
+            .map_err(|e| ApiError::internal(format!("routing task failed: {e}")))?
+            .map_err(|e| e.to_api_error())?;
+        let decision = serde_json::to_value(&d).unwrap_or(Value::Null);
+        let reason = decision.get("reason").and_then(Value::as_str).unwrap_or("unknown").to_string();
+        Ok(RouteOutcome { served: d.served.clone(), reason, cascade: d.cascade.clone(), decision })
     }
 }

@@ -56,6 +56,8 @@ pub struct EmbedModel {
     pub name: String,
     /// The encoder.
     pub model: Arc<MiniLm>,
+    /// Its directory (the router's static features are read from the same weights).
+    pub dir: std::path::PathBuf,
 }
 
 /// Shared state of the gateway.
