@@ -15,13 +15,14 @@ use rightmodel_router::bench::time_decisions;
 use rightmodel_router::data::{parse_prompt_line, read_outcomes, read_prompts, Columns, LabelledPrompt};
 use rightmodel_router::eval::{CvConfig, CvReport};
 use rightmodel_router::features::cache::embed_all;
+use rightmodel_router::features::EmbedSpec;
 use rightmodel_router::pipeline::{evaluate, exclude_groups, train_weights, TrainOptions};
 use rightmodel_router::report::write_report;
 use rightmodel_router::scorer::{Provenance, WEIGHTS_FILE};
 use rightmodel_router::train::{LabelKind, TrainConfig};
 use rightmodel_router::{
     BudgetState, Calibration, Candidate, Conversation, DifficultyScorer, RouteRequest, Router, RouterConfig,
-    RouterWeights, Scorer,
+    RouterWeights, Scorer, StaticEmbedder,
 };
 
 /// Router commands.
@@ -30,10 +31,10 @@ pub enum RouterCmd {
     /// Train the difficulty scorer on your own outcomes (CSV: prompt, weak_correct, strong_correct; or
     /// prompt plus two per-model score columns). Cross-validates first when the data has groups.
     #[command(after_help = "Example:\n  rightmodel router train --data ../shared/data/routing/mmlu.csv \
-                            --exclude-group high_school_mathematics --out crates/router/weights")]
+                            --exclude-group high_school_mathematics --out my-router")]
     Train(TrainArgs),
-    /// Score prompts: one JSON line `{\"prompt\": ...}` (or `{\"messages\": [...]}`) in, one
-    /// `{\"score\": <float>}` out, same order; higher = needs the stronger model.
+    /// Score prompts: one JSON line `{"prompt": ...}` (or `{"messages": [...]}`) in, one
+    /// `{"score": <float>}` out, same order; higher = needs the stronger model.
     #[command(after_help = "Example:\n  rightmodel router score < prompts.jsonl > scores.jsonl")]
     Score(ScoreArgs),
     /// Cross-validated APGR and CPT(50%/80%) of the learned scorer beside a random and a prompt-length
@@ -70,6 +71,15 @@ impl From<LabelArg> for LabelKind {
     }
 }
 
+/// Which vectors of the sentence encoder the scorer uses.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EmbeddingArg {
+    /// Mean of the encoder's input word-piece vectors: under a millisecond per prompt (default).
+    Static,
+    /// The full MiniLM sentence embedding of clipped turns: ~0.5 ms per token on two cores.
+    Contextual,
+}
+
 /// Data-file options shared by `train` and `eval`.
 #[derive(Args)]
 pub struct DataArgs {
@@ -97,16 +107,19 @@ pub struct DataArgs {
     /// Sentence encoder: a pulled model name or a model folder.
     #[arg(long, default_value = "minilm-l6")]
     pub encoder: String,
+    /// Static input-embedding vectors (fast) or full contextual sentence embeddings.
+    #[arg(long, value_enum, default_value = "static")]
+    pub embedding: EmbeddingArg,
 }
 
 /// Model options shared by `train` and `eval`.
 #[derive(Args)]
 pub struct ModelArgs {
     /// What the model predicts.
-    #[arg(long, value_enum, default_value = "weak-wrong")]
+    #[arg(long, value_enum, default_value = "benefit")]
     pub label: LabelArg,
     /// L2 penalty of the logistic regression.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = 1.0)]
     pub l2: f64,
     /// Weight rows so that every group counts the same.
     #[arg(long)]
@@ -115,7 +128,12 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     fn config(&self) -> TrainConfig {
-        TrainConfig { label: self.label.into(), l2: self.l2, balance_groups: self.balance_groups, ..TrainConfig::default() }
+        TrainConfig {
+            label: self.label.into(),
+            l2: self.l2,
+            balance_groups: self.balance_groups,
+            ..TrainConfig::default()
+        }
     }
 }
 
@@ -232,14 +250,44 @@ pub fn run(cmd: RouterCmd) -> anyhow::Result<()> {
     }
 }
 
-/// Loads the sentence encoder `spec` from the model store, with all cores for candle.
-fn load_encoder(spec: &str) -> anyhow::Result<Arc<dyn Embedder>> {
-    rightmodel_infer::threads::configure_candle_threads(rightmodel_infer::threads::available_cores());
-    let dir = Store::new(&rightmodel_home())
+/// The directory of the sentence encoder `spec` in the model store.
+fn encoder_dir(spec: &str) -> anyhow::Result<PathBuf> {
+    Store::new(&rightmodel_home())
         .resolve_encoder(spec)
-        .with_context(|| format!("sentence encoder `{spec}` (run `rightmodel pull` first)"))?;
-    let enc = MiniLm::load(&dir).with_context(|| format!("loading the sentence encoder from {}", dir.display()))?;
+        .with_context(|| format!("sentence encoder `{spec}` (run `rightmodel pull` first)"))
+}
+
+/// Loads the contextual MiniLM from `dir`, with all cores for candle.
+fn load_contextual(dir: &Path) -> anyhow::Result<Arc<dyn Embedder>> {
+    rightmodel_infer::threads::configure_candle_threads(rightmodel_infer::threads::available_cores());
+    let enc = MiniLm::load(dir).with_context(|| format!("loading the sentence encoder from {}", dir.display()))?;
     Ok(Arc::new(enc))
+}
+
+/// The encoder of kind `kind` for the encoder `spec`.
+fn load_encoder(spec: &str, kind: EmbeddingArg) -> anyhow::Result<Arc<dyn Embedder>> {
+    let dir = encoder_dir(spec)?;
+    match kind {
+        EmbeddingArg::Static => Ok(Arc::new(
+            StaticEmbedder::load(&dir)
+                .with_context(|| format!("loading the encoder's embeddings from {}", dir.display()))?,
+        )),
+        EmbeddingArg::Contextual => load_contextual(&dir),
+    }
+}
+
+/// The scorer for `weights`, with the encoder kind they were trained with.
+fn scorer_for(weights: RouterWeights, spec: &str) -> anyhow::Result<DifficultyScorer> {
+    let dir = encoder_dir(spec)?;
+    let contextual = if weights.uses_static_embeddings() { None } else { Some(load_contextual(&dir)?) };
+    Ok(DifficultyScorer::with_encoder_dir(weights, &dir, contextual)?)
+}
+
+fn spec_for(kind: EmbeddingArg) -> EmbedSpec {
+    match kind {
+        EmbeddingArg::Static => EmbedSpec::default(),
+        EmbeddingArg::Contextual => EmbedSpec::contextual(),
+    }
 }
 
 fn default_router_dir() -> PathBuf {
@@ -288,7 +336,7 @@ fn columns(d: &DataArgs) -> Columns {
 
 /// Reads the outcome file, drops excluded groups, embeds the prompts (with a progress bar and the
 /// optional cache) and returns rows, their vectors and the encoder name.
-fn load_and_embed(d: &DataArgs, spec: &rightmodel_router::features::EmbedSpec) -> anyhow::Result<(Vec<LabelledPrompt>, Vec<Vec<f32>>, String)> {
+fn load_and_embed(d: &DataArgs, spec: &EmbedSpec) -> anyhow::Result<(Vec<LabelledPrompt>, Vec<Vec<f32>>, String)> {
     let rows = read_outcomes(&d.data, &columns(d))?;
     let total = rows.len();
     let (rows, dropped) = exclude_groups(rows, &d.exclude_group)?;
@@ -302,10 +350,11 @@ fn load_and_embed(d: &DataArgs, spec: &rightmodel_router::features::EmbedSpec) -
     if total == dropped {
         anyhow::bail!("every row was excluded");
     }
-    let encoder = load_encoder(&d.encoder)?;
+    let encoder = load_encoder(&d.encoder, d.embedding)?;
     let convs: Vec<Conversation> = rows.iter().map(|r| r.conversation.clone()).collect();
     let pb = bar(convs.len() as u64, "embedding");
-    let vecs = embed_all(encoder.as_ref(), &convs, spec, d.embed_cache.as_deref(), |done, _| pb.set_position(done as u64))?;
+    let vecs =
+        embed_all(encoder.as_ref(), &convs, spec, d.embed_cache.as_deref(), |done, _| pb.set_position(done as u64))?;
     pb.finish_and_clear();
     Ok((rows, vecs, encoder.model_id().to_string()))
 }
@@ -324,7 +373,10 @@ fn print_summary(r: &CvReport) {
     for (name, m) in [("learned", &p.learned), ("prompt length", &p.length), ("random", &p.random)] {
         println!("{:<28} {:>7.3} {:>10} {:>10}", name, m.apgr, pct(m.cpt50), pct(m.cpt80));
     }
-    println!("\n{:<6} {:>6} {:>8} {:>10} {:>10} {:>8} {:>8}", "fold", "rows", "APGR", "CPT(50%)", "CPT(80%)", "length", "random");
+    println!(
+        "\n{:<6} {:>6} {:>8} {:>10} {:>10} {:>8} {:>8}",
+        "fold", "rows", "APGR", "CPT(50%)", "CPT(80%)", "length", "random"
+    );
     for f in &r.folds {
         let m = &f.metrics;
         println!(
@@ -359,7 +411,7 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&a.strong_share) {
         anyhow::bail!("--strong-share must be between 0 and 1");
     }
-    let spec = rightmodel_router::features::EmbedSpec::default();
+    let spec = spec_for(a.data.embedding);
     let (rows, vecs, encoder) = load_and_embed(&a.data, &spec)?;
     let grouped = rows.iter().any(|r| r.group.is_some());
     let cv = (a.folds >= 2).then_some(CvConfig { folds: a.folds, ..CvConfig::default() });
@@ -399,7 +451,7 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
 }
 
 fn eval(a: EvalArgs) -> anyhow::Result<()> {
-    let spec = rightmodel_router::features::EmbedSpec::default();
+    let spec = spec_for(a.data.embedding);
     let (rows, vecs, _) = load_and_embed(&a.data, &spec)?;
     let cfg = CvConfig { folds: a.folds, seed: a.seed, bins: a.bins, train: a.model.config() };
     let pb = bar(a.folds as u64, "cv folds");
@@ -424,7 +476,7 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
 
 fn score(a: ScoreArgs) -> anyhow::Result<()> {
     let (weights, _) = load_weights(a.router.as_deref())?;
-    let scorer = DifficultyScorer::new(weights, load_encoder(&a.encoder)?)?;
+    let scorer = scorer_for(weights, &a.encoder)?;
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -461,7 +513,7 @@ fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
     if prompts.is_empty() {
         anyhow::bail!("{} has no prompts", a.data.display());
     }
-    let scorer = DifficultyScorer::new(weights.clone(), load_encoder(&a.encoder)?)?;
+    let scorer = scorer_for(weights.clone(), &a.encoder)?;
     let pb = bar(prompts.len() as u64, "scoring");
     let mut scores = Vec::with_capacity(prompts.len());
     for chunk in prompts.chunks(64) {
@@ -513,14 +565,24 @@ fn bench_prompt(encoder: &dyn Embedder, tokens: usize) -> String {
 
 fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let (weights, _) = load_weights(a.router.as_deref())?;
-    let encoder = load_encoder(&a.encoder)?;
-    let prompt = bench_prompt(encoder.as_ref(), a.tokens);
-    let tokens = encoder.count_tokens(&prompt);
-    let scorer = DifficultyScorer::new(weights, encoder)?;
+    // The prompt is sized with the contextual MiniLM's tokenizer count (special tokens included).
+    let dir = encoder_dir(&a.encoder)?;
+    let counter = StaticEmbedder::load(&dir)?;
+    let prompt = bench_prompt(&counter, a.tokens);
+    let tokens = counter.count_tokens(&prompt);
+    drop(counter);
+    let scorer = scorer_for(weights, &a.encoder)?;
     let config = RouterConfig::from_calibration(scorer.calibration());
     let candidates = vec![
         Candidate::new("local-small", ModelKind::LocalChat, Price::default(), 0.0, 80.0, 25.0),
-        Candidate::new("upstream-large", ModelKind::Upstream, Price { input_per_mtok: 2.5, output_per_mtok: 10.0 }, 1.0, 400.0, 15.0),
+        Candidate::new(
+            "upstream-large",
+            ModelKind::Upstream,
+            Price { input_per_mtok: 2.5, output_per_mtok: 10.0 },
+            1.0,
+            400.0,
+            15.0,
+        ),
     ];
     let scorer: Arc<dyn Scorer> = Arc::new(scorer);
     let router = Router::new(candidates, scorer, config)?;
@@ -534,8 +596,15 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::json!({ "prompt_tokens": tokens, "latency": stats, "decision": decision }));
         return Ok(());
     }
-    println!("decision latency for a {tokens}-token prompt, embedding included ({} runs, {} cores):", stats.runs, rightmodel_infer::threads::available_cores());
-    println!("  p50 {:.2} ms   p90 {:.2} ms   p99 {:.2} ms   mean {:.2} ms   max {:.2} ms", stats.p50_ms, stats.p90_ms, stats.p99_ms, stats.mean_ms, stats.max_ms);
+    println!(
+        "decision latency for a {tokens}-token prompt, embedding included ({} runs, {} cores):",
+        stats.runs,
+        rightmodel_infer::threads::available_cores()
+    );
+    println!(
+        "  p50 {:.2} ms   p90 {:.2} ms   p99 {:.2} ms   mean {:.2} ms   max {:.2} ms",
+        stats.p50_ms, stats.p90_ms, stats.p99_ms, stats.mean_ms, stats.max_ms
+    );
     println!("  example decision: {}", decision.to_json());
     Ok(())
 }

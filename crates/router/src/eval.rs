@@ -1,0 +1,175 @@
+//! Cross-validated evaluation of the learned scorer beside two baselines (random, prompt length), as
+//! `rightmodel router eval` reports it.
+
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::cv::{group_folds, split};
+use crate::data::{LabelledPrompt, Outcome};
+use crate::error::RouterError;
+use crate::matrix::Matrix;
+use crate::metrics::{evaluate, RoutingMetrics};
+use crate::train::{fit, TrainConfig};
+
+/// Settings of a cross-validation run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CvConfig {
+    /// Number of folds.
+    pub folds: usize,
+    /// Seed of the group shuffle and of the random baseline.
+    pub seed: u64,
+    /// Threshold-sweep bins (RouteLLM: 10).
+    pub bins: usize,
+    /// Training settings of each fold.
+    pub train: TrainConfig,
+}
+
+impl Default for CvConfig {
+    fn default() -> Self {
+        CvConfig { folds: 5, seed: 0, bins: 10, train: TrainConfig::default() }
+    }
+}
+
+/// Metrics of the three routers on one set of prompts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    /// The learned difficulty scorer.
+    pub learned: RoutingMetrics,
+    /// Longer prompts go to the strong model.
+    pub length: RoutingMetrics,
+    /// Uniform random scores (metrics averaged over [`RANDOM_DRAWS`] draws; curve of the first).
+    pub random: RoutingMetrics,
+}
+
+/// Number of random-router draws averaged for its metrics.
+pub const RANDOM_DRAWS: usize = 20;
+
+/// One held-out fold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FoldResult {
+    /// Fold number, from 1.
+    pub fold: usize,
+    /// Groups held out in this fold (sorted).
+    pub groups: Vec<String>,
+    /// Held-out rows.
+    pub rows: usize,
+    /// The routers on the held-out rows.
+    pub metrics: Comparison,
+}
+
+/// A whole cross-validation run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CvReport {
+    /// Settings used.
+    pub config: CvConfig,
+    /// Whether rows had groups (otherwise folds are random row splits, which flatter the scores).
+    pub grouped: bool,
+    /// Per-fold results.
+    pub folds: Vec<FoldResult>,
+    /// All out-of-fold scores pooled into one evaluation.
+    pub pooled: Comparison,
+    /// Out-of-fold score of every row (same order as the input).
+    #[serde(skip)]
+    pub oof_scores: Vec<f32>,
+}
+
+impl CvReport {
+    /// Mean over folds of a learned-router metric picked by `f` (skipping undefined values).
+    pub fn fold_mean(&self, f: impl Fn(&Comparison) -> Option<f64>) -> Option<f64> {
+        let v: Vec<f64> = self.folds.iter().filter_map(|r| f(&r.metrics)).filter(|x| x.is_finite()).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    }
+}
+
+/// The prompt-length baseline's score: characters of the whole conversation.
+pub fn length_score(row: &LabelledPrompt) -> f32 {
+    row.conversation.messages.iter().map(|m| m.content.chars().count()).sum::<usize>() as f32
+}
+
+fn random_metrics(outcomes: &[Outcome], bins: usize, seed: u64) -> RoutingMetrics {
+    let mut first: Option<RoutingMetrics> = None;
+    let (mut apgr, mut c20, mut c50, mut c80) = (0.0, Vec::new(), Vec::new(), Vec::new());
+    for d in 0..RANDOM_DRAWS {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(1000).wrapping_add(d as u64));
+        let scores: Vec<f32> = outcomes.iter().map(|_| rng.gen::<f32>()).collect();
+        let m = evaluate(&scores, outcomes, bins);
+        apgr += m.apgr;
+        c20.extend(m.cpt20);
+        c50.extend(m.cpt50);
+        c80.extend(m.cpt80);
+        first.get_or_insert(m);
+    }
+    let mean = |v: &[f64]| (v.len() == RANDOM_DRAWS).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    let mut m = first.unwrap_or_else(|| evaluate(&[], outcomes, bins));
+    m.apgr = apgr / RANDOM_DRAWS as f64;
+    m.cpt20 = mean(&c20);
+    m.cpt50 = mean(&c50);
+    m.cpt80 = mean(&c80);
+    m
+}
+
+/// Compares learned `scores` with the baselines on `rows`.
+pub fn compare(scores: &[f32], rows: &[&LabelledPrompt], bins: usize, seed: u64) -> Comparison {
+    let outcomes: Vec<Outcome> = rows.iter().map(|r| r.outcome).collect();
+    let lengths: Vec<f32> = rows.iter().map(|r| length_score(r)).collect();
+    Comparison {
+        learned: evaluate(scores, &outcomes, bins),
+        length: evaluate(&lengths, &outcomes, bins),
+        random: random_metrics(&outcomes, bins, seed),
+    }
+}
+
+/// Grouped k-fold cross-validation: for each fold, trains on the other folds' rows of `x` and scores
+/// the held-out rows. `on_fold` is called after each fold (progress reporting).
+pub fn cross_validate(
+    x: &Matrix,
+    rows: &[LabelledPrompt],
+    cfg: &CvConfig,
+    mut on_fold: impl FnMut(usize),
+) -> Result<CvReport, RouterError> {
+    if x.rows() != rows.len() {
+        return Err(RouterError::Eval(format!("{} feature rows for {} prompts", x.rows(), rows.len())));
+    }
+    let groups: Vec<Option<String>> = rows.iter().map(|r| r.group.clone()).collect();
+    let grouped = groups.iter().any(Option::is_some);
+    let distinct: std::collections::BTreeSet<&str> = groups.iter().flatten().map(String::as_str).collect();
+    if grouped && distinct.len() < cfg.folds {
+        return Err(RouterError::Eval(format!(
+            "{} groups for {} folds; use --folds {} or fewer",
+            distinct.len(),
+            cfg.folds,
+            distinct.len().max(2)
+        )));
+    }
+    let folds = group_folds(&groups, cfg.folds, cfg.seed);
+    let mut oof = vec![0f32; rows.len()];
+    let mut results = Vec::with_capacity(cfg.folds);
+    for f in 0..cfg.folds.max(2) {
+        let (train, test) = split(&folds, f);
+        if test.is_empty() || train.is_empty() {
+            continue;
+        }
+        let xt = x.select(&train);
+        let outcomes: Vec<Outcome> = train.iter().map(|&i| rows[i].outcome).collect();
+        let train_groups: Vec<Option<&str>> = train.iter().map(|&i| rows[i].group.as_deref()).collect();
+        let model = fit(&xt, &outcomes, &train_groups, &cfg.train)?;
+        let scores = model.score_matrix(&x.select(&test));
+        for (&i, s) in test.iter().zip(&scores) {
+            oof[i] = *s;
+        }
+        let test_rows: Vec<&LabelledPrompt> = test.iter().map(|&i| &rows[i]).collect();
+        let mut names: Vec<String> = test_rows.iter().filter_map(|r| r.group.clone()).collect();
+        names.sort();
+        names.dedup();
+        results.push(FoldResult {
+            fold: f + 1,
+            groups: names,
+            rows: test.len(),
+            metrics: compare(&scores, &test_rows, cfg.bins, cfg.seed + f as u64),
+        });
+        on_fold(f + 1);
+    }
+    let all: Vec<&LabelledPrompt> = rows.iter().collect();
+    let pooled = compare(&oof, &all, cfg.bins, cfg.seed);
+    Ok(CvReport { config: *cfg, grouped, folds: results, pooled, oof_scores: oof })
+}

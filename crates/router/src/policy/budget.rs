@@ -1,0 +1,106 @@
+//! The daily spend budget and how it raises the routing threshold.
+//!
+//! With `f` the remaining fraction of the day's budget (1 = untouched, 0 = spent) and `γ` the
+//! `budget_exponent` (default 0.5), the router shrinks the share of strong calls smoothly:
+//!
+//! ```text
+//! share_eff(f) = share · f^γ            (when the router is calibrated: the usual case)
+//! τ_eff(f)     = 1 - (1 - τ) · f^γ      (without a calibration: the same curve on the score scale)
+//! ```
+//!
+//! where `share` is the configured (or requested) strong share and `τ` the base threshold; the
+//! calibrated threshold for `share_eff` is then used. Both equal the base setting with the budget
+//! untouched, move continuously and monotonically as money is spent, and reach "no strong calls" as
+//! the budget runs out; with γ = 0.5 a quarter of the budget spent cuts the strong share by 13%, three
+//! quarters by half. Working in share space keeps the curve meaningful whatever the spread of the
+//! scorer's scores. At zero remaining, paid candidates are also excluded outright, so only free
+//! (local) models serve.
+
+use serde::{Deserialize, Serialize};
+
+/// Today's budget and spending, supplied by the server with each decision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct BudgetState {
+    /// Daily budget in USD; `None` = unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_usd: Option<f64>,
+    /// Spent so far today in USD.
+    #[serde(default)]
+    pub spent_today_usd: f64,
+}
+
+impl BudgetState {
+    /// Remaining money today (`None` when unlimited), never negative.
+    pub fn remaining_usd(&self) -> Option<f64> {
+        self.daily_usd.map(|d| (d - self.spent_today_usd).max(0.0))
+    }
+
+    /// Remaining fraction in `[0, 1]` (1 when unlimited).
+    pub fn remaining_fraction(&self) -> f64 {
+        match self.daily_usd {
+            Some(d) if d > 0.0 => ((d - self.spent_today_usd) / d).clamp(0.0, 1.0),
+            Some(_) => 0.0,
+            None => 1.0,
+        }
+    }
+
+    /// True when a budget is set and nothing is left.
+    pub fn exhausted(&self) -> bool {
+        self.remaining_usd().is_some_and(|r| r <= 0.0)
+    }
+}
+
+/// The strong share left for base share `share` with `remaining` budget fraction (see the module
+/// docs); `exponent` is γ.
+pub fn budget_share(share: f32, remaining: f64, exponent: f32) -> f32 {
+    share.clamp(0.0, 1.0) * (remaining.clamp(0.0, 1.0) as f32).powf(exponent.max(1e-3))
+}
+
+/// The effective threshold for base threshold `tau` with `remaining` budget fraction, for routers
+/// without a calibration (see the module docs); `exponent` is γ.
+pub fn budget_threshold(tau: f32, remaining: f64, exponent: f32) -> f32 {
+    let f = remaining.clamp(0.0, 1.0) as f32;
+    let tau = tau.clamp(0.0, 1.0);
+    // Written as tau + (1 - tau)(1 - f^γ) so that an untouched budget gives exactly tau.
+    tau + (1.0 - tau) * (1.0 - f.powf(exponent.max(1e-3)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threshold_rises_smoothly_from_base_to_one() {
+        assert_eq!(budget_threshold(0.4, 1.0, 0.5), 0.4);
+        assert_eq!(budget_threshold(0.4, 0.0, 0.5), 1.0);
+        let mut last = 0.4;
+        for i in (0..100).rev() {
+            let t = budget_threshold(0.4, i as f64 / 100.0, 0.5);
+            assert!(t >= last, "monotone");
+            assert!(t - last < 0.07, "no jumps: {} -> {}", last, t);
+            last = t;
+        }
+        let quarter = budget_threshold(0.4, 0.75, 0.5);
+        assert!((quarter - (1.0 - 0.6 * 0.75f32.sqrt())).abs() < 1e-6);
+    }
+
+    #[test]
+    fn share_shrinks_smoothly_to_zero() {
+        assert_eq!(budget_share(0.3, 1.0, 0.5), 0.3);
+        assert_eq!(budget_share(0.3, 0.0, 0.5), 0.0);
+        assert!((budget_share(0.3, 0.25, 0.5) - 0.15).abs() < 1e-6);
+    }
+
+    #[test]
+    fn remaining() {
+        let b = BudgetState { daily_usd: Some(10.0), spent_today_usd: 2.5 };
+        assert_eq!(b.remaining_usd(), Some(7.5));
+        assert_eq!(b.remaining_fraction(), 0.75);
+        assert!(!b.exhausted());
+        let over = BudgetState { daily_usd: Some(10.0), spent_today_usd: 12.0 };
+        assert_eq!(over.remaining_usd(), Some(0.0));
+        assert!(over.exhausted());
+        assert_eq!(BudgetState::default().remaining_fraction(), 1.0);
+        assert!(!BudgetState::default().exhausted());
+    }
+}

@@ -1,0 +1,137 @@
+//! What the router is asked: the conversation, its size, and the request's own limits and overrides.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::error::RouteError;
+use crate::conversation::Conversation;
+
+/// How a request is served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// One call to the chosen model.
+    #[default]
+    Direct,
+    /// The small model first; escalate when its confidence is low.
+    Cascade,
+}
+
+/// Per-request options, as clients send them in `extra_body={"rightmodel": {...}}`. Every field is
+/// optional and overrides the configuration for this request only. Unknown keys are ignored here (the
+/// server may use them for other features).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Overrides {
+    /// Target share of strong calls, mapped to a threshold by the calibration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strong_share: Option<f32>,
+    /// Score threshold (wins over `strong_share`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f32>,
+    /// Most this request may cost, in USD (estimated before the call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    /// Most this request may take, in milliseconds (estimated before the call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_latency_ms: Option<f64>,
+    /// Only models that can return evidence for their answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<bool>,
+    /// Direct or cascade.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+}
+
+impl Overrides {
+    /// Parses and validates the `rightmodel` object of a request; errors name the field (HTTP 400).
+    pub fn from_json(v: &Value) -> Result<Self, RouteError> {
+        if !v.is_object() {
+            return Err(RouteError::invalid("rightmodel", "`rightmodel` must be an object"));
+        }
+        let o: Overrides = serde_json::from_value(v.clone())
+            .map_err(|e| RouteError::invalid("rightmodel", format!("invalid `rightmodel` options: {e}")))?;
+        o.validate()?;
+        Ok(o)
+    }
+
+    /// Checks ranges: shares and thresholds in `[0, 1]`, limits positive.
+    pub fn validate(&self) -> Result<(), RouteError> {
+        let unit = |v: Option<f32>, name: &str| match v {
+            Some(x) if !(0.0..=1.0).contains(&x) => Err(RouteError::invalid(
+                &format!("rightmodel.{name}"),
+                format!("`{name}` must be between 0 and 1, got {x}"),
+            )),
+            _ => Ok(()),
+        };
+        unit(self.strong_share, "strong_share")?;
+        unit(self.threshold, "threshold")?;
+        let positive = |v: Option<f64>, name: &str| match v {
+            Some(x) if !(x > 0.0 && x.is_finite()) => Err(RouteError::invalid(
+                &format!("rightmodel.{name}"),
+                format!("`{name}` must be a positive number, got {x}"),
+            )),
+            _ => Ok(()),
+        };
+        positive(self.max_cost_usd, "max_cost_usd")?;
+        positive(self.max_latency_ms, "max_latency_ms")
+    }
+}
+
+/// Features a request needs from the model that serves it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Needs {
+    /// The request has `tools`.
+    pub tools: bool,
+    /// The request has a JSON-schema `response_format`.
+    pub json_schema: bool,
+    /// The client asked for `logprobs`.
+    pub logprobs: bool,
+}
+
+/// One routing question.
+#[derive(Debug, Clone, Default)]
+pub struct RouteRequest {
+    /// The conversation to serve.
+    pub conversation: Conversation,
+    /// Prompt tokens (estimated by the server's tokenizer or from characters).
+    pub input_tokens: u64,
+    /// `max_tokens` of the request, if set; the router's default output estimate otherwise.
+    pub max_output_tokens: Option<u32>,
+    /// Per-request overrides.
+    pub overrides: Overrides,
+    /// Required features.
+    pub needs: Needs,
+}
+
+impl RouteRequest {
+    /// A request for a single prompt with a rough token estimate (4 characters per token).
+    pub fn from_prompt(prompt: &str) -> Self {
+        RouteRequest {
+            conversation: Conversation::from_prompt(prompt),
+            input_tokens: (prompt.chars().count() as u64).div_ceil(4),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_and_validates_overrides() {
+        let o = Overrides::from_json(
+            &json!({"strong_share": 0.2, "max_cost_usd": 0.01, "strategy": "cascade", "other": 1}),
+        )
+        .unwrap();
+        assert_eq!(o.strong_share, Some(0.2));
+        assert_eq!(o.strategy, Some(Strategy::Cascade));
+        let e = Overrides::from_json(&json!({"strong_share": 2})).unwrap_err();
+        assert_eq!(e.to_api_error().param.as_deref(), Some("rightmodel.strong_share"));
+        assert_eq!(e.to_api_error().kind.status(), 400);
+        assert!(Overrides::from_json(&json!({"max_latency_ms": -5})).is_err());
+        assert!(Overrides::from_json(&json!({"strategy": "sideways"})).is_err());
+        assert!(Overrides::from_json(&json!([1])).is_err());
+    }
+}

@@ -1,0 +1,418 @@
+//! The decision: which candidate serves a request, under the request's limits and the budget.
+//!
+//! 1. Each candidate gets a cost estimate (`price` x prompt tokens and expected output tokens) and a
+//!    latency estimate (live EWMAs); candidates that break a limit (capability, context window,
+//!    `explain`, budget, `max_cost_usd`, `max_latency_ms`) are excluded. None left: a
+//!    [`RouteError::NoCandidate`] naming the limit (HTTP 422).
+//! 2. Task models with a [`super::Domain`] serve the request when they recognise it with at least
+//!    their minimum confidence (the most confident one); otherwise they are out of the running.
+//! 3. The scorer rates the conversation's difficulty `d`. Each candidate's predicted quality,
+//!    relative to the largest model, is `q = 1 - d * (1 - tier)`; a candidate clears the bar when
+//!    `q > 1 - threshold` (the largest always does). With two candidates (tiers 0 and 1) this is the
+//!    classic rule "strong when `d >= threshold`";
+//!    with more, each tier takes the band of scores it is good enough for.
+//! 4. The cheapest feasible candidate that clears the bar serves; when none does (the adequate ones
+//!    are excluded by limits), the feasible candidate with the highest predicted quality serves.
+//! 5. In cascade mode, the cheapest feasible candidate that returns log-probabilities answers first
+//!    and the plan names the candidate to escalate to.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::budget::{budget_share, budget_threshold, BudgetState};
+use super::candidate::Candidate;
+use super::decision::{CandidateEstimate, Decision, ReasonCode};
+use super::error::{Limit, RouteError};
+use super::request::{RouteRequest, Strategy};
+use crate::calibrate::Calibration;
+use crate::cascade::{CascadePlan, ConfidenceMeasure};
+use crate::scorer::{LengthScorer, Scorer};
+
+/// Router settings (from the configuration file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouterConfig {
+    /// Score threshold at or above which a request needs the strong model.
+    pub threshold: f32,
+    /// Score distribution for `strong_share` overrides; without it such overrides are rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+    /// Output tokens assumed when a request sets no `max_tokens`.
+    pub default_output_tokens: u32,
+    /// γ of the budget threshold curve (see [`super::budget`]).
+    pub budget_exponent: f32,
+    /// Default strategy.
+    pub strategy: Strategy,
+    /// Cascade: the small answer is kept when its confidence is at least this.
+    pub cascade_min_confidence: f32,
+    /// Cascade: how confidence is computed from log-probabilities.
+    pub confidence_measure: ConfidenceMeasure,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            threshold: 0.5,
+            calibration: None,
+            default_output_tokens: 256,
+            budget_exponent: 0.5,
+            strategy: Strategy::Direct,
+            cascade_min_confidence: 0.6,
+            confidence_measure: ConfidenceMeasure::GeoMean,
+        }
+    }
+}
+
+impl RouterConfig {
+    /// Settings that take threshold and calibration from a trained scorer's calibration.
+    pub fn from_calibration(c: &Calibration) -> Self {
+        RouterConfig { threshold: c.threshold, calibration: Some(c.clone()), ..Default::default() }
+    }
+}
+
+/// Routes requests between candidates.
+pub struct Router {
+    candidates: Vec<Candidate>,
+    scorer: Arc<dyn Scorer>,
+    config: RouterConfig,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("candidates", &self.candidates.iter().map(|c| &c.name).collect::<Vec<_>>())
+            .field("scorer", &self.scorer.name())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// Sort key for "cheapest": estimated cost, then latency, then lower tier.
+fn cheaper(a: &CandidateEstimate, ta: f32, b: &CandidateEstimate, tb: f32) -> std::cmp::Ordering {
+    a.cost_usd.total_cmp(&b.cost_usd).then(a.latency_ms.total_cmp(&b.latency_ms)).then(ta.total_cmp(&tb))
+}
+
+fn round_to(v: f64, step: f64) -> f64 {
+    (v / step).round() * step
+}
+
+impl Router {
+    /// A router over `candidates` (at least one, unique names) scoring with `scorer`.
+    pub fn new(candidates: Vec<Candidate>, scorer: Arc<dyn Scorer>, config: RouterConfig) -> Result<Self, RouteError> {
+        if candidates.is_empty() {
+            return Err(RouteError::Internal("the router has no candidates".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for c in &candidates {
+            if !names.insert(c.name.as_str()) {
+                return Err(RouteError::Internal(format!("candidate `{}` is listed twice", c.name)));
+            }
+            if !c.tier.is_finite() {
+                return Err(RouteError::Internal(format!("candidate `{}` has no valid tier", c.name)));
+            }
+        }
+        if !(0.0..=1.0).contains(&config.threshold) {
+            return Err(RouteError::Internal(format!("threshold {} is not in [0, 1]", config.threshold)));
+        }
+        Ok(Router { candidates, scorer, config })
+    }
+
+    /// The candidates.
+    pub fn candidates(&self) -> &[Candidate] {
+        &self.candidates
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RouterConfig {
+        &self.config
+    }
+
+    fn base_threshold(&self, req: &RouteRequest) -> Result<f32, RouteError> {
+        let ov = &req.overrides;
+        if let Some(t) = ov.threshold {
+            return Ok(t);
+        }
+        if let Some(s) = ov.strong_share {
+            return match &self.config.calibration {
+                Some(c) => Ok(c.threshold_for_share(s)),
+                None => Err(RouteError::invalid(
+                    "rightmodel.strong_share",
+                    "this router has no calibration; run `rightmodel router calibrate` or send `threshold`",
+                )),
+            };
+        }
+        Ok(self.config.threshold)
+    }
+
+    fn exclusion(
+        &self,
+        c: &Candidate,
+        est: &CandidateEstimate,
+        req: &RouteRequest,
+        budget: &BudgetState,
+    ) -> Option<Limit> {
+        let caps = &c.capabilities;
+        let needs = &req.needs;
+        if (needs.tools && !caps.tools)
+            || (needs.json_schema && !caps.json_schema)
+            || (needs.logprobs && !caps.logprobs)
+        {
+            return Some(Limit::Capability);
+        }
+        let out = u64::from(req.max_output_tokens.unwrap_or(self.config.default_output_tokens));
+        if caps.context_tokens.is_some_and(|ctx| req.input_tokens + out > u64::from(ctx)) {
+            return Some(Limit::Context);
+        }
+        if req.overrides.explain == Some(true) && !c.explainable {
+            return Some(Limit::Explain);
+        }
+        if !c.is_free() && budget.remaining_usd().is_some_and(|r| r <= 0.0 || est.cost_usd > r) {
+            return Some(Limit::Budget);
+        }
+        if req.overrides.max_cost_usd.is_some_and(|m| est.cost_usd > m) {
+            return Some(Limit::MaxCost);
+        }
+        if req.overrides.max_latency_ms.is_some_and(|m| est.latency_ms > m) {
+            return Some(Limit::MaxLatency);
+        }
+        None
+    }
+
+    fn no_candidate(&self, estimates: &[CandidateEstimate], req: &RouteRequest, budget: &BudgetState) -> RouteError {
+        let excluded: Vec<(String, Limit)> =
+            estimates.iter().filter_map(|e| e.excluded.map(|l| (e.name.clone(), l))).collect();
+        // Name the limit that excluded the most candidates; on a tie, the request's own limits first.
+        let order = [
+            Limit::MaxCost,
+            Limit::MaxLatency,
+            Limit::Budget,
+            Limit::Explain,
+            Limit::Capability,
+            Limit::Context,
+            Limit::Domain,
+        ];
+        let limit = order
+            .iter()
+            .copied()
+            .max_by_key(|l| {
+                (excluded.iter().filter(|(_, x)| x == l).count(), std::cmp::Reverse(order.iter().position(|o| o == l)))
+            })
+            .unwrap_or(Limit::Domain);
+        let cheapest = estimates.iter().min_by(|a, b| a.cost_usd.total_cmp(&b.cost_usd));
+        let fastest = estimates.iter().min_by(|a, b| a.latency_ms.total_cmp(&b.latency_ms));
+        let message = match limit {
+            Limit::MaxCost => format!(
+                "no model can serve this request within max_cost_usd={}: the cheapest estimate is ${:.6} ({})",
+                req.overrides.max_cost_usd.unwrap_or(0.0),
+                cheapest.map(|c| c.cost_usd).unwrap_or(0.0),
+                cheapest.map(|c| c.name.as_str()).unwrap_or("-")
+            ),
+            Limit::MaxLatency => format!(
+                "no model can serve this request within max_latency_ms={}: the fastest estimate is {:.0} ms ({})",
+                req.overrides.max_latency_ms.unwrap_or(0.0),
+                fastest.map(|c| c.latency_ms).unwrap_or(0.0),
+                fastest.map(|c| c.name.as_str()).unwrap_or("-")
+            ),
+            Limit::Budget => format!(
+                "the daily budget is spent (${:.4} of ${:.4} left) and no free model can serve this request",
+                budget.remaining_usd().unwrap_or(0.0),
+                budget.daily_usd.unwrap_or(0.0)
+            ),
+            Limit::Explain => "explain: true, but no model that can serve this request returns evidence".into(),
+            Limit::Capability => "no model supports what this request needs (tools, JSON schema or logprobs)".into(),
+            Limit::Context => "the prompt plus max_tokens exceed every model's context window".into(),
+            Limit::Domain => {
+                "no model can serve this request: the only candidates are task models and none recognises it".into()
+            }
+        };
+        let detail: Vec<String> = excluded.iter().map(|(n, l)| format!("{n}: {}", l.code())).collect();
+        RouteError::NoCandidate { limit, message: format!("{message} [{}]", detail.join(", ")), excluded }
+    }
+
+    /// Decides who serves `req` given today's `budget`, scoring the conversation when needed.
+    pub fn decide(&self, req: &RouteRequest, budget: &BudgetState) -> Result<Decision, RouteError> {
+        self.decide_inner(req, budget, None)
+    }
+
+    /// Like [`Router::decide`] with a difficulty computed beforehand (tests, batch replays).
+    pub fn decide_with_score(
+        &self,
+        req: &RouteRequest,
+        budget: &BudgetState,
+        score: f32,
+    ) -> Result<Decision, RouteError> {
+        self.decide_inner(req, budget, Some(score))
+    }
+
+    fn decide_inner(
+        &self,
+        req: &RouteRequest,
+        budget: &BudgetState,
+        given: Option<f32>,
+    ) -> Result<Decision, RouteError> {
+        req.overrides.validate()?;
+        let base = self.base_threshold(req)?;
+        let tau = match (&self.config.calibration, budget.daily_usd) {
+            (_, None) => base,
+            _ if budget.remaining_fraction() >= 1.0 => base,
+            (Some(cal), Some(_)) => {
+                let share = budget_share(cal.share_at(base), budget.remaining_fraction(), self.config.budget_exponent);
+                cal.threshold_for_share(share).max(base)
+            }
+            (None, Some(_)) => budget_threshold(base, budget.remaining_fraction(), self.config.budget_exponent),
+        };
+        let out_tokens = req.max_output_tokens.unwrap_or(self.config.default_output_tokens);
+        let mut est: Vec<CandidateEstimate> = self
+            .candidates
+            .iter()
+            .map(|c| CandidateEstimate {
+                name: c.name.clone(),
+                quality: None,
+                cost_usd: round_to(c.price.cost(req.input_tokens, u64::from(out_tokens)), 1e-9),
+                latency_ms: round_to(c.latency.estimate_ms(out_tokens), 0.1),
+                excluded: None,
+                domain_confidence: None,
+            })
+            .collect();
+        for (c, e) in self.candidates.iter().zip(est.iter_mut()) {
+            e.excluded = self.exclusion(c, e, req, budget);
+        }
+        let largest = self
+            .candidates
+            .iter()
+            .zip(&est)
+            .filter(|(c, _)| c.domain.is_none())
+            .max_by(|(a, ea), (b, eb)| a.tier.total_cmp(&b.tier).then(ea.cost_usd.total_cmp(&eb.cost_usd)))
+            .map(|(_, e)| e.cost_usd)
+            .unwrap_or(0.0);
+        let strategy = req.overrides.strategy.unwrap_or(self.config.strategy);
+        let mut decision = Decision {
+            served: String::new(),
+            reason: ReasonCode::OnlyCandidate,
+            constrained_by: None,
+            score: None,
+            score_fallback: false,
+            threshold: tau,
+            base_threshold: base,
+            strategy,
+            cascade: None,
+            cost_usd: 0.0,
+            cost_if_largest_usd: largest,
+            candidates: Vec::new(),
+            budget: budget.daily_usd.is_some().then_some(*budget),
+        };
+
+        // Task models: the most confident in-domain one serves.
+        let text = req.conversation.last_user();
+        let mut best_domain: Option<(usize, f32)> = None;
+        for (i, c) in self.candidates.iter().enumerate() {
+            let Some(d) = &c.domain else { continue };
+            if est[i].excluded.is_some() {
+                continue;
+            }
+            match d.fit.in_domain(text).filter(|&conf| conf >= d.min_confidence) {
+                Some(conf) => {
+                    est[i].domain_confidence = Some(conf);
+                    if best_domain.is_none_or(|(_, b)| conf > b) {
+                        best_domain = Some((i, conf));
+                    }
+                }
+                None => est[i].excluded = Some(Limit::Domain),
+            }
+        }
+        if let Some((i, _)) = best_domain {
+            decision.served = self.candidates[i].name.clone();
+            decision.reason = ReasonCode::DomainMatch;
+            decision.cost_usd = est[i].cost_usd;
+            decision.candidates = est;
+            return Ok(decision);
+        }
+
+        let general: Vec<usize> = (0..self.candidates.len()).filter(|&i| self.candidates[i].domain.is_none()).collect();
+        let feasible: Vec<usize> = general.iter().copied().filter(|&i| est[i].excluded.is_none()).collect();
+        if feasible.is_empty() {
+            return Err(self.no_candidate(&est, req, budget));
+        }
+
+        let score = if general.len() < 2 {
+            None
+        } else if let Some(s) = given {
+            Some(s.clamp(0.0, 1.0))
+        } else {
+            match self.scorer.score(&req.conversation) {
+                Ok(s) => Some(s.clamp(0.0, 1.0)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "difficulty scoring failed; routing on prompt length");
+                    decision.score_fallback = true;
+                    LengthScorer.score(&req.conversation).ok()
+                }
+            }
+        };
+        decision.score = score;
+        let d = score.unwrap_or(0.0);
+        for &i in &general {
+            est[i].quality = score.map(|s| ((1.0 - s * (1.0 - self.candidates[i].tier)) * 1e4).round() / 1e4);
+        }
+        let quality = |i: usize| 1.0 - d * (1.0 - self.candidates[i].tier);
+        let by_cost =
+            |a: &usize, b: &usize| cheaper(&est[*a], self.candidates[*a].tier, &est[*b], self.candidates[*b].tier);
+        // The cheapest candidate among `pool` that clears the bar for threshold `t`, else the best one.
+        // `q > 1 - t`, i.e. `d (1 - tier) < t`, written without the subtraction so that a score equal
+        // to the threshold escalates exactly as in calibration and evaluation (`score >= threshold`).
+        let clears = |i: usize, t: f32| self.candidates[i].tier >= 1.0 || d * (1.0 - self.candidates[i].tier) < t;
+        let pick = |pool: &[usize], t: f32| -> Option<usize> {
+            let clear = pool.iter().copied().filter(|&i| clears(i, t)).min_by(by_cost);
+            clear
+                .or_else(|| pool.iter().copied().max_by(|a, b| quality(*a).total_cmp(&quality(*b)).then(by_cost(b, a))))
+        };
+        let chosen = pick(&feasible, tau).unwrap_or(feasible[0]);
+        let ideal = pick(&general, tau).unwrap_or(chosen);
+        let ideal_base = pick(&general, base).unwrap_or(chosen);
+        let cheapest_general = general.iter().copied().min_by(by_cost).unwrap_or(chosen);
+
+        decision.reason = if general.len() == 1 {
+            ReasonCode::OnlyCandidate
+        } else if ideal != chosen {
+            decision.constrained_by = est[ideal].excluded;
+            ReasonCode::Constrained
+        } else if ideal_base != ideal && quality(ideal_base) > quality(ideal) {
+            ReasonCode::BudgetRaisedThreshold
+        } else if chosen == cheapest_general {
+            ReasonCode::BelowThreshold
+        } else {
+            ReasonCode::AboveThreshold
+        };
+
+        let mut served = chosen;
+        if strategy == Strategy::Cascade {
+            let small = feasible.iter().copied().filter(|&i| self.candidates[i].capabilities.logprobs).min_by(by_cost);
+            if let Some(small) = small {
+                let large = if chosen != small && quality(chosen) > quality(small) {
+                    Some(chosen)
+                } else {
+                    feasible
+                        .iter()
+                        .copied()
+                        .filter(|&i| i != small && self.candidates[i].tier > self.candidates[small].tier)
+                        .max_by(|a, b| {
+                            self.candidates[*a].tier.total_cmp(&self.candidates[*b].tier).then(by_cost(b, a))
+                        })
+                };
+                if let Some(large) = large {
+                    decision.cascade = Some(CascadePlan {
+                        small: self.candidates[small].name.clone(),
+                        large: self.candidates[large].name.clone(),
+                        min_confidence: self.config.cascade_min_confidence,
+                        measure: self.config.confidence_measure,
+                    });
+                    decision.reason = ReasonCode::Cascade;
+                    served = small;
+                }
+            }
+        }
+        decision.served = self.candidates[served].name.clone();
+        decision.cost_usd = est[served].cost_usd;
+        decision.candidates = est;
+        Ok(decision)
+    }
+}

@@ -1,0 +1,222 @@
+//! Evaluation output people compare: a Markdown report and an SVG chart of quality against the share
+//! of strong calls, written atomically into an output directory.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::error::RouterError;
+use crate::eval::{Comparison, CvReport};
+use crate::metrics::RoutingMetrics;
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so readers
+/// never see a half-written file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RouterError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| RouterError::write(tmp.display(), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        RouterError::write(path.display(), e)
+    })
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.1}%", 100.0 * x)).unwrap_or_else(|| "not reached".into())
+}
+
+fn row(out: &mut String, name: &str, m: &RoutingMetrics) {
+    let _ = writeln!(out, "| {name} | {:.3} | {} | {} |", m.apgr, pct(m.cpt50), pct(m.cpt80));
+}
+
+fn table(out: &mut String, c: &Comparison) {
+    out.push_str("| router | APGR | CPT(50%) | CPT(80%) |\n|---|---|---|---|\n");
+    row(out, "learned (difficulty scorer)", &c.learned);
+    row(out, "prompt length", &c.length);
+    row(out, "random (mean of 20 draws)", &c.random);
+}
+
+/// The Markdown report of a cross-validation. `title` heads it, `notes` are appended as-is
+/// (data file, excluded groups, command line).
+pub fn markdown(report: &CvReport, title: &str, notes: &str, chart_file: &str) -> String {
+    let mut s = String::new();
+    let p = &report.pooled.learned;
+    let _ = writeln!(s, "# {title}\n");
+    let _ = writeln!(
+        s,
+        "Weak model alone: {:.1}%, strong model alone: {:.1}% (gap {:.1} points). Metrics as in RouteLLM: \
+         threshold sweep over {} equal-count score bins; APGR = area under PGR vs strong-call share; \
+         CPT(x%) = strong-call share needed to recover x% of the gap.\n",
+        100.0 * p.weak_quality,
+        100.0 * p.strong_quality,
+        100.0 * (p.strong_quality - p.weak_quality),
+        report.config.bins
+    );
+    if report.grouped {
+        let _ = writeln!(
+            s,
+            "Cross-validation: {} folds by group (every group's rows are held out together; the model \
+             never saw the held-out groups).\n",
+            report.config.folds
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "Cross-validation: {} folds of random rows (the data has no group column, so held-out \
+             prompts may share topics with training prompts; expect lower numbers on new traffic).\n",
+            report.config.folds
+        );
+    }
+    s.push_str("## All held-out scores pooled\n\n");
+    table(&mut s, &report.pooled);
+    s.push_str("\n## Per fold\n\n");
+    s.push_str("| fold | rows | learned APGR | CPT(50%) | CPT(80%) | length APGR | random APGR | held-out groups |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|\n");
+    for f in &report.folds {
+        let m = &f.metrics;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.3} | {} | {} | {:.3} | {:.3} | {} |",
+            f.fold,
+            f.rows,
+            m.learned.apgr,
+            pct(m.learned.cpt50),
+            pct(m.learned.cpt80),
+            m.length.apgr,
+            m.random.apgr,
+            f.groups.join(", ")
+        );
+    }
+    let mean = |f: &dyn Fn(&Comparison) -> Option<f64>| report.fold_mean(f);
+    let _ = writeln!(
+        s,
+        "| mean | | {:.3} | {} | {} | {:.3} | {:.3} | |",
+        mean(&|c| Some(c.learned.apgr)).unwrap_or(f64::NAN),
+        pct(mean(&|c| c.learned.cpt50)),
+        pct(mean(&|c| c.learned.cpt80)),
+        mean(&|c| Some(c.length.apgr)).unwrap_or(f64::NAN),
+        mean(&|c| Some(c.random.apgr)).unwrap_or(f64::NAN),
+    );
+    let _ = writeln!(s, "\n## Quality vs strong-call share (pooled)\n\n![curve]({chart_file})\n");
+    s.push_str("| strong share | learned quality | length quality | random quality |\n|---|---|---|---|\n");
+    let c = &report.pooled;
+    for ((a, b), r) in c.learned.curve.iter().zip(&c.length.curve).zip(&c.random.curve) {
+        let _ = writeln!(
+            s,
+            "| {:.0}% / {:.0}% / {:.0}% | {:.2}% | {:.2}% | {:.2}% |",
+            100.0 * a.strong_share,
+            100.0 * b.strong_share,
+            100.0 * r.strong_share,
+            100.0 * a.quality,
+            100.0 * b.quality,
+            100.0 * r.quality
+        );
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(s, "\n## Run\n\n{notes}");
+    }
+    s
+}
+
+/// Draws the pooled quality-vs-strong-share curves of the three routers onto `root`.
+fn draw_curves<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    c: &Comparison,
+    title: &str,
+) -> Result<(), RouterError> {
+    let err = |e: &dyn std::fmt::Display| RouterError::Eval(format!("plot: {e}"));
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let (w, s) = (100.0 * c.learned.weak_quality, 100.0 * c.learned.strong_quality);
+    let (mut lo, mut hi) = (w.min(s), w.max(s));
+    for m in [&c.learned, &c.length, &c.random] {
+        for p in &m.curve {
+            lo = lo.min(100.0 * p.quality);
+            hi = hi.max(100.0 * p.quality);
+        }
+    }
+    let pad = ((hi - lo) * 0.08).max(0.5);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..100.0, (lo - pad)..(hi + pad))
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("strong model calls (%)")
+        .y_desc("quality (%)")
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 18))
+        .draw()
+        .map_err(|e| err(&e))?;
+    let series: [(&str, &RoutingMetrics, RGBColor); 3] = [
+        ("learned", &c.learned, BLUE),
+        ("prompt length", &c.length, RGBColor(230, 140, 0)),
+        ("random", &c.random, RGBColor(120, 120, 120)),
+    ];
+    for (name, m, color) in series {
+        let pts: Vec<(f64, f64)> = m.curve.iter().map(|p| (100.0 * p.strong_share, 100.0 * p.quality)).collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label(format!("{name} (APGR {:.3})", m.apgr))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(|e| err(&e))?;
+    }
+    for (name, v, color) in [("weak alone", w, RGBColor(200, 0, 0)), ("strong alone", s, RGBColor(0, 150, 0))] {
+        chart
+            .draw_series(DashedLineSeries::new(vec![(0.0, v), (100.0, v)], 6, 4, color.stroke_width(1)))
+            .map_err(|e| err(&e))?
+            .label(format!("{name} ({v:.1}%)"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(1)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))
+}
+
+/// Chart size in pixels.
+const CHART: (u32, u32) = (900, 560);
+
+/// Renders the pooled quality-vs-strong-share curves of the three routers as SVG.
+pub fn curve_svg(c: &Comparison, title: &str) -> Result<String, RouterError> {
+    let mut svg = String::new();
+    draw_curves(SVGBackend::with_string(&mut svg, CHART).into_drawing_area(), c, title)?;
+    Ok(svg)
+}
+
+/// Renders the same chart as a PNG file at `path` (through a temporary file and a rename).
+pub fn curve_png(path: &Path, c: &Comparison, title: &str) -> Result<(), RouterError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".curve.tmp{}.png", std::process::id()));
+    draw_curves(BitMapBackend::new(&tmp, CHART).into_drawing_area(), c, title).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        RouterError::write(path.display(), e)
+    })
+}
+
+/// Writes `report.md`, `curve.svg`, `curve.png` and `report.json` (the numbers, machine-readable)
+/// into `dir`. The PNG needs a system font; when it cannot be drawn the SVG alone is kept.
+pub fn write_report(dir: &Path, report: &CvReport, title: &str, notes: &str) -> Result<(), RouterError> {
+    std::fs::create_dir_all(dir).map_err(|e| RouterError::write(dir.display(), e))?;
+    let svg = curve_svg(&report.pooled, title)?;
+    write_atomic(&dir.join("curve.svg"), svg.as_bytes())?;
+    if let Err(e) = curve_png(&dir.join("curve.png"), &report.pooled, title) {
+        tracing::warn!(error = %e, "curve.png not written; curve.svg has the same chart");
+    }
+    let json = serde_json::to_string_pretty(report).map_err(|e| RouterError::write(dir.display(), e))?;
+    write_atomic(&dir.join("report.json"), json.as_bytes())?;
+    write_atomic(&dir.join("report.md"), markdown(report, title, notes, "curve.svg").as_bytes())
+}
