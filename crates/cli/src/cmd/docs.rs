@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use rightmodel_docs::eval::{build_corpus, fit_confidence, spread, summarize, write_articles, EvalSet, Metrics, QuestionScore};
+use rightmodel_docs::eval::{build_corpus, spread, summarize, write_articles, EvalSet, Metrics, QuestionScore};
 use rightmodel_docs::report::{markdown, write_report, Report, ReportRow};
 use rightmodel_docs::{collection_dir, collections_root, list_collections, remove_collection, AddProgress, Answer, AskParams, Collection};
 use rightmodel_infer::MiniLm;
@@ -113,9 +113,9 @@ pub struct EvalDocsArgs {
     /// Grid-search the retrieval and sentence weights on the tuning split and print the best.
     #[arg(long)]
     pub tune: bool,
-    /// Fit the confidence model on the tuning split and print its weights.
+    /// Fit the sentence ranker on the tuning split and print its weights.
     #[arg(long)]
-    pub fit_confidence: bool,
+    pub fit_ranker: bool,
     /// Write every question's answer and scores to this file as JSON lines (error analysis).
     #[arg(long)]
     pub dump: Option<PathBuf>,
@@ -357,6 +357,8 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
             let line = serde_json::json!({
                 "question": q.question, "golds": q.golds, "article": q.article, "answer": answer.answer,
                 "sentence": answer.sentence, "confidence": answer.confidence, "score": score,
+                "paragraph": q.paragraph, "evidence": answer.evidence,
+                "top": answer.passages.iter().map(|p| (p.file.rsplit('/').next().unwrap_or(""), p.start, p.score)).collect::<Vec<_>>(),
             });
             lines.push_str(&line.to_string());
             lines.push('\n');
@@ -364,10 +366,11 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
         rightmodel_docs::store::write_atomic(path, lines.as_bytes())?;
     }
 
-    if a.fit_confidence {
-        let pos: std::collections::HashSet<usize> = tune_q.iter().copied().collect();
-        let rows: Vec<_> = which.iter().zip(&answers).filter(|(i, _)| pos.contains(i)).map(|(_, r)| r.clone()).collect();
-        println!("confidence weights (intercept first): {:?}", fit_confidence(&rows));
+    if a.fit_ranker {
+        let groups = set.ranker_groups(&tune_q, &q_vecs, &AskParams::default())?;
+        let w = rightmodel_docs::ranker::fit_listwise(&groups, 2000);
+        let cal = rightmodel_docs::ranker::fit_calibration(&rightmodel_docs::ranker::calibration_rows(&groups, &w), 2000);
+        println!("ranker fitted on {} questions: WEIGHTS = {w:?}; CALIBRATION = {cal:?}", groups.len());
     }
 
     // Baselines on cached vectors.
@@ -381,14 +384,16 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
         m.p99_ms = f32::NAN;
         Ok(ReportRow { name: name.to_string(), metrics: m })
     };
-    let bm25 = ablation("BM25 only", AskParams::lexical_baseline())?;
-    let dense = ablation("dense only", AskParams::dense_only())?;
+    let bm25 = ablation("BM25 only, overlap sentence", AskParams::lexical_baseline())?;
+    let dense = ablation("dense only, re-ranked", AskParams::dense_only())?;
+    let no_rerank = ablation("hybrid, not re-ranked", AskParams::without_rerank())?;
 
     let report = Report {
         data: a.squad.display().to_string(),
         rows: vec![
             ReportRow { name: "hybrid (default), all questions".into(), metrics: overall.clone() },
             ReportRow { name: format!("hybrid (default), held-out articles {}+", a.tune_articles + 1), metrics: held.clone() },
+            no_rerank,
             bm25,
             dense,
         ],

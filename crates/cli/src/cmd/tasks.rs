@@ -150,14 +150,16 @@ pub struct EvalClassifyArgs {
     encoder: String,
 }
 
-/// Progress bars on stderr (hidden when stderr is not a terminal).
+/// Progress bars on stderr. When stderr is not a terminal the bars are hidden and status messages are
+/// printed as plain lines instead (at most one every ten seconds), so logs still show training progress.
 struct Bars {
     bar: Mutex<Option<ProgressBar>>,
+    last_line: Mutex<Option<std::time::Instant>>,
 }
 
 impl Bars {
     fn new() -> Self {
-        Bars { bar: Mutex::new(None) }
+        Bars { bar: Mutex::new(None), last_line: Mutex::new(None) }
     }
     fn with(&self, f: impl FnOnce(&ProgressBar)) {
         if let Ok(g) = self.bar.lock() {
@@ -195,7 +197,31 @@ impl Progress for Bars {
         self.with(|b| b.inc(n));
     }
     fn message(&self, msg: &str) {
-        self.with(|b| b.set_message(msg.to_string()));
+        let mut hidden = false;
+        self.with(|b| {
+            b.set_message(msg.to_string());
+            hidden = b.is_hidden();
+        });
+        if hidden {
+            if let Ok(mut last) = self.last_line.lock() {
+                if last.is_none_or(|t| t.elapsed().as_secs() >= 10) {
+                    eprintln!("{msg}");
+                    *last = Some(std::time::Instant::now());
+                }
+            }
+        }
+    }
+    fn note(&self, msg: &str) {
+        let mut shown = false;
+        self.with(|b| {
+            if !b.is_hidden() {
+                b.println(msg);
+                shown = true;
+            }
+        });
+        if !shown {
+            eprintln!("{msg}");
+        }
     }
     fn finish(&self) {
         if let Ok(mut g) = self.bar.lock() {
@@ -283,6 +309,15 @@ fn train_classify(a: TrainClassifyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One output line of `classify`: the input's `id` (when it had one) and the prediction's fields.
+#[derive(serde::Serialize)]
+struct OutputLine<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a serde_json::Value>,
+    #[serde(flatten)]
+    prediction: &'a rightmodel_tasks::Prediction,
+}
+
 /// Runs `classify`.
 pub fn classify(a: ClassifyArgs) -> anyhow::Result<()> {
     let dir = registry::resolve(&a.model)?;
@@ -305,12 +340,9 @@ pub fn classify(a: ClassifyArgs) -> anyhow::Result<()> {
     for chunk in inputs.chunks(a.batch.max(1)) {
         let texts: Vec<&str> = chunk.iter().map(|t| t.text.as_str()).collect();
         let preds = clf.predict(&encoder, &texts, a.explain)?;
-        for (inp, p) in chunk.iter().zip(preds) {
-            let mut v = serde_json::to_value(&p)?;
-            if let (Some(id), Some(obj)) = (&inp.id, v.as_object_mut()) {
-                obj.insert("id".into(), id.clone());
-            }
-            writeln!(w, "{}", serde_json::to_string(&v)?).context("cannot write output")?;
+        for (inp, p) in chunk.iter().zip(&preds) {
+            let line = serde_json::to_string(&OutputLine { id: inp.id.as_ref(), prediction: p })?;
+            writeln!(w, "{line}").context("cannot write output")?;
         }
         w.flush().context("cannot write output")?;
         bars.inc(chunk.len() as u64);

@@ -1,0 +1,315 @@
+//! Document-QA evaluation on a SQuAD-format file: articles become documents (one paragraph per
+//! passage), every question is asked, and the answer is scored against the question's paragraph and gold
+//! answers.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rightmodel_core::Embedder;
+use serde::{Deserialize, Serialize};
+
+use crate::answer::Answer;
+use crate::ranker::Group;
+use crate::dense::Matrix;
+use crate::params::AskParams;
+use crate::squad::{contains_answer, exact_match, f1, SquadFile};
+use crate::split::char_len;
+use crate::{Collection, DocsError};
+
+/// Passages retrieved per question (hit@5 needs five).
+pub const TOP_K: usize = 5;
+
+/// A question with what a right answer looks like.
+#[derive(Debug, Clone)]
+pub struct EvalQuestion {
+    /// The question.
+    pub question: String,
+    /// Gold answers.
+    pub golds: Vec<String>,
+    /// Index of its article.
+    pub article: usize,
+    /// Character range of its paragraph in the article's file.
+    pub paragraph: (usize, usize),
+}
+
+/// A SQuAD file laid out as documents: one text per article, paragraphs separated by blank lines.
+#[derive(Debug, Clone)]
+pub struct EvalCorpus {
+    /// File name and text of each article.
+    pub articles: Vec<(String, String)>,
+    /// All questions in file order.
+    pub questions: Vec<EvalQuestion>,
+}
+
+/// Lays out `squad` as documents. Line breaks inside a paragraph become spaces so that a paragraph is
+/// exactly one block.
+pub fn build_corpus(squad: &SquadFile) -> EvalCorpus {
+    let mut articles = Vec::new();
+    let mut questions = Vec::new();
+    for (a, article) in squad.data.iter().enumerate() {
+        let mut text = String::new();
+        let mut chars = 0;
+        for p in &article.paragraphs {
+            if !text.is_empty() {
+                text.push_str("\n\n");
+                chars += 2;
+            }
+            let para: String = p.context.split_whitespace().collect::<Vec<_>>().join(" ");
+            let len = char_len(&para);
+            text.push_str(&para);
+            for qa in &p.qas {
+                questions.push(EvalQuestion {
+                    question: qa.question.clone(),
+                    golds: qa.answers.iter().map(|g| g.text.clone()).collect(),
+                    article: a,
+                    paragraph: (chars, chars + len),
+                });
+            }
+            chars += len;
+        }
+        let safe: String = article.title.chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).take(60).collect();
+        articles.push((format!("{a:03}_{safe}.txt"), text));
+    }
+    EvalCorpus { articles, questions }
+}
+
+/// Writes the article files into `dir` (created if missing); unchanged files are left alone so that a
+/// kept collection sees them as unchanged. Returns their paths.
+pub fn write_articles(corpus: &EvalCorpus, dir: &Path) -> Result<Vec<PathBuf>, DocsError> {
+    std::fs::create_dir_all(dir).map_err(|e| DocsError::io(dir, e))?;
+    let mut paths = Vec::new();
+    for (name, text) in &corpus.articles {
+        let path = dir.join(name);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            crate::store::write_atomic(&path, text.as_bytes())?;
+        }
+        paths.push(std::fs::canonicalize(&path).map_err(|e| DocsError::io(&path, e))?);
+    }
+    Ok(paths)
+}
+
+/// `limit` questions spread evenly over `n` (all when `limit` is `None` or at least `n`).
+pub fn spread(n: usize, limit: Option<usize>) -> Vec<usize> {
+    match limit {
+        Some(l) if l < n => (0..l).map(|i| i * n / l).collect(),
+        _ => (0..n).collect(),
+    }
+}
+
+/// Scores of one answered question.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct QuestionScore {
+    /// The first passage is (part of) the question's paragraph.
+    pub hit1: bool,
+    /// One of the first five is.
+    pub hit5: bool,
+    /// The answer sentence contains a gold answer.
+    pub in_sentence: bool,
+    /// Exact match of the extracted answer.
+    pub em: f32,
+    /// F1 of the extracted answer.
+    pub f1: f32,
+    /// Time to answer, milliseconds.
+    pub ms: f32,
+    /// The answer's confidence.
+    pub confidence: f32,
+}
+
+/// Scores `answer` to `q`, whose article file is `article_path`.
+pub fn score_answer(answer: &Answer, q: &EvalQuestion, article_path: &str, ms: f32) -> QuestionScore {
+    let hit = |p: &crate::ScoredPassage| p.file == article_path && p.start < q.paragraph.1 && q.paragraph.0 < p.end;
+    QuestionScore {
+        hit1: answer.passages.first().is_some_and(hit),
+        hit5: answer.passages.iter().take(TOP_K).any(hit),
+        in_sentence: contains_answer(&answer.sentence, &q.golds),
+        em: exact_match(&answer.answer, &q.golds),
+        f1: f1(&answer.answer, &q.golds),
+        ms,
+        confidence: answer.confidence,
+    }
+}
+
+/// Aggregate metrics (the keys of `eval docs --json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Questions scored.
+    pub questions: usize,
+    /// Passage hit@1.
+    pub hit_at_1: f32,
+    /// Passage hit@5.
+    pub hit_at_5: f32,
+    /// Share of answer sentences containing a gold answer.
+    pub answer_in_sentence: f32,
+    /// Exact match of extracted answers.
+    pub em: f32,
+    /// F1 of extracted answers.
+    pub f1: f32,
+    /// Median time per question, ms.
+    pub p50_ms: f32,
+    /// 99th percentile time per question, ms.
+    pub p99_ms: f32,
+    /// Mean confidence when the sentence holds the answer.
+    pub confidence_right: f32,
+    /// Mean confidence when it does not.
+    pub confidence_wrong: f32,
+}
+
+/// Aggregates question scores.
+pub fn summarize(scores: &[QuestionScore]) -> Metrics {
+    let n = scores.len();
+    if n == 0 {
+        return Metrics::default();
+    }
+    let mean = |f: &dyn Fn(&QuestionScore) -> f32| scores.iter().map(f).sum::<f32>() / n as f32;
+    let mut ms: Vec<f32> = scores.iter().map(|s| s.ms).collect();
+    ms.sort_by(f32::total_cmp);
+    let pct = |p: f32| ms[((p * (n - 1) as f32).round() as usize).min(n - 1)];
+    let conf_mean = |right: bool| {
+        let v: Vec<f32> = scores.iter().filter(|s| s.in_sentence == right).map(|s| s.confidence).collect();
+        if v.is_empty() { 0.0 } else { v.iter().sum::<f32>() / v.len() as f32 }
+    };
+    Metrics {
+        questions: n,
+        hit_at_1: mean(&|s| s.hit1 as u8 as f32),
+        hit_at_5: mean(&|s| s.hit5 as u8 as f32),
+        answer_in_sentence: mean(&|s| s.in_sentence as u8 as f32),
+        em: mean(&|s| s.em),
+        f1: mean(&|s| s.f1),
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        confidence_right: conf_mean(true),
+        confidence_wrong: conf_mean(false),
+    }
+}
+
+/// A collection loaded with a corpus, ready to be asked its questions.
+pub struct EvalSet<'a> {
+    /// The collection.
+    pub collection: &'a Collection,
+    /// The corpus.
+    pub corpus: &'a EvalCorpus,
+    /// Paths of the article files as the collection knows them.
+    pub article_paths: Vec<String>,
+}
+
+impl EvalSet<'_> {
+    /// Asks questions `which` and scores them. With `embedder`, each question is embedded as part of
+    /// the timed call (end-to-end latency); otherwise `q_vecs` (row per question of the corpus) is used.
+    pub fn run(
+        &self,
+        which: &[usize],
+        embedder: Option<&dyn Embedder>,
+        q_vecs: Option<&Matrix>,
+        params: &AskParams,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<(QuestionScore, Answer)>, DocsError> {
+        let mut out = Vec::with_capacity(which.len());
+        for (done, &i) in which.iter().enumerate() {
+            let q = &self.corpus.questions[i];
+            let t = Instant::now();
+            let answer = match (embedder, q_vecs) {
+                (Some(e), _) => self.collection.ask_with(e, &q.question, TOP_K, params)?,
+                (None, Some(v)) => self.collection.ask_with_vector(&q.question, v.row(i), TOP_K, params)?,
+                (None, None) => self.collection.ask_with_vector(&q.question, &[], TOP_K, params)?,
+            };
+            let ms = t.elapsed().as_secs_f32() * 1000.0;
+            out.push((score_answer(&answer, q, &self.article_paths[q.article], ms), answer));
+            progress(done + 1);
+        }
+        Ok(out)
+    }
+
+    /// Training groups for the sentence ranker from questions `which`: every candidate sentence of the
+    /// first `params.rerank_depth` passages, positive when it lies in the question's paragraph and
+    /// contains a gold answer.
+    pub fn ranker_groups(&self, which: &[usize], q_vecs: &Matrix, params: &AskParams) -> Result<Vec<Group>, DocsError> {
+        let mut groups = Vec::new();
+        for &i in which {
+            let q = &self.corpus.questions[i];
+            let path = &self.article_paths[q.article];
+            let mut g = Group::new();
+            for c in self.collection.sentence_candidates(&q.question, q_vecs.row(i), params)? {
+                let in_paragraph = &c.file == path && c.passage_range.0 < q.paragraph.1 && q.paragraph.0 < c.passage_range.1;
+                let contains = contains_answer(&c.sentence, &q.golds);
+                g.push((c.evidence.to_array(), in_paragraph && contains, contains));
+            }
+            groups.push(g);
+        }
+        Ok(groups)
+    }
+
+    /// Coordinate ascent over the retrieval and sentence weights on questions `which` (cached vectors):
+    /// each knob in turn tries a few values with the others fixed and keeps the best, two rounds.
+    /// Objective: hit@1 + answer-in-sentence + hit@5 / 2. Returns the best parameters and every tried
+    /// configuration with its metrics.
+    pub fn tune(
+        &self,
+        which: &[usize],
+        q_vecs: &Matrix,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(AskParams, Vec<(AskParams, Metrics)>), DocsError> {
+        type Knob = (&'static [f32], fn(&mut AskParams, f32));
+        let knobs: [Knob; 4] = [
+            (&[0.5, 1.0, 1.5, 2.0, 3.0], |p, v| p.w_lexical = v),
+            (&[0.0, 0.5, 1.0, 2.0], |p, v| p.w_dense = v),
+            (&[0.0, 0.5, 1.0, 2.0], |p, v| p.w_sentence = v),
+            (&[5.0, 10.0, 20.0, 40.0], |p, v| p.rerank_depth = v as usize),
+        ];
+        const ROUNDS: usize = 2;
+        let total = ROUNDS * knobs.iter().map(|k| k.0.len()).sum::<usize>();
+        let objective = |m: &Metrics| m.hit_at_1 + m.answer_in_sentence + 0.5 * m.hit_at_5;
+        let mut tried = Vec::new();
+        let mut best = AskParams::default();
+        let mut best_score = f32::MIN;
+        let mut step = 0;
+        for _ in 0..ROUNDS {
+            for (values, set) in &knobs {
+                let mut round_best = (best_score, best.clone());
+                for &v in values.iter() {
+                    let mut p = best.clone();
+                    set(&mut p, v);
+                    let scores: Vec<QuestionScore> = self.run(which, None, Some(q_vecs), &p, &mut |_| {})?.into_iter().map(|r| r.0).collect();
+                    let m = summarize(&scores);
+                    if objective(&m) > round_best.0 {
+                        round_best = (objective(&m), p.clone());
+                    }
+                    tried.push((p, m));
+                    step += 1;
+                    progress(step, total);
+                }
+                best_score = round_best.0;
+                best = round_best.1;
+            }
+        }
+        Ok((best, tried))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::squad::{Article, GoldAnswer, Paragraph, Qa};
+
+    #[test]
+    fn corpus_offsets_cover_paragraphs() {
+        let squad = SquadFile {
+            data: vec![Article {
+                title: "T/x".into(),
+                paragraphs: vec![
+                    Paragraph { context: "Alpha  beta.\nGamma.".into(), qas: vec![] },
+                    Paragraph {
+                        context: "Délta epsilon.".into(),
+                        qas: vec![Qa { id: "1".into(), question: "Q?".into(), answers: vec![GoldAnswer { text: "epsilon".into() }] }],
+                    },
+                ],
+            }],
+        };
+        let c = build_corpus(&squad);
+        assert_eq!(c.articles[0].0, "000_T_x.txt");
+        assert_eq!(c.articles[0].1, "Alpha beta. Gamma.\n\nDélta epsilon.");
+        let (s, e) = c.questions[0].paragraph;
+        let text: String = c.articles[0].1.chars().skip(s).take(e - s).collect();
+        assert_eq!(text, "Délta epsilon.");
+        assert_eq!(spread(10, Some(3)), vec![0, 3, 6]);
+    }
+}

@@ -1,0 +1,67 @@
+//! Knobs of retrieval and answer selection, with the defaults tuned on SQuAD (see the crate docs).
+
+use serde::{Deserialize, Serialize};
+
+/// Which retrievers rank passages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetrievalMode {
+    /// BM25 and dense similarity, fused.
+    Hybrid,
+    /// BM25 only (the baseline).
+    Lexical,
+    /// Dense similarity only.
+    Dense,
+}
+
+/// Parameters of [`crate::Collection::ask_with`]. `Default` gives the tuned configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AskParams {
+    /// Retrievers to use.
+    pub mode: RetrievalMode,
+    /// Passages taken from BM25 and from the dense scan before fusion.
+    pub candidates: usize,
+    /// Weight of the BM25 score divided by the query's best BM25 score.
+    pub w_lexical: f32,
+    /// Weight of the cosine between question and passage vectors.
+    pub w_dense: f32,
+    /// Weight of the best cosine between the question and one sentence of the passage.
+    pub w_sentence: f32,
+    /// Passages re-ranked by their best sentence (sentence ranker); 0 keeps the fused order and only
+    /// looks for the answer in the first passage.
+    pub rerank_depth: usize,
+    /// Choose the answer sentence by term overlap alone (the BM25 baseline) instead of the ranker.
+    pub lexical_sentences: bool,
+}
+
+impl Default for AskParams {
+    fn default() -> Self {
+        AskParams {
+            mode: RetrievalMode::Hybrid,
+            candidates: 100,
+            w_lexical: 1.0,
+            w_dense: 0.5,
+            w_sentence: 1.0,
+            rerank_depth: 20,
+            lexical_sentences: false,
+        }
+    }
+}
+
+impl AskParams {
+    /// The BM25 baseline: BM25 ranks passages, word overlap picks the sentence of the first one.
+    pub fn lexical_baseline() -> Self {
+        AskParams { mode: RetrievalMode::Lexical, rerank_depth: 0, lexical_sentences: true, ..AskParams::default() }
+    }
+
+    /// Dense retrieval only, re-ranked by the sentence ranker.
+    pub fn dense_only() -> Self {
+        AskParams { mode: RetrievalMode::Dense, ..AskParams::default() }
+    }
+
+    /// Hybrid first stage without re-ranking (the ranker still picks the sentence of the first passage).
+    pub fn without_rerank() -> Self {
+        AskParams { rerank_depth: 0, ..AskParams::default() }
+    }
+}

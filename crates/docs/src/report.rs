@@ -1,0 +1,157 @@
+//! The evaluation report: a Markdown table and an SVG bar chart comparing configurations.
+
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
+
+use crate::eval::Metrics;
+use crate::DocsError;
+
+/// One compared configuration (or question subset).
+#[derive(Debug, Clone)]
+pub struct ReportRow {
+    /// What it is ("hybrid (default)", "BM25 baseline", ...).
+    pub name: String,
+    /// Its metrics.
+    pub metrics: Metrics,
+}
+
+/// Everything the report shows.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The evaluated file as the user named it.
+    pub data: String,
+    /// Rows, first the headline configuration.
+    pub rows: Vec<ReportRow>,
+    /// Free-form lines shown under the table (index time, split, goals).
+    pub notes: Vec<String>,
+}
+
+/// The report as Markdown.
+pub fn markdown(r: &Report) -> String {
+    let mut s = format!("# Document QA evaluation\n\nData: `{}`\n\n", r.data);
+    s.push_str("| configuration | questions | hit@1 | hit@5 | answer in sentence | EM | F1 | p50 ms | p99 ms |\n");
+    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for row in &r.rows {
+        let m = &row.metrics;
+        s.push_str(&format!(
+            "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} |\n",
+            row.name,
+            m.questions,
+            m.hit_at_1,
+            m.hit_at_5,
+            m.answer_in_sentence,
+            m.em,
+            m.f1,
+            ms(m.p50_ms),
+            ms(m.p99_ms)
+        ));
+    }
+    s.push('\n');
+    for n in &r.notes {
+        s.push_str(&format!("- {n}\n"));
+    }
+    s.push_str("\n![metrics](docs_eval.svg)\n");
+    s
+}
+
+/// A latency cell: one decimal, or a dash when not measured (NaN).
+fn ms(v: f32) -> String {
+    if v.is_finite() {
+        format!("{v:.1}")
+    } else {
+        "-".into()
+    }
+}
+
+/// Writes `docs_eval.md` and `docs_eval.svg` into `dir` (each through a temporary file and a rename);
+/// returns their paths.
+pub fn write_report(dir: &Path, r: &Report) -> Result<(PathBuf, PathBuf), DocsError> {
+    std::fs::create_dir_all(dir).map_err(|e| DocsError::io(dir, e))?;
+    let md = dir.join("docs_eval.md");
+    let svg = dir.join("docs_eval.svg");
+    let tmp_svg = dir.join(".docs_eval.svg.tmp");
+    if let Err(e) = draw_chart(&tmp_svg, &r.rows) {
+        let _ = std::fs::remove_file(&tmp_svg);
+        return Err(e);
+    }
+    std::fs::rename(&tmp_svg, &svg).map_err(|e| DocsError::io(&svg, e))?;
+    crate::store::write_atomic(&md, markdown(r).as_bytes())?;
+    Ok((md, svg))
+}
+
+const METRICS: [&str; 5] = ["hit@1", "hit@5", "answer in sentence", "EM", "F1"];
+
+fn values(m: &Metrics) -> [f32; 5] {
+    [m.hit_at_1, m.hit_at_5, m.answer_in_sentence, m.em, m.f1]
+}
+
+/// Grouped bars: one group per metric, one bar per row.
+fn draw_chart(path: &Path, rows: &[ReportRow]) -> Result<(), DocsError> {
+    let err = |e: &dyn std::fmt::Display| DocsError::Plot { path: path.to_path_buf(), reason: e.to_string() };
+    let root = SVGBackend::new(path, (960, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let n = METRICS.len() as f32;
+    // Groups are centred on integers, so the axis' integer ticks name them.
+    let x = -0.5f32..n - 0.5;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Document QA on SQuAD", ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(x, 0f32..1f32)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(METRICS.len())
+        .x_label_formatter(&|v| {
+            let i = v.round();
+            if (v - i).abs() > 1e-3 || i < 0.0 { String::new() } else { METRICS.get(i as usize).map_or(String::new(), |s| s.to_string()) }
+        })
+        .y_desc("share of questions")
+        .draw()
+        .map_err(|e| err(&e))?;
+    let width = 0.8 / rows.len().max(1) as f32;
+    for (k, row) in rows.iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        let vals = values(&row.metrics);
+        chart
+            .draw_series((0..METRICS.len()).map(|i| {
+                let x0 = i as f32 - 0.4 + k as f32 * width;
+                Rectangle::new([(x0, 0.0), (x0 + width * 0.95, vals[i].clamp(0.0, 1.0))], color.filled())
+            }))
+            .map_err(|e| err(&e))?
+            .label(row.name.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_markdown_and_svg() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Metrics { questions: 10, hit_at_1: 0.9, hit_at_5: 0.97, answer_in_sentence: 0.8, em: 0.3, f1: 0.4, ..Metrics::default() };
+        let r = Report {
+            data: "squad.json".into(),
+            rows: vec![ReportRow { name: "hybrid".into(), metrics: m.clone() }, ReportRow { name: "bm25".into(), metrics: m }],
+            notes: vec!["note".into()],
+        };
+        let (md, svg) = write_report(dir.path(), &r).unwrap();
+        let text = std::fs::read_to_string(md).unwrap();
+        assert!(text.contains("| hybrid | 10 | 0.900 | 0.970 |"));
+        assert!(std::fs::read_to_string(svg).unwrap().contains("<svg"));
+    }
+}

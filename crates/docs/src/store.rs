@@ -1,0 +1,284 @@
+//! On-disk layout of a collection, written atomically.
+//!
+//! ```text
+//! NAME/
+//!   CURRENT              name of the live generation ("gen-7"), replaced by rename
+//!   .lock                held (flock) by the process that is adding documents
+//!   gen-7/
+//!     manifest.json      embedder, files (path, sha256, format), counters
+//!     passages.json      passages with offsets, text and sentence ranges
+//!     vectors.safetensors  "passages" [n, dim] and "sentences" [m, dim], f32
+//!     lexical/           tantivy BM25 index, one document per passage
+//! ```
+//!
+//! Every change writes a complete new generation into `gen-N.tmp`, renames it to `gen-N`, then points
+//! `CURRENT` at it (write `CURRENT.tmp`, rename). A crash leaves either the old or the new collection,
+//! never a mix; readers that opened the old generation keep working from their open files.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+use serde::{Deserialize, Serialize};
+
+use crate::clean::Format;
+use crate::dense::Matrix;
+use crate::{lexical, DocsError};
+
+/// Version of the on-disk format, bumped on incompatible changes.
+pub const FORMAT_VERSION: u32 = 1;
+const CURRENT: &str = "CURRENT";
+const LOCK: &str = ".lock";
+const MANIFEST: &str = "manifest.json";
+const PASSAGES: &str = "passages.json";
+const VECTORS: &str = "vectors.safetensors";
+const LEXICAL: &str = "lexical";
+
+/// One indexed file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Absolute path of the file when it was added (the key for updates).
+    pub path: String,
+    /// SHA-256 of its bytes, to skip unchanged files.
+    pub sha256: String,
+    /// How it was cleaned.
+    pub format: Format,
+    /// Characters of cleaned text.
+    pub chars: usize,
+    /// Passages it produced.
+    pub passages: usize,
+}
+
+/// What `manifest.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`FORMAT_VERSION`] of the writer.
+    pub format_version: u32,
+    /// Generation number (the `N` of `gen-N`).
+    pub generation: u64,
+    /// Model id of the embedder the vectors come from; `None` until the first document.
+    pub embedder: Option<String>,
+    /// Dimension of the vectors (0 until the first document).
+    pub dim: usize,
+    /// Indexed files, in the order they were added.
+    pub files: Vec<FileEntry>,
+    /// Next passage id to hand out (ids are never reused, so a citation never silently changes meaning).
+    pub next_id: u64,
+}
+
+impl Manifest {
+    /// The manifest of a new, empty collection.
+    pub fn empty() -> Self {
+        Manifest { format_version: FORMAT_VERSION, generation: 0, embedder: None, dim: 0, files: Vec::new(), next_id: 0 }
+    }
+}
+
+/// A passage as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredPassage {
+    /// Stable id within the collection.
+    pub id: u64,
+    /// Path of its file (as in [`FileEntry::path`]).
+    pub file: String,
+    /// Character offset of its first character in the file's cleaned text.
+    pub start: usize,
+    /// Character offset one past its last character.
+    pub end: usize,
+    /// Its text (a slice of the cleaned text).
+    pub text: String,
+    /// Its sentences as byte ranges into `text`.
+    pub sentences: Vec<(u32, u32)>,
+}
+
+/// Everything a generation holds except the lexical index.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Passages in row order (row `i` of the vectors and of the lexical index).
+    pub passages: Vec<StoredPassage>,
+    /// One vector per passage.
+    pub passage_vecs: Matrix,
+    /// One vector per sentence, passages' sentences concatenated in row order.
+    pub sentence_vecs: Matrix,
+}
+
+/// Whether `dir` holds a collection.
+pub fn exists(dir: &Path) -> bool {
+    dir.join(CURRENT).is_file()
+}
+
+/// Folder of the live generation of the collection in `dir`.
+pub fn current_generation(dir: &Path) -> Result<PathBuf, DocsError> {
+    let path = dir.join(CURRENT);
+    let name = match std::fs::read_to_string(&path) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(DocsError::NotACollection { dir: dir.to_path_buf() }),
+        Err(e) => return Err(DocsError::io(path, e)),
+    };
+    let name = name.trim();
+    if !name.starts_with("gen-") || name.contains(['/', '\\']) {
+        return Err(DocsError::Corrupt { path, reason: format!("unexpected generation name `{name}`") });
+    }
+    Ok(dir.join(name))
+}
+
+/// Path of the lexical index of a generation.
+pub fn lexical_dir(gen: &Path) -> PathBuf {
+    gen.join(LEXICAL)
+}
+
+/// Reads a generation's manifest, passages and vectors.
+pub fn load(gen: &Path) -> Result<Snapshot, DocsError> {
+    let manifest: Manifest = read_json(&gen.join(MANIFEST))?;
+    if manifest.format_version != FORMAT_VERSION {
+        return Err(DocsError::Corrupt {
+            path: gen.join(MANIFEST),
+            reason: format!("format version {} (this build reads {FORMAT_VERSION})", manifest.format_version),
+        });
+    }
+    let passages: Vec<StoredPassage> = read_json(&gen.join(PASSAGES))?;
+    let (passage_vecs, sentence_vecs) = if manifest.dim == 0 {
+        (Matrix::new(0), Matrix::new(0))
+    } else {
+        read_vectors(&gen.join(VECTORS), manifest.dim)?
+    };
+    let n_sent: usize = passages.iter().map(|p| p.sentences.len()).sum();
+    if passage_vecs.rows() != passages.len() || sentence_vecs.rows() != n_sent {
+        return Err(DocsError::Corrupt {
+            path: gen.join(VECTORS),
+            reason: format!(
+                "{} passage and {} sentence vectors for {} passages and {n_sent} sentences",
+                passage_vecs.rows(),
+                sentence_vecs.rows(),
+                passages.len()
+            ),
+        });
+    }
+    Ok(Snapshot { manifest, passages, passage_vecs, sentence_vecs })
+}
+
+/// Writes `snap` as generation `snap.manifest.generation` of the collection in `dir` and makes it live;
+/// removes older generations. Returns the new generation's folder.
+pub fn commit(dir: &Path, snap: &Snapshot) -> Result<PathBuf, DocsError> {
+    let name = format!("gen-{}", snap.manifest.generation);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let gen = dir.join(&name);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| DocsError::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| DocsError::io(&tmp, e))?;
+    let written = write_generation(&tmp, snap).and_then(|()| {
+        if gen.exists() {
+            std::fs::remove_dir_all(&gen).map_err(|e| DocsError::io(&gen, e))?;
+        }
+        std::fs::rename(&tmp, &gen).map_err(|e| DocsError::io(&gen, e))
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    write_atomic(&dir.join(CURRENT), name.as_bytes())?;
+    remove_old_generations(dir, &name);
+    Ok(gen)
+}
+
+fn write_generation(tmp: &Path, snap: &Snapshot) -> Result<(), DocsError> {
+    write_json(&tmp.join(PASSAGES), &snap.passages)?;
+    if snap.manifest.dim > 0 {
+        write_vectors(&tmp.join(VECTORS), &snap.passage_vecs, &snap.sentence_vecs)?;
+    }
+    if !snap.passages.is_empty() {
+        let lex = lexical_dir(tmp);
+        std::fs::create_dir_all(&lex).map_err(|e| DocsError::io(&lex, e))?;
+        lexical::build(&lex, snap.passages.iter().map(|p| p.text.as_str()))?;
+    }
+    // The manifest goes last: a generation folder without one is never read.
+    write_json(&tmp.join(MANIFEST), &snap.manifest)
+}
+
+fn remove_old_generations(dir: &Path, keep: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("gen-") && name != keep {
+            if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                tracing::warn!("cannot remove old generation {}: {err}", e.path().display());
+            }
+        }
+    }
+}
+
+/// Exclusive writer lock on a collection, released on drop.
+pub struct WriteLock {
+    _file: File,
+}
+
+impl WriteLock {
+    /// Takes the lock of the collection in `dir` or fails at once with [`DocsError::Locked`].
+    pub fn acquire(dir: &Path) -> Result<Self, DocsError> {
+        let path = dir.join(LOCK);
+        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| DocsError::io(&path, e))?;
+        match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
+            Ok(true) => Ok(WriteLock { _file: file }),
+            Ok(false) => Err(DocsError::Locked { dir: dir.to_path_buf() }),
+            Err(e) => Err(DocsError::io(&path, e)),
+        }
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DocsError> {
+    let tmp = path.with_extension("tmp");
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        DocsError::io(path, e)
+    })
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), DocsError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| DocsError::io(path, e.into()))?;
+    std::fs::write(path, bytes).map_err(|e| DocsError::io(path, e))
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, DocsError> {
+    let bytes = std::fs::read(path).map_err(|e| DocsError::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| DocsError::Corrupt { path: path.to_path_buf(), reason: e.to_string() })
+}
+
+fn to_le_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn write_vectors(path: &Path, passages: &Matrix, sentences: &Matrix) -> Result<(), DocsError> {
+    let corrupt = |e: safetensors::SafeTensorError| DocsError::Corrupt { path: path.to_path_buf(), reason: e.to_string() };
+    let (pb, sb) = (to_le_bytes(passages.as_flat()), to_le_bytes(sentences.as_flat()));
+    let pv = TensorView::new(Dtype::F32, vec![passages.rows(), passages.dim()], &pb).map_err(corrupt)?;
+    let sv = TensorView::new(Dtype::F32, vec![sentences.rows(), sentences.dim()], &sb).map_err(corrupt)?;
+    let bytes = safetensors::serialize([("passages", pv), ("sentences", sv)], None::<HashMap<String, String>>).map_err(corrupt)?;
+    std::fs::write(path, bytes).map_err(|e| DocsError::io(path, e))
+}
+
+fn read_vectors(path: &Path, dim: usize) -> Result<(Matrix, Matrix), DocsError> {
+    let bytes = std::fs::read(path).map_err(|e| DocsError::io(path, e))?;
+    let corrupt = |reason: String| DocsError::Corrupt { path: path.to_path_buf(), reason };
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let read = |name: &str| -> Result<Matrix, DocsError> {
+        let t = st.tensor(name).map_err(|e| corrupt(e.to_string()))?;
+        if t.dtype() != Dtype::F32 || t.shape().len() != 2 || t.shape()[1] != dim {
+            return Err(corrupt(format!("tensor `{name}` has shape {:?}, expected [n, {dim}] f32", t.shape())));
+        }
+        let data: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        Matrix::from_flat(dim, data).ok_or_else(|| corrupt(format!("tensor `{name}` is not a multiple of {dim}")))
+    };
+    Ok((read("passages")?, read("sentences")?))
+}

@@ -1,0 +1,181 @@
+//! End-to-end behaviour of collections on small fixture documents, with a hashed bag-of-words embedder.
+
+mod common;
+
+use std::path::Path;
+
+use common::{fixture_copy, HashEmbedder};
+use rightmodel_docs::clean::{clean_file, Format};
+use rightmodel_docs::{list_collections, remove_collection, Citation, Collection, DocsError, LOW_CONFIDENCE};
+
+/// The cited characters of the file's cleaned text.
+fn cited(c: &Citation) -> String {
+    let path = Path::new(&c.file);
+    let format = Format::for_explicit(path);
+    let text = clean_file(path, format).unwrap();
+    text.chars().skip(c.start).take(c.end - c.start).collect()
+}
+
+fn new_collection(tmp: &tempfile::TempDir) -> Collection {
+    Collection::create(&tmp.path().join("coll")).unwrap()
+}
+
+#[test]
+fn indexes_a_folder_and_cites_exact_offsets() {
+    let tmp = fixture_copy();
+    let e = HashEmbedder::default();
+    let mut c = new_collection(&tmp);
+    let report = c.add_paths(&e, &[tmp.path().join("docs")]).unwrap();
+    assert_eq!(report.added.len(), 3, "{report:?}");
+    assert_eq!(report.ignored, 1, "logo.png is ignored");
+    assert!(report.passages_total >= 5);
+
+    let a = c.ask(&e, "Who designed the Harbour Bridge?", 3).unwrap();
+    assert_eq!(a.answer, "John Bradfield");
+    let cite = &a.citations[0];
+    assert!(cite.file.ends_with("bridges.md"));
+    assert_eq!(cite.text, "The Harbour Bridge was designed by John Bradfield.");
+    assert_eq!(cited(cite), cite.text);
+    let span = a.span.as_ref().unwrap();
+    assert_eq!(cited(span), "John Bradfield");
+    // For a Markdown file the offsets are offsets into the file itself.
+    let raw = std::fs::read_to_string(&cite.file).unwrap();
+    assert_eq!(raw.chars().skip(span.start).take(span.end - span.start).collect::<String>(), "John Bradfield");
+
+    // HTML: offsets into the extracted text.
+    let a = c.ask(&e, "When was the main line electrified?", 3).unwrap();
+    assert!(a.citations[0].file.ends_with("trains.html"));
+    assert_eq!(cited(&a.citations[0]), a.citations[0].text);
+    assert!(a.sentence.contains("electrified in 1979"), "{}", a.sentence);
+    assert_eq!(a.answer, "1979");
+    for p in &a.passages {
+        assert_eq!(cited(&Citation { file: p.file.clone(), passage_id: p.passage_id, start: p.start, end: p.end, text: String::new() }), p.text);
+    }
+
+    // The prompt for a generative answer numbers the passages.
+    let prompt = a.context_prompt("When was the main line electrified?");
+    assert!(prompt.contains("[1] (trains.html"));
+    assert!(prompt.ends_with("Answer:"));
+}
+
+#[test]
+fn changed_files_replace_their_passages() {
+    let tmp = fixture_copy();
+    let e = HashEmbedder::default();
+    let dir = tmp.path().join("coll");
+    let mut c = Collection::create(&dir).unwrap();
+    let museum = tmp.path().join("docs/museum.txt");
+    let first = c.add_paths(&e, &[&museum]).unwrap();
+    let old_ids: Vec<u64> = (0..first.passages_added as u64).collect();
+
+    // Unchanged: nothing to do.
+    let again = c.add_paths(&e, &[&museum]).unwrap();
+    assert_eq!(again.unchanged.len(), 1);
+    assert_eq!(again.passages_added, 0);
+
+    std::fs::write(&museum, "The museum was founded in 1901 by the city council.\n\nIt has a garden with a fountain and a cafe that opens at nine.\n").unwrap();
+    let upd = c.add_paths(&e, &[&museum]).unwrap();
+    assert_eq!(upd.updated.len(), 1);
+    assert_eq!(upd.passages_removed, first.passages_added);
+    assert_eq!(c.passage_count(), upd.passages_added);
+    for id in &old_ids {
+        assert!(c.passage(*id).is_none(), "old passage {id} is gone");
+    }
+
+    // The update is on disk: a fresh open sees only the new text.
+    let c2 = Collection::open(&dir).unwrap();
+    assert_eq!(c2.files().len(), 1);
+    let a = c2.ask(&e, "When was the museum founded?", 5).unwrap();
+    assert_eq!(a.answer, "1901");
+    assert!(a.passages.iter().all(|p| !p.text.contains("1852")));
+    assert_eq!(cited(&a.citations[0]), a.citations[0].text);
+}
+
+#[test]
+fn unanswerable_questions_get_low_confidence() {
+    let tmp = fixture_copy();
+    let e = HashEmbedder::default();
+    let mut c = new_collection(&tmp);
+    c.add_paths(&e, &[tmp.path().join("docs")]).unwrap();
+    let good = c.ask(&e, "How long is the Harbour Bridge?", 3).unwrap();
+    let bad = c.ask(&e, "What is the boiling point of liquid nitrogen in kelvin?", 3).unwrap();
+    assert!(bad.confidence < LOW_CONFIDENCE, "unanswerable: {}", bad.confidence);
+    assert!(bad.is_low_confidence());
+    assert!(good.confidence > bad.confidence + 0.2, "answerable {} vs unanswerable {}", good.confidence, bad.confidence);
+    assert!((0.0..=1.0).contains(&good.confidence));
+}
+
+#[test]
+fn empty_and_binary_files_are_clear_errors() {
+    let tmp = fixture_copy();
+    let e = HashEmbedder::default();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut c = new_collection(&tmp);
+
+    let err = c.add_paths(&e, &[fixtures.join("empty.txt")]).unwrap_err();
+    assert!(matches!(err, DocsError::EmptyFile { .. }), "{err}");
+    assert!(err.to_string().contains("empty.txt") && err.to_string().contains("empty"), "{err}");
+
+    let err = c.add_paths(&e, &[fixtures.join("binary.txt")]).unwrap_err();
+    assert!(matches!(err, DocsError::BinaryFile { .. }), "{err}");
+    assert!(err.to_string().contains("binary.txt") && err.to_string().contains("not a text file"), "{err}");
+
+    // A failing call writes nothing, even when other files in it were fine.
+    let err = c.add_paths(&e, &[tmp.path().join("docs/museum.txt"), fixtures.join("empty.txt")]).unwrap_err();
+    assert!(matches!(err, DocsError::EmptyFile { .. }));
+    assert_eq!(c.passage_count(), 0);
+    assert_eq!(Collection::open(c.dir()).unwrap().passage_count(), 0);
+
+    let err = c.add_paths(&e, &[tmp.path().join("no-such-file.txt")]).unwrap_err();
+    assert!(matches!(err, DocsError::NotFound { .. }), "{err}");
+
+    // Inside a folder, bad files are skipped and reported.
+    std::fs::write(tmp.path().join("docs/blank.md"), "   \n").unwrap();
+    std::fs::write(tmp.path().join("docs/odd.txt"), [0u8, 159, 146, 150]).unwrap();
+    let report = c.add_paths(&e, &[tmp.path().join("docs")]).unwrap();
+    assert_eq!(report.added.len(), 3);
+    assert_eq!(report.skipped.len(), 2, "{report:?}");
+    assert!(report.skipped.iter().any(|s| s.path.ends_with("blank.md") && s.reason.contains("empty")));
+
+    // Asking an empty collection or an empty question is an error too.
+    let empty = Collection::create(&tmp.path().join("empty-coll")).unwrap();
+    assert!(matches!(empty.ask(&e, "anything?", 3), Err(DocsError::EmptyCollection)));
+    assert!(matches!(c.ask(&e, "  ", 3), Err(DocsError::EmptyQuestion)));
+}
+
+#[test]
+fn another_embedder_is_refused() {
+    let tmp = fixture_copy();
+    let e = HashEmbedder::default();
+    let mut c = new_collection(&tmp);
+    c.add_paths(&e, &[tmp.path().join("docs/museum.txt")]).unwrap();
+    let other = HashEmbedder { dim: 128, id: "other".into() };
+    assert!(matches!(c.ask(&other, "When was it founded?", 3), Err(DocsError::EmbedderMismatch { .. })));
+    assert!(matches!(c.add_paths(&other, &[tmp.path().join("docs/bridges.md")]), Err(DocsError::EmbedderMismatch { .. })));
+}
+
+#[test]
+fn collections_are_listed_and_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("docs-root");
+    assert!(list_collections(&root).unwrap().is_empty());
+    let fixtures = fixture_copy();
+    let e = HashEmbedder::default();
+    let mut a = Collection::create(&rightmodel_docs::collection_dir(&root, "alpha").unwrap()).unwrap();
+    a.add_paths(&e, &[fixtures.path().join("docs")]).unwrap();
+    Collection::create(&rightmodel_docs::collection_dir(&root, "beta").unwrap()).unwrap();
+    assert!(matches!(Collection::create(&root.join("beta")), Err(DocsError::AlreadyExists { .. })));
+    std::fs::create_dir_all(root.join("not-a-collection")).unwrap();
+
+    let list = list_collections(&root).unwrap();
+    assert_eq!(list.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), vec!["alpha", "beta"]);
+    assert_eq!(list[0].files, 3);
+    assert_eq!(list[0].embedder.as_deref(), Some("hash-test"));
+    assert_eq!(list[1].passages, 0);
+
+    remove_collection(&root, "alpha").unwrap();
+    assert_eq!(list_collections(&root).unwrap().len(), 1);
+    assert!(matches!(remove_collection(&root, "alpha"), Err(DocsError::NotACollection { .. })));
+    assert!(matches!(rightmodel_docs::collection_dir(&root, "../x"), Err(DocsError::InvalidName(_))));
+    assert!(matches!(Collection::open(&root.join("alpha")), Err(DocsError::NotACollection { .. })));
+}

@@ -1,0 +1,123 @@
+//! A differentiable BERT encoder for fine-tuning.
+//!
+//! Written by hand because `candle_transformers`' `BertModel` normalises with candle-nn's fused
+//! LayerNorm kernel, which has no backward pass: gradients stop at the first LayerNorm and only a head on
+//! top would learn. This copy uses the same parameter names (so the saved weights load into the inference
+//! encoder unchanged) and only ops candle can differentiate.
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder};
+use candle_transformers::models::bert::Config;
+
+/// LayerNorm from elementary ops (differentiable).
+struct Norm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl Norm {
+    fn load(vb: VarBuilder, size: usize, eps: f64) -> Result<Self> {
+        Ok(Norm { weight: vb.get(size, "weight")?, bias: vb.get(size, "bias")?, eps })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let n = x.dim(D::Minus1)? as f64;
+        let centred = x.broadcast_sub(&(x.sum_keepdim(D::Minus1)? / n)?)?;
+        let var = (centred.sqr()?.sum_keepdim(D::Minus1)? / n)?;
+        centred.broadcast_div(&(var + self.eps)?.sqrt()?)?.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attn_out: Linear,
+    attn_norm: Norm,
+    intermediate: Linear,
+    output: Linear,
+    out_norm: Norm,
+}
+
+impl Layer {
+    fn load(vb: VarBuilder, c: &Config) -> Result<Self> {
+        let (h, i) = (c.hidden_size, c.intermediate_size);
+        let a = vb.pp("attention");
+        Ok(Layer {
+            query: linear(h, h, a.pp("self").pp("query"))?,
+            key: linear(h, h, a.pp("self").pp("key"))?,
+            value: linear(h, h, a.pp("self").pp("value"))?,
+            attn_out: linear(h, h, a.pp("output").pp("dense"))?,
+            attn_norm: Norm::load(a.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
+            intermediate: linear(h, i, vb.pp("intermediate").pp("dense"))?,
+            output: linear(i, h, vb.pp("output").pp("dense"))?,
+            out_norm: Norm::load(vb.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
+        })
+    }
+
+    /// `x` [b, s, h]; `mask_add` [b, 1, 1, s] (0 for tokens, large negative for padding).
+    fn forward(&self, x: &Tensor, mask_add: &Tensor, heads: usize) -> Result<Tensor> {
+        let (b, s, h) = x.dims3()?;
+        let d = h / heads;
+        let split = |t: Tensor| -> Result<Tensor> { t.reshape((b, s, heads, d))?.transpose(1, 2)?.contiguous() };
+        let q = split(self.query.forward(x)?)?;
+        let k = split(self.key.forward(x)?)?;
+        let v = split(self.value.forward(x)?)?;
+        let scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?.broadcast_add(mask_add)?;
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let ctx = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, s, h))?;
+        let a = self.attn_norm.forward(&(self.attn_out.forward(&ctx)? + x)?)?;
+        let i = self.intermediate.forward(&a)?.gelu_erf()?;
+        self.out_norm.forward(&(self.output.forward(&i)? + a)?)
+    }
+}
+
+/// The encoder: embeddings and transformer layers, returning the last token states.
+pub struct TrainableBert {
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    emb_norm: Norm,
+    layers: Vec<Layer>,
+    heads: usize,
+}
+
+impl TrainableBert {
+    /// Builds the encoder from `vb` (parameter names as in Hugging Face BERT checkpoints, no prefix).
+    /// The word-embedding matrix comes from `frozen` instead: it is a third of the parameters, the dense
+    /// gradient and AdamW update of its 30k rows cost more than they help on small data sets, and the
+    /// inputs seen in fine-tuning touch few of its rows.
+    pub fn load(vb: VarBuilder, frozen: VarBuilder, c: &Config) -> Result<Self> {
+        let e = vb.pp("embeddings");
+        let layers = (0..c.num_hidden_layers)
+            .map(|i| Layer::load(vb.pp("encoder").pp("layer").pp(i.to_string()), c))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TrainableBert {
+            word: embedding(c.vocab_size, c.hidden_size, frozen.pp("embeddings").pp("word_embeddings"))?,
+            position: embedding(c.max_position_embeddings, c.hidden_size, e.pp("position_embeddings"))?,
+            token_type: embedding(c.type_vocab_size, c.hidden_size, e.pp("token_type_embeddings"))?,
+            emb_norm: Norm::load(e.pp("LayerNorm"), c.hidden_size, c.layer_norm_eps)?,
+            layers,
+            heads: c.num_attention_heads,
+        })
+    }
+
+    /// Token states `[b, s, h]` of `ids` `[b, s]` (u32) with attention `mask` `[b, s]` (u32, 1 = token).
+    pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let (_, s) = ids.dims2()?;
+        let positions = Tensor::arange(0u32, s as u32, ids.device())?;
+        let x = self
+            .word
+            .forward(ids)?
+            .broadcast_add(&self.position.forward(&positions)?)?
+            .broadcast_add(&self.token_type.forward(&Tensor::zeros(1, DType::U32, ids.device())?)?)?;
+        let mut x = self.emb_norm.forward(&x)?;
+        let m = mask.to_dtype(DType::F32)?;
+        let mask_add = ((m.ones_like()? - m)? * -10_000.0)?.unsqueeze(1)?.unsqueeze(1)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &mask_add, self.heads)?;
+        }
+        Ok(x)
+    }
+}

@@ -1,0 +1,200 @@
+//! The `fast` classifier: frozen sentence embeddings, optionally joined by word n-gram TF-IDF, and a
+//! multinomial logistic-regression head whose L2 strength is chosen on the validation split.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use crate::lbfgs::LbfgsOptions;
+use crate::logreg::{self, Csr, Features, LinearHead};
+use crate::ngrams::NgramVocab;
+use crate::progress::Progress;
+use crate::TaskError;
+
+/// Weights of the head.
+pub const HEAD_FILE: &str = "head.safetensors";
+/// The n-gram vocabulary (absent when the model uses embeddings only).
+pub const NGRAMS_FILE: &str = "ngrams.json";
+
+/// Default inverse regularisation strengths tried, weakest regularisation last.
+pub const DEFAULT_C_GRID: [f64; 7] = [0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0];
+
+/// N-gram settings: uni+bigrams seen in at least two texts, at most this many columns.
+const NGRAM_MAX_N: usize = 2;
+const NGRAM_MIN_DF: u32 = 2;
+const NGRAM_MAX_FEATURES: usize = 100_000;
+
+/// A trained `fast` head.
+#[derive(Debug, Clone)]
+pub struct FastModel {
+    /// The n-gram vocabulary, when lexical features are used.
+    pub vocab: Option<NgramVocab>,
+    /// The linear head over [embedding | n-grams].
+    pub head: LinearHead,
+}
+
+/// Builds the feature matrix of `texts` with their `embeddings`.
+pub fn featurize(vocab: Option<&NgramVocab>, embeddings: &[Vec<f32>], texts: &[&str]) -> Features {
+    let dim = embeddings.first().map(|e| e.len()).unwrap_or(0);
+    let mut f = Features {
+        n: embeddings.len(),
+        dense_dim: dim,
+        dense: Vec::with_capacity(embeddings.len() * dim),
+        sparse_dim: vocab.map(|v| v.len()).unwrap_or(0),
+        sparse: Csr::new(),
+    };
+    for (e, t) in embeddings.iter().zip(texts) {
+        f.dense.extend_from_slice(e);
+        if let Some(v) = vocab {
+            f.sparse.push_row(&v.transform(t));
+        }
+    }
+    f
+}
+
+/// Index of the largest value.
+pub fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0)
+}
+
+impl FastModel {
+    /// Logits of each text (rows of `classes` values).
+    pub fn logits(&self, embeddings: &[Vec<f32>], texts: &[&str]) -> Vec<Vec<f32>> {
+        let f = featurize(self.vocab.as_ref(), embeddings, texts);
+        let flat = self.head.logits(&f);
+        flat.chunks(self.head.classes.max(1)).map(|c| c.to_vec()).collect()
+    }
+
+    /// Writes `head.safetensors` (and `ngrams.json`) into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<(), TaskError> {
+        let h = &self.head;
+        let mut map = HashMap::new();
+        map.insert("w_dense".to_string(), Tensor::from_vec(h.w_dense.clone(), (h.classes, h.dense_dim), &Device::Cpu)?);
+        map.insert("bias".to_string(), Tensor::from_vec(h.bias.clone(), h.classes, &Device::Cpu)?);
+        if h.sparse_dim > 0 {
+            map.insert(
+                "w_sparse".to_string(),
+                Tensor::from_vec(h.w_sparse.clone(), (h.sparse_dim, h.classes), &Device::Cpu)?,
+            );
+        }
+        candle_core::safetensors::save(&map, dir.join(HEAD_FILE))?;
+        if let Some(v) = &self.vocab {
+            let bytes = serde_json::to_vec(v).map_err(|e| TaskError::Invalid(e.to_string()))?;
+            std::fs::write(dir.join(NGRAMS_FILE), bytes).map_err(|e| TaskError::io(dir.join(NGRAMS_FILE), e))?;
+        }
+        Ok(())
+    }
+
+    /// Reads a head written by [`FastModel::save`], checking its shape against the manifest.
+    pub fn load(dir: &Path, classes: usize, dim: usize) -> Result<Self, TaskError> {
+        let bad = |r: String| TaskError::model(dir, r);
+        let mut map = candle_core::safetensors::load(dir.join(HEAD_FILE), &Device::Cpu)
+            .map_err(|e| bad(format!("{HEAD_FILE}: {e}")))?;
+        let w_dense = map.remove("w_dense").ok_or_else(|| bad(format!("{HEAD_FILE}: no w_dense")))?;
+        let bias = map.remove("bias").ok_or_else(|| bad(format!("{HEAD_FILE}: no bias")))?;
+        if w_dense.dims() != [classes, dim] || bias.dims() != [classes] {
+            return Err(bad(format!("{HEAD_FILE}: shapes do not match {classes} labels and {dim}-d embeddings")));
+        }
+        let vocab = match std::fs::read(dir.join(NGRAMS_FILE)) {
+            Ok(bytes) => {
+                let mut v: NgramVocab =
+                    serde_json::from_slice(&bytes).map_err(|e| bad(format!("{NGRAMS_FILE}: {e}")))?;
+                v.build_index();
+                Some(v)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(bad(format!("{NGRAMS_FILE}: {e}"))),
+        };
+        let sparse_dim = vocab.as_ref().map(|v| v.len()).unwrap_or(0);
+        let w_sparse = match map.remove("w_sparse") {
+            Some(t) if t.dims() == [sparse_dim, classes] => t.flatten_all()?.to_vec1::<f32>()?,
+            None if sparse_dim == 0 => Vec::new(),
+            _ => return Err(bad(format!("{HEAD_FILE}: w_sparse does not match {NGRAMS_FILE}"))),
+        };
+        let head = LinearHead {
+            classes,
+            dense_dim: dim,
+            sparse_dim,
+            w_dense: w_dense.flatten_all()?.to_vec1::<f32>()?,
+            w_sparse,
+            bias: bias.to_vec1::<f32>()?,
+        };
+        Ok(FastModel { vocab, head })
+    }
+}
+
+/// Inputs of one `fast` training run (embeddings already computed).
+pub struct FastInputs<'a> {
+    /// Training texts.
+    pub train_texts: &'a [&'a str],
+    /// Their embeddings.
+    pub train_emb: &'a [Vec<f32>],
+    /// Their label indices.
+    pub train_y: &'a [u32],
+    /// Validation texts.
+    pub valid_texts: &'a [&'a str],
+    /// Their embeddings.
+    pub valid_emb: &'a [Vec<f32>],
+    /// Their label indices.
+    pub valid_y: &'a [u32],
+    /// Number of classes.
+    pub classes: usize,
+}
+
+/// Fits heads along `c_grid` (warm-started, strongest regularisation first), keeps the one with the best
+/// validation accuracy, and returns it with its C.
+pub fn train(
+    inp: &FastInputs,
+    ngrams: bool,
+    c_grid: &[f64],
+    threads: usize,
+    progress: &dyn Progress,
+) -> Result<(FastModel, f64), TaskError> {
+    if c_grid.is_empty() || c_grid.iter().any(|c| !c.is_finite() || *c <= 0.0) {
+        return Err(TaskError::Invalid("the C grid must hold positive numbers".into()));
+    }
+    let vocab = if ngrams { Some(NgramVocab::fit(inp.train_texts, NGRAM_MAX_N, NGRAM_MIN_DF, NGRAM_MAX_FEATURES)) } else { None };
+    let vocab = vocab.filter(|v| !v.is_empty());
+    let xt = featurize(vocab.as_ref(), inp.train_emb, inp.train_texts);
+    let xv = featurize(vocab.as_ref(), inp.valid_emb, inp.valid_texts);
+    let mut grid: Vec<f64> = c_grid.to_vec();
+    grid.sort_by(f64::total_cmp);
+    progress.start("fitting head", grid.len() as u64);
+    let opts = LbfgsOptions { max_iter: 400, ..Default::default() };
+    let mut best: Option<(f64, f64, LinearHead)> = None;
+    let mut warm: Option<LinearHead> = None;
+    let mut worse_in_a_row = 0;
+    for &c in &grid {
+        let l2 = (1.0 / (c * xt.n.max(1) as f64)) as f32;
+        let cfg = logreg::FitConfig { l2, lbfgs: opts, threads };
+        let head = logreg::fit(&xt, inp.train_y, inp.classes, &cfg, warm.as_ref(), |_, _| {});
+        let acc = accuracy(&head, &xv, inp.valid_y);
+        progress.note(&format!("C={c}: validation accuracy {acc:.4}"));
+        progress.inc(1);
+        let improved = best.as_ref().map(|b| acc > b.1).unwrap_or(true);
+        if improved {
+            best = Some((c, acc, head.clone()));
+            worse_in_a_row = 0;
+        } else {
+            worse_in_a_row += 1;
+        }
+        warm = Some(head);
+        // Validation accuracy is unimodal in C in practice; stop once it has fallen twice.
+        if worse_in_a_row >= 2 {
+            break;
+        }
+    }
+    progress.finish();
+    let (c, _, head) = best.ok_or_else(|| TaskError::Invalid("no head was fitted".into()))?;
+    Ok((FastModel { vocab, head }, c))
+}
+
+fn accuracy(head: &LinearHead, x: &Features, y: &[u32]) -> f64 {
+    if x.n == 0 {
+        return 0.0;
+    }
+    let logits = head.logits(x);
+    let correct = logits.chunks(head.classes.max(1)).zip(y).filter(|(l, &y)| argmax(l) == y as usize).count();
+    correct as f64 / x.n as f64
+}

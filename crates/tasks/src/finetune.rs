@@ -1,0 +1,416 @@
+//! The `finetune` classifier: the whole BERT encoder trained with a linear head on mean-pooled token
+//! states (AdamW, linear warm-up then linear decay, early stopping on validation accuracy).
+//!
+//! Training builds a differentiable BERT ([`crate::bert_train`]) over a `VarMap` initialised from the base
+//! encoder's safetensors; the result is saved in the same layout as the base encoder (`encoder/`) plus the head, so
+//! prediction reuses [`rightmodel_infer::MiniLm`].
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Module, Optimizer, VarBuilder, VarMap};
+use candle_transformers::models::bert::Config;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rightmodel_infer::MiniLm;
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use crate::bert_train::TrainableBert;
+use crate::fast::argmax;
+use crate::progress::Progress;
+use crate::TaskError;
+
+/// Sub-directory holding the fine-tuned encoder (config.json, tokenizer.json, model.safetensors).
+pub const ENCODER_DIR: &str = "encoder";
+/// Head weights (`weight` [classes, hidden], `bias` [classes]).
+pub const HEAD_FILE: &str = "head.safetensors";
+/// Texts per forward pass at prediction time.
+const PREDICT_BATCH: usize = 32;
+/// Dropout on the pooled vector while training (candle's BERT has no dropout of its own).
+const POOLED_DROPOUT: f32 = 0.1;
+
+/// A fine-tuned encoder with its head, ready to score texts.
+pub struct FineTuned {
+    encoder: MiniLm,
+    weight: Tensor,
+    bias: Tensor,
+}
+
+/// Mean of token states over the attention mask: `[b, seq, h]`, `[b, seq]` -> `[b, h]`.
+fn mean_pool(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    let summed = hidden.broadcast_mul(&mask.unsqueeze(2)?)?.sum(1)?;
+    let counts = mask.sum_keepdim(1)?.clamp(1e-9f32, f32::MAX)?;
+    summed.broadcast_div(&counts)
+}
+
+impl FineTuned {
+    /// Loads `dir/encoder` and `dir/head.safetensors`.
+    pub fn load(dir: &Path, classes: usize) -> Result<Self, TaskError> {
+        let encoder = MiniLm::load(&dir.join(ENCODER_DIR)).map_err(|e| TaskError::model(dir, e))?;
+        let mut map = candle_core::safetensors::load(dir.join(HEAD_FILE), &Device::Cpu)
+            .map_err(|e| TaskError::model(dir, format!("{HEAD_FILE}: {e}")))?;
+        let (Some(weight), Some(bias)) = (map.remove("weight"), map.remove("bias")) else {
+            return Err(TaskError::model(dir, format!("{HEAD_FILE}: missing weight or bias")));
+        };
+        if weight.dims().first() != Some(&classes) || bias.dims() != [classes] {
+            return Err(TaskError::model(dir, format!("{HEAD_FILE}: does not match {classes} labels")));
+        }
+        Ok(FineTuned { encoder, weight, bias })
+    }
+
+    /// Logits of each text, in order.
+    pub fn logits(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, TaskError> {
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let mut out = vec![Vec::new(); texts.len()];
+        for chunk in order.chunks(PREDICT_BATCH) {
+            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            let (hidden, mask) = self.encoder.hidden_states(&batch)?;
+            let pooled = mean_pool(&hidden, &mask)?;
+            let logits = pooled.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?.to_vec2::<f32>()?;
+            for (&i, l) in chunk.iter().zip(logits) {
+                out[i] = l;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Hyper-parameters of one fine-tuning run.
+#[derive(Debug, Clone)]
+pub struct FinetuneConfig {
+    /// Passes over the training data (upper bound).
+    pub epochs: usize,
+    /// Examples per optimiser step.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// Share of all steps spent warming up linearly from 0.
+    pub warmup: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Longest input in tokens.
+    pub max_len: usize,
+    /// Validations without improvement before stopping.
+    pub patience: usize,
+    /// Validate every this many steps (and at the end of each epoch).
+    pub eval_every: usize,
+    /// Validation examples used for early stopping (a fixed sample; all when smaller).
+    pub max_eval: usize,
+    /// Stop (keeping the best weights so far) once training has run this long.
+    pub time_budget: Option<Duration>,
+    /// Seed for shuffling, dropout and the head's initialisation.
+    pub seed: u64,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        FinetuneConfig {
+            epochs: 3,
+            batch_size: 32,
+            learning_rate: 1e-4,
+            warmup: 0.06,
+            weight_decay: 0.01,
+            max_len: 128,
+            patience: 3,
+            eval_every: 200,
+            max_eval: 1000,
+            time_budget: None,
+            seed: 42,
+        }
+    }
+}
+
+/// Labelled texts for fine-tuning.
+pub struct FinetuneData<'a> {
+    /// Training texts.
+    pub train_texts: &'a [&'a str],
+    /// Their label indices.
+    pub train_y: &'a [u32],
+    /// Validation texts (early stopping).
+    pub valid_texts: &'a [&'a str],
+    /// Their label indices.
+    pub valid_y: &'a [u32],
+    /// Number of classes.
+    pub classes: usize,
+}
+
+/// What a fine-tuning run did.
+#[derive(Debug, Clone)]
+pub struct FinetuneOutcome {
+    /// Optimiser steps taken.
+    pub steps: usize,
+    /// Training examples processed (with repeats across epochs).
+    pub examples_seen: usize,
+    /// Best early-stopping accuracy (on the validation sample).
+    pub best_valid_accuracy: f64,
+    /// Wall-clock seconds spent in training steps and validation.
+    pub seconds: f64,
+    /// Seconds per 1,000 training examples (steps only).
+    pub seconds_per_1k: f64,
+    /// Why training stopped.
+    pub stopped: String,
+}
+
+fn load_config(base: &Path) -> Result<Config, TaskError> {
+    let p = base.join("config.json");
+    let text = std::fs::read_to_string(&p).map_err(|e| TaskError::io(&p, e))?;
+    serde_json::from_str(&text).map_err(|e| TaskError::model(base, format!("config.json: {e}")))
+}
+
+fn load_tokenizer(base: &Path, max_len: usize) -> Result<Tokenizer, TaskError> {
+    let p = base.join("tokenizer.json");
+    let mut tok = Tokenizer::from_file(&p).map_err(|e| TaskError::model(base, format!("tokenizer.json: {e}")))?;
+    tok.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
+    tok.with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
+        .map_err(|e| TaskError::model(base, format!("tokenizer.json: {e}")))?;
+    Ok(tok)
+}
+
+/// Token ids of every text (truncated, unpadded).
+fn pre_tokenize(tok: &Tokenizer, texts: &[&str]) -> Result<Vec<Vec<u32>>, TaskError> {
+    let enc = tok.encode_batch(texts.to_vec(), true).map_err(|e| TaskError::Invalid(format!("tokenizer: {e}")))?;
+    // Batch encoding pads; keep only the real tokens.
+    Ok(enc
+        .iter()
+        .map(|e| e.get_ids().iter().zip(e.get_attention_mask()).filter(|(_, &m)| m == 1).map(|(&i, _)| i).collect())
+        .collect())
+}
+
+/// Pads a batch of token id lists into (ids, mask) tensors.
+fn pad_batch(seqs: &[&Vec<u32>]) -> candle_core::Result<(Tensor, Tensor)> {
+    let len = seqs.iter().map(|s| s.len()).max().unwrap_or(1).max(1);
+    let mut ids = Vec::with_capacity(seqs.len() * len);
+    let mut mask = Vec::with_capacity(seqs.len() * len);
+    for s in seqs {
+        ids.extend_from_slice(s);
+        mask.extend(std::iter::repeat_n(1u32, s.len()));
+        ids.extend(std::iter::repeat_n(0u32, len - s.len()));
+        mask.extend(std::iter::repeat_n(0u32, len - s.len()));
+    }
+    let ids = Tensor::from_vec(ids, (seqs.len(), len), &Device::Cpu)?;
+    let mask = Tensor::from_vec(mask, (seqs.len(), len), &Device::Cpu)?;
+    Ok((ids, mask))
+}
+
+/// The trainable network: encoder and head over one `VarMap`.
+struct Net {
+    bert: TrainableBert,
+    head: candle_nn::Linear,
+}
+
+impl Net {
+    fn forward(&self, ids: &Tensor, mask: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let hidden = self.bert.forward(ids, mask)?;
+        let pooled = mean_pool(&hidden, &mask.to_dtype(DType::F32)?)?;
+        let pooled = if train { candle_nn::ops::dropout(&pooled, POOLED_DROPOUT)? } else { pooled };
+        self.head.forward(&pooled)
+    }
+}
+
+/// Learning rate at `step` of `total`: linear warm-up, then linear decay to zero.
+pub fn lr_at(step: usize, total: usize, warmup: usize, peak: f64) -> f64 {
+    if step < warmup {
+        peak * (step + 1) as f64 / warmup.max(1) as f64
+    } else {
+        let rest = total.saturating_sub(warmup).max(1);
+        peak * (1.0 - (step - warmup) as f64 / rest as f64).max(0.0)
+    }
+}
+
+/// Fine-tunes the encoder in `base` (config.json, tokenizer.json, model.safetensors) on `data` and writes
+/// the best weights (by validation accuracy) to `out/encoder/` and `out/head.safetensors`.
+pub fn train(
+    base: &Path,
+    data: &FinetuneData,
+    cfg: &FinetuneConfig,
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<FinetuneOutcome, TaskError> {
+    if cfg.batch_size == 0 || cfg.epochs == 0 || cfg.max_len < 8 {
+        return Err(TaskError::Invalid("fine-tuning needs batch size >= 1, epochs >= 1 and max_len >= 8".into()));
+    }
+    let config = load_config(base)?;
+    let tok = load_tokenizer(base, cfg.max_len)?;
+    let device = Device::Cpu;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+    // Pretrained weights: the word embeddings stay constant tensors, everything else becomes a variable.
+    let weights_path = base.join("model.safetensors");
+    let pretrained = candle_core::safetensors::load(&weights_path, &device)
+        .map_err(|e| TaskError::model(base, format!("model.safetensors: {e}")))?;
+    let word_key = "embeddings.word_embeddings.weight";
+    let word = pretrained
+        .get(word_key)
+        .ok_or_else(|| TaskError::model(base, format!("model.safetensors has no tensor `{word_key}`")))?
+        .to_dtype(DType::F32)?;
+    let frozen = VarBuilder::from_tensors(HashMap::from([(word_key.to_string(), word.clone())]), DType::F32, &device);
+    let bert = TrainableBert::load(vb.clone(), frozen, &config)?;
+    let head = candle_nn::linear(config.hidden_size, data.classes, vb.pp("classifier"))?;
+    {
+        let vars = varmap.data().lock().map_err(|_| TaskError::Invalid("variable map poisoned".into()))?;
+        for (name, var) in vars.iter() {
+            if name.starts_with("classifier.") {
+                continue;
+            }
+            let t = pretrained
+                .get(name)
+                .ok_or_else(|| TaskError::model(base, format!("model.safetensors has no tensor `{name}`")))?;
+            var.set(&t.to_dtype(DType::F32)?)?;
+        }
+    }
+    drop(pretrained);
+    let net = Net { bert, head };
+
+    let train_ids = pre_tokenize(&tok, data.train_texts)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
+    let mut eval_idx: Vec<usize> = (0..data.valid_texts.len()).collect();
+    eval_idx.shuffle(&mut rng);
+    eval_idx.truncate(cfg.max_eval.max(1));
+    let eval_texts: Vec<&str> = eval_idx.iter().map(|&i| data.valid_texts[i]).collect();
+    let eval_ids = pre_tokenize(&tok, &eval_texts)?;
+    let eval_y: Vec<u32> = eval_idx.iter().map(|&i| data.valid_y[i]).collect();
+
+    let steps_per_epoch = train_ids.len().div_ceil(cfg.batch_size);
+    let total_steps = steps_per_epoch * cfg.epochs;
+    let warmup_steps = (total_steps as f64 * cfg.warmup).round() as usize;
+    let params = candle_nn::ParamsAdamW { lr: cfg.learning_rate, weight_decay: cfg.weight_decay, ..Default::default() };
+    let mut opt = candle_nn::AdamW::new(varmap.all_vars(), params)?;
+
+    let start = Instant::now();
+    let mut step_seconds = 0f64;
+    let (mut step, mut seen) = (0usize, 0usize);
+    let mut best_acc = -1f64;
+    let mut best: Option<HashMap<String, Tensor>> = None;
+    let mut since_best = 0usize;
+    let mut stopped = format!("ran {} epoch(s)", cfg.epochs);
+    progress.start("fine-tuning", total_steps as u64);
+    'outer: for epoch in 0..cfg.epochs {
+        let batches = bucketed_batches(&train_ids, cfg.batch_size, &mut rng);
+        let last_batch = batches.len().saturating_sub(1);
+        for (bi, batch) in batches.into_iter().enumerate() {
+            let t0 = Instant::now();
+            let seqs: Vec<&Vec<u32>> = batch.iter().map(|&i| &train_ids[i]).collect();
+            let (ids, mask) = pad_batch(&seqs)?;
+            let y: Vec<u32> = batch.iter().map(|&i| data.train_y[i]).collect();
+            let y = Tensor::from_vec(y, batch.len(), &device)?;
+            opt.set_learning_rate(lr_at(step, total_steps, warmup_steps, cfg.learning_rate));
+            let logits = net.forward(&ids, &mask, true)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+            opt.backward_step(&loss)?;
+            step_seconds += t0.elapsed().as_secs_f64();
+            step += 1;
+            seen += batch.len();
+            progress.inc(1);
+            if step % 10 == 0 {
+                let l = loss.to_scalar::<f32>().unwrap_or(f32::NAN);
+                progress.message(&format!("epoch {} loss {l:.4} best acc {:.4}", epoch + 1, best_acc.max(0.0)));
+            }
+            let over_time = cfg.time_budget.map(|b| start.elapsed() >= b).unwrap_or(false);
+            if step % cfg.eval_every.max(1) == 0 || bi == last_batch || over_time {
+                let acc = accuracy(&net, &eval_ids, &eval_y)?;
+                progress.note(&format!("step {step}: validation accuracy {acc:.4} ({:.0}s)", start.elapsed().as_secs_f64()));
+                if acc > best_acc {
+                    best_acc = acc;
+                    since_best = 0;
+                    best = Some(snapshot(&varmap)?);
+                } else {
+                    since_best += 1;
+                    if since_best >= cfg.patience {
+                        stopped = format!("early stop at step {step} (no gain in {} validations)", cfg.patience);
+                        break 'outer;
+                    }
+                }
+            }
+            if over_time {
+                stopped = format!("time budget reached at step {step} (epoch {})", epoch + 1);
+                break 'outer;
+            }
+        }
+    }
+    progress.finish();
+    let mut best = match best {
+        Some(b) => b,
+        None => snapshot(&varmap)?,
+    };
+    best.insert(word_key.to_string(), word);
+    save(base, &best, out)?;
+    Ok(FinetuneOutcome {
+        steps: step,
+        examples_seen: seen,
+        best_valid_accuracy: best_acc.max(0.0),
+        seconds: start.elapsed().as_secs_f64(),
+        seconds_per_1k: if seen > 0 { step_seconds * 1000.0 / seen as f64 } else { 0.0 },
+        stopped,
+    })
+}
+
+/// Shuffled batches in which texts of similar length travel together (less padding): shuffle, cut into
+/// pools of 50 batches, sort each pool by length, batch it, then shuffle the batch order.
+fn bucketed_batches(ids: &[Vec<u32>], batch: usize, rng: &mut rand::rngs::StdRng) -> Vec<Vec<usize>> {
+    let mut idx: Vec<usize> = (0..ids.len()).collect();
+    idx.shuffle(rng);
+    let mut batches = Vec::new();
+    for pool in idx.chunks_mut(batch * 50) {
+        pool.sort_by_key(|&i| ids[i].len());
+        batches.extend(pool.chunks(batch).map(|c| c.to_vec()));
+    }
+    batches.shuffle(rng);
+    batches
+}
+
+/// Accuracy on pre-tokenised texts, batched by length.
+fn accuracy(net: &Net, ids: &[Vec<u32>], y: &[u32]) -> Result<f64, TaskError> {
+    if ids.is_empty() {
+        return Ok(0.0);
+    }
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| ids[i].len());
+    let mut correct = 0usize;
+    for chunk in order.chunks(64) {
+        let seqs: Vec<&Vec<u32>> = chunk.iter().map(|&i| &ids[i]).collect();
+        let (t, m) = pad_batch(&seqs)?;
+        let logits = net.forward(&t, &m, false)?.detach().to_vec2::<f32>()?;
+        correct += chunk.iter().zip(&logits).filter(|(&i, l)| argmax(l) == y[i] as usize).count();
+    }
+    Ok(correct as f64 / ids.len() as f64)
+}
+
+/// A copy of every variable (the best weights so far).
+fn snapshot(varmap: &VarMap) -> Result<HashMap<String, Tensor>, TaskError> {
+    let vars = varmap.data().lock().map_err(|_| TaskError::Invalid("variable map poisoned".into()))?;
+    vars.iter()
+        .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?)))
+        .collect()
+}
+
+/// Writes the encoder (base layout) and the head from a weight snapshot into `out`.
+fn save(base: &Path, weights: &HashMap<String, Tensor>, out: &Path) -> Result<(), TaskError> {
+    let enc_dir = out.join(ENCODER_DIR);
+    std::fs::create_dir_all(&enc_dir).map_err(|e| TaskError::io(&enc_dir, e))?;
+    let (head, encoder): (HashMap<String, Tensor>, HashMap<String, Tensor>) =
+        weights.iter().map(|(k, v)| (k.clone(), v.clone())).partition(|(k, _)| k.starts_with("classifier."));
+    candle_core::safetensors::save(&encoder, enc_dir.join("model.safetensors"))?;
+    let head: HashMap<String, Tensor> =
+        head.into_iter().map(|(k, v)| (k.trim_start_matches("classifier.").to_string(), v)).collect();
+    candle_core::safetensors::save(&head, out.join(HEAD_FILE))?;
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(base.join(f), enc_dir.join(f)).map_err(|e| TaskError::io(base.join(f), e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_then_decays() {
+        assert!((lr_at(0, 100, 10, 1.0) - 0.1).abs() < 1e-9);
+        assert!((lr_at(9, 100, 10, 1.0) - 1.0).abs() < 1e-9);
+        assert!((lr_at(55, 100, 10, 1.0) - 0.5).abs() < 1e-9);
+        assert_eq!(lr_at(100, 100, 10, 1.0), 0.0);
+    }
+}

@@ -1,0 +1,305 @@
+//! Training a classifier end to end: read and check the data, split, embed, fit, score on validation,
+//! calibrate domain fit, and write the model directory atomically.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rightmodel_core::Embedder;
+
+use crate::data::{self, Dataset};
+use crate::domain::{DomainFit, NeighbourStore};
+use crate::embed::embed_all;
+use crate::fast::{self, argmax, FastInputs};
+use crate::finetune::{self, FineTuned, FinetuneConfig, FinetuneData, FinetuneOutcome};
+use crate::manifest::{DataInfo, EncoderInfo, Manifest, Mode, TrainSettings, FORMAT_VERSION, MANIFEST_FILE};
+use crate::metrics::{self, Metrics};
+use crate::progress::Progress;
+use crate::registry;
+use crate::TaskError;
+
+/// Neighbours averaged for the domain-fit statistic.
+pub const DOMAIN_K: usize = 10;
+/// Human-readable training report inside the model directory.
+pub const REPORT_FILE: &str = "metrics.md";
+
+/// What to train and where to put it.
+#[derive(Debug, Clone)]
+pub struct TrainSpec {
+    /// The classifier's name (recorded in the manifest).
+    pub name: String,
+    /// Final model directory.
+    pub dest: PathBuf,
+    /// Replace an existing directory.
+    pub overwrite: bool,
+    /// Training data file.
+    pub train_path: PathBuf,
+    /// Validation data file; when absent, `settings.valid_split` of the training file is held out.
+    pub valid_path: Option<PathBuf>,
+    /// Text column / field.
+    pub text_col: String,
+    /// Label column / field.
+    pub label_col: String,
+    /// Recorded settings (mode, seed, split, caps, grids, fine-tuning hyper-parameters).
+    pub settings: TrainSettings,
+    /// Fine-tuning only: the base encoder directory (config.json, tokenizer.json, model.safetensors).
+    pub base_encoder: Option<PathBuf>,
+    /// Fine-tuning only: stop after this many seconds of training (best weights kept).
+    pub time_budget_s: Option<u64>,
+    /// Worker threads for the logistic-regression fit.
+    pub threads: usize,
+}
+
+/// The result of a training run.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// Where the classifier was written.
+    pub dir: PathBuf,
+    /// Its manifest (validation metrics included).
+    pub manifest: Manifest,
+    /// Fine-tuning details, in `finetune` mode.
+    pub finetune: Option<FinetuneOutcome>,
+    /// Training rows available before `max_train` capping.
+    pub rows_available: usize,
+}
+
+/// Default settings for `mode` (the values the CLI shows as defaults).
+pub fn default_settings(mode: Mode) -> TrainSettings {
+    let ft = FinetuneConfig::default();
+    TrainSettings {
+        mode,
+        seed: 42,
+        valid_split: 0.1,
+        max_train: None,
+        ngrams: true,
+        c_grid: fast::DEFAULT_C_GRID.to_vec(),
+        chosen_c: None,
+        epochs: ft.epochs,
+        batch_size: ft.batch_size,
+        learning_rate: ft.learning_rate,
+        warmup: ft.warmup,
+        weight_decay: ft.weight_decay,
+        max_len: ft.max_len,
+        patience: ft.patience,
+        max_neighbours: 20_000,
+    }
+}
+
+/// A stratified sample of about `n` indices (at least one per class), sorted.
+fn stratified_sample(labels: &[String], n: usize, seed: u64) -> Vec<usize> {
+    let frac = n as f64 / labels.len().max(1) as f64;
+    let mut by_class: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, l) in labels.iter().enumerate() {
+        by_class.entry(l.as_str()).or_default().push(i);
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut out = Vec::with_capacity(n);
+    for (_, mut idx) in by_class {
+        idx.shuffle(&mut rng);
+        let k = ((idx.len() as f64 * frac).round() as usize).clamp(1, idx.len());
+        out.extend_from_slice(&idx[..k]);
+    }
+    out.sort_unstable();
+    out
+}
+
+fn data_info(ds: &Dataset, path: String, spec: &TrainSpec) -> DataInfo {
+    DataInfo {
+        path,
+        sha256: ds.sha256.clone(),
+        rows: ds.len(),
+        text_col: spec.text_col.clone(),
+        label_col: spec.label_col.clone(),
+    }
+}
+
+/// Reads, checks and splits the data: (train, validation, rows before capping, validation description).
+fn prepare_data(spec: &TrainSpec) -> Result<(Dataset, Dataset, usize, String), TaskError> {
+    let s = &spec.settings;
+    let full = data::load_labelled(&spec.train_path, &spec.text_col, &spec.label_col)?;
+    full.check_trainable()?;
+    let (train, valid, valid_desc) = match &spec.valid_path {
+        Some(vp) => {
+            let valid = data::load_labelled(vp, &spec.text_col, &spec.label_col)?;
+            data::check_valid_labels(&full, &valid)?;
+            (full, valid, vp.display().to_string())
+        }
+        None => {
+            if !(s.valid_split > 0.0 && s.valid_split <= 0.5) {
+                return Err(TaskError::Invalid(format!(
+                    "--valid-split must be in (0, 0.5], got {}",
+                    s.valid_split
+                )));
+            }
+            let (tr, va) = data::stratified_split(&full.labels, s.valid_split, s.seed);
+            let desc = format!("{} (held-out {:.0}% split, seed {})", spec.train_path.display(), s.valid_split * 100.0, s.seed);
+            (full.subset(&tr), full.subset(&va), desc)
+        }
+    };
+    let available = train.len();
+    let train = match s.max_train {
+        Some(n) if n < train.len() => train.subset(&stratified_sample(&train.labels, n, s.seed)),
+        _ => train,
+    };
+    Ok((train, valid, available, valid_desc))
+}
+
+/// Trains the classifier described by `spec` and writes it to `spec.dest`.
+pub fn train_classifier(spec: &TrainSpec, embedder: &dyn Embedder, progress: &dyn Progress) -> Result<TrainOutcome, TaskError> {
+    registry::check_writable(&spec.dest, spec.overwrite)?;
+    let start = Instant::now();
+    let s = &spec.settings;
+    if s.mode == Mode::Finetune && spec.base_encoder.is_none() {
+        return Err(TaskError::Invalid("fine-tuning needs the base encoder directory".into()));
+    }
+    let (train, valid, rows_available, valid_desc) = prepare_data(spec)?;
+    let labels = train.label_set();
+    let index: BTreeMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
+    let to_y = |ds: &Dataset| -> Vec<u32> { ds.labels.iter().map(|l| index.get(l.as_str()).copied().unwrap_or(0)).collect() };
+    let (train_y, valid_y) = (to_y(&train), to_y(&valid));
+    let train_texts: Vec<&str> = train.texts.iter().map(|t| t.as_str()).collect();
+    let valid_texts: Vec<&str> = valid.texts.iter().map(|t| t.as_str()).collect();
+
+    // Which training rows are kept as neighbours (and so need frozen embeddings in every mode).
+    let mut rng = rand::rngs::StdRng::seed_from_u64(s.seed ^ 0x5eed);
+    let mut keep: Vec<usize> = (0..train.len()).collect();
+    keep.shuffle(&mut rng);
+    keep.truncate(s.max_neighbours.max(1));
+    keep.sort_unstable();
+
+    let mut settings = s.clone();
+    let mut ft_outcome = None;
+    let mut manifest_out = None;
+    registry::write_dir_atomically(&spec.dest, spec.overwrite, |tmp| {
+        let (train_emb_kept, valid_emb, valid_logits) = match s.mode {
+            Mode::Fast => {
+                let n = train_texts.len() + valid_texts.len();
+                progress.start("embedding", n as u64);
+                let train_emb = embed_all(embedder, &train_texts, progress)?;
+                let valid_emb = embed_all(embedder, &valid_texts, progress)?;
+                progress.finish();
+                let inputs = FastInputs {
+                    train_texts: &train_texts,
+                    train_emb: &train_emb,
+                    train_y: &train_y,
+                    valid_texts: &valid_texts,
+                    valid_emb: &valid_emb,
+                    valid_y: &valid_y,
+                    classes: labels.len(),
+                };
+                let (model, c) = fast::train(&inputs, s.ngrams, &s.c_grid, spec.threads, progress)?;
+                settings.chosen_c = Some(c);
+                model.save(tmp)?;
+                let logits = model.logits(&valid_emb, &valid_texts);
+                let kept: Vec<Vec<f32>> = keep.iter().map(|&i| train_emb[i].clone()).collect();
+                (kept, valid_emb, logits)
+            }
+            Mode::Finetune => {
+                let base = spec.base_encoder.as_deref().unwrap_or(Path::new("."));
+                let cfg = FinetuneConfig {
+                    epochs: s.epochs,
+                    batch_size: s.batch_size,
+                    learning_rate: s.learning_rate,
+                    warmup: s.warmup,
+                    weight_decay: s.weight_decay,
+                    max_len: s.max_len,
+                    patience: s.patience,
+                    time_budget: spec.time_budget_s.map(std::time::Duration::from_secs),
+                    seed: s.seed,
+                    ..FinetuneConfig::default()
+                };
+                let fdata = FinetuneData {
+                    train_texts: &train_texts,
+                    train_y: &train_y,
+                    valid_texts: &valid_texts,
+                    valid_y: &valid_y,
+                    classes: labels.len(),
+                };
+                let outcome = finetune::train(base, &fdata, &cfg, tmp, progress)?;
+                ft_outcome = Some(outcome);
+                let model = FineTuned::load(tmp, labels.len())?;
+                progress.start("scoring validation", 0);
+                let logits = model.logits(&valid_texts)?;
+                progress.finish();
+                let kept_texts: Vec<&str> = keep.iter().map(|&i| train_texts[i]).collect();
+                progress.start("embedding neighbours", (kept_texts.len() + valid_texts.len()) as u64);
+                let kept = embed_all(embedder, &kept_texts, progress)?;
+                let valid_emb = embed_all(embedder, &valid_texts, progress)?;
+                progress.finish();
+                (kept, valid_emb, logits)
+            }
+        };
+        let predicted: Vec<String> = valid_logits.iter().map(|l| labels[argmax(l)].clone()).collect();
+        let validation = metrics::score(&labels, &valid.labels, &predicted);
+        let store = NeighbourStore::new(
+            &train_emb_kept,
+            keep.iter().map(|&i| train_y[i]).collect(),
+            keep.iter().map(|&i| train.texts[i].clone()).collect(),
+        )?;
+        let domain = DomainFit::calibrate(DOMAIN_K, store.knn_stat(&valid_emb, DOMAIN_K)?);
+        store.save(tmp)?;
+        let manifest = Manifest {
+            format: FORMAT_VERSION,
+            name: spec.name.clone(),
+            mode: s.mode,
+            labels: labels.clone(),
+            encoder: EncoderInfo { model_id: embedder.model_id().to_string(), dim: embedder.dim() },
+            settings: settings.clone(),
+            train_data: data_info(&train, spec.train_path.display().to_string(), spec),
+            valid_data: data_info(&valid, valid_desc.clone(), spec),
+            validation,
+            domain,
+            train_seconds: start.elapsed().as_secs_f64(),
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| TaskError::Invalid(e.to_string()))?;
+        std::fs::write(tmp.join(MANIFEST_FILE), json).map_err(|e| TaskError::io(tmp.join(MANIFEST_FILE), e))?;
+        let report = training_report(&manifest, rows_available, ft_outcome.as_ref());
+        std::fs::write(tmp.join(REPORT_FILE), report).map_err(|e| TaskError::io(tmp.join(REPORT_FILE), e))?;
+        manifest_out = Some(manifest);
+        Ok(())
+    })?;
+    let manifest = manifest_out.ok_or_else(|| TaskError::Invalid("training produced no manifest".into()))?;
+    Ok(TrainOutcome { dir: spec.dest.clone(), manifest, finetune: ft_outcome, rows_available })
+}
+
+/// The Markdown written to `metrics.md`.
+pub fn training_report(m: &Manifest, rows_available: usize, ft: Option<&FinetuneOutcome>) -> String {
+    let mut s = format!("# Classifier `{}` ({} mode)\n\n", m.name, m.mode);
+    s.push_str(&format!(
+        "- training data: `{}` ({} rows used of {}; sha256 {})\n- validation: `{}` ({} rows)\n- labels: {}\n- encoder: {} ({}-d)\n- training time: {:.1} s\n",
+        m.train_data.path,
+        m.train_data.rows,
+        rows_available,
+        &m.train_data.sha256[..m.train_data.sha256.len().min(12)],
+        m.valid_data.path,
+        m.valid_data.rows,
+        m.labels.len(),
+        m.encoder.model_id,
+        m.encoder.dim,
+        m.train_seconds
+    ));
+    if let Some(c) = m.settings.chosen_c {
+        s.push_str(&format!("- head: logistic regression, C = {c} (chosen on validation), n-grams: {}\n", m.settings.ngrams));
+    }
+    if let Some(f) = ft {
+        s.push_str(&format!(
+            "- fine-tuning: {} steps, {} examples, {:.1} s per 1k examples, {}\n",
+            f.steps, f.examples_seen, f.seconds_per_1k, f.stopped
+        ));
+    }
+    s.push_str("\n## Validation\n\n");
+    s.push_str(&m.validation.to_markdown());
+    s
+}
+
+/// The headline of a metrics block, for printing.
+pub fn headline(m: &Metrics) -> String {
+    format!("accuracy {:.4}, macro-F1 {:.4} on {} texts", m.accuracy, m.macro_f1, m.n)
+}

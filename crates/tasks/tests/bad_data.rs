@@ -1,0 +1,128 @@
+//! Every kind of bad data gets a clear error with the line, and training writes nothing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{spec, HashEmbedder};
+use rightmodel_tasks::data::{load_labelled, read_inputs};
+use rightmodel_tasks::train::train_classifier;
+use rightmodel_tasks::NoProgress;
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// Training on `bytes` fails with a message containing all of `needles`, and leaves no directory.
+fn train_fails(name: &str, bytes: &[u8], needles: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write(tmp.path(), name, bytes);
+    let dest = tmp.path().join("out").join("model");
+    let err = train_classifier(&spec(data, "text", dest.clone()), &HashEmbedder::new(), &NoProgress)
+        .unwrap_err()
+        .to_string();
+    for n in needles {
+        assert!(err.contains(n), "expected `{n}` in: {err}");
+    }
+    assert!(!dest.exists(), "a model directory was written despite the error");
+    assert!(!tmp.path().join("out").exists() || std::fs::read_dir(tmp.path().join("out")).unwrap().next().is_none());
+}
+
+const GOOD_ROWS: &str = "good film,pos\nbad film,neg\ngreat plot,pos\nawful plot,neg\n";
+
+#[test]
+fn missing_column_lists_the_header() {
+    train_fails("d.csv", b"sentence,label\nhello,pos\n", &["missing column", "`text`", "`sentence`"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let p = write(tmp.path(), "d.csv", format!("text,label\n{GOOD_ROWS}").as_bytes());
+    let err = load_labelled(&p, "text", "category").unwrap_err().to_string();
+    assert!(err.contains("`category`"), "{err}");
+}
+
+#[test]
+fn empty_text_names_the_line() {
+    train_fails("d.csv", format!("text,label\n{GOOD_ROWS}  ,pos\n").as_bytes(), &["line 6", "empty text"]);
+    train_fails("d.tsv", b"text\tlabel\ngood\tpos\n\tneg\nbad\tneg\nfine\tpos\n", &["line 3", "empty text"]);
+}
+
+#[test]
+fn empty_label_names_the_line() {
+    train_fails("d.csv", format!("text,label\n{GOOD_ROWS}nice,\n").as_bytes(), &["line 6", "empty label"]);
+}
+
+#[test]
+fn label_with_one_example_is_refused() {
+    train_fails(
+        "d.csv",
+        format!("text,label\n{GOOD_ROWS}so-so film,meh\n").as_bytes(),
+        &["label `meh` has only one example", "line 6"],
+    );
+}
+
+#[test]
+fn single_class_is_refused() {
+    train_fails("d.csv", b"text,label\na,x\nb,x\nc,x\n", &["at least two classes"]);
+}
+
+#[test]
+fn non_utf8_bytes_name_the_line() {
+    let mut bytes = format!("text,label\n{GOOD_ROWS}").into_bytes();
+    bytes.extend_from_slice(b"caf\xe9 au lait,pos\n");
+    train_fails("d.csv", &bytes, &["line 6", "not valid UTF-8"]);
+    assert!(read_inputs("input.txt", b"fine\n\xff\xfe\n").unwrap_err().to_string().contains("line 2"));
+}
+
+#[test]
+fn ragged_rows_name_the_line() {
+    train_fails("d.csv", format!("text,label\n{GOOD_ROWS}one,two,three\n").as_bytes(), &["line 6", "3 fields"]);
+}
+
+#[test]
+fn bad_json_lines_name_the_line() {
+    let ok = "{\"text\":\"good\",\"label\":\"pos\"}\n{\"text\":\"bad\",\"label\":\"neg\"}\n";
+    train_fails("d.jsonl", format!("{ok}{{\"text\": \"x\"\n").as_bytes(), &["line 3", "not a JSON object"]);
+    train_fails("d.jsonl", format!("{ok}{{\"label\": \"pos\"}}\n").as_bytes(), &["line 3", "missing field `text`"]);
+    train_fails("d.jsonl", format!("{ok}{{\"text\": 5, \"label\": \"pos\"}}\n").as_bytes(), &["line 3", "not a string"]);
+}
+
+#[test]
+fn unknown_extension_and_missing_file_are_clear() {
+    train_fails("d.xlsx", b"whatever", &["unknown data format", ".csv, .tsv or .jsonl"]);
+    let err = load_labelled(Path::new("/nonexistent/dir/data.csv"), "text", "label").unwrap_err().to_string();
+    assert!(err.contains("/nonexistent/dir/data.csv"), "{err}");
+}
+
+#[test]
+fn many_problems_are_summarised() {
+    let mut s = String::from("text,label\n");
+    for _ in 0..12 {
+        s.push_str(",pos\n");
+    }
+    train_fails("d.csv", s.as_bytes(), &["line 2", "and 7 more"]);
+}
+
+#[test]
+fn validation_labels_must_be_known() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = write(tmp.path(), "t.csv", format!("text,label\n{GOOD_ROWS}").as_bytes());
+    let valid = write(tmp.path(), "v.csv", b"text,label\nnice,pos\nodd,weird\n");
+    let mut s = spec(train, "text", tmp.path().join("m"));
+    s.valid_path = Some(valid);
+    let err = train_classifier(&s, &HashEmbedder::new(), &NoProgress).unwrap_err().to_string();
+    assert!(err.contains("line 3") && err.contains("`weird`"), "{err}");
+    assert!(!tmp.path().join("m").exists());
+}
+
+#[test]
+fn classify_input_accepts_plain_and_json_lines() {
+    let inp = read_inputs("in", b"plain text here\n\n{\"text\": \"json text\", \"id\": 7}\n").unwrap();
+    assert_eq!(inp.len(), 2);
+    assert_eq!(inp[0].text, "plain text here");
+    assert_eq!(inp[1].text, "json text");
+    assert_eq!(inp[1].id, Some(serde_json::json!(7)));
+    assert_eq!(inp[1].line, 3);
+    let err = read_inputs("in", b"{\"txt\": \"x\"}\n").unwrap_err().to_string();
+    assert!(err.contains("line 1") && err.contains("`text`"), "{err}");
+}

@@ -1,0 +1,89 @@
+//! The same round trip with the real MiniLM encoder, when it is in the local model store (skipped
+//! otherwise: `rightmodel pull` puts it there).
+
+mod common;
+
+use common::{fixture, spec};
+use rightmodel_tasks::train::train_classifier;
+use rightmodel_tasks::{Classifier, NoProgress};
+
+fn encoder() -> Option<rightmodel_infer::MiniLm> {
+    let home = rightmodel_models::home::rightmodel_home();
+    let dir = rightmodel_models::Store::new(&home).resolve_encoder(rightmodel_models::DEFAULT_EMBED_MODEL).ok()?;
+    rightmodel_infer::MiniLm::load(&dir).ok()
+}
+
+#[test]
+fn minilm_classifier_explains_with_sentiment_words() {
+    let Some(enc) = encoder() else {
+        eprintln!("skipped: the MiniLM encoder is not in the local store");
+        return;
+    };
+    rightmodel_infer::threads::configure_candle_threads(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("sentiment");
+    let out = train_classifier(&spec(fixture("sentiment.csv"), "text", dest.clone()), &enc, &NoProgress).unwrap();
+    assert!(out.manifest.validation.accuracy >= 0.8, "{:?}", out.manifest.validation);
+    let clf = Classifier::load(&dest).unwrap();
+    // Hand-made sentences, worded unlike the fixture's templates.
+    let cases = [
+        ("my friends and i thought the movie was fantastic", &["fantastic"][..], "positive"),
+        ("a horrible waste of two hours", &["horrible", "waste"][..], "negative"),
+        ("the performances were superb", &["superb"][..], "positive"),
+        ("sadly the dialogue is boring", &["boring", "sadly"][..], "negative"),
+    ];
+    let texts: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    let preds = clf.predict(&enc, &texts, true).unwrap();
+    for ((text, words, label), p) in cases.iter().zip(&preds) {
+        assert_eq!(&p.label, label, "{text}");
+        let e = p.explanation.as_ref().unwrap();
+        let top = &e.tokens[0];
+        assert!(words.contains(&top.0.as_str()), "{text}: top tokens {:?}", e.tokens);
+        assert!(top.1 > 0.0, "{text}: {:?}", e.tokens);
+    }
+    // Sentences from another domain score lower than the training domain.
+    let ood = clf.predict(&enc, &["What is the boiling point of water ?", "I want to cancel my card"], false).unwrap();
+    let ind = clf.predict(&enc, &["the acting was dull", "i found the story charming"], false).unwrap();
+    let max_ood = ood.iter().map(|p| p.in_domain).fold(0.0f32, f32::max);
+    let min_in = ind.iter().map(|p| p.in_domain).fold(1.0f32, f32::min);
+    assert!(min_in > max_ood, "in {min_in} vs out {max_ood}");
+}
+
+#[test]
+fn finetuned_classifier_round_trip() {
+    let Some(enc) = encoder() else {
+        eprintln!("skipped: the MiniLM encoder is not in the local store");
+        return;
+    };
+    rightmodel_infer::threads::configure_candle_threads(2);
+    let home = rightmodel_models::home::rightmodel_home();
+    let base = rightmodel_models::Store::new(&home).resolve_encoder(rightmodel_models::DEFAULT_EMBED_MODEL).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("ft");
+    let mut s = spec(fixture("sentiment.csv"), "text", dest.clone());
+    s.settings = rightmodel_tasks::train::default_settings(rightmodel_tasks::Mode::Finetune);
+    s.settings.epochs = 4;
+    s.settings.batch_size = 8;
+    s.settings.max_len = 32;
+    s.settings.learning_rate = 2e-4;
+    s.base_encoder = Some(base);
+    let t0 = std::time::Instant::now();
+    let out = train_classifier(&s, &enc, &Print).unwrap();
+    let ft = out.finetune.as_ref().unwrap();
+    eprintln!("fine-tuned in {:.1}s: {:?}, validation {:.3}", t0.elapsed().as_secs_f64(), ft, out.manifest.validation.accuracy);
+    assert!(out.manifest.validation.accuracy >= 0.75, "{:?}", out.manifest.validation);
+    assert!(dest.join("encoder").join("model.safetensors").is_file());
+    let clf = Classifier::load(&dest).unwrap();
+    assert_eq!(clf.mode(), rightmodel_tasks::Mode::Finetune);
+    let preds = clf.predict(&enc, &["the film was wonderful and moving", "a dreadful , tedious plot"], true).unwrap();
+    assert_eq!(preds[0].label, "positive");
+    assert_eq!(preds[1].label, "negative");
+    assert!(preds[0].explanation.as_ref().is_some_and(|e| !e.tokens.is_empty()));
+}
+
+struct Print;
+impl rightmodel_tasks::Progress for Print {
+    fn note(&self, m: &str) {
+        eprintln!("{m}");
+    }
+}
