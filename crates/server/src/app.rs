@@ -99,7 +99,19 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
     spend.add(spent_total);
     let auth = Auth::new(&config.keys, &spent_by_key);
     let router = AutoRouter::new(&config, &chat, embed.as_ref()).map_err(ServeError::Router)?;
+    let mut tasks = crate::tasks_api::TaskModels::default();
+    for c in &config.classifiers {
+        if let Some(p) = &c.path {
+            tasks.paths.insert(format!("classifier:{}", c.name), p.clone());
+        }
+    }
+    for d in &config.docs {
+        if let Some(p) = &d.path {
+            tasks.paths.insert(format!("docs:{}", d.name), p.clone());
+        }
+    }
     Ok(AppState {
+        tasks,
         embed_permits: Semaphore::new(config.server.max_embed_concurrency.max(1)),
         config,
         chat,
@@ -120,6 +132,7 @@ pub fn app(state: SharedState) -> Router {
         .route("/v1/chat/completions", post(crate::chat::chat_completions))
         .route("/v1/completions", post(crate::endpoints::completions))
         .route("/v1/embeddings", post(crate::endpoints::embeddings))
+        .route("/v1/classify", post(crate::tasks_api::classify))
         .route("/v1/models", get(crate::endpoints::models))
         .route("/healthz", get(crate::endpoints::healthz))
         .route("/metrics", get(crate::endpoints::metrics))

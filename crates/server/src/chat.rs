@@ -170,6 +170,13 @@ async fn handle(
     };
     let target = outcome.as_ref().map(|o| o.served.clone()).unwrap_or_else(|| req.model.clone());
     caller.check_model(&target)?;
+    if let Some(name) = target.strip_prefix("docs:") {
+        let (served, decision, body) = crate::tasks_api::docs_chat(st, name, &req, acct).await?;
+        if stream {
+            return Ok(Reply::Stream { served, decision: Some(decision), stream: replay(body), include_usage: include_usage(&req), accounted: true });
+        }
+        return Ok(Reply::Full { served, decision: Some(decision), body });
+    }
     st.chat_model(&target)?;
 
     if let Some(o) = outcome.as_ref().filter(|o| o.cascade.is_some()) {
@@ -198,6 +205,16 @@ fn chain(st: &SharedState, first: &str) -> Result<Vec<(String, ChatModel)>, ApiE
         }
     }
     Ok(out)
+}
+
+/// [`call_full`] for other modules of the server (document answers escalated upstream).
+pub(crate) async fn call_full_pub(
+    st: &SharedState,
+    first: &str,
+    req: &ChatCompletionRequest,
+    acct: &mut Accounting,
+) -> Result<(String, ChatCompletionResponse), ApiError> {
+    call_full(st, first, req, acct).await
 }
 
 /// Calls `first` (falling back along its chain) and returns the whole answer.

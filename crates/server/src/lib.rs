@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod reqlog;
 pub mod routing;
 pub mod state;
+pub mod tasks_api;
 pub mod upstream;
 
 pub use app::{app, build_state, log_path, serve, ServeError};

@@ -68,6 +68,8 @@ pub struct AppState {
     pub chat: BTreeMap<String, ChatModel>,
     /// The embedding model, if configured.
     pub embed: Option<EmbedModel>,
+    /// Classifiers and document collections, opened on first use.
+    pub tasks: crate::tasks_api::TaskModels,
     /// The router for `auto`.
     pub router: AutoRouter,
     /// API keys.

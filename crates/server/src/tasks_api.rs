@@ -1,0 +1,214 @@
+//! Task small models in the gateway: `POST /v1/classify` over trained classifiers, and
+//! `model: "docs:NAME"` chat completions answered from a document collection with citations —
+//! escalated to the strongest upstream, with the retrieved passages as context, when the collection's
+//! answer is unsure.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use parking_lot::Mutex;
+use rightmodel_core::wire::{ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, Usage};
+use rightmodel_core::{ApiError, Embedder, ErrorKind};
+use rightmodel_docs::Collection;
+use rightmodel_tasks::Classifier;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::accounting::Accounting;
+use crate::chat::{decorate, now_secs};
+use crate::http_error::{json_rejection, HttpError};
+use crate::state::{AppState, ChatModel, SharedState};
+
+/// Loaded classifiers and collections, opened on first use and kept.
+#[derive(Default)]
+pub struct TaskModels {
+    classifiers: Mutex<HashMap<String, Arc<Classifier>>>,
+    collections: Mutex<HashMap<String, Arc<Collection>>>,
+    /// Configured locations (`[[classifier]]`, `[[docs]]` with a `path`).
+    pub paths: HashMap<String, PathBuf>,
+}
+
+fn embedder(st: &AppState) -> Result<Arc<rightmodel_infer::MiniLm>, ApiError> {
+    st.embed
+        .as_ref()
+        .map(|e| e.model.clone())
+        .ok_or_else(|| ApiError::new(ErrorKind::Unavailable, "No [embedding] model is configured; task models need it."))
+}
+
+impl TaskModels {
+    fn classifier(&self, name: &str) -> Result<Arc<Classifier>, ApiError> {
+        if let Some(c) = self.classifiers.lock().get(name) {
+            return Ok(c.clone());
+        }
+        let dir = match self.paths.get(&format!("classifier:{name}")) {
+            Some(p) => p.clone(),
+            None => rightmodel_tasks::registry::resolve(name).map_err(|_| ApiError::model_not_found(name))?,
+        };
+        let c = Arc::new(Classifier::load(&dir).map_err(|e| ApiError::internal(e.to_string()))?);
+        self.classifiers.lock().insert(name.to_string(), c.clone());
+        Ok(c)
+    }
+
+    fn collection(&self, name: &str) -> Result<Arc<Collection>, ApiError> {
+        if let Some(c) = self.collections.lock().get(name) {
+            return Ok(c.clone());
+        }
+        let dir = match self.paths.get(&format!("docs:{name}")) {
+            Some(p) => p.clone(),
+            None => rightmodel_docs::catalog::collection_dir(&rightmodel_docs::catalog::collections_root(), name)
+                .map_err(|_| ApiError::model_not_found(&format!("docs:{name}")))?,
+        };
+        if !dir.exists() {
+            return Err(ApiError::model_not_found(&format!("docs:{name}")));
+        }
+        let c = Arc::new(Collection::open(&dir).map_err(|e| ApiError::internal(e.to_string()))?);
+        self.collections.lock().insert(name.to_string(), c.clone());
+        Ok(c)
+    }
+}
+
+/// Input of `POST /v1/classify`.
+#[derive(Debug, Deserialize)]
+pub struct ClassifyRequest {
+    /// Classifier name.
+    pub model: String,
+    /// One text or several.
+    pub input: Value,
+    /// Add token attributions and nearest training examples.
+    #[serde(default)]
+    pub explain: bool,
+}
+
+/// `POST /v1/classify`: `{"model", "input": [...], "explain": bool}` → one prediction per text.
+pub async fn classify(
+    State(st): State<SharedState>,
+    headers: HeaderMap,
+    body: Result<Json<ClassifyRequest>, JsonRejection>,
+) -> Response {
+    let mut acct = Accounting::new(st.clone(), "/v1/classify");
+    let id = acct.id().to_string();
+    let result = async {
+        let caller = st.auth.authenticate(&headers)?;
+        acct.set_caller(caller.clone());
+        let Json(req) = body.map_err(json_rejection)?;
+        acct.set_requested(&req.model);
+        caller.check_model(&req.model)?;
+        let texts: Vec<String> = match &req.input {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(a) => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| ApiError::invalid("input", "`input` must be strings.")))
+                .collect::<Result<_, _>>()?,
+            _ => return Err(ApiError::invalid("input", "`input` must be a string or a list of strings.")),
+        };
+        if texts.is_empty() || texts.iter().any(|t| t.trim().is_empty()) {
+            return Err(ApiError::invalid("input", "`input` must hold non-empty texts."));
+        }
+        if texts.len() > 2048 {
+            return Err(ApiError::invalid("input", "At most 2048 texts per request."));
+        }
+        let clf = st.tasks.classifier(&req.model)?;
+        acct.set_served(&req.model, Default::default());
+        let emb = embedder(&st)?;
+        let explain = req.explain;
+        let preds = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            clf.predict(emb.as_ref(), &refs, explain)
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::invalid("input", e.to_string()))?;
+        Ok(json!({"object": "list", "model": req.model, "data": preds}))
+    }
+    .await;
+    match result {
+        Ok(v) => {
+            let served = v["model"].as_str().unwrap_or_default().to_string();
+            let mut resp = Json(v).into_response();
+            decorate(&mut resp, &served, None, &id);
+            acct.finish(200, None);
+            resp
+        }
+        Err(e) => {
+            acct.finish(e.kind.status(), Some(e.message.clone()));
+            HttpError(e).into_response()
+        }
+    }
+}
+
+/// The strongest upstream (highest tier), for escalating unsure document answers.
+fn strongest_upstream(st: &AppState) -> Option<String> {
+    st.chat
+        .iter()
+        .filter_map(|(n, m)| match m {
+            ChatModel::Upstream(u) => Some((n.clone(), u.config.tier)),
+            ChatModel::Local(_) => None,
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|x| x.0)
+}
+
+/// Answers a `docs:NAME` chat request: the last user message is the question.
+pub async fn docs_chat(st: &SharedState, name: &str, req: &ChatCompletionRequest, acct: &mut Accounting) -> Result<(String, Value, ChatCompletionResponse), ApiError> {
+    let question = req
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map(ChatMessage::text)
+        .filter(|q| !q.trim().is_empty())
+        .ok_or_else(|| ApiError::invalid("messages", "A `docs:` model needs a user message with the question."))?;
+    let coll = st.tasks.collection(name)?;
+    let emb = embedder(st)?;
+    let q = question.clone();
+    let answer = tokio::task::spawn_blocking(move || coll.ask(emb.as_ref(), &q, 5))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let model_name = format!("docs:{name}");
+    acct.set_served(&model_name, Default::default());
+    let citations = serde_json::to_value(&answer.citations).unwrap_or(Value::Null);
+    let min_conf = st.config.route.min_confidence;
+    let escalate = (answer.confidence < min_conf).then(|| strongest_upstream(st)).flatten();
+    let mut decision = json!({"served": model_name, "reason": "docs_confident", "confidence": answer.confidence, "min_confidence": min_conf});
+    if let Some(large) = escalate {
+        decision["served"] = json!(large);
+        decision["reason"] = json!("docs_low_confidence_escalated");
+        acct.set_decision("docs_low_confidence_escalated", &decision);
+        let mut up = req.clone();
+        up.model = large.clone();
+        up.rightmodel = None;
+        up.messages = vec![ChatMessage::new("user", answer.context_prompt(&question))];
+        let (served, mut body) = crate::chat::call_full_pub(st, &large, &up, acct).await?;
+        body.rightmodel = Some(json!({"decision": decision, "citations": citations}));
+        return Ok((served, decision, body));
+    }
+    acct.set_decision("docs_confident", &decision);
+    let mut text = answer.answer.clone();
+    for (i, c) in answer.citations.iter().take(3).enumerate() {
+        let file = std::path::Path::new(&c.file).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        text.push_str(&format!("\n[{}] {file}:{}-{}", i + 1, c.start, c.end));
+    }
+    let usage = Usage::new(emb_tokens(st, &question), 0);
+    let body = ChatCompletionResponse {
+        id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+        object: "chat.completion".into(),
+        created: now_secs(),
+        model: model_name.clone(),
+        choices: vec![ChatChoice { index: 0, message: ChatMessage::new("assistant", text), finish_reason: Some("stop".into()), logprobs: None }],
+        usage: Some(usage),
+        system_fingerprint: None,
+        rightmodel: Some(json!({"decision": decision, "citations": citations, "confidence": answer.confidence, "sentence": answer.sentence})),
+    };
+    Ok((model_name, decision, body))
+}
+
+fn emb_tokens(st: &AppState, text: &str) -> u64 {
+    st.embed.as_ref().map(|e| e.model.count_tokens(text) as u64).unwrap_or(0)
+}

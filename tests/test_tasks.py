@@ -1,0 +1,74 @@
+"""Task small models through the gateway: a classifier trained by the CLI served on /v1/classify,
+and a document collection answering `docs:NAME` chat requests with citations."""
+import json
+import os
+import pathlib
+import subprocess
+
+import openai
+
+from conftest import BIN, LOCAL, Server, request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_classifier_trained_by_cli_is_served(tmp_path):
+    home = tmp_path / "home"
+    env = dict(os.environ, RIGHTMODEL_HOME=str(home))
+    # Reuse the pulled models: point the fresh home's store at the real one.
+    real_models = pathlib.Path(os.environ.get("RIGHTMODEL_HOME", pathlib.Path.home() / ".cache" / "rightmodel")) / "models"
+    home.mkdir()
+    (home / "models").symlink_to(real_models)
+    data = ROOT / "crates" / "tasks" / "tests" / "fixtures" / "sentiment.csv"
+    r = subprocess.run([str(BIN), "train", "classify", "--data", str(data), "--text-col", "text", "--label-col", "label",
+                        "--name", "sentiment", "--valid-split", "0.25"], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    s = Server(tmp_path, LOCAL, "clf", env={"RIGHTMODEL_HOME": str(home)})
+    try:
+        status, headers, body = request(s.base, "POST", "/v1/classify",
+                                        body={"model": "sentiment", "input": ["I loved it, wonderful!", "Terrible and boring."], "explain": True})
+        assert status == 200, body
+        data = json.loads(body)["data"]
+        assert len(data) == 2
+        for p in data:
+            assert set(p) >= {"label", "confidence", "probs", "in_domain", "explanation"}
+            assert 0 <= p["in_domain"] <= 1
+        status, _, body = request(s.base, "POST", "/v1/classify", body={"model": "nope", "input": ["x"]})
+        assert status == 404
+        status, _, body = request(s.base, "POST", "/v1/classify", body={"model": "sentiment", "input": []})
+        assert status == 400
+    finally:
+        s.stop()
+
+
+def test_docs_model_answers_with_citations(tmp_path):
+    home = tmp_path / "home"
+    env = dict(os.environ, RIGHTMODEL_HOME=str(home))
+    real_models = pathlib.Path(os.environ.get("RIGHTMODEL_HOME", pathlib.Path.home() / ".cache" / "rightmodel")) / "models"
+    home.mkdir()
+    (home / "models").symlink_to(real_models)
+    docs = ROOT / "crates" / "docs" / "tests" / "fixtures" / "docs"
+    r = subprocess.run([str(BIN), "docs", "add", "handbook", str(docs)], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    s = Server(tmp_path, LOCAL, "docs", env={"RIGHTMODEL_HOME": str(home)})
+    try:
+        c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
+        raw = c.chat.completions.with_raw_response.create(
+            model="docs:handbook", messages=[{"role": "user", "content": "When was the museum founded?"}])
+        body = raw.parse()
+        assert raw.headers["x-rightmodel-model"] == "docs:handbook"
+        extra = body.model_extra["rightmodel"]
+        assert extra["citations"], extra
+        assert "1852" in body.choices[0].message.content
+        cit = extra["citations"][0]
+        text = pathlib.Path(cit["file"]).read_text()
+        assert cit["file"].endswith("museum.txt")
+        assert text[cit["start"]:cit["end"]] == cit["text"]
+        with_missing = c.chat.completions.with_raw_response
+        try:
+            with_missing.create(model="docs:missing", messages=[{"role": "user", "content": "x"}])
+            assert False, "expected 404"
+        except openai.NotFoundError:
+            pass
+    finally:
+        s.stop()
