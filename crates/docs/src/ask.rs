@@ -128,22 +128,23 @@ impl Collection {
         if let Some(e) = idf_err {
             return Err(e);
         }
-        let bm25 = if params.mode == RetrievalMode::Dense { Vec::new() } else { lexical.search(&searcher, &info.terms, params.candidates)? };
+        let allowed = |r: usize| params.exclude_files.is_empty() || !params.exclude_files.contains(&self.snap.passages[r].file);
+        let mut bm25 = if params.mode == RetrievalMode::Dense { Vec::new() } else { lexical.search(&searcher, &info.terms, params.candidates)? };
+        bm25.retain(|h| allowed(h.0));
         let input = RankInput {
             bm25: &bm25,
             q_vec: if params.mode == RetrievalMode::Lexical { &[] } else { q_vec },
             passage_vecs: &self.snap.passage_vecs,
             sentence_vecs: &self.snap.sentence_vecs,
             sentence_rows: &self.sentence_rows,
+            allowed: &allowed,
         };
         let ranked = rank(&input, params, depth.max(2));
-        let top_files: Vec<(&str, f32)> = ranked.iter().take(scored).map(|p| (self.snap.passages[p.row].file.as_str(), p.fused)).collect();
         let ev_input = EvidenceInput {
             question: &info,
             q_vec,
             sentence_vecs: &self.snap.sentence_vecs,
             top_fused: ranked.first().map_or(0.0, |p| p.fused),
-            top_files: &top_files,
         };
         let evidence = ranked
             .iter()

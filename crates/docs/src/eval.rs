@@ -9,7 +9,12 @@ use rightmodel_core::Embedder;
 use serde::{Deserialize, Serialize};
 
 use crate::answer::Answer;
+use crate::extract::{span_candidates, N_SPAN};
+use crate::features::N_FEATURES;
 use crate::ranker::Group;
+use crate::squad::normalize_answer;
+use crate::split::split_sentences;
+use crate::terms::Terms;
 use crate::dense::Matrix;
 use crate::params::AskParams;
 use crate::squad::{contains_answer, exact_match, f1, SquadFile};
@@ -129,6 +134,37 @@ pub fn score_answer(answer: &Answer, q: &EvalQuestion, article_path: &str, ms: f
     }
 }
 
+/// Training groups for the span extractor from questions `which`: for every sentence of the
+/// question's paragraph that contains a gold answer, its candidate spans, positive when equal to a gold
+/// answer after SQuAD normalisation. Sentences without a positive candidate are left out.
+pub fn span_groups(corpus: &EvalCorpus, which: &[usize]) -> Vec<Group<N_SPAN>> {
+    let mut analyzer = Terms::default();
+    let mut groups = Vec::new();
+    for &i in which {
+        let q = &corpus.questions[i];
+        let text = &corpus.articles[q.article].1;
+        let paragraph: String = text.chars().skip(q.paragraph.0).take(q.paragraph.1 - q.paragraph.0).collect();
+        let golds: Vec<String> = q.golds.iter().map(|g| normalize_answer(g)).collect();
+        for r in split_sentences(&paragraph, 0..paragraph.len()) {
+            let sentence = &paragraph[r];
+            if !contains_answer(sentence, &q.golds) {
+                continue;
+            }
+            let g: Group<N_SPAN> = span_candidates(&q.question, sentence, &mut analyzer)
+                .into_iter()
+                .map(|c| {
+                    let hit = golds.contains(&normalize_answer(&sentence[c.range]));
+                    (c.features, hit, hit)
+                })
+                .collect();
+            if g.iter().any(|c| c.1) {
+                groups.push(g);
+            }
+        }
+    }
+    groups
+}
+
 /// Aggregate metrics (the keys of `eval docs --json`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Metrics {
@@ -222,7 +258,7 @@ impl EvalSet<'_> {
     /// Training groups for the sentence ranker from questions `which`: every candidate sentence of the
     /// first `params.rerank_depth` passages, positive when it lies in the question's paragraph and
     /// contains a gold answer.
-    pub fn ranker_groups(&self, which: &[usize], q_vecs: &Matrix, params: &AskParams) -> Result<Vec<Group>, DocsError> {
+    pub fn ranker_groups(&self, which: &[usize], q_vecs: &Matrix, params: &AskParams) -> Result<Vec<Group<N_FEATURES>>, DocsError> {
         let mut groups = Vec::new();
         for &i in which {
             let q = &self.corpus.questions[i];

@@ -1,10 +1,14 @@
-//! A heuristic answer-span extractor inside the chosen sentence.
+//! The answer span inside the chosen sentence: a learned linear scorer over candidate spans.
 //!
-//! No reading-comprehension model runs here (none is shipped), so the span comes from rules: the question
-//! word gives an expected answer type (number, date, person, place, reason or other), the sentence is cut
-//! into candidate spans (number/date runs, capitalised name runs, content-word chunks) that avoid words
-//! of the question, and each candidate scores by type fit, closeness to the question's words in the
-//! sentence and length. This recovers short factual answers; descriptive answers stay approximate.
+//! No reading-comprehension model is shipped, so spans are scored from surface features: the question
+//! word gives an expected answer type (number, date, person, place, reason or other), crossed with what
+//! the span looks like (digits, a year, a month, capitalised words); plus whether the span repeats the
+//! question, how close it is to the question's words in the sentence, its length, and its boundaries
+//! (after a preposition, before a comma, a whole name or number run). Candidates are all spans of up to
+//! [`MAX_SPAN`] words that neither start nor end with a stop-word. The weights are fitted with
+//! `rightmodel eval docs --fit-extractor` (listwise, on the tuning articles: positives are spans equal to
+//! a gold answer after SQuAD normalisation). Short factual answers come out well; descriptive answers
+//! ("why", "how") stay approximate.
 
 use std::ops::Range;
 
@@ -50,14 +54,14 @@ const STARTERS: &[&str] = &[
     "from", "with", "as", "after", "before", "during", "while", "when", "where", "if", "the", "a", "an",
     "both", "each", "other", "under", "over", "also", "thus", "then", "now", "once", "initially", "finally",
 ];
-const LOCATION_PREPOSITIONS: &[&str] = &["in", "at", "from", "near", "to", "into", "across", "throughout"];
-const REASON_CUES: &[&str] = &["because", "due", "since", "so", "to", "for", "as"];
+const PREPOSITIONS: &[&str] = &["in", "at", "from", "near", "to", "into", "across", "throughout", "on", "by", "of", "for", "with", "as", "than", "about", "over", "after", "before", "since", "during"];
+const REASON_CUES: &[&str] = &["because", "due", "since", "so", "to", "for", "as", "order"];
 
 /// The expected answer type of `question`.
 pub fn answer_type(question: &str) -> AnswerType {
     let q = format!(" {} ", question.to_lowercase().replace(['?', ',', '.'], " "));
     let has = |s: &str| q.contains(s);
-    if has(" how many ") || has(" how much ") || has(" what percentage ") || has(" what percent ")
+    if has(" how many ") || has(" how much ") || has(" percentage ") || has(" percent ")
         || has(" how long ") || has(" how old ") || has(" how far ") || has(" how large ") || has(" how big ")
         || has(" how tall ") || has(" how high ") || has(" how often ") || has(" what number ")
         || has(" what amount ") || has(" how fast ")
@@ -109,23 +113,34 @@ pub fn has_answer_type(qtype: AnswerType, sentence: &str, question_words: &[Stri
     }
 }
 
+/// Longest candidate span, in words.
+pub const MAX_SPAN: usize = 7;
+/// Number of span features.
+pub const N_SPAN: usize = 6 * 7 + 22;
+
+/// Span-scorer weights in [`span_features`] order: answer type x span property (6 x 7), then the
+/// generic features.
+pub const SPAN_WEIGHTS: [f32; N_SPAN] = [3.3691995, -1.3138585, -2.514295, 1.3926904, -3.148535, 1.7745832, 0.82878596, 0.15979981, 3.1086888, 1.6043018, 1.2309391, -1.7355319, 0.09370139, -0.47966173, -0.07938403, -0.38833568, -3.6159616, 1.8742865, 1.2407707, -1.6941565, 0.3039333, 0.39953178, -1.3095872, -7.74479, 2.6994004, -0.58747786, -3.7523224, -0.54773295, -4.0980864, -4.0980864, -4.8551207, -3.108378, -4.873571, -5.8810105, -0.56601244, -0.28675836, -1.8241087, -2.9155831, 0.85015744, 0.31488463, -1.1396269, 0.024544839, -1.1608646, -1.0275578, -3.1334107, -0.20664395, 0.08316374, 0.6518066, 0.014163101, 0.68242764, 0.45552403, -0.5706309, 0.71282166, 0.9921406, 0.996777, 0.38579336, 1.2061778, 1.3715525, 2.532955, 0.4940571, -0.7638692, -0.64943904, 0.22786526, -0.41102487];
+
 /// A word of the sentence.
 struct Token<'a> {
     /// Byte range in the sentence (punctuation around the word excluded).
     range: Range<usize>,
     text: &'a str,
     lower: String,
-    /// Followed directly by a comma, semicolon, colon, parenthesis or quote (a span should not cross it).
+    /// Followed directly by a comma, semicolon, colon, bracket, quote or full stop.
     breaks_after: bool,
     in_question: bool,
     stop: bool,
     capitalised: bool,
-    numeric: bool,
+    digit: bool,
+    number_word: bool,
+    year: bool,
     date_word: bool,
 }
 
-fn tokenize<'a>(sentence: &'a str, question_terms: &[String], question_words: &[String], analyzer: &mut Terms) -> Vec<Token<'a>> {
-    let mut out = Vec::new();
+fn tokenize<'a>(sentence: &'a str, question: &QuestionWords, analyzer: &mut Terms) -> Vec<Token<'a>> {
+    let mut out: Vec<Token<'a>> = Vec::new();
     let mut pos = 0;
     for raw in sentence.split_inclusive(char::is_whitespace) {
         let start = pos;
@@ -135,24 +150,30 @@ fn tokenize<'a>(sentence: &'a str, question_terms: &[String], question_words: &[
         let core = word[lead..].trim_end_matches(|c: char| !c.is_alphanumeric() && c != '%');
         if core.is_empty() {
             if let Some(prev) = out.last_mut() {
-                let prev: &mut Token = prev;
                 prev.breaks_after = true;
             }
             continue;
         }
         let tail = &word[lead + core.len()..];
+        if lead > 0 && word[..lead].chars().any(|c| matches!(c, '(' | '"' | '“' | '[')) {
+            if let Some(prev) = out.last_mut() {
+                prev.breaks_after = true;
+            }
+        }
         let lower = core.to_lowercase();
         let stems = analyzer.terms(core);
-        let in_question = question_words.contains(&lower) || (!stems.is_empty() && stems.iter().all(|s| question_terms.contains(s)));
-        let first = core.chars().next().unwrap_or(' ');
+        let in_question = question.words.contains(&lower) || (!stems.is_empty() && stems.iter().all(|s| question.terms.contains(s)));
+        let digits = core.chars().filter(char::is_ascii_digit).count();
         out.push(Token {
             range: start + lead..start + lead + core.len(),
             text: core,
-            breaks_after: tail.chars().any(|c| matches!(c, ',' | ';' | ':' | ')' | '(' | '"' | '”' | '.' | '!' | '?')),
+            breaks_after: tail.chars().any(|c| matches!(c, ',' | ';' | ':' | ')' | '(' | '"' | '”' | '.' | '!' | '?' | ']')),
             in_question,
             stop: is_stop_word(&lower),
-            capitalised: first.is_uppercase(),
-            numeric: core.chars().any(|c| c.is_ascii_digit()) || NUMBER_WORDS.contains(&lower.as_str()) || core.starts_with('$'),
+            capitalised: core.chars().next().is_some_and(char::is_uppercase),
+            digit: digits > 0 || core.starts_with('$'),
+            number_word: NUMBER_WORDS.contains(&lower.as_str()),
+            year: (digits == 4 && core.len() <= 5) || (digits == 4 && core.ends_with('s')),
             date_word: DATE_WORDS.contains(&lower.as_str()),
             lower,
         });
@@ -165,132 +186,147 @@ fn tokenize<'a>(sentence: &'a str, question_terms: &[String], question_words: &[
     out
 }
 
-/// A candidate span: token index range and its kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Numeric,
-    Name,
-    Chunk,
-    Clause,
+/// The question's words and terms, for telling which sentence words repeat it.
+struct QuestionWords {
+    words: Vec<String>,
+    terms: Vec<String>,
+    focus: Option<String>,
+    qtype: AnswerType,
 }
 
-/// The answer span inside `sentence` for `question`, as a byte range of `sentence`, or `None` when no
-/// candidate stands out (callers then answer with the sentence).
-pub fn extract(question: &str, sentence: &str, analyzer: &mut Terms) -> Option<Range<usize>> {
-    let qtype = answer_type(question);
-    let question_terms = analyzer.unique_terms(question);
-    let question_words: Vec<String> = question
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty() && !is_stop_word(w))
-        .map(str::to_lowercase)
-        .collect();
-    let tokens = tokenize(sentence, &question_terms, &question_words, analyzer);
-    if tokens.is_empty() {
-        return None;
+impl QuestionWords {
+    fn new(question: &str, analyzer: &mut Terms) -> Self {
+        QuestionWords {
+            words: question.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty() && !is_stop_word(w)).map(str::to_lowercase).collect(),
+            terms: analyzer.unique_terms(question),
+            focus: focus_word(question, analyzer),
+            qtype: answer_type(question),
+        }
     }
+}
+
+/// A candidate answer span and its features.
+#[derive(Debug, Clone)]
+pub struct SpanCandidate {
+    /// Byte range in the sentence.
+    pub range: Range<usize>,
+    /// Features in [`SPAN_WEIGHTS`] order.
+    pub features: [f32; N_SPAN],
+}
+
+/// All candidate spans of `sentence` for `question` with their features.
+pub fn span_candidates(question: &str, sentence: &str, analyzer: &mut Terms) -> Vec<SpanCandidate> {
+    let q = QuestionWords::new(question, analyzer);
+    let tokens = tokenize(sentence, &q, analyzer);
     let anchors: Vec<usize> = tokens.iter().enumerate().filter(|(_, t)| t.in_question && !t.stop).map(|(i, _)| i).collect();
-    let mut cands = candidates(&tokens, qtype);
-    cands.retain(|(r, _)| !r.is_empty());
-    let focus = focus_word(question, analyzer);
-    let best = cands
-        .iter()
-        .map(|&(ref r, kind)| (r.clone(), score(&tokens, r.clone(), kind, qtype, &anchors, focus.as_deref(), analyzer)))
-        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.start.cmp(&a.0.start)))?;
-    let r = best.0;
-    Some(tokens[r.start].range.start..tokens[r.end - 1].range.end)
-}
-
-/// All candidate spans (token ranges) with their kind.
-fn candidates(tokens: &[Token<'_>], qtype: AnswerType) -> Vec<(Range<usize>, Kind)> {
+    let focus_at: Vec<usize> = match &q.focus {
+        Some(f) => tokens.iter().enumerate().filter(|(_, t)| analyzer.terms(t.text).iter().any(|x| x == f)).map(|(i, _)| i).collect(),
+        None => Vec::new(),
+    };
     let mut out = Vec::new();
-    let free = |t: &Token<'_>| !t.in_question;
-    // Number and date runs.
-    let mut i = 0;
-    while i < tokens.len() {
-        if free(&tokens[i]) && (tokens[i].numeric || (tokens[i].date_word && qtype == AnswerType::Date)) {
-            let start = i;
-            while i + 1 < tokens.len()
-                && !tokens[i].breaks_after_unless_year(&tokens[i + 1])
-                && free(&tokens[i + 1])
-                && (tokens[i + 1].numeric || tokens[i + 1].date_word)
-            {
-                i += 1;
-            }
-            // "300 people": take the unit word too.
-            let mut end = i + 1;
-            if end < tokens.len() && !tokens[i].breaks_after && free(&tokens[end]) && !tokens[end].stop && !tokens[end].capitalised && qtype == AnswerType::Number {
-                end += 1;
-            }
-            out.push((start..i + 1, Kind::Numeric));
-            if end > i + 1 {
-                out.push((start..end, Kind::Numeric));
-            }
+    for start in 0..tokens.len() {
+        if tokens[start].stop {
+            continue;
         }
-        i += 1;
-    }
-    // Capitalised runs, allowing joiners inside ("Bank of England").
-    let mut i = 0;
-    while i < tokens.len() {
-        if free(&tokens[i]) && tokens[i].capitalised {
-            let start = i;
-            let mut end = i + 1;
-            let mut j = i;
-            while j + 1 < tokens.len() && !tokens[j].breaks_after {
-                let n = &tokens[j + 1];
-                if free(n) && n.capitalised {
-                    j += 1;
-                    end = j + 1;
-                } else if NAME_JOINERS.contains(&n.lower.as_str()) && !n.breaks_after && j + 2 < tokens.len() && tokens[j + 2].capitalised && free(&tokens[j + 2]) {
-                    j += 1;
-                } else {
-                    break;
-                }
+        for end in start + 1..=(start + MAX_SPAN).min(tokens.len()) {
+            if end > start + 1 && tokens[end - 2].breaks_after && !joins_number(&tokens[end - 2], &tokens[end - 1]) {
+                break;
             }
-            out.push((start..end, Kind::Name));
-            i = end;
-        } else {
-            i += 1;
-        }
-    }
-    // Content-word chunks.
-    let mut i = 0;
-    while i < tokens.len() {
-        if free(&tokens[i]) && !tokens[i].stop {
-            let start = i;
-            while i + 1 < tokens.len() && !tokens[i].breaks_after && free(&tokens[i + 1]) && !tokens[i + 1].stop {
-                i += 1;
+            let last = &tokens[end - 1];
+            if last.stop {
+                continue;
             }
-            out.push((start..i + 1, Kind::Chunk));
-        }
-        i += 1;
-    }
-    // Reasons: the clause after a cue word.
-    if qtype == AnswerType::Reason {
-        for (k, t) in tokens.iter().enumerate() {
-            if REASON_CUES.contains(&t.lower.as_str()) && !t.in_question {
-                let mut start = k + 1;
-                if t.lower == "due" && tokens.get(start).is_some_and(|n| n.lower == "to") {
-                    start += 1;
-                }
-                let mut end = start;
-                while end < tokens.len() && end - start < 12 {
-                    end += 1;
-                    if tokens[end - 1].breaks_after {
-                        break;
-                    }
-                }
-                out.push((start..end, Kind::Clause));
+            let span = &tokens[start..end];
+            if span.iter().all(|t| t.in_question) {
+                continue;
             }
+            out.push(SpanCandidate {
+                range: tokens[start].range.start..last.range.end,
+                features: span_features(&tokens, start..end, &q, &anchors, &focus_at),
+            });
         }
     }
     out
 }
 
-impl Token<'_> {
-    /// Whether the punctuation after this token ends a number run ("3, 1990" stays together).
-    fn breaks_after_unless_year(&self, next: &Token<'_>) -> bool {
-        self.breaks_after && !(next.text.len() == 4 && next.text.chars().all(|c| c.is_ascii_digit()))
-    }
+/// "3, 1990": a comma inside a date does not end a span.
+fn joins_number(a: &Token<'_>, b: &Token<'_>) -> bool {
+    a.digit && b.year
+}
+
+fn span_features(tokens: &[Token<'_>], r: Range<usize>, q: &QuestionWords, anchors: &[usize], focus_at: &[usize]) -> [f32; N_SPAN] {
+    let span = &tokens[r.clone()];
+    let n = span.len();
+    let f = |b: bool| if b { 1.0 } else { 0.0 };
+    let props = [
+        f(span.iter().any(|t| t.digit)),
+        f(span.iter().any(|t| t.year)),
+        f(span.iter().any(|t| t.date_word)),
+        f(span.iter().all(|t| t.capitalised || NAME_JOINERS.contains(&t.lower.as_str()))),
+        f(span[0].capitalised),
+        f(span.iter().any(|t| t.number_word)),
+        f(span.iter().all(|t| !t.capitalised && !t.digit)),
+    ];
+    let qi = match q.qtype {
+        AnswerType::Number => 0,
+        AnswerType::Date => 1,
+        AnswerType::Person => 2,
+        AnswerType::Location => 3,
+        AnswerType::Reason => 4,
+        AnswerType::Other => 5,
+    };
+    let mut x = [0.0f32; N_SPAN];
+    x[qi * 7..qi * 7 + 7].copy_from_slice(&props);
+    let in_q = span.iter().filter(|t| t.in_question).count() as f32 / n as f32;
+    let dist = anchors
+        .iter()
+        .map(|&a| if a < r.start { r.start - a } else if a >= r.end { a + 1 - r.end } else { 0 })
+        .min()
+        .unwrap_or(10);
+    let before = r.start.checked_sub(1).map(|i| &tokens[i]);
+    let after = tokens.get(r.end);
+    let maximal = |ok: &dyn Fn(&Token<'_>) -> bool| {
+        span.iter().all(|t| ok(t)) && before.is_none_or(|b| !ok(b) || b.breaks_after) && after.is_none_or(|a| !ok(a) || span[n - 1].breaks_after)
+    };
+    let g = [
+        in_q,
+        f(in_q > 0.0),
+        (dist.min(10) as f32) / 10.0,
+        f(r.start > 0 && anchors.contains(&(r.start - 1))),
+        f(anchors.contains(&r.end)),
+        f(anchors.first().is_some_and(|&a| a < r.start)),
+        f(n == 1),
+        f(n == 2),
+        f(n == 3),
+        f(n >= 4),
+        f(before.is_some_and(|b| PREPOSITIONS.contains(&b.lower.as_str()))),
+        f(before.is_some_and(|b| matches!(b.lower.as_str(), "the" | "a" | "an"))),
+        f(span[n - 1].breaks_after || after.is_none()),
+        f(before.is_none_or(|b| b.breaks_after)),
+        f(focus_at.iter().any(|&i| i + 1 == r.start || i == r.end)),
+        f(maximal(&|t| t.capitalised || NAME_JOINERS.contains(&t.lower.as_str()))),
+        f(maximal(&|t| t.digit || t.number_word || t.date_word)),
+        f(maximal(&|t| !t.stop)),
+        f(span[..n - 1].iter().any(|t| t.breaks_after)),
+        r.start as f32 / tokens.len() as f32,
+        f(span.iter().any(|t| t.lower == "and")),
+        f(before.is_some_and(|b| REASON_CUES.contains(&b.lower.as_str()))),
+    ];
+    x[42..].copy_from_slice(&g);
+    x
+}
+
+/// The answer span inside `sentence` for `question`, as a byte range of `sentence`, or `None` when the
+/// sentence has no candidate (callers then answer with the sentence).
+pub fn extract(question: &str, sentence: &str, analyzer: &mut Terms) -> Option<Range<usize>> {
+    span_candidates(question, sentence, analyzer)
+        .into_iter()
+        .map(|c| {
+            let s: f32 = SPAN_WEIGHTS.iter().zip(&c.features).map(|(w, x)| w * x).sum();
+            (c.range, s)
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.start.cmp(&a.0.start)))
+        .map(|(r, _)| r)
 }
 
 /// The noun right after "what"/"which" ("what cycle ..." gives "cycle"), stemmed.
@@ -298,44 +334,6 @@ fn focus_word(question: &str, analyzer: &mut Terms) -> Option<String> {
     let words: Vec<&str> = question.split_whitespace().collect();
     let at = words.iter().position(|w| matches!(w.to_lowercase().trim_matches(|c: char| !c.is_alphanumeric()), "what" | "which"))?;
     words[at + 1..].iter().take(3).find_map(|w| analyzer.terms(w).into_iter().next())
-}
-
-fn score(tokens: &[Token<'_>], r: Range<usize>, kind: Kind, qtype: AnswerType, anchors: &[usize], focus: Option<&str>, analyzer: &mut Terms) -> f32 {
-    let span = &tokens[r.clone()];
-    let has_digit = span.iter().any(|t| t.text.chars().any(|c| c.is_ascii_digit()));
-    let year_like = span.iter().any(|t| t.text.len() == 4 && t.text.chars().all(|c| c.is_ascii_digit()) || t.date_word);
-    let mut s = match (qtype, kind) {
-        (AnswerType::Number, Kind::Numeric) => 3.0 + if has_digit { 0.5 } else { 0.0 } - if year_like && !has_digit { 1.0 } else { 0.0 },
-        (AnswerType::Date, Kind::Numeric) => 2.0 + if year_like { 1.5 } else { 0.0 },
-        (AnswerType::Person, Kind::Name) => 3.0 + if span.len() > 1 { 0.5 } else { 0.0 },
-        (AnswerType::Location, Kind::Name) => {
-            let prep = r.start > 0 && LOCATION_PREPOSITIONS.contains(&tokens[r.start - 1].lower.as_str());
-            3.0 + if prep { 0.5 } else { 0.0 }
-        }
-        (AnswerType::Reason, Kind::Clause) => 3.0,
-        (AnswerType::Other, Kind::Name) => 1.6,
-        (AnswerType::Other, Kind::Numeric) => 1.2,
-        (AnswerType::Other, Kind::Chunk) => 1.0,
-        (_, Kind::Chunk) => 0.5,
-        (_, Kind::Name) => 0.4,
-        (_, _) => 0.2,
-    };
-    // Close to the question's words in the sentence.
-    let dist = anchors
-        .iter()
-        .map(|&a| if a < r.start { r.start - a } else if a >= r.end { a + 1 - r.end } else { 0 })
-        .min()
-        .unwrap_or(4);
-    s -= 0.15 * dist.min(10) as f32;
-    // Next to the question's focus noun ("the Rankine cycle" for "what cycle").
-    if let Some(f) = focus {
-        let mut next_to = |i: usize| tokens.get(i).is_some_and(|t| analyzer.terms(t.text).iter().any(|x| x == f));
-        if (r.start > 0 && next_to(r.start - 1)) || next_to(r.end) {
-            s += 0.8;
-        }
-    }
-    s -= 0.12 * span.len().saturating_sub(3) as f32;
-    s
 }
 
 #[cfg(test)]

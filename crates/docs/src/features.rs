@@ -16,7 +16,7 @@ use crate::store::StoredPassage;
 use crate::terms::Terms;
 
 /// Number of features in [`Evidence::to_array`].
-pub const N_FEATURES: usize = 19;
+pub const N_FEATURES: usize = 18;
 
 /// What is known about the question.
 pub struct QuestionInfo {
@@ -105,9 +105,6 @@ pub struct Evidence {
     pub lexical_rank: f32,
     /// `sentence_cosine * overlap`.
     pub cosine_overlap: f32,
-    /// Share of the first-stage score of the top passages that falls on this passage's file (a
-    /// document-level vote: the right document tends to have several good passages).
-    pub file_share: f32,
 }
 
 impl Evidence {
@@ -132,7 +129,6 @@ impl Evidence {
             self.length,
             self.lexical_rank,
             self.cosine_overlap,
-            self.file_share,
         ]
     }
 }
@@ -147,8 +143,6 @@ pub struct EvidenceInput<'a> {
     pub sentence_vecs: &'a Matrix,
     /// Best first-stage fused score of the question.
     pub top_fused: f32,
-    /// `(file, fused)` of the top passages, for the document-level vote.
-    pub top_files: &'a [(&'a str, f32)],
 }
 
 /// Evidence for every sentence of `passage`, whose first sentence vector is row `first_row` and whose
@@ -165,9 +159,6 @@ pub fn passage_evidence(input: &EvidenceInput<'_>, passage: &StoredPassage, firs
     let coverage = q.overlap(in_passage);
     let passage_rare_match = q.rare_match(in_passage);
     let lexical_rank = score.lexical_rank.map_or(0.0, |r| 1.0 / (1.0 + r as f32));
-    let total: f32 = input.top_files.iter().map(|f| f.1.max(0.0)).sum();
-    let mine: f32 = input.top_files.iter().filter(|f| f.0 == passage.file).map(|f| f.1.max(0.0)).sum();
-    let file_share = if total > 0.0 { mine / total } else { 0.0 };
     let passage_score = if input.top_fused > 0.0 { score.fused / input.top_fused } else { 0.0 };
     (0..texts.len())
         .map(|i| {
@@ -202,7 +193,6 @@ pub fn passage_evidence(input: &EvidenceInput<'_>, passage: &StoredPassage, firs
                 length: (ts.len() as f32 / 60.0).min(1.0),
                 lexical_rank,
                 cosine_overlap: cosines[i] * overlap,
-                file_share,
             }
         })
         .collect()

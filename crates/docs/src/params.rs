@@ -33,6 +33,8 @@ pub struct AskParams {
     pub rerank_depth: usize,
     /// Choose the answer sentence by term overlap alone (the BM25 baseline) instead of the ranker.
     pub lexical_sentences: bool,
+    /// Ignore the passages of these files (paths as stored), as if they were not in the collection.
+    pub exclude_files: Vec<String>,
 }
 
 impl Default for AskParams {
@@ -45,6 +47,7 @@ impl Default for AskParams {
             w_sentence: 1.0,
             rerank_depth: 20,
             lexical_sentences: false,
+            exclude_files: Vec::new(),
         }
     }
 }

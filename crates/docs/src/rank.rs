@@ -39,6 +39,8 @@ pub struct RankInput<'a> {
     pub sentence_vecs: &'a Matrix,
     /// `sentence_rows[r]..sentence_rows[r + 1]` are the sentence rows of passage `r`.
     pub sentence_rows: &'a [usize],
+    /// Whether row `r` may be returned (files excluded by the caller are not).
+    pub allowed: &'a dyn Fn(usize) -> bool,
 }
 
 /// Ranks passages for one question; returns the best `k` (fewer when fewer passages match), best first.
@@ -59,6 +61,7 @@ pub fn rank(input: &RankInput<'_>, params: &AskParams, k: usize) -> Vec<PassageS
     }
     cands.sort_unstable();
     cands.dedup();
+    cands.retain(|&r| (input.allowed)(r));
 
     let mut scored: Vec<PassageScore> = cands
         .into_iter()
@@ -110,7 +113,7 @@ mod tests {
         let rows = [0, 1, 2, 3];
         let q = [0.0, 1.0];
         let bm25 = [(0, 10.0), (1, 9.0)];
-        let input = RankInput { bm25: &bm25, q_vec: &q, passage_vecs: &pv, sentence_vecs: &sv, sentence_rows: &rows };
+        let input = RankInput { bm25: &bm25, q_vec: &q, passage_vecs: &pv, sentence_vecs: &sv, sentence_rows: &rows, allowed: &|_| true };
         let lex = rank(&input, &AskParams { mode: RetrievalMode::Lexical, ..AskParams::default() }, 3);
         assert_eq!(lex.iter().map(|s| s.row).collect::<Vec<_>>(), vec![0, 1]);
         let dense = rank(&input, &AskParams { mode: RetrievalMode::Dense, ..AskParams::default() }, 3);

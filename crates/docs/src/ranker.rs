@@ -14,9 +14,9 @@
 use crate::features::{Evidence, N_FEATURES};
 
 /// One weight per feature in [`Evidence::to_array`] order.
-pub const WEIGHTS: [f32; N_FEATURES] = [4.998518, 2.0014462, 1.8658094, 3.79484, 1.8077722, 0.0578705, 3.6868103, -2.670875, 0.5572815, 6.856233, 3.1395814, -0.13053921, 3.2877884, -0.11488949, 1.8710597, 0.2671568, 0.42918822, -0.33797306, 0.0];
+pub const WEIGHTS: [f32; N_FEATURES] = [4.875014, 1.8197173, 1.8672566, 3.7780232, 1.7801914, 0.08177415, 3.0562725, -2.1038845, 0.6795579, 6.9962096, 3.0190785, -0.07204653, 3.1294792, -0.10805197, 1.8744552, 0.26281717, 0.3911927, -0.056226593];
 /// Calibration `(a, b)`: probability = sigmoid(a * score + b).
-pub const CALIBRATION: (f32, f32) = (0.234333, -3.8163311);
+pub const CALIBRATION: (f32, f32) = (0.23690079, -3.8212764);
 
 /// The ranking score of `e` (higher is better).
 pub fn score(e: &Evidence) -> f32 {
@@ -25,6 +25,10 @@ pub fn score(e: &Evidence) -> f32 {
 
 /// The score under explicit weights.
 pub fn score_with(w: &[f32; N_FEATURES], x: &[f32; N_FEATURES]) -> f32 {
+    w.iter().zip(x).map(|(a, b)| a * b).sum()
+}
+
+fn dot_n<const N: usize>(w: &[f32; N], x: &[f32; N]) -> f32 {
     w.iter().zip(x).map(|(a, b)| a * b).sum()
 }
 
@@ -37,16 +41,15 @@ fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
 }
 
-/// Candidate sentences of one question: features, whether the sentence is a positive (right paragraph,
-/// contains an answer) and whether it contains an answer at all.
-pub type Group = Vec<([f32; N_FEATURES], bool, bool)>;
+/// Candidates of one question: features, whether the candidate is a positive, and (for sentences)
+/// whether it contains an answer at all (the calibration label).
+pub type Group<const N: usize> = Vec<([f32; N], bool, bool)>;
 
 /// Fits ranking weights (raw feature scale) by gradient descent on the listwise softmax loss
 /// `-log(sum over positives of exp(s) / sum over all of exp(s))`, on standardised features with a small
 /// L2 penalty. Groups without a positive are skipped.
-pub fn fit_listwise(groups: &[Group], iterations: usize) -> [f32; N_FEATURES] {
-    const N: usize = N_FEATURES;
-    let groups: Vec<&Group> = groups.iter().filter(|g| g.iter().any(|r| r.1)).collect();
+pub fn fit_listwise<const N: usize>(groups: &[Group<N>], iterations: usize) -> [f32; N] {
+    let groups: Vec<&Group<N>> = groups.iter().filter(|g| g.iter().any(|r| r.1)).collect();
     let all = groups.iter().flat_map(|g| g.iter());
     let count = all.clone().count().max(1) as f32;
     let mut mean = [0.0f32; N];
@@ -61,7 +64,7 @@ pub fn fit_listwise(groups: &[Group], iterations: usize) -> [f32; N_FEATURES] {
     for _ in 0..iterations {
         let mut grad = [0.0f32; N];
         for g in &z {
-            let s: Vec<f32> = g.iter().map(|(x, _)| score_with(&w, x)).collect();
+            let s: Vec<f32> = g.iter().map(|(x, _)| dot_n(&w, x)).collect();
             let lse_all = log_sum_exp(s.iter().copied());
             let lse_pos = log_sum_exp(s.iter().zip(g).filter(|(_, r)| r.1).map(|(v, _)| *v));
             for ((x, p), v) in g.iter().zip(&s) {
@@ -106,7 +109,7 @@ pub fn fit_calibration(rows: &[(f32, bool)], iterations: usize) -> (f32, f32) {
 
 /// The calibration pairs for `weights`: per question, the best-scoring sentence's score and whether it
 /// contains an answer.
-pub fn calibration_rows(groups: &[Group], weights: &[f32; N_FEATURES]) -> Vec<(f32, bool)> {
+pub fn calibration_rows(groups: &[Group<N_FEATURES>], weights: &[f32; N_FEATURES]) -> Vec<(f32, bool)> {
     groups
         .iter()
         .filter_map(|g| {
@@ -144,7 +147,7 @@ mod tests {
     #[test]
     fn listwise_fit_ranks_positives_first() {
         // Feature 0 marks the positive, feature 1 is noise.
-        let groups: Vec<Group> = (0..50)
+        let groups: Vec<Group<N_FEATURES>> = (0..50)
             .map(|g| {
                 (0..10)
                     .map(|i| {

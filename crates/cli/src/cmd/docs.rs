@@ -116,6 +116,9 @@ pub struct EvalDocsArgs {
     /// Fit the sentence ranker on the tuning split and print its weights.
     #[arg(long)]
     pub fit_ranker: bool,
+    /// Fit the answer-span extractor on the tuning split and print its weights.
+    #[arg(long)]
+    pub fit_extractor: bool,
     /// Write every question's answer and scores to this file as JSON lines (error analysis).
     #[arg(long)]
     pub dump: Option<PathBuf>,
@@ -336,6 +339,12 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
             eprintln!("{} -> hit@1 {:.3} hit@5 {:.3} sentence {:.3}", serde_json::to_string(p)?, m.hit_at_1, m.hit_at_5, m.answer_in_sentence);
         }
         println!("best on the tuning split: {}", serde_json::to_string(&best)?);
+    }
+
+    if a.fit_extractor {
+        let groups = rightmodel_docs::eval::span_groups(&corpus, &tune_q);
+        let w = rightmodel_docs::ranker::fit_listwise(&groups, 1000);
+        println!("extractor fitted on {} sentences: SPAN_WEIGHTS = {w:?}", groups.len());
     }
 
     // Headline: default parameters, timed end to end (question embedding included).
