@@ -12,13 +12,17 @@ from conftest import BIN, LOCAL, Server, request
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def test_classifier_trained_by_cli_is_served(tmp_path):
+def fresh_home(tmp_path):
+    """An empty RIGHTMODEL_HOME whose model store is the already pulled one."""
     home = tmp_path / "home"
-    env = dict(os.environ, RIGHTMODEL_HOME=str(home))
-    # Reuse the pulled models: point the fresh home's store at the real one.
     real_models = pathlib.Path(os.environ.get("RIGHTMODEL_HOME", pathlib.Path.home() / ".cache" / "rightmodel")) / "models"
     home.mkdir()
     (home / "models").symlink_to(real_models)
+    return home, dict(os.environ, RIGHTMODEL_HOME=str(home))
+
+
+def test_classifier_trained_by_cli_is_served(tmp_path):
+    home, env = fresh_home(tmp_path)
     data = ROOT / "crates" / "tasks" / "tests" / "fixtures" / "sentiment.csv"
     r = subprocess.run([str(BIN), "train", "classify", "--data", str(data), "--text-col", "text", "--label-col", "label",
                         "--name", "sentiment", "--valid-split", "0.25"], capture_output=True, text=True, env=env, timeout=600)
@@ -42,11 +46,7 @@ def test_classifier_trained_by_cli_is_served(tmp_path):
 
 
 def test_docs_model_answers_with_citations(tmp_path):
-    home = tmp_path / "home"
-    env = dict(os.environ, RIGHTMODEL_HOME=str(home))
-    real_models = pathlib.Path(os.environ.get("RIGHTMODEL_HOME", pathlib.Path.home() / ".cache" / "rightmodel")) / "models"
-    home.mkdir()
-    (home / "models").symlink_to(real_models)
+    home, env = fresh_home(tmp_path)
     docs = ROOT / "crates" / "docs" / "tests" / "fixtures" / "docs"
     r = subprocess.run([str(BIN), "docs", "add", "handbook", str(docs)], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr
