@@ -42,9 +42,9 @@ pub struct ScoredPassage {
     pub lexical: f32,
     /// Cosine between question and passage vectors.
     pub dense: f32,
-    /// Probability that the passage's best sentence answers the question (0 when the passage was not
-    /// re-scored).
-    pub answer_probability: f32,
+    /// Sentence-ranker score of the passage's best sentence: the re-ranking key (`None` for passages
+    /// beyond the re-ranking depth).
+    pub rerank_score: Option<f32>,
 }
 
 /// The answer to a question: an extracted span (or the whole sentence when no span stands out), the
@@ -59,11 +59,15 @@ pub struct Answer {
     pub sentence: String,
     /// Where the answer span lies, when one was extracted.
     pub span: Option<Citation>,
-    /// Probability in [0, 1] that the sentence holds the answer, from the sentence ranker (fitted on
-    /// SQuAD; questions the documents do not answer score low).
+    /// Probability in [0, 1] that the answer is right (fitted on SQuAD, with questions whose article was
+    /// left out as negatives, so questions the documents do not answer score low).
     pub confidence: f32,
-    /// The evidence the confidence was computed from.
+    /// Features of the answer sentence.
     pub evidence: Evidence,
+    /// Sentence-ranker score of the answer sentence.
+    pub score: f32,
+    /// Its lead over the best sentence of the next passage (ranker units; 10 when there is none).
+    pub margin: f32,
     /// Sources of the answer: the answer sentence first.
     pub citations: Vec<Citation>,
     /// The top passages, best first (the context of a generative answer).
@@ -118,7 +122,7 @@ mod tests {
             score: 1.0,
             lexical: 1.0,
             dense: 0.5,
-            answer_probability: 0.5,
+            rerank_score: None,
         };
         let p = context_prompt("Who?", &[sp(3, "Alpha."), sp(9, "Beta.")]);
         assert!(p.contains("[1] (f3.txt, characters 0-6)\nAlpha."));

@@ -12,7 +12,8 @@ use crate::extract::extract;
 use crate::features::{passage_evidence, Evidence, EvidenceInput, QuestionInfo};
 use crate::params::{AskParams, RetrievalMode};
 use crate::rank::{rank, PassageScore, RankInput};
-use crate::ranker::{probability, score};
+use crate::confidence::confidence;
+use crate::ranker::score;
 use crate::split::char_len;
 use crate::DocsError;
 
@@ -165,6 +166,8 @@ impl Collection {
             span: None,
             confidence: 0.0,
             evidence: Evidence::default(),
+            score: 0.0,
+            margin: 0.0,
             citations: Vec::new(),
             passages,
         };
@@ -186,7 +189,12 @@ impl Collection {
         answer.span = extract(question, &answer.sentence, &mut analyzer).map(|r| cite(s + r.start, s + r.end));
         answer.answer = answer.span.as_ref().map_or_else(|| answer.sentence.clone(), |c| c.text.clone());
         answer.evidence = top.evidence[best];
-        answer.confidence = probability(top.logits[best]);
+        answer.score = top.logits[best];
+        answer.margin = match items.get(1).map(Ranked::best_logit) {
+            Some(next) if next.is_finite() => answer.score - next,
+            _ => 10.0,
+        };
+        answer.confidence = confidence(&answer.evidence, answer.score, answer.margin);
         answer.citations = vec![cite(s, e)];
         Ok(answer)
     }
@@ -203,7 +211,7 @@ impl Collection {
             score: s.fused,
             lexical: s.lexical,
             dense: s.dense,
-            answer_probability: if r.logits.is_empty() { 0.0 } else { probability(r.best_logit()) },
+            rerank_score: (!r.logits.is_empty()).then(|| r.best_logit()),
         }
     }
 }

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::answer::Answer;
 use crate::extract::{span_candidates, N_SPAN};
 use crate::features::N_FEATURES;
-use crate::ranker::Group;
+use crate::confidence::{features as conf_features, N_CONF};
+use crate::learn::Group;
 use crate::squad::normalize_answer;
 use crate::split::split_sentences;
 use crate::terms::Terms;
@@ -134,6 +135,72 @@ pub fn score_answer(answer: &Answer, q: &EvalQuestion, article_path: &str, ms: f
     }
 }
 
+impl EvalSet<'_> {
+    /// Confidences of questions `which` asked with their own article excluded (out-of-scope
+    /// questions: the collection does not hold the answer).
+    pub fn out_of_scope(&self, which: &[usize], q_vecs: &Matrix, progress: &mut dyn FnMut(usize)) -> Result<Vec<f32>, DocsError> {
+        let mut out = Vec::with_capacity(which.len());
+        for (done, &i) in which.iter().enumerate() {
+            let q = &self.corpus.questions[i];
+            let params = AskParams { exclude_files: vec![self.article_paths[q.article].clone()], ..AskParams::default() };
+            out.push(self.collection.ask_with_vector(&q.question, q_vecs.row(i), TOP_K, &params)?.confidence);
+            progress(done + 1);
+        }
+        Ok(out)
+    }
+
+    /// Training rows for the confidence model from questions `which`: each question asked normally
+    /// (label: the answer sentence contains a gold answer) and asked with its own article excluded
+    /// (label: false, the collection cannot answer it).
+    pub fn confidence_rows(&self, which: &[usize], q_vecs: &Matrix) -> Result<Vec<([f32; N_CONF], bool)>, DocsError> {
+        let mut rows = Vec::new();
+        for &i in which {
+            let q = &self.corpus.questions[i];
+            let a = self.collection.ask_with_vector(&q.question, q_vecs.row(i), TOP_K, &AskParams::default())?;
+            rows.push((conf_features(&a.evidence, a.score, a.margin), contains_answer(&a.sentence, &q.golds)));
+            let without = AskParams { exclude_files: vec![self.article_paths[q.article].clone()], ..AskParams::default() };
+            let a = self.collection.ask_with_vector(&q.question, q_vecs.row(i), TOP_K, &without)?;
+            rows.push((conf_features(&a.evidence, a.score, a.margin), false));
+        }
+        Ok(rows)
+    }
+}
+
+/// Embeds the questions `which` of `corpus`; row `i` of the result is question `i` (zero for questions
+/// not in `which`), for [`EvalSet::run`] with cached vectors.
+pub fn question_vectors(embedder: &dyn Embedder, corpus: &EvalCorpus, which: &[usize], progress: &mut dyn FnMut(usize)) -> Result<Matrix, DocsError> {
+    let texts: Vec<&str> = which.iter().map(|&i| corpus.questions[i].question.as_str()).collect();
+    let vecs = crate::embed::embed_all(embedder, &texts, progress)?;
+    let mut rows = vec![None; corpus.questions.len()];
+    for (r, &i) in which.iter().enumerate() {
+        rows[i] = Some(r);
+    }
+    let zero = vec![0.0f32; vecs.dim()];
+    let mut out = Matrix::new(vecs.dim());
+    for r in rows {
+        out.push(r.map_or(&zero[..], |r| vecs.row(r)));
+    }
+    Ok(out)
+}
+
+/// Writes one JSON line per answered question (question, gold answers, answer, sentence, scores,
+/// evidence, top passages) to `path`, for error analysis.
+pub fn write_dump(path: &Path, corpus: &EvalCorpus, which: &[usize], answers: &[(QuestionScore, Answer)]) -> Result<(), DocsError> {
+    let mut lines = String::new();
+    for (&i, (score, answer)) in which.iter().zip(answers) {
+        let q = &corpus.questions[i];
+        let line = serde_json::json!({
+            "question": q.question, "golds": q.golds, "article": q.article, "paragraph": q.paragraph,
+            "answer": answer.answer, "sentence": answer.sentence, "confidence": answer.confidence,
+            "score": score, "evidence": answer.evidence,
+            "top": answer.passages.iter().map(|p| (&p.file, p.start, p.end)).collect::<Vec<_>>(),
+        });
+        lines.push_str(&line.to_string());
+        lines.push('\n');
+    }
+    crate::store::write_atomic(path, lines.as_bytes())
+}
+
 /// Training groups for the span extractor from questions `which`: for every sentence of the
 /// question's paragraph that contains a gold answer, its candidate spans, positive when equal to a gold
 /// answer after SQuAD normalisation. Sentences without a positive candidate are left out.
@@ -154,7 +221,7 @@ pub fn span_groups(corpus: &EvalCorpus, which: &[usize]) -> Vec<Group<N_SPAN>> {
                 .into_iter()
                 .map(|c| {
                     let hit = golds.contains(&normalize_answer(&sentence[c.range]));
-                    (c.features, hit, hit)
+                    (c.features, hit)
                 })
                 .collect();
             if g.iter().any(|c| c.1) {
@@ -188,6 +255,8 @@ pub struct Metrics {
     pub confidence_right: f32,
     /// Mean confidence when it does not.
     pub confidence_wrong: f32,
+    /// Area under the ROC curve of confidence for "the sentence holds the answer" (0.5 = no signal).
+    pub confidence_auc: f32,
 }
 
 /// Aggregates question scores.
@@ -215,7 +284,31 @@ pub fn summarize(scores: &[QuestionScore]) -> Metrics {
         p99_ms: pct(0.99),
         confidence_right: conf_mean(true),
         confidence_wrong: conf_mean(false),
+        confidence_auc: auc(&scores.iter().map(|s| (s.confidence, s.in_sentence)).collect::<Vec<_>>()),
     }
+}
+
+/// Area under the ROC curve of `(score, label)` pairs: the chance that a random positive scores above a
+/// random negative (ties count half); 0.5 when one class is missing.
+pub fn auc(rows: &[(f32, bool)]) -> f32 {
+    let mut sorted: Vec<(f32, bool)> = rows.to_vec();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (mut rank_sum, mut i) = (0.0f64, 0);
+    while i < sorted.len() {
+        let mut j = i;
+        while j < sorted.len() && sorted[j].0 == sorted[i].0 {
+            j += 1;
+        }
+        let mid = (i + j + 1) as f64 / 2.0;
+        rank_sum += mid * sorted[i..j].iter().filter(|r| r.1).count() as f64;
+        i = j;
+    }
+    let pos = sorted.iter().filter(|r| r.1).count() as f64;
+    let neg = sorted.len() as f64 - pos;
+    if pos == 0.0 || neg == 0.0 {
+        return 0.5;
+    }
+    ((rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg)) as f32
 }
 
 /// A collection loaded with a corpus, ready to be asked its questions.
@@ -267,7 +360,7 @@ impl EvalSet<'_> {
             for c in self.collection.sentence_candidates(&q.question, q_vecs.row(i), params)? {
                 let in_paragraph = &c.file == path && c.passage_range.0 < q.paragraph.1 && q.paragraph.0 < c.passage_range.1;
                 let contains = contains_answer(&c.sentence, &q.golds);
-                g.push((c.evidence.to_array(), in_paragraph && contains, contains));
+                g.push((c.evidence.to_array(), in_paragraph && contains));
             }
             groups.push(g);
         }
@@ -347,5 +440,7 @@ mod tests {
         let text: String = c.articles[0].1.chars().skip(s).take(e - s).collect();
         assert_eq!(text, "Délta epsilon.");
         assert_eq!(spread(10, Some(3)), vec![0, 3, 6]);
+        assert_eq!(auc(&[(0.1, false), (0.4, true), (0.3, false), (0.9, true)]), 1.0);
+        assert_eq!(auc(&[(0.5, false), (0.5, true)]), 0.5);
     }
 }

@@ -11,11 +11,11 @@
 //!
 //! Answering ([`Collection::ask`], [`ask`]): BM25 and dense scores are fused per passage ([`rank`]);
 //! every sentence of the top passages gets evidence features ([`features`]: cosine, term and phrase
-//! overlap, answer-type cues, passage scores) and a probability from a logistic sentence ranker
-//! ([`ranker`]); passages are re-ranked by their best sentence, the best sentence is the answer sentence
-//! and its probability the confidence; a heuristic extractor picks the answer span inside it
-//! ([`extract`]). [`Answer::context_prompt`] builds the prompt for a generative answer that cites the
-//! passages.
+//! overlap, answer-type cues, passage scores) and a score from a linear sentence ranker
+//! ([`ranker`]); passages are re-ranked by their best sentence and the best sentence is the answer
+//! sentence; a learned span scorer picks the answer inside it ([`extract`]); a logistic model over
+//! absolute evidence gives the confidence ([`confidence`]). The models are fitted by [`learn`].
+//! [`Answer::context_prompt`] builds the prompt for a generative answer that cites the passages.
 //!
 //! Citation offsets are character offsets into each file's cleaned text: the file itself for text and
 //! Markdown, the extracted visible text for HTML.
@@ -27,6 +27,7 @@ pub mod ask;
 pub mod catalog;
 pub mod clean;
 pub mod collection;
+pub mod confidence;
 pub mod dense;
 pub mod embed;
 pub mod error;
@@ -34,6 +35,7 @@ pub mod eval;
 pub mod extract;
 pub mod features;
 pub mod ingest;
+pub mod learn;
 pub mod lexical;
 pub mod params;
 pub mod rank;

@@ -64,20 +64,32 @@ fn ms(v: f32) -> String {
     }
 }
 
-/// Writes `docs_eval.md` and `docs_eval.svg` into `dir` (each through a temporary file and a rename);
-/// returns their paths.
+/// Writes `docs_eval.md`, `docs_eval.svg` and `docs_eval.png` into `dir` (each through a temporary
+/// file and a rename); returns the Markdown and SVG paths.
 pub fn write_report(dir: &Path, r: &Report) -> Result<(PathBuf, PathBuf), DocsError> {
     std::fs::create_dir_all(dir).map_err(|e| DocsError::io(dir, e))?;
     let md = dir.join("docs_eval.md");
     let svg = dir.join("docs_eval.svg");
-    let tmp_svg = dir.join(".docs_eval.svg.tmp");
-    if let Err(e) = draw_chart(&tmp_svg, &r.rows) {
-        let _ = std::fs::remove_file(&tmp_svg);
-        return Err(e);
-    }
-    std::fs::rename(&tmp_svg, &svg).map_err(|e| DocsError::io(&svg, e))?;
+    let png = dir.join("docs_eval.png");
+    write_picture(&svg, &dir.join(".docs_eval.tmp.svg"), |p| {
+        let root = SVGBackend::new(p, (960, 520)).into_drawing_area();
+        draw_chart(root, &r.rows).map_err(|reason| DocsError::Plot { path: p.to_path_buf(), reason })
+    })?;
+    write_picture(&png, &dir.join(".docs_eval.tmp.png"), |p| {
+        let root = BitMapBackend::new(p, (960, 520)).into_drawing_area();
+        draw_chart(root, &r.rows).map_err(|reason| DocsError::Plot { path: p.to_path_buf(), reason })
+    })?;
     crate::store::write_atomic(&md, markdown(r).as_bytes())?;
     Ok((md, svg))
+}
+
+/// Draws into `tmp` with `draw`, then renames it to `path` (removing `tmp` on failure).
+fn write_picture(path: &Path, tmp: &Path, draw: impl FnOnce(&Path) -> Result<(), DocsError>) -> Result<(), DocsError> {
+    if let Err(e) = draw(tmp) {
+        let _ = std::fs::remove_file(tmp);
+        return Err(e);
+    }
+    std::fs::rename(tmp, path).map_err(|e| DocsError::io(path, e))
 }
 
 const METRICS: [&str; 5] = ["hit@1", "hit@5", "answer in sentence", "EM", "F1"];
@@ -87,9 +99,8 @@ fn values(m: &Metrics) -> [f32; 5] {
 }
 
 /// Grouped bars: one group per metric, one bar per row.
-fn draw_chart(path: &Path, rows: &[ReportRow]) -> Result<(), DocsError> {
-    let err = |e: &dyn std::fmt::Display| DocsError::Plot { path: path.to_path_buf(), reason: e.to_string() };
-    let root = SVGBackend::new(path, (960, 520)).into_drawing_area();
+fn draw_chart<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, rows: &[ReportRow]) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let n = METRICS.len() as f32;
     // Groups are centred on integers, so the axis' integer ticks name them.
@@ -153,5 +164,6 @@ mod tests {
         let text = std::fs::read_to_string(md).unwrap();
         assert!(text.contains("| hybrid | 10 | 0.900 | 0.970 |"));
         assert!(std::fs::read_to_string(svg).unwrap().contains("<svg"));
+        assert!(std::fs::read(dir.path().join("docs_eval.png")).unwrap().starts_with(b"\x89PNG"));
     }
 }

@@ -179,3 +179,23 @@ fn collections_are_listed_and_removed() {
     assert!(matches!(rightmodel_docs::collection_dir(&root, "../x"), Err(DocsError::InvalidName(_))));
     assert!(matches!(Collection::open(&root.join("alpha")), Err(DocsError::NotACollection { .. })));
 }
+
+#[test]
+fn a_collection_can_be_shared_by_server_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Collection>();
+    let tmp = fixture_copy();
+    let e = HashEmbedder::default();
+    let mut c = new_collection(&tmp);
+    c.add_paths(&e, &[tmp.path().join("docs")]).unwrap();
+    let c = std::sync::Arc::new(c);
+    let handles: Vec<_> = ["Who designed the Harbour Bridge?", "When was the museum founded?"]
+        .into_iter()
+        .map(|q| {
+            let (c, e) = (c.clone(), HashEmbedder::default());
+            std::thread::spawn(move || c.ask(&e, q, 3).map(|a| a.answer))
+        })
+        .collect();
+    let answers: Vec<String> = handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect();
+    assert_eq!(answers, vec!["John Bradfield", "1852"]);
+}

@@ -1,15 +1,23 @@
 //! `rightmodel docs add|ask|list|remove` and `rightmodel eval docs`: thin wrappers over `rightmodel-docs`
 //! that load the local encoder, draw progress bars and print results.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use rightmodel_docs::eval::{build_corpus, spread, summarize, write_articles, EvalSet, Metrics, QuestionScore};
+use rightmodel_docs::dense::Matrix;
+use rightmodel_docs::eval::{
+    build_corpus, question_vectors, span_groups, spread, summarize, write_articles, write_dump, EvalCorpus, EvalSet, Metrics, QuestionScore,
+};
+use rightmodel_docs::learn::{fit_listwise, fit_logistic};
 use rightmodel_docs::report::{markdown, write_report, Report, ReportRow};
-use rightmodel_docs::{collection_dir, collections_root, list_collections, remove_collection, AddProgress, Answer, AskParams, Collection};
+use rightmodel_docs::{
+    collection_dir, collections_root, list_collections, remove_collection, AddProgress, Answer, AskParams, Collection, LOW_CONFIDENCE,
+};
+use rightmodel_infer::threads::available_cores;
 use rightmodel_infer::MiniLm;
 use rightmodel_models::{home::rightmodel_home, Store};
 
@@ -110,7 +118,7 @@ pub struct EvalDocsArgs {
     /// The first N articles are the tuning split; metrics are also reported on the other articles.
     #[arg(long, default_value_t = 6)]
     pub tune_articles: usize,
-    /// Grid-search the retrieval and sentence weights on the tuning split and print the best.
+    /// Search the first-stage weights (coordinate ascent) on the tuning split and print the best.
     #[arg(long)]
     pub tune: bool,
     /// Fit the sentence ranker on the tuning split and print its weights.
@@ -119,6 +127,9 @@ pub struct EvalDocsArgs {
     /// Fit the answer-span extractor on the tuning split and print its weights.
     #[arg(long)]
     pub fit_extractor: bool,
+    /// Fit the confidence model on the tuning split and print its weights.
+    #[arg(long)]
+    pub fit_confidence: bool,
     /// Write every question's answer and scores to this file as JSON lines (error analysis).
     #[arg(long)]
     pub dump: Option<PathBuf>,
@@ -143,7 +154,7 @@ pub fn run(c: DocsCmd) -> anyhow::Result<()> {
 
 /// Loads the sentence encoder `spec` from the model store.
 fn load_encoder(spec: &str) -> anyhow::Result<MiniLm> {
-    rightmodel_infer::threads::configure_candle_threads(rightmodel_infer::threads::available_cores());
+    rightmodel_infer::threads::configure_candle_threads(available_cores());
     let dir = Store::new(&rightmodel_home())
         .resolve_encoder(spec)
         .with_context(|| format!("sentence encoder `{spec}` (run `rightmodel pull` first)"))?;
@@ -254,7 +265,7 @@ fn print_answer(a: &Answer) {
     for (i, p) in a.passages.iter().enumerate() {
         let snippet: String = p.text.chars().take(160).collect();
         let more = if p.text.chars().count() > 160 { "..." } else { "" };
-        println!("[{}] {:.3}  {} {}-{}\n    {}{more}", i + 1, p.score, p.file, p.start, p.end, snippet.replace('\n', " "));
+        println!("[{}] {}  {}-{}\n    {}{more}", i + 1, p.file, p.start, p.end, snippet.replace('\n', " "));
     }
 }
 
@@ -297,40 +308,97 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
     };
     let encoder = load_encoder(&a.encoder)?;
 
-    // Index.
+    // Index the articles (reused when --keep points at an earlier run).
     let paths = write_articles(&corpus, &work.path.join("articles"))?;
     let mut coll = Collection::open_or_create(&work.path.join("collection"))?;
     let t = Instant::now();
     let added = add_with_bar(&mut coll, &encoder, &paths)?;
-    let index_secs = t.elapsed().as_secs_f32();
-    let indexed_now = added.passages_added > 0;
-    let article_paths: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-    let set = EvalSet { collection: &coll, corpus: &corpus, article_paths };
+    let index_secs = (added.passages_added > 0).then(|| t.elapsed().as_secs_f32());
+    let set = EvalSet { collection: &coll, corpus: &corpus, article_paths: paths.iter().map(|p| p.to_string_lossy().into_owned()).collect() };
 
-    // Questions and their vectors (for the configurations that reuse them).
     let which = spread(corpus.questions.len(), a.limit);
-    let texts: Vec<&str> = which.iter().map(|&i| corpus.questions[i].question.as_str()).collect();
-    let pb = bar(texts.len() as u64, "questions");
-    let vecs = rightmodel_docs::embed::embed_all(&encoder, &texts, &mut |d| pb.set_position(d as u64))?;
+    let pb = bar(which.len() as u64, "questions");
+    let q_vecs = question_vectors(&encoder, &corpus, &which, &mut |d| pb.set_position(d as u64))?;
     pb.finish_and_clear();
-    let mut q_vecs = rightmodel_docs::dense::Matrix::new(vecs.dim());
-    let mut row_of = vec![usize::MAX; corpus.questions.len()];
-    for (r, &i) in which.iter().enumerate() {
-        row_of[i] = r;
+    let (tune_q, held_q): (Vec<usize>, Vec<usize>) = which.iter().partition(|&&i| corpus.questions[i].article < a.tune_articles);
+    fit_models(&a, &set, &tune_q, &q_vecs)?;
+
+    // Headline: default parameters, timed end to end (question embedding included).
+    let pb = bar(which.len() as u64, "asking");
+    let answers = set.run(&which, Some(&encoder), None, &AskParams::default(), &mut |d| pb.set_position(d as u64))?;
+    pb.finish_and_clear();
+    if let Some(path) = &a.dump {
+        write_dump(path, &corpus, &which, &answers)?;
     }
-    // Rows indexed by question number (questions not selected get a zero row).
-    let zero = vec![0.0f32; vecs.dim()];
-    for r in &row_of {
-        q_vecs.push(if *r == usize::MAX { &zero } else { vecs.row(*r) });
+    let scores: Vec<QuestionScore> = answers.iter().map(|r| r.0).collect();
+    let held_set: HashSet<usize> = held_q.iter().copied().collect();
+    let held_scores: Vec<QuestionScore> = which.iter().zip(&scores).filter(|(i, _)| held_set.contains(i)).map(|(_, s)| *s).collect();
+    let overall = summarize(&scores);
+    let held = summarize(&held_scores);
+
+    let pb = bar(held_q.len() as u64, "out of scope");
+    let oos = set.out_of_scope(&held_q, &q_vecs, &mut |d| pb.set_position(d as u64))?;
+    pb.finish_and_clear();
+    let low_share = |v: &mut dyn Iterator<Item = f32>| {
+        let (low, n) = v.fold((0usize, 0usize), |(l, n), c| (l + (c < LOW_CONFIDENCE) as usize, n + 1));
+        low as f32 / n.max(1) as f32
+    };
+    let scope = Scope {
+        out_mean: oos.iter().sum::<f32>() / oos.len().max(1) as f32,
+        out_low: low_share(&mut oos.iter().copied()),
+        in_low: low_share(&mut held_scores.iter().map(|s| s.confidence)),
+    };
+
+    let mut rows = vec![
+        ReportRow { name: "hybrid (default), all questions".into(), metrics: overall.clone() },
+        ReportRow { name: format!("hybrid (default), held-out articles {}+", a.tune_articles + 1), metrics: held.clone() },
+    ];
+    for (name, params) in [
+        ("hybrid, not re-ranked", AskParams::without_rerank()),
+        ("BM25 only, overlap sentence", AskParams::lexical_baseline()),
+        ("dense only, re-ranked", AskParams::dense_only()),
+    ] {
+        let pb = bar(which.len() as u64, name);
+        let r = set.run(&which, None, Some(&q_vecs), &params, &mut |d| pb.set_position(d as u64))?;
+        pb.finish_and_clear();
+        let mut m = summarize(&r.into_iter().map(|x| x.0).collect::<Vec<_>>());
+        // Without question embedding the latency is not comparable with the headline row.
+        m.p50_ms = f32::NAN;
+        m.p99_ms = f32::NAN;
+        rows.push(ReportRow { name: name.to_string(), metrics: m });
     }
 
-    let is_tune = |i: &usize| corpus.questions[*i].article < a.tune_articles;
-    let tune_q: Vec<usize> = which.iter().copied().filter(is_tune).collect();
-    let held_q: Vec<usize> = which.iter().copied().filter(|i| !is_tune(i)).collect();
+    let notes = report_notes(&a, &corpus, &coll, which.len(), index_secs, &overall, &scope);
+    let report = Report { data: a.squad.display().to_string(), rows, notes };
+    if let Some(out) = &a.out {
+        let (m, s) = write_report(out, &report)?;
+        eprintln!("wrote {} and {}", m.display(), s.display());
+    }
+    print!("{}", markdown(&report));
+    if a.json {
+        println!("{}", json_line(&overall, &held, index_secs, &scope)?);
+    }
+    drop(work);
+    Ok(())
+}
 
+/// Confidence on out-of-scope questions (their article excluded) and in-scope ones.
+struct Scope {
+    /// Mean confidence out of scope.
+    out_mean: f32,
+    /// Share of out-of-scope answers below [`LOW_CONFIDENCE`].
+    out_low: f32,
+    /// Share of in-scope (held-out) answers below it.
+    in_low: f32,
+}
+
+/// The development options: tune the first-stage weights, fit the extractor, ranker and confidence
+/// model on the tuning split, and print what they find (the constants in `rightmodel-docs` come from
+/// these runs).
+fn fit_models(a: &EvalDocsArgs, set: &EvalSet<'_>, tune_q: &[usize], q_vecs: &Matrix) -> anyhow::Result<()> {
     if a.tune {
         let pb = bar(0, "tuning");
-        let (best, tried) = set.tune(&tune_q, &q_vecs, &mut |d, t| {
+        let (best, tried) = set.tune(tune_q, q_vecs, &mut |d, t| {
             pb.set_length(t as u64);
             pb.set_position(d as u64);
         })?;
@@ -340,113 +408,66 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
         }
         println!("best on the tuning split: {}", serde_json::to_string(&best)?);
     }
-
+    if a.fit_ranker {
+        let groups = set.ranker_groups(tune_q, q_vecs, &AskParams::default())?;
+        let w = fit_listwise(&groups, 2000);
+        println!("ranker fitted on {} questions: WEIGHTS = {w:?}", groups.len());
+    }
     if a.fit_extractor {
-        let groups = rightmodel_docs::eval::span_groups(&corpus, &tune_q);
-        let w = rightmodel_docs::ranker::fit_listwise(&groups, 1000);
+        let groups = span_groups(set.corpus, tune_q);
+        let w = fit_listwise(&groups, 1000);
         println!("extractor fitted on {} sentences: SPAN_WEIGHTS = {w:?}", groups.len());
     }
-
-    // Headline: default parameters, timed end to end (question embedding included).
-    let pb = bar(which.len() as u64, "asking");
-    let answers = set.run(&which, Some(&encoder), None, &AskParams::default(), &mut |d| pb.set_position(d as u64))?;
-    pb.finish_and_clear();
-    let scores: Vec<QuestionScore> = answers.iter().map(|r| r.0).collect();
-    let pick = |qs: &[usize]| -> Vec<QuestionScore> {
-        let pos: std::collections::HashMap<usize, usize> = which.iter().enumerate().map(|(k, &i)| (i, k)).collect();
-        qs.iter().filter_map(|i| pos.get(i).map(|&k| scores[k])).collect()
-    };
-    let overall = summarize(&scores);
-    let held = summarize(&pick(&held_q));
-
-    if let Some(path) = &a.dump {
-        let mut lines = String::new();
-        for (&i, (score, answer)) in which.iter().zip(&answers) {
-            let q = &corpus.questions[i];
-            let line = serde_json::json!({
-                "question": q.question, "golds": q.golds, "article": q.article, "answer": answer.answer,
-                "sentence": answer.sentence, "confidence": answer.confidence, "score": score,
-                "paragraph": q.paragraph, "evidence": answer.evidence,
-                "top": answer.passages.iter().map(|p| (p.file.rsplit('/').next().unwrap_or(""), p.start, p.score)).collect::<Vec<_>>(),
-            });
-            lines.push_str(&line.to_string());
-            lines.push('\n');
-        }
-        rightmodel_docs::store::write_atomic(path, lines.as_bytes())?;
+    if a.fit_confidence {
+        let rows = set.confidence_rows(tune_q, q_vecs)?;
+        let w = fit_logistic(&rows, 3000);
+        println!("confidence fitted on {} answers: CONF_WEIGHTS = {w:?}", rows.len());
     }
-
-    if a.fit_ranker {
-        let groups = set.ranker_groups(&tune_q, &q_vecs, &AskParams::default())?;
-        let w = rightmodel_docs::ranker::fit_listwise(&groups, 2000);
-        let cal = rightmodel_docs::ranker::fit_calibration(&rightmodel_docs::ranker::calibration_rows(&groups, &w), 2000);
-        println!("ranker fitted on {} questions: WEIGHTS = {w:?}; CALIBRATION = {cal:?}", groups.len());
-    }
-
-    // Baselines on cached vectors.
-    let ablation = |name: &str, params: AskParams| -> anyhow::Result<ReportRow> {
-        let pb = bar(which.len() as u64, name);
-        let r = set.run(&which, None, Some(&q_vecs), &params, &mut |d| pb.set_position(d as u64))?;
-        pb.finish_and_clear();
-        let mut m = summarize(&r.into_iter().map(|x| x.0).collect::<Vec<_>>());
-        // Latency without question embedding is not comparable with the headline row.
-        m.p50_ms = f32::NAN;
-        m.p99_ms = f32::NAN;
-        Ok(ReportRow { name: name.to_string(), metrics: m })
-    };
-    let bm25 = ablation("BM25 only, overlap sentence", AskParams::lexical_baseline())?;
-    let dense = ablation("dense only, re-ranked", AskParams::dense_only())?;
-    let no_rerank = ablation("hybrid, not re-ranked", AskParams::without_rerank())?;
-
-    let report = Report {
-        data: a.squad.display().to_string(),
-        rows: vec![
-            ReportRow { name: "hybrid (default), all questions".into(), metrics: overall.clone() },
-            ReportRow { name: format!("hybrid (default), held-out articles {}+", a.tune_articles + 1), metrics: held.clone() },
-            no_rerank,
-            bm25,
-            dense,
-        ],
-        notes: vec![
-            format!(
-                "{} articles, {} passages, {} sentences; {} of {} questions asked (spread evenly).",
-                corpus.articles.len(),
-                coll.passage_count(),
-                coll.sentence_count(),
-                which.len(),
-                corpus.questions.len()
-            ),
-            if indexed_now {
-                format!("Indexing (clean, split, embed passages and sentences, BM25): {index_secs:.1} s.")
-            } else {
-                "Index reused from --keep (indexing time not measured).".to_string()
-            },
-            format!(
-                "Weights tuned on the questions of the first {} articles; the held-out row excludes them.",
-                a.tune_articles
-            ),
-            "Latency: one question end to end (embedding, BM25, dense scan, sentence choice, extraction); baselines reuse cached question vectors, so their latency is not shown.".into(),
-            format!(
-                "Mean confidence: {:.2} when the sentence holds the answer, {:.2} when not.",
-                overall.confidence_right, overall.confidence_wrong
-            ),
-            "Goals: hit@1 >= 0.88, hit@5 >= 0.97, answer in sentence >= 0.80, F1 >= 0.60, p50 <= 30 ms, indexing <= 60 s.".into(),
-        ],
-    };
-    let md = markdown(&report);
-    if let Some(out) = &a.out {
-        let (m, s) = write_report(out, &report)?;
-        eprintln!("wrote {} and {}", m.display(), s.display());
-    }
-    print!("{md}");
-    if a.json {
-        println!("{}", json_line(&overall, &held, if indexed_now { Some(index_secs) } else { None })?);
-    }
-    drop(work);
     Ok(())
 }
 
-/// The `--json` line: the headline metrics plus held-out and indexing figures.
-fn json_line(m: &Metrics, held: &Metrics, index_secs: Option<f32>) -> anyhow::Result<String> {
+fn report_notes(
+    a: &EvalDocsArgs,
+    corpus: &EvalCorpus,
+    coll: &Collection,
+    asked: usize,
+    index_secs: Option<f32>,
+    overall: &Metrics,
+    scope: &Scope,
+) -> Vec<String> {
+    vec![
+        format!(
+            "{} articles, {} passages, {} sentences; {asked} of {} questions asked (spread evenly).",
+            corpus.articles.len(),
+            coll.passage_count(),
+            coll.sentence_count(),
+            corpus.questions.len()
+        ),
+        match index_secs {
+            Some(s) => format!("Indexing (clean, split, embed sentences, BM25): {s:.1} s on {} core(s).", available_cores()),
+            None => "Index reused from --keep (indexing time not measured).".to_string(),
+        },
+        format!(
+            "Ranker, extractor and confidence weights were fitted on the questions of the first {} articles; the held-out row excludes them.",
+            a.tune_articles
+        ),
+        "Latency: one question end to end (embedding, BM25, dense scan, sentence evidence, extraction); the other rows reuse cached question vectors, so their latency is not shown.".into(),
+        format!(
+            "Confidence: mean {:.2} when the sentence holds the answer, {:.2} when not (AUC {:.3}).",
+            overall.confidence_right, overall.confidence_wrong, overall.confidence_auc
+        ),
+        format!(
+            "Out of scope (held-out questions asked with their own article excluded): mean confidence {:.2}, {:.0}% below the low-confidence threshold {LOW_CONFIDENCE}; in scope: {:.0}% below it.",
+            scope.out_mean,
+            scope.out_low * 100.0,
+            scope.in_low * 100.0
+        ),
+        "Goals: hit@1 >= 0.88, hit@5 >= 0.97, answer in sentence >= 0.80, F1 >= 0.60, p50 <= 30 ms, indexing <= 60 s.".into(),
+    ]
+}
+
+/// The `--json` line: the headline metrics plus held-out, indexing and confidence figures.
+fn json_line(m: &Metrics, held: &Metrics, index_secs: Option<f32>, scope: &Scope) -> anyhow::Result<String> {
     let v = serde_json::json!({
         "hit_at_1": m.hit_at_1,
         "hit_at_5": m.hit_at_5,
@@ -457,6 +478,9 @@ fn json_line(m: &Metrics, held: &Metrics, index_secs: Option<f32>) -> anyhow::Re
         "p99_ms": m.p99_ms,
         "questions": m.questions,
         "index_s": index_secs,
+        "confidence_auc": m.confidence_auc,
+        "out_of_scope_confidence": scope.out_mean,
+        "out_of_scope_low_share": scope.out_low,
         "heldout": {
             "questions": held.questions,
             "hit_at_1": held.hit_at_1,

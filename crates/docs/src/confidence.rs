@@ -1,0 +1,63 @@
+//! Confidence that an answer is right: a logistic model over absolute evidence (how similar the answer
+//! sentence is to the question, how many of the question's terms and its rarest term it contains, how
+//! far the best passage leads the second), so that a question the documents do not answer scores low.
+//!
+//! Fitted with `rightmodel eval docs --fit-confidence` on the tuning articles of the SQuAD dev half.
+//! Positives: answers whose sentence contains a gold answer. Negatives: the other answers, and the same
+//! questions asked with their own article excluded from the collection (so the collection does not hold
+//! the answer, as for an out-of-scope question).
+
+use crate::features::Evidence;
+use crate::learn::sigmoid;
+
+/// Number of confidence features.
+pub const N_CONF: usize = 9;
+
+/// Intercept, then one weight per feature of [`features`].
+pub const CONF_WEIGHTS: [f32; N_CONF + 1] = [-7.0315065, 1.288007, 2.4437578, 4.6604786, 2.7672894, 1.1866938, -2.3511407, 0.122141905, 0.70715505, -0.178433];
+
+/// The confidence features: the answer sentence's ranker score and its lead over the next passage (both
+/// scaled by 1/10, the lead capped at 10), then sentence cosine, term overlap, rarest-term match in the
+/// sentence and in the passage, passage coverage, passage cosine and answer-type match.
+pub fn features(e: &Evidence, score: f32, margin: f32) -> [f32; N_CONF] {
+    [
+        score / 10.0,
+        margin.clamp(0.0, 10.0) / 10.0,
+        e.sentence_cosine,
+        e.overlap,
+        e.rare_match,
+        e.passage_rare_match,
+        e.coverage,
+        e.dense,
+        e.type_match,
+    ]
+}
+
+/// Confidence in [0, 1] for an answer sentence with evidence `e`, ranker score `score` and lead
+/// `margin` over the best sentence of the next passage.
+pub fn confidence(e: &Evidence, score: f32, margin: f32) -> f32 {
+    let x = features(e, score, margin);
+    sigmoid(CONF_WEIGHTS[0] + CONF_WEIGHTS[1..].iter().zip(&x).map(|(w, v)| w * v).sum::<f32>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unrelated_is_lower_than_related() {
+        let low = Evidence { sentence_cosine: 0.05, overlap: 0.0, novelty: 1.0, ..Evidence::default() };
+        let high = Evidence {
+            sentence_cosine: 0.7,
+            overlap: 0.8,
+            rare_match: 1.0,
+            passage_rare_match: 1.0,
+            coverage: 0.9,
+            dense: 0.6,
+            type_match: 1.0,
+            ..Evidence::default()
+        };
+        assert!(confidence(&low, 0.0, 0.0) < 0.1);
+        assert!(confidence(&high, 20.0, 3.0) > confidence(&low, 0.0, 0.0) + 0.5);
+    }
+}
