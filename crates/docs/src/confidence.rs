@@ -14,7 +14,7 @@ use crate::learn::sigmoid;
 pub const N_CONF: usize = 9;
 
 /// Intercept, then one weight per feature of [`features`].
-pub const CONF_WEIGHTS: [f32; N_CONF + 1] = [-7.0315065, 1.288007, 2.4437578, 4.6604786, 2.7672894, 1.1866938, -2.3511407, 0.122141905, 0.70715505, -0.178433];
+pub const CONF_WEIGHTS: [f32; N_CONF + 1] = [-6.851125, 1.4609605, 2.415979, 4.4616165, 2.6887188, 1.4243472, -2.7619696, 0.02268431, 0.3442613, -0.2083029];
 
 /// The confidence features: the answer sentence's ranker score and its lead over the next passage (both
 /// scaled by 1/10, the lead capped at 10), then sentence cosine, term overlap, rarest-term match in the

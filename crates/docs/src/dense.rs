@@ -18,7 +18,7 @@ impl Matrix {
 
     /// A matrix over `data` (length a multiple of `dim`).
     pub fn from_flat(dim: usize, data: Vec<f32>) -> Option<Self> {
-        (dim > 0 && data.len() % dim == 0).then_some(Matrix { dim, data })
+        (data.len().checked_rem(dim) == Some(0)).then_some(Matrix { dim, data })
     }
 
     /// Vector length.
@@ -53,11 +53,6 @@ impl Matrix {
             return Vec::new();
         }
         self.data.chunks_exact(self.dim).map(|r| dot(r, q)).collect()
-    }
-
-    /// Dot products of `q` with rows `range`.
-    pub fn dots_range(&self, q: &[f32], range: std::ops::Range<usize>) -> Vec<f32> {
-        range.map(|i| dot(self.row(i), q)).collect()
     }
 }
 

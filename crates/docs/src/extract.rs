@@ -93,16 +93,16 @@ pub fn answer_type(question: &str) -> AnswerType {
 /// year, month or century, a capitalised name, or a cause cue ("because", "due to"). Always false for
 /// [`AnswerType::Other`].
 pub fn has_answer_type(qtype: AnswerType, sentence: &str, question_words: &[String]) -> bool {
-    let words = sentence
+    let mut words = sentence
         .split_whitespace()
         .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
         .enumerate()
         .filter(|(_, w)| !w.is_empty() && !question_words.iter().any(|q| q.eq_ignore_ascii_case(w)));
-    let mut words = words;
     match qtype {
         AnswerType::Number => words.any(|(_, w)| w.chars().any(|c| c.is_ascii_digit()) || NUMBER_WORDS.contains(&w.to_lowercase().as_str())),
         AnswerType::Date => words.any(|(_, w)| {
             let digits = w.chars().filter(char::is_ascii_digit).count();
+            // Months, "century", "centuries", "BC": the first 15 date words.
             digits >= 3 || DATE_WORDS[..15].contains(&w.to_lowercase().as_str())
         }),
         AnswerType::Person | AnswerType::Location => {
@@ -120,7 +120,7 @@ pub const N_SPAN: usize = 6 * 7 + 22;
 
 /// Span-scorer weights in [`span_features`] order: answer type x span property (6 x 7), then the
 /// generic features.
-pub const SPAN_WEIGHTS: [f32; N_SPAN] = [3.3691995, -1.3138585, -2.514295, 1.3926904, -3.148535, 1.7745832, 0.82878596, 0.15979981, 3.1086888, 1.6043018, 1.2309391, -1.7355319, 0.09370139, -0.47966173, -0.07938403, -0.38833568, -3.6159616, 1.8742865, 1.2407707, -1.6941565, 0.3039333, 0.39953178, -1.3095872, -7.74479, 2.6994004, -0.58747786, -3.7523224, -0.54773295, -4.0980864, -4.0980864, -4.8551207, -3.108378, -4.873571, -5.8810105, -0.56601244, -0.28675836, -1.8241087, -2.9155831, 0.85015744, 0.31488463, -1.1396269, 0.024544839, -1.1608646, -1.0275578, -3.1334107, -0.20664395, 0.08316374, 0.6518066, 0.014163101, 0.68242764, 0.45552403, -0.5706309, 0.71282166, 0.9921406, 0.996777, 0.38579336, 1.2061778, 1.3715525, 2.532955, 0.4940571, -0.7638692, -0.64943904, 0.22786526, -0.41102487];
+pub const SPAN_WEIGHTS: [f32; N_SPAN] = [3.5809214, -2.9520462, -2.3269422, 1.4071983, -3.1740258, 1.6914408, 0.85119885, 0.08889597, 3.1918995, 1.4817389, 1.3277717, -1.8469293, 0.084172845, -0.50037533, -0.09595594, -0.39297757, -3.6327438, 1.8776107, 1.2468024, -1.7105769, 0.31072992, 0.32496434, -1.1973866, -7.771877, 2.691063, -0.5767963, -4.1532383, -0.5390082, -4.1210413, -4.1210413, -4.8497963, -3.114006, -4.8723845, -5.886591, -0.5637545, -0.33848545, -1.8553252, -2.899345, 0.8506725, 0.318632, -1.1679919, 0.028774941, -1.1591041, -1.0366813, -3.151886, -0.20747542, 0.069758505, 0.63800466, 0.0124329915, 0.6724782, 0.45814425, -0.5654438, 0.7300875, 0.9981892, 1.0053908, 0.379117, 1.2163674, 1.3706592, 2.5557544, 0.5010773, -0.615899, -0.63982195, 0.22546998, -0.4151371];
 
 /// A word of the sentence.
 struct Token<'a> {
@@ -173,7 +173,7 @@ fn tokenize<'a>(sentence: &'a str, question: &QuestionWords, analyzer: &mut Term
             capitalised: core.chars().next().is_some_and(char::is_uppercase),
             digit: digits > 0 || core.starts_with('$'),
             number_word: NUMBER_WORDS.contains(&lower.as_str()),
-            year: (digits == 4 && core.len() <= 5) || (digits == 4 && core.ends_with('s')),
+            year: digits == 4 && core.len() <= 5 && core.chars().all(|c| c.is_ascii_digit() || c == 's'),
             date_word: DATE_WORDS.contains(&lower.as_str()),
             lower,
         });
@@ -286,7 +286,7 @@ fn span_features(tokens: &[Token<'_>], r: Range<usize>, q: &QuestionWords, ancho
     let before = r.start.checked_sub(1).map(|i| &tokens[i]);
     let after = tokens.get(r.end);
     let maximal = |ok: &dyn Fn(&Token<'_>) -> bool| {
-        span.iter().all(|t| ok(t)) && before.is_none_or(|b| !ok(b) || b.breaks_after) && after.is_none_or(|a| !ok(a) || span[n - 1].breaks_after)
+        span.iter().all(ok) && before.is_none_or(|b| !ok(b) || b.breaks_after) && after.is_none_or(|a| !ok(a) || span[n - 1].breaks_after)
     };
     let g = [
         in_q,

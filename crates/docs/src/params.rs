@@ -42,10 +42,10 @@ impl Default for AskParams {
         AskParams {
             mode: RetrievalMode::Hybrid,
             candidates: 100,
-            w_lexical: 1.0,
-            w_dense: 0.5,
+            w_lexical: 3.0,
+            w_dense: 0.0,
             w_sentence: 1.0,
-            rerank_depth: 20,
+            rerank_depth: 40,
             lexical_sentences: false,
             exclude_files: Vec::new(),
         }

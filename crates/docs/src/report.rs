@@ -25,6 +25,8 @@ pub struct Report {
     pub rows: Vec<ReportRow>,
     /// Free-form lines shown under the table (index time, split, goals).
     pub notes: Vec<String>,
+    /// Target per metric (hit@1, hit@5, answer in sentence, EM, F1), drawn as a black line.
+    pub goals: [Option<f32>; 5],
 }
 
 /// The report as Markdown.
@@ -73,11 +75,11 @@ pub fn write_report(dir: &Path, r: &Report) -> Result<(PathBuf, PathBuf), DocsEr
     let png = dir.join("docs_eval.png");
     write_picture(&svg, &dir.join(".docs_eval.tmp.svg"), |p| {
         let root = SVGBackend::new(p, (960, 520)).into_drawing_area();
-        draw_chart(root, &r.rows).map_err(|reason| DocsError::Plot { path: p.to_path_buf(), reason })
+        draw_chart(root, &r.rows, &r.goals).map_err(|reason| DocsError::Plot { path: p.to_path_buf(), reason })
     })?;
     write_picture(&png, &dir.join(".docs_eval.tmp.png"), |p| {
         let root = BitMapBackend::new(p, (960, 520)).into_drawing_area();
-        draw_chart(root, &r.rows).map_err(|reason| DocsError::Plot { path: p.to_path_buf(), reason })
+        draw_chart(root, &r.rows, &r.goals).map_err(|reason| DocsError::Plot { path: p.to_path_buf(), reason })
     })?;
     crate::store::write_atomic(&md, markdown(r).as_bytes())?;
     Ok((md, svg))
@@ -99,7 +101,7 @@ fn values(m: &Metrics) -> [f32; 5] {
 }
 
 /// Grouped bars: one group per metric, one bar per row.
-fn draw_chart<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, rows: &[ReportRow]) -> Result<(), String> {
+fn draw_chart<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, rows: &[ReportRow], goals: &[Option<f32>; 5]) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let n = METRICS.len() as f32;
@@ -115,6 +117,7 @@ fn draw_chart<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>,
     chart
         .configure_mesh()
         .disable_x_mesh()
+        .light_line_style(WHITE)
         .x_labels(METRICS.len())
         .x_label_formatter(&|v| {
             let i = v.round();
@@ -136,6 +139,12 @@ fn draw_chart<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>,
             .label(row.name.clone())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
     }
+    let goal_lines = goals.iter().enumerate().filter_map(|(i, g)| g.map(|g| (i as f32, g)));
+    chart
+        .draw_series(goal_lines.map(|(x, g)| PathElement::new(vec![(x - 0.45, g), (x + 0.45, g)], BLACK.stroke_width(2))))
+        .map_err(|e| err(&e))?
+        .label("goal")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], BLACK.stroke_width(2)));
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
@@ -159,6 +168,7 @@ mod tests {
             data: "squad.json".into(),
             rows: vec![ReportRow { name: "hybrid".into(), metrics: m.clone() }, ReportRow { name: "bm25".into(), metrics: m }],
             notes: vec!["note".into()],
+            goals: [Some(0.88), None, None, None, Some(0.6)],
         };
         let (md, svg) = write_report(dir.path(), &r).unwrap();
         let text = std::fs::read_to_string(md).unwrap();

@@ -169,7 +169,7 @@ const ABBREVIATIONS: &[&str] = &[
 
 /// Whether the break UAX #29 put between `prev` and `next` is a false one.
 fn should_join(prev: &str, next: &str) -> bool {
-    let first = next.trim_start_matches(|c: char| matches!(c, '"' | '\'' | '(' | '[' | '“' | '‘')).chars().next();
+    let first = next.trim_start_matches(['"', '\'', '(', '[', '“', '‘']).chars().next();
     if first.is_some_and(|c| c.is_lowercase()) {
         return true;
     }

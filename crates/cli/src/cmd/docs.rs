@@ -230,16 +230,16 @@ fn open_named(name: &str) -> anyhow::Result<Collection> {
 }
 
 fn ask(a: AskArgs) -> anyhow::Result<()> {
-    let coll = open_named(&a.name)?;
-    let encoder = load_encoder(&a.encoder)?;
-    let answer = coll.ask(&encoder, &a.question, a.k.max(1))?;
     if a.generate {
-        // Hook for the generative answer: the lead wires the local LLM engine here, feeding it
+        // Hook for the generative answer: wire the local LLM engine here, feeding it
         // `answer.context_prompt(question)`; the model's reply must keep the [n] citations.
         anyhow::bail!(
             "generative answers are not wired in yet; use --show-prompt and pass the prompt to `rightmodel generate`"
         );
     }
+    let coll = open_named(&a.name)?;
+    let encoder = load_encoder(&a.encoder)?;
+    let answer = coll.ask(&encoder, &a.question, a.k.max(1))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
@@ -369,7 +369,8 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
     }
 
     let notes = report_notes(&a, &corpus, &coll, which.len(), index_secs, &overall, &scope);
-    let report = Report { data: a.squad.display().to_string(), rows, notes };
+    let goals = [Some(0.88), Some(0.97), Some(0.80), None, Some(0.60)];
+    let report = Report { data: a.squad.display().to_string(), rows, notes, goals };
     if let Some(out) = &a.out {
         let (m, s) = write_report(out, &report)?;
         eprintln!("wrote {} and {}", m.display(), s.display());
