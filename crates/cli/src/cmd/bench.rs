@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use rightmodel_core::wire::ChatMessage;
 use rightmodel_core::Embedder;
 use rightmodel_infer::llm::{GenRequest, Prompt, SamplingParams};
@@ -88,8 +87,7 @@ fn gateway(a: GatewayArgs) -> anyhow::Result<()> {
         anyhow::bail!("--rates must be positive numbers and --seconds positive");
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let pb = ProgressBar::new((a.rates.len() * 2) as u64)
-        .with_style(ProgressStyle::with_template("{msg:24} {bar:30} {pos}/{len}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let pb = super::progress::bar((a.rates.len() * 2) as u64, "gateway");
     let duration = std::time::Duration::from_secs_f64(a.seconds);
     let mut results = rt
         .block_on(rightmodel_server::loadbench::run(&a.rates, duration, |m| {
@@ -148,7 +146,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let encoder = MiniLm::load(&store.resolve_encoder(&a.embed_model)?)?;
 
     let total = (runs * 3 + runs * 2) as u64;
-    let pb = ProgressBar::new(total).with_style(ProgressStyle::with_template("{msg:20} {bar:30} {pos}/{len}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let pb = super::progress::bar(total, "bench");
 
     // Prompt processing: 512 prompt tokens, one generated token. Each run starts with a different word
     // so the prefix cache cannot help.

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use rightmodel_docs::dense::Matrix;
 use rightmodel_docs::eval::{
     build_corpus, question_vectors, span_groups, spread, summarize, write_articles, write_dump, EvalCorpus, EvalSet, Metrics, QuestionScore,
@@ -161,16 +160,7 @@ fn load_encoder(spec: &str) -> anyhow::Result<MiniLm> {
     MiniLm::load(&dir).with_context(|| format!("loading the sentence encoder from {}", dir.display()))
 }
 
-fn bar(len: u64, msg: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    pb.set_message(msg.to_string());
-    pb
-}
+use super::progress::bar;
 
 /// Adds `paths` to the collection in `dir` with a progress bar.
 fn add_with_bar(coll: &mut Collection, encoder: &MiniLm, paths: &[PathBuf]) -> anyhow::Result<rightmodel_docs::AddReport> {

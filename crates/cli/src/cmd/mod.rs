@@ -5,6 +5,7 @@ pub mod docs;
 pub mod embed;
 pub mod generate;
 pub mod models;
+pub mod progress;
 pub mod router;
 pub mod serve;
 pub mod tasks;

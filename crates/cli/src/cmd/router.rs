@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use rightmodel_core::{Embedder, ModelKind, Price};
 use rightmodel_infer::MiniLm;
 use rightmodel_models::{home::rightmodel_home, Store};
@@ -314,16 +313,7 @@ fn load_weights(dir: Option<&Path>) -> anyhow::Result<(RouterWeights, Option<Pat
     }
 }
 
-fn bar(len: u64, msg: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    pb.set_message(msg.to_string());
-    pb
-}
+use super::progress::bar;
 
 fn columns(d: &DataArgs) -> Columns {
     Columns {
