@@ -72,3 +72,55 @@ def test_docs_model_answers_with_citations(tmp_path):
             pass
     finally:
         s.stop()
+
+
+def test_served_collection_sees_changes_made_while_running(tmp_path):
+    """`docs add` / `docs remove` in another process while the server runs: the next request answers
+    from the new index (never a replaced one), and a removed collection is a 404."""
+    home, env = fresh_home(tmp_path)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "opening.txt").write_text("The reading room opens at 9 o'clock every morning.\n")
+    r = subprocess.run([str(BIN), "docs", "add", "notes", str(notes)], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    s = Server(tmp_path, LOCAL, "docs-live", env={"RIGHTMODEL_HOME": str(home)})
+    try:
+        c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
+        def ask():
+            r = c.chat.completions.create(
+                model="docs:notes", messages=[{"role": "user", "content": "When does the reading room open?"}])
+            return r.model_extra["rightmodel"]["citations"][0]["text"]
+        assert "9 o'clock" in ask()
+        (notes / "opening.txt").write_text("The reading room opens at 11 o'clock every morning.\n")
+        r = subprocess.run([str(BIN), "docs", "add", "notes", str(notes)], capture_output=True, text=True, env=env, timeout=600)
+        assert r.returncode == 0, r.stderr
+        cited = ask()
+        assert "11 o'clock" in cited and " 9 o'clock" not in cited, cited
+        r = subprocess.run([str(BIN), "docs", "remove", "notes"], capture_output=True, text=True, env=env, timeout=600)
+        assert r.returncode == 0, r.stderr
+        try:
+            ask()
+            assert False, "expected 404 after `docs remove`"
+        except openai.NotFoundError:
+            pass
+    finally:
+        s.stop()
+
+
+def test_docs_ask_generate_cites_passages(tmp_path):
+    """`docs ask --generate`: the local model writes an answer from the passages and it cites them."""
+    home, env = fresh_home(tmp_path)
+    docs = ROOT / "crates" / "docs" / "tests" / "fixtures" / "docs"
+    r = subprocess.run([str(BIN), "docs", "add", "handbook", str(docs)], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([str(BIN), "docs", "ask", "handbook", "When was the museum founded?", "--generate", "--json"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    answer = json.loads(r.stdout)
+    g = answer["generated"]
+    assert g["text"].strip() and g["model"] == "gemma3-270m"
+    assert g["cited"] and len(g["cited"]) == len(g["citations"])
+    for n, c in zip(g["cited"], g["citations"]):
+        assert f"[{n}]" in g["text"]
+        passage = answer["passages"][n - 1]
+        assert (c["file"], c["start"], c["end"]) == (passage["file"], passage["start"], passage["end"])

@@ -55,17 +55,24 @@ impl TaskModels {
         Ok(c)
     }
 
+    /// The collection `name`, reopened when another process (`docs add`, `docs remove`) has changed it
+    /// since it was opened, so the server never answers from a replaced index. Blocking: reads the
+    /// collection's generation marker (and the index when it changed), so call it off the runtime.
     fn collection(&self, name: &str) -> Result<Arc<Collection>, ApiError> {
+        let not_found = || ApiError::model_not_found(&format!("docs:{name}"));
         if let Some(c) = self.collections.lock().get(name) {
-            return Ok(c.clone());
+            if !c.is_stale() {
+                return Ok(c.clone());
+            }
         }
         let dir = match self.paths.get(&format!("docs:{name}")) {
             Some(p) => p.clone(),
             None => rightmodel_docs::catalog::collection_dir(&rightmodel_docs::catalog::collections_root(), name)
-                .map_err(|_| ApiError::model_not_found(&format!("docs:{name}")))?,
+                .map_err(|_| not_found())?,
         };
-        if !dir.exists() {
-            return Err(ApiError::model_not_found(&format!("docs:{name}")));
+        if !rightmodel_docs::store::exists(&dir) {
+            self.collections.lock().remove(name);
+            return Err(not_found());
         }
         let c = Arc::new(Collection::open(&dir).map_err(|e| ApiError::internal(e.to_string()))?);
         self.collections.lock().insert(name.to_string(), c.clone());
@@ -164,13 +171,15 @@ pub async fn docs_chat(st: &SharedState, name: &str, req: &ChatCompletionRequest
         .map(ChatMessage::text)
         .filter(|q| !q.trim().is_empty())
         .ok_or_else(|| ApiError::invalid("messages", "A `docs:` model needs a user message with the question."))?;
-    let coll = st.tasks.collection(name)?;
     let emb = embedder(st)?;
     let q = question.clone();
-    let answer = tokio::task::spawn_blocking(move || coll.ask(emb.as_ref(), &q, 5))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let (state, coll_name) = (st.clone(), name.to_string());
+    let answer = tokio::task::spawn_blocking(move || {
+        let coll = state.tasks.collection(&coll_name)?;
+        coll.ask(emb.as_ref(), &q, 5).map_err(|e| ApiError::internal(e.to_string()))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
     let model_name = format!("docs:{name}");
     acct.set_served(&model_name, Default::default());
     let citations = serde_json::to_value(&answer.citations).unwrap_or(Value::Null);

@@ -28,7 +28,7 @@ pub enum DocsCmd {
     #[command(after_help = "Example:\n  rightmodel docs add handbook ./handbook README.md")]
     Add(AddArgs),
     /// Ask a collection a question: an extracted answer with its sentence, citations and confidence.
-    #[command(after_help = "Example:\n  rightmodel docs ask handbook \"How many vacation days do I get?\" --json")]
+    #[command(after_help = "Examples:\n  rightmodel docs ask handbook \"How many vacation days do I get?\" --json\n  rightmodel docs ask handbook \"How many vacation days do I get?\" --generate   # adds a cited answer written by the local model")]
     Ask(AskArgs),
     /// List the collections.
     #[command(after_help = "Example:\n  rightmodel docs list")]
@@ -70,9 +70,16 @@ pub struct AskArgs {
     /// Print the prompt a language model would get to write a cited answer from the passages.
     #[arg(long)]
     pub show_prompt: bool,
-    /// Write the answer with the local language model from the top passages (hook, not wired yet).
+    /// Also write an answer with the local language model from the top passages; it cites them as
+    /// `[n]` (a passage is cited for it when it cites none).
     #[arg(long)]
     pub generate: bool,
+    /// Language model for --generate: a pulled name or a GGUF path.
+    #[arg(long, default_value = "gemma3-270m")]
+    pub model: String,
+    /// Longest generated answer, in tokens.
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: u32,
     /// Sentence encoder: a pulled model name or a model folder (must be the one the collection was
     /// built with).
     #[arg(long, default_value = "minilm-l6")]
@@ -220,25 +227,53 @@ fn open_named(name: &str) -> anyhow::Result<Collection> {
 }
 
 fn ask(a: AskArgs) -> anyhow::Result<()> {
-    if a.generate {
-        // Hook for the generative answer: wire the local LLM engine here, feeding it
-        // `answer.context_prompt(question)`; the model's reply must keep the [n] citations.
-        anyhow::bail!(
-            "generative answers are not wired in yet; use --show-prompt and pass the prompt to `rightmodel generate`"
-        );
-    }
     let coll = open_named(&a.name)?;
     let encoder = load_encoder(&a.encoder)?;
     let answer = coll.ask(&encoder, &a.question, a.k.max(1))?;
+    let generated = if a.generate && !answer.passages.is_empty() { Some(generate_answer(&a, &answer)?) } else { None };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        let mut v = serde_json::to_value(&answer)?;
+        if let Some(g) = &generated {
+            v["generated"] = serde_json::to_value(g)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_answer(&answer);
+        if let Some(g) = &generated {
+            println!("\nGenerated ({}, support {:.2}): {}", g.model, g.support, g.text);
+            for (n, c) in g.cited.iter().zip(&g.citations) {
+                println!("  [{n}] {} characters {}-{}", c.file, c.start, c.end);
+            }
+        }
     }
     if a.show_prompt {
         println!("\n--- prompt ---\n{}", answer.context_prompt(&a.question));
     }
     Ok(())
+}
+
+/// Writes a cited answer with the local language model from the top passages.
+fn generate_answer(a: &AskArgs, answer: &Answer) -> anyhow::Result<rightmodel_docs::GeneratedAnswer> {
+    use rightmodel_infer::llm::{GenRequest, Prompt, SamplingParams};
+    let path = rightmodel_models::Store::new(&rightmodel_models::home::rightmodel_home())
+        .with_auto_pull(true)
+        .with_progress(true)
+        .resolve_gguf(&a.model)?;
+    let mut cfg = rightmodel_infer::EngineConfig::new(path);
+    cfg.slots = 1;
+    cfg.ctx_per_slot = 4096;
+    let engine = rightmodel_infer::Engine::start(cfg)?;
+    let params = SamplingParams {
+        max_tokens: a.max_tokens.max(1),
+        temperature: 0.0,
+        // A small base model loops on digits and phrases under greedy decoding; penalise repeats.
+        repeat_penalty: 1.3,
+        stop: rightmodel_docs::generated::STOP_MARKERS.iter().map(|s| s.to_string()).collect(),
+        ..SamplingParams::default()
+    };
+    let prompt = rightmodel_docs::small_model_prompt(&a.question, &answer.passages);
+    let out = engine.generate(GenRequest { prompt: Prompt::Text(prompt), params })?;
+    Ok(rightmodel_docs::cite_generated(&out.text, answer, &a.model))
 }
 
 fn print_answer(a: &Answer) {
