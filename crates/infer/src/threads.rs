@@ -10,7 +10,8 @@ pub fn available_cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
-/// Sets the rayon (candle) pool size before any pool starts, unless the user set `RAYON_NUM_THREADS`.
+/// Sets the rayon (candle) pool size and how long candle's idle workers spin before any pool starts,
+/// unless the user set `RAYON_NUM_THREADS` / `CANDLE_BARRIER_POOL_SPIN_LIMIT`.
 /// Must be called at program start, before the first embedding call.
 pub fn configure_candle_threads(n: usize) {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
@@ -18,7 +19,16 @@ pub fn configure_candle_threads(n: usize) {
         // before any other thread reads the environment.
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
     }
+    // candle's element-wise pool spins 25,000 times before parking; its spinning worker then competes
+    // with gemm's rayon threads for the same cores. Parking sooner measured 8-10% faster batch
+    // embedding and a fifth less CPU time on 2 cores.
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", CANDLE_SPIN_LIMIT.to_string());
+    }
 }
+
+/// Spins of an idle candle element-wise worker before it parks (candle's default is 25,000).
+pub const CANDLE_SPIN_LIMIT: u32 = 1000;
 
 /// Work (m·n·k) under which a candle f32 matmul runs on one thread. gemm's default (48·48·256)
 /// splits even a single sentence's matmuls across threads; with its AVX-512 kernels that made
