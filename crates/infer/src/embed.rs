@@ -5,7 +5,9 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::Config;
+
+use crate::bert::BertEncoder;
 use rightmodel_core::{EmbedError, Embedder};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
@@ -19,7 +21,7 @@ pub const BATCH: usize = 32;
 /// A BERT sentence encoder loaded from a directory with `config.json`, `tokenizer.json` and
 /// `model.safetensors` (the layout of the `minilm-l6` store entry and of Hugging Face snapshots).
 pub struct MiniLm {
-    model: BertModel,
+    model: BertEncoder,
     tokenizer: Tokenizer,
     dim: usize,
     id: String,
@@ -52,7 +54,7 @@ impl MiniLm {
         // (pulls rename a new directory into place).
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) }
             .map_err(|e| load_err(&weights, e))?;
-        let model = BertModel::load(vb, &config).map_err(|e| load_err(&weights, e))?;
+        let model = BertEncoder::load(vb, &config).map_err(|e| load_err(&weights, e))?;
         let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "encoder".into());
         Ok(MiniLm { model, tokenizer, dim: config.hidden_size, id })
     }
@@ -83,8 +85,7 @@ impl MiniLm {
         let n = texts.len();
         let ids = Tensor::from_vec(ids, (n, len), &Device::Cpu).map_err(e)?;
         let mask = Tensor::from_vec(mask, (n, len), &Device::Cpu).map_err(e)?;
-        let types = ids.zeros_like().map_err(e)?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask)).map_err(e)?;
+        let hidden = self.model.forward(&ids, &mask).map_err(e)?;
         let maskf = mask.to_dtype(DType::F32).map_err(e)?;
         Ok((hidden, maskf))
     }

@@ -3,11 +3,13 @@
 //! - [`llm`]: GGUF language models on llama.cpp (the `llama-cpp-2` crate): one model loaded once, a
 //!   worker thread owning the `LlamaContext`, continuous batching of concurrent sequences, prompt-prefix
 //!   reuse from the KV cache, sampling, log-probabilities and chat formatting.
-//! - [`embed`]: sentence encoders (BERT family, e.g. all-MiniLM-L6-v2) on candle.
+//! - [`embed`]: sentence encoders (BERT family, e.g. all-MiniLM-L6-v2) on candle, with the forward
+//!   pass in [`bert`].
 //!
 //! Nothing here blocks an async runtime: generation runs on its own threads and talks to callers over
 //! channels; embedding calls are synchronous and meant to be run on a blocking pool.
 
+pub mod bert;
 pub mod embed;
 pub mod llm;
 pub mod threads;

@@ -26,3 +26,38 @@ fn batching_and_order_do_not_change_vectors() {
     assert_eq!(all.len(), 40);
     assert!(cosine(&all[17], &one[0]) > 0.9999);
 }
+
+/// Our encoder forward pass (vectorised GELU, fused QKV) against candle-transformers' BERT on the same
+/// weights: token states agree on every real (unpadded) token.
+#[test]
+fn encoder_matches_candle_transformers_bert() {
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::VarBuilder;
+    use candle_transformers::models::bert::{BertModel, Config};
+
+    let dir = common::encoder_dir();
+    let config: Config = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let weights = dir.join("model.safetensors");
+    // SAFETY: read-only map of a store file that is never rewritten in place.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) }.unwrap();
+    let theirs = BertModel::load(vb, &config).unwrap();
+    let texts = ["A man is eating food.", "Short.", "A much longer sentence that needs more word pieces than the others do."];
+    let (ids, mask, len) = common::minilm().tokenize(&texts).unwrap();
+    let ids_t = Tensor::from_vec(ids, (texts.len(), len), &Device::Cpu).unwrap();
+    let mask_t = Tensor::from_vec(mask.clone(), (texts.len(), len), &Device::Cpu).unwrap();
+    let want = theirs.forward(&ids_t, &ids_t.zeros_like().unwrap(), Some(&mask_t)).unwrap().to_vec3::<f32>().unwrap();
+    let (got, _) = common::minilm().hidden_states(&texts).unwrap();
+    let got = got.to_vec3::<f32>().unwrap();
+    let mut worst = 0f32;
+    for (b, (g, w)) in got.iter().zip(&want).enumerate() {
+        for t in 0..len {
+            if mask[b * len + t] == 1 {
+                for (x, y) in g[t].iter().zip(&w[t]) {
+                    worst = worst.max((x - y).abs());
+                }
+            }
+        }
+    }
+    assert!(worst < 1e-4, "token states differ by up to {worst}");
+    eprintln!("largest token-state difference: {worst}");
+}

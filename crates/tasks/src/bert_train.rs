@@ -68,7 +68,7 @@ impl Layer {
         let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, s, h))?;
         let a = self.attn_norm.forward(&(self.attn_out.forward(&ctx)? + x)?)?;
-        let i = self.intermediate.forward(&a)?.gelu_erf()?;
+        let i = rightmodel_infer::bert::gelu(&self.intermediate.forward(&a)?)?;
         self.out_norm.forward(&(self.output.forward(&i)? + a)?)
     }
 }
