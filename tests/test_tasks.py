@@ -21,12 +21,21 @@ def fresh_home(tmp_path):
     return home, dict(os.environ, RIGHTMODEL_HOME=str(home))
 
 
+def cli(env, *args):
+    """Runs the rightmodel CLI with `env`; fails the test with its stderr on a non-zero exit."""
+    r = subprocess.run([str(BIN), *map(str, args)], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+HANDBOOK = ROOT / "crates" / "docs" / "tests" / "fixtures" / "docs"
+
+
 def test_classifier_trained_by_cli_is_served(tmp_path):
     home, env = fresh_home(tmp_path)
     data = ROOT / "crates" / "tasks" / "tests" / "fixtures" / "sentiment.csv"
-    r = subprocess.run([str(BIN), "train", "classify", "--data", str(data), "--text-col", "text", "--label-col", "label",
-                        "--name", "sentiment", "--valid-split", "0.25"], capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0, r.stderr
+    cli(env, "train", "classify", "--data", data, "--text-col", "text", "--label-col", "label",
+        "--name", "sentiment", "--valid-split", "0.25")
     s = Server(tmp_path, LOCAL, "clf", env={"RIGHTMODEL_HOME": str(home)})
     try:
         status, headers, body = request(s.base, "POST", "/v1/classify",
@@ -47,9 +56,7 @@ def test_classifier_trained_by_cli_is_served(tmp_path):
 
 def test_docs_model_answers_with_citations(tmp_path):
     home, env = fresh_home(tmp_path)
-    docs = ROOT / "crates" / "docs" / "tests" / "fixtures" / "docs"
-    r = subprocess.run([str(BIN), "docs", "add", "handbook", str(docs)], capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0, r.stderr
+    cli(env, "docs", "add", "handbook", HANDBOOK)
     s = Server(tmp_path, LOCAL, "docs", env={"RIGHTMODEL_HOME": str(home)})
     try:
         c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
@@ -81,8 +88,7 @@ def test_served_collection_sees_changes_made_while_running(tmp_path):
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "opening.txt").write_text("The reading room opens at 9 o'clock every morning.\n")
-    r = subprocess.run([str(BIN), "docs", "add", "notes", str(notes)], capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0, r.stderr
+    cli(env, "docs", "add", "notes", notes)
     s = Server(tmp_path, LOCAL, "docs-live", env={"RIGHTMODEL_HOME": str(home)})
     try:
         c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
@@ -92,12 +98,10 @@ def test_served_collection_sees_changes_made_while_running(tmp_path):
             return r.model_extra["rightmodel"]["citations"][0]["text"]
         assert "9 o'clock" in ask()
         (notes / "opening.txt").write_text("The reading room opens at 11 o'clock every morning.\n")
-        r = subprocess.run([str(BIN), "docs", "add", "notes", str(notes)], capture_output=True, text=True, env=env, timeout=600)
-        assert r.returncode == 0, r.stderr
+        cli(env, "docs", "add", "notes", notes)
         cited = ask()
         assert "11 o'clock" in cited and " 9 o'clock" not in cited, cited
-        r = subprocess.run([str(BIN), "docs", "remove", "notes"], capture_output=True, text=True, env=env, timeout=600)
-        assert r.returncode == 0, r.stderr
+        cli(env, "docs", "remove", "notes")
         try:
             ask()
             assert False, "expected 404 after `docs remove`"
@@ -110,13 +114,8 @@ def test_served_collection_sees_changes_made_while_running(tmp_path):
 def test_docs_ask_generate_cites_passages(tmp_path):
     """`docs ask --generate`: the local model writes an answer from the passages and it cites them."""
     home, env = fresh_home(tmp_path)
-    docs = ROOT / "crates" / "docs" / "tests" / "fixtures" / "docs"
-    r = subprocess.run([str(BIN), "docs", "add", "handbook", str(docs)], capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0, r.stderr
-    r = subprocess.run([str(BIN), "docs", "ask", "handbook", "When was the museum founded?", "--generate", "--json"],
-                       capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0, r.stderr
-    answer = json.loads(r.stdout)
+    cli(env, "docs", "add", "handbook", HANDBOOK)
+    answer = json.loads(cli(env, "docs", "ask", "handbook", "When was the museum founded?", "--generate", "--json"))
     g = answer["generated"]
     assert g["text"].strip() and g["model"] == "gemma3-270m"
     assert g["cited"] and len(g["cited"]) == len(g["citations"])

@@ -1,4 +1,4 @@
-//! The BERT encoder forward pass behind sentence embeddings (inference only).
+//! The BERT encoder forward pass behind sentence embeddings, and the pieces fine-tuning shares with it.
 //!
 //! Written here instead of using `candle_transformers::models::bert::BertModel` for speed on CPU:
 //! that model applies GELU through candle's element-wise `gelu_erf`, which calls scalar `erf`/`exp`
@@ -106,21 +106,28 @@ impl BertEncoder {
 
     /// Token states `[b, s, h]` of `ids` `[b, s]` (u32) with attention `mask` `[b, s]` (u32, 1 = token).
     pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let (_, s) = ids.dims2()?;
-        let positions = Tensor::arange(0u32, s as u32, ids.device())?;
-        let x = self
-            .word
-            .forward(ids)?
-            .broadcast_add(&self.position.forward(&positions)?)?
-            .broadcast_add(&self.token_type.forward(&Tensor::zeros(1, DType::U32, ids.device())?)?)?;
-        let mut x = self.emb_norm.forward(&x)?;
-        let m = mask.to_dtype(DType::F32)?;
-        let mask_add = ((m.ones_like()? - m)? * -10_000.0)?.unsqueeze(1)?.unsqueeze(1)?;
+        let mut x = self.emb_norm.forward(&embed_inputs(&self.word, &self.position, &self.token_type, ids)?)?;
+        let bias = attention_bias(mask)?;
         for layer in &self.layers {
-            x = layer.forward(&x, &mask_add, self.heads, self.act)?;
+            x = layer.forward(&x, &bias, self.heads, self.act)?;
         }
         Ok(x)
     }
+}
+
+/// Word + position + token-type (type 0) embeddings of `ids` `[b, s]`, before the layer norm.
+pub fn embed_inputs(word: &Embedding, position: &Embedding, token_type: &Embedding, ids: &Tensor) -> Result<Tensor> {
+    let (_, s) = ids.dims2()?;
+    let positions = Tensor::arange(0u32, s as u32, ids.device())?;
+    word.forward(ids)?
+        .broadcast_add(&position.forward(&positions)?)?
+        .broadcast_add(&token_type.forward(&Tensor::zeros(1, DType::U32, ids.device())?)?)
+}
+
+/// Additive attention bias `[b, 1, 1, s]` from a u32 mask `[b, s]`: 0 for tokens, -10,000 for padding.
+pub fn attention_bias(mask: &Tensor) -> Result<Tensor> {
+    let m = mask.to_dtype(DType::F32)?;
+    ((m.ones_like()? - m)? * -10_000.0)?.unsqueeze(1)?.unsqueeze(1)
 }
 
 /// GELU in its exact (erf) form over an f32 CPU tensor, differentiable (for fine-tuning), computed

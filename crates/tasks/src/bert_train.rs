@@ -5,7 +5,7 @@
 //! top would learn. This copy uses the same parameter names (so the saved weights load into the inference
 //! encoder unchanged) and only ops candle can differentiate.
 
-use candle_core::{DType, Module, Result, Tensor, D};
+use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder};
 use candle_transformers::models::bert::Config;
 
@@ -105,16 +105,9 @@ impl TrainableBert {
 
     /// Token states `[b, s, h]` of `ids` `[b, s]` (u32) with attention `mask` `[b, s]` (u32, 1 = token).
     pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let (_, s) = ids.dims2()?;
-        let positions = Tensor::arange(0u32, s as u32, ids.device())?;
-        let x = self
-            .word
-            .forward(ids)?
-            .broadcast_add(&self.position.forward(&positions)?)?
-            .broadcast_add(&self.token_type.forward(&Tensor::zeros(1, DType::U32, ids.device())?)?)?;
-        let mut x = self.emb_norm.forward(&x)?;
-        let m = mask.to_dtype(DType::F32)?;
-        let mask_add = ((m.ones_like()? - m)? * -10_000.0)?.unsqueeze(1)?.unsqueeze(1)?;
+        use rightmodel_infer::bert::{attention_bias, embed_inputs};
+        let mut x = self.emb_norm.forward(&embed_inputs(&self.word, &self.position, &self.token_type, ids)?)?;
+        let mask_add = attention_bias(mask)?;
         for layer in &self.layers {
             x = layer.forward(&x, &mask_add, self.heads)?;
         }
