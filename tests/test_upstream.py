@@ -92,6 +92,37 @@ def test_streaming_passthrough_and_cost(gw, gateway):
     assert abs(row["cost_usd"] - (u.prompt_tokens * 2.0 + u.completion_tokens * 8.0) / 1e6) < 1e-12
 
 
+def test_text_completion_streams_from_upstream(gw, gateway, upstream_server):
+    """Legacy /v1/completions with stream=True on an upstream model: chunks pass through re-labelled,
+    the text equals the upstream's own answer, usage is passed on when asked and logged with its cost."""
+    direct = openai.OpenAI(base_url=upstream_server.url("/v1"), api_key="x")
+    want = direct.completions.create(model="gemma3-270m", prompt="The capital of France is", max_tokens=8, temperature=0)
+    seen = {r["id"] for r in gateway.logs()}
+    chunks = list(gw.completions.create(model="large", prompt="The capital of France is", max_tokens=8, temperature=0,
+                                        stream=True, stream_options={"include_usage": True}))
+    assert all(c.model == "large" for c in chunks)
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == want.choices[0].text
+    u = chunks[-1].usage
+    assert u.completion_tokens == want.usage.completion_tokens
+    row = gateway.wait_row(lambda r: r["stream"] and r["id"] not in seen)
+    assert row["status"] == 200 and row["served_model"] == "large"
+    assert abs(row["cost_usd"] - (u.prompt_tokens * 2.0 + u.completion_tokens * 8.0) / 1e6) < 1e-12
+    # Without include_usage the usage chunk is not passed on (it is still logged).
+    plain = list(gw.completions.create(model="large", prompt="The capital of France is", max_tokens=8, temperature=0, stream=True))
+    assert all(c.usage is None for c in plain)
+
+
+def test_text_completion_stream_cut_mid_way_is_502(gw, proxy, gateway):
+    proxy.mode = {"kind": "cut", "after_bytes": 700}
+    got = []
+    with pytest.raises(openai.APIError):
+        for c in gw.completions.create(model="large", prompt="Once upon a time", max_tokens=40, temperature=0, stream=True):
+            got.append(c)
+    assert got, "part of the answer arrived before the upstream died"
+    row = gateway.wait_row(lambda r: r["status"] == 502 and r["stream"] and r["endpoint"] == "/v1/completions")
+    assert "mid-stream" in row["error"]
+
+
 def test_retries_on_5xx_with_retry_after(gw, proxy, gateway):
     proxy.mode = {"kind": "fail", "remaining": 2, "status": 503, "retry_after": 0}
     hits = proxy.hits

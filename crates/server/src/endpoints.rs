@@ -7,6 +7,7 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
+use futures::StreamExt;
 use rightmodel_core::wire::{
     CompletionChoice, CompletionLogprobs, CompletionRequest, CompletionResponse, EmbeddingData, EmbeddingInput,
     EmbeddingRequest, EmbeddingResponse, EmbeddingVector, ModelList, ModelObject, Usage,
@@ -28,8 +29,52 @@ fn fail(mut acct: Accounting, e: ApiError) -> Response {
     HttpError(e).into_response()
 }
 
-/// `POST /v1/completions` (legacy text completions): local models, streaming or not; upstream models
-/// without streaming.
+/// Streams an upstream text completion: chunks re-labelled with the requested model name, usage
+/// logged (and passed on only if the client asked), an SSE `error` event and a 502 row when the
+/// upstream breaks off mid-stream.
+async fn upstream_completion_stream(mut acct: Accounting, u: &crate::upstream::Upstream, req: CompletionRequest) -> Response {
+    let include_usage = req.sampling.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let id = acct.id().to_string();
+    let mut chunks = match u.sse_stream::<CompletionResponse>("completions", serde_json::to_value(&req).unwrap_or(Value::Null)).await {
+        Ok(s) => Box::pin(s),
+        Err(e) => return fail(acct, e),
+    };
+    let name = req.model.clone();
+    let s = async_stream::stream! {
+        while let Some(item) = chunks.next().await {
+            match item {
+                Ok(mut c) => {
+                    c.model = name.clone();
+                    if let Some(usage) = c.usage {
+                        acct.add_usage(usage);
+                        if !include_usage {
+                            c.usage = None;
+                            if c.choices.is_empty() {
+                                continue;
+                            }
+                        }
+                    }
+                    if c.choices.iter().any(|ch| !ch.text.is_empty()) {
+                        acct.mark_first_token();
+                    }
+                    yield Ok::<_, std::convert::Infallible>(Event::default().data(serde_json::to_string(&c).unwrap_or_default()));
+                }
+                Err(e) => {
+                    yield Ok(Event::default().event("error").data(serde_json::to_string(&e.body()).unwrap_or_default()));
+                    acct.finish(e.kind.status(), Some(e.message));
+                    return;
+                }
+            }
+        }
+        yield Ok(Event::default().data("[DONE]"));
+        acct.finish(200, None);
+    };
+    let mut resp = Sse::new(s).into_response();
+    decorate(&mut resp, &req.model, None, &id);
+    resp
+}
+
+/// `POST /v1/completions` (legacy text completions), local or upstream, streaming or not.
 pub async fn completions(
     State(st): State<SharedState>,
     headers: HeaderMap,
@@ -74,7 +119,7 @@ pub async fn completions(
     match model {
         ChatModel::Upstream(u) => {
             if stream {
-                return fail(acct, ApiError::invalid("stream", "Streaming text completions from upstream models is not supported; use chat completions."));
+                return upstream_completion_stream(acct, &u, req).await;
             }
             match u.call_json("completions", serde_json::to_value(&req).unwrap_or(Value::Null)).await {
                 Ok(mut v) => {

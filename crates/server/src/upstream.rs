@@ -194,8 +194,18 @@ impl Upstream {
         &self,
         body: Value,
     ) -> Result<impl Stream<Item = Result<ChatCompletionChunk, ApiError>> + Send + 'static, ApiError> {
+        self.sse_stream("chat/completions", body).await
+    }
+
+    /// A streaming call to `path` (`chat/completions`, `completions`) whose SSE `data:` events parse as
+    /// `T`; the stream ends at `[DONE]`. Errors as for [`Upstream::chat_stream`].
+    pub async fn sse_stream<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        path: &str,
+        body: Value,
+    ) -> Result<impl Stream<Item = Result<T, ApiError>> + Send + 'static, ApiError> {
         let body = self.upstream_body(body, true);
-        let resp = self.send("chat/completions", &body).await?;
+        let resp = self.send(path, &body).await?;
         let name = self.config.name.clone();
         let idle = Duration::from_millis(self.config.first_token_timeout_ms);
         let mut bytes = resp.bytes_stream();
@@ -229,7 +239,7 @@ impl Upstream {
                         if data == "[DONE]" {
                             return;
                         }
-                        match serde_json::from_str::<ChatCompletionChunk>(data) {
+                        match serde_json::from_str::<T>(data) {
                             Ok(c) => yield Ok(c),
                             Err(_) => {
                                 let msg = serde_json::from_str::<Value>(data).ok()
