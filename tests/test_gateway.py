@@ -137,13 +137,52 @@ def test_errors_are_openai_shaped(local_server, client):
             model="gemma3-270m", messages=[{"role": "user", "content": "x"}],
             tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
         )
-    assert e.value.param == "tools"
+    assert e.value.param == "tool_choice", "a local model does not decide on its own to call a tool"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(
+            model="gemma3-270m", messages=[{"role": "user", "content": "x"}],
+            functions=[{"name": "f", "parameters": {}}],
+        )
+    assert e.value.param == "functions"
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="gemma3-270m", messages=[])
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="gemma3-270m", messages=[{"role": "user", "content": "x"}], temperature=5)
     with pytest.raises(openai.BadRequestError):
         client.embeddings.create(model="minilm-l6", input=[])
+
+
+WEATHER = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["C", "F"]}},
+                   "required": ["city", "unit"]}}}]
+
+
+def test_local_model_makes_a_forced_tool_call(client):
+    """A named tool_choice makes the local model fill in the call; its arguments follow the schema."""
+    c = client.chat.completions.create(
+        model="gemma3-270m", messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=WEATHER, tool_choice={"type": "function", "function": {"name": "get_weather"}}, max_tokens=60, temperature=0)
+    ch = c.choices[0]
+    assert ch.finish_reason == "tool_calls" and ch.message.content is None
+    call = ch.message.tool_calls[0]
+    assert call.type == "function" and call.function.name == "get_weather" and call.id.startswith("call_")
+    args = json.loads(call.function.arguments)
+    assert isinstance(args["city"], str) and args["unit"] in ("C", "F")
+    # The result goes back as a `tool` message; with tool_choice "none" the model answers in text.
+    follow = client.chat.completions.create(
+        model="gemma3-270m", max_tokens=12, temperature=0, tools=WEATHER, tool_choice="none",
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}, ch.message,
+                  {"role": "tool", "tool_call_id": call.id, "content": "18 C and sunny"}])
+    assert follow.choices[0].message.content and not follow.choices[0].message.tool_calls
+    # Streaming: the call arrives as tool-call deltas.
+    chunks = list(client.chat.completions.create(
+        model="gemma3-270m", messages=[{"role": "user", "content": "Weather in Rome?"}],
+        tools=WEATHER, tool_choice="required", max_tokens=60, temperature=0, stream=True))
+    deltas = [d for c in chunks if c.choices for d in (c.choices[0].delta.tool_calls or [])]
+    assert deltas[0].function.name == "get_weather"
+    assert "city" in json.loads("".join(d.function.arguments or "" for d in deltas))
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
 
 
 def test_raw_http_errors(local_server):

@@ -1,5 +1,7 @@
 """Forwarding to an OpenAI-compatible upstream: a second real `rightmodel serve` acts as the large
 model, behind a fault-injecting proxy (delay, 5xx, resets, streams cut mid-way)."""
+import json
+
 import openai
 import pytest
 
@@ -121,6 +123,28 @@ def test_text_completion_stream_cut_mid_way_is_502(gw, proxy, gateway):
     assert got, "part of the answer arrived before the upstream died"
     row = gateway.wait_row(lambda r: r["status"] == 502 and r["stream"] and r["endpoint"] == "/v1/completions")
     assert "mid-stream" in row["error"]
+
+
+WEATHER = [{"type": "function", "function": {
+    "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+
+
+def test_tool_calls_pass_through_upstream(gw, gateway):
+    """tools / tool_choice go upstream as sent and tool calls come back, whole or streamed; `auto`
+    routing sends a tool request to a model that takes tools (the upstream), never the local one."""
+    kw = dict(messages=[{"role": "user", "content": "Weather in Oslo?"}], tools=WEATHER, tool_choice="required",
+              max_tokens=40, temperature=0)
+    c = gw.chat.completions.create(model="large", **kw)
+    call = c.choices[0].message.tool_calls[0]
+    assert c.model == "large" and c.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather" and "city" in json.loads(call.function.arguments)
+    chunks = list(gw.chat.completions.create(model="large", stream=True, **kw))
+    deltas = [d for ch in chunks if ch.choices for d in (ch.choices[0].delta.tool_calls or [])]
+    assert deltas and deltas[0].function.name == "get_weather"
+    assert json.loads("".join(d.function.arguments or "" for d in deltas)) == json.loads(call.function.arguments)
+    r = gw.chat.completions.with_raw_response.create(model="auto", **kw)
+    assert r.headers["x-rightmodel-model"] == "large"
+    assert r.parse().choices[0].message.tool_calls
 
 
 def test_retries_on_5xx_with_retry_after(gw, proxy, gateway):

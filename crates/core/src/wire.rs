@@ -79,17 +79,103 @@ pub struct ChatMessage {
     /// Optional participant name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Tool calls made by an assistant message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// For `tool` messages: the call this message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl ChatMessage {
     /// A message with plain-text content.
     pub fn new(role: &str, content: impl Into<String>) -> Self {
-        ChatMessage { role: role.to_string(), content: Some(MessageContent::Text(content.into())), name: None }
+        ChatMessage {
+            role: role.to_string(),
+            content: Some(MessageContent::Text(content.into())),
+            name: None,
+            tool_calls: None,
+            tool_call_id: None,
+        }
     }
     /// The message text (empty when content is null).
     pub fn text(&self) -> String {
         self.content.as_ref().map(MessageContent::text).unwrap_or_default()
     }
+}
+
+/// A function the model may call (`tools[]` of a chat request).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Tool {
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The function.
+    pub function: FunctionDef,
+}
+
+/// Name, description and JSON-schema parameters of a callable function.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FunctionDef {
+    /// Function name (`a-z`, `A-Z`, `0-9`, `_`, `-`; at most 64 characters).
+    pub name: String,
+    /// What it does, for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON schema of its arguments object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
+    /// Strict schema adherence (passed on to upstreams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+/// A call of a function by the model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ToolCall {
+    /// Call id, echoed by the `tool` message that answers it.
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The function and its arguments.
+    pub function: FunctionCall,
+}
+
+/// Function name and arguments of a call.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FunctionCall {
+    /// The function called.
+    pub name: String,
+    /// Its arguments, a JSON object serialised as a string.
+    pub arguments: String,
+}
+
+/// A piece of a tool call in a streaming chunk; pieces with the same `index` concatenate.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ToolCallDelta {
+    /// Which call of the message this piece belongs to.
+    pub index: u32,
+    /// Call id (first piece).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `function` (first piece).
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Name (first piece) and a fragment of the arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionCallDelta>,
+}
+
+/// Name and argument fragment of a streamed tool call.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FunctionCallDelta {
+    /// The function (first piece).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The next fragment of the arguments string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
 }
 
 /// `stream_options` of a chat or completion request.
@@ -171,6 +257,15 @@ pub struct ChatCompletionRequest {
     /// Structured output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<ResponseFormat>,
+    /// Functions the model may call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Tool>>,
+    /// `none`, `auto`, `required`, or `{"type": "function", "function": {"name": ...}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<Value>,
+    /// Whether the model may call several tools at once (passed on to upstreams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
     /// rightmodel's own per-request options (sent by clients as `extra_body={"rightmodel": {...}}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rightmodel: Option<Value>,
@@ -269,7 +364,7 @@ pub struct ChatChoice {
     pub index: u32,
     /// The assistant message.
     pub message: ChatMessage,
-    /// `stop`, `length` or `content_filter`.
+    /// `stop`, `length`, `tool_calls` or `content_filter`.
     pub finish_reason: Option<String>,
     /// Token log-probabilities when asked for.
     #[serde(default)]
@@ -308,6 +403,9 @@ pub struct ChatDelta {
     /// New text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// Pieces of tool calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
 }
 
 /// A choice of a streaming chunk.
@@ -483,13 +581,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tool_calls_round_trip() {
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"weather?"},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
+            {"role":"tool","tool_call_id":"call_1","content":"sunny"}],
+            "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}],"tool_choice":"auto"}"#;
+        let r: ChatCompletionRequest = serde_json::from_str(body).unwrap();
+        assert_eq!(r.tools.as_ref().map(Vec::len), Some(1));
+        assert_eq!(r.messages[1].tool_calls.as_ref().unwrap()[0].function.name, "get_weather");
+        assert_eq!(r.messages[2].tool_call_id.as_deref(), Some("call_1"));
+        let again: ChatCompletionRequest = serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
+        assert_eq!(again, r);
+        assert!(r.extra.is_empty());
+    }
+
+    #[test]
     fn chat_request_keeps_unknown_fields() {
         let r: ChatCompletionRequest = serde_json::from_str(
-            r#"{"model":"auto","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"tools":[]}"#,
+            r#"{"model":"auto","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"functions":[]}"#,
         )
         .unwrap();
         assert_eq!(r.sampling.max_tokens, Some(5));
-        assert!(r.extra.contains_key("tools"));
+        assert!(r.extra.contains_key("functions"));
         assert_eq!(r.messages[0].text(), "hi");
     }
 

@@ -11,7 +11,7 @@ use axum::Json;
 use futures::{Stream, StreamExt};
 use rightmodel_core::wire::{
     ChatChoice, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatDelta, ChatMessage, ChunkChoice,
-    Usage,
+    FunctionCallDelta, ToolCallDelta, Usage,
 };
 use rightmodel_core::{ApiError, ErrorKind};
 use rightmodel_infer::llm::GenEvent;
@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use crate::accounting::Accounting;
 use crate::http_error::{json_rejection, HttpError};
 use crate::local::{choice_logprobs, token_logprob, LocalChat};
+use crate::tools::ToolMode;
 use crate::routing::RouteOutcome;
 use crate::state::{ChatModel, SharedState};
 
@@ -27,8 +28,8 @@ use crate::state::{ChatModel, SharedState};
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatCompletionChunk, ApiError>> + Send>>;
 
 /// Request fields this gateway does not serve; each gets a 400 naming it rather than being ignored.
-const UNSUPPORTED: &[&str] =
-    &["tools", "tool_choice", "functions", "function_call", "audio", "modalities", "prediction", "web_search_options"];
+/// (`functions` / `function_call` are the legacy form of `tools` / `tool_choice`, which are served.)
+const UNSUPPORTED: &[&str] = &["functions", "function_call", "audio", "modalities", "prediction", "web_search_options"];
 
 pub(crate) fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
@@ -47,6 +48,7 @@ pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
             return Err(ApiError::invalid(&format!("messages[{i}].content"), format!("Content parts of type `{kind}` are not supported; only text.")));
         }
     }
+    crate::tools::tool_mode(req)?;
     for key in UNSUPPORTED {
         if req.extra.get(*key).is_some_and(|v| !v.is_null()) {
             return Err(ApiError::invalid(key, format!("`{key}` is not supported by this gateway.")).with_code("unsupported_parameter"));
@@ -183,6 +185,12 @@ async fn handle(
         return cascade(st, req, o, acct).await;
     }
     let decision = outcome.map(|o| o.decision);
+    let forced_local = matches!(crate::tools::tool_mode(&req)?, ToolMode::Forced(_)) && matches!(st.chat_model(&target)?, ChatModel::Local(_));
+    if stream && forced_local {
+        // A constrained local call is short: produce it whole, then stream it as chunks.
+        let (served, body) = call_full(st, &target, &req, acct).await?;
+        return Ok(Reply::Stream { served, decision, stream: replay(body), include_usage: include_usage(&req), accounted: true });
+    }
     if stream {
         let (served, s) = open_stream(st, &target, &req, acct).await?;
         Ok(Reply::Stream { served, decision, stream: s, include_usage: include_usage(&req), accounted: false })
@@ -228,8 +236,11 @@ async fn call_full(
     for (name, model) in chain(st, first)? {
         acct.set_served(&name, model.price());
         let r = match &model {
-            ChatModel::Local(l) => local_full(l, req, acct).await,
-            ChatModel::Upstream(u) => u.chat(serde_json::to_value(req).unwrap_or(Value::Null)).await,
+            ChatModel::Local(l) => local_answer(l, req, acct).await,
+            ChatModel::Upstream(u) => match upstream_takes_tools(u, req) {
+                Ok(()) => u.chat(serde_json::to_value(req).unwrap_or(Value::Null)).await,
+                Err(e) => Err(e),
+            },
         };
         match r {
             Ok(mut body) => {
@@ -247,6 +258,39 @@ async fn call_full(
         }
     }
     Err(last.unwrap_or_else(|| ApiError::internal("empty fallback chain")))
+}
+
+/// A local model's whole answer, with tools handled (see [`crate::tools`]): text when tools are off,
+/// a grammar-constrained call when the request forces one, a 400 when the model would have to decide.
+async fn local_answer(l: &LocalChat, req: &ChatCompletionRequest, acct: &mut Accounting) -> Result<ChatCompletionResponse, ApiError> {
+    match crate::tools::tool_mode(req)? {
+        ToolMode::Off => local_full(l, &crate::tools::text_request(req), acct).await,
+        ToolMode::Auto => Err(local_tools_refused(&l.name)),
+        ToolMode::Forced(only) => {
+            let forced = crate::tools::forced_call_request(req, only.as_deref());
+            crate::tools::into_tool_call(local_full(l, &forced, acct).await?)
+        }
+    }
+}
+
+fn local_tools_refused(model: &str) -> ApiError {
+    ApiError::invalid(
+        "tool_choice",
+        format!(
+            "Local model `{model}` calls tools only when `tool_choice` forces a call (`required` or a named \
+             function); with `auto`, route to a model that decides (an upstream, or `auto` routing)."
+        ),
+    )
+    .with_code("unsupported_parameter")
+}
+
+/// Refuses tools for an upstream configured with `tools = false`.
+fn upstream_takes_tools(u: &crate::upstream::Upstream, req: &ChatCompletionRequest) -> Result<(), ApiError> {
+    if !u.config.tools && crate::tools::tool_mode(req)? != ToolMode::Off {
+        return Err(ApiError::invalid("tools", format!("Model `{}` is configured without tool support.", u.config.name))
+            .with_code("unsupported_parameter"));
+    }
+    Ok(())
 }
 
 async fn local_full(l: &LocalChat, req: &ChatCompletionRequest, acct: &mut Accounting) -> Result<ChatCompletionResponse, ApiError> {
@@ -299,10 +343,17 @@ async fn open_stream(
     for (name, model) in chain(st, first)? {
         acct.set_served(&name, model.price());
         let r: Result<ChunkStream, ApiError> = match &model {
-            ChatModel::Local(l) => local_stream(l, req).await,
-            ChatModel::Upstream(u) => {
-                u.chat_stream(serde_json::to_value(req).unwrap_or(Value::Null)).await.map(|s| Box::pin(s) as ChunkStream)
-            }
+            ChatModel::Local(l) => match crate::tools::tool_mode(req)? {
+                ToolMode::Off => local_stream(l, &crate::tools::text_request(req)).await,
+                _ => Err(local_tools_refused(&name)),
+            },
+            ChatModel::Upstream(u) => match upstream_takes_tools(u, req) {
+                Ok(()) => u
+                    .chat_stream(serde_json::to_value(req).unwrap_or(Value::Null))
+                    .await
+                    .map(|s| Box::pin(s) as ChunkStream),
+                Err(e) => Err(e),
+            },
         };
         match r {
             Ok(s) => return Ok((name, s)),
@@ -335,7 +386,7 @@ async fn local_stream(l: &LocalChat, req: &ChatCompletionRequest) -> Result<Chun
             usage,
             rightmodel: None,
         };
-        yield Ok(chunk(ChatDelta { role: Some("assistant".into()), content: Some(String::new()) }, None, None, None));
+        yield Ok(chunk(ChatDelta { role: Some("assistant".into()), content: Some(String::new()), ..Default::default() }, None, None, None));
         while let Some(ev) = events.recv().await {
             match ev {
                 GenEvent::Token(t) => {
@@ -343,11 +394,11 @@ async fn local_stream(l: &LocalChat, req: &ChatCompletionRequest) -> Result<Chun
                         continue;
                     }
                     let lp = want_logprobs.then(|| rightmodel_core::wire::ChoiceLogprobs { content: Some(vec![token_logprob(&t)]) });
-                    yield Ok(chunk(ChatDelta { role: None, content: Some(t.text) }, None, lp, None));
+                    yield Ok(chunk(ChatDelta { content: Some(t.text), ..Default::default() }, None, lp, None));
                 }
                 GenEvent::Done(f) => {
                     if !f.tail.is_empty() {
-                        yield Ok(chunk(ChatDelta { role: None, content: Some(f.tail.clone()) }, None, None, None));
+                        yield Ok(chunk(ChatDelta { content: Some(f.tail.clone()), ..Default::default() }, None, None, None));
                     }
                     yield Ok(chunk(ChatDelta::default(), Some(f.reason.as_str().into()), None, None));
                     yield Ok(chunk(ChatDelta::default(), None, None, Some(Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens)))));
@@ -390,7 +441,7 @@ fn sse_body(
                             c.usage = None;
                         }
                     }
-                    if c.choices.iter().any(|ch| ch.delta.content.as_deref().is_some_and(|t| !t.is_empty())) {
+                    if c.choices.iter().any(|ch| ch.delta.content.as_deref().is_some_and(|t| !t.is_empty()) || ch.delta.tool_calls.is_some()) {
                         acct.mark_first_token();
                     }
                     match serde_json::to_string(&c) {
@@ -554,9 +605,29 @@ fn replay(a: ChatCompletionResponse) -> ChunkStream {
     let choice = a.choices.first();
     let text = choice.map(|c| c.message.text()).unwrap_or_default();
     let finish = choice.and_then(|c| c.finish_reason.clone()).unwrap_or_else(|| "stop".into());
+    let calls: Vec<ToolCallDelta> = choice
+        .and_then(|c| c.message.tool_calls.as_ref())
+        .map(|calls| {
+            calls
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ToolCallDelta {
+                    index: i as u32,
+                    id: Some(c.id.clone()),
+                    kind: Some(c.kind.clone()),
+                    function: Some(FunctionCallDelta { name: Some(c.function.name.clone()), arguments: Some(c.function.arguments.clone()) }),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let body = if calls.is_empty() {
+        ChatDelta { content: Some(text), ..Default::default() }
+    } else {
+        ChatDelta { tool_calls: Some(calls), ..Default::default() }
+    };
     let items = vec![
-        Ok(mk(ChatDelta { role: Some("assistant".into()), content: Some(String::new()) }, None, None)),
-        Ok(mk(ChatDelta { role: None, content: Some(text) }, None, None)),
+        Ok(mk(ChatDelta { role: Some("assistant".into()), content: Some(String::new()), ..Default::default() }, None, None)),
+        Ok(mk(body, None, None)),
         Ok(mk(ChatDelta::default(), Some(finish), None)),
         // Usage was accounted for when the small model ran; this chunk only informs the client.
         Ok(mk(ChatDelta::default(), None, Some(a.usage.unwrap_or_default()))),

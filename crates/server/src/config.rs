@@ -190,8 +190,14 @@ pub struct UpstreamModel {
     /// Relative capability (0..1), used to order escalation.
     #[serde(default = "default_tier")]
     pub tier: f32,
+    /// Whether the model takes `tools` and returns tool calls (they are passed through as is).
+    #[serde(default = "default_true")]
+    pub tools: bool,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_connect_ms() -> u64 {
     5_000
 }

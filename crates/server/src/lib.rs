@@ -20,6 +20,7 @@ pub mod reqlog;
 pub mod routing;
 pub mod state;
 pub mod tasks_api;
+pub mod tools;
 pub mod upstream;
 
 pub use app::{app, build_state, log_path, serve, ServeError};

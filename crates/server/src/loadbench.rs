@@ -82,6 +82,7 @@ async fn start_gateway(upstream: SocketAddr, log_dir: &std::path::Path) -> Resul
         fallback: vec![],
         explainable: false,
         tier: 1.0,
+        tools: true,
     });
     let state = tokio::task::spawn_blocking(move || crate::build_state(config))
         .await

@@ -96,7 +96,7 @@ impl LocalChat {
     pub async fn start_chat(&self, req: &ChatCompletionRequest) -> Result<Started, ApiError> {
         let logprobs = req.logprobs.unwrap_or(false);
         let params = sampling_from(&req.sampling, logprobs, req.top_logprobs.unwrap_or(0), grammar_for(req)?);
-        self.start(GenRequest { prompt: Prompt::Chat(req.messages.clone()), params }).await
+        self.start(GenRequest { prompt: Prompt::Chat(crate::tools::local_messages(&req.messages)), params }).await
     }
 
     /// Starts a text completion.

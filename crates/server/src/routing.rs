@@ -71,11 +71,13 @@ impl AutoRouter {
                 ChatModel::Upstream(u) => {
                     let mut c = Candidate::new(name, m.kind(), u.config.price(), u.config.tier, UPSTREAM_PRIOR.0, UPSTREAM_PRIOR.1);
                     c.explainable = u.config.explainable;
+                    c.capabilities.tools = u.config.tools;
                     c
                 }
             };
             // Both kinds return token log-probabilities (a cascade's small model needs them) and
-            // follow JSON schemas; tools are rejected by the gateway before routing.
+            // follow JSON schemas. Local models take tools only when a call is forced, so `auto`
+            // with tools goes to upstreams that take them.
             c.capabilities.logprobs = true;
             c.capabilities.json_schema = true;
             candidates.push(c);
@@ -171,7 +173,10 @@ impl AutoRouter {
             input_tokens: (text_len as u64).div_ceil(4),
             max_output_tokens: req.sampling.max_completion_tokens.or(req.sampling.max_tokens),
             overrides,
-            needs: Default::default(),
+            needs: rightmodel_router::policy::Needs {
+                tools: crate::tools::tool_mode(req)? != crate::tools::ToolMode::Off,
+                ..Default::default()
+            },
         };
         let daily = st.config.budget.daily_usd;
         let budget = BudgetState { daily_usd: (daily > 0.0).then_some(daily), spent_today_usd: st.spend.today() };
