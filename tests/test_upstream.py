@@ -130,8 +130,7 @@ WEATHER = [{"type": "function", "function": {
 
 
 def test_tool_calls_pass_through_upstream(gw, gateway):
-    """tools / tool_choice go upstream as sent and tool calls come back, whole or streamed; `auto`
-    routing sends a tool request to a model that takes tools (the upstream), never the local one."""
+    """tools / tool_choice go upstream as sent and tool calls come back, whole or streamed."""
     kw = dict(messages=[{"role": "user", "content": "Weather in Oslo?"}], tools=WEATHER, tool_choice="required",
               max_tokens=40, temperature=0)
     c = gw.chat.completions.create(model="large", **kw)
@@ -142,9 +141,33 @@ def test_tool_calls_pass_through_upstream(gw, gateway):
     deltas = [d for ch in chunks if ch.choices for d in (ch.choices[0].delta.tool_calls or [])]
     assert deltas and deltas[0].function.name == "get_weather"
     assert json.loads("".join(d.function.arguments or "" for d in deltas)) == json.loads(call.function.arguments)
-    r = gw.chat.completions.with_raw_response.create(model="auto", **kw)
-    assert r.headers["x-rightmodel-model"] == "large"
-    assert r.parse().choices[0].message.tool_calls
+
+
+def test_tool_requests_route_and_fall_back_to_models_that_take_them(gw, gateway):
+    """`auto` leaves a call the model must decide on (tool_choice auto) to a model that decides (the
+    upstream, never the local one); a forced call may go local. A fallback chain skips a model that
+    cannot take the request instead of stopping at it."""
+    msgs = [{"role": "user", "content": "Weather in Oslo?"}]
+    seen = {r["id"] for r in gateway.logs()}
+    try:
+        gw.chat.completions.create(model="auto", messages=msgs, tools=WEATHER, max_tokens=20)
+    except openai.BadRequestError:
+        pass  # the upstream here is itself a local model, which refuses tool_choice auto
+    row = gateway.wait_row(lambda r: r["id"] not in seen and r["requested_model"] == "auto")
+    assert row["served_model"] == "large"
+    forced = gw.chat.completions.with_raw_response.create(
+        model="auto", messages=msgs, tools=WEATHER, tool_choice="required", max_tokens=40, temperature=0)
+    assert forced.parse().choices[0].message.tool_calls
+    # `dead` (unreachable) falls back to the local `small`, which fills in the forced call, streamed.
+    r = gw.chat.completions.with_raw_response.create(
+        model="dead", messages=msgs, tools=WEATHER, tool_choice="required", max_tokens=40, temperature=0, stream=True)
+    assert r.headers["x-rightmodel-model"] == "small"
+    deltas = [d for ch in r.parse() if ch.choices for d in (ch.choices[0].delta.tool_calls or [])]
+    assert deltas and deltas[0].function.name == "get_weather"
+    # With tool_choice auto the local fallback cannot serve: the outage is the error, not a 400.
+    with pytest.raises(openai.APIStatusError) as e:
+        gw.chat.completions.create(model="dead", messages=msgs, tools=WEATHER, max_tokens=20)
+    assert e.value.status_code == 502
 
 
 def test_retries_on_5xx_with_retry_after(gw, proxy, gateway):

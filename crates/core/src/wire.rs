@@ -135,11 +135,15 @@ pub struct FunctionDef {
 pub struct ToolCall {
     /// Call id, echoed by the `tool` message that answers it.
     pub id: String,
-    /// Always `function`.
-    #[serde(rename = "type")]
+    /// Always `function` (some upstreams leave it out).
+    #[serde(rename = "type", default = "function_kind")]
     pub kind: String,
     /// The function and its arguments.
     pub function: FunctionCall,
+}
+
+fn function_kind() -> String {
+    "function".into()
 }
 
 /// Function name and arguments of a call.
@@ -154,7 +158,8 @@ pub struct FunctionCall {
 /// A piece of a tool call in a streaming chunk; pieces with the same `index` concatenate.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ToolCallDelta {
-    /// Which call of the message this piece belongs to.
+    /// Which call of the message this piece belongs to (some upstreams leave it out for one call).
+    #[serde(default)]
     pub index: u32,
     /// Call id (first piece).
     #[serde(default, skip_serializing_if = "Option::is_none")]

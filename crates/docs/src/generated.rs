@@ -64,11 +64,12 @@ pub fn cite_generated(raw: &str, answer: &Answer, model: &str) -> GeneratedAnswe
         }
     }
     // Citations that name no passage of the prompt are removed from the text.
-    for n in bracket_numbers(&text) {
+    for (start, end, n) in bracket_spans(&text).into_iter().rev() {
         if !(1..=given).contains(&n) {
-            text = text.replace(&format!("[{n}]"), "");
+            text.replace_range(start..end, "");
         }
     }
+    let wrote_nothing = text.trim().is_empty();
     let mut citation_added = false;
     if cited.is_empty() {
         let fallback = answer
@@ -92,7 +93,7 @@ pub fn cite_generated(raw: &str, answer: &Answer, model: &str) -> GeneratedAnswe
         })
         .collect();
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let support = support(&text, &citations);
+    let support = if wrote_nothing { 0.0 } else { support(&text, &citations) };
     GeneratedAnswer { text, cited, citations, citation_added, support, model: model.to_string() }
 }
 
@@ -117,15 +118,21 @@ fn support(text: &str, citations: &[Citation]) -> f32 {
     ours.iter().filter(|w| source.contains(*w)).count() as f32 / ours.len() as f32
 }
 
-/// Every `[n]` in `text`, in order.
+/// Every `[n]` (spaces allowed inside the brackets) in `text`, in order.
 fn bracket_numbers(text: &str) -> Vec<usize> {
+    bracket_spans(text).into_iter().map(|s| s.2).collect()
+}
+
+/// Byte range and number of every `[n]` in `text`, in order.
+fn bracket_spans(text: &str) -> Vec<(usize, usize, usize)> {
     let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(open) = rest.find('[') {
-        rest = &rest[open + 1..];
-        if let Some(close) = rest.find(']') {
-            if let Ok(n) = rest[..close].trim().parse::<usize>() {
-                out.push(n);
+    let mut from = 0;
+    while let Some(open) = text[from..].find('[').map(|i| from + i) {
+        from = open + 1;
+        if let Some(close) = text[from..].find(']').map(|i| from + i) {
+            if let Ok(n) = text[from..close].trim().parse::<usize>() {
+                out.push((open, close + 1, n));
+                from = close + 1;
             }
         }
     }
@@ -185,6 +192,14 @@ mod tests {
         assert_eq!(g.cited, vec![2]);
         assert_eq!(g.citations[0].passage_id, 8);
         assert!(g.citation_added);
+    }
+
+    #[test]
+    fn spaced_made_up_citations_are_removed_and_empty_answers_unsupported() {
+        let g = cite_generated(" Free entry [ 7 ] [3]", &answer(), "m");
+        assert_eq!((g.text.as_str(), g.cited.clone()), ("Free entry [3]", vec![3]));
+        let empty = cite_generated("\n\nQuestion: x", &answer(), "m");
+        assert!(empty.citation_added && empty.support == 0.0);
     }
 
     #[test]

@@ -133,7 +133,10 @@ pub fn attention_bias(mask: &Tensor) -> Result<Tensor> {
 /// GELU in its exact (erf) form over an f32 CPU tensor, differentiable (for fine-tuning), computed
 /// with [`gelu_erf`] instead of candle's scalar libm path.
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
-    x.apply_op1(GeluErf)
+    if x.dtype() != DType::F32 || !x.device().is_cpu() {
+        return x.gelu_erf();
+    }
+    x.contiguous()?.apply_op1(GeluErf)
 }
 
 /// The candle op behind [`gelu`].
@@ -206,7 +209,8 @@ pub fn gelu_erf_grad(x: f32) -> f32 {
     0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)) + x * INV_SQRT_2PI * exp_neg(-0.5 * x * x)
 }
 
-/// e^x for x <= 0 (clamped below at -87, where the result is below f32's normal range anyway).
+/// e^x for x <= 0 (inputs below -87 give e^-87, about 1.6e-38: the scale factor must stay a normal
+/// f32, and nothing downstream can tell that from the true value).
 #[inline(always)]
 fn exp_neg(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;

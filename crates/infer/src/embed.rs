@@ -81,6 +81,10 @@ impl MiniLm {
     /// Last hidden states `[batch, seq, dim]` and the attention mask `[batch, seq]` (as f32) for texts.
     pub fn hidden_states(&self, texts: &[&str]) -> Result<(Tensor, Tensor), InferError> {
         let e = |e: candle_core::Error| InferError::Engine(e.to_string());
+        if texts.is_empty() {
+            let empty = Tensor::zeros((0, 0, self.dim), DType::F32, &Device::Cpu).map_err(e)?;
+            return Ok((empty, Tensor::zeros((0, 0), DType::F32, &Device::Cpu).map_err(e)?));
+        }
         let (ids, mask, len) = self.tokenize(texts)?;
         let n = texts.len();
         let ids = Tensor::from_vec(ids, (n, len), &Device::Cpu).map_err(e)?;

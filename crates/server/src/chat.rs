@@ -181,19 +181,15 @@ async fn handle(
     }
     st.chat_model(&target)?;
 
-    if let Some(o) = outcome.as_ref().filter(|o| o.cascade.is_some()) {
+    // A cascade judges the small answer by its token log-probabilities; tool calls have none.
+    let no_tools = crate::tools::tool_mode(&req)? == ToolMode::Off;
+    if let Some(o) = outcome.as_ref().filter(|o| o.cascade.is_some() && no_tools) {
         return cascade(st, req, o, acct).await;
     }
     let decision = outcome.map(|o| o.decision);
-    let forced_local = matches!(crate::tools::tool_mode(&req)?, ToolMode::Forced(_)) && matches!(st.chat_model(&target)?, ChatModel::Local(_));
-    if stream && forced_local {
-        // A constrained local call is short: produce it whole, then stream it as chunks.
-        let (served, body) = call_full(st, &target, &req, acct).await?;
-        return Ok(Reply::Stream { served, decision, stream: replay(body), include_usage: include_usage(&req), accounted: true });
-    }
     if stream {
-        let (served, s) = open_stream(st, &target, &req, acct).await?;
-        Ok(Reply::Stream { served, decision, stream: s, include_usage: include_usage(&req), accounted: false })
+        let (served, s, accounted) = open_stream(st, &target, &req, acct).await?;
+        Ok(Reply::Stream { served, decision, stream: s, include_usage: include_usage(&req), accounted })
     } else {
         let (served, mut body) = call_full(st, &target, &req, acct).await?;
         if let Some(d) = &decision {
@@ -232,15 +228,20 @@ async fn call_full(
     req: &ChatCompletionRequest,
     acct: &mut Accounting,
 ) -> Result<(String, ChatCompletionResponse), ApiError> {
+    let mode = crate::tools::tool_mode(req)?;
+    // A model that cannot take the request is skipped; its refusal is the answer only when no other
+    // model of the chain ran (an outage further along is the more useful error).
+    let mut refused = None;
     let mut last = None;
     for (name, model) in chain(st, first)? {
+        if let Err(e) = takes_tools(&name, &model, &mode) {
+            refused.get_or_insert(e);
+            continue;
+        }
         acct.set_served(&name, model.price());
         let r = match &model {
             ChatModel::Local(l) => local_answer(l, req, acct).await,
-            ChatModel::Upstream(u) => match upstream_takes_tools(u, req) {
-                Ok(()) => u.chat(serde_json::to_value(req).unwrap_or(Value::Null)).await,
-                Err(e) => Err(e),
-            },
+            ChatModel::Upstream(u) => u.chat(upstream_request(u, req)).await,
         };
         match r {
             Ok(mut body) => {
@@ -257,7 +258,7 @@ async fn call_full(
             Err(e) => return Err(e),
         }
     }
-    Err(last.unwrap_or_else(|| ApiError::internal("empty fallback chain")))
+    Err(last.or(refused).unwrap_or_else(|| ApiError::internal("empty fallback chain")))
 }
 
 /// A local model's whole answer, with tools handled (see [`crate::tools`]): text when tools are off,
@@ -284,13 +285,22 @@ fn local_tools_refused(model: &str) -> ApiError {
     .with_code("unsupported_parameter")
 }
 
-/// Refuses tools for an upstream configured with `tools = false`.
-fn upstream_takes_tools(u: &crate::upstream::Upstream, req: &ChatCompletionRequest) -> Result<(), ApiError> {
-    if !u.config.tools && crate::tools::tool_mode(req)? != ToolMode::Off {
-        return Err(ApiError::invalid("tools", format!("Model `{}` is configured without tool support.", u.config.name))
-            .with_code("unsupported_parameter"));
+/// Whether `model` can serve a request using tools as `mode` says; the refusal names why. Fallback
+/// chains skip such models rather than stopping at them.
+fn takes_tools(name: &str, model: &ChatModel, mode: &ToolMode) -> Result<(), ApiError> {
+    match (model, mode) {
+        (_, ToolMode::Off) => Ok(()),
+        (ChatModel::Local(_), ToolMode::Auto) => Err(local_tools_refused(name)),
+        (ChatModel::Local(_), ToolMode::Forced(_)) => Ok(()),
+        (ChatModel::Upstream(u), _) if u.config.tools => Ok(()),
+        (ChatModel::Upstream(_), _) => Err(ApiError::invalid("tools", format!("Model `{name}` is configured without tool support."))
+            .with_code("unsupported_parameter")),
     }
-    Ok(())
+}
+
+/// The body sent to an upstream: tool fields cleaned up for it (see [`crate::tools::for_upstream`]).
+fn upstream_request(u: &crate::upstream::Upstream, req: &ChatCompletionRequest) -> Value {
+    serde_json::to_value(crate::tools::for_upstream(req, u.config.tools)).unwrap_or(Value::Null)
 }
 
 async fn local_full(l: &LocalChat, req: &ChatCompletionRequest, acct: &mut Accounting) -> Result<ChatCompletionResponse, ApiError> {
@@ -332,31 +342,39 @@ async fn local_full(l: &LocalChat, req: &ChatCompletionRequest, acct: &mut Accou
     Err(ApiError::new(ErrorKind::Unavailable, "The local model stopped."))
 }
 
-/// Opens a stream on `first` (falling back along its chain while nothing has been sent).
+/// Opens a stream on `first` (falling back along its chain while nothing has been sent). The flag
+/// says whether usage was already accounted (a forced local tool call is produced whole, then
+/// replayed as chunks).
 async fn open_stream(
     st: &SharedState,
     first: &str,
     req: &ChatCompletionRequest,
     acct: &mut Accounting,
-) -> Result<(String, ChunkStream), ApiError> {
+) -> Result<(String, ChunkStream, bool), ApiError> {
+    let mode = crate::tools::tool_mode(req)?;
+    // A model that cannot take the request is skipped; its refusal is the answer only when no other
+    // model of the chain ran (an outage further along is the more useful error).
+    let mut refused = None;
     let mut last = None;
     for (name, model) in chain(st, first)? {
+        if let Err(e) = takes_tools(&name, &model, &mode) {
+            refused.get_or_insert(e);
+            continue;
+        }
         acct.set_served(&name, model.price());
-        let r: Result<ChunkStream, ApiError> = match &model {
-            ChatModel::Local(l) => match crate::tools::tool_mode(req)? {
-                ToolMode::Off => local_stream(l, &crate::tools::text_request(req)).await,
-                _ => Err(local_tools_refused(&name)),
-            },
-            ChatModel::Upstream(u) => match upstream_takes_tools(u, req) {
-                Ok(()) => u
-                    .chat_stream(serde_json::to_value(req).unwrap_or(Value::Null))
-                    .await
-                    .map(|s| Box::pin(s) as ChunkStream),
-                Err(e) => Err(e),
-            },
+        let r: Result<(ChunkStream, bool), ApiError> = match &model {
+            ChatModel::Local(l) if mode == ToolMode::Off => local_stream(l, &crate::tools::text_request(req)).await.map(|s| (s, false)),
+            // A constrained call is short: produce it whole, then stream it as chunks.
+            ChatModel::Local(l) => local_answer(l, req, acct).await.map(|mut a| {
+                a.model = name.clone();
+                (replay(a), true)
+            }),
+            ChatModel::Upstream(u) => {
+                u.chat_stream(upstream_request(u, req)).await.map(|s| (Box::pin(s) as ChunkStream, false))
+            }
         };
         match r {
-            Ok(s) => return Ok((name, s)),
+            Ok((s, accounted)) => return Ok((name, s, accounted)),
             Err(e) if falls_back(&e) => {
                 tracing::warn!("model `{name}` failed: {}; trying the next in its fallback chain", e.message);
                 last = Some(e);
@@ -364,7 +382,7 @@ async fn open_stream(
             Err(e) => return Err(e),
         }
     }
-    Err(last.unwrap_or_else(|| ApiError::internal("empty fallback chain")))
+    Err(last.or(refused).unwrap_or_else(|| ApiError::internal("empty fallback chain")))
 }
 
 /// A local generation as OpenAI chunks: role, one chunk per released token, the finish chunk and a
@@ -541,12 +559,12 @@ async fn cascade(
     }
     acct.set_decision("cascade_low_confidence", &decision);
     let escalated = if stream {
-        open_stream(st, &large_name, &req, acct).await.map(|(served, s)| Reply::Stream {
+        open_stream(st, &large_name, &req, acct).await.map(|(served, s, accounted)| Reply::Stream {
             served,
             decision: Some(decision.clone()),
             stream: s,
             include_usage: include_usage(&req),
-            accounted: false,
+            accounted,
         })
     } else {
         call_full(st, &large_name, &req, acct).await.map(|(served, mut body)| {
@@ -620,13 +638,15 @@ fn replay(a: ChatCompletionResponse) -> ChunkStream {
                 .collect()
         })
         .unwrap_or_default();
+    // OpenAI sends `content: null` (not "") ahead of tool-call deltas.
+    let role_content = calls.is_empty().then(String::new);
     let body = if calls.is_empty() {
         ChatDelta { content: Some(text), ..Default::default() }
     } else {
         ChatDelta { tool_calls: Some(calls), ..Default::default() }
     };
     let items = vec![
-        Ok(mk(ChatDelta { role: Some("assistant".into()), content: Some(String::new()), ..Default::default() }, None, None)),
+        Ok(mk(ChatDelta { role: Some("assistant".into()), content: role_content, ..Default::default() }, None, None)),
         Ok(mk(body, None, None)),
         Ok(mk(ChatDelta::default(), Some(finish), None)),
         // Usage was accounted for when the small model ran; this chunk only informs the client.

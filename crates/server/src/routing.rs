@@ -76,8 +76,8 @@ impl AutoRouter {
                 }
             };
             // Both kinds return token log-probabilities (a cascade's small model needs them) and
-            // follow JSON schemas. Local models take tools only when a call is forced, so `auto`
-            // with tools goes to upstreams that take them.
+            // follow JSON schemas. Local models take tools only when a call is forced, so a request
+            // that leaves the call to the model goes to upstreams that take tools.
             c.capabilities.logprobs = true;
             c.capabilities.json_schema = true;
             candidates.push(c);
@@ -174,7 +174,8 @@ impl AutoRouter {
             max_output_tokens: req.sampling.max_completion_tokens.or(req.sampling.max_tokens),
             overrides,
             needs: rightmodel_router::policy::Needs {
-                tools: crate::tools::tool_mode(req)? != crate::tools::ToolMode::Off,
+                // Local models fill in forced calls; only `auto` needs a model that decides.
+                tools: crate::tools::tool_mode(req)? == crate::tools::ToolMode::Auto,
                 ..Default::default()
             },
         };

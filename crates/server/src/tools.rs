@@ -116,6 +116,24 @@ pub fn text_request(req: &ChatCompletionRequest) -> ChatCompletionRequest {
     }
 }
 
+/// The request as an upstream gets it: when it takes tools, without empty `tools` and without
+/// `tool_choice` / `parallel_tool_calls` that name no tools (OpenAI rejects both); when it does not,
+/// the text-only form of [`text_request`].
+pub fn for_upstream(req: &ChatCompletionRequest, takes_tools: bool) -> ChatCompletionRequest {
+    if !takes_tools {
+        return text_request(req);
+    }
+    let mut r = req.clone();
+    if r.tools.as_ref().is_some_and(Vec::is_empty) {
+        r.tools = None;
+    }
+    if r.tools.is_none() {
+        r.tool_choice = None;
+        r.parallel_tool_calls = None;
+    }
+    r
+}
+
 /// The request a local model answers to make a forced call: the functions described in a first
 /// message, and the output constrained to `{"name": ..., "arguments": {...}}` of one of them.
 pub fn forced_call_request(req: &ChatCompletionRequest, only: Option<&str>) -> ChatCompletionRequest {
@@ -242,6 +260,16 @@ mod tests {
         assert_eq!(m[1].text(), "Called get_weather({\"city\":\"Paris\"}) as call_1.");
         assert_eq!((m[2].role.as_str(), m[2].text().as_str()), ("user", "Result of call call_1: sunny"));
         assert!(m.iter().all(|x| x.tool_calls.is_none() && x.tool_call_id.is_none()));
+    }
+
+    #[test]
+    fn upstream_requests_drop_tool_fields_that_name_no_tools() {
+        let r = for_upstream(&req(json!({"tools": [], "tool_choice": "none", "parallel_tool_calls": false})), true);
+        assert!(r.tools.is_none() && r.tool_choice.is_none() && r.parallel_tool_calls.is_none());
+        let kept = for_upstream(&req(json!({"tool_choice": "auto"})), true);
+        assert!(kept.tools.is_some() && kept.tool_choice.is_some());
+        let text = for_upstream(&req(json!({"tool_choice": "none"})), false);
+        assert!(text.tools.is_none() && text.tool_choice.is_none());
     }
 
     #[test]
