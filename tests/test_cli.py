@@ -54,3 +54,31 @@ def test_bad_inputs_fail_clearly(tmp_path):
     assert r.returncode == 1 and "port" in r.stderr and "line 2" in r.stderr
     r = run("logs", "--db", str(tmp_path / "none.db"))
     assert r.returncode == 1 and "none.db" in r.stderr
+
+
+def test_openmp_spin_is_shortened_unless_the_user_chose():
+    """libgomp reads its settings before `main`, so the binary restarts itself once with a short spin
+    count (same PID, same arguments, same streams); a value the user set is kept."""
+    import os
+    import pathlib
+    import time
+    if not pathlib.Path("/proc/self/environ").exists():
+        return
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    for extra, want in (({}, b"GOMP_SPINCOUNT=1000"), ({"GOMP_SPINCOUNT": "77"}, b"GOMP_SPINCOUNT=77")):
+        # `embed --input -` waits on its stdin, so the process stays up to be looked at.
+        p = subprocess.Popen([str(BIN), "embed", "--input", "-"], env={**env, **extra},
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.time() + 10
+            seen = b""
+            while time.time() < deadline and want not in seen:
+                time.sleep(0.1)
+                try:
+                    seen = pathlib.Path(f"/proc/{p.pid}/environ").read_bytes()
+                except OSError:
+                    break
+            assert want in seen.split(b"\0"), seen
+        finally:
+            p.kill()
+            p.wait()
