@@ -8,7 +8,7 @@
 //! safetensors (and fine-tuned task models) load here and in candle's model; a test checks both agree.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor, D};
-use candle_nn::{embedding, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{embedding, Embedding, LayerNorm, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
 
 /// The encoder: embeddings, then `num_hidden_layers` transformer layers; returns the last states.
@@ -23,11 +23,11 @@ pub struct BertEncoder {
 }
 
 struct Layer {
-    qkv: Linear,
-    attn_out: Linear,
+    qkv: Dense,
+    attn_out: Dense,
     attn_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
+    intermediate: Dense,
+    output: Dense,
     out_norm: LayerNorm,
 }
 
@@ -39,8 +39,34 @@ fn layer_norm(vb: VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
     Ok(LayerNorm::new(w, b, eps))
 }
 
-fn linear(vb: VarBuilder, inp: usize, out: usize) -> Result<Linear> {
-    Ok(Linear::new(vb.get((out, inp), "weight")?, Some(vb.get(out, "bias")?)))
+fn linear(vb: VarBuilder, inp: usize, out: usize) -> Result<Dense> {
+    Ok(Dense { weight: vb.get((out, inp), "weight")?, bias: vb.get(out, "bias")? })
+}
+
+/// Token rows under which a dense layer multiplies `W · xᵀ` instead of `x · Wᵀ`.
+///
+/// The AVX-512 matmul kernel works on tiles of 64 rows by 6 columns: a short input (one sentence is
+/// ~10 token rows) as the row side wastes most of each tile, while as the column side it fills them.
+const FEW_ROWS: usize = 48;
+
+/// A dense layer `y = x Wᵀ + b` over the last dimension, oriented for the matmul kernel.
+struct Dense {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Dense {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, s, i) = x.dims3()?;
+        let out = self.weight.dim(0)?;
+        let rows = x.reshape((b * s, i))?;
+        let y = if b * s < FEW_ROWS {
+            self.weight.matmul(&rows.t()?)?.t()?.contiguous()?
+        } else {
+            rows.matmul(&self.weight.t()?)?
+        };
+        y.broadcast_add(&self.bias)?.reshape((b, s, out))
+    }
 }
 
 impl Layer {
@@ -53,7 +79,7 @@ impl Layer {
         let w = Tensor::cat(&[q.get((h, h), "weight")?, k.get((h, h), "weight")?, v.get((h, h), "weight")?], 0)?;
         let b = Tensor::cat(&[q.get(h, "bias")?, k.get(h, "bias")?, v.get(h, "bias")?], 0)?;
         Ok(Layer {
-            qkv: Linear::new(w, Some(b)),
+            qkv: Dense { weight: w, bias: b },
             attn_out: linear(a.pp("output").pp("dense"), h, h)?,
             attn_norm: layer_norm(a.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
             intermediate: linear(vb.pp("intermediate").pp("dense"), h, i)?,

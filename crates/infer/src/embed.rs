@@ -34,7 +34,6 @@ fn load_err(path: &Path, reason: impl std::fmt::Display) -> InferError {
 impl MiniLm {
     /// Loads the encoder from `dir`.
     pub fn load(dir: &Path) -> Result<Self, InferError> {
-        crate::threads::tune_matmul_threading();
         let config_path = dir.join("config.json");
         let config_text = std::fs::read_to_string(&config_path).map_err(|e| load_err(&config_path, e))?;
         let config: Config = serde_json::from_str(&config_text).map_err(|e| load_err(&config_path, e))?;

@@ -29,14 +29,3 @@ pub fn configure_candle_threads(n: usize) {
 
 /// Spins of an idle candle element-wise worker before it parks (candle's default is 25,000).
 pub const CANDLE_SPIN_LIMIT: u32 = 1000;
-
-/// Work (m·n·k) under which a candle f32 matmul runs on one thread. gemm's default (48·48·256)
-/// splits even a single sentence's matmuls across threads; with its AVX-512 kernels that made
-/// one-sentence embeddings slower (9.7 ms) than keeping them on one thread (7.5 ms), while batch
-/// throughput is unchanged (measured on 2 cores with MiniLM-L6).
-pub const SERIAL_MATMUL_WORK: usize = 16 * 48 * 48 * 256;
-
-/// Applies [`SERIAL_MATMUL_WORK`] (process-wide; idempotent).
-pub fn tune_matmul_threading() {
-    gemm::set_threading_threshold(SERIAL_MATMUL_WORK);
-}
