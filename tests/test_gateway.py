@@ -109,6 +109,20 @@ def test_text_completion(client):
     assert c.usage.prompt_tokens == 6
 
 
+def test_concurrent_embedding_requests_share_batches_but_not_rows(client):
+    """Requests arriving together are embedded in shared encoder calls; each still gets its own rows."""
+    from concurrent.futures import ThreadPoolExecutor
+    texts = [[f"Sentence number {i} about topic {i % 5}."] + (["An extra line."] if i % 3 == 0 else []) for i in range(24)]
+    alone = [[d.embedding for d in client.embeddings.create(model="minilm-l6", input=t).data] for t in texts]
+    with ThreadPoolExecutor(12) as pool:
+        together = list(pool.map(lambda t: client.embeddings.create(model="minilm-l6", input=t), texts))
+    for t, a, r in zip(texts, alone, together):
+        assert [d.index for d in r.data] == list(range(len(t)))
+        assert r.usage.prompt_tokens > 0
+        for x, y in zip(a, (d.embedding for d in r.data)):
+            assert sum(p * q for p, q in zip(x, y)) > 0.9999
+
+
 def test_embeddings_float_and_base64(client):
     texts = ["A man is eating food.", "A man is eating a piece of bread.", "A man is riding a horse."]
     r = client.embeddings.create(model="minilm-l6", input=texts)

@@ -87,8 +87,9 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
         Some(e) => {
             let merr = |reason: String| ServeError::Model { name: e.name.clone(), reason };
             let dir = store.resolve_encoder(&e.model).map_err(|err| merr(err.to_string()))?;
-            let model = MiniLm::load(&dir).map_err(|err| merr(err.to_string()))?;
-            Some(EmbedModel { name: e.name.clone(), model: Arc::new(model), dir })
+            let model = Arc::new(MiniLm::load(&dir).map_err(|err| merr(err.to_string()))?);
+            let batcher = crate::embed_batch::EmbedBatcher::start(model.clone()).map_err(|err| merr(err.to_string()))?;
+            Some(EmbedModel { name: e.name.clone(), model, dir, batcher })
         }
         None => None,
     };

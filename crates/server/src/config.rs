@@ -87,7 +87,7 @@ pub struct ServerSection {
     pub log_path: Option<PathBuf>,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_secs: u64,
-    /// Concurrent embedding batches before 429.
+    /// Embedding requests in flight (waiting for or inside a shared encoder call) before 429.
     pub max_embed_concurrency: usize,
 }
 
@@ -99,7 +99,7 @@ impl Default for ServerSection {
             max_body_bytes: 4 * 1024 * 1024,
             log_path: None,
             shutdown_grace_secs: 30,
-            max_embed_concurrency: 4,
+            max_embed_concurrency: 64,
         }
     }
 }

@@ -283,18 +283,13 @@ pub async fn embeddings(
             return fail(acct, ApiError::new(ErrorKind::RateLimited, "The embedding model is at capacity; retry shortly.").with_retry_after(1))
         }
     };
-    let model = em.model.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let tokens: usize = refs.iter().map(|t| model.count_tokens(t)).sum();
-        model.embed(&refs).map(|v| (v, tokens))
-    })
-    .await;
+    // Concurrent requests share encoder calls (see `embed_batch`); the permits bound how many wait.
+    let result = em.batcher.submit(texts).await;
     drop(permit);
     let (vectors, tokens) = match result {
         Ok(Ok(v)) => v,
-        Ok(Err(e)) => return fail(acct, ApiError::internal(e.to_string())),
-        Err(e) => return fail(acct, ApiError::internal(format!("embedding task failed: {e}"))),
+        Ok(Err(e)) => return fail(acct, ApiError::internal(e)),
+        Err(_) => return fail(acct, ApiError::internal("the embedding worker stopped")),
     };
     let data = vectors
         .into_iter()

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod budget;
 pub mod chat;
 pub mod config;
+pub mod embed_batch;
 pub mod endpoints;
 pub mod http_error;
 pub mod loadbench;
