@@ -88,7 +88,7 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
             let merr = |reason: String| ServeError::Model { name: e.name.clone(), reason };
             let dir = store.resolve_encoder(&e.model).map_err(|err| merr(err.to_string()))?;
             let model = Arc::new(MiniLm::load(&dir).map_err(|err| merr(err.to_string()))?);
-            let batcher = crate::embed_batch::EmbedBatcher::start(model.clone()).map_err(|err| merr(err.to_string()))?;
+            let batcher = Arc::new(crate::embed_batch::EmbedBatcher::start(model.clone()).map_err(|err| merr(err.to_string()))?);
             Some(EmbedModel { name: e.name.clone(), model, dir, batcher })
         }
         None => None,

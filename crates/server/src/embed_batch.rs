@@ -10,7 +10,7 @@
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 
-use rightmodel_core::Embedder;
+use rightmodel_core::{EmbedError, Embedder};
 use tokio::sync::oneshot;
 
 /// Most texts gathered into one encoder call (one request with more runs alone).
@@ -24,17 +24,20 @@ struct Job {
     reply: oneshot::Sender<EmbedResult>,
 }
 
-/// Handle to the encoder's worker thread.
+/// Handle to the encoder's worker thread. It is itself an [`Embedder`] (blocking until its rows are
+/// ready), so classifiers and document collections served by the gateway share the same batches.
 pub struct EmbedBatcher {
     tx: Sender<Job>,
+    model: Arc<dyn Embedder>,
 }
 
 impl EmbedBatcher {
     /// Starts the worker thread that owns `model`.
     pub fn start(model: Arc<dyn Embedder>) -> std::io::Result<Self> {
         let (tx, rx) = channel::<Job>();
-        std::thread::Builder::new().name("rightmodel-embed".into()).spawn(move || work(model.as_ref(), rx))?;
-        Ok(EmbedBatcher { tx })
+        let worker_model = model.clone();
+        std::thread::Builder::new().name("rightmodel-embed".into()).spawn(move || work(worker_model.as_ref(), rx))?;
+        Ok(EmbedBatcher { tx, model })
     }
 
     /// Queues `texts`; the receiver yields their vectors (in order) and token count. Callers bound how
@@ -45,6 +48,33 @@ impl EmbedBatcher {
             let _ = e.0.reply.send(Err("the embedding worker has stopped".into()));
         }
         rx
+    }
+}
+
+impl Embedder for EmbedBatcher {
+    /// Embeds through the worker; blocks the calling thread (call it off the async runtime).
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rx = self.submit(texts.iter().map(|t| t.to_string()).collect());
+        match rx.blocking_recv() {
+            Ok(Ok((vectors, _))) => Ok(vectors),
+            Ok(Err(e)) => Err(EmbedError(e)),
+            Err(_) => Err(EmbedError("the embedding worker has stopped".into())),
+        }
+    }
+
+    fn dim(&self) -> usize {
+        self.model.dim()
+    }
+
+    fn model_id(&self) -> &str {
+        self.model.model_id()
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        self.model.count_tokens(text)
     }
 }
 
@@ -94,7 +124,6 @@ fn work(model: &dyn Embedder, rx: Receiver<Job>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rightmodel_core::EmbedError;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Embeds a text as [its length, call number], counting calls.
@@ -132,5 +161,8 @@ mod tests {
         }
         // Ten requests, at most two calls: the first may run alone, the rest queue behind it.
         assert!(fake.calls.load(Ordering::SeqCst) <= 2);
+        // As an Embedder (blocking, off the runtime) it returns the same rows.
+        let rows = tokio::task::spawn_blocking(move || b.embed(&["abc", "de"])).await.unwrap().unwrap();
+        assert_eq!((rows[0][0], rows[1][0]), (3.0, 2.0));
     }
 }

@@ -59,7 +59,7 @@ pub struct EmbedModel {
     /// Its directory (the router's static features are read from the same weights).
     pub dir: std::path::PathBuf,
     /// The worker that batches `/v1/embeddings` requests into shared encoder calls.
-    pub batcher: crate::embed_batch::EmbedBatcher,
+    pub batcher: Arc<crate::embed_batch::EmbedBatcher>,
 }
 
 /// Shared state of the gateway.

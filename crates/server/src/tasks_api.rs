@@ -34,10 +34,11 @@ pub struct TaskModels {
     pub paths: HashMap<String, PathBuf>,
 }
 
-fn embedder(st: &AppState) -> Result<Arc<rightmodel_infer::MiniLm>, ApiError> {
+/// The shared encoder, through the batching worker (so task-model requests share its calls).
+fn embedder(st: &AppState) -> Result<Arc<dyn rightmodel_core::Embedder>, ApiError> {
     st.embed
         .as_ref()
-        .map(|e| e.model.clone())
+        .map(|e| e.batcher.clone() as Arc<dyn rightmodel_core::Embedder>)
         .ok_or_else(|| ApiError::new(ErrorKind::Unavailable, "No [embedding] model is configured; task models need it."))
 }
 
