@@ -197,6 +197,13 @@ def test_local_model_makes_a_forced_tool_call(client):
     assert deltas[0].function.name == "get_weather"
     assert "city" in json.loads("".join(d.function.arguments or "" for d in deltas))
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+    # A schema the grammar cannot follow is a 400 on `tools`.
+    bad = [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}}}]
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="gemma3-270m", messages=[{"role": "user", "content": "x"}],
+                                       tools=bad, tool_choice="required")
+    assert e.value.param == "tools"
 
 
 def test_raw_http_errors(local_server):

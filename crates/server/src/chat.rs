@@ -269,7 +269,16 @@ async fn local_answer(l: &LocalChat, req: &ChatCompletionRequest, acct: &mut Acc
         ToolMode::Auto => Err(local_tools_refused(&l.name)),
         ToolMode::Forced(only) => {
             let forced = crate::tools::forced_call_request(req, only.as_deref());
-            crate::tools::into_tool_call(local_full(l, &forced, acct).await?)
+            // The call's grammar comes from the functions' schemas: a schema it cannot follow is the
+            // client's `tools`, not a `response_format` it never sent.
+            let body = local_full(l, &forced, acct).await.map_err(|mut e| {
+                if e.param.as_deref() == Some("response_format") {
+                    e.param = Some("tools".into());
+                    e.message = format!("{} (in a function's `parameters`)", e.message);
+                }
+                e
+            })?;
+            crate::tools::into_tool_call(body)
         }
     }
 }
