@@ -78,7 +78,7 @@ pub struct AskArgs {
     #[arg(long, default_value = "gemma3-270m")]
     pub model: String,
     /// Longest generated answer, in tokens.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tokens: u32,
     /// Sentence encoder: a pulled model name or a model folder (must be the one the collection was
     /// built with).
@@ -264,7 +264,7 @@ fn generate_answer(a: &AskArgs, answer: &Answer) -> anyhow::Result<rightmodel_do
     cfg.ctx_per_slot = 4096;
     let engine = rightmodel_infer::Engine::start(cfg)?;
     let params = SamplingParams {
-        max_tokens: a.max_tokens.max(1),
+        max_tokens: a.max_tokens,
         temperature: 0.0,
         // A small base model loops on digits and phrases under greedy decoding; penalise repeats.
         repeat_penalty: 1.3,
