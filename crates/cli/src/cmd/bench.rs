@@ -83,7 +83,7 @@ pub struct GatewayArgs {
 }
 
 fn gateway(a: GatewayArgs) -> anyhow::Result<()> {
-    if a.rates.is_empty() || a.rates.contains(&0) || !(a.seconds > 0.0) {
+    if a.rates.is_empty() || a.rates.contains(&0) || a.seconds.is_nan() || a.seconds <= 0.0 {
         anyhow::bail!("--rates must be positive numbers and --seconds positive");
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -89,7 +89,9 @@ impl ChatTemplate {
                 None => (rest, None),
             };
             if !scaffold.is_empty() || first {
-                let add_bos = first && vocab.should_add_bos() && !(!bos_text.is_empty() && scaffold.starts_with(&bos_text));
+                // The template may already start with the BOS text; never add a second one.
+                let scaffold_has_bos = !bos_text.is_empty() && scaffold.starts_with(&bos_text);
+                let add_bos = first && vocab.should_add_bos() && !scaffold_has_bos;
                 tokens.extend(vocab.tokenize(scaffold.as_bytes(), add_bos, true));
                 text.push_str(scaffold);
             }
