@@ -267,9 +267,10 @@ def test_auto_limits(gw):
         gw.chat.completions.create(model="auto", messages=MSG, extra_body={"rightmodel": {"strong_share": 3}})
 
 
-def test_budget_sends_everything_local_when_spent(tmp_path, proxy):
-    proxy.mode = {"kind": "pass"}
-    cfg = f"""
+def small_and_large(proxy, price, tail):
+    """A gateway config with the local `small`, the encoder, and `large` behind `proxy` at `price` dollars
+    per million tokens both ways, followed by `tail` (route / budget sections)."""
+    return f"""
 [[local]]
 name = "small"
 model = "gemma3-270m"
@@ -283,15 +284,20 @@ model = "minilm-l6"
 name = "large"
 base_url = "http://127.0.0.1:{proxy.port}/v1"
 model = "gemma3-270m"
-input_per_mtok = 1000.0
-output_per_mtok = 1000.0
+input_per_mtok = {price}
+output_per_mtok = {price}
+""" + tail
 
+
+def test_budget_sends_everything_local_when_spent(tmp_path, proxy):
+    proxy.mode = {"kind": "pass"}
+    cfg = small_and_large(proxy, price=1000.0, tail="""
 [route]
 threshold = 0.0
 
 [budget]
 daily_usd = 0.02
-"""
+""")
     s = Server(tmp_path, cfg, "budget")
     try:
         c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
@@ -317,28 +323,12 @@ daily_usd = 0.02
 
 def test_cascade_records_both_attempts(tmp_path, proxy):
     proxy.mode = {"kind": "pass"}
-    cfg = f"""
-[[local]]
-name = "small"
-model = "gemma3-270m"
-ctx_per_slot = 512
-
-[embedding]
-name = "minilm-l6"
-model = "minilm-l6"
-
-[[upstream]]
-name = "large"
-base_url = "http://127.0.0.1:{proxy.port}/v1"
-model = "gemma3-270m"
-input_per_mtok = 1.0
-output_per_mtok = 1.0
-
+    cfg = small_and_large(proxy, price=1.0, tail="""
 [route]
 strategy = "cascade"
 threshold = 0.0
 min_confidence = 0.99
-"""
+""")
     s = Server(tmp_path, cfg, "cascade")
     try:
         c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
