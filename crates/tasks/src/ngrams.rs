@@ -99,11 +99,13 @@ impl NgramVocab {
                 self.index.get(&g).map(|&j| (j, (1.0 + (c as f32).ln()) * self.idf[j as usize]))
             })
             .collect();
+        // Sort before summing: the counts come out of a HashMap in a per-process random order, and a float sum
+        // in that order would make the same text score a few ulps differently from one load to the next.
+        row.sort_unstable_by_key(|(j, _)| *j);
         let norm = row.iter().map(|(_, v)| v * v).sum::<f32>().sqrt();
         if norm > 0.0 {
             row.iter_mut().for_each(|(_, v)| *v /= norm);
         }
-        row.sort_unstable_by_key(|(j, _)| *j);
         row
     }
 }
