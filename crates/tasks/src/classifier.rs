@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use rightmodel_core::Embedder;
 use serde::Serialize;
 
+use crate::blend;
 use crate::domain::{mean_sim, NeighbourStore};
 use crate::explain::{self, Explanation, Neighbour};
 use crate::fast::{argmax, FastModel};
@@ -36,7 +37,8 @@ pub struct Prediction {
 /// How the logits are computed.
 enum Scorer {
     Fast(FastModel),
-    Finetune(Box<FineTuned>),
+    /// The fine-tuned model, and the `fast` head mixed in with its weight (see [`crate::blend`]).
+    Finetune(Box<FineTuned>, Option<(FastModel, f64)>),
 }
 
 /// A trained classifier (see the crate docs for the directory layout). Cheap to share behind an `Arc`;
@@ -62,7 +64,15 @@ impl Classifier {
         let classes = manifest.labels.len();
         let scorer = match manifest.mode {
             Mode::Fast => Scorer::Fast(FastModel::load(dir, classes, manifest.encoder.dim)?),
-            Mode::Finetune => Scorer::Finetune(Box::new(FineTuned::load(dir, classes)?)),
+            Mode::Finetune => {
+                let blend = match manifest.settings.blend_weight {
+                    Some(w) if w > 0.0 => {
+                        Some((FastModel::load(&dir.join(blend::BLEND_DIR), classes, manifest.encoder.dim)?, w))
+                    }
+                    _ => None,
+                };
+                Scorer::Finetune(Box::new(FineTuned::load(dir, classes)?), blend)
+            }
         };
         let store = NeighbourStore::load(dir)?;
         Ok(Classifier { dir: dir.to_path_buf(), manifest, scorer, store })
@@ -123,7 +133,8 @@ impl Classifier {
     fn logits(&self, texts: &[&str], embeddings: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, TaskError> {
         match &self.scorer {
             Scorer::Fast(m) => Ok(m.logits(embeddings, texts)),
-            Scorer::Finetune(m) => m.logits(texts),
+            Scorer::Finetune(m, None) => m.logits(texts),
+            Scorer::Finetune(m, Some((head, w))) => Ok(blend::mix(&m.logits(texts)?, &head.logits(embeddings, texts), *w)),
         }
     }
 
@@ -187,8 +198,8 @@ impl Classifier {
             Vec::new()
         } else {
             let emb = match &self.scorer {
-                Scorer::Fast(_) => embedder.embed(&refs)?,
-                Scorer::Finetune(_) => Vec::new(),
+                Scorer::Fast(_) | Scorer::Finetune(_, Some(_)) => embedder.embed(&refs)?,
+                Scorer::Finetune(_, None) => Vec::new(),
             };
             self.logits(&refs, &emb)?
         };

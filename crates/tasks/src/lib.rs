@@ -4,7 +4,8 @@
 //! - `fast`: frozen sentence embeddings from the local encoder, joined by word n-gram TF-IDF, and a
 //!   multinomial logistic-regression head (L2 strength picked on the validation split). Training is
 //!   dominated by embedding the data.
-//! - `finetune`: the whole encoder fine-tuned with a linear head on mean-pooled token states.
+//! - `finetune`: the whole encoder fine-tuned with a linear head on mean-pooled token states, its
+//!   probabilities mixed with a `fast` head's at a weight chosen on validation (see [`blend`]).
 //!
 //! Every prediction carries `in_domain` in [0, 1]: the mean similarity of the text's frozen embedding to
 //! its nearest stored training embeddings, calibrated on the validation split (see [`domain`]); the
@@ -14,7 +15,7 @@
 //! - `classifier.json` ([`manifest::Manifest`]): labels, mode, encoder, settings, data hashes,
 //!   validation metrics, domain calibration;
 //! - `head.safetensors` (+ `ngrams.json` in `fast` mode), or `encoder/` + `head.safetensors` in
-//!   `finetune` mode;
+//!   `finetune` mode (plus `blend/` with a `fast` head when the mix gives it weight);
 //! - `neighbours.safetensors` + `neighbours.json`: a capped sample of training embeddings (f16), labels
 //!   and texts for explanations and domain fit;
 //! - `metrics.md`: the training report.
@@ -22,6 +23,7 @@
 //! Directories are written to a temporary sibling and renamed into place, so a failed run leaves nothing.
 
 pub mod bert_train;
+pub mod blend;
 pub mod classifier;
 pub mod data;
 pub mod domain;

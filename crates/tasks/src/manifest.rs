@@ -89,6 +89,12 @@ pub struct TrainSettings {
     pub patience: usize,
     /// Training examples whose embeddings are kept for neighbours and domain fit.
     pub max_neighbours: usize,
+    /// Fine-tuning: weight of a `fast` head (frozen embeddings + n-grams, in `blend/`) mixed into the
+    /// fine-tuned model's probabilities, chosen on the validation split. Two different views of the text
+    /// make fewer errors together than either alone, and the frozen embeddings are computed anyway for
+    /// domain fit, so the mix costs almost nothing at prediction time. Absent or 0: the fine-tuned model alone.
+    #[serde(default)]
+    pub blend_weight: Option<f64>,
 }
 
 /// Contents of `classifier.json`.

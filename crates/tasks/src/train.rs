@@ -9,6 +9,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rightmodel_core::Embedder;
 
+use crate::blend;
 use crate::data::{self, Dataset};
 use crate::domain::{DomainFit, NeighbourStore};
 use crate::embed::embed_all;
@@ -84,6 +85,7 @@ pub fn default_settings(mode: Mode) -> TrainSettings {
         max_len: ft.max_len,
         patience: ft.patience,
         max_neighbours: 20_000,
+        blend_weight: None,
     }
 }
 
@@ -221,13 +223,41 @@ pub fn train_classifier(spec: &TrainSpec, embedder: &dyn Embedder, progress: &dy
                 ft_outcome = Some(outcome);
                 let model = FineTuned::load(tmp, labels.len())?;
                 progress.start("scoring validation", 0);
-                let logits = model.logits(&valid_texts)?;
+                let ft_logits = model.logits(&valid_texts)?;
                 progress.finish();
-                let kept_texts: Vec<&str> = keep.iter().map(|&i| train_texts[i]).collect();
-                progress.start("embedding neighbours", (kept_texts.len() + valid_texts.len()) as u64);
-                let kept = embed_all(embedder, &kept_texts, progress)?;
+                // The frozen embeddings of every training text: the `fast` head of the mix learns from all
+                // of them, and the neighbours are a sample of them.
+                progress.start("embedding", (train_texts.len() + valid_texts.len()) as u64);
+                let train_emb = embed_all(embedder, &train_texts, progress)?;
                 let valid_emb = embed_all(embedder, &valid_texts, progress)?;
                 progress.finish();
+                let inputs = FastInputs {
+                    train_texts: &train_texts,
+                    train_emb: &train_emb,
+                    train_y: &train_y,
+                    valid_texts: &valid_texts,
+                    valid_emb: &valid_emb,
+                    valid_y: &valid_y,
+                    classes: labels.len(),
+                };
+                let (head, c) = fast::train(&inputs, s.ngrams, &s.c_grid, spec.threads, progress)?;
+                let head_logits = head.logits(&valid_emb, &valid_texts);
+                let (w, table) = blend::choose_weight(&ft_logits, &head_logits, &valid_y);
+                for (tw, acc, loss) in &table {
+                    progress.note(&format!("fast-head weight {tw:.1}: validation accuracy {acc:.4}, log-loss {loss:.4}"));
+                }
+                progress.note(&format!("mix with the fast head: weight {w:.1} (lowest validation log-loss)"));
+                settings.blend_weight = Some(w);
+                let logits = if w > 0.0 {
+                    settings.chosen_c = Some(c);
+                    let dir = tmp.join(blend::BLEND_DIR);
+                    std::fs::create_dir_all(&dir).map_err(|e| TaskError::io(&dir, e))?;
+                    head.save(&dir)?;
+                    blend::mix(&ft_logits, &head_logits, w)
+                } else {
+                    ft_logits
+                };
+                let kept: Vec<Vec<f32>> = keep.iter().map(|&i| train_emb[i].clone()).collect();
                 (kept, valid_emb, logits)
             }
         };
@@ -287,6 +317,9 @@ pub fn training_report(m: &Manifest, rows_available: usize, ft: Option<&Finetune
     ));
     if let Some(c) = m.settings.chosen_c {
         s.push_str(&format!("- head: logistic regression, C = {c} (chosen on validation), n-grams: {}\n", m.settings.ngrams));
+    }
+    if let Some(w) = m.settings.blend_weight {
+        s.push_str(&format!("- mixed with a fast head (frozen embeddings + n-grams) at weight {w:.1}, chosen on validation\n"));
     }
     if let Some(f) = ft {
         s.push_str(&format!(

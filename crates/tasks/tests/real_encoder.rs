@@ -73,6 +73,10 @@ fn finetuned_classifier_round_trip() {
     eprintln!("fine-tuned in {:.1}s: {:?}, validation {:.3}", t0.elapsed().as_secs_f64(), ft, out.manifest.validation.accuracy);
     assert!(out.manifest.validation.accuracy >= 0.75, "{:?}", out.manifest.validation);
     assert!(dest.join("encoder").join("model.safetensors").is_file());
+    // The mix with the fast head is decided on validation and recorded; its head is saved only when used.
+    let w = out.manifest.settings.blend_weight.expect("blend weight recorded");
+    assert!((0.0..=1.0).contains(&w));
+    assert_eq!(dest.join("blend").join("head.safetensors").is_file(), w > 0.0, "weight {w}");
     let clf = Classifier::load(&dest).unwrap();
     assert_eq!(clf.mode(), rightmodel_tasks::Mode::Finetune);
     let preds = clf.predict(&enc, &["the film was wonderful and moving", "a dreadful , tedious plot"], true).unwrap();
