@@ -68,7 +68,7 @@ pub struct CvReport {
     pub folds: Vec<FoldResult>,
     /// All out-of-fold scores pooled into one evaluation.
     pub pooled: Comparison,
-    /// Out-of-fold score of every row (same order as the input).
+    /// Out-of-fold score of every row (same order as the input), as its share of the fold's training scores.
     #[serde(skip)]
     pub oof_scores: Vec<f32>,
 }
@@ -119,6 +119,16 @@ pub fn compare(scores: &[f32], rows: &[&LabelledPrompt], bins: usize, seed: u64)
     }
 }
 
+/// Share of `sorted` strictly below `v`, with ties counted half: a score's place among the reference scores.
+pub fn share_below(sorted: &[f32], v: f32) -> f32 {
+    if sorted.is_empty() {
+        return 0.5;
+    }
+    let below = sorted.partition_point(|x| *x < v);
+    let not_above = sorted.partition_point(|x| *x <= v);
+    (below + not_above) as f32 / (2 * sorted.len()) as f32
+}
+
 /// Grouped k-fold cross-validation: for each fold, trains on the other folds' rows of `x` and scores
 /// the held-out rows. `on_fold` is called after each fold (progress reporting).
 pub fn cross_validate(
@@ -154,8 +164,13 @@ pub fn cross_validate(
         let train_groups: Vec<Option<&str>> = train.iter().map(|&i| rows[i].group.as_deref()).collect();
         let model = fit(&xt, &outcomes, &train_groups, &cfg.train)?;
         let scores = model.score_matrix(&x.select(&test));
+        // Pooled, each fold's score is its share of the fold's training prompts scoring lower: in service a
+        // threshold is a share of calibration prompts (`router calibrate`), never a raw score, and raw scores
+        // of models fitted on different folds are not on one scale, which would blur the pooled ranking.
+        let mut reference = model.score_matrix(&xt);
+        reference.sort_by(f32::total_cmp);
         for (&i, s) in test.iter().zip(&scores) {
-            oof[i] = *s;
+            oof[i] = share_below(&reference, *s);
         }
         let test_rows: Vec<&LabelledPrompt> = test.iter().map(|&i| &rows[i]).collect();
         let mut names: Vec<String> = test_rows.iter().filter_map(|r| r.group.clone()).collect();
@@ -172,4 +187,19 @@ pub fn cross_validate(
     let all: Vec<&LabelledPrompt> = rows.iter().collect();
     let pooled = compare(&oof, &all, cfg.bins, cfg.seed);
     Ok(CvReport { config: *cfg, grouped, folds: results, pooled, oof_scores: oof })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share_below;
+
+    #[test]
+    fn share_below_places_a_score_among_reference_scores() {
+        let r = [0.1, 0.2, 0.2, 0.4];
+        assert_eq!(share_below(&r, 0.0), 0.0);
+        assert_eq!(share_below(&r, 0.15), 0.25);
+        assert_eq!(share_below(&r, 0.2), 0.5); // ties count half
+        assert_eq!(share_below(&r, 0.9), 1.0);
+        assert_eq!(share_below(&[], 0.3), 0.5);
+    }
 }
