@@ -12,7 +12,9 @@ use clap::{Parser, Subcommand};
 /// the job: small models in-process on the CPU, large ones behind any OpenAI-compatible upstream.
 #[derive(Parser)]
 #[command(name = "rightmodel", version, about, long_about = None)]
-#[command(after_help = "Examples:\n  rightmodel serve\n  rightmodel pull all\n  rightmodel generate \"The capital of France is\"\n  rightmodel router eval --data routing.csv")]
+#[command(
+    after_help = "Examples:\n  rightmodel serve\n  rightmodel pull all\n  rightmodel generate \"The capital of France is\"\n  rightmodel router eval --data routing.csv"
+)]
 struct Cli {
     /// Log filter (e.g. `info`, `rightmodel=debug`); also read from RUST_LOG.
     #[arg(long, global = true, env = "RIGHTMODEL_LOG", default_value = "warn")]

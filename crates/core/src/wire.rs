@@ -54,9 +54,7 @@ impl MessageContent {
     pub fn text(&self) -> String {
         match self {
             MessageContent::Text(s) => s.clone(),
-            MessageContent::Parts(p) => {
-                p.iter().filter_map(|p| p.text.as_deref()).collect::<Vec<_>>().join("\n")
-            }
+            MessageContent::Parts(p) => p.iter().filter_map(|p| p.text.as_deref()).collect::<Vec<_>>().join("\n"),
         }
     }
     /// The type of the first part that is not text, if any.

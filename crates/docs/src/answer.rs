@@ -100,7 +100,8 @@ pub fn context_prompt(question: &str, passages: &[ScoredPassage]) -> String {
          that the documents do not answer it.\n\n",
     );
     for (i, s) in passages.iter().enumerate() {
-        let name = std::path::Path::new(&s.file).file_name().map_or(s.file.clone(), |n| n.to_string_lossy().into_owned());
+        let name =
+            std::path::Path::new(&s.file).file_name().map_or(s.file.clone(), |n| n.to_string_lossy().into_owned());
         p.push_str(&format!("[{}] ({}, characters {}-{})\n{}\n\n", i + 1, name, s.start, s.end, s.text.trim()));
     }
     p.push_str(&format!("Question: {}\nAnswer:", question.trim()));

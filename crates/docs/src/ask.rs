@@ -7,12 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::answer::{Answer, Citation, ScoredPassage};
 use crate::collection::Collection;
+use crate::confidence::confidence;
 use crate::embed::embed_one;
 use crate::extract::extract;
 use crate::features::{passage_evidence, Evidence, EvidenceInput, QuestionInfo};
 use crate::params::{AskParams, RetrievalMode};
 use crate::rank::{rank, PassageScore, RankInput};
-use crate::confidence::confidence;
 use crate::ranker::score;
 use crate::split::char_len;
 use crate::DocsError;
@@ -46,7 +46,13 @@ impl Collection {
     }
 
     /// Answers `question` with explicit parameters.
-    pub fn ask_with(&self, embedder: &dyn Embedder, question: &str, k: usize, params: &AskParams) -> Result<Answer, DocsError> {
+    pub fn ask_with(
+        &self,
+        embedder: &dyn Embedder,
+        question: &str,
+        k: usize,
+        params: &AskParams,
+    ) -> Result<Answer, DocsError> {
         if question.trim().is_empty() {
             return Err(DocsError::EmptyQuestion);
         }
@@ -54,13 +60,23 @@ impl Collection {
             return Err(DocsError::EmptyCollection);
         }
         self.check_embedder(embedder)?;
-        let q_vec = if params.mode == RetrievalMode::Lexical && params.lexical_sentences { Vec::new() } else { embed_one(embedder, question)? };
+        let q_vec = if params.mode == RetrievalMode::Lexical && params.lexical_sentences {
+            Vec::new()
+        } else {
+            embed_one(embedder, question)?
+        };
         self.ask_with_vector(question, &q_vec, k, params)
     }
 
     /// Answers `question` given its unit vector from the collection's embedder (an empty vector turns
     /// dense scores off), for callers that embed questions in batches.
-    pub fn ask_with_vector(&self, question: &str, q_vec: &[f32], k: usize, params: &AskParams) -> Result<Answer, DocsError> {
+    pub fn ask_with_vector(
+        &self,
+        question: &str,
+        q_vec: &[f32],
+        k: usize,
+        params: &AskParams,
+    ) -> Result<Answer, DocsError> {
         let k = k.max(1);
         let scored = params.rerank_depth.max(1);
         let Analysis { ranked, evidence } = self.analyse(question, q_vec, params, k.max(scored), scored)?;
@@ -83,7 +99,12 @@ impl Collection {
     }
 
     /// The candidate sentences of the first `params.rerank_depth` passages with their evidence.
-    pub fn sentence_candidates(&self, question: &str, q_vec: &[f32], params: &AskParams) -> Result<Vec<SentenceCandidate>, DocsError> {
+    pub fn sentence_candidates(
+        &self,
+        question: &str,
+        q_vec: &[f32],
+        params: &AskParams,
+    ) -> Result<Vec<SentenceCandidate>, DocsError> {
         let depth = params.rerank_depth.max(1);
         let Analysis { ranked, evidence } = self.analyse(question, q_vec, params, depth, depth)?;
         let mut out = Vec::new();
@@ -103,7 +124,14 @@ impl Collection {
     }
 
     /// Ranks `depth` passages and computes sentence evidence for the first `scored` of them.
-    fn analyse(&self, question: &str, q_vec: &[f32], params: &AskParams, depth: usize, scored: usize) -> Result<Analysis, DocsError> {
+    fn analyse(
+        &self,
+        question: &str,
+        q_vec: &[f32],
+        params: &AskParams,
+        depth: usize,
+        scored: usize,
+    ) -> Result<Analysis, DocsError> {
         if question.trim().is_empty() {
             return Err(DocsError::EmptyQuestion);
         }
@@ -129,8 +157,13 @@ impl Collection {
         if let Some(e) = idf_err {
             return Err(e);
         }
-        let allowed = |r: usize| params.exclude_files.is_empty() || !params.exclude_files.contains(&self.snap.passages[r].file);
-        let mut bm25 = if params.mode == RetrievalMode::Dense { Vec::new() } else { lexical.search(&searcher, &info.terms, params.candidates)? };
+        let allowed =
+            |r: usize| params.exclude_files.is_empty() || !params.exclude_files.contains(&self.snap.passages[r].file);
+        let mut bm25 = if params.mode == RetrievalMode::Dense {
+            Vec::new()
+        } else {
+            lexical.search(&searcher, &info.terms, params.candidates)?
+        };
         bm25.retain(|h| allowed(h.0));
         let input = RankInput {
             bm25: &bm25,
@@ -150,14 +183,22 @@ impl Collection {
         let evidence = ranked
             .iter()
             .take(scored)
-            .map(|p| passage_evidence(&ev_input, &self.snap.passages[p.row], self.sentence_rows[p.row], p, &mut analyzer))
+            .map(|p| {
+                passage_evidence(&ev_input, &self.snap.passages[p.row], self.sentence_rows[p.row], p, &mut analyzer)
+            })
             .collect();
         Ok(Analysis { ranked, evidence })
     }
 
     /// The answer from the (re-)ranked passages: the best sentence of the first passage, its span,
     /// citations and confidence.
-    fn build_answer(&self, question: &str, k: usize, params: &AskParams, items: &[Ranked]) -> Result<Answer, DocsError> {
+    fn build_answer(
+        &self,
+        question: &str,
+        k: usize,
+        params: &AskParams,
+        items: &[Ranked],
+    ) -> Result<Answer, DocsError> {
         let passages: Vec<ScoredPassage> = items.iter().take(k).map(|r| self.scored_passage(r)).collect();
         let mut answer = Answer {
             question: question.to_string(),
@@ -173,7 +214,9 @@ impl Collection {
         };
         let Some(top) = items.first() else { return Ok(answer) };
         let key = |i: usize| if params.lexical_sentences { top.evidence[i].overlap } else { top.logits[i] };
-        let Some(best) = (0..top.evidence.len()).max_by(|&a, &b| key(a).total_cmp(&key(b)).then(b.cmp(&a))) else { return Ok(answer) };
+        let Some(best) = (0..top.evidence.len()).max_by(|&a, &b| key(a).total_cmp(&key(b)).then(b.cmp(&a))) else {
+            return Ok(answer);
+        };
         let passage = &self.snap.passages[top.passage.row];
         let Some(&(s, e)) = passage.sentences.get(best) else { return Ok(answer) };
         let (s, e) = (s as usize, e as usize);

@@ -66,7 +66,8 @@ pub fn list_collections(root: &Path) -> Result<Vec<CollectionInfo>, DocsError> {
         let gen = store::current_generation(&dir)?;
         let path = gen.join("manifest.json");
         let bytes = std::fs::read(&path).map_err(|e| DocsError::io(&path, e))?;
-        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| DocsError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        let m: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| DocsError::Corrupt { path: path.clone(), reason: e.to_string() })?;
         out.push(CollectionInfo {
             name: entry.file_name().to_string_lossy().into_owned(),
             dir: dir.to_string_lossy().into_owned(),

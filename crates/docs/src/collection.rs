@@ -86,7 +86,12 @@ impl Collection {
         }
         std::fs::create_dir_all(dir).map_err(|e| DocsError::io(dir, e))?;
         let _lock = WriteLock::acquire(dir)?;
-        let snap = Snapshot { manifest: Manifest::empty(), passages: Vec::new(), passage_vecs: Matrix::new(0), sentence_vecs: Matrix::new(0) };
+        let snap = Snapshot {
+            manifest: Manifest::empty(),
+            passages: Vec::new(),
+            passage_vecs: Matrix::new(0),
+            sentence_vecs: Matrix::new(0),
+        };
         let gen_dir = store::commit(dir, &snap)?;
         Self::from_snapshot(dir, gen_dir, snap)
     }
@@ -115,7 +120,8 @@ impl Collection {
     }
 
     fn from_snapshot(dir: &Path, gen_dir: PathBuf, snap: Snapshot) -> Result<Self, DocsError> {
-        let lexical = if snap.passages.is_empty() { None } else { Some(LexicalIndex::open(&store::lexical_dir(&gen_dir))?) };
+        let lexical =
+            if snap.passages.is_empty() { None } else { Some(LexicalIndex::open(&store::lexical_dir(&gen_dir))?) };
         let mut sentence_rows = Vec::with_capacity(snap.passages.len() + 1);
         let mut acc = 0;
         sentence_rows.push(0);
@@ -226,12 +232,14 @@ impl Collection {
 
     pub(crate) fn check_embedder(&self, embedder: &dyn Embedder) -> Result<(), DocsError> {
         match &self.snap.manifest.embedder {
-            Some(id) if id != embedder.model_id() || self.snap.manifest.dim != embedder.dim() => Err(DocsError::EmbedderMismatch {
-                expected: id.clone(),
-                expected_dim: self.snap.manifest.dim,
-                got: embedder.model_id().to_string(),
-                got_dim: embedder.dim(),
-            }),
+            Some(id) if id != embedder.model_id() || self.snap.manifest.dim != embedder.dim() => {
+                Err(DocsError::EmbedderMismatch {
+                    expected: id.clone(),
+                    expected_dim: self.snap.manifest.dim,
+                    got: embedder.model_id().to_string(),
+                    got_dim: embedder.dim(),
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -290,7 +298,14 @@ impl Collection {
                 }
                 normalize(&mut mean);
                 passage_vecs.push(&mean);
-                passages.push(StoredPassage { id: manifest.next_id, file: f.entry.path.clone(), start: p.start, end: p.end, text: p.text, sentences: p.sentences });
+                passages.push(StoredPassage {
+                    id: manifest.next_id,
+                    file: f.entry.path.clone(),
+                    start: p.start,
+                    end: p.end,
+                    text: p.text,
+                    sentences: p.sentences,
+                });
                 manifest.next_id += 1;
                 report.passages_added += 1;
             }

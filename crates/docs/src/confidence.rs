@@ -14,7 +14,8 @@ use crate::learn::sigmoid;
 pub const N_CONF: usize = 9;
 
 /// Intercept, then one weight per feature of [`features`].
-pub const CONF_WEIGHTS: [f32; N_CONF + 1] = [-6.851125, 1.4609605, 2.415979, 4.4616165, 2.6887188, 1.4243472, -2.7619696, 0.02268431, 0.3442613, -0.2083029];
+pub const CONF_WEIGHTS: [f32; N_CONF + 1] =
+    [-6.851125, 1.4609605, 2.415979, 4.4616165, 2.6887188, 1.4243472, -2.7619696, 0.02268431, 0.3442613, -0.2083029];
 
 /// The confidence features: the answer sentence's ranker score and its lead over the next passage (both
 /// scaled by 1/10, the lead capped at 10), then sentence cosine, term overlap, rarest-term match in the

@@ -10,7 +10,11 @@ use crate::DocsError;
 const CHUNK: usize = 128;
 
 /// Embeds `texts` into a matrix (row `i` is `texts[i]`), calling `progress(done)` after each chunk.
-pub fn embed_all(embedder: &dyn Embedder, texts: &[&str], progress: &mut dyn FnMut(usize)) -> Result<Matrix, DocsError> {
+pub fn embed_all(
+    embedder: &dyn Embedder,
+    texts: &[&str],
+    progress: &mut dyn FnMut(usize),
+) -> Result<Matrix, DocsError> {
     let dim = embedder.dim();
     let mut order: Vec<usize> = (0..texts.len()).collect();
     order.sort_by_key(|&i| texts[i].len());

@@ -9,17 +9,17 @@ use rightmodel_core::Embedder;
 use serde::{Deserialize, Serialize};
 
 use crate::answer::Answer;
+use crate::confidence::{features as conf_features, N_CONF};
+use crate::dense::Matrix;
 use crate::extract::{span_candidates, N_SPAN};
 use crate::features::N_FEATURES;
-use crate::confidence::{features as conf_features, N_CONF};
 use crate::learn::Group;
-use crate::squad::normalize_answer;
-use crate::split::split_sentences;
-use crate::terms::Terms;
-use crate::dense::Matrix;
 use crate::params::AskParams;
-use crate::squad::{contains_answer, exact_match, f1, SquadFile};
 use crate::split::char_len;
+use crate::split::split_sentences;
+use crate::squad::normalize_answer;
+use crate::squad::{contains_answer, exact_match, f1, SquadFile};
+use crate::terms::Terms;
 use crate::{Collection, DocsError};
 
 /// Passages retrieved per question (hit@5 needs five).
@@ -73,7 +73,8 @@ pub fn build_corpus(squad: &SquadFile) -> EvalCorpus {
             }
             chars += len;
         }
-        let safe: String = article.title.chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).take(60).collect();
+        let safe: String =
+            article.title.chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).take(60).collect();
         articles.push((format!("{a:03}_{safe}.txt"), text));
     }
     EvalCorpus { articles, questions }
@@ -138,11 +139,17 @@ pub fn score_answer(answer: &Answer, q: &EvalQuestion, article_path: &str, ms: f
 impl EvalSet<'_> {
     /// Confidences of questions `which` asked with their own article excluded (out-of-scope
     /// questions: the collection does not hold the answer).
-    pub fn out_of_scope(&self, which: &[usize], q_vecs: &Matrix, progress: &mut dyn FnMut(usize)) -> Result<Vec<f32>, DocsError> {
+    pub fn out_of_scope(
+        &self,
+        which: &[usize],
+        q_vecs: &Matrix,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<f32>, DocsError> {
         let mut out = Vec::with_capacity(which.len());
         for (done, &i) in which.iter().enumerate() {
             let q = &self.corpus.questions[i];
-            let params = AskParams { exclude_files: vec![self.article_paths[q.article].clone()], ..AskParams::default() };
+            let params =
+                AskParams { exclude_files: vec![self.article_paths[q.article].clone()], ..AskParams::default() };
             out.push(self.collection.ask_with_vector(&q.question, q_vecs.row(i), TOP_K, &params)?.confidence);
             progress(done + 1);
         }
@@ -158,7 +165,8 @@ impl EvalSet<'_> {
             let q = &self.corpus.questions[i];
             let a = self.collection.ask_with_vector(&q.question, q_vecs.row(i), TOP_K, &AskParams::default())?;
             rows.push((conf_features(&a.evidence, a.score, a.margin), contains_answer(&a.sentence, &q.golds)));
-            let without = AskParams { exclude_files: vec![self.article_paths[q.article].clone()], ..AskParams::default() };
+            let without =
+                AskParams { exclude_files: vec![self.article_paths[q.article].clone()], ..AskParams::default() };
             let a = self.collection.ask_with_vector(&q.question, q_vecs.row(i), TOP_K, &without)?;
             rows.push((conf_features(&a.evidence, a.score, a.margin), false));
         }
@@ -168,7 +176,12 @@ impl EvalSet<'_> {
 
 /// Embeds the questions `which` of `corpus`; row `i` of the result is question `i` (zero for questions
 /// not in `which`), for [`EvalSet::run`] with cached vectors.
-pub fn question_vectors(embedder: &dyn Embedder, corpus: &EvalCorpus, which: &[usize], progress: &mut dyn FnMut(usize)) -> Result<Matrix, DocsError> {
+pub fn question_vectors(
+    embedder: &dyn Embedder,
+    corpus: &EvalCorpus,
+    which: &[usize],
+    progress: &mut dyn FnMut(usize),
+) -> Result<Matrix, DocsError> {
     let texts: Vec<&str> = which.iter().map(|&i| corpus.questions[i].question.as_str()).collect();
     let vecs = crate::embed::embed_all(embedder, &texts, progress)?;
     let mut rows = vec![None; corpus.questions.len()];
@@ -185,7 +198,12 @@ pub fn question_vectors(embedder: &dyn Embedder, corpus: &EvalCorpus, which: &[u
 
 /// Writes one JSON line per answered question (question, gold answers, answer, sentence, scores,
 /// evidence, top passages) to `path`, for error analysis.
-pub fn write_dump(path: &Path, corpus: &EvalCorpus, which: &[usize], answers: &[(QuestionScore, Answer)]) -> Result<(), DocsError> {
+pub fn write_dump(
+    path: &Path,
+    corpus: &EvalCorpus,
+    which: &[usize],
+    answers: &[(QuestionScore, Answer)],
+) -> Result<(), DocsError> {
     let mut lines = String::new();
     for (&i, (score, answer)) in which.iter().zip(answers) {
         let q = &corpus.questions[i];
@@ -271,7 +289,11 @@ pub fn summarize(scores: &[QuestionScore]) -> Metrics {
     let pct = |p: f32| ms[((p * (n - 1) as f32).round() as usize).min(n - 1)];
     let conf_mean = |right: bool| {
         let v: Vec<f32> = scores.iter().filter(|s| s.in_sentence == right).map(|s| s.confidence).collect();
-        if v.is_empty() { 0.0 } else { v.iter().sum::<f32>() / v.len() as f32 }
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f32>() / v.len() as f32
+        }
     };
     Metrics {
         questions: n,
@@ -351,14 +373,20 @@ impl EvalSet<'_> {
     /// Training groups for the sentence ranker from questions `which`: every candidate sentence of the
     /// first `params.rerank_depth` passages, positive when it lies in the question's paragraph and
     /// contains a gold answer.
-    pub fn ranker_groups(&self, which: &[usize], q_vecs: &Matrix, params: &AskParams) -> Result<Vec<Group<N_FEATURES>>, DocsError> {
+    pub fn ranker_groups(
+        &self,
+        which: &[usize],
+        q_vecs: &Matrix,
+        params: &AskParams,
+    ) -> Result<Vec<Group<N_FEATURES>>, DocsError> {
         let mut groups = Vec::new();
         for &i in which {
             let q = &self.corpus.questions[i];
             let path = &self.article_paths[q.article];
             let mut g = Group::new();
             for c in self.collection.sentence_candidates(&q.question, q_vecs.row(i), params)? {
-                let in_paragraph = &c.file == path && c.passage_range.0 < q.paragraph.1 && q.paragraph.0 < c.passage_range.1;
+                let in_paragraph =
+                    &c.file == path && c.passage_range.0 < q.paragraph.1 && q.paragraph.0 < c.passage_range.1;
                 let contains = contains_answer(&c.sentence, &q.golds);
                 g.push((c.evidence.to_array(), in_paragraph && contains));
             }
@@ -397,7 +425,8 @@ impl EvalSet<'_> {
                 for &v in values.iter() {
                     let mut p = best.clone();
                     set(&mut p, v);
-                    let scores: Vec<QuestionScore> = self.run(which, None, Some(q_vecs), &p, &mut |_| {})?.into_iter().map(|r| r.0).collect();
+                    let scores: Vec<QuestionScore> =
+                        self.run(which, None, Some(q_vecs), &p, &mut |_| {})?.into_iter().map(|r| r.0).collect();
                     let m = summarize(&scores);
                     if objective(&m) > round_best.0 {
                         round_best = (objective(&m), p.clone());
@@ -428,7 +457,11 @@ mod tests {
                     Paragraph { context: "Alpha  beta.\nGamma.".into(), qas: vec![] },
                     Paragraph {
                         context: "Délta epsilon.".into(),
-                        qas: vec![Qa { id: "1".into(), question: "Q?".into(), answers: vec![GoldAnswer { text: "epsilon".into() }] }],
+                        qas: vec![Qa {
+                            id: "1".into(),
+                            question: "Q?".into(),
+                            answers: vec![GoldAnswer { text: "epsilon".into() }],
+                        }],
                     },
                 ],
             }],

@@ -32,54 +32,244 @@ pub enum AnswerType {
 }
 
 const NUMBER_WORDS: &[&str] = &[
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-    "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty", "thirty",
-    "forty", "fifty", "sixty", "seventy", "eighty", "ninety", "hundred", "thousand", "million", "billion",
-    "trillion", "dozen", "dozens", "hundreds", "thousands", "millions", "billions", "half", "percent", "%",
-    "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "sixty",
+    "seventy",
+    "eighty",
+    "ninety",
+    "hundred",
+    "thousand",
+    "million",
+    "billion",
+    "trillion",
+    "dozen",
+    "dozens",
+    "hundreds",
+    "thousands",
+    "millions",
+    "billions",
+    "half",
+    "percent",
+    "%",
+    "first",
+    "second",
+    "third",
+    "fourth",
+    "fifth",
+    "sixth",
+    "seventh",
+    "eighth",
+    "ninth",
+    "tenth",
 ];
 const DATE_WORDS: &[&str] = &[
-    "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-    "november", "december", "century", "centuries", "bc", "ad", "bce", "ce", "decade", "spring", "summer",
-    "autumn", "fall", "winter", "early", "late", "mid",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "century",
+    "centuries",
+    "bc",
+    "ad",
+    "bce",
+    "ce",
+    "decade",
+    "spring",
+    "summer",
+    "autumn",
+    "fall",
+    "winter",
+    "early",
+    "late",
+    "mid",
 ];
 /// Words that join the parts of a name ("University of Warsaw", "Leonardo da Vinci").
-const NAME_JOINERS: &[&str] = &["of", "the", "de", "del", "da", "di", "von", "van", "der", "for", "and", "la", "le", "du", "al", "&"];
+const NAME_JOINERS: &[&str] =
+    &["of", "the", "de", "del", "da", "di", "von", "van", "der", "for", "and", "la", "le", "du", "al", "&"];
 /// Capitalised only because they start a sentence.
 const STARTERS: &[&str] = &[
-    "however", "although", "though", "despite", "following", "today", "later", "earlier", "since", "because",
-    "according", "unlike", "like", "among", "along", "around", "within", "without", "toward", "towards",
-    "another", "every", "several", "many", "most", "some", "such", "these", "those", "this", "that", "there",
-    "it", "its", "they", "their", "he", "she", "his", "her", "we", "our", "in", "on", "at", "by", "for",
-    "from", "with", "as", "after", "before", "during", "while", "when", "where", "if", "the", "a", "an",
-    "both", "each", "other", "under", "over", "also", "thus", "then", "now", "once", "initially", "finally",
+    "however",
+    "although",
+    "though",
+    "despite",
+    "following",
+    "today",
+    "later",
+    "earlier",
+    "since",
+    "because",
+    "according",
+    "unlike",
+    "like",
+    "among",
+    "along",
+    "around",
+    "within",
+    "without",
+    "toward",
+    "towards",
+    "another",
+    "every",
+    "several",
+    "many",
+    "most",
+    "some",
+    "such",
+    "these",
+    "those",
+    "this",
+    "that",
+    "there",
+    "it",
+    "its",
+    "they",
+    "their",
+    "he",
+    "she",
+    "his",
+    "her",
+    "we",
+    "our",
+    "in",
+    "on",
+    "at",
+    "by",
+    "for",
+    "from",
+    "with",
+    "as",
+    "after",
+    "before",
+    "during",
+    "while",
+    "when",
+    "where",
+    "if",
+    "the",
+    "a",
+    "an",
+    "both",
+    "each",
+    "other",
+    "under",
+    "over",
+    "also",
+    "thus",
+    "then",
+    "now",
+    "once",
+    "initially",
+    "finally",
 ];
-const PREPOSITIONS: &[&str] = &["in", "at", "from", "near", "to", "into", "across", "throughout", "on", "by", "of", "for", "with", "as", "than", "about", "over", "after", "before", "since", "during"];
+const PREPOSITIONS: &[&str] = &[
+    "in",
+    "at",
+    "from",
+    "near",
+    "to",
+    "into",
+    "across",
+    "throughout",
+    "on",
+    "by",
+    "of",
+    "for",
+    "with",
+    "as",
+    "than",
+    "about",
+    "over",
+    "after",
+    "before",
+    "since",
+    "during",
+];
 const REASON_CUES: &[&str] = &["because", "due", "since", "so", "to", "for", "as", "order"];
 
 /// The expected answer type of `question`.
 pub fn answer_type(question: &str) -> AnswerType {
     let q = format!(" {} ", question.to_lowercase().replace(['?', ',', '.'], " "));
     let has = |s: &str| q.contains(s);
-    if has(" how many ") || has(" how much ") || has(" percentage ") || has(" percent ")
-        || has(" how long ") || has(" how old ") || has(" how far ") || has(" how large ") || has(" how big ")
-        || has(" how tall ") || has(" how high ") || has(" how often ") || has(" what number ")
-        || has(" what amount ") || has(" how fast ")
+    if has(" how many ")
+        || has(" how much ")
+        || has(" percentage ")
+        || has(" percent ")
+        || has(" how long ")
+        || has(" how old ")
+        || has(" how far ")
+        || has(" how large ")
+        || has(" how big ")
+        || has(" how tall ")
+        || has(" how high ")
+        || has(" how often ")
+        || has(" what number ")
+        || has(" what amount ")
+        || has(" how fast ")
     {
         return AnswerType::Number;
     }
-    if has(" when ") || has(" what year ") || has(" which year ") || has(" what century ") || has(" what decade ")
-        || has(" what date ") || has(" what day ") || has(" what month ") || has(" what time ") || has(" what period ")
-        || has(" what era ") || has(" which century ") || has(" in what year ")
+    if has(" when ")
+        || has(" what year ")
+        || has(" which year ")
+        || has(" what century ")
+        || has(" what decade ")
+        || has(" what date ")
+        || has(" what day ")
+        || has(" what month ")
+        || has(" what time ")
+        || has(" what period ")
+        || has(" what era ")
+        || has(" which century ")
+        || has(" in what year ")
     {
         return AnswerType::Date;
     }
     if has(" who ") || has(" whom ") || has(" whose ") || has(" what person ") || has(" which person ") {
         return AnswerType::Person;
     }
-    if has(" where ") || has(" what city ") || has(" which city ") || has(" what country ") || has(" which country ")
-        || has(" what state ") || has(" which state ") || has(" what region ") || has(" what place ")
-        || has(" what location ") || has(" what continent ") || has(" what river ")
+    if has(" where ")
+        || has(" what city ")
+        || has(" which city ")
+        || has(" what country ")
+        || has(" which country ")
+        || has(" what state ")
+        || has(" which state ")
+        || has(" what region ")
+        || has(" what place ")
+        || has(" what location ")
+        || has(" what continent ")
+        || has(" what river ")
     {
         return AnswerType::Location;
     }
@@ -99,7 +289,8 @@ pub fn has_answer_type(qtype: AnswerType, sentence: &str, question_words: &[Stri
         .enumerate()
         .filter(|(_, w)| !w.is_empty() && !question_words.iter().any(|q| q.eq_ignore_ascii_case(w)));
     match qtype {
-        AnswerType::Number => words.any(|(_, w)| w.chars().any(|c| c.is_ascii_digit()) || NUMBER_WORDS.contains(&w.to_lowercase().as_str())),
+        AnswerType::Number => words
+            .any(|(_, w)| w.chars().any(|c| c.is_ascii_digit()) || NUMBER_WORDS.contains(&w.to_lowercase().as_str())),
         AnswerType::Date => words.any(|(_, w)| {
             let digits = w.chars().filter(char::is_ascii_digit).count();
             // Months, "century", "centuries", "BC": the first 15 date words.
@@ -108,7 +299,9 @@ pub fn has_answer_type(qtype: AnswerType, sentence: &str, question_words: &[Stri
         AnswerType::Person | AnswerType::Location => {
             words.any(|(i, w)| i > 0 && w.chars().next().is_some_and(char::is_uppercase) && !is_stop_word(w))
         }
-        AnswerType::Reason => words.any(|(_, w)| matches!(w.to_lowercase().as_str(), "because" | "due" | "since" | "so" | "order" | "therefore")),
+        AnswerType::Reason => words.any(|(_, w)| {
+            matches!(w.to_lowercase().as_str(), "because" | "due" | "since" | "so" | "order" | "therefore")
+        }),
         AnswerType::Other => false,
     }
 }
@@ -120,7 +313,72 @@ pub const N_SPAN: usize = 6 * 7 + 22;
 
 /// Span-scorer weights in [`span_features`] order: answer type x span property (6 x 7), then the
 /// generic features.
-pub const SPAN_WEIGHTS: [f32; N_SPAN] = [3.5809214, -2.9520462, -2.3269422, 1.4071983, -3.1740258, 1.6914408, 0.85119885, 0.08889597, 3.1918995, 1.4817389, 1.3277717, -1.8469293, 0.084172845, -0.50037533, -0.09595594, -0.39297757, -3.6327438, 1.8776107, 1.2468024, -1.7105769, 0.31072992, 0.32496434, -1.1973866, -7.771877, 2.691063, -0.5767963, -4.1532383, -0.5390082, -4.1210413, -4.1210413, -4.8497963, -3.114006, -4.8723845, -5.886591, -0.5637545, -0.33848545, -1.8553252, -2.899345, 0.8506725, 0.318632, -1.1679919, 0.028774941, -1.1591041, -1.0366813, -3.151886, -0.20747542, 0.069758505, 0.63800466, 0.0124329915, 0.6724782, 0.45814425, -0.5654438, 0.7300875, 0.9981892, 1.0053908, 0.379117, 1.2163674, 1.3706592, 2.5557544, 0.5010773, -0.615899, -0.63982195, 0.22546998, -0.4151371];
+pub const SPAN_WEIGHTS: [f32; N_SPAN] = [
+    3.5809214,
+    -2.9520462,
+    -2.3269422,
+    1.4071983,
+    -3.1740258,
+    1.6914408,
+    0.85119885,
+    0.08889597,
+    3.1918995,
+    1.4817389,
+    1.3277717,
+    -1.8469293,
+    0.084172845,
+    -0.50037533,
+    -0.09595594,
+    -0.39297757,
+    -3.6327438,
+    1.8776107,
+    1.2468024,
+    -1.7105769,
+    0.31072992,
+    0.32496434,
+    -1.1973866,
+    -7.771877,
+    2.691063,
+    -0.5767963,
+    -4.1532383,
+    -0.5390082,
+    -4.1210413,
+    -4.1210413,
+    -4.8497963,
+    -3.114006,
+    -4.8723845,
+    -5.886591,
+    -0.5637545,
+    -0.33848545,
+    -1.8553252,
+    -2.899345,
+    0.8506725,
+    0.318632,
+    -1.1679919,
+    0.028774941,
+    -1.1591041,
+    -1.0366813,
+    -3.151886,
+    -0.20747542,
+    0.069758505,
+    0.63800466,
+    0.0124329915,
+    0.6724782,
+    0.45814425,
+    -0.5654438,
+    0.7300875,
+    0.9981892,
+    1.0053908,
+    0.379117,
+    1.2163674,
+    1.3706592,
+    2.5557544,
+    0.5010773,
+    -0.615899,
+    -0.63982195,
+    0.22546998,
+    -0.4151371,
+];
 
 /// A word of the sentence.
 struct Token<'a> {
@@ -162,12 +420,15 @@ fn tokenize<'a>(sentence: &'a str, question: &QuestionWords, analyzer: &mut Term
         }
         let lower = core.to_lowercase();
         let stems = analyzer.terms(core);
-        let in_question = question.words.contains(&lower) || (!stems.is_empty() && stems.iter().all(|s| question.terms.contains(s)));
+        let in_question =
+            question.words.contains(&lower) || (!stems.is_empty() && stems.iter().all(|s| question.terms.contains(s)));
         let digits = core.chars().filter(char::is_ascii_digit).count();
         out.push(Token {
             range: start + lead..start + lead + core.len(),
             text: core,
-            breaks_after: tail.chars().any(|c| matches!(c, ',' | ';' | ':' | ')' | '(' | '"' | '”' | '.' | '!' | '?' | ']')),
+            breaks_after: tail
+                .chars()
+                .any(|c| matches!(c, ',' | ';' | ':' | ')' | '(' | '"' | '”' | '.' | '!' | '?' | ']')),
             in_question,
             stop: is_stop_word(&lower),
             capitalised: core.chars().next().is_some_and(char::is_uppercase),
@@ -197,7 +458,11 @@ struct QuestionWords {
 impl QuestionWords {
     fn new(question: &str, analyzer: &mut Terms) -> Self {
         QuestionWords {
-            words: question.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty() && !is_stop_word(w)).map(str::to_lowercase).collect(),
+            words: question
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty() && !is_stop_word(w))
+                .map(str::to_lowercase)
+                .collect(),
             terms: analyzer.unique_terms(question),
             focus: focus_word(question, analyzer),
             qtype: answer_type(question),
@@ -218,9 +483,15 @@ pub struct SpanCandidate {
 pub fn span_candidates(question: &str, sentence: &str, analyzer: &mut Terms) -> Vec<SpanCandidate> {
     let q = QuestionWords::new(question, analyzer);
     let tokens = tokenize(sentence, &q, analyzer);
-    let anchors: Vec<usize> = tokens.iter().enumerate().filter(|(_, t)| t.in_question && !t.stop).map(|(i, _)| i).collect();
+    let anchors: Vec<usize> =
+        tokens.iter().enumerate().filter(|(_, t)| t.in_question && !t.stop).map(|(i, _)| i).collect();
     let focus_at: Vec<usize> = match &q.focus {
-        Some(f) => tokens.iter().enumerate().filter(|(_, t)| analyzer.terms(t.text).iter().any(|x| x == f)).map(|(i, _)| i).collect(),
+        Some(f) => tokens
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| analyzer.terms(t.text).iter().any(|x| x == f))
+            .map(|(i, _)| i)
+            .collect(),
         None => Vec::new(),
     };
     let mut out = Vec::new();
@@ -254,7 +525,13 @@ fn joins_number(a: &Token<'_>, b: &Token<'_>) -> bool {
     a.digit && b.year
 }
 
-fn span_features(tokens: &[Token<'_>], r: Range<usize>, q: &QuestionWords, anchors: &[usize], focus_at: &[usize]) -> [f32; N_SPAN] {
+fn span_features(
+    tokens: &[Token<'_>],
+    r: Range<usize>,
+    q: &QuestionWords,
+    anchors: &[usize],
+    focus_at: &[usize],
+) -> [f32; N_SPAN] {
     let span = &tokens[r.clone()];
     let n = span.len();
     let f = |b: bool| if b { 1.0 } else { 0.0 };
@@ -280,13 +557,23 @@ fn span_features(tokens: &[Token<'_>], r: Range<usize>, q: &QuestionWords, ancho
     let in_q = span.iter().filter(|t| t.in_question).count() as f32 / n as f32;
     let dist = anchors
         .iter()
-        .map(|&a| if a < r.start { r.start - a } else if a >= r.end { a + 1 - r.end } else { 0 })
+        .map(|&a| {
+            if a < r.start {
+                r.start - a
+            } else if a >= r.end {
+                a + 1 - r.end
+            } else {
+                0
+            }
+        })
         .min()
         .unwrap_or(10);
     let before = r.start.checked_sub(1).map(|i| &tokens[i]);
     let after = tokens.get(r.end);
     let maximal = |ok: &dyn Fn(&Token<'_>) -> bool| {
-        span.iter().all(ok) && before.is_none_or(|b| !ok(b) || b.breaks_after) && after.is_none_or(|a| !ok(a) || span[n - 1].breaks_after)
+        span.iter().all(ok)
+            && before.is_none_or(|b| !ok(b) || b.breaks_after)
+            && after.is_none_or(|a| !ok(a) || span[n - 1].breaks_after)
     };
     let g = [
         in_q,
@@ -332,7 +619,9 @@ pub fn extract(question: &str, sentence: &str, analyzer: &mut Terms) -> Option<R
 /// The noun right after "what"/"which" ("what cycle ..." gives "cycle"), stemmed.
 fn focus_word(question: &str, analyzer: &mut Terms) -> Option<String> {
     let words: Vec<&str> = question.split_whitespace().collect();
-    let at = words.iter().position(|w| matches!(w.to_lowercase().trim_matches(|c: char| !c.is_alphanumeric()), "what" | "which"))?;
+    let at = words
+        .iter()
+        .position(|w| matches!(w.to_lowercase().trim_matches(|c: char| !c.is_alphanumeric()), "what" | "which"))?;
     words[at + 1..].iter().take(3).find_map(|w| analyzer.terms(w).into_iter().next())
 }
 
@@ -356,11 +645,20 @@ mod tests {
 
     #[test]
     fn extracts_typed_spans() {
-        assert_eq!(ext("When was the bridge opened?", "The bridge was opened in March 1932 by the mayor."), "March 1932");
-        assert_eq!(ext("Who designed the bridge?", "The bridge was designed by John Bradfield in 1912."), "John Bradfield");
+        assert_eq!(
+            ext("When was the bridge opened?", "The bridge was opened in March 1932 by the mayor."),
+            "March 1932"
+        );
+        assert_eq!(
+            ext("Who designed the bridge?", "The bridge was designed by John Bradfield in 1912."),
+            "John Bradfield"
+        );
         assert_eq!(ext("How many people live in Warsaw?", "About 1,700,000 people live in Warsaw."), "1,700,000");
         assert_eq!(
-            ext("What ideal thermodynamic cycle analyzes the process?", "The ideal thermodynamic cycle used to analyze this process is called the Rankine cycle."),
+            ext(
+                "What ideal thermodynamic cycle analyzes the process?",
+                "The ideal thermodynamic cycle used to analyze this process is called the Rankine cycle."
+            ),
             "Rankine"
         );
         assert_eq!(ext("Where was Tesla born?", "Tesla was born in Smiljan, in the Austrian Empire."), "Smiljan");

@@ -43,8 +43,17 @@ impl QuestionInfo {
         let bigrams = seq.windows(2).filter(|w| w[0] != w[1]).map(|w| (w[0].clone(), w[1].clone())).collect();
         let terms = analyzer.unique_terms(question);
         let idf = idf(&terms);
-        let words = question.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
-        QuestionInfo { idf_total: idf.iter().sum(), idf_max: idf.iter().copied().fold(0.0, f32::max), terms, idf, bigrams, qtype: answer_type(question), words }
+        let words =
+            question.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
+        QuestionInfo {
+            idf_total: idf.iter().sum(),
+            idf_max: idf.iter().copied().fold(0.0, f32::max),
+            terms,
+            idf,
+            bigrams,
+            qtype: answer_type(question),
+            words,
+        }
     }
 
     /// IDF-weighted share of the question's terms present in `terms`.
@@ -61,7 +70,8 @@ impl QuestionInfo {
         if self.idf_max <= 0.0 {
             return 0.0;
         }
-        self.terms.iter().zip(&self.idf).filter(|(t, _)| contains(t)).map(|(_, w)| *w).fold(0.0, f32::max) / self.idf_max
+        self.terms.iter().zip(&self.idf).filter(|(t, _)| contains(t)).map(|(_, w)| *w).fold(0.0, f32::max)
+            / self.idf_max
     }
 }
 
@@ -147,9 +157,16 @@ pub struct EvidenceInput<'a> {
 
 /// Evidence for every sentence of `passage`, whose first sentence vector is row `first_row` and whose
 /// first-stage scores are `score`.
-pub fn passage_evidence(input: &EvidenceInput<'_>, passage: &StoredPassage, first_row: usize, score: &PassageScore, analyzer: &mut Terms) -> Vec<Evidence> {
+pub fn passage_evidence(
+    input: &EvidenceInput<'_>,
+    passage: &StoredPassage,
+    first_row: usize,
+    score: &PassageScore,
+    analyzer: &mut Terms,
+) -> Vec<Evidence> {
     let q = input.question;
-    let texts: Vec<&str> = passage.sentences.iter().map(|&(s, e)| passage.text.get(s as usize..e as usize).unwrap_or("")).collect();
+    let texts: Vec<&str> =
+        passage.sentences.iter().map(|&(s, e)| passage.text.get(s as usize..e as usize).unwrap_or("")).collect();
     let terms: Vec<Vec<String>> = texts.iter().map(|t| analyzer.terms(t)).collect();
     let cosines: Vec<f32> = (0..texts.len())
         .map(|i| if input.q_vec.is_empty() { 0.0 } else { dot(input.sentence_vecs.row(first_row + i), input.q_vec) })
@@ -163,17 +180,24 @@ pub fn passage_evidence(input: &EvidenceInput<'_>, passage: &StoredPassage, firs
     (0..texts.len())
         .map(|i| {
             let ts = &terms[i];
-            let near = |t: &str| (i.saturating_sub(1)..(i + 2).min(terms.len())).any(|j| terms[j].iter().any(|x| x == t));
+            let near =
+                |t: &str| (i.saturating_sub(1)..(i + 2).min(terms.len())).any(|j| terms[j].iter().any(|x| x == t));
             let pairs = ts.windows(2).collect::<Vec<_>>();
             let bigrams = if q.bigrams.is_empty() {
                 0.0
             } else {
-                q.bigrams.iter().filter(|(a, b)| pairs.iter().any(|w| &w[0] == a && &w[1] == b)).count() as f32 / q.bigrams.len() as f32
+                q.bigrams.iter().filter(|(a, b)| pairs.iter().any(|w| &w[0] == a && &w[1] == b)).count() as f32
+                    / q.bigrams.len() as f32
             };
-            let novelty = if ts.is_empty() { 0.0 } else { ts.iter().filter(|t| !q.terms.contains(t)).count() as f32 / ts.len() as f32 };
+            let novelty = if ts.is_empty() {
+                0.0
+            } else {
+                ts.iter().filter(|t| !q.terms.contains(t)).count() as f32 / ts.len() as f32
+            };
             let in_sentence = |t: &str| ts.iter().any(|x| x == t);
             let overlap = q.overlap(in_sentence);
-            let neighbour_cosine = [i.wrapping_sub(1), i + 1].iter().filter_map(|&j| cosines.get(j)).copied().fold(0.0f32, f32::max);
+            let neighbour_cosine =
+                [i.wrapping_sub(1), i + 1].iter().filter_map(|&j| cosines.get(j)).copied().fold(0.0f32, f32::max);
             Evidence {
                 sentence_cosine: cosines[i],
                 overlap,
@@ -189,7 +213,11 @@ pub fn passage_evidence(input: &EvidenceInput<'_>, passage: &StoredPassage, firs
                 rare_match: q.rare_match(in_sentence),
                 passage_rare_match,
                 neighbour_cosine,
-                density: if q.terms.is_empty() { 0.0 } else { q.terms.iter().filter(|t| in_sentence(t)).count() as f32 / q.terms.len() as f32 },
+                density: if q.terms.is_empty() {
+                    0.0
+                } else {
+                    q.terms.iter().filter(|t| in_sentence(t)).count() as f32 / q.terms.len() as f32
+                },
                 length: (ts.len() as f32 / 60.0).min(1.0),
                 lexical_rank,
                 cosine_overlap: cosines[i] * overlap,

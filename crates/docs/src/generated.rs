@@ -89,7 +89,13 @@ pub fn cite_generated(raw: &str, answer: &Answer, model: &str) -> GeneratedAnswe
         .iter()
         .map(|&n| {
             let p = &answer.passages[n - 1];
-            Citation { file: p.file.clone(), passage_id: p.passage_id, start: p.start, end: p.end, text: p.text.clone() }
+            Citation {
+                file: p.file.clone(),
+                passage_id: p.passage_id,
+                start: p.start,
+                end: p.end,
+                text: p.text.clone(),
+            }
         })
         .collect();
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -159,7 +165,11 @@ mod tests {
     }
 
     fn answer() -> Answer {
-        let passages = vec![passage(7, "The museum opened in 1852."), passage(8, "It has a garden."), passage(9, "Entry is free.")];
+        let passages = vec![
+            passage(7, "The museum opened in 1852."),
+            passage(8, "It has a garden."),
+            passage(9, "Entry is free."),
+        ];
         let p = &passages[1];
         Answer {
             question: "q".into(),
@@ -170,7 +180,13 @@ mod tests {
             evidence: Evidence::default(),
             score: 1.0,
             margin: 1.0,
-            citations: vec![Citation { file: p.file.clone(), passage_id: p.passage_id, start: p.start, end: p.end, text: p.text.clone() }],
+            citations: vec![Citation {
+                file: p.file.clone(),
+                passage_id: p.passage_id,
+                start: p.start,
+                end: p.end,
+                text: p.text.clone(),
+            }],
             passages,
         }
     }

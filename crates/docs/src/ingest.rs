@@ -91,7 +91,12 @@ pub fn read_with_hash(path: &Path) -> Result<(Vec<u8>, String), DocsError> {
 }
 
 /// Cleans and splits one file's bytes.
-pub fn prepare(file: &SourceFile, bytes: &[u8], sha256: String, params: &SplitParams) -> Result<PreparedFile, DocsError> {
+pub fn prepare(
+    file: &SourceFile,
+    bytes: &[u8],
+    sha256: String,
+    params: &SplitParams,
+) -> Result<PreparedFile, DocsError> {
     let text = clean_bytes(bytes, file.format, &file.path)?;
     let spans = split_passages(&text, params);
     let mut chars = CharCounter::default();

@@ -18,8 +18,10 @@ pub fn fit_listwise<const N: usize>(groups: &[Group<N>], iterations: usize) -> [
     all.clone().for_each(|(x, ..)| (0..N).for_each(|k| mean[k] += x[k] / count));
     all.for_each(|(x, ..)| (0..N).for_each(|k| sd[k] += (x[k] - mean[k]).powi(2) / count));
     let sd = sd.map(|v| v.sqrt().max(1e-6));
-    let z: Vec<Vec<([f32; N], bool)>> =
-        groups.iter().map(|g| g.iter().map(|(x, p)| (std::array::from_fn(|k| (x[k] - mean[k]) / sd[k]), *p)).collect()).collect();
+    let z: Vec<Vec<([f32; N], bool)>> = groups
+        .iter()
+        .map(|g| g.iter().map(|(x, p)| (std::array::from_fn(|k| (x[k] - mean[k]) / sd[k]), *p)).collect())
+        .collect();
     let mut w = [0.0f32; N];
     let ng = z.len().max(1) as f32;
     for _ in 0..iterations {
@@ -56,7 +58,10 @@ pub fn fit_logistic<const N: usize>(rows: &[([f32; N], bool)], iterations: usize
     rows.iter().for_each(|(x, _)| (0..N).for_each(|k| mean[k] += x[k] / n));
     rows.iter().for_each(|(x, _)| (0..N).for_each(|k| sd[k] += (x[k] - mean[k]).powi(2) / n));
     let sd = sd.map(|v| v.sqrt().max(1e-6));
-    let z: Vec<([f32; N], f32)> = rows.iter().map(|(x, y)| (std::array::from_fn(|k| (x[k] - mean[k]) / sd[k]), if *y { 1.0 } else { 0.0 })).collect();
+    let z: Vec<([f32; N], f32)> = rows
+        .iter()
+        .map(|(x, y)| (std::array::from_fn(|k| (x[k] - mean[k]) / sd[k]), if *y { 1.0 } else { 0.0 }))
+        .collect();
     let mut w = vec![0.0f32; N + 1];
     for _ in 0..iterations {
         let mut g = vec![0.0f32; N + 1];
@@ -106,7 +111,12 @@ mod tests {
 
     #[test]
     fn logistic_fit_separates() {
-        let rows: Vec<([f32; 2], bool)> = (0..200).map(|i| { let x = i as f32 / 200.0; ([x, 1.0 - x], x > 0.5) }).collect();
+        let rows: Vec<([f32; 2], bool)> = (0..200)
+            .map(|i| {
+                let x = i as f32 / 200.0;
+                ([x, 1.0 - x], x > 0.5)
+            })
+            .collect();
         let w = fit_logistic(&rows, 500);
         let p = |x: f32| sigmoid(w[0] + w[1] * x + w[2] * (1.0 - x));
         assert!(p(0.9) > 0.8 && p(0.1) < 0.2, "{} {}", p(0.9), p(0.1));

@@ -17,7 +17,8 @@ const WRITER_MEMORY: usize = 50_000_000;
 
 fn schema() -> Schema {
     let mut sb = Schema::builder();
-    let indexing = TextFieldIndexing::default().set_tokenizer(INDEX_TOKENIZER).set_index_option(IndexRecordOption::WithFreqs);
+    let indexing =
+        TextFieldIndexing::default().set_tokenizer(INDEX_TOKENIZER).set_index_option(IndexRecordOption::WithFreqs);
     sb.add_text_field(TEXT, TextOptions::default().set_indexing_options(indexing));
     sb.add_u64_field(ROW, FAST);
     sb.build()

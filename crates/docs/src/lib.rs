@@ -49,7 +49,9 @@ pub mod terms;
 
 pub use answer::{Answer, Citation, ScoredPassage, LOW_CONFIDENCE};
 pub use ask::SentenceCandidate;
-pub use catalog::{collection_dir, collections_root, list_collections, remove_collection, validate_name, CollectionInfo};
+pub use catalog::{
+    collection_dir, collections_root, list_collections, remove_collection, validate_name, CollectionInfo,
+};
 pub use collection::{AddProgress, AddReport, Collection, SkippedFile};
 pub use error::DocsError;
 pub use generated::{cite_generated, small_model_prompt, GeneratedAnswer};

@@ -113,7 +113,14 @@ mod tests {
         let rows = [0, 1, 2, 3];
         let q = [0.0, 1.0];
         let bm25 = [(0, 10.0), (1, 9.0)];
-        let input = RankInput { bm25: &bm25, q_vec: &q, passage_vecs: &pv, sentence_vecs: &sv, sentence_rows: &rows, allowed: &|_| true };
+        let input = RankInput {
+            bm25: &bm25,
+            q_vec: &q,
+            passage_vecs: &pv,
+            sentence_vecs: &sv,
+            sentence_rows: &rows,
+            allowed: &|_| true,
+        };
         let lex = rank(&input, &AskParams { mode: RetrievalMode::Lexical, ..AskParams::default() }, 3);
         assert_eq!(lex.iter().map(|s| s.row).collect::<Vec<_>>(), vec![0, 1]);
         let dense = rank(&input, &AskParams { mode: RetrievalMode::Dense, ..AskParams::default() }, 3);

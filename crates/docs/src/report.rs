@@ -101,7 +101,11 @@ fn values(m: &Metrics) -> [f32; 5] {
 }
 
 /// Grouped bars: one group per metric, one bar per row.
-fn draw_chart<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, rows: &[ReportRow], goals: &[Option<f32>; 5]) -> Result<(), String> {
+fn draw_chart<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    rows: &[ReportRow],
+    goals: &[Option<f32>; 5],
+) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let n = METRICS.len() as f32;
@@ -121,7 +125,11 @@ fn draw_chart<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>,
         .x_labels(METRICS.len())
         .x_label_formatter(&|v| {
             let i = v.round();
-            if (v - i).abs() > 1e-3 || i < 0.0 { String::new() } else { METRICS.get(i as usize).map_or(String::new(), |s| s.to_string()) }
+            if (v - i).abs() > 1e-3 || i < 0.0 {
+                String::new()
+            } else {
+                METRICS.get(i as usize).map_or(String::new(), |s| s.to_string())
+            }
         })
         .y_desc("share of questions")
         .draw()
@@ -141,7 +149,9 @@ fn draw_chart<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>,
     }
     let goal_lines = goals.iter().enumerate().filter_map(|(i, g)| g.map(|g| (i as f32, g)));
     chart
-        .draw_series(goal_lines.map(|(x, g)| PathElement::new(vec![(x - 0.45, g), (x + 0.45, g)], BLACK.stroke_width(2))))
+        .draw_series(
+            goal_lines.map(|(x, g)| PathElement::new(vec![(x - 0.45, g), (x + 0.45, g)], BLACK.stroke_width(2))),
+        )
         .map_err(|e| err(&e))?
         .label("goal")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], BLACK.stroke_width(2)));
@@ -163,10 +173,21 @@ mod tests {
     #[test]
     fn writes_markdown_and_svg() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Metrics { questions: 10, hit_at_1: 0.9, hit_at_5: 0.97, answer_in_sentence: 0.8, em: 0.3, f1: 0.4, ..Metrics::default() };
+        let m = Metrics {
+            questions: 10,
+            hit_at_1: 0.9,
+            hit_at_5: 0.97,
+            answer_in_sentence: 0.8,
+            em: 0.3,
+            f1: 0.4,
+            ..Metrics::default()
+        };
         let r = Report {
             data: "squad.json".into(),
-            rows: vec![ReportRow { name: "hybrid".into(), metrics: m.clone() }, ReportRow { name: "bm25".into(), metrics: m }],
+            rows: vec![
+                ReportRow { name: "hybrid".into(), metrics: m.clone() },
+                ReportRow { name: "bm25".into(), metrics: m },
+            ],
             notes: vec!["note".into()],
             goals: [Some(0.88), None, None, None, Some(0.6)],
         };

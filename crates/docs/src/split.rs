@@ -110,7 +110,10 @@ fn pack_sentences(text: &str, sentences: Vec<Range<usize>>, max_chars: usize) ->
         for p in pieces {
             if let Some(first) = cur.first() {
                 if char_len(&text[first.start..p.end]) > max_chars {
-                    out.push(PassageSpan { range: first.start..cur[cur.len() - 1].end, sentences: std::mem::take(&mut cur) });
+                    out.push(PassageSpan {
+                        range: first.start..cur[cur.len() - 1].end,
+                        sentences: std::mem::take(&mut cur),
+                    });
                 }
             }
             cur.push(p);
@@ -162,9 +165,9 @@ pub fn split_sentences(text: &str, range: Range<usize>) -> Vec<Range<usize>> {
 /// Abbreviations after which a full stop does not end a sentence (compared without the final dot,
 /// lower-cased).
 const ABBREVIATIONS: &[&str] = &[
-    "mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "vs", "etc", "e.g", "i.e", "inc", "ltd", "co", "corp",
-    "no", "gen", "gov", "sen", "rep", "lt", "col", "capt", "sgt", "mt", "ft", "ave", "jan", "feb", "mar", "apr",
-    "aug", "sep", "sept", "oct", "nov", "dec", "approx", "ca", "cf", "fig", "vol", "pp", "ed", "rev", "est",
+    "mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "vs", "etc", "e.g", "i.e", "inc", "ltd", "co", "corp", "no",
+    "gen", "gov", "sen", "rep", "lt", "col", "capt", "sgt", "mt", "ft", "ave", "jan", "feb", "mar", "apr", "aug",
+    "sep", "sept", "oct", "nov", "dec", "approx", "ca", "cf", "fig", "vol", "pp", "ed", "rev", "est",
 ];
 
 /// Whether the break UAX #29 put between `prev` and `next` is a false one.
@@ -214,7 +217,13 @@ mod tests {
         let s = split_sentences(t, 0..t.len());
         assert_eq!(
             texts(t, &s),
-            vec!["Dr. Smith moved to the U.S. Army in 1990.", "He left\nin 1995.", "J. R. R. Tolkien wrote it.", "Why?", "Yes!"]
+            vec![
+                "Dr. Smith moved to the U.S. Army in 1990.",
+                "He left\nin 1995.",
+                "J. R. R. Tolkien wrote it.",
+                "Why?",
+                "Yes!"
+            ]
         );
     }
 

@@ -57,7 +57,8 @@ pub struct GoldAnswer {
 /// Reads a SQuAD JSON file.
 pub fn read_squad(path: &Path) -> Result<SquadFile, DocsError> {
     let bytes = std::fs::read(path).map_err(|e| DocsError::io(path, e))?;
-    let file: SquadFile = serde_json::from_slice(&bytes).map_err(|e| DocsError::BadSquad { path: path.to_path_buf(), reason: e.to_string() })?;
+    let file: SquadFile = serde_json::from_slice(&bytes)
+        .map_err(|e| DocsError::BadSquad { path: path.to_path_buf(), reason: e.to_string() })?;
     if file.data.is_empty() {
         return Err(DocsError::BadSquad { path: path.to_path_buf(), reason: "no articles".into() });
     }

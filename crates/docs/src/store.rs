@@ -72,7 +72,14 @@ pub struct Manifest {
 impl Manifest {
     /// The manifest of a new, empty collection.
     pub fn empty() -> Self {
-        Manifest { format_version: FORMAT_VERSION, generation: 0, embedder: None, dim: 0, files: Vec::new(), next_id: 0 }
+        Manifest {
+            format_version: FORMAT_VERSION,
+            generation: 0,
+            embedder: None,
+            dim: 0,
+            files: Vec::new(),
+            next_id: 0,
+        }
     }
 }
 
@@ -116,7 +123,9 @@ pub fn current_generation(dir: &Path) -> Result<PathBuf, DocsError> {
     let path = dir.join(CURRENT);
     let name = match std::fs::read_to_string(&path) {
         Ok(n) => n,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(DocsError::NotACollection { dir: dir.to_path_buf() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(DocsError::NotACollection { dir: dir.to_path_buf() })
+        }
         Err(e) => return Err(DocsError::io(path, e)),
     };
     let name = name.trim();
@@ -221,7 +230,12 @@ impl WriteLock {
     /// Takes the lock of the collection in `dir` or fails at once with [`DocsError::Locked`].
     pub fn acquire(dir: &Path) -> Result<Self, DocsError> {
         let path = dir.join(LOCK);
-        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| DocsError::io(&path, e))?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| DocsError::io(&path, e))?;
         match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
             Ok(true) => Ok(WriteLock { _file: file }),
             Ok(false) => Err(DocsError::Locked { dir: dir.to_path_buf() }),
@@ -260,11 +274,13 @@ fn to_le_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 fn write_vectors(path: &Path, passages: &Matrix, sentences: &Matrix) -> Result<(), DocsError> {
-    let corrupt = |e: safetensors::SafeTensorError| DocsError::Corrupt { path: path.to_path_buf(), reason: e.to_string() };
+    let corrupt =
+        |e: safetensors::SafeTensorError| DocsError::Corrupt { path: path.to_path_buf(), reason: e.to_string() };
     let (pb, sb) = (to_le_bytes(passages.as_flat()), to_le_bytes(sentences.as_flat()));
     let pv = TensorView::new(Dtype::F32, vec![passages.rows(), passages.dim()], &pb).map_err(corrupt)?;
     let sv = TensorView::new(Dtype::F32, vec![sentences.rows(), sentences.dim()], &sb).map_err(corrupt)?;
-    let bytes = safetensors::serialize([("passages", pv), ("sentences", sv)], None::<HashMap<String, String>>).map_err(corrupt)?;
+    let bytes = safetensors::serialize([("passages", pv), ("sentences", sv)], None::<HashMap<String, String>>)
+        .map_err(corrupt)?;
     std::fs::write(path, bytes).map_err(|e| DocsError::io(path, e))
 }
 

@@ -49,7 +49,16 @@ fn indexes_a_folder_and_cites_exact_offsets() {
     assert!(a.sentence.contains("electrified in 1979"), "{}", a.sentence);
     assert_eq!(a.answer, "1979");
     for p in &a.passages {
-        assert_eq!(cited(&Citation { file: p.file.clone(), passage_id: p.passage_id, start: p.start, end: p.end, text: String::new() }), p.text);
+        assert_eq!(
+            cited(&Citation {
+                file: p.file.clone(),
+                passage_id: p.passage_id,
+                start: p.start,
+                end: p.end,
+                text: String::new()
+            }),
+            p.text
+        );
     }
 
     // The prompt for a generative answer numbers the passages.
@@ -101,7 +110,12 @@ fn unanswerable_questions_get_low_confidence() {
     let bad = c.ask(&e, "What is the boiling point of liquid nitrogen in kelvin?", 3).unwrap();
     assert!(bad.confidence < LOW_CONFIDENCE, "unanswerable: {}", bad.confidence);
     assert!(bad.is_low_confidence());
-    assert!(good.confidence > bad.confidence + 0.2, "answerable {} vs unanswerable {}", good.confidence, bad.confidence);
+    assert!(
+        good.confidence > bad.confidence + 0.2,
+        "answerable {} vs unanswerable {}",
+        good.confidence,
+        bad.confidence
+    );
     assert!((0.0..=1.0).contains(&good.confidence));
 }
 
@@ -151,7 +165,10 @@ fn another_embedder_is_refused() {
     c.add_paths(&e, &[tmp.path().join("docs/museum.txt")]).unwrap();
     let other = HashEmbedder { dim: 128, id: "other".into() };
     assert!(matches!(c.ask(&other, "When was it founded?", 3), Err(DocsError::EmbedderMismatch { .. })));
-    assert!(matches!(c.add_paths(&other, &[tmp.path().join("docs/bridges.md")]), Err(DocsError::EmbedderMismatch { .. })));
+    assert!(matches!(
+        c.add_paths(&other, &[tmp.path().join("docs/bridges.md")]),
+        Err(DocsError::EmbedderMismatch { .. })
+    ));
 }
 
 #[test]

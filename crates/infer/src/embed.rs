@@ -99,7 +99,15 @@ impl MiniLm {
         let summed = hidden.broadcast_mul(&maskf.unsqueeze(2).map_err(e)?).map_err(e)?.sum(1).map_err(e)?;
         let counts = maskf.sum_keepdim(1).map_err(e)?.clamp(1e-9f32, f32::MAX).map_err(e)?;
         let mean = summed.broadcast_div(&counts).map_err(e)?;
-        let norm = mean.sqr().map_err(e)?.sum_keepdim(1).map_err(e)?.sqrt().map_err(e)?.clamp(1e-12f32, f32::MAX).map_err(e)?;
+        let norm = mean
+            .sqr()
+            .map_err(e)?
+            .sum_keepdim(1)
+            .map_err(e)?
+            .sqrt()
+            .map_err(e)?
+            .clamp(1e-12f32, f32::MAX)
+            .map_err(e)?;
         let unit = mean.broadcast_div(&norm).map_err(e)?;
         unit.to_vec2::<f32>().map_err(e)
     }

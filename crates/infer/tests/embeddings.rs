@@ -7,7 +7,8 @@ use rightmodel_core::{embed::cosine, Embedder};
 #[test]
 fn cosines_match_sentence_transformers() {
     let m = common::minilm();
-    let v = m.embed(&["A man is eating food.", "A man is eating a piece of bread.", "A man is riding a horse."]).unwrap();
+    let v =
+        m.embed(&["A man is eating food.", "A man is eating a piece of bread.", "A man is riding a horse."]).unwrap();
     let near = cosine(&v[0], &v[1]);
     let far = cosine(&v[0], &v[2]);
     assert!((near - 0.755).abs() < 0.01, "near {near}");
@@ -41,7 +42,8 @@ fn encoder_matches_candle_transformers_bert() {
     // SAFETY: read-only map of a store file that is never rewritten in place.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) }.unwrap();
     let theirs = BertModel::load(vb, &config).unwrap();
-    let texts = ["A man is eating food.", "Short.", "A much longer sentence that needs more word pieces than the others do."];
+    let texts =
+        ["A man is eating food.", "Short.", "A much longer sentence that needs more word pieces than the others do."];
     let (ids, mask, len) = common::minilm().tokenize(&texts).unwrap();
     let ids_t = Tensor::from_vec(ids, (texts.len(), len), &Device::Cpu).unwrap();
     let mask_t = Tensor::from_vec(mask.clone(), (texts.len(), len), &Device::Cpu).unwrap();

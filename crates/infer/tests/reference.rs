@@ -46,7 +46,8 @@ fn greedy_completions_and_logprobs_match() {
     let mut worst = 0f32;
     for c in cases() {
         let prompt = if is_chat(&c) { Prompt::TrustedText(c.prompt.clone()) } else { Prompt::Text(c.prompt.clone()) };
-        let params = SamplingParams { max_tokens: 32, temperature: 0.0, logprobs: true, top_logprobs: 20, ..Default::default() };
+        let params =
+            SamplingParams { max_tokens: 32, temperature: 0.0, logprobs: true, top_logprobs: 20, ..Default::default() };
         let out = e.generate(GenRequest { prompt, params }).expect("generates");
         // First-step log-probabilities within 0.1 of llama.cpp's.
         let first = &out.tokens[0];
@@ -67,7 +68,10 @@ fn greedy_completions_and_logprobs_match() {
         if want == got {
             word_matches += 1;
         } else {
-            eprintln!("mismatch for {:?}:\n want {:?}\n got  {:?}\n ids {:?} vs {:?}", c.prompt, c.completion, out.text, &ids, &c.completion_tokens);
+            eprintln!(
+                "mismatch for {:?}:\n want {:?}\n got  {:?}\n ids {:?} vs {:?}",
+                c.prompt, c.completion, out.text, &ids, &c.completion_tokens
+            );
         }
     }
     eprintln!("largest first-step log-probability difference: {worst}");
@@ -90,7 +94,9 @@ fn concurrent_sequences_and_prefix_cache() {
         .map(|_| {
             let p = prompt.clone();
             let params = params.clone();
-            std::thread::spawn(move || common::engine().generate(GenRequest { prompt: Prompt::Text(p), params }).unwrap())
+            std::thread::spawn(move || {
+                common::engine().generate(GenRequest { prompt: Prompt::Text(p), params }).unwrap()
+            })
         })
         .collect();
     for h in handles {
@@ -122,7 +128,8 @@ fn stop_sequences_and_max_tokens() {
 fn seeded_sampling_is_reproducible() {
     let e = common::solo_engine();
     let params = SamplingParams { max_tokens: 12, temperature: 0.9, top_p: 0.95, seed: 42, ..Default::default() };
-    let a = e.generate(GenRequest { prompt: Prompt::Text("The weather today".into()), params: params.clone() }).unwrap();
+    let a =
+        e.generate(GenRequest { prompt: Prompt::Text("The weather today".into()), params: params.clone() }).unwrap();
     let b = e.generate(GenRequest { prompt: Prompt::Text("The weather today".into()), params }).unwrap();
     assert_eq!(a.text, b.text);
 }
@@ -130,7 +137,10 @@ fn seeded_sampling_is_reproducible() {
 #[test]
 fn json_schema_grammar_constrains_output() {
     let e = common::engine();
-    let grammar = llama_cpp_2::json_schema_to_grammar(r#"{"type":"object","properties":{"answer":{"type":"integer"}},"required":["answer"]}"#).unwrap();
+    let grammar = llama_cpp_2::json_schema_to_grammar(
+        r#"{"type":"object","properties":{"answer":{"type":"integer"}},"required":["answer"]}"#,
+    )
+    .unwrap();
     let params = SamplingParams { max_tokens: 24, grammar: Some(grammar), ..Default::default() };
     let out = e.generate(GenRequest { prompt: Prompt::Text("12 plus 7 as JSON:".into()), params }).unwrap();
     let v: serde_json::Value = serde_json::from_str(out.text.trim()).expect("valid JSON");

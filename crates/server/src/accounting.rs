@@ -30,7 +30,14 @@ impl Accounting {
             ..Default::default()
         };
         state.metrics.in_flight.inc();
-        Accounting { state, row, start: Instant::now(), caller: Caller::default(), price: Default::default(), done: false }
+        Accounting {
+            state,
+            row,
+            start: Instant::now(),
+            caller: Caller::default(),
+            price: Default::default(),
+            done: false,
+        }
     }
 
     /// The request id (returned in `x-request-id`).
@@ -129,7 +136,10 @@ impl Accounting {
         if let Some(r) = &self.row.reason {
             m.decisions.with_label_values(&[model, r]).inc();
         }
-        if (200..300).contains(&status) && !self.row.served_model.is_empty() && self.row.endpoint.ends_with("completions") {
+        if (200..300).contains(&status)
+            && !self.row.served_model.is_empty()
+            && self.row.endpoint.ends_with("completions")
+        {
             let ttft = self.row.ttft_ms.unwrap_or(self.row.latency_ms);
             self.state.router.observe(&self.row.served_model, ttft, self.row.latency_ms, self.row.output_tokens);
         }

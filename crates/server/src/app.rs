@@ -88,7 +88,8 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
             let merr = |reason: String| ServeError::Model { name: e.name.clone(), reason };
             let dir = store.resolve_encoder(&e.model).map_err(|err| merr(err.to_string()))?;
             let model = Arc::new(MiniLm::load(&dir).map_err(|err| merr(err.to_string()))?);
-            let batcher = Arc::new(crate::embed_batch::EmbedBatcher::start(model.clone()).map_err(|err| merr(err.to_string()))?);
+            let batcher =
+                Arc::new(crate::embed_batch::EmbedBatcher::start(model.clone()).map_err(|err| merr(err.to_string()))?);
             Some(EmbedModel { name: e.name.clone(), model, dir, batcher })
         }
         None => None,
@@ -146,7 +147,8 @@ pub fn app(state: SharedState) -> Router {
 /// finish for up to `shutdown_grace_secs`, and flushes the request log.
 pub async fn serve(state: SharedState) -> Result<(), ServeError> {
     let addr = format!("{}:{}", state.config.server.host, state.config.server.port);
-    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| ServeError::Bind { addr: addr.clone(), source })?;
+    let listener =
+        tokio::net::TcpListener::bind(&addr).await.map_err(|source| ServeError::Bind { addr: addr.clone(), source })?;
     let local: SocketAddr = listener.local_addr()?;
     // Tests and scripts read this line to learn the port when `--port 0` is used.
     eprintln!("rightmodel listening on http://{local}");

@@ -52,12 +52,14 @@ impl Caller {
     /// 403 when the key may not use `model`.
     pub fn check_model(&self, model: &str) -> Result<(), ApiError> {
         match &self.key {
-            Some(k) if !k.config.models.is_empty() && !k.config.models.iter().any(|m| m == model) => Err(ApiError::new(
-                ErrorKind::PermissionDenied,
-                format!("This API key is not allowed to use the model `{model}`."),
-            )
-            .with_param("model")
-            .with_code("model_not_allowed")),
+            Some(k) if !k.config.models.is_empty() && !k.config.models.iter().any(|m| m == model) => {
+                Err(ApiError::new(
+                    ErrorKind::PermissionDenied,
+                    format!("This API key is not allowed to use the model `{model}`."),
+                )
+                .with_param("model")
+                .with_code("model_not_allowed"))
+            }
             _ => Ok(()),
         }
     }
@@ -133,7 +135,10 @@ impl Auth {
                 let wait = ((1.0 - b.tokens) * 60.0 / rate).ceil().max(1.0) as u64;
                 return Err(ApiError::new(
                     ErrorKind::RateLimited,
-                    format!("Rate limit reached for key `{}`: {} requests per minute.", key.config.name, key.config.requests_per_minute),
+                    format!(
+                        "Rate limit reached for key `{}`: {} requests per minute.",
+                        key.config.name, key.config.requests_per_minute
+                    ),
                 )
                 .with_code("rate_limit_exceeded")
                 .with_retry_after(wait));
@@ -157,7 +162,13 @@ mod tests {
     use super::*;
 
     fn key(rpm: u32, spend: f64) -> KeyConfig {
-        KeyConfig { name: "t".into(), sha256: hash_key("sk-test"), requests_per_minute: rpm, daily_spend_usd: spend, models: vec!["a".into()] }
+        KeyConfig {
+            name: "t".into(),
+            sha256: hash_key("sk-test"),
+            requests_per_minute: rpm,
+            daily_spend_usd: spend,
+            models: vec!["a".into()],
+        }
     }
 
     fn bearer(t: &str) -> HeaderMap {

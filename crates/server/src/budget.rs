@@ -38,6 +38,10 @@ impl SpendCounter {
     /// Today's total.
     pub fn today(&self) -> f64 {
         let g = self.inner.lock();
-        if g.0 == utc_day() { g.1 } else { 0.0 }
+        if g.0 == utc_day() {
+            g.1
+        } else {
+            0.0
+        }
     }
 }

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::{Stream, StreamExt};
 use rightmodel_core::wire::{
-    ChatChoice, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatDelta, ChatMessage, ChunkChoice,
-    FunctionCallDelta, ToolCallDelta, Usage,
+    ChatChoice, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatDelta, ChatMessage,
+    ChunkChoice, FunctionCallDelta, ToolCallDelta, Usage,
 };
 use rightmodel_core::{ApiError, ErrorKind};
 use rightmodel_infer::llm::GenEvent;
@@ -20,9 +20,9 @@ use serde_json::{json, Value};
 use crate::accounting::Accounting;
 use crate::http_error::{json_rejection, HttpError};
 use crate::local::{choice_logprobs, token_logprob, LocalChat};
-use crate::tools::ToolMode;
 use crate::routing::RouteOutcome;
 use crate::state::{ChatModel, SharedState};
+use crate::tools::ToolMode;
 
 /// A stream of chat chunks from any backend.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatCompletionChunk, ApiError>> + Send>>;
@@ -45,18 +45,23 @@ pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
             return Err(ApiError::invalid(&format!("messages[{i}].role"), format!("Invalid role `{}`.", m.role)));
         }
         if let Some(kind) = m.content.as_ref().and_then(|c| c.non_text_part()) {
-            return Err(ApiError::invalid(&format!("messages[{i}].content"), format!("Content parts of type `{kind}` are not supported; only text.")));
+            return Err(ApiError::invalid(
+                &format!("messages[{i}].content"),
+                format!("Content parts of type `{kind}` are not supported; only text."),
+            ));
         }
     }
     crate::tools::tool_mode(req)?;
     for key in UNSUPPORTED {
         if req.extra.get(*key).is_some_and(|v| !v.is_null()) {
-            return Err(ApiError::invalid(key, format!("`{key}` is not supported by this gateway.")).with_code("unsupported_parameter"));
+            return Err(ApiError::invalid(key, format!("`{key}` is not supported by this gateway."))
+                .with_code("unsupported_parameter"));
         }
     }
     if let Some(lb) = req.extra.get("logit_bias") {
         if lb.as_object().is_some_and(|o| !o.is_empty()) {
-            return Err(ApiError::invalid("logit_bias", "`logit_bias` is not supported by this gateway.").with_code("unsupported_parameter"));
+            return Err(ApiError::invalid("logit_bias", "`logit_bias` is not supported by this gateway.")
+                .with_code("unsupported_parameter"));
         }
     }
     if req.sampling.n.is_some_and(|n| n != 1) {
@@ -175,7 +180,13 @@ async fn handle(
     if let Some(name) = target.strip_prefix("docs:") {
         let (served, decision, body) = crate::tasks_api::docs_chat(st, name, &req, acct).await?;
         if stream {
-            return Ok(Reply::Stream { served, decision: Some(decision), stream: replay(body), include_usage: include_usage(&req), accounted: true });
+            return Ok(Reply::Stream {
+                served,
+                decision: Some(decision),
+                stream: replay(body),
+                include_usage: include_usage(&req),
+                accounted: true,
+            });
         }
         return Ok(Reply::Full { served, decision: Some(decision), body });
     }
@@ -263,7 +274,11 @@ async fn call_full(
 
 /// A local model's whole answer, with tools handled (see [`crate::tools`]): text when tools are off,
 /// a grammar-constrained call when the request forces one, a 400 when the model would have to decide.
-async fn local_answer(l: &LocalChat, req: &ChatCompletionRequest, acct: &mut Accounting) -> Result<ChatCompletionResponse, ApiError> {
+async fn local_answer(
+    l: &LocalChat,
+    req: &ChatCompletionRequest,
+    acct: &mut Accounting,
+) -> Result<ChatCompletionResponse, ApiError> {
     match crate::tools::tool_mode(req)? {
         ToolMode::Off => local_full(l, &crate::tools::text_request(req), acct).await,
         ToolMode::Auto => Err(local_tools_refused(&l.name)),
@@ -302,8 +317,10 @@ fn takes_tools(name: &str, model: &ChatModel, mode: &ToolMode) -> Result<(), Api
         (ChatModel::Local(_), ToolMode::Auto) => Err(local_tools_refused(name)),
         (ChatModel::Local(_), ToolMode::Forced(_)) => Ok(()),
         (ChatModel::Upstream(u), _) if u.config.tools => Ok(()),
-        (ChatModel::Upstream(_), _) => Err(ApiError::invalid("tools", format!("Model `{name}` is configured without tool support."))
-            .with_code("unsupported_parameter")),
+        (ChatModel::Upstream(_), _) => {
+            Err(ApiError::invalid("tools", format!("Model `{name}` is configured without tool support."))
+                .with_code("unsupported_parameter"))
+        }
     }
 }
 
@@ -312,7 +329,11 @@ fn upstream_request(u: &crate::upstream::Upstream, req: &ChatCompletionRequest) 
     serde_json::to_value(crate::tools::for_upstream(req, u.config.tools)).unwrap_or(Value::Null)
 }
 
-async fn local_full(l: &LocalChat, req: &ChatCompletionRequest, acct: &mut Accounting) -> Result<ChatCompletionResponse, ApiError> {
+async fn local_full(
+    l: &LocalChat,
+    req: &ChatCompletionRequest,
+    acct: &mut Accounting,
+) -> Result<ChatCompletionResponse, ApiError> {
     let mut started = l.start_chat(req).await?;
     let mut text = String::new();
     let mut tokens = Vec::new();
@@ -372,7 +393,9 @@ async fn open_stream(
         }
         acct.set_served(&name, model.price());
         let r: Result<(ChunkStream, bool), ApiError> = match &model {
-            ChatModel::Local(l) if mode == ToolMode::Off => local_stream(l, &crate::tools::text_request(req)).await.map(|s| (s, false)),
+            ChatModel::Local(l) if mode == ToolMode::Off => {
+                local_stream(l, &crate::tools::text_request(req)).await.map(|s| (s, false))
+            }
             // A constrained call is short: produce it whole, then stream it as chunks.
             ChatModel::Local(l) => local_answer(l, req, acct).await.map(|mut a| {
                 a.model = name.clone();
@@ -521,10 +544,11 @@ async fn cascade(
     };
     let (confidence, small_answer) = match first {
         Ok(mut a) => {
-            let conf = a.choices.first().and_then(|c| c.logprobs.as_ref()).and_then(|lp| lp.content.as_ref()).and_then(|c| {
-                let lps: Vec<f32> = c.iter().map(|t| t.logprob).collect();
-                plan.measure.confidence(&lps)
-            });
+            let conf =
+                a.choices.first().and_then(|c| c.logprobs.as_ref()).and_then(|lp| lp.content.as_ref()).and_then(|c| {
+                    let lps: Vec<f32> = c.iter().map(|t| t.logprob).collect();
+                    plan.measure.confidence(&lps)
+                });
             if !req.logprobs.unwrap_or(false) {
                 for c in &mut a.choices {
                     c.logprobs = None;
@@ -596,7 +620,13 @@ async fn cascade(
             a.model = small_name.clone();
             a.rightmodel = Some(json!({"decision": decision}));
             if stream {
-                Ok(Reply::Stream { served: small_name, decision: Some(decision), stream: replay(a), include_usage: include_usage(&req), accounted: true })
+                Ok(Reply::Stream {
+                    served: small_name,
+                    decision: Some(decision),
+                    stream: replay(a),
+                    include_usage: include_usage(&req),
+                    accounted: true,
+                })
             } else {
                 Ok(Reply::Full { served: small_name, decision: Some(decision), body: a })
             }
@@ -625,7 +655,11 @@ fn replay(a: ChatCompletionResponse) -> ChunkStream {
         object: "chat.completion.chunk".into(),
         created: a.created,
         model: a.model.clone(),
-        choices: if usage.is_some() { vec![] } else { vec![ChunkChoice { index: 0, delta, finish_reason: finish, logprobs: None }] },
+        choices: if usage.is_some() {
+            vec![]
+        } else {
+            vec![ChunkChoice { index: 0, delta, finish_reason: finish, logprobs: None }]
+        },
         usage,
         rightmodel: None,
     };
@@ -642,7 +676,10 @@ fn replay(a: ChatCompletionResponse) -> ChunkStream {
                     index: i as u32,
                     id: Some(c.id.clone()),
                     kind: Some(c.kind.clone()),
-                    function: Some(FunctionCallDelta { name: Some(c.function.name.clone()), arguments: Some(c.function.arguments.clone()) }),
+                    function: Some(FunctionCallDelta {
+                        name: Some(c.function.name.clone()),
+                        arguments: Some(c.function.arguments.clone()),
+                    }),
                 })
                 .collect()
         })

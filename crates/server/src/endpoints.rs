@@ -32,10 +32,17 @@ fn fail(mut acct: Accounting, e: ApiError) -> Response {
 /// Streams an upstream text completion: chunks re-labelled with the requested model name, usage
 /// logged (and passed on only if the client asked), an SSE `error` event and a 502 row when the
 /// upstream breaks off mid-stream.
-async fn upstream_completion_stream(mut acct: Accounting, u: &crate::upstream::Upstream, req: CompletionRequest) -> Response {
+async fn upstream_completion_stream(
+    mut acct: Accounting,
+    u: &crate::upstream::Upstream,
+    req: CompletionRequest,
+) -> Response {
     let include_usage = req.sampling.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let id = acct.id().to_string();
-    let mut chunks = match u.sse_stream::<CompletionResponse>("completions", serde_json::to_value(&req).unwrap_or(Value::Null)).await {
+    let mut chunks = match u
+        .sse_stream::<CompletionResponse>("completions", serde_json::to_value(&req).unwrap_or(Value::Null))
+        .await
+    {
         Ok(s) => Box::pin(s),
         Err(e) => return fail(acct, e),
     };
@@ -99,11 +106,17 @@ pub async fn completions(
     }
     for key in ["suffix", "best_of", "logit_bias"] {
         if req.extra.get(key).is_some_and(|v| !v.is_null()) {
-            return fail(acct, ApiError::invalid(key, format!("`{key}` is not supported.")).with_code("unsupported_parameter"));
+            return fail(
+                acct,
+                ApiError::invalid(key, format!("`{key}` is not supported.")).with_code("unsupported_parameter"),
+            );
         }
     }
     if req.model == "auto" {
-        return fail(acct, ApiError::invalid("model", "`auto` routing is served on /v1/chat/completions; name a model here."));
+        return fail(
+            acct,
+            ApiError::invalid("model", "`auto` routing is served on /v1/chat/completions; name a model here."),
+        );
     }
     if let Err(e) = caller.check_model(&req.model) {
         return fail(acct, e);
@@ -261,7 +274,10 @@ pub async fn embeddings(
         }
     };
     if texts.is_empty() || texts.iter().any(|t| t.is_empty()) {
-        return fail(acct, ApiError::invalid("input", "`input` must be a non-empty string or a list of non-empty strings."));
+        return fail(
+            acct,
+            ApiError::invalid("input", "`input` must be a non-empty string or a list of non-empty strings."),
+        );
     }
     if texts.len() > 2048 {
         return fail(acct, ApiError::invalid("input", "At most 2048 inputs per request."));
@@ -269,18 +285,33 @@ pub async fn embeddings(
     let base64 = match req.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
-        Some(other) => return fail(acct, ApiError::invalid("encoding_format", format!("Unknown encoding_format `{other}`; use float or base64."))),
+        Some(other) => {
+            return fail(
+                acct,
+                ApiError::invalid(
+                    "encoding_format",
+                    format!("Unknown encoding_format `{other}`; use float or base64."),
+                ),
+            )
+        }
     };
     if let Some(d) = req.dimensions {
         if d as usize != em.model.dim() {
-            return fail(acct, ApiError::invalid("dimensions", format!("This model produces {} dimensions.", em.model.dim())));
+            return fail(
+                acct,
+                ApiError::invalid("dimensions", format!("This model produces {} dimensions.", em.model.dim())),
+            );
         }
     }
     acct.set_served(&em.name, Default::default());
     let permit = match st.embed_permits.try_acquire() {
         Ok(p) => p,
         Err(_) => {
-            return fail(acct, ApiError::new(ErrorKind::RateLimited, "The embedding model is at capacity; retry shortly.").with_retry_after(1))
+            return fail(
+                acct,
+                ApiError::new(ErrorKind::RateLimited, "The embedding model is at capacity; retry shortly.")
+                    .with_retry_after(1),
+            )
         }
     };
     // Concurrent requests share encoder calls (see `embed_batch`); the permits bound how many wait.
@@ -322,7 +353,12 @@ pub async fn models(State(st): State<SharedState>, headers: HeaderMap) -> Respon
     }
     let created = now_secs();
     let mut data: Vec<ModelObject> = Vec::new();
-    let obj = |id: &str, owner: &str| ModelObject { id: id.to_string(), object: "model".into(), created, owned_by: owner.into() };
+    let obj = |id: &str, owner: &str| ModelObject {
+        id: id.to_string(),
+        object: "model".into(),
+        created,
+        owned_by: owner.into(),
+    };
     data.push(obj("auto", "rightmodel"));
     for (name, m) in &st.chat {
         data.push(obj(name, if matches!(m, ChatModel::Local(_)) { "rightmodel" } else { "upstream" }));

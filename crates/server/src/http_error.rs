@@ -36,13 +36,13 @@ pub fn json_rejection(r: JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(e) => {
             ApiError::new(ErrorKind::InvalidRequest, format!("Invalid request body: {}", e.body_text()))
         }
-        JsonRejection::JsonSyntaxError(e) => {
-            ApiError::new(ErrorKind::InvalidRequest, format!("We could not parse the JSON body of your request: {}", e.body_text()))
-        }
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+        JsonRejection::JsonSyntaxError(e) => ApiError::new(
             ErrorKind::InvalidRequest,
-            "Content-Type must be application/json",
+            format!("We could not parse the JSON body of your request: {}", e.body_text()),
         ),
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::new(ErrorKind::InvalidRequest, "Content-Type must be application/json")
+        }
         JsonRejection::BytesRejection(e) => {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(ErrorKind::PayloadTooLarge, "The request body is larger than this server accepts")

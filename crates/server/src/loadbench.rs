@@ -154,7 +154,8 @@ pub async fn run(rates: &[u32], duration: Duration, mut progress: impl FnMut(&st
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mock = start_mock().await.map_err(|e| e.to_string())?;
     let gw = start_gateway(mock, dir.path()).await?;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(4096).tcp_nodelay(true).build().map_err(|e| e.to_string())?;
+    let client =
+        reqwest::Client::builder().pool_max_idle_per_host(4096).tcp_nodelay(true).build().map_err(|e| e.to_string())?;
     let direct_url = format!("http://{mock}/v1/chat/completions");
     let gw_url = format!("http://{gw}/v1/chat/completions");
     let body: &'static str = Box::leak(REQUEST.replace("MODEL", "mock").into_boxed_str());

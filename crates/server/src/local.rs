@@ -67,11 +67,9 @@ pub fn grammar_for(req: &ChatCompletionRequest) -> Result<Option<String>, ApiErr
         "text" => Ok(None),
         "json_object" => Ok(Some(JSON_GRAMMAR.to_string())),
         "json_schema" => {
-            let schema = rf
-                .json_schema
-                .as_ref()
-                .and_then(|j| j.get("schema"))
-                .ok_or_else(|| ApiError::invalid("response_format.json_schema.schema", "json_schema needs a `schema`"))?;
+            let schema = rf.json_schema.as_ref().and_then(|j| j.get("schema")).ok_or_else(|| {
+                ApiError::invalid("response_format.json_schema.schema", "json_schema needs a `schema`")
+            })?;
             rightmodel_infer::llm::json_schema_grammar(&schema.to_string())
                 .map(Some)
                 .map_err(|e| ApiError::invalid("response_format", e.to_string()))
@@ -104,7 +102,9 @@ impl LocalChat {
         let prompt = match &req.prompt {
             PromptInput::One(p) => p.clone(),
             PromptInput::Many(v) if v.len() == 1 => v[0].clone(),
-            PromptInput::Many(_) => return Err(ApiError::invalid("prompt", "only one prompt per request is supported")),
+            PromptInput::Many(_) => {
+                return Err(ApiError::invalid("prompt", "only one prompt per request is supported"))
+            }
         };
         let k = req.logprobs.unwrap_or(0);
         let params = sampling_from(&req.sampling, req.logprobs.is_some(), k, None);

@@ -1,7 +1,7 @@
 //! Prometheus metrics: requests, latency, time to first token, tokens and cost, by model and outcome.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use prometheus::core::{AtomicF64, GenericCounterVec};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 /// The gateway's metric families, registered in one registry.
 pub struct Metrics {
@@ -39,7 +39,8 @@ impl Metrics {
         )
         .expect("static metric definition");
         let ttft = HistogramVec::new(
-            HistogramOpts::new("rightmodel_time_to_first_token_seconds", "Time to first token").buckets(BUCKETS.to_vec()),
+            HistogramOpts::new("rightmodel_time_to_first_token_seconds", "Time to first token")
+                .buckets(BUCKETS.to_vec()),
             &["model"],
         )
         .expect("static metric definition");
@@ -58,7 +59,8 @@ impl Metrics {
             &["model", "reason"],
         )
         .expect("static metric definition");
-        let in_flight = IntGauge::new("rightmodel_in_flight_requests", "Requests in flight").expect("static metric definition");
+        let in_flight =
+            IntGauge::new("rightmodel_in_flight_requests", "Requests in flight").expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),

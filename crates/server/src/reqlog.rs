@@ -277,7 +277,14 @@ mod tests {
         {
             let log = RequestLog::open(&path).unwrap();
             for i in 0..100 {
-                log.record(LogRow { id: format!("r{i}"), ts_ms: 1000 + i, endpoint: "/v1/x".into(), cost_usd: 0.5, status: 200, ..Default::default() });
+                log.record(LogRow {
+                    id: format!("r{i}"),
+                    ts_ms: 1000 + i,
+                    endpoint: "/v1/x".into(),
+                    cost_usd: 0.5,
+                    status: 200,
+                    ..Default::default()
+                });
             }
         }
         let rows = RequestLog::read(&path, 0, 10).unwrap();

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use rightmodel_core::wire::ChatCompletionRequest;
 use rightmodel_core::{ApiError, ErrorKind};
 use rightmodel_router::{
-    BudgetState, CascadePlan, Candidate, Conversation, DifficultyScorer, Overrides, RouteRequest, Router, RouterConfig,
+    BudgetState, Candidate, CascadePlan, Conversation, DifficultyScorer, Overrides, RouteRequest, Router, RouterConfig,
     RouterWeights, Scorer, Strategy,
 };
 use serde_json::{Map, Value};
@@ -43,12 +43,13 @@ const UPSTREAM_PRIOR: (f64, f64) = (800.0, 20.0);
 impl AutoRouter {
     /// Builds the router over the configured candidates, with the shipped scorer (or
     /// `route.router_dir`) on the local encoder.
-    pub fn new(config: &Config, chat: &BTreeMap<String, ChatModel>, embed: Option<&EmbedModel>) -> Result<Self, String> {
-        let names: Vec<String> = if config.route.candidates.is_empty() {
-            config.chat_models()
-        } else {
-            config.route.candidates.clone()
-        };
+    pub fn new(
+        config: &Config,
+        chat: &BTreeMap<String, ChatModel>,
+        embed: Option<&EmbedModel>,
+    ) -> Result<Self, String> {
+        let names: Vec<String> =
+            if config.route.candidates.is_empty() { config.chat_models() } else { config.route.candidates.clone() };
         let mut default_overrides = Map::new();
         if let Some(c) = config.route.max_cost_usd {
             default_overrides.insert("max_cost_usd".into(), c.into());
@@ -69,7 +70,14 @@ impl AutoRouter {
                     c
                 }
                 ChatModel::Upstream(u) => {
-                    let mut c = Candidate::new(name, m.kind(), u.config.price(), u.config.tier, UPSTREAM_PRIOR.0, UPSTREAM_PRIOR.1);
+                    let mut c = Candidate::new(
+                        name,
+                        m.kind(),
+                        u.config.price(),
+                        u.config.tier,
+                        UPSTREAM_PRIOR.0,
+                        UPSTREAM_PRIOR.1,
+                    );
                     c.explainable = u.config.explainable;
                     c.capabilities.tools = u.config.tools;
                     c
@@ -161,7 +169,12 @@ impl AutoRouter {
     }
 
     /// Chooses a model for `req`.
-    pub async fn decide(&self, st: &AppState, req: &ChatCompletionRequest, headers: &HeaderMap) -> Result<RouteOutcome, ApiError> {
+    pub async fn decide(
+        &self,
+        st: &AppState,
+        req: &ChatCompletionRequest,
+        headers: &HeaderMap,
+    ) -> Result<RouteOutcome, ApiError> {
         let router = self
             .router
             .clone()

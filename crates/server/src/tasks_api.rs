@@ -36,10 +36,9 @@ pub struct TaskModels {
 
 /// The shared encoder, through the batching worker (so task-model requests share its calls).
 fn embedder(st: &AppState) -> Result<Arc<dyn rightmodel_core::Embedder>, ApiError> {
-    st.embed
-        .as_ref()
-        .map(|e| e.batcher.clone() as Arc<dyn rightmodel_core::Embedder>)
-        .ok_or_else(|| ApiError::new(ErrorKind::Unavailable, "No [embedding] model is configured; task models need it."))
+    st.embed.as_ref().map(|e| e.batcher.clone() as Arc<dyn rightmodel_core::Embedder>).ok_or_else(|| {
+        ApiError::new(ErrorKind::Unavailable, "No [embedding] model is configured; task models need it.")
+    })
 }
 
 impl TaskModels {
@@ -111,7 +110,9 @@ pub async fn classify(
             Value::String(s) => vec![s.clone()],
             Value::Array(a) => a
                 .iter()
-                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| ApiError::invalid("input", "`input` must be strings.")))
+                .map(|v| {
+                    v.as_str().map(str::to_string).ok_or_else(|| ApiError::invalid("input", "`input` must be strings."))
+                })
                 .collect::<Result<_, _>>()?,
             _ => return Err(ApiError::invalid("input", "`input` must be a string or a list of strings.")),
         };
@@ -163,7 +164,12 @@ fn strongest_upstream(st: &AppState) -> Option<String> {
 }
 
 /// Answers a `docs:NAME` chat request: the last user message is the question.
-pub async fn docs_chat(st: &SharedState, name: &str, req: &ChatCompletionRequest, acct: &mut Accounting) -> Result<(String, Value, ChatCompletionResponse), ApiError> {
+pub async fn docs_chat(
+    st: &SharedState,
+    name: &str,
+    req: &ChatCompletionRequest,
+    acct: &mut Accounting,
+) -> Result<(String, Value, ChatCompletionResponse), ApiError> {
     let question = req
         .messages
         .iter()
@@ -202,7 +208,8 @@ pub async fn docs_chat(st: &SharedState, name: &str, req: &ChatCompletionRequest
     acct.set_decision("docs_confident", &decision);
     let mut text = answer.answer.clone();
     for (i, c) in answer.citations.iter().take(3).enumerate() {
-        let file = std::path::Path::new(&c.file).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let file =
+            std::path::Path::new(&c.file).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         text.push_str(&format!("\n[{}] {file}:{}-{}", i + 1, c.start, c.end));
     }
     let usage = Usage::new(emb_tokens(st, &question), 0);
@@ -211,10 +218,17 @@ pub async fn docs_chat(st: &SharedState, name: &str, req: &ChatCompletionRequest
         object: "chat.completion".into(),
         created: now_secs(),
         model: model_name.clone(),
-        choices: vec![ChatChoice { index: 0, message: ChatMessage::new("assistant", text), finish_reason: Some("stop".into()), logprobs: None }],
+        choices: vec![ChatChoice {
+            index: 0,
+            message: ChatMessage::new("assistant", text),
+            finish_reason: Some("stop".into()),
+            logprobs: None,
+        }],
         usage: Some(usage),
         system_fingerprint: None,
-        rightmodel: Some(json!({"decision": decision, "citations": citations, "confidence": answer.confidence, "sentence": answer.sentence})),
+        rightmodel: Some(
+            json!({"decision": decision, "citations": citations, "confidence": answer.confidence, "sentence": answer.sentence}),
+        ),
     };
     Ok((model_name, decision, body))
 }

@@ -8,7 +8,8 @@
 //! With `tool_choice: "auto"` a local model is refused with a 400 that says so; `"none"` answers in text.
 
 use rightmodel_core::wire::{
-    ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, FunctionCall, ResponseFormat, Tool, ToolCall,
+    ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, FunctionCall, ResponseFormat, Tool,
+    ToolCall,
 };
 use rightmodel_core::ApiError;
 use serde_json::{json, Value};
@@ -29,7 +30,10 @@ pub fn tool_mode(req: &ChatCompletionRequest) -> Result<ToolMode, ApiError> {
     let tools = req.tools.as_deref().unwrap_or_default();
     for (i, t) in tools.iter().enumerate() {
         if t.kind != "function" {
-            return Err(ApiError::invalid(&format!("tools[{i}].type"), format!("Tool type `{}` is not supported; use `function`.", t.kind)));
+            return Err(ApiError::invalid(
+                &format!("tools[{i}].type"),
+                format!("Tool type `{}` is not supported; use `function`.", t.kind),
+            ));
         }
         let n = &t.function.name;
         if n.is_empty() || n.len() > 64 || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
@@ -39,15 +43,24 @@ pub fn tool_mode(req: &ChatCompletionRequest) -> Result<ToolMode, ApiError> {
             ));
         }
         if tools[..i].iter().any(|o| &o.function.name == n) {
-            return Err(ApiError::invalid(&format!("tools[{i}].function.name"), format!("Function `{n}` is defined twice.")));
+            return Err(ApiError::invalid(
+                &format!("tools[{i}].function.name"),
+                format!("Function `{n}` is defined twice."),
+            ));
         }
         if t.function.parameters.as_ref().is_some_and(|p| !p.is_object()) {
-            return Err(ApiError::invalid(&format!("tools[{i}].function.parameters"), "`parameters` must be a JSON schema object."));
+            return Err(ApiError::invalid(
+                &format!("tools[{i}].function.parameters"),
+                "`parameters` must be a JSON schema object.",
+            ));
         }
     }
     for (i, m) in req.messages.iter().enumerate() {
         if m.role == "tool" && m.tool_call_id.as_deref().is_none_or(str::is_empty) {
-            return Err(ApiError::invalid(&format!("messages[{i}].tool_call_id"), "A `tool` message needs the `tool_call_id` it answers."));
+            return Err(ApiError::invalid(
+                &format!("messages[{i}].tool_call_id"),
+                "A `tool` message needs the `tool_call_id` it answers.",
+            ));
         }
     }
     let choice = match &req.tool_choice {
@@ -137,8 +150,7 @@ pub fn for_upstream(req: &ChatCompletionRequest, takes_tools: bool) -> ChatCompl
 /// The request a local model answers to make a forced call: the functions described in a first
 /// message, and the output constrained to `{"name": ..., "arguments": {...}}` of one of them.
 pub fn forced_call_request(req: &ChatCompletionRequest, only: Option<&str>) -> ChatCompletionRequest {
-    let tools: Vec<&Tool> =
-        req.tools.iter().flatten().filter(|t| only.is_none_or(|n| t.function.name == n)).collect();
+    let tools: Vec<&Tool> = req.tools.iter().flatten().filter(|t| only.is_none_or(|n| t.function.name == n)).collect();
     let mut intro = String::from(
         "You can call these functions. Reply with one call as a JSON object {\"name\": ..., \"arguments\": {...}}.\n",
     );
@@ -161,7 +173,10 @@ pub fn forced_call_request(req: &ChatCompletionRequest, only: Option<&str>) -> C
         tools: None,
         tool_choice: None,
         parallel_tool_calls: None,
-        response_format: Some(ResponseFormat { kind: "json_schema".into(), json_schema: Some(json!({"name": "tool_call", "schema": schema})) }),
+        response_format: Some(ResponseFormat {
+            kind: "json_schema".into(),
+            json_schema: Some(json!({"name": "tool_call", "schema": schema})),
+        }),
         ..req.clone()
     }
 }
@@ -172,7 +187,10 @@ pub fn into_tool_call(mut body: ChatCompletionResponse) -> Result<ChatCompletion
         return Err(ApiError::internal("the local model returned no choice"));
     };
     if choice.finish_reason.as_deref() == Some("length") {
-        return Err(ApiError::invalid("max_tokens", "`max_tokens` ran out before the tool call was complete; raise it."));
+        return Err(ApiError::invalid(
+            "max_tokens",
+            "`max_tokens` ran out before the tool call was complete; raise it.",
+        ));
     }
     let text = choice.message.text();
     let v: Value = serde_json::from_str(text.trim())

@@ -38,7 +38,10 @@ impl Upstream {
             Some(var) => match std::env::var(var) {
                 Ok(k) if !k.is_empty() => Some(k),
                 _ => {
-                    tracing::warn!("upstream `{}`: environment variable {var} is not set; calling without a key", config.name);
+                    tracing::warn!(
+                        "upstream `{}`: environment variable {var} is not set; calling without a key",
+                        config.name
+                    );
                     None
                 }
             },
@@ -61,7 +64,10 @@ impl Upstream {
     /// rightmodel's own fields.
     pub fn upstream_body(&self, mut body: Value, stream: bool) -> Value {
         if let Some(obj) = body.as_object_mut() {
-            obj.insert("model".into(), Value::String(self.config.model.clone().unwrap_or_else(|| self.config.name.clone())));
+            obj.insert(
+                "model".into(),
+                Value::String(self.config.model.clone().unwrap_or_else(|| self.config.name.clone())),
+            );
             obj.remove("rightmodel");
             if stream {
                 obj.insert("stream".into(), Value::Bool(true));
@@ -85,13 +91,19 @@ impl Upstream {
         let resp = match tokio::time::timeout(first, req.send()).await {
             Err(_) => {
                 return Attempt::Retry(
-                    ApiError::new(ErrorKind::Timeout, format!("upstream `{}` did not answer within {} ms", self.config.name, first.as_millis())),
+                    ApiError::new(
+                        ErrorKind::Timeout,
+                        format!("upstream `{}` did not answer within {} ms", self.config.name, first.as_millis()),
+                    ),
                     None,
                 )
             }
             Ok(Err(e)) => {
                 let kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::BadGateway };
-                return Attempt::Retry(ApiError::new(kind, format!("upstream `{}` unreachable: {}", self.config.name, root_cause(&e))), None);
+                return Attempt::Retry(
+                    ApiError::new(kind, format!("upstream `{}` unreachable: {}", self.config.name, root_cause(&e))),
+                    None,
+                );
             }
             Ok(Ok(r)) => r,
         };
@@ -134,7 +146,9 @@ impl Upstream {
         loop {
             let outcome = match tokio::time::timeout_at(deadline.into(), self.send_once(path, body)).await {
                 Ok(o) => o,
-                Err(_) => return Err(ApiError::new(ErrorKind::Timeout, format!("upstream `{}` timed out", self.config.name))),
+                Err(_) => {
+                    return Err(ApiError::new(ErrorKind::Timeout, format!("upstream `{}` timed out", self.config.name)))
+                }
             };
             match outcome {
                 Attempt::Done(r) => return Ok(r),
@@ -142,7 +156,11 @@ impl Upstream {
                 Attempt::Retry(e, after) => {
                     if attempt >= self.config.max_retries {
                         // A rate-limited upstream is an upstream failure from our client's view.
-                        return Err(if e.kind == ErrorKind::RateLimited { ApiError { kind: ErrorKind::BadGateway, ..e } } else { e });
+                        return Err(if e.kind == ErrorKind::RateLimited {
+                            ApiError { kind: ErrorKind::BadGateway, ..e }
+                        } else {
+                            e
+                        });
                     }
                     attempt += 1;
                     let backoff = after.unwrap_or_else(|| {
@@ -165,7 +183,10 @@ impl Upstream {
         let resp = self.send("chat/completions", &body).await?;
         let bytes = self.read_body(resp).await?;
         serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::new(ErrorKind::BadGateway, format!("upstream `{}` sent an invalid chat completion: {e}", self.config.name))
+            ApiError::new(
+                ErrorKind::BadGateway,
+                format!("upstream `{}` sent an invalid chat completion: {e}", self.config.name),
+            )
         })
     }
 
@@ -174,15 +195,19 @@ impl Upstream {
         let body = self.upstream_body(body, false);
         let resp = self.send(path, &body).await?;
         let bytes = self.read_body(resp).await?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::new(ErrorKind::BadGateway, format!("upstream `{}` sent invalid JSON: {e}", self.config.name)))
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::new(ErrorKind::BadGateway, format!("upstream `{}` sent invalid JSON: {e}", self.config.name))
+        })
     }
 
     async fn read_body(&self, resp: reqwest::Response) -> Result<Bytes, ApiError> {
         let total = Duration::from_millis(self.config.total_timeout_ms);
         match tokio::time::timeout(total, resp.bytes()).await {
             Ok(Ok(b)) => Ok(b),
-            Ok(Err(e)) => Err(ApiError::new(ErrorKind::BadGateway, format!("upstream `{}` broke off: {}", self.config.name, root_cause(&e)))),
+            Ok(Err(e)) => Err(ApiError::new(
+                ErrorKind::BadGateway,
+                format!("upstream `{}` broke off: {}", self.config.name, root_cause(&e)),
+            )),
             Err(_) => Err(ApiError::new(ErrorKind::Timeout, format!("upstream `{}` timed out", self.config.name))),
         }
     }

@@ -25,7 +25,9 @@ pub fn mix(a: &[Vec<f32>], b: &[Vec<f32>], w: f64) -> Vec<Vec<f32>> {
     let w = w.clamp(0.0, 1.0) as f32;
     a.iter()
         .zip(b)
-        .map(|(ra, rb)| softmax(ra).zip(softmax(rb)).map(|(pa, pb)| ((1.0 - w) * pa + w * pb).max(1e-30).ln()).collect())
+        .map(|(ra, rb)| {
+            softmax(ra).zip(softmax(rb)).map(|(pa, pb)| ((1.0 - w) * pa + w * pb).max(1e-30).ln()).collect()
+        })
         .collect()
 }
 

@@ -134,7 +134,9 @@ impl Classifier {
         match &self.scorer {
             Scorer::Fast(m) => Ok(m.logits(embeddings, texts)),
             Scorer::Finetune(m, None) => m.logits(texts),
-            Scorer::Finetune(m, Some((head, w))) => Ok(blend::mix(&m.logits(texts)?, &head.logits(embeddings, texts), *w)),
+            Scorer::Finetune(m, Some((head, w))) => {
+                Ok(blend::mix(&m.logits(texts)?, &head.logits(embeddings, texts), *w))
+            }
         }
     }
 
@@ -143,7 +145,12 @@ impl Classifier {
     /// and the neighbours (so `finetune` mode runs two encoders per text). With `explain`, each prediction
     /// also carries word attributions (occlusion: one extra encoder pass per word, so several times
     /// slower) and nearby training examples. Blank texts are refused.
-    pub fn predict(&self, embedder: &dyn Embedder, texts: &[&str], explain: bool) -> Result<Vec<Prediction>, TaskError> {
+    pub fn predict(
+        &self,
+        embedder: &dyn Embedder,
+        texts: &[&str],
+        explain: bool,
+    ) -> Result<Vec<Prediction>, TaskError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }

@@ -157,7 +157,8 @@ impl NeighbourStore {
         map.insert("labels".to_string(), labels);
         candle_core::safetensors::save(&map, dir.join(NEIGHBOURS_FILE))?;
         let texts = serde_json::to_vec(&self.texts).map_err(|e| TaskError::Invalid(e.to_string()))?;
-        std::fs::write(dir.join(NEIGHBOUR_TEXTS_FILE), texts).map_err(|e| TaskError::io(dir.join(NEIGHBOUR_TEXTS_FILE), e))
+        std::fs::write(dir.join(NEIGHBOUR_TEXTS_FILE), texts)
+            .map_err(|e| TaskError::io(dir.join(NEIGHBOUR_TEXTS_FILE), e))
     }
 
     /// Reads a store written by [`NeighbourStore::save`].
@@ -173,8 +174,8 @@ impl NeighbourStore {
         let labels = labels.to_vec1::<u32>()?;
         let tpath = dir.join(NEIGHBOUR_TEXTS_FILE);
         let bytes = std::fs::read(&tpath).map_err(|e| TaskError::model(dir, format!("{NEIGHBOUR_TEXTS_FILE}: {e}")))?;
-        let texts: Vec<String> =
-            serde_json::from_slice(&bytes).map_err(|e| TaskError::model(dir, format!("{NEIGHBOUR_TEXTS_FILE}: {e}")))?;
+        let texts: Vec<String> = serde_json::from_slice(&bytes)
+            .map_err(|e| TaskError::model(dir, format!("{NEIGHBOUR_TEXTS_FILE}: {e}")))?;
         if labels.len() != n || texts.len() != n || n == 0 {
             return Err(TaskError::model(dir, "neighbour files disagree on the number of examples"));
         }

@@ -36,9 +36,7 @@ pub fn occlusions(text: &str) -> (Vec<String>, Vec<String>) {
     let words: Vec<&str> = text.split_whitespace().collect();
     let n = words.len().min(MAX_WORDS);
     let variants = (0..n)
-        .map(|skip| {
-            words.iter().enumerate().filter(|(i, _)| *i != skip).map(|(_, w)| *w).collect::<Vec<_>>().join(" ")
-        })
+        .map(|skip| words.iter().enumerate().filter(|(i, _)| *i != skip).map(|(_, w)| *w).collect::<Vec<_>>().join(" "))
         .collect();
     (words[..n].iter().map(|w| w.to_string()).collect(), variants)
 }

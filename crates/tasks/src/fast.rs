@@ -154,7 +154,11 @@ pub fn train(
     if c_grid.is_empty() || c_grid.iter().any(|c| !c.is_finite() || *c <= 0.0) {
         return Err(TaskError::Invalid("the C grid must hold positive numbers".into()));
     }
-    let vocab = if ngrams { Some(NgramVocab::fit(inp.train_texts, NGRAM_MAX_N, NGRAM_MIN_DF, NGRAM_MAX_FEATURES)) } else { None };
+    let vocab = if ngrams {
+        Some(NgramVocab::fit(inp.train_texts, NGRAM_MAX_N, NGRAM_MIN_DF, NGRAM_MAX_FEATURES))
+    } else {
+        None
+    };
     let vocab = vocab.filter(|v| !v.is_empty());
     let xt = featurize(vocab.as_ref(), inp.train_emb, inp.train_texts);
     let xv = featurize(vocab.as_ref(), inp.valid_emb, inp.valid_texts);

@@ -311,7 +311,10 @@ pub fn train(
             let over_time = cfg.time_budget.map(|b| start.elapsed() >= b).unwrap_or(false);
             if step % cfg.eval_every.max(1) == 0 || bi == last_batch || over_time {
                 let acc = accuracy(&net, &eval_ids, &eval_y)?;
-                progress.note(&format!("step {step}: validation accuracy {acc:.4} ({:.0}s)", start.elapsed().as_secs_f64()));
+                progress.note(&format!(
+                    "step {step}: validation accuracy {acc:.4} ({:.0}s)",
+                    start.elapsed().as_secs_f64()
+                ));
                 if acc > best_acc {
                     best_acc = acc;
                     since_best = 0;
@@ -381,9 +384,7 @@ fn accuracy(net: &Net, ids: &[Vec<u32>], y: &[u32]) -> Result<f64, TaskError> {
 /// A copy of every variable (the best weights so far).
 fn snapshot(varmap: &VarMap) -> Result<HashMap<String, Tensor>, TaskError> {
     let vars = varmap.data().lock().map_err(|_| TaskError::Invalid("variable map poisoned".into()))?;
-    vars.iter()
-        .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?)))
-        .collect()
+    vars.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?))).collect()
 }
 
 /// Writes the encoder (base layout) and the head from a weight snapshot into `out`.

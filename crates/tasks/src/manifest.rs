@@ -132,7 +132,8 @@ impl Manifest {
     /// Reads and checks `dir/classifier.json`.
     pub fn read(dir: &Path) -> Result<Self, TaskError> {
         let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| TaskError::model(dir, format!("{MANIFEST_FILE}: {e}")))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| TaskError::model(dir, format!("{MANIFEST_FILE}: {e}")))?;
         let m: Manifest =
             serde_json::from_str(&text).map_err(|e| TaskError::model(dir, format!("{MANIFEST_FILE}: {e}")))?;
         if m.format != FORMAT_VERSION {

@@ -95,9 +95,7 @@ impl NgramVocab {
     pub fn transform(&self, text: &str) -> Vec<(u32, f32)> {
         let mut row: Vec<(u32, f32)> = ngram_counts(&tokenize(text), self.max_n)
             .into_iter()
-            .filter_map(|(g, c)| {
-                self.index.get(&g).map(|&j| (j, (1.0 + (c as f32).ln()) * self.idf[j as usize]))
-            })
+            .filter_map(|(g, c)| self.index.get(&g).map(|&j| (j, (1.0 + (c as f32).ln()) * self.idf[j as usize])))
             .collect();
         // Sort before summing: the counts come out of a HashMap in a per-process random order, and a float sum
         // in that order would make the same text score a few ulps differently from one load to the next.

@@ -5,7 +5,6 @@ use std::path::Path;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-
 use crate::metrics::Metrics;
 use crate::TaskError;
 
@@ -27,7 +26,13 @@ fn short(label: &str, n: usize) -> String {
 pub fn confusion_png(m: &Metrics, title: &str, path: &Path) -> Result<(), TaskError> {
     // Segmented axes over 0..k-1 give k cells; a 1x1 matrix is drawn as 2x2.
     let k = m.labels.len().max(2);
-    let cell: u32 = if k <= 10 { 60 } else if k <= 30 { 26 } else { 14 };
+    let cell: u32 = if k <= 10 {
+        60
+    } else if k <= 30 {
+        26
+    } else {
+        14
+    };
     let font: u32 = if k <= 30 { 13 } else { 10 };
     let label_chars = m.labels.iter().map(|l| l.chars().count()).max().unwrap_or(4).clamp(4, 24);
     let label_px = (label_chars as u32 + 3) * font * 6 / 10 + 16;
@@ -39,7 +44,8 @@ pub fn confusion_png(m: &Metrics, title: &str, path: &Path) -> Result<(), TaskEr
     {
         let root = BitMapBackend::new(&tmp, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let root = root.titled(&format!("{title} (rows: true, columns: predicted)"), ("sans-serif", 15)).map_err(err)?;
+        let root =
+            root.titled(&format!("{title} (rows: true, columns: predicted)"), ("sans-serif", 15)).map_err(err)?;
         let mut chart = ChartBuilder::on(&root)
             .margin(10)
             .x_label_area_size(30)
@@ -86,16 +92,17 @@ pub fn confusion_png(m: &Metrics, title: &str, path: &Path) -> Result<(), TaskEr
                 let color = RGBColor(shade(8.0), shade(48.0), shade(107.0));
                 let y = k - 1 - i;
                 let rect = Rectangle::new(
-                    [(SegmentValue::Exact(j), SegmentValue::Exact(y)), (SegmentValue::Exact(j + 1), SegmentValue::Exact(y + 1))],
+                    [
+                        (SegmentValue::Exact(j), SegmentValue::Exact(y)),
+                        (SegmentValue::Exact(j + 1), SegmentValue::Exact(y + 1)),
+                    ],
                     color.filled(),
                 );
                 chart.draw_series(std::iter::once(rect)).map_err(err)?;
                 if k <= 12 && c > 0 {
                     let text_color = if share > 0.5 { WHITE } else { BLACK };
-                    let style = ("sans-serif", 14)
-                        .into_font()
-                        .color(&text_color)
-                        .pos(Pos::new(HPos::Center, VPos::Center));
+                    let style =
+                        ("sans-serif", 14).into_font().color(&text_color).pos(Pos::new(HPos::Center, VPos::Center));
                     let at = (SegmentValue::CenterOf(j), SegmentValue::CenterOf(y));
                     chart.draw_series(std::iter::once(Text::new(c.to_string(), at, style))).map_err(err)?;
                 }

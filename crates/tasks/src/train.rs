@@ -130,13 +130,15 @@ fn prepare_data(spec: &TrainSpec) -> Result<(Dataset, Dataset, usize, String), T
         }
         None => {
             if !(s.valid_split > 0.0 && s.valid_split <= 0.5) {
-                return Err(TaskError::Invalid(format!(
-                    "--valid-split must be in (0, 0.5], got {}",
-                    s.valid_split
-                )));
+                return Err(TaskError::Invalid(format!("--valid-split must be in (0, 0.5], got {}", s.valid_split)));
             }
             let (tr, va) = data::stratified_split(&full.labels, s.valid_split, s.seed);
-            let desc = format!("{} (held-out {:.0}% split, seed {})", spec.train_path.display(), s.valid_split * 100.0, s.seed);
+            let desc = format!(
+                "{} (held-out {:.0}% split, seed {})",
+                spec.train_path.display(),
+                s.valid_split * 100.0,
+                s.seed
+            );
             (full.subset(&tr), full.subset(&va), desc)
         }
     };
@@ -149,7 +151,11 @@ fn prepare_data(spec: &TrainSpec) -> Result<(Dataset, Dataset, usize, String), T
 }
 
 /// Trains the classifier described by `spec` and writes it to `spec.dest`.
-pub fn train_classifier(spec: &TrainSpec, embedder: &dyn Embedder, progress: &dyn Progress) -> Result<TrainOutcome, TaskError> {
+pub fn train_classifier(
+    spec: &TrainSpec,
+    embedder: &dyn Embedder,
+    progress: &dyn Progress,
+) -> Result<TrainOutcome, TaskError> {
     registry::check_writable(&spec.dest, spec.overwrite)?;
     let start = Instant::now();
     let s = &spec.settings;
@@ -159,7 +165,8 @@ pub fn train_classifier(spec: &TrainSpec, embedder: &dyn Embedder, progress: &dy
     let (train, valid, rows_available, valid_desc) = prepare_data(spec)?;
     let labels = train.label_set();
     let index: BTreeMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
-    let to_y = |ds: &Dataset| -> Vec<u32> { ds.labels.iter().map(|l| index.get(l.as_str()).copied().unwrap_or(0)).collect() };
+    let to_y =
+        |ds: &Dataset| -> Vec<u32> { ds.labels.iter().map(|l| index.get(l.as_str()).copied().unwrap_or(0)).collect() };
     let (train_y, valid_y) = (to_y(&train), to_y(&valid));
     let train_texts: Vec<&str> = train.texts.iter().map(|t| t.as_str()).collect();
     let valid_texts: Vec<&str> = valid.texts.iter().map(|t| t.as_str()).collect();
@@ -244,7 +251,8 @@ pub fn train_classifier(spec: &TrainSpec, embedder: &dyn Embedder, progress: &dy
                 let head_logits = head.logits(&valid_emb, &valid_texts);
                 let (w, table) = blend::choose_weight(&ft_logits, &head_logits, &valid_y);
                 for (tw, acc, loss) in &table {
-                    progress.note(&format!("fast-head weight {tw:.1}: validation accuracy {acc:.4}, log-loss {loss:.4}"));
+                    progress
+                        .note(&format!("fast-head weight {tw:.1}: validation accuracy {acc:.4}, log-loss {loss:.4}"));
                 }
                 progress.note(&format!("mix with the fast head: weight {w:.1} (lowest validation log-loss)"));
                 settings.blend_weight = Some(w);
@@ -316,10 +324,15 @@ pub fn training_report(m: &Manifest, rows_available: usize, ft: Option<&Finetune
         m.train_seconds
     ));
     if let Some(c) = m.settings.chosen_c {
-        s.push_str(&format!("- head: logistic regression, C = {c} (chosen on validation), n-grams: {}\n", m.settings.ngrams));
+        s.push_str(&format!(
+            "- head: logistic regression, C = {c} (chosen on validation), n-grams: {}\n",
+            m.settings.ngrams
+        ));
     }
     if let Some(w) = m.settings.blend_weight {
-        s.push_str(&format!("- mixed with a fast head (frozen embeddings + n-grams) at weight {w:.1}, chosen on validation\n"));
+        s.push_str(&format!(
+            "- mixed with a fast head (frozen embeddings + n-grams) at weight {w:.1}, chosen on validation\n"
+        ));
     }
     if let Some(f) = ft {
         s.push_str(&format!(

@@ -20,9 +20,8 @@ fn train_fails(name: &str, bytes: &[u8], needles: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let data = write(tmp.path(), name, bytes);
     let dest = tmp.path().join("out").join("model");
-    let err = train_classifier(&spec(data, "text", dest.clone()), &HashEmbedder::new(), &NoProgress)
-        .unwrap_err()
-        .to_string();
+    let err =
+        train_classifier(&spec(data, "text", dest.clone()), &HashEmbedder::new(), &NoProgress).unwrap_err().to_string();
     for n in needles {
         assert!(err.contains(n), "expected `{n}` in: {err}");
     }
@@ -84,7 +83,11 @@ fn bad_json_lines_name_the_line() {
     let ok = "{\"text\":\"good\",\"label\":\"pos\"}\n{\"text\":\"bad\",\"label\":\"neg\"}\n";
     train_fails("d.jsonl", format!("{ok}{{\"text\": \"x\"\n").as_bytes(), &["line 3", "not a JSON object"]);
     train_fails("d.jsonl", format!("{ok}{{\"label\": \"pos\"}}\n").as_bytes(), &["line 3", "missing field `text`"]);
-    train_fails("d.jsonl", format!("{ok}{{\"text\": 5, \"label\": \"pos\"}}\n").as_bytes(), &["line 3", "not a string"]);
+    train_fails(
+        "d.jsonl",
+        format!("{ok}{{\"text\": 5, \"label\": \"pos\"}}\n").as_bytes(),
+        &["line 3", "not a string"],
+    );
 }
 
 #[test]

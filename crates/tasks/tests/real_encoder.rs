@@ -70,7 +70,12 @@ fn finetuned_classifier_round_trip() {
     let t0 = std::time::Instant::now();
     let out = train_classifier(&s, &enc, &Print).unwrap();
     let ft = out.finetune.as_ref().unwrap();
-    eprintln!("fine-tuned in {:.1}s: {:?}, validation {:.3}", t0.elapsed().as_secs_f64(), ft, out.manifest.validation.accuracy);
+    eprintln!(
+        "fine-tuned in {:.1}s: {:?}, validation {:.3}",
+        t0.elapsed().as_secs_f64(),
+        ft,
+        out.manifest.validation.accuracy
+    );
     assert!(out.manifest.validation.accuracy >= 0.75, "{:?}", out.manifest.validation);
     assert!(dest.join("encoder").join("model.safetensors").is_file());
     // The mix with the fast head is decided on validation and recorded; its head is saved only when used.

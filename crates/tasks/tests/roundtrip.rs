@@ -16,7 +16,14 @@ fn train_save_load_predict_round_trip() {
     assert_eq!(out.manifest.labels, vec!["negative", "positive"]);
     assert!(out.manifest.validation.accuracy >= 0.75, "validation {:?}", out.manifest.validation.accuracy);
     assert_eq!(out.manifest.train_data.sha256.len(), 64);
-    for f in ["classifier.json", "head.safetensors", "ngrams.json", "neighbours.safetensors", "neighbours.json", "metrics.md"] {
+    for f in [
+        "classifier.json",
+        "head.safetensors",
+        "ngrams.json",
+        "neighbours.safetensors",
+        "neighbours.json",
+        "metrics.md",
+    ] {
         assert!(dest.join(f).is_file(), "{f} missing");
     }
 
@@ -186,12 +193,20 @@ fn evaluation_reports_scores_speed_and_domain_separation() {
     train_classifier(&spec(fixture("sentiment.csv"), "text", dest.clone()), &emb, &NoProgress).unwrap();
     let clf = Classifier::load(&dest).unwrap();
     let ds = data::load_labelled(&fixture("sentiment.jsonl"), "text", "label").unwrap();
-    let ood: Vec<String> = ["stock markets fell sharply today", "what year did the war end ?", "reset my card pin please"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let r = eval::evaluate(&clf, &emb, &ds, Some(("ood", &ood)), EvalOptions { batch: 16, latency_samples: 5 }, &NoProgress)
-        .unwrap();
+    let ood: Vec<String> =
+        ["stock markets fell sharply today", "what year did the war end ?", "reset my card pin please"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    let r = eval::evaluate(
+        &clf,
+        &emb,
+        &ds,
+        Some(("ood", &ood)),
+        EvalOptions { batch: 16, latency_samples: 5 },
+        &NoProgress,
+    )
+    .unwrap();
     assert_eq!(r.metrics.n, 80);
     assert!(r.metrics.accuracy > 0.9);
     assert!(r.throughput > 0.0 && r.latency_n == 5);

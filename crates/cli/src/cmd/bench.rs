@@ -16,7 +16,9 @@ use serde_json::json;
 /// `bench` arguments.
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
-#[command(after_help = "Examples:\n  rightmodel bench\n  rightmodel bench --json | tail -1 | jq .tg128_tok_s\n  rightmodel bench --llama-bench ./llama-bench   # adds llama.cpp's numbers and the ratios\n  rightmodel bench gateway --rates 500,1000,2000")]
+#[command(
+    after_help = "Examples:\n  rightmodel bench\n  rightmodel bench --json | tail -1 | jq .tg128_tok_s\n  rightmodel bench --llama-bench ./llama-bench   # adds llama.cpp's numbers and the ratios\n  rightmodel bench gateway --rates 500,1000,2000"
+)]
 pub struct BenchArgs {
     #[command(subcommand)]
     cmd: Option<BenchCmd>,
@@ -51,7 +53,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
 }
@@ -101,7 +105,9 @@ fn gateway(a: GatewayArgs) -> anyhow::Result<()> {
         loop {
             rate *= 2;
             pb.set_message(format!("probing {rate} req/s"));
-            let r = rt.block_on(rightmodel_server::loadbench::run(&[rate], duration, |_| {})).map_err(|e| anyhow::anyhow!(e))?;
+            let r = rt
+                .block_on(rightmodel_server::loadbench::run(&[rate], duration, |_| {}))
+                .map_err(|e| anyhow::anyhow!(e))?;
             let c = &r[0];
             let clean = c.gateway.errors == 0 && c.gateway.achieved_rps >= 0.95 * f64::from(rate);
             results.extend(r);
@@ -117,10 +123,21 @@ fn gateway(a: GatewayArgs) -> anyhow::Result<()> {
     for c in &results {
         println!(
             "| {} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} | {} | {:.0} |",
-            c.rate, c.direct.p50_ms, c.direct.p99_ms, c.gateway.p50_ms, c.gateway.p99_ms, c.overhead_p50_ms, c.overhead_p99_ms, c.gateway.errors, c.gateway.achieved_rps
+            c.rate,
+            c.direct.p50_ms,
+            c.direct.p99_ms,
+            c.gateway.p50_ms,
+            c.gateway.p99_ms,
+            c.overhead_p50_ms,
+            c.overhead_p99_ms,
+            c.gateway.errors,
+            c.gateway.achieved_rps
         );
     }
-    println!("\nhighest rate held with no errors: {}", max_clean.map(|r| format!("{r} req/s")).unwrap_or_else(|| "none".into()));
+    println!(
+        "\nhighest rate held with no errors: {}",
+        max_clean.map(|r| format!("{r} req/s")).unwrap_or_else(|| "none".into())
+    );
     if a.json {
         println!("{}", json!({"results": results, "max_rate_no_errors": max_clean}));
     }
@@ -156,7 +173,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     for r in 0..runs {
         let ids = engine.tokenize(&format!("run{r} {filler}"), true, false);
         let text: String = ids[1..512].iter().map(|&t| engine.token_text(t)).collect();
-        let req = GenRequest { prompt: Prompt::Text(text), params: SamplingParams { max_tokens: 1, ..Default::default() } };
+        let req =
+            GenRequest { prompt: Prompt::Text(text), params: SamplingParams { max_tokens: 1, ..Default::default() } };
         let out = engine.generate(req)?;
         pp.push(out.finished.prompt_tokens as f64 / out.ttft.as_secs_f64());
         pb.inc(1);
@@ -166,7 +184,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let mut tg = Vec::new();
     for r in 0..runs {
         let params = SamplingParams { max_tokens: 129, ignore_eos: true, ..Default::default() };
-        let out = engine.generate(GenRequest { prompt: Prompt::Text(format!("Story {r}: once upon a time")), params })?;
+        let out =
+            engine.generate(GenRequest { prompt: Prompt::Text(format!("Story {r}: once upon a time")), params })?;
         let gen_time = (out.total - out.ttft).as_secs_f64();
         tg.push((out.finished.completion_tokens.saturating_sub(1)) as f64 / gen_time);
         pb.inc(1);
@@ -176,13 +195,17 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let mut ttft = Vec::new();
     for r in 0..runs {
         let msgs = vec![ChatMessage::new("user", format!("Question {r}: what is the capital of France?"))];
-        let out = engine.generate(GenRequest { prompt: Prompt::Chat(msgs), params: SamplingParams { max_tokens: 1, ..Default::default() } })?;
+        let out = engine.generate(GenRequest {
+            prompt: Prompt::Chat(msgs),
+            params: SamplingParams { max_tokens: 1, ..Default::default() },
+        })?;
         ttft.push(out.ttft.as_secs_f64() * 1e3);
         pb.inc(1);
     }
     // Embeddings: batches of 32 short sentences, and single sentences.
     pb.set_message("embeddings");
-    let sentences: Vec<String> = (0..32).map(|i| format!("Sentence {i} says something short about topic {}.", i % 5)).collect();
+    let sentences: Vec<String> =
+        (0..32).map(|i| format!("Sentence {i} says something short about topic {}.", i % 5)).collect();
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
     encoder.embed(&refs)?;
     let mut eb = Vec::new();
@@ -227,12 +250,17 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     };
     println!("| measure | rightmodel | {base_name} | ratio |");
     println!("|---|---|---|---|");
-    for (key, label, b) in [("pp512_tok_s", "prompt 512 (tok/s)", baseline.0), ("tg128_tok_s", "generate 128 (tok/s)", baseline.1)] {
+    for (key, label, b) in
+        [("pp512_tok_s", "prompt 512 (tok/s)", baseline.0), ("tg128_tok_s", "generate 128 (tok/s)", baseline.1)]
+    {
         let ours = result[key].as_f64().unwrap_or(f64::NAN);
         println!("| {label} | {ours:.1} | {b:.1} | {:.2}x |", ours / b);
     }
     println!("| chat TTFT (ms) | {:.1} | | |", result["ttft_ms"].as_f64().unwrap_or(f64::NAN));
-    println!("| embeddings, batch 32 (sent/s) | {:.1} | | |", result["embed_batch32_per_s"].as_f64().unwrap_or(f64::NAN));
+    println!(
+        "| embeddings, batch 32 (sent/s) | {:.1} | | |",
+        result["embed_batch32_per_s"].as_f64().unwrap_or(f64::NAN)
+    );
     println!("| embedding, one sentence (ms) | {:.1} | | |", result["embed_single_ms"].as_f64().unwrap_or(f64::NAN));
     println!("| peak RSS, both models (MB) | {:.0} | | |", result["peak_rss_mb"].as_f64().unwrap_or(f64::NAN));
     if a.json {

@@ -9,12 +9,14 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use rightmodel_docs::dense::Matrix;
 use rightmodel_docs::eval::{
-    build_corpus, question_vectors, span_groups, spread, summarize, write_articles, write_dump, EvalCorpus, EvalSet, Metrics, QuestionScore,
+    build_corpus, question_vectors, span_groups, spread, summarize, write_articles, write_dump, EvalCorpus, EvalSet,
+    Metrics, QuestionScore,
 };
 use rightmodel_docs::learn::{fit_listwise, fit_logistic};
 use rightmodel_docs::report::{markdown, write_report, Report, ReportRow};
 use rightmodel_docs::{
-    collection_dir, collections_root, list_collections, remove_collection, AddProgress, Answer, AskParams, Collection, LOW_CONFIDENCE,
+    collection_dir, collections_root, list_collections, remove_collection, AddProgress, Answer, AskParams, Collection,
+    LOW_CONFIDENCE,
 };
 use rightmodel_infer::threads::available_cores;
 use rightmodel_infer::MiniLm;
@@ -28,7 +30,9 @@ pub enum DocsCmd {
     #[command(after_help = "Example:\n  rightmodel docs add handbook ./handbook README.md")]
     Add(AddArgs),
     /// Ask a collection a question: an extracted answer with its sentence, citations and confidence.
-    #[command(after_help = "Examples:\n  rightmodel docs ask handbook \"How many vacation days do I get?\" --json\n  rightmodel docs ask handbook \"How many vacation days do I get?\" --generate   # adds a cited answer written by the local model")]
+    #[command(
+        after_help = "Examples:\n  rightmodel docs ask handbook \"How many vacation days do I get?\" --json\n  rightmodel docs ask handbook \"How many vacation days do I get?\" --generate   # adds a cited answer written by the local model"
+    )]
     Ask(AskArgs),
     /// List the collections.
     #[command(after_help = "Example:\n  rightmodel docs list")]
@@ -103,7 +107,9 @@ pub struct RemoveArgs {
 
 /// `rightmodel eval docs` arguments.
 #[derive(Args)]
-#[command(after_help = "Example:\n  rightmodel eval docs --squad ../shared/data/docqa/squad_dev_half.json --limit 1000 --out reports/")]
+#[command(
+    after_help = "Example:\n  rightmodel eval docs --squad ../shared/data/docqa/squad_dev_half.json --limit 1000 --out reports/"
+)]
 pub struct EvalDocsArgs {
     /// SQuAD-format JSON file: its articles are indexed, its questions asked.
     #[arg(long)]
@@ -170,7 +176,11 @@ fn load_encoder(spec: &str) -> anyhow::Result<MiniLm> {
 use super::progress::bar;
 
 /// Adds `paths` to the collection in `dir` with a progress bar.
-fn add_with_bar(coll: &mut Collection, encoder: &MiniLm, paths: &[PathBuf]) -> anyhow::Result<rightmodel_docs::AddReport> {
+fn add_with_bar(
+    coll: &mut Collection,
+    encoder: &MiniLm,
+    paths: &[PathBuf],
+) -> anyhow::Result<rightmodel_docs::AddReport> {
     let pb = bar(0, "reading");
     let report = coll.add_paths_with_progress(encoder, paths, &mut |p| match p {
         AddProgress::Reading { done, total } => {
@@ -329,7 +339,10 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
     let corpus = build_corpus(&squad);
     let work = match &a.keep {
         Some(p) => WorkDir { path: p.clone(), remove: false },
-        None => WorkDir { path: std::env::temp_dir().join(format!("rightmodel-eval-docs-{}", std::process::id())), remove: true },
+        None => WorkDir {
+            path: std::env::temp_dir().join(format!("rightmodel-eval-docs-{}", std::process::id())),
+            remove: true,
+        },
     };
     let encoder = load_encoder(&a.encoder)?;
 
@@ -339,13 +352,18 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let added = add_with_bar(&mut coll, &encoder, &paths)?;
     let index_secs = (added.passages_added > 0).then(|| t.elapsed().as_secs_f32());
-    let set = EvalSet { collection: &coll, corpus: &corpus, article_paths: paths.iter().map(|p| p.to_string_lossy().into_owned()).collect() };
+    let set = EvalSet {
+        collection: &coll,
+        corpus: &corpus,
+        article_paths: paths.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
+    };
 
     let which = spread(corpus.questions.len(), a.limit);
     let pb = bar(which.len() as u64, "questions");
     let q_vecs = question_vectors(&encoder, &corpus, &which, &mut |d| pb.set_position(d as u64))?;
     pb.finish_and_clear();
-    let (tune_q, held_q): (Vec<usize>, Vec<usize>) = which.iter().partition(|&&i| corpus.questions[i].article < a.tune_articles);
+    let (tune_q, held_q): (Vec<usize>, Vec<usize>) =
+        which.iter().partition(|&&i| corpus.questions[i].article < a.tune_articles);
     fit_models(&a, &set, &tune_q, &q_vecs)?;
 
     // Headline: default parameters, timed end to end (question embedding included).
@@ -357,7 +375,8 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
     }
     let scores: Vec<QuestionScore> = answers.iter().map(|r| r.0).collect();
     let held_set: HashSet<usize> = held_q.iter().copied().collect();
-    let held_scores: Vec<QuestionScore> = which.iter().zip(&scores).filter(|(i, _)| held_set.contains(i)).map(|(_, s)| *s).collect();
+    let held_scores: Vec<QuestionScore> =
+        which.iter().zip(&scores).filter(|(i, _)| held_set.contains(i)).map(|(_, s)| *s).collect();
     let overall = summarize(&scores);
     let held = summarize(&held_scores);
 
@@ -376,7 +395,10 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
 
     let mut rows = vec![
         ReportRow { name: "hybrid (default), all questions".into(), metrics: overall.clone() },
-        ReportRow { name: format!("hybrid (default), held-out articles {}+", a.tune_articles + 1), metrics: held.clone() },
+        ReportRow {
+            name: format!("hybrid (default), held-out articles {}+", a.tune_articles + 1),
+            metrics: held.clone(),
+        },
     ];
     for (name, params) in [
         ("hybrid, not re-ranked", AskParams::without_rerank()),
@@ -430,7 +452,13 @@ fn fit_models(a: &EvalDocsArgs, set: &EvalSet<'_>, tune_q: &[usize], q_vecs: &Ma
         })?;
         pb.finish_and_clear();
         for (p, m) in &tried {
-            eprintln!("{} -> hit@1 {:.3} hit@5 {:.3} sentence {:.3}", serde_json::to_string(p)?, m.hit_at_1, m.hit_at_5, m.answer_in_sentence);
+            eprintln!(
+                "{} -> hit@1 {:.3} hit@5 {:.3} sentence {:.3}",
+                serde_json::to_string(p)?,
+                m.hit_at_1,
+                m.hit_at_5,
+                m.answer_in_sentence
+            );
         }
         println!("best on the tuning split: {}", serde_json::to_string(&best)?);
     }

@@ -11,7 +11,9 @@ use rightmodel_models::{home::rightmodel_home, Store};
 
 /// `embed` arguments.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  rightmodel embed \"A man is eating food.\" \"A man is riding a horse.\"\n  rightmodel embed --input sentences.txt > vectors.jsonl\n  cat texts.jsonl | rightmodel embed --input -     # JSON lines with a \"text\" field work too")]
+#[command(
+    after_help = "Examples:\n  rightmodel embed \"A man is eating food.\" \"A man is riding a horse.\"\n  rightmodel embed --input sentences.txt > vectors.jsonl\n  cat texts.jsonl | rightmodel embed --input -     # JSON lines with a \"text\" field work too"
+)]
 pub struct EmbedArgs {
     /// A pulled encoder name or a directory with config.json, tokenizer.json and model.safetensors.
     #[arg(long, short, default_value = rightmodel_models::DEFAULT_EMBED_MODEL)]
@@ -28,7 +30,9 @@ pub fn read_texts(input: &std::path::Path) -> anyhow::Result<Vec<String>> {
     let reader: Box<dyn BufRead> = if input.as_os_str() == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
-        Box::new(std::io::BufReader::new(std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?))
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?,
+        ))
     };
     let mut out = Vec::new();
     for (i, line) in reader.split(b'\n').enumerate() {
@@ -39,8 +43,10 @@ pub fn read_texts(input: &std::path::Path) -> anyhow::Result<Vec<String>> {
             continue;
         }
         if line.trim_start().starts_with('{') {
-            let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("line {}: invalid JSON", i + 1))?;
-            let t = v.get("text").and_then(|t| t.as_str()).with_context(|| format!("line {}: no \"text\" field", i + 1))?;
+            let v: serde_json::Value =
+                serde_json::from_str(line).with_context(|| format!("line {}: invalid JSON", i + 1))?;
+            let t =
+                v.get("text").and_then(|t| t.as_str()).with_context(|| format!("line {}: no \"text\" field", i + 1))?;
             out.push(t.to_string());
         } else {
             out.push(line.to_string());

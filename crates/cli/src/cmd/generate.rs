@@ -61,7 +61,8 @@ impl GenFlags {
     }
 
     fn engine(&self) -> anyhow::Result<Engine> {
-        let path: PathBuf = Store::new(&rightmodel_home()).with_auto_pull(true).with_progress(true).resolve_gguf(&self.model)?;
+        let path: PathBuf =
+            Store::new(&rightmodel_home()).with_auto_pull(true).with_progress(true).resolve_gguf(&self.model)?;
         let mut cfg = EngineConfig::new(path);
         cfg.slots = 1;
         cfg.ctx_per_slot = 4096;
@@ -74,7 +75,9 @@ impl GenFlags {
 
 /// `generate` arguments.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  rightmodel generate \"The capital of France is\"\n  rightmodel generate --max-tokens 64 --temperature 0.8 --seed 7 \"Once upon a time\"\n  echo \"def fibonacci(n):\" | rightmodel generate -")]
+#[command(
+    after_help = "Examples:\n  rightmodel generate \"The capital of France is\"\n  rightmodel generate --max-tokens 64 --temperature 0.8 --seed 7 \"Once upon a time\"\n  echo \"def fibonacci(n):\" | rightmodel generate -"
+)]
 pub struct GenerateArgs {
     #[command(flatten)]
     flags: GenFlags,
@@ -127,7 +130,9 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
 
 /// `chat` arguments.
 #[derive(Args)]
-#[command(after_help = "Example:\n  rightmodel chat --system \"You answer in one sentence.\"\n\nType a message and press Enter; /reset clears the conversation, /exit (or Ctrl-D) quits.\nNote: the default model is a small base model; it continues text more than it follows instructions.")]
+#[command(
+    after_help = "Example:\n  rightmodel chat --system \"You answer in one sentence.\"\n\nType a message and press Enter; /reset clears the conversation, /exit (or Ctrl-D) quits.\nNote: the default model is a small base model; it continues text more than it follows instructions."
+)]
 pub struct ChatArgs {
     #[command(flatten)]
     flags: GenFlags,
@@ -160,7 +165,8 @@ pub fn chat(a: ChatArgs) -> anyhow::Result<()> {
             _ => {}
         }
         history.push(ChatMessage::new("user", line));
-        let answer = stream_to_stdout(&engine, GenRequest { prompt: Prompt::Chat(history.clone()), params: a.flags.params() })?;
+        let answer =
+            stream_to_stdout(&engine, GenRequest { prompt: Prompt::Chat(history.clone()), params: a.flags.params() })?;
         println!();
         history.push(ChatMessage::new("assistant", answer.trim()));
     }

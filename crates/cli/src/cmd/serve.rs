@@ -10,7 +10,9 @@ use rightmodel_server::Config;
 
 /// `serve` arguments.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  rightmodel serve                                   # local defaults on 127.0.0.1:8080\n  rightmodel serve --config rightmodel.toml --port 9000\n  rightmodel serve --hash-key sk-my-secret           # print the sha256 to put in [[key]]")]
+#[command(
+    after_help = "Examples:\n  rightmodel serve                                   # local defaults on 127.0.0.1:8080\n  rightmodel serve --config rightmodel.toml --port 9000\n  rightmodel serve --hash-key sk-my-secret           # print the sha256 to put in [[key]]"
+)]
 pub struct ServeArgs {
     /// TOML configuration (see rightmodel.example.toml); without it the local default models are served.
     #[arg(long, short)]
@@ -51,7 +53,8 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     }
     rightmodel_infer::threads::configure_candle_threads(rightmodel_infer::threads::available_cores());
     let state = rightmodel_server::build_state(config)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     rt.block_on(rightmodel_server::serve(Arc::new(state)))?;
     Ok(())
 }
@@ -69,7 +72,9 @@ pub enum LogFormat {
 
 /// `logs` arguments.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  rightmodel logs --tail 50\n  rightmodel logs --since 1h --format csv > today.csv\n  rightmodel logs --follow")]
+#[command(
+    after_help = "Examples:\n  rightmodel logs --tail 50\n  rightmodel logs --since 1h --format csv > today.csv\n  rightmodel logs --follow"
+)]
 pub struct LogsArgs {
     /// Show the last N rows.
     #[arg(long, default_value_t = 20)]
@@ -97,7 +102,8 @@ fn parse_since(s: &str) -> anyhow::Result<i64> {
         return Ok(t.timestamp_millis());
     }
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num.parse().with_context(|| format!("invalid --since `{s}`: use e.g. 90s, 15m, 2h, 1d or an RFC 3339 time"))?;
+    let n: i64 =
+        num.parse().with_context(|| format!("invalid --since `{s}`: use e.g. 90s, 15m, 2h, 1d or an RFC 3339 time"))?;
     let ms = match unit {
         "s" | "" => 1_000,
         "m" => 60_000,
@@ -137,7 +143,12 @@ pub fn logs(a: LogsArgs) -> anyhow::Result<()> {
     }
 }
 
-fn print_rows(out: &mut impl std::io::Write, rows: &[LogRow], format: LogFormat, csv_header: &mut bool) -> anyhow::Result<()> {
+fn print_rows(
+    out: &mut impl std::io::Write,
+    rows: &[LogRow],
+    format: LogFormat,
+    csv_header: &mut bool,
+) -> anyhow::Result<()> {
     match format {
         LogFormat::Json => {
             for r in rows {
@@ -156,11 +167,17 @@ fn print_rows(out: &mut impl std::io::Write, rows: &[LogRow], format: LogFormat,
         }
         LogFormat::Table => {
             if *csv_header {
-                writeln!(out, "{:<24} {:<20} {:<14} {:<16} {:<16} {:>6} {:>6} {:>10} {:>9} {:>4}  reason", "time", "endpoint", "key", "requested", "served", "in", "out", "cost $", "ms", "st")?;
+                writeln!(
+                    out,
+                    "{:<24} {:<20} {:<14} {:<16} {:<16} {:>6} {:>6} {:>10} {:>9} {:>4}  reason",
+                    "time", "endpoint", "key", "requested", "served", "in", "out", "cost $", "ms", "st"
+                )?;
                 *csv_header = false;
             }
             for r in rows {
-                let t = chrono::DateTime::from_timestamp_millis(r.ts_ms).map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()).unwrap_or_default();
+                let t = chrono::DateTime::from_timestamp_millis(r.ts_ms)
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+                    .unwrap_or_default();
                 writeln!(
                     out,
                     "{:<24} {:<20} {:<14} {:<16} {:<16} {:>6} {:>6} {:>10.6} {:>9.1} {:>4}  {}{}",

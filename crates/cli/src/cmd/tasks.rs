@@ -18,7 +18,9 @@ use rightmodel_tasks::{data, plot, registry, Classifier, Mode, Progress};
 #[derive(Subcommand)]
 pub enum TrainCmd {
     /// Train a text classifier on a labelled CSV, TSV or JSONL file.
-    #[command(after_help = "Examples:\n  rightmodel train classify --data ../shared/data/classify/trec/train.tsv --text-col question --label-col coarse --name trec\n  rightmodel train classify --data reviews.jsonl --text-col text --label-col label --name reviews --mode finetune --max-minutes 20")]
+    #[command(
+        after_help = "Examples:\n  rightmodel train classify --data ../shared/data/classify/trec/train.tsv --text-col question --label-col coarse --name trec\n  rightmodel train classify --data reviews.jsonl --text-col text --label-col label --name reviews --mode finetune --max-minutes 20"
+    )]
     Classify(TrainClassifyArgs),
 }
 
@@ -95,7 +97,9 @@ pub struct TrainClassifyArgs {
 
 /// `rightmodel classify` arguments.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  echo 'What is the capital of France ?' | rightmodel classify --model trec\n  rightmodel classify --model sst2 --input reviews.txt --explain\n  rightmodel classify --model ./my-classifier --input texts.jsonl > labels.jsonl\n\nInput: one text per line, or JSON lines with a `text` field (an `id` field is echoed). Blank lines are skipped.\nOutput: one JSON line per text, in order: {\"label\", \"confidence\", \"probs\", \"in_domain\"} (+ \"explanation\" with --explain).")]
+#[command(
+    after_help = "Examples:\n  echo 'What is the capital of France ?' | rightmodel classify --model trec\n  rightmodel classify --model sst2 --input reviews.txt --explain\n  rightmodel classify --model ./my-classifier --input texts.jsonl > labels.jsonl\n\nInput: one text per line, or JSON lines with a `text` field (an `id` field is echoed). Blank lines are skipped.\nOutput: one JSON line per text, in order: {\"label\", \"confidence\", \"probs\", \"in_domain\"} (+ \"explanation\" with --explain)."
+)]
 pub struct ClassifyArgs {
     /// Classifier name (under $RIGHTMODEL_HOME/classifiers) or directory.
     #[arg(long)]
@@ -116,7 +120,9 @@ pub struct ClassifyArgs {
 
 /// `rightmodel eval classify` arguments.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  rightmodel eval classify --model trec --data ../shared/data/classify/trec/test.tsv\n  rightmodel eval classify --model sst2 --data ../shared/data/classify/sst2/dev.tsv --ood ../shared/data/classify/trec/test.tsv --ood-text-col question\n\nWrites report.md, report.json and confusion.png to --out and prints the Markdown.")]
+#[command(
+    after_help = "Examples:\n  rightmodel eval classify --model trec --data ../shared/data/classify/trec/test.tsv\n  rightmodel eval classify --model sst2 --data ../shared/data/classify/sst2/dev.tsv --ood ../shared/data/classify/trec/test.tsv --ood-text-col question\n\nWrites report.md, report.json and confusion.png to --out and prints the Markdown."
+)]
 pub struct EvalClassifyArgs {
     /// Classifier name or directory.
     #[arg(long)]
@@ -380,14 +386,8 @@ pub fn eval_classify(a: EvalClassifyArgs) -> anyhow::Result<()> {
     let (encoder, _) = load_encoder(&a.encoder)?;
     let bars = Bars::new();
     let opts = EvalOptions { batch: a.batch.max(1), latency_samples: a.latency_samples };
-    let report = eval::evaluate(
-        &clf,
-        &encoder,
-        &ds,
-        ood.as_ref().map(|(n, t)| (n.as_str(), t.as_slice())),
-        opts,
-        &bars,
-    )?;
+    let report =
+        eval::evaluate(&clf, &encoder, &ds, ood.as_ref().map(|(n, t)| (n.as_str(), t.as_slice())), opts, &bars)?;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("rightmodel-eval-{}", clf.name())));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let md = report.to_markdown();

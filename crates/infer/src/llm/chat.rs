@@ -69,9 +69,8 @@ impl ChatTemplate {
             let text: String = m.text().chars().filter(|&c| c != SENTINEL_OPEN && c != SENTINEL_CLOSE).collect();
             contents.push(text);
             let ph = format!("{SENTINEL_OPEN}{i}{SENTINEL_CLOSE}");
-            placeholders.push(
-                LlamaChatMessage::new(role.to_string(), ph).map_err(|e| InferError::Invalid(e.to_string()))?,
-            );
+            placeholders
+                .push(LlamaChatMessage::new(role.to_string(), ph).map_err(|e| InferError::Invalid(e.to_string()))?);
         }
         let rendered = model
             .apply_chat_template(&self.template, &placeholders, true)
@@ -100,9 +99,8 @@ impl ChatTemplate {
             let end = after
                 .find(SENTINEL_CLOSE)
                 .ok_or_else(|| InferError::Engine("chat template mangled a message".into()))?;
-            let idx: usize = after[..end]
-                .parse()
-                .map_err(|_| InferError::Engine("chat template mangled a message".into()))?;
+            let idx: usize =
+                after[..end].parse().map_err(|_| InferError::Engine("chat template mangled a message".into()))?;
             let content = contents.get(idx).ok_or_else(|| InferError::Engine("bad message index".into()))?;
             tokens.extend(vocab.tokenize(content.as_bytes(), false, false));
             text.push_str(content);

@@ -124,8 +124,8 @@ impl Engine {
         std::thread::Builder::new()
             .name("rightmodel-llm".into())
             .spawn(move || {
-                let setup = new_context(model, backend, &worker_cfg)
-                    .and_then(|ctx| Ok((ctx, ChatTemplate::for_model(model)?)));
+                let setup =
+                    new_context(model, backend, &worker_cfg).and_then(|ctx| Ok((ctx, ChatTemplate::for_model(model)?)));
                 match setup {
                     Ok((ctx, template)) => {
                         let _ = ready_tx.send(Ok(()));
@@ -368,7 +368,14 @@ impl<'m> Worker<'m> {
             }
         };
         if prompt.len() >= self.ctx_per_slot {
-            fail(&job, format!("the prompt has {} tokens; this model serves at most {} per request", prompt.len(), self.ctx_per_slot - 1));
+            fail(
+                &job,
+                format!(
+                    "the prompt has {} tokens; this model serves at most {} per request",
+                    prompt.len(),
+                    self.ctx_per_slot - 1
+                ),
+            );
             self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
             return;
         }
@@ -384,7 +391,10 @@ impl<'m> Worker<'m> {
         // Pick the free slot whose cache shares the longest prefix with the prompt, and the best
         // source of a prefix among all slots.
         let free: Vec<usize> = (0..self.slots.len()).filter(|&i| self.slots[i].active.is_none()).collect();
-        let Some(&target) = free.iter().max_by_key(|&&i| (common_prefix(&self.slots[i].cached, &prompt), usize::MAX - self.slots[i].cached.len())) else {
+        let Some(&target) = free
+            .iter()
+            .max_by_key(|&&i| (common_prefix(&self.slots[i].cached, &prompt), usize::MAX - self.slots[i].cached.len()))
+        else {
             fail(&job, "no free slot".into());
             return;
         };
@@ -400,10 +410,18 @@ impl<'m> Worker<'m> {
             let n = best.min(limit);
             let ok = self.ctx.kv_cache_seq_rm(seq, None, None).is_ok()
                 && self.ctx.kv_cache_seq_cp(src as i32, seq, Some(0), Some(n as u32)).is_ok();
-            if ok { n } else { 0 }
+            if ok {
+                n
+            } else {
+                0
+            }
         } else {
             let n = own.min(limit);
-            if self.ctx.kv_cache_seq_rm(seq, Some(n as u32), None).is_ok() { n } else { 0 }
+            if self.ctx.kv_cache_seq_rm(seq, Some(n as u32), None).is_ok() {
+                n
+            } else {
+                0
+            }
         };
         if reused == 0 {
             let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
@@ -520,7 +538,8 @@ impl<'m> Worker<'m> {
                 .into_iter()
                 .map(|(id, logprob)| TokenAlt {
                     id: id as i32,
-                    text: String::from_utf8_lossy(&vocab.token_to_piece(LlamaToken(id as i32), false, None)).into_owned(),
+                    text: String::from_utf8_lossy(&vocab.token_to_piece(LlamaToken(id as i32), false, None))
+                        .into_owned(),
                     logprob,
                 })
                 .collect();

@@ -15,7 +15,12 @@ use llama_cpp_2::sampling::LlamaSampler;
 use crate::InferError;
 
 /// Tokens per second of prompt processing (`n_prompt` tokens) and of generation (`n_gen` tokens).
-pub fn raw_llama_speed(model_path: &Path, threads: i32, n_prompt: usize, n_gen: usize) -> Result<(f64, f64), InferError> {
+pub fn raw_llama_speed(
+    model_path: &Path,
+    threads: i32,
+    n_prompt: usize,
+    n_gen: usize,
+) -> Result<(f64, f64), InferError> {
     let e = |m: String| InferError::Engine(m);
     let backend = super::engine::backend()?;
     let model = LlamaModel::load_from_file(backend, model_path, &LlamaModelParams::default())

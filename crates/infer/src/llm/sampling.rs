@@ -106,7 +106,13 @@ impl SamplingParams {
             chain.push(s);
         }
         if self.repeat_penalty != 1.0 || self.frequency_penalty != 0.0 || self.presence_penalty != 0.0 {
-            chain.push(LlamaSampler::penalties(model.n_vocab(), 64, self.repeat_penalty, self.frequency_penalty, self.presence_penalty));
+            chain.push(LlamaSampler::penalties(
+                model.n_vocab(),
+                64,
+                self.repeat_penalty,
+                self.frequency_penalty,
+                self.presence_penalty,
+            ));
         }
         if self.temperature <= 0.0 {
             chain.push(LlamaSampler::greedy());
@@ -130,5 +136,6 @@ impl SamplingParams {
 /// GBNF grammar accepting JSON that matches `schema` (a JSON Schema document), via llama.cpp's
 /// converter, for `response_format: json_schema`.
 pub fn json_schema_grammar(schema: &str) -> Result<String, InferError> {
-    llama_cpp_2::json_schema_to_grammar(schema).map_err(|e| InferError::Invalid(format!("unsupported JSON schema: {e}")))
+    llama_cpp_2::json_schema_to_grammar(schema)
+        .map_err(|e| InferError::Invalid(format!("unsupported JSON schema: {e}")))
 }

@@ -34,7 +34,11 @@ impl StopBuffer {
             Err(e) => {
                 // An invalid sequence that is not just an incomplete tail can never become valid:
                 // release it lossily rather than holding it forever.
-                if e.error_len().is_some() { self.pending.len() } else { e.valid_up_to() }
+                if e.error_len().is_some() {
+                    self.pending.len()
+                } else {
+                    e.valid_up_to()
+                }
             }
         };
         let rest = self.pending.split_off(valid);
