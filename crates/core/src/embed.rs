@@ -20,6 +20,12 @@ pub trait Embedder: Send + Sync {
     fn count_tokens(&self, text: &str) -> usize {
         text.split_whitespace().count()
     }
+    /// Embeds `texts` and gives each one's token count ([`Embedder::count_tokens`]) with it. Encoders that
+    /// tokenise anyway override this so usage accounting costs no second tokenisation.
+    fn embed_counted(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>), EmbedError> {
+        let vectors = self.embed(texts)?;
+        Ok((vectors, texts.iter().map(|t| self.count_tokens(t)).collect()))
+    }
 }
 
 /// Cosine similarity of two vectors (plain dot product when both are unit length).

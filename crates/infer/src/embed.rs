@@ -79,13 +79,17 @@ impl MiniLm {
 
     /// Last hidden states `[batch, seq, dim]` and the attention mask `[batch, seq]` (as f32) for texts.
     pub fn hidden_states(&self, texts: &[&str]) -> Result<(Tensor, Tensor), InferError> {
+        let (ids, mask, len) = self.tokenize(texts)?;
+        self.forward(ids, mask, texts.len(), len)
+    }
+
+    /// The encoder over already tokenised rows (`n x len`, row-major).
+    fn forward(&self, ids: Vec<u32>, mask: Vec<u32>, n: usize, len: usize) -> Result<(Tensor, Tensor), InferError> {
         let e = |e: candle_core::Error| InferError::Engine(e.to_string());
-        if texts.is_empty() {
+        if n == 0 {
             let empty = Tensor::zeros((0, 0, self.dim), DType::F32, &Device::Cpu).map_err(e)?;
             return Ok((empty, Tensor::zeros((0, 0), DType::F32, &Device::Cpu).map_err(e)?));
         }
-        let (ids, mask, len) = self.tokenize(texts)?;
-        let n = texts.len();
         let ids = Tensor::from_vec(ids, (n, len), &Device::Cpu).map_err(e)?;
         let mask = Tensor::from_vec(mask, (n, len), &Device::Cpu).map_err(e)?;
         let hidden = self.model.forward(&ids, &mask).map_err(e)?;
@@ -93,12 +97,19 @@ impl MiniLm {
         Ok((hidden, maskf))
     }
 
-    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, InferError> {
+    /// Unit-length mean-pooled vectors of one batch, with each text's token count (its mask length).
+    fn embed_batch(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>), InferError> {
         let e = |e: candle_core::Error| InferError::Engine(e.to_string());
-        let (hidden, maskf) = self.hidden_states(texts)?;
+        let (ids, mask, len) = self.tokenize(texts)?;
+        let counts: Vec<usize> = if len == 0 {
+            vec![0; texts.len()]
+        } else {
+            mask.chunks(len).map(|row| row.iter().filter(|&&m| m != 0).count()).collect()
+        };
+        let (hidden, maskf) = self.forward(ids, mask, texts.len(), len)?;
         let summed = hidden.broadcast_mul(&maskf.unsqueeze(2).map_err(e)?).map_err(e)?.sum(1).map_err(e)?;
-        let counts = maskf.sum_keepdim(1).map_err(e)?.clamp(1e-9f32, f32::MAX).map_err(e)?;
-        let mean = summed.broadcast_div(&counts).map_err(e)?;
+        let n_tokens = maskf.sum_keepdim(1).map_err(e)?.clamp(1e-9f32, f32::MAX).map_err(e)?;
+        let mean = summed.broadcast_div(&n_tokens).map_err(e)?;
         let norm = mean
             .sqr()
             .map_err(e)?
@@ -109,27 +120,33 @@ impl MiniLm {
             .clamp(1e-12f32, f32::MAX)
             .map_err(e)?;
         let unit = mean.broadcast_div(&norm).map_err(e)?;
-        unit.to_vec2::<f32>().map_err(e)
+        Ok((unit.to_vec2::<f32>().map_err(e)?, counts))
     }
 }
 
 impl Embedder for MiniLm {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(self.embed_counted(texts)?.0)
+    }
+
+    fn embed_counted(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>), EmbedError> {
         if texts.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         // Sort by length so each batch pads little, then restore the caller's order.
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
         let mut out = vec![Vec::new(); texts.len()];
+        let mut counts = vec![0; texts.len()];
         for chunk in order.chunks(BATCH) {
             let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            let vecs = self.embed_batch(&batch).map_err(|e| EmbedError(e.to_string()))?;
-            for (&i, v) in chunk.iter().zip(vecs) {
+            let (vecs, lens) = self.embed_batch(&batch).map_err(|e| EmbedError(e.to_string()))?;
+            for ((&i, v), n) in chunk.iter().zip(vecs).zip(lens) {
                 out[i] = v;
+                counts[i] = n;
             }
         }
-        Ok(out)
+        Ok((out, counts))
     }
 
     fn dim(&self) -> usize {

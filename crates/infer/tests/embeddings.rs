@@ -28,6 +28,20 @@ fn batching_and_order_do_not_change_vectors() {
     assert!(cosine(&all[17], &one[0]) > 0.9999);
 }
 
+#[test]
+fn token_counts_come_with_the_vectors() {
+    let m = common::minilm();
+    let long = "word ".repeat(700);
+    let texts = ["Hi", "A man is eating a piece of bread.", long.as_str(), "héllo wörld, ünïcode"];
+    let (vectors, counts) = m.embed_counted(&texts).unwrap();
+    let again = m.embed(&texts).unwrap();
+    assert!(vectors.iter().zip(&again).all(|(a, b)| cosine(a, b) > 0.99999));
+    let separate: Vec<usize> = texts.iter().map(|t| m.count_tokens(t)).collect();
+    assert_eq!(counts, separate);
+    assert_eq!(counts[0], 3, "[CLS] hi [SEP]");
+    assert!(counts[2] <= 512, "long inputs are counted after truncation: {}", counts[2]);
+}
+
 /// Our encoder forward pass (vectorised GELU, fused QKV) against candle-transformers' BERT on the same
 /// weights: token states agree on every real (unpadded) token.
 #[test]

@@ -97,16 +97,17 @@ fn work(model: &dyn Embedder, rx: Receiver<Job>) {
             continue;
         }
         let refs: Vec<&str> = jobs.iter().flat_map(|j| j.texts.iter().map(String::as_str)).collect();
-        match model.embed(&refs) {
-            Ok(vectors) if vectors.len() == refs.len() => {
+        match model.embed_counted(&refs) {
+            Ok((vectors, counts)) if vectors.len() == refs.len() && counts.len() == refs.len() => {
                 let mut rows = vectors.into_iter();
+                let mut counts = counts.into_iter();
                 for j in jobs {
                     let v: Vec<Vec<f32>> = rows.by_ref().take(j.texts.len()).collect();
-                    let tokens = j.texts.iter().map(|t| model.count_tokens(t)).sum();
+                    let tokens = counts.by_ref().take(j.texts.len()).sum();
                     let _ = j.reply.send(Ok((v, tokens)));
                 }
             }
-            Ok(vectors) => {
+            Ok((vectors, _)) => {
                 let msg = format!("the encoder returned {} vectors for {} texts", vectors.len(), refs.len());
                 for j in jobs {
                     let _ = j.reply.send(Err(msg.clone()));
