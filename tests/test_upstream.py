@@ -347,3 +347,54 @@ min_confidence = 0.99
         assert "cascade" in rows[0]["decision"]
     finally:
         s.stop()
+
+
+def test_key_allow_list_binds_fallbacks_and_routing(tmp_path, proxy):
+    """A key's `models` list limits every model that serves it, not just the one it names: fallbacks
+    skip models it may not use, and `auto` chooses among the ones it may."""
+    import hashlib
+    proxy.mode = {"kind": "pass"}
+    h = lambda k: hashlib.sha256(k.encode()).hexdigest()
+    cfg = small_and_large(proxy, price=1.0, tail=f"""
+[[upstream]]
+name = "dead"
+base_url = "http://127.0.0.1:9/v1"
+connect_timeout_ms = 300
+max_retries = 1
+fallback = ["large", "small"]
+
+[route]
+candidates = ["small", "large"]
+threshold = 0.0
+
+[[key]]
+name = "open"
+sha256 = "{h('sk-open')}"
+
+[[key]]
+name = "limited"
+sha256 = "{h('sk-limited')}"
+models = ["dead", "small"]
+
+[[key]]
+name = "dead-only"
+sha256 = "{h('sk-dead-only')}"
+models = ["dead"]
+""")
+    s = Server(tmp_path, cfg, "allow-list")
+    try:
+        mk = lambda key: openai.OpenAI(base_url=s.url("/v1"), api_key=key, max_retries=0, timeout=60)
+        r = mk("sk-open").chat.completions.with_raw_response.create(model="dead", messages=MSG, max_tokens=4)
+        assert r.headers["x-rightmodel-model"] == "large"
+        r = mk("sk-limited").chat.completions.with_raw_response.create(model="dead", messages=MSG, max_tokens=4)
+        assert r.headers["x-rightmodel-model"] == "small", "the fallback chain skipped `large`"
+        r = mk("sk-limited").chat.completions.with_raw_response.create(model="auto", messages=MSG, max_tokens=4)
+        assert r.headers["x-rightmodel-model"] == "small", "auto chose among the key's models"
+        with pytest.raises(openai.PermissionDeniedError) as e:
+            mk("sk-limited").chat.completions.create(model="large", messages=MSG, max_tokens=4)
+        assert e.value.body["code"] == "model_not_allowed"
+        with pytest.raises(openai.PermissionDeniedError) as e:
+            mk("sk-dead-only").chat.completions.create(model="auto", messages=MSG, max_tokens=4)
+        assert e.value.body["code"] == "model_not_allowed" and e.value.body["param"] == "model"
+    finally:
+        s.stop()

@@ -65,6 +65,20 @@ fn threshold_splits_easy_and_hard() {
 }
 
 #[test]
+fn a_key_allow_list_limits_the_candidates() {
+    let mut r = req("prove it");
+    r.allowed = Some(vec!["small".into()]);
+    let d = two(0.9).decide(&r, &no_budget()).unwrap();
+    assert_eq!(d.served, "small", "the strong model is off the key's list");
+    assert!(d.candidates.iter().any(|c| c.name == "large" && c.excluded == Some(Limit::NotAllowed)));
+    r.allowed = Some(vec!["other".into()]);
+    let e = two(0.9).decide(&r, &no_budget()).unwrap_err();
+    let api = e.to_api_error();
+    assert_eq!(api.kind.status(), 403);
+    assert_eq!(api.code.as_deref(), Some("model_not_allowed"));
+}
+
+#[test]
 fn three_tiers_take_bands_of_scores() {
     let cands = || vec![local("s", 0.0), upstream("m", 0.5, 2.0), upstream("l", 1.0, 10.0)];
     // Threshold .5: a candidate clears when d (1 - tier) < .5: s for d < .5, m for d < 1.

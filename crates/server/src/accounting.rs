@@ -45,7 +45,12 @@ impl Accounting {
         &self.row.id
     }
 
-    /// Records who called.
+    /// Who is calling (anonymous until [`Accounting::set_caller`]).
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// Records who is calling: the key's name goes into the row, its spend is charged at the end.
     pub fn set_caller(&mut self, caller: Caller) {
         self.row.key_name = caller.name().map(str::to_string);
         self.caller = caller;

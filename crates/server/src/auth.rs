@@ -64,6 +64,23 @@ impl Caller {
         }
     }
 
+    /// The models the gateway may serve this caller with when it chooses (routing, fallbacks, cascade
+    /// escalation, document answers sent upstream): `None` when any will do, which is the case without
+    /// keys, for a key with no list, and for a key whose list names only `auto` (it leaves the choice to
+    /// the gateway). Otherwise the listed models, `auto` aside.
+    pub fn allowed_models(&self) -> Option<Vec<String>> {
+        let list = &self.key.as_ref()?.config.models;
+        if list.iter().all(|m| m == "auto") {
+            return None;
+        }
+        Some(list.iter().filter(|m| *m != "auto").cloned().collect())
+    }
+
+    /// Whether the gateway may serve this caller with `model` (see [`Caller::allowed_models`]).
+    pub fn may_use(&self, model: &str) -> bool {
+        self.allowed_models().is_none_or(|list| list.iter().any(|m| m == model))
+    }
+
     /// Records `usd` spent against the key's daily limit.
     pub fn add_spend(&self, usd: f64) {
         if let Some(k) = &self.key {

@@ -168,15 +168,21 @@ async fn handle(
     let stream = req.sampling.stream.unwrap_or(false);
     acct.set_stream(stream);
 
+    // `auto` chooses among the models the key may use; a named model must be on the key's list.
+    if req.model != "auto" {
+        caller.check_model(&req.model)?;
+    }
     let outcome = if req.model == "auto" {
-        let o = st.router.decide(st, &req, headers).await?;
+        let o = st.router.decide(st, &req, headers, caller.allowed_models()).await?;
         acct.set_decision(&o.reason, &o.decision);
         Some(o)
     } else {
         None
     };
     let target = outcome.as_ref().map(|o| o.served.clone()).unwrap_or_else(|| req.model.clone());
-    caller.check_model(&target)?;
+    if !caller.may_use(&target) {
+        caller.check_model(&target)?;
+    }
     if let Some(name) = target.strip_prefix("docs:") {
         let (served, decision, body) = crate::tasks_api::docs_chat(st, name, &req, acct).await?;
         if stream {
@@ -210,11 +216,14 @@ async fn handle(
     }
 }
 
-/// The fallback chain of `first`: itself, then its configured fallbacks.
-fn chain(st: &SharedState, first: &str) -> Result<Vec<(String, ChatModel)>, ApiError> {
+/// The fallback chain of `first`: itself, then those of its configured fallbacks the caller's key may use.
+fn chain(st: &SharedState, first: &str, acct: &Accounting) -> Result<Vec<(String, ChatModel)>, ApiError> {
     let m = st.chat_model(first)?.clone();
     let mut out = vec![(first.to_string(), m.clone())];
     for f in m.fallbacks() {
+        if !acct.caller().may_use(f) {
+            continue;
+        }
         if let Some(fm) = st.chat.get(f) {
             out.push((f.clone(), fm.clone()));
         }
@@ -244,7 +253,7 @@ async fn call_full(
     // model of the chain ran (an outage further along is the more useful error).
     let mut refused = None;
     let mut last = None;
-    for (name, model) in chain(st, first)? {
+    for (name, model) in chain(st, first, acct)? {
         if let Err(e) = takes_tools(&name, &model, &mode) {
             refused.get_or_insert(e);
             continue;
@@ -386,7 +395,7 @@ async fn open_stream(
     // model of the chain ran (an outage further along is the more useful error).
     let mut refused = None;
     let mut last = None;
-    for (name, model) in chain(st, first)? {
+    for (name, model) in chain(st, first, acct)? {
         if let Err(e) = takes_tools(&name, &model, &mode) {
             refused.get_or_insert(e);
             continue;

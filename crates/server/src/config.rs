@@ -246,7 +246,8 @@ pub struct KeyConfig {
     /// Dollars per UTC day (0 = unlimited).
     #[serde(default)]
     pub daily_spend_usd: f64,
-    /// Models this key may use (empty = all).
+    /// Models this key may use (empty = all): the ones it names, those `auto` may choose, fallbacks and
+    /// escalations. A list of only `auto` leaves the choice to the gateway.
     #[serde(default)]
     pub models: Vec<String>,
 }

@@ -174,6 +174,7 @@ impl AutoRouter {
         st: &AppState,
         req: &ChatCompletionRequest,
         headers: &HeaderMap,
+        allowed: Option<Vec<String>>,
     ) -> Result<RouteOutcome, ApiError> {
         let router = self
             .router
@@ -191,6 +192,7 @@ impl AutoRouter {
                 tools: crate::tools::tool_mode(req)? == crate::tools::ToolMode::Auto,
                 ..Default::default()
             },
+            allowed,
         };
         let daily = st.config.budget.daily_usd;
         let budget = BudgetState { daily_usd: (daily > 0.0).then_some(daily), spent_today_usd: st.spend.today() };

@@ -151,10 +151,11 @@ pub async fn classify(
     }
 }
 
-/// The strongest upstream (highest tier), for escalating unsure document answers.
-fn strongest_upstream(st: &AppState) -> Option<String> {
+/// The strongest upstream (highest tier) that `caller` may use, for escalating unsure document answers.
+fn strongest_upstream(st: &AppState, caller: &crate::auth::Caller) -> Option<String> {
     st.chat
         .iter()
+        .filter(|(n, _)| caller.may_use(n))
         .filter_map(|(n, m)| match m {
             ChatModel::Upstream(u) => Some((n.clone(), u.config.tier)),
             ChatModel::Local(_) => None,
@@ -191,7 +192,7 @@ pub async fn docs_chat(
     acct.set_served(&model_name, Default::default());
     let citations = serde_json::to_value(&answer.citations).unwrap_or(Value::Null);
     let min_conf = st.config.route.min_confidence;
-    let escalate = (answer.confidence < min_conf).then(|| strongest_upstream(st)).flatten();
+    let escalate = (answer.confidence < min_conf).then(|| strongest_upstream(st, acct.caller())).flatten();
     let mut decision = json!({"served": model_name, "reason": "docs_confident", "confidence": answer.confidence, "min_confidence": min_conf});
     if let Some(large) = escalate {
         decision["served"] = json!(large);

@@ -22,6 +22,8 @@ pub enum Limit {
     MaxLatency,
     /// A task model that is not confident this request is in its domain.
     Domain,
+    /// The caller's API key may not use the model.
+    NotAllowed,
 }
 
 impl Limit {
@@ -35,6 +37,7 @@ impl Limit {
             Limit::MaxCost => "max_cost_exceeded",
             Limit::MaxLatency => "max_latency_exceeded",
             Limit::Domain => "out_of_domain",
+            Limit::NotAllowed => "model_not_allowed",
         }
     }
 
@@ -47,7 +50,7 @@ impl Limit {
             Limit::Budget => "budget.daily_usd",
             Limit::MaxCost => "rightmodel.max_cost_usd",
             Limit::MaxLatency => "rightmodel.max_latency_ms",
-            Limit::Domain => "model",
+            Limit::Domain | Limit::NotAllowed => "model",
         }
     }
 }
@@ -87,9 +90,11 @@ impl RouteError {
     /// The OpenAI-shaped error for the client.
     pub fn to_api_error(&self) -> ApiError {
         match self {
-            RouteError::NoCandidate { limit, message, .. } => ApiError::new(ErrorKind::Unprocessable, message.clone())
-                .with_param(limit.param())
-                .with_code(limit.code()),
+            RouteError::NoCandidate { limit, message, .. } => {
+                let kind =
+                    if *limit == Limit::NotAllowed { ErrorKind::PermissionDenied } else { ErrorKind::Unprocessable };
+                ApiError::new(kind, message.clone()).with_param(limit.param()).with_code(limit.code())
+            }
             RouteError::Invalid { param, message } => ApiError::invalid(param, message.clone()),
             RouteError::Internal(m) => ApiError::internal(m.clone()),
         }

@@ -101,6 +101,8 @@ pub struct RouteRequest {
     pub overrides: Overrides,
     /// Required features.
     pub needs: Needs,
+    /// The only candidates the caller may use (an API key's allow-list); `None`: all of them.
+    pub allowed: Option<Vec<String>>,
 }
 
 impl RouteRequest {

@@ -151,6 +151,9 @@ impl Router {
         req: &RouteRequest,
         budget: &BudgetState,
     ) -> Option<Limit> {
+        if req.allowed.as_ref().is_some_and(|a| !a.iter().any(|m| *m == c.name)) {
+            return Some(Limit::NotAllowed);
+        }
         let caps = &c.capabilities;
         let needs = &req.needs;
         if (needs.tools && !caps.tools)
@@ -190,6 +193,7 @@ impl Router {
             Limit::Capability,
             Limit::Context,
             Limit::Domain,
+            Limit::NotAllowed,
         ];
         let limit = order
             .iter()
@@ -224,6 +228,7 @@ impl Router {
             Limit::Domain => {
                 "no model can serve this request: the only candidates are task models and none recognises it".into()
             }
+            Limit::NotAllowed => "this API key may not use any model that `auto` could choose".into(),
         };
         let detail: Vec<String> = excluded.iter().map(|(n, l)| format!("{n}: {}", l.code())).collect();
         RouteError::NoCandidate { limit, message: format!("{message} [{}]", detail.join(", ")), excluded }
