@@ -48,6 +48,14 @@ def test_classifier_trained_by_cli_is_served(tmp_path):
             assert 0 <= p["in_domain"] <= 1
         status, _, body = request(s.base, "POST", "/v1/classify", body={"model": "nope", "input": ["x"]})
         assert status == 404
+        # A request cannot make the server load a directory by path, even a real classifier's.
+        real = str(home / "classifiers" / "sentiment")
+        for path in [real, real + "/", "../classifiers/sentiment", "classifiers/sentiment"]:
+            status, _, body = request(s.base, "POST", "/v1/classify", body={"model": path, "input": ["x"]})
+            assert status == 404, (path, body)
+        status, _, body = request(s.base, "POST", "/v1/classify",
+                                  body={"model": "sentiment", "input": ["word " * 5000], "explain": True})
+        assert status == 400 and json.loads(body)["error"]["param"] == "explain"
         status, _, body = request(s.base, "POST", "/v1/classify", body={"model": "sentiment", "input": []})
         assert status == 400
     finally:

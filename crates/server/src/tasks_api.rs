@@ -34,6 +34,20 @@ pub struct TaskModels {
     pub paths: HashMap<String, PathBuf>,
 }
 
+/// Encoder inputs one `/v1/classify` request with `explain` may cost (texts plus one occluded copy per word).
+const MAX_EXPLAIN_INPUTS: usize = 4096;
+
+/// The API error for a failed prediction. The input was checked before, so what is left is the server's
+/// side: a stopped or failing encoder (503), or a classifier that does not fit it (500).
+fn task_error(e: rightmodel_tasks::TaskError) -> ApiError {
+    match e {
+        rightmodel_tasks::TaskError::Embed(e) => {
+            ApiError::new(ErrorKind::Unavailable, format!("The encoder failed: {e}")).with_retry_after(1)
+        }
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
 /// The shared encoder, through the batching worker (so task-model requests share its calls).
 fn embedder(st: &AppState) -> Result<Arc<dyn rightmodel_core::Embedder>, ApiError> {
     st.embed.as_ref().map(|e| e.batcher.clone() as Arc<dyn rightmodel_core::Embedder>).ok_or_else(|| {
@@ -42,13 +56,24 @@ fn embedder(st: &AppState) -> Result<Arc<dyn rightmodel_core::Embedder>, ApiErro
 }
 
 impl TaskModels {
+    /// The classifier `name`: a configured `[[classifier]]` or one saved under `$RIGHTMODEL_HOME/classifiers`,
+    /// never a path from the request (a client must not make the server load arbitrary directories).
+    /// Blocking on first use (reads the weights), so call it off the runtime.
     fn classifier(&self, name: &str) -> Result<Arc<Classifier>, ApiError> {
         if let Some(c) = self.classifiers.lock().get(name) {
             return Ok(c.clone());
         }
         let dir = match self.paths.get(&format!("classifier:{name}")) {
             Some(p) => p.clone(),
-            None => rightmodel_tasks::registry::resolve(name).map_err(|_| ApiError::model_not_found(name))?,
+            None => {
+                rightmodel_tasks::registry::validate_name(name).map_err(|_| ApiError::model_not_found(name))?;
+                let home = rightmodel_models::home::rightmodel_home();
+                let dir = rightmodel_tasks::registry::classifiers_root(&home).join(name);
+                if !dir.join(rightmodel_tasks::manifest::MANIFEST_FILE).is_file() {
+                    return Err(ApiError::model_not_found(name));
+                }
+                dir
+            }
         };
         let c = Arc::new(Classifier::load(&dir).map_err(|e| ApiError::internal(e.to_string()))?);
         self.classifiers.lock().insert(name.to_string(), c.clone());
@@ -122,17 +147,28 @@ pub async fn classify(
         if texts.len() > 2048 {
             return Err(ApiError::invalid("input", "At most 2048 texts per request."));
         }
-        let clf = st.tasks.classifier(&req.model)?;
-        acct.set_served(&req.model, Default::default());
         let emb = embedder(&st)?;
+        // Classification runs on the shared encoder: it counts against the same capacity as
+        // /v1/embeddings, and an explanation costs one encoder input per word.
+        if req.explain && texts.iter().map(|t| t.split_whitespace().count() + 1).sum::<usize>() > MAX_EXPLAIN_INPUTS {
+            return Err(ApiError::invalid(
+                "explain",
+                format!("`explain` scores every text once per word; keep the words of one request under {MAX_EXPLAIN_INPUTS}."),
+            ));
+        }
+        let _permit = st.embed_permits.try_acquire().map_err(|_| {
+            ApiError::new(ErrorKind::RateLimited, "The embedding model is at capacity; retry shortly.").with_retry_after(1)
+        })?;
         let explain = req.explain;
+        let (state, name) = (st.clone(), req.model.clone());
         let preds = tokio::task::spawn_blocking(move || {
+            let clf = state.tasks.classifier(&name)?;
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            clf.predict(emb.as_ref(), &refs, explain)
+            clf.predict(emb.as_ref(), &refs, explain).map_err(task_error)
         })
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::invalid("input", e.to_string()))?;
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+        acct.set_served(&req.model, Default::default());
         Ok(json!({"object": "list", "model": req.model, "data": preds}))
     }
     .await;
@@ -180,11 +216,16 @@ pub async fn docs_chat(
         .filter(|q| !q.trim().is_empty())
         .ok_or_else(|| ApiError::invalid("messages", "A `docs:` model needs a user message with the question."))?;
     let emb = embedder(st)?;
+    let _permit = st.embed_permits.try_acquire().map_err(|_| {
+        ApiError::new(ErrorKind::RateLimited, "The embedding model is at capacity; retry shortly.").with_retry_after(1)
+    })?;
     let q = question.clone();
     let (state, coll_name) = (st.clone(), name.to_string());
-    let answer = tokio::task::spawn_blocking(move || {
+    // Opening the collection, retrieval and counting the question's tokens all block: one pool task.
+    let (answer, question_tokens) = tokio::task::spawn_blocking(move || {
         let coll = state.tasks.collection(&coll_name)?;
-        coll.ask(emb.as_ref(), &q, 5).map_err(|e| ApiError::internal(e.to_string()))
+        let answer = coll.ask(emb.as_ref(), &q, 5).map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok::<_, ApiError>((answer, emb_tokens(&state, &q)))
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
@@ -213,7 +254,7 @@ pub async fn docs_chat(
             std::path::Path::new(&c.file).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         text.push_str(&format!("\n[{}] {file}:{}-{}", i + 1, c.start, c.end));
     }
-    let usage = Usage::new(emb_tokens(st, &question), 0);
+    let usage = Usage::new(question_tokens, 0);
     let body = ChatCompletionResponse {
         id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
         object: "chat.completion".into(),
