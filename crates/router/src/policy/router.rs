@@ -151,7 +151,7 @@ impl Router {
         req: &RouteRequest,
         budget: &BudgetState,
     ) -> Option<Limit> {
-        if req.allowed.as_ref().is_some_and(|a| !a.iter().any(|m| *m == c.name)) {
+        if req.allowed.as_ref().is_some_and(|a| !a.contains(&c.name)) {
             return Some(Limit::NotAllowed);
         }
         let caps = &c.capabilities;
