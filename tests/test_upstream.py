@@ -349,6 +349,37 @@ min_confidence = 0.99
         s.stop()
 
 
+def test_cascade_asks_an_upstream_small_model_for_logprobs(tmp_path, proxy):
+    """The cascade's first model may be an upstream: it is asked for log-probabilities, so its answer is
+    judged (not escalated for lack of them), and the client still gets none it did not ask for."""
+    proxy.mode = {"kind": "pass"}
+    cfg = small_and_large(proxy, price=1.0, tail=f"""
+[[upstream]]
+name = "mini"
+base_url = "http://127.0.0.1:{proxy.port}/v1"
+model = "gemma3-270m"
+tier = 0.3
+input_per_mtok = 0.1
+output_per_mtok = 0.1
+
+[route]
+candidates = ["mini", "large"]
+strategy = "cascade"
+threshold = 0.0
+min_confidence = 0.01
+""")
+    s = Server(tmp_path, cfg, "cascade-upstream")
+    try:
+        c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
+        r = c.chat.completions.with_raw_response.create(model="auto", messages=MSG, max_tokens=6, temperature=0)
+        d = _decision(r)
+        assert d["cascade"]["first"] == "mini" and d["cascade"]["confidence"] > 0.01, d
+        assert r.headers["x-rightmodel-model"] == "mini"
+        assert r.parse().choices[0].logprobs is None
+    finally:
+        s.stop()
+
+
 def test_key_allow_list_binds_fallbacks_and_routing(tmp_path, proxy):
     """A key's `models` list limits every model that serves it, not just the one it names: fallbacks
     skip models it may not use, and `auto` chooses among the ones it may."""

@@ -541,15 +541,18 @@ async fn cascade(
     let large_name = plan.large.clone();
     let mut decision = o.decision.clone();
     let small = st.chat_model(&small_name)?.clone();
+    // The small answer is judged by its token log-probabilities, whoever serves it, so ask for them
+    // (and drop them below when the client did not).
+    let mut probe = req.clone();
+    probe.logprobs = Some(true);
+    probe.sampling.stream = Some(false);
+    probe.sampling.stream_options = None;
     let first = match &small {
         ChatModel::Local(l) => {
-            let mut probe = req.clone();
-            probe.logprobs = Some(true);
-            probe.sampling.stream = Some(false);
             acct.set_served(&small_name, l.price);
             local_full(l, &probe, acct).await
         }
-        ChatModel::Upstream(_) => call_full(st, &small_name, &req, acct).await.map(|x| x.1),
+        ChatModel::Upstream(_) => call_full(st, &small_name, &probe, acct).await.map(|x| x.1),
     };
     let (confidence, small_answer) = match first {
         Ok(mut a) => {
