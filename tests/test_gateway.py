@@ -216,6 +216,8 @@ def test_raw_http_errors(local_server):
     assert s == 413 and json.loads(b)["error"]["message"]
     s, h, b = request(base, "GET", "/v1/nothing")
     assert s == 404 and json.loads(b)["error"]["code"] == "unknown_url"
+    s, h, b = request(base, "GET", "/v1/chat/completions")
+    assert s == 405 and json.loads(b)["error"]["code"] == "method_not_allowed"
     s, h, b = request(base, "POST", "/v1/chat/completions",
                       body={"model": "gemma3-270m", "messages": [{"role": "user", "content": "word " * 3000}]})
     assert s == 400 and "tokens" in json.loads(b)["error"]["message"]

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// No candidate can serve within the request's limits (422).
     Unprocessable,
+    /// The endpoint exists but not for this HTTP method (405).
+    MethodNotAllowed,
     /// Rate limit, spend limit or full queue (429).
     RateLimited,
     /// Unexpected internal failure (500).
@@ -38,6 +40,7 @@ impl ErrorKind {
             ErrorKind::Authentication => 401,
             ErrorKind::PermissionDenied => 403,
             ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::Unprocessable => 422,
             ErrorKind::RateLimited => 429,
@@ -51,9 +54,10 @@ impl ErrorKind {
     /// OpenAI's `type` string for this kind.
     pub fn type_str(self) -> &'static str {
         match self {
-            ErrorKind::InvalidRequest | ErrorKind::PayloadTooLarge | ErrorKind::Unprocessable => {
-                "invalid_request_error"
-            }
+            ErrorKind::InvalidRequest
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::PayloadTooLarge
+            | ErrorKind::Unprocessable => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::PermissionDenied => "permission_error",
             ErrorKind::NotFound => "not_found_error",

@@ -139,6 +139,7 @@ pub fn app(state: SharedState) -> Router {
         .route("/healthz", get(crate::endpoints::healthz))
         .route("/metrics", get(crate::endpoints::metrics))
         .fallback(crate::endpoints::not_found)
+        .method_not_allowed_fallback(crate::endpoints::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

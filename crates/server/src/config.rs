@@ -210,6 +210,16 @@ fn default_total_ms() -> u64 {
 fn default_retries() -> u32 {
     2
 }
+/// A price per million tokens must be a finite, non-negative number: a NaN would turn every cost it
+/// touches into NaN, which the request log cannot store.
+fn check_price(field: String, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(invalid(field, "prices must be finite and not negative"))
+    }
+}
+
 fn default_tier() -> f32 {
     1.0
 }
@@ -375,13 +385,17 @@ impl Config {
             if m.ctx_per_slot < 64 {
                 return Err(invalid(format!("local[{i}].ctx_per_slot"), "must be at least 64"));
             }
+            check_price(format!("local[{i}].input_per_mtok"), m.input_per_mtok)?;
+            check_price(format!("local[{i}].output_per_mtok"), m.output_per_mtok)?;
         }
         for (i, u) in self.upstreams.iter().enumerate() {
             if !(u.base_url.starts_with("http://") || u.base_url.starts_with("https://")) {
                 return Err(invalid(format!("upstream[{i}].base_url"), "must start with http:// or https://"));
             }
-            if u.input_per_mtok < 0.0 || u.output_per_mtok < 0.0 {
-                return Err(invalid(format!("upstream[{i}].input_per_mtok"), "prices must not be negative"));
+            check_price(format!("upstream[{i}].input_per_mtok"), u.input_per_mtok)?;
+            check_price(format!("upstream[{i}].output_per_mtok"), u.output_per_mtok)?;
+            if !(0.0..=1.0).contains(&u.tier) {
+                return Err(invalid(format!("upstream[{i}].tier"), "must be between 0 and 1"));
             }
             for f in &u.fallback {
                 if !self.upstreams.iter().any(|o| &o.name == f) && !self.locals.iter().any(|o| &o.name == f) {
@@ -399,6 +413,21 @@ impl Config {
                 return Err(invalid("route.strong_share", "must be between 0 and 1"));
             }
         }
+        if let Some(t) = self.route.threshold {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(invalid("route.threshold", "must be between 0 and 1"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.route.min_confidence) {
+            return Err(invalid("route.min_confidence", "must be between 0 and 1"));
+        }
+        for (field, v) in
+            [("route.max_cost_usd", self.route.max_cost_usd), ("route.max_latency_ms", self.route.max_latency_ms)]
+        {
+            if v.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+                return Err(invalid(field, "must be a positive number"));
+            }
+        }
         let mut key_names = HashSet::new();
         for (i, k) in self.keys.iter().enumerate() {
             if k.sha256.len() != 64 || !k.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -408,8 +437,13 @@ impl Config {
                 return Err(invalid(format!("key[{i}].name"), format!("key name `{}` is used twice", k.name)));
             }
         }
-        if self.budget.daily_usd < 0.0 {
-            return Err(invalid("budget.daily_usd", "must not be negative"));
+        if !(self.budget.daily_usd.is_finite() && self.budget.daily_usd >= 0.0) {
+            return Err(invalid("budget.daily_usd", "must be a number, not negative"));
+        }
+        for (i, k) in self.keys.iter().enumerate() {
+            if !(k.daily_spend_usd.is_finite() && k.daily_spend_usd >= 0.0) {
+                return Err(invalid(format!("key[{i}].daily_spend_usd"), "must be a number, not negative"));
+            }
         }
         Ok(())
     }
@@ -446,5 +480,19 @@ mod tests {
         let t = "[[upstream]]\nname='a'\nbase_url='http://x/v1'\nfallback=['zzz']\n";
         let e = Config::parse(t, "x").unwrap_err().to_string();
         assert!(e.contains("fallback") && e.contains("zzz"), "{e}");
+    }
+
+    #[test]
+    fn numbers_that_would_poison_costs_or_routing_are_refused() {
+        for (t, key) in [
+            ("[[upstream]]\nname='a'\nbase_url='http://x/v1'\noutput_per_mtok=nan\n", "upstream[0].output_per_mtok"),
+            ("[[local]]\nname='l'\nmodel='m'\ninput_per_mtok=inf\n", "local[0].input_per_mtok"),
+            ("[route]\nmax_cost_usd=0\n", "route.max_cost_usd"),
+            ("[route]\nthreshold=1.5\n", "route.threshold"),
+            ("[budget]\ndaily_usd=nan\n", "budget.daily_usd"),
+        ] {
+            let e = Config::parse(t, "x").unwrap_err().to_string();
+            assert!(e.contains(key), "{t:?}: {e}");
+        }
     }
 }

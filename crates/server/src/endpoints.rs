@@ -139,7 +139,16 @@ pub async fn completions(
                     if let Some(u) = v.get("usage").and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok()) {
                         acct.add_usage(u);
                     }
-                    v["model"] = Value::String(req.model.clone());
+                    let Some(obj) = v.as_object_mut() else {
+                        return fail(
+                            acct,
+                            ApiError::new(
+                                ErrorKind::BadGateway,
+                                format!("upstream `{}` sent a non-object answer", u.config.name),
+                            ),
+                        );
+                    };
+                    obj.insert("model".into(), Value::String(req.model.clone()));
                     let mut resp = Json(v).into_response();
                     decorate(&mut resp, &req.model, None, &id);
                     acct.finish(200, None);
@@ -383,6 +392,16 @@ pub async fn metrics(State(st): State<SharedState>) -> Response {
 }
 
 /// Any other path: OpenAI-style 404.
+/// A known endpoint called with the wrong HTTP method: OpenAI's error shape, not an empty 405.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    HttpError(
+        ApiError::new(ErrorKind::MethodNotAllowed, format!("`{method}` is not supported on `{}`.", uri.path()))
+            .with_code("method_not_allowed"),
+    )
+    .into_response()
+}
+
+/// An unknown endpoint: 404 in OpenAI's error shape.
 pub async fn not_found() -> Response {
     HttpError(ApiError::new(ErrorKind::NotFound, "Unknown endpoint.").with_code("unknown_url")).into_response()
 }

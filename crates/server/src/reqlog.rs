@@ -169,31 +169,69 @@ impl RequestLog {
             )
             .map_err(sql)?;
         let rows = stmt
-            .query_map(params![since_ms, limit as i64], |r| {
-                Ok(LogRow {
-                    id: r.get(0)?,
-                    ts_ms: r.get(1)?,
-                    key_name: r.get(2)?,
-                    endpoint: r.get(3)?,
-                    requested_model: r.get(4)?,
-                    served_model: r.get(5)?,
-                    reason: r.get(6)?,
-                    decision: r.get(7)?,
-                    input_tokens: r.get::<_, i64>(8)? as u64,
-                    output_tokens: r.get::<_, i64>(9)? as u64,
-                    cost_usd: r.get(10)?,
-                    latency_ms: r.get(11)?,
-                    ttft_ms: r.get(12)?,
-                    status: r.get::<_, i64>(13)? as u16,
-                    error: r.get(14)?,
-                    stream: r.get::<_, i64>(15)? != 0,
-                })
-            })
+            .query_map(params![since_ms, limit as i64], row_from)
             .map_err(sql)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(sql)?;
         Ok(rows)
     }
+
+    /// Rows committed after the row with SQLite rowid `after`, in commit order, with the last rowid read
+    /// (`after` when none). `logs --follow` polls this: rows are written when requests *finish*, so a long
+    /// stream's row lands after shorter requests that arrived later, and polling by arrival time would skip it.
+    pub fn read_after(path: &Path, after: i64, limit: usize) -> Result<(Vec<LogRow>, i64), LogError> {
+        let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, ts_ms, key_name, endpoint, requested_model, served_model, reason, decision, input_tokens,
+                        output_tokens, cost_usd, latency_ms, ttft_ms, status, error, stream, rowid
+                 FROM requests WHERE rowid > ?1 ORDER BY rowid ASC LIMIT ?2",
+            )
+            .map_err(sql)?;
+        let mut last = after;
+        let rows = stmt
+            .query_map(params![after, limit as i64], |r| Ok((row_from(r)?, r.get::<_, i64>(16)?)))
+            .map_err(sql)?
+            .map(|x| {
+                x.map(|(row, id)| {
+                    last = last.max(id);
+                    row
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql)?;
+        Ok((rows, last))
+    }
+
+    /// The rowid of the last committed row (0 for an empty log).
+    pub fn last_rowid(path: &Path) -> Result<i64, LogError> {
+        let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+        conn.query_row("SELECT coalesce(max(rowid), 0) FROM requests", [], |r| r.get(0)).map_err(sql)
+    }
+}
+
+/// A `requests` row from the first 16 columns of a query, in table order.
+fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogRow> {
+    Ok(LogRow {
+        id: r.get(0)?,
+        ts_ms: r.get(1)?,
+        key_name: r.get(2)?,
+        endpoint: r.get(3)?,
+        requested_model: r.get(4)?,
+        served_model: r.get(5)?,
+        reason: r.get(6)?,
+        decision: r.get(7)?,
+        input_tokens: r.get::<_, i64>(8)? as u64,
+        output_tokens: r.get::<_, i64>(9)? as u64,
+        cost_usd: r.get(10)?,
+        latency_ms: r.get(11)?,
+        ttft_ms: r.get(12)?,
+        status: r.get::<_, i64>(13)? as u16,
+        error: r.get(14)?,
+        stream: r.get::<_, i64>(15)? != 0,
+    })
 }
 
 impl Drop for RequestLog {
@@ -226,7 +264,13 @@ fn write_loop(mut conn: Connection, rx: Receiver<LogRow>, path: &Path) {
                     std::thread::sleep(std::time::Duration::from_millis(50 * attempts));
                 }
                 Err(e) => {
-                    tracing::error!("request log {}: {e}; {} rows not written", path.display(), batch.len());
+                    // One bad row must not sink the others: write the batch row by row, keeping what fits.
+                    let lost: Vec<&LogRow> =
+                        batch.iter().filter(|r| insert(&mut conn, std::slice::from_ref(*r)).is_err()).collect();
+                    if !lost.is_empty() {
+                        let ids: Vec<&str> = lost.iter().map(|r| r.id.as_str()).collect();
+                        tracing::error!("request log {}: {e}; rows not written: {}", path.display(), ids.join(", "));
+                    }
                     break;
                 }
             }
@@ -254,7 +298,8 @@ fn insert(conn: &mut Connection, rows: &[LogRow]) -> rusqlite::Result<()> {
                 r.decision,
                 r.input_tokens as i64,
                 r.output_tokens as i64,
-                r.cost_usd,
+                // A non-finite cost would bind as NULL and fail the NOT NULL column.
+                if r.cost_usd.is_finite() { r.cost_usd } else { 0.0 },
                 r.latency_ms,
                 r.ttft_ms,
                 r.status as i64,
@@ -293,5 +338,36 @@ mod tests {
         assert_eq!(rows[9].id, "r99");
         let (total, _) = RequestLog::spend_since(&path, 1050).unwrap();
         assert!((total - 25.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn following_sees_rows_in_commit_order_and_a_bad_row_sinks_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        let row = |id: &str, ts_ms: i64, cost_usd: f64| LogRow {
+            id: id.into(),
+            ts_ms,
+            endpoint: "/v1/x".into(),
+            cost_usd,
+            status: 200,
+            ..Default::default()
+        };
+        {
+            let log = RequestLog::open(&path).unwrap();
+            log.record(row("short", 2000, 0.1));
+        }
+        let last = RequestLog::last_rowid(&path).unwrap();
+        {
+            // A long stream that arrived before `short` finishes after it; a NaN cost is stored as 0.
+            let log = RequestLog::open(&path).unwrap();
+            log.record(row("long", 1000, 0.2));
+            log.record(row("nan", 3000, f64::NAN));
+        }
+        let (rows, next) = RequestLog::read_after(&path, last, 100).unwrap();
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["long", "nan"]);
+        assert_eq!(rows[1].cost_usd, 0.0);
+        assert!(next > last);
+        assert!(RequestLog::read_after(&path, next, 100).unwrap().0.is_empty());
     }
 }

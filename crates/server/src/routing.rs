@@ -159,8 +159,10 @@ impl AutoRouter {
                     "strategy" => Value::String(v.to_string()),
                     _ => v
                         .parse::<f64>()
+                        .ok()
+                        .filter(|x| x.is_finite())
                         .map(Value::from)
-                        .map_err(|_| ApiError::invalid(header, format!("`{header}` must be a number.")))?,
+                        .ok_or_else(|| ApiError::invalid(header, format!("`{header}` must be a number.")))?,
                 };
                 o.insert(key.into(), parsed);
             }

@@ -116,6 +116,7 @@ impl Upstream {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite())
             .map(|s| Duration::from_secs_f64(s.clamp(0.0, 60.0)));
         let text = resp.text().await.unwrap_or_default();
         let upstream_msg = serde_json::from_str::<Value>(&text)

@@ -111,7 +111,9 @@ fn parse_since(s: &str) -> anyhow::Result<i64> {
         "d" => 86_400_000,
         _ => anyhow::bail!("invalid --since `{s}`: unit must be s, m, h or d"),
     };
-    Ok(now - n * ms)
+    n.checked_mul(ms)
+        .and_then(|back| now.checked_sub(back))
+        .with_context(|| format!("invalid --since `{s}`: too far back"))
 }
 
 /// Runs `logs`.
@@ -124,22 +126,21 @@ pub fn logs(a: LogsArgs) -> anyhow::Result<()> {
     if !path.exists() {
         anyhow::bail!("no request log at {} (it is created by `rightmodel serve`)", path.display());
     }
-    let mut since = a.since.as_deref().map(parse_since).transpose()?.unwrap_or(0);
-    let mut rows = RequestLog::read(&path, since, a.tail)?;
+    let since = a.since.as_deref().map(parse_since).transpose()?.unwrap_or(0);
+    // Where following picks up: rows committed after this point, in commit order.
+    let mut last = RequestLog::last_rowid(&path)?;
+    let rows = RequestLog::read(&path, since, a.tail)?;
     let mut out = std::io::stdout().lock();
     let mut csv_header = true;
-    let mut seen = std::collections::HashSet::new();
+    print_rows(&mut out, &rows, a.format, &mut csv_header)?;
+    if !a.follow {
+        return Ok(());
+    }
     loop {
-        print_rows(&mut out, &rows, a.format, &mut csv_header)?;
-        if !a.follow {
-            return Ok(());
-        }
-        for r in &rows {
-            seen.insert(r.id.clone());
-            since = since.max(r.ts_ms);
-        }
         std::thread::sleep(std::time::Duration::from_millis(500));
-        rows = RequestLog::read(&path, since, 10_000)?.into_iter().filter(|r| !seen.contains(&r.id)).collect();
+        let (rows, next) = RequestLog::read_after(&path, last, 10_000)?;
+        last = next;
+        print_rows(&mut out, &rows, a.format, &mut csv_header)?;
     }
 }
 
