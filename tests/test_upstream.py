@@ -309,6 +309,14 @@ daily_usd = 0.02
         assert d["budget"]["spent_today_usd"] > 0.001
         rows = s.wait_logs(2)
         assert rows[-1]["served_model"] == "small" and rows[-2]["cost_usd"] > 0.001
+        # Named, a paid model serves until the budget is spent, then is refused until midnight UTC;
+        # local ones still serve.
+        with pytest.raises(openai.RateLimitError) as e:
+            for _ in range(10):
+                c.chat.completions.create(model="large", messages=MSG, max_tokens=4)
+        assert e.value.body["code"] == "daily_budget_exhausted"
+        assert int(e.value.response.headers["retry-after"]) > 0
+        assert c.chat.completions.create(model="small", messages=MSG, max_tokens=4).choices
     finally:
         s.stop()
     # Spend survives a restart: the budget is restored from the request log.

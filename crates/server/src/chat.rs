@@ -196,7 +196,10 @@ async fn handle(
         }
         return Ok(Reply::Full { served, decision: Some(decision), body });
     }
-    st.chat_model(&target)?;
+    let model = st.chat_model(&target)?;
+    if outcome.is_none() {
+        st.check_budget(&target, model.price())?;
+    }
 
     // A cascade judges the small answer by its token log-probabilities; tool calls have none.
     let no_tools = crate::tools::tool_mode(&req)? == ToolMode::Off;

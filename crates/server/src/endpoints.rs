@@ -125,6 +125,9 @@ pub async fn completions(
         Ok(m) => m.clone(),
         Err(e) => return fail(acct, e),
     };
+    if let Err(e) = st.check_budget(&req.model, model.price()) {
+        return fail(acct, e);
+    }
     acct.set_served(&req.model, model.price());
     let id = acct.id().to_string();
     let stream = req.sampling.stream.unwrap_or(false);

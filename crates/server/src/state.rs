@@ -89,6 +89,23 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// 429 until midnight UTC when the gateway's daily budget is spent and `price` is not free: at zero only
+    /// free (local) models serve, whether `auto` chose them or the client named one.
+    pub fn check_budget(&self, name: &str, price: rightmodel_core::Price) -> Result<(), ApiError> {
+        let daily = self.config.budget.daily_usd;
+        let free = price.input_per_mtok <= 0.0 && price.output_per_mtok <= 0.0;
+        if free || daily <= 0.0 || self.spend.today() < daily {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            rightmodel_core::ErrorKind::RateLimited,
+            format!("The gateway's daily budget of ${daily:.2} is spent; `{name}` is a paid model (local models still serve)."),
+        )
+        .with_param("model")
+        .with_code("daily_budget_exhausted")
+        .with_retry_after(crate::budget::seconds_to_midnight_utc()))
+    }
+
     /// The chat model called `name`, or 404.
     pub fn chat_model(&self, name: &str) -> Result<&ChatModel, ApiError> {
         self.chat.get(name).ok_or_else(|| ApiError::model_not_found(name))
