@@ -437,3 +437,27 @@ models = ["dead"]
         assert e.value.body["code"] == "model_not_allowed" and e.value.body["param"] == "model"
     finally:
         s.stop()
+
+
+def test_abandoned_paid_stream_is_charged_an_estimate(tmp_path, proxy):
+    """A client that leaves mid-stream has still made the upstream work (and bill): the log row is a 499
+    with a cost estimated from the prompt and the text already sent, not $0."""
+    proxy.mode = {"kind": "pass"}
+    s = Server(tmp_path, small_and_large(proxy, price=1000.0, tail=""), "abandon")
+    try:
+        c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
+        stream = c.chat.completions.create(model="large", messages=[{"role": "user", "content": "Tell me a long story."}],
+                                           max_tokens=400, temperature=0.8, seed=1, stream=True)
+        got = 0
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                got += 1
+            if got >= 3:
+                break
+        stream.close()
+        rows = s.wait_logs(1)
+        assert rows and rows[-1]["status"] == 499, rows
+        assert rows[-1]["cost_usd"] > 0 and rows[-1]["input_tokens"] > 0 and rows[-1]["output_tokens"] > 0
+        assert "estimated" in rows[-1]["error"]
+    finally:
+        s.stop()

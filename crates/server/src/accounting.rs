@@ -18,6 +18,12 @@ pub struct Accounting {
     caller: Caller,
     price: rightmodel_core::Price,
     done: bool,
+    /// Whether the served model reported usage (otherwise an abandoned request's cost is estimated).
+    usage_seen: bool,
+    /// Prompt tokens estimated from the request's text.
+    prompt_estimate: u64,
+    /// Characters of answer text passed on to the client so far.
+    streamed_chars: u64,
 }
 
 impl Accounting {
@@ -37,6 +43,9 @@ impl Accounting {
             caller: Caller::default(),
             price: Default::default(),
             done: false,
+            usage_seen: false,
+            prompt_estimate: 0,
+            streamed_chars: 0,
         }
     }
 
@@ -73,6 +82,17 @@ impl Accounting {
         self.price = price;
     }
 
+    /// Records an estimate of the prompt's tokens, charged if the client leaves before the served model
+    /// reports usage (an upstream bills the call all the same).
+    pub fn set_prompt_estimate(&mut self, tokens: u64) {
+        self.prompt_estimate = tokens;
+    }
+
+    /// Counts answer text passed on to the client (the output estimate of an abandoned stream).
+    pub fn add_streamed(&mut self, chars: usize) {
+        self.streamed_chars += chars as u64;
+    }
+
     /// Marks the response as streamed.
     pub fn set_stream(&mut self, stream: bool) {
         self.row.stream = stream;
@@ -90,6 +110,7 @@ impl Accounting {
     /// Adds usage (and its cost at the served model's price); extra cost (e.g. a cascade's first
     /// attempt) can be added with [`Accounting::add_cost`].
     pub fn add_usage(&mut self, usage: Usage) {
+        self.usage_seen = true;
         self.row.input_tokens += usage.prompt_tokens;
         self.row.output_tokens += usage.completion_tokens;
         self.row.cost_usd += self.price.cost(usage.prompt_tokens, usage.completion_tokens);
@@ -117,6 +138,17 @@ impl Accounting {
             return;
         }
         self.done = true;
+        let mut error = error;
+        if status == 499 && !self.usage_seen && !self.row.served_model.is_empty() {
+            // The client left before the served model reported usage, but a paid upstream bills the
+            // call anyway: charge an estimate (4 characters per token) rather than nothing.
+            let (input, output) = (self.prompt_estimate, self.streamed_chars.div_ceil(4));
+            let usd = self.price.cost(input, output);
+            if usd > 0.0 {
+                self.add_cost(usd, input, output);
+                error = Some(format!("client closed the connection; usage estimated: ~{input} in, ~{output} out"));
+            }
+        }
         let latency = self.start.elapsed();
         self.row.latency_ms = latency.as_secs_f64() * 1e3;
         self.row.status = status;

@@ -165,6 +165,7 @@ async fn handle(
     let Json(req) = body.map_err(json_rejection)?;
     acct.set_requested(&req.model);
     validate(&req)?;
+    acct.set_prompt_estimate((req.messages.iter().map(|m| m.text().len()).sum::<usize>() as u64).div_ceil(4));
     let stream = req.sampling.stream.unwrap_or(false);
     acct.set_stream(stream);
 
@@ -505,6 +506,7 @@ fn sse_body(
                     }
                     if c.choices.iter().any(|ch| ch.delta.content.as_deref().is_some_and(|t| !t.is_empty()) || ch.delta.tool_calls.is_some()) {
                         acct.mark_first_token();
+                        acct.add_streamed(c.choices.iter().filter_map(|ch| ch.delta.content.as_deref()).map(str::len).sum());
                     }
                     match serde_json::to_string(&c) {
                         Ok(s) => yield Ok(Event::default().data(s)),

@@ -63,6 +63,7 @@ async fn upstream_completion_stream(
                     }
                     if c.choices.iter().any(|ch| !ch.text.is_empty()) {
                         acct.mark_first_token();
+                        acct.add_streamed(c.choices.iter().map(|ch| ch.text.len()).sum());
                     }
                     yield Ok::<_, std::convert::Infallible>(Event::default().data(serde_json::to_string(&c).unwrap_or_default()));
                 }
@@ -132,6 +133,11 @@ pub async fn completions(
     let id = acct.id().to_string();
     let stream = req.sampling.stream.unwrap_or(false);
     acct.set_stream(stream);
+    let prompt_chars: usize = match &req.prompt {
+        rightmodel_core::wire::PromptInput::One(p) => p.len(),
+        rightmodel_core::wire::PromptInput::Many(ps) => ps.iter().map(String::len).sum(),
+    };
+    acct.set_prompt_estimate((prompt_chars as u64).div_ceil(4));
     match model {
         ChatModel::Upstream(u) => {
             if stream {
