@@ -29,7 +29,8 @@ pub enum TrainCmd {
 enum ModeArg {
     /// Frozen sentence embeddings + n-gram TF-IDF + logistic regression (seconds to minutes).
     Fast,
-    /// Fine-tune the whole encoder with a classification head (minutes to hours on a laptop CPU).
+    /// Fine-tune the whole encoder with a classification head (minutes to hours on a laptop CPU), mixed
+    /// with a `fast` head at a weight chosen on validation.
     Finetune,
 }
 
