@@ -322,15 +322,9 @@ pub async fn embeddings(
         }
     }
     acct.set_served(&em.name, Default::default());
-    let permit = match st.embed_permits.try_acquire() {
+    let permit = match st.embed_permit() {
         Ok(p) => p,
-        Err(_) => {
-            return fail(
-                acct,
-                ApiError::new(ErrorKind::RateLimited, "The embedding model is at capacity; retry shortly.")
-                    .with_retry_after(1),
-            )
-        }
+        Err(e) => return fail(acct, e),
     };
     // Concurrent requests share encoder calls (see `embed_batch`); the permits bound how many wait.
     let result = em.batcher.submit(texts).await;

@@ -89,6 +89,15 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// A slot on the shared encoder (embeddings, classification, document retrieval), or 429 when all
+    /// `max_embed_concurrency` are taken: requests beyond it would only queue behind one thread.
+    pub fn embed_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+        self.embed_permits.try_acquire().map_err(|_| {
+            ApiError::new(rightmodel_core::ErrorKind::RateLimited, "The embedding model is at capacity; retry shortly.")
+                .with_retry_after(1)
+        })
+    }
+
     /// 429 until midnight UTC when the gateway's daily budget is spent and `price` is not free: at zero only
     /// free (local) models serve, whether `auto` chose them or the client named one.
     pub fn check_budget(&self, name: &str, price: rightmodel_core::Price) -> Result<(), ApiError> {

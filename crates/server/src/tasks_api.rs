@@ -156,9 +156,7 @@ pub async fn classify(
                 format!("`explain` scores every text once per word; keep the words of one request under {MAX_EXPLAIN_INPUTS}."),
             ));
         }
-        let _permit = st.embed_permits.try_acquire().map_err(|_| {
-            ApiError::new(ErrorKind::RateLimited, "The embedding model is at capacity; retry shortly.").with_retry_after(1)
-        })?;
+        let _permit = st.embed_permit()?;
         let explain = req.explain;
         let (state, name) = (st.clone(), req.model.clone());
         let preds = tokio::task::spawn_blocking(move || {
@@ -216,9 +214,7 @@ pub async fn docs_chat(
         .filter(|q| !q.trim().is_empty())
         .ok_or_else(|| ApiError::invalid("messages", "A `docs:` model needs a user message with the question."))?;
     let emb = embedder(st)?;
-    let _permit = st.embed_permits.try_acquire().map_err(|_| {
-        ApiError::new(ErrorKind::RateLimited, "The embedding model is at capacity; retry shortly.").with_retry_after(1)
-    })?;
+    let permit = st.embed_permit()?;
     let q = question.clone();
     let (state, coll_name) = (st.clone(), name.to_string());
     // Opening the collection, retrieval and counting the question's tokens all block: one pool task.
@@ -229,6 +225,7 @@ pub async fn docs_chat(
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
+    drop(permit); // retrieval is done; an escalation upstream does not hold the encoder's slot
     let model_name = format!("docs:{name}");
     acct.set_served(&model_name, Default::default());
     let citations = serde_json::to_value(&answer.citations).unwrap_or(Value::Null);
