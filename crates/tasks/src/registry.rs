@@ -100,18 +100,18 @@ pub fn write_dir_atomically(
     overwrite: bool,
     fill: impl FnOnce(&Path) -> Result<(), TaskError>,
 ) -> Result<(), TaskError> {
-    if dest.exists() && !overwrite {
-        return Err(TaskError::Invalid(format!("{} already exists (use --force to replace it)", dest.display())));
-    }
+    check_writable(dest, overwrite)?;
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).map_err(|e| TaskError::io(&parent, e))?;
     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "classifier".into());
-    // Removed automatically if `fill` fails or panics.
+    remove_abandoned(&parent, &name);
+    // Removed automatically if `fill` fails or panics; the process id in the name lets a later run tell
+    // the leftovers of a killed run (Ctrl-C skips destructors) from a live one's.
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.partial-"))
+        .prefix(&format!(".{name}.partial-{}-", std::process::id()))
         .tempdir_in(&parent)
         .map_err(|e| TaskError::io(&parent, e))?;
     fill(tmp.path())?;
@@ -133,11 +133,42 @@ pub fn write_dir_atomically(
     Ok(())
 }
 
-/// Fails early (before training) when `dest` exists and may not be replaced.
+/// Fails early (before training) when `dest` exists and may not be replaced: without `overwrite`, or when it
+/// is not a classifier directory (or an empty one), since replacing deletes it.
 pub fn check_writable(dest: &Path, overwrite: bool) -> Result<(), TaskError> {
-    if dest.exists() && !overwrite {
-        Err(TaskError::Invalid(format!("{} already exists (use --force to replace it)", dest.display())))
-    } else {
+    if !dest.exists() {
+        return Ok(());
+    }
+    if !overwrite {
+        return Err(TaskError::Invalid(format!("{} already exists (use --force to replace it)", dest.display())));
+    }
+    let is_classifier = dest.join(MANIFEST_FILE).is_file();
+    let is_empty_dir = std::fs::read_dir(dest).map(|mut d| d.next().is_none()).unwrap_or(false);
+    if is_classifier || is_empty_dir {
         Ok(())
+    } else {
+        Err(TaskError::Invalid(format!(
+            "{} exists and is not a classifier; --force only replaces classifiers (it deletes the old directory)",
+            dest.display()
+        )))
+    }
+}
+
+/// Removes `.NAME.partial-PID-*` and `.NAME.old-PID` directories left in `parent` by runs that were killed
+/// (their process is gone). Only where process ids can be checked (`/proc`); elsewhere they stay.
+fn remove_abandoned(parent: &Path, name: &str) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    let (partial, old) = (format!(".{name}.partial-"), format!(".{name}.old-"));
+    for e in entries.flatten() {
+        let file_name = e.file_name();
+        let file_name = file_name.to_string_lossy();
+        let Some(rest) = file_name.strip_prefix(&partial).or_else(|| file_name.strip_prefix(&old)) else { continue };
+        let Ok(pid) = rest.split('-').next().unwrap_or_default().parse::<u32>() else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }

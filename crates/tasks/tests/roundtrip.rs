@@ -130,6 +130,24 @@ fn existing_classifier_is_kept_unless_forced() {
     forced.overwrite = true;
     train_classifier(&forced, &emb, &NoProgress).unwrap();
     assert!(Classifier::load(&dest).is_ok());
+
+    // --force replaces classifiers, never other directories (replacing deletes the old one).
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::write(work.join("thesis.txt"), "important").unwrap();
+    let mut other = forced.clone();
+    other.dest = work.clone();
+    let err = train_classifier(&other, &emb, &NoProgress).unwrap_err().to_string();
+    assert!(err.contains("not a classifier"), "{err}");
+    assert!(work.join("thesis.txt").is_file());
+
+    // Leftovers of a killed run (a process id that is not running) are swept by the next run.
+    let stale = tmp.path().join(format!(".m.partial-{}-abc", u32::MAX - 1));
+    std::fs::create_dir(&stale).unwrap();
+    train_classifier(&forced, &emb, &NoProgress).unwrap();
+    if std::path::Path::new("/proc/self").exists() {
+        assert!(!stale.exists(), "stale partial directory kept");
+    }
 }
 
 #[test]
