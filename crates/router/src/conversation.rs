@@ -67,14 +67,14 @@ impl Conversation {
         s
     }
 
-    /// Parses a training/scoring cell: a JSON array of `{role, content}` messages becomes a
-    /// conversation, anything else is a single user prompt.
+    /// Parses a training/scoring cell: a JSON array of OpenAI chat messages becomes a conversation,
+    /// anything else is a single user prompt.
     pub fn parse_cell(cell: &str) -> Self {
         let t = cell.trim_start();
         if t.starts_with('[') {
-            if let Ok(messages) = serde_json::from_str::<Vec<Message>>(t) {
+            if let Ok(messages) = serde_json::from_str::<Vec<ChatMessage>>(t) {
                 if !messages.is_empty() {
-                    return Conversation { messages };
+                    return Conversation::from_chat(&messages);
                 }
             }
         }

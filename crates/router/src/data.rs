@@ -118,16 +118,19 @@ pub fn read_outcomes(path: &Path, cols: &Columns) -> Result<Vec<LabelledPrompt>,
     Ok(rows)
 }
 
-/// Parses one JSON line of a prompts file: `{"prompt": "..."}` or `{"messages": [{role, content}...]}`.
+/// Parses one JSON line of a prompts file: `{"prompt": "..."}` or `{"messages": [...]}` in OpenAI's chat
+/// format (content parts, tool calls and tool messages included, as the server accepts them). A leading
+/// byte-order mark is ignored.
 pub fn parse_prompt_line(line: &str) -> Result<Conversation, String> {
+    let line = line.strip_prefix('\u{feff}').unwrap_or(line);
     let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     if let Some(p) = v.get("prompt").and_then(|p| p.as_str()) {
         return Ok(Conversation::from_prompt(p));
     }
     if let Some(m) = v.get("messages") {
-        let conv: Conversation =
-            serde_json::from_value(serde_json::json!({ "messages": m })).map_err(|e| format!("bad `messages`: {e}"))?;
-        return Ok(conv);
+        let messages: Vec<rightmodel_core::wire::ChatMessage> =
+            serde_json::from_value(m.clone()).map_err(|e| format!("bad `messages`: {e}"))?;
+        return Ok(Conversation::from_chat(&messages));
     }
     Err("expected an object with a string `prompt` or a `messages` array".into())
 }
@@ -204,6 +207,17 @@ mod tests {
         let c = parse_prompt_line(r#"{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}"#)
             .unwrap();
         assert_eq!(c.messages.len(), 2);
+        // OpenAI's full message shapes: null content with tool calls, tool results, content parts; a BOM.
+        let c = parse_prompt_line(concat!(
+            "\u{feff}",
+            r#"{"messages":[{"role":"user","content":"weather?"},"#,
+            r#"{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"w","arguments":"{}"}}]},"#,
+            r#"{"role":"tool","tool_call_id":"c","content":"sunny"},"#,
+            r#"{"role":"user","content":[{"type":"text","text":"and tomorrow?"}]}]}"#
+        ))
+        .unwrap();
+        assert_eq!(c.messages.len(), 4);
+        assert_eq!(c.last_user(), "and tomorrow?");
         assert!(parse_prompt_line("{}").is_err());
         assert!(parse_prompt_line("nope").is_err());
     }

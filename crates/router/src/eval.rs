@@ -184,6 +184,12 @@ pub fn cross_validate(
         });
         on_fold(f + 1);
     }
+    if results.is_empty() {
+        return Err(RouterError::Eval(format!(
+            "{} rows: no fold has both training and held-out rows; cross-validation needs more data",
+            rows.len()
+        )));
+    }
     let all: Vec<&LabelledPrompt> = rows.iter().collect();
     let pooled = compare(&oof, &all, cfg.bins, cfg.seed);
     Ok(CvReport { config: *cfg, grouped, folds: results, pooled, oof_scores: oof })

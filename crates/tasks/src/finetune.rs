@@ -232,7 +232,16 @@ pub fn train(
     if cfg.batch_size == 0 || cfg.epochs == 0 || cfg.max_len < 8 {
         return Err(TaskError::Invalid("fine-tuning needs batch size >= 1, epochs >= 1 and max_len >= 8".into()));
     }
+    if !(cfg.learning_rate.is_finite() && cfg.learning_rate > 0.0) {
+        return Err(TaskError::Invalid(format!("the learning rate must be a positive number, got {}", cfg.learning_rate)));
+    }
     let config = load_config(base)?;
+    if cfg.max_len > config.max_position_embeddings {
+        return Err(TaskError::Invalid(format!(
+            "max_len {} is longer than the encoder reads ({} tokens)",
+            cfg.max_len, config.max_position_embeddings
+        )));
+    }
     let tok = load_tokenizer(base, cfg.max_len)?;
     let device = Device::Cpu;
     let varmap = VarMap::new();

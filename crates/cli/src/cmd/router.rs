@@ -126,13 +126,14 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    fn config(&self) -> TrainConfig {
-        TrainConfig {
+    fn config(&self) -> anyhow::Result<TrainConfig> {
+        anyhow::ensure!(self.l2.is_finite() && self.l2 >= 0.0, "--l2 must be a number >= 0, got {}", self.l2);
+        Ok(TrainConfig {
             label: self.label.into(),
             l2: self.l2,
             balance_groups: self.balance_groups,
             ..TrainConfig::default()
-        }
+        })
     }
 }
 
@@ -401,12 +402,14 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&a.strong_share) {
         anyhow::bail!("--strong-share must be between 0 and 1");
     }
+    anyhow::ensure!(a.folds != 1, "--folds must be 0 (no cross-validation) or at least 2");
+    let train_config = a.model.config()?;
     let spec = spec_for(a.data.embedding);
     let (rows, vecs, encoder) = load_and_embed(&a.data, &spec)?;
     let grouped = rows.iter().any(|r| r.group.is_some());
     let cv = (a.folds >= 2).then_some(CvConfig { folds: a.folds, ..CvConfig::default() });
     let opts = TrainOptions {
-        train: a.model.config(),
+        train: train_config,
         embed: spec,
         encoder,
         strong_share: a.strong_share,
@@ -441,9 +444,12 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
 }
 
 fn eval(a: EvalArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.folds >= 2, "--folds must be at least 2");
+    anyhow::ensure!(a.bins >= 2, "--bins must be at least 2");
+    let train = a.model.config()?;
     let spec = spec_for(a.data.embedding);
     let (rows, vecs, _) = load_and_embed(&a.data, &spec)?;
-    let cfg = CvConfig { folds: a.folds, seed: a.seed, bins: a.bins, train: a.model.config() };
+    let cfg = CvConfig { folds: a.folds, seed: a.seed, bins: a.bins, train };
     let pb = bar(a.folds as u64, "cv folds");
     let report = evaluate(&rows, &vecs, &cfg, |f| pb.set_position(f as u64))?;
     pb.finish_and_clear();
