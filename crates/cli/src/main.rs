@@ -78,9 +78,26 @@ fn main() {
         Command::Eval(c) => cmd::eval(c),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", error_chain(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes joined by `: `, leaving out a cause whose text the message before it already
+/// shows: library errors often print their source inline ("path: No such file") *and* expose it as the
+/// source, and `{:#}` would repeat it.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 /// Spins an idle OpenMP thread makes before it sleeps (libgomp's default is 300,000).

@@ -9,12 +9,12 @@ use rightmodel_core::EmbedError;
 #[derive(Debug, thiserror::Error)]
 pub enum DocsError {
     /// A file or folder could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The path involved.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error, shown in the message (so not also a `source`, which would print it twice).
+        error: std::io::Error,
     },
     /// A path given to `add` does not exist.
     #[error("{}: no such file or folder", path.display())]
@@ -110,7 +110,7 @@ pub enum DocsError {
 impl DocsError {
     /// Wraps an I/O error with the path it concerns.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DocsError::Io { path: path.into(), source }
+        DocsError::Io { path: path.into(), error: source }
     }
 }
 

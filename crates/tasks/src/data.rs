@@ -136,8 +136,10 @@ pub fn load_labelled(path: &Path, text_col: &str, label_col: &str) -> Result<Dat
     Ok(ds)
 }
 
-/// The file as text, or an error naming the first line with bytes that are not UTF-8.
+/// The file as text (without a leading byte-order mark, which Notepad and PowerShell write), or an error
+/// naming the first line with bytes that are not UTF-8.
 fn check_utf8<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, TaskError> {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     std::str::from_utf8(bytes).map_err(|e| {
         let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
         TaskError::Data(format!(

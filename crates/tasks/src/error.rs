@@ -8,12 +8,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
     /// A file or directory could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or directory.
         path: PathBuf,
-        /// The operating-system error.
-        source: std::io::Error,
+        /// The operating-system error, shown in the message (so not also a `source`, which would print it twice).
+        error: std::io::Error,
     },
     /// The training or evaluation data is unusable; the message names the file, line and fix.
     #[error("{0}")]
@@ -49,7 +49,7 @@ pub enum TaskError {
 impl TaskError {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        TaskError::Io { path: path.into(), source }
+        TaskError::Io { path: path.into(), error: source }
     }
 
     /// A problem with a saved classifier directory.

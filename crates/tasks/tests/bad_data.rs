@@ -128,4 +128,7 @@ fn classify_input_accepts_plain_and_json_lines() {
     assert_eq!(inp[1].line, 3);
     let err = read_inputs("in", b"{\"txt\": \"x\"}\n").unwrap_err().to_string();
     assert!(err.contains("line 1") && err.contains("`text`"), "{err}");
+    // A byte-order mark (Notepad, PowerShell) is not part of the first line.
+    let inp = read_inputs("in", b"\xef\xbb\xbf{\"id\": 1, \"text\": \"great\"}\n").unwrap();
+    assert_eq!((inp[0].text.as_str(), inp[0].id.clone()), ("great", Some(serde_json::json!(1))));
 }

@@ -377,6 +377,28 @@ pub fn eval_classify(a: EvalClassifyArgs) -> anyhow::Result<()> {
     let text_col = a.text_col.clone().unwrap_or_else(|| m.train_data.text_col.clone());
     let label_col = a.label_col.clone().unwrap_or_else(|| m.train_data.label_col.clone());
     let ds = data::load_labelled(&a.data, &text_col, &label_col)?;
+    // Labels the classifier never saw are always scored wrong: all of them means the wrong column.
+    let unknown: std::collections::BTreeSet<&str> =
+        ds.labels.iter().map(String::as_str).filter(|l| !clf.labels().iter().any(|k| k == l)).collect();
+    if unknown.len() == ds.label_set().len() {
+        anyhow::bail!(
+            "none of the labels in column `{label_col}` of {} is a label of `{}` ({}); is --label-col right?",
+            a.data.display(),
+            clf.name(),
+            clf.labels().join(", ")
+        );
+    }
+    if !unknown.is_empty() {
+        let shown: Vec<&str> = unknown.iter().take(5).copied().collect();
+        eprintln!(
+            "warning: {} label(s) in {} are not labels of `{}` and count as errors: {}{}",
+            unknown.len(),
+            a.data.display(),
+            clf.name(),
+            shown.join(", "),
+            if unknown.len() > 5 { ", ..." } else { "" }
+        );
+    }
     let ood = match &a.ood {
         Some(p) => {
             let col = a.ood_text_col.clone().unwrap_or_else(|| text_col.clone());
