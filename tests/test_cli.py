@@ -11,7 +11,8 @@ def run(*args, input=None, env=None):
 
 def test_every_command_has_help_with_an_example():
     for cmd in [["serve"], ["pull"], ["models"], ["generate"], ["chat"], ["embed"], ["bench"], ["logs"],
-                ["router", "train"], ["train", "classify"], ["classify"], ["docs", "add"], ["eval", "docs"]]:
+                ["router", "train"], ["train", "classify"], ["classify"], ["docs", "add"], ["eval", "docs"],
+                ["router"], ["train"], ["docs"], ["eval"]]:
         r = run(*cmd, "--help")
         assert r.returncode == 0, (cmd, r.stderr)
         assert "Example" in r.stdout, cmd
@@ -82,3 +83,27 @@ def test_openmp_spin_is_shortened_unless_the_user_chose():
         finally:
             p.kill()
             p.wait()
+
+
+def test_docs_add_that_adds_nothing_leaves_no_collection(tmp_path):
+    import os
+    home = tmp_path / "home"
+    home.mkdir()
+    real = os.environ.get("RIGHTMODEL_HOME", os.path.expanduser("~/.cache/rightmodel"))
+    (home / "models").symlink_to(os.path.join(real, "models"))
+    env = dict(os.environ, RIGHTMODEL_HOME=str(home))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    r = run("docs", "add", "c1", str(empty), env=env)
+    assert r.returncode == 1 and "empty" in r.stderr
+    r = run("docs", "add", "c2", str(tmp_path / "missing.txt"), env=env)
+    assert r.returncode == 1 and "missing.txt" in r.stderr
+    # A dangling link inside a folder is skipped with a warning; the other files are indexed.
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.md").write_text("The office opens at nine.\n\nLunch is at noon.\n")
+    (folder / "broken.md").symlink_to(tmp_path / "nowhere.md")
+    r = run("docs", "add", "c3", str(folder), env=env)
+    assert r.returncode == 0 and "skipped" in r.stderr and "broken.md" in r.stderr, r.stderr
+    listed = run("docs", "list", env=env).stdout
+    assert "c3" in listed and "c1" not in listed and "c2" not in listed, listed

@@ -42,18 +42,30 @@ enum Command {
     /// Read the request log.
     Logs(cmd::serve::LogsArgs),
     /// Train, score, evaluate and calibrate the difficulty router.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  rightmodel router eval --data ../shared/data/routing/mmlu.csv --out router-eval\n  rightmodel router train --data outcomes.csv\n  echo '{\"prompt\": \"Prove Fermat's little theorem\"}' | rightmodel router score"
+    )]
     Router(cmd::router::RouterCmd),
     /// Train task models on your own data.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  rightmodel train classify --data reviews.csv --text-col text --label-col label --name reviews"
+    )]
     Train(cmd::tasks::TrainCmd),
     /// Classify texts with a trained classifier.
     Classify(cmd::tasks::ClassifyArgs),
     /// Manage document collections and ask them questions.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  rightmodel docs add handbook ./handbook\n  rightmodel docs ask handbook \"How many vacation days do I get?\"\n  rightmodel docs list"
+    )]
     Docs(cmd::docs::DocsCmd),
     /// Evaluate task models on labelled data.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  rightmodel eval classify --model trec --data ../shared/data/classify/trec/test.tsv\n  rightmodel eval docs --squad ../shared/data/docqa/squad_dev_half.json --limit 1000"
+    )]
     Eval(cmd::EvalCmd),
 }
 

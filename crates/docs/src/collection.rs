@@ -188,8 +188,12 @@ impl Collection {
             *self = Self::open(&self.dir)?;
         }
         self.check_embedder(embedder)?;
-        let (files, ignored) = collect_files(paths)?;
+        let collected = collect_files(paths)?;
+        let (files, ignored) = (collected.files, collected.ignored);
         let mut report = AddReport { ignored, ..AddReport::default() };
+        for (path, reason) in collected.unreadable {
+            report.skipped.push(SkippedFile { path: path.to_string_lossy().into_owned(), reason });
+        }
         let mut prepared: Vec<PreparedFile> = Vec::new();
         let split = SplitParams::default();
         for (i, f) in files.iter().enumerate() {

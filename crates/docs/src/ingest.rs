@@ -21,11 +21,11 @@ pub struct SourceFile {
 }
 
 /// Files found under `paths`: files as given, folders walked recursively for text, Markdown and HTML
-/// files (hidden entries skipped). Returns the files, sorted and without duplicates, and how many other
-/// files the walk ignored.
-pub fn collect_files<P: AsRef<Path>>(paths: &[P]) -> Result<(Vec<SourceFile>, usize), DocsError> {
+/// files (hidden entries skipped), with how many other files and which unreadable entries the walk passed over.
+pub fn collect_files<P: AsRef<Path>>(paths: &[P]) -> Result<Collected, DocsError> {
     let mut out: Vec<SourceFile> = Vec::new();
     let mut ignored = 0;
+    let mut unreadable = Vec::new();
     for p in paths {
         let p = p.as_ref();
         let meta = std::fs::metadata(p).map_err(|e| match e.kind() {
@@ -35,10 +35,19 @@ pub fn collect_files<P: AsRef<Path>>(paths: &[P]) -> Result<(Vec<SourceFile>, us
         if meta.is_dir() {
             let walk = walkdir::WalkDir::new(p).follow_links(true).sort_by_file_name().into_iter();
             for entry in walk.filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')) {
-                let entry = entry.map_err(|e| {
-                    let path = e.path().map_or_else(|| p.to_path_buf(), Path::to_path_buf);
-                    DocsError::io(path, e.into())
-                })?;
+                // A dangling link or a link loop inside a folder is skipped, like other unreadable files there.
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    Err(e) => {
+                        let path = e.path().map_or_else(|| p.to_path_buf(), Path::to_path_buf);
+                        let reason = match e.io_error() {
+                            Some(io) => format!("{}: {io}", path.display()),
+                            None => format!("{}: {e}", path.display()),
+                        };
+                        unreadable.push((path, reason));
+                        continue;
+                    }
+                };
                 if !entry.file_type().is_file() {
                     continue;
                 }
@@ -54,7 +63,18 @@ pub fn collect_files<P: AsRef<Path>>(paths: &[P]) -> Result<(Vec<SourceFile>, us
     // An explicit mention wins over a folder hit for the same file.
     out.sort_by(|a, b| a.path.cmp(&b.path).then(b.explicit.cmp(&a.explicit)));
     out.dedup_by(|b, a| a.path == b.path);
-    Ok((out, ignored))
+    Ok(Collected { files: out, ignored, unreadable })
+}
+
+/// What [`collect_files`] found.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Files to index, sorted, without duplicates.
+    pub files: Vec<SourceFile>,
+    /// Files of other types inside folders.
+    pub ignored: usize,
+    /// Entries inside folders that could not be read (dangling links, loops), with why.
+    pub unreadable: Vec<(PathBuf, String)>,
 }
 
 fn canonical(p: &Path) -> Result<PathBuf, DocsError> {

@@ -233,7 +233,10 @@ pub fn train(
         return Err(TaskError::Invalid("fine-tuning needs batch size >= 1, epochs >= 1 and max_len >= 8".into()));
     }
     if !(cfg.learning_rate.is_finite() && cfg.learning_rate > 0.0) {
-        return Err(TaskError::Invalid(format!("the learning rate must be a positive number, got {}", cfg.learning_rate)));
+        return Err(TaskError::Invalid(format!(
+            "the learning rate must be a positive number, got {}",
+            cfg.learning_rate
+        )));
     }
     let config = load_config(base)?;
     if cfg.max_len > config.max_position_embeddings {

@@ -205,8 +205,22 @@ fn add_with_bar(
 fn add(a: AddArgs) -> anyhow::Result<()> {
     let dir = collection_dir(&collections_root(), &a.name)?;
     let encoder = load_encoder(&a.encoder)?;
+    // A collection this call creates is removed again when nothing could be added to it.
+    let created = !dir.exists();
     let mut coll = Collection::open_or_create(&dir)?;
-    let report = add_with_bar(&mut coll, &encoder, &a.paths)?;
+    let report = add_with_bar(&mut coll, &encoder, &a.paths);
+    let nothing_added = report.as_ref().map_or(true, |r| r.passages_total == 0);
+    if created && nothing_added {
+        drop(coll);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let report = report?;
+    if created && nothing_added {
+        for s in &report.skipped {
+            eprintln!("warning: skipped {}", s.reason);
+        }
+        anyhow::bail!("no document could be added, so collection `{}` was not created", a.name);
+    }
     for s in &report.skipped {
         eprintln!("warning: skipped {}", s.reason);
     }
