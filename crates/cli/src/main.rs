@@ -44,7 +44,7 @@ enum Command {
     /// Train, score, evaluate and calibrate the difficulty router.
     #[command(
         subcommand,
-        after_help = "Examples:\n  rightmodel router eval --data ../shared/data/routing/mmlu.csv --out router-eval\n  rightmodel router train --data outcomes.csv\n  echo '{\"prompt\": \"Prove Fermat's little theorem\"}' | rightmodel router score"
+        after_help = "Examples:\n  rightmodel router eval --data ../shared/data/routing/mmlu.csv --out router-eval\n  rightmodel router train --data outcomes.csv\n  echo '{\"prompt\": \"Prove that the square root of 2 is irrational\"}' | rightmodel router score"
     )]
     Router(cmd::router::RouterCmd),
     /// Train task models on your own data.
