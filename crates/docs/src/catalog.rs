@@ -46,10 +46,21 @@ pub struct CollectionInfo {
     pub chars: usize,
     /// Embedding model of its vectors.
     pub embedder: Option<String>,
+    /// Why its manifest could not be read (the counts are then 0); one broken collection does not hide the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The manifest of the collection in `dir`.
+fn read_manifest(dir: &Path) -> Result<Manifest, DocsError> {
+    let gen = store::current_generation(dir)?;
+    let path = gen.join("manifest.json");
+    let bytes = std::fs::read(&path).map_err(|e| DocsError::io(&path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| DocsError::Corrupt { path: path.clone(), reason: e.to_string() })
 }
 
 /// The collections under `root`, sorted by name (a missing root means none). Folders that are not
-/// collections are left out; a collection whose manifest cannot be read is an error.
+/// collections are left out; a collection whose manifest cannot be read is listed with its error.
 pub fn list_collections(root: &Path) -> Result<Vec<CollectionInfo>, DocsError> {
     let entries = match std::fs::read_dir(root) {
         Ok(e) => e,
@@ -63,11 +74,10 @@ pub fn list_collections(root: &Path) -> Result<Vec<CollectionInfo>, DocsError> {
         if !dir.is_dir() || !store::exists(&dir) {
             continue;
         }
-        let gen = store::current_generation(&dir)?;
-        let path = gen.join("manifest.json");
-        let bytes = std::fs::read(&path).map_err(|e| DocsError::io(&path, e))?;
-        let m: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| DocsError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        let (m, error) = match read_manifest(&dir) {
+            Ok(m) => (m, None),
+            Err(e) => (Manifest::empty(), Some(e.to_string())),
+        };
         out.push(CollectionInfo {
             name: entry.file_name().to_string_lossy().into_owned(),
             dir: dir.to_string_lossy().into_owned(),
@@ -75,6 +85,7 @@ pub fn list_collections(root: &Path) -> Result<Vec<CollectionInfo>, DocsError> {
             passages: m.files.iter().map(|f| f.passages).sum(),
             chars: m.files.iter().map(|f| f.chars).sum(),
             embedder: m.embedder,
+            error,
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));

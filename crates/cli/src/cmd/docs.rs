@@ -328,7 +328,10 @@ fn list(a: ListArgs) -> anyhow::Result<()> {
         println!("no collections (add one with `rightmodel docs add NAME PATH...`)");
     }
     for c in all {
-        println!("{:<20} {:>6} files {:>8} passages  {}", c.name, c.files, c.passages, c.dir);
+        match &c.error {
+            Some(e) => println!("{:<20} unreadable: {e}", c.name),
+            None => println!("{:<20} {:>6} files {:>8} passages  {}", c.name, c.files, c.passages, c.dir),
+        }
     }
     Ok(())
 }

@@ -277,6 +277,7 @@ fn train_classify(a: TrainClassifyArgs) -> anyhow::Result<()> {
     settings.max_len = a.max_len;
     settings.patience = a.patience;
     settings.max_neighbours = a.max_neighbours.max(1);
+    anyhow::ensure!(a.max_train != Some(0), "--max-train must be at least 1");
     if let Some(m) = a.max_minutes {
         anyhow::ensure!(m > 0.0, "--max-minutes must be positive");
     }
