@@ -182,28 +182,28 @@ pub fn train_classifier(
     let mut ft_outcome = None;
     let mut manifest_out = None;
     registry::write_dir_atomically(&spec.dest, spec.overwrite, |tmp| {
-        let (train_emb_kept, valid_emb, valid_logits) = match s.mode {
+        // Frozen embeddings of every text and the `fast` head on them: the whole model in `fast` mode, the
+        // mixed-in head in `finetune` mode; the neighbours are a sample of the same embeddings.
+        progress.start("embedding", (train_texts.len() + valid_texts.len()) as u64);
+        let train_emb = embed_all(embedder, &train_texts, progress)?;
+        let valid_emb = embed_all(embedder, &valid_texts, progress)?;
+        progress.finish();
+        let inputs = FastInputs {
+            train_texts: &train_texts,
+            train_emb: &train_emb,
+            train_y: &train_y,
+            valid_texts: &valid_texts,
+            valid_emb: &valid_emb,
+            valid_y: &valid_y,
+            classes: labels.len(),
+        };
+        let (head, c) = fast::train(&inputs, s.ngrams, &s.c_grid, spec.threads, progress)?;
+        let head_logits = head.logits(&valid_emb, &valid_texts);
+        let valid_logits = match s.mode {
             Mode::Fast => {
-                let n = train_texts.len() + valid_texts.len();
-                progress.start("embedding", n as u64);
-                let train_emb = embed_all(embedder, &train_texts, progress)?;
-                let valid_emb = embed_all(embedder, &valid_texts, progress)?;
-                progress.finish();
-                let inputs = FastInputs {
-                    train_texts: &train_texts,
-                    train_emb: &train_emb,
-                    train_y: &train_y,
-                    valid_texts: &valid_texts,
-                    valid_emb: &valid_emb,
-                    valid_y: &valid_y,
-                    classes: labels.len(),
-                };
-                let (model, c) = fast::train(&inputs, s.ngrams, &s.c_grid, spec.threads, progress)?;
                 settings.chosen_c = Some(c);
-                model.save(tmp)?;
-                let logits = model.logits(&valid_emb, &valid_texts);
-                let kept: Vec<Vec<f32>> = keep.iter().map(|&i| train_emb[i].clone()).collect();
-                (kept, valid_emb, logits)
+                head.save(tmp)?;
+                head_logits
             }
             Mode::Finetune => {
                 let base = spec.base_encoder.as_deref().unwrap_or(Path::new("."));
@@ -232,23 +232,6 @@ pub fn train_classifier(
                 progress.start("scoring validation", 0);
                 let ft_logits = model.logits(&valid_texts)?;
                 progress.finish();
-                // The frozen embeddings of every training text: the `fast` head of the mix learns from all
-                // of them, and the neighbours are a sample of them.
-                progress.start("embedding", (train_texts.len() + valid_texts.len()) as u64);
-                let train_emb = embed_all(embedder, &train_texts, progress)?;
-                let valid_emb = embed_all(embedder, &valid_texts, progress)?;
-                progress.finish();
-                let inputs = FastInputs {
-                    train_texts: &train_texts,
-                    train_emb: &train_emb,
-                    train_y: &train_y,
-                    valid_texts: &valid_texts,
-                    valid_emb: &valid_emb,
-                    valid_y: &valid_y,
-                    classes: labels.len(),
-                };
-                let (head, c) = fast::train(&inputs, s.ngrams, &s.c_grid, spec.threads, progress)?;
-                let head_logits = head.logits(&valid_emb, &valid_texts);
                 let (w, table) = blend::choose_weight(&ft_logits, &head_logits, &valid_y);
                 for (tw, acc, loss) in &table {
                     progress
@@ -256,7 +239,7 @@ pub fn train_classifier(
                 }
                 progress.note(&format!("mix with the fast head: weight {w:.1} (lowest validation log-loss)"));
                 settings.blend_weight = Some(w);
-                let logits = if w > 0.0 {
+                if w > 0.0 {
                     settings.chosen_c = Some(c);
                     let dir = tmp.join(blend::BLEND_DIR);
                     std::fs::create_dir_all(&dir).map_err(|e| TaskError::io(&dir, e))?;
@@ -264,11 +247,10 @@ pub fn train_classifier(
                     blend::mix(&ft_logits, &head_logits, w)
                 } else {
                     ft_logits
-                };
-                let kept: Vec<Vec<f32>> = keep.iter().map(|&i| train_emb[i].clone()).collect();
-                (kept, valid_emb, logits)
+                }
             }
         };
+        let train_emb_kept: Vec<Vec<f32>> = keep.iter().map(|&i| train_emb[i].clone()).collect();
         let predicted: Vec<String> = valid_logits.iter().map(|l| labels[argmax(l)].clone()).collect();
         let validation = metrics::score(&labels, &valid.labels, &predicted);
         let store = NeighbourStore::new(
