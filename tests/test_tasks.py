@@ -53,8 +53,12 @@ def test_classifier_trained_by_cli_is_served(tmp_path):
         for path in [real, real + "/", "../classifiers/sentiment", "classifiers/sentiment"]:
             status, _, body = request(s.base, "POST", "/v1/classify", body={"model": path, "input": ["x"]})
             assert status == 404, (path, body)
+        # `explain` costs one encoder pass per word (of a text's first 64): a request is capped in passes.
         status, _, body = request(s.base, "POST", "/v1/classify",
                                   body={"model": "sentiment", "input": ["word " * 5000], "explain": True})
+        assert status == 200, body
+        status, _, body = request(s.base, "POST", "/v1/classify",
+                                  body={"model": "sentiment", "input": ["word " * 64] * 100, "explain": True})
         assert status == 400 and json.loads(body)["error"]["param"] == "explain"
         status, _, body = request(s.base, "POST", "/v1/classify", body={"model": "sentiment", "input": []})
         assert status == 400

@@ -76,6 +76,13 @@ fn a_key_allow_list_limits_the_candidates() {
     let api = e.to_api_error();
     assert_eq!(api.kind.status(), 403);
     assert_eq!(api.code.as_deref(), Some("model_not_allowed"));
+    // When the models the key may use are kept out by another limit, that limit is the error.
+    let three = router(vec![local("small", 0.0), upstream("mid", 0.5, 2.0), upstream("large", 1.0, 10.0)], 0.9);
+    let mut r = req("prove it");
+    r.allowed = Some(vec!["large".into()]);
+    r.overrides.max_cost_usd = Some(1e-9);
+    let api = three.decide(&r, &no_budget()).unwrap_err().to_api_error();
+    assert_eq!(api.code.as_deref(), Some("max_cost_exceeded"), "{api:?}");
 }
 
 #[test]

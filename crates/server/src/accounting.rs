@@ -78,6 +78,10 @@ impl Accounting {
 
     /// Records the model that serves and its price.
     pub fn set_served(&mut self, model: &str, price: rightmodel_core::Price) {
+        if self.row.served_model != model {
+            // Usage reported by an earlier model (a cascade's first attempt) says nothing about this one.
+            self.usage_seen = false;
+        }
         self.row.served_model = model.to_string();
         self.price = price;
     }

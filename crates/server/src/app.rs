@@ -114,7 +114,7 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
     }
     Ok(AppState {
         tasks,
-        embed_permits: Semaphore::new(config.server.max_embed_concurrency.max(1)),
+        embed_permits: Arc::new(Semaphore::new(config.server.max_embed_concurrency.max(1))),
         config,
         chat,
         embed,

@@ -220,7 +220,8 @@ async fn handle(
     }
 }
 
-/// The fallback chain of `first`: itself, then those of its configured fallbacks the caller's key may use.
+/// The fallback chain of `first`: itself, then those of its configured fallbacks the caller's key may use
+/// and the day's budget allows (a spent budget leaves only free ones).
 fn chain(st: &SharedState, first: &str, acct: &Accounting) -> Result<Vec<(String, ChatModel)>, ApiError> {
     let m = st.chat_model(first)?.clone();
     let mut out = vec![(first.to_string(), m.clone())];
@@ -228,7 +229,7 @@ fn chain(st: &SharedState, first: &str, acct: &Accounting) -> Result<Vec<(String
         if !acct.caller().may_use(f) {
             continue;
         }
-        if let Some(fm) = st.chat.get(f) {
+        if let Some(fm) = st.chat.get(f).filter(|fm| st.check_budget(f, fm.price()).is_ok()) {
             out.push((f.clone(), fm.clone()));
         }
     }

@@ -394,7 +394,6 @@ pub async fn metrics(State(st): State<SharedState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
 }
 
-/// Any other path: OpenAI-style 404.
 /// A known endpoint called with the wrong HTTP method: OpenAI's error shape, not an empty 405.
 pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
     HttpError(

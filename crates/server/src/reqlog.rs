@@ -358,9 +358,11 @@ mod tests {
         }
         let last = RequestLog::last_rowid(&path).unwrap();
         {
-            // A long stream that arrived before `short` finishes after it; a NaN cost is stored as 0.
+            // A long stream that arrived before `short` finishes after it; a NaN cost is stored as 0; a row
+            // SQLite refuses (NULL latency) fails alone, not with the rows of its batch.
             let log = RequestLog::open(&path).unwrap();
             log.record(row("long", 1000, 0.2));
+            log.record(LogRow { latency_ms: f64::NAN, ..row("refused", 2500, 0.1) });
             log.record(row("nan", 3000, f64::NAN));
         }
         let (rows, next) = RequestLog::read_after(&path, last, 100).unwrap();

@@ -83,7 +83,7 @@ pub struct AppState {
     /// Gateway-wide spend today.
     pub spend: SpendCounter,
     /// Limits concurrent embedding work on the blocking pool.
-    pub embed_permits: Semaphore,
+    pub embed_permits: Arc<Semaphore>,
     /// Set when shutdown begins; new requests get 503.
     pub shutting_down: AtomicBool,
 }
@@ -91,8 +91,8 @@ pub struct AppState {
 impl AppState {
     /// A slot on the shared encoder (embeddings, classification, document retrieval), or 429 when all
     /// `max_embed_concurrency` are taken: requests beyond it would only queue behind one thread.
-    pub fn embed_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
-        self.embed_permits.try_acquire().map_err(|_| {
+    pub fn embed_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.embed_permits.clone().try_acquire_owned().map_err(|_| {
             ApiError::new(rightmodel_core::ErrorKind::RateLimited, "The embedding model is at capacity; retry shortly.")
                 .with_retry_after(1)
         })

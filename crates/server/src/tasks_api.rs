@@ -149,17 +149,25 @@ pub async fn classify(
         }
         let emb = embedder(&st)?;
         // Classification runs on the shared encoder: it counts against the same capacity as
-        // /v1/embeddings, and an explanation costs one encoder input per word.
-        if req.explain && texts.iter().map(|t| t.split_whitespace().count() + 1).sum::<usize>() > MAX_EXPLAIN_INPUTS {
+        // /v1/embeddings, and an explanation scores each text once more per word (its first words).
+        let words = |t: &String| t.split_whitespace().count().min(rightmodel_tasks::explain::MAX_WORDS);
+        if req.explain && texts.iter().map(|t| words(t) + 1).sum::<usize>() > MAX_EXPLAIN_INPUTS {
             return Err(ApiError::invalid(
                 "explain",
-                format!("`explain` scores every text once per word; keep the words of one request under {MAX_EXPLAIN_INPUTS}."),
+                format!(
+                    "`explain` scores each text once more per word (up to {} words); this request would need over \
+                     {MAX_EXPLAIN_INPUTS} encoder passes: send fewer texts.",
+                    rightmodel_tasks::explain::MAX_WORDS
+                ),
             ));
         }
-        let _permit = st.embed_permit()?;
+        // The permit moves into the blocking task, so a client that leaves does not free the encoder's slot
+        // while its work still runs.
+        let permit = st.embed_permit()?;
         let explain = req.explain;
         let (state, name) = (st.clone(), req.model.clone());
         let preds = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let clf = state.tasks.classifier(&name)?;
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             clf.predict(emb.as_ref(), &refs, explain).map_err(task_error)
@@ -185,11 +193,12 @@ pub async fn classify(
     }
 }
 
-/// The strongest upstream (highest tier) that `caller` may use, for escalating unsure document answers.
+/// The strongest upstream (highest tier) that `caller` may use and the day's budget allows, for escalating
+/// unsure document answers.
 fn strongest_upstream(st: &AppState, caller: &crate::auth::Caller) -> Option<String> {
     st.chat
         .iter()
-        .filter(|(n, _)| caller.may_use(n))
+        .filter(|(n, m)| caller.may_use(n) && st.check_budget(n, m.price()).is_ok())
         .filter_map(|(n, m)| match m {
             ChatModel::Upstream(u) => Some((n.clone(), u.config.tier)),
             ChatModel::Local(_) => None,
@@ -217,15 +226,16 @@ pub async fn docs_chat(
     let permit = st.embed_permit()?;
     let q = question.clone();
     let (state, coll_name) = (st.clone(), name.to_string());
-    // Opening the collection, retrieval and counting the question's tokens all block: one pool task.
+    // Opening the collection, retrieval and counting the question's tokens all block: one pool task, which
+    // holds the encoder's slot until it is done, even if the client leaves.
     let (answer, question_tokens) = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let coll = state.tasks.collection(&coll_name)?;
         let answer = coll.ask(emb.as_ref(), &q, 5).map_err(|e| ApiError::internal(e.to_string()))?;
         Ok::<_, ApiError>((answer, emb_tokens(&state, &q)))
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
-    drop(permit); // retrieval is done; an escalation upstream does not hold the encoder's slot
     let model_name = format!("docs:{name}");
     acct.set_served(&model_name, Default::default());
     let citations = serde_json::to_value(&answer.citations).unwrap_or(Value::Null);

@@ -108,16 +108,16 @@ pub fn write_dir_atomically(
     std::fs::create_dir_all(&parent).map_err(|e| TaskError::io(&parent, e))?;
     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "classifier".into());
     remove_abandoned(&parent, &name);
-    // Removed automatically if `fill` fails or panics; the process id in the name lets a later run tell
-    // the leftovers of a killed run (Ctrl-C skips destructors) from a live one's.
+    // Removed automatically if `fill` fails or panics; the host and process id in the name let a later run
+    // tell the leftovers of a killed run (Ctrl-C skips destructors) from a live one's.
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.partial-{}-", std::process::id()))
+        .prefix(&format!(".{name}.partial-{}-{}-", host_tag(), std::process::id()))
         .tempdir_in(&parent)
         .map_err(|e| TaskError::io(&parent, e))?;
     fill(tmp.path())?;
     let tmp_path = tmp.keep();
     if dest.exists() {
-        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+        let old = parent.join(format!(".{name}.old-{}-{}", host_tag(), std::process::id()));
         std::fs::rename(dest, &old).map_err(|e| TaskError::io(dest, e))?;
         if let Err(e) = std::fs::rename(&tmp_path, dest) {
             // Put the previous classifier back.
@@ -154,14 +154,28 @@ pub fn check_writable(dest: &Path, overwrite: bool) -> Result<(), TaskError> {
     }
 }
 
-/// Removes `.NAME.partial-PID-*` and `.NAME.old-PID` directories left in `parent` by runs that were killed
-/// (their process is gone). Only where process ids can be checked (`/proc`); elsewhere they stay.
+/// This machine's name reduced to letters and digits (`host` when unknown), so runs on other machines or
+/// containers sharing the folder, whose process ids mean nothing here, are told apart.
+fn host_tag() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let tag: String = name.trim().chars().filter(|c| c.is_ascii_alphanumeric()).take(32).collect();
+    if tag.is_empty() {
+        "host".into()
+    } else {
+        tag
+    }
+}
+
+/// Removes `.NAME.partial-HOST-PID-*` and `.NAME.old-HOST-PID` directories left in `parent` by runs on this
+/// machine that were killed (their process is gone). Only where process ids can be checked (`/proc`);
+/// elsewhere, and for other machines' runs, they stay.
 fn remove_abandoned(parent: &Path, name: &str) {
     if !Path::new("/proc/self").exists() {
         return;
     }
     let Ok(entries) = std::fs::read_dir(parent) else { return };
-    let (partial, old) = (format!(".{name}.partial-"), format!(".{name}.old-"));
+    let host = host_tag();
+    let (partial, old) = (format!(".{name}.partial-{host}-"), format!(".{name}.old-{host}-"));
     for e in entries.flatten() {
         let file_name = e.file_name();
         let file_name = file_name.to_string_lossy();

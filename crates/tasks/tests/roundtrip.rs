@@ -142,12 +142,23 @@ fn existing_classifier_is_kept_unless_forced() {
     assert!(work.join("thesis.txt").is_file());
 
     // Leftovers of a killed run (a process id that is not running) are swept by the next run.
-    let stale = tmp.path().join(format!(".m.partial-{}-abc", u32::MAX - 1));
+    let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(32)
+        .collect();
+    let host = if host.is_empty() { "host".to_string() } else { host };
+    let stale = tmp.path().join(format!(".m.partial-{host}-{}-abc", u32::MAX - 1));
+    let other_host = tmp.path().join(format!(".m.partial-elsewhere{host}-{}-abc", u32::MAX - 1));
+    std::fs::create_dir(&other_host).unwrap();
     std::fs::create_dir(&stale).unwrap();
     train_classifier(&forced, &emb, &NoProgress).unwrap();
     if std::path::Path::new("/proc/self").exists() {
         assert!(!stale.exists(), "stale partial directory kept");
     }
+    assert!(other_host.exists(), "another machine's run is not this machine's to judge");
 }
 
 #[test]

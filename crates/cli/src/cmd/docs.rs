@@ -206,13 +206,17 @@ fn add(a: AddArgs) -> anyhow::Result<()> {
     let dir = collection_dir(&collections_root(), &a.name)?;
     let encoder = load_encoder(&a.encoder)?;
     // A collection this call creates is removed again when nothing could be added to it.
-    let created = !dir.exists();
+    let created = !rightmodel_docs::store::exists(&dir);
     let mut coll = Collection::open_or_create(&dir)?;
     let report = add_with_bar(&mut coll, &encoder, &a.paths);
     let nothing_added = report.as_ref().map_or(true, |r| r.passages_total == 0);
     if created && nothing_added {
         drop(coll);
-        let _ = std::fs::remove_dir_all(&dir);
+        // Another `docs add` of the same name may have filled it meanwhile (this one then failed on its lock):
+        // remove it only while it is still empty, through the locked removal.
+        if Collection::open(&dir).is_ok_and(|c| c.passage_count() == 0) {
+            let _ = remove_collection(&collections_root(), &a.name);
+        }
     }
     let report = report?;
     if created && nothing_added {

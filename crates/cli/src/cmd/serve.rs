@@ -136,10 +136,13 @@ pub fn logs(a: LogsArgs) -> anyhow::Result<()> {
     if !a.follow {
         return Ok(());
     }
+    // A row committed between reading the cursor and the rows above is in both: print it once.
+    let mut printed: std::collections::HashSet<String> = rows.into_iter().map(|r| r.id).collect();
     loop {
         std::thread::sleep(std::time::Duration::from_millis(500));
         let (rows, next) = RequestLog::read_after(&path, last, 10_000)?;
         last = next;
+        let rows: Vec<LogRow> = rows.into_iter().filter(|r| !printed.remove(&r.id)).collect();
         print_rows(&mut out, &rows, a.format, &mut csv_header)?;
     }
 }

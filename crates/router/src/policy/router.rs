@@ -184,6 +184,10 @@ impl Router {
     fn no_candidate(&self, estimates: &[CandidateEstimate], req: &RouteRequest, budget: &BudgetState) -> RouteError {
         let excluded: Vec<(String, Limit)> =
             estimates.iter().filter_map(|e| e.excluded.map(|l| (e.name.clone(), l))).collect();
+        // Models off the key's list are named only when nothing else stood in the way: otherwise the
+        // limit that kept out the models the key may use is the one to fix.
+        let on_list: Vec<Limit> = excluded.iter().map(|(_, l)| *l).filter(|l| *l != Limit::NotAllowed).collect();
+        let votes = if on_list.is_empty() { vec![Limit::NotAllowed] } else { on_list };
         // Name the limit that excluded the most candidates; on a tie, the request's own limits first.
         let order = [
             Limit::MaxCost,
@@ -199,7 +203,7 @@ impl Router {
             .iter()
             .copied()
             .max_by_key(|l| {
-                (excluded.iter().filter(|(_, x)| x == l).count(), std::cmp::Reverse(order.iter().position(|o| o == l)))
+                (votes.iter().filter(|x| *x == l).count(), std::cmp::Reverse(order.iter().position(|o| o == l)))
             })
             .unwrap_or(Limit::Domain);
         let cheapest = estimates.iter().min_by(|a, b| a.cost_usd.total_cmp(&b.cost_usd));
