@@ -311,7 +311,7 @@ pub const MAX_SPAN: usize = 7;
 /// Number of span features.
 pub const N_SPAN: usize = 6 * 7 + 22;
 
-/// Span-scorer weights in [`span_features`] order: answer type x span property (6 x 7), then the
+/// Span-scorer weights in `span_features` order: answer type x span property (6 x 7), then the
 /// generic features.
 pub const SPAN_WEIGHTS: [f32; N_SPAN] = [
     3.5809214,

@@ -210,7 +210,7 @@ impl CustomOp1 for GeluErf {
 
 /// `x/2 · (1 + erf(x/√2))` without libm calls, so loops over it vectorise.
 ///
-/// erf from Abramowitz & Stegun 7.1.26 (absolute error under 1.5e-7) with [`exp_neg`]; GELU's
+/// erf from Abramowitz & Stegun 7.1.26 (absolute error under 1.5e-7) with `exp_neg`; GELU's
 /// absolute error stays under 1e-6 for |x| < 10 (test below).
 #[inline(always)]
 pub fn gelu_erf(x: f32) -> f32 {

@@ -24,7 +24,7 @@ use crate::TaskError;
 
 /// Sub-directory holding the fine-tuned encoder (config.json, tokenizer.json, model.safetensors).
 pub const ENCODER_DIR: &str = "encoder";
-/// Head weights (`weight` [classes, hidden], `bias` [classes]).
+/// Head weights (`weight` `[classes, hidden]`, `bias` `[classes]`).
 pub const HEAD_FILE: &str = "head.safetensors";
 /// Texts per forward pass at prediction time.
 const PREDICT_BATCH: usize = 32;
