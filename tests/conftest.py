@@ -108,6 +108,15 @@ class Server:
         return rows
 
 
+def fresh_home(tmp_path):
+    """An empty RIGHTMODEL_HOME whose model store is the already pulled one."""
+    home = tmp_path / "home"
+    real_models = pathlib.Path(os.environ.get("RIGHTMODEL_HOME", pathlib.Path.home() / ".cache" / "rightmodel")) / "models"
+    home.mkdir()
+    (home / "models").symlink_to(real_models)
+    return home, dict(os.environ, RIGHTMODEL_HOME=str(home))
+
+
 def request(base, method, path, body=None, headers=None, raw=None, timeout=120):
     """Plain HTTP call; returns (status, headers, body bytes)."""
     m = re.match(r"http://([^:/]+):(\d+)", base)

@@ -2,7 +2,7 @@
 import json
 import subprocess
 
-from conftest import BIN
+from conftest import BIN, fresh_home
 
 
 def run(*args, input=None, env=None):
@@ -86,12 +86,7 @@ def test_openmp_spin_is_shortened_unless_the_user_chose():
 
 
 def test_docs_add_that_adds_nothing_leaves_no_collection(tmp_path):
-    import os
-    home = tmp_path / "home"
-    home.mkdir()
-    real = os.environ.get("RIGHTMODEL_HOME", os.path.expanduser("~/.cache/rightmodel"))
-    (home / "models").symlink_to(os.path.join(real, "models"))
-    env = dict(os.environ, RIGHTMODEL_HOME=str(home))
+    home, env = fresh_home(tmp_path)
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     r = run("docs", "add", "c1", str(empty), env=env)

@@ -1,24 +1,14 @@
 """Task small models through the gateway: a classifier trained by the CLI served on /v1/classify,
 and a document collection answering `docs:NAME` chat requests with citations."""
 import json
-import os
 import pathlib
 import subprocess
 
 import openai
 
-from conftest import BIN, LOCAL, Server, request
+from conftest import BIN, LOCAL, Server, fresh_home, request
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def fresh_home(tmp_path):
-    """An empty RIGHTMODEL_HOME whose model store is the already pulled one."""
-    home = tmp_path / "home"
-    real_models = pathlib.Path(os.environ.get("RIGHTMODEL_HOME", pathlib.Path.home() / ".cache" / "rightmodel")) / "models"
-    home.mkdir()
-    (home / "models").symlink_to(real_models)
-    return home, dict(os.environ, RIGHTMODEL_HOME=str(home))
 
 
 def cli(env, *args):
