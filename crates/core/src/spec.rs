@@ -16,6 +16,11 @@ impl Price {
     pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
         (input_tokens as f64 * self.input_per_mtok + output_tokens as f64 * self.output_per_mtok) / 1e6
     }
+
+    /// Whether calls cost nothing (local models): such models serve even when the day's budget is spent.
+    pub fn is_free(&self) -> bool {
+        self.input_per_mtok <= 0.0 && self.output_per_mtok <= 0.0
+    }
 }
 
 /// Where a model runs.

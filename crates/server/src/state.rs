@@ -102,8 +102,7 @@ impl AppState {
     /// free (local) models serve, whether `auto` chose them or the client named one.
     pub fn check_budget(&self, name: &str, price: rightmodel_core::Price) -> Result<(), ApiError> {
         let daily = self.config.budget.daily_usd;
-        let free = price.input_per_mtok <= 0.0 && price.output_per_mtok <= 0.0;
-        if free || daily <= 0.0 || self.spend.today() < daily {
+        if price.is_free() || daily <= 0.0 || self.spend.today() < daily {
             return Ok(());
         }
         Err(ApiError::new(

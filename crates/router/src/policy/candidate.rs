@@ -146,7 +146,7 @@ impl Candidate {
 
     /// True when calling it costs nothing (local models, or a zero price).
     pub fn is_free(&self) -> bool {
-        self.price.input_per_mtok <= 0.0 && self.price.output_per_mtok <= 0.0
+        self.price.is_free()
     }
 
     /// The current latency EWMA (time to first token) in milliseconds.
