@@ -100,6 +100,32 @@ fn three_tiers_take_bands_of_scores() {
 }
 
 #[test]
+fn configured_tiers_are_relative_so_the_calibrated_share_holds() {
+    // The server gives local models tier 0.1: the threshold must still mean "strong when d >= t",
+    // or a calibrated 30% strong share would become almost none (d >= t / 0.9).
+    let scores: Vec<f32> = (0..100).map(|i| 0.45 + i as f32 * 0.002).collect();
+    let cal = Calibration::from_scores(&scores, 0.3).unwrap();
+    let rc = RouterConfig::from_calibration(&cal);
+    let t = rc.threshold;
+    let served = |d: f32| {
+        let cands = vec![local("small", 0.1), upstream("large", 0.9, 10.0)];
+        Router::new(cands, Arc::new(FixedScorer(d)), rc.clone()).unwrap().decide(&req("x"), &no_budget()).unwrap()
+    };
+    assert_eq!(served(t + 0.001).served, "large");
+    assert_eq!(served(t - 0.001).served, "small");
+    let strong = scores.iter().filter(|&&d| served(d).served == "large").count();
+    assert!((25..=35).contains(&strong), "{strong} of 100 calibration scores escalate, want about 30");
+    // Equally capable candidates: the cheapest serves whatever the score.
+    let same = vec![local("small", 0.5), upstream("large", 0.5, 10.0)];
+    let d = Router::new(same, Arc::new(FixedScorer(0.99)), rc.clone()).unwrap().decide(&req("x"), &no_budget());
+    assert_eq!(d.unwrap().served, "small");
+    // A strong share of 0 calibrates above every score: accepted, and nothing escalates.
+    let never = RouterConfig { threshold: cal.threshold_for_share(0.0), ..rc };
+    let r = Router::new(vec![local("small", 0.1), upstream("large", 0.9, 10.0)], Arc::new(FixedScorer(1.0)), never);
+    assert_eq!(r.unwrap().decide(&req("x"), &no_budget()).unwrap().served, "small");
+}
+
+#[test]
 fn threshold_and_strong_share_overrides() {
     let scores: Vec<f32> = (0..100).map(|i| i as f32 / 100.0).collect();
     let cal = Calibration::from_scores(&scores, 0.3).unwrap();
@@ -286,6 +312,17 @@ fn capabilities_and_context_window() {
     let d = r.decide(&req("x"), &no_budget()).unwrap();
     assert_eq!(d.served, "large");
     assert_eq!(d.candidates[0].excluded, Some(Limit::Context));
+    // Without max_tokens only the prompt (plus one token) must fit, as when the model is named.
+    let mut q = req("x");
+    q.max_output_tokens = None;
+    assert_eq!(r.decide(&q, &no_budget()).unwrap().served, "small");
+    // A cost cap that keeps out the large model, while the free one lacks the context: the message
+    // quotes the model the cap kept out, not the free one.
+    let mut q = req("x");
+    q.overrides.max_cost_usd = Some(1e-9);
+    let e = r.decide(&q, &no_budget()).unwrap_err().to_api_error();
+    assert_eq!(e.kind.status(), 422);
+    assert!(e.message.contains("(large)"), "{}", e.message);
 }
 
 #[test]

@@ -98,13 +98,43 @@ fn header_value(v: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(v).ok()
 }
 
+/// Largest `x-rightmodel-decision` value sent: clients and proxies commonly cap a response's headers
+/// at 8-16 KiB and fail the whole response beyond.
+const DECISION_HEADER_MAX: usize = 8 * 1024;
+
+/// The decision as a header value: ASCII only, and within [`DECISION_HEADER_MAX`] by leaving out the
+/// bulky parts (an upstream's error text, the per-candidate estimates) when it would not fit. The
+/// response body and the request log keep the whole decision.
+fn decision_header(d: &Value) -> Option<HeaderValue> {
+    let mut text = rightmodel_router::policy::header_safe_json(&d.to_string());
+    if text.len() > DECISION_HEADER_MAX {
+        let mut slim = d.clone();
+        if let Some(o) = slim.as_object_mut() {
+            o.remove("escalation_error");
+            o.remove("candidates");
+            o.insert("truncated".into(), Value::Bool(true));
+        }
+        text = rightmodel_router::policy::header_safe_json(&slim.to_string());
+    }
+    (text.len() <= DECISION_HEADER_MAX).then(|| header_value(&text)).flatten()
+}
+
+/// An upstream's error message cut to a length fit for a decision record.
+fn short_message(m: &str) -> String {
+    const MAX_CHARS: usize = 300;
+    match m.char_indices().nth(MAX_CHARS) {
+        Some((i, _)) => format!("{}...", &m[..i]),
+        None => m.to_string(),
+    }
+}
+
 /// Adds `x-rightmodel-*` and `x-request-id` headers.
 pub fn decorate(resp: &mut Response, served: &str, decision: Option<&Value>, request_id: &str) {
     let h = resp.headers_mut();
     if let Some(v) = header_value(served) {
         h.insert("x-rightmodel-model", v);
     }
-    if let Some(v) = decision.and_then(|d| header_value(&d.to_string())) {
+    if let Some(v) = decision.and_then(decision_header) {
         h.insert("x-rightmodel-decision", v);
     }
     if let Some(v) = header_value(request_id) {
@@ -631,7 +661,7 @@ async fn cascade(
             if let Some(obj) = decision.as_object_mut() {
                 obj.insert("served".into(), json!(small_name));
                 obj.insert("reason".into(), json!("cascade_escalation_failed"));
-                obj.insert("escalation_error".into(), json!(e.message));
+                obj.insert("escalation_error".into(), json!(short_message(&e.message)));
             }
             acct.set_served(&small_name, small.price());
             acct.set_decision("cascade_escalation_failed", &decision);

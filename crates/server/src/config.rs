@@ -285,7 +285,8 @@ pub struct RouteSection {
     pub threshold: Option<f32>,
     /// Target share of requests sent to the strongest model (calibrated threshold).
     pub strong_share: Option<f32>,
-    /// Directory of trained router weights (default: the shipped ones).
+    /// Directory of trained router weights (default: `$RIGHTMODEL_HOME/router` when it holds
+    /// weights, else the shipped ones).
     pub router_dir: Option<PathBuf>,
     /// Cascade: smallest mean token probability of the small answer to keep it.
     pub min_confidence: f32,

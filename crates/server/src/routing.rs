@@ -40,6 +40,15 @@ pub struct AutoRouter {
 const LOCAL_PRIOR: (f64, f64) = (150.0, 30.0);
 const UPSTREAM_PRIOR: (f64, f64) = (800.0, 20.0);
 
+/// `route.router_dir`, else `$RIGHTMODEL_HOME/router` when `rightmodel router train` or `calibrate`
+/// wrote weights there (the CLI's default too), else none (the shipped weights).
+fn router_dir(config: &Config) -> Option<std::path::PathBuf> {
+    config.route.router_dir.clone().or_else(|| {
+        let d = rightmodel_models::home::rightmodel_home().join("router");
+        d.join(rightmodel_router::scorer::WEIGHTS_FILE).is_file().then_some(d)
+    })
+}
+
 impl AutoRouter {
     /// Builds the router over the configured candidates, with the shipped scorer (or
     /// `route.router_dir`) on the local encoder.
@@ -92,21 +101,45 @@ impl AutoRouter {
         }
         // The trained weights carry the score distribution they were calibrated on, which turns a
         // target strong share into a threshold.
-        let (scorer, mut rc): (Arc<dyn Scorer>, RouterConfig) = match embed {
-            Some(e) => {
+        let length_scorer = || -> (Arc<dyn Scorer>, RouterConfig) {
+            if config.route.strong_share.is_some() && config.route.threshold.is_none() {
+                tracing::warn!("route.strong_share needs the difficulty scorer's calibration: ignored (threshold 0.5)");
+            }
+            (Arc::new(rightmodel_router::scorer::LengthScorer), RouterConfig::default())
+        };
+        let (scorer, mut rc): (Arc<dyn Scorer>, RouterConfig) = match (embed, router_dir(config)) {
+            (Some(e), Some(dir)) => {
+                // Weights the user trained: failing to use them is an error, not a silent downgrade.
+                tracing::info!(dir = %dir.display(), "router weights");
+                let weights =
+                    RouterWeights::load(&dir).map_err(|err| format!("router weights in {}: {err}", dir.display()))?;
                 let emb: Arc<dyn rightmodel_core::Embedder> = e.model.clone();
-                let weights = match &config.route.router_dir {
-                    Some(dir) => RouterWeights::load(dir),
-                    None => RouterWeights::shipped(),
-                }
-                .map_err(|e| e.to_string())?;
-                let s = DifficultyScorer::with_encoder_dir(weights, &e.dir, Some(emb)).map_err(|e| e.to_string())?;
+                let s = DifficultyScorer::with_encoder_dir(weights, &e.dir, Some(emb))
+                    .map_err(|err| format!("router weights in {}: {err}", dir.display()))?;
                 let rc = RouterConfig::from_calibration(s.calibration());
                 (Arc::new(s), rc)
             }
-            None => {
+            (Some(e), None) => {
+                // The shipped weights fit the default encoder; another `[embedding]` model (a different
+                // dimension or vocabulary) routes by prompt length instead of refusing to start.
+                let emb: Arc<dyn rightmodel_core::Embedder> = e.model.clone();
+                let built = RouterWeights::shipped()
+                    .and_then(|w| DifficultyScorer::with_encoder_dir(w, &e.dir, Some(emb)))
+                    .map_err(|err| err.to_string());
+                match built {
+                    Ok(s) => {
+                        let rc = RouterConfig::from_calibration(s.calibration());
+                        (Arc::new(s), rc)
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "the shipped router weights do not fit the [embedding] model: routing `auto` by prompt length (train your own with `rightmodel router train`)");
+                        length_scorer()
+                    }
+                }
+            }
+            (None, _) => {
                 tracing::warn!("no [embedding] model configured: routing `auto` by prompt length");
-                (Arc::new(rightmodel_router::scorer::LengthScorer), RouterConfig::default())
+                length_scorer()
             }
         };
         if let Some(share) = config.route.strong_share {

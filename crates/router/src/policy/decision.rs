@@ -94,18 +94,23 @@ impl Decision {
 
     /// Compact JSON safe for an HTTP header value: non-ASCII characters are `\u` escaped.
     pub fn to_header_value(&self) -> String {
-        let json = self.to_json();
-        let mut out = String::with_capacity(json.len());
-        for c in json.chars() {
-            if c.is_ascii() && !c.is_ascii_control() {
-                out.push(c);
-            } else {
-                let mut buf = [0u16; 2];
-                for u in c.encode_utf16(&mut buf) {
-                    out.push_str(&format!("\\u{u:04x}"));
-                }
+        header_safe_json(&self.to_json())
+    }
+}
+
+/// JSON text made safe for an HTTP header value: every non-ASCII character `\u`-escaped (JSON
+/// parsers read it back unchanged; raw UTF-8 in a header is mangled by Latin-1 clients).
+pub fn header_safe_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_ascii() && !c.is_ascii_control() {
+            out.push(c);
+        } else {
+            let mut buf = [0u16; 2];
+            for u in c.encode_utf16(&mut buf) {
+                out.push_str(&format!("\\u{u:04x}"));
             }
         }
-        out
     }
+    out
 }

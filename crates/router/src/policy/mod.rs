@@ -11,7 +11,7 @@ pub mod router;
 
 pub use budget::{budget_threshold, BudgetState};
 pub use candidate::{Candidate, Capabilities, Domain, DomainFit, LatencyTracker};
-pub use decision::{CandidateEstimate, Decision, ReasonCode};
+pub use decision::{header_safe_json, CandidateEstimate, Decision, ReasonCode};
 pub use error::{Limit, RouteError};
 pub use request::{Needs, Overrides, RouteRequest, Strategy};
 pub use router::{Router, RouterConfig};

@@ -73,6 +73,8 @@ impl RouterConfig {
 /// Routes requests between candidates.
 pub struct Router {
     candidates: Vec<Candidate>,
+    /// Each candidate's tier rescaled over the general candidates (see [`relative_tiers`]).
+    rel_tier: Vec<f32>,
     scorer: Arc<dyn Scorer>,
     config: RouterConfig,
 }
@@ -90,6 +92,27 @@ impl std::fmt::Debug for Router {
 /// Sort key for "cheapest": estimated cost, then latency, then lower tier.
 fn cheaper(a: &CandidateEstimate, ta: f32, b: &CandidateEstimate, tb: f32) -> std::cmp::Ordering {
     a.cost_usd.total_cmp(&b.cost_usd).then(a.latency_ms.total_cmp(&b.latency_ms)).then(ta.total_cmp(&tb))
+}
+
+/// Tiers rescaled so that the least capable general candidate is 0 and the most capable 1.
+///
+/// The threshold is calibrated as "strong when `d >= threshold`", which is what `d (1 - tier) <
+/// threshold` means only for tiers 0 and 1. Configured tiers are relative guesses (a local model at
+/// 0.1, a mid-size upstream at 0.6): taken as they are, a weakest tier of 0.1 would need
+/// `d >= threshold / 0.9`, above nearly every score the calibration saw, and the strong share would
+/// collapse. Candidates that are all equally capable all clear the bar (the cheapest serves).
+fn relative_tiers(candidates: &[Candidate]) -> Vec<f32> {
+    let general = candidates.iter().filter(|c| c.domain.is_none()).map(|c| c.tier);
+    let lo = general.clone().fold(f32::INFINITY, f32::min);
+    let hi = general.fold(f32::NEG_INFINITY, f32::max);
+    candidates
+        .iter()
+        .map(|c| match c.domain {
+            Some(_) => c.tier,
+            None if hi - lo > 1e-6 => (c.tier - lo) / (hi - lo),
+            None => 1.0,
+        })
+        .collect()
 }
 
 fn round_to(v: f64, step: f64) -> f64 {
@@ -111,10 +134,12 @@ impl Router {
                 return Err(RouteError::Internal(format!("candidate `{}` has no valid tier", c.name)));
             }
         }
-        if !(0.0..=1.0).contains(&config.threshold) {
-            return Err(RouteError::Internal(format!("threshold {} is not in [0, 1]", config.threshold)));
+        // Above 1 is allowed: a strong share of 0 calibrates to a threshold no score reaches.
+        if !config.threshold.is_finite() || config.threshold < 0.0 {
+            return Err(RouteError::Internal(format!("threshold {} is not a number >= 0", config.threshold)));
         }
-        Ok(Router { candidates, scorer, config })
+        let rel_tier = relative_tiers(&candidates);
+        Ok(Router { candidates, rel_tier, scorer, config })
     }
 
     /// The candidates.
@@ -162,7 +187,9 @@ impl Router {
         {
             return Some(Limit::Capability);
         }
-        let out = u64::from(req.max_output_tokens.unwrap_or(self.config.default_output_tokens));
+        // Without max_tokens the model writes until its context is full, so the prompt plus one token
+        // must fit; the default output length is for estimates, not a requirement.
+        let out = req.max_output_tokens.map(u64::from).unwrap_or(1);
         if caps.context_tokens.is_some_and(|ctx| req.input_tokens + out > u64::from(ctx)) {
             return Some(Limit::Context);
         }
@@ -206,8 +233,11 @@ impl Router {
                 (votes.iter().filter(|x| *x == l).count(), std::cmp::Reverse(order.iter().position(|o| o == l)))
             })
             .unwrap_or(Limit::Domain);
-        let cheapest = estimates.iter().min_by(|a, b| a.cost_usd.total_cmp(&b.cost_usd));
-        let fastest = estimates.iter().min_by(|a, b| a.latency_ms.total_cmp(&b.latency_ms));
+        // The estimates quoted are those of the models this limit kept out (a free model excluded for
+        // its context window is not "the cheapest" a cost cap could have had).
+        let kept_out = |l: Limit| estimates.iter().filter(move |e| e.excluded == Some(l));
+        let cheapest = kept_out(Limit::MaxCost).min_by(|a, b| a.cost_usd.total_cmp(&b.cost_usd));
+        let fastest = kept_out(Limit::MaxLatency).min_by(|a, b| a.latency_ms.total_cmp(&b.latency_ms));
         let message = match limit {
             Limit::MaxCost => format!(
                 "no model can serve this request within max_cost_usd={}: the cheapest estimate is ${:.6} ({})",
@@ -360,15 +390,15 @@ impl Router {
         decision.score = score;
         let d = score.unwrap_or(0.0);
         for &i in &general {
-            est[i].quality = score.map(|s| ((1.0 - s * (1.0 - self.candidates[i].tier)) * 1e4).round() / 1e4);
+            est[i].quality = score.map(|s| ((1.0 - s * (1.0 - self.rel_tier[i])) * 1e4).round() / 1e4);
         }
-        let quality = |i: usize| 1.0 - d * (1.0 - self.candidates[i].tier);
+        let quality = |i: usize| 1.0 - d * (1.0 - self.rel_tier[i]);
         let by_cost =
-            |a: &usize, b: &usize| cheaper(&est[*a], self.candidates[*a].tier, &est[*b], self.candidates[*b].tier);
+            |a: &usize, b: &usize| cheaper(&est[*a], self.rel_tier[*a], &est[*b], self.rel_tier[*b]);
         // The cheapest candidate among `pool` that clears the bar for threshold `t`, else the best one.
         // `q > 1 - t`, i.e. `d (1 - tier) < t`, written without the subtraction so that a score equal
         // to the threshold escalates exactly as in calibration and evaluation (`score >= threshold`).
-        let clears = |i: usize, t: f32| self.candidates[i].tier >= 1.0 || d * (1.0 - self.candidates[i].tier) < t;
+        let clears = |i: usize, t: f32| self.rel_tier[i] >= 1.0 || d * (1.0 - self.rel_tier[i]) < t;
         let pick = |pool: &[usize], t: f32| -> Option<usize> {
             let clear = pool.iter().copied().filter(|&i| clears(i, t)).min_by(by_cost);
             clear
@@ -402,9 +432,9 @@ impl Router {
                     feasible
                         .iter()
                         .copied()
-                        .filter(|&i| i != small && self.candidates[i].tier > self.candidates[small].tier)
+                        .filter(|&i| i != small && self.rel_tier[i] > self.rel_tier[small])
                         .max_by(|a, b| {
-                            self.candidates[*a].tier.total_cmp(&self.candidates[*b].tier).then(by_cost(b, a))
+                            self.rel_tier[*a].total_cmp(&self.rel_tier[*b]).then(by_cost(b, a))
                         })
                 };
                 if let Some(large) = large {
