@@ -39,6 +39,21 @@ struct Analysis {
     evidence: Vec<Vec<Evidence>>,
 }
 
+/// Longest question answered, in characters. Question analysis compares every question term with
+/// every candidate sentence; without a bound one request could hold a core for minutes.
+pub const MAX_QUESTION_CHARS: usize = 4000;
+
+fn check_question(question: &str) -> Result<(), DocsError> {
+    if question.trim().is_empty() {
+        return Err(DocsError::EmptyQuestion);
+    }
+    let chars = question.chars().count();
+    if chars > MAX_QUESTION_CHARS {
+        return Err(DocsError::QuestionTooLong { chars, max: MAX_QUESTION_CHARS });
+    }
+    Ok(())
+}
+
 impl Collection {
     /// Answers `question` from the `k` best passages with the default parameters.
     pub fn ask(&self, embedder: &dyn Embedder, question: &str, k: usize) -> Result<Answer, DocsError> {
@@ -53,9 +68,7 @@ impl Collection {
         k: usize,
         params: &AskParams,
     ) -> Result<Answer, DocsError> {
-        if question.trim().is_empty() {
-            return Err(DocsError::EmptyQuestion);
-        }
+        check_question(question)?;
         if self.passage_count() == 0 {
             return Err(DocsError::EmptyCollection);
         }
@@ -77,6 +90,7 @@ impl Collection {
         k: usize,
         params: &AskParams,
     ) -> Result<Answer, DocsError> {
+        check_question(question)?;
         let k = k.max(1);
         let scored = params.rerank_depth.max(1);
         let Analysis { ranked, evidence } = self.analyse(question, q_vec, params, k.max(scored), scored)?;

@@ -95,12 +95,33 @@ pub fn list_collections(root: &Path) -> Result<Vec<CollectionInfo>, DocsError> {
 /// Deletes the collection `name` under `root`. The folder is first renamed aside, so a concurrent
 /// reader never sees a half-deleted collection.
 pub fn remove_collection(root: &Path, name: &str) -> Result<(), DocsError> {
+    remove_locked(root, name, |_| Ok(true)).map(|_| ())
+}
+
+/// Removes collection `name` only if it holds no passages, checked under its write lock (so a
+/// concurrent `docs add` that fills it first wins). Returns whether it was removed.
+pub fn remove_collection_if_empty(root: &Path, name: &str) -> Result<bool, DocsError> {
+    remove_locked(root, name, |dir| {
+        let gen = store::current_generation(dir)?;
+        Ok(store::load(&gen)?.passages.is_empty())
+    })
+}
+
+fn remove_locked(
+    root: &Path,
+    name: &str,
+    should: impl FnOnce(&Path) -> Result<bool, DocsError>,
+) -> Result<bool, DocsError> {
     let dir = collection_dir(root, name)?;
     if !store::exists(&dir) {
         return Err(DocsError::NotACollection { dir });
     }
     let _lock = store::WriteLock::acquire(&dir)?;
+    if !should(&dir)? {
+        return Ok(false);
+    }
     let trash = root.join(format!(".{name}.removing-{}", std::process::id()));
     std::fs::rename(&dir, &trash).map_err(|e| DocsError::io(&dir, e))?;
-    std::fs::remove_dir_all(&trash).map_err(|e| DocsError::io(&trash, e))
+    std::fs::remove_dir_all(&trash).map_err(|e| DocsError::io(&trash, e))?;
+    Ok(true)
 }

@@ -56,6 +56,9 @@ pub struct AddReport {
     pub unchanged: Vec<String>,
     /// Files found in folders that could not be indexed (empty, binary, unreadable).
     pub skipped: Vec<SkippedFile>,
+    /// Files indexed earlier from a folder added again that are gone from it (deleted, renamed) or can
+    /// no longer be indexed: their passages were dropped.
+    pub removed: Vec<String>,
     /// Files in folders ignored for their extension.
     pub ignored: usize,
     /// Passages created.
@@ -86,6 +89,10 @@ impl Collection {
         }
         std::fs::create_dir_all(dir).map_err(|e| DocsError::io(dir, e))?;
         let _lock = WriteLock::acquire(dir)?;
+        // Another process may have created it between the check above and the lock.
+        if store::exists(dir) {
+            return Err(DocsError::AlreadyExists { dir: dir.to_path_buf() });
+        }
         let snap = Snapshot {
             manifest: Manifest::empty(),
             passages: Vec::new(),
@@ -189,7 +196,7 @@ impl Collection {
         }
         self.check_embedder(embedder)?;
         let collected = collect_files(paths)?;
-        let (files, ignored) = (collected.files, collected.ignored);
+        let (files, ignored, folders) = (collected.files, collected.ignored, collected.folders);
         let mut report = AddReport { ignored, ..AddReport::default() };
         for (path, reason) in collected.unreadable {
             report.skipped.push(SkippedFile { path: path.to_string_lossy().into_owned(), reason });
@@ -222,7 +229,21 @@ impl Collection {
             }
         }
         progress(AddProgress::Reading { done: files.len(), total: files.len() });
-        if prepared.is_empty() {
+        // A folder added again is synchronised: what was indexed from it and is gone, or now skipped,
+        // leaves the collection (a renamed file would otherwise answer twice, once from a stale copy).
+        let found: HashSet<String> = files.iter().map(|f| f.path.to_string_lossy().into_owned()).collect();
+        let skipped: HashSet<&str> = report.skipped.iter().map(|s| s.path.as_str()).collect();
+        let gone: Vec<String> = self
+            .snap
+            .manifest
+            .files
+            .iter()
+            .map(|e| e.path.clone())
+            .filter(|p| folders.iter().any(|d| Path::new(p).starts_with(d)))
+            .filter(|p| !found.contains(p) || skipped.contains(p.as_str()))
+            .collect();
+        report.removed = gone;
+        if prepared.is_empty() && report.removed.is_empty() {
             report.passages_total = self.passage_count();
             return Ok(report);
         }
@@ -272,8 +293,10 @@ impl Collection {
         let vecs = embed_all(embedder, &texts, &mut |done| progress(AddProgress::Embedding { done, total }))?;
 
         let dim = embedder.dim();
-        let replaced: HashSet<&str> = prepared.iter().map(|f| f.entry.path.as_str()).collect();
+        let mut replaced: HashSet<&str> = prepared.iter().map(|f| f.entry.path.as_str()).collect();
+        replaced.extend(report.removed.iter().map(String::as_str));
         let mut manifest = self.snap.manifest.clone();
+        manifest.files.retain(|e| !report.removed.contains(&e.path));
         manifest.generation += 1;
         manifest.embedder = Some(embedder.model_id().to_string());
         manifest.dim = dim;

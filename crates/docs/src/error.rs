@@ -36,6 +36,14 @@ pub enum DocsError {
         /// What gave it away.
         reason: String,
     },
+    /// A file too large to be a document, or not a regular file (a device, a pipe).
+    #[error("{}: {reason}", path.display())]
+    NotADocument {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// A collection name with characters that cannot be a folder name.
     #[error("invalid collection name `{0}`: use letters, digits, `-`, `_` and `.` (not starting with `.`)")]
     InvalidName(String),
@@ -89,6 +97,14 @@ pub enum DocsError {
     /// An empty question.
     #[error("the question is empty")]
     EmptyQuestion,
+    /// A question longer than [`crate::MAX_QUESTION_CHARS`].
+    #[error("the question is {chars} characters long; at most {max} are read")]
+    QuestionTooLong {
+        /// Its length in characters.
+        chars: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A SQuAD file that cannot be parsed.
     #[error("{}: not a SQuAD-format file: {reason}", path.display())]
     BadSquad {

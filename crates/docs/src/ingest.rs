@@ -26,6 +26,7 @@ pub fn collect_files<P: AsRef<Path>>(paths: &[P]) -> Result<Collected, DocsError
     let mut out: Vec<SourceFile> = Vec::new();
     let mut ignored = 0;
     let mut unreadable = Vec::new();
+    let mut folders = Vec::new();
     for p in paths {
         let p = p.as_ref();
         let meta = std::fs::metadata(p).map_err(|e| match e.kind() {
@@ -33,6 +34,7 @@ pub fn collect_files<P: AsRef<Path>>(paths: &[P]) -> Result<Collected, DocsError
             _ => DocsError::io(p, e),
         })?;
         if meta.is_dir() {
+            folders.push(canonical(p)?);
             let walk = walkdir::WalkDir::new(p).follow_links(true).sort_by_file_name().into_iter();
             for entry in walk.filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')) {
                 // A dangling link or a link loop inside a folder is skipped, like other unreadable files there.
@@ -63,7 +65,7 @@ pub fn collect_files<P: AsRef<Path>>(paths: &[P]) -> Result<Collected, DocsError
     // An explicit mention wins over a folder hit for the same file.
     out.sort_by(|a, b| a.path.cmp(&b.path).then(b.explicit.cmp(&a.explicit)));
     out.dedup_by(|b, a| a.path == b.path);
-    Ok(Collected { files: out, ignored, unreadable })
+    Ok(Collected { files: out, ignored, unreadable, folders })
 }
 
 /// What [`collect_files`] found.
@@ -75,6 +77,9 @@ pub struct Collected {
     pub ignored: usize,
     /// Entries inside folders that could not be read (dangling links, loops), with why.
     pub unreadable: Vec<(PathBuf, String)>,
+    /// The folders walked (canonical paths): a file indexed from one of them that the walk no longer
+    /// finds was deleted or renamed.
+    pub folders: Vec<PathBuf>,
 }
 
 fn canonical(p: &Path) -> Result<PathBuf, DocsError> {
@@ -105,10 +110,26 @@ pub struct PreparedFile {
 
 /// Reads a file's bytes and their SHA-256 (hex).
 pub fn read_with_hash(path: &Path) -> Result<(Vec<u8>, String), DocsError> {
-    let bytes = std::fs::read(path).map_err(|e| DocsError::io(path, e))?;
+    use std::io::Read;
+    let not_doc = |reason: String| DocsError::NotADocument { path: path.to_path_buf(), reason };
+    let file = std::fs::File::open(path).map_err(|e| DocsError::io(path, e))?;
+    let meta = file.metadata().map_err(|e| DocsError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(not_doc("not a regular file".into()));
+    }
+    // Read at most one byte past the limit: the size on disk may change while we read.
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| DocsError::io(path, e))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(not_doc(format!("larger than {} MiB; split it into smaller documents", MAX_FILE_BYTES >> 20)));
+    }
     let hash = hex::encode(Sha256::digest(&bytes));
     Ok((bytes, hash))
 }
+
+/// Largest file indexed. Everything of a collection is held in memory, and a bigger "document" is
+/// far more likely a log or a dump given by mistake.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
 
 /// Cleans and splits one file's bytes.
 pub fn prepare(

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use tantivy::collector::TopDocs;
+use tantivy::directory::{Directory, RamDirectory};
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST};
 use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term};
@@ -36,6 +37,12 @@ pub fn build<'a>(dir: &Path, texts: impl Iterator<Item = &'a str>) -> Result<(),
     }
     writer.commit()?;
     writer.wait_merging_threads()?;
+    // The writer's lock files stay behind empty; a finished generation has no use for them.
+    for entry in std::fs::read_dir(dir).map_err(|e| DocsError::io(dir, e))?.flatten() {
+        if entry.file_name().to_string_lossy().ends_with(".lock") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     Ok(())
 }
 
@@ -46,9 +53,22 @@ pub struct LexicalIndex {
 }
 
 impl LexicalIndex {
-    /// Opens the index built by [`build`] in `dir`.
+    /// Opens the index built by [`build`] in `dir`, read into memory. A generation never changes once
+    /// written, and an index opened in place makes tantivy create a lock file inside it: that fails on
+    /// read-only storage and races with the removal of old generations.
     pub fn open(dir: &Path) -> Result<Self, DocsError> {
-        let index = Index::open_in_dir(dir)?;
+        let ram = RamDirectory::create();
+        for entry in std::fs::read_dir(dir).map_err(|e| DocsError::io(dir, e))? {
+            let entry = entry.map_err(|e| DocsError::io(dir, e))?;
+            let name = entry.file_name();
+            let is_lock = name.to_string_lossy().ends_with(".lock");
+            if is_lock || !entry.file_type().map_err(|e| DocsError::io(entry.path(), e))?.is_file() {
+                continue;
+            }
+            let bytes = std::fs::read(entry.path()).map_err(|e| DocsError::io(entry.path(), e))?;
+            ram.atomic_write(Path::new(&name), &bytes).map_err(|e| DocsError::io(entry.path(), e))?;
+        }
+        let index = Index::open(ram)?;
         let text = index.schema().get_field(TEXT)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         Ok(LexicalIndex { reader, text })

@@ -48,7 +48,7 @@ pub mod store;
 pub mod terms;
 
 pub use answer::{Answer, Citation, ScoredPassage, LOW_CONFIDENCE};
-pub use ask::SentenceCandidate;
+pub use ask::{SentenceCandidate, MAX_QUESTION_CHARS};
 pub use catalog::{
     collection_dir, collections_root, list_collections, remove_collection, validate_name, CollectionInfo,
 };

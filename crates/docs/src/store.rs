@@ -2,9 +2,9 @@
 //!
 //! ```text
 //! NAME/
-//!   CURRENT              name of the live generation ("gen-7"), replaced by rename
+//!   CURRENT              name of the live generation ("gen-7-<unique suffix>"), replaced by rename
 //!   .lock                held (flock) by the process that is adding documents
-//!   gen-7/
+//!   gen-7-18c2f.../
 //!     manifest.json      embedder, files (path, sha256, format), counters
 //!     passages.json      passages with offsets, text and sentence ranges
 //!     vectors.safetensors  "passages" [n, dim] and "sentences" [m, dim], f32
@@ -173,7 +173,9 @@ pub fn load(gen: &Path) -> Result<Snapshot, DocsError> {
 /// Writes `snap` as generation `snap.manifest.generation` of the collection in `dir` and makes it live;
 /// removes older generations. Returns the new generation's folder.
 pub fn commit(dir: &Path, snap: &Snapshot) -> Result<PathBuf, DocsError> {
-    let name = format!("gen-{}", snap.manifest.generation);
+    // The folder name is unique, not just the number: generation numbers restart when a collection is
+    // removed and created again, and a reader compares folder names to notice a change.
+    let name = format!("gen-{}-{}", snap.manifest.generation, unique_suffix());
     let tmp = dir.join(format!("{name}.tmp"));
     let gen = dir.join(&name);
     if tmp.exists() {
@@ -190,9 +192,29 @@ pub fn commit(dir: &Path, snap: &Snapshot) -> Result<PathBuf, DocsError> {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
+    // The new generation is on disk before CURRENT names it, and CURRENT is on disk before the old
+    // generation goes: a power cut leaves one complete collection.
+    sync_dir(&gen)?;
+    sync_dir(dir)?;
     write_atomic(&dir.join(CURRENT), name.as_bytes())?;
+    sync_dir(dir)?;
     remove_old_generations(dir, &name);
     Ok(gen)
+}
+
+/// A suffix no other generation of any collection has had: time and process id.
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{nanos:x}{:x}", std::process::id())
+}
+
+/// Flushes a folder's entries (created and renamed files) to disk.
+fn sync_dir(dir: &Path) -> Result<(), DocsError> {
+    #[cfg(unix)]
+    File::open(dir).and_then(|f| f.sync_all()).map_err(|e| DocsError::io(dir, e))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 fn write_generation(tmp: &Path, snap: &Snapshot) -> Result<(), DocsError> {
@@ -261,7 +283,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DocsError> {
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), DocsError> {
     let bytes = serde_json::to_vec(value).map_err(|e| DocsError::io(path, e.into()))?;
-    std::fs::write(path, bytes).map_err(|e| DocsError::io(path, e))
+    write_synced(path, &bytes)
+}
+
+/// Writes a new file of a generation and flushes it to disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), DocsError> {
+    let mut f = File::create(path).map_err(|e| DocsError::io(path, e))?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| DocsError::io(path, e))
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, DocsError> {
@@ -281,7 +309,7 @@ fn write_vectors(path: &Path, passages: &Matrix, sentences: &Matrix) -> Result<(
     let sv = TensorView::new(Dtype::F32, vec![sentences.rows(), sentences.dim()], &sb).map_err(corrupt)?;
     let bytes = safetensors::serialize([("passages", pv), ("sentences", sv)], None::<HashMap<String, String>>)
         .map_err(corrupt)?;
-    std::fs::write(path, bytes).map_err(|e| DocsError::io(path, e))
+    write_synced(path, &bytes)
 }
 
 fn read_vectors(path: &Path, dim: usize) -> Result<(Matrix, Matrix), DocsError> {

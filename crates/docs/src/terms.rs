@@ -182,13 +182,8 @@ impl Terms {
 
     /// Distinct content terms of `text`, in first-seen order.
     pub fn unique_terms(&mut self, text: &str) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for t in self.terms(text) {
-            if !out.contains(&t) {
-                out.push(t);
-            }
-        }
-        out
+        let mut seen = std::collections::HashSet::new();
+        self.terms(text).into_iter().filter(|t| seen.insert(t.clone())).collect()
     }
 }
 

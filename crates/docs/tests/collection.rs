@@ -216,3 +216,82 @@ fn a_collection_can_be_shared_by_server_threads() {
     let answers: Vec<String> = handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect();
     assert_eq!(answers, vec!["John Bradfield", "1852"]);
 }
+
+#[test]
+fn a_folder_added_again_drops_deleted_and_renamed_files() {
+    let tmp = fixture_copy();
+    let e = HashEmbedder::default();
+    let mut c = new_collection(&tmp);
+    let docs = tmp.path().join("docs");
+    c.add_paths(&e, &[&docs]).unwrap();
+    let museum = docs.join("museum.txt");
+    let before = c.passage_count();
+    // Rename one file and change it; delete another.
+    let renamed = docs.join("museum-2.txt");
+    std::fs::rename(&museum, &renamed).unwrap();
+    std::fs::write(&renamed, "The museum was founded in 1901 by the city council.\n").unwrap();
+    std::fs::remove_file(docs.join("bridges.md")).unwrap();
+    let r = c.add_paths(&e, &[&docs]).unwrap();
+    assert_eq!(r.removed.len(), 2, "{r:?}");
+    assert_eq!(r.added.len(), 1, "{r:?}");
+    let files: Vec<String> = c.files().iter().map(|f| f.path.clone()).collect();
+    assert!(files.iter().all(|f| !f.ends_with("museum.txt") && !f.ends_with("bridges.md")), "{files:?}");
+    assert!(c.passage_count() < before);
+    let a = c.ask(&e, "When was the museum founded?", 5).unwrap();
+    assert!(a.passages.iter().all(|p| !p.text.contains("1852")), "the old text is gone");
+    assert!(a.citations[0].file.ends_with("museum-2.txt"));
+    // A file added on its own is not dropped by adding a folder it is not in.
+    let other = tempfile::tempdir().unwrap();
+    let solo = other.path().join("solo.txt");
+    std::fs::write(&solo, "The lighthouse was built in 1870.\n").unwrap();
+    c.add_paths(&e, &[&solo]).unwrap();
+    let r = c.add_paths(&e, &[&docs]).unwrap();
+    assert!(r.removed.is_empty(), "{r:?}");
+    assert!(c.files().iter().any(|f| f.path.ends_with("solo.txt")));
+}
+
+#[test]
+fn a_collection_removed_and_created_again_is_seen_as_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("docs-root");
+    let fixtures = fixture_copy();
+    let e = HashEmbedder::default();
+    let dir = rightmodel_docs::collection_dir(&root, "rr").unwrap();
+    let mut c = Collection::create(&dir).unwrap();
+    c.add_paths(&e, &[fixtures.path().join("docs/museum.txt")]).unwrap();
+    let held = Collection::open(&dir).unwrap();
+    assert!(!held.is_stale());
+    remove_collection(&root, "rr").unwrap();
+    let mut again = Collection::create(&dir).unwrap();
+    again.add_paths(&e, &[fixtures.path().join("docs/bridges.md")]).unwrap();
+    // Same generation number as before, but another generation: a holder must reopen.
+    assert!(held.is_stale());
+    let fresh = Collection::open(&dir).unwrap();
+    assert!(fresh.files().iter().all(|f| f.path.ends_with("bridges.md")));
+    // Opening a generation leaves no lock files in it (it must work on read-only storage).
+    let gen = rightmodel_docs::store::current_generation(&dir).unwrap();
+    let locks = walk_names(&gen).into_iter().filter(|n| n.ends_with(".lock")).count();
+    assert_eq!(locks, 0);
+}
+
+fn walk_names(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk_names(&e.path()));
+        } else {
+            out.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn overlong_questions_are_refused() {
+    let tmp = fixture_copy();
+    let e = HashEmbedder::default();
+    let mut c = new_collection(&tmp);
+    c.add_paths(&e, &[tmp.path().join("docs/museum.txt")]).unwrap();
+    let long = "museum ".repeat(rightmodel_docs::MAX_QUESTION_CHARS);
+    assert!(matches!(c.ask(&e, &long, 3), Err(DocsError::QuestionTooLong { .. })));
+}

@@ -696,7 +696,7 @@ fn unreachable_answer(model: &str) -> ChatCompletionResponse {
     }
 }
 
-/// A finished answer replayed as a stream (a cascade's kept small answer).
+/// A finished answer replayed as a stream (a cascade's kept small answer, a document answer).
 fn replay(a: ChatCompletionResponse) -> ChunkStream {
     let mk = |delta: ChatDelta, finish: Option<String>, usage: Option<Usage>| ChatCompletionChunk {
         id: a.id.clone(),
@@ -742,7 +742,8 @@ fn replay(a: ChatCompletionResponse) -> ChunkStream {
     let items = vec![
         Ok(mk(ChatDelta { role: Some("assistant".into()), content: role_content, ..Default::default() }, None, None)),
         Ok(mk(body, None, None)),
-        Ok(mk(ChatDelta::default(), Some(finish), None)),
+        // The finishing chunk carries what the answer's `rightmodel` object said (decision, citations).
+        Ok(ChatCompletionChunk { rightmodel: a.rightmodel.clone(), ..mk(ChatDelta::default(), Some(finish), None) }),
         // Usage was accounted for when the small model ran; this chunk only informs the client.
         Ok(mk(ChatDelta::default(), None, Some(a.usage.unwrap_or_default()))),
     ];

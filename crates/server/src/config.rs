@@ -379,6 +379,15 @@ impl Config {
                 return Err(invalid(format!("{section}.name"), format!("model name `{name}` is used twice")));
             }
         }
+        let mut docs = HashSet::new();
+        for (i, d) in self.docs.iter().enumerate() {
+            if d.name.is_empty() || d.name.starts_with('.') || d.name.contains(['/', '\\', ':']) {
+                return Err(invalid(format!("docs[{i}].name"), format!("`{}` is not a collection name", d.name)));
+            }
+            if !docs.insert(d.name.clone()) {
+                return Err(invalid(format!("docs[{i}].name"), format!("collection `{}` is listed twice", d.name)));
+            }
+        }
         for (i, m) in self.locals.iter().enumerate() {
             if m.slots == 0 || m.slots > 64 {
                 return Err(invalid(format!("local[{i}].slots"), "must be between 1 and 64"));

@@ -48,6 +48,25 @@ fn task_error(e: rightmodel_tasks::TaskError) -> ApiError {
     }
 }
 
+/// A document-collection failure as the client sees it: its own question is a 400, an empty collection
+/// (one being built has no documents until its first add finishes) and the encoder failing are 503s,
+/// the rest 500s.
+fn docs_error(e: rightmodel_docs::DocsError) -> ApiError {
+    use rightmodel_docs::DocsError;
+    match e {
+        DocsError::EmptyQuestion | DocsError::QuestionTooLong { .. } => {
+            ApiError::invalid("messages", format!("The question cannot be answered: {e}."))
+        }
+        DocsError::EmptyCollection => ApiError::new(ErrorKind::Unavailable, format!("{e} (it may be being indexed)."))
+            .with_code("collection_empty")
+            .with_retry_after(5),
+        DocsError::Embed(e) => {
+            ApiError::new(ErrorKind::Unavailable, format!("The encoder failed: {e}")).with_retry_after(1)
+        }
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
 /// The shared encoder, through the batching worker (so task-model requests share its calls).
 fn embedder(st: &AppState) -> Result<Arc<dyn rightmodel_core::Embedder>, ApiError> {
     st.embed.as_ref().map(|e| e.batcher.clone() as Arc<dyn rightmodel_core::Embedder>).ok_or_else(|| {
@@ -99,7 +118,7 @@ impl TaskModels {
             self.collections.lock().remove(name);
             return Err(not_found());
         }
-        let c = Arc::new(Collection::open(&dir).map_err(|e| ApiError::internal(e.to_string()))?);
+        let c = Arc::new(Collection::open(&dir).map_err(docs_error)?);
         self.collections.lock().insert(name.to_string(), c.clone());
         Ok(c)
     }
@@ -231,7 +250,7 @@ pub async fn docs_chat(
     let (answer, question_tokens) = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let coll = state.tasks.collection(&coll_name)?;
-        let answer = coll.ask(emb.as_ref(), &q, 5).map_err(|e| ApiError::internal(e.to_string()))?;
+        let answer = coll.ask(emb.as_ref(), &q, 5).map_err(docs_error)?;
         Ok::<_, ApiError>((answer, emb_tokens(&state, &q)))
     })
     .await
@@ -240,7 +259,8 @@ pub async fn docs_chat(
     acct.set_served(&model_name, Default::default());
     let citations = serde_json::to_value(&answer.citations).unwrap_or(Value::Null);
     let min_conf = st.config.route.min_confidence;
-    let escalate = (answer.confidence < min_conf).then(|| strongest_upstream(st, acct.caller())).flatten();
+    let unsure = answer.confidence < min_conf;
+    let escalate = unsure.then(|| strongest_upstream(st, acct.caller())).flatten();
     let mut decision = json!({"served": model_name, "reason": "docs_confident", "confidence": answer.confidence, "min_confidence": min_conf});
     if let Some(large) = escalate {
         decision["served"] = json!(large);
@@ -249,13 +269,41 @@ pub async fn docs_chat(
         let mut up = req.clone();
         up.model = large.clone();
         up.rightmodel = None;
-        up.messages = vec![ChatMessage::new("user", answer.context_prompt(&question))];
-        let (served, mut body) = crate::chat::call_full_pub(st, &large, &up, acct).await?;
-        body.rightmodel = Some(json!({"decision": decision, "citations": citations}));
-        return Ok((served, decision, body));
+        // The client's instructions stay; the conversation is replaced by the numbered passages and
+        // the question, and `passages` lists them in that order so the answer's [n] resolve.
+        up.messages = req.messages.iter().filter(|m| m.role == "system" || m.role == "developer").cloned().collect();
+        up.messages.push(ChatMessage::new("user", answer.context_prompt(&question)));
+        let passages = prompt_passages(&answer);
+        match crate::chat::call_full_pub(st, &large, &up, acct).await {
+            Ok((served, mut body)) => {
+                body.rightmodel = Some(json!({"decision": decision, "citations": citations, "passages": passages}));
+                return Ok((served, decision, body));
+            }
+            // The documents' own answer, however unsure, beats an error.
+            Err(e) if matches!(e.kind, ErrorKind::BadGateway | ErrorKind::Timeout | ErrorKind::Unavailable) => {
+                tracing::warn!("docs: escalation to `{large}` failed ({}); answering from the documents", e.message);
+                decision["served"] = json!(model_name);
+                decision["reason"] = json!("docs_low_confidence_escalation_failed");
+                decision["escalation_error"] = json!(e.message.chars().take(300).collect::<String>());
+                acct.set_served(&model_name, Default::default());
+            }
+            Err(e) => return Err(e),
+        }
+    } else if unsure {
+        decision["reason"] = json!("docs_low_confidence");
     }
-    acct.set_decision("docs_confident", &decision);
-    let mut text = answer.answer.clone();
+    let reason = decision["reason"].as_str().unwrap_or("docs_confident").to_string();
+    acct.set_decision(&reason, &decision);
+    // Below the confidence bar the reply says so, and offers the closest passage as such.
+    let mut text = if unsure {
+        format!(
+            "The documents do not seem to answer this (confidence {:.2}). The closest passage says:\n{}",
+            answer.confidence,
+            answer.sentence.trim()
+        )
+    } else {
+        answer.answer.clone()
+    };
     for (i, c) in answer.citations.iter().take(3).enumerate() {
         let file =
             std::path::Path::new(&c.file).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
@@ -280,6 +328,17 @@ pub async fn docs_chat(
         ),
     };
     Ok((model_name, decision, body))
+}
+
+/// The passages of the context prompt, numbered as the prompt numbers them ([1] first).
+fn prompt_passages(answer: &rightmodel_docs::Answer) -> Value {
+    let list: Vec<Value> = answer
+        .passages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| json!({"n": i + 1, "file": p.file, "passage_id": p.passage_id, "start": p.start, "end": p.end}))
+        .collect();
+    Value::Array(list)
 }
 
 fn emb_tokens(st: &AppState, text: &str) -> u64 {

@@ -26,7 +26,8 @@ use rightmodel_models::{home::rightmodel_home, Store};
 #[derive(Subcommand)]
 pub enum DocsCmd {
     /// Index text, Markdown and HTML files (folders recursively) into a collection, creating it if
-    /// needed. Changed files replace their old passages; unchanged files are skipped.
+    /// needed. Changed files replace their old passages; unchanged files are skipped; a folder added
+    /// again drops the files that are gone from it.
     #[command(after_help = "Example:\n  rightmodel docs add handbook ./handbook README.md")]
     Add(AddArgs),
     /// Ask a collection a question: an extracted answer with its sentence, citations and confidence.
@@ -115,8 +116,8 @@ pub struct EvalDocsArgs {
     #[arg(long)]
     pub squad: PathBuf,
     /// Ask only this many questions, spread evenly over the file.
-    #[arg(long)]
-    pub limit: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
     /// Write docs_eval.md and docs_eval.svg into this folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -214,9 +215,7 @@ fn add(a: AddArgs) -> anyhow::Result<()> {
         drop(coll);
         // Another `docs add` of the same name may have filled it meanwhile (this one then failed on its lock):
         // remove it only while it is still empty, through the locked removal.
-        if Collection::open(&dir).is_ok_and(|c| c.passage_count() == 0) {
-            let _ = remove_collection(&collections_root(), &a.name);
-        }
+        let _ = rightmodel_docs::catalog::remove_collection_if_empty(&collections_root(), &a.name);
     }
     let report = report?;
     if created && nothing_added {
@@ -228,15 +227,19 @@ fn add(a: AddArgs) -> anyhow::Result<()> {
     for s in &report.skipped {
         eprintln!("warning: skipped {}", s.reason);
     }
+    for r in &report.removed {
+        eprintln!("removed {r}: no longer in its folder (or no longer readable)");
+    }
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
     println!(
-        "collection `{}`: {} added, {} updated, {} unchanged file(s); {} passages (+{} / -{}){}",
+        "collection `{}`: {} added, {} updated, {} removed, {} unchanged file(s); {} passages (+{} / -{}){}",
         a.name,
         report.added.len(),
         report.updated.len(),
+        report.removed.len(),
         report.unchanged.len(),
         report.passages_total,
         report.passages_added,
@@ -379,7 +382,7 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
         article_paths: paths.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
     };
 
-    let which = spread(corpus.questions.len(), a.limit);
+    let which = spread(corpus.questions.len(), a.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)));
     let pb = bar(which.len() as u64, "questions");
     let q_vecs = question_vectors(&encoder, &corpus, &which, &mut |d| pb.set_position(d as u64))?;
     pb.finish_and_clear();

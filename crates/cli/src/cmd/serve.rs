@@ -48,6 +48,20 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         config.server.port = p;
     }
     if a.check {
+        for d in &config.docs {
+            let dir = match &d.path {
+                Some(p) => p.clone(),
+                None => rightmodel_docs::collection_dir(&rightmodel_docs::collections_root(), &d.name)?,
+            };
+            if !rightmodel_docs::store::exists(&dir) {
+                eprintln!(
+                    "warning: docs `{}`: no collection at {} yet (`docs:{}` answers 404 until one is added)",
+                    d.name,
+                    dir.display(),
+                    d.name
+                );
+            }
+        }
         eprintln!("configuration is valid: {} chat model(s)", config.chat_models().len());
         return Ok(());
     }

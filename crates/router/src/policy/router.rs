@@ -393,8 +393,7 @@ impl Router {
             est[i].quality = score.map(|s| ((1.0 - s * (1.0 - self.rel_tier[i])) * 1e4).round() / 1e4);
         }
         let quality = |i: usize| 1.0 - d * (1.0 - self.rel_tier[i]);
-        let by_cost =
-            |a: &usize, b: &usize| cheaper(&est[*a], self.rel_tier[*a], &est[*b], self.rel_tier[*b]);
+        let by_cost = |a: &usize, b: &usize| cheaper(&est[*a], self.rel_tier[*a], &est[*b], self.rel_tier[*b]);
         // The cheapest candidate among `pool` that clears the bar for threshold `t`, else the best one.
         // `q > 1 - t`, i.e. `d (1 - tier) < t`, written without the subtraction so that a score equal
         // to the threshold escalates exactly as in calibration and evaluation (`score >= threshold`).
@@ -433,9 +432,7 @@ impl Router {
                         .iter()
                         .copied()
                         .filter(|&i| i != small && self.rel_tier[i] > self.rel_tier[small])
-                        .max_by(|a, b| {
-                            self.rel_tier[*a].total_cmp(&self.rel_tier[*b]).then(by_cost(b, a))
-                        })
+                        .max_by(|a, b| self.rel_tier[*a].total_cmp(&self.rel_tier[*b]).then(by_cost(b, a)))
                 };
                 if let Some(large) = large {
                     decision.cascade = Some(CascadePlan {
