@@ -103,6 +103,27 @@ def test_json_response_format(client):
     assert isinstance(json.loads(c.choices[0].message.content)["ok"], bool)
 
 
+def test_schemas_no_value_satisfies_are_400_and_the_server_lives_on(client):
+    """Such schemas aborted the process (a C++ exception) or hung the engine (a wrapped repetition)."""
+    msgs = [{"role": "user", "content": "json"}]
+    for schema in ({"type": "integer", "minimum": 5, "maximum": 1},
+                   {"type": "string", "minLength": 3, "maxLength": 1},
+                   {"type": "array", "items": {"type": "string"}, "maxItems": 100000},
+                   {"type": "object", "properties": {f"p{i}": {"type": "object"} for i in range(600)}}):
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(
+                model="gemma3-270m", messages=msgs, max_tokens=8,
+                response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+        assert e.value.param == "response_format.json_schema.schema", schema
+    # A forced tool call ignores the client's stop sequences (JSON whitespace may hold them).
+    c = client.chat.completions.create(
+        model="gemma3-270m", messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=WEATHER, tool_choice="required", stop=["\n"], max_tokens=60, temperature=0)
+    assert json.loads(c.choices[0].message.tool_calls[0].function.arguments)["city"]
+    ok = client.chat.completions.create(model="gemma3-270m", messages=msgs, max_tokens=4)
+    assert ok.choices[0].message.content is not None
+
+
 def test_text_completion(client):
     c = client.completions.create(model="gemma3-270m", prompt="The capital of France is", max_tokens=8, temperature=0)
     assert c.choices[0].text.split()[:2] == ["the", "capital"]

@@ -148,6 +148,48 @@ fn json_schema_grammar_constrains_output() {
 }
 
 #[test]
+fn a_grammar_nothing_satisfies_fails_the_request_not_the_process() {
+    let e = common::engine();
+    // No integer is at least 5 and at most 1: the grammar allows no token at some point. llama.cpp's
+    // one-call sampling threw a C++ exception here, which aborted the process.
+    let grammar = llama_cpp_2::json_schema_to_grammar(r#"{"type":"integer","minimum":5,"maximum":1}"#).unwrap();
+    let params = SamplingParams { max_tokens: 8, grammar: Some(grammar), ..Default::default() };
+    let out = e.generate(GenRequest { prompt: Prompt::Text("A number:".into()), params });
+    if let Err(err) = &out {
+        assert!(err.to_string().contains("grammar"), "{err}");
+    }
+    // A repetition whose upper bound is below its lower one hung llama.cpp's grammar parser.
+    let params = SamplingParams { max_tokens: 8, grammar: Some("root ::= \"a\"{3,1}".into()), ..Default::default() };
+    let err = e.generate(GenRequest { prompt: Prompt::Text("x".into()), params }).unwrap_err();
+    assert!(err.to_string().contains("upper bound"), "{err}");
+    let params =
+        SamplingParams { max_tokens: 8, grammar: Some("root ::= \"a\"{0,100000}".into()), ..Default::default() };
+    assert!(e.generate(GenRequest { prompt: Prompt::Text("x".into()), params }).is_err());
+    // Braces inside literals and classes are text, not repetitions.
+    let params =
+        SamplingParams { max_tokens: 12, grammar: Some("root ::= \"{3,1}\" [{}]".into()), ..Default::default() };
+    let out = e.generate(GenRequest { prompt: Prompt::Text("x".into()), params }).unwrap();
+    assert!(out.text.starts_with("{3,1}"), "{:?}", out.text);
+    // The engine still serves.
+    let params = SamplingParams { max_tokens: 4, ..Default::default() };
+    e.generate(GenRequest { prompt: Prompt::Text("The capital of France is".into()), params }).unwrap();
+}
+
+#[test]
+fn a_system_message_no_user_turn_follows_is_kept() {
+    let e = common::engine();
+    use rightmodel_core::wire::ChatMessage;
+    let hi = ChatMessage::new("user", "hi");
+    let sys = ChatMessage::new("system", "Always answer in French.");
+    let alone = e.render_chat(std::slice::from_ref(&hi)).unwrap();
+    let after = e.render_chat(&[hi.clone(), sys.clone()]).unwrap();
+    assert!(after.text.contains("Always answer in French."), "{}", after.text);
+    assert!(after.tokens.len() > alone.tokens.len());
+    let only = e.render_chat(&[sys]).unwrap();
+    assert!(only.text.contains("Always answer in French."), "{}", only.text);
+}
+
+#[test]
 fn chat_template_blocks_control_token_injection() {
     let e = common::engine();
     use rightmodel_core::wire::ChatMessage;

@@ -70,12 +70,75 @@ pub fn grammar_for(req: &ChatCompletionRequest) -> Result<Option<String>, ApiErr
             let schema = rf.json_schema.as_ref().and_then(|j| j.get("schema")).ok_or_else(|| {
                 ApiError::invalid("response_format.json_schema.schema", "json_schema needs a `schema`")
             })?;
+            check_schema(schema)?;
             rightmodel_infer::llm::json_schema_grammar(&schema.to_string())
                 .map(Some)
                 .map_err(|e| ApiError::invalid("response_format", e.to_string()))
         }
         other => Err(ApiError::invalid("response_format.type", format!("unknown response_format type `{other}`"))),
     }
+}
+
+/// Most objects and arrays a JSON schema may hold for local generation: llama.cpp's conversion
+/// grows faster than linearly with the number of properties (2,000 took 10 s).
+const MAX_SCHEMA_NODES: usize = 512;
+/// Deepest nesting of a JSON schema.
+const MAX_SCHEMA_DEPTH: usize = 32;
+/// Largest length or count bound (`maxLength`, `maxItems`, ...): each becomes that many grammar rules.
+const MAX_SCHEMA_BOUND: u64 = 4096;
+
+/// Refuses JSON schemas that no value satisfies (`minimum > maximum`, `minLength > maxLength`, ...)
+/// or that are too big to turn into a grammar: the first would leave generation with no valid token,
+/// the second would hold the engine for seconds to minutes.
+pub fn check_schema(schema: &serde_json::Value) -> Result<(), ApiError> {
+    let bad = |m: String| Err(ApiError::invalid("response_format.json_schema.schema", m));
+    let mut nodes = 0usize;
+    let mut stack = vec![(schema, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        if depth > MAX_SCHEMA_DEPTH {
+            return bad(format!("the schema nests deeper than {MAX_SCHEMA_DEPTH} levels"));
+        }
+        match v {
+            serde_json::Value::Object(o) => {
+                nodes += 1;
+                let num = |k: &str| o.get(k).and_then(serde_json::Value::as_f64);
+                for (lo, hi) in [
+                    ("minimum", "maximum"),
+                    ("minLength", "maxLength"),
+                    ("minItems", "maxItems"),
+                    ("minProperties", "maxProperties"),
+                ] {
+                    if let (Some(l), Some(h)) = (num(lo), num(hi)) {
+                        if l > h {
+                            return bad(format!("`{lo}` ({l}) is above `{hi}` ({h}): no value satisfies the schema"));
+                        }
+                    }
+                }
+                if let (Some(l), Some(h)) = (num("exclusiveMinimum"), num("exclusiveMaximum")) {
+                    if l >= h {
+                        return bad(format!(
+                            "`exclusiveMinimum` ({l}) is not below `exclusiveMaximum` ({h}): no value satisfies the schema"
+                        ));
+                    }
+                }
+                for k in ["minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"] {
+                    if num(k).is_some_and(|n| n > MAX_SCHEMA_BOUND as f64) {
+                        return bad(format!("`{k}` above {MAX_SCHEMA_BOUND} is not supported for local models"));
+                    }
+                }
+                stack.extend(o.values().map(|c| (c, depth + 1)));
+            }
+            serde_json::Value::Array(a) => {
+                nodes += 1;
+                stack.extend(a.iter().map(|c| (c, depth + 1)));
+            }
+            _ => {}
+        }
+        if nodes > MAX_SCHEMA_NODES {
+            return bad(format!("the schema has more than {MAX_SCHEMA_NODES} objects and arrays; simplify it"));
+        }
+    }
+    Ok(())
 }
 
 /// llama.cpp's generic JSON grammar (any JSON object).
@@ -93,7 +156,17 @@ impl LocalChat {
     /// (too long, bad grammar) become a 400 before any response is sent.
     pub async fn start_chat(&self, req: &ChatCompletionRequest) -> Result<Started, ApiError> {
         let logprobs = req.logprobs.unwrap_or(false);
-        let params = sampling_from(&req.sampling, logprobs, req.top_logprobs.unwrap_or(0), grammar_for(req)?);
+        // Turning a schema into a grammar can take a while: off the async threads.
+        let grammar = match &req.response_format {
+            Some(rf) if rf.kind == "json_schema" => {
+                let r = req.clone();
+                tokio::task::spawn_blocking(move || grammar_for(&r))
+                    .await
+                    .map_err(|e| ApiError::internal(e.to_string()))??
+            }
+            _ => grammar_for(req)?,
+        };
+        let params = sampling_from(&req.sampling, logprobs, req.top_logprobs.unwrap_or(0), grammar);
         self.start(GenRequest { prompt: Prompt::Chat(crate::tools::local_messages(&req.messages)), params }).await
     }
 

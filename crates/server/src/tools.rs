@@ -8,8 +8,8 @@
 //! With `tool_choice: "auto"` a local model is refused with a 400 that says so; `"none"` answers in text.
 
 use rightmodel_core::wire::{
-    ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, FunctionCall, ResponseFormat, Tool,
-    ToolCall,
+    ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, FunctionCall, ResponseFormat,
+    SamplingFields, Tool, ToolCall,
 };
 use rightmodel_core::ApiError;
 use serde_json::{json, Value};
@@ -177,6 +177,9 @@ pub fn forced_call_request(req: &ChatCompletionRequest, only: Option<&str>) -> C
             kind: "json_schema".into(),
             json_schema: Some(json!({"name": "tool_call", "schema": schema})),
         }),
+        // The grammar decides where the call ends; a client's stop sequence (say "\n", which JSON
+        // whitespace may contain) would cut it short.
+        sampling: SamplingFields { stop: None, ..req.sampling.clone() },
         ..req.clone()
     }
 }

@@ -58,23 +58,32 @@ impl ChatTemplate {
             return Err(InferError::Invalid("messages must not be empty".into()));
         }
         let mut contents = Vec::with_capacity(messages.len());
-        let mut placeholders = Vec::with_capacity(messages.len());
-        for (i, m) in messages.iter().enumerate() {
+        let mut roles = Vec::with_capacity(messages.len());
+        for m in messages {
             let role = match m.role.as_str() {
                 "developer" => "system",
                 "tool" => "user",
                 r => r,
             };
+            roles.push(role.to_string());
             // Sentinel characters inside user text would confuse the split below; drop them.
             let text: String = m.text().chars().filter(|&c| c != SENTINEL_OPEN && c != SENTINEL_CLOSE).collect();
             contents.push(text);
-            let ph = format!("{SENTINEL_OPEN}{i}{SENTINEL_CLOSE}");
-            placeholders
-                .push(LlamaChatMessage::new(role.to_string(), ph).map_err(|e| InferError::Invalid(e.to_string()))?);
         }
-        let rendered = model
-            .apply_chat_template(&self.template, &placeholders, true)
-            .map_err(|e| InferError::Engine(format!("chat template failed: {e}")))?;
+        let mut rendered = self.apply(model, &roles)?;
+        // Templates without a system role (Gemma's) fold a system message into the user turn after it
+        // and drop one that no user turn follows; such a message becomes a user turn of its own.
+        let dropped: Vec<usize> =
+            (0..roles.len()).filter(|&i| !rendered.contains(&format!("{SENTINEL_OPEN}{i}{SENTINEL_CLOSE}"))).collect();
+        if !dropped.is_empty() {
+            for &i in &dropped {
+                roles[i] = "user".into();
+            }
+            rendered = self.apply(model, &roles)?;
+            if (0..roles.len()).any(|i| !rendered.contains(&format!("{SENTINEL_OPEN}{i}{SENTINEL_CLOSE}"))) {
+                return Err(InferError::Invalid("the chat template drops a message of this conversation".into()));
+            }
+        }
 
         let vocab = model.vocab();
         let bos_text = vocab.text(vocab.bos()).map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
@@ -107,5 +116,20 @@ impl ChatTemplate {
             rest = &after[end + SENTINEL_CLOSE.len_utf8()..];
         }
         Ok(RenderedPrompt { tokens, text })
+    }
+
+    /// The template applied to placeholder messages (`SENTINEL_OPEN i SENTINEL_CLOSE`) with `roles`.
+    fn apply(&self, model: &LlamaModel, roles: &[String]) -> Result<String, InferError> {
+        let placeholders = roles
+            .iter()
+            .enumerate()
+            .map(|(i, role)| {
+                LlamaChatMessage::new(role.clone(), format!("{SENTINEL_OPEN}{i}{SENTINEL_CLOSE}"))
+                    .map_err(|e| InferError::Invalid(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        model
+            .apply_chat_template(&self.template, &placeholders, true)
+            .map_err(|e| InferError::Engine(format!("chat template failed: {e}")))
     }
 }

@@ -14,14 +14,13 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use rightmodel_core::wire::ChatMessage;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::chat::{ChatTemplate, RenderedPrompt};
 use super::logprobs::logprob_and_top;
-use super::sampling::SamplingParams;
+use super::sampling::{Sampler, SamplingParams};
 use super::stop::{Push, StopBuffer};
 use super::{Completion, FinishReason, Finished, GenEvent, GenRequest, Prompt, TokenAlt, TokenOut};
 use crate::InferError;
@@ -255,7 +254,7 @@ fn new_context<'m>(
 struct Active {
     events: UnboundedSender<GenEvent>,
     params: SamplingParams,
-    sampler: LlamaSampler,
+    sampler: Sampler,
     prompt: Vec<LlamaToken>,
     /// Tokens of this sequence already in the KV cache.
     n_past: usize,
@@ -528,7 +527,15 @@ impl<'m> Worker<'m> {
         let slot = &mut self.slots[i];
         let Some(a) = slot.active.as_mut() else { return };
         let Some(idx) = a.logits_at.take() else { return };
-        let token = a.sampler.sample(&self.ctx, idx);
+        let token = match a.sampler.sample(&self.ctx, idx) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = a.events.send(GenEvent::Error(e.0));
+                slot.active = None;
+                self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        };
         a.generated += 1;
         self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
         let (logprob, top) = if a.params.logprobs {

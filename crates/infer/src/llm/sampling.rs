@@ -1,7 +1,11 @@
 //! Sampling parameters and the llama.cpp sampler chain built from them.
 
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
+use llama_cpp_2::token::LlamaToken;
 
 use crate::InferError;
 
@@ -84,12 +88,15 @@ impl SamplingParams {
         if self.stop.len() > 4 || self.stop.iter().any(|s| s.is_empty()) {
             return bad("stop takes at most 4 non-empty sequences");
         }
+        if let Some(g) = &self.grammar {
+            check_grammar(g)?;
+        }
         Ok(())
     }
 
     /// Builds the sampler chain: grammar, penalties, top-k, top-p, min-p, temperature, then the
     /// random draw (or greedy when temperature is 0).
-    pub(crate) fn build(&self, model: &LlamaModel) -> Result<LlamaSampler, InferError> {
+    pub(crate) fn build(&self, model: &LlamaModel) -> Result<Sampler, InferError> {
         let mut chain = Vec::new();
         if self.ignore_eos {
             let vocab = model.vocab();
@@ -100,11 +107,15 @@ impl SamplingParams {
                 .collect();
             chain.push(LlamaSampler::logit_bias(model.n_vocab(), &eog));
         }
-        if let Some(g) = &self.grammar {
-            let s = LlamaSampler::grammar(model, g, "root")
-                .map_err(|e| InferError::Invalid(format!("invalid grammar: {e}")))?;
-            chain.push(s);
-        }
+        let grammar = match &self.grammar {
+            Some(g) => {
+                check_grammar(g)?;
+                let s = LlamaSampler::grammar(model, g, "root")
+                    .map_err(|e| InferError::Invalid(format!("invalid grammar: {e}")))?;
+                Some(s)
+            }
+            None => None,
+        };
         if self.repeat_penalty != 1.0 || self.frequency_penalty != 0.0 || self.presence_penalty != 0.0 {
             chain.push(LlamaSampler::penalties(
                 model.n_vocab(),
@@ -129,7 +140,114 @@ impl SamplingParams {
             chain.push(LlamaSampler::temp(self.temperature));
             chain.push(LlamaSampler::dist(self.seed));
         }
-        Ok(LlamaSampler::chain_simple(chain))
+        Ok(Sampler { grammar, chain: LlamaSampler::chain_simple(chain), candidates: Vec::new() })
+    }
+}
+
+/// Longest grammar accepted (bytes); llama.cpp parses it on the engine's thread.
+const MAX_GRAMMAR_BYTES: usize = 256 * 1024;
+/// Largest repetition bound `{m,n}` accepted: llama.cpp expands each into that many rules.
+const MAX_REPETITION: u64 = 4096;
+
+/// Refuses grammars llama.cpp would choke on: too long, or with a repetition `{m,n}` where n < m
+/// (its parser computes n - m unsigned and expands billions of rules, hanging the engine) or with
+/// bounds so large the expansion exhausts memory. Written by hand: llama.cpp offers no validation
+/// short of parsing, which is the step that hangs.
+fn check_grammar(g: &str) -> Result<(), InferError> {
+    let bad = |m: String| Err(InferError::Invalid(m));
+    if g.len() > MAX_GRAMMAR_BYTES {
+        return bad(format!("the grammar is {} bytes long; at most {MAX_GRAMMAR_BYTES} are accepted", g.len()));
+    }
+    let b = g.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            // Skip literals and character classes, with their escapes.
+            q @ (b'"' | b'[') => {
+                let close = if q == b'"' { b'"' } else { b']' };
+                i += 1;
+                while i < b.len() && b[i] != close {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'{' => {
+                let end = g[i..].find('}').map(|e| i + e).unwrap_or(b.len());
+                let inner = &g[i + 1..end.min(g.len())];
+                let mut parts = inner.splitn(2, ',').map(str::trim);
+                let lo = parts.next().and_then(|p| p.parse::<u64>().ok());
+                let hi = parts.next().map(|p| if p.is_empty() { None } else { p.parse::<u64>().ok() });
+                if let Some(lo) = lo {
+                    let hi = match hi {
+                        None => Some(lo),
+                        Some(h) => h,
+                    };
+                    if hi.is_some_and(|h| h < lo) {
+                        return bad(format!("the grammar repeats `{{{inner}}}`: the upper bound is below the lower"));
+                    }
+                    if lo.max(hi.unwrap_or(0)) > MAX_REPETITION {
+                        return bad(format!(
+                            "the grammar repeats `{{{inner}}}`: bounds above {MAX_REPETITION} are not supported"
+                        ));
+                    }
+                }
+                i = end;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// Why sampling could not pick a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SampleError(pub String);
+
+/// A sequence's sampler: the grammar (if any) kept apart from the rest of the chain.
+///
+/// llama.cpp's one-call sampling accepts the chosen token into the grammar and throws a C++
+/// exception when the grammar refuses it (which happens when the grammar allows no token at all,
+/// e.g. a JSON schema no value satisfies); an exception crossing into Rust aborts the process. With
+/// the grammar apart, a sequence whose grammar allows nothing ends with an error instead, and the
+/// token is accepted through the binding's exception-guarded call.
+pub(crate) struct Sampler {
+    grammar: Option<LlamaSampler>,
+    chain: LlamaSampler,
+    /// Reused candidate buffer (one entry per vocabulary token) for grammar sampling.
+    candidates: Vec<LlamaTokenData>,
+}
+
+impl Sampler {
+    /// Picks the next token from the logits of batch position `idx` and accepts it.
+    pub(crate) fn sample(&mut self, ctx: &LlamaContext<'_>, idx: i32) -> Result<LlamaToken, SampleError> {
+        let Some(grammar) = self.grammar.as_mut() else {
+            return Ok(self.chain.sample(ctx, idx));
+        };
+        let mut buf = std::mem::take(&mut self.candidates);
+        buf.clear();
+        buf.extend(
+            ctx.get_logits_ith(idx).iter().enumerate().map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)),
+        );
+        let mut arr = LlamaTokenDataArray::new(buf, false);
+        arr.apply_sampler(grammar);
+        let picked = if arr.data.iter().any(|t| t.logit() > f32::NEG_INFINITY) {
+            arr.apply_sampler(&mut self.chain);
+            arr.selected_token()
+        } else {
+            None
+        };
+        self.candidates = arr.data;
+        let token = picked.ok_or_else(|| SampleError("the grammar (JSON schema) allows no next token".into()))?;
+        grammar
+            .try_accept(token)
+            .map_err(|e| SampleError(format!("the grammar (JSON schema) refused the next token: {e}")))?;
+        self.chain.accept(token);
+        Ok(token)
     }
 }
 
