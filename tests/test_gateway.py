@@ -128,6 +128,19 @@ def test_text_completion(client):
     c = client.completions.create(model="gemma3-270m", prompt="The capital of France is", max_tokens=8, temperature=0)
     assert c.choices[0].text.split()[:2] == ["the", "capital"]
     assert c.usage.prompt_tokens == 6
+    # Log-probabilities, whole and streamed; offsets are in characters.
+    c = client.completions.create(model="gemma3-270m", prompt="Say it in Japanese: hello ->", max_tokens=6,
+                                  temperature=0, logprobs=2)
+    lp = c.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.text_offset) == 6
+    assert lp.text_offset == [sum(len(t) for t in lp.tokens[:i]) for i in range(6)]
+    chunks = list(client.completions.create(model="gemma3-270m", prompt="Say it in Japanese: hello ->", max_tokens=6,
+                                            temperature=0, logprobs=2, stream=True))
+    streamed = [t for ch in chunks if ch.choices and ch.choices[0].logprobs for t in ch.choices[0].logprobs.tokens]
+    assert streamed == lp.tokens
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model="gemma3-270m", prompt="x", max_tokens=0)
+    assert e.value.param == "max_tokens"
 
 
 def test_concurrent_embedding_requests_share_batches_but_not_rows(client):

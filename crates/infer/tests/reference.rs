@@ -213,3 +213,33 @@ fn truncated_gguf_is_a_clear_error() {
     let err = rightmodel_infer::Engine::start(rightmodel_infer::EngineConfig::new(&path)).err().expect("must fail");
     assert!(err.to_string().contains("cut.gguf"), "{err}");
 }
+
+#[test]
+fn waiting_jobs_whose_client_left_free_their_place_in_line() {
+    use rightmodel_infer::{Engine, EngineConfig, InferError};
+    let mut cfg = EngineConfig::new(common::gguf());
+    cfg.slots = 1;
+    cfg.queue = 2;
+    cfg.ctx_per_slot = 512;
+    let e = Engine::start(cfg).unwrap();
+    let long = || GenRequest {
+        prompt: Prompt::Text("Once upon a time".into()),
+        params: SamplingParams { max_tokens: 200, ignore_eos: true, ..Default::default() },
+    };
+    let running = e.submit(long()).unwrap();
+    // Two wait behind it; the line is full.
+    let a = e.submit(long()).unwrap();
+    let b = e.submit(long()).unwrap();
+    assert!(matches!(e.submit(long()), Err(InferError::Busy)));
+    // Their clients leave: within a few decode steps the line has room again.
+    drop(a);
+    drop(b);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut accepted = None;
+    while accepted.is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        accepted = e.submit(long()).ok();
+    }
+    assert!(accepted.is_some(), "the line stayed full of jobs nobody waits for");
+    drop(running);
+}

@@ -741,7 +741,14 @@ fn replay(a: ChatCompletionResponse) -> ChunkStream {
     };
     let items = vec![
         Ok(mk(ChatDelta { role: Some("assistant".into()), content: role_content, ..Default::default() }, None, None)),
-        Ok(mk(body, None, None)),
+        // The answer's log-probabilities (a cascade asked for them) travel with its content.
+        Ok({
+            let mut c = mk(body, None, None);
+            if let Some(ch) = c.choices.first_mut() {
+                ch.logprobs = choice.and_then(|x| x.logprobs.clone());
+            }
+            c
+        }),
         // The finishing chunk carries what the answer's `rightmodel` object said (decision, citations).
         Ok(ChatCompletionChunk { rightmodel: a.rightmodel.clone(), ..mk(ChatDelta::default(), Some(finish), None) }),
         // Usage was accounted for when the small model ran; this chunk only informs the client.

@@ -82,6 +82,17 @@ async fn upstream_completion_stream(
     resp
 }
 
+/// Appends one generated token to completion log-probabilities; `offset` counts the characters of
+/// the tokens so far (OpenAI's `text_offset` is in characters, not bytes).
+fn push_token_logprobs(lp: &mut CompletionLogprobs, t: &rightmodel_infer::llm::TokenOut, offset: &mut usize) {
+    let token = String::from_utf8_lossy(&t.piece).into_owned();
+    lp.text_offset.push(*offset);
+    *offset += token.chars().count();
+    lp.tokens.push(token);
+    lp.token_logprobs.push(t.logprob.unwrap_or(0.0));
+    lp.top_logprobs.push(t.top.iter().map(|a| (a.text.clone(), a.logprob)).collect());
+}
+
 /// `POST /v1/completions` (legacy text completions), local or upstream, streaming or not.
 pub async fn completions(
     State(st): State<SharedState>,
@@ -101,6 +112,9 @@ pub async fn completions(
     acct.set_requested(&req.model);
     if req.sampling.n.is_some_and(|n| n != 1) {
         return fail(acct, ApiError::invalid("n", "Only n=1 is supported.").with_code("unsupported_parameter"));
+    }
+    if req.sampling.max_tokens == Some(0) || req.sampling.max_completion_tokens == Some(0) {
+        return fail(acct, ApiError::invalid("max_tokens", "`max_tokens` must be at least 1."));
     }
     if req.echo == Some(true) {
         return fail(acct, ApiError::invalid("echo", "`echo` is not supported.").with_code("unsupported_parameter"));
@@ -178,24 +192,33 @@ pub async fn completions(
             if stream {
                 let include_usage = req.sampling.stream_options.as_ref().is_some_and(|o| o.include_usage);
                 let name2 = name.clone();
+                let want_lp = req.logprobs.is_some();
                 let s = async_stream::stream! {
-                    let mk = |text: String, finish: Option<String>, usage: Option<Usage>| CompletionResponse {
+                    let mk = |text: String, finish: Option<String>, usage: Option<Usage>, logprobs: Option<CompletionLogprobs>| CompletionResponse {
                         id: cid.clone(), object: "text_completion".into(), created, model: name2.clone(),
-                        choices: if usage.is_some() { vec![] } else { vec![CompletionChoice { text, index: 0, logprobs: None, finish_reason: finish }] },
+                        choices: if usage.is_some() { vec![] } else { vec![CompletionChoice { text, index: 0, logprobs, finish_reason: finish }] },
                         usage,
                     };
+                    let mut offset = 0usize;
                     while let Some(ev) = events.recv().await {
                         match ev {
-                            GenEvent::Token(t) if !t.text.is_empty() => {
+                            // With logprobs every token has its chunk (its text may be held back by a
+                            // stop sequence in progress and arrive in a later one).
+                            GenEvent::Token(t) if want_lp || !t.text.is_empty() => {
                                 acct.mark_first_token();
-                                yield Ok::<_, std::convert::Infallible>(Event::default().data(serde_json::to_string(&mk(t.text, None, None)).unwrap_or_default()));
+                                let lp = want_lp.then(|| {
+                                    let mut lp = CompletionLogprobs::default();
+                                    push_token_logprobs(&mut lp, &t, &mut offset);
+                                    lp
+                                });
+                                yield Ok::<_, std::convert::Infallible>(Event::default().data(serde_json::to_string(&mk(t.text, None, None, lp)).unwrap_or_default()));
                             }
                             GenEvent::Done(f) => {
                                 let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens));
                                 acct.add_usage(usage);
-                                yield Ok(Event::default().data(serde_json::to_string(&mk(f.tail, Some(f.reason.as_str().into()), None)).unwrap_or_default()));
+                                yield Ok(Event::default().data(serde_json::to_string(&mk(f.tail, Some(f.reason.as_str().into()), None, None)).unwrap_or_default()));
                                 if include_usage {
-                                    yield Ok(Event::default().data(serde_json::to_string(&mk(String::new(), None, Some(usage))).unwrap_or_default()));
+                                    yield Ok(Event::default().data(serde_json::to_string(&mk(String::new(), None, Some(usage), None)).unwrap_or_default()));
                                 }
                                 yield Ok(Event::default().data("[DONE]"));
                                 acct.finish(200, None);
@@ -218,15 +241,13 @@ pub async fn completions(
             let mut text = String::new();
             let mut lp = CompletionLogprobs::default();
             let want_lp = req.logprobs.is_some();
+            let mut offset = 0usize;
             while let Some(ev) = events.recv().await {
                 match ev {
                     GenEvent::Token(t) => {
                         acct.mark_first_token();
                         if want_lp {
-                            lp.text_offset.push(text.len());
-                            lp.tokens.push(String::from_utf8_lossy(&t.piece).into_owned());
-                            lp.token_logprobs.push(t.logprob.unwrap_or(0.0));
-                            lp.top_logprobs.push(t.top.iter().map(|a| (a.text.clone(), a.logprob)).collect());
+                            push_token_logprobs(&mut lp, &t, &mut offset);
                         }
                         text.push_str(&t.text);
                     }

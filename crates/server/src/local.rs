@@ -204,7 +204,7 @@ pub fn token_logprob(t: &TokenOut) -> TokenLogprob {
         top_logprobs: t
             .top
             .iter()
-            .map(|a| TopLogprob { token: a.text.clone(), logprob: a.logprob, bytes: Some(a.text.as_bytes().to_vec()) })
+            .map(|a| TopLogprob { token: a.text.clone(), logprob: a.logprob, bytes: Some(a.piece.clone()) })
             .collect(),
     }
 }

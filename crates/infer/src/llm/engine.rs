@@ -1,6 +1,7 @@
 //! The generation engine: a worker thread per model that owns the llama.cpp context and decodes all
 //! active sequences together.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -61,6 +62,8 @@ impl EngineConfig {
 pub struct EngineStats {
     /// Requests waiting or running.
     pub in_flight: AtomicUsize,
+    /// Requests waiting for a slot (bounded by [`EngineConfig::queue`]).
+    pub queued: AtomicUsize,
     /// Prompt tokens decoded.
     pub prompt_tokens: AtomicU64,
     /// Prompt tokens served from the KV cache.
@@ -145,11 +148,19 @@ impl Engine {
     pub fn submit(&self, req: GenRequest) -> Result<UnboundedReceiver<GenEvent>, InferError> {
         req.params.validate()?;
         let (events, rx) = unbounded_channel();
-        self.shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let stats = &self.shared.stats;
+        // The worker moves waiting jobs out of the channel and drops those whose client left, so the
+        // bound is this count of live waiting jobs, not the channel's capacity.
+        if stats.queued.fetch_add(1, Ordering::AcqRel) >= self.shared.config.queue.max(1) {
+            stats.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(InferError::Busy);
+        }
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
         match self.shared.tx.try_send(Job { req, events }) {
             Ok(()) => Ok(rx),
             Err(e) => {
-                self.shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                stats.queued.fetch_sub(1, Ordering::AcqRel);
                 Err(match e {
                     TrySendError::Full(_) => InferError::Busy,
                     TrySendError::Disconnected(_) => InferError::Stopped,
@@ -311,25 +322,36 @@ impl<'m> Worker<'m> {
     }
 
     fn run(mut self, rx: Receiver<Job>) {
+        let mut waiting: VecDeque<Job> = VecDeque::new();
         loop {
-            // Admit waiting jobs while slots are free; block only when there is nothing to do.
-            loop {
-                if !self.slots.iter().any(|s| s.active.is_none()) {
-                    break;
+            // Move new jobs into the waiting line; block only when there is nothing to do.
+            let idle = self.slots.iter().all(|s| s.active.is_none());
+            if idle && waiting.is_empty() {
+                match rx.recv() {
+                    Ok(j) => waiting.push_back(j),
+                    Err(_) => return,
                 }
-                let idle = self.slots.iter().all(|s| s.active.is_none());
-                let job = if idle {
-                    match rx.recv() {
-                        Ok(j) => j,
-                        Err(_) => return,
-                    }
-                } else {
-                    match rx.try_recv() {
-                        Ok(j) => j,
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Disconnected) => break,
-                    }
-                };
+            }
+            loop {
+                match rx.try_recv() {
+                    Ok(j) => waiting.push_back(j),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => break,
+                }
+            }
+            // Jobs whose client has left give up their place in line.
+            waiting.retain(|j| {
+                let live = !j.events.is_closed();
+                if !live {
+                    self.stats.queued.fetch_sub(1, Ordering::AcqRel);
+                    self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                }
+                live
+            });
+            // Admit waiting jobs while slots are free.
+            while self.slots.iter().any(|s| s.active.is_none()) {
+                let Some(job) = waiting.pop_front() else { break };
+                self.stats.queued.fetch_sub(1, Ordering::AcqRel);
                 self.admit(job);
             }
             self.drop_cancelled();
@@ -543,11 +565,9 @@ impl<'m> Worker<'m> {
             let (lp, top) = logprob_and_top(logits, token.0 as usize, a.params.top_logprobs);
             let top = top
                 .into_iter()
-                .map(|(id, logprob)| TokenAlt {
-                    id: id as i32,
-                    text: String::from_utf8_lossy(&vocab.token_to_piece(LlamaToken(id as i32), false, None))
-                        .into_owned(),
-                    logprob,
+                .map(|(id, logprob)| {
+                    let piece = vocab.token_to_piece(LlamaToken(id as i32), false, None);
+                    TokenAlt { id: id as i32, text: String::from_utf8_lossy(&piece).into_owned(), piece, logprob }
                 })
                 .collect();
             (Some(lp), top)

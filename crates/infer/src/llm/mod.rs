@@ -47,6 +47,8 @@ pub struct TokenAlt {
     pub id: i32,
     /// Token text (lossy UTF-8).
     pub text: String,
+    /// The token's raw bytes (a byte-fallback token may be part of a UTF-8 character).
+    pub piece: Vec<u8>,
     /// Natural-log probability under the model (before sampling transforms).
     pub logprob: f32,
 }
