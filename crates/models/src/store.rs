@@ -140,6 +140,9 @@ impl Store {
     /// (pulled on first use when auto-pull is on). Unknown names list the known ones.
     pub fn resolve_gguf(&self, spec: &str) -> Result<PathBuf, PullError> {
         let p = Path::new(spec);
+        if !looks_like_path(spec) && catalog::find(spec).is_some() {
+            return self.resolve_catalog_gguf(spec);
+        }
         if p.is_file() {
             return Ok(p.to_path_buf());
         }
@@ -149,6 +152,10 @@ impl Store {
                 reason: "it is a directory; pass a .gguf file".into(),
             });
         }
+        self.resolve_catalog_gguf(spec)
+    }
+
+    fn resolve_catalog_gguf(&self, spec: &str) -> Result<PathBuf, PullError> {
         let model = catalog::find(spec).ok_or_else(|| PullError::unknown(spec))?;
         let file = model.files.iter().find(|f| f.name.ends_with(".gguf"));
         let file = file.ok_or(PullError::WrongKind { name: spec.to_string(), expected: "a GGUF chat model" })?;
@@ -159,7 +166,8 @@ impl Store {
     /// model.safetensors, or a default encoder's store directory (pulled on first use when auto-pull is on).
     pub fn resolve_encoder(&self, spec: &str) -> Result<PathBuf, PullError> {
         let p = Path::new(spec);
-        if p.is_dir() {
+        let is_catalog_name = !looks_like_path(spec) && catalog::find(spec).is_some();
+        if p.is_dir() && !is_catalog_name {
             let missing: Vec<&str> = ENCODER_FILES.iter().copied().filter(|f| !p.join(f).is_file()).collect();
             if missing.is_empty() {
                 return Ok(p.to_path_buf());
@@ -167,7 +175,7 @@ impl Store {
             let reason = format!("not a sentence-encoder directory: it lacks {}", missing.join(", "));
             return Err(PullError::BadPath { path: p.to_path_buf(), reason });
         }
-        if p.is_file() {
+        if p.is_file() && !is_catalog_name {
             let reason = "expected a directory with config.json, tokenizer.json and model.safetensors".to_string();
             return Err(PullError::BadPath { path: p.to_path_buf(), reason });
         }
@@ -197,13 +205,24 @@ impl Store {
             if name.starts_with('.') || !dir.is_dir() {
                 continue;
             }
+            // One unreadable folder or file is left out with a warning; it does not hide the others.
             let mut files = Vec::new();
-            for f in std::fs::read_dir(&dir).map_err(read_err(&dir))? {
-                let f = f.map_err(read_err(&dir))?;
+            let listing = match std::fs::read_dir(&dir) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!("cannot read {}: {e}", dir.display());
+                    continue;
+                }
+            };
+            for f in listing.flatten() {
                 let fname = f.file_name().to_string_lossy().into_owned();
-                let meta = f.metadata().map_err(read_err(&f.path()))?;
-                if !fname.starts_with('.') && meta.is_file() {
-                    files.push(LocalFile { name: fname, path: f.path(), size: meta.len() });
+                // Follows symbolic links: a linked GGUF is a model file like any other.
+                match std::fs::metadata(f.path()) {
+                    Ok(meta) if !fname.starts_with('.') && meta.is_file() => {
+                        files.push(LocalFile { name: fname, path: f.path(), size: meta.len() })
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("cannot read {}: {e}", f.path().display()),
                 }
             }
             files.sort_by(|a, b| a.name.cmp(&b.name));
@@ -300,4 +319,11 @@ fn install(out: &Path, dir: &Path, tmp: &Path) -> Result<(), PullError> {
         std::fs::rename(dir, &old).map_err(|e| write_error(dir, e))?;
     }
     std::fs::rename(out, dir).map_err(|e| write_error(dir, e))
+}
+
+/// Whether a model spec names a path rather than a model of the catalog: it has a folder separator or
+/// a `.gguf` extension. A bare catalog name is never taken for a file that happens to sit in the
+/// working directory.
+fn looks_like_path(spec: &str) -> bool {
+    spec.contains('/') || spec.contains(std::path::MAIN_SEPARATOR) || spec.ends_with(".gguf")
 }

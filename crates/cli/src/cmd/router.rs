@@ -151,7 +151,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.3)]
     pub strong_share: f32,
     /// Cross-validation folds run before the final fit (0 = skip).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = in_range::<0, 100>)]
     pub folds: usize,
 }
 
@@ -166,7 +166,7 @@ pub struct ScoreArgs {
     #[arg(long, default_value = "minilm-l6")]
     pub encoder: String,
     /// Prompts embedded per batch.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = in_range::<1, 4096>)]
     pub batch: usize,
 }
 
@@ -181,13 +181,13 @@ pub struct EvalArgs {
     #[arg(long, default_value = "router-eval")]
     pub out: PathBuf,
     /// Number of folds.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = in_range::<2, 100>)]
     pub folds: usize,
     /// Seed of the fold assignment and the random router.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Threshold-sweep bins (RouteLLM uses 10).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = in_range::<2, 1000>)]
     pub bins: usize,
 }
 
@@ -287,6 +287,17 @@ fn spec_for(kind: EmbeddingArg) -> EmbedSpec {
     match kind {
         EmbeddingArg::Static => EmbedSpec::default(),
         EmbeddingArg::Contextual => EmbedSpec::contextual(),
+    }
+}
+
+/// A whole number in `LO..=HI`, for flags whose value sizes buffers (a huge one would abort on
+/// allocation instead of failing as a usage error).
+fn in_range<const LO: usize, const HI: usize>(s: &str) -> Result<usize, String> {
+    let v: usize = s.trim().parse().map_err(|_| format!("`{s}` is not a whole number"))?;
+    if (LO..=HI).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("must be between {LO} and {HI}"))
     }
 }
 
