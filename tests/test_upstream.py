@@ -251,6 +251,30 @@ def test_auto_strong_share_override(gw):
     assert d["cost_if_largest_usd"] >= d["cost_usd"]
 
 
+PROMPTS = [
+    "hi", "What is 2+2?", "Name a colour.", "Translate 'cat' to French.",
+    "Prove that there are infinitely many primes.",
+    "Derive the Euler-Lagrange equation for a functional J[y] = integral of L(x, y, y') dx.",
+    "In a Bayesian network with nodes A->B->C, is A independent of C given B? Explain d-separation.",
+    "Which of the following statements about the Krebs cycle is correct? A) It occurs in the cytosol "
+    "B) It produces FADH2 C) It consumes oxygen directly D) It is anaerobic",
+]
+
+
+def test_auto_sends_the_calibrated_share_to_the_strong_model(gw):
+    """A request escalates exactly when its score reaches the threshold that `strong_share` calibrates
+    (a local model's tier must not raise the bar), so a middling share sends some prompts each way."""
+    served = []
+    for p in PROMPTS:
+        r = gw.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": p}], max_tokens=1,
+            extra_body={"rightmodel": {"strong_share": 0.5}})
+        d = _decision(r)
+        assert (d["served"] == "large") == (d["score"] >= d["threshold"]), d
+        served.append(d["served"])
+    assert "large" in served and "small" in served, served
+
+
 def test_auto_limits(gw):
     r = gw.chat.completions.with_raw_response.create(
         model="auto", messages=MSG, max_tokens=2,
