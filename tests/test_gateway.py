@@ -108,6 +108,8 @@ def test_schemas_no_value_satisfies_are_400_and_the_server_lives_on(client):
     msgs = [{"role": "user", "content": "json"}]
     for schema in ({"type": "integer", "minimum": 5, "maximum": 1},
                    {"type": "string", "minLength": 3, "maxLength": 1},
+                   {"type": "integer", "exclusiveMinimum": 5, "maximum": 5},
+                   {"type": "integer", "minimum": 1.2, "maximum": 1.8},
                    {"type": "array", "items": {"type": "string"}, "maxItems": 100000},
                    {"type": "object", "properties": {f"p{i}": {"type": "object"} for i in range(600)}}):
         with pytest.raises(openai.BadRequestError) as e:
@@ -115,6 +117,13 @@ def test_schemas_no_value_satisfies_are_400_and_the_server_lives_on(client):
                 model="gemma3-270m", messages=msgs, max_tokens=8,
                 response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
         assert e.value.param == "response_format.json_schema.schema", schema
+    # Data inside a schema (defaults, examples) is not read as schema keywords.
+    c = client.chat.completions.create(
+        model="gemma3-270m", messages=msgs, max_tokens=12, temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {
+            "type": "object", "properties": {"n": {"type": "integer", "default": {"minimum": 5, "maximum": 1}}},
+            "examples": [{"minLength": 99999}]}}})
+    assert c.choices[0].message.content is not None
     # A forced tool call ignores the client's stop sequences (JSON whitespace may hold them).
     c = client.chat.completions.create(
         model="gemma3-270m", messages=[{"role": "user", "content": "What is the weather in Paris?"}],

@@ -485,3 +485,22 @@ def test_abandoned_paid_stream_is_charged_an_estimate(tmp_path, proxy):
         assert "estimated" in rows[-1]["error"]
     finally:
         s.stop()
+
+
+def test_unusable_router_weights_in_the_home_do_not_stop_the_gateway(tmp_path, proxy):
+    """Weights `router train` left in $RIGHTMODEL_HOME/router are used when they load; a broken file
+    there falls back to the shipped weights instead of refusing to start."""
+    from conftest import fresh_home
+    proxy.mode = {"kind": "pass"}
+    home, env = fresh_home(tmp_path)
+    (home / "router").mkdir()
+    (home / "router" / "router.json").write_text('{"version": 1}')
+    s = Server(tmp_path, small_and_large(proxy, price=1.0, tail='[route]\ncandidates = ["small", "large"]\n'),
+               "bad-home-router", env=env)
+    try:
+        gw = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0, timeout=60)
+        r = gw.chat.completions.with_raw_response.create(model="auto", messages=MSG, max_tokens=2)
+        assert _decision(r)["score"] is not None
+        assert any("cannot use these router weights" in line for line in s.stderr_lines)
+    finally:
+        s.stop()

@@ -109,8 +109,8 @@ impl Collection {
         let mut last = None;
         for _ in 0..3 {
             let gen_dir = store::current_generation(dir)?;
-            match store::load(&gen_dir) {
-                Ok(snap) => return Self::from_snapshot(dir, gen_dir, snap),
+            match store::load(&gen_dir).and_then(|snap| Self::from_snapshot(dir, gen_dir, snap)) {
+                Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),
             }
         }
@@ -229,9 +229,11 @@ impl Collection {
             }
         }
         progress(AddProgress::Reading { done: files.len(), total: files.len() });
-        // A folder added again is synchronised: what was indexed from it and is gone, or now skipped,
-        // leaves the collection (a renamed file would otherwise answer twice, once from a stale copy).
-        let found: HashSet<String> = files.iter().map(|f| f.path.to_string_lossy().into_owned()).collect();
+        // A folder added again is synchronised: a file indexed from under it that no longer exists
+        // (deleted, renamed) or that the walk now skips leaves the collection, so a renamed file does
+        // not answer twice. Files the walk does not visit (hidden, other extensions, added by name)
+        // stay while they exist. Paths are stored resolved, so a file reached through a link is
+        // judged by its target.
         let skipped: HashSet<&str> = report.skipped.iter().map(|s| s.path.as_str()).collect();
         let gone: Vec<String> = self
             .snap
@@ -240,7 +242,7 @@ impl Collection {
             .iter()
             .map(|e| e.path.clone())
             .filter(|p| folders.iter().any(|d| Path::new(p).starts_with(d)))
-            .filter(|p| !found.contains(p) || skipped.contains(p.as_str()))
+            .filter(|p| !Path::new(p).exists() || skipped.contains(p.as_str()))
             .collect();
         report.removed = gone;
         if prepared.is_empty() && report.removed.is_empty() {

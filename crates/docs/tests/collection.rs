@@ -248,6 +248,16 @@ fn a_folder_added_again_drops_deleted_and_renamed_files() {
     let r = c.add_paths(&e, &[&docs]).unwrap();
     assert!(r.removed.is_empty(), "{r:?}");
     assert!(c.files().iter().any(|f| f.path.ends_with("solo.txt")));
+    // Files inside the folder that its walk does not visit (hidden, other extensions), added by name,
+    // stay while they exist.
+    std::fs::create_dir_all(docs.join(".drafts")).unwrap();
+    std::fs::write(docs.join(".drafts/parking.md"), "Parking is free after six.\n").unwrap();
+    std::fs::write(docs.join("CHANGELOG"), "Version two added the garden.\n").unwrap();
+    c.add_paths(&e, &[docs.join(".drafts/parking.md"), docs.join("CHANGELOG")]).unwrap();
+    let r = c.add_paths(&e, &[&docs]).unwrap();
+    assert!(r.removed.is_empty(), "{r:?}");
+    assert!(c.files().iter().any(|f| f.path.ends_with("parking.md")));
+    assert!(c.files().iter().any(|f| f.path.ends_with("CHANGELOG")));
 }
 
 #[test]

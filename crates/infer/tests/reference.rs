@@ -165,6 +165,10 @@ fn a_grammar_nothing_satisfies_fails_the_request_not_the_process() {
     let params =
         SamplingParams { max_tokens: 8, grammar: Some("root ::= \"a\"{0,100000}".into()), ..Default::default() };
     assert!(e.generate(GenRequest { prompt: Prompt::Text("x".into()), params }).is_err());
+    // A comment inside the braces (which llama.cpp would skip, reading {5,1}) is refused.
+    let g = "root ::= (\"a\"{5, # }\n 1})".to_string();
+    let params = SamplingParams { max_tokens: 8, grammar: Some(g), ..Default::default() };
+    assert!(e.generate(GenRequest { prompt: Prompt::Text("x".into()), params }).is_err());
     // Braces inside literals and classes are text, not repetitions.
     let params =
         SamplingParams { max_tokens: 12, grammar: Some("root ::= \"{3,1}\" [{}]".into()), ..Default::default() };
@@ -226,8 +230,9 @@ fn waiting_jobs_whose_client_left_free_their_place_in_line() {
         prompt: Prompt::Text("Once upon a time".into()),
         params: SamplingParams { max_tokens: 200, ignore_eos: true, ..Default::default() },
     };
-    let running = e.submit(long()).unwrap();
-    // Two wait behind it; the line is full.
+    let mut running = e.submit(long()).unwrap();
+    // Once it holds the slot, two wait behind it and the line is full.
+    assert!(matches!(running.blocking_recv(), Some(rightmodel_infer::llm::GenEvent::Started { .. })));
     let a = e.submit(long()).unwrap();
     let b = e.submit(long()).unwrap();
     assert!(matches!(e.submit(long()), Err(InferError::Busy)));

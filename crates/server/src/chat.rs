@@ -409,7 +409,7 @@ async fn local_full(
                     rightmodel: None,
                 });
             }
-            GenEvent::Error(m) => return Err(ApiError::internal(m)),
+            GenEvent::Error(m) => return Err(crate::local::generation_error(m)),
             GenEvent::Started { .. } => {}
         }
     }
@@ -499,7 +499,7 @@ async fn local_stream(l: &LocalChat, req: &ChatCompletionRequest) -> Result<Chun
                     return;
                 }
                 GenEvent::Error(m) => {
-                    yield Err(ApiError::internal(m));
+                    yield Err(crate::local::generation_error(m));
                     return;
                 }
                 GenEvent::Started { .. } => {}

@@ -87,7 +87,9 @@ async fn upstream_completion_stream(
 fn push_token_logprobs(lp: &mut CompletionLogprobs, t: &rightmodel_infer::llm::TokenOut, offset: &mut usize) {
     let token = String::from_utf8_lossy(&t.piece).into_owned();
     lp.text_offset.push(*offset);
-    *offset += token.chars().count();
+    // Characters of the text so far: its non-continuation bytes. A character split over several byte
+    // tokens counts once, as in the text (decoding each piece alone would count each part).
+    *offset += t.piece.iter().filter(|&&b| b & 0xC0 != 0x80).count();
     lp.tokens.push(token);
     lp.token_logprobs.push(t.logprob.unwrap_or(0.0));
     lp.top_logprobs.push(t.top.iter().map(|a| (a.text.clone(), a.logprob)).collect());
@@ -225,9 +227,9 @@ pub async fn completions(
                                 return;
                             }
                             GenEvent::Error(m) => {
-                                let e = ApiError::internal(m);
+                                let e = crate::local::generation_error(m);
                                 yield Ok(Event::default().event("error").data(serde_json::to_string(&e.body()).unwrap_or_default()));
-                                acct.finish(500, Some(e.message));
+                                acct.finish(e.kind.status(), Some(e.message));
                                 return;
                             }
                             _ => {}
@@ -273,7 +275,7 @@ pub async fn completions(
                         acct.finish(200, None);
                         return resp;
                     }
-                    GenEvent::Error(m) => return fail(acct, ApiError::internal(m)),
+                    GenEvent::Error(m) => return fail(acct, crate::local::generation_error(m)),
                     GenEvent::Started { .. } => {}
                 }
             }

@@ -60,6 +60,17 @@ pub fn sampling_from(
     }
 }
 
+/// A local generation's failure as the client sees it: a grammar that allows no further token means
+/// the request's JSON schema admits no value (400 on `response_format`); anything else is ours (500).
+pub fn generation_error(m: String) -> ApiError {
+    if m.starts_with(rightmodel_infer::llm::GRAMMAR_DEAD_END) {
+        ApiError::invalid("response_format", format!("No output satisfies the JSON schema: {m}."))
+            .with_code("unsatisfiable_schema")
+    } else {
+        ApiError::internal(m)
+    }
+}
+
 /// GBNF grammar for a `response_format`, if it asks for JSON.
 pub fn grammar_for(req: &ChatCompletionRequest) -> Result<Option<String>, ApiError> {
     let Some(rf) = &req.response_format else { return Ok(None) };
@@ -79,63 +90,101 @@ pub fn grammar_for(req: &ChatCompletionRequest) -> Result<Option<String>, ApiErr
     }
 }
 
-/// Most objects and arrays a JSON schema may hold for local generation: llama.cpp's conversion
-/// grows faster than linearly with the number of properties (2,000 took 10 s).
+/// Most schema objects a JSON schema may hold for local generation: llama.cpp's conversion grows
+/// faster than linearly with the number of properties (2,000 took 10 s).
 const MAX_SCHEMA_NODES: usize = 512;
 /// Deepest nesting of a JSON schema.
 const MAX_SCHEMA_DEPTH: usize = 32;
-/// Largest length or count bound (`maxLength`, `maxItems`, ...): each becomes that many grammar rules.
-const MAX_SCHEMA_BOUND: u64 = 4096;
+
+/// Keywords whose value is a schema, a list of schemas, or a map of names to schemas: the only places
+/// a walk looks for more schemas (`default`, `examples`, `const`, `enum` hold data, not schemas).
+const SCHEMA_KEYWORDS: [&str; 15] = [
+    "items",
+    "prefixItems",
+    "additionalItems",
+    "contains",
+    "properties",
+    "patternProperties",
+    "additionalProperties",
+    "anyOf",
+    "oneOf",
+    "allOf",
+    "not",
+    "if",
+    "then",
+    "else",
+    "$defs",
+];
 
 /// Refuses JSON schemas that no value satisfies (`minimum > maximum`, `minLength > maxLength`, ...)
 /// or that are too big to turn into a grammar: the first would leave generation with no valid token,
 /// the second would hold the engine for seconds to minutes.
 pub fn check_schema(schema: &serde_json::Value) -> Result<(), ApiError> {
+    use serde_json::Value;
     let bad = |m: String| Err(ApiError::invalid("response_format.json_schema.schema", m));
+    let max_bound = rightmodel_infer::llm::MAX_REPETITION as f64;
     let mut nodes = 0usize;
     let mut stack = vec![(schema, 0usize)];
     while let Some((v, depth)) = stack.pop() {
+        let Value::Object(o) = v else { continue };
+        nodes += 1;
+        if nodes > MAX_SCHEMA_NODES {
+            return bad(format!("the schema has more than {MAX_SCHEMA_NODES} subschemas; simplify it"));
+        }
         if depth > MAX_SCHEMA_DEPTH {
             return bad(format!("the schema nests deeper than {MAX_SCHEMA_DEPTH} levels"));
         }
-        match v {
-            serde_json::Value::Object(o) => {
-                nodes += 1;
-                let num = |k: &str| o.get(k).and_then(serde_json::Value::as_f64);
-                for (lo, hi) in [
-                    ("minimum", "maximum"),
-                    ("minLength", "maxLength"),
-                    ("minItems", "maxItems"),
-                    ("minProperties", "maxProperties"),
-                ] {
-                    if let (Some(l), Some(h)) = (num(lo), num(hi)) {
-                        if l > h {
-                            return bad(format!("`{lo}` ({l}) is above `{hi}` ({h}): no value satisfies the schema"));
-                        }
-                    }
+        let num = |k: &str| o.get(k).and_then(Value::as_f64);
+        for (lo, hi) in [
+            ("minimum", "maximum"),
+            ("minLength", "maxLength"),
+            ("minItems", "maxItems"),
+            ("minProperties", "maxProperties"),
+        ] {
+            if let (Some(l), Some(h)) = (num(lo), num(hi)) {
+                if l > h {
+                    return bad(format!("`{lo}` ({l}) is above `{hi}` ({h}): no value satisfies the schema"));
                 }
-                if let (Some(l), Some(h)) = (num("exclusiveMinimum"), num("exclusiveMaximum")) {
-                    if l >= h {
-                        return bad(format!(
-                            "`exclusiveMinimum` ({l}) is not below `exclusiveMaximum` ({h}): no value satisfies the schema"
-                        ));
-                    }
-                }
-                for k in ["minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"] {
-                    if num(k).is_some_and(|n| n > MAX_SCHEMA_BOUND as f64) {
-                        return bad(format!("`{k}` above {MAX_SCHEMA_BOUND} is not supported for local models"));
-                    }
-                }
-                stack.extend(o.values().map(|c| (c, depth + 1)));
             }
-            serde_json::Value::Array(a) => {
-                nodes += 1;
-                stack.extend(a.iter().map(|c| (c, depth + 1)));
-            }
-            _ => {}
         }
-        if nodes > MAX_SCHEMA_NODES {
-            return bad(format!("the schema has more than {MAX_SCHEMA_NODES} objects and arrays; simplify it"));
+        // The numbers allowed: [lower, upper] with each end open or closed.
+        let lower = [num("minimum").map(|x| (x, false)), num("exclusiveMinimum").map(|x| (x, true))]
+            .into_iter()
+            .flatten()
+            .max_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let upper = [num("maximum").map(|x| (x, false)), num("exclusiveMaximum").map(|x| (x, true))]
+            .into_iter()
+            .flatten()
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
+        if let (Some((l, lx)), Some((h, hx))) = (lower, upper) {
+            let integer = o.get("type").and_then(Value::as_str) == Some("integer");
+            let empty = if integer {
+                let first = if lx { l.floor() + 1.0 } else { l.ceil() };
+                let last = if hx { h.ceil() - 1.0 } else { h.floor() };
+                first > last
+            } else {
+                l > h || (l == h && (lx || hx))
+            };
+            if empty {
+                return bad("the bounds (minimum / maximum, exclusive or not) leave no value".into());
+            }
+        }
+        for k in ["minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"] {
+            if num(k).is_some_and(|n| n > max_bound) {
+                return bad(format!("`{k}` above {max_bound} is not supported for local models"));
+            }
+        }
+        for k in SCHEMA_KEYWORDS.iter().chain(["definitions"].iter()) {
+            match o.get(*k) {
+                Some(Value::Object(m))
+                    if matches!(*k, "properties" | "patternProperties" | "$defs" | "definitions") =>
+                {
+                    stack.extend(m.values().map(|c| (c, depth + 1)))
+                }
+                Some(Value::Array(a)) => stack.extend(a.iter().map(|c| (c, depth + 1))),
+                Some(c) => stack.push((c, depth + 1)),
+                None => {}
+            }
         }
     }
     Ok(())

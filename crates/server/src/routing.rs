@@ -40,13 +40,11 @@ pub struct AutoRouter {
 const LOCAL_PRIOR: (f64, f64) = (150.0, 30.0);
 const UPSTREAM_PRIOR: (f64, f64) = (800.0, 20.0);
 
-/// `route.router_dir`, else `$RIGHTMODEL_HOME/router` when `rightmodel router train` or `calibrate`
-/// wrote weights there (the CLI's default too), else none (the shipped weights).
-fn router_dir(config: &Config) -> Option<std::path::PathBuf> {
-    config.route.router_dir.clone().or_else(|| {
-        let d = rightmodel_models::home::rightmodel_home().join("router");
-        d.join(rightmodel_router::scorer::WEIGHTS_FILE).is_file().then_some(d)
-    })
+/// `$RIGHTMODEL_HOME/router` when `rightmodel router train` or `calibrate` wrote weights there (the
+/// CLI's default too).
+fn home_router_dir() -> Option<std::path::PathBuf> {
+    let d = rightmodel_models::home::rightmodel_home().join("router");
+    d.join(rightmodel_router::scorer::WEIGHTS_FILE).is_file().then_some(d)
 }
 
 impl AutoRouter {
@@ -107,30 +105,40 @@ impl AutoRouter {
             }
             (Arc::new(rightmodel_router::scorer::LengthScorer), RouterConfig::default())
         };
-        let (scorer, mut rc): (Arc<dyn Scorer>, RouterConfig) = match (embed, router_dir(config)) {
-            (Some(e), Some(dir)) => {
-                // Weights the user trained: failing to use them is an error, not a silent downgrade.
-                tracing::info!(dir = %dir.display(), "router weights");
-                let weights =
-                    RouterWeights::load(&dir).map_err(|err| format!("router weights in {}: {err}", dir.display()))?;
+        let scored =
+            |dir: Option<&std::path::Path>, e: &EmbedModel| -> Result<(Arc<dyn Scorer>, RouterConfig), String> {
+                let weights = match dir {
+                    Some(d) => RouterWeights::load(d),
+                    None => RouterWeights::shipped(),
+                };
                 let emb: Arc<dyn rightmodel_core::Embedder> = e.model.clone();
-                let s = DifficultyScorer::with_encoder_dir(weights, &e.dir, Some(emb))
-                    .map_err(|err| format!("router weights in {}: {err}", dir.display()))?;
-                let rc = RouterConfig::from_calibration(s.calibration());
-                (Arc::new(s), rc)
-            }
-            (Some(e), None) => {
-                // The shipped weights fit the default encoder; another `[embedding]` model (a different
-                // dimension or vocabulary) routes by prompt length instead of refusing to start.
-                let emb: Arc<dyn rightmodel_core::Embedder> = e.model.clone();
-                let built = RouterWeights::shipped()
+                let s = weights
                     .and_then(|w| DifficultyScorer::with_encoder_dir(w, &e.dir, Some(emb)))
-                    .map_err(|err| err.to_string());
-                match built {
+                    .map_err(|err| err.to_string())?;
+                let rc = RouterConfig::from_calibration(s.calibration());
+                Ok((Arc::new(s), rc))
+            };
+        let (scorer, mut rc): (Arc<dyn Scorer>, RouterConfig) = match (embed, &config.route.router_dir) {
+            // Weights the config names: failing to use them is an error, not a silent downgrade.
+            (Some(e), Some(dir)) => {
+                tracing::info!(dir = %dir.display(), "router weights");
+                scored(Some(dir), e).map_err(|err| format!("router weights in {}: {err}", dir.display()))?
+            }
+            // Otherwise weights trained into the home folder, then the shipped ones (which fit the
+            // default encoder), then prompt length: an unusable file there must not stop the gateway.
+            (Some(e), None) => {
+                let home = home_router_dir().and_then(|dir| match scored(Some(&dir), e) {
                     Ok(s) => {
-                        let rc = RouterConfig::from_calibration(s.calibration());
-                        (Arc::new(s), rc)
+                        tracing::info!(dir = %dir.display(), "router weights");
+                        Some(s)
                     }
+                    Err(err) => {
+                        tracing::warn!(dir = %dir.display(), error = %err, "cannot use these router weights; trying the shipped ones");
+                        None
+                    }
+                });
+                match home.map(Ok).unwrap_or_else(|| scored(None, e)) {
+                    Ok(s) => s,
                     Err(err) => {
                         tracing::warn!(error = %err, "the shipped router weights do not fit the [embedding] model: routing `auto` by prompt length (train your own with `rightmodel router train`)");
                         length_scorer()

@@ -269,6 +269,11 @@ pub async fn docs_chat(
         let mut up = req.clone();
         up.model = large.clone();
         up.rightmodel = None;
+        // The gateway's own question to the large model: the client's tools and output format were
+        // for the documents' model, not for this prompt.
+        up.tools = None;
+        up.tool_choice = None;
+        up.response_format = None;
         // The client's instructions stay; the conversation is replaced by the numbered passages and
         // the question, and `passages` lists them in that order so the answer's [n] resolve.
         up.messages = req.messages.iter().filter(|m| m.role == "system" || m.role == "developer").cloned().collect();
@@ -279,15 +284,15 @@ pub async fn docs_chat(
                 body.rightmodel = Some(json!({"decision": decision, "citations": citations, "passages": passages}));
                 return Ok((served, decision, body));
             }
-            // The documents' own answer, however unsure, beats an error.
-            Err(e) if matches!(e.kind, ErrorKind::BadGateway | ErrorKind::Timeout | ErrorKind::Unavailable) => {
+            // The documents' own answer, however unsure, beats an error (the prompt was the
+            // gateway's, so even an upstream 4xx is not the client's to fix).
+            Err(e) => {
                 tracing::warn!("docs: escalation to `{large}` failed ({}); answering from the documents", e.message);
                 decision["served"] = json!(model_name);
                 decision["reason"] = json!("docs_low_confidence_escalation_failed");
                 decision["escalation_error"] = json!(e.message.chars().take(300).collect::<String>());
                 acct.set_served(&model_name, Default::default());
             }
-            Err(e) => return Err(e),
         }
     } else if unsure {
         decision["reason"] = json!("docs_low_confidence");

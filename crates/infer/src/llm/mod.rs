@@ -16,7 +16,7 @@ mod stop;
 pub use chat::{ChatTemplate, RenderedPrompt};
 pub use engine::{Engine, EngineConfig, EngineStats};
 pub use rawbench::raw_llama_speed;
-pub use sampling::{json_schema_grammar, SamplingParams};
+pub use sampling::{json_schema_grammar, SamplingParams, GRAMMAR_DEAD_END, MAX_REPETITION};
 
 use rightmodel_core::wire::ChatMessage;
 

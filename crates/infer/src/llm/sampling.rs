@@ -146,8 +146,13 @@ impl SamplingParams {
 
 /// Longest grammar accepted (bytes); llama.cpp parses it on the engine's thread.
 const MAX_GRAMMAR_BYTES: usize = 256 * 1024;
-/// Largest repetition bound `{m,n}` accepted: llama.cpp expands each into that many rules.
-const MAX_REPETITION: u64 = 4096;
+/// Largest repetition bound `{m,n}` accepted: llama.cpp expands each into that many rules and
+/// refuses more than this itself (`MAX_REPETITION_THRESHOLD`), with a less helpful message.
+pub const MAX_REPETITION: u64 = 2000;
+
+/// Start of the error that ends a sequence whose grammar allows no further token: the request's
+/// constraints (a JSON schema no value satisfies), not the engine, are at fault.
+pub const GRAMMAR_DEAD_END: &str = "the grammar (JSON schema)";
 
 /// Refuses grammars llama.cpp would choke on: too long, or with a repetition `{m,n}` where n < m
 /// (its parser computes n - m unsigned and expands billions of rules, hanging the engine) or with
@@ -178,6 +183,13 @@ fn check_grammar(g: &str) -> Result<(), InferError> {
             b'{' => {
                 let end = g[i..].find('}').map(|e| i + e).unwrap_or(b.len());
                 let inner = &g[i + 1..end.min(g.len())];
+                // llama.cpp also reads comments and line breaks inside the braces; only plain bounds
+                // are accepted, so that what is checked here is what it parses.
+                if !inner.bytes().all(|c| c.is_ascii_digit() || c == b',' || c == b' ') {
+                    return bad(format!(
+                        "the grammar repeats `{{{inner}}}`: only `{{m}}`, `{{m,}}` and `{{m,n}}` are supported"
+                    ));
+                }
                 let mut parts = inner.splitn(2, ',').map(str::trim);
                 let lo = parts.next().and_then(|p| p.parse::<u64>().ok());
                 let hi = parts.next().map(|p| if p.is_empty() { None } else { p.parse::<u64>().ok() });
@@ -242,10 +254,10 @@ impl Sampler {
             None
         };
         self.candidates = arr.data;
-        let token = picked.ok_or_else(|| SampleError("the grammar (JSON schema) allows no next token".into()))?;
+        let token = picked.ok_or_else(|| SampleError(format!("{GRAMMAR_DEAD_END} allows no next token")))?;
         grammar
             .try_accept(token)
-            .map_err(|e| SampleError(format!("the grammar (JSON schema) refused the next token: {e}")))?;
+            .map_err(|e| SampleError(format!("{GRAMMAR_DEAD_END} refused the next token: {e}")))?;
         self.chain.accept(token);
         Ok(token)
     }
