@@ -18,7 +18,7 @@ pub use embed::MiniLm;
 pub use llm::{ChatTemplate, Engine, EngineConfig, FinishReason, GenEvent, GenRequest, SamplingParams};
 
 /// Failure of an inference engine.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum InferError {
     /// A model file could not be read or is not a valid model.
     #[error("cannot load model {path}: {reason}")]
@@ -31,6 +31,10 @@ pub enum InferError {
     /// Bad parameters (prompt too long, invalid grammar, ...).
     #[error("{0}")]
     Invalid(String),
+    /// The request's output constraints (a grammar, e.g. from a JSON schema) allow no next token:
+    /// nothing satisfies them.
+    #[error("the grammar (JSON schema) {0}")]
+    Unsatisfiable(String),
     /// The engine is overloaded (queue full).
     #[error("the inference queue is full")]
     Busy,

@@ -60,14 +60,15 @@ pub fn sampling_from(
     }
 }
 
-/// A local generation's failure as the client sees it: a grammar that allows no further token means
-/// the request's JSON schema admits no value (400 on `response_format`); anything else is ours (500).
-pub fn generation_error(m: String) -> ApiError {
-    if m.starts_with(rightmodel_infer::llm::GRAMMAR_DEAD_END) {
-        ApiError::invalid("response_format", format!("No output satisfies the JSON schema: {m}."))
-            .with_code("unsatisfiable_schema")
-    } else {
-        ApiError::internal(m)
+/// A local generation's failure as the client sees it: constraints nothing satisfies are the
+/// request's JSON schema (400 on `response_format`); see [`infer_error`] for the rest.
+pub fn generation_error(e: InferError) -> ApiError {
+    match e {
+        InferError::Unsatisfiable(_) => {
+            ApiError::invalid("response_format", format!("No output satisfies the JSON schema: {e}."))
+                .with_code("unsatisfiable_schema")
+        }
+        other => infer_error(other),
     }
 }
 
@@ -238,7 +239,10 @@ impl LocalChat {
         let mut events = self.engine.submit(gen).map_err(infer_error)?;
         match events.recv().await {
             Some(GenEvent::Started { prompt_tokens }) => Ok(Started { prompt_tokens, events }),
-            Some(GenEvent::Error(m)) => Err(ApiError::new(ErrorKind::InvalidRequest, m).with_code("invalid_prompt")),
+            Some(GenEvent::Error(InferError::Invalid(m))) => {
+                Err(ApiError::new(ErrorKind::InvalidRequest, m).with_code("invalid_prompt"))
+            }
+            Some(GenEvent::Error(e)) => Err(generation_error(e)),
             _ => Err(ApiError::new(ErrorKind::Unavailable, "The local model stopped before starting.")),
         }
     }

@@ -103,7 +103,7 @@ fn stream_to_stdout(engine: &Engine, req: GenRequest) -> anyhow::Result<String> 
                 tracing::info!(prompt_tokens = f.prompt_tokens, completion_tokens = f.completion_tokens, "done");
                 return Ok(all);
             }
-            GenEvent::Error(e) => anyhow::bail!(e),
+            GenEvent::Error(e) => return Err(e.into()),
             GenEvent::Started { .. } => {}
         }
     }

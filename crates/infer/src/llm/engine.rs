@@ -189,7 +189,7 @@ impl Engine {
                     let total = start.elapsed();
                     return Ok(Completion { text, tokens, finished: f, ttft: ttft.unwrap_or(total), total });
                 }
-                GenEvent::Error(e) => return Err(InferError::Engine(e)),
+                GenEvent::Error(e) => return Err(e),
             }
         }
         Err(InferError::Stopped)
@@ -372,18 +372,18 @@ impl<'m> Worker<'m> {
     }
 
     fn admit(&mut self, job: Job) {
-        let fail = |job: &Job, e: String| {
+        let fail = |job: &Job, e: InferError| {
             let _ = job.events.send(GenEvent::Error(e));
         };
         let prompt = match self.prompt_tokens(&job.req.prompt) {
             Ok(p) if p.is_empty() => {
-                fail(&job, "the prompt is empty".into());
+                fail(&job, InferError::Invalid("the prompt is empty".into()));
                 self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
                 return;
             }
             Ok(p) => p,
             Err(e) => {
-                fail(&job, e.to_string());
+                fail(&job, e);
                 self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
                 return;
             }
@@ -391,11 +391,11 @@ impl<'m> Worker<'m> {
         if prompt.len() >= self.ctx_per_slot {
             fail(
                 &job,
-                format!(
+                InferError::Invalid(format!(
                     "the prompt has {} tokens; this model serves at most {} per request",
                     prompt.len(),
                     self.ctx_per_slot - 1
-                ),
+                )),
             );
             self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
             return;
@@ -403,7 +403,7 @@ impl<'m> Worker<'m> {
         let sampler = match job.req.params.build(self.model) {
             Ok(s) => s,
             Err(e) => {
-                fail(&job, e.to_string());
+                fail(&job, e);
                 self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
                 return;
             }
@@ -416,7 +416,7 @@ impl<'m> Worker<'m> {
             .iter()
             .max_by_key(|&&i| (common_prefix(&self.slots[i].cached, &prompt), usize::MAX - self.slots[i].cached.len()))
         else {
-            fail(&job, "no free slot".into());
+            fail(&job, InferError::Engine("no free slot".into()));
             return;
         };
         let own = common_prefix(&self.slots[target].cached, &prompt);
@@ -527,7 +527,7 @@ impl<'m> Worker<'m> {
             return;
         }
         if let Err(e) = self.ctx.decode(&mut self.batch) {
-            let msg = format!("decode failed: {e}");
+            let msg = InferError::Engine(format!("decode failed: {e}"));
             for (i, slot) in self.slots.iter_mut().enumerate() {
                 if let Some(a) = slot.active.take() {
                     let _ = a.events.send(GenEvent::Error(msg.clone()));
@@ -552,7 +552,7 @@ impl<'m> Worker<'m> {
         let token = match a.sampler.sample(&self.ctx, idx) {
             Ok(t) => t,
             Err(e) => {
-                let _ = a.events.send(GenEvent::Error(e.0));
+                let _ = a.events.send(GenEvent::Error(e));
                 slot.active = None;
                 self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
                 return;

@@ -16,7 +16,7 @@ mod stop;
 pub use chat::{ChatTemplate, RenderedPrompt};
 pub use engine::{Engine, EngineConfig, EngineStats};
 pub use rawbench::raw_llama_speed;
-pub use sampling::{json_schema_grammar, SamplingParams, GRAMMAR_DEAD_END, MAX_REPETITION};
+pub use sampling::{json_schema_grammar, SamplingParams, MAX_REPETITION};
 
 use rightmodel_core::wire::ChatMessage;
 
@@ -118,7 +118,7 @@ pub enum GenEvent {
     /// The sequence ended.
     Done(Finished),
     /// The sequence failed.
-    Error(String),
+    Error(crate::InferError),
 }
 
 /// A finished generation collected in one piece (CLI, tests, cascade).

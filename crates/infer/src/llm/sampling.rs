@@ -150,10 +150,6 @@ const MAX_GRAMMAR_BYTES: usize = 256 * 1024;
 /// refuses more than this itself (`MAX_REPETITION_THRESHOLD`), with a less helpful message.
 pub const MAX_REPETITION: u64 = 2000;
 
-/// Start of the error that ends a sequence whose grammar allows no further token: the request's
-/// constraints (a JSON schema no value satisfies), not the engine, are at fault.
-pub const GRAMMAR_DEAD_END: &str = "the grammar (JSON schema)";
-
 /// Refuses grammars llama.cpp would choke on: too long, or with a repetition `{m,n}` where n < m
 /// (its parser computes n - m unsigned and expands billions of rules, hanging the engine) or with
 /// bounds so large the expansion exhausts memory. Written by hand: llama.cpp offers no validation
@@ -216,10 +212,6 @@ fn check_grammar(g: &str) -> Result<(), InferError> {
     Ok(())
 }
 
-/// Why sampling could not pick a token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SampleError(pub String);
-
 /// A sequence's sampler: the grammar (if any) kept apart from the rest of the chain.
 ///
 /// llama.cpp's one-call sampling accepts the chosen token into the grammar and throws a C++
@@ -236,7 +228,7 @@ pub(crate) struct Sampler {
 
 impl Sampler {
     /// Picks the next token from the logits of batch position `idx` and accepts it.
-    pub(crate) fn sample(&mut self, ctx: &LlamaContext<'_>, idx: i32) -> Result<LlamaToken, SampleError> {
+    pub(crate) fn sample(&mut self, ctx: &LlamaContext<'_>, idx: i32) -> Result<LlamaToken, InferError> {
         let Some(grammar) = self.grammar.as_mut() else {
             return Ok(self.chain.sample(ctx, idx));
         };
@@ -254,10 +246,8 @@ impl Sampler {
             None
         };
         self.candidates = arr.data;
-        let token = picked.ok_or_else(|| SampleError(format!("{GRAMMAR_DEAD_END} allows no next token")))?;
-        grammar
-            .try_accept(token)
-            .map_err(|e| SampleError(format!("{GRAMMAR_DEAD_END} refused the next token: {e}")))?;
+        let token = picked.ok_or_else(|| InferError::Unsatisfiable("allows no next token".into()))?;
+        grammar.try_accept(token).map_err(|e| InferError::Unsatisfiable(format!("refused the next token: {e}")))?;
         self.chain.accept(token);
         Ok(token)
     }
