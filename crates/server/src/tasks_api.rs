@@ -28,7 +28,8 @@ use crate::state::{AppState, ChatModel, SharedState};
 /// Loaded classifiers and collections, opened on first use and kept.
 #[derive(Default)]
 pub struct TaskModels {
-    classifiers: Mutex<HashMap<String, Arc<Classifier>>>,
+    /// Loaded classifiers with the modification time of the manifest they were loaded from.
+    classifiers: Mutex<HashMap<String, (Arc<Classifier>, Option<std::time::SystemTime>)>>,
     collections: Mutex<HashMap<String, Arc<Collection>>>,
     /// Configured locations (`[[classifier]]`, `[[docs]]` with a `path`).
     pub paths: HashMap<String, PathBuf>,
@@ -78,24 +79,30 @@ impl TaskModels {
     /// The classifier `name`: a configured `[[classifier]]` or one saved under `$RIGHTMODEL_HOME/classifiers`,
     /// never a path from the request (a client must not make the server load arbitrary directories).
     /// Blocking on first use (reads the weights), so call it off the runtime.
-    fn classifier(&self, name: &str) -> Result<Arc<Classifier>, ApiError> {
-        if let Some(c) = self.classifiers.lock().get(name) {
-            return Ok(c.clone());
-        }
+    pub(crate) fn classifier(&self, name: &str) -> Result<Arc<Classifier>, ApiError> {
         let dir = match self.paths.get(&format!("classifier:{name}")) {
             Some(p) => p.clone(),
             None => {
                 rightmodel_tasks::registry::validate_name(name).map_err(|_| ApiError::model_not_found(name))?;
                 let home = rightmodel_models::home::rightmodel_home();
-                let dir = rightmodel_tasks::registry::classifiers_root(&home).join(name);
-                if !dir.join(rightmodel_tasks::manifest::MANIFEST_FILE).is_file() {
-                    return Err(ApiError::model_not_found(name));
-                }
-                dir
+                rightmodel_tasks::registry::classifiers_root(&home).join(name)
             }
         };
+        // A classifier retrained (`--force`) or removed while the server runs is noticed by its
+        // manifest's modification time: one metadata call per request.
+        let manifest = dir.join(rightmodel_tasks::manifest::MANIFEST_FILE);
+        let Ok(meta) = std::fs::metadata(&manifest) else {
+            self.classifiers.lock().remove(name);
+            return Err(ApiError::model_not_found(name));
+        };
+        let modified = meta.modified().ok();
+        if let Some((c, m)) = self.classifiers.lock().get(name) {
+            if *m == modified {
+                return Ok(c.clone());
+            }
+        }
         let c = Arc::new(Classifier::load(&dir).map_err(|e| ApiError::internal(e.to_string()))?);
-        self.classifiers.lock().insert(name.to_string(), c.clone());
+        self.classifiers.lock().insert(name.to_string(), (c.clone(), modified));
         Ok(c)
     }
 

@@ -212,7 +212,14 @@ impl Classifier {
         };
         for (i, (pred, w)) in out.iter_mut().zip(words).enumerate() {
             let class = self.labels().iter().position(|l| *l == pred.label).unwrap_or(0);
-            let tokens = explain::rank_tokens(w, &logits[i], &var_logits[spans[i].clone()], class);
+            let mine = &var_logits[spans[i].clone()];
+            // A cut text's baseline is its last variant (see `explain::occlusions`).
+            let (base, without) = if mine.len() > w.len() {
+                (&mine[mine.len() - 1], &mine[..mine.len() - 1])
+            } else {
+                (&logits[i], mine)
+            };
+            let tokens = explain::rank_tokens(w, base, without, class);
             let neighbours = hits[i]
                 .iter()
                 .take(EXPLAIN_NEIGHBOURS)

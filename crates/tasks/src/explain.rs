@@ -6,6 +6,10 @@ use serde::Serialize;
 
 /// Words considered per text; longer texts are explained on their first words only.
 pub const MAX_WORDS: usize = 64;
+
+/// Longest text explain reads, in words. The encoder reads 256 tokens, so later words barely change a
+/// prediction, and every occluded copy costs as much as the text (a 100 KB text took 10 s).
+pub const MAX_READ_WORDS: usize = 384;
 /// Attributions reported per text (largest magnitude first).
 pub const TOP_TOKENS: usize = 10;
 
@@ -33,11 +37,17 @@ pub struct Neighbour {
 /// The words of `text` (split on whitespace) and, for each of the first [`MAX_WORDS`], the text with
 /// that word removed.
 pub fn occlusions(text: &str) -> (Vec<String>, Vec<String>) {
-    let words: Vec<&str> = text.split_whitespace().collect();
+    let all: Vec<&str> = text.split_whitespace().collect();
+    let words = &all[..all.len().min(MAX_READ_WORDS)];
     let n = words.len().min(MAX_WORDS);
-    let variants = (0..n)
+    let mut variants: Vec<String> = (0..n)
         .map(|skip| words.iter().enumerate().filter(|(i, _)| *i != skip).map(|(_, w)| *w).collect::<Vec<_>>().join(" "))
         .collect();
+    // A longer text is explained as cut: the cut text itself comes last, as the baseline the occluded
+    // copies are compared with.
+    if all.len() > MAX_READ_WORDS {
+        variants.push(words.join(" "));
+    }
     (words[..n].iter().map(|w| w.to_string()).collect(), variants)
 }
 

@@ -101,6 +101,7 @@ impl FastModel {
                 let mut v: NgramVocab =
                     serde_json::from_slice(&bytes).map_err(|e| bad(format!("{NGRAMS_FILE}: {e}")))?;
                 v.build_index();
+                v.check().map_err(|r| bad(format!("{NGRAMS_FILE}: {r}")))?;
                 Some(v)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,

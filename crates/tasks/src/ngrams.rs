@@ -55,6 +55,24 @@ fn ngram_counts(tokens: &[String], max_n: usize) -> HashMap<String, u32> {
 }
 
 impl NgramVocab {
+    /// Checks a vocabulary read from disk (after [`NgramVocab::build_index`]): one finite weight per
+    /// distinct term and a sensible n-gram length, so that a damaged file is an error, not a panic.
+    pub fn check(&self) -> Result<(), String> {
+        if self.idf.len() != self.terms.len() {
+            return Err(format!("{} weights for {} terms", self.idf.len(), self.terms.len()));
+        }
+        if self.idf.iter().any(|w| !w.is_finite()) {
+            return Err("a weight is not a finite number".into());
+        }
+        if !(1..=3).contains(&self.max_n) {
+            return Err(format!("n-gram length {} (expected 1 to 3)", self.max_n));
+        }
+        if self.index.len() != self.terms.len() {
+            return Err("a term is listed twice".into());
+        }
+        Ok(())
+    }
+
     /// Fits the vocabulary on `texts`: n-grams of up to `max_n` words seen in at least `min_df` texts,
     /// the `max_features` most frequent kept.
     pub fn fit(texts: &[&str], max_n: usize, min_df: u32, max_features: usize) -> Self {

@@ -278,8 +278,11 @@ fn train_classify(a: TrainClassifyArgs) -> anyhow::Result<()> {
     settings.patience = a.patience;
     settings.max_neighbours = a.max_neighbours.max(1);
     anyhow::ensure!(a.max_train != Some(0), "--max-train must be at least 1");
+    // Every mode records these settings in the manifest, where a non-finite number cannot be read back.
+    anyhow::ensure!(a.lr.is_finite() && a.lr > 0.0, "--lr must be a positive number");
+    anyhow::ensure!(a.valid_split.is_finite(), "--valid-split must be a number");
     if let Some(m) = a.max_minutes {
-        anyhow::ensure!(m > 0.0, "--max-minutes must be positive");
+        anyhow::ensure!(m.is_finite() && m > 0.0, "--max-minutes must be a positive number");
     }
     let (encoder, encoder_dir) = load_encoder(&a.encoder)?;
     let spec = TrainSpec {
