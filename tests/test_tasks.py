@@ -125,3 +125,41 @@ def test_docs_ask_generate_cites_passages(tmp_path):
         assert f"[{n}]" in g["text"]
         passage = answer["passages"][n - 1]
         assert (c["file"], c["start"], c["end"]) == (passage["file"], passage["start"], passage["end"])
+
+
+def test_auto_lets_a_routed_classifier_answer_in_its_domain(tmp_path):
+    """`[[classifier]] route = true`: `auto` sends in-domain requests the classifier is sure of to it (its label is
+    the reply), others to the language model; a classifier retrained while the server runs is reloaded."""
+    home, env = fresh_home(tmp_path)
+    data = ROOT / "crates" / "tasks" / "tests" / "fixtures" / "sentiment.csv"
+    cli(env, "train", "classify", "--data", data, "--text-col", "text", "--label-col", "label",
+        "--name", "sentiment", "--valid-split", "0.25")
+    cfg = LOCAL + '\n[[classifier]]\nname = "sentiment"\nroute = true\nmin_confidence = 0.5\n'
+    s = Server(tmp_path, cfg, "routed-clf", env={"RIGHTMODEL_HOME": str(home)})
+    try:
+        c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0, timeout=60)
+        r = c.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "i found the film wonderful and brilliant"}],
+            max_tokens=8, extra_body={"rightmodel": {"explain": True}})
+        assert r.headers["x-rightmodel-model"] == "sentiment"
+        d = json.loads(r.headers["x-rightmodel-decision"])
+        assert d["reason"] == "domain_match", d
+        body = json.loads(r.http_response.text)
+        assert body["choices"][0]["message"]["content"] == "positive"
+        pred = body["rightmodel"]["prediction"]
+        assert pred["label"] == "positive" and pred["explanation"]["tokens"]
+        r = c.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "What is the capital of France?"}], max_tokens=4)
+        assert r.headers["x-rightmodel-model"] == "gemma3-270m"
+        # Retrained under the same name with other labels: the server answers with the new classifier.
+        other = tmp_path / "mood.csv"
+        other.write_text("text,label\n" + "".join(
+            f"{t},{l}\n" for t, l in [("so happy today", "happy"), ("what a joy", "happy"), ("i feel great", "happy"),
+                                      ("lovely sunny day", "happy"), ("so sad today", "sad"), ("what a loss", "sad"),
+                                      ("i feel awful", "sad"), ("gloomy rainy day", "sad")]))
+        cli(env, "train", "classify", "--data", other, "--text-col", "text", "--label-col", "label",
+            "--name", "sentiment", "--valid-split", "0.25", "--force")
+        status, _, out = request(s.base, "POST", "/v1/classify", body={"model": "sentiment", "input": ["so happy"]})
+        assert status == 200 and set(json.loads(out)["data"][0]["probs"]) == {"happy", "sad"}
+    finally:
+        s.stop()

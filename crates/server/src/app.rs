@@ -100,7 +100,6 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
     let spend = SpendCounter::default();
     spend.add(spent_total);
     let auth = Auth::new(&config.keys, &spent_by_key);
-    let router = AutoRouter::new(&config, &chat, embed.as_ref()).map_err(ServeError::Router)?;
     let mut tasks = crate::tasks_api::TaskModels::default();
     for c in &config.classifiers {
         if let Some(p) = &c.path {
@@ -112,6 +111,8 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
             tasks.paths.insert(format!("docs:{}", d.name), p.clone());
         }
     }
+    let tasks = Arc::new(tasks);
+    let router = AutoRouter::new(&config, &chat, embed.as_ref(), &tasks).map_err(ServeError::Router)?;
     Ok(AppState {
         tasks,
         embed_permits: Arc::new(Semaphore::new(config.server.max_embed_concurrency.max(1))),

@@ -89,6 +89,14 @@ pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Whether the request asks for an explanation (`rightmodel.explain` in the body, or the
+/// `x-rightmodel-explain` header), as the router reads it.
+fn wants_explain(req: &ChatCompletionRequest, headers: &HeaderMap) -> bool {
+    let body = req.rightmodel.as_ref().and_then(|v| v.get("explain")).and_then(Value::as_bool);
+    let header = headers.get("x-rightmodel-explain").and_then(|v| v.to_str().ok()).map(|v| v.trim() == "true");
+    body.or(header).unwrap_or(false)
+}
+
 /// Whether a failure should move on to the next model of a fallback chain.
 fn falls_back(e: &ApiError) -> bool {
     matches!(e.kind, ErrorKind::BadGateway | ErrorKind::Timeout | ErrorKind::Unavailable | ErrorKind::Internal)
@@ -213,6 +221,24 @@ async fn handle(
     let target = outcome.as_ref().map(|o| o.served.clone()).unwrap_or_else(|| req.model.clone());
     if !caller.may_use(&target) {
         caller.check_model(&target)?;
+    }
+    if st.config.classifiers.iter().any(|c| c.route && c.name == target) {
+        let explain = wants_explain(&req, headers);
+        let mut body = crate::tasks_api::classifier_chat(st, &target, &req, explain, acct).await?;
+        let decision = outcome.map(|o| o.decision);
+        if let (Some(d), Some(Value::Object(extra))) = (&decision, body.rightmodel.as_mut()) {
+            extra.insert("decision".into(), d.clone());
+        }
+        if stream {
+            return Ok(Reply::Stream {
+                served: target,
+                decision,
+                stream: replay(body),
+                include_usage: include_usage(&req),
+                accounted: true,
+            });
+        }
+        return Ok(Reply::Full { served: target, decision, body });
     }
     if let Some(name) = target.strip_prefix("docs:") {
         let (served, decision, body) = crate::tasks_api::docs_chat(st, name, &req, acct).await?;

@@ -56,9 +56,9 @@ pub struct Config {
     /// Models behind OpenAI-compatible upstreams.
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamModel>,
-    /// Trained classifiers to serve (`/v1/classify`, and as router candidates).
+    /// Trained classifiers to serve on `/v1/classify`, and with `route = true` as `auto` candidates.
     #[serde(default, rename = "classifier")]
-    pub classifiers: Vec<NamedPath>,
+    pub classifiers: Vec<ClassifierEntry>,
     /// Document collections to serve as `docs:NAME`.
     #[serde(default, rename = "docs")]
     pub docs: Vec<NamedPath>,
@@ -242,6 +242,28 @@ pub struct NamedPath {
     pub path: Option<PathBuf>,
 }
 
+/// `[[classifier]]`: a trained classifier to serve.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierEntry {
+    /// Name clients use (`/v1/classify`, and as the model that answered).
+    pub name: String,
+    /// Directory (default: `$RIGHTMODEL_HOME/classifiers/NAME`).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Let `auto` answer chat requests in this classifier's domain with its label: when the last user
+    /// turn resembles its training data and it is confident, it serves instead of a language model.
+    #[serde(default)]
+    pub route: bool,
+    /// Least domain fit and confidence (both in [0, 1]) for it to serve a chat request.
+    #[serde(default = "default_domain_confidence")]
+    pub min_confidence: f32,
+}
+
+fn default_domain_confidence() -> f32 {
+    0.8
+}
+
 /// `[[key]]`: an API key, stored hashed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -377,6 +399,11 @@ impl Config {
             }
             if !names.insert(name.clone()) {
                 return Err(invalid(format!("{section}.name"), format!("model name `{name}` is used twice")));
+            }
+        }
+        for (i, c) in self.classifiers.iter().enumerate() {
+            if !(0.0..=1.0).contains(&c.min_confidence) {
+                return Err(invalid(format!("classifier[{i}].min_confidence"), "must be between 0 and 1"));
             }
         }
         let mut docs = HashSet::new();

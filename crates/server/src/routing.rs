@@ -47,6 +47,30 @@ fn home_router_dir() -> Option<std::path::PathBuf> {
     d.join(rightmodel_router::scorer::WEIGHTS_FILE).is_file().then_some(d)
 }
 
+/// A classifier as an `auto` candidate: free, quick, explainable, and only for requests whose last user
+/// turn it recognises (domain fit) and classifies confidently; its fit is the smaller of the two.
+fn classifier_candidate(
+    name: &str,
+    min_confidence: f32,
+    tasks: Arc<crate::tasks_api::TaskModels>,
+    embedder: Arc<crate::embed_batch::EmbedBatcher>,
+) -> Candidate {
+    let mut c = Candidate::new(name, rightmodel_core::ModelKind::Classifier, Default::default(), 0.0, 10.0, 0.0);
+    c.explainable = true;
+    let owned = name.to_string();
+    // Runs inside `Router::decide`, which the gateway calls off the async threads.
+    let fit = move |text: &str| -> Option<f32> {
+        if text.trim().is_empty() {
+            return None;
+        }
+        let classifier = tasks.classifier(&owned).ok()?;
+        let p = classifier.predict(embedder.as_ref(), &[text], false).ok()?.pop()?;
+        Some(p.in_domain.min(p.confidence))
+    };
+    c.domain = Some(rightmodel_router::policy::Domain { name: name.to_string(), fit: Arc::new(fit), min_confidence });
+    c
+}
+
 impl AutoRouter {
     /// Builds the router over the configured candidates, with the shipped scorer (or
     /// `route.router_dir`) on the local encoder.
@@ -54,6 +78,7 @@ impl AutoRouter {
         config: &Config,
         chat: &BTreeMap<String, ChatModel>,
         embed: Option<&EmbedModel>,
+        tasks: &Arc<crate::tasks_api::TaskModels>,
     ) -> Result<Self, String> {
         let names: Vec<String> =
             if config.route.candidates.is_empty() { config.chat_models() } else { config.route.candidates.clone() };
@@ -96,6 +121,15 @@ impl AutoRouter {
             c.capabilities.logprobs = true;
             c.capabilities.json_schema = true;
             candidates.push(c);
+        }
+        // Classifiers that may answer chat requests in their domain (`route = true`).
+        for entry in config.classifiers.iter().filter(|c| c.route) {
+            let Some(e) = embed else {
+                return Err(format!("classifier `{}` has route = true, which needs an [embedding] model", entry.name));
+            };
+            // Loaded now so that a missing or broken classifier stops the start, not a request.
+            tasks.classifier(&entry.name).map_err(|err| format!("classifier `{}`: {}", entry.name, err.message))?;
+            candidates.push(classifier_candidate(&entry.name, entry.min_confidence, tasks.clone(), e.batcher.clone()));
         }
         // The trained weights carry the score distribution they were calibrated on, which turns a
         // target strong share into a threshold.

@@ -71,7 +71,7 @@ pub struct AppState {
     /// The embedding model, if configured.
     pub embed: Option<EmbedModel>,
     /// Classifiers and document collections, opened on first use.
-    pub tasks: crate::tasks_api::TaskModels,
+    pub tasks: Arc<crate::tasks_api::TaskModels>,
     /// The router for `auto`.
     pub router: AutoRouter,
     /// API keys.

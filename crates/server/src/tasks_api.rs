@@ -353,6 +353,57 @@ fn prompt_passages(answer: &rightmodel_docs::Answer) -> Value {
     Value::Array(list)
 }
 
+/// Answers a chat request with a routed classifier (`[[classifier]] route = true`): the last user turn
+/// is classified, the label is the reply, and `rightmodel.prediction` carries the probabilities, the
+/// domain fit and, when the request asked for `explain`, the words that decided it and the nearest
+/// training examples.
+pub async fn classifier_chat(
+    st: &SharedState,
+    name: &str,
+    req: &ChatCompletionRequest,
+    explain: bool,
+    acct: &mut Accounting,
+) -> Result<ChatCompletionResponse, ApiError> {
+    let text = req
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map(ChatMessage::text)
+        .filter(|q| !q.trim().is_empty())
+        .ok_or_else(|| ApiError::invalid("messages", format!("The classifier `{name}` needs a user message.")))?;
+    let emb = embedder(st)?;
+    let permit = st.embed_permit()?;
+    let (state, clf_name, t) = (st.clone(), name.to_string(), text.clone());
+    let (pred, tokens) = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let clf = state.tasks.classifier(&clf_name)?;
+        let mut preds = clf.predict(emb.as_ref(), &[t.as_str()], explain).map_err(task_error)?;
+        let pred = preds.pop().ok_or_else(|| ApiError::internal("the classifier returned no prediction"))?;
+        Ok::<_, ApiError>((pred, emb_tokens(&state, &t)))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    acct.set_served(name, Default::default());
+    let usage = Usage::new(tokens, 0);
+    acct.add_usage(usage);
+    Ok(ChatCompletionResponse {
+        id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+        object: "chat.completion".into(),
+        created: now_secs(),
+        model: name.to_string(),
+        choices: vec![ChatChoice {
+            index: 0,
+            message: ChatMessage::new("assistant", pred.label.clone()),
+            finish_reason: Some("stop".into()),
+            logprobs: None,
+        }],
+        usage: Some(usage),
+        system_fingerprint: None,
+        rightmodel: Some(json!({"prediction": pred})),
+    })
+}
+
 fn emb_tokens(st: &AppState, text: &str) -> u64 {
     st.embed.as_ref().map(|e| e.model.count_tokens(text) as u64).unwrap_or(0)
 }
