@@ -29,11 +29,14 @@ use crate::state::{AppState, ChatModel, SharedState};
 #[derive(Default)]
 pub struct TaskModels {
     /// Loaded classifiers with the modification time of the manifest they were loaded from.
-    classifiers: Mutex<HashMap<String, (Arc<Classifier>, Option<std::time::SystemTime>)>>,
+    classifiers: Mutex<HashMap<String, LoadedClassifier>>,
     collections: Mutex<HashMap<String, Arc<Collection>>>,
     /// Configured locations (`[[classifier]]`, `[[docs]]` with a `path`).
     pub paths: HashMap<String, PathBuf>,
 }
+
+/// A classifier in memory and the modification time of the manifest it was read from.
+type LoadedClassifier = (Arc<Classifier>, Option<std::time::SystemTime>);
 
 /// Encoder inputs one `/v1/classify` request with `explain` may cost (texts plus one occluded copy per word).
 const MAX_EXPLAIN_INPUTS: usize = 4096;
