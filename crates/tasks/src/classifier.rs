@@ -48,7 +48,13 @@ pub struct Classifier {
     manifest: Manifest,
     scorer: Scorer,
     store: NeighbourStore,
+    /// Model ids of encoders whose probe embedding matched (checked once per encoder).
+    verified: std::sync::Mutex<Vec<String>>,
 }
+
+/// Least cosine between the training-time and the current embedding of the probe text: the same
+/// encoder gives ~1 (batching and threads move the last digits), another one far less.
+const PROBE_MIN_COSINE: f32 = 0.995;
 
 fn softmax(logits: &[f32]) -> Vec<f32> {
     let m = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
@@ -75,7 +81,7 @@ impl Classifier {
             }
         };
         let store = NeighbourStore::load(dir)?;
-        Ok(Classifier { dir: dir.to_path_buf(), manifest, scorer, store })
+        Ok(Classifier { dir: dir.to_path_buf(), manifest, scorer, store, verified: Default::default() })
     }
 
     /// The classifier's name.
@@ -116,8 +122,28 @@ impl Classifier {
                 embedder.dim()
             )));
         }
-        if embedder.model_id() != want.model_id {
-            tracing::debug!(trained = %want.model_id, given = %embedder.model_id(), "encoder name differs");
+        let Some(probe) = &want.probe else {
+            if embedder.model_id() != want.model_id {
+                tracing::debug!(trained = %want.model_id, given = %embedder.model_id(), "encoder name differs");
+            }
+            return Ok(());
+        };
+        let id = embedder.model_id().to_string();
+        if self.verified.lock().map(|v| v.contains(&id)).unwrap_or(false) {
+            return Ok(());
+        }
+        let now = embedder.embed(&[crate::manifest::PROBE_TEXT])?.pop().unwrap_or_default();
+        let cos = rightmodel_core::embed::cosine(probe, &now);
+        if !(cos >= PROBE_MIN_COSINE) {
+            return Err(TaskError::Invalid(format!(
+                "classifier `{}` was trained with the encoder `{}`; `{id}` embeds differently (probe cosine {cos:.3}), \
+                 so its predictions would be meaningless: use the encoder it was trained with",
+                self.name(),
+                want.model_id,
+            )));
+        }
+        if let Ok(mut v) = self.verified.lock() {
+            v.push(id);
         }
         Ok(())
     }

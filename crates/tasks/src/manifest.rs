@@ -39,7 +39,15 @@ pub struct EncoderInfo {
     pub model_id: String,
     /// Embedding dimension.
     pub dim: usize,
+    /// The encoder's embedding of [`PROBE_TEXT`] at training time: another encoder of the same
+    /// dimension (a different checkpoint, a damaged copy) gives a different one, and its embeddings
+    /// would be silently meaningless to the head. Absent in classifiers from older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<Vec<f32>>,
 }
+
+/// The text whose embedding fingerprints a classifier's encoder.
+pub const PROBE_TEXT: &str = "The quick brown fox jumps over the lazy dog, and the bank closes at five.";
 
 /// Where the training or validation data came from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -265,7 +265,11 @@ pub fn train_classifier(
             name: spec.name.clone(),
             mode: s.mode,
             labels: labels.clone(),
-            encoder: EncoderInfo { model_id: embedder.model_id().to_string(), dim: embedder.dim() },
+            encoder: EncoderInfo {
+                model_id: embedder.model_id().to_string(),
+                dim: embedder.dim(),
+                probe: embedder.embed(&[crate::manifest::PROBE_TEXT])?.pop(),
+            },
             settings: settings.clone(),
             train_data: data_info(&train, spec.train_path.display().to_string(), spec),
             valid_data: data_info(&valid, valid_desc.clone(), spec),

@@ -256,3 +256,34 @@ fn classifier_can_be_shared_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Classifier>();
 }
+
+/// The hash embedder with its dimensions rotated: same size, different embeddings.
+struct RotatedEmbedder(HashEmbedder);
+
+impl rightmodel_core::Embedder for RotatedEmbedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, rightmodel_core::EmbedError> {
+        let mut out = self.0.embed(texts)?;
+        out.iter_mut().for_each(|v| v.rotate_left(7));
+        Ok(out)
+    }
+    fn dim(&self) -> usize {
+        self.0.dim()
+    }
+    fn model_id(&self) -> &str {
+        "rotated-bow-256"
+    }
+}
+
+#[test]
+fn another_encoder_of_the_same_size_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("sentiment");
+    let emb = HashEmbedder::new();
+    train_classifier(&spec(fixture("sentiment.csv"), "text", dest.clone()), &emb, &NoProgress).unwrap();
+    let clf = Classifier::load(&dest).unwrap();
+    assert!(clf.manifest().encoder.probe.is_some());
+    let err = clf.predict(&RotatedEmbedder(HashEmbedder::new()), &["a wonderful film"], false).unwrap_err();
+    assert!(err.to_string().contains("embeds differently"), "{err}");
+    // The encoder it was trained with still works.
+    assert_eq!(clf.predict(&emb, &["a wonderful film"], false).unwrap().len(), 1);
+}
