@@ -68,6 +68,11 @@ impl Classifier {
     pub fn load(dir: &Path) -> Result<Self, TaskError> {
         let manifest = Manifest::read(dir)?;
         let classes = manifest.labels.len();
+        // Labels are looked up by name (probabilities, explanations): each must be there once.
+        let distinct: std::collections::HashSet<&String> = manifest.labels.iter().collect();
+        if distinct.len() != classes {
+            return Err(TaskError::model(dir, "the manifest lists a label twice".to_string()));
+        }
         let scorer = match manifest.mode {
             Mode::Fast => Scorer::Fast(FastModel::load(dir, classes, manifest.encoder.dim)?),
             Mode::Finetune => {

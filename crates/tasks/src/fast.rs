@@ -121,6 +121,10 @@ impl FastModel {
             w_sparse,
             bias: bias.to_vec1::<f32>()?,
         };
+        // Non-finite weights would turn every probability into NaN (`null` on the wire).
+        if head.w_dense.iter().chain(&head.w_sparse).chain(&head.bias).any(|w| !w.is_finite()) {
+            return Err(bad(format!("{HEAD_FILE}: a weight is not a finite number")));
+        }
         Ok(FastModel { vocab, head })
     }
 }

@@ -62,6 +62,18 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 );
             }
         }
+        for c in &config.classifiers {
+            let dir = match &c.path {
+                Some(p) => p.clone(),
+                None => rightmodel_tasks::registry::classifiers_root(&rightmodel_models::home::rightmodel_home())
+                    .join(&c.name),
+            };
+            if let Err(e) = rightmodel_tasks::Classifier::load(&dir) {
+                let what = if c.route { "error" } else { "warning" };
+                eprintln!("{what}: classifier `{}`: {e}", c.name);
+                anyhow::ensure!(!c.route, "classifier `{}` has route = true but cannot be loaded", c.name);
+            }
+        }
         eprintln!("configuration is valid: {} chat model(s)", config.chat_models().len());
         return Ok(());
     }
