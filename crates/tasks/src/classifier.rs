@@ -139,7 +139,7 @@ impl Classifier {
         }
         let now = embedder.embed(&[crate::manifest::PROBE_TEXT])?.pop().unwrap_or_default();
         let cos = rightmodel_core::embed::cosine(probe, &now);
-        if !(cos >= PROBE_MIN_COSINE) {
+        if cos.is_nan() || cos < PROBE_MIN_COSINE {
             return Err(TaskError::Invalid(format!(
                 "classifier `{}` was trained with the encoder `{}`; `{id}` embeds differently (probe cosine {cos:.3}), \
                  so its predictions would be meaningless: use the encoder it was trained with",
