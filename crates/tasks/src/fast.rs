@@ -171,23 +171,24 @@ pub fn train(
     grid.sort_by(f64::total_cmp);
     progress.start("fitting head", grid.len() as u64);
     let opts = LbfgsOptions { max_iter: 400, ..Default::default() };
-    let mut best: Option<(f64, f64, LinearHead)> = None;
+    let mut best: Option<(f64, f64, f64, LinearHead)> = None;
     let mut warm: Option<LinearHead> = None;
     let mut worse_in_a_row = 0;
     for &c in &grid {
         let l2 = (1.0 / (c * xt.n.max(1) as f64)) as f32;
         let cfg = logreg::FitConfig { l2, lbfgs: opts, threads };
         let head = logreg::fit(&xt, inp.train_y, inp.classes, &cfg, warm.as_ref(), |_, _| {});
-        let acc = accuracy(&head, &xv, inp.valid_y);
+        let (acc, loss) = accuracy_and_log_loss(&head, &xv, inp.valid_y);
         progress.note(&format!("C={c}: validation accuracy {acc:.4}"));
         progress.inc(1);
-        let improved = best.as_ref().map(|b| acc > b.1).unwrap_or(true);
+        // Equal accuracy (common on small or easy validation splits) is decided by log-loss, so a tie
+        // does not keep the strongest regularisation and its near-uniform probabilities.
+        let improved = best.as_ref().map(|b| acc > b.1 || (acc == b.1 && loss < b.2)).unwrap_or(true);
+        let fell = best.as_ref().is_some_and(|b| acc < b.1);
         if improved {
-            best = Some((c, acc, head.clone()));
-            worse_in_a_row = 0;
-        } else {
-            worse_in_a_row += 1;
+            best = Some((c, acc, loss, head.clone()));
         }
+        worse_in_a_row = if fell { worse_in_a_row + 1 } else { 0 };
         warm = Some(head);
         // Validation accuracy is unimodal in C in practice; stop once it has fallen twice.
         if worse_in_a_row >= 2 {
@@ -195,15 +196,24 @@ pub fn train(
         }
     }
     progress.finish();
-    let (c, _, head) = best.ok_or_else(|| TaskError::Invalid("no head was fitted".into()))?;
+    let (c, _, _, head) = best.ok_or_else(|| TaskError::Invalid("no head was fitted".into()))?;
     Ok((FastModel { vocab, head }, c))
 }
 
-fn accuracy(head: &LinearHead, x: &Features, y: &[u32]) -> f64 {
+/// Accuracy and mean log-loss of `head` on labelled features.
+fn accuracy_and_log_loss(head: &LinearHead, x: &Features, y: &[u32]) -> (f64, f64) {
     if x.n == 0 {
-        return 0.0;
+        return (0.0, 0.0);
     }
     let logits = head.logits(x);
-    let correct = logits.chunks(head.classes.max(1)).zip(y).filter(|(l, &y)| argmax(l) == y as usize).count();
-    correct as f64 / x.n as f64
+    let (mut correct, mut loss) = (0usize, 0f64);
+    for (l, &y) in logits.chunks(head.classes.max(1)).zip(y) {
+        if argmax(l) == y as usize {
+            correct += 1;
+        }
+        let m = l.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let lse = m as f64 + l.iter().map(|&v| ((v - m) as f64).exp()).sum::<f64>().ln();
+        loss += lse - l.get(y as usize).copied().unwrap_or(m) as f64;
+    }
+    (correct as f64 / x.n as f64, loss / x.n as f64)
 }
