@@ -134,7 +134,7 @@ def test_auto_lets_a_routed_classifier_answer_in_its_domain(tmp_path):
     data = ROOT / "crates" / "tasks" / "tests" / "fixtures" / "sentiment.csv"
     cli(env, "train", "classify", "--data", data, "--text-col", "text", "--label-col", "label",
         "--name", "sentiment", "--valid-split", "0.25")
-    cfg = LOCAL + '\n[[classifier]]\nname = "sentiment"\nroute = true\nmin_confidence = 0.5\n'
+    cfg = LOCAL + '\n[[classifier]]\nname = "sentiment"\nroute = true\n'
     s = Server(tmp_path, cfg, "routed-clf", env={"RIGHTMODEL_HOME": str(home)})
     try:
         c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0, timeout=60)
@@ -151,6 +151,26 @@ def test_auto_lets_a_routed_classifier_answer_in_its_domain(tmp_path):
         r = c.chat.completions.with_raw_response.create(
             model="auto", messages=[{"role": "user", "content": "What is the capital of France?"}], max_tokens=4)
         assert r.headers["x-rightmodel-model"] == "gemma3-270m"
+        # The explain header is read as the router reads it; the stream carries the prediction at the end.
+        chunks = list(c.chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": "the script is wonderful and brilliant"}],
+            stream=True, extra_headers={"x-rightmodel-explain": "1"}))
+        assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == "positive"
+        last = [ch.model_extra.get("rightmodel") for ch in chunks if ch.model_extra.get("rightmodel")]
+        assert last and last[-1]["prediction"]["explanation"]["tokens"]
+        # A request the classifier cannot honour (JSON output) goes to a language model; named directly, 400.
+        fmt = {"type": "json_object"}
+        r = c.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "i found the film wonderful and brilliant"}],
+            max_tokens=8, response_format=fmt)
+        assert r.headers["x-rightmodel-model"] == "gemma3-270m"
+        try:
+            c.chat.completions.create(model="sentiment", messages=[{"role": "user", "content": "great"}],
+                                      response_format=fmt)
+            raise AssertionError("a classifier named directly accepted a JSON response format")
+        except openai.BadRequestError as e:
+            assert e.param == "response_format"
+        assert "sentiment" in [m.id for m in c.models.list().data]
         # Retrained under the same name with other labels: the server answers with the new classifier.
         other = tmp_path / "mood.csv"
         other.write_text("text,label\n" + "".join(

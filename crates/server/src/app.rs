@@ -112,10 +112,11 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
         }
     }
     let tasks = Arc::new(tasks);
-    let router = AutoRouter::new(&config, &chat, embed.as_ref(), &tasks).map_err(ServeError::Router)?;
+    let embed_permits = Arc::new(Semaphore::new(config.server.max_embed_concurrency.max(1)));
+    let router = AutoRouter::new(&config, &chat, embed.as_ref(), &tasks, &embed_permits).map_err(ServeError::Router)?;
     Ok(AppState {
         tasks,
-        embed_permits: Arc::new(Semaphore::new(config.server.max_embed_concurrency.max(1))),
+        embed_permits,
         config,
         chat,
         embed,

@@ -89,14 +89,6 @@ pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Whether the request asks for an explanation (`rightmodel.explain` in the body, or the
-/// `x-rightmodel-explain` header), as the router reads it.
-fn wants_explain(req: &ChatCompletionRequest, headers: &HeaderMap) -> bool {
-    let body = req.rightmodel.as_ref().and_then(|v| v.get("explain")).and_then(Value::as_bool);
-    let header = headers.get("x-rightmodel-explain").and_then(|v| v.to_str().ok()).map(|v| v.trim() == "true");
-    body.or(header).unwrap_or(false)
-}
-
 /// Whether a failure should move on to the next model of a fallback chain.
 fn falls_back(e: &ApiError) -> bool {
     matches!(e.kind, ErrorKind::BadGateway | ErrorKind::Timeout | ErrorKind::Unavailable | ErrorKind::Internal)
@@ -223,7 +215,27 @@ async fn handle(
         caller.check_model(&target)?;
     }
     if st.config.classifiers.iter().any(|c| c.route && c.name == target) {
-        let explain = wants_explain(&req, headers);
+        let explain = st.router.explain_requested(&req, headers)?;
+        if outcome.is_none() {
+            // Named directly: it answers with a label, whatever the request expected.
+            if crate::tools::tool_mode(&req)? != ToolMode::Off {
+                return Err(ApiError::invalid("tools", format!("The classifier `{target}` does not call tools.")));
+            }
+            if req.response_format.as_ref().is_some_and(|rf| rf.kind != "text") {
+                return Err(ApiError::invalid(
+                    "response_format",
+                    format!("The classifier `{target}` answers with a label, not JSON."),
+                ));
+            }
+            if req.logprobs == Some(true) {
+                return Err(ApiError::invalid(
+                    "logprobs",
+                    format!(
+                        "The classifier `{target}` has no token log-probabilities; see rightmodel.prediction.probs."
+                    ),
+                ));
+            }
+        }
         let mut body = crate::tasks_api::classifier_chat(st, &target, &req, explain, acct).await?;
         let decision = outcome.map(|o| o.decision);
         if let (Some(d), Some(Value::Object(extra))) = (&decision, body.rightmodel.as_mut()) {

@@ -255,13 +255,22 @@ pub struct ClassifierEntry {
     /// turn resembles its training data and it is confident, it serves instead of a language model.
     #[serde(default)]
     pub route: bool,
-    /// Least domain fit and confidence (both in [0, 1]) for it to serve a chat request.
+    /// Least confidence (its top label's probability) for it to serve a chat request.
     #[serde(default = "default_domain_confidence")]
     pub min_confidence: f32,
+    /// Least domain fit for it to serve: `in_domain` is the share of its validation texts that are no
+    /// closer to the training data than the request, so 0.1 admits texts as typical as all but the 10%
+    /// most unusual of its own validation data.
+    #[serde(default = "default_min_in_domain")]
+    pub min_in_domain: f32,
 }
 
 fn default_domain_confidence() -> f32 {
     0.8
+}
+
+fn default_min_in_domain() -> f32 {
+    0.1
 }
 
 /// `[[key]]`: an API key, stored hashed.
@@ -404,6 +413,15 @@ impl Config {
         for (i, c) in self.classifiers.iter().enumerate() {
             if !(0.0..=1.0).contains(&c.min_confidence) {
                 return Err(invalid(format!("classifier[{i}].min_confidence"), "must be between 0 and 1"));
+            }
+            if !(0.0..=1.0).contains(&c.min_in_domain) {
+                return Err(invalid(format!("classifier[{i}].min_in_domain"), "must be between 0 and 1"));
+            }
+            if c.route && self.embedding.is_none() {
+                return Err(invalid(
+                    format!("classifier[{i}].route"),
+                    "a routed classifier needs an [embedding] model",
+                ));
             }
         }
         let mut docs = HashSet::new();

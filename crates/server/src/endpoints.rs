@@ -401,6 +401,10 @@ pub async fn models(State(st): State<SharedState>, headers: HeaderMap) -> Respon
     if let Some(e) = &st.embed {
         data.push(obj(&e.name, "rightmodel"));
     }
+    // Routed classifiers answer chat requests too (with a label).
+    for c in st.config.classifiers.iter().filter(|c| c.route) {
+        data.push(obj(&c.name, "rightmodel"));
+    }
     Json(ModelList { object: "list".into(), data }).into_response()
 }
 

@@ -47,27 +47,65 @@ fn home_router_dir() -> Option<std::path::PathBuf> {
     d.join(rightmodel_router::scorer::WEIGHTS_FILE).is_file().then_some(d)
 }
 
+/// Characters of the last user turn a routed classifier reads: the encoder reads 256 tokens, and
+/// tokenising a whole megabyte on the shared encoder thread took 0.6 s per request.
+pub const CLASSIFIER_READ_CHARS: usize = 2000;
+
+/// The start of `text` a classifier reads (see [`CLASSIFIER_READ_CHARS`]).
+pub fn classifier_input(text: &str) -> &str {
+    match text.char_indices().nth(CLASSIFIER_READ_CHARS) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
+
 /// A classifier as an `auto` candidate: free, quick, explainable, and only for requests whose last user
-/// turn it recognises (domain fit) and classifies confidently; its fit is the smaller of the two.
+/// turn resembles its training data (`in_domain >= min_in_domain`) and that it classifies with at least
+/// `min_confidence` (the router compares the confidence this fit returns).
 fn classifier_candidate(
-    name: &str,
-    min_confidence: f32,
+    entry: &crate::config::ClassifierEntry,
     tasks: Arc<crate::tasks_api::TaskModels>,
     embedder: Arc<crate::embed_batch::EmbedBatcher>,
+    permits: Arc<tokio::sync::Semaphore>,
 ) -> Candidate {
-    let mut c = Candidate::new(name, rightmodel_core::ModelKind::Classifier, Default::default(), 0.0, 10.0, 0.0);
+    let mut c = Candidate::new(&entry.name, rightmodel_core::ModelKind::Classifier, Default::default(), 0.0, 10.0, 0.0);
     c.explainable = true;
-    let owned = name.to_string();
-    // Runs inside `Router::decide`, which the gateway calls off the async threads.
+    // It answers with a label: no tool calls, JSON schemas or token log-probabilities.
+    c.capabilities.tools = false;
+    c.capabilities.json_schema = false;
+    c.capabilities.logprobs = false;
+    let (owned, min_in_domain) = (entry.name.clone(), entry.min_in_domain);
+    let last_warning = std::sync::Mutex::new(None::<std::time::Instant>);
+    // Runs inside `Router::decide`, which the gateway calls off the async threads. It shares the
+    // encoder's capacity with the other encoder work: when none is free the classifier sits this
+    // request out rather than queue behind it.
     let fit = move |text: &str| -> Option<f32> {
         if text.trim().is_empty() {
             return None;
         }
-        let classifier = tasks.classifier(&owned).ok()?;
-        let p = classifier.predict(embedder.as_ref(), &[text], false).ok()?.pop()?;
-        Some(p.in_domain.min(p.confidence))
+        let _permit = permits.clone().try_acquire_owned().ok()?;
+        let result = tasks.classifier(&owned).map_err(|e| e.message).and_then(|clf| {
+            clf.predict(embedder.as_ref(), &[classifier_input(text)], false).map_err(|e| e.to_string())
+        });
+        match result {
+            Ok(mut preds) => preds.pop().filter(|p| p.in_domain >= min_in_domain).map(|p| p.confidence),
+            Err(e) => {
+                // Said once a minute, not on every request.
+                if let Ok(mut last) = last_warning.lock() {
+                    if last.is_none_or(|t| t.elapsed().as_secs() >= 60) {
+                        tracing::warn!(classifier = %owned, error = %e, "routed classifier failed; it serves no requests");
+                        *last = Some(std::time::Instant::now());
+                    }
+                }
+                None
+            }
+        }
     };
-    c.domain = Some(rightmodel_router::policy::Domain { name: name.to_string(), fit: Arc::new(fit), min_confidence });
+    c.domain = Some(rightmodel_router::policy::Domain {
+        name: entry.name.clone(),
+        fit: Arc::new(fit),
+        min_confidence: entry.min_confidence,
+    });
     c
 }
 
@@ -79,6 +117,7 @@ impl AutoRouter {
         chat: &BTreeMap<String, ChatModel>,
         embed: Option<&EmbedModel>,
         tasks: &Arc<crate::tasks_api::TaskModels>,
+        permits: &Arc<tokio::sync::Semaphore>,
     ) -> Result<Self, String> {
         let names: Vec<String> =
             if config.route.candidates.is_empty() { config.chat_models() } else { config.route.candidates.clone() };
@@ -127,9 +166,12 @@ impl AutoRouter {
             let Some(e) = embed else {
                 return Err(format!("classifier `{}` has route = true, which needs an [embedding] model", entry.name));
             };
-            // Loaded now so that a missing or broken classifier stops the start, not a request.
-            tasks.classifier(&entry.name).map_err(|err| format!("classifier `{}`: {}", entry.name, err.message))?;
-            candidates.push(classifier_candidate(&entry.name, entry.min_confidence, tasks.clone(), e.batcher.clone()));
+            // Loaded and checked against the encoder now, so that a missing, broken or mismatched
+            // classifier stops the start rather than quietly serving nothing.
+            let clf =
+                tasks.classifier(&entry.name).map_err(|err| format!("classifier `{}`: {}", entry.name, err.message))?;
+            clf.check_encoder(e.batcher.as_ref()).map_err(|err| format!("classifier `{}`: {err}", entry.name))?;
+            candidates.push(classifier_candidate(entry, tasks.clone(), e.batcher.clone(), permits.clone()));
         }
         // The trained weights carry the score distribution they were calibrated on, which turns a
         // target strong share into a threshold.
@@ -245,6 +287,12 @@ impl AutoRouter {
         Overrides::from_json(&Value::Object(o)).map_err(|e| e.to_api_error())
     }
 
+    /// Whether `req` asks for an explanation, read as the router reads it (the body's `rightmodel`
+    /// object, then the `x-rightmodel-explain` header, over the configured defaults).
+    pub fn explain_requested(&self, req: &ChatCompletionRequest, headers: &HeaderMap) -> Result<bool, ApiError> {
+        Ok(self.overrides(req, headers)?.explain == Some(true))
+    }
+
     /// Chooses a model for `req`.
     pub async fn decide(
         &self,
@@ -264,10 +312,19 @@ impl AutoRouter {
             input_tokens: (text_len as u64).div_ceil(4),
             max_output_tokens: req.sampling.max_completion_tokens.or(req.sampling.max_tokens),
             overrides,
-            needs: rightmodel_router::policy::Needs {
-                // Local models fill in forced calls; only `auto` needs a model that decides.
-                tools: crate::tools::tool_mode(req)? == crate::tools::ToolMode::Auto,
-                ..Default::default()
+            needs: {
+                let mode = crate::tools::tool_mode(req)?;
+                rightmodel_router::policy::Needs {
+                    // Local models fill in forced calls (through a JSON-schema grammar); only `auto`
+                    // needs a model that decides whether to call.
+                    tools: mode == crate::tools::ToolMode::Auto,
+                    json_schema: matches!(mode, crate::tools::ToolMode::Forced(_))
+                        || req
+                            .response_format
+                            .as_ref()
+                            .is_some_and(|rf| matches!(rf.kind.as_str(), "json_object" | "json_schema")),
+                    logprobs: req.logprobs == Some(true),
+                }
             },
             allowed,
         };

@@ -35,11 +35,27 @@ pub struct TaskModels {
     pub paths: HashMap<String, PathBuf>,
 }
 
-/// A classifier in memory and the modification time of the manifest it was read from.
-type LoadedClassifier = (Arc<Classifier>, Option<std::time::SystemTime>);
+/// A classifier in memory and the identity of the manifest it was read from.
+type LoadedClassifier = (Arc<Classifier>, FileStamp);
 
-/// Encoder inputs one `/v1/classify` request with `explain` may cost (texts plus one occluded copy per word).
-const MAX_EXPLAIN_INPUTS: usize = 4096;
+/// What tells a replaced file from the one read: modification time, size and (on Unix) inode, since
+/// a copy that keeps timestamps or a coarse clock can leave the time alone.
+#[derive(Debug, Clone, PartialEq)]
+struct FileStamp(Option<std::time::SystemTime>, u64, u64);
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        let ino = std::os::unix::fs::MetadataExt::ino(meta);
+        #[cfg(not(unix))]
+        let ino = 0;
+        FileStamp(meta.modified().ok(), meta.len(), ino)
+    }
+}
+
+/// Encoder work one `/v1/classify` request with `explain` may cost, in words through the encoder (see
+/// `explain::cost_in_words`): about 43k tokens, a few seconds of the shared encoder.
+const MAX_EXPLAIN_WORDS: usize = 32_768;
 
 /// The API error for a failed prediction. The input was checked before, so what is left is the server's
 /// side: a stopped or failing encoder (503), or a classifier that does not fit it (500).
@@ -98,7 +114,7 @@ impl TaskModels {
             self.classifiers.lock().remove(name);
             return Err(ApiError::model_not_found(name));
         };
-        let modified = meta.modified().ok();
+        let modified = FileStamp::of(&meta);
         if let Some((c, m)) = self.classifiers.lock().get(name) {
             if *m == modified {
                 return Ok(c.clone());
@@ -179,14 +195,16 @@ pub async fn classify(
         let emb = embedder(&st)?;
         // Classification runs on the shared encoder: it counts against the same capacity as
         // /v1/embeddings, and an explanation scores each text once more per word (its first words).
-        let words = |t: &String| t.split_whitespace().count().min(rightmodel_tasks::explain::MAX_WORDS);
-        if req.explain && texts.iter().map(|t| words(t) + 1).sum::<usize>() > MAX_EXPLAIN_INPUTS {
+        let cost: usize = texts.iter().map(|t| rightmodel_tasks::explain::cost_in_words(t)).sum();
+        if req.explain && cost > MAX_EXPLAIN_WORDS {
             return Err(ApiError::invalid(
                 "explain",
                 format!(
-                    "`explain` scores each text once more per word (up to {} words); this request would need over \
-                     {MAX_EXPLAIN_INPUTS} encoder passes: send fewer texts.",
-                    rightmodel_tasks::explain::MAX_WORDS
+                    "`explain` scores each text once more per word (up to {} words of its first {}); this request \
+                     would pass {cost} words through the encoder, over the {MAX_EXPLAIN_WORDS} allowed: send fewer \
+                     or shorter texts.",
+                    rightmodel_tasks::explain::MAX_WORDS,
+                    rightmodel_tasks::explain::MAX_READ_WORDS
                 ),
             ));
         }
@@ -367,14 +385,12 @@ pub async fn classifier_chat(
     explain: bool,
     acct: &mut Accounting,
 ) -> Result<ChatCompletionResponse, ApiError> {
-    let text = req
-        .messages
-        .iter()
-        .rev()
-        .find(|m| m.role == "user")
-        .map(ChatMessage::text)
-        .filter(|q| !q.trim().is_empty())
-        .ok_or_else(|| ApiError::invalid("messages", format!("The classifier `{name}` needs a user message.")))?;
+    // The text the router judged: the last user turn, else the last message (as the router reads it).
+    let last = req.messages.iter().rev().find(|m| m.role == "user").or(req.messages.last());
+    let text = last.map(ChatMessage::text).filter(|q| !q.trim().is_empty()).ok_or_else(|| {
+        ApiError::invalid("messages", format!("The classifier `{name}` needs a message to classify."))
+    })?;
+    let text = crate::routing::classifier_input(&text).to_string();
     let emb = embedder(st)?;
     let permit = st.embed_permit()?;
     let (state, clf_name, t) = (st.clone(), name.to_string(), text.clone());

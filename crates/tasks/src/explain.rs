@@ -7,9 +7,17 @@ use serde::Serialize;
 /// Words considered per text; longer texts are explained on their first words only.
 pub const MAX_WORDS: usize = 64;
 
-/// Longest text explain reads, in words. The encoder reads 256 tokens, so later words barely change a
-/// prediction, and every occluded copy costs as much as the text (a 100 KB text took 10 s).
-pub const MAX_READ_WORDS: usize = 384;
+/// Longest text explain reads, in words (about 170 tokens of the encoder's 256). Every occluded copy
+/// costs as much as the text read (a 100 KB text took 10 s before this bound, a 400-word one 6.5 s).
+pub const MAX_READ_WORDS: usize = 128;
+
+/// Encoder work of explaining `text`, in words passed through the encoder: the text, one copy per
+/// occluded word and, for a cut text, the cut baseline, each as long as the part read.
+pub fn cost_in_words(text: &str) -> usize {
+    let words = text.split_whitespace().count();
+    let read = words.min(MAX_READ_WORDS);
+    (read.min(MAX_WORDS) + 1 + usize::from(words > MAX_READ_WORDS)) * read.max(1)
+}
 /// Attributions reported per text (largest magnitude first).
 pub const TOP_TOKENS: usize = 10;
 
