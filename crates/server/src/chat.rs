@@ -120,7 +120,7 @@ fn decision_header(d: &Value) -> Option<HeaderValue> {
 }
 
 /// An upstream's error message cut to a length fit for a decision record.
-fn short_message(m: &str) -> String {
+pub(crate) fn short_message(m: &str) -> String {
     const MAX_CHARS: usize = 300;
     match m.char_indices().nth(MAX_CHARS) {
         Some((i, _)) => format!("{}...", &m[..i]),

@@ -318,7 +318,7 @@ pub async fn docs_chat(
                 tracing::warn!("docs: escalation to `{large}` failed ({}); answering from the documents", e.message);
                 decision["served"] = json!(model_name);
                 decision["reason"] = json!("docs_low_confidence_escalation_failed");
-                decision["escalation_error"] = json!(e.message.chars().take(300).collect::<String>());
+                decision["escalation_error"] = json!(crate::chat::short_message(&e.message));
                 acct.set_served(&model_name, Default::default());
             }
         }
