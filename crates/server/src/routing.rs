@@ -128,7 +128,9 @@ impl AutoRouter {
         if let Some(l) = config.route.max_latency_ms {
             default_overrides.insert("max_latency_ms".into(), l.into());
         }
-        if names.is_empty() {
+        // Routed classifiers alone still make a router: it answers what they recognise, and says
+        // (422) that nothing else can be served.
+        if names.is_empty() && !config.classifiers.iter().any(|c| c.route) {
             return Ok(AutoRouter { router: None, default_overrides });
         }
         let mut candidates = Vec::new();
