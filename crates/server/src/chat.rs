@@ -86,6 +86,14 @@ pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
             return Err(ApiError::invalid("top_p", "`top_p` must be between 0 and 1."));
         }
     }
+    if let Some(rf) = &req.response_format {
+        if !matches!(rf.kind.as_str(), "text" | "json_object" | "json_schema") {
+            return Err(ApiError::invalid(
+                "response_format.type",
+                format!("Unknown response_format type `{}`: use text, json_object or json_schema.", rf.kind),
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -51,13 +51,19 @@ fn home_router_dir() -> Option<std::path::PathBuf> {
 /// tokenising a whole megabyte on the shared encoder thread took 0.6 s per request.
 pub const CLASSIFIER_READ_CHARS: usize = 2000;
 
-/// The start of `text` a classifier reads (see [`CLASSIFIER_READ_CHARS`]).
+/// The start of `text` a classifier reads (see [`CLASSIFIER_READ_CHARS`]), surrounding space trimmed
+/// first so that leading blanks cannot leave nothing to read.
 pub fn classifier_input(text: &str) -> &str {
+    let text = text.trim();
     match text.char_indices().nth(CLASSIFIER_READ_CHARS) {
-        Some((i, _)) => &text[..i],
+        Some((i, _)) => text[..i].trim_end(),
         None => text,
     }
 }
+
+/// Longest wait of a routed classifier's domain check for the encoder; past it the classifier sits
+/// the request out.
+const CLASSIFIER_PERMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A classifier as an `auto` candidate: free, quick, explainable, and only for requests whose last user
 /// turn resembles its training data (`in_domain >= min_in_domain`) and that it classifies with at least
@@ -76,17 +82,27 @@ fn classifier_candidate(
     c.capabilities.logprobs = false;
     let (owned, min_in_domain) = (entry.name.clone(), entry.min_in_domain);
     let last_warning = std::sync::Mutex::new(None::<std::time::Instant>);
-    // Runs inside `Router::decide`, which the gateway calls off the async threads. It shares the
-    // encoder's capacity with the other encoder work: when none is free the classifier sits this
-    // request out rather than queue behind it.
+    // Runs inside `Router::decide`, which the gateway calls on a blocking thread of the runtime. It
+    // shares the encoder's capacity with the other encoder work and waits its turn like them (a busy
+    // encoder must not read as "out of domain", which would send the request elsewhere or fail it);
+    // only after a long wait does the classifier sit the request out.
     let fit = move |text: &str| -> Option<f32> {
-        if text.trim().is_empty() {
+        let text = classifier_input(text);
+        if text.is_empty() {
             return None;
         }
-        let _permit = permits.clone().try_acquire_owned().ok()?;
-        let result = tasks.classifier(&owned).map_err(|e| e.message).and_then(|clf| {
-            clf.predict(embedder.as_ref(), &[classifier_input(text)], false).map_err(|e| e.to_string())
-        });
+        let _permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                let handle = tokio::runtime::Handle::try_current().ok()?;
+                let wait = tokio::time::timeout(CLASSIFIER_PERMIT_WAIT, permits.clone().acquire_owned());
+                handle.block_on(wait).ok()?.ok()?
+            }
+        };
+        let result = tasks
+            .classifier(&owned)
+            .map_err(|e| e.message)
+            .and_then(|clf| clf.predict(embedder.as_ref(), &[text], false).map_err(|e| e.to_string()));
         match result {
             Ok(mut preds) => preds.pop().filter(|p| p.in_domain >= min_in_domain).map(|p| p.confidence),
             Err(e) => {

@@ -98,6 +98,18 @@ impl AppState {
         })
     }
 
+    /// A slot of the encoder's capacity, waiting up to `wait` for one (then 429). For work already
+    /// admitted by the router (a routed classifier's answer), which waited for the encoder there too.
+    pub async fn embed_permit_within(
+        &self,
+        wait: std::time::Duration,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        match tokio::time::timeout(wait, self.embed_permits.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => self.embed_permit(),
+        }
+    }
+
     /// 429 until midnight UTC when the gateway's daily budget is spent and `price` is not free: at zero only
     /// free (local) models serve, whether `auto` chose them or the client named one.
     pub fn check_budget(&self, name: &str, price: rightmodel_core::Price) -> Result<(), ApiError> {

@@ -54,8 +54,8 @@ impl FileStamp {
 }
 
 /// Encoder work one `/v1/classify` request with `explain` may cost, in words through the encoder (see
-/// `explain::cost_in_words`): about 43k tokens, a few seconds of the shared encoder.
-const MAX_EXPLAIN_WORDS: usize = 32_768;
+/// `explain::cost_in_words`): about 85k tokens, several seconds of the shared encoder.
+const MAX_EXPLAIN_WORDS: usize = 65_536;
 
 /// The API error for a failed prediction. The input was checked before, so what is left is the server's
 /// side: a stopped or failing encoder (503), or a classifier that does not fit it (500).
@@ -387,12 +387,12 @@ pub async fn classifier_chat(
 ) -> Result<ChatCompletionResponse, ApiError> {
     // The text the router judged: the last user turn, else the last message (as the router reads it).
     let last = req.messages.iter().rev().find(|m| m.role == "user").or(req.messages.last());
-    let text = last.map(ChatMessage::text).filter(|q| !q.trim().is_empty()).ok_or_else(|| {
-        ApiError::invalid("messages", format!("The classifier `{name}` needs a message to classify."))
-    })?;
-    let text = crate::routing::classifier_input(&text).to_string();
+    let text = last.map(|m| crate::routing::classifier_input(&m.text()).to_string()).unwrap_or_default();
+    if text.is_empty() {
+        return Err(ApiError::invalid("messages", format!("The classifier `{name}` needs a message to classify.")));
+    }
     let emb = embedder(st)?;
-    let permit = st.embed_permit()?;
+    let permit = st.embed_permit_within(std::time::Duration::from_secs(5)).await?;
     let (state, clf_name, t) = (st.clone(), name.to_string(), text.clone());
     let (pred, tokens) = tokio::task::spawn_blocking(move || {
         let _permit = permit;
