@@ -63,7 +63,7 @@ pub fn classifier_input(text: &str) -> &str {
 
 /// Longest wait of a routed classifier's domain check for the encoder; past it the classifier sits
 /// the request out.
-const CLASSIFIER_PERMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const CLASSIFIER_PERMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A classifier as an `auto` candidate: free, quick, explainable, and only for requests whose last user
 /// turn resembles its training data (`in_domain >= min_in_domain`) and that it classifies with at least
@@ -91,14 +91,8 @@ fn classifier_candidate(
         if text.is_empty() {
             return None;
         }
-        let _permit = match permits.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                let handle = tokio::runtime::Handle::try_current().ok()?;
-                let wait = tokio::time::timeout(CLASSIFIER_PERMIT_WAIT, permits.clone().acquire_owned());
-                handle.block_on(wait).ok()?.ok()?
-            }
-        };
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let _permit = handle.block_on(crate::state::permit_within(&permits, CLASSIFIER_PERMIT_WAIT))?;
         let result = tasks
             .classifier(&owned)
             .map_err(|e| e.message)

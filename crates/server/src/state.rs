@@ -104,9 +104,9 @@ impl AppState {
         &self,
         wait: std::time::Duration,
     ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-        match tokio::time::timeout(wait, self.embed_permits.clone().acquire_owned()).await {
-            Ok(Ok(p)) => Ok(p),
-            _ => self.embed_permit(),
+        match permit_within(&self.embed_permits, wait).await {
+            Some(p) => Ok(p),
+            None => self.embed_permit(),
         }
     }
 
@@ -134,3 +134,11 @@ impl AppState {
 
 /// Handle given to axum.
 pub type SharedState = Arc<AppState>;
+
+/// A permit of `permits`, waiting up to `wait` for one; `None` when none came free in time.
+pub async fn permit_within(
+    permits: &Arc<tokio::sync::Semaphore>,
+    wait: std::time::Duration,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    tokio::time::timeout(wait, permits.clone().acquire_owned()).await.ok()?.ok()
+}

@@ -342,24 +342,8 @@ pub async fn docs_chat(
             std::path::Path::new(&c.file).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         text.push_str(&format!("\n[{}] {file}:{}-{}", i + 1, c.start, c.end));
     }
-    let usage = Usage::new(question_tokens, 0);
-    let body = ChatCompletionResponse {
-        id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
-        object: "chat.completion".into(),
-        created: now_secs(),
-        model: model_name.clone(),
-        choices: vec![ChatChoice {
-            index: 0,
-            message: ChatMessage::new("assistant", text),
-            finish_reason: Some("stop".into()),
-            logprobs: None,
-        }],
-        usage: Some(usage),
-        system_fingerprint: None,
-        rightmodel: Some(
-            json!({"decision": decision, "citations": citations, "confidence": answer.confidence, "sentence": answer.sentence}),
-        ),
-    };
+    let extra = json!({"decision": decision, "citations": citations, "confidence": answer.confidence, "sentence": answer.sentence});
+    let body = text_answer(&model_name, text, Usage::new(question_tokens, 0), extra);
     Ok((model_name, decision, body))
 }
 
@@ -392,7 +376,7 @@ pub async fn classifier_chat(
         return Err(ApiError::invalid("messages", format!("The classifier `{name}` needs a message to classify.")));
     }
     let emb = embedder(st)?;
-    let permit = st.embed_permit_within(std::time::Duration::from_secs(5)).await?;
+    let permit = st.embed_permit_within(crate::routing::CLASSIFIER_PERMIT_WAIT).await?;
     let (state, clf_name, t) = (st.clone(), name.to_string(), text.clone());
     let (pred, tokens) = tokio::task::spawn_blocking(move || {
         let _permit = permit;
@@ -406,21 +390,27 @@ pub async fn classifier_chat(
     acct.set_served(name, Default::default());
     let usage = Usage::new(tokens, 0);
     acct.add_usage(usage);
-    Ok(ChatCompletionResponse {
+    Ok(text_answer(name, pred.label.clone(), usage, json!({"prediction": pred})))
+}
+
+/// A complete chat answer the gateway wrote itself (a document or classifier answer): one assistant
+/// message, finished, with its `rightmodel` object.
+fn text_answer(model: &str, text: String, usage: Usage, rightmodel: Value) -> ChatCompletionResponse {
+    ChatCompletionResponse {
         id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
         object: "chat.completion".into(),
         created: now_secs(),
-        model: name.to_string(),
+        model: model.to_string(),
         choices: vec![ChatChoice {
             index: 0,
-            message: ChatMessage::new("assistant", pred.label.clone()),
+            message: ChatMessage::new("assistant", text),
             finish_reason: Some("stop".into()),
             logprobs: None,
         }],
         usage: Some(usage),
         system_fingerprint: None,
-        rightmodel: Some(json!({"prediction": pred})),
-    })
+        rightmodel: Some(rightmodel),
+    }
 }
 
 fn emb_tokens(st: &AppState, text: &str) -> u64 {

@@ -108,8 +108,8 @@ impl SamplingParams {
             chain.push(LlamaSampler::logit_bias(model.n_vocab(), &eog));
         }
         let grammar = match &self.grammar {
+            // `validate` (run by `Engine::submit`) has checked it; parsing it here is safe.
             Some(g) => {
-                check_grammar(g)?;
                 let s = LlamaSampler::grammar(model, g, "root")
                     .map_err(|e| InferError::Invalid(format!("invalid grammar: {e}")))?;
                 Some(s)
