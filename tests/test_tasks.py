@@ -70,8 +70,10 @@ def test_docs_model_answers_with_citations(tmp_path):
         assert extra["citations"], extra
         assert "1852" in body.choices[0].message.content
         cit = extra["citations"][0]
-        text = pathlib.Path(cit["file"]).read_text()
-        assert cit["file"].endswith("museum.txt")
+        # Sources are named relative to the collection's folder: clients do not learn the host's paths.
+        assert cit["file"] == "museum.txt", cit
+        assert not any(str(tmp_path) in json.dumps(x) or str(HANDBOOK) in json.dumps(x) for x in [extra, body.choices[0].message.content])
+        text = (pathlib.Path(HANDBOOK) / cit["file"]).read_text()
         assert text[cit["start"]:cit["end"]] == cit["text"]
         with_missing = c.chat.completions.with_raw_response
         try:

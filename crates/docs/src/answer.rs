@@ -90,6 +90,18 @@ impl Answer {
     pub fn context_prompt(&self, question: &str) -> String {
         context_prompt(question, &self.passages)
     }
+
+    /// Rewrites every source path the answer names (span, citations, passages) with `f`; the server
+    /// uses it to show paths relative to the collection's folder instead of the host's absolute ones.
+    pub fn map_files(&mut self, f: impl Fn(&str) -> String) {
+        let span = self.span.iter_mut();
+        for c in span.chain(self.citations.iter_mut()) {
+            c.file = f(&c.file);
+        }
+        for p in &mut self.passages {
+            p.file = f(&p.file);
+        }
+    }
 }
 
 /// The prompt of [`Answer::context_prompt`] for any list of passages.

@@ -79,6 +79,8 @@ pub struct Collection {
     pub(crate) sentence_rows: Vec<usize>,
     pub(crate) lexical: Option<LexicalIndex>,
     pub(crate) terms: Terms,
+    /// Deepest folder holding every indexed file (see [`Collection::relative_file`]).
+    source_root: PathBuf,
 }
 
 impl Collection {
@@ -136,7 +138,16 @@ impl Collection {
             acc += p.sentences.len();
             sentence_rows.push(acc);
         }
-        Ok(Collection { dir: dir.to_path_buf(), gen_dir, snap, sentence_rows, lexical, terms: Terms::default() })
+        let source_root = common_folder(snap.manifest.files.iter().map(|f| Path::new(&f.path)));
+        Ok(Collection {
+            dir: dir.to_path_buf(),
+            gen_dir,
+            snap,
+            sentence_rows,
+            lexical,
+            terms: Terms::default(),
+            source_root,
+        })
     }
 
     /// The collection's folder.
@@ -147,6 +158,17 @@ impl Collection {
     /// Indexed files.
     pub fn files(&self) -> &[FileEntry] {
         &self.snap.manifest.files
+    }
+
+    /// `file` (an indexed file's path) relative to the deepest folder that holds all indexed files,
+    /// e.g. `guide/setup.md` for `/srv/handbook/guide/setup.md` in a collection of `/srv/handbook`. Answers
+    /// served over HTTP name their sources this way: unambiguous within the collection, without telling
+    /// clients where the host keeps its files. Paths outside the collection come back unchanged.
+    pub fn relative_file(&self, file: &str) -> String {
+        match Path::new(file).strip_prefix(&self.source_root) {
+            Ok(rel) if !rel.as_os_str().is_empty() => rel.to_string_lossy().into_owned(),
+            _ => file.to_string(),
+        }
     }
 
     /// Number of passages.
@@ -344,5 +366,33 @@ impl Collection {
             }
         }
         Ok(Snapshot { manifest, passages, passage_vecs, sentence_vecs })
+    }
+}
+
+/// The deepest folder that contains every one of `files` (the parent of a single file; empty for none).
+fn common_folder<'a>(files: impl Iterator<Item = &'a Path>) -> PathBuf {
+    let mut root: Option<PathBuf> = None;
+    for f in files {
+        let parent = f.parent().unwrap_or(Path::new(""));
+        root = Some(match root {
+            None => parent.to_path_buf(),
+            Some(r) => r.components().zip(parent.components()).take_while(|(a, b)| a == b).map(|(a, _)| a).collect(),
+        });
+    }
+    root.unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::common_folder;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn common_folder_is_the_deepest_shared_parent() {
+        let f = |v: &[&str]| common_folder(v.iter().map(Path::new));
+        assert_eq!(f(&["/srv/h/a.md", "/srv/h/guide/b.md"]), PathBuf::from("/srv/h"));
+        assert_eq!(f(&["/srv/h/a.md"]), PathBuf::from("/srv/h"));
+        assert_eq!(f(&["/srv/h/x/a.md", "/srv/hx/b.md"]), PathBuf::from("/srv"));
+        assert_eq!(f(&[]), PathBuf::new());
     }
 }

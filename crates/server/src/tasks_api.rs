@@ -278,7 +278,9 @@ pub async fn docs_chat(
     let (answer, question_tokens) = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let coll = state.tasks.collection(&coll_name)?;
-        let answer = coll.ask(emb.as_ref(), &q, 5).map_err(docs_error)?;
+        let mut answer = coll.ask(emb.as_ref(), &q, 5).map_err(docs_error)?;
+        // Clients see sources relative to the collection, not where this host keeps them.
+        answer.map_files(|f| coll.relative_file(f));
         Ok::<_, ApiError>((answer, emb_tokens(&state, &q)))
     })
     .await
