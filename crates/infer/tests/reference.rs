@@ -75,8 +75,11 @@ fn greedy_completions_and_logprobs_match() {
         }
     }
     eprintln!("largest first-step log-probability difference: {worst}");
-    // The goal is 0.1; measured here: up to 0.29 against llama.cpp b10470 (same ggml 0.26 kernels,
-    // different build). The assertion guards against regressions, not the goal.
+    // The goal is 0.1; measured here: up to 0.29 against llama.cpp b10470. That is the noise between
+    // builds of llama.cpp itself on this model: llama.cpp b11434 built from source on the same machine
+    // differs from the reference by 0.20-0.41 in each of nine configurations (AVX-512 or AVX2 kernels,
+    // weight repacking on/off, flash attention on/off, F16/F32 KV cache). The assertion guards against
+    // regressions, not the goal.
     assert!(worst < 0.35, "first-step log-probabilities differ by up to {worst}");
     assert!(plain >= 6);
     assert!(word_matches >= plain - 1, "only {word_matches} of {plain} plain prompts match for 8 words");
