@@ -177,6 +177,15 @@ class FaultProxy:
                     return
                 if kind == "delay":
                     time.sleep(mode["seconds"])
+                if kind == "stall_first":
+                    # Headers at once, then nothing: a stuck backend behind a proxy that answers early.
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    self.wfile.flush()
+                    time.sleep(mode["seconds"])
+                    self.connection.close()
+                    return
                 up = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=120)
                 up.request(self.command, self.path, body=body, headers={"Content-Type": "application/json"})
                 r = up.getresponse()

@@ -205,10 +205,31 @@ def test_dead_upstream_falls_back(gw):
 
 
 def test_first_token_timeout_is_504(gw, proxy):
+    """`first_token_timeout_ms` bounds the wait for a stream's first event: a stream that sends nothing in
+    time is retried, then a 504 before anything reached the client. A non-streaming answer arrives whole, so
+    only the total timeout bounds it: a slow answer is waited for, not re-sent and paid for again."""
     proxy.mode = {"kind": "delay", "seconds": 4}
     with pytest.raises(openai.APIStatusError) as e:
-        gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4)
+        for _ in gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4, stream=True):
+            pass
     assert e.value.status_code == 504
+    proxy.mode = {"kind": "delay", "seconds": 2}
+    hits = proxy.hits
+    r = gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4)
+    assert r.choices[0].message.content is not None
+    assert proxy.hits == hits + 1, "a slow non-streaming answer was requested again"
+
+
+def test_stream_that_stalls_before_its_first_event_is_retried(gw, proxy):
+    """200 and event-stream headers, then silence: nothing has reached the client, so it is retried like a
+    failed request and ends as a 504 (not a 200 whose stream breaks)."""
+    proxy.mode = {"kind": "stall_first", "seconds": 3}
+    hits = proxy.hits
+    with pytest.raises(openai.APIStatusError) as e:
+        for _ in gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4, stream=True):
+            pass
+    assert e.value.status_code == 504
+    assert proxy.hits == hits + 2, "one try and one retry (max_retries = 1)"
 
 
 def test_upstream_dies_mid_stream(gw, proxy, gateway):

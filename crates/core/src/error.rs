@@ -95,9 +95,15 @@ impl ApiError {
     }
     /// 404 for a model the gateway does not know.
     pub fn model_not_found(model: &str) -> Self {
-        Self::new(ErrorKind::NotFound, format!("The model `{model}` does not exist or you do not have access to it."))
-            .with_param("model")
-            .with_code("model_not_found")
+        // The name is the client's input: quote a bounded part of it.
+        let shown: String = model.chars().take(200).collect();
+        let cut = if shown.len() < model.len() { "…" } else { "" };
+        Self::new(
+            ErrorKind::NotFound,
+            format!("The model `{shown}{cut}` does not exist or you do not have access to it."),
+        )
+        .with_param("model")
+        .with_code("model_not_found")
     }
     /// 500 for an unexpected internal failure.
     pub fn internal(message: impl Into<String>) -> Self {

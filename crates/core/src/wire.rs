@@ -416,7 +416,8 @@ pub struct ChatDelta {
 pub struct ChunkChoice {
     /// Choice index (always 0).
     pub index: u32,
-    /// The new text.
+    /// The new text (absent in some providers' content-filter notes).
+    #[serde(default)]
     pub delta: ChatDelta,
     /// Set on the last content chunk.
     pub finish_reason: Option<String>,

@@ -24,6 +24,8 @@ pub struct Accounting {
     prompt_estimate: u64,
     /// Characters of answer text passed on to the client so far.
     streamed_chars: u64,
+    /// Models of a fallback chain that failed before one served: `{"model", "error"}`.
+    failed: Vec<Value>,
 }
 
 impl Accounting {
@@ -46,7 +48,28 @@ impl Accounting {
             usage_seen: false,
             prompt_estimate: 0,
             streamed_chars: 0,
+            failed: Vec::new(),
         }
+    }
+
+    /// Records that `model` failed with `error` and the next of its fallback chain is tried.
+    pub fn record_failure(&mut self, model: &str, error: &str) {
+        self.failed.push(serde_json::json!({"model": model, "error": error}));
+    }
+
+    /// When a fallback served instead of the routed model, `decision` is corrected to say so: `served`
+    /// becomes the model that answered, `fallback_from` the one chosen, and `failed` lists what went
+    /// wrong; the log row gets the corrected decision.
+    pub fn correct_decision(&mut self, decision: &mut Value, served: &str) {
+        let Some(obj) = decision.as_object_mut() else { return };
+        let chosen = obj.get("served").and_then(Value::as_str).unwrap_or_default().to_string();
+        if chosen == served {
+            return;
+        }
+        obj.insert("fallback_from".into(), Value::String(chosen));
+        obj.insert("served".into(), Value::String(served.to_string()));
+        obj.insert("failed".into(), Value::Array(self.failed.clone()));
+        self.row.decision = Some(decision.to_string());
     }
 
     /// The request id (returned in `x-request-id`).
@@ -67,7 +90,20 @@ impl Accounting {
 
     /// Records the requested model.
     pub fn set_requested(&mut self, model: &str) {
-        self.row.requested_model = model.to_string();
+        let mut m = model.to_string();
+        truncate_chars(&mut m, MODEL_MAX_CHARS);
+        self.row.requested_model = m;
+    }
+
+    /// Sets this stream's usage to `new`, replacing what it reported before (`prev`): usage in a stream
+    /// is cumulative, and some upstreams repeat it on every chunk.
+    pub fn replace_usage(&mut self, prev: Option<Usage>, new: Usage) {
+        if let Some(p) = prev {
+            self.row.input_tokens = self.row.input_tokens.saturating_sub(p.prompt_tokens);
+            self.row.output_tokens = self.row.output_tokens.saturating_sub(p.completion_tokens);
+            self.row.cost_usd -= self.price.cost(p.prompt_tokens, p.completion_tokens);
+        }
+        self.add_usage(new);
     }
 
     /// Records the routing decision.
@@ -143,15 +179,22 @@ impl Accounting {
         }
         self.done = true;
         let mut error = error;
-        if status == 499 && !self.usage_seen && !self.row.served_model.is_empty() {
-            // The client left before the served model reported usage, but a paid upstream bills the
-            // call anyway: charge an estimate (4 characters per token) rather than nothing.
+        // A paid model that reported no usage (the client left first, the upstream broke off mid-stream,
+        // or it never sends usage) still bills the call: charge an estimate (4 characters per token)
+        // rather than nothing, so budgets and key limits see it.
+        let billed = (200..300).contains(&status) || status == 499 || self.streamed_chars > 0;
+        if billed && !self.usage_seen && !self.row.served_model.is_empty() {
             let (input, output) = (self.prompt_estimate, self.streamed_chars.div_ceil(4));
             let usd = self.price.cost(input, output);
             if usd > 0.0 {
                 self.add_cost(usd, input, output);
-                error = Some(format!("client closed the connection; usage estimated: ~{input} in, ~{output} out"));
+                let what = error.take().unwrap_or_else(|| "no usage reported".into());
+                error = Some(format!("{what}; usage estimated: ~{input} in, ~{output} out"));
             }
+        }
+        // Bounded: the message may quote client input.
+        if let Some(e) = error.as_mut() {
+            truncate_chars(e, ERROR_MAX_CHARS);
         }
         let latency = self.start.elapsed();
         self.row.latency_ms = latency.as_secs_f64() * 1e3;
@@ -193,5 +236,18 @@ impl Drop for Accounting {
     /// A request dropped before it finished was abandoned by its client (499, as nginx logs it).
     fn drop(&mut self) {
         self.write(499, Some("client closed the connection".into()));
+    }
+}
+
+/// Longest requested model name kept in a log row (the request may carry any string there).
+const MODEL_MAX_CHARS: usize = 256;
+/// Longest error message kept in a log row.
+const ERROR_MAX_CHARS: usize = 2048;
+
+/// Cuts `s` to at most `max` characters, marking the cut.
+fn truncate_chars(s: &mut String, max: usize) {
+    if let Some((i, _)) = s.char_indices().nth(max) {
+        s.truncate(i);
+        s.push('…');
     }
 }

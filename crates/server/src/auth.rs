@@ -81,6 +81,29 @@ impl Caller {
         self.allowed_models().is_none_or(|list| list.iter().any(|m| m == model))
     }
 
+    /// 429 when the key has spent its daily limit and `model` is paid (free models still serve).
+    pub fn check_spend(&self, model: &str, price: rightmodel_core::Price) -> Result<(), ApiError> {
+        let Some(k) = &self.key else { return Ok(()) };
+        if price.is_free() || k.config.daily_spend_usd <= 0.0 || k.spend.today() < k.config.daily_spend_usd {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorKind::RateLimited,
+            format!(
+                "Key `{}` has spent its daily limit of ${:.2}; `{model}` is a paid model (local models still serve).",
+                k.config.name, k.config.daily_spend_usd
+            ),
+        )
+        .with_code("insufficient_quota")
+        .with_retry_after(crate::budget::seconds_to_midnight_utc()))
+    }
+
+    /// The key's daily limit and what it has spent today, when it has a limit.
+    pub fn spend_limit(&self) -> Option<(f64, f64)> {
+        let k = self.key.as_ref()?;
+        (k.config.daily_spend_usd > 0.0).then(|| (k.config.daily_spend_usd, k.spend.today()))
+    }
+
     /// Records `usd` spent against the key's daily limit.
     pub fn add_spend(&self, usd: f64) {
         if let Some(k) = &self.key {
@@ -162,14 +185,8 @@ impl Auth {
             }
             b.tokens -= 1.0;
         }
-        if key.config.daily_spend_usd > 0.0 && key.spend.today() >= key.config.daily_spend_usd {
-            return Err(ApiError::new(
-                ErrorKind::RateLimited,
-                format!("Key `{}` has spent its daily limit of ${:.2}.", key.config.name, key.config.daily_spend_usd),
-            )
-            .with_code("insufficient_quota")
-            .with_retry_after(crate::budget::seconds_to_midnight_utc()));
-        }
+        // The key's spend limit is checked where the model, and so its price, is known
+        // ([`Caller::check_spend`]): a key that has spent its limit still gets free local models.
         Ok(Caller { key: Some(key.clone()) })
     }
 }
@@ -217,6 +234,11 @@ mod tests {
     #[test]
     fn spend_limit_restored_from_log() {
         let a = Auth::new(&[key(0, 1.0)], &[("t".into(), 1.5)]);
-        assert_eq!(a.authenticate(&bearer("sk-test")).unwrap_err().code.as_deref(), Some("insufficient_quota"));
+        let caller = a.authenticate(&bearer("sk-test")).unwrap();
+        let paid = rightmodel_core::Price { input_per_mtok: 1.0, output_per_mtok: 2.0 };
+        assert_eq!(caller.check_spend("a", paid).unwrap_err().code.as_deref(), Some("insufficient_quota"));
+        // Free (local) models still serve a key that has spent its limit.
+        caller.check_spend("local", rightmodel_core::Price::default()).unwrap();
+        assert_eq!(caller.spend_limit(), Some((1.0, 1.5)));
     }
 }

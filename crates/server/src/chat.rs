@@ -212,7 +212,7 @@ async fn handle(
         caller.check_model(&req.model)?;
     }
     let outcome = if req.model == "auto" {
-        let o = st.router.decide(st, &req, headers, caller.allowed_models()).await?;
+        let o = st.router.decide(st, &req, headers, &caller).await?;
         acct.set_decision(&o.reason, &o.decision);
         Some(o)
     } else {
@@ -276,6 +276,7 @@ async fn handle(
     let model = st.chat_model(&target)?;
     if outcome.is_none() {
         st.check_budget(&target, model.price())?;
+        caller.check_spend(&target, model.price())?;
     }
 
     // A cascade judges the small answer by its token log-probabilities; tool calls have none.
@@ -283,12 +284,18 @@ async fn handle(
     if let Some(o) = outcome.as_ref().filter(|o| o.cascade.is_some() && no_tools) {
         return cascade(st, req, o, acct).await;
     }
-    let decision = outcome.map(|o| o.decision);
+    let mut decision = outcome.map(|o| o.decision);
     if stream {
         let (served, s, accounted) = open_stream(st, &target, &req, acct).await?;
+        if let Some(d) = decision.as_mut() {
+            acct.correct_decision(d, &served);
+        }
         Ok(Reply::Stream { served, decision, stream: s, include_usage: include_usage(&req), accounted })
     } else {
         let (served, mut body) = call_full(st, &target, &req, acct).await?;
+        if let Some(d) = decision.as_mut() {
+            acct.correct_decision(d, &served);
+        }
         if let Some(d) = &decision {
             body.rightmodel = Some(json!({"decision": d}));
         }
@@ -305,7 +312,10 @@ fn chain(st: &SharedState, first: &str, acct: &Accounting) -> Result<Vec<(String
         if !acct.caller().may_use(f) {
             continue;
         }
-        if let Some(fm) = st.chat.get(f).filter(|fm| st.check_budget(f, fm.price()).is_ok()) {
+        let affordable = |fm: &&ChatModel| {
+            st.check_budget(f, fm.price()).is_ok() && acct.caller().check_spend(f, fm.price()).is_ok()
+        };
+        if let Some(fm) = st.chat.get(f).filter(affordable) {
             out.push((f.clone(), fm.clone()));
         }
     }
@@ -347,13 +357,18 @@ async fn call_full(
         match r {
             Ok(mut body) => {
                 body.model = name.clone();
-                if let (Some(u), ChatModel::Upstream(_)) = (body.usage, &model) {
-                    acct.add_usage(u);
+                if let ChatModel::Upstream(_) = &model {
+                    match body.usage {
+                        Some(u) => acct.add_usage(u),
+                        // No usage: the log estimates the cost from the answer's length.
+                        None => acct.add_streamed(body.choices.iter().map(|c| c.message.text().len()).sum()),
+                    }
                 }
                 return Ok((name, body));
             }
             Err(e) if falls_back(&e) => {
                 tracing::warn!("model `{name}` failed: {}; trying the next in its fallback chain", e.message);
+                acct.record_failure(&name, &short_message(&e.message));
                 last = Some(e);
             }
             Err(e) => return Err(e),
@@ -499,6 +514,7 @@ async fn open_stream(
             Ok((s, accounted)) => return Ok((name, s, accounted)),
             Err(e) if falls_back(&e) => {
                 tracing::warn!("model `{name}` failed: {}; trying the next in its fallback chain", e.message);
+                acct.record_failure(&name, &short_message(&e.message));
                 last = Some(e);
             }
             Err(e) => return Err(e),
@@ -568,13 +584,15 @@ fn sse_body(
     accounted: bool,
 ) -> impl Stream<Item = Result<Event, std::convert::Infallible>> + Send {
     async_stream::stream! {
+        let mut reported: Option<Usage> = None;
         while let Some(item) = stream.next().await {
             match item {
                 Ok(mut c) => {
                     c.model = served.clone();
                     if let Some(u) = c.usage {
                         if !accounted {
-                            acct.add_usage(u);
+                            acct.replace_usage(reported, u);
+                            reported = Some(u);
                         }
                         if !include_usage {
                             if c.choices.is_empty() { continue; }

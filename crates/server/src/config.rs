@@ -424,6 +424,9 @@ impl Config {
                 ));
             }
         }
+        if self.server.max_body_bytes < 1024 {
+            return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
         let mut docs = HashSet::new();
         for (i, d) in self.docs.iter().enumerate() {
             if d.name.is_empty() || d.name.starts_with('.') || d.name.contains(['/', '\\', ':']) {
@@ -451,6 +454,19 @@ impl Config {
             check_price(format!("upstream[{i}].output_per_mtok"), u.output_per_mtok)?;
             if !(0.0..=1.0).contains(&u.tier) {
                 return Err(invalid(format!("upstream[{i}].tier"), "must be between 0 and 1"));
+            }
+            // A zero timeout fails every request.
+            for (field, v) in [
+                ("connect_timeout_ms", u.connect_timeout_ms),
+                ("first_token_timeout_ms", u.first_token_timeout_ms),
+                ("total_timeout_ms", u.total_timeout_ms),
+            ] {
+                if v == 0 {
+                    return Err(invalid(format!("upstream[{i}].{field}"), "must be more than 0"));
+                }
+            }
+            if u.max_retries > 10 {
+                return Err(invalid(format!("upstream[{i}].max_retries"), "must be at most 10"));
             }
             for f in &u.fallback {
                 if !self.upstreams.iter().any(|o| &o.name == f) && !self.locals.iter().any(|o| &o.name == f) {
@@ -484,12 +500,20 @@ impl Config {
             }
         }
         let mut key_names = HashSet::new();
+        let mut key_hashes = HashSet::new();
         for (i, k) in self.keys.iter().enumerate() {
             if k.sha256.len() != 64 || !k.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(invalid(format!("key[{i}].sha256"), "must be 64 hex digits (sha256 of the key)"));
             }
             if !key_names.insert(&k.name) {
                 return Err(invalid(format!("key[{i}].name"), format!("key name `{}` is used twice", k.name)));
+            }
+            // Hashes are compared lower-cased: two entries for one key would silently drop one's limits.
+            if !key_hashes.insert(k.sha256.to_ascii_lowercase()) {
+                return Err(invalid(
+                    format!("key[{i}].sha256"),
+                    format!("key `{}` repeats another key's hash", k.name),
+                ));
             }
         }
         if !(self.budget.daily_usd.is_finite() && self.budget.daily_usd >= 0.0) {

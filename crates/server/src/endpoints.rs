@@ -48,12 +48,14 @@ async fn upstream_completion_stream(
     };
     let name = req.model.clone();
     let s = async_stream::stream! {
+        let mut reported: Option<Usage> = None;
         while let Some(item) = chunks.next().await {
             match item {
                 Ok(mut c) => {
                     c.model = name.clone();
                     if let Some(usage) = c.usage {
-                        acct.add_usage(usage);
+                        acct.replace_usage(reported, usage);
+                        reported = Some(usage);
                         if !include_usage {
                             c.usage = None;
                             if c.choices.is_empty() {
@@ -142,7 +144,9 @@ pub async fn completions(
         Ok(m) => m.clone(),
         Err(e) => return fail(acct, e),
     };
-    if let Err(e) = st.check_budget(&req.model, model.price()) {
+    if let Err(e) =
+        st.check_budget(&req.model, model.price()).and_then(|_| caller.check_spend(&req.model, model.price()))
+    {
         return fail(acct, e);
     }
     acct.set_served(&req.model, model.price());

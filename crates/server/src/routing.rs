@@ -311,8 +311,9 @@ impl AutoRouter {
         st: &AppState,
         req: &ChatCompletionRequest,
         headers: &HeaderMap,
-        allowed: Option<Vec<String>>,
+        caller: &crate::auth::Caller,
     ) -> Result<RouteOutcome, ApiError> {
+        let allowed = caller.allowed_models();
         let router = self
             .router
             .clone()
@@ -341,7 +342,14 @@ impl AutoRouter {
             allowed,
         };
         let daily = st.config.budget.daily_usd;
-        let budget = BudgetState { daily_usd: (daily > 0.0).then_some(daily), spent_today_usd: st.spend.today() };
+        let mut budget = BudgetState { daily_usd: (daily > 0.0).then_some(daily), spent_today_usd: st.spend.today() };
+        // The key's own limit steers `auto` the same way when less of it is left than of the gateway's.
+        if let Some((limit, spent)) = caller.spend_limit() {
+            let left = |limit: f64, spent: f64| (1.0 - spent / limit).max(0.0);
+            if budget.daily_usd.is_none_or(|d| left(limit, spent) < left(d, budget.spent_today_usd)) {
+                budget = BudgetState { daily_usd: Some(limit), spent_today_usd: spent };
+            }
+        }
         let d = tokio::task::spawn_blocking(move || router.decide(&rr, &budget))
             .await
             .map_err(|e| ApiError::internal(format!("routing task failed: {e}")))?

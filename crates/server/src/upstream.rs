@@ -82,107 +82,152 @@ impl Upstream {
         body
     }
 
-    async fn send_once(&self, path: &str, body: &Value) -> Attempt<reqwest::Response> {
+    /// One attempt. `header_wait` bounds the wait for the response headers (streams: the upstream
+    /// should answer promptly); `None` leaves it to the caller's deadline: a non-streaming answer's
+    /// headers come only once the whole answer is written, so a slow but working upstream must not be
+    /// taken for a dead one (and asked again, paying for the work twice).
+    async fn send_once(&self, path: &str, body: &Value, header_wait: Option<Duration>) -> Attempt<reqwest::Response> {
         let mut req = self.client.post(self.url(path)).json(body);
         if let Some(k) = &self.api_key {
             req = req.bearer_auth(k);
         }
-        let first = Duration::from_millis(self.config.first_token_timeout_ms);
-        let resp = match tokio::time::timeout(first, req.send()).await {
-            Err(_) => {
-                return Attempt::Retry(
-                    ApiError::new(
-                        ErrorKind::Timeout,
-                        format!("upstream `{}` did not answer within {} ms", self.config.name, first.as_millis()),
-                    ),
-                    None,
-                )
-            }
-            Ok(Err(e)) => {
+        let sent = match header_wait {
+            Some(wait) => match tokio::time::timeout(wait, req.send()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Attempt::Retry(
+                        ApiError::new(
+                            ErrorKind::Timeout,
+                            format!("upstream `{}` did not answer within {} ms", self.config.name, wait.as_millis()),
+                        ),
+                        None,
+                    )
+                }
+            },
+            None => req.send().await,
+        };
+        let resp = match sent {
+            Err(e) => {
                 let kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::BadGateway };
+                // Without the URL: clients must not learn where the upstream lives.
+                let e = e.without_url();
                 return Attempt::Retry(
                     ApiError::new(kind, format!("upstream `{}` unreachable: {}", self.config.name, root_cause(&e))),
                     None,
                 );
             }
-            Ok(Ok(r)) => r,
+            Ok(r) => r,
         };
         let status = resp.status();
         if status.is_success() {
             return Attempt::Done(resp);
         }
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite())
-            .map(|s| Duration::from_secs_f64(s.clamp(0.0, 60.0)));
-        let text = resp.text().await.unwrap_or_default();
-        let upstream_msg = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
-            .unwrap_or_else(|| text.chars().take(300).collect());
-        let msg = format!("upstream `{}` returned {}: {}", self.config.name, status.as_u16(), upstream_msg);
-        match status.as_u16() {
-            429 => Attempt::Retry(ApiError::new(ErrorKind::RateLimited, msg), retry_after),
-            500..=599 => Attempt::Retry(ApiError::new(ErrorKind::BadGateway, msg), retry_after),
-            400 | 404 | 413 | 422 => {
-                let kind = match status.as_u16() {
-                    404 => ErrorKind::NotFound,
+        let retry_after = retry_after(resp.headers());
+        let text = read_capped(resp, ERROR_BODY_MAX).await;
+        self.error_attempt(status.as_u16(), &text, retry_after)
+    }
+
+    /// What an upstream error response means for the client and for the retry loop.
+    ///
+    /// The client sees the upstream's status and, for request errors it can fix (400, 413, 422), the
+    /// upstream's message, `code` and `param`; other upstream messages (5xx, 401/403, 404) describe the
+    /// gateway's own setup or the upstream's internals (URLs, hints about the gateway's key), so they go to
+    /// the log only. 401/403/404 are the gateway's configuration, not the client's request: they count as
+    /// upstream failures (502), so a fallback chain moves on.
+    fn error_attempt(&self, status: u16, text: &str, retry_after: Option<Duration>) -> Attempt<reqwest::Response> {
+        let parsed = serde_json::from_str::<Value>(text).ok();
+        let field = |k: &str| parsed.as_ref().and_then(|v| v.pointer(&format!("/error/{k}"))).and_then(Value::as_str);
+        let upstream_msg = field("message").map(str::to_string).unwrap_or_else(|| text.chars().take(300).collect());
+        let name = &self.config.name;
+        match status {
+            400 | 413 | 422 => {
+                let kind = match status {
                     413 => ErrorKind::PayloadTooLarge,
                     422 => ErrorKind::Unprocessable,
                     _ => ErrorKind::InvalidRequest,
                 };
-                Attempt::Fail(ApiError::new(kind, msg))
+                let mut e = ApiError::new(kind, format!("upstream `{name}` returned {status}: {upstream_msg}"));
+                e.code = field("code").map(str::to_string);
+                e.param = field("param").map(str::to_string);
+                Attempt::Fail(e)
             }
-            _ => Attempt::Fail(ApiError::new(ErrorKind::BadGateway, msg)),
+            _ => {
+                tracing::warn!("upstream `{name}` returned {status}: {upstream_msg}");
+                let msg = format!("upstream `{name}` returned {status}");
+                match status {
+                    429 => Attempt::Retry(ApiError::new(ErrorKind::RateLimited, msg), retry_after),
+                    500..=599 => Attempt::Retry(ApiError::new(ErrorKind::BadGateway, msg), retry_after),
+                    _ => Attempt::Fail(ApiError::new(ErrorKind::BadGateway, msg)),
+                }
+            }
         }
     }
 
-    /// Sends with retries; returns the successful response (headers received, body not yet read).
-    async fn send(&self, path: &str, body: &Value) -> Result<reqwest::Response, ApiError> {
-        let deadline = Instant::now() + Duration::from_millis(self.config.total_timeout_ms);
-        let mut attempt = 0u32;
+    /// Sends with retries until `deadline`, counting attempts in `attempt` (shared with a stream's
+    /// retries before its first event); returns the successful response (headers received, body not
+    /// yet read).
+    async fn send(
+        &self,
+        path: &str,
+        body: &Value,
+        header_wait: Option<Duration>,
+        deadline: Instant,
+        attempt: &mut u32,
+    ) -> Result<reqwest::Response, ApiError> {
         loop {
-            let outcome = match tokio::time::timeout_at(deadline.into(), self.send_once(path, body)).await {
+            let outcome = match tokio::time::timeout_at(deadline.into(), self.send_once(path, body, header_wait)).await
+            {
                 Ok(o) => o,
-                Err(_) => {
-                    return Err(ApiError::new(ErrorKind::Timeout, format!("upstream `{}` timed out", self.config.name)))
-                }
+                Err(_) => return Err(self.timed_out()),
             };
             match outcome {
                 Attempt::Done(r) => return Ok(r),
                 Attempt::Fail(e) => return Err(e),
-                Attempt::Retry(e, after) => {
-                    if attempt >= self.config.max_retries {
-                        // A rate-limited upstream is an upstream failure from our client's view.
-                        return Err(if e.kind == ErrorKind::RateLimited {
-                            ApiError { kind: ErrorKind::BadGateway, ..e }
-                        } else {
-                            e
-                        });
-                    }
-                    attempt += 1;
-                    let backoff = after.unwrap_or_else(|| {
-                        let base = 100.0 * 2f64.powi(attempt as i32 - 1);
-                        Duration::from_millis(rand::thread_rng().gen_range(base * 0.5..=base * 1.5) as u64)
-                    });
-                    if Instant::now() + backoff >= deadline {
-                        return Err(e);
-                    }
-                    tracing::info!("{}; retry {attempt} in {} ms", e.message, backoff.as_millis());
-                    tokio::time::sleep(backoff).await;
-                }
+                Attempt::Retry(e, after) => self.back_off(e, after, deadline, attempt).await?,
             }
         }
     }
 
+    fn timed_out(&self) -> ApiError {
+        ApiError::new(ErrorKind::Timeout, format!("upstream `{}` timed out", self.config.name))
+    }
+
+    /// Waits before retry `attempt + 1`, or gives `e` back when retries or time are used up. A rate
+    /// limit that outlasts the retries is an upstream failure from the client's view (502, so fallback
+    /// chains move on), carrying the upstream's Retry-After.
+    async fn back_off(
+        &self,
+        e: ApiError,
+        after: Option<Duration>,
+        deadline: Instant,
+        attempt: &mut u32,
+    ) -> Result<(), ApiError> {
+        let give_up = |e: ApiError| {
+            if e.kind == ErrorKind::RateLimited {
+                ApiError { kind: ErrorKind::BadGateway, retry_after: after.map(|d| d.as_secs().max(1)), ..e }
+            } else {
+                e
+            }
+        };
+        if *attempt >= self.config.max_retries {
+            return Err(give_up(e));
+        }
+        *attempt += 1;
+        let backoff = after.unwrap_or_else(|| {
+            let base = 100.0 * 2f64.powi(*attempt as i32 - 1);
+            Duration::from_millis(rand::thread_rng().gen_range(base * 0.5..=base * 1.5) as u64)
+        });
+        if Instant::now() + backoff >= deadline {
+            return Err(give_up(e));
+        }
+        tracing::info!("{}; retry {attempt} in {} ms", e.message, backoff.as_millis());
+        tokio::time::sleep(backoff).await;
+        Ok(())
+    }
+
     /// A non-streaming chat completion.
     pub async fn chat(&self, body: Value) -> Result<ChatCompletionResponse, ApiError> {
-        let body = self.upstream_body(body, false);
-        let resp = self.send("chat/completions", &body).await?;
-        let bytes = self.read_body(resp).await?;
+        let bytes = self.call_bytes("chat/completions", body).await?;
         serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::new(
                 ErrorKind::BadGateway,
@@ -193,23 +238,24 @@ impl Upstream {
 
     /// A non-streaming call of any endpoint, returned as JSON (completions, embeddings).
     pub async fn call_json(&self, path: &str, body: Value) -> Result<Value, ApiError> {
-        let body = self.upstream_body(body, false);
-        let resp = self.send(path, &body).await?;
-        let bytes = self.read_body(resp).await?;
+        let bytes = self.call_bytes(path, body).await?;
         serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::new(ErrorKind::BadGateway, format!("upstream `{}` sent invalid JSON: {e}", self.config.name))
         })
     }
 
-    async fn read_body(&self, resp: reqwest::Response) -> Result<Bytes, ApiError> {
-        let total = Duration::from_millis(self.config.total_timeout_ms);
-        match tokio::time::timeout(total, resp.bytes()).await {
+    /// A non-streaming call's body, the whole exchange within `total_timeout_ms`.
+    async fn call_bytes(&self, path: &str, body: Value) -> Result<Bytes, ApiError> {
+        let body = self.upstream_body(body, false);
+        let deadline = Instant::now() + Duration::from_millis(self.config.total_timeout_ms);
+        let resp = self.send(path, &body, None, deadline, &mut 0).await?;
+        match tokio::time::timeout_at(deadline.into(), resp.bytes()).await {
             Ok(Ok(b)) => Ok(b),
             Ok(Err(e)) => Err(ApiError::new(
                 ErrorKind::BadGateway,
-                format!("upstream `{}` broke off: {}", self.config.name, root_cause(&e)),
+                format!("upstream `{}` broke off: {}", self.config.name, root_cause(&e.without_url())),
             )),
-            Err(_) => Err(ApiError::new(ErrorKind::Timeout, format!("upstream `{}` timed out", self.config.name))),
+            Err(_) => Err(self.timed_out()),
         }
     }
 
@@ -225,57 +271,73 @@ impl Upstream {
 
     /// A streaming call to `path` (`chat/completions`, `completions`) whose SSE `data:` events parse as
     /// `T`; the stream ends at `[DONE]`. Errors as for [`Upstream::chat_stream`].
+    ///
+    /// Until its first event arrives nothing has reached the client, so a stream that stalls or breaks
+    /// before then is retried (and then falls back) like a failed request. After it, each event must come
+    /// within `first_token_timeout_ms` (comments such as keep-alives do not count) and the whole stream
+    /// within `total_timeout_ms`. A stream that ends without `[DONE]` after a choice finished ends
+    /// normally; events of unknown shape (e.g. content-filter notes) are skipped.
     pub async fn sse_stream<T: serde::de::DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
         body: Value,
     ) -> Result<impl Stream<Item = Result<T, ApiError>> + Send + 'static, ApiError> {
         let body = self.upstream_body(body, true);
-        let resp = self.send(path, &body).await?;
         let name = self.config.name.clone();
         let idle = Duration::from_millis(self.config.first_token_timeout_ms);
-        let mut bytes = resp.bytes_stream();
+        let deadline = Instant::now() + Duration::from_millis(self.config.total_timeout_ms);
+        let mut attempt = 0u32;
+        let (mut reader, first) = loop {
+            let resp = self.send(path, &body, Some(idle), deadline, &mut attempt).await?;
+            let mut reader = SseReader::new(resp, name.clone());
+            let err = match reader.next_within(idle, deadline).await {
+                Ok(SseItem::Eof) => ApiError::new(
+                    ErrorKind::BadGateway,
+                    format!("upstream `{name}` closed the stream before any event"),
+                ),
+                Ok(first) => break (reader, first),
+                Err(e) => e,
+            };
+            self.back_off(err, None, deadline, &mut attempt).await?;
+        };
         let s = async_stream::stream! {
-            let mut buf: Vec<u8> = Vec::with_capacity(4096);
+            let mut finished = false;
+            let mut next = Some(first);
             loop {
-                let next = match tokio::time::timeout(idle, bytes.next()).await {
-                    Ok(n) => n,
-                    Err(_) => {
-                        yield Err(ApiError::new(ErrorKind::Timeout, format!("upstream `{name}` stalled mid-stream")));
-                        return;
-                    }
+                let item = match next.take() {
+                    Some(i) => i,
+                    None => match reader.next_within(idle, deadline).await {
+                        Ok(i) => i,
+                        Err(e) => {
+                            yield Err(e);
+                            return;
+                        }
+                    },
                 };
-                match next {
-                    None => {
+                let data = match item {
+                    SseItem::Done => return,
+                    SseItem::Eof if finished => return,
+                    SseItem::Eof => {
                         yield Err(ApiError::new(ErrorKind::BadGateway, format!("upstream `{name}` closed the stream before [DONE]")));
                         return;
                     }
-                    Some(Err(e)) => {
-                        yield Err(ApiError::new(ErrorKind::BadGateway, format!("upstream `{name}` died mid-stream: {}", root_cause(&e))));
-                        return;
-                    }
-                    Some(Ok(b)) => buf.extend_from_slice(&b),
+                    SseItem::Data(d) => d,
+                };
+                let Ok(v) = serde_json::from_str::<Value>(&data) else {
+                    yield Err(ApiError::new(ErrorKind::BadGateway, format!("upstream `{name}` sent an invalid stream event")));
+                    return;
+                };
+                if let Some(err) = v.get("error") {
+                    tracing::warn!("upstream `{name}` failed mid-stream: {err}");
+                    yield Err(ApiError::new(ErrorKind::BadGateway, format!("upstream `{name}` failed mid-stream")));
+                    return;
                 }
-                while let Some(end) = find_event_end(&buf) {
-                    let event: Vec<u8> = buf.drain(..end.0 + end.1).collect();
-                    let text = String::from_utf8_lossy(&event[..end.0]);
-                    for line in text.lines() {
-                        let Some(data) = line.strip_prefix("data:") else { continue };
-                        let data = data.trim();
-                        if data == "[DONE]" {
-                            return;
-                        }
-                        match serde_json::from_str::<T>(data) {
-                            Ok(c) => yield Ok(c),
-                            Err(_) => {
-                                let msg = serde_json::from_str::<Value>(data).ok()
-                                    .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
-                                    .unwrap_or_else(|| "invalid stream event".to_string());
-                                yield Err(ApiError::new(ErrorKind::BadGateway, format!("upstream `{name}`: {msg}")));
-                                return;
-                            }
-                        }
-                    }
+                finished |= v.get("choices").and_then(Value::as_array).is_some_and(|cs| {
+                    cs.iter().any(|c| c.get("finish_reason").is_some_and(|f| !f.is_null()))
+                });
+                match T::deserialize(&v) {
+                    Ok(c) => yield Ok(c),
+                    Err(e) => tracing::debug!("upstream `{name}`: skipped a stream event of another shape ({e})"),
                 }
             }
         };
@@ -283,13 +345,158 @@ impl Upstream {
     }
 }
 
-/// Position and length of the first SSE event terminator (`\n\n` or `\r\n\r\n`).
-fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2));
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| (p, 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
+/// Largest upstream error body read (its message is all that is kept).
+const ERROR_BODY_MAX: usize = 64 * 1024;
+
+/// Largest SSE event (or line) accepted from an upstream: a stream that never ends an event must not
+/// grow the gateway's memory without bound.
+const SSE_EVENT_MAX: usize = 8 * 1024 * 1024;
+
+/// Up to `max` bytes of a response body, as text (the rest is not read).
+async fn read_capped(resp: reqwest::Response, max: usize) -> String {
+    let mut body = resp.bytes_stream();
+    let mut out = Vec::new();
+    while let Some(Ok(b)) = body.next().await {
+        out.extend_from_slice(&b);
+        if out.len() >= max {
+            out.truncate(max);
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `Retry-After` (seconds or an HTTP date) or OpenAI's `retry-after-ms`, capped at a minute.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).map(str::trim);
+    let ms = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()).map(|ms| ms / 1000.0);
+    let secs = get("retry-after").and_then(|v| {
+        v.parse::<f64>().ok().or_else(|| {
+            let at = httpdate::parse_http_date(v).ok()?;
+            Some(at.duration_since(std::time::SystemTime::now()).map_or(0.0, |d| d.as_secs_f64()))
+        })
+    });
+    ms.or(secs).filter(|s| s.is_finite()).map(|s| Duration::from_secs_f64(s.clamp(0.0, 60.0)))
+}
+
+/// One item of an SSE stream.
+enum SseItem {
+    /// An event's data (its `data:` lines joined by newlines).
+    Data(String),
+    /// The `[DONE]` sentinel.
+    Done,
+    /// The connection ended (after any last, unterminated event).
+    Eof,
+}
+
+/// Splits an upstream's byte stream into SSE events (lines ending in LF, CRLF or CR, as the SSE
+/// specification allows; comments and other fields ignored).
+struct SseReader {
+    bytes: std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    buf: Vec<u8>,
+    data: String,
+    eof: bool,
+    name: String,
+}
+
+impl SseReader {
+    fn new(resp: reqwest::Response, name: String) -> Self {
+        Self::from_stream(Box::pin(resp.bytes_stream()), name)
+    }
+
+    fn from_stream(bytes: std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>, name: String) -> Self {
+        SseReader { bytes, buf: Vec::new(), data: String::new(), eof: false, name }
+    }
+
+    /// The next item within `idle` (and before `deadline`).
+    async fn next_within(&mut self, idle: Duration, deadline: Instant) -> Result<SseItem, ApiError> {
+        let until = (Instant::now() + idle).min(deadline);
+        match tokio::time::timeout_at(until.into(), self.next()).await {
+            Ok(r) => r,
+            Err(_) if until >= deadline => {
+                Err(ApiError::new(ErrorKind::Timeout, format!("upstream `{}` timed out", self.name)))
+            }
+            Err(_) => Err(ApiError::new(ErrorKind::Timeout, format!("upstream `{}` stalled mid-stream", self.name))),
+        }
+    }
+
+    async fn next(&mut self) -> Result<SseItem, ApiError> {
+        loop {
+            while let Some(line) = self.take_line() {
+                if let Some(item) = self.on_line(&line) {
+                    return Ok(item);
+                }
+            }
+            if self.eof {
+                // A last event without its blank line still counts.
+                if !self.buf.is_empty() {
+                    let line = String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned();
+                    if let Some(item) = self.on_line(&line) {
+                        return Ok(item);
+                    }
+                }
+                return Ok(self.on_line("").unwrap_or(SseItem::Eof));
+            }
+            match self.bytes.next().await {
+                None => self.eof = true,
+                Some(Ok(b)) => {
+                    self.buf.extend_from_slice(&b);
+                    if self.buf.len() > SSE_EVENT_MAX {
+                        return Err(self.too_large());
+                    }
+                }
+                Some(Err(e)) => {
+                    return Err(ApiError::new(
+                        ErrorKind::BadGateway,
+                        format!("upstream `{}` died mid-stream: {}", self.name, root_cause(&e.without_url())),
+                    ))
+                }
+            }
+        }
+    }
+
+    fn too_large(&self) -> ApiError {
+        ApiError::new(ErrorKind::BadGateway, format!("upstream `{}` sent a stream event over 8 MiB", self.name))
+    }
+
+    /// The next whole line of the buffer, without its ending. A CR at the very end waits for more
+    /// bytes (it may be the first half of CRLF) unless the stream has ended.
+    fn take_line(&mut self) -> Option<String> {
+        let pos = self.buf.iter().position(|&b| b == b'\n' || b == b'\r')?;
+        let end = if self.buf[pos] == b'\r' {
+            match self.buf.get(pos + 1) {
+                Some(b'\n') => pos + 2,
+                Some(_) => pos + 1,
+                None if self.eof => pos + 1,
+                None => return None,
+            }
+        } else {
+            pos + 1
+        };
+        let line = String::from_utf8_lossy(&self.buf[..pos]).into_owned();
+        self.buf.drain(..end);
+        Some(line)
+    }
+
+    /// Feeds one line; a blank line ends the event and yields its data, if it had any.
+    fn on_line(&mut self, line: &str) -> Option<SseItem> {
+        if line.is_empty() {
+            if self.data.is_empty() {
+                return None;
+            }
+            let data = std::mem::take(&mut self.data);
+            return Some(if data.trim() == "[DONE]" { SseItem::Done } else { SseItem::Data(data) });
+        }
+        if let Some(d) = line.strip_prefix("data:") {
+            if !self.data.is_empty() {
+                self.data.push('\n');
+            }
+            self.data.push_str(d.strip_prefix(' ').unwrap_or(d));
+            if self.data.len() > SSE_EVENT_MAX {
+                self.data.clear();
+            }
+        }
+        None
     }
 }
 
@@ -307,10 +514,43 @@ fn root_cause(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
+    /// Every item of `chunks` read as one SSE stream.
+    fn read_all(chunks: &[&str]) -> Vec<String> {
+        let items: Vec<reqwest::Result<Bytes>> = chunks.iter().map(|c| Ok(Bytes::from(c.to_string()))).collect();
+        let mut r = SseReader::from_stream(Box::pin(futures::stream::iter(items)), "t".into());
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut out = Vec::new();
+        loop {
+            match rt.block_on(r.next()).unwrap() {
+                SseItem::Data(d) => out.push(d),
+                SseItem::Done => out.push("[DONE]".into()),
+                SseItem::Eof => return out,
+            }
+        }
+    }
+
     #[test]
-    fn finds_sse_boundaries() {
-        assert_eq!(find_event_end(b"data: x\n\ndata: y"), Some((7, 2)));
-        assert_eq!(find_event_end(b"data: x\r\n\r\n"), Some((7, 4)));
-        assert_eq!(find_event_end(b"data: x\n"), None);
+    fn sse_events_split_on_any_line_ending_and_across_chunks() {
+        let want = vec!["{\"a\":1}".to_string(), "{\"b\":2}".into(), "[DONE]".into()];
+        assert_eq!(read_all(&["data: {\"a\":1}\n\ndata: {\"b\":2}\n\ndata: [DONE]\n\n"]), want);
+        assert_eq!(read_all(&["data: {\"a\":1}\r\n\r\n", "data:{\"b\":2}\r\n\r\ndata: [DONE]\r\n\r\n"]), want);
+        assert_eq!(read_all(&["data: {\"a\":1}\r\rdata: {\"b\":2}\r", "\rdata: [DONE]\r\r"]), want);
+        assert_eq!(
+            read_all(&["da", "ta: {\"a\"", ":1}\n", "\n: keep-alive\n\ndata: {\"b\":2}\n\ndata: [DONE]\n"]),
+            want
+        );
+        // A last event without its blank line, and a stream that simply ends.
+        assert_eq!(read_all(&["data: {\"a\":1}\n\ndata: {\"b\":2}"]), want[..2].to_vec());
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_dates_and_milliseconds() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after", "Thu, 31 Dec 2099 23:59:59 GMT".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(60)));
+        h.insert("retry-after-ms", "250".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
     }
 }
