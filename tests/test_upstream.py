@@ -525,3 +525,46 @@ def test_unusable_router_weights_in_the_home_do_not_stop_the_gateway(tmp_path, p
         assert any("cannot use these router weights" in line for line in s.stderr_lines)
     finally:
         s.stop()
+
+
+def test_concurrent_requests_cannot_overrun_a_key_limit(tmp_path, proxy):
+    """Running paid requests hold their likely cost against the key's limit: of 8 concurrent slow calls only
+    as many start as the limit covers (the rest get 429 insufficient_quota), instead of all of them."""
+    import concurrent.futures
+    import hashlib
+
+    cfg = f"""
+[[upstream]]
+name = "pricey"
+base_url = "http://127.0.0.1:{proxy.port}/v1"
+model = "gemma3-270m"
+input_per_mtok = 2000.0
+output_per_mtok = 8000.0
+
+[[key]]
+name = "team"
+sha256 = "{hashlib.sha256(b'sk-team').hexdigest()}"
+daily_spend_usd = 5.0
+"""
+    s = Server(tmp_path, cfg, "key-limit")
+    try:
+        proxy.mode = {"kind": "delay", "seconds": 1.5}
+        c = openai.OpenAI(base_url=s.url("/v1"), api_key="sk-team", max_retries=0, timeout=60)
+
+        def call(_):
+            try:
+                c.chat.completions.create(model="pricey", messages=MSG, max_tokens=4)
+                return 200
+            except openai.RateLimitError as e:
+                assert e.body["code"] == "insufficient_quota", e.body
+                return 429
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(call, range(8)))
+        # Each call holds ~$2.06 (a 256-token answer at $8,000/Mtok): at most 3 fit under $5.
+        assert 1 <= got.count(200) <= 3 and got.count(429) >= 5, got
+        rows = s.logs()
+        assert sum(r["cost_usd"] for r in rows) < 5.0
+    finally:
+        proxy.mode = {"kind": "pass"}
+        s.stop()

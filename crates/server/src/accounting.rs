@@ -26,6 +26,8 @@ pub struct Accounting {
     streamed_chars: u64,
     /// Models of a fallback chain that failed before one served: `{"model", "error"}`.
     failed: Vec<Value>,
+    /// Dollars held against the gateway's and the key's limits while the request runs.
+    held_usd: f64,
 }
 
 impl Accounting {
@@ -49,6 +51,7 @@ impl Accounting {
             prompt_estimate: 0,
             streamed_chars: 0,
             failed: Vec::new(),
+            held_usd: 0.0,
         }
     }
 
@@ -120,6 +123,23 @@ impl Accounting {
         }
         self.row.served_model = model.to_string();
         self.price = price;
+        // Hold this call's likely cost against the limits while it runs, so concurrent requests cannot
+        // all pass a nearly spent budget (prompt estimate and a typical 256-token answer).
+        self.release_hold();
+        let hold = price.cost(self.prompt_estimate, HELD_OUTPUT_TOKENS);
+        if hold > 0.0 {
+            self.state.spend.reserve(hold);
+            self.caller.reserve(hold);
+            self.held_usd = hold;
+        }
+    }
+
+    fn release_hold(&mut self) {
+        if self.held_usd > 0.0 {
+            self.state.spend.release(self.held_usd);
+            self.caller.release(self.held_usd);
+            self.held_usd = 0.0;
+        }
     }
 
     /// Records an estimate of the prompt's tokens, charged if the client leaves before the served model
@@ -178,6 +198,7 @@ impl Accounting {
             return;
         }
         self.done = true;
+        self.release_hold();
         let mut error = error;
         // A paid model that reported no usage (the client left first, the upstream broke off mid-stream,
         // or it never sends usage) still bills the call: charge an estimate (4 characters per token)
@@ -238,6 +259,9 @@ impl Drop for Accounting {
         self.write(499, Some("client closed the connection".into()));
     }
 }
+
+/// Answer tokens assumed when holding a running request's cost against the limits.
+const HELD_OUTPUT_TOKENS: u64 = 256;
 
 /// Longest requested model name kept in a log row (the request may carry any string there).
 const MODEL_MAX_CHARS: usize = 256;

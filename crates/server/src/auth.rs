@@ -84,7 +84,7 @@ impl Caller {
     /// 429 when the key has spent its daily limit and `model` is paid (free models still serve).
     pub fn check_spend(&self, model: &str, price: rightmodel_core::Price) -> Result<(), ApiError> {
         let Some(k) = &self.key else { return Ok(()) };
-        if price.is_free() || k.config.daily_spend_usd <= 0.0 || k.spend.today() < k.config.daily_spend_usd {
+        if price.is_free() || k.config.daily_spend_usd <= 0.0 || k.spend.committed() < k.config.daily_spend_usd {
             return Ok(());
         }
         Err(ApiError::new(
@@ -102,6 +102,20 @@ impl Caller {
     pub fn spend_limit(&self) -> Option<(f64, f64)> {
         let k = self.key.as_ref()?;
         (k.config.daily_spend_usd > 0.0).then(|| (k.config.daily_spend_usd, k.spend.today()))
+    }
+
+    /// Holds `usd` against the key's limit while a paid request runs (see [`crate::budget::SpendCounter`]).
+    pub fn reserve(&self, usd: f64) {
+        if let Some(k) = &self.key {
+            k.spend.reserve(usd);
+        }
+    }
+
+    /// Releases a hold made with [`Caller::reserve`].
+    pub fn release(&self, usd: f64) {
+        if let Some(k) = &self.key {
+            k.spend.release(usd);
+        }
     }
 
     /// Records `usd` spent against the key's daily limit.

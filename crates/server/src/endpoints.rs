@@ -149,15 +149,15 @@ pub async fn completions(
     {
         return fail(acct, e);
     }
-    acct.set_served(&req.model, model.price());
-    let id = acct.id().to_string();
-    let stream = req.sampling.stream.unwrap_or(false);
-    acct.set_stream(stream);
     let prompt_chars: usize = match &req.prompt {
         rightmodel_core::wire::PromptInput::One(p) => p.len(),
         rightmodel_core::wire::PromptInput::Many(ps) => ps.iter().map(String::len).sum(),
     };
     acct.set_prompt_estimate((prompt_chars as u64).div_ceil(4));
+    acct.set_served(&req.model, model.price());
+    let id = acct.id().to_string();
+    let stream = req.sampling.stream.unwrap_or(false);
+    acct.set_stream(stream);
     match model {
         ChatModel::Upstream(u) => {
             if stream {

@@ -114,7 +114,7 @@ impl AppState {
     /// free (local) models serve, whether `auto` chose them or the client named one.
     pub fn check_budget(&self, name: &str, price: rightmodel_core::Price) -> Result<(), ApiError> {
         let daily = self.config.budget.daily_usd;
-        if price.is_free() || daily <= 0.0 || self.spend.today() < daily {
+        if price.is_free() || daily <= 0.0 || self.spend.committed() < daily {
             return Ok(());
         }
         Err(ApiError::new(
