@@ -381,7 +381,24 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-        Self::parse(&text, &path.display().to_string())
+        let mut cfg = Self::parse(&text, &path.display().to_string())?;
+        cfg.resolve_paths(path.parent().unwrap_or(Path::new("")));
+        Ok(cfg)
+    }
+
+    /// Makes relative paths (request log, router, classifier and collection folders) relative to the
+    /// config file's folder, not to wherever the server happens to be started: a service started from
+    /// another working directory would otherwise open a new, empty log and forget the day's spend.
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        self.server.log_path.iter_mut().for_each(fix);
+        self.route.router_dir.iter_mut().for_each(fix);
+        self.classifiers.iter_mut().filter_map(|c| c.path.as_mut()).for_each(fix);
+        self.docs.iter_mut().filter_map(|d| d.path.as_mut()).for_each(fix);
     }
 
     /// Parses and validates TOML text; `origin` names it in errors.
@@ -540,6 +557,15 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn relative_paths_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gw.toml");
+        std::fs::write(&file, "[server]\nlog_path = \"state/rm.db\"\n").unwrap();
+        let cfg = super::Config::load(&file).unwrap();
+        assert_eq!(cfg.server.log_path.unwrap(), dir.path().join("state/rm.db"));
+    }
+
     use super::*;
 
     #[test]
