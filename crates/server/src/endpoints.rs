@@ -417,11 +417,24 @@ pub async fn healthz(State(st): State<SharedState>) -> Response {
     if st.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "shutting_down"}))).into_response();
     }
-    Json(serde_json::json!({"status": "ok", "models": st.chat.keys().collect::<Vec<_>>()})).into_response()
+    let log = st.log.stats();
+    let (pending, dropped) = (
+        log.pending.load(std::sync::atomic::Ordering::Relaxed),
+        log.dropped.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    Json(serde_json::json!({
+        "status": "ok",
+        "models": st.chat.keys().collect::<Vec<_>>(),
+        "request_log": {"rows_pending": pending, "rows_dropped": dropped},
+    }))
+    .into_response()
 }
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(st): State<SharedState>) -> Response {
+    let log = st.log.stats();
+    st.metrics.log_pending.set(log.pending.load(std::sync::atomic::Ordering::Relaxed) as i64);
+    st.metrics.log_dropped.set(log.dropped.load(std::sync::atomic::Ordering::Relaxed) as i64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
 }
 

@@ -20,6 +20,10 @@ pub struct Metrics {
     pub decisions: IntCounterVec,
     /// Requests in flight.
     pub in_flight: IntGauge,
+    /// Request-log rows waiting for the database (locked, disk full).
+    pub log_pending: IntGauge,
+    /// Request-log rows given up on since the start.
+    pub log_dropped: IntGauge,
 }
 
 const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -61,6 +65,10 @@ impl Metrics {
         .expect("static metric definition");
         let in_flight =
             IntGauge::new("rightmodel_in_flight_requests", "Requests in flight").expect("static metric definition");
+        let log_pending = IntGauge::new("rightmodel_log_rows_pending", "Request-log rows waiting for the database")
+            .expect("static metric definition");
+        let log_dropped = IntGauge::new("rightmodel_log_rows_dropped", "Request-log rows given up on since the start")
+            .expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -69,10 +77,12 @@ impl Metrics {
             Box::new(cost.clone()),
             Box::new(decisions.clone()),
             Box::new(in_flight.clone()),
+            Box::new(log_pending.clone()),
+            Box::new(log_dropped.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
-        Metrics { registry, requests, latency, ttft, tokens, cost, decisions, in_flight }
+        Metrics { registry, requests, latency, ttft, tokens, cost, decisions, in_flight, log_pending, log_dropped }
     }
 
     /// The Prometheus text exposition.

@@ -4,9 +4,13 @@
 //! transactions (WAL, `synchronous=FULL`), so the request path never waits on disk and a crash loses no
 //! committed row. On shutdown the writer drains the channel before it exits.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::{params, Connection};
 use serde::Serialize;
@@ -109,6 +113,16 @@ pub struct RequestLog {
     tx: Option<Sender<LogRow>>,
     writer: Option<JoinHandle<()>>,
     path: PathBuf,
+    stats: Arc<LogStats>,
+}
+
+/// How the writer is doing, for `/metrics` and `/healthz`.
+#[derive(Debug, Default)]
+pub struct LogStats {
+    /// Rows waiting for the database (queued behind a lock or a full disk).
+    pub pending: AtomicU64,
+    /// Rows given up on since the start.
+    pub dropped: AtomicU64,
 }
 
 impl RequestLog {
@@ -117,11 +131,18 @@ impl RequestLog {
         let conn = open(path)?;
         let (tx, rx) = channel();
         let p = path.to_path_buf();
+        let stats = Arc::new(LogStats::default());
+        let st = stats.clone();
         let writer = std::thread::Builder::new()
             .name("rightmodel-log".into())
-            .spawn(move || write_loop(conn, rx, &p))
+            .spawn(move || write_loop(conn, rx, &p, &st))
             .map_err(|source| LogError::Io { path: path.display().to_string(), source })?;
-        Ok(RequestLog { tx: Some(tx), writer: Some(writer), path: path.to_path_buf() })
+        Ok(RequestLog { tx: Some(tx), writer: Some(writer), path: path.to_path_buf(), stats })
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &LogStats {
+        &self.stats
     }
 
     /// Queues a row; never blocks.
@@ -244,38 +265,127 @@ impl Drop for RequestLog {
     }
 }
 
-fn write_loop(mut conn: Connection, rx: Receiver<LogRow>, path: &Path) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-            if batch.len() >= 512 {
-                break;
+/// Rows kept in memory while the database cannot take them (locked, disk full); beyond it the oldest
+/// are dropped and counted.
+const PENDING_MAX: usize = 100_000;
+
+/// Rows per transaction.
+const BATCH_MAX: usize = 512;
+
+/// Longest wait between retries of rows the database refused.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Writes queued rows in batches. Rows the database refuses (it is locked by another process, the disk
+/// is full) stay queued and are retried with growing pauses until they are written, so an operator's
+/// long transaction or a full disk loses nothing once it is over; only beyond [`PENDING_MAX`] rows are
+/// the oldest dropped (counted in [`LogStats::dropped`] and logged). A row that fails alone while the
+/// others of its batch are written is bad in itself (it is logged and dropped, not retried forever).
+fn write_loop(mut conn: Connection, rx: Receiver<LogRow>, path: &Path, stats: &LogStats) {
+    let mut pending: VecDeque<LogRow> = VecDeque::new();
+    let mut pause = Duration::from_millis(100);
+    let mut open = true;
+    while open || !pending.is_empty() {
+        // Wait for rows; while some are waiting to be retried, wake up to retry them.
+        let next = if pending.is_empty() {
+            rx.recv().ok()
+        } else {
+            match rx.recv_timeout(pause) {
+                Ok(r) => Some(r),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => None,
             }
+        };
+        match next {
+            Some(r) => pending.push_back(r),
+            None if pending.is_empty() => break,
+            None => {}
         }
-        // Retry a failing batch a few times (e.g. a transient lock) before reporting it.
-        let mut attempts = 0;
         loop {
-            match insert(&mut conn, &batch) {
-                Ok(()) => break,
-                Err(e) if attempts < 3 => {
-                    attempts += 1;
-                    tracing::warn!("request log {}: {e}; retrying", path.display());
-                    std::thread::sleep(std::time::Duration::from_millis(50 * attempts));
-                }
-                Err(e) => {
-                    // One bad row must not sink the others: write the batch row by row, keeping what fits.
-                    let lost: Vec<&LogRow> =
-                        batch.iter().filter(|r| insert(&mut conn, std::slice::from_ref(*r)).is_err()).collect();
-                    if !lost.is_empty() {
-                        let ids: Vec<&str> = lost.iter().map(|r| r.id.as_str()).collect();
-                        tracing::error!("request log {}: {e}; rows not written: {}", path.display(), ids.join(", "));
-                    }
+            match rx.try_recv() {
+                Ok(r) => pending.push_back(r),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    open = false;
                     break;
                 }
             }
         }
+        while pending.len() > PENDING_MAX {
+            if let Some(r) = pending.pop_front() {
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("request log {}: {PENDING_MAX} rows waiting; dropped row {}", path.display(), r.id);
+            }
+        }
+        let ok = flush(&mut conn, &mut pending, path, stats);
+        stats.pending.store(pending.len() as u64, Ordering::Relaxed);
+        if ok {
+            pause = Duration::from_millis(100);
+        } else if !open {
+            // Shutting down: a few more tries, then say which rows are lost.
+            for _ in 0..3 {
+                std::thread::sleep(pause);
+                if flush(&mut conn, &mut pending, path, stats) {
+                    break;
+                }
+            }
+            if !pending.is_empty() {
+                let ids: Vec<&str> = pending.iter().map(|r| r.id.as_str()).collect();
+                tracing::error!("request log {}: rows not written at shutdown: {}", path.display(), ids.join(", "));
+                stats.dropped.fetch_add(pending.len() as u64, Ordering::Relaxed);
+                pending.clear();
+            }
+        } else {
+            pause = (pause * 2).min(RETRY_MAX);
+        }
     }
+}
+
+/// Writes the waiting rows, a batch at a time; true when none is left. A failing batch is retried row
+/// by row: rows that go in are done, and if some did, the ones that did not are bad rows (dropped);
+/// if none did, the database is unavailable and every row stays for the next try.
+fn flush(conn: &mut Connection, pending: &mut VecDeque<LogRow>, path: &Path, stats: &LogStats) -> bool {
+    while !pending.is_empty() {
+        let n = pending.len().min(BATCH_MAX);
+        let batch = &pending.make_contiguous()[..n];
+        match insert(conn, batch) {
+            Ok(()) => {
+                pending.drain(..n);
+            }
+            Err(e) => {
+                // A locked database or a full disk refuses every row alike (and each try may wait out the
+                // busy timeout): wait for the next round instead of trying row by row.
+                if unavailable(&e) {
+                    tracing::warn!("request log {}: {e}; {} rows wait for a retry", path.display(), pending.len());
+                    return false;
+                }
+                let results: Vec<bool> = batch.iter().map(|r| insert(conn, std::slice::from_ref(r)).is_ok()).collect();
+                if !results.iter().any(|&ok| ok) {
+                    tracing::warn!("request log {}: {e}; {} rows wait for a retry", path.display(), pending.len());
+                    return false;
+                }
+                let mut i = 0;
+                pending.retain(|r| {
+                    let keep = i >= n;
+                    if !keep && !results[i] {
+                        stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!("request log {}: row {} cannot be written: {e}", path.display(), r.id);
+                    }
+                    i += 1;
+                    keep
+                });
+            }
+        }
+    }
+    true
+}
+
+/// Whether `e` says the database as a whole cannot take writes now (as opposed to one bad row).
+fn unavailable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen | ReadOnly | OutOfMemory)
+    )
 }
 
 fn insert(conn: &mut Connection, rows: &[LogRow]) -> rusqlite::Result<()> {
@@ -314,6 +424,27 @@ fn insert(conn: &mut Connection, rows: &[LogRow]) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_refused_while_another_process_holds_the_lock_are_written_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        let log = RequestLog::open(&path).unwrap();
+        let row = |i: i64| LogRow { id: format!("r{i}"), ts_ms: i, endpoint: "/v1/x".into(), ..Default::default() };
+        // Another connection (an operator pruning by hand) holds the write lock for longer than the
+        // writer's busy timeout.
+        let blocker = Connection::open(&path).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        for i in 0..5 {
+            log.record(row(i));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(6500));
+        assert!(log.stats().pending.load(Ordering::Relaxed) >= 1, "rows wait while the lock is held");
+        assert!(RequestLog::read(&path, 0, 100).unwrap().is_empty());
+        blocker.execute_batch("COMMIT").unwrap();
+        drop(log);
+        assert_eq!(RequestLog::read(&path, 0, 100).unwrap().len(), 5, "every row written once the lock ended");
+    }
 
     #[test]
     fn rows_survive_drop_and_read_back_in_order() {
