@@ -95,7 +95,7 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
         None => None,
     };
     let path = log_path(&config);
-    let log = RequestLog::open(&path)?;
+    let log = RequestLog::open_with_retention(&path, config.server.log_retention_days)?;
     let (spent_total, spent_by_key) = RequestLog::spend_since(&path, start_of_day_ms())?;
     let spend = SpendCounter::default();
     spend.add(spent_total);

@@ -85,6 +85,8 @@ pub struct ServerSection {
     pub max_body_bytes: usize,
     /// Request log database (default `$RIGHTMODEL_HOME/rightmodel.db`).
     pub log_path: Option<PathBuf>,
+    /// Days of request-log rows kept; older ones are deleted hourly (default: all are kept).
+    pub log_retention_days: Option<u32>,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_secs: u64,
     /// Embedding requests in flight (waiting for or inside a shared encoder call) before 429.
@@ -98,6 +100,7 @@ impl Default for ServerSection {
             port: 8080,
             max_body_bytes: 4 * 1024 * 1024,
             log_path: None,
+            log_retention_days: None,
             shutdown_grace_secs: 30,
             max_embed_concurrency: 64,
         }
@@ -440,6 +443,9 @@ impl Config {
                     "a routed classifier needs an [embedding] model",
                 ));
             }
+        }
+        if self.server.log_retention_days == Some(0) {
+            return Err(invalid("server.log_retention_days", "must be at least 1 (leave it out to keep every row)"));
         }
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));

@@ -128,6 +128,12 @@ pub struct LogStats {
 impl RequestLog {
     /// Opens (creating if needed) the database and starts the writer.
     pub fn open(path: &Path) -> Result<Self, LogError> {
+        Self::open_with_retention(path, None)
+    }
+
+    /// Like [`RequestLog::open`]; with `keep_days`, rows older than that are deleted at start and hourly
+    /// (a busy gateway writes gigabytes a month otherwise).
+    pub fn open_with_retention(path: &Path, keep_days: Option<u32>) -> Result<Self, LogError> {
         let conn = open(path)?;
         let (tx, rx) = channel();
         let p = path.to_path_buf();
@@ -135,7 +141,7 @@ impl RequestLog {
         let st = stats.clone();
         let writer = std::thread::Builder::new()
             .name("rightmodel-log".into())
-            .spawn(move || write_loop(conn, rx, &p, &st))
+            .spawn(move || write_loop(conn, rx, &p, &st, keep_days))
             .map_err(|source| LogError::Io { path: path.display().to_string(), source })?;
         Ok(RequestLog { tx: Some(tx), writer: Some(writer), path: path.to_path_buf(), stats })
     }
@@ -269,6 +275,19 @@ impl Drop for RequestLog {
 /// are dropped and counted.
 const PENDING_MAX: usize = 100_000;
 
+/// How often rows past the retention period are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes rows older than `days` (a failure is logged and tried again at the next round).
+fn prune(conn: &Connection, days: u32, path: &Path) {
+    let cutoff = chrono::Utc::now().timestamp_millis() - i64::from(days) * 86_400_000;
+    match conn.execute("DELETE FROM requests WHERE ts_ms < ?1", [cutoff]) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("request log {}: deleted {n} rows older than {days} days", path.display()),
+        Err(e) => tracing::warn!("request log {}: could not delete old rows: {e}", path.display()),
+    }
+}
+
 /// Rows per transaction.
 const BATCH_MAX: usize = 512;
 
@@ -280,11 +299,18 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// long transaction or a full disk loses nothing once it is over; only beyond [`PENDING_MAX`] rows are
 /// the oldest dropped (counted in [`LogStats::dropped`] and logged). A row that fails alone while the
 /// others of its batch are written is bad in itself (it is logged and dropped, not retried forever).
-fn write_loop(mut conn: Connection, rx: Receiver<LogRow>, path: &Path, stats: &LogStats) {
+fn write_loop(mut conn: Connection, rx: Receiver<LogRow>, path: &Path, stats: &LogStats, keep_days: Option<u32>) {
     let mut pending: VecDeque<LogRow> = VecDeque::new();
     let mut pause = Duration::from_millis(100);
     let mut open = true;
+    let mut pruned: Option<std::time::Instant> = None;
     while open || !pending.is_empty() {
+        if let Some(days) = keep_days {
+            if pruned.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                prune(&conn, days, path);
+                pruned = Some(std::time::Instant::now());
+            }
+        }
         // Wait for rows; while some are waiting to be retried, wake up to retry them.
         let next = if pending.is_empty() {
             rx.recv().ok()
@@ -444,6 +470,22 @@ mod tests {
         blocker.execute_batch("COMMIT").unwrap();
         drop(log);
         assert_eq!(RequestLog::read(&path, 0, 100).unwrap().len(), 5, "every row written once the lock ended");
+    }
+
+    #[test]
+    fn rows_past_the_retention_period_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        let now = chrono::Utc::now().timestamp_millis();
+        {
+            let log = RequestLog::open(&path).unwrap();
+            for (i, age_days) in [40, 10, 0].into_iter().enumerate() {
+                log.record(LogRow { id: format!("r{i}"), ts_ms: now - age_days * 86_400_000, ..Default::default() });
+            }
+        }
+        drop(RequestLog::open_with_retention(&path, Some(30)).unwrap());
+        let ids: Vec<String> = RequestLog::read(&path, 0, 10).unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, ["r1", "r2"]);
     }
 
     #[test]
