@@ -373,3 +373,34 @@ def test_graceful_shutdown_drains_streams(tmp_path):
     assert rc == 0
     rows = s.logs()
     assert rows and rows[-1]["status"] == 200
+
+
+def test_requests_cut_by_the_end_of_the_grace_period_say_so(tmp_path):
+    """A stream still running when the shutdown grace period ends gets an error event (not a silent cut), and
+    its log row says 503 (the server ended it), not 499 (a client that left)."""
+    import threading
+    import time
+
+    s = Server(tmp_path, "[server]\nshutdown_grace_secs = 1\n" + LOCAL, "cut")
+    c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
+    result = {}
+
+    def consume():
+        try:
+            for _ in c.chat.completions.create(
+                model="gemma3-270m", messages=[{"role": "user", "content": "Tell a long story."}],
+                max_tokens=900, temperature=0.7, stream=True,
+            ):
+                pass
+            result["outcome"] = "finished"
+        except openai.APIError as e:
+            result["outcome"] = str(e)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    time.sleep(0.8)
+    s.stop()
+    t.join(timeout=60)
+    assert "shutting down" in result.get("outcome", ""), result
+    rows = s.logs()
+    assert rows and rows[-1]["status"] == 503, rows[-1:]

@@ -80,6 +80,11 @@ impl Accounting {
         &self.row.id
     }
 
+    /// The server's state.
+    pub fn state(&self) -> &SharedState {
+        &self.state
+    }
+
     /// Who is calling (anonymous until [`Accounting::set_caller`]).
     pub fn caller(&self) -> &Caller {
         &self.caller
@@ -254,8 +259,13 @@ impl Accounting {
 }
 
 impl Drop for Accounting {
-    /// A request dropped before it finished was abandoned by its client (499, as nginx logs it).
+    /// A request dropped before it finished was abandoned by its client (499, as nginx logs it), or cut
+    /// by the end of the shutdown grace period (503).
     fn drop(&mut self) {
+        if *self.state.aborting.borrow() {
+            self.write(503, Some("the server shut down before the request finished".into()));
+            return;
+        }
         self.write(499, Some("client closed the connection".into()));
     }
 }

@@ -126,6 +126,7 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
         metrics: Metrics::new(),
         spend,
         shutting_down: AtomicBool::new(false),
+        aborting: tokio::sync::watch::channel(false).0,
     })
 }
 
@@ -173,7 +174,11 @@ pub async fn serve(state: SharedState) -> Result<(), ServeError> {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             tokio::time::sleep(grace).await;
-        } => tracing::warn!("shutdown grace period over; closing remaining connections"),
+            // Let the requests still running say so (streams send an error event) before closing.
+            tracing::warn!("shutdown grace period over; cutting the requests still running");
+            state.aborting.send_replace(true);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        } => tracing::warn!("closed the remaining connections"),
     }
     Ok(())
 }

@@ -583,9 +583,26 @@ fn sse_body(
     include_usage: bool,
     accounted: bool,
 ) -> impl Stream<Item = Result<Event, std::convert::Infallible>> + Send {
+    let mut aborting = acct.state().aborting.subscribe();
     async_stream::stream! {
         let mut reported: Option<Usage> = None;
-        while let Some(item) = stream.next().await {
+        loop {
+            // The end of the shutdown grace period cuts the stream with an error event, not silently.
+            let next = tokio::select! {
+                biased;
+                _ = aborting.wait_for(|a| *a) => None,
+                item = stream.next() => Some(item),
+            };
+            let item = match next {
+                None => {
+                    let e = ApiError::new(ErrorKind::Unavailable, "The server is shutting down; the answer was cut short.");
+                    yield Ok(Event::default().event("error").data(serde_json::to_string(&e.body()).unwrap_or_default()));
+                    acct.finish(503, Some(e.message));
+                    return;
+                }
+                Some(None) => break,
+                Some(Some(item)) => item,
+            };
             match item {
                 Ok(mut c) => {
                     c.model = served.clone();

@@ -86,6 +86,9 @@ pub struct AppState {
     pub embed_permits: Arc<Semaphore>,
     /// Set when shutdown begins; new requests get 503.
     pub shutting_down: AtomicBool,
+    /// Turns true when the shutdown grace period is over and requests still running are cut: streams
+    /// end with an error event, and their log rows say 503 (not a client that left).
+    pub aborting: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
