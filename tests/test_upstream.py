@@ -202,6 +202,11 @@ def test_connection_reset_is_retried_then_502(gw, proxy):
 def test_dead_upstream_falls_back(gw):
     r = gw.chat.completions.with_raw_response.create(model="dead", messages=MSG, max_tokens=4)
     assert r.headers["x-rightmodel-model"] == "small"
+    # Text completions follow the same chain, streamed or not, and name the model that answered.
+    r = gw.completions.with_raw_response.create(model="dead", prompt="The capital of France is", max_tokens=4)
+    assert r.headers["x-rightmodel-model"] == "small" and r.parse().model == "small"
+    chunks = list(gw.completions.create(model="dead", prompt="The capital of France is", max_tokens=4, stream=True))
+    assert chunks and all(c.model == "small" for c in chunks)
 
 
 def test_first_token_timeout_is_504(gw, proxy):

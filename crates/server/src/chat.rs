@@ -98,7 +98,7 @@ pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
 }
 
 /// Whether a failure should move on to the next model of a fallback chain.
-fn falls_back(e: &ApiError) -> bool {
+pub(crate) fn falls_back(e: &ApiError) -> bool {
     matches!(e.kind, ErrorKind::BadGateway | ErrorKind::Timeout | ErrorKind::Unavailable | ErrorKind::Internal)
 }
 
@@ -305,7 +305,7 @@ async fn handle(
 
 /// The fallback chain of `first`: itself, then those of its configured fallbacks the caller's key may use
 /// and the day's budget allows (a spent budget leaves only free ones).
-fn chain(st: &SharedState, first: &str, acct: &Accounting) -> Result<Vec<(String, ChatModel)>, ApiError> {
+pub(crate) fn chain(st: &SharedState, first: &str, acct: &Accounting) -> Result<Vec<(String, ChatModel)>, ApiError> {
     let m = st.chat_model(first)?.clone();
     let mut out = vec![(first.to_string(), m.clone())];
     for f in m.fallbacks() {

@@ -7,7 +7,7 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use rightmodel_core::wire::{
     CompletionChoice, CompletionLogprobs, CompletionRequest, CompletionResponse, EmbeddingData, EmbeddingInput,
     EmbeddingRequest, EmbeddingResponse, EmbeddingVector, ModelList, ModelObject, Usage,
@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::accounting::Accounting;
 use crate::chat::{decorate, now_secs};
 use crate::http_error::{json_rejection, HttpError};
+use crate::local::LocalChat;
 use crate::state::{ChatModel, SharedState};
 
 fn fail(mut acct: Accounting, e: ApiError) -> Response {
@@ -29,24 +30,18 @@ fn fail(mut acct: Accounting, e: ApiError) -> Response {
     HttpError(e).into_response()
 }
 
-/// Streams an upstream text completion: chunks re-labelled with the requested model name, usage
-/// logged (and passed on only if the client asked), an SSE `error` event and a 502 row when the
-/// upstream breaks off mid-stream.
-async fn upstream_completion_stream(
+/// Streams an upstream text completion (already opened): chunks re-labelled with the served model's
+/// name, usage logged (and passed on only if the client asked), an SSE `error` event and a 502 row
+/// when the upstream breaks off mid-stream.
+fn upstream_completion_stream(
     mut acct: Accounting,
-    u: &crate::upstream::Upstream,
-    req: CompletionRequest,
+    chunks: impl Stream<Item = Result<CompletionResponse, ApiError>> + Send + 'static,
+    name: String,
+    include_usage: bool,
 ) -> Response {
-    let include_usage = req.sampling.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let id = acct.id().to_string();
-    let mut chunks = match u
-        .sse_stream::<CompletionResponse>("completions", serde_json::to_value(&req).unwrap_or(Value::Null))
-        .await
-    {
-        Ok(s) => Box::pin(s),
-        Err(e) => return fail(acct, e),
-    };
-    let name = req.model.clone();
+    let mut chunks = Box::pin(chunks);
+    let served = name.clone();
     let s = async_stream::stream! {
         let mut reported: Option<Usage> = None;
         while let Some(item) = chunks.next().await {
@@ -80,7 +75,7 @@ async fn upstream_completion_stream(
         acct.finish(200, None);
     };
     let mut resp = Sse::new(s).into_response();
-    decorate(&mut resp, &req.model, None, &id);
+    decorate(&mut resp, &served, None, &id);
     resp
 }
 
@@ -154,138 +149,172 @@ pub async fn completions(
         rightmodel_core::wire::PromptInput::Many(ps) => ps.iter().map(String::len).sum(),
     };
     acct.set_prompt_estimate((prompt_chars as u64).div_ceil(4));
-    acct.set_served(&req.model, model.price());
     let id = acct.id().to_string();
     let stream = req.sampling.stream.unwrap_or(false);
     acct.set_stream(stream);
-    match model {
-        ChatModel::Upstream(u) => {
-            if stream {
-                return upstream_completion_stream(acct, &u, req).await;
-            }
-            match u.call_json("completions", serde_json::to_value(&req).unwrap_or(Value::Null)).await {
-                Ok(mut v) => {
-                    if let Some(u) = v.get("usage").and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok()) {
-                        acct.add_usage(u);
-                    }
-                    let Some(obj) = v.as_object_mut() else {
-                        return fail(
-                            acct,
-                            ApiError::new(
-                                ErrorKind::BadGateway,
-                                format!("upstream `{}` sent a non-object answer", u.config.name),
-                            ),
-                        );
-                    };
-                    obj.insert("model".into(), Value::String(req.model.clone()));
-                    let mut resp = Json(v).into_response();
-                    decorate(&mut resp, &req.model, None, &id);
-                    acct.finish(200, None);
-                    resp
-                }
-                Err(e) => fail(acct, e),
-            }
-        }
-        ChatModel::Local(l) => {
-            let started = match l.start_completion(&req).await {
-                Ok(s) => s,
-                Err(e) => return fail(acct, e),
-            };
-            let mut events = started.events;
-            let cid = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
-            let created = now_secs();
-            let name = req.model.clone();
-            if stream {
-                let include_usage = req.sampling.stream_options.as_ref().is_some_and(|o| o.include_usage);
-                let name2 = name.clone();
-                let want_lp = req.logprobs.is_some();
-                let s = async_stream::stream! {
-                    let mk = |text: String, finish: Option<String>, usage: Option<Usage>, logprobs: Option<CompletionLogprobs>| CompletionResponse {
-                        id: cid.clone(), object: "text_completion".into(), created, model: name2.clone(),
-                        choices: if usage.is_some() { vec![] } else { vec![CompletionChoice { text, index: 0, logprobs, finish_reason: finish }] },
-                        usage,
-                    };
-                    let mut offset = 0usize;
-                    while let Some(ev) = events.recv().await {
-                        match ev {
-                            // With logprobs every token has its chunk (its text may be held back by a
-                            // stop sequence in progress and arrive in a later one).
-                            GenEvent::Token(t) if want_lp || !t.text.is_empty() => {
-                                acct.mark_first_token();
-                                let lp = want_lp.then(|| {
-                                    let mut lp = CompletionLogprobs::default();
-                                    push_token_logprobs(&mut lp, &t, &mut offset);
-                                    lp
-                                });
-                                yield Ok::<_, std::convert::Infallible>(Event::default().data(serde_json::to_string(&mk(t.text, None, None, lp)).unwrap_or_default()));
-                            }
-                            GenEvent::Done(f) => {
-                                let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens));
-                                acct.add_usage(usage);
-                                yield Ok(Event::default().data(serde_json::to_string(&mk(f.tail, Some(f.reason.as_str().into()), None, None)).unwrap_or_default()));
-                                if include_usage {
-                                    yield Ok(Event::default().data(serde_json::to_string(&mk(String::new(), None, Some(usage), None)).unwrap_or_default()));
-                                }
-                                yield Ok(Event::default().data("[DONE]"));
-                                acct.finish(200, None);
-                                return;
-                            }
-                            GenEvent::Error(m) => {
-                                let e = crate::local::generation_error(m);
-                                yield Ok(Event::default().event("error").data(serde_json::to_string(&e.body()).unwrap_or_default()));
-                                acct.finish(e.kind.status(), Some(e.message));
-                                return;
-                            }
-                            _ => {}
+    let chain = match crate::chat::chain(&st, &req.model, &acct) {
+        Ok(c) => c,
+        Err(e) => return fail(acct, e),
+    };
+    // The model's fallback chain, as for chat: an upstream that fails before answering hands over.
+    let mut last = None;
+    for (name, model) in chain {
+        acct.set_served(&name, model.price());
+        match model {
+            ChatModel::Upstream(u) => {
+                let body = serde_json::to_value(&req).unwrap_or(Value::Null);
+                let r = if stream {
+                    match u.sse_stream::<CompletionResponse>("completions", body).await {
+                        Ok(s) => {
+                            let include_usage = req.sampling.stream_options.as_ref().is_some_and(|o| o.include_usage);
+                            return upstream_completion_stream(acct, s, name, include_usage);
                         }
+                        Err(e) => Err(e),
                     }
+                } else {
+                    u.call_json("completions", body).await
                 };
-                let mut resp = Sse::new(s).into_response();
-                decorate(&mut resp, &name, None, &id);
-                return resp;
+                match r {
+                    Ok(v) => return upstream_completion(acct, v, &name, &u.config.name, &id),
+                    Err(e) if crate::chat::falls_back(&e) => {
+                        tracing::warn!("model `{name}` failed: {}; trying the next in its fallback chain", e.message);
+                        acct.record_failure(&name, &crate::chat::short_message(&e.message));
+                        last = Some(e);
+                    }
+                    Err(e) => return fail(acct, e),
+                }
             }
-            let mut text = String::new();
-            let mut lp = CompletionLogprobs::default();
-            let want_lp = req.logprobs.is_some();
+            ChatModel::Local(l) => return local_completion(acct, &l, &req, name, stream, &id).await,
+        }
+    }
+    fail(acct, last.unwrap_or_else(|| ApiError::internal("empty fallback chain")))
+}
+
+/// A whole upstream text completion, re-labelled with the served model's name.
+fn upstream_completion(mut acct: Accounting, mut v: Value, name: &str, upstream: &str, id: &str) -> Response {
+    match v.get("usage").and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok()) {
+        Some(u) => acct.add_usage(u),
+        // No usage: the log estimates the cost from the answer's length.
+        None => acct.add_streamed(v.pointer("/choices/0/text").and_then(Value::as_str).map_or(0, str::len)),
+    }
+    let Some(obj) = v.as_object_mut() else {
+        return fail(
+            acct,
+            ApiError::new(ErrorKind::BadGateway, format!("upstream `{upstream}` sent a non-object answer")),
+        );
+    };
+    obj.insert("model".into(), Value::String(name.to_string()));
+    let mut resp = Json(v).into_response();
+    decorate(&mut resp, name, None, id);
+    acct.finish(200, None);
+    resp
+}
+
+/// A local model's text completion, whole or streamed.
+async fn local_completion(
+    mut acct: Accounting,
+    l: &LocalChat,
+    req: &CompletionRequest,
+    name: String,
+    stream: bool,
+    id: &str,
+) -> Response {
+    let started = match l.start_completion(req).await {
+        Ok(s) => s,
+        Err(e) => return fail(acct, e),
+    };
+    let mut events = started.events;
+    let cid = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = now_secs();
+    if stream {
+        let include_usage = req.sampling.stream_options.as_ref().is_some_and(|o| o.include_usage);
+        let name2 = name.clone();
+        let want_lp = req.logprobs.is_some();
+        let s = async_stream::stream! {
+            let mk = |text: String, finish: Option<String>, usage: Option<Usage>, logprobs: Option<CompletionLogprobs>| CompletionResponse {
+                id: cid.clone(), object: "text_completion".into(), created, model: name2.clone(),
+                choices: if usage.is_some() { vec![] } else { vec![CompletionChoice { text, index: 0, logprobs, finish_reason: finish }] },
+                usage,
+            };
             let mut offset = 0usize;
             while let Some(ev) = events.recv().await {
                 match ev {
-                    GenEvent::Token(t) => {
+                    // With logprobs every token has its chunk (its text may be held back by a
+                    // stop sequence in progress and arrive in a later one).
+                    GenEvent::Token(t) if want_lp || !t.text.is_empty() => {
                         acct.mark_first_token();
-                        if want_lp {
+                        let lp = want_lp.then(|| {
+                            let mut lp = CompletionLogprobs::default();
                             push_token_logprobs(&mut lp, &t, &mut offset);
-                        }
-                        text.push_str(&t.text);
+                            lp
+                        });
+                        yield Ok::<_, std::convert::Infallible>(Event::default().data(serde_json::to_string(&mk(t.text, None, None, lp)).unwrap_or_default()));
                     }
                     GenEvent::Done(f) => {
-                        text.push_str(&f.tail);
                         let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens));
                         acct.add_usage(usage);
-                        let body = CompletionResponse {
-                            id: cid,
-                            object: "text_completion".into(),
-                            created,
-                            model: name.clone(),
-                            choices: vec![CompletionChoice {
-                                text,
-                                index: 0,
-                                logprobs: want_lp.then_some(lp),
-                                finish_reason: Some(f.reason.as_str().into()),
-                            }],
-                            usage: Some(usage),
-                        };
-                        let mut resp = Json(body).into_response();
-                        decorate(&mut resp, &name, None, &id);
+                        yield Ok(Event::default().data(serde_json::to_string(&mk(f.tail, Some(f.reason.as_str().into()), None, None)).unwrap_or_default()));
+                        if include_usage {
+                            yield Ok(Event::default().data(serde_json::to_string(&mk(String::new(), None, Some(usage), None)).unwrap_or_default()));
+                        }
+                        yield Ok(Event::default().data("[DONE]"));
                         acct.finish(200, None);
-                        return resp;
+                        return;
                     }
-                    GenEvent::Error(m) => return fail(acct, crate::local::generation_error(m)),
-                    GenEvent::Started { .. } => {}
+                    GenEvent::Error(m) => {
+                        let e = crate::local::generation_error(m);
+                        yield Ok(Event::default().event("error").data(serde_json::to_string(&e.body()).unwrap_or_default()));
+                        acct.finish(e.kind.status(), Some(e.message));
+                        return;
+                    }
+                    _ => {}
                 }
             }
-            fail(acct, ApiError::new(ErrorKind::Unavailable, "The local model stopped."))
+        };
+        let mut resp = Sse::new(s).into_response();
+        decorate(&mut resp, &name, None, id);
+        return resp;
+    }
+    let mut text = String::new();
+    let mut lp = CompletionLogprobs::default();
+    let want_lp = req.logprobs.is_some();
+    let mut offset = 0usize;
+    while let Some(ev) = events.recv().await {
+        match ev {
+            GenEvent::Token(t) => {
+                acct.mark_first_token();
+                if want_lp {
+                    push_token_logprobs(&mut lp, &t, &mut offset);
+                }
+                text.push_str(&t.text);
+            }
+            GenEvent::Done(f) => {
+                text.push_str(&f.tail);
+                let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens));
+                acct.add_usage(usage);
+                let body = CompletionResponse {
+                    id: cid,
+                    object: "text_completion".into(),
+                    created,
+                    model: name.clone(),
+                    choices: vec![CompletionChoice {
+                        text,
+                        index: 0,
+                        logprobs: want_lp.then_some(lp),
+                        finish_reason: Some(f.reason.as_str().into()),
+                    }],
+                    usage: Some(usage),
+                };
+                let mut resp = Json(body).into_response();
+                decorate(&mut resp, &name, None, id);
+                acct.finish(200, None);
+                return resp;
+            }
+            GenEvent::Error(m) => return fail(acct, crate::local::generation_error(m)),
+            GenEvent::Started { .. } => {}
         }
     }
+    fail(acct, ApiError::new(ErrorKind::Unavailable, "The local model stopped."))
 }
 
 /// `POST /v1/embeddings`: the local encoder, on the blocking pool, with a concurrency cap (429 past it).
