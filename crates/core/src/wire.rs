@@ -36,6 +36,10 @@ pub struct ContentPart {
     /// The text of a `text` part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// Fields rightmodel does not model (provider extensions such as `cache_control`, `refusal`,
+    /// `reasoning_content`), kept so they pass through to upstreams and back to clients.
+    #[serde(flatten, default)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// Message content: a string or a list of parts.
@@ -83,6 +87,10 @@ pub struct ChatMessage {
     /// For `tool` messages: the call this message answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// Fields rightmodel does not model (provider extensions such as `cache_control`, `refusal`,
+    /// `reasoning_content`), kept so they pass through to upstreams and back to clients.
+    #[serde(flatten, default)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 impl ChatMessage {
@@ -94,6 +102,7 @@ impl ChatMessage {
             name: None,
             tool_calls: None,
             tool_call_id: None,
+            extra: Map::new(),
         }
     }
     /// The message text (empty when content is null).
@@ -372,6 +381,10 @@ pub struct ChatChoice {
     /// Token log-probabilities when asked for.
     #[serde(default)]
     pub logprobs: Option<ChoiceLogprobs>,
+    /// Fields rightmodel does not model (provider extensions such as `cache_control`, `refusal`,
+    /// `reasoning_content`), kept so they pass through to upstreams and back to clients.
+    #[serde(flatten, default)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// `POST /v1/chat/completions` response.
@@ -395,6 +408,10 @@ pub struct ChatCompletionResponse {
     /// rightmodel's routing decision and evidence (citations, explanations); ignored by OpenAI clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rightmodel: Option<Value>,
+    /// Fields rightmodel does not model (provider extensions such as `cache_control`, `refusal`,
+    /// `reasoning_content`), kept so they pass through to upstreams and back to clients.
+    #[serde(flatten, default)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// The incremental message of a streaming chunk.
@@ -409,6 +426,10 @@ pub struct ChatDelta {
     /// Pieces of tool calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCallDelta>>,
+    /// Fields rightmodel does not model (provider extensions such as `cache_control`, `refusal`,
+    /// `reasoning_content`), kept so they pass through to upstreams and back to clients.
+    #[serde(flatten, default)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// A choice of a streaming chunk.
@@ -424,6 +445,10 @@ pub struct ChunkChoice {
     /// Log-probabilities of the tokens in this chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<ChoiceLogprobs>,
+    /// Fields rightmodel does not model (provider extensions such as `cache_control`, `refusal`,
+    /// `reasoning_content`), kept so they pass through to upstreams and back to clients.
+    #[serde(flatten, default)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// One `data:` event of a streamed chat completion.
@@ -445,6 +470,10 @@ pub struct ChatCompletionChunk {
     /// rightmodel's decision, on the first chunk only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rightmodel: Option<Value>,
+    /// Fields rightmodel does not model (provider extensions such as `cache_control`, `refusal`,
+    /// `reasoning_content`), kept so they pass through to upstreams and back to clients.
+    #[serde(flatten, default)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// Legacy completions log-probabilities.
@@ -585,6 +614,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fields_rightmodel_does_not_model_pass_through() {
+        let msg = r#"{"role":"user","content":[{"type":"text","text":"hi","cache_control":{"type":"ephemeral"}}],"x_note":1}"#;
+        let m: ChatMessage = serde_json::from_str(msg).unwrap();
+        let back = serde_json::to_value(&m).unwrap();
+        assert_eq!(back["content"][0]["cache_control"]["type"], "ephemeral");
+        assert_eq!(back["x_note"], 1);
+        let resp = r#"{"id":"c","object":"chat.completion","created":1,"model":"m","service_tier":"default",
+            "choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"ok","refusal":null,"reasoning_content":"r"}}],
+            "usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+        let r: ChatCompletionResponse = serde_json::from_str(resp).unwrap();
+        let back = serde_json::to_value(&r).unwrap();
+        assert_eq!(back["service_tier"], "default");
+        assert_eq!(back["choices"][0]["message"]["reasoning_content"], "r");
+        // A content-filter note without a delta still parses as a chunk.
+        let chunk = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"finish_reason":null,"content_filter_offsets":{"start_offset":0}}]}"#;
+        let c: ChatCompletionChunk = serde_json::from_str(chunk).unwrap();
+        assert!(c.choices[0].delta.content.is_none());
+    }
+
+    #[test]
     fn tool_calls_round_trip() {
         let body = r#"{"model":"m","messages":[{"role":"user","content":"weather?"},
             {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
@@ -630,6 +679,7 @@ mod tests {
             choices: vec![],
             usage: Some(Usage::new(3, 4)),
             rightmodel: None,
+            extra: Default::default(),
         };
         let v = serde_json::to_value(&c).unwrap();
         assert_eq!(v["usage"]["total_tokens"], 7);

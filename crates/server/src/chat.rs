@@ -464,10 +464,12 @@ async fn local_full(
                         message: ChatMessage::new("assistant", text),
                         finish_reason: Some(f.reason.as_str().into()),
                         logprobs,
+                        extra: Default::default(),
                     }],
                     usage: Some(usage),
                     system_fingerprint: Some("rightmodel-llama.cpp".into()),
                     rightmodel: None,
+                    extra: Default::default(),
                 });
             }
             GenEvent::Error(m) => return Err(crate::local::generation_error(m)),
@@ -538,9 +540,10 @@ async fn local_stream(l: &LocalChat, req: &ChatCompletionRequest) -> Result<Chun
             object: "chat.completion.chunk".into(),
             created,
             model: model.clone(),
-            choices: if usage.is_some() { vec![] } else { vec![ChunkChoice { index: 0, delta, finish_reason: finish, logprobs }] },
+            choices: if usage.is_some() { vec![] } else { vec![ChunkChoice { index: 0, delta, finish_reason: finish, logprobs, extra: Default::default() }] },
             usage,
             rightmodel: None,
+            extra: Default::default(),
         };
         yield Ok(chunk(ChatDelta { role: Some("assistant".into()), content: Some(String::new()), ..Default::default() }, None, None, None));
         while let Some(ev) = events.recv().await {
@@ -774,6 +777,7 @@ fn unreachable_answer(model: &str) -> ChatCompletionResponse {
         usage: None,
         system_fingerprint: None,
         rightmodel: None,
+        extra: Default::default(),
     }
 }
 
@@ -787,10 +791,11 @@ fn replay(a: ChatCompletionResponse) -> ChunkStream {
         choices: if usage.is_some() {
             vec![]
         } else {
-            vec![ChunkChoice { index: 0, delta, finish_reason: finish, logprobs: None }]
+            vec![ChunkChoice { index: 0, delta, finish_reason: finish, logprobs: None, extra: Default::default() }]
         },
         usage,
         rightmodel: None,
+        extra: Default::default(),
     };
     let choice = a.choices.first();
     let text = choice.map(|c| c.message.text()).unwrap_or_default();

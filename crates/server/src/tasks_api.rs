@@ -410,10 +410,12 @@ fn text_answer(model: &str, text: String, usage: Usage, rightmodel: Value) -> Ch
             message: ChatMessage::new("assistant", text),
             finish_reason: Some("stop".into()),
             logprobs: None,
+            extra: Default::default(),
         }],
         usage: Some(usage),
         system_fingerprint: None,
         rightmodel: Some(rightmodel),
+        extra: Default::default(),
     }
 }
 

@@ -210,6 +210,7 @@ pub fn into_tool_call(mut body: ChatCompletionResponse) -> Result<ChatCompletion
         message: ChatMessage { content: None, tool_calls: Some(vec![call]), ..ChatMessage::new("assistant", "") },
         finish_reason: Some("tool_calls".into()),
         logprobs: None,
+        extra: Default::default(),
     };
     Ok(body)
 }
@@ -305,10 +306,12 @@ mod tests {
                 message: ChatMessage::new("assistant", r#"{"name": "get_weather", "arguments": {"city": "Paris"}}"#),
                 finish_reason: Some("stop".into()),
                 logprobs: None,
+                extra: Default::default(),
             }],
             usage: None,
             system_fingerprint: None,
             rightmodel: None,
+            extra: Default::default(),
         };
         let out = into_tool_call(body.clone()).unwrap();
         let c = &out.choices[0];
