@@ -175,7 +175,8 @@ pub struct UpstreamModel {
     /// TCP connect timeout.
     #[serde(default = "default_connect_ms")]
     pub connect_timeout_ms: u64,
-    /// Time to response headers / first streamed byte.
+    /// Streams: time to the first event, and longest gap between events (non-streaming answers
+    /// arrive whole and are bounded by `total_timeout_ms` alone).
     #[serde(default = "default_first_ms")]
     pub first_token_timeout_ms: u64,
     /// Whole-request timeout.
@@ -196,6 +197,10 @@ pub struct UpstreamModel {
     /// Whether the model takes `tools` and returns tool calls (they are passed through as is).
     #[serde(default = "default_true")]
     pub tools: bool,
+    /// Whether streams ask the upstream for usage (`stream_options.include_usage`); turn off for servers
+    /// that reject the field (usage is then estimated from the text).
+    #[serde(default = "default_true")]
+    pub stream_usage: bool,
 }
 
 fn default_true() -> bool {

@@ -83,6 +83,7 @@ async fn start_gateway(upstream: SocketAddr, log_dir: &std::path::Path) -> Resul
         explainable: false,
         tier: 1.0,
         tools: true,
+        stream_usage: true,
     });
     let state = tokio::task::spawn_blocking(move || crate::build_state(config))
         .await

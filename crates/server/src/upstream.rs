@@ -71,9 +71,13 @@ impl Upstream {
             obj.remove("rightmodel");
             if stream {
                 obj.insert("stream".into(), Value::Bool(true));
-                // Always ask for usage so cost can be logged; the chunk is dropped for clients that
-                // did not ask for it.
-                obj.insert("stream_options".into(), serde_json::json!({"include_usage": true}));
+                // Ask for usage so cost can be logged; the chunk is dropped for clients that did not ask
+                // for it. Upstreams that reject the field are configured with `stream_usage = false`.
+                if self.config.stream_usage {
+                    obj.insert("stream_options".into(), serde_json::json!({"include_usage": true}));
+                } else {
+                    obj.remove("stream_options");
+                }
             } else {
                 obj.remove("stream");
                 obj.remove("stream_options");
