@@ -74,6 +74,10 @@ fn main() {
     reexec_with_short_openmp_spin();
     let cli = Cli::parse();
     init_tracing(&cli.log);
+    #[cfg(unix)]
+    if !matches!(cli.command, Command::Serve(_)) {
+        die_quietly_on_closed_pipe();
+    }
     let result = match cli.command {
         Command::Pull(a) => cmd::models::pull(a),
         Command::Models(a) => cmd::models::list(a),
@@ -90,6 +94,13 @@ fn main() {
         Command::Eval(c) => cmd::eval(c),
     };
     if let Err(e) = result {
+        // The reader went away (`| head`): nothing more to say, as for any Unix filter.
+        let closed = e
+            .chain()
+            .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe));
+        if closed {
+            std::process::exit(0);
+        }
         eprintln!("error: {}", error_chain(&e));
         std::process::exit(1);
     }
@@ -138,6 +149,20 @@ fn reexec_with_short_openmp_spin() {
         .exec();
     // `exec` returns only on failure: carry on with OpenMP's defaults.
     eprintln!("warning: could not restart with GOMP_SPINCOUNT={OPENMP_SPIN_COUNT} ({err}); continuing without it");
+}
+
+/// Restores the default SIGPIPE action, so that a command whose output is piped into `head` ends
+/// quietly when the reader closes the pipe, like any Unix filter. Rust ignores SIGPIPE at start-up,
+/// turning the closed pipe into an error from every write, and `println!` panics on it. Not for `serve`:
+/// a gateway must survive clients that hang up (its socket writes do not raise SIGPIPE on Linux, but
+/// nothing is gained by risking it).
+#[cfg(unix)]
+fn die_quietly_on_closed_pipe() {
+    // SAFETY: called once on the main thread before any other thread is started; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 fn init_tracing(filter: &str) {

@@ -30,6 +30,10 @@ pub enum DataFormat {
 impl DataFormat {
     /// The format implied by `path`'s extension (`.csv`, `.tsv`/`.tab`, `.jsonl`/`.ndjson`/`.json`).
     pub fn from_path(path: &Path) -> Result<Self, TaskError> {
+        // A missing file is the more useful message than its extension.
+        if !path.exists() {
+            return Err(TaskError::Data(format!("{}: no such file", path.display())));
+        }
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         match ext.as_str() {
             "csv" => Ok(DataFormat::Csv),

@@ -29,7 +29,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = rightmodel_models::DEFAULT_EMBED_MODEL)]
     embed_model: String,
     /// CPU threads for generation (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=256))]
     threads: Option<i32>,
     /// Repetitions per measurement (the median is reported).
     #[arg(long, default_value_t = 5)]
@@ -87,8 +87,8 @@ pub struct GatewayArgs {
 }
 
 fn gateway(a: GatewayArgs) -> anyhow::Result<()> {
-    if a.rates.is_empty() || a.rates.contains(&0) || a.seconds.is_nan() || a.seconds <= 0.0 {
-        anyhow::bail!("--rates must be positive numbers and --seconds positive");
+    if a.rates.is_empty() || a.rates.contains(&0) || !(a.seconds > 0.0 && a.seconds <= 86_400.0) {
+        anyhow::bail!("--rates must be positive numbers and --seconds between 0 and 86400");
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let pb = super::progress::bar((a.rates.len() * 2) as u64, "gateway");

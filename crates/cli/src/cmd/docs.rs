@@ -267,6 +267,10 @@ fn ask(a: AskArgs) -> anyhow::Result<()> {
         if let Some(g) = &generated {
             v["generated"] = serde_json::to_value(g)?;
         }
+        // With --json, stdout holds one JSON document: the prompt goes inside it.
+        if a.show_prompt {
+            v["prompt"] = serde_json::Value::String(answer.context_prompt(&a.question));
+        }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_answer(&answer);
@@ -277,7 +281,7 @@ fn ask(a: AskArgs) -> anyhow::Result<()> {
             }
         }
     }
-    if a.show_prompt {
+    if a.show_prompt && !a.json {
         println!("\n--- prompt ---\n{}", answer.context_prompt(&a.question));
     }
     Ok(())

@@ -17,7 +17,7 @@ pub struct GenFlags {
     #[arg(long, short, default_value = rightmodel_models::DEFAULT_CHAT_MODEL)]
     pub model: String,
     /// Most tokens to generate.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tokens: u32,
     /// Sampling temperature (0 = greedy).
     #[arg(long, default_value_t = 0.0)]
@@ -41,7 +41,7 @@ pub struct GenFlags {
     #[arg(long)]
     pub stop: Vec<String>,
     /// CPU threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=256))]
     pub threads: Option<i32>,
 }
 

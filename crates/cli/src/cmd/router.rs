@@ -219,9 +219,9 @@ pub struct CalibrateArgs {
 /// `router bench` arguments.
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Prompt length in encoder tokens.
-    #[arg(long, default_value_t = 200)]
-    pub tokens: usize,
+    /// Prompt length in encoder tokens (the encoder reads at most 512).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=512))]
+    pub tokens: u64,
     /// Timed decisions.
     #[arg(long, default_value_t = 300)]
     pub runs: usize,
@@ -435,6 +435,9 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
     let pb = bar(a.folds as u64, "cv folds");
     let (weights, report) = train_weights(&rows, &vecs, &opts, |f| pb.set_position(f as u64))?;
     pb.finish_and_clear();
+    // Saved before anything is printed: the weights must not depend on stdout being open.
+    let out = a.out.unwrap_or_else(default_router_dir);
+    weights.save(&out)?;
     if let Some(r) = &report {
         if !grouped {
             eprintln!("note: no `{}` column, so folds are random rows (optimistic)", a.data.group_col);
@@ -442,8 +445,6 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
         print_summary(r);
         println!();
     }
-    let out = a.out.unwrap_or_else(default_router_dir);
-    weights.save(&out)?;
     println!(
         "wrote {} (trained on {} rows; threshold {:.4} sends {:.0}% of the training prompts to the strong model)",
         out.join(WEIGHTS_FILE).display(),
@@ -464,7 +465,6 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
     let pb = bar(a.folds as u64, "cv folds");
     let report = evaluate(&rows, &vecs, &cfg, |f| pb.set_position(f as u64))?;
     pb.finish_and_clear();
-    print_summary(&report);
     let excluded = if a.data.exclude_group.is_empty() { "none".to_string() } else { a.data.exclude_group.join(", ") };
     let notes = format!(
         "- data: `{}` ({} rows after exclusions)\n- excluded groups: {}\n- model: {:?} label, L2 {}, balance groups {}\n- command: `{}`\n",
@@ -476,7 +476,9 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
         cfg.train.balance_groups,
         command_line()
     );
+    // Written before anything is printed: the report must not depend on stdout being open.
     write_report(&a.out, &report, "Router evaluation: quality vs strong-model calls", &notes)?;
+    print_summary(&report);
     println!("\nwrote {}/report.md, curve.svg, report.json", a.out.display());
     Ok(())
 }
@@ -575,7 +577,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
     // The prompt is sized with the contextual MiniLM's tokenizer count (special tokens included).
     let dir = encoder_dir(&a.encoder)?;
     let counter = StaticEmbedder::load(&dir)?;
-    let prompt = bench_prompt(&counter, a.tokens);
+    let prompt = bench_prompt(&counter, a.tokens as usize);
     let tokens = counter.count_tokens(&prompt);
     drop(counter);
     let scorer = scorer_for(weights, &a.encoder)?;

@@ -342,6 +342,7 @@ pub fn classify(a: ClassifyArgs) -> anyhow::Result<()> {
         a.input.clone()
     };
     let inputs = data::read_inputs(&source, &bytes)?;
+    anyhow::ensure!(!inputs.is_empty(), "{source}: no texts to classify");
     let (encoder, _) = load_encoder(&a.encoder)?;
     clf.check_encoder(&encoder)?;
     let bars = Bars::new();
