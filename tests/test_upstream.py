@@ -556,18 +556,21 @@ daily_spend_usd = 5.0
         proxy.mode = {"kind": "delay", "seconds": 1.5}
         c = openai.OpenAI(base_url=s.url("/v1"), api_key="sk-team", max_retries=0, timeout=60)
 
-        def call(_):
+        def call(model):
             try:
-                c.chat.completions.create(model="pricey", messages=MSG, max_tokens=4)
+                # The hold is the prompt plus max_tokens; the stop ends the answer early.
+                c.chat.completions.create(model=model, messages=MSG, max_tokens=256, stop=[".", "\n"])
                 return 200
             except openai.RateLimitError as e:
                 assert e.body["code"] == "insufficient_quota", e.body
                 return 429
 
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            got = list(pool.map(call, range(8)))
-        # Each call holds ~$2.06 (a 256-token answer at $8,000/Mtok): at most 3 fit under $5.
-        assert 1 <= got.count(200) <= 3 and got.count(429) >= 5, got
+        # Named, then chosen by `auto` (which must see the holds too).
+        for model in ["pricey", "auto"]:
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                got = list(pool.map(call, [model] * 8))
+            # Each call holds ~$2.06 (256 answer tokens at $8,000/Mtok): at most 3 fit under $5.
+            assert 1 <= got.count(200) <= 3 and got.count(429) >= 5, (model, got)
         rows = s.logs()
         assert sum(r["cost_usd"] for r in rows) < 5.0
     finally:

@@ -455,12 +455,16 @@ pub struct ChunkChoice {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ChatCompletionChunk {
     /// Same id on every chunk of a stream.
+    #[serde(default)]
     pub id: String,
-    /// Always `chat.completion.chunk`.
+    /// Always `chat.completion.chunk` (some servers leave it out).
+    #[serde(default)]
     pub object: String,
-    /// Unix seconds.
+    /// Unix seconds (some servers leave it out).
+    #[serde(default)]
     pub created: i64,
     /// The model that served the request.
+    #[serde(default)]
     pub model: String,
     /// Zero (usage chunk) or one choice.
     pub choices: Vec<ChunkChoice>,

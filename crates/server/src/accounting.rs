@@ -20,6 +20,12 @@ pub struct Accounting {
     done: bool,
     /// Whether the served model reported usage (otherwise an abandoned request's cost is estimated).
     usage_seen: bool,
+    /// Models of this request that reported usage (a cascade goes back to its small model after a
+    /// failed escalation: its usage is already counted).
+    reported: Vec<String>,
+    /// Answer tokens assumed when holding the cost of a paid call (the request's `max_tokens`, else
+    /// [`HELD_OUTPUT_TOKENS`]).
+    hold_output: u64,
     /// Prompt tokens estimated from the request's text.
     prompt_estimate: u64,
     /// Characters of answer text passed on to the client so far.
@@ -48,6 +54,8 @@ impl Accounting {
             price: Default::default(),
             done: false,
             usage_seen: false,
+            reported: Vec::new(),
+            hold_output: HELD_OUTPUT_TOKENS,
             prompt_estimate: 0,
             streamed_chars: 0,
             failed: Vec::new(),
@@ -120,18 +128,23 @@ impl Accounting {
         self.row.decision = Some(decision.to_string());
     }
 
+    /// The answer's token limit, for the cost held while a paid call runs (`None`: a typical answer).
+    pub fn set_output_limit(&mut self, max_tokens: Option<u64>) {
+        self.hold_output = max_tokens.unwrap_or(HELD_OUTPUT_TOKENS);
+    }
+
     /// Records the model that serves and its price.
     pub fn set_served(&mut self, model: &str, price: rightmodel_core::Price) {
         if self.row.served_model != model {
-            // Usage reported by an earlier model (a cascade's first attempt) says nothing about this one.
-            self.usage_seen = false;
+            // Usage reported by another model (a cascade's first attempt) says nothing about this one.
+            self.usage_seen = self.reported.iter().any(|m| m == model);
         }
         self.row.served_model = model.to_string();
         self.price = price;
         // Hold this call's likely cost against the limits while it runs, so concurrent requests cannot
-        // all pass a nearly spent budget (prompt estimate and a typical 256-token answer).
+        // all pass a nearly spent budget (prompt estimate and the answer's token limit).
         self.release_hold();
-        let hold = price.cost(self.prompt_estimate, HELD_OUTPUT_TOKENS);
+        let hold = price.cost(self.prompt_estimate, self.hold_output);
         if hold > 0.0 {
             self.state.spend.reserve(hold);
             self.caller.reserve(hold);
@@ -176,6 +189,9 @@ impl Accounting {
     /// attempt) can be added with [`Accounting::add_cost`].
     pub fn add_usage(&mut self, usage: Usage) {
         self.usage_seen = true;
+        if !self.reported.contains(&self.row.served_model) {
+            self.reported.push(self.row.served_model.clone());
+        }
         self.row.input_tokens += usage.prompt_tokens;
         self.row.output_tokens += usage.completion_tokens;
         self.row.cost_usd += self.price.cost(usage.prompt_tokens, usage.completion_tokens);
@@ -208,7 +224,8 @@ impl Accounting {
         // A paid model that reported no usage (the client left first, the upstream broke off mid-stream,
         // or it never sends usage) still bills the call: charge an estimate (4 characters per token)
         // rather than nothing, so budgets and key limits see it.
-        let billed = (200..300).contains(&status) || status == 499 || self.streamed_chars > 0;
+        let aborted = *self.state.aborting.borrow();
+        let billed = (200..300).contains(&status) || status == 499 || aborted || self.streamed_chars > 0;
         if billed && !self.usage_seen && !self.row.served_model.is_empty() {
             let (input, output) = (self.prompt_estimate, self.streamed_chars.div_ceil(4));
             let usd = self.price.cost(input, output);

@@ -98,10 +98,11 @@ impl Caller {
         .with_retry_after(crate::budget::seconds_to_midnight_utc()))
     }
 
-    /// The key's daily limit and what it has spent today, when it has a limit.
+    /// The key's daily limit and what it has spent today plus what its running requests hold, when it
+    /// has a limit.
     pub fn spend_limit(&self) -> Option<(f64, f64)> {
         let k = self.key.as_ref()?;
-        (k.config.daily_spend_usd > 0.0).then(|| (k.config.daily_spend_usd, k.spend.today()))
+        (k.config.daily_spend_usd > 0.0).then(|| (k.config.daily_spend_usd, k.spend.committed()))
     }
 
     /// Holds `usd` against the key's limit while a paid request runs (see [`crate::budget::SpendCounter`]).

@@ -97,6 +97,32 @@ pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `auto` found no model within the budget, and the budget it routed on was the caller's key's (less of
+/// it was left than of the gateway's): the key's 429 (`insufficient_quota`, with Retry-After), not the
+/// gateway budget's 422.
+fn key_limit_error(st: &crate::state::AppState, e: ApiError, caller: &crate::auth::Caller) -> ApiError {
+    let Some((limit, committed)) = caller.spend_limit() else { return e };
+    if e.code.as_deref() != Some("daily_budget_exhausted") {
+        return e;
+    }
+    let daily = st.config.budget.daily_usd;
+    let key_left = 1.0 - committed / limit;
+    let gateway_left = if daily > 0.0 { 1.0 - st.spend.committed() / daily } else { f64::INFINITY };
+    if key_left > gateway_left {
+        return e;
+    }
+    ApiError::new(
+        ErrorKind::RateLimited,
+        format!(
+            "Key `{}`: ${:.4} of its ${limit:.2} daily limit is left, less than this request may cost, and no free model can serve it.",
+            caller.name().unwrap_or_default(),
+            (limit - committed).max(0.0)
+        ),
+    )
+    .with_code("insufficient_quota")
+    .with_retry_after(crate::budget::seconds_to_midnight_utc())
+}
+
 /// Whether a failure should move on to the next model of a fallback chain.
 pub(crate) fn falls_back(e: &ApiError) -> bool {
     matches!(e.kind, ErrorKind::BadGateway | ErrorKind::Timeout | ErrorKind::Unavailable | ErrorKind::Internal)
@@ -204,6 +230,7 @@ async fn handle(
     acct.set_requested(&req.model);
     validate(&req)?;
     acct.set_prompt_estimate((req.messages.iter().map(|m| m.text().len()).sum::<usize>() as u64).div_ceil(4));
+    acct.set_output_limit(req.sampling.max_completion_tokens.or(req.sampling.max_tokens).map(u64::from));
     let stream = req.sampling.stream.unwrap_or(false);
     acct.set_stream(stream);
 
@@ -212,7 +239,7 @@ async fn handle(
         caller.check_model(&req.model)?;
     }
     let outcome = if req.model == "auto" {
-        let o = st.router.decide(st, &req, headers, &caller).await?;
+        let o = st.router.decide(st, &req, headers, &caller).await.map_err(|e| key_limit_error(st, e, &caller))?;
         acct.set_decision(&o.reason, &o.decision);
         Some(o)
     } else {
@@ -274,10 +301,10 @@ async fn handle(
         return Ok(Reply::Full { served, decision: Some(decision), body });
     }
     let model = st.chat_model(&target)?;
-    if outcome.is_none() {
-        st.check_budget(&target, model.price())?;
-        caller.check_spend(&target, model.price())?;
-    }
+    // Checked for `auto`'s choice too: the router saw the budget a moment ago, and concurrent requests
+    // may have taken what was left since.
+    st.check_budget(&target, model.price())?;
+    caller.check_spend(&target, model.price())?;
 
     // A cascade judges the small answer by its token log-probabilities; tool calls have none.
     let no_tools = crate::tools::tool_mode(&req)? == ToolMode::Off;

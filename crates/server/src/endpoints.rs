@@ -149,6 +149,7 @@ pub async fn completions(
         rightmodel_core::wire::PromptInput::Many(ps) => ps.iter().map(String::len).sum(),
     };
     acct.set_prompt_estimate((prompt_chars as u64).div_ceil(4));
+    acct.set_output_limit(req.sampling.max_completion_tokens.or(req.sampling.max_tokens).map(u64::from));
     let id = acct.id().to_string();
     let stream = req.sampling.stream.unwrap_or(false);
     acct.set_stream(stream);

@@ -311,20 +311,24 @@ fn write_loop(mut conn: Connection, rx: Receiver<LogRow>, path: &Path, stats: &L
                 pruned = Some(std::time::Instant::now());
             }
         }
-        // Wait for rows; while some are waiting to be retried, wake up to retry them.
-        let next = if pending.is_empty() {
-            rx.recv().ok()
+        // Wait for rows; while some are waiting to be retried, wake up to retry them, and with a
+        // retention period, to prune an idle log too.
+        let wait = if !pending.is_empty() {
+            Some(pause)
+        } else if keep_days.is_some() {
+            Some(pruned.map_or(Duration::ZERO, |t| PRUNE_EVERY.saturating_sub(t.elapsed())))
         } else {
-            match rx.recv_timeout(pause) {
-                Ok(r) => Some(r),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => None,
-            }
+            None
+        };
+        let next = match wait {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(w) => rx.recv_timeout(w),
         };
         match next {
-            Some(r) => pending.push_back(r),
-            None if pending.is_empty() => break,
-            None => {}
+            Ok(r) => pending.push_back(r),
+            Err(RecvTimeoutError::Disconnected) if pending.is_empty() => break,
+            Err(RecvTimeoutError::Disconnected) => open = false,
+            Err(RecvTimeoutError::Timeout) => {}
         }
         loop {
             match rx.try_recv() {
@@ -347,9 +351,10 @@ fn write_loop(mut conn: Connection, rx: Receiver<LogRow>, path: &Path, stats: &L
         if ok {
             pause = Duration::from_millis(100);
         } else if !open {
-            // Shutting down: a few more tries, then say which rows are lost.
+            // Shutting down: a few more short tries (a service manager will not wait long), then say
+            // which rows are lost.
             for _ in 0..3 {
-                std::thread::sleep(pause);
+                std::thread::sleep(Duration::from_millis(500));
                 if flush(&mut conn, &mut pending, path, stats) {
                     break;
                 }

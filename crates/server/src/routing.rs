@@ -342,7 +342,9 @@ impl AutoRouter {
             allowed,
         };
         let daily = st.config.budget.daily_usd;
-        let mut budget = BudgetState { daily_usd: (daily > 0.0).then_some(daily), spent_today_usd: st.spend.today() };
+        // Spend plus what running requests hold: concurrent `auto` calls must not all pass a nearly spent budget.
+        let mut budget =
+            BudgetState { daily_usd: (daily > 0.0).then_some(daily), spent_today_usd: st.spend.committed() };
         // The key's own limit steers `auto` the same way when less of it is left than of the gateway's.
         if let Some((limit, spent)) = caller.spend_limit() {
             let left = |limit: f64, spent: f64| (1.0 - spent / limit).max(0.0);
