@@ -347,6 +347,18 @@ fn list(a: ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Deletes the files in `dir` that are not in `keep` (canonical paths).
+fn remove_other_files(dir: &std::path::Path, keep: &[PathBuf]) -> anyhow::Result<()> {
+    let keep: HashSet<&PathBuf> = keep.iter().collect();
+    for entry in std::fs::read_dir(dir)? {
+        let path = std::fs::canonicalize(entry?.path())?;
+        if path.is_file() && !keep.contains(&path) {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
 /// A working folder removed on drop unless it was given by the user.
 struct WorkDir {
     path: PathBuf,
@@ -363,22 +375,37 @@ impl Drop for WorkDir {
 
 /// Runs `eval docs`.
 pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
+    if let Some(p) = &a.dump {
+        super::check_out_file("--dump", p)?;
+    }
+    if let Some(p) = &a.out {
+        super::check_out_dir("--out", p)?;
+    }
     let squad = rightmodel_docs::squad::read_squad(&a.squad)?;
     let corpus = build_corpus(&squad);
     let work = match &a.keep {
         Some(p) => WorkDir { path: p.clone(), remove: false },
         None => WorkDir {
-            path: std::env::temp_dir().join(format!("rightmodel-eval-docs-{}", std::process::id())),
+            // Process id and time: a folder left by an interrupted run is never mistaken for this one's.
+            path: std::env::temp_dir().join(format!(
+                "rightmodel-eval-docs-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+            )),
             remove: true,
         },
     };
     let encoder = load_encoder(&a.encoder)?;
 
-    // Index the articles (reused when --keep points at an earlier run).
-    let paths = write_articles(&corpus, &work.path.join("articles"))?;
+    // Index the articles (reused when --keep points at an earlier run). The folder is added as a whole,
+    // after removing articles of another SQuAD file a kept folder may hold, so that the collection drops
+    // them too (they would otherwise stay in the index and skew every number).
+    let articles = work.path.join("articles");
+    let paths = write_articles(&corpus, &articles)?;
+    remove_other_files(&articles, &paths)?;
     let mut coll = Collection::open_or_create(&work.path.join("collection"))?;
     let t = Instant::now();
-    let added = add_with_bar(&mut coll, &encoder, &paths)?;
+    let added = add_with_bar(&mut coll, &encoder, &[articles.clone()])?;
     let index_secs = (added.passages_added > 0).then(|| t.elapsed().as_secs_f32());
     let set = EvalSet {
         collection: &coll,
@@ -421,13 +448,19 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
         in_low: low_share(&mut held_scores.iter().map(|s| s.confidence)),
     };
 
-    let mut rows = vec![
-        ReportRow { name: "hybrid (default), all questions".into(), metrics: overall.clone() },
-        ReportRow {
+    let mut rows = vec![ReportRow { name: "hybrid (default), all questions".into(), metrics: overall.clone() }];
+    // With no article past the tuning ones there is nothing held out: no row of zeros.
+    if held.questions > 0 {
+        rows.push(ReportRow {
             name: format!("hybrid (default), held-out articles {}+", a.tune_articles + 1),
             metrics: held.clone(),
-        },
-    ];
+        });
+    } else {
+        eprintln!(
+            "note: every question is from the first {} articles (--tune-articles), so none is held out",
+            a.tune_articles
+        );
+    }
     for (name, params) in [
         ("hybrid, not re-ranked", AskParams::without_rerank()),
         ("BM25 only, overlap sentence", AskParams::lexical_baseline()),
@@ -561,16 +594,16 @@ fn json_line(m: &Metrics, held: &Metrics, index_secs: Option<f32>, scope: &Scope
         "questions": m.questions,
         "index_s": index_secs,
         "confidence_auc": m.confidence_auc,
-        "out_of_scope_confidence": scope.out_mean,
-        "out_of_scope_low_share": scope.out_low,
-        "heldout": {
+        "out_of_scope_confidence": (held.questions > 0).then_some(scope.out_mean),
+        "out_of_scope_low_share": (held.questions > 0).then_some(scope.out_low),
+        "heldout": if held.questions == 0 { serde_json::Value::Null } else { serde_json::json!({
             "questions": held.questions,
             "hit_at_1": held.hit_at_1,
             "hit_at_5": held.hit_at_5,
             "answer_in_sentence": held.answer_in_sentence,
             "em": held.em,
             "f1": held.f1,
-        },
+        })},
     });
     Ok(serde_json::to_string(&v)?)
 }

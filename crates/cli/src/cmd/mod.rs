@@ -28,3 +28,16 @@ pub fn eval(cmd: EvalCmd) -> anyhow::Result<()> {
         EvalCmd::Docs(a) => docs::eval_docs(a),
     }
 }
+
+/// Fails early (before any expensive work) when `path`, given with `flag` as an output folder, is an
+/// existing file: the report would otherwise be lost after minutes of evaluation.
+pub fn check_out_dir(flag: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    anyhow::ensure!(!path.is_file(), "{flag} {}: is a file; give a folder for the report", path.display());
+    Ok(())
+}
+
+/// Fails early when `path`, given with `flag` as an output file, is an existing folder.
+pub fn check_out_file(flag: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    anyhow::ensure!(!path.is_dir(), "{flag} {}: is a folder; give a file name", path.display());
+    Ok(())
+}

@@ -456,6 +456,7 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
 }
 
 fn eval(a: EvalArgs) -> anyhow::Result<()> {
+    super::check_out_dir("--out", &a.out)?;
     anyhow::ensure!(a.folds >= 2, "--folds must be at least 2");
     anyhow::ensure!(a.bins >= 2, "--bins must be at least 2");
     let train = a.model.config()?;

@@ -376,6 +376,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// Runs `eval classify`.
 pub fn eval_classify(a: EvalClassifyArgs) -> anyhow::Result<()> {
+    if let Some(p) = &a.out {
+        super::check_out_dir("--out", p)?;
+    }
     let dir = registry::resolve(&a.model)?;
     let clf = Classifier::load(&dir)?;
     let m = clf.manifest();
