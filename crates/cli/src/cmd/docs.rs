@@ -405,7 +405,7 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
     remove_other_files(&articles, &paths)?;
     let mut coll = Collection::open_or_create(&work.path.join("collection"))?;
     let t = Instant::now();
-    let added = add_with_bar(&mut coll, &encoder, &[articles.clone()])?;
+    let added = add_with_bar(&mut coll, &encoder, std::slice::from_ref(&articles))?;
     let index_secs = (added.passages_added > 0).then(|| t.elapsed().as_secs_f32());
     let set = EvalSet {
         collection: &coll,
