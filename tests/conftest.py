@@ -177,6 +177,16 @@ class FaultProxy:
                     return
                 if kind == "delay":
                     time.sleep(mode["seconds"])
+                if kind == "error_first":
+                    # A stream whose first event is an error object.
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    self.wfile.write(b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n')
+                    self.wfile.flush()
+                    self.connection.close()
+                    return
+                keepalive = kind == "keepalive_first"
                 if kind == "stall_first":
                     # Headers at once, then nothing: a stuck backend behind a proxy that answers early.
                     self.send_response(200)
@@ -195,6 +205,12 @@ class FaultProxy:
                 if "event-stream" in ctype:
                     self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()
+                    if keepalive:
+                        # A live upstream that thinks before answering: comments only, for a while.
+                        for _ in range(int(mode["seconds"] / 0.5)):
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(b": keep-alive\n\n"), b": keep-alive\n\n"))
+                            self.wfile.flush()
+                            time.sleep(0.5)
                     sent = 0
                     while True:
                         chunk = r.read1(4096) if hasattr(r, "read1") else r.read(4096)

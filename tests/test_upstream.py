@@ -225,6 +225,21 @@ def test_first_token_timeout_is_504(gw, proxy):
     assert proxy.hits == hits + 1, "a slow non-streaming answer was requested again"
 
 
+def test_stream_keepalives_are_life_and_a_first_error_event_is_retried(gw, proxy):
+    """Comments (keep-alives) before the first event are a live upstream thinking: waited for, not re-sent
+    (and paid for again). A stream whose first event is an error is retried, then a 502 before the 200."""
+    proxy.mode = {"kind": "keepalive_first", "seconds": 3}
+    hits = proxy.hits
+    chunks = list(gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4, stream=True))
+    assert chunks and proxy.hits == hits + 1
+    proxy.mode = {"kind": "error_first"}
+    hits = proxy.hits
+    with pytest.raises(openai.APIStatusError) as e:
+        for _ in gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4, stream=True):
+            pass
+    assert e.value.status_code == 502 and proxy.hits == hits + 2
+
+
 def test_stream_that_stalls_before_its_first_event_is_retried(gw, proxy):
     """200 and event-stream headers, then silence: nothing has reached the client, so it is retried like a
     failed request and ends as a 504 (not a 200 whose stream breaks)."""

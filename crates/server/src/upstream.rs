@@ -299,6 +299,12 @@ impl Upstream {
                     ErrorKind::BadGateway,
                     format!("upstream `{name}` closed the stream before any event"),
                 ),
+                // An error as the first event: nothing has reached the client yet, so retry / fall back.
+                Ok(SseItem::Data(d)) if stream_error(&d).is_some() => {
+                    let detail = stream_error(&d).unwrap_or_default();
+                    tracing::warn!("upstream `{name}` failed at the start of a stream: {detail}");
+                    ApiError::new(ErrorKind::BadGateway, format!("upstream `{name}` failed at the start of the stream"))
+                }
                 Ok(first) => break (reader, first),
                 Err(e) => e,
             };
@@ -341,12 +347,35 @@ impl Upstream {
                 });
                 match T::deserialize(&v) {
                     Ok(c) => yield Ok(c),
+                    // Notes without content (e.g. a content filter's offsets) may be skipped; an event that
+                    // carries text or usage must not vanish silently.
+                    Err(e) if carries_content(&v) => {
+                        tracing::warn!("upstream `{name}` sent a stream event of an unknown shape: {e}");
+                        yield Err(ApiError::new(ErrorKind::BadGateway, format!("upstream `{name}` sent a stream event of an unknown shape")));
+                        return;
+                    }
                     Err(e) => tracing::debug!("upstream `{name}`: skipped a stream event of another shape ({e})"),
                 }
             }
         };
         Ok(s)
     }
+}
+
+/// The `error` object of a stream event, if it is one.
+fn stream_error(data: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(data).ok()?;
+    v.get("error").map(Value::to_string)
+}
+
+/// Whether a stream event holds answer text, a tool call or usage.
+fn carries_content(v: &Value) -> bool {
+    let has = |x: Option<&Value>| x.is_some_and(|x| !x.is_null() && x != &Value::String(String::new()));
+    has(v.get("usage"))
+        || v.get("choices").and_then(Value::as_array).is_some_and(|cs| {
+            cs.iter()
+                .any(|c| has(c.get("text")) || has(c.pointer("/delta/content")) || has(c.pointer("/delta/tool_calls")))
+        })
 }
 
 /// Largest upstream error body read (its message is all that is kept).
@@ -413,18 +442,9 @@ impl SseReader {
     }
 
     /// The next item within `idle` (and before `deadline`).
+    /// The next item. The upstream must send something (data or a comment such as a keep-alive: a
+    /// live upstream that is still thinking) at least every `idle`, and the stream must end by `deadline`.
     async fn next_within(&mut self, idle: Duration, deadline: Instant) -> Result<SseItem, ApiError> {
-        let until = (Instant::now() + idle).min(deadline);
-        match tokio::time::timeout_at(until.into(), self.next()).await {
-            Ok(r) => r,
-            Err(_) if until >= deadline => {
-                Err(ApiError::new(ErrorKind::Timeout, format!("upstream `{}` timed out", self.name)))
-            }
-            Err(_) => Err(ApiError::new(ErrorKind::Timeout, format!("upstream `{}` stalled mid-stream", self.name))),
-        }
-    }
-
-    async fn next(&mut self) -> Result<SseItem, ApiError> {
         loop {
             while let Some(line) = self.take_line() {
                 if let Some(item) = self.on_line(&line) {
@@ -441,7 +461,20 @@ impl SseReader {
                 }
                 return Ok(self.on_line("").unwrap_or(SseItem::Eof));
             }
-            match self.bytes.next().await {
+            let until = (Instant::now() + idle).min(deadline);
+            let next = match tokio::time::timeout_at(until.into(), self.bytes.next()).await {
+                Ok(n) => n,
+                Err(_) if until >= deadline => {
+                    return Err(ApiError::new(ErrorKind::Timeout, format!("upstream `{}` timed out", self.name)))
+                }
+                Err(_) => {
+                    return Err(ApiError::new(
+                        ErrorKind::Timeout,
+                        format!("upstream `{}` sent nothing for {} ms", self.name, idle.as_millis()),
+                    ))
+                }
+            };
+            match next {
                 None => self.eof = true,
                 Some(Ok(b)) => {
                     self.buf.extend_from_slice(&b);
@@ -525,7 +558,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let mut out = Vec::new();
         loop {
-            match rt.block_on(r.next()).unwrap() {
+            match rt.block_on(r.next_within(Duration::from_secs(5), Instant::now() + Duration::from_secs(5))).unwrap() {
                 SseItem::Data(d) => out.push(d),
                 SseItem::Done => out.push("[DONE]".into()),
                 SseItem::Eof => return out,

@@ -347,18 +347,6 @@ fn list(a: ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deletes the files in `dir` that are not in `keep` (canonical paths).
-fn remove_other_files(dir: &std::path::Path, keep: &[PathBuf]) -> anyhow::Result<()> {
-    let keep: HashSet<&PathBuf> = keep.iter().collect();
-    for entry in std::fs::read_dir(dir)? {
-        let path = std::fs::canonicalize(entry?.path())?;
-        if path.is_file() && !keep.contains(&path) {
-            std::fs::remove_file(&path)?;
-        }
-    }
-    Ok(())
-}
-
 /// A working folder removed on drop unless it was given by the user.
 struct WorkDir {
     path: PathBuf,
@@ -397,15 +385,21 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
     };
     let encoder = load_encoder(&a.encoder)?;
 
-    // Index the articles (reused when --keep points at an earlier run). The folder is added as a whole,
-    // after removing articles of another SQuAD file a kept folder may hold, so that the collection drops
-    // them too (they would otherwise stay in the index and skew every number).
-    let articles = work.path.join("articles");
-    let paths = write_articles(&corpus, &articles)?;
-    remove_other_files(&articles, &paths)?;
-    let mut coll = Collection::open_or_create(&work.path.join("collection"))?;
+    // Index the articles (reused when --keep points at an earlier run of the same file). A kept index
+    // that holds other files (an earlier run on another SQuAD file) is rebuilt: its articles would stay in
+    // the index and skew every number.
+    let paths = write_articles(&corpus, &work.path.join("articles"))?;
+    let coll_dir = work.path.join("collection");
+    let mut coll = Collection::open_or_create(&coll_dir)?;
+    let wanted: HashSet<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    if coll.files().iter().any(|f| !wanted.contains(&f.path)) {
+        eprintln!("note: {} holds another corpus; rebuilding its index", coll_dir.display());
+        drop(coll);
+        std::fs::remove_dir_all(&coll_dir).with_context(|| format!("cannot remove {}", coll_dir.display()))?;
+        coll = Collection::open_or_create(&coll_dir)?;
+    }
     let t = Instant::now();
-    let added = add_with_bar(&mut coll, &encoder, std::slice::from_ref(&articles))?;
+    let added = add_with_bar(&mut coll, &encoder, &paths)?;
     let index_secs = (added.passages_added > 0).then(|| t.elapsed().as_secs_f32());
     let set = EvalSet {
         collection: &coll,
