@@ -130,7 +130,9 @@ impl Accounting {
 
     /// The answer's token limit, for the cost held while a paid call runs (`None`: a typical answer).
     pub fn set_output_limit(&mut self, max_tokens: Option<u64>) {
-        self.hold_output = max_tokens.unwrap_or(HELD_OUTPUT_TOKENS);
+        // Capped: a client that always sends a huge max_tokens must not hold a whole day's budget (and
+        // so block every other paid request) for an answer that will be far shorter.
+        self.hold_output = max_tokens.unwrap_or(HELD_OUTPUT_TOKENS).min(HELD_OUTPUT_MAX);
     }
 
     /// Records the model that serves and its price.
@@ -289,6 +291,8 @@ impl Drop for Accounting {
 
 /// Answer tokens assumed when holding a running request's cost against the limits.
 const HELD_OUTPUT_TOKENS: u64 = 256;
+/// Most answer tokens held for one request, whatever its max_tokens.
+const HELD_OUTPUT_MAX: u64 = 4096;
 
 /// Longest requested model name kept in a log row (the request may carry any string there).
 const MODEL_MAX_CHARS: usize = 256;

@@ -119,6 +119,11 @@ impl Caller {
         }
     }
 
+    /// What the key's running requests hold against its limit.
+    pub fn spend_held(&self) -> f64 {
+        self.key.as_ref().map_or(0.0, |k| (k.spend.committed() - k.spend.today()).max(0.0))
+    }
+
     /// Records `usd` spent against the key's daily limit.
     pub fn add_spend(&self, usd: f64) {
         if let Some(k) = &self.key {

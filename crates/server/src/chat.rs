@@ -108,7 +108,9 @@ fn key_limit_error(st: &crate::state::AppState, e: ApiError, caller: &crate::aut
     let daily = st.config.budget.daily_usd;
     let key_left = 1.0 - committed / limit;
     let gateway_left = if daily > 0.0 { 1.0 - st.spend.committed() / daily } else { f64::INFINITY };
-    if key_left > gateway_left {
+    // A 429 says "wait": right when the limit is spent, or when running requests hold part of it; when the
+    // request alone costs more than the key has left with nothing running, waiting cannot help (422).
+    if key_left > gateway_left || (committed < limit && caller.spend_held() <= 0.0) {
         return e;
     }
     ApiError::new(
@@ -694,12 +696,18 @@ async fn cascade(
     probe.logprobs = Some(true);
     probe.sampling.stream = Some(false);
     probe.sampling.stream_options = None;
+    // The model that actually answered first (a fallback of the small one, when it failed) and its price.
+    let mut first_served = (small_name.clone(), small.price());
     let first = match &small {
         ChatModel::Local(l) => {
             acct.set_served(&small_name, l.price);
             local_full(l, &probe, acct).await
         }
-        ChatModel::Upstream(_) => call_full(st, &small_name, &probe, acct).await.map(|x| x.1),
+        ChatModel::Upstream(_) => call_full(st, &small_name, &probe, acct).await.map(|(served, a)| {
+            let price = st.chat.get(&served).map_or(small.price(), |m| m.price());
+            first_served = (served, price);
+            a
+        }),
     };
     let (confidence, small_answer) = match first {
         Ok(mut a) => {
@@ -734,20 +742,22 @@ async fn cascade(
         }
     }
     if keep {
-        let mut a = small_answer.unwrap_or_else(|| unreachable_answer(&small_name));
-        a.model = small_name.clone();
+        let served = first_served.0.clone();
+        acct.correct_decision(&mut decision, &served);
+        let mut a = small_answer.unwrap_or_else(|| unreachable_answer(&served));
+        a.model = served.clone();
         a.rightmodel = Some(json!({"decision": decision}));
         acct.set_decision("cascade_confident", &decision);
         if stream {
             return Ok(Reply::Stream {
-                served: small_name,
+                served,
                 decision: Some(decision),
                 stream: replay(a),
                 include_usage: include_usage(&req),
                 accounted: true,
             });
         }
-        return Ok(Reply::Full { served: small_name, decision: Some(decision), body: a });
+        return Ok(Reply::Full { served, decision: Some(decision), body: a });
     }
     acct.set_decision("cascade_low_confidence", &decision);
     let escalated = if stream {
@@ -769,25 +779,26 @@ async fn cascade(
         // The large model failed: the small answer, though unsure, beats an error.
         (Err(e), Some(mut a)) => {
             tracing::warn!("cascade: escalation to `{large_name}` failed ({}); returning the small answer", e.message);
+            let (served, price) = first_served;
             if let Some(obj) = decision.as_object_mut() {
-                obj.insert("served".into(), json!(small_name));
+                obj.insert("served".into(), json!(served));
                 obj.insert("reason".into(), json!("cascade_escalation_failed"));
                 obj.insert("escalation_error".into(), json!(short_message(&e.message)));
             }
-            acct.set_served(&small_name, small.price());
+            acct.set_served(&served, price);
             acct.set_decision("cascade_escalation_failed", &decision);
-            a.model = small_name.clone();
+            a.model = served.clone();
             a.rightmodel = Some(json!({"decision": decision}));
             if stream {
                 Ok(Reply::Stream {
-                    served: small_name,
+                    served: served.clone(),
                     decision: Some(decision),
                     stream: replay(a),
                     include_usage: include_usage(&req),
                     accounted: true,
                 })
             } else {
-                Ok(Reply::Full { served: small_name, decision: Some(decision), body: a })
+                Ok(Reply::Full { served, decision: Some(decision), body: a })
             }
         }
         (Err(e), None) => Err(e),
