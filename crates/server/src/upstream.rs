@@ -555,7 +555,7 @@ mod tests {
     fn read_all(chunks: &[&str]) -> Vec<String> {
         let items: Vec<reqwest::Result<Bytes>> = chunks.iter().map(|c| Ok(Bytes::from(c.to_string()))).collect();
         let mut r = SseReader::from_stream(Box::pin(futures::stream::iter(items)), "t".into());
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let mut out = Vec::new();
         loop {
             match rt.block_on(r.next_within(Duration::from_secs(5), Instant::now() + Duration::from_secs(5))).unwrap() {
