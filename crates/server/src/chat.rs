@@ -305,8 +305,7 @@ async fn handle(
     let model = st.chat_model(&target)?;
     // Checked for `auto`'s choice too: the router saw the budget a moment ago, and concurrent requests
     // may have taken what was left since.
-    st.check_budget(&target, model.price())?;
-    caller.check_spend(&target, model.price())?;
+    st.check_limits(&caller, &target, model.price())?;
 
     // A cascade judges the small answer by its token log-probabilities; tool calls have none.
     let no_tools = crate::tools::tool_mode(&req)? == ToolMode::Off;
@@ -341,10 +340,7 @@ pub(crate) fn chain(st: &SharedState, first: &str, acct: &Accounting) -> Result<
         if !acct.caller().may_use(f) {
             continue;
         }
-        let affordable = |fm: &&ChatModel| {
-            st.check_budget(f, fm.price()).is_ok() && acct.caller().check_spend(f, fm.price()).is_ok()
-        };
-        if let Some(fm) = st.chat.get(f).filter(affordable) {
+        if let Some(fm) = st.chat.get(f).filter(|fm| st.check_limits(acct.caller(), f, fm.price()).is_ok()) {
             out.push((f.clone(), fm.clone()));
         }
     }

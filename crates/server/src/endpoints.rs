@@ -139,9 +139,7 @@ pub async fn completions(
         Ok(m) => m.clone(),
         Err(e) => return fail(acct, e),
     };
-    if let Err(e) =
-        st.check_budget(&req.model, model.price()).and_then(|_| caller.check_spend(&req.model, model.price()))
-    {
+    if let Err(e) = st.check_limits(&caller, &req.model, model.price()) {
         return fail(acct, e);
     }
     let prompt_chars: usize = match &req.prompt {

@@ -113,6 +113,18 @@ impl AppState {
         }
     }
 
+    /// The gateway's budget ([`AppState::check_budget`]) and then the caller's key limit
+    /// ([`crate::auth::Caller::check_spend`]) for calling the model `name` at `price`.
+    pub fn check_limits(
+        &self,
+        caller: &crate::auth::Caller,
+        name: &str,
+        price: rightmodel_core::Price,
+    ) -> Result<(), ApiError> {
+        self.check_budget(name, price)?;
+        caller.check_spend(name, price)
+    }
+
     /// 429 until midnight UTC when the gateway's daily budget is spent and `price` is not free: at zero only
     /// free (local) models serve, whether `auto` chose them or the client named one.
     pub fn check_budget(&self, name: &str, price: rightmodel_core::Price) -> Result<(), ApiError> {

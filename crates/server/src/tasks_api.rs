@@ -245,9 +245,7 @@ pub async fn classify(
 fn strongest_upstream(st: &AppState, caller: &crate::auth::Caller) -> Option<String> {
     st.chat
         .iter()
-        .filter(|(n, m)| {
-            caller.may_use(n) && st.check_budget(n, m.price()).is_ok() && caller.check_spend(n, m.price()).is_ok()
-        })
+        .filter(|(n, m)| caller.may_use(n) && st.check_limits(caller, n, m.price()).is_ok())
         .filter_map(|(n, m)| match m {
             ChatModel::Upstream(u) => Some((n.clone(), u.config.tier)),
             ChatModel::Local(_) => None,

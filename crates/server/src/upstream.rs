@@ -300,11 +300,16 @@ impl Upstream {
                     format!("upstream `{name}` closed the stream before any event"),
                 ),
                 // An error as the first event: nothing has reached the client yet, so retry / fall back.
-                Ok(SseItem::Data(d)) if stream_error(&d).is_some() => {
-                    let detail = stream_error(&d).unwrap_or_default();
-                    tracing::warn!("upstream `{name}` failed at the start of a stream: {detail}");
-                    ApiError::new(ErrorKind::BadGateway, format!("upstream `{name}` failed at the start of the stream"))
-                }
+                Ok(SseItem::Data(d)) => match stream_error(&d) {
+                    Some(detail) => {
+                        tracing::warn!("upstream `{name}` failed at the start of a stream: {detail}");
+                        ApiError::new(
+                            ErrorKind::BadGateway,
+                            format!("upstream `{name}` failed at the start of the stream"),
+                        )
+                    }
+                    None => break (reader, SseItem::Data(d)),
+                },
                 Ok(first) => break (reader, first),
                 Err(e) => e,
             };

@@ -7,6 +7,12 @@ use rightmodel_tasks::eval::{self, EvalOptions};
 use rightmodel_tasks::train::train_classifier;
 use rightmodel_tasks::{data, plot, registry, Classifier, Mode, NoProgress};
 
+/// The sentiment fixture's classifier, trained with `emb` into `dest` and loaded.
+fn trained_sentiment(dest: &std::path::Path, emb: &HashEmbedder) -> Classifier {
+    train_classifier(&spec(fixture("sentiment.csv"), "text", dest.to_path_buf()), emb, &NoProgress).unwrap();
+    Classifier::load(dest).unwrap()
+}
+
 #[test]
 fn train_save_load_predict_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
@@ -189,9 +195,7 @@ fn wrong_encoder_is_refused() {
         }
     }
     let tmp = tempfile::tempdir().unwrap();
-    let dest = tmp.path().join("m");
-    train_classifier(&spec(fixture("sentiment.csv"), "text", dest.clone()), &HashEmbedder::new(), &NoProgress).unwrap();
-    let clf = Classifier::load(&dest).unwrap();
+    let clf = trained_sentiment(&tmp.path().join("m"), &HashEmbedder::new());
     let err = clf.predict(&Wide, &["hello"], false).unwrap_err().to_string();
     assert!(err.contains("256-d"), "{err}");
     let err = clf.predict(&HashEmbedder::new(), &["  "], false).unwrap_err().to_string();
@@ -217,10 +221,8 @@ fn registry_resolves_names_and_paths() {
 #[test]
 fn evaluation_reports_scores_speed_and_domain_separation() {
     let tmp = tempfile::tempdir().unwrap();
-    let dest = tmp.path().join("m");
     let emb = HashEmbedder::new();
-    train_classifier(&spec(fixture("sentiment.csv"), "text", dest.clone()), &emb, &NoProgress).unwrap();
-    let clf = Classifier::load(&dest).unwrap();
+    let clf = trained_sentiment(&tmp.path().join("m"), &emb);
     let ds = data::load_labelled(&fixture("sentiment.jsonl"), "text", "label").unwrap();
     let ood: Vec<String> =
         ["stock markets fell sharply today", "what year did the war end ?", "reset my card pin please"]
@@ -277,10 +279,8 @@ impl rightmodel_core::Embedder for RotatedEmbedder {
 #[test]
 fn another_encoder_of_the_same_size_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let dest = tmp.path().join("sentiment");
     let emb = HashEmbedder::new();
-    train_classifier(&spec(fixture("sentiment.csv"), "text", dest.clone()), &emb, &NoProgress).unwrap();
-    let clf = Classifier::load(&dest).unwrap();
+    let clf = trained_sentiment(&tmp.path().join("sentiment"), &emb);
     assert!(clf.manifest().encoder.probe.is_some());
     let err = clf.predict(&RotatedEmbedder(HashEmbedder::new()), &["a wonderful film"], false).unwrap_err();
     assert!(err.to_string().contains("embeds differently"), "{err}");
