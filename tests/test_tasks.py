@@ -57,15 +57,19 @@ def test_classifier_trained_by_cli_is_served(tmp_path):
 
 
 def test_docs_model_answers_with_citations(tmp_path):
+    """`docs:NAME` answers with citations; with `rerank_lm` the local model re-orders the first passages and the
+    decision says so."""
     home, env = fresh_home(tmp_path)
     cli(env, "docs", "add", "handbook", HANDBOOK)
-    s = Server(tmp_path, LOCAL, "docs", env={"RIGHTMODEL_HOME": str(home)})
+    cfg = LOCAL + '\n[[docs]]\nname = "handbook"\nrerank_lm = "gemma3-270m"\n'
+    s = Server(tmp_path, cfg, "docs", env={"RIGHTMODEL_HOME": str(home)})
     try:
         c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
         raw = c.chat.completions.with_raw_response.create(
             model="docs:handbook", messages=[{"role": "user", "content": "When was the museum founded?"}])
         body = raw.parse()
         assert raw.headers["x-rightmodel-model"] == "docs:handbook"
+        assert json.loads(raw.headers["x-rightmodel-decision"])["reranked_by"] == "gemma3-270m"
         extra = body.model_extra["rightmodel"]
         assert extra["citations"], extra
         assert "1852" in body.choices[0].message.content
@@ -127,6 +131,11 @@ def test_docs_ask_generate_cites_passages(tmp_path):
         assert f"[{n}]" in g["text"]
         passage = answer["passages"][n - 1]
         assert (c["file"], c["start"], c["end"]) == (passage["file"], passage["start"], passage["end"])
+    # --rerank-lm: the first passages carry the model's log-likelihood of the question, the answer stays right.
+    answer = json.loads(cli(env, "docs", "ask", "handbook", "When was the museum founded?", "--rerank-lm", "--json"))
+    assert "1852" in answer["answer"]
+    scored = [p["question_log_likelihood"] for p in answer["passages"] if "question_log_likelihood" in p]
+    assert len(scored) == min(3, len(answer["passages"])) and all(v < 0 for v in scored), answer["passages"]
 
 
 def test_auto_lets_a_routed_classifier_answer_in_its_domain(tmp_path):

@@ -45,6 +45,10 @@ pub struct ScoredPassage {
     /// Sentence-ranker score of the passage's best sentence: the re-ranking key (`None` for passages
     /// beyond the re-ranking depth).
     pub rerank_score: Option<f32>,
+    /// `log P(question | passage)` under the language model that re-ranked the first passages (`None`
+    /// without one, or beyond its depth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question_log_likelihood: Option<f32>,
 }
 
 /// The answer to a question: an extracted span (or the whole sentence when no span stands out), the
@@ -136,6 +140,7 @@ mod tests {
             lexical: 1.0,
             dense: 0.5,
             rerank_score: None,
+            question_log_likelihood: None,
         };
         let p = context_prompt("Who?", &[sp(3, "Alpha."), sp(9, "Beta.")]);
         assert!(p.contains("[1] (f3.txt, characters 0-6)\nAlpha."));

@@ -2,7 +2,7 @@
 //! ([`crate::features`]), re-ranking by the best sentence ([`crate::ranker`]), span extraction
 //! ([`crate::extract`]).
 
-use rightmodel_core::Embedder;
+use rightmodel_core::{Embedder, QuestionScorer};
 use serde::{Deserialize, Serialize};
 
 use crate::answer::{Answer, Citation, ScoredPassage};
@@ -68,17 +68,41 @@ impl Collection {
         k: usize,
         params: &AskParams,
     ) -> Result<Answer, DocsError> {
+        if params.mode == RetrievalMode::Lexical && params.lexical_sentences {
+            check_question(question)?;
+            if self.passage_count() == 0 {
+                return Err(DocsError::EmptyCollection);
+            }
+            return self.ask_scored(question, &[], k, params, None);
+        }
+        let q_vec = self.question_vector(embedder, question)?;
+        self.ask_scored(question, &q_vec, k, params, None)
+    }
+
+    /// The question's unit vector from `embedder`, after checking the question, that the collection has
+    /// passages, and that `embedder` is the model it was indexed with (for [`Collection::ask_scored`]).
+    pub fn question_vector(&self, embedder: &dyn Embedder, question: &str) -> Result<Vec<f32>, DocsError> {
         check_question(question)?;
         if self.passage_count() == 0 {
             return Err(DocsError::EmptyCollection);
         }
         self.check_embedder(embedder)?;
-        let q_vec = if params.mode == RetrievalMode::Lexical && params.lexical_sentences {
-            Vec::new()
-        } else {
-            embed_one(embedder, question)?
-        };
-        self.ask_with_vector(question, &q_vec, k, params)
+        embed_one(embedder, question)
+    }
+
+    /// Answers `question` with explicit parameters, the first `params.lm_depth` passages re-ordered by
+    /// `scorer` (a language model's `log P(question | passage)`): slower, and more often right about
+    /// which passage a question comes from.
+    pub fn ask_with_scorer(
+        &self,
+        embedder: &dyn Embedder,
+        question: &str,
+        k: usize,
+        params: &AskParams,
+        scorer: &dyn QuestionScorer,
+    ) -> Result<Answer, DocsError> {
+        let q_vec = self.question_vector(embedder, question)?;
+        self.ask_scored(question, &q_vec, k, params, Some(scorer))
     }
 
     /// Answers `question` given its unit vector from the collection's embedder (an empty vector turns
@@ -90,6 +114,18 @@ impl Collection {
         k: usize,
         params: &AskParams,
     ) -> Result<Answer, DocsError> {
+        self.ask_scored(question, q_vec, k, params, None)
+    }
+
+    /// [`Collection::ask_with_vector`], re-ordering the first passages with `scorer` when there is one.
+    pub fn ask_scored(
+        &self,
+        question: &str,
+        q_vec: &[f32],
+        k: usize,
+        params: &AskParams,
+        scorer: Option<&dyn QuestionScorer>,
+    ) -> Result<Answer, DocsError> {
         check_question(question)?;
         let k = k.max(1);
         let scored = params.rerank_depth.max(1);
@@ -100,7 +136,7 @@ impl Collection {
             .map(|(i, passage)| {
                 let evidence = evidence.get(i).cloned().unwrap_or_default();
                 let logits = evidence.iter().map(score).collect();
-                Ranked { passage, evidence, logits }
+                Ranked { passage, evidence, logits, lm: None }
             })
             .collect();
         if params.rerank_depth > 0 {
@@ -109,7 +145,58 @@ impl Collection {
             let n = scored.min(items.len());
             items[..n].sort_by(|a, b| b.best_logit().total_cmp(&a.best_logit()));
         }
+        if let Some(scorer) = scorer {
+            self.rerank_with_lm(question, params, scorer, &mut items)?;
+        }
         self.build_answer(question, k, params, &items)
+    }
+
+    /// Re-orders the first `params.lm_depth` passages by `log P(question | passage)` plus
+    /// `params.lm_ranker_weight` times their sentence-ranker score.
+    ///
+    /// Crowd-written questions reuse the words and facts of the passage they were written from; the
+    /// language model, having just read a passage, rewards exactly that, including paraphrase and
+    /// word order that term-overlap features miss. The ranker score stays in the key so that a clear
+    /// first-stage winner is not overturned by a small likelihood difference.
+    fn rerank_with_lm(
+        &self,
+        question: &str,
+        params: &AskParams,
+        scorer: &dyn QuestionScorer,
+        items: &mut [Ranked],
+    ) -> Result<(), DocsError> {
+        let n = params.lm_depth.min(items.len());
+        if n < 2 {
+            return Ok(());
+        }
+        let texts: Vec<&str> = items[..n].iter().map(|r| self.snap.passages[r.passage.row].text.as_str()).collect();
+        let ll = scorer.question_log_likelihood(question, &texts)?;
+        if ll.len() != n || ll.iter().any(|v| !v.is_finite()) {
+            return Err(DocsError::Score(rightmodel_core::ScoreError(format!(
+                "{} scores for {n} passages, or a score that is not a number",
+                ll.len()
+            ))));
+        }
+        let (w, pen) = (params.lm_ranker_weight, params.lm_rank_penalty);
+        let keys: Vec<f32> = items[..n]
+            .iter()
+            .zip(&ll)
+            .enumerate()
+            .map(|(place, (r, &lm))| {
+                let ranker = r.best_logit();
+                lm - pen * place as f32 + if ranker.is_finite() { w * ranker } else { 0.0 }
+            })
+            .collect();
+        for (r, v) in items.iter_mut().zip(ll) {
+            r.lm = Some(v);
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| keys[b].total_cmp(&keys[a]));
+        let reordered: Vec<Ranked> = order.iter().map(|&i| items[i].clone()).collect();
+        for (slot, r) in items.iter_mut().zip(reordered) {
+            *slot = r;
+        }
+        Ok(())
     }
 
     /// The candidate sentences of the first `params.rerank_depth` passages with their evidence.
@@ -269,15 +356,19 @@ impl Collection {
             lexical: s.lexical,
             dense: s.dense,
             rerank_score: (!r.logits.is_empty()).then(|| r.best_logit()),
+            question_log_likelihood: r.lm,
         }
     }
 }
 
 /// A passage with its sentences' evidence and ranker scores.
+#[derive(Clone)]
 struct Ranked {
     passage: PassageScore,
     evidence: Vec<Evidence>,
     logits: Vec<f32>,
+    /// `log P(question | passage)` when a language model re-ranked this passage.
+    lm: Option<f32>,
 }
 
 impl Ranked {

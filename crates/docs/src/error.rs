@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use rightmodel_core::EmbedError;
+use rightmodel_core::{EmbedError, ScoreError};
 
 /// Why a collection operation failed. Every variant names the file or collection involved, so the CLI and
 /// the server can show it to the user as is.
@@ -88,6 +88,9 @@ pub enum DocsError {
     /// The embedding model failed.
     #[error(transparent)]
     Embed(#[from] EmbedError),
+    /// The language model that re-ranks passages failed.
+    #[error(transparent)]
+    Score(#[from] ScoreError),
     /// The lexical (tantivy) index failed.
     #[error("lexical index: {0}")]
     Index(String),

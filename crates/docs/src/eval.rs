@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use rightmodel_core::Embedder;
+use rightmodel_core::{Embedder, QuestionScorer};
 use serde::{Deserialize, Serialize};
 
 use crate::answer::Answer;
@@ -134,6 +134,50 @@ pub fn score_answer(answer: &Answer, q: &EvalQuestion, article_path: &str, ms: f
         ms,
         confidence: answer.confidence,
     }
+}
+
+/// Passage hit@1 of language-model re-ranking at each depth, ranker weight and rank penalty, from answers
+/// produced with the language model scoring the first [`TOP_K`] passages (their passages carry both scores,
+/// so every combination is replayed without asking the model again). Rows: (depth, weight, penalty, hit@1).
+pub fn lm_grid(
+    answers: &[(usize, Answer)],
+    corpus: &EvalCorpus,
+    article_paths: &[String],
+    depths: &[usize],
+    weights_and_penalties: &[(f32, f32)],
+) -> Vec<(usize, f32, f32, f32)> {
+    let mut rows = Vec::new();
+    for &d in depths {
+        for &(w, pen) in weights_and_penalties {
+            let mut hits = 0usize;
+            for (i, a) in answers {
+                let q = &corpus.questions[*i];
+                // The sentence ranker's order (a stable sort by its score), then the re-ranking key.
+                let mut ps: Vec<&crate::ScoredPassage> = a.passages.iter().collect();
+                ps.sort_by(|x, y| {
+                    let (x, y) =
+                        (x.rerank_score.unwrap_or(f32::NEG_INFINITY), y.rerank_score.unwrap_or(f32::NEG_INFINITY));
+                    y.total_cmp(&x)
+                });
+                let key = |place: usize, p: &crate::ScoredPassage| {
+                    p.question_log_likelihood.unwrap_or(f32::NEG_INFINITY) + w * p.rerank_score.unwrap_or(0.0)
+                        - pen * place as f32
+                };
+                let top = ps
+                    .iter()
+                    .take(d.max(1))
+                    .enumerate()
+                    .reduce(|best, p| if key(p.0, p.1) > key(best.0, best.1) { p } else { best })
+                    .map(|(_, p)| *p);
+                let path = &article_paths[q.article];
+                if top.is_some_and(|p| &p.file == path && p.start < q.paragraph.1 && q.paragraph.0 < p.end) {
+                    hits += 1;
+                }
+            }
+            rows.push((d, w, pen, hits as f32 / answers.len().max(1) as f32));
+        }
+    }
+    rows
 }
 
 impl EvalSet<'_> {
@@ -352,16 +396,18 @@ impl EvalSet<'_> {
         embedder: Option<&dyn Embedder>,
         q_vecs: Option<&Matrix>,
         params: &AskParams,
+        scorer: Option<&dyn QuestionScorer>,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<(QuestionScore, Answer)>, DocsError> {
         let mut out = Vec::with_capacity(which.len());
         for (done, &i) in which.iter().enumerate() {
             let q = &self.corpus.questions[i];
             let t = Instant::now();
-            let answer = match (embedder, q_vecs) {
-                (Some(e), _) => self.collection.ask_with(e, &q.question, TOP_K, params)?,
-                (None, Some(v)) => self.collection.ask_with_vector(&q.question, v.row(i), TOP_K, params)?,
-                (None, None) => self.collection.ask_with_vector(&q.question, &[], TOP_K, params)?,
+            let answer = match (embedder, q_vecs, scorer) {
+                (Some(e), _, Some(s)) => self.collection.ask_with_scorer(e, &q.question, TOP_K, params, s)?,
+                (Some(e), _, None) => self.collection.ask_with(e, &q.question, TOP_K, params)?,
+                (None, Some(v), s) => self.collection.ask_scored(&q.question, v.row(i), TOP_K, params, s)?,
+                (None, None, s) => self.collection.ask_scored(&q.question, &[], TOP_K, params, s)?,
             };
             let ms = t.elapsed().as_secs_f32() * 1000.0;
             out.push((score_answer(&answer, q, &self.article_paths[q.article], ms), answer));
@@ -426,7 +472,7 @@ impl EvalSet<'_> {
                     let mut p = best.clone();
                     set(&mut p, v);
                     let scores: Vec<QuestionScore> =
-                        self.run(which, None, Some(q_vecs), &p, &mut |_| {})?.into_iter().map(|r| r.0).collect();
+                        self.run(which, None, Some(q_vecs), &p, None, &mut |_| {})?.into_iter().map(|r| r.0).collect();
                     let m = summarize(&scores);
                     if objective(&m) > round_best.0 {
                         round_best = (objective(&m), p.clone());

@@ -161,6 +161,7 @@ mod tests {
             lexical: 1.0,
             dense: 0.5,
             rerank_score: None,
+            question_log_likelihood: None,
         }
     }
 

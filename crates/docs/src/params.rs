@@ -14,6 +14,13 @@ pub enum RetrievalMode {
     Dense,
 }
 
+/// Passages a language model re-orders by default, when one is given (see [`AskParams::lm_depth`]).
+pub const LM_DEPTH: usize = 3;
+/// Default [`AskParams::lm_ranker_weight`].
+pub const LM_RANKER_WEIGHT: f32 = 2.0;
+/// Default [`AskParams::lm_rank_penalty`].
+pub const LM_RANK_PENALTY: f32 = 0.0;
+
 /// Parameters of [`crate::Collection::ask_with`]. `Default` gives the tuned configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -35,6 +42,13 @@ pub struct AskParams {
     pub lexical_sentences: bool,
     /// Ignore the passages of these files (paths as stored), as if they were not in the collection.
     pub exclude_files: Vec<String>,
+    /// Passages re-ordered by a language model's `log P(question | passage)` when the caller passes a
+    /// [`rightmodel_core::QuestionScorer`] (after the sentence ranker; 0 turns it off).
+    pub lm_depth: usize,
+    /// Weight of the sentence ranker's score next to the language model's log-likelihood in that order.
+    pub lm_ranker_weight: f32,
+    /// Log-likelihood taken off per place a passage stands behind the first in the ranker's order.
+    pub lm_rank_penalty: f32,
 }
 
 impl Default for AskParams {
@@ -48,6 +62,9 @@ impl Default for AskParams {
             rerank_depth: 40,
             lexical_sentences: false,
             exclude_files: Vec::new(),
+            lm_depth: LM_DEPTH,
+            lm_ranker_weight: LM_RANKER_WEIGHT,
+            lm_rank_penalty: LM_RANK_PENALTY,
         }
     }
 }

@@ -305,3 +305,76 @@ fn overlong_questions_are_refused() {
     let long = "museum ".repeat(rightmodel_docs::MAX_QUESTION_CHARS);
     assert!(matches!(c.ask(&e, &long, 3), Err(DocsError::QuestionTooLong { .. })));
 }
+
+/// A language model stand-in: finds a question likeliest after the passage that mentions `favourite`.
+struct FavouriteScorer {
+    favourite: &'static str,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl rightmodel_core::QuestionScorer for FavouriteScorer {
+    fn question_log_likelihood(
+        &self,
+        _question: &str,
+        passages: &[&str],
+    ) -> Result<Vec<f32>, rightmodel_core::ScoreError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(passages.iter().map(|p| if p.contains(self.favourite) { 0.0 } else { -100.0 }).collect())
+    }
+    fn model_id(&self) -> &str {
+        "favourite"
+    }
+}
+
+#[test]
+fn a_language_model_reorders_the_first_passages() {
+    let tmp = fixture_copy();
+    let e = HashEmbedder::default();
+    let mut c = new_collection(&tmp);
+    c.add_paths(&e, &[tmp.path().join("docs")]).unwrap();
+    let q = "When was the museum founded?";
+    let plain = c.ask(&e, q, 3).unwrap();
+    assert!(plain.citations[0].file.ends_with("museum.txt"));
+    assert!(plain.passages.iter().all(|p| p.question_log_likelihood.is_none()));
+
+    // A scorer sure that another passage is the source moves it first, and the answer comes from it.
+    let second = plain.passages[1].text.clone();
+    let marker: &'static str =
+        Box::leak(second.split_whitespace().take(4).collect::<Vec<_>>().join(" ").into_boxed_str());
+    let scorer = FavouriteScorer { favourite: marker, calls: Default::default() };
+    let params = rightmodel_docs::AskParams { lm_depth: 3, ..Default::default() };
+    let moved = c.ask_with_scorer(&e, q, 3, &params, &scorer).unwrap();
+    assert_eq!(moved.passages[0].text, second);
+    assert_eq!(moved.passages[0].question_log_likelihood, Some(0.0));
+    assert!(moved.citations[0].text.len() <= second.len() && second.contains(&moved.citations[0].text));
+    assert_eq!(moved.passages.iter().filter(|p| p.question_log_likelihood.is_some()).count(), 3);
+
+    // Depth 1 (or 0) leaves nothing to re-order and does not call the model.
+    let calls = scorer.calls.load(std::sync::atomic::Ordering::Relaxed);
+    let params = rightmodel_docs::AskParams { lm_depth: 1, ..Default::default() };
+    let same = c.ask_with_scorer(&e, q, 3, &params, &scorer).unwrap();
+    assert_eq!(same.passages[0].text, plain.passages[0].text);
+    assert_eq!(scorer.calls.load(std::sync::atomic::Ordering::Relaxed), calls);
+}
+
+/// A broken language model: its scores do not match the passages.
+struct BrokenScorer;
+
+impl rightmodel_core::QuestionScorer for BrokenScorer {
+    fn question_log_likelihood(&self, _q: &str, _p: &[&str]) -> Result<Vec<f32>, rightmodel_core::ScoreError> {
+        Ok(vec![f32::NAN])
+    }
+    fn model_id(&self) -> &str {
+        "broken"
+    }
+}
+
+#[test]
+fn a_broken_language_model_is_an_error_not_a_wrong_order() {
+    let tmp = fixture_copy();
+    let e = HashEmbedder::default();
+    let mut c = new_collection(&tmp);
+    c.add_paths(&e, &[tmp.path().join("docs")]).unwrap();
+    let r = c.ask_with_scorer(&e, "When was the museum founded?", 3, &Default::default(), &BrokenScorer);
+    assert!(matches!(r, Err(DocsError::Score(_))), "{r:?}");
+}

@@ -13,6 +13,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use rightmodel_core::Price;
+use rightmodel_infer::llm::LikelihoodScorer;
+use rightmodel_infer::threads::available_cores;
 use rightmodel_infer::{Engine, EngineConfig, MiniLm};
 use rightmodel_models::home::rightmodel_home;
 use rightmodel_models::Store;
@@ -109,6 +111,17 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
     for d in &config.docs {
         if let Some(p) = &d.path {
             tasks.paths.insert(format!("docs:{}", d.name), p.clone());
+        }
+        if let Some(lm) = &d.rerank_lm {
+            let merr = |reason: String| ServeError::Model { name: lm.clone(), reason };
+            let local =
+                config.locals.iter().find(|l| &l.name == lm).ok_or_else(|| merr("not a [[local]] model".into()))?;
+            let path = store.resolve_gguf(&local.model).map_err(|e| merr(e.to_string()))?;
+            // Its own context on its own thread; the weights are memory-mapped, so the chat engine's copy
+            // of the same file is shared, not loaded twice.
+            let scorer = LikelihoodScorer::start(&path, lm, d.rerank_depth, available_cores())
+                .map_err(|e| merr(e.to_string()))?;
+            tasks.rerankers.insert(d.name.clone(), (Arc::new(scorer), d.rerank_depth));
         }
     }
     let tasks = Arc::new(tasks);

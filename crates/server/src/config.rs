@@ -61,7 +61,7 @@ pub struct Config {
     pub classifiers: Vec<ClassifierEntry>,
     /// Document collections to serve as `docs:NAME`.
     #[serde(default, rename = "docs")]
-    pub docs: Vec<NamedPath>,
+    pub docs: Vec<DocsEntry>,
     /// API keys; when none are configured the gateway is open.
     #[serde(default, rename = "key")]
     pub keys: Vec<KeyConfig>,
@@ -239,15 +239,26 @@ impl UpstreamModel {
     }
 }
 
-/// A named artefact on disk (classifier or document collection).
+/// `[[docs]]`: a document collection served as `docs:NAME`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NamedPath {
-    /// Name (clients use `docs:NAME` for collections).
+pub struct DocsEntry {
+    /// Name (clients use `docs:NAME`).
     pub name: String,
-    /// Directory (default: the standard location under `$RIGHTMODEL_HOME`).
+    /// Directory (default: `$RIGHTMODEL_HOME/docs/NAME`).
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// A `[[local]]` model that re-orders the first passages by how likely it finds the question after
+    /// each: more often the right passage, at a forward pass over them per question.
+    #[serde(default)]
+    pub rerank_lm: Option<String>,
+    /// Passages that model re-orders (2 to 16).
+    #[serde(default = "default_rerank_depth")]
+    pub rerank_depth: usize,
+}
+
+fn default_rerank_depth() -> usize {
+    rightmodel_docs::params::LM_DEPTH
 }
 
 /// `[[classifier]]`: a trained classifier to serve.
@@ -463,6 +474,14 @@ impl Config {
             if !docs.insert(d.name.clone()) {
                 return Err(invalid(format!("docs[{i}].name"), format!("collection `{}` is listed twice", d.name)));
             }
+            if let Some(lm) = &d.rerank_lm {
+                if !self.locals.iter().any(|l| &l.name == lm) {
+                    return Err(invalid(format!("docs[{i}].rerank_lm"), format!("no [[local]] model is named `{lm}`")));
+                }
+            }
+            if !(2..=16).contains(&d.rerank_depth) {
+                return Err(invalid(format!("docs[{i}].rerank_depth"), "must be between 2 and 16"));
+            }
         }
         for (i, m) in self.locals.iter().enumerate() {
             if m.slots == 0 || m.slots > 64 {
@@ -606,6 +625,11 @@ mod tests {
             ("[route]\nmax_cost_usd=0\n", "route.max_cost_usd"),
             ("[route]\nthreshold=1.5\n", "route.threshold"),
             ("[budget]\ndaily_usd=nan\n", "budget.daily_usd"),
+            ("[[docs]]\nname='h'\nrerank_lm='nope'\n", "docs[0].rerank_lm"),
+            (
+                "[[local]]\nname='l'\nmodel='m'\n[[docs]]\nname='h'\nrerank_lm='l'\nrerank_depth=1\n",
+                "docs[0].rerank_depth",
+            ),
         ] {
             let e = Config::parse(t, "x").unwrap_err().to_string();
             assert!(e.contains(key), "{t:?}: {e}");

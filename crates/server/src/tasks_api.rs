@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use rightmodel_core::wire::{ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, Usage};
 use rightmodel_core::{ApiError, Embedder, ErrorKind};
 use rightmodel_docs::Collection;
+use rightmodel_infer::llm::LikelihoodScorer;
 use rightmodel_tasks::Classifier;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -33,6 +34,8 @@ pub struct TaskModels {
     collections: Mutex<HashMap<String, Arc<Collection>>>,
     /// Configured locations (`[[classifier]]`, `[[docs]]` with a `path`).
     pub paths: HashMap<String, PathBuf>,
+    /// Collections whose first passages a language model re-orders (`rerank_lm`), with the depth.
+    pub rerankers: HashMap<String, (Arc<LikelihoodScorer>, usize)>,
 }
 
 /// A classifier in memory and the identity of the manifest it was read from.
@@ -275,13 +278,29 @@ pub async fn docs_chat(
     let (state, coll_name) = (st.clone(), name.to_string());
     // Opening the collection, retrieval and counting the question's tokens all block: one pool task, which
     // holds the encoder's slot until it is done, even if the client leaves.
-    let (answer, question_tokens) = tokio::task::spawn_blocking(move || {
+    let (answer, question_tokens, reranked_by) = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let coll = state.tasks.collection(&coll_name)?;
-        let mut answer = coll.ask(emb.as_ref(), &q, 5).map_err(docs_error)?;
+        let (mut answer, reranked_by) = match state.tasks.rerankers.get(&coll_name) {
+            Some((scorer, depth)) => {
+                // The permit stays held through the language model too: it bounds the requests queued on it.
+                let q_vec = coll.question_vector(emb.as_ref(), &q).map_err(docs_error)?;
+                let params = rightmodel_docs::AskParams { lm_depth: *depth, ..Default::default() };
+                match coll.ask_scored(&q, &q_vec, 5, &params, Some(scorer.as_ref())) {
+                    Ok(a) => (a, Some(rightmodel_core::QuestionScorer::model_id(scorer.as_ref()).to_string())),
+                    // The re-ranking is an improvement, not a dependency: answer without it.
+                    Err(rightmodel_docs::DocsError::Score(e)) => {
+                        tracing::warn!(collection = %coll_name, "passage re-ranking failed, answering without it: {e}");
+                        (coll.ask_scored(&q, &q_vec, 5, &params, None).map_err(docs_error)?, None)
+                    }
+                    Err(e) => return Err(docs_error(e)),
+                }
+            }
+            None => (coll.ask(emb.as_ref(), &q, 5).map_err(docs_error)?, None),
+        };
         // Clients see sources relative to the collection, not where this host keeps them.
         answer.map_files(|f| coll.relative_file(f));
-        Ok::<_, ApiError>((answer, emb_tokens(&state, &q)))
+        Ok::<_, ApiError>((answer, emb_tokens(&state, &q), reranked_by))
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
@@ -292,6 +311,9 @@ pub async fn docs_chat(
     let unsure = answer.confidence < min_conf;
     let escalate = unsure.then(|| strongest_upstream(st, acct.caller())).flatten();
     let mut decision = json!({"served": model_name, "reason": "docs_confident", "confidence": answer.confidence, "min_confidence": min_conf});
+    if let Some(lm) = reranked_by {
+        decision["reranked_by"] = json!(lm);
+    }
     if let Some(large) = escalate {
         decision["served"] = json!(large);
         decision["reason"] = json!("docs_low_confidence_escalated");

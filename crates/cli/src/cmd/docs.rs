@@ -9,8 +9,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use rightmodel_docs::dense::Matrix;
 use rightmodel_docs::eval::{
-    build_corpus, question_vectors, span_groups, spread, summarize, write_articles, write_dump, EvalCorpus, EvalSet,
-    Metrics, QuestionScore,
+    build_corpus, lm_grid, question_vectors, span_groups, spread, summarize, write_articles, write_dump, EvalCorpus,
+    EvalSet, Metrics, QuestionScore, TOP_K,
 };
 use rightmodel_docs::learn::{fit_listwise, fit_logistic};
 use rightmodel_docs::report::{markdown, write_report, Report, ReportRow};
@@ -18,6 +18,7 @@ use rightmodel_docs::{
     collection_dir, collections_root, list_collections, remove_collection, AddProgress, Answer, AskParams, Collection,
     LOW_CONFIDENCE,
 };
+use rightmodel_infer::llm::LikelihoodScorer;
 use rightmodel_infer::threads::available_cores;
 use rightmodel_infer::MiniLm;
 use rightmodel_models::{home::rightmodel_home, Store};
@@ -32,7 +33,7 @@ pub enum DocsCmd {
     Add(AddArgs),
     /// Ask a collection a question: an extracted answer with its sentence, citations and confidence.
     #[command(
-        after_help = "Examples:\n  rightmodel docs ask handbook \"How many vacation days do I get?\" --json\n  rightmodel docs ask handbook \"How many vacation days do I get?\" --generate   # adds a cited answer written by the local model"
+        after_help = "Examples:\n  rightmodel docs ask handbook \"How many vacation days do I get?\" --json\n  rightmodel docs ask handbook \"How many vacation days do I get?\" --generate   # adds a cited answer written by the local model\n  rightmodel docs ask handbook \"Who approves expenses?\" --rerank-lm   # the local model re-orders the first passages"
     )]
     Ask(AskArgs),
     /// List the collections.
@@ -89,6 +90,8 @@ pub struct AskArgs {
     /// built with).
     #[arg(long, default_value = "minilm-l6")]
     pub encoder: String,
+    #[command(flatten)]
+    pub lm: LmRerankArgs,
 }
 
 /// `docs list` arguments.
@@ -149,6 +152,51 @@ pub struct EvalDocsArgs {
     /// Sentence encoder: a pulled model name or a model folder.
     #[arg(long, default_value = "minilm-l6")]
     pub encoder: String,
+    #[command(flatten)]
+    pub lm: LmRerankArgs,
+    /// Replay language-model re-ranking at several depths and ranker weights on the tuning split and
+    /// print hit@1 for each (the defaults in `rightmodel-docs` come from this run).
+    #[arg(long)]
+    pub fit_lm: bool,
+}
+
+/// Language-model re-ranking options, shared by `docs ask` and `eval docs`.
+#[derive(Args)]
+pub struct LmRerankArgs {
+    /// Re-order the first passages by how likely the local language model finds the question after each
+    /// (slower: a forward pass over those passages per question; more often the right passage first).
+    #[arg(long)]
+    pub rerank_lm: bool,
+    /// Language model for --rerank-lm: a pulled name or a GGUF path.
+    #[arg(long, default_value = "gemma3-270m")]
+    pub rerank_model: String,
+    /// Passages the language model re-orders.
+    #[arg(long, default_value_t = rightmodel_docs::params::LM_DEPTH,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..=16))]
+    pub rerank_depth: usize,
+}
+
+impl LmRerankArgs {
+    /// Starts the scorer when --rerank-lm asks for it (or `force`), able to score `depth` passages per call.
+    fn scorer(&self, force: bool, depth: usize) -> anyhow::Result<Option<LikelihoodScorer>> {
+        if !self.rerank_lm && !force {
+            return Ok(None);
+        }
+        let path = Store::new(&rightmodel_home())
+            .with_auto_pull(true)
+            .with_progress(true)
+            .resolve_gguf(&self.rerank_model)
+            .with_context(|| format!("language model `{}` for --rerank-lm", self.rerank_model))?;
+        let scorer =
+            LikelihoodScorer::start(&path, &self.rerank_model, depth.max(self.rerank_depth), available_cores())
+                .with_context(|| format!("loading {} for --rerank-lm", path.display()))?;
+        Ok(Some(scorer))
+    }
+
+    /// Ask parameters with this re-ranking depth.
+    fn params(&self) -> AskParams {
+        AskParams { lm_depth: self.rerank_depth, ..AskParams::default() }
+    }
 }
 
 /// Runs a docs command.
@@ -260,7 +308,10 @@ fn open_named(name: &str) -> anyhow::Result<Collection> {
 fn ask(a: AskArgs) -> anyhow::Result<()> {
     let coll = open_named(&a.name)?;
     let encoder = load_encoder(&a.encoder)?;
-    let answer = coll.ask(&encoder, &a.question, a.k.max(1))?;
+    let answer = match a.lm.scorer(false, 0)? {
+        Some(s) => coll.ask_with_scorer(&encoder, &a.question, a.k.max(1), &a.lm.params(), &s)?,
+        None => coll.ask(&encoder, &a.question, a.k.max(1))?,
+    };
     let generated = if a.generate && !answer.passages.is_empty() { Some(generate_answer(&a, &answer)?) } else { None };
     if a.json {
         let mut v = serde_json::to_value(&answer)?;
@@ -417,7 +468,8 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
 
     // Headline: default parameters, timed end to end (question embedding included).
     let pb = bar(which.len() as u64, "asking");
-    let answers = set.run(&which, Some(&encoder), None, &AskParams::default(), &mut |d| pb.set_position(d as u64))?;
+    let answers =
+        set.run(&which, Some(&encoder), None, &AskParams::default(), None, &mut |d| pb.set_position(d as u64))?;
     pb.finish_and_clear();
     if let Some(path) = &a.dump {
         write_dump(path, &corpus, &which, &answers)?;
@@ -461,13 +513,38 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
         ("dense only, re-ranked", AskParams::dense_only()),
     ] {
         let pb = bar(which.len() as u64, name);
-        let r = set.run(&which, None, Some(&q_vecs), &params, &mut |d| pb.set_position(d as u64))?;
+        let r = set.run(&which, None, Some(&q_vecs), &params, None, &mut |d| pb.set_position(d as u64))?;
         pb.finish_and_clear();
         let mut m = summarize(&r.into_iter().map(|x| x.0).collect::<Vec<_>>());
         // Without question embedding the latency is not comparable with the headline row.
         m.p50_ms = f32::NAN;
         m.p99_ms = f32::NAN;
         rows.push(ReportRow { name: name.to_string(), metrics: m });
+    }
+
+    let scorer = a.lm.scorer(a.fit_lm, TOP_K)?;
+    if let (true, Some(s)) = (a.fit_lm, &scorer) {
+        fit_lm(&set, &tune_q, &q_vecs, s)?;
+    }
+    let mut lm_metrics = None;
+    if let (true, Some(s)) = (a.lm.rerank_lm, &scorer) {
+        // Timed end to end like the headline row: question embedding, retrieval and the language model.
+        let name = format!("hybrid + {} re-ranking the top {}", a.lm.rerank_model, a.lm.rerank_depth);
+        let pb = bar(which.len() as u64, "re-ranking");
+        let r = set.run(&which, Some(&encoder), None, &a.lm.params(), Some(s), &mut |d| pb.set_position(d as u64))?;
+        pb.finish_and_clear();
+        let all: Vec<QuestionScore> = r.iter().map(|x| x.0).collect();
+        let held_lm: Vec<QuestionScore> =
+            which.iter().zip(&all).filter(|(i, _)| held_set.contains(i)).map(|(_, s)| *s).collect();
+        let m = summarize(&all);
+        rows.push(ReportRow { name: name.clone(), metrics: m.clone() });
+        if !held_lm.is_empty() {
+            rows.push(ReportRow {
+                name: format!("{name}, held-out articles {}+", a.tune_articles + 1),
+                metrics: summarize(&held_lm),
+            });
+        }
+        lm_metrics = Some(m);
     }
 
     let notes = report_notes(&a, &corpus, &coll, which.len(), index_secs, &overall, &scope);
@@ -479,9 +556,28 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
     }
     print!("{}", markdown(&report));
     if a.json {
-        println!("{}", json_line(&overall, &held, index_secs, &scope)?);
+        println!("{}", json_line(&overall, &held, index_secs, &scope, lm_metrics.as_ref())?);
     }
     drop(work);
+    Ok(())
+}
+
+/// Prints hit@1 on the tuning split for language-model re-ranking at each depth and ranker weight
+/// (`--fit-lm`), from one pass that scores the first five passages of every question.
+fn fit_lm(set: &EvalSet<'_>, tune_q: &[usize], q_vecs: &Matrix, scorer: &LikelihoodScorer) -> anyhow::Result<()> {
+    let params = AskParams { lm_depth: TOP_K, ..AskParams::default() };
+    let pb = bar(tune_q.len() as u64, "scoring passages");
+    let answers = set.run(tune_q, None, Some(q_vecs), &params, Some(scorer), &mut |d| pb.set_position(d as u64))?;
+    pb.finish_and_clear();
+    let replay: Vec<(usize, Answer)> = tune_q.iter().copied().zip(answers.into_iter().map(|a| a.1)).collect();
+    let mut combos: Vec<(f32, f32)> = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0].iter().map(|&w| (w, 0.0)).collect();
+    combos.extend([0.25, 0.5, 1.0, 2.0, 4.0].iter().map(|&p| (0.0, p)));
+    let rows = lm_grid(&replay, set.corpus, &set.article_paths, &[1, 2, 3, 4, 5], &combos);
+    println!("language-model re-ranking on the tuning split ({} questions):", replay.len());
+    println!("| depth | ranker weight | rank penalty | hit@1 |\n|---:|---:|---:|---:|");
+    for (d, w, p, h) in rows {
+        println!("| {d} | {w} | {p} | {h:.4} |");
+    }
     Ok(())
 }
 
@@ -576,8 +672,14 @@ fn report_notes(
 }
 
 /// The `--json` line: the headline metrics plus held-out, indexing and confidence figures.
-fn json_line(m: &Metrics, held: &Metrics, index_secs: Option<f32>, scope: &Scope) -> anyhow::Result<String> {
-    let v = serde_json::json!({
+fn json_line(
+    m: &Metrics,
+    held: &Metrics,
+    index_secs: Option<f32>,
+    scope: &Scope,
+    lm: Option<&Metrics>,
+) -> anyhow::Result<String> {
+    let mut v = serde_json::json!({
         "hit_at_1": m.hit_at_1,
         "hit_at_5": m.hit_at_5,
         "answer_in_sentence": m.answer_in_sentence,
@@ -599,5 +701,16 @@ fn json_line(m: &Metrics, held: &Metrics, index_secs: Option<f32>, scope: &Scope
             "f1": held.f1,
         })},
     });
+    if let Some(lm) = lm {
+        v["lm_rerank"] = serde_json::json!({
+            "hit_at_1": lm.hit_at_1,
+            "hit_at_5": lm.hit_at_5,
+            "answer_in_sentence": lm.answer_in_sentence,
+            "em": lm.em,
+            "f1": lm.f1,
+            "p50_ms": lm.p50_ms,
+            "p99_ms": lm.p99_ms,
+        });
+    }
     Ok(serde_json::to_string(&v)?)
 }

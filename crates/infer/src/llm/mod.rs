@@ -8,6 +8,7 @@
 
 mod chat;
 mod engine;
+mod likelihood;
 mod logprobs;
 mod rawbench;
 mod sampling;
@@ -15,6 +16,7 @@ mod stop;
 
 pub use chat::{ChatTemplate, RenderedPrompt};
 pub use engine::{Engine, EngineConfig, EngineStats};
+pub use likelihood::LikelihoodScorer;
 pub use rawbench::raw_llama_speed;
 pub use sampling::{json_schema_grammar, SamplingParams, MAX_REPETITION};
 

@@ -1,0 +1,206 @@
+//! `log P(question | passage)` under a GGUF model, for re-ranking document passages
+//! ([`rightmodel_core::QuestionScorer`]).
+//!
+//! The scorer owns its own model and context on a dedicated thread (llama.cpp contexts are not `Sync`),
+//! so it neither competes with the chat engine's slots nor blocks an async runtime. Each call puts every
+//! candidate passage, followed by the question, into one batch as separate sequences and reads the
+//! logits at the question's positions only: one forward pass over all candidates.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Mutex;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use rightmodel_core::{QuestionScorer, ScoreError};
+
+use crate::InferError;
+
+/// Passage tokens kept (a longer passage is cut; passages are at most ~2,000 characters anyway).
+const MAX_PASSAGE_TOKENS: usize = 512;
+/// Question tokens scored (questions are at most 4,000 characters; the first tokens decide).
+const MAX_QUESTION_TOKENS: usize = 128;
+/// Room per sequence: passage, the "Question:" cue and the question.
+const SEQ_TOKENS: usize = MAX_PASSAGE_TOKENS + MAX_QUESTION_TOKENS + 16;
+
+/// What the scorer's thread is asked: a question, its passages, and where to send the scores.
+struct Job {
+    question: String,
+    passages: Vec<String>,
+    reply: mpsc::Sender<Result<Vec<f32>, String>>,
+}
+
+/// Scores questions against passages with a GGUF language model on a thread of its own.
+pub struct LikelihoodScorer {
+    jobs: Mutex<mpsc::Sender<Job>>,
+    max_passages: usize,
+    model_id: String,
+}
+
+impl LikelihoodScorer {
+    /// Loads `model_path` on a new thread that scores up to `max_passages` passages per call with
+    /// `threads` CPU threads. `model_id` names the model in answers.
+    pub fn start(model_path: &Path, model_id: &str, max_passages: usize, threads: usize) -> Result<Self, InferError> {
+        let max_passages = max_passages.clamp(1, 16);
+        let path: PathBuf = model_path.to_path_buf();
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), InferError>>();
+        std::thread::Builder::new()
+            .name("rightmodel-qlik".into())
+            .spawn(move || worker(&path, max_passages, threads, rx, ready_tx))
+            .map_err(|e| InferError::Engine(format!("cannot start the scoring thread: {e}")))?;
+        ready_rx.recv().map_err(|_| InferError::Stopped)??;
+        Ok(LikelihoodScorer { jobs: Mutex::new(jobs), max_passages, model_id: model_id.to_string() })
+    }
+
+    /// Most passages scored in one call.
+    pub fn max_passages(&self) -> usize {
+        self.max_passages
+    }
+}
+
+impl QuestionScorer for LikelihoodScorer {
+    fn question_log_likelihood(&self, question: &str, passages: &[&str]) -> Result<Vec<f32>, ScoreError> {
+        if passages.is_empty() {
+            return Ok(Vec::new());
+        }
+        if passages.len() > self.max_passages {
+            return Err(ScoreError(format!("{} passages (at most {})", passages.len(), self.max_passages)));
+        }
+        let (reply, rx) = mpsc::channel();
+        let job =
+            Job { question: question.to_string(), passages: passages.iter().map(|p| p.to_string()).collect(), reply };
+        self.jobs
+            .lock()
+            .map_err(|_| ScoreError("the scoring thread has stopped".into()))?
+            .send(job)
+            .map_err(|_| ScoreError("the scoring thread has stopped".into()))?;
+        rx.recv().map_err(|_| ScoreError("the scoring thread has stopped".into()))?.map_err(ScoreError)
+    }
+
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+}
+
+/// The scoring thread: loads the model, reports readiness, then answers jobs until the scorer is dropped.
+fn worker(
+    path: &Path,
+    max_passages: usize,
+    threads: usize,
+    jobs: mpsc::Receiver<Job>,
+    ready: mpsc::Sender<Result<(), InferError>>,
+) {
+    let loaded = (|| {
+        let backend = super::engine::backend()?;
+        let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+            .map_err(|e| InferError::Load { path: path.display().to_string(), reason: e.to_string() })?;
+        let n_ctx = (max_passages * SEQ_TOKENS) as u32;
+        let threads = threads.clamp(1, 256) as i32;
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(n_ctx)
+            .with_n_ubatch(512)
+            .with_n_seq_max(max_passages as u32)
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
+        Ok::<_, InferError>((backend, model, params))
+    })();
+    let (backend, model, params) = match loaded {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let mut ctx = match model.new_context(backend, params) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(InferError::Engine(e.to_string())));
+            return;
+        }
+    };
+    if ready.send(Ok(())).is_err() {
+        return;
+    }
+    let vocab = model.vocab();
+    let cue = vocab.tokenize(b"\nQuestion:", false, false);
+    let mut batch = LlamaBatch::new(max_passages * SEQ_TOKENS, max_passages as i32);
+    while let Ok(job) = jobs.recv() {
+        let mut q = vocab.tokenize(format!(" {}", job.question.trim()).as_bytes(), false, false);
+        q.truncate(MAX_QUESTION_TOKENS);
+        let passages: Vec<Vec<LlamaToken>> = job
+            .passages
+            .iter()
+            .map(|p| {
+                let mut t = vocab.tokenize(format!("Passage: {}", p.trim()).as_bytes(), true, false);
+                t.truncate(MAX_PASSAGE_TOKENS);
+                t
+            })
+            .collect();
+        let result = score_batch(&mut ctx, &mut batch, &passages, &cue, &q);
+        let _ = job.reply.send(result);
+    }
+}
+
+/// One forward pass over every passage + cue + question; returns each sequence's summed question
+/// log-probability.
+fn score_batch(
+    ctx: &mut llama_cpp_2::context::LlamaContext,
+    batch: &mut LlamaBatch,
+    passages: &[Vec<LlamaToken>],
+    cue: &[LlamaToken],
+    question: &[LlamaToken],
+) -> Result<Vec<f32>, String> {
+    if question.is_empty() {
+        return Ok(vec![0.0; passages.len()]);
+    }
+    ctx.clear_kv_cache();
+    batch.clear();
+    // (sequence, batch index whose logits predict `target`, target)
+    let mut wanted: Vec<(usize, i32, LlamaToken)> = Vec::with_capacity(passages.len() * question.len());
+    for (seq, p) in passages.iter().enumerate() {
+        let prefix = p.len() + cue.len();
+        let all = p.iter().chain(cue).chain(question);
+        let n = prefix + question.len();
+        for (pos, &tok) in all.enumerate() {
+            // The logits at position i predict token i + 1: read them from the cue's last token on.
+            let read = pos + 1 >= prefix && pos + 1 < n;
+            let index = batch.n_tokens();
+            batch.add(tok, pos as i32, &[seq as i32], read).map_err(|e| e.to_string())?;
+            if read {
+                wanted.push((seq, index, question[pos + 1 - prefix]));
+            }
+        }
+    }
+    ctx.decode(batch).map_err(|e| e.to_string())?;
+    let mut sums = vec![0f64; passages.len()];
+    for (seq, index, target) in wanted {
+        sums[seq] += log_softmax_at(ctx.get_logits_ith(index), target.0 as usize);
+    }
+    Ok(sums.into_iter().map(|s| s as f32).collect())
+}
+
+/// `log softmax(logits)[target]`, in f64 (a 262k-token vocabulary sums many small terms).
+fn log_softmax_at(logits: &[f32], target: usize) -> f64 {
+    let m = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let z: f64 = logits.iter().map(|&x| f64::from(x - m).exp()).sum();
+    f64::from(logits.get(target).copied().unwrap_or(f32::NEG_INFINITY) - m) - z.ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_softmax_at;
+
+    #[test]
+    fn log_softmax_is_normalised() {
+        let l = [1.0f32, 2.0, 3.0];
+        let total: f64 = (0..3).map(|i| log_softmax_at(&l, i).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-9);
+        assert!((log_softmax_at(&l, 2) - (-0.407_605_964)).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,48 @@
+//! `log P(question | passage)` with the default GGUF model: the passage a question was written from
+//! makes it likelier than a passage on another subject.
+
+mod common;
+
+use rightmodel_core::QuestionScorer;
+use rightmodel_infer::llm::LikelihoodScorer;
+
+#[test]
+fn the_source_passage_makes_its_question_likelier() {
+    let s = LikelihoodScorer::start(&common::gguf(), "gemma3-270m", 4, 2).expect("scorer starts");
+    let passages = [
+        "The Harbour Bridge was designed by John Bradfield and opened in March 1932. It carries rail, vehicle and \
+         pedestrian traffic across the harbour.",
+        "The Museum of Applied Arts was founded in 1852 after the Great Exhibition, with Henry Cole as its first \
+         director.",
+        "Photosynthesis converts light energy into chemical energy stored in glucose.",
+    ];
+    let ll = s.question_log_likelihood("Who designed the Harbour Bridge?", &passages).unwrap();
+    assert_eq!(ll.len(), 3);
+    assert!(ll.iter().all(|v| v.is_finite() && *v < 0.0), "{ll:?}");
+    assert!(ll[0] > ll[1] + 1.0 && ll[0] > ll[2] + 1.0, "{ll:?}");
+    let ll = s.question_log_likelihood("When was the museum founded?", &passages).unwrap();
+    assert!(ll[1] > ll[0] + 1.0 && ll[1] > ll[2] + 1.0, "{ll:?}");
+
+    // The same call gives the same scores (no state leaks from one call into the next).
+    let again = s.question_log_likelihood("When was the museum founded?", &passages).unwrap();
+    assert_eq!(ll, again);
+    // Passage order does not change a passage's score beyond float noise (sequences do not see each other;
+    // where a sequence sits in the batch moves its sums by ~0.1).
+    let swapped = s.question_log_likelihood("When was the museum founded?", &[passages[1], passages[0]]).unwrap();
+    assert!((swapped[0] - ll[1]).abs() < 0.5 && (swapped[1] - ll[0]).abs() < 0.5, "{swapped:?} vs {ll:?}");
+
+    assert!(s.question_log_likelihood("Who?", &[]).unwrap().is_empty());
+    let too_many = s.question_log_likelihood("Who?", &["a"; 5]);
+    assert!(too_many.is_err());
+    // Very long inputs are cut, not an error.
+    let long = "word ".repeat(5000);
+    let ll = s.question_log_likelihood(&long, &[&long, "short"]).unwrap();
+    assert!(ll.iter().all(|v| v.is_finite()), "{ll:?}");
+    assert_eq!(s.model_id(), "gemma3-270m");
+}
+
+#[test]
+fn a_missing_model_file_is_a_load_error() {
+    let r = LikelihoodScorer::start(std::path::Path::new("/nonexistent/model.gguf"), "x", 2, 1);
+    assert!(matches!(r, Err(rightmodel_infer::InferError::Load { .. })), "{:?}", r.err());
+}
