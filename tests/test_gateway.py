@@ -385,22 +385,30 @@ def test_requests_cut_by_the_end_of_the_grace_period_say_so(tmp_path):
     c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
     result = {}
 
-    def consume():
+    def consume(kind):
         try:
-            for _ in c.chat.completions.create(
-                model="gemma3-270m", messages=[{"role": "user", "content": "Tell a long story."}],
-                max_tokens=900, temperature=0, stream=True,
-            ):
+            if kind == "chat":
+                stream = c.chat.completions.create(
+                    model="gemma3-270m", messages=[{"role": "user", "content": "Tell a long story."}],
+                    max_tokens=900, temperature=0, stream=True)
+            else:
+                stream = c.completions.create(
+                    model="gemma3-270m", prompt="Once upon a time, in a land far away,", max_tokens=900, temperature=0,
+                    stream=True)
+            for _ in stream:
                 pass
-            result["outcome"] = "finished"
+            result[kind] = "finished"
         except openai.APIError as e:
-            result["outcome"] = str(e)
+            result[kind] = str(e)
 
-    t = threading.Thread(target=consume)
-    t.start()
+    threads = [threading.Thread(target=consume, args=(k,)) for k in ("chat", "text")]
+    for t in threads:
+        t.start()
     time.sleep(0.8)
     s.stop()
-    t.join(timeout=60)
-    assert "shutting down" in result.get("outcome", ""), result
+    for t in threads:
+        t.join(timeout=60)
+    assert "shutting down" in result.get("chat", ""), result
+    assert "shutting down" in result.get("text", ""), result
     rows = s.logs()
-    assert rows and rows[-1]["status"] == 503, rows[-1:]
+    assert len(rows) >= 2 and all(r["status"] == 503 for r in rows[-2:]), rows[-2:]

@@ -165,7 +165,8 @@ impl Collection {
         scorer: &dyn QuestionScorer,
         items: &mut [Ranked],
     ) -> Result<(), DocsError> {
-        let n = params.lm_depth.min(items.len());
+        // Only passages the sentence ranker scored: the answer comes from the first one's best sentence.
+        let n = params.lm_depth.min(params.rerank_depth.max(1)).min(items.len());
         if n < 2 {
             return Ok(());
         }

@@ -43,7 +43,8 @@ pub struct AskParams {
     /// Ignore the passages of these files (paths as stored), as if they were not in the collection.
     pub exclude_files: Vec<String>,
     /// Passages re-ordered by a language model's `log P(question | passage)` when the caller passes a
-    /// [`rightmodel_core::QuestionScorer`] (after the sentence ranker; 0 turns it off).
+    /// [`rightmodel_core::QuestionScorer`] (after the sentence ranker, among the passages it scored; 0 turns
+    /// it off).
     pub lm_depth: usize,
     /// Weight of the sentence ranker's score next to the language model's log-likelihood in that order.
     pub lm_ranker_weight: f32,

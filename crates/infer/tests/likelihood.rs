@@ -26,13 +26,13 @@ fn the_source_passage_makes_its_question_likelier() {
     // The same call gives the same scores (no state leaks from one call into the next).
     let again = s.question_log_likelihood("When was the museum founded?", &passages).unwrap();
     assert_eq!(ll, again);
-    // Passage order does not change a passage's score beyond float noise (sequences do not see each other;
-    // where a sequence sits in the batch moves its sums by ~0.1).
+    // A passage's score does not depend on the other passages of the call or their order.
     let swapped = s.question_log_likelihood("When was the museum founded?", &[passages[1], passages[0]]).unwrap();
-    assert!((swapped[0] - ll[1]).abs() < 0.5 && (swapped[1] - ll[0]).abs() < 0.5, "{swapped:?} vs {ll:?}");
+    assert!((swapped[0] - ll[1]).abs() < 1e-3 && (swapped[1] - ll[0]).abs() < 1e-3, "{swapped:?} vs {ll:?}");
 
     assert!(s.question_log_likelihood("Who?", &[]).unwrap().is_empty());
     let too_many = s.question_log_likelihood("Who?", &["a"; 5]);
+    assert_eq!(s.max_passages(), 4);
     assert!(too_many.is_err());
     // Very long inputs are cut, not an error.
     let long = "word ".repeat(5000);

@@ -117,11 +117,11 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
             let local =
                 config.locals.iter().find(|l| &l.name == lm).ok_or_else(|| merr("not a [[local]] model".into()))?;
             let path = store.resolve_gguf(&local.model).map_err(|e| merr(e.to_string()))?;
-            // Its own context on its own thread; the weights are memory-mapped, so the chat engine's copy
-            // of the same file is shared, not loaded twice.
-            let scorer = LikelihoodScorer::start(&path, lm, d.rerank_depth, available_cores())
+            // Its own context on its own thread. On the CPU the weights are memory-mapped, so the pages of
+            // the chat engine's copy of the same file are shared.
+            let scorer = LikelihoodScorer::start(&path, lm, d.rerank_lm_depth, available_cores())
                 .map_err(|e| merr(e.to_string()))?;
-            tasks.rerankers.insert(d.name.clone(), (Arc::new(scorer), d.rerank_depth));
+            tasks.rerankers.insert(d.name.clone(), crate::tasks_api::Reranker::new(scorer, d.rerank_lm_depth));
         }
     }
     let tasks = Arc::new(tasks);

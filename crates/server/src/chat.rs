@@ -600,6 +600,27 @@ async fn local_stream(l: &LocalChat, req: &ChatCompletionRequest) -> Result<Chun
     Ok(Box::pin(s))
 }
 
+/// `fut`'s output, or `None` once the shutdown grace period is over (streams then end with an error
+/// event instead of being cut silently).
+pub(crate) async fn unless_aborted<T>(
+    aborting: &mut tokio::sync::watch::Receiver<bool>,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        _ = aborting.wait_for(|a| *a) => None,
+        v = fut => Some(v),
+    }
+}
+
+/// The SSE error event and log status of a stream cut by the end of the shutdown grace period.
+pub(crate) fn aborted_event(acct: Accounting) -> Event {
+    let e = ApiError::new(ErrorKind::Unavailable, "The server is shutting down; the answer was cut short.");
+    let event = Event::default().event("error").data(serde_json::to_string(&e.body()).unwrap_or_default());
+    acct.finish(503, Some(e.message));
+    event
+}
+
 /// Turns backend chunks into SSE events: the served model's name on every chunk, the usage chunk
 /// only when asked for, `[DONE]` at the end, an `error` event if the backend breaks mid-stream.
 /// The accounting guard lives inside the stream: the log row is written when the stream ends or the
@@ -615,22 +636,11 @@ fn sse_body(
     async_stream::stream! {
         let mut reported: Option<Usage> = None;
         loop {
-            // The end of the shutdown grace period cuts the stream with an error event, not silently.
-            let next = tokio::select! {
-                biased;
-                _ = aborting.wait_for(|a| *a) => None,
-                item = stream.next() => Some(item),
+            let Some(next) = unless_aborted(&mut aborting, stream.next()).await else {
+                yield Ok(aborted_event(acct));
+                return;
             };
-            let item = match next {
-                None => {
-                    let e = ApiError::new(ErrorKind::Unavailable, "The server is shutting down; the answer was cut short.");
-                    yield Ok(Event::default().event("error").data(serde_json::to_string(&e.body()).unwrap_or_default()));
-                    acct.finish(503, Some(e.message));
-                    return;
-                }
-                Some(None) => break,
-                Some(Some(item)) => item,
-            };
+            let Some(item) = next else { break };
             match item {
                 Ok(mut c) => {
                     c.model = served.clone();

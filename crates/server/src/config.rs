@@ -252,12 +252,12 @@ pub struct DocsEntry {
     /// each: more often the right passage, at a forward pass over them per question.
     #[serde(default)]
     pub rerank_lm: Option<String>,
-    /// Passages that model re-orders (2 to 16).
-    #[serde(default = "default_rerank_depth")]
-    pub rerank_depth: usize,
+    /// Passages that model re-orders (2 to 8).
+    #[serde(default = "default_rerank_lm_depth")]
+    pub rerank_lm_depth: usize,
 }
 
-fn default_rerank_depth() -> usize {
+fn default_rerank_lm_depth() -> usize {
     rightmodel_docs::params::LM_DEPTH
 }
 
@@ -479,8 +479,8 @@ impl Config {
                     return Err(invalid(format!("docs[{i}].rerank_lm"), format!("no [[local]] model is named `{lm}`")));
                 }
             }
-            if !(2..=16).contains(&d.rerank_depth) {
-                return Err(invalid(format!("docs[{i}].rerank_depth"), "must be between 2 and 16"));
+            if !(2..=8).contains(&d.rerank_lm_depth) {
+                return Err(invalid(format!("docs[{i}].rerank_lm_depth"), "must be between 2 and 8"));
             }
         }
         for (i, m) in self.locals.iter().enumerate() {
@@ -627,8 +627,8 @@ mod tests {
             ("[budget]\ndaily_usd=nan\n", "budget.daily_usd"),
             ("[[docs]]\nname='h'\nrerank_lm='nope'\n", "docs[0].rerank_lm"),
             (
-                "[[local]]\nname='l'\nmodel='m'\n[[docs]]\nname='h'\nrerank_lm='l'\nrerank_depth=1\n",
-                "docs[0].rerank_depth",
+                "[[local]]\nname='l'\nmodel='m'\n[[docs]]\nname='h'\nrerank_lm='l'\nrerank_lm_depth=9\n",
+                "docs[0].rerank_lm_depth",
             ),
         ] {
             let e = Config::parse(t, "x").unwrap_err().to_string();

@@ -17,7 +17,7 @@ use rightmodel_infer::llm::GenEvent;
 use serde_json::Value;
 
 use crate::accounting::Accounting;
-use crate::chat::{decorate, now_secs};
+use crate::chat::{aborted_event, decorate, now_secs, unless_aborted};
 use crate::http_error::{json_rejection, HttpError};
 use crate::local::LocalChat;
 use crate::state::{ChatModel, SharedState};
@@ -42,9 +42,15 @@ fn upstream_completion_stream(
     let id = acct.id().to_string();
     let mut chunks = Box::pin(chunks);
     let served = name.clone();
+    let mut aborting = acct.state().aborting.subscribe();
     let s = async_stream::stream! {
         let mut reported: Option<Usage> = None;
-        while let Some(item) = chunks.next().await {
+        loop {
+            let Some(next) = unless_aborted(&mut aborting, chunks.next()).await else {
+                yield Ok(aborted_event(acct));
+                return;
+            };
+            let Some(item) = next else { break };
             match item {
                 Ok(mut c) => {
                     c.model = name.clone();
@@ -229,6 +235,7 @@ async fn local_completion(
         let include_usage = req.sampling.stream_options.as_ref().is_some_and(|o| o.include_usage);
         let name2 = name.clone();
         let want_lp = req.logprobs.is_some();
+        let mut aborting = acct.state().aborting.subscribe();
         let s = async_stream::stream! {
             let mk = |text: String, finish: Option<String>, usage: Option<Usage>, logprobs: Option<CompletionLogprobs>| CompletionResponse {
                 id: cid.clone(), object: "text_completion".into(), created, model: name2.clone(),
@@ -236,7 +243,12 @@ async fn local_completion(
                 usage,
             };
             let mut offset = 0usize;
-            while let Some(ev) = events.recv().await {
+            loop {
+                let Some(next) = unless_aborted(&mut aborting, events.recv()).await else {
+                    yield Ok(aborted_event(acct));
+                    return;
+                };
+                let Some(ev) = next else { break };
                 match ev {
                     // With logprobs every token has its chunk (its text may be held back by a
                     // stop sequence in progress and arrive in a later one).

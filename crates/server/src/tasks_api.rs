@@ -34,8 +34,27 @@ pub struct TaskModels {
     collections: Mutex<HashMap<String, Arc<Collection>>>,
     /// Configured locations (`[[classifier]]`, `[[docs]]` with a `path`).
     pub paths: HashMap<String, PathBuf>,
-    /// Collections whose first passages a language model re-orders (`rerank_lm`), with the depth.
-    pub rerankers: HashMap<String, (Arc<LikelihoodScorer>, usize)>,
+    /// Collections whose first passages a language model re-orders (`rerank_lm`).
+    pub rerankers: HashMap<String, Reranker>,
+}
+
+/// A collection's language-model re-ranker and the requests it may have waiting.
+pub struct Reranker {
+    scorer: LikelihoodScorer,
+    depth: usize,
+    /// One scorer thread serves the collection; beyond this many requests waiting for it, answers skip the
+    /// re-ranking (they stay right, only less often first) instead of queueing for seconds.
+    waiting: tokio::sync::Semaphore,
+}
+
+/// Requests that may wait for one collection's re-ranker (about 0.7 s each on 2 cores).
+const RERANK_QUEUE: usize = 4;
+
+impl Reranker {
+    /// A re-ranker of the first `depth` passages.
+    pub fn new(scorer: LikelihoodScorer, depth: usize) -> Self {
+        Reranker { scorer, depth, waiting: tokio::sync::Semaphore::new(RERANK_QUEUE) }
+    }
 }
 
 /// A classifier in memory and the identity of the manifest it was read from.
@@ -282,12 +301,19 @@ pub async fn docs_chat(
         let _permit = permit;
         let coll = state.tasks.collection(&coll_name)?;
         let (mut answer, reranked_by) = match state.tasks.rerankers.get(&coll_name) {
-            Some((scorer, depth)) => {
-                // The permit stays held through the language model too: it bounds the requests queued on it.
+            Some(r) => {
+                // The encoder's permit covers the question's vector; the language model has its own queue.
                 let q_vec = coll.question_vector(emb.as_ref(), &q).map_err(docs_error)?;
-                let params = rightmodel_docs::AskParams { lm_depth: *depth, ..Default::default() };
-                match coll.ask_scored(&q, &q_vec, 5, &params, Some(scorer.as_ref())) {
-                    Ok(a) => (a, Some(rightmodel_core::QuestionScorer::model_id(scorer.as_ref()).to_string())),
+                drop(_permit);
+                let params = rightmodel_docs::AskParams { lm_depth: r.depth, ..Default::default() };
+                let slot = r.waiting.try_acquire().ok();
+                let scorer = slot.as_ref().map(|_| &r.scorer as &dyn rightmodel_core::QuestionScorer);
+                match coll.ask_scored(&q, &q_vec, 5, &params, scorer) {
+                    Ok(a) => {
+                        // Named only when the model did re-order (it is skipped when busy or with < 2 passages).
+                        let used = a.passages.iter().any(|p| p.question_log_likelihood.is_some());
+                        (a, used.then(|| rightmodel_core::QuestionScorer::model_id(&r.scorer).to_string()))
+                    }
                     // The re-ranking is an improvement, not a dependency: answer without it.
                     Err(rightmodel_docs::DocsError::Score(e)) => {
                         tracing::warn!(collection = %coll_name, "passage re-ranking failed, answering without it: {e}");

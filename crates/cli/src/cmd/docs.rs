@@ -172,8 +172,8 @@ pub struct LmRerankArgs {
     pub rerank_model: String,
     /// Passages the language model re-orders.
     #[arg(long, default_value_t = rightmodel_docs::params::LM_DEPTH,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..=16))]
-    pub rerank_depth: usize,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..=8))]
+    pub lm_depth: usize,
 }
 
 impl LmRerankArgs {
@@ -187,15 +187,14 @@ impl LmRerankArgs {
             .with_progress(true)
             .resolve_gguf(&self.rerank_model)
             .with_context(|| format!("language model `{}` for --rerank-lm", self.rerank_model))?;
-        let scorer =
-            LikelihoodScorer::start(&path, &self.rerank_model, depth.max(self.rerank_depth), available_cores())
-                .with_context(|| format!("loading {} for --rerank-lm", path.display()))?;
+        let scorer = LikelihoodScorer::start(&path, &self.rerank_model, depth.max(self.lm_depth), available_cores())
+            .with_context(|| format!("loading {} for --rerank-lm", path.display()))?;
         Ok(Some(scorer))
     }
 
     /// Ask parameters with this re-ranking depth.
     fn params(&self) -> AskParams {
-        AskParams { lm_depth: self.rerank_depth, ..AskParams::default() }
+        AskParams { lm_depth: self.lm_depth, ..AskParams::default() }
     }
 }
 
@@ -529,7 +528,7 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
     let mut lm_metrics = None;
     if let (true, Some(s)) = (a.lm.rerank_lm, &scorer) {
         // Timed end to end like the headline row: question embedding, retrieval and the language model.
-        let name = format!("hybrid + {} re-ranking the top {}", a.lm.rerank_model, a.lm.rerank_depth);
+        let name = format!("hybrid + {} re-ranking the top {}", a.lm.rerank_model, a.lm.lm_depth);
         let pb = bar(which.len() as u64, "re-ranking");
         let r = set.run(&which, Some(&encoder), None, &a.lm.params(), Some(s), &mut |d| pb.set_position(d as u64))?;
         pb.finish_and_clear();

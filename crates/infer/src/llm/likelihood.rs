@@ -2,14 +2,15 @@
 //! ([`rightmodel_core::QuestionScorer`]).
 //!
 //! The scorer owns its own model and context on a dedicated thread (llama.cpp contexts are not `Sync`),
-//! so it neither competes with the chat engine's slots nor blocks an async runtime. Each call puts every
-//! candidate passage, followed by the question, into one batch as separate sequences and reads the
-//! logits at the question's positions only: one forward pass over all candidates.
+//! so it neither competes with the chat engine's slots nor blocks an async runtime. Each passage is
+//! decoded with the question after it, logits read at the question's positions only, one passage at a
+//! time: llama.cpp keeps a full-vocabulary row (1 MiB for Gemma's 262k tokens) per logit read, so a
+//! batch of all passages would hold passages x question tokens of them, and a passage's score does not
+//! depend on what shares its batch.
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Mutex;
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -22,8 +23,10 @@ use crate::InferError;
 
 /// Passage tokens kept (a longer passage is cut; passages are at most ~2,000 characters anyway).
 const MAX_PASSAGE_TOKENS: usize = 512;
-/// Question tokens scored (questions are at most 4,000 characters; the first tokens decide).
-const MAX_QUESTION_TOKENS: usize = 128;
+/// Question tokens scored: the first ones decide, and each costs a vocabulary-sized logit row.
+const MAX_QUESTION_TOKENS: usize = 48;
+/// Most passages one call scores.
+pub const MAX_PASSAGES: usize = 8;
 /// Room per sequence: passage, the "Question:" cue and the question.
 const SEQ_TOKENS: usize = MAX_PASSAGE_TOKENS + MAX_QUESTION_TOKENS + 16;
 
@@ -36,7 +39,9 @@ struct Job {
 
 /// Scores questions against passages with a GGUF language model on a thread of its own.
 pub struct LikelihoodScorer {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    /// `None` once dropping: closing the channel ends the thread.
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     max_passages: usize,
     model_id: String,
 }
@@ -45,21 +50,32 @@ impl LikelihoodScorer {
     /// Loads `model_path` on a new thread that scores up to `max_passages` passages per call with
     /// `threads` CPU threads. `model_id` names the model in answers.
     pub fn start(model_path: &Path, model_id: &str, max_passages: usize, threads: usize) -> Result<Self, InferError> {
-        let max_passages = max_passages.clamp(1, 16);
+        let max_passages = max_passages.clamp(1, MAX_PASSAGES);
         let path: PathBuf = model_path.to_path_buf();
         let (jobs, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), InferError>>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("rightmodel-qlik".into())
-            .spawn(move || worker(&path, max_passages, threads, rx, ready_tx))
+            .spawn(move || worker(&path, threads, rx, ready_tx))
             .map_err(|e| InferError::Engine(format!("cannot start the scoring thread: {e}")))?;
         ready_rx.recv().map_err(|_| InferError::Stopped)??;
-        Ok(LikelihoodScorer { jobs: Mutex::new(jobs), max_passages, model_id: model_id.to_string() })
+        Ok(LikelihoodScorer { jobs: Some(jobs), thread: Some(thread), max_passages, model_id: model_id.to_string() })
     }
 
     /// Most passages scored in one call.
     pub fn max_passages(&self) -> usize {
         self.max_passages
+    }
+}
+
+impl Drop for LikelihoodScorer {
+    /// Ends the thread and waits for it, so the model is freed before the process exits (llama.cpp's own
+    /// teardown at exit must not race a thread still holding it).
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -74,11 +90,8 @@ impl QuestionScorer for LikelihoodScorer {
         let (reply, rx) = mpsc::channel();
         let job =
             Job { question: question.to_string(), passages: passages.iter().map(|p| p.to_string()).collect(), reply };
-        self.jobs
-            .lock()
-            .map_err(|_| ScoreError("the scoring thread has stopped".into()))?
-            .send(job)
-            .map_err(|_| ScoreError("the scoring thread has stopped".into()))?;
+        let stopped = || ScoreError("the scoring thread has stopped".into());
+        self.jobs.as_ref().ok_or_else(stopped)?.send(job).map_err(|_| stopped())?;
         rx.recv().map_err(|_| ScoreError("the scoring thread has stopped".into()))?.map_err(ScoreError)
     }
 
@@ -88,24 +101,17 @@ impl QuestionScorer for LikelihoodScorer {
 }
 
 /// The scoring thread: loads the model, reports readiness, then answers jobs until the scorer is dropped.
-fn worker(
-    path: &Path,
-    max_passages: usize,
-    threads: usize,
-    jobs: mpsc::Receiver<Job>,
-    ready: mpsc::Sender<Result<(), InferError>>,
-) {
+fn worker(path: &Path, threads: usize, jobs: mpsc::Receiver<Job>, ready: mpsc::Sender<Result<(), InferError>>) {
     let loaded = (|| {
         let backend = super::engine::backend()?;
         let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
             .map_err(|e| InferError::Load { path: path.display().to_string(), reason: e.to_string() })?;
-        let n_ctx = (max_passages * SEQ_TOKENS) as u32;
+        let n_ctx = SEQ_TOKENS as u32;
         let threads = threads.clamp(1, 256) as i32;
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx))
             .with_n_batch(n_ctx)
-            .with_n_ubatch(512)
-            .with_n_seq_max(max_passages as u32)
+            .with_n_ubatch(n_ctx)
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
         Ok::<_, InferError>((backend, model, params))
@@ -129,7 +135,7 @@ fn worker(
     }
     let vocab = model.vocab();
     let cue = vocab.tokenize(b"\nQuestion:", false, false);
-    let mut batch = LlamaBatch::new(max_passages * SEQ_TOKENS, max_passages as i32);
+    let mut batch = LlamaBatch::new(SEQ_TOKENS, 1);
     while let Ok(job) = jobs.recv() {
         let mut q = vocab.tokenize(format!(" {}", job.question.trim()).as_bytes(), false, false);
         q.truncate(MAX_QUESTION_TOKENS);
@@ -142,47 +148,44 @@ fn worker(
                 t
             })
             .collect();
-        let result = score_batch(&mut ctx, &mut batch, &passages, &cue, &q);
+        // A panic in one job (a llama.cpp binding error) fails that job, not every later one.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            passages.iter().map(|p| score_one(&mut ctx, &mut batch, p, &cue, &q)).collect::<Result<Vec<f32>, String>>()
+        }))
+        .unwrap_or_else(|_| Err("the scorer panicked".into()));
         let _ = job.reply.send(result);
     }
 }
 
-/// One forward pass over every passage + cue + question; returns each sequence's summed question
-/// log-probability.
-fn score_batch(
+/// One forward pass over passage + cue + question; returns the summed log-probability of the question's
+/// tokens.
+fn score_one(
     ctx: &mut llama_cpp_2::context::LlamaContext,
     batch: &mut LlamaBatch,
-    passages: &[Vec<LlamaToken>],
+    passage: &[LlamaToken],
     cue: &[LlamaToken],
     question: &[LlamaToken],
-) -> Result<Vec<f32>, String> {
+) -> Result<f32, String> {
     if question.is_empty() {
-        return Ok(vec![0.0; passages.len()]);
+        return Ok(0.0);
     }
     ctx.clear_kv_cache();
     batch.clear();
-    // (sequence, batch index whose logits predict `target`, target)
-    let mut wanted: Vec<(usize, i32, LlamaToken)> = Vec::with_capacity(passages.len() * question.len());
-    for (seq, p) in passages.iter().enumerate() {
-        let prefix = p.len() + cue.len();
-        let all = p.iter().chain(cue).chain(question);
-        let n = prefix + question.len();
-        for (pos, &tok) in all.enumerate() {
-            // The logits at position i predict token i + 1: read them from the cue's last token on.
-            let read = pos + 1 >= prefix && pos + 1 < n;
-            let index = batch.n_tokens();
-            batch.add(tok, pos as i32, &[seq as i32], read).map_err(|e| e.to_string())?;
-            if read {
-                wanted.push((seq, index, question[pos + 1 - prefix]));
-            }
+    let prefix = passage.len() + cue.len();
+    let n = prefix + question.len();
+    // (batch index whose logits predict `target`, target)
+    let mut wanted: Vec<(i32, LlamaToken)> = Vec::with_capacity(question.len());
+    for (pos, &tok) in passage.iter().chain(cue).chain(question).enumerate() {
+        // The logits at position i predict token i + 1: read them from the cue's last token on.
+        let read = pos + 1 >= prefix && pos + 1 < n;
+        batch.add(tok, pos as i32, &[0], read).map_err(|e| e.to_string())?;
+        if read {
+            wanted.push((pos as i32, question[pos + 1 - prefix]));
         }
     }
     ctx.decode(batch).map_err(|e| e.to_string())?;
-    let mut sums = vec![0f64; passages.len()];
-    for (seq, index, target) in wanted {
-        sums[seq] += log_softmax_at(ctx.get_logits_ith(index), target.0 as usize);
-    }
-    Ok(sums.into_iter().map(|s| s as f32).collect())
+    let sum: f64 = wanted.iter().map(|&(i, t)| log_softmax_at(ctx.get_logits_ith(i), t.0 as usize)).sum();
+    Ok(sum as f32)
 }
 
 /// `log softmax(logits)[target]`, in f64 (a 262k-token vocabulary sums many small terms).
