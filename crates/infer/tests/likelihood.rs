@@ -23,9 +23,15 @@ fn the_source_passage_makes_its_question_likelier() {
     let ll = s.question_log_likelihood("When was the museum founded?", &passages).unwrap();
     assert!(ll[1] > ll[0] + 1.0 && ll[1] > ll[2] + 1.0, "{ll:?}");
 
-    // The same call gives the same scores (no state leaks from one call into the next).
+    // The same call gives the same scores: the passages' states now come from the cache, and no state
+    // leaks from one call into the next.
     let again = s.question_log_likelihood("When was the museum founded?", &passages).unwrap();
     assert_eq!(ll, again);
+    // A fresh scorer (nothing cached) agrees with the cached one.
+    let fresh = LikelihoodScorer::start(&common::gguf(), "gemma3-270m", 4, 2).expect("scorer starts");
+    let cold = fresh.question_log_likelihood("When was the museum founded?", &passages).unwrap();
+    assert!(cold.iter().zip(&ll).all(|(a, b)| (a - b).abs() < 1e-3), "{cold:?} vs {ll:?}");
+    drop(fresh);
     // A passage's score does not depend on the other passages of the call or their order.
     let swapped = s.question_log_likelihood("When was the museum founded?", &[passages[1], passages[0]]).unwrap();
     assert!((swapped[0] - ll[1]).abs() < 1e-3 && (swapped[1] - ll[0]).abs() < 1e-3, "{swapped:?} vs {ll:?}");
