@@ -475,8 +475,7 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
     }
     let scores: Vec<QuestionScore> = answers.iter().map(|r| r.0).collect();
     let held_set: HashSet<usize> = held_q.iter().copied().collect();
-    let held_scores: Vec<QuestionScore> =
-        which.iter().zip(&scores).filter(|(i, _)| held_set.contains(i)).map(|(_, s)| *s).collect();
+    let held_scores = held_out(&which, &scores, &held_set);
     let overall = summarize(&scores);
     let held = summarize(&held_scores);
 
@@ -533,8 +532,7 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
         let r = set.run(&which, Some(&encoder), None, &a.lm.params(), Some(s), &mut |d| pb.set_position(d as u64))?;
         pb.finish_and_clear();
         let all: Vec<QuestionScore> = r.iter().map(|x| x.0).collect();
-        let held_lm: Vec<QuestionScore> =
-            which.iter().zip(&all).filter(|(i, _)| held_set.contains(i)).map(|(_, s)| *s).collect();
+        let held_lm = held_out(&which, &all, &held_set);
         let m = summarize(&all);
         rows.push(ReportRow { name: name.clone(), metrics: m.clone() });
         if !held_lm.is_empty() {
@@ -578,6 +576,11 @@ fn fit_lm(set: &EvalSet<'_>, tune_q: &[usize], q_vecs: &Matrix, scorer: &Likelih
         println!("| {d} | {w} | {p} | {h:.4} |");
     }
     Ok(())
+}
+
+/// The scores of the held-out questions among `which` (scores in the same order).
+fn held_out(which: &[usize], scores: &[QuestionScore], held: &HashSet<usize>) -> Vec<QuestionScore> {
+    which.iter().zip(scores).filter(|(i, _)| held.contains(i)).map(|(_, s)| *s).collect()
 }
 
 /// Confidence on out-of-scope questions (their article excluded) and in-scope ones.
