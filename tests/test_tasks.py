@@ -57,11 +57,11 @@ def test_classifier_trained_by_cli_is_served(tmp_path):
 
 
 def test_docs_model_answers_with_citations(tmp_path):
-    """`docs:NAME` answers with citations; with `rerank_lm` the local model re-orders the first passages and the
-    decision says so."""
+    """`docs:NAME` answers with citations; with `rerank_lm` and `read_lm` the local model re-orders the first
+    passages and reads the answer span, and the decision says so."""
     home, env = fresh_home(tmp_path)
     cli(env, "docs", "add", "handbook", HANDBOOK)
-    cfg = LOCAL + '\n[[docs]]\nname = "handbook"\nrerank_lm = "gemma3-270m"\n'
+    cfg = LOCAL + '\n[[docs]]\nname = "handbook"\nrerank_lm = "gemma3-270m"\nread_lm = "gemma3-270m"\n'
     s = Server(tmp_path, cfg, "docs", env={"RIGHTMODEL_HOME": str(home)})
     try:
         c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
@@ -69,16 +69,20 @@ def test_docs_model_answers_with_citations(tmp_path):
             model="docs:handbook", messages=[{"role": "user", "content": "When was the museum founded?"}])
         body = raw.parse()
         assert raw.headers["x-rightmodel-model"] == "docs:handbook"
-        assert json.loads(raw.headers["x-rightmodel-decision"])["reranked_by"] == "gemma3-270m"
+        decision = json.loads(raw.headers["x-rightmodel-decision"])
+        assert decision["reranked_by"] == "gemma3-270m" and decision["read_by"] == "gemma3-270m", decision
         extra = body.model_extra["rightmodel"]
         assert extra["citations"], extra
-        assert "1852" in body.choices[0].message.content
-        cit = extra["citations"][0]
+        # The answer is the span the model read, cited inside the answer sentence.
+        assert body.choices[0].message.content.startswith("1852"), body.choices[0].message.content
+        span, cit = extra["span"], extra["citations"][0]
+        assert span["text"] == "1852" and cit["start"] <= span["start"] < span["end"] <= cit["end"], (span, cit)
         # Sources are named relative to the collection's folder: clients do not learn the host's paths.
         assert cit["file"] == "museum.txt", cit
         assert not any(str(tmp_path) in json.dumps(x) or str(HANDBOOK) in json.dumps(x) for x in [extra, body.choices[0].message.content])
         text = (pathlib.Path(HANDBOOK) / cit["file"]).read_text()
         assert text[cit["start"]:cit["end"]] == cit["text"]
+        assert text[span["start"]:span["end"]] == span["text"]
         with_missing = c.chat.completions.with_raw_response
         try:
             with_missing.create(model="docs:missing", messages=[{"role": "user", "content": "x"}])
@@ -131,9 +135,11 @@ def test_docs_ask_generate_cites_passages(tmp_path):
         assert f"[{n}]" in g["text"]
         passage = answer["passages"][n - 1]
         assert (c["file"], c["start"], c["end"]) == (passage["file"], passage["start"], passage["end"])
-    # --rerank-lm: the first passages carry the model's log-likelihood of the question, the answer stays right.
-    answer = json.loads(cli(env, "docs", "ask", "handbook", "When was the museum founded?", "--rerank-lm", "--json"))
-    assert "1852" in answer["answer"]
+    # --rerank-lm: the first passages carry the model's log-likelihood of the question, the answer stays right;
+    # --read-lm: the model read the answer span.
+    answer = json.loads(cli(env, "docs", "ask", "handbook", "Who was the museum's first director?", "--rerank-lm",
+                            "--read-lm", "--json"))
+    assert answer["answer"] == "Henry Cole" and answer["read_by"] == "gemma3-270m", answer["answer"]
     scored = [p["question_log_likelihood"] for p in answer["passages"] if "question_log_likelihood" in p]
     assert len(scored) == min(3, len(answer["passages"])) and all(v < 0 for v in scored), answer["passages"]
 

@@ -3,15 +3,15 @@
 //! Everything that crosses a crate boundary lives here: the OpenAI wire schema ([`wire`]), the error
 //! taxonomy that maps onto HTTP statuses ([`error`]), the description of a servable model ([`spec`]) and
 //! the small traits that let the router, task models and document QA use an encoder or a language model
-//! without knowing which engine runs it ([`embed`], [`score`]). This crate does no I/O.
+//! without knowing which engine runs it ([`embed`], [`reader`]). This crate does no I/O.
 
 pub mod embed;
 pub mod error;
-pub mod score;
+pub mod reader;
 pub mod spec;
 pub mod wire;
 
 pub use embed::{EmbedError, Embedder};
 pub use error::{ApiError, ErrorKind};
-pub use score::{QuestionScorer, ScoreError};
+pub use reader::{PassageReader, ScoreError};
 pub use spec::{ModelKind, ModelSpec, Price};

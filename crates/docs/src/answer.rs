@@ -76,6 +76,9 @@ pub struct Answer {
     pub citations: Vec<Citation>,
     /// The top passages, best first (the context of a generative answer).
     pub passages: Vec<ScoredPassage>,
+    /// The language model that read the answer span off the sentence (`None`: the span scorer chose it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_by: Option<String>,
 }
 
 /// Confidence under which an answer should be treated as "not found in the documents" (the server

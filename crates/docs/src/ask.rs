@@ -2,7 +2,7 @@
 //! ([`crate::features`]), re-ranking by the best sentence ([`crate::ranker`]), span extraction
 //! ([`crate::extract`]).
 
-use rightmodel_core::{Embedder, QuestionScorer};
+use rightmodel_core::{Embedder, PassageReader};
 use serde::{Deserialize, Serialize};
 
 use crate::answer::{Answer, Citation, ScoredPassage};
@@ -14,6 +14,7 @@ use crate::features::{passage_evidence, Evidence, EvidenceInput, QuestionInfo};
 use crate::params::{AskParams, RetrievalMode};
 use crate::rank::{rank, PassageScore, RankInput};
 use crate::ranker::score;
+use crate::read::snap_to_sentence;
 use crate::split::char_len;
 use crate::DocsError;
 
@@ -90,16 +91,16 @@ impl Collection {
         embed_one(embedder, question)
     }
 
-    /// Answers `question` with explicit parameters, the first `params.lm_depth` passages re-ordered by
-    /// `scorer` (a language model's `log P(question | passage)`): slower, and more often right about
-    /// which passage a question comes from.
-    pub fn ask_with_scorer(
+    /// Answers `question` with explicit parameters and a language model reading the passages: the first
+    /// `params.lm_depth` passages re-ordered by its `log P(question | passage)`, and with
+    /// `params.lm_read` the answer span read by it. Slower, and more often right.
+    pub fn ask_with_reader(
         &self,
         embedder: &dyn Embedder,
         question: &str,
         k: usize,
         params: &AskParams,
-        scorer: &dyn QuestionScorer,
+        scorer: &dyn PassageReader,
     ) -> Result<Answer, DocsError> {
         let q_vec = self.question_vector(embedder, question)?;
         self.ask_scored(question, &q_vec, k, params, Some(scorer))
@@ -117,14 +118,15 @@ impl Collection {
         self.ask_scored(question, q_vec, k, params, None)
     }
 
-    /// [`Collection::ask_with_vector`], re-ordering the first passages with `scorer` when there is one.
+    /// [`Collection::ask_with_vector`] with a language model reading the passages when there is one (see
+    /// [`Collection::ask_with_reader`]).
     pub fn ask_scored(
         &self,
         question: &str,
         q_vec: &[f32],
         k: usize,
         params: &AskParams,
-        scorer: Option<&dyn QuestionScorer>,
+        scorer: Option<&dyn PassageReader>,
     ) -> Result<Answer, DocsError> {
         check_question(question)?;
         let k = k.max(1);
@@ -148,7 +150,11 @@ impl Collection {
         if let Some(scorer) = scorer {
             self.rerank_with_lm(question, params, scorer, &mut items)?;
         }
-        self.build_answer(question, k, params, &items)
+        let mut answer = self.build_answer(question, k, params, &items)?;
+        if let (true, Some(reader)) = (params.lm_read, scorer) {
+            read_span(&mut answer, reader)?;
+        }
+        Ok(answer)
     }
 
     /// Re-orders the first `params.lm_depth` passages by `log P(question | passage)` plus
@@ -162,7 +168,7 @@ impl Collection {
         &self,
         question: &str,
         params: &AskParams,
-        scorer: &dyn QuestionScorer,
+        scorer: &dyn PassageReader,
         items: &mut [Ranked],
     ) -> Result<(), DocsError> {
         // Only passages the sentence ranker scored: the answer comes from the first one's best sentence.
@@ -313,6 +319,7 @@ impl Collection {
             margin: 0.0,
             citations: Vec::new(),
             passages,
+            read_by: None,
         };
         let Some(top) = items.first() else { return Ok(answer) };
         let key = |i: usize| if params.lexical_sentences { top.evidence[i].overlap } else { top.logits[i] };
@@ -360,6 +367,25 @@ impl Collection {
             question_log_likelihood: r.lm,
         }
     }
+}
+
+/// Replaces the answer span by the words of the answer sentence closest to what `reader` answers from
+/// it; keeps the span scorer's choice when the reader's answer matches none of them.
+fn read_span(answer: &mut Answer, reader: &dyn PassageReader) -> Result<(), DocsError> {
+    let Some(sentence) = answer.citations.first().cloned() else { return Ok(()) };
+    let said = reader.read_answer(&sentence.text, &answer.question)?;
+    let Some(r) = snap_to_sentence(&said, &sentence.text) else { return Ok(()) };
+    let text = &sentence.text;
+    answer.span = Some(Citation {
+        file: sentence.file.clone(),
+        passage_id: sentence.passage_id,
+        start: sentence.start + char_len(&text[..r.start]),
+        end: sentence.start + char_len(&text[..r.end]),
+        text: text[r].to_string(),
+    });
+    answer.answer = answer.span.as_ref().map_or_else(String::new, |c| c.text.clone());
+    answer.read_by = Some(reader.model_id().to_string());
+    Ok(())
 }
 
 /// A passage with its sentences' evidence and ranker scores.

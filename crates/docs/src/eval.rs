@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use rightmodel_core::{Embedder, QuestionScorer};
+use rightmodel_core::{Embedder, PassageReader};
 use serde::{Deserialize, Serialize};
 
 use crate::answer::Answer;
@@ -396,7 +396,7 @@ impl EvalSet<'_> {
         embedder: Option<&dyn Embedder>,
         q_vecs: Option<&Matrix>,
         params: &AskParams,
-        scorer: Option<&dyn QuestionScorer>,
+        scorer: Option<&dyn PassageReader>,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<(QuestionScore, Answer)>, DocsError> {
         let mut out = Vec::with_capacity(which.len());
@@ -404,7 +404,7 @@ impl EvalSet<'_> {
             let q = &self.corpus.questions[i];
             let t = Instant::now();
             let answer = match (embedder, q_vecs, scorer) {
-                (Some(e), _, Some(s)) => self.collection.ask_with_scorer(e, &q.question, TOP_K, params, s)?,
+                (Some(e), _, Some(s)) => self.collection.ask_with_reader(e, &q.question, TOP_K, params, s)?,
                 (Some(e), _, None) => self.collection.ask_with(e, &q.question, TOP_K, params)?,
                 (None, Some(v), s) => self.collection.ask_scored(&q.question, v.row(i), TOP_K, params, s)?,
                 (None, None, s) => self.collection.ask_scored(&q.question, &[], TOP_K, params, s)?,

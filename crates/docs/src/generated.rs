@@ -189,6 +189,7 @@ mod tests {
                 text: p.text.clone(),
             }],
             passages,
+            read_by: None,
         }
     }
 

@@ -41,6 +41,7 @@ pub mod lexical;
 pub mod params;
 pub mod rank;
 pub mod ranker;
+pub mod read;
 pub mod report;
 pub mod split;
 pub mod squad;

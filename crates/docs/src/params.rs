@@ -43,13 +43,17 @@ pub struct AskParams {
     /// Ignore the passages of these files (paths as stored), as if they were not in the collection.
     pub exclude_files: Vec<String>,
     /// Passages re-ordered by a language model's `log P(question | passage)` when the caller passes a
-    /// [`rightmodel_core::QuestionScorer`] (after the sentence ranker, among the passages it scored; 0 turns
+    /// [`rightmodel_core::PassageReader`] (after the sentence ranker, among the passages it scored; 0 turns
     /// it off).
     pub lm_depth: usize,
     /// Weight of the sentence ranker's score next to the language model's log-likelihood in that order.
     pub lm_ranker_weight: f32,
     /// Log-likelihood taken off per place a passage stands behind the first in the ranker's order.
     pub lm_rank_penalty: f32,
+    /// Let the [`rightmodel_core::PassageReader`], when the caller passes one, read the answer off the
+    /// answer sentence (the span is then the sentence's words closest to what it wrote; see
+    /// [`crate::read`]). Off by default: it costs a short generation per question.
+    pub lm_read: bool,
 }
 
 impl Default for AskParams {
@@ -66,6 +70,7 @@ impl Default for AskParams {
             lm_depth: LM_DEPTH,
             lm_ranker_weight: LM_RANKER_WEIGHT,
             lm_rank_penalty: LM_RANK_PENALTY,
+            lm_read: false,
         }
     }
 }

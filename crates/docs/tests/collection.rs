@@ -312,7 +312,7 @@ struct FavouriteScorer {
     calls: std::sync::atomic::AtomicUsize,
 }
 
-impl rightmodel_core::QuestionScorer for FavouriteScorer {
+impl rightmodel_core::PassageReader for FavouriteScorer {
     fn question_log_likelihood(
         &self,
         _question: &str,
@@ -320,6 +320,9 @@ impl rightmodel_core::QuestionScorer for FavouriteScorer {
     ) -> Result<Vec<f32>, rightmodel_core::ScoreError> {
         self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(passages.iter().map(|p| if p.contains(self.favourite) { 0.0 } else { -100.0 }).collect())
+    }
+    fn read_answer(&self, _context: &str, _question: &str) -> Result<String, rightmodel_core::ScoreError> {
+        Err(rightmodel_core::ScoreError("not asked to read".into()))
     }
     fn model_id(&self) -> &str {
         "favourite"
@@ -343,7 +346,7 @@ fn a_language_model_reorders_the_first_passages() {
         Box::leak(second.split_whitespace().take(4).collect::<Vec<_>>().join(" ").into_boxed_str());
     let scorer = FavouriteScorer { favourite: marker, calls: Default::default() };
     let params = rightmodel_docs::AskParams { lm_depth: 3, ..Default::default() };
-    let moved = c.ask_with_scorer(&e, q, 3, &params, &scorer).unwrap();
+    let moved = c.ask_with_reader(&e, q, 3, &params, &scorer).unwrap();
     assert_eq!(moved.passages[0].text, second);
     assert_eq!(moved.passages[0].question_log_likelihood, Some(0.0));
     assert!(moved.citations[0].text.len() <= second.len() && second.contains(&moved.citations[0].text));
@@ -352,7 +355,7 @@ fn a_language_model_reorders_the_first_passages() {
     // Depth 1 (or 0) leaves nothing to re-order and does not call the model.
     let calls = scorer.calls.load(std::sync::atomic::Ordering::Relaxed);
     let params = rightmodel_docs::AskParams { lm_depth: 1, ..Default::default() };
-    let same = c.ask_with_scorer(&e, q, 3, &params, &scorer).unwrap();
+    let same = c.ask_with_reader(&e, q, 3, &params, &scorer).unwrap();
     assert_eq!(same.passages[0].text, plain.passages[0].text);
     assert_eq!(scorer.calls.load(std::sync::atomic::Ordering::Relaxed), calls);
 }
@@ -360,9 +363,12 @@ fn a_language_model_reorders_the_first_passages() {
 /// A broken language model: its scores do not match the passages.
 struct BrokenScorer;
 
-impl rightmodel_core::QuestionScorer for BrokenScorer {
+impl rightmodel_core::PassageReader for BrokenScorer {
     fn question_log_likelihood(&self, _q: &str, _p: &[&str]) -> Result<Vec<f32>, rightmodel_core::ScoreError> {
         Ok(vec![f32::NAN])
+    }
+    fn read_answer(&self, _context: &str, _question: &str) -> Result<String, rightmodel_core::ScoreError> {
+        Err(rightmodel_core::ScoreError("cannot read".into()))
     }
     fn model_id(&self) -> &str {
         "broken"
@@ -375,6 +381,55 @@ fn a_broken_language_model_is_an_error_not_a_wrong_order() {
     let e = HashEmbedder::default();
     let mut c = new_collection(&tmp);
     c.add_paths(&e, &[tmp.path().join("docs")]).unwrap();
-    let r = c.ask_with_scorer(&e, "When was the museum founded?", 3, &Default::default(), &BrokenScorer);
+    let r = c.ask_with_reader(&e, "When was the museum founded?", 3, &Default::default(), &BrokenScorer);
+    assert!(matches!(r, Err(DocsError::Score(_))), "{r:?}");
+}
+
+/// A language model stand-in that answers every question with the same words.
+struct ParrotReader(&'static str);
+
+impl rightmodel_core::PassageReader for ParrotReader {
+    fn question_log_likelihood(&self, _q: &str, p: &[&str]) -> Result<Vec<f32>, rightmodel_core::ScoreError> {
+        Ok(vec![0.0; p.len()])
+    }
+    fn read_answer(&self, _context: &str, _question: &str) -> Result<String, rightmodel_core::ScoreError> {
+        Ok(self.0.to_string())
+    }
+    fn model_id(&self) -> &str {
+        "parrot"
+    }
+}
+
+#[test]
+fn a_reading_language_model_picks_the_span_within_the_sentence() {
+    let tmp = fixture_copy();
+    let e = HashEmbedder::default();
+    let mut c = new_collection(&tmp);
+    c.add_paths(&e, &[tmp.path().join("docs/museum.txt")]).unwrap();
+    let q = "Who was the first director of the museum?";
+    let read = rightmodel_docs::AskParams { lm_depth: 0, lm_read: true, ..Default::default() };
+    let text = std::fs::read_to_string(tmp.path().join("docs/museum.txt")).unwrap();
+
+    // The model's words ("Sir Henry Cole", not in the text as such) map onto the sentence's "Henry Cole",
+    // cited at its character offsets in the file.
+    let a = c.ask_with_reader(&e, q, 3, &read, &ParrotReader("Sir Henry Cole")).unwrap();
+    let span = a.span.clone().expect("a span");
+    assert_eq!(a.answer, "Henry Cole");
+    assert_eq!(span.text, "Henry Cole");
+    let chars: Vec<char> = text.chars().collect();
+    assert_eq!(chars[span.start..span.end].iter().collect::<String>(), "Henry Cole");
+    assert!(span.start >= a.citations[0].start && span.end <= a.citations[0].end);
+    assert_eq!(a.read_by.as_deref(), Some("parrot"));
+
+    // An answer the sentence does not hold leaves the span scorer's choice.
+    let plain = c.ask(&e, q, 3).unwrap();
+    let made_up = c.ask_with_reader(&e, q, 3, &read, &ParrotReader("Queen Victoria")).unwrap();
+    assert_eq!(made_up.answer, plain.answer);
+    assert_eq!(made_up.read_by, None);
+
+    // Without `lm_read` the model is not asked; a failing reader is an error the caller can fall back on.
+    let off = rightmodel_docs::AskParams { lm_depth: 0, ..Default::default() };
+    assert_eq!(c.ask_with_reader(&e, q, 3, &off, &BrokenScorer).unwrap().answer, plain.answer);
+    let r = c.ask_with_reader(&e, q, 3, &read, &BrokenScorer);
     assert!(matches!(r, Err(DocsError::Score(_))), "{r:?}");
 }

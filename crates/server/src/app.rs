@@ -13,7 +13,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use rightmodel_core::Price;
-use rightmodel_infer::llm::LikelihoodScorer;
+use rightmodel_infer::llm::LmReader;
 use rightmodel_infer::threads::available_cores;
 use rightmodel_infer::{Engine, EngineConfig, MiniLm};
 use rightmodel_models::home::rightmodel_home;
@@ -112,16 +112,17 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
         if let Some(p) = &d.path {
             tasks.paths.insert(format!("docs:{}", d.name), p.clone());
         }
-        if let Some(lm) = &d.rerank_lm {
-            let merr = |reason: String| ServeError::Model { name: lm.clone(), reason };
+        if let Some(lm) = d.lm() {
+            let merr = |reason: String| ServeError::Model { name: lm.to_string(), reason };
             let local =
-                config.locals.iter().find(|l| &l.name == lm).ok_or_else(|| merr("not a [[local]] model".into()))?;
+                config.locals.iter().find(|l| l.name == lm).ok_or_else(|| merr("not a [[local]] model".into()))?;
             let path = store.resolve_gguf(&local.model).map_err(|e| merr(e.to_string()))?;
             // Its own context on its own thread. On the CPU the weights are memory-mapped, so the pages of
             // the chat engine's copy of the same file are shared.
-            let scorer = LikelihoodScorer::start(&path, lm, d.rerank_lm_depth, available_cores())
-                .map_err(|e| merr(e.to_string()))?;
-            tasks.rerankers.insert(d.name.clone(), crate::tasks_api::Reranker::new(scorer, d.rerank_lm_depth));
+            let scorer =
+                LmReader::start(&path, lm, d.rerank_lm_depth, available_cores()).map_err(|e| merr(e.to_string()))?;
+            let depth = if d.rerank_lm.is_some() { d.rerank_lm_depth } else { 0 };
+            tasks.readers.insert(d.name.clone(), crate::tasks_api::DocsReader::new(scorer, depth, d.read_lm.is_some()));
         }
     }
     let tasks = Arc::new(tasks);

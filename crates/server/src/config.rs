@@ -255,6 +255,17 @@ pub struct DocsEntry {
     /// Passages that model re-orders (2 to 8).
     #[serde(default = "default_rerank_lm_depth")]
     pub rerank_lm_depth: usize,
+    /// A `[[local]]` model that reads the answer span off the answer sentence (a short generation per
+    /// question); the same model as `rerank_lm` when both are set.
+    #[serde(default)]
+    pub read_lm: Option<String>,
+}
+
+impl DocsEntry {
+    /// The `[[local]]` model that reads this collection's passages, if any.
+    pub fn lm(&self) -> Option<&str> {
+        self.rerank_lm.as_deref().or(self.read_lm.as_deref())
+    }
 }
 
 fn default_rerank_lm_depth() -> usize {
@@ -474,9 +485,19 @@ impl Config {
             if !docs.insert(d.name.clone()) {
                 return Err(invalid(format!("docs[{i}].name"), format!("collection `{}` is listed twice", d.name)));
             }
-            if let Some(lm) = &d.rerank_lm {
-                if !self.locals.iter().any(|l| &l.name == lm) {
-                    return Err(invalid(format!("docs[{i}].rerank_lm"), format!("no [[local]] model is named `{lm}`")));
+            for (key, lm) in [("rerank_lm", &d.rerank_lm), ("read_lm", &d.read_lm)] {
+                if let Some(lm) = lm {
+                    if !self.locals.iter().any(|l| &l.name == lm) {
+                        return Err(invalid(format!("docs[{i}].{key}"), format!("no [[local]] model is named `{lm}`")));
+                    }
+                }
+            }
+            if let (Some(a), Some(b)) = (&d.rerank_lm, &d.read_lm) {
+                if a != b {
+                    return Err(invalid(
+                        format!("docs[{i}].read_lm"),
+                        format!("`{b}` differs from rerank_lm `{a}`: one model reads a collection's passages"),
+                    ));
                 }
             }
             if !(2..=8).contains(&d.rerank_lm_depth) {
@@ -626,6 +647,11 @@ mod tests {
             ("[route]\nthreshold=1.5\n", "route.threshold"),
             ("[budget]\ndaily_usd=nan\n", "budget.daily_usd"),
             ("[[docs]]\nname='h'\nrerank_lm='nope'\n", "docs[0].rerank_lm"),
+            ("[[docs]]\nname='h'\nread_lm='nope'\n", "docs[0].read_lm"),
+            (
+                "[[local]]\nname='l'\nmodel='m'\n[[local]]\nname='k'\nmodel='m'\n[[docs]]\nname='h'\nrerank_lm='l'\nread_lm='k'\n",
+                "docs[0].read_lm",
+            ),
             (
                 "[[local]]\nname='l'\nmodel='m'\n[[docs]]\nname='h'\nrerank_lm='l'\nrerank_lm_depth=9\n",
                 "docs[0].rerank_lm_depth",

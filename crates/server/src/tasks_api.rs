@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use rightmodel_core::wire::{ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, Usage};
 use rightmodel_core::{ApiError, Embedder, ErrorKind};
 use rightmodel_docs::Collection;
-use rightmodel_infer::llm::LikelihoodScorer;
+use rightmodel_infer::llm::LmReader;
 use rightmodel_tasks::Classifier;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -34,26 +34,30 @@ pub struct TaskModels {
     collections: Mutex<HashMap<String, Arc<Collection>>>,
     /// Configured locations (`[[classifier]]`, `[[docs]]` with a `path`).
     pub paths: HashMap<String, PathBuf>,
-    /// Collections whose first passages a language model re-orders (`rerank_lm`).
-    pub rerankers: HashMap<String, Reranker>,
+    /// Collections whose passages a language model reads (`rerank_lm`, `read_lm`).
+    pub readers: HashMap<String, DocsReader>,
 }
 
-/// A collection's language-model re-ranker and the requests it may have waiting.
-pub struct Reranker {
-    scorer: LikelihoodScorer,
+/// A collection's language model (re-ranking passages, reading answers) and the requests it may have
+/// waiting.
+pub struct DocsReader {
+    scorer: LmReader,
+    /// Passages it re-orders (0: none).
     depth: usize,
-    /// One scorer thread serves the collection; beyond this many requests waiting for it, answers skip the
-    /// re-ranking (they stay right, only less often first) instead of queueing for seconds.
+    /// Whether it reads the answer span.
+    read: bool,
+    /// One reader thread serves the collection; beyond this many requests waiting for it, answers skip the
+    /// model (they stay right, only less often first or less exact) instead of queueing for seconds.
     waiting: tokio::sync::Semaphore,
 }
 
-/// Requests that may wait for one collection's re-ranker (about 0.7 s each on 2 cores).
-const RERANK_QUEUE: usize = 4;
+/// Requests that may wait for one collection's reader (about 0.5 s each on 2 cores).
+const READER_QUEUE: usize = 4;
 
-impl Reranker {
-    /// A re-ranker of the first `depth` passages.
-    pub fn new(scorer: LikelihoodScorer, depth: usize) -> Self {
-        Reranker { scorer, depth, waiting: tokio::sync::Semaphore::new(RERANK_QUEUE) }
+impl DocsReader {
+    /// A reader that re-orders the first `depth` passages (0: none) and, with `read`, reads the answer.
+    pub fn new(scorer: LmReader, depth: usize, read: bool) -> Self {
+        DocsReader { scorer, depth, read, waiting: tokio::sync::Semaphore::new(READER_QUEUE) }
     }
 }
 
@@ -297,26 +301,26 @@ pub async fn docs_chat(
     let (state, coll_name) = (st.clone(), name.to_string());
     // Opening the collection, retrieval and counting the question's tokens all block: one pool task, which
     // holds the encoder's slot until it is done, even if the client leaves.
-    let (answer, question_tokens, reranked_by) = tokio::task::spawn_blocking(move || {
+    let (answer, question_tokens, reranked_by, read_by) = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let coll = state.tasks.collection(&coll_name)?;
-        let (mut answer, reranked_by) = match state.tasks.rerankers.get(&coll_name) {
+        let (mut answer, reranked_by) = match state.tasks.readers.get(&coll_name) {
             Some(r) => {
                 // The encoder's permit covers the question's vector; the language model has its own queue.
                 let q_vec = coll.question_vector(emb.as_ref(), &q).map_err(docs_error)?;
                 drop(_permit);
-                let params = rightmodel_docs::AskParams { lm_depth: r.depth, ..Default::default() };
+                let params = rightmodel_docs::AskParams { lm_depth: r.depth, lm_read: r.read, ..Default::default() };
                 let slot = r.waiting.try_acquire().ok();
-                let scorer = slot.as_ref().map(|_| &r.scorer as &dyn rightmodel_core::QuestionScorer);
+                let scorer = slot.as_ref().map(|_| &r.scorer as &dyn rightmodel_core::PassageReader);
                 match coll.ask_scored(&q, &q_vec, 5, &params, scorer) {
                     Ok(a) => {
                         // Named only when the model did re-order (it is skipped when busy or with < 2 passages).
                         let used = a.passages.iter().any(|p| p.question_log_likelihood.is_some());
-                        (a, used.then(|| rightmodel_core::QuestionScorer::model_id(&r.scorer).to_string()))
+                        (a, used.then(|| rightmodel_core::PassageReader::model_id(&r.scorer).to_string()))
                     }
                     // The re-ranking is an improvement, not a dependency: answer without it.
                     Err(rightmodel_docs::DocsError::Score(e)) => {
-                        tracing::warn!(collection = %coll_name, "passage re-ranking failed, answering without it: {e}");
+                        tracing::warn!(collection = %coll_name, "the passage reader failed, answering without it: {e}");
                         (coll.ask_scored(&q, &q_vec, 5, &params, None).map_err(docs_error)?, None)
                     }
                     Err(e) => return Err(docs_error(e)),
@@ -326,7 +330,8 @@ pub async fn docs_chat(
         };
         // Clients see sources relative to the collection, not where this host keeps them.
         answer.map_files(|f| coll.relative_file(f));
-        Ok::<_, ApiError>((answer, emb_tokens(&state, &q), reranked_by))
+        let read_by = answer.read_by.clone();
+        Ok::<_, ApiError>((answer, emb_tokens(&state, &q), reranked_by, read_by))
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
@@ -339,6 +344,9 @@ pub async fn docs_chat(
     let mut decision = json!({"served": model_name, "reason": "docs_confident", "confidence": answer.confidence, "min_confidence": min_conf});
     if let Some(lm) = reranked_by {
         decision["reranked_by"] = json!(lm);
+    }
+    if let Some(lm) = read_by {
+        decision["read_by"] = json!(lm);
     }
     if let Some(large) = escalate {
         decision["served"] = json!(large);
@@ -392,7 +400,7 @@ pub async fn docs_chat(
             std::path::Path::new(&c.file).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         text.push_str(&format!("\n[{}] {file}:{}-{}", i + 1, c.start, c.end));
     }
-    let extra = json!({"decision": decision, "citations": citations, "confidence": answer.confidence, "sentence": answer.sentence});
+    let extra = json!({"decision": decision, "citations": citations, "confidence": answer.confidence, "sentence": answer.sentence, "span": answer.span});
     let body = text_answer(&model_name, text, Usage::new(question_tokens, 0), extra);
     Ok((model_name, decision, body))
 }

@@ -18,7 +18,7 @@ use rightmodel_docs::{
     collection_dir, collections_root, list_collections, remove_collection, AddProgress, Answer, AskParams, Collection,
     LOW_CONFIDENCE,
 };
-use rightmodel_infer::llm::LikelihoodScorer;
+use rightmodel_infer::llm::LmReader;
 use rightmodel_infer::threads::available_cores;
 use rightmodel_infer::MiniLm;
 use rightmodel_models::{home::rightmodel_home, Store};
@@ -33,7 +33,7 @@ pub enum DocsCmd {
     Add(AddArgs),
     /// Ask a collection a question: an extracted answer with its sentence, citations and confidence.
     #[command(
-        after_help = "Examples:\n  rightmodel docs ask handbook \"How many vacation days do I get?\" --json\n  rightmodel docs ask handbook \"How many vacation days do I get?\" --generate   # adds a cited answer written by the local model\n  rightmodel docs ask handbook \"Who approves expenses?\" --rerank-lm   # the local model re-orders the first passages"
+        after_help = "Examples:\n  rightmodel docs ask handbook \"How many vacation days do I get?\" --json\n  rightmodel docs ask handbook \"How many vacation days do I get?\" --generate   # adds a cited answer written by the local model\n  rightmodel docs ask handbook \"Who approves expenses?\" --rerank-lm --read-lm   # the local model re-orders the first passages and reads the answer"
     )]
     Ask(AskArgs),
     /// List the collections.
@@ -91,7 +91,7 @@ pub struct AskArgs {
     #[arg(long, default_value = "minilm-l6")]
     pub encoder: String,
     #[command(flatten)]
-    pub lm: LmRerankArgs,
+    pub lm: LmArgs,
 }
 
 /// `docs list` arguments.
@@ -112,7 +112,7 @@ pub struct RemoveArgs {
 /// `rightmodel eval docs` arguments.
 #[derive(Args)]
 #[command(
-    after_help = "Example:\n  rightmodel eval docs --squad ../shared/data/docqa/squad_dev_half.json --limit 1000 --out reports/"
+    after_help = "Examples:\n  rightmodel eval docs --squad ../shared/data/docqa/squad_dev_half.json --limit 1000 --out reports/\n  rightmodel eval docs --squad ../shared/data/docqa/squad_dev_half.json --limit 500 --rerank-lm --read-lm"
 )]
 pub struct EvalDocsArgs {
     /// SQuAD-format JSON file: its articles are indexed, its questions asked.
@@ -153,21 +153,25 @@ pub struct EvalDocsArgs {
     #[arg(long, default_value = "minilm-l6")]
     pub encoder: String,
     #[command(flatten)]
-    pub lm: LmRerankArgs,
+    pub lm: LmArgs,
     /// Replay language-model re-ranking at several depths and ranker weights on the tuning split and
     /// print hit@1 for each (the defaults in `rightmodel-docs` come from this run).
     #[arg(long)]
     pub fit_lm: bool,
 }
 
-/// Language-model re-ranking options, shared by `docs ask` and `eval docs`.
+/// Options of the language model reading passages, shared by `docs ask` and `eval docs`.
 #[derive(Args)]
-pub struct LmRerankArgs {
+pub struct LmArgs {
     /// Re-order the first passages by how likely the local language model finds the question after each
     /// (slower: a forward pass over those passages per question; more often the right passage first).
     #[arg(long)]
     pub rerank_lm: bool,
-    /// Language model for --rerank-lm: a pulled name or a GGUF path.
+    /// Let the local language model read the answer off the answer sentence (a short generation per
+    /// question, mapped back onto the sentence's words; a better answer span than the span scorer's).
+    #[arg(long)]
+    pub read_lm: bool,
+    /// Language model for --rerank-lm and --read-lm: a pulled name or a GGUF path.
     #[arg(long, default_value = "gemma3-270m")]
     pub rerank_model: String,
     /// Passages the language model re-orders.
@@ -176,25 +180,47 @@ pub struct LmRerankArgs {
     pub lm_depth: usize,
 }
 
-impl LmRerankArgs {
-    /// Starts the scorer when --rerank-lm asks for it (or `force`), able to score `depth` passages per call.
-    fn scorer(&self, force: bool, depth: usize) -> anyhow::Result<Option<LikelihoodScorer>> {
-        if !self.rerank_lm && !force {
+impl LmArgs {
+    /// Whether the language model is asked to do anything.
+    fn used(&self) -> bool {
+        self.rerank_lm || self.read_lm
+    }
+
+    /// Starts the reader when --rerank-lm or --read-lm asks for it (or `force`), able to score `depth`
+    /// passages per call.
+    fn scorer(&self, force: bool, depth: usize) -> anyhow::Result<Option<LmReader>> {
+        if !self.used() && !force {
             return Ok(None);
         }
         let path = Store::new(&rightmodel_home())
             .with_auto_pull(true)
             .with_progress(true)
             .resolve_gguf(&self.rerank_model)
-            .with_context(|| format!("language model `{}` for --rerank-lm", self.rerank_model))?;
-        let scorer = LikelihoodScorer::start(&path, &self.rerank_model, depth.max(self.lm_depth), available_cores())
-            .with_context(|| format!("loading {} for --rerank-lm", path.display()))?;
+            .with_context(|| format!("language model `{}` for --rerank-lm/--read-lm", self.rerank_model))?;
+        let scorer = LmReader::start(&path, &self.rerank_model, depth.max(self.lm_depth), available_cores())
+            .with_context(|| format!("loading {}", path.display()))?;
         Ok(Some(scorer))
     }
 
-    /// Ask parameters with this re-ranking depth.
+    /// Ask parameters for what the flags ask of the language model.
     fn params(&self) -> AskParams {
-        AskParams { lm_depth: self.lm_depth, ..AskParams::default() }
+        AskParams {
+            lm_depth: if self.rerank_lm { self.lm_depth } else { 0 },
+            lm_read: self.read_lm,
+            ..AskParams::default()
+        }
+    }
+
+    /// How the language model is used, for report rows.
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.rerank_lm {
+            parts.push(format!("re-ranking the top {}", self.lm_depth));
+        }
+        if self.read_lm {
+            parts.push("reading the answer".to_string());
+        }
+        format!("hybrid + {} {}", self.rerank_model, parts.join(" and "))
     }
 }
 
@@ -308,7 +334,7 @@ fn ask(a: AskArgs) -> anyhow::Result<()> {
     let coll = open_named(&a.name)?;
     let encoder = load_encoder(&a.encoder)?;
     let answer = match a.lm.scorer(false, 0)? {
-        Some(s) => coll.ask_with_scorer(&encoder, &a.question, a.k.max(1), &a.lm.params(), &s)?,
+        Some(s) => coll.ask_with_reader(&encoder, &a.question, a.k.max(1), &a.lm.params(), &s)?,
         None => coll.ask(&encoder, &a.question, a.k.max(1))?,
     };
     let generated = if a.generate && !answer.passages.is_empty() { Some(generate_answer(&a, &answer)?) } else { None };
@@ -525,10 +551,10 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
         fit_lm(&set, &tune_q, &q_vecs, s)?;
     }
     let mut lm_metrics = None;
-    if let (true, Some(s)) = (a.lm.rerank_lm, &scorer) {
+    if let (true, Some(s)) = (a.lm.used(), &scorer) {
         // Timed end to end like the headline row: question embedding, retrieval and the language model.
-        let name = format!("hybrid + {} re-ranking the top {}", a.lm.rerank_model, a.lm.lm_depth);
-        let pb = bar(which.len() as u64, "re-ranking");
+        let name = a.lm.describe();
+        let pb = bar(which.len() as u64, "language model");
         let r = set.run(&which, Some(&encoder), None, &a.lm.params(), Some(s), &mut |d| pb.set_position(d as u64))?;
         pb.finish_and_clear();
         let all: Vec<QuestionScore> = r.iter().map(|x| x.0).collect();
@@ -553,7 +579,10 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
     }
     print!("{}", markdown(&report));
     if a.json {
-        println!("{}", json_line(&overall, &held, index_secs, &scope, lm_metrics.as_ref())?);
+        println!(
+            "{}",
+            json_line(&overall, &held, index_secs, &scope, lm_metrics.as_ref().map(|m| (m, a.lm.params())))?
+        );
     }
     drop(work);
     Ok(())
@@ -561,7 +590,7 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
 
 /// Prints hit@1 on the tuning split for language-model re-ranking at each depth and ranker weight
 /// (`--fit-lm`), from one pass that scores the first five passages of every question.
-fn fit_lm(set: &EvalSet<'_>, tune_q: &[usize], q_vecs: &Matrix, scorer: &LikelihoodScorer) -> anyhow::Result<()> {
+fn fit_lm(set: &EvalSet<'_>, tune_q: &[usize], q_vecs: &Matrix, scorer: &LmReader) -> anyhow::Result<()> {
     let params = AskParams { lm_depth: TOP_K, ..AskParams::default() };
     let pb = bar(tune_q.len() as u64, "scoring passages");
     let answers = set.run(tune_q, None, Some(q_vecs), &params, Some(scorer), &mut |d| pb.set_position(d as u64))?;
@@ -679,7 +708,7 @@ fn json_line(
     held: &Metrics,
     index_secs: Option<f32>,
     scope: &Scope,
-    lm: Option<&Metrics>,
+    lm: Option<(&Metrics, AskParams)>,
 ) -> anyhow::Result<String> {
     let mut v = serde_json::json!({
         "hit_at_1": m.hit_at_1,
@@ -703,8 +732,10 @@ fn json_line(
             "f1": held.f1,
         })},
     });
-    if let Some(lm) = lm {
-        v["lm_rerank"] = serde_json::json!({
+    if let Some((lm, p)) = lm {
+        v["lm"] = serde_json::json!({
+            "rerank_depth": p.lm_depth,
+            "read": p.lm_read,
             "hit_at_1": lm.hit_at_1,
             "hit_at_5": lm.hit_at_5,
             "answer_in_sentence": lm.answer_in_sentence,

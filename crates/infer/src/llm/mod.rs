@@ -8,16 +8,16 @@
 
 mod chat;
 mod engine;
-mod likelihood;
 mod logprobs;
 mod rawbench;
+mod reader;
 mod sampling;
 mod stop;
 
 pub use chat::{ChatTemplate, RenderedPrompt};
 pub use engine::{Engine, EngineConfig, EngineStats};
-pub use likelihood::LikelihoodScorer;
 pub use rawbench::raw_llama_speed;
+pub use reader::LmReader;
 pub use sampling::{json_schema_grammar, SamplingParams, MAX_REPETITION};
 
 use rightmodel_core::wire::ChatMessage;

@@ -1,14 +1,14 @@
-//! `log P(question | passage)` with the default GGUF model: the passage a question was written from
-//! makes it likelier than a passage on another subject.
+//! The default GGUF model reading passages: the passage a question was written from makes it likelier
+//! than a passage on another subject, and the answer it reads comes from the sentence.
 
 mod common;
 
-use rightmodel_core::QuestionScorer;
-use rightmodel_infer::llm::LikelihoodScorer;
+use rightmodel_core::PassageReader;
+use rightmodel_infer::llm::LmReader;
 
 #[test]
 fn the_source_passage_makes_its_question_likelier() {
-    let s = LikelihoodScorer::start(&common::gguf(), "gemma3-270m", 4, 2).expect("scorer starts");
+    let s = LmReader::start(&common::gguf(), "gemma3-270m", 4, 2).expect("scorer starts");
     let passages = [
         "The Harbour Bridge was designed by John Bradfield and opened in March 1932. It carries rail, vehicle and \
          pedestrian traffic across the harbour.",
@@ -28,7 +28,7 @@ fn the_source_passage_makes_its_question_likelier() {
     let again = s.question_log_likelihood("When was the museum founded?", &passages).unwrap();
     assert_eq!(ll, again);
     // A fresh scorer (nothing cached) agrees with the cached one.
-    let fresh = LikelihoodScorer::start(&common::gguf(), "gemma3-270m", 4, 2).expect("scorer starts");
+    let fresh = LmReader::start(&common::gguf(), "gemma3-270m", 4, 2).expect("scorer starts");
     let cold = fresh.question_log_likelihood("When was the museum founded?", &passages).unwrap();
     assert!(cold.iter().zip(&ll).all(|(a, b)| (a - b).abs() < 1e-3), "{cold:?} vs {ll:?}");
     drop(fresh);
@@ -45,10 +45,23 @@ fn the_source_passage_makes_its_question_likelier() {
     let ll = s.question_log_likelihood(&long, &[&long, "short"]).unwrap();
     assert!(ll.iter().all(|v| v.is_finite()), "{ll:?}");
     assert_eq!(s.model_id(), "gemma3-270m");
+
+    // Reading: short answers taken from the sentence, one line each.
+    let sentence = "The Harbour Bridge was designed by John Bradfield and opened in March 1932.";
+    let who = s.read_answer(sentence, "Who designed the Harbour Bridge?").unwrap();
+    assert!(who.contains("Bradfield") && !who.contains('\n') && who.len() < 40, "{who:?}");
+    let when = s.read_answer(sentence, "When did the Harbour Bridge open?").unwrap();
+    assert!(when.contains("1932"), "{when:?}");
+    // The same question reads the same answer (the examples' state is cached, nothing leaks between
+    // calls), reading does not disturb scoring, and long inputs are cut, not an error.
+    assert_eq!(s.read_answer(sentence, "Who designed the Harbour Bridge?").unwrap(), who);
+    let after = s.question_log_likelihood("When was the museum founded?", &passages).unwrap();
+    assert!(after.iter().zip(&again).all(|(a, b)| (a - b).abs() < 1e-3), "{after:?} vs {again:?}");
+    assert!(s.read_answer(&long, &long).is_ok());
 }
 
 #[test]
 fn a_missing_model_file_is_a_load_error() {
-    let r = LikelihoodScorer::start(std::path::Path::new("/nonexistent/model.gguf"), "x", 2, 1);
+    let r = LmReader::start(std::path::Path::new("/nonexistent/model.gguf"), "x", 2, 1);
     assert!(matches!(r, Err(rightmodel_infer::InferError::Load { .. })), "{:?}", r.err());
 }
