@@ -78,6 +78,9 @@ def test_passthrough_matches_direct_call(gw, upstream_server):
     assert got.model == "large"
     assert got.choices[0].message.content == want.choices[0].message.content
     assert got.usage.completion_tokens == want.usage.completion_tokens
+    # The upstream's token breakdown (its cache hits) reaches the client.
+    assert got.usage.prompt_tokens_details is not None
+    assert got.usage.prompt_tokens_details.cached_tokens is not None
 
 
 def test_streaming_passthrough_and_cost(gw, gateway):

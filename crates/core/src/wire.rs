@@ -329,12 +329,60 @@ pub struct Usage {
     pub completion_tokens: u64,
     /// Sum of both.
     pub total_tokens: u64,
+    /// Breakdown of the prompt tokens: how many were served from a cache. Kept from upstreams (clients
+    /// read their cache hits here), filled in for local models from their KV-cache reuse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+    /// Breakdown of the completion tokens (reasoning tokens of upstream models), kept as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+/// OpenAI's `usage.prompt_tokens_details`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens that came from a cache instead of being processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_tokens: Option<u64>,
+    /// Audio input tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_tokens: Option<u64>,
+}
+
+/// OpenAI's `usage.completion_tokens_details`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CompletionTokensDetails {
+    /// Tokens the model spent reasoning before its answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
+    /// Audio output tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_tokens: Option<u64>,
+    /// Predicted-output tokens that appeared in the completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_prediction_tokens: Option<u64>,
+    /// Predicted-output tokens that did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_prediction_tokens: Option<u64>,
 }
 
 impl Usage {
     /// Usage with `total_tokens` filled in.
     pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
-        Usage { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens }
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+            prompt_tokens_details: None,
+            completion_tokens_details: None,
+        }
+    }
+
+    /// This usage with `cached` of its prompt tokens marked as served from a cache.
+    pub fn with_cached_tokens(mut self, cached: u64) -> Self {
+        let details = self.prompt_tokens_details.get_or_insert_with(PromptTokensDetails::default);
+        details.cached_tokens = Some(cached);
+        self
     }
 }
 

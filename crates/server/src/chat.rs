@@ -213,8 +213,19 @@ pub async fn chat_completions(
 }
 
 enum Reply {
-    Full { served: String, decision: Option<Value>, body: ChatCompletionResponse },
-    Stream { served: String, decision: Option<Value>, stream: ChunkStream, include_usage: bool, accounted: bool },
+    /// The response is boxed: it is much larger than a stream handle.
+    Full {
+        served: String,
+        decision: Option<Value>,
+        body: Box<ChatCompletionResponse>,
+    },
+    Stream {
+        served: String,
+        decision: Option<Value>,
+        stream: ChunkStream,
+        include_usage: bool,
+        accounted: bool,
+    },
 }
 
 async fn handle(
@@ -287,7 +298,7 @@ async fn handle(
                 accounted: true,
             });
         }
-        return Ok(Reply::Full { served: target, decision, body });
+        return Ok(Reply::Full { served: target, decision, body: Box::new(body) });
     }
     if let Some(name) = target.strip_prefix("docs:") {
         let (served, decision, body) = crate::tasks_api::docs_chat(st, name, &req, acct).await?;
@@ -300,7 +311,7 @@ async fn handle(
                 accounted: true,
             });
         }
-        return Ok(Reply::Full { served, decision: Some(decision), body });
+        return Ok(Reply::Full { served, decision: Some(decision), body: Box::new(body) });
     }
     let model = st.chat_model(&target)?;
     // Checked for `auto`'s choice too: the router saw the budget a moment ago, and concurrent requests
@@ -327,7 +338,7 @@ async fn handle(
         if let Some(d) = &decision {
             body.rightmodel = Some(json!({"decision": d}));
         }
-        Ok(Reply::Full { served, decision, body })
+        Ok(Reply::Full { served, decision, body: Box::new(body) })
     }
 }
 
@@ -476,7 +487,8 @@ async fn local_full(
             }
             GenEvent::Done(f) => {
                 text.push_str(&f.tail);
-                let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens));
+                let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens))
+                    .with_cached_tokens(u64::from(f.cached_tokens));
                 acct.add_usage(usage);
                 let logprobs = req.logprobs.unwrap_or(false).then(|| choice_logprobs(&tokens));
                 return Ok(ChatCompletionResponse {
@@ -585,7 +597,7 @@ async fn local_stream(l: &LocalChat, req: &ChatCompletionRequest) -> Result<Chun
                         yield Ok(chunk(ChatDelta { content: Some(f.tail.clone()), ..Default::default() }, None, None, None));
                     }
                     yield Ok(chunk(ChatDelta::default(), Some(f.reason.as_str().into()), None, None));
-                    yield Ok(chunk(ChatDelta::default(), None, None, Some(Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens)))));
+                    yield Ok(chunk(ChatDelta::default(), None, None, Some(Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens)).with_cached_tokens(u64::from(f.cached_tokens)))));
                     return;
                 }
                 GenEvent::Error(m) => {
@@ -763,7 +775,7 @@ async fn cascade(
                 accounted: true,
             });
         }
-        return Ok(Reply::Full { served, decision: Some(decision), body: a });
+        return Ok(Reply::Full { served, decision: Some(decision), body: Box::new(a) });
     }
     acct.set_decision("cascade_low_confidence", &decision);
     let escalated = if stream {
@@ -777,7 +789,7 @@ async fn cascade(
     } else {
         call_full(st, &large_name, &req, acct).await.map(|(served, mut body)| {
             body.rightmodel = Some(json!({"decision": decision.clone()}));
-            Reply::Full { served, decision: Some(decision.clone()), body }
+            Reply::Full { served, decision: Some(decision.clone()), body: Box::new(body) }
         })
     };
     match (escalated, small_answer) {
@@ -804,7 +816,7 @@ async fn cascade(
                     accounted: true,
                 })
             } else {
-                Ok(Reply::Full { served, decision: Some(decision), body: a })
+                Ok(Reply::Full { served, decision: Some(decision), body: Box::new(a) })
             }
         }
         (Err(e), None) => Err(e),

@@ -262,7 +262,7 @@ async fn local_completion(
                         yield Ok::<_, std::convert::Infallible>(Event::default().data(serde_json::to_string(&mk(t.text, None, None, lp)).unwrap_or_default()));
                     }
                     GenEvent::Done(f) => {
-                        let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens));
+                        let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens)).with_cached_tokens(u64::from(f.cached_tokens));
                         acct.add_usage(usage);
                         yield Ok(Event::default().data(serde_json::to_string(&mk(f.tail, Some(f.reason.as_str().into()), None, None)).unwrap_or_default()));
                         if include_usage {
@@ -301,7 +301,8 @@ async fn local_completion(
             }
             GenEvent::Done(f) => {
                 text.push_str(&f.tail);
-                let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens));
+                let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens))
+                    .with_cached_tokens(u64::from(f.cached_tokens));
                 acct.add_usage(usage);
                 let body = CompletionResponse {
                     id: cid,

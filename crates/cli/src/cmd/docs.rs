@@ -146,7 +146,8 @@ pub struct EvalDocsArgs {
     /// Fit the confidence model on the tuning split and print its weights.
     #[arg(long)]
     pub fit_confidence: bool,
-    /// Write every question's answer and scores to this file as JSON lines (error analysis).
+    /// Write every question's answer and scores to this file as JSON lines (error analysis); with
+    /// --rerank-lm or --read-lm, the language model's answers to FILE.lm.jsonl too.
     #[arg(long)]
     pub dump: Option<PathBuf>,
     /// Sentence encoder: a pulled model name or a model folder.
@@ -557,6 +558,11 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
         let pb = bar(which.len() as u64, "language model");
         let r = set.run(&which, Some(&encoder), None, &a.lm.params(), Some(s), &mut |d| pb.set_position(d as u64))?;
         pb.finish_and_clear();
+        if let Some(path) = &a.dump {
+            let lm_path = path.with_extension("lm.jsonl");
+            write_dump(&lm_path, &corpus, &which, &r)?;
+            eprintln!("wrote the language model's answers to {}", lm_path.display());
+        }
         let all: Vec<QuestionScore> = r.iter().map(|x| x.0).collect();
         let held_lm = held_out(&which, &all, &held_set);
         let m = summarize(&all);
