@@ -98,7 +98,13 @@ fn classifier_candidate(
             .map_err(|e| e.message)
             .and_then(|clf| clf.predict(embedder.as_ref(), &[text], false).map_err(|e| e.to_string()));
         match result {
-            Ok(mut preds) => preds.pop().filter(|p| p.in_domain >= min_in_domain).map(|p| p.confidence),
+            Ok(mut preds) => {
+                let p = preds.pop().filter(|p| p.in_domain >= min_in_domain)?;
+                let confidence = p.confidence;
+                // Should the router choose this classifier, its answer is this prediction.
+                tasks.remember(&owned, text, p);
+                Some(confidence)
+            }
             Err(e) => {
                 // Said once a minute, not on every request.
                 if let Ok(mut last) = last_warning.lock() {

@@ -17,7 +17,7 @@ use rightmodel_core::wire::{ChatChoice, ChatCompletionRequest, ChatCompletionRes
 use rightmodel_core::{ApiError, Embedder, ErrorKind};
 use rightmodel_docs::Collection;
 use rightmodel_infer::llm::LmReader;
-use rightmodel_tasks::Classifier;
+use rightmodel_tasks::{Classifier, Prediction};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -36,7 +36,23 @@ pub struct TaskModels {
     pub paths: HashMap<String, PathBuf>,
     /// Collections whose passages a language model reads (`rerank_lm`, `read_lm`).
     pub readers: HashMap<String, DocsReader>,
+    /// Predictions routed classifiers just made for the router, so the answer reuses the prediction its
+    /// routing decision was based on instead of embedding the text again (newest last).
+    recent: Mutex<std::collections::VecDeque<Remembered>>,
 }
+
+/// A routed classifier's prediction for one text, kept briefly for the answer.
+struct Remembered {
+    classifier: String,
+    text: String,
+    prediction: Prediction,
+    at: std::time::Instant,
+}
+
+/// Predictions kept for answers (the answer follows its routing decision within milliseconds).
+const RECENT_PREDICTIONS: usize = 64;
+/// Age past which a kept prediction is not used.
+const RECENT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A collection's language model (re-ranking passages, reading answers) and the requests it may have
 /// waiting.
@@ -149,6 +165,24 @@ impl TaskModels {
         let c = Arc::new(Classifier::load(&dir).map_err(|e| ApiError::internal(e.to_string()))?);
         self.classifiers.lock().insert(name.to_string(), (c.clone(), modified));
         Ok(c)
+    }
+
+    /// Keeps `prediction` of classifier `name` for `text` for the answer that may follow.
+    pub(crate) fn remember(&self, name: &str, text: &str, prediction: Prediction) {
+        let mut recent = self.recent.lock();
+        if recent.len() >= RECENT_PREDICTIONS {
+            recent.pop_front();
+        }
+        let at = std::time::Instant::now();
+        recent.push_back(Remembered { classifier: name.to_string(), text: text.to_string(), prediction, at });
+    }
+
+    /// Takes the kept prediction of classifier `name` for `text`, if one is recent enough.
+    pub(crate) fn recall(&self, name: &str, text: &str) -> Option<Prediction> {
+        let mut recent = self.recent.lock();
+        let i = recent.iter().rposition(|r| r.classifier == name && r.text == text)?;
+        let r = recent.remove(i)?;
+        (r.at.elapsed() <= RECENT_MAX_AGE).then_some(r.prediction)
     }
 
     /// The collection `name`, reopened when another process (`docs add`, `docs remove`) has changed it
@@ -434,13 +468,23 @@ pub async fn classifier_chat(
         return Err(ApiError::invalid("messages", format!("The classifier `{name}` needs a message to classify.")));
     }
     let emb = embedder(st)?;
-    let permit = st.embed_permit_within(crate::routing::CLASSIFIER_PERMIT_WAIT).await?;
+    // The router's own prediction for this text, unless the answer needs an explanation it did not compute.
+    let remembered = if explain { None } else { st.tasks.recall(name, &text) };
+    let permit = match remembered {
+        Some(_) => None,
+        None => Some(st.embed_permit_within(crate::routing::CLASSIFIER_PERMIT_WAIT).await?),
+    };
     let (state, clf_name, t) = (st.clone(), name.to_string(), text.clone());
     let (pred, tokens) = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let clf = state.tasks.classifier(&clf_name)?;
-        let mut preds = clf.predict(emb.as_ref(), &[t.as_str()], explain).map_err(task_error)?;
-        let pred = preds.pop().ok_or_else(|| ApiError::internal("the classifier returned no prediction"))?;
+        let pred = match remembered {
+            Some(p) => p,
+            None => {
+                let clf = state.tasks.classifier(&clf_name)?;
+                let mut preds = clf.predict(emb.as_ref(), &[t.as_str()], explain).map_err(task_error)?;
+                preds.pop().ok_or_else(|| ApiError::internal("the classifier returned no prediction"))?
+            }
+        };
         Ok::<_, ApiError>((pred, emb_tokens(&state, &t)))
     })
     .await
@@ -475,4 +519,35 @@ fn text_answer(model: &str, text: String, usage: Usage, rightmodel: Value) -> Ch
 
 fn emb_tokens(st: &AppState, text: &str) -> u64 {
     st.embed.as_ref().map(|e| e.model.count_tokens(text) as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prediction(label: &str) -> Prediction {
+        Prediction {
+            label: label.into(),
+            confidence: 0.9,
+            probs: Default::default(),
+            in_domain: 0.5,
+            explanation: None,
+        }
+    }
+
+    #[test]
+    fn a_remembered_prediction_is_used_once_for_its_classifier_and_text() {
+        let t = TaskModels::default();
+        t.remember("sentiment", "great film", prediction("positive"));
+        assert_eq!(t.recall("topics", "great film"), None);
+        assert_eq!(t.recall("sentiment", "other text"), None);
+        assert_eq!(t.recall("sentiment", "great film").map(|p| p.label), Some("positive".into()));
+        assert_eq!(t.recall("sentiment", "great film"), None);
+        // Bounded: the oldest go first.
+        for i in 0..RECENT_PREDICTIONS + 5 {
+            t.remember("sentiment", &format!("text {i}"), prediction("x"));
+        }
+        assert_eq!(t.recall("sentiment", "text 0"), None);
+        assert!(t.recall("sentiment", &format!("text {}", RECENT_PREDICTIONS + 4)).is_some());
+    }
 }
