@@ -14,7 +14,7 @@ use crate::features::{passage_evidence, Evidence, EvidenceInput, QuestionInfo};
 use crate::params::{AskParams, RetrievalMode};
 use crate::rank::{rank, PassageScore, RankInput};
 use crate::ranker::score;
-use crate::read::snap_to_sentence;
+use crate::read::best_match;
 use crate::split::char_len;
 use crate::DocsError;
 
@@ -150,11 +150,8 @@ impl Collection {
         if let Some(scorer) = scorer {
             self.rerank_with_lm(question, params, scorer, &mut items)?;
         }
-        let mut answer = self.build_answer(question, k, params, &items)?;
-        if let (true, Some(reader)) = (params.lm_read, scorer) {
-            read_span(&mut answer, reader)?;
-        }
-        Ok(answer)
+        let reader = scorer.filter(|_| params.lm_read);
+        self.build_answer(question, k, params, &items, reader)
     }
 
     /// Re-orders the first `params.lm_depth` passages by `log P(question | passage)` plus
@@ -299,13 +296,15 @@ impl Collection {
     }
 
     /// The answer from the (re-)ranked passages: the best sentence of the first passage, its span,
-    /// citations and confidence.
+    /// citations and confidence. With a `reader`, it reads the first passage's best sentences and the
+    /// answer is the words closest to what it said, in the sentence that holds them.
     fn build_answer(
         &self,
         question: &str,
         k: usize,
         params: &AskParams,
         items: &[Ranked],
+        reader: Option<&dyn PassageReader>,
     ) -> Result<Answer, DocsError> {
         let passages: Vec<ScoredPassage> = items.iter().take(k).map(|r| self.scored_passage(r)).collect();
         let mut answer = Answer {
@@ -323,10 +322,30 @@ impl Collection {
         };
         let Some(top) = items.first() else { return Ok(answer) };
         let key = |i: usize| if params.lexical_sentences { top.evidence[i].overlap } else { top.logits[i] };
-        let Some(best) = (0..top.evidence.len()).max_by(|&a, &b| key(a).total_cmp(&key(b)).then(b.cmp(&a))) else {
-            return Ok(answer);
-        };
+        // Sentences best first (ties: the earlier one).
+        let mut order: Vec<usize> = (0..top.evidence.len()).collect();
+        order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
+        let Some(&best) = order.first() else { return Ok(answer) };
         let passage = &self.snap.passages[top.passage.row];
+        let sentence_text = |i: usize| {
+            passage.sentences.get(i).and_then(|&(s, e)| passage.text.get(s as usize..e as usize)).unwrap_or("")
+        };
+        let mut best = best;
+        let mut read_span = None;
+        if let Some(reader) = reader {
+            // Best sentence first; the next one only when the model's answer is not in it (then it is
+            // likely the wrong sentence). Shown one at a time: a 270M model reads one sentence far
+            // better than several (SQuAD F1 0.56 vs 0.52 with two).
+            for &i in order.iter().take(params.lm_read_sentences.max(1)) {
+                let said = reader.read_answer(sentence_text(i), question)?;
+                if let Some(m) = best_match(&said, sentence_text(i)) {
+                    best = i;
+                    read_span = Some(m.range);
+                    answer.read_by = Some(reader.model_id().to_string());
+                    break;
+                }
+            }
+        }
         let Some(&(s, e)) = passage.sentences.get(best) else { return Ok(answer) };
         let (s, e) = (s as usize, e as usize);
         let cite = |bs: usize, be: usize| Citation {
@@ -338,7 +357,10 @@ impl Collection {
         };
         answer.sentence = passage.text[s..e].to_string();
         let mut analyzer = self.terms.clone();
-        answer.span = extract(question, &answer.sentence, &mut analyzer).map(|r| cite(s + r.start, s + r.end));
+        answer.span = match read_span {
+            Some(r) => Some(cite(s + r.start, s + r.end)),
+            None => extract(question, &answer.sentence, &mut analyzer).map(|r| cite(s + r.start, s + r.end)),
+        };
         answer.answer = answer.span.as_ref().map_or_else(|| answer.sentence.clone(), |c| c.text.clone());
         answer.evidence = top.evidence[best];
         answer.score = top.logits[best];
@@ -367,25 +389,6 @@ impl Collection {
             question_log_likelihood: r.lm,
         }
     }
-}
-
-/// Replaces the answer span by the words of the answer sentence closest to what `reader` answers from
-/// it; keeps the span scorer's choice when the reader's answer matches none of them.
-fn read_span(answer: &mut Answer, reader: &dyn PassageReader) -> Result<(), DocsError> {
-    let Some(sentence) = answer.citations.first().cloned() else { return Ok(()) };
-    let said = reader.read_answer(&sentence.text, &answer.question)?;
-    let Some(r) = snap_to_sentence(&said, &sentence.text) else { return Ok(()) };
-    let text = &sentence.text;
-    answer.span = Some(Citation {
-        file: sentence.file.clone(),
-        passage_id: sentence.passage_id,
-        start: sentence.start + char_len(&text[..r.start]),
-        end: sentence.start + char_len(&text[..r.end]),
-        text: text[r].to_string(),
-    });
-    answer.answer = answer.span.as_ref().map_or_else(String::new, |c| c.text.clone());
-    answer.read_by = Some(reader.model_id().to_string());
-    Ok(())
 }
 
 /// A passage with its sentences' evidence and ranker scores.

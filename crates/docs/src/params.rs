@@ -18,6 +18,9 @@ pub enum RetrievalMode {
 pub const LM_DEPTH: usize = 3;
 /// Default [`AskParams::lm_ranker_weight`].
 pub const LM_RANKER_WEIGHT: f32 = 2.0;
+/// Default [`AskParams::lm_read_sentences`]: on 500 SQuAD questions a second sentence, read when the
+/// answer was not in the first, moved F1 by 0.005 only.
+pub const LM_READ_SENTENCES: usize = 1;
 /// Default [`AskParams::lm_rank_penalty`].
 pub const LM_RANK_PENALTY: f32 = 0.0;
 
@@ -54,6 +57,9 @@ pub struct AskParams {
     /// answer sentence (the span is then the sentence's words closest to what it wrote; see
     /// [`crate::read`]). Off by default: it costs a short generation per question.
     pub lm_read: bool,
+    /// Sentences of the first passage the reader may read, best first, one at a time until its answer is
+    /// in the sentence it read; that sentence becomes the answer sentence.
+    pub lm_read_sentences: usize,
 }
 
 impl Default for AskParams {
@@ -71,6 +77,7 @@ impl Default for AskParams {
             lm_ranker_weight: LM_RANKER_WEIGHT,
             lm_rank_penalty: LM_RANK_PENALTY,
             lm_read: false,
+            lm_read_sentences: LM_READ_SENTENCES,
         }
     }
 }

@@ -20,6 +20,20 @@ const TRIM: &[char] = &['.', ',', ';', ':', '!', '?', '"', '\'', '(', ')', '[', 
 
 /// Byte range of the words of `sentence` that best match `answer`, or `None` when none match.
 pub fn snap_to_sentence(answer: &str, sentence: &str) -> Option<Range<usize>> {
+    best_match(answer, sentence).map(|m| m.range)
+}
+
+/// The run of a sentence's words closest to an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Match {
+    /// Its byte range in the sentence.
+    pub range: Range<usize>,
+    /// Its SQuAD token F1 against the answer, in (0, 1].
+    pub f1: f32,
+}
+
+/// The words of `sentence` that best match `answer` and how well, or `None` when none match.
+pub fn best_match(answer: &str, sentence: &str) -> Option<Match> {
     let target = normalize_answer(answer);
     let target: Vec<&str> = target.split_whitespace().collect();
     if target.is_empty() {
@@ -57,16 +71,13 @@ pub fn snap_to_sentence(answer: &str, sentence: &str) -> Option<Range<usize>> {
             }
         }
     }
-    let (_, i, j) = best?;
+    let (f1, i, j) = best?;
     let (start, end) = (words[i].0, words[j].1);
     let piece = &sentence[start..end];
     let trimmed_start = start + (piece.len() - piece.trim_start_matches(TRIM).len());
     let trimmed_end = start + piece.trim_end_matches(TRIM).len();
-    if trimmed_start < trimmed_end {
-        Some(trimmed_start..trimmed_end)
-    } else {
-        Some(start..end)
-    }
+    let range = if trimmed_start < trimmed_end { trimmed_start..trimmed_end } else { start..end };
+    Some(Match { range, f1 })
 }
 
 /// Byte ranges of the whitespace-separated words of `text`.

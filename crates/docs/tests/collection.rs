@@ -433,3 +433,54 @@ fn a_reading_language_model_picks_the_span_within_the_sentence() {
     let r = c.ask_with_reader(&e, q, 3, &read, &BrokenScorer);
     assert!(matches!(r, Err(DocsError::Score(_))), "{r:?}");
 }
+
+/// A language model stand-in that cannot find the answer in the first sentence it reads, then answers
+/// with the first two words of the next.
+struct SecondTryReader(std::sync::Mutex<Vec<String>>);
+
+impl rightmodel_core::PassageReader for SecondTryReader {
+    fn question_log_likelihood(&self, _q: &str, p: &[&str]) -> Result<Vec<f32>, rightmodel_core::ScoreError> {
+        Ok(vec![0.0; p.len()])
+    }
+    fn read_answer(&self, context: &str, _question: &str) -> Result<String, rightmodel_core::ScoreError> {
+        let mut seen = self.0.lock().unwrap();
+        seen.push(context.to_string());
+        Ok(if seen.len() == 1 {
+            "zzz qqq".into()
+        } else {
+            context.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+        })
+    }
+    fn model_id(&self) -> &str {
+        "second-try"
+    }
+}
+
+#[test]
+fn a_reader_whose_answer_is_not_in_the_best_sentence_may_read_the_next() {
+    let tmp = fixture_copy();
+    let e = HashEmbedder::default();
+    let mut c = new_collection(&tmp);
+    c.add_paths(&e, &[tmp.path().join("docs/museum.txt")]).unwrap();
+    let q = "Who was the first director of the museum?";
+    let plain = c.ask(&e, q, 3).unwrap();
+
+    // One sentence allowed: the answer was not in it, so the span scorer's answer stays.
+    let one = rightmodel_docs::AskParams { lm_depth: 0, lm_read: true, lm_read_sentences: 1, ..Default::default() };
+    let reader = SecondTryReader(Default::default());
+    let a = c.ask_with_reader(&e, q, 3, &one, &reader).unwrap();
+    assert_eq!((a.answer.as_str(), a.read_by.as_deref()), (plain.answer.as_str(), None));
+    assert_eq!(reader.0.lock().unwrap().as_slice(), [plain.sentence.clone()]);
+
+    // Two: the second sentence read holds the answer and becomes the answer sentence, cited.
+    let two = rightmodel_docs::AskParams { lm_read_sentences: 2, ..one };
+    let reader = SecondTryReader(Default::default());
+    let a = c.ask_with_reader(&e, q, 3, &two, &reader).unwrap();
+    let seen = reader.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0], plain.sentence);
+    assert_eq!(a.sentence, seen[1]);
+    assert_eq!(a.citations[0].text, seen[1]);
+    assert!(seen[1].starts_with(&a.answer) && !a.answer.is_empty(), "{:?} in {:?}", a.answer, seen[1]);
+    assert_eq!(a.read_by.as_deref(), Some("second-try"));
+}

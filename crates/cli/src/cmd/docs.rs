@@ -172,6 +172,11 @@ pub struct LmArgs {
     /// question, mapped back onto the sentence's words; a better answer span than the span scorer's).
     #[arg(long)]
     pub read_lm: bool,
+    /// Sentences of the first passage --read-lm may read, best first, one at a time until the model's
+    /// answer is in the sentence it read; that one becomes the answer sentence.
+    #[arg(long, default_value_t = rightmodel_docs::params::LM_READ_SENTENCES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4))]
+    pub read_sentences: usize,
     /// Language model for --rerank-lm and --read-lm: a pulled name or a GGUF path.
     #[arg(long, default_value = "gemma3-270m")]
     pub rerank_model: String,
@@ -208,6 +213,7 @@ impl LmArgs {
         AskParams {
             lm_depth: if self.rerank_lm { self.lm_depth } else { 0 },
             lm_read: self.read_lm,
+            lm_read_sentences: self.read_sentences,
             ..AskParams::default()
         }
     }
@@ -219,7 +225,7 @@ impl LmArgs {
             parts.push(format!("re-ranking the top {}", self.lm_depth));
         }
         if self.read_lm {
-            parts.push("reading the answer".to_string());
+            parts.push(format!("reading the answer from {} sentence(s)", self.read_sentences));
         }
         format!("hybrid + {} {}", self.rerank_model, parts.join(" and "))
     }
