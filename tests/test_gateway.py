@@ -309,7 +309,7 @@ def test_keys_rate_and_model_limits(tmp_path):
     import hashlib
 
     h = lambda k: hashlib.sha256(k.encode()).hexdigest()
-    cfg = LOCAL + f"""
+    cfg = "[server]\nmetrics_require_key = true\n" + LOCAL + f"""
 [[key]]
 name = "alice"
 sha256 = "{h('sk-alice')}"
@@ -328,6 +328,10 @@ models = ["minilm-l6"]
             mk("sk-wrong").chat.completions.create(model="gemma3-270m", messages=msg, max_tokens=1)
         status, _, _ = request(s.base, "GET", "/v1/models")
         assert status == 401
+        # metrics_require_key: /metrics wants a key like the API.
+        assert request(s.base, "GET", "/metrics")[0] == 401
+        status, _, body = request(s.base, "GET", "/metrics", headers={"Authorization": "Bearer sk-bob"})
+        assert status == 200 and b"rightmodel_requests_total" in body
         with pytest.raises(openai.PermissionDeniedError):
             mk("sk-bob").chat.completions.create(model="gemma3-270m", messages=msg, max_tokens=1)
         assert mk("sk-bob").embeddings.create(model="minilm-l6", input="x").data

@@ -91,6 +91,9 @@ pub struct ServerSection {
     pub shutdown_grace_secs: u64,
     /// Embedding requests in flight (waiting for or inside a shared encoder call) before 429.
     pub max_embed_concurrency: usize,
+    /// `GET /metrics` needs an API key too (when `[[key]]`s are configured). Off by default: Prometheus
+    /// scrapers usually reach it on a private network, and it names models and spend, never keys.
+    pub metrics_require_key: bool,
 }
 
 impl Default for ServerSection {
@@ -103,6 +106,7 @@ impl Default for ServerSection {
             log_retention_days: None,
             shutdown_grace_secs: 30,
             max_embed_concurrency: 64,
+            metrics_require_key: false,
         }
     }
 }

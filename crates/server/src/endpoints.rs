@@ -471,8 +471,13 @@ pub async fn healthz(State(st): State<SharedState>) -> Response {
     .into_response()
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(st): State<SharedState>) -> Response {
+/// `GET /metrics`: Prometheus text format (behind a key with `[server] metrics_require_key`).
+pub async fn metrics(State(st): State<SharedState>, headers: HeaderMap) -> Response {
+    if st.config.server.metrics_require_key {
+        if let Err(e) = st.auth.authenticate(&headers) {
+            return HttpError(e).into_response();
+        }
+    }
     let log = st.log.stats();
     st.metrics.log_pending.set(log.pending.load(std::sync::atomic::Ordering::Relaxed) as i64);
     st.metrics.log_dropped.set(log.dropped.load(std::sync::atomic::Ordering::Relaxed) as i64);
