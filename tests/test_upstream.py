@@ -397,6 +397,40 @@ daily_usd = 0.02
         s2.stop()
 
 
+def test_auto_never_refuses_for_a_budget_a_free_model_can_do_without(tmp_path, proxy):
+    """Concurrent `auto` requests racing for the last of the daily budget: each is served, by the paid model
+    while the budget lasts and by the local one after (a request whose choice the budget overtook chooses
+    again and says so), never refused with the budget's 429."""
+    import concurrent.futures as cf
+
+    proxy.mode = {"kind": "pass"}
+    cfg = small_and_large(proxy, price=1000.0, tail="""
+[route]
+threshold = 0.0
+
+[budget]
+daily_usd = 0.03
+""")
+    s = Server(tmp_path, cfg, "budget-race")
+    try:
+        c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
+
+        def one(_):
+            r = c.chat.completions.with_raw_response.create(model="auto", messages=MSG, max_tokens=4)
+            return r.headers["x-rightmodel-model"], _decision(r)
+
+        with cf.ThreadPoolExecutor(8) as ex:
+            served = list(ex.map(one, range(8)))
+        names = [m for m, _ in served]
+        assert "small" in names and "large" in names, names
+        for m, d in served:
+            if "rerouted_from" in d:
+                assert m == "small" and d["rerouted_from"] == "large", d
+                assert d["rerouted_because"] == "daily_budget_exhausted", d
+    finally:
+        s.stop()
+
+
 def test_cascade_records_both_attempts(tmp_path, proxy):
     proxy.mode = {"kind": "pass"}
     cfg = small_and_large(proxy, price=1.0, tail="""

@@ -315,8 +315,29 @@ async fn handle(
     }
     let model = st.chat_model(&target)?;
     // Checked for `auto`'s choice too: the router saw the budget a moment ago, and concurrent requests
-    // may have taken what was left since.
-    st.check_limits(&caller, &target, model.price())?;
+    // may have taken what was left since. Then `auto` chooses once more with the budget as it is now (a
+    // spent budget leaves the free models) instead of refusing a request a local model can serve.
+    let (outcome, target) = match st.check_limits(&caller, &target, model.price()) {
+        Ok(()) => (outcome, target),
+        Err(e) if outcome.is_some() && e.kind == ErrorKind::RateLimited => {
+            let mut again =
+                st.router.decide(st, &req, headers, &caller).await.map_err(|e2| key_limit_error(st, e2, &caller))?;
+            let task_model =
+                again.served.starts_with("docs:") || st.config.classifiers.iter().any(|c| c.name == again.served);
+            if again.served == target || task_model || !caller.may_use(&again.served) {
+                return Err(e);
+            }
+            st.check_limits(&caller, &again.served, st.chat_model(&again.served)?.price())?;
+            if let Value::Object(d) = &mut again.decision {
+                d.insert("rerouted_from".into(), json!(target));
+                d.insert("rerouted_because".into(), json!(e.code));
+            }
+            acct.set_decision(&again.reason, &again.decision);
+            let served = again.served.clone();
+            (Some(again), served)
+        }
+        Err(e) => return Err(e),
+    };
 
     // A cascade judges the small answer by its token log-probabilities; tool calls have none.
     let no_tools = crate::tools::tool_mode(&req)? == ToolMode::Off;
