@@ -250,6 +250,8 @@ fn worker(path: &Path, threads: usize, jobs: mpsc::Receiver<Job>, ready: mpsc::S
     let examples = vocab.tokenize(examples.as_bytes(), true, false);
     let mut batch = LlamaBatch::new(CTX_TOKENS.max(SEQ_TOKENS), 1);
     let mut cache = PrefixCache::default();
+    // The worked examples' state, kept apart from the passage cache so passages never push it out.
+    let mut examples_state = None;
     while let Ok(job) = jobs.recv() {
         // A panic in one job (a llama.cpp binding error) fails that job, not every later one.
         let panicked = || "the reader panicked".to_string();
@@ -283,7 +285,7 @@ fn worker(path: &Path, threads: usize, jobs: mpsc::Receiver<Job>, ready: mpsc::S
                 q.extend(vocab.tokenize(b"\nAnswer:", false, false));
                 let prompt: Vec<LlamaToken> = c.into_iter().chain(q).collect();
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    read_one(&mut ctx, &mut batch, &mut cache, &model, &examples, &prompt)
+                    read_one(&mut ctx, &mut batch, &mut examples_state, &model, &examples, &prompt)
                 }))
                 .unwrap_or_else(|_| Err(panicked()));
                 let _ = reply.send(result);
@@ -298,19 +300,18 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Greedy answer after `examples` (KV state cached after the first call) and `prompt`, up to
-/// [`MAX_ANSWER_TOKENS`] tokens or the first line break.
+/// Greedy answer after `examples` (their KV state kept in `examples_state` after the first call) and
+/// `prompt`, up to [`MAX_ANSWER_TOKENS`] tokens or the first line break.
 fn read_one(
     ctx: &mut llama_cpp_2::context::LlamaContext,
     batch: &mut LlamaBatch,
-    cache: &mut PrefixCache,
+    examples_state: &mut Option<SeqState>,
     model: &LlamaModel,
     examples: &[LlamaToken],
     prompt: &[LlamaToken],
 ) -> Result<String, String> {
-    let key: Vec<i32> = examples.iter().map(|t| t.0).collect();
     ctx.clear_kv_cache();
-    match cache.get(&key) {
+    match examples_state {
         Some(state) => ctx.state_seq_set(state, 0).map_err(|e| e.to_string())?,
         None => {
             batch.clear();
@@ -318,8 +319,7 @@ fn read_one(
                 batch.add(tok, pos as i32, &[0], false).map_err(|e| e.to_string())?;
             }
             ctx.decode(batch).map_err(|e| e.to_string())?;
-            let state = ctx.state_seq_get(0, LlamaStateSeqFlags::empty()).map_err(|e| e.to_string())?;
-            cache.insert(key, state);
+            *examples_state = Some(ctx.state_seq_get(0, LlamaStateSeqFlags::empty()).map_err(|e| e.to_string())?);
         }
     }
     batch.clear();
