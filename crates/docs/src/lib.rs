@@ -15,6 +15,9 @@
 //! ([`ranker`]); passages are re-ranked by their best sentence and the best sentence is the answer
 //! sentence; a learned span scorer picks the answer inside it ([`extract`]); a logistic model over
 //! absolute evidence gives the confidence ([`confidence`]). The models are fitted by [`learn`].
+//! Optionally a language model ([`rightmodel_core::PassageReader`]) re-orders the first passages by
+//! `log P(question | passage)` and reads the answer off the answer sentence, mapped back onto its words
+//! ([`read`]); see [`Collection::ask_with_reader`].
 //! [`Answer::context_prompt`] builds the prompt for a generative answer that cites the passages.
 //!
 //! Citation offsets are character offsets into each file's cleaned text: the file itself for text and
