@@ -325,12 +325,11 @@ impl Collection {
         // Sentences best first (ties: the earlier one).
         let mut order: Vec<usize> = (0..top.evidence.len()).collect();
         order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
-        let Some(&best) = order.first() else { return Ok(answer) };
+        let Some(mut best) = order.first().copied() else { return Ok(answer) };
         let passage = &self.snap.passages[top.passage.row];
         let sentence_text = |i: usize| {
             passage.sentences.get(i).and_then(|&(s, e)| passage.text.get(s as usize..e as usize)).unwrap_or("")
         };
-        let mut best = best;
         let mut read_span = None;
         if let Some(reader) = reader {
             // Best sentence first; the next one only when the model's answer is not in it (then it is
