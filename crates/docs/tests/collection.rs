@@ -470,7 +470,7 @@ fn a_reader_whose_answer_is_not_in_the_best_sentence_may_read_the_next() {
     let reader = SecondTryReader(Default::default());
     let a = c.ask_with_reader(&e, q, 3, &one, &reader).unwrap();
     assert_eq!((a.answer.as_str(), a.read_by.as_deref()), (plain.answer.as_str(), None));
-    assert_eq!(reader.0.lock().unwrap().as_slice(), [plain.sentence.clone()]);
+    assert_eq!(reader.0.lock().unwrap().as_slice(), std::slice::from_ref(&plain.sentence));
 
     // Two: the second sentence read holds the answer and becomes the answer sentence, cited.
     let two = rightmodel_docs::AskParams { lm_read_sentences: 2, ..one };
