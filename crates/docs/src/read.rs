@@ -18,11 +18,6 @@ const MAX_SPAN_WORDS: usize = 24;
 /// Characters trimmed off the ends of a span: sentence punctuation, not part of an answer.
 const TRIM: &[char] = &['.', ',', ';', ':', '!', '?', '"', '\'', '(', ')', '[', ']', '\u{201c}', '\u{201d}'];
 
-/// Byte range of the words of `sentence` that best match `answer`, or `None` when none match.
-pub fn snap_to_sentence(answer: &str, sentence: &str) -> Option<Range<usize>> {
-    best_match(answer, sentence).map(|m| m.range)
-}
-
 /// The run of a sentence's words closest to an answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Match {
@@ -97,10 +92,10 @@ fn word_ranges(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
 
 #[cfg(test)]
 mod tests {
-    use super::snap_to_sentence;
+    use super::best_match;
 
     fn snap<'a>(answer: &str, sentence: &'a str) -> Option<&'a str> {
-        snap_to_sentence(answer, sentence).map(|r| &sentence[r])
+        best_match(answer, sentence).map(|m| &sentence[m.range])
     }
 
     #[test]

@@ -335,7 +335,7 @@ pub async fn docs_chat(
     let (state, coll_name) = (st.clone(), name.to_string());
     // Opening the collection, retrieval and counting the question's tokens all block: one pool task, which
     // holds the encoder's slot until it is done, even if the client leaves.
-    let (answer, question_tokens, reranked_by, read_by) = tokio::task::spawn_blocking(move || {
+    let (answer, question_tokens, reranked_by) = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let coll = state.tasks.collection(&coll_name)?;
         let (mut answer, reranked_by) = match state.tasks.readers.get(&coll_name) {
@@ -364,8 +364,7 @@ pub async fn docs_chat(
         };
         // Clients see sources relative to the collection, not where this host keeps them.
         answer.map_files(|f| coll.relative_file(f));
-        let read_by = answer.read_by.clone();
-        Ok::<_, ApiError>((answer, emb_tokens(&state, &q), reranked_by, read_by))
+        Ok::<_, ApiError>((answer, emb_tokens(&state, &q), reranked_by))
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
@@ -379,7 +378,7 @@ pub async fn docs_chat(
     if let Some(lm) = reranked_by {
         decision["reranked_by"] = json!(lm);
     }
-    if let Some(lm) = read_by {
+    if let Some(lm) = &answer.read_by {
         decision["read_by"] = json!(lm);
     }
     if let Some(large) = escalate {
