@@ -13,5 +13,5 @@ pub mod wire;
 
 pub use embed::{EmbedError, Embedder};
 pub use error::{ApiError, ErrorKind};
-pub use reader::{PassageReader, ScoreError};
+pub use reader::{PassageReader, Reading, ScoreError};
 pub use spec::{ModelKind, ModelSpec, Price};

@@ -17,9 +17,41 @@ pub struct ScoreError(pub String);
 pub trait PassageReader: Send + Sync {
     /// The summed log-probability of the question's tokens after each passage, in passage order.
     fn question_log_likelihood(&self, question: &str, passages: &[&str]) -> Result<Vec<f32>, ScoreError>;
-    /// The model's short answer to `question` from `context` (one sentence or a few), as it wrote it;
-    /// the caller maps it back onto the context's text.
-    fn read_answer(&self, context: &str, question: &str) -> Result<String, ScoreError>;
+    /// The model's short answer to `question` from `context` (one sentence or a few), as it wrote it,
+    /// with how sure it was; the caller maps it back onto the context's text.
+    fn read_answer(&self, context: &str, question: &str) -> Result<Reading, ScoreError>;
     /// Name of the model, reported with the answers it re-ranked or read.
     fn model_id(&self) -> &str;
+}
+
+/// A reader's answer as it wrote it, and how likely the model found it.
+///
+/// The likelihood lets a caller compare readings of different sentences: a model reading the sentence
+/// that holds the answer tends to copy it with confidence, while after a sentence that does not it
+/// hesitates between words.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Reading {
+    /// The answer text, trimmed, on one line.
+    pub text: String,
+    /// Summed log-probability of the answer's tokens and of the line break or end that closed it
+    /// (0 for an answer the reader did not generate, such as a fake's).
+    pub log_prob: f32,
+    /// Tokens summed in `log_prob`.
+    pub tokens: u32,
+}
+
+impl Reading {
+    /// A reading with no likelihood attached (fakes, tests).
+    pub fn text(text: impl Into<String>) -> Self {
+        Reading { text: text.into(), log_prob: 0.0, tokens: 0 }
+    }
+
+    /// Mean log-probability per token (0 when no token was scored).
+    pub fn mean_log_prob(&self) -> f32 {
+        if self.tokens == 0 {
+            0.0
+        } else {
+            self.log_prob / self.tokens as f32
+        }
+    }
 }

@@ -2,6 +2,8 @@
 //! ([`crate::features`]), re-ranking by the best sentence ([`crate::ranker`]), span extraction
 //! ([`crate::extract`]).
 
+use std::ops::Range;
+
 use rightmodel_core::{Embedder, PassageReader};
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +18,7 @@ use crate::rank::{rank, PassageScore, RankInput};
 use crate::ranker::score;
 use crate::read::best_match;
 use crate::split::char_len;
+use crate::store::StoredPassage;
 use crate::DocsError;
 
 /// A candidate answer sentence with its evidence (for training and inspecting the ranker).
@@ -31,6 +34,31 @@ pub struct SentenceCandidate {
     pub sentence: String,
     /// Its features.
     pub evidence: Evidence,
+}
+
+/// A sentence a language model read, with what it answered (see [`Collection::read_candidates`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadCandidate {
+    /// Place of its passage after (re-)ranking, from 0.
+    pub passage_place: usize,
+    /// Place of the sentence in its passage's ranker order, from 0.
+    pub sentence_place: usize,
+    /// Source file.
+    pub file: String,
+    /// Character range of the passage in the file's cleaned text.
+    pub passage_range: (usize, usize),
+    /// The sentence.
+    pub sentence: String,
+    /// The sentence ranker's score.
+    pub logit: f32,
+    /// `log P(question | passage)` when the passage was re-ranked.
+    pub passage_lm: Option<f32>,
+    /// What the model answered.
+    pub reading: rightmodel_core::Reading,
+    /// The sentence's words closest to it, if any.
+    pub span: Option<String>,
+    /// Their token F1 against the model's answer (0 without a match).
+    pub match_f1: f32,
 }
 
 /// First-stage ranking plus the evidence of the first passages' sentences.
@@ -128,6 +156,80 @@ impl Collection {
         params: &AskParams,
         scorer: Option<&dyn PassageReader>,
     ) -> Result<Answer, DocsError> {
+        let items = self.ranked(question, q_vec, k, params, scorer)?;
+        let reader = scorer.filter(|_| params.lm_read);
+        self.build_answer(question, k, params, &items, reader)
+    }
+
+    /// Every sentence `reader` reads for `question` under `params` (see [`AskParams::lm_read_sentences`]
+    /// and [`AskParams::lm_read_passages`]), with what it answered. For fitting how readings choose the
+    /// answer sentence (`eval docs --fit-read`).
+    pub fn read_candidates(
+        &self,
+        question: &str,
+        q_vec: &[f32],
+        params: &AskParams,
+        reader: &dyn PassageReader,
+    ) -> Result<Vec<ReadCandidate>, DocsError> {
+        let items = self.ranked(question, q_vec, 1, params, Some(reader))?;
+        let mut out = Vec::new();
+        for (place, i) in reading_slots(&items, params) {
+            let item = &items[place];
+            let passage = &self.snap.passages[item.passage.row];
+            let sentence = sentence_text(passage, i).to_string();
+            let reading = reader.read_answer(&sentence, question)?;
+            let found = best_match(&reading.text, &sentence);
+            out.push(ReadCandidate {
+                passage_place: place,
+                sentence_place: sentence_order(item, params).iter().position(|&j| j == i).unwrap_or(0),
+                file: passage.file.clone(),
+                passage_range: (passage.start, passage.end),
+                logit: item.logits[i],
+                passage_lm: item.lm,
+                span: found.as_ref().map(|m| sentence[m.range.clone()].to_string()),
+                match_f1: found.map_or(0.0, |m| m.f1),
+                sentence,
+                reading,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The sentence the reader's readings choose (see [`AskParams::read_weights`]): its passage's place
+    /// in `items`, its index in the passage, and the span of it closest to the reading; `None` when no
+    /// reading matched any words of the sentence it read.
+    fn read_best(
+        &self,
+        question: &str,
+        params: &AskParams,
+        items: &[Ranked],
+        reader: &dyn PassageReader,
+    ) -> Result<Option<(usize, usize, Range<usize>)>, DocsError> {
+        let mut best: Option<(f32, usize, usize, Range<usize>)> = None;
+        for (place, i) in reading_slots(items, params) {
+            let item = &items[place];
+            let sentence = sentence_text(&self.snap.passages[item.passage.row], i);
+            let reading = reader.read_answer(sentence, question)?;
+            let Some(m) = best_match(&reading.text, sentence) else { continue };
+            let key = params.read_weights.key(item.logits[i], place, &reading, m.f1);
+            // Ties keep the earlier (better ranked) sentence.
+            if best.as_ref().is_none_or(|b| key > b.0) {
+                best = Some((key, place, i, m.range));
+            }
+        }
+        Ok(best.map(|(_, place, i, range)| (place, i, range)))
+    }
+
+    /// The passages for `question`, ranked (and re-ranked by `scorer` when there is one), the first ones
+    /// with their sentences' evidence and ranker scores.
+    fn ranked(
+        &self,
+        question: &str,
+        q_vec: &[f32],
+        k: usize,
+        params: &AskParams,
+        scorer: Option<&dyn PassageReader>,
+    ) -> Result<Vec<Ranked>, DocsError> {
         check_question(question)?;
         let k = k.max(1);
         let scored = params.rerank_depth.max(1);
@@ -150,8 +252,7 @@ impl Collection {
         if let Some(scorer) = scorer {
             self.rerank_with_lm(question, params, scorer, &mut items)?;
         }
-        let reader = scorer.filter(|_| params.lm_read);
-        self.build_answer(question, k, params, &items, reader)
+        Ok(items)
     }
 
     /// Re-orders the first `params.lm_depth` passages by `log P(question | passage)` plus
@@ -321,30 +422,17 @@ impl Collection {
             read_by: None,
         };
         let Some(top) = items.first() else { return Ok(answer) };
-        let key = |i: usize| if params.lexical_sentences { top.evidence[i].overlap } else { top.logits[i] };
-        // Sentences best first (ties: the earlier one).
-        let mut order: Vec<usize> = (0..top.evidence.len()).collect();
-        order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
-        let Some(mut best) = order.first().copied() else { return Ok(answer) };
-        let passage = &self.snap.passages[top.passage.row];
-        let sentence_text = |i: usize| {
-            passage.sentences.get(i).and_then(|&(s, e)| passage.text.get(s as usize..e as usize)).unwrap_or("")
-        };
-        let mut read_span = None;
+        let Some(&first_best) = sentence_order(top, params).first() else { return Ok(answer) };
+        // The ranker's best sentence of the first passage, unless the reader's readings choose another.
+        let (mut place, mut best, mut read_span) = (0, first_best, None);
         if let Some(reader) = reader {
-            // Best sentence first; the next one only when the model's answer is not in it (then it is
-            // likely the wrong sentence). Shown one at a time: a 270M model reads one sentence far
-            // better than several (SQuAD F1 0.56 vs 0.52 with two).
-            for &i in order.iter().take(params.lm_read_sentences.max(1)) {
-                let said = reader.read_answer(sentence_text(i), question)?;
-                if let Some(m) = best_match(&said, sentence_text(i)) {
-                    best = i;
-                    read_span = Some(m.range);
-                    answer.read_by = Some(reader.model_id().to_string());
-                    break;
-                }
+            if let Some((p, i, range)) = self.read_best(question, params, items, reader)? {
+                (place, best, read_span) = (p, i, Some(range));
+                answer.read_by = Some(reader.model_id().to_string());
             }
         }
+        let item = &items[place];
+        let passage = &self.snap.passages[item.passage.row];
         let Some(&(s, e)) = passage.sentences.get(best) else { return Ok(answer) };
         let (s, e) = (s as usize, e as usize);
         let cite = |bs: usize, be: usize| Citation {
@@ -361,9 +449,11 @@ impl Collection {
             None => extract(question, &answer.sentence, &mut analyzer).map(|r| cite(s + r.start, s + r.end)),
         };
         answer.answer = answer.span.as_ref().map_or_else(|| answer.sentence.clone(), |c| c.text.clone());
-        answer.evidence = top.evidence[best];
-        answer.score = top.logits[best];
-        answer.margin = match items.get(1).map(Ranked::best_logit) {
+        answer.evidence = item.evidence[best];
+        answer.score = item.logits[best];
+        // Against the best other passage in ranked order.
+        let other = items.iter().enumerate().find(|(j, _)| *j != place).map(|(_, r)| r.best_logit());
+        answer.margin = match other {
             Some(next) if next.is_finite() => answer.score - next,
             _ => 10.0,
         };
@@ -405,4 +495,30 @@ impl Ranked {
     fn best_logit(&self) -> f32 {
         self.logits.iter().copied().fold(f32::NEG_INFINITY, f32::max)
     }
+}
+
+/// The sentences of `r` best first (ranker score, or word overlap for the lexical baseline; ties: the
+/// earlier one).
+fn sentence_order(r: &Ranked, params: &AskParams) -> Vec<usize> {
+    let key = |i: usize| if params.lexical_sentences { r.evidence[i].overlap } else { r.logits[i] };
+    let mut order: Vec<usize> = (0..r.evidence.len().min(r.logits.len())).collect();
+    order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
+    order
+}
+
+/// The sentences a reader reads, as (passage place, sentence index): the first passage's
+/// `lm_read_sentences` best, then the best one of each further passage up to `lm_read_passages`.
+/// Only passages the sentence ranker scored take part.
+fn reading_slots(items: &[Ranked], params: &AskParams) -> Vec<(usize, usize)> {
+    let mut slots = Vec::new();
+    for (place, item) in items.iter().enumerate().take(params.lm_read_passages.max(1)) {
+        let n = if place == 0 { params.lm_read_sentences.max(1) } else { 1 };
+        slots.extend(sentence_order(item, params).into_iter().take(n).map(|i| (place, i)));
+    }
+    slots
+}
+
+/// Sentence `i` of `passage` ("" when out of range).
+fn sentence_text(passage: &StoredPassage, i: usize) -> &str {
+    passage.sentences.get(i).and_then(|&(s, e)| passage.text.get(s as usize..e as usize)).unwrap_or("")
 }

@@ -52,11 +52,11 @@ pub mod store;
 pub mod terms;
 
 pub use answer::{Answer, Citation, ScoredPassage, LOW_CONFIDENCE};
-pub use ask::{SentenceCandidate, MAX_QUESTION_CHARS};
+pub use ask::{ReadCandidate, SentenceCandidate, MAX_QUESTION_CHARS};
 pub use catalog::{
     collection_dir, collections_root, list_collections, remove_collection, validate_name, CollectionInfo,
 };
 pub use collection::{AddProgress, AddReport, Collection, SkippedFile};
 pub use error::DocsError;
 pub use generated::{cite_generated, small_model_prompt, GeneratedAnswer};
-pub use params::{AskParams, RetrievalMode};
+pub use params::{AskParams, ReadWeights, RetrievalMode};

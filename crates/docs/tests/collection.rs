@@ -7,6 +7,7 @@ use std::path::Path;
 use common::{fixture_copy, HashEmbedder};
 use rightmodel_docs::clean::{clean_file, Format};
 use rightmodel_docs::{list_collections, remove_collection, Citation, Collection, DocsError, LOW_CONFIDENCE};
+use rightmodel_core::Reading;
 
 /// The cited characters of the file's cleaned text.
 fn cited(c: &Citation) -> String {
@@ -321,7 +322,7 @@ impl rightmodel_core::PassageReader for FavouriteScorer {
         self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(passages.iter().map(|p| if p.contains(self.favourite) { 0.0 } else { -100.0 }).collect())
     }
-    fn read_answer(&self, _context: &str, _question: &str) -> Result<String, rightmodel_core::ScoreError> {
+    fn read_answer(&self, _context: &str, _question: &str) -> Result<Reading, rightmodel_core::ScoreError> {
         Err(rightmodel_core::ScoreError("not asked to read".into()))
     }
     fn model_id(&self) -> &str {
@@ -367,7 +368,7 @@ impl rightmodel_core::PassageReader for BrokenScorer {
     fn question_log_likelihood(&self, _q: &str, _p: &[&str]) -> Result<Vec<f32>, rightmodel_core::ScoreError> {
         Ok(vec![f32::NAN])
     }
-    fn read_answer(&self, _context: &str, _question: &str) -> Result<String, rightmodel_core::ScoreError> {
+    fn read_answer(&self, _context: &str, _question: &str) -> Result<Reading, rightmodel_core::ScoreError> {
         Err(rightmodel_core::ScoreError("cannot read".into()))
     }
     fn model_id(&self) -> &str {
@@ -392,8 +393,8 @@ impl rightmodel_core::PassageReader for ParrotReader {
     fn question_log_likelihood(&self, _q: &str, p: &[&str]) -> Result<Vec<f32>, rightmodel_core::ScoreError> {
         Ok(vec![0.0; p.len()])
     }
-    fn read_answer(&self, _context: &str, _question: &str) -> Result<String, rightmodel_core::ScoreError> {
-        Ok(self.0.to_string())
+    fn read_answer(&self, _context: &str, _question: &str) -> Result<Reading, rightmodel_core::ScoreError> {
+        Ok(Reading::text(self.0))
     }
     fn model_id(&self) -> &str {
         "parrot"
@@ -434,53 +435,107 @@ fn a_reading_language_model_picks_the_span_within_the_sentence() {
     assert!(matches!(r, Err(DocsError::Score(_))), "{r:?}");
 }
 
-/// A language model stand-in that cannot find the answer in the first sentence it reads, then answers
-/// with the first two words of the next.
-struct SecondTryReader(std::sync::Mutex<Vec<String>>);
+/// A language model stand-in that answers with the first two words of every sentence it reads: sure of
+/// itself (log-probability -0.1 per token) when the sentence lies in `sure_in`, unsure (-5) otherwise.
+struct SureReader {
+    sure_in: String,
+    seen: std::sync::Mutex<Vec<String>>,
+}
 
-impl rightmodel_core::PassageReader for SecondTryReader {
+impl SureReader {
+    fn new(sure_in: &str) -> Self {
+        SureReader { sure_in: sure_in.to_string(), seen: Default::default() }
+    }
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl rightmodel_core::PassageReader for SureReader {
     fn question_log_likelihood(&self, _q: &str, p: &[&str]) -> Result<Vec<f32>, rightmodel_core::ScoreError> {
         Ok(vec![0.0; p.len()])
     }
-    fn read_answer(&self, context: &str, _question: &str) -> Result<String, rightmodel_core::ScoreError> {
-        let mut seen = self.0.lock().unwrap();
-        seen.push(context.to_string());
-        Ok(if seen.len() == 1 {
-            "zzz qqq".into()
-        } else {
-            context.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
-        })
+    fn read_answer(&self, context: &str, _question: &str) -> Result<Reading, rightmodel_core::ScoreError> {
+        self.seen.lock().unwrap().push(context.to_string());
+        let per_token = if self.sure_in.contains(context) { -0.1 } else { -5.0 };
+        let text = context.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        Ok(Reading { text, log_prob: 2.0 * per_token, tokens: 2 })
     }
     fn model_id(&self) -> &str {
-        "second-try"
+        "sure"
     }
 }
 
 #[test]
-fn a_reader_whose_answer_is_not_in_the_best_sentence_may_read_the_next() {
+fn the_reading_the_model_is_surest_of_chooses_the_answer_sentence() {
     let tmp = fixture_copy();
     let e = HashEmbedder::default();
     let mut c = new_collection(&tmp);
     c.add_paths(&e, &[tmp.path().join("docs/museum.txt")]).unwrap();
     let q = "Who was the first director of the museum?";
     let plain = c.ask(&e, q, 3).unwrap();
+    let other = "Today about three million people visit it every year.";
+    assert_ne!(plain.sentence, other);
 
-    // One sentence allowed: the answer was not in it, so the span scorer's answer stays.
-    let one = rightmodel_docs::AskParams { lm_depth: 0, lm_read: true, lm_read_sentences: 1, ..Default::default() };
-    let reader = SecondTryReader(Default::default());
+    // One sentence read: the ranker's best, whatever the model thinks of it.
+    let one = rightmodel_docs::AskParams {
+        lm_depth: 0,
+        lm_read: true,
+        lm_read_sentences: 1,
+        lm_read_passages: 1,
+        ..Default::default()
+    };
+    let reader = SureReader::new(other);
     let a = c.ask_with_reader(&e, q, 3, &one, &reader).unwrap();
-    assert_eq!((a.answer.as_str(), a.read_by.as_deref()), (plain.answer.as_str(), None));
-    assert_eq!(reader.0.lock().unwrap().as_slice(), std::slice::from_ref(&plain.sentence));
+    assert_eq!(reader.seen(), vec![plain.sentence.clone()]);
+    assert_eq!(a.sentence, plain.sentence);
+    assert_eq!(a.read_by.as_deref(), Some("sure"));
 
-    // Two: the second sentence read holds the answer and becomes the answer sentence, cited.
-    let two = rightmodel_docs::AskParams { lm_read_sentences: 2, ..one };
-    let reader = SecondTryReader(Default::default());
-    let a = c.ask_with_reader(&e, q, 3, &two, &reader).unwrap();
-    let seen = reader.0.lock().unwrap().clone();
-    assert_eq!(seen.len(), 2);
+    // Three: the ranker's best is read first, and the sentence the model is sure of wins; it becomes
+    // the answer sentence, cited, with the span the model read.
+    let three = rightmodel_docs::AskParams { lm_read_sentences: 3, ..one.clone() };
+    let reader = SureReader::new(other);
+    let a = c.ask_with_reader(&e, q, 3, &three, &reader).unwrap();
+    let seen = reader.seen();
     assert_eq!(seen[0], plain.sentence);
-    assert_eq!(a.sentence, seen[1]);
-    assert_eq!(a.citations[0].text, seen[1]);
-    assert!(seen[1].starts_with(&a.answer) && !a.answer.is_empty(), "{:?} in {:?}", a.answer, seen[1]);
-    assert_eq!(a.read_by.as_deref(), Some("second-try"));
+    assert!(seen.iter().any(|s| s == other), "{seen:?}");
+    assert_eq!(a.sentence, other);
+    assert_eq!(a.citations[0].text, other);
+    assert_eq!(a.answer, "Today about");
+    assert_eq!(a.span.as_ref().map(|s| s.text.as_str()), Some("Today about"));
+
+    // Made-up answers everywhere leave the ranker's sentence and the span scorer's answer.
+    let made_up = c.ask_with_reader(&e, q, 3, &three, &ParrotReader("Queen Victoria")).unwrap();
+    assert_eq!((made_up.answer.as_str(), made_up.read_by.as_deref()), (plain.answer.as_str(), None));
+}
+
+#[test]
+fn a_reading_can_take_the_answer_from_a_later_passage() {
+    let tmp = fixture_copy();
+    let e = HashEmbedder::default();
+    let mut c = new_collection(&tmp);
+    c.add_paths(&e, &[tmp.path().join("docs")]).unwrap();
+    let q = "When was the museum founded?";
+    let plain = c.ask(&e, q, 3).unwrap();
+    let second = plain.passages[1].clone();
+    assert_ne!(second.text, plain.passages[0].text);
+
+    // Reading the first passage only, the answer stays there.
+    let first_only = rightmodel_docs::AskParams { lm_depth: 0, lm_read: true, lm_read_passages: 1, ..Default::default() };
+    let a = c.ask_with_reader(&e, q, 3, &first_only, &SureReader::new(&second.text)).unwrap();
+    assert_eq!(a.citations[0].passage_id, plain.passages[0].passage_id);
+
+    // With the second passage's best sentence read too, the model's sure reading of it wins: the
+    // answer and its citation point into that passage, at offsets inside it.
+    let two = rightmodel_docs::AskParams { lm_read_passages: 2, ..first_only };
+    let reader = SureReader::new(&second.text);
+    let a = c.ask_with_reader(&e, q, 3, &two, &reader).unwrap();
+    assert!(second.text.contains(&a.sentence), "{:?}", a.sentence);
+    let cite = &a.citations[0];
+    assert_eq!((cite.passage_id, cite.file.as_str()), (second.passage_id, second.file.as_str()));
+    assert!(cite.start >= second.start && cite.end <= second.end);
+    let span = a.span.expect("a span");
+    assert!(span.start >= cite.start && span.end <= cite.end && a.sentence.starts_with(&span.text));
+    // The passages keep their ranked order; only the answer moved.
+    assert_eq!(a.passages[0].passage_id, plain.passages[0].passage_id);
 }

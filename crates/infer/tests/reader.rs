@@ -49,9 +49,15 @@ fn the_source_passage_makes_its_question_likelier() {
     // Reading: short answers taken from the sentence, one line each.
     let sentence = "The Harbour Bridge was designed by John Bradfield and opened in March 1932.";
     let who = s.read_answer(sentence, "Who designed the Harbour Bridge?").unwrap();
-    assert!(who.contains("Bradfield") && !who.contains('\n') && who.len() < 40, "{who:?}");
+    assert!(who.text.contains("Bradfield") && !who.text.contains('\n') && who.text.len() < 40, "{who:?}");
+    // Its likelihood covers the answer's tokens and the line break that closed it.
+    assert!(who.tokens >= 2 && who.log_prob < 0.0 && who.log_prob.is_finite(), "{who:?}");
     let when = s.read_answer(sentence, "When did the Harbour Bridge open?").unwrap();
-    assert!(when.contains("1932"), "{when:?}");
+    assert!(when.text.contains("1932"), "{when:?}");
+    // A sentence that does not hold the answer leaves the model less sure than the one that does.
+    let elsewhere = "The museum next to the harbour keeps a collection of old maps and ship models.";
+    let unsure = s.read_answer(elsewhere, "Who designed the Harbour Bridge?").unwrap();
+    assert!(unsure.mean_log_prob() < who.mean_log_prob(), "{unsure:?} vs {who:?}");
     // The same question reads the same answer (the examples' state is cached, nothing leaks between
     // calls), reading does not disturb scoring, and long inputs are cut, not an error.
     assert_eq!(s.read_answer(sentence, "Who designed the Harbour Bridge?").unwrap(), who);

@@ -16,7 +16,7 @@ use rightmodel_docs::learn::{fit_listwise, fit_logistic};
 use rightmodel_docs::report::{markdown, write_report, Report, ReportRow};
 use rightmodel_docs::{
     collection_dir, collections_root, list_collections, remove_collection, AddProgress, Answer, AskParams, Collection,
-    LOW_CONFIDENCE,
+    ReadCandidate, ReadWeights, LOW_CONFIDENCE,
 };
 use rightmodel_infer::llm::LmReader;
 use rightmodel_infer::threads::available_cores;
@@ -159,6 +159,11 @@ pub struct EvalDocsArgs {
     /// print hit@1 for each (the defaults in `rightmodel-docs` come from this run).
     #[arg(long)]
     pub fit_lm: bool,
+    /// Let the language model read the candidate sentences of every tuning question (re-ranked as with
+    /// --rerank-lm) and print F1 for a grid of weights that choose among the readings (the defaults in
+    /// `rightmodel-docs` come from this run); with --dump FILE, the readings go to FILE.read.jsonl.
+    #[arg(long)]
+    pub fit_read: bool,
 }
 
 /// Options of the language model reading passages, shared by `docs ask` and `eval docs`.
@@ -172,11 +177,16 @@ pub struct LmArgs {
     /// question, mapped back onto the sentence's words; a better answer span than the span scorer's).
     #[arg(long)]
     pub read_lm: bool,
-    /// Sentences of the first passage --read-lm may read, best first, one at a time until the model's
-    /// answer is in the sentence it read; that one becomes the answer sentence.
+    /// Best sentences of the first passage --read-lm reads; the reading the model is surest of (with
+    /// the ranker's score) gives the answer sentence and span.
     #[arg(long, default_value_t = rightmodel_docs::params::LM_READ_SENTENCES,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4))]
     pub read_sentences: usize,
+    /// Passages whose sentences --read-lm reads: the first passage's --read-sentences best and the best
+    /// one of each further passage (1: the first passage only).
+    #[arg(long, default_value_t = rightmodel_docs::params::LM_READ_PASSAGES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=3))]
+    pub read_passages: usize,
     /// Language model for --rerank-lm and --read-lm: a pulled name or a GGUF path.
     #[arg(long, default_value = "gemma3-270m")]
     pub rerank_model: String,
@@ -214,6 +224,7 @@ impl LmArgs {
             lm_depth: if self.rerank_lm { self.lm_depth } else { 0 },
             lm_read: self.read_lm,
             lm_read_sentences: self.read_sentences,
+            lm_read_passages: self.read_passages,
             ..AskParams::default()
         }
     }
@@ -225,7 +236,11 @@ impl LmArgs {
             parts.push(format!("re-ranking the top {}", self.lm_depth));
         }
         if self.read_lm {
-            parts.push(format!("reading the answer from {} sentence(s)", self.read_sentences));
+            parts.push(format!(
+                "reading the answer from {} sentence(s) of the first passage and {} more passage(s)",
+                self.read_sentences,
+                self.read_passages - 1
+            ));
         }
         format!("hybrid + {} {}", self.rerank_model, parts.join(" and "))
     }
@@ -553,9 +568,12 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
         rows.push(ReportRow { name: name.to_string(), metrics: m });
     }
 
-    let scorer = a.lm.scorer(a.fit_lm, TOP_K)?;
+    let scorer = a.lm.scorer(a.fit_lm || a.fit_read, TOP_K)?;
     if let (true, Some(s)) = (a.fit_lm, &scorer) {
         fit_lm(&set, &tune_q, &q_vecs, s)?;
+    }
+    if let (true, Some(s)) = (a.fit_read, &scorer) {
+        fit_read(&set, &tune_q, &q_vecs, s, a.dump.as_ref().map(|p| p.with_extension("read.jsonl")).as_deref())?;
     }
     let mut lm_metrics = None;
     if let (true, Some(s)) = (a.lm.used(), &scorer) {
@@ -616,6 +634,89 @@ fn fit_lm(set: &EvalSet<'_>, tune_q: &[usize], q_vecs: &Matrix, scorer: &LmReade
     for (d, w, p, h) in rows {
         println!("| {d} | {w} | {p} | {h:.4} |");
     }
+    Ok(())
+}
+
+/// Reads the candidate sentences of the tuning questions and prints F1 over a grid of
+/// [`ReadWeights`] (`--fit-read`), writing every reading to `dump` when given.
+fn fit_read(
+    set: &EvalSet<'_>,
+    tune_q: &[usize],
+    q_vecs: &Matrix,
+    reader: &LmReader,
+    dump: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let params = AskParams { lm_read: true, ..AskParams::default() };
+    let mut out = match dump {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let pb = bar(tune_q.len() as u64, "reading candidates");
+    // Per question: each candidate and the F1 of its span against the gold answers.
+    let mut groups: Vec<Vec<(ReadCandidate, f32)>> = Vec::with_capacity(tune_q.len());
+    for (done, &i) in tune_q.iter().enumerate() {
+        let q = &set.corpus.questions[i];
+        let read = set.collection.read_candidates(&q.question, q_vecs.row(i), &params, reader)?;
+        let scored: Vec<(ReadCandidate, f32)> = read
+            .into_iter()
+            .map(|c| {
+                let f1 = c.span.as_deref().map_or(0.0, |s| rightmodel_docs::squad::f1(s, &q.golds));
+                (c, f1)
+            })
+            .collect();
+        if let Some(out) = out.as_mut() {
+            for (c, f1) in &scored {
+                writeln!(out, "{}", serde_json::json!({"q": i, "article": q.article, "span_f1": f1, "candidate": c}))?;
+            }
+        }
+        groups.push(scored);
+        pb.set_position(done as u64 + 1);
+    }
+    pb.finish_and_clear();
+    if let (Some(out), Some(p)) = (out.as_mut(), dump) {
+        out.flush()?;
+        eprintln!("wrote the readings to {}", p.display());
+    }
+    // Mean F1 of the chosen spans (a question whose readings all missed counts 0 here; the span scorer
+    // answers it in practice, the same for every weight).
+    let f1_with = |w: &ReadWeights, first_only: bool| {
+        let total: f32 = groups
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .filter(|(c, _)| c.span.is_some() && (!first_only || (c.passage_place, c.sentence_place) == (0, 0)))
+                    .map(|(c, f1)| (w.key(c.logit, c.passage_place, &c.reading, c.match_f1), *f1))
+                    .fold((f32::NEG_INFINITY, 0.0), |best, x| if x.0 > best.0 { x } else { best })
+                    .1
+            })
+            .sum();
+        total / groups.len().max(1) as f32
+    };
+    let mut rows = Vec::new();
+    for mean_log_prob in [0.0, 2.0, 4.0, 6.0, 8.0, 10.0] {
+        for match_f1 in [0.0, 1.0, 2.0, 4.0] {
+            for passage_place in [0.0, 1.0, 2.0, 4.0] {
+                let w = ReadWeights { mean_log_prob, match_f1, passage_place };
+                rows.push((f1_with(&w, false), w));
+            }
+        }
+    }
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    println!(
+        "choosing among readings on the tuning split ({} questions; {} sentence(s) of the first passage, {} passage(s)):",
+        groups.len(),
+        params.lm_read_sentences,
+        params.lm_read_passages
+    );
+    println!("reading the best sentence only: F1 {:.4}", f1_with(&ReadWeights::default(), true));
+    println!("| mean log-prob | match F1 | passage place | F1 |\n|---:|---:|---:|---:|");
+    for (f1, w) in rows.iter().take(10) {
+        println!("| {} | {} | {} | {f1:.4} |", w.mean_log_prob, w.match_f1, w.passage_place);
+    }
+    println!("defaults: F1 {:.4}", f1_with(&ReadWeights::default(), false));
     Ok(())
 }
 

@@ -21,7 +21,7 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
-use rightmodel_core::{PassageReader, ScoreError};
+use rightmodel_core::{PassageReader, Reading, ScoreError};
 
 use crate::InferError;
 
@@ -130,7 +130,7 @@ enum Job {
     /// `log P(question | passage)` for each passage.
     Score { question: String, passages: Vec<String>, reply: mpsc::Sender<Result<Vec<f32>, String>> },
     /// The answer to `question` read from `context`.
-    Read { context: String, question: String, reply: mpsc::Sender<Result<String, String>> },
+    Read { context: String, question: String, reply: mpsc::Sender<Result<Reading, String>> },
 }
 
 /// Reads passages with a GGUF language model on a thread of its own.
@@ -199,7 +199,7 @@ impl PassageReader for LmReader {
         rx.recv().map_err(|_| stopped())?.map_err(ScoreError)
     }
 
-    fn read_answer(&self, context: &str, question: &str) -> Result<String, ScoreError> {
+    fn read_answer(&self, context: &str, question: &str) -> Result<Reading, ScoreError> {
         let (reply, rx) = mpsc::channel();
         self.send(Job::Read { context: context.to_string(), question: question.to_string(), reply })?;
         rx.recv().map_err(|_| stopped())?.map_err(ScoreError)
@@ -301,7 +301,8 @@ fn one_line(text: &str) -> String {
 }
 
 /// Greedy answer after `examples` (their KV state kept in `examples_state` after the first call) and
-/// `prompt`, up to [`MAX_ANSWER_TOKENS`] tokens or the first line break.
+/// `prompt`, up to [`MAX_ANSWER_TOKENS`] tokens or the first line break, with the log-probability of
+/// each token chosen (the closing line break or end included).
 fn read_one(
     ctx: &mut llama_cpp_2::context::LlamaContext,
     batch: &mut LlamaBatch,
@@ -309,7 +310,7 @@ fn read_one(
     model: &LlamaModel,
     examples: &[LlamaToken],
     prompt: &[LlamaToken],
-) -> Result<String, String> {
+) -> Result<Reading, String> {
     ctx.clear_kv_cache();
     match examples_state {
         Some(state) => ctx.state_seq_set(state, 0).map_err(|e| e.to_string())?,
@@ -332,9 +333,12 @@ fn read_one(
     let vocab = model.vocab();
     let mut bytes = Vec::new();
     let mut logits_at = batch.n_tokens() - 1;
+    let (mut log_prob, mut tokens) = (0f64, 0u32);
     for _ in 0..MAX_ANSWER_TOKENS {
         let logits = ctx.get_logits_ith(logits_at);
         let Some(next) = argmax(logits) else { break };
+        log_prob += log_softmax_at(logits, next);
+        tokens += 1;
         let token = LlamaToken(next as i32);
         if vocab.is_eog(token) {
             break;
@@ -351,7 +355,8 @@ fn read_one(
         pos += 1;
         logits_at = 0;
     }
-    Ok(String::from_utf8_lossy(&bytes).trim().to_string())
+    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+    Ok(Reading { text, log_prob: log_prob as f32, tokens })
 }
 
 /// Index of the largest logit (`None` for an empty row).
