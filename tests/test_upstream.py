@@ -10,6 +10,12 @@ from conftest import FaultProxy, Server
 MSG = [{"role": "user", "content": "The capital of France is"}]
 
 
+def cost(u):
+    """What the gateway bills "large" for usage `u`: cache hits at the cached price."""
+    cached = (u.prompt_tokens_details.cached_tokens or 0) if u.prompt_tokens_details else 0
+    return ((u.prompt_tokens - cached) * 2.0 + cached * 0.5 + u.completion_tokens * 8.0) / 1e6
+
+
 @pytest.fixture(scope="module")
 def proxy(upstream_server):
     p = FaultProxy(upstream_server.port)
@@ -35,6 +41,7 @@ base_url = "http://127.0.0.1:{proxy.port}/v1"
 model = "gemma3-270m"
 input_per_mtok = 2.0
 output_per_mtok = 8.0
+cached_input_per_mtok = 0.5
 connect_timeout_ms = 1000
 first_token_timeout_ms = 60000
 total_timeout_ms = 20000
@@ -83,6 +90,20 @@ def test_passthrough_matches_direct_call(gw, upstream_server):
     assert got.usage.prompt_tokens_details.cached_tokens is not None
 
 
+def test_cache_hits_are_billed_at_the_cached_price(gw, gateway):
+    """The upstream reports the prompt tokens it reused from its cache; the log prices them at
+    `cached_input_per_mtok`, not as full input."""
+    msgs = [{"role": "user", "content": "Name three rivers of Europe, one per line."}]
+    gw.chat.completions.create(model="large", messages=msgs, max_tokens=4, temperature=0)
+    seen = {r["id"] for r in gateway.logs()}
+    got = gw.chat.completions.create(model="large", messages=msgs, max_tokens=4, temperature=0)
+    u = got.usage
+    assert 0 < u.prompt_tokens_details.cached_tokens <= u.prompt_tokens, u
+    row = gateway.wait_row(lambda r: r["id"] not in seen and r["served_model"] == "large")
+    assert abs(row["cost_usd"] - cost(u)) < 1e-12
+    assert row["cost_usd"] < (u.prompt_tokens * 2.0 + u.completion_tokens * 8.0) / 1e6
+
+
 def test_streaming_passthrough_and_cost(gw, gateway):
     seen = {r["id"] for r in gateway.logs()}
     chunks = list(gw.chat.completions.create(
@@ -94,7 +115,7 @@ def test_streaming_passthrough_and_cost(gw, gateway):
     row = gateway.wait_row(lambda r: r["stream"] and r["id"] not in seen)
     u = chunks[-1].usage
     assert row["served_model"] == "large"
-    assert abs(row["cost_usd"] - (u.prompt_tokens * 2.0 + u.completion_tokens * 8.0) / 1e6) < 1e-12
+    assert abs(row["cost_usd"] - cost(u)) < 1e-12
 
 
 def test_text_completion_streams_from_upstream(gw, gateway, upstream_server):
@@ -111,7 +132,7 @@ def test_text_completion_streams_from_upstream(gw, gateway, upstream_server):
     assert u.completion_tokens == want.usage.completion_tokens
     row = gateway.wait_row(lambda r: r["stream"] and r["id"] not in seen)
     assert row["status"] == 200 and row["served_model"] == "large"
-    assert abs(row["cost_usd"] - (u.prompt_tokens * 2.0 + u.completion_tokens * 8.0) / 1e6) < 1e-12
+    assert abs(row["cost_usd"] - cost(u)) < 1e-12
     # Without include_usage the usage chunk is not passed on (it is still logged).
     plain = list(gw.completions.create(model="large", prompt="The capital of France is", max_tokens=8, temperature=0, stream=True))
     assert all(c.usage is None for c in plain)

@@ -5,9 +5,9 @@ mod common;
 use std::path::Path;
 
 use common::{fixture_copy, HashEmbedder};
+use rightmodel_core::Reading;
 use rightmodel_docs::clean::{clean_file, Format};
 use rightmodel_docs::{list_collections, remove_collection, Citation, Collection, DocsError, LOW_CONFIDENCE};
-use rightmodel_core::Reading;
 
 /// The cited characters of the file's cleaned text.
 fn cited(c: &Citation) -> String {
@@ -521,7 +521,8 @@ fn a_reading_can_take_the_answer_from_a_later_passage() {
     assert_ne!(second.text, plain.passages[0].text);
 
     // Reading the first passage only, the answer stays there.
-    let first_only = rightmodel_docs::AskParams { lm_depth: 0, lm_read: true, lm_read_passages: 1, ..Default::default() };
+    let first_only =
+        rightmodel_docs::AskParams { lm_depth: 0, lm_read: true, lm_read_passages: 1, ..Default::default() };
     let a = c.ask_with_reader(&e, q, 3, &first_only, &SureReader::new(&second.text)).unwrap();
     assert_eq!(a.citations[0].passage_id, plain.passages[0].passage_id);
 

@@ -18,14 +18,7 @@ fn local(name: &str, tier: f32) -> Candidate {
 }
 
 fn upstream(name: &str, tier: f32, price_out: f64) -> Candidate {
-    Candidate::new(
-        name,
-        ModelKind::Upstream,
-        Price { input_per_mtok: price_out / 4.0, output_per_mtok: price_out },
-        tier,
-        300.0,
-        10.0,
-    )
+    Candidate::new(name, ModelKind::Upstream, Price::new(price_out / 4.0, price_out), tier, 300.0, 10.0)
 }
 
 fn router(cands: Vec<Candidate>, score: f32) -> Router {

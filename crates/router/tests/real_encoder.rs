@@ -39,14 +39,7 @@ fn shipped_scorer_scores_and_decides_fast() {
     let router = Router::new(
         vec![
             Candidate::new("small", ModelKind::LocalChat, Price::default(), 0.0, 80.0, 25.0),
-            Candidate::new(
-                "large",
-                ModelKind::Upstream,
-                Price { input_per_mtok: 2.5, output_per_mtok: 10.0 },
-                1.0,
-                400.0,
-                15.0,
-            ),
+            Candidate::new("large", ModelKind::Upstream, Price::new(2.5, 10.0), 1.0, 400.0, 15.0),
         ],
         Arc::new(scorer),
         RouterConfig::from_calibration(&calibration),

@@ -117,7 +117,7 @@ impl Accounting {
         if let Some(p) = prev {
             self.row.input_tokens = self.row.input_tokens.saturating_sub(p.prompt_tokens);
             self.row.output_tokens = self.row.output_tokens.saturating_sub(p.completion_tokens);
-            self.row.cost_usd -= self.price.cost(p.prompt_tokens, p.completion_tokens);
+            self.row.cost_usd -= self.price.cost_of(&p);
         }
         self.add_usage(new);
     }
@@ -196,7 +196,7 @@ impl Accounting {
         }
         self.row.input_tokens += usage.prompt_tokens;
         self.row.output_tokens += usage.completion_tokens;
-        self.row.cost_usd += self.price.cost(usage.prompt_tokens, usage.completion_tokens);
+        self.row.cost_usd += self.price.cost_of(&usage);
     }
 
     /// Adds a cost incurred outside the served model.

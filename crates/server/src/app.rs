@@ -12,7 +12,6 @@ use std::future::IntoFuture;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use rightmodel_core::Price;
 use rightmodel_infer::llm::LmReader;
 use rightmodel_infer::threads::available_cores;
 use rightmodel_infer::{Engine, EngineConfig, MiniLm};
@@ -78,7 +77,7 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
         ec.ctx_per_slot = l.ctx_per_slot;
         ec.queue = l.queue;
         let engine = Engine::start(ec).map_err(|e| merr(e.to_string()))?;
-        let price = Price { input_per_mtok: l.input_per_mtok, output_per_mtok: l.output_per_mtok };
+        let price = l.price();
         chat.insert(l.name.clone(), ChatModel::Local(LocalChat { name: l.name.clone(), engine, price }));
     }
     for u in &config.upstreams {

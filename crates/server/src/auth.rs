@@ -255,7 +255,7 @@ mod tests {
     fn spend_limit_restored_from_log() {
         let a = Auth::new(&[key(0, 1.0)], &[("t".into(), 1.5)]);
         let caller = a.authenticate(&bearer("sk-test")).unwrap();
-        let paid = rightmodel_core::Price { input_per_mtok: 1.0, output_per_mtok: 2.0 };
+        let paid = rightmodel_core::Price::new(1.0, 2.0);
         assert_eq!(caller.check_spend("a", paid).unwrap_err().code.as_deref(), Some("insufficient_quota"));
         // Free (local) models still serve a key that has spent its limit.
         caller.check_spend("local", rightmodel_core::Price::default()).unwrap();

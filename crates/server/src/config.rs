@@ -134,6 +134,20 @@ pub struct LocalModel {
     /// Optional price per million output tokens.
     #[serde(default)]
     pub output_per_mtok: f64,
+    /// Optional price per million prompt tokens reused from the KV cache (default: `input_per_mtok`).
+    #[serde(default)]
+    pub cached_input_per_mtok: Option<f64>,
+}
+
+impl LocalModel {
+    /// Price per million tokens.
+    pub fn price(&self) -> Price {
+        Price {
+            input_per_mtok: self.input_per_mtok,
+            output_per_mtok: self.output_per_mtok,
+            cached_input_per_mtok: self.cached_input_per_mtok,
+        }
+    }
 }
 
 fn default_slots() -> usize {
@@ -176,6 +190,11 @@ pub struct UpstreamModel {
     /// Dollars per million completion tokens.
     #[serde(default)]
     pub output_per_mtok: f64,
+    /// Dollars per million prompt tokens the upstream reports as cache hits
+    /// (`usage.prompt_tokens_details.cached_tokens`; providers bill them cheaper). Default:
+    /// `input_per_mtok`.
+    #[serde(default)]
+    pub cached_input_per_mtok: Option<f64>,
     /// TCP connect timeout.
     #[serde(default = "default_connect_ms")]
     pub connect_timeout_ms: u64,
@@ -239,7 +258,11 @@ fn default_tier() -> f32 {
 impl UpstreamModel {
     /// Price per million tokens.
     pub fn price(&self) -> Price {
-        Price { input_per_mtok: self.input_per_mtok, output_per_mtok: self.output_per_mtok }
+        Price {
+            input_per_mtok: self.input_per_mtok,
+            output_per_mtok: self.output_per_mtok,
+            cached_input_per_mtok: self.cached_input_per_mtok,
+        }
     }
 }
 
@@ -397,6 +420,7 @@ impl Config {
                 queue: default_queue(),
                 input_per_mtok: 0.0,
                 output_per_mtok: 0.0,
+                cached_input_per_mtok: None,
             }],
             embedding: Some(EmbeddingModel {
                 name: rightmodel_models::DEFAULT_EMBED_MODEL.into(),
@@ -517,6 +541,9 @@ impl Config {
             }
             check_price(format!("local[{i}].input_per_mtok"), m.input_per_mtok)?;
             check_price(format!("local[{i}].output_per_mtok"), m.output_per_mtok)?;
+            if let Some(c) = m.cached_input_per_mtok {
+                check_price(format!("local[{i}].cached_input_per_mtok"), c)?;
+            }
         }
         for (i, u) in self.upstreams.iter().enumerate() {
             if !(u.base_url.starts_with("http://") || u.base_url.starts_with("https://")) {
@@ -524,6 +551,9 @@ impl Config {
             }
             check_price(format!("upstream[{i}].input_per_mtok"), u.input_per_mtok)?;
             check_price(format!("upstream[{i}].output_per_mtok"), u.output_per_mtok)?;
+            if let Some(c) = u.cached_input_per_mtok {
+                check_price(format!("upstream[{i}].cached_input_per_mtok"), c)?;
+            }
             if !(0.0..=1.0).contains(&u.tier) {
                 return Err(invalid(format!("upstream[{i}].tier"), "must be between 0 and 1"));
             }
@@ -647,6 +677,10 @@ mod tests {
         for (t, key) in [
             ("[[upstream]]\nname='a'\nbase_url='http://x/v1'\noutput_per_mtok=nan\n", "upstream[0].output_per_mtok"),
             ("[[local]]\nname='l'\nmodel='m'\ninput_per_mtok=inf\n", "local[0].input_per_mtok"),
+            (
+                "[[upstream]]\nname='a'\nbase_url='http://x/v1'\ncached_input_per_mtok=-1\n",
+                "upstream[0].cached_input_per_mtok",
+            ),
             ("[route]\nmax_cost_usd=0\n", "route.max_cost_usd"),
             ("[route]\nthreshold=1.5\n", "route.threshold"),
             ("[budget]\ndaily_usd=nan\n", "budget.daily_usd"),

@@ -75,6 +75,7 @@ async fn start_gateway(upstream: SocketAddr, log_dir: &std::path::Path) -> Resul
         model: None,
         input_per_mtok: 1.0,
         output_per_mtok: 2.0,
+        cached_input_per_mtok: None,
         connect_timeout_ms: 1000,
         first_token_timeout_ms: 10_000,
         total_timeout_ms: 10_000,

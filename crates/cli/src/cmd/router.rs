@@ -585,14 +585,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let config = RouterConfig::from_calibration(scorer.calibration());
     let candidates = vec![
         Candidate::new("local-small", ModelKind::LocalChat, Price::default(), 0.0, 80.0, 25.0),
-        Candidate::new(
-            "upstream-large",
-            ModelKind::Upstream,
-            Price { input_per_mtok: 2.5, output_per_mtok: 10.0 },
-            1.0,
-            400.0,
-            15.0,
-        ),
+        Candidate::new("upstream-large", ModelKind::Upstream, Price::new(2.5, 10.0), 1.0, 400.0, 15.0),
     ];
     let scorer: Arc<dyn Scorer> = Arc::new(scorer);
     let router = Router::new(candidates, scorer, config)?;
