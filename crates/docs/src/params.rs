@@ -57,6 +57,17 @@ impl ReadWeights {
         logit + self.mean_log_prob * reading.mean_log_prob() + self.match_f1 * match_f1
             - self.passage_place * place as f32
     }
+
+    /// The highest [`ReadWeights::key`] a sentence with ranker score `logit` in the passage at `place`
+    /// can reach, whatever the reading (a mean log-probability is at most 0, a match F1 in [0, 1]);
+    /// infinite when a negative weight on the log-probability leaves it unbounded.
+    pub fn upper_bound(&self, logit: f32, place: usize) -> f32 {
+        if self.mean_log_prob < 0.0 {
+            return f32::INFINITY;
+        }
+        let logit = if logit.is_finite() { logit } else { 0.0 };
+        logit + self.match_f1.max(0.0) - self.passage_place * place as f32
+    }
 }
 /// Default [`AskParams::lm_rank_penalty`].
 pub const LM_RANK_PENALTY: f32 = 0.0;
@@ -140,5 +151,29 @@ impl AskParams {
     /// Hybrid first stage without re-ranking (the ranker still picks the sentence of the first passage).
     pub fn without_rerank() -> Self {
         AskParams { rerank_depth: 0, ..AskParams::default() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReadWeights;
+    use rightmodel_core::Reading;
+
+    #[test]
+    fn no_reading_beats_the_upper_bound() {
+        let w = ReadWeights::default();
+        for logit in [-3.0f32, 0.0, 2.5, f32::NEG_INFINITY] {
+            for place in 0..3 {
+                for (lp, tokens) in [(0.0f32, 1u32), (-0.01, 3), (-20.0, 4), (0.0, 0)] {
+                    for m in [0.0f32, 0.4, 1.0] {
+                        let r = Reading { text: "x".into(), log_prob: lp, tokens };
+                        assert!(w.key(logit, place, &r, m) <= w.upper_bound(logit, place));
+                    }
+                }
+            }
+        }
+        // A negative weight on the log-probability leaves the key unbounded.
+        let odd = ReadWeights { mean_log_prob: -1.0, ..w };
+        assert_eq!(odd.upper_bound(0.0, 0), f32::INFINITY);
     }
 }

@@ -507,6 +507,15 @@ fn the_reading_the_model_is_surest_of_chooses_the_answer_sentence() {
     // Made-up answers everywhere leave the ranker's sentence and the span scorer's answer.
     let made_up = c.ask_with_reader(&e, q, 3, &three, &ParrotReader("Queen Victoria")).unwrap();
     assert_eq!((made_up.answer.as_str(), made_up.read_by.as_deref()), (plain.answer.as_str(), None));
+
+    // Sentences whose best possible key cannot beat the best reading so far are not read: with weights
+    // that ignore the readings, the ranker's best sentence is read and nothing else.
+    let ignore = rightmodel_docs::ReadWeights { mean_log_prob: 0.0, match_f1: 0.0, passage_place: 0.0 };
+    let bounded = rightmodel_docs::AskParams { read_weights: ignore, ..three };
+    let reader = SureReader::new("");
+    let a = c.ask_with_reader(&e, q, 3, &bounded, &reader).unwrap();
+    assert_eq!(reader.seen(), vec![plain.sentence.clone()]);
+    assert_eq!(a.sentence, plain.sentence);
 }
 
 #[test]
