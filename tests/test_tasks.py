@@ -61,9 +61,14 @@ def test_docs_model_answers_with_citations(tmp_path):
     passages and reads the answer span, and the decision says so."""
     home, env = fresh_home(tmp_path)
     cli(env, "docs", "add", "handbook", HANDBOOK)
+    cli(env, "docs", "add", "manual", HANDBOOK)
     cfg = LOCAL + '\n[[docs]]\nname = "handbook"\nrerank_lm = "gemma3-270m"\nread_lm = "gemma3-270m"\n'
+    cfg += '\n[[docs]]\nname = "manual"\nread_lm = "gemma3-270m"\n'
     s = Server(tmp_path, cfg, "docs", env={"RIGHTMODEL_HOME": str(home)})
     try:
+        # Two collections on one local model share one reading thread (and its context).
+        names = [p.read_text().strip() for p in pathlib.Path(f"/proc/{s.proc.pid}/task").glob("*/comm")]
+        assert sum(n.startswith("rightmodel-read") for n in names) == 1, names
         c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
         raw = c.chat.completions.with_raw_response.create(
             model="docs:handbook", messages=[{"role": "user", "content": "When was the museum founded?"}])
@@ -83,6 +88,11 @@ def test_docs_model_answers_with_citations(tmp_path):
         text = (pathlib.Path(HANDBOOK) / cit["file"]).read_text()
         assert text[cit["start"]:cit["end"]] == cit["text"]
         assert text[span["start"]:span["end"]] == span["text"]
+        # The second collection reads with the same model.
+        other = c.chat.completions.with_raw_response.create(
+            model="docs:manual", messages=[{"role": "user", "content": "When was the museum founded?"}])
+        assert json.loads(other.headers["x-rightmodel-decision"])["read_by"] == "gemma3-270m"
+        assert other.parse().choices[0].message.content.startswith("1852")
         with_missing = c.chat.completions.with_raw_response
         try:
             with_missing.create(model="docs:missing", messages=[{"role": "user", "content": "x"}])

@@ -1,6 +1,6 @@
 //! Building the gateway from a config and running it until SIGTERM / Ctrl-C.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::reqlog::RequestLog;
 use crate::routing::AutoRouter;
 use crate::state::{AppState, ChatModel, EmbedModel, SharedState};
+use crate::tasks_api::{DocsReader, SharedReader};
 use crate::upstream::Upstream;
 
 /// Why the gateway could not start.
@@ -107,22 +108,33 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
             tasks.paths.insert(format!("classifier:{}", c.name), p.clone());
         }
     }
+    // One reader per local model, however many collections use it, able to score the most passages any
+    // of them re-orders.
+    let mut readers: HashMap<&str, Arc<SharedReader>> = HashMap::new();
     for d in &config.docs {
         if let Some(p) = &d.path {
             tasks.paths.insert(format!("docs:{}", d.name), p.clone());
         }
-        if let Some(lm) = d.lm() {
-            let merr = |reason: String| ServeError::Model { name: lm.to_string(), reason };
-            let local =
-                config.locals.iter().find(|l| l.name == lm).ok_or_else(|| merr("not a [[local]] model".into()))?;
-            let path = store.resolve_gguf(&local.model).map_err(|e| merr(e.to_string()))?;
-            // Its own context on its own thread. On the CPU the weights are memory-mapped, so the pages of
-            // the chat engine's copy of the same file are shared.
-            let scorer =
-                LmReader::start(&path, lm, d.rerank_lm_depth, available_cores()).map_err(|e| merr(e.to_string()))?;
-            let depth = if d.rerank_lm.is_some() { d.rerank_lm_depth } else { 0 };
-            tasks.readers.insert(d.name.clone(), crate::tasks_api::DocsReader::new(scorer, depth, d.read_lm.is_some()));
-        }
+        let Some(lm) = d.lm() else { continue };
+        let reader = match readers.get(lm) {
+            Some(r) => r.clone(),
+            None => {
+                let merr = |reason: String| ServeError::Model { name: lm.to_string(), reason };
+                let local =
+                    config.locals.iter().find(|l| l.name == lm).ok_or_else(|| merr("not a [[local]] model".into()))?;
+                let path = store.resolve_gguf(&local.model).map_err(|e| merr(e.to_string()))?;
+                let depth = config.docs.iter().filter(|o| o.lm() == Some(lm)).map(|o| o.rerank_lm_depth).max();
+                // Its own context on its own thread. On the CPU the weights are memory-mapped, so the pages
+                // of the chat engine's copy of the same file are shared.
+                let started = LmReader::start(&path, lm, depth.unwrap_or(d.rerank_lm_depth), available_cores())
+                    .map_err(|e| merr(e.to_string()))?;
+                let r = SharedReader::new(started);
+                readers.insert(lm, r.clone());
+                r
+            }
+        };
+        let depth = if d.rerank_lm.is_some() { d.rerank_lm_depth } else { 0 };
+        tasks.readers.insert(d.name.clone(), DocsReader::new(reader, depth, d.read_lm.is_some()));
     }
     let tasks = Arc::new(tasks);
     let embed_permits = Arc::new(Semaphore::new(config.server.max_embed_concurrency.max(1)));

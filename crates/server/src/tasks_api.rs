@@ -54,26 +54,41 @@ const RECENT_PREDICTIONS: usize = 64;
 /// Age past which a kept prediction is not used.
 const RECENT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// A collection's language model (re-ranking passages, reading answers) and the requests it may have
-/// waiting.
+/// A local language model reading passages on its own thread, shared by every collection configured
+/// with it (one thread and context per model, not per collection: several busy collections would
+/// otherwise compete for the cores with each other and with the chat engine), and the requests waiting
+/// for it.
+pub struct SharedReader {
+    lm: LmReader,
+    /// Beyond this many requests waiting for the reader, answers skip the model (they stay right, only
+    /// less often first or less exact) instead of queueing for seconds.
+    waiting: tokio::sync::Semaphore,
+}
+
+/// Requests that may wait for one reader (about 0.5-1 s each on 2 cores).
+const READER_QUEUE: usize = 4;
+
+impl SharedReader {
+    /// Wraps a started reader for sharing.
+    pub fn new(lm: LmReader) -> Arc<Self> {
+        Arc::new(SharedReader { lm, waiting: tokio::sync::Semaphore::new(READER_QUEUE) })
+    }
+}
+
+/// How one collection uses its language model (re-ranking passages, reading answers).
 pub struct DocsReader {
-    scorer: LmReader,
+    reader: Arc<SharedReader>,
     /// Passages it re-orders (0: none).
     depth: usize,
     /// Whether it reads the answer span.
     read: bool,
-    /// One reader thread serves the collection; beyond this many requests waiting for it, answers skip the
-    /// model (they stay right, only less often first or less exact) instead of queueing for seconds.
-    waiting: tokio::sync::Semaphore,
 }
 
-/// Requests that may wait for one collection's reader (about 0.5 s each on 2 cores).
-const READER_QUEUE: usize = 4;
-
 impl DocsReader {
-    /// A reader that re-orders the first `depth` passages (0: none) and, with `read`, reads the answer.
-    pub fn new(scorer: LmReader, depth: usize, read: bool) -> Self {
-        DocsReader { scorer, depth, read, waiting: tokio::sync::Semaphore::new(READER_QUEUE) }
+    /// A collection's use of `reader`: re-ordering the first `depth` passages (0: none) and, with
+    /// `read`, reading the answer.
+    pub fn new(reader: Arc<SharedReader>, depth: usize, read: bool) -> Self {
+        DocsReader { reader, depth, read }
     }
 }
 
@@ -344,13 +359,13 @@ pub async fn docs_chat(
                 let q_vec = coll.question_vector(emb.as_ref(), &q).map_err(docs_error)?;
                 drop(_permit);
                 let params = rightmodel_docs::AskParams { lm_depth: r.depth, lm_read: r.read, ..Default::default() };
-                let slot = r.waiting.try_acquire().ok();
-                let scorer = slot.as_ref().map(|_| &r.scorer as &dyn rightmodel_core::PassageReader);
+                let slot = r.reader.waiting.try_acquire().ok();
+                let scorer = slot.as_ref().map(|_| &r.reader.lm as &dyn rightmodel_core::PassageReader);
                 match coll.ask_scored(&q, &q_vec, 5, &params, scorer) {
                     Ok(a) => {
                         // Named only when the model did re-order (it is skipped when busy or with < 2 passages).
                         let used = a.passages.iter().any(|p| p.question_log_likelihood.is_some());
-                        (a, used.then(|| rightmodel_core::PassageReader::model_id(&r.scorer).to_string()))
+                        (a, used.then(|| rightmodel_core::PassageReader::model_id(&r.reader.lm).to_string()))
                     }
                     // The re-ranking is an improvement, not a dependency: answer without it.
                     Err(rightmodel_docs::DocsError::Score(e)) => {
