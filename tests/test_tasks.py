@@ -67,8 +67,8 @@ def test_docs_model_answers_with_citations(tmp_path):
     s = Server(tmp_path, cfg, "docs", env={"RIGHTMODEL_HOME": str(home)})
     try:
         # Two collections on one local model share one reading thread (and its context).
-        names = [p.read_text().strip() for p in pathlib.Path(f"/proc/{s.proc.pid}/task").glob("*/comm")]
-        assert sum(n.startswith("rightmodel-read") for n in names) == 1, names
+        _, _, metrics = request(s.base, "GET", "/metrics")
+        assert "\nrightmodel_passage_readers 1\n" in metrics.decode(), metrics
         c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
         raw = c.chat.completions.with_raw_response.create(
             model="docs:handbook", messages=[{"role": "user", "content": "When was the museum founded?"}])

@@ -70,7 +70,8 @@ pub struct Answer {
     pub evidence: Evidence,
     /// Sentence-ranker score of the answer sentence.
     pub score: f32,
-    /// Its lead over the best sentence of the next passage (ranker units; 10 when there is none).
+    /// Its lead over the best sentence of the best other passage (ranker units; 10 when there is none;
+    /// negative when a reader chose it from a passage the ranker put lower).
     pub margin: f32,
     /// Sources of the answer: the answer sentence first.
     pub citations: Vec<Citation>,

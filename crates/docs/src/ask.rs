@@ -173,7 +173,7 @@ impl Collection {
     ) -> Result<Vec<ReadCandidate>, DocsError> {
         let items = self.ranked(question, q_vec, 1, params, Some(reader))?;
         let mut out = Vec::new();
-        for (place, i) in reading_slots(&items, params) {
+        for (place, i) in reading_slots(&items, params, usize::MAX) {
             let item = &items[place];
             let passage = &self.snap.passages[item.passage.row];
             let sentence = sentence_text(passage, i).to_string();
@@ -206,12 +206,13 @@ impl Collection {
     fn read_best(
         &self,
         question: &str,
+        k: usize,
         params: &AskParams,
         items: &[Ranked],
         reader: &dyn PassageReader,
     ) -> Result<Option<(usize, usize, Range<usize>)>, DocsError> {
         let w = &params.read_weights;
-        let mut slots: Vec<(f32, usize, usize)> = reading_slots(items, params)
+        let mut slots: Vec<(f32, usize, usize)> = reading_slots(items, params, k)
             .into_iter()
             .map(|(place, i)| (w.upper_bound(items[place].logits[i], place), place, i))
             .collect();
@@ -284,7 +285,7 @@ impl Collection {
         scorer: &dyn PassageReader,
         items: &mut [Ranked],
     ) -> Result<(), DocsError> {
-        // Only passages the sentence ranker scored: the answer comes from the first one's best sentence.
+        // Only passages the sentence ranker scored: the answer comes from their sentences.
         let n = params.lm_depth.min(params.rerank_depth.max(1)).min(items.len());
         if n < 2 {
             return Ok(());
@@ -412,8 +413,10 @@ impl Collection {
     }
 
     /// The answer from the (re-)ranked passages: the best sentence of the first passage, its span,
-    /// citations and confidence. With a `reader`, it reads the first passage's best sentences and the
-    /// answer is the words closest to what it said, in the sentence that holds them.
+    /// citations and confidence. With a `reader`, it reads the best sentences of the first passages
+    /// (see [`AskParams::lm_read_sentences`]); the reading [`AskParams::read_weights`] rank first gives
+    /// the answer sentence, which may lie in a later passage, and the answer is the words of it closest
+    /// to what the model said.
     fn build_answer(
         &self,
         question: &str,
@@ -441,7 +444,7 @@ impl Collection {
         // The ranker's best sentence of the first passage, unless the reader's readings choose another.
         let (mut place, mut best, mut read_span) = (0, first_best, None);
         if let Some(reader) = reader {
-            if let Some((p, i, range)) = self.read_best(question, params, items, reader)? {
+            if let Some((p, i, range)) = self.read_best(question, k, params, items, reader)? {
                 (place, best, read_span) = (p, i, Some(range));
                 answer.read_by = Some(reader.model_id().to_string());
             }
@@ -464,15 +467,26 @@ impl Collection {
             None => extract(question, &answer.sentence, &mut analyzer).map(|r| cite(s + r.start, s + r.end)),
         };
         answer.answer = answer.span.as_ref().map_or_else(|| answer.sentence.clone(), |c| c.text.clone());
-        answer.evidence = item.evidence[best];
-        answer.score = item.logits[best];
-        // Against the best other passage in ranked order.
-        let other = items.iter().enumerate().find(|(j, _)| *j != place).map(|(_, r)| r.best_logit());
-        answer.margin = match other {
-            Some(next) if next.is_finite() => answer.score - next,
-            _ => 10.0,
+        // Score and lead of a sentence of passage `p` over the best sentence of the first other passage.
+        let lead = |p: usize, i: usize| {
+            let score = items[p].logits[i];
+            let other = items.iter().enumerate().find(|(j, _)| *j != p).map(|(_, r)| r.best_logit());
+            match other {
+                Some(next) if next.is_finite() => (score, score - next),
+                _ => (score, 10.0),
+            }
         };
+        (answer.score, answer.margin) = lead(place, best);
+        answer.evidence = item.evidence[best];
         answer.confidence = confidence(&answer.evidence, answer.score, answer.margin);
+        if (place, best) != (0, first_best) {
+            // The reader chose another sentence than the ranker: its own evidence, and a lead that is
+            // negative when it lies in a passage the ranker put lower, would say "unsure" exactly when
+            // the model found the answer elsewhere. The ranker's confidence that the collection answers
+            // the question still holds, so the answer keeps the larger of the two.
+            let (score, margin) = lead(0, first_best);
+            answer.confidence = answer.confidence.max(confidence(&top.evidence[first_best], score, margin));
+        }
         answer.citations = vec![cite(s, e)];
         Ok(answer)
     }
@@ -522,11 +536,12 @@ fn sentence_order(r: &Ranked, params: &AskParams) -> Vec<usize> {
 }
 
 /// The sentences a reader reads, as (passage place, sentence index): the first passage's
-/// `lm_read_sentences` best, then the best one of each further passage up to `lm_read_passages`.
-/// Only passages the sentence ranker scored take part.
-fn reading_slots(items: &[Ranked], params: &AskParams) -> Vec<(usize, usize)> {
+/// `lm_read_sentences` best, then the best one of each further passage up to `lm_read_passages`, and
+/// only among the first `k` (the passages an answer lists, so that it cites one of them). Only passages
+/// the sentence ranker scored take part.
+fn reading_slots(items: &[Ranked], params: &AskParams, k: usize) -> Vec<(usize, usize)> {
     let mut slots = Vec::new();
-    for (place, item) in items.iter().enumerate().take(params.lm_read_passages.max(1)) {
+    for (place, item) in items.iter().enumerate().take(params.lm_read_passages.max(1).min(k.max(1))) {
         let n = if place == 0 { params.lm_read_sentences.max(1) } else { 1 };
         slots.extend(sentence_order(item, params).into_iter().take(n).map(|i| (place, i)));
     }

@@ -176,6 +176,11 @@ impl Collection {
         self.snap.passages.len()
     }
 
+    /// The passages' texts, in index order (for warming a language model's cache of them).
+    pub fn passage_texts(&self) -> impl Iterator<Item = &str> {
+        self.snap.passages.iter().map(|p| p.text.as_str())
+    }
+
     /// Number of sentences.
     pub fn sentence_count(&self) -> usize {
         self.sentence_rows.last().copied().unwrap_or(0)

@@ -16,8 +16,9 @@
 //! sentence; a learned span scorer picks the answer inside it ([`extract`]); a logistic model over
 //! absolute evidence gives the confidence ([`confidence`]). The models are fitted by [`learn`].
 //! Optionally a language model ([`rightmodel_core::PassageReader`]) re-orders the first passages by
-//! `log P(question | passage)` and reads the answer off the answer sentence, mapped back onto its words
-//! ([`read`]); see [`Collection::ask_with_reader`].
+//! `log P(question | passage)` and reads the best few sentences of the first passages; its surest
+//! reading ([`ReadWeights`]) gives the answer sentence and the answer, mapped back onto the sentence's
+//! words ([`read`]); see [`Collection::ask_with_reader`].
 //! [`Answer::context_prompt`] builds the prompt for a generative answer that cites the passages.
 //!
 //! Citation offsets are character offsets into each file's cleaned text: the file itself for text and

@@ -26,6 +26,9 @@ pub const LM_READ_SENTENCES: usize = 3;
 /// added another point.
 pub const LM_READ_PASSAGES: usize = 3;
 
+/// The lowest mean log-probability a reading counts with (and what an unusable one counts as).
+const UNSURE: f32 = 1e4;
+
 /// How readings of several sentences choose the answer sentence: the sentence ranker's score, plus
 /// `mean_log_prob` times the reading's mean token log-probability (a model reading the sentence that
 /// holds the answer copies it with confidence; after another sentence it hesitates), plus `match_f1`
@@ -54,8 +57,11 @@ impl ReadWeights {
     /// `reading` whose closest words in it match with token F1 `match_f1`.
     pub fn key(&self, logit: f32, place: usize, reading: &rightmodel_core::Reading, match_f1: f32) -> f32 {
         let logit = if logit.is_finite() { logit } else { 0.0 };
-        logit + self.mean_log_prob * reading.mean_log_prob() + self.match_f1 * match_f1
-            - self.passage_place * place as f32
+        // A log-probability is at most 0; a reader that reports a positive one or none (NaN) is taken
+        // as very unsure rather than allowed to win (or to poison every comparison).
+        let lp = reading.mean_log_prob();
+        let lp = if lp.is_nan() { -UNSURE } else { lp.clamp(-UNSURE, 0.0) };
+        logit + self.mean_log_prob * lp + self.match_f1 * match_f1.clamp(0.0, 1.0) - self.passage_place * place as f32
     }
 
     /// The highest [`ReadWeights::key`] a sentence with ranker score `logit` in the passage at `place`
@@ -101,9 +107,10 @@ pub struct AskParams {
     pub lm_ranker_weight: f32,
     /// Log-likelihood taken off per place a passage stands behind the first in the ranker's order.
     pub lm_rank_penalty: f32,
-    /// Let the [`rightmodel_core::PassageReader`], when the caller passes one, read the answer off the
-    /// answer sentence (the span is then the sentence's words closest to what it wrote; see
-    /// [`crate::read`]). Off by default: it costs a short generation per question.
+    /// Let the [`rightmodel_core::PassageReader`], when the caller passes one, read the best sentences
+    /// (see [`AskParams::lm_read_sentences`]) and choose the answer sentence and span by its readings
+    /// (the span is the sentence's words closest to what it wrote; see [`crate::read`]). Off by
+    /// default: it costs a few short generations per question (about two on SQuAD).
     pub lm_read: bool,
     /// Sentences of the first passage the reader reads (the ranker's best ones); the reading that
     /// [`AskParams::read_weights`] rank first gives the answer sentence and span.
@@ -169,6 +176,16 @@ mod tests {
                         let r = Reading { text: "x".into(), log_prob: lp, tokens };
                         assert!(w.key(logit, place, &r, m) <= w.upper_bound(logit, place));
                     }
+                }
+            }
+        }
+        // Other weight signs, and readings with a positive or missing log-probability, stay bounded.
+        for w in [ReadWeights { match_f1: -2.0, passage_place: -1.0, ..w }, ReadWeights { mean_log_prob: 0.0, ..w }] {
+            for (lp, tokens) in [(3.0f32, 1u32), (f32::NAN, 2), (f32::NEG_INFINITY, 2), (-1.0, 2)] {
+                for m in [0.0f32, 1.0, 7.0] {
+                    let r = Reading { text: "x".into(), log_prob: lp, tokens };
+                    let key = w.key(1.0, 2, &r, m);
+                    assert!(key.is_finite() && key <= w.upper_bound(1.0, 2), "{w:?} {lp} {m}: {key}");
                 }
             }
         }

@@ -32,6 +32,16 @@ fn the_source_passage_makes_its_question_likelier() {
     let cold = fresh.question_log_likelihood("When was the museum founded?", &passages).unwrap();
     assert!(cold.iter().zip(&ll).all(|(a, b)| (a - b).abs() < 1e-3), "{cold:?} vs {ll:?}");
     drop(fresh);
+    // Warming decodes passages into the cache ahead of questions, with the same result.
+    let warmed = LmReader::start(&common::gguf(), "gemma3-270m", 4, 2).expect("scorer starts");
+    assert_eq!(warmed.cached_passages(), 0);
+    warmed.warm(&passages);
+    warmed.warm(&passages[..1]);
+    assert_eq!(warmed.cached_passages(), 3);
+    let hot = warmed.question_log_likelihood("When was the museum founded?", &passages).unwrap();
+    assert!(hot.iter().zip(&ll).all(|(a, b)| (a - b).abs() < 1e-3), "{hot:?} vs {ll:?}");
+    assert_eq!(warmed.cached_passages(), 3);
+    drop(warmed);
     // A passage's score does not depend on the other passages of the call or their order.
     let swapped = s.question_log_likelihood("When was the museum founded?", &[passages[1], passages[0]]).unwrap();
     assert!((swapped[0] - ll[1]).abs() < 1e-3 && (swapped[1] - ll[0]).abs() < 1e-3, "{swapped:?} vs {ll:?}");

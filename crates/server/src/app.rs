@@ -134,8 +134,19 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
             }
         };
         let depth = if d.rerank_lm.is_some() { d.rerank_lm_depth } else { 0 };
+        // Re-ranking decodes whole passages: a small collection's are decoded ahead of its first questions.
+        if depth > 0 {
+            if let Ok(c) = tasks.collection(&d.name) {
+                let n = reader.warm(&c);
+                if n > 0 {
+                    tracing::info!(collection = %d.name, model = lm, passages = n, "warming the passage cache");
+                }
+            }
+        }
         tasks.readers.insert(d.name.clone(), DocsReader::new(reader, depth, d.read_lm.is_some()));
     }
+    let metrics = Metrics::new();
+    metrics.passage_readers.set(readers.len() as i64);
     let tasks = Arc::new(tasks);
     let embed_permits = Arc::new(Semaphore::new(config.server.max_embed_concurrency.max(1)));
     let router = AutoRouter::new(&config, &chat, embed.as_ref(), &tasks, &embed_permits).map_err(ServeError::Router)?;
@@ -148,7 +159,7 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
         router,
         auth,
         log,
-        metrics: Metrics::new(),
+        metrics,
         spend,
         shutting_down: AtomicBool::new(false),
         aborting: tokio::sync::watch::channel(false).0,

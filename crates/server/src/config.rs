@@ -282,8 +282,9 @@ pub struct DocsEntry {
     /// Passages that model re-orders (2 to 8).
     #[serde(default = "default_rerank_lm_depth")]
     pub rerank_lm_depth: usize,
-    /// A `[[local]]` model that reads the answer span off the answer sentence (a short generation per
-    /// question); the same model as `rerank_lm` when both are set.
+    /// A `[[local]]` model that reads the best sentences and picks the answer sentence and span by its
+    /// readings (short generations, about two per question); the same model as `rerank_lm` when both
+    /// are set.
     #[serde(default)]
     pub read_lm: Option<String>,
 }

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub log_pending: IntGauge,
     /// Request-log rows given up on since the start.
     pub log_dropped: IntGauge,
+    /// Language models reading document passages, one thread each (collections on one model share it).
+    pub passage_readers: IntGauge,
 }
 
 const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -69,6 +71,9 @@ impl Metrics {
             .expect("static metric definition");
         let log_dropped = IntGauge::new("rightmodel_log_rows_dropped", "Request-log rows given up on since the start")
             .expect("static metric definition");
+        let passage_readers =
+            IntGauge::new("rightmodel_passage_readers", "Language models reading document passages, one thread each")
+                .expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -79,10 +84,23 @@ impl Metrics {
             Box::new(in_flight.clone()),
             Box::new(log_pending.clone()),
             Box::new(log_dropped.clone()),
+            Box::new(passage_readers.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
-        Metrics { registry, requests, latency, ttft, tokens, cost, decisions, in_flight, log_pending, log_dropped }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            ttft,
+            tokens,
+            cost,
+            decisions,
+            in_flight,
+            log_pending,
+            log_dropped,
+            passage_readers,
+        }
     }
 
     /// The Prometheus text exposition.

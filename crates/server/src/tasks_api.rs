@@ -68,10 +68,25 @@ pub struct SharedReader {
 /// Requests that may wait for one reader (about 0.5-1 s each on 2 cores).
 const READER_QUEUE: usize = 4;
 
+/// Collections of at most this many passages have them decoded into their reader's cache at start
+/// (the cache holds about 35 passages of 200 tokens; a larger collection would only churn it).
+pub const WARM_MAX_PASSAGES: usize = 32;
+
 impl SharedReader {
     /// Wraps a started reader for sharing.
     pub fn new(lm: LmReader) -> Arc<Self> {
         Arc::new(SharedReader { lm, waiting: tokio::sync::Semaphore::new(READER_QUEUE) })
+    }
+
+    /// Starts decoding the passages of `collection` into the cache in the background when it is small
+    /// enough to fit (see [`WARM_MAX_PASSAGES`]); returns how many were queued.
+    pub fn warm(&self, collection: &Collection) -> usize {
+        let n = collection.passage_count();
+        if n == 0 || n > WARM_MAX_PASSAGES {
+            return 0;
+        }
+        self.lm.warm(&collection.passage_texts().collect::<Vec<_>>());
+        n
     }
 }
 
@@ -203,7 +218,7 @@ impl TaskModels {
     /// The collection `name`, reopened when another process (`docs add`, `docs remove`) has changed it
     /// since it was opened, so the server never answers from a replaced index. Blocking: reads the
     /// collection's generation marker (and the index when it changed), so call it off the runtime.
-    fn collection(&self, name: &str) -> Result<Arc<Collection>, ApiError> {
+    pub(crate) fn collection(&self, name: &str) -> Result<Arc<Collection>, ApiError> {
         let not_found = || ApiError::model_not_found(&format!("docs:{name}"));
         if let Some(c) = self.collections.lock().get(name) {
             if !c.is_stale() {

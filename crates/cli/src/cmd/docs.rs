@@ -573,7 +573,7 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
         fit_lm(&set, &tune_q, &q_vecs, s)?;
     }
     if let (true, Some(s)) = (a.fit_read, &scorer) {
-        fit_read(&set, &tune_q, &q_vecs, s, a.dump.as_ref().map(|p| p.with_extension("read.jsonl")).as_deref())?;
+        fit_read(&set, &tune_q, &q_vecs, s, &a.lm, a.dump.as_ref().map(|p| p.with_extension("read.jsonl")).as_deref())?;
     }
     let mut lm_metrics = None;
     if let (true, Some(s)) = (a.lm.used(), &scorer) {
@@ -644,10 +644,17 @@ fn fit_read(
     tune_q: &[usize],
     q_vecs: &Matrix,
     reader: &LmReader,
+    lm: &LmArgs,
     dump: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     use std::io::Write;
-    let params = AskParams { lm_read: true, ..AskParams::default() };
+    let params = AskParams {
+        lm_depth: lm.lm_depth,
+        lm_read: true,
+        lm_read_sentences: lm.read_sentences,
+        lm_read_passages: lm.read_passages,
+        ..AskParams::default()
+    };
     let mut out = match dump {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
@@ -681,13 +688,20 @@ fn fit_read(
         eprintln!("wrote the readings to {}", p.display());
     }
     // Mean F1 of the chosen spans (a question whose readings all missed counts 0 here; the span scorer
-    // answers it in practice, the same for every weight).
+    // answers it in practice, the same for every weight). Candidates are compared in the order the
+    // answer path reads them (highest bound first), so ties go the same way.
     let f1_with = |w: &ReadWeights, first_only: bool| {
         let total: f32 = groups
             .iter()
             .map(|g| {
-                g.iter()
+                let mut read: Vec<&(ReadCandidate, f32)> = g
+                    .iter()
                     .filter(|(c, _)| c.span.is_some() && (!first_only || (c.passage_place, c.sentence_place) == (0, 0)))
+                    .collect();
+                read.sort_by(|a, b| {
+                    w.upper_bound(b.0.logit, b.0.passage_place).total_cmp(&w.upper_bound(a.0.logit, a.0.passage_place))
+                });
+                read.iter()
                     .map(|(c, f1)| (w.key(c.logit, c.passage_place, &c.reading, c.match_f1), *f1))
                     .fold((f32::NEG_INFINITY, 0.0), |best, x| if x.0 > best.0 { x } else { best })
                     .1
