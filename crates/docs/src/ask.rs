@@ -172,8 +172,10 @@ impl Collection {
         reader: &dyn PassageReader,
     ) -> Result<Vec<ReadCandidate>, DocsError> {
         let items = self.ranked(question, q_vec, 1, params, Some(reader))?;
-        let mut out = Vec::new();
+        let mut out: Vec<ReadCandidate> = Vec::new();
         for (place, i) in reading_slots(&items, params, usize::MAX) {
+            // Slots come best first within each passage.
+            let sentence_place = out.iter().filter(|c| c.passage_place == place).count();
             let item = &items[place];
             let passage = &self.snap.passages[item.passage.row];
             let sentence = sentence_text(passage, i).to_string();
@@ -181,7 +183,7 @@ impl Collection {
             let found = best_match(&reading.text, &sentence);
             out.push(ReadCandidate {
                 passage_place: place,
-                sentence_place: sentence_order(item, params).iter().position(|&j| j == i).unwrap_or(0),
+                sentence_place,
                 file: passage.file.clone(),
                 passage_range: (passage.start, passage.end),
                 logit: item.logits[i],

@@ -549,7 +549,13 @@ fn a_reading_can_take_the_answer_from_a_later_passage() {
     // The passages keep their ranked order; only the answer moved. The ranker's confidence that the
     // collection answers the question stays (the chosen sentence's own lead is negative).
     assert_eq!(a.passages[0].passage_id, plain.passages[0].passage_id);
-    assert!(a.margin < 0.0 && a.confidence >= plain.confidence, "{} {} vs {}", a.margin, a.confidence, plain.confidence);
+    assert!(
+        a.margin < 0.0 && a.confidence >= plain.confidence,
+        "{} {} vs {}",
+        a.margin,
+        a.confidence,
+        plain.confidence
+    );
     // An answer lists its k passages and cites one of them: with k = 1 only the first passage is read.
     let reader = SureReader::new(&second.text);
     let one = c.ask_with_reader(&e, q, 1, &two, &reader).unwrap();
