@@ -64,8 +64,12 @@ def test_docs_model_answers_with_citations(tmp_path):
     cli(env, "docs", "add", "manual", HANDBOOK)
     cfg = LOCAL + '\n[[docs]]\nname = "handbook"\nrerank_lm = "gemma3-270m"\nread_lm = "gemma3-270m"\n'
     cfg += '\n[[docs]]\nname = "manual"\nread_lm = "gemma3-270m"\n'
-    s = Server(tmp_path, cfg, "docs", env={"RIGHTMODEL_HOME": str(home)})
+    s = Server(tmp_path, cfg, "docs", env={"RIGHTMODEL_HOME": str(home), "RIGHTMODEL_LOG": "info"})
     try:
+        # The re-ranked collection's passages are decoded into the reader's cache at start (the one that
+        # is only read is not: reading shows sentences, not whole passages).
+        warmed = [l for l in s.stderr_lines if "warming the passage cache" in l]
+        assert len(warmed) == 1 and "handbook" in warmed[0], warmed
         # Two collections on one local model share one reading thread (and its context).
         _, _, metrics = request(s.base, "GET", "/metrics")
         assert "\nrightmodel_passage_readers 1\n" in metrics.decode(), metrics
@@ -111,7 +115,9 @@ def test_served_collection_sees_changes_made_while_running(tmp_path):
     notes.mkdir()
     (notes / "opening.txt").write_text("The reading room opens at 9 o'clock every morning.\n")
     cli(env, "docs", "add", "notes", notes)
-    s = Server(tmp_path, LOCAL, "docs-live", env={"RIGHTMODEL_HOME": str(home)})
+    cfg = LOCAL + '\n[[docs]]\nname = "notes"\nrerank_lm = "gemma3-270m"\n'
+    s = Server(tmp_path, cfg, "docs-live", env={"RIGHTMODEL_HOME": str(home), "RIGHTMODEL_LOG": "info"})
+    warmings = lambda: [l for l in s.stderr_lines if "warming the passage cache" in l]
     try:
         c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
         def ask():
@@ -123,6 +129,8 @@ def test_served_collection_sees_changes_made_while_running(tmp_path):
         cli(env, "docs", "add", "notes", notes)
         cited = ask()
         assert "11 o'clock" in cited and " 9 o'clock" not in cited, cited
+        # The reopened collection's new passages are warmed into its reader's cache, as at start.
+        assert len(warmings()) == 2, warmings()
         cli(env, "docs", "remove", "notes")
         try:
             ask()

@@ -134,16 +134,10 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
             }
         };
         let depth = if d.rerank_lm.is_some() { d.rerank_lm_depth } else { 0 };
-        // Re-ranking decodes whole passages: a small collection's are decoded ahead of its first questions.
-        if depth > 0 {
-            if let Ok(c) = tasks.collection(&d.name) {
-                let n = reader.warm(&c);
-                if n > 0 {
-                    tracing::info!(collection = %d.name, model = lm, passages = n, "warming the passage cache");
-                }
-            }
-        }
         tasks.readers.insert(d.name.clone(), DocsReader::new(reader, depth, d.read_lm.is_some()));
+        // Opening it now warms its reader's cache (see `TaskModels::collection`); one that does not
+        // exist yet is opened, and warmed, by its first question.
+        let _ = tasks.collection(&d.name);
     }
     let metrics = Metrics::new();
     metrics.passage_readers.set(readers.len() as i64);

@@ -236,6 +236,14 @@ impl TaskModels {
         }
         let c = Arc::new(Collection::open(&dir).map_err(docs_error)?);
         self.collections.lock().insert(name.to_string(), c.clone());
+        // Re-ranking decodes whole passages: those of a small collection are decoded ahead of its
+        // questions whenever it is (re)opened, at start and after `docs add` changed it.
+        if let Some(r) = self.readers.get(name).filter(|r| r.depth > 0) {
+            let n = r.reader.warm(&c);
+            if n > 0 {
+                tracing::info!(collection = %name, passages = n, "warming the passage cache");
+            }
+        }
         Ok(c)
     }
 }
