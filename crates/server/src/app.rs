@@ -135,9 +135,11 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
         };
         let depth = if d.rerank_lm.is_some() { d.rerank_lm_depth } else { 0 };
         tasks.readers.insert(d.name.clone(), DocsReader::new(reader, depth, d.read_lm.is_some()));
-        // Opening it now warms its reader's cache (see `TaskModels::collection`); one that does not
-        // exist yet is opened, and warmed, by its first question.
-        let _ = tasks.collection(&d.name);
+        // Opening a re-ranked collection now warms its reader's cache (see `TaskModels::collection`);
+        // others (and one that does not exist yet) are opened by their first question, as before.
+        if depth > 0 {
+            let _ = tasks.collection(&d.name);
+        }
     }
     let metrics = Metrics::new();
     metrics.passage_readers.set(readers.len() as i64);
