@@ -11,7 +11,7 @@ def run(*args, input=None, env=None):
 
 def test_every_command_has_help_with_an_example():
     for cmd in [["serve"], ["pull"], ["models"], ["generate"], ["chat"], ["embed"], ["bench"], ["logs"],
-                ["router", "train"], ["train", "classify"], ["classify"], ["docs", "add"], ["eval", "docs"],
+                ["router", "train"], ["train", "classify"], ["classify"], ["docs", "add"], ["eval", "docs"], ["eval", "route"],
                 ["router"], ["train"], ["docs"], ["eval"]]:
         r = run(*cmd, "--help")
         assert r.returncode == 0, (cmd, r.stderr)

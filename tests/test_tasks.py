@@ -62,6 +62,7 @@ def test_docs_model_answers_with_citations(tmp_path):
     home, env = fresh_home(tmp_path)
     cli(env, "docs", "add", "handbook", HANDBOOK)
     cli(env, "docs", "add", "manual", HANDBOOK)
+    cli(env, "docs", "add", "unlisted", HANDBOOK)
     cfg = LOCAL + '\n[[docs]]\nname = "handbook"\nrerank_lm = "gemma3-270m"\nread_lm = "gemma3-270m"\n'
     cfg += '\n[[docs]]\nname = "manual"\nread_lm = "gemma3-270m"\n'
     s = Server(tmp_path, cfg, "docs", env={"RIGHTMODEL_HOME": str(home), "RIGHTMODEL_LOG": "info"})
@@ -74,6 +75,9 @@ def test_docs_model_answers_with_citations(tmp_path):
         _, _, metrics = request(s.base, "GET", "/metrics")
         assert "\nrightmodel_passage_readers 1\n" in metrics.decode(), metrics
         c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
+        # Collections are models: the configured ones and those in the home folder.
+        ids = [m.id for m in c.models.list().data]
+        assert {"docs:handbook", "docs:manual", "docs:unlisted"} <= set(ids), ids
         raw = c.chat.completions.with_raw_response.create(
             model="docs:handbook", messages=[{"role": "user", "content": "When was the museum founded?"}])
         body = raw.parse()

@@ -104,6 +104,75 @@ def test_cache_hits_are_billed_at_the_cached_price(gw, gateway):
     assert row["cost_usd"] < (u.prompt_tokens * 2.0 + u.completion_tokens * 8.0) / 1e6
 
 
+def test_complete_answers_carry_what_they_cost(gw, gateway):
+    """`x-rightmodel-cost-usd` is what the log bills: the upstream's usage at its prices, 0 for local."""
+    r = gw.chat.completions.with_raw_response.create(model="large", messages=MSG, max_tokens=4, temperature=0)
+    assert abs(float(r.headers["x-rightmodel-cost-usd"]) - cost(r.parse().usage)) < 1e-9
+    row = gateway.wait_row(lambda x: x["id"] == r.headers["x-request-id"])
+    assert abs(row["cost_usd"] - float(r.headers["x-rightmodel-cost-usd"])) < 1e-9
+    r = gw.chat.completions.with_raw_response.create(model="small", messages=MSG, max_tokens=4, temperature=0)
+    assert float(r.headers["x-rightmodel-cost-usd"]) == 0.0
+
+
+def test_eval_route_compares_small_large_and_auto_through_the_gateway(gateway, tmp_path):
+    """`rightmodel eval route` asks every model every case through the gateway and reports quality,
+    latency, cost and the routing mix as a table, JSON, a chart and every answer."""
+    import subprocess
+
+    from conftest import BIN
+
+    data = tmp_path / "cases.jsonl"
+    data.write_text(
+        "\n".join(json.dumps(c) for c in [
+            {"prompt": "The capital of France is", "answer": "Paris"},
+            {"prompt": "Prove that there are infinitely many primes, step by step, with every detail.", "answer": ["Euclid", "prime"]},
+            {"messages": [{"role": "user", "content": "Two plus two equals"}], "answer": ["4", "four"]},
+        ]) + "\n"
+    )
+    out = tmp_path / "report"
+    r = subprocess.run(
+        [str(BIN), "eval", "route", "--data", str(data), "--models", "small,large,auto",
+         "--base-url", gateway.url("/v1"), "--max-tokens", "8", "--out", str(out), "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    models = json.loads(r.stdout.strip().splitlines()[-1])["models"]
+    by = {m["model"]: m for m in models}
+    assert list(by) == ["small", "large", "auto"]
+    assert all(m["requests"] == 3 and m["errors"] == 0 and 0 <= m["quality"] <= 1 for m in models)
+    assert by["small"]["cost_usd"] == 0 and by["small"]["served"] == {"small": 3}
+    assert by["large"]["cost_usd"] > 0 and by["large"]["served"] == {"large": 3}
+    assert set(by["auto"]["served"]) <= {"small", "large"} and sum(by["auto"]["served"].values()) == 3
+    assert by["auto"]["cost_usd"] <= by["large"]["cost_usd"] * 1.5
+    answers = [json.loads(l) for l in (out / "answers.jsonl").read_text().splitlines()]
+    assert len(answers) == 9 and [a["case"] for a in answers[:3]] == [0, 0, 0]
+    large_cost = sum(a["cost_usd"] for a in answers if a["model"] == "large")
+    assert abs(large_cost - by["large"]["cost_usd"]) < 1e-12
+    md = (out / "compare.md").read_text()
+    assert "| small |" in md and "| large |" in md and "| auto |" in md and "compare.svg" in md
+    assert (out / "compare.svg").read_text().startswith("<svg")
+    assert "| model | quality (contains)" in r.stdout
+
+
+def test_eval_route_refuses_models_the_gateway_does_not_serve(gateway, tmp_path):
+    import subprocess
+
+    from conftest import BIN
+
+    data = tmp_path / "cases.jsonl"
+    data.write_text(json.dumps({"prompt": "Hi", "answer": "hello"}) + "\n")
+    r = subprocess.run([str(BIN), "eval", "route", "--data", str(data), "--models", "small,gpt-9",
+                        "--base-url", gateway.url("/v1")], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "does not serve `gpt-9`" in r.stderr and "small" in r.stderr, r.stderr
+    r = subprocess.run([str(BIN), "eval", "route", "--data", str(data), "--models", "small",
+                        "--base-url", "http://127.0.0.1:9/v1"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "is the gateway running" in r.stderr, r.stderr
+    data.write_text(json.dumps({"prompt": "Hi"}) + "\n")
+    r = subprocess.run([str(BIN), "eval", "route", "--data", str(data), "--models", "small",
+                        "--base-url", gateway.url("/v1")], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "cases.jsonl:1" in r.stderr and "answer" in r.stderr, r.stderr
+
+
 def test_streaming_passthrough_and_cost(gw, gateway):
     seen = {r["id"] for r in gateway.logs()}
     chunks = list(gw.chat.completions.create(

@@ -64,7 +64,7 @@ enum Command {
     /// Evaluate task models on labelled data.
     #[command(
         subcommand,
-        after_help = "Examples:\n  rightmodel eval classify --model trec --data ../shared/data/classify/trec/test.tsv\n  rightmodel eval docs --squad ../shared/data/docqa/squad_dev_half.json --limit 1000"
+        after_help = "Examples:\n  rightmodel eval classify --model trec --data ../shared/data/classify/trec/test.tsv\n  rightmodel eval docs --squad ../shared/data/docqa/squad_dev_half.json --limit 1000\n  rightmodel eval route --data my_prompts.jsonl --models small,large,auto --out compare/"
     )]
     Eval(cmd::EvalCmd),
 }

@@ -3,8 +3,10 @@
 //! Everything that crosses a crate boundary lives here: the OpenAI wire schema ([`wire`]), the error
 //! taxonomy that maps onto HTTP statuses ([`error`]), the description of a servable model ([`spec`]) and
 //! the small traits that let the router, task models and document QA use an encoder or a language model
-//! without knowing which engine runs it ([`embed`], [`reader`]). This crate does no I/O.
+//! without knowing which engine runs it ([`embed`], [`reader`]), and how an answer is scored against
+//! expected ones ([`answer`]). This crate does no I/O.
 
+pub mod answer;
 pub mod embed;
 pub mod error;
 pub mod reader;

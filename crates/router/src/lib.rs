@@ -12,6 +12,8 @@
 //! - [`train`], [`eval`], [`metrics`], [`calibrate`], [`report`]: training on the user's outcome
 //!   data, RouteLLM's APGR/CPT metrics under grouped cross-validation, threshold calibration for a
 //!   target strong share, and Markdown/SVG reports.
+//! - [`compare`]: small vs large vs routed on the user's own prompts and expected answers (quality,
+//!   latency, cost; a table and a chart), for `rightmodel eval route`.
 //!
 //! The library never loads models itself: it takes an [`rightmodel_core::Embedder`], so the server
 //! and CLI pass the MiniLM encoder and tests pass a fake.
@@ -19,6 +21,7 @@
 pub mod bench;
 pub mod calibrate;
 pub mod cascade;
+pub mod compare;
 pub mod conversation;
 pub mod cv;
 pub mod data;

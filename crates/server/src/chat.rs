@@ -178,6 +178,15 @@ pub fn decorate(resp: &mut Response, served: &str, decision: Option<&Value>, req
     }
 }
 
+/// Adds `x-rightmodel-cost-usd` to a complete (non-streamed) answer: what the gateway bills for it,
+/// every attempt included (a cascade's first call, fallbacks), so clients and evaluations see real
+/// costs without reading the request log. Streams end after their headers and carry no such header.
+pub fn cost_header(resp: &mut Response, acct: &Accounting) {
+    if let Some(v) = header_value(&format!("{:.9}", acct.cost())) {
+        resp.headers_mut().insert("x-rightmodel-cost-usd", v);
+    }
+}
+
 /// The handler.
 pub async fn chat_completions(
     State(st): State<SharedState>,
@@ -190,6 +199,7 @@ pub async fn chat_completions(
         Ok(Reply::Full { served, decision, body }) => {
             let mut resp = Json(body).into_response();
             decorate(&mut resp, &served, decision.as_ref(), &id);
+            cost_header(&mut resp, &acct);
             acct.finish(200, None);
             resp
         }

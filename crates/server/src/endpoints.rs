@@ -17,7 +17,7 @@ use rightmodel_infer::llm::GenEvent;
 use serde_json::Value;
 
 use crate::accounting::Accounting;
-use crate::chat::{aborted_event, decorate, now_secs, unless_aborted};
+use crate::chat::{aborted_event, cost_header, decorate, now_secs, unless_aborted};
 use crate::http_error::{json_rejection, HttpError};
 use crate::local::LocalChat;
 use crate::state::{ChatModel, SharedState};
@@ -211,6 +211,7 @@ fn upstream_completion(mut acct: Accounting, mut v: Value, name: &str, upstream:
     obj.insert("model".into(), Value::String(name.to_string()));
     let mut resp = Json(v).into_response();
     decorate(&mut resp, name, None, id);
+    cost_header(&mut resp, &acct);
     acct.finish(200, None);
     resp
 }
@@ -319,6 +320,7 @@ async fn local_completion(
                 };
                 let mut resp = Json(body).into_response();
                 decorate(&mut resp, &name, None, id);
+                cost_header(&mut resp, &acct);
                 acct.finish(200, None);
                 return resp;
             }
@@ -450,7 +452,33 @@ pub async fn models(State(st): State<SharedState>, headers: HeaderMap) -> Respon
     for c in st.config.classifiers.iter().filter(|c| c.route) {
         data.push(obj(&c.name, "rightmodel"));
     }
+    // Document collections answer chat requests as `docs:NAME` (they need the encoder): the configured
+    // ones, and those `docs add` put in the home folder. Listing the folder is blocking I/O.
+    if st.embed.is_some() {
+        let mut names: Vec<String> = st.config.docs.iter().map(|d| d.name.clone()).collect();
+        let found = tokio::task::spawn_blocking(docs_in_home).await.unwrap_or_default();
+        for n in found {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        data.extend(names.iter().map(|n| obj(&format!("docs:{n}"), "rightmodel")));
+    }
     Json(ModelList { object: "list".into(), data }).into_response()
+}
+
+/// Names of the collections in `$RIGHTMODEL_HOME/docs` (folders that hold a collection), sorted.
+fn docs_in_home() -> Vec<String> {
+    let root = rightmodel_docs::catalog::collections_root();
+    let Ok(entries) = std::fs::read_dir(&root) else { return Vec::new() };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| rightmodel_docs::store::exists(&e.path()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| rightmodel_docs::catalog::validate_name(n).is_ok())
+        .collect();
+    names.sort();
+    names
 }
 
 /// `GET /healthz`: 200 while serving, 503 while shutting down.

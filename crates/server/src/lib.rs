@@ -4,12 +4,15 @@
 //! when `model` is `auto` ([`routing`]), served by a local engine ([`local`]) or an upstream
 //! ([`upstream`]) with fallback, and accounted for exactly once ([`accounting`]): one row in the
 //! SQLite request log ([`reqlog`]), Prometheus metrics ([`metrics`]) and spend counters ([`budget`]).
+//! Two clients of a gateway live here too: [`loadbench`] (the overhead it adds under load) and
+//! [`compare_client`] (every model's answers to the user's test cases, for `rightmodel eval route`).
 
 pub mod accounting;
 pub mod app;
 pub mod auth;
 pub mod budget;
 pub mod chat;
+pub mod compare_client;
 pub mod config;
 pub mod embed_batch;
 pub mod endpoints;

@@ -1,6 +1,7 @@
 //! One module per command group; each holds its clap arguments and a thin `run` that calls library code.
 
 pub mod bench;
+pub mod compare;
 pub mod docs;
 pub mod embed;
 pub mod generate;
@@ -19,6 +20,9 @@ pub enum EvalCmd {
     Classify(tasks::EvalClassifyArgs),
     /// Retrieval and answer quality of document QA on a SQuAD-format file.
     Docs(docs::EvalDocsArgs),
+    /// Small vs large vs routed on your own prompts and expected answers, through a running gateway:
+    /// quality, latency and cost per model, as a table and a chart.
+    Route(compare::EvalRouteArgs),
 }
 
 /// Runs an `eval` subcommand.
@@ -26,6 +30,7 @@ pub fn eval(cmd: EvalCmd) -> anyhow::Result<()> {
     match cmd {
         EvalCmd::Classify(a) => tasks::eval_classify(a),
         EvalCmd::Docs(a) => docs::eval_docs(a),
+        EvalCmd::Route(a) => compare::eval_route(a),
     }
 }
 

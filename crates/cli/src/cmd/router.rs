@@ -292,7 +292,7 @@ fn spec_for(kind: EmbeddingArg) -> EmbedSpec {
 
 /// A whole number in `LO..=HI`, for flags whose value sizes buffers (a huge one would abort on
 /// allocation instead of failing as a usage error).
-fn in_range<const LO: usize, const HI: usize>(s: &str) -> Result<usize, String> {
+pub(crate) fn in_range<const LO: usize, const HI: usize>(s: &str) -> Result<usize, String> {
     let v: usize = s.trim().parse().map_err(|_| format!("`{s}` is not a whole number"))?;
     if (LO..=HI).contains(&v) {
         Ok(v)

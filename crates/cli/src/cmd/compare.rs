@@ -1,0 +1,122 @@
+//! `rightmodel eval route`: small vs large vs routed on your own prompts, through a running gateway.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use rightmodel_router::compare::{self, Scoring};
+use rightmodel_server::compare_client::{self, CompareConfig};
+
+use super::router::in_range;
+
+/// `eval route` arguments.
+#[derive(Args)]
+#[command(
+    after_help = "Data: JSON lines {\"prompt\": \"...\", \"answer\": \"...\"} (or \"messages\": [...], and \"answer\" as a list of\naccepted answers), or a CSV with prompt and answer columns (accepted answers separated by |).\n\nExamples:\n  rightmodel serve --config rightmodel.toml &\n  rightmodel eval route --data my_prompts.jsonl --models small,large,auto --out compare/\n  rightmodel eval route --data quiz.csv --models small,large,auto --scoring choice \\\n      --system \"Answer with the letter of the right option only.\" --limit 200"
+)]
+pub struct EvalRouteArgs {
+    /// Test cases: JSON lines with `prompt` (or `messages`) and `answer`, or a CSV with `prompt` and
+    /// `answer` columns.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Models to compare, comma-separated, as the gateway names them (`auto` lets it route).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub models: Vec<String>,
+    /// The gateway's API root.
+    #[arg(long, default_value = "http://127.0.0.1:8080/v1")]
+    pub base_url: String,
+    /// Environment variable holding the gateway's API key (none sent when unset).
+    #[arg(long, default_value = "RIGHTMODEL_API_KEY")]
+    pub api_key_env: String,
+    /// How an answer is scored: contains (an expected answer appears in it, as whole words), exact,
+    /// f1 (token overlap) or choice (the option letter it picks).
+    #[arg(long, default_value = "contains")]
+    pub scoring: Scoring,
+    /// A system message put before every prompt.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Answer length cap in tokens.
+    #[arg(long, default_value_t = 64, value_parser = in_range::<1, 32768>)]
+    pub max_tokens: usize,
+    /// Requests in flight at once (1: latency without queueing).
+    #[arg(long, default_value_t = 1, value_parser = in_range::<1, 256>)]
+    pub concurrency: usize,
+    /// Per-request time limit in seconds.
+    #[arg(long, default_value_t = 120, value_parser = in_range::<1, 3600>)]
+    pub timeout_s: usize,
+    /// Use only the first N cases.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Folder for compare.md, compare.svg/png, compare.json and answers.jsonl.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print one JSON object (the per-model summaries) as the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `eval route`.
+pub fn eval_route(a: EvalRouteArgs) -> anyhow::Result<()> {
+    if let Some(out) = &a.out {
+        super::check_out_dir("--out", out)?;
+    }
+    let mut cases = compare::read_cases(&a.data)?;
+    if let Some(n) = a.limit {
+        anyhow::ensure!(n > 0, "--limit must be at least 1");
+        cases.truncate(n);
+    }
+    let models: Vec<String> = a.models.iter().map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
+    anyhow::ensure!(!models.is_empty(), "--models names no model");
+    let cfg = CompareConfig {
+        base_url: a.base_url.clone(),
+        api_key: std::env::var(&a.api_key_env).ok().filter(|k| !k.is_empty()),
+        models: models.clone(),
+        max_tokens: u32::try_from(a.max_tokens)?,
+        concurrency: a.concurrency,
+        timeout: Duration::from_secs(a.timeout_s as u64),
+        scoring: a.scoring,
+        system: a.system.clone(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(compare_client::check_models(&cfg))?;
+    let pb = super::progress::bar((cases.len() * models.len()) as u64, "asking");
+    let tick = pb.clone();
+    let outcomes = rt.block_on(compare_client::run(&cases, &cfg, move || tick.inc(1)))?;
+    pb.finish_and_clear();
+    let summaries = compare::summarize(&models, &outcomes);
+    let notes = format!(
+        "- data: `{}` ({} cases), scoring: {}\n- gateway: {}, {} request(s) at a time, max_tokens {}{}\n- cost: what the gateway billed (`x-rightmodel-cost-usd`); latency: as the client saw it",
+        a.data.display(),
+        cases.len(),
+        a.scoring,
+        a.base_url,
+        a.concurrency,
+        a.max_tokens,
+        a.system.as_deref().map(|s| format!(", system message: \"{s}\"")).unwrap_or_default()
+    );
+    // Written before anything is printed: the report must not depend on stdout being open.
+    if let Some(out) = &a.out {
+        compare::write_report(out, &summaries, &outcomes, a.scoring, &notes)?;
+    }
+    print!(
+        "{}",
+        compare::markdown(&summaries, a.scoring, "", "compare.svg")
+            .lines()
+            .filter(|l| !l.starts_with("!["))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    println!();
+    let failed: usize = summaries.iter().map(|s| s.errors).sum();
+    if failed > 0 {
+        let first = outcomes.iter().find_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.model)));
+        eprintln!("{failed} request(s) failed; they score 0 (first: {})", first.unwrap_or_default());
+    }
+    if let Some(out) = &a.out {
+        println!("\nwrote {}/compare.md, compare.svg, compare.json, answers.jsonl", out.display());
+    }
+    if a.json {
+        println!("{}", serde_json::json!({ "models": summaries }));
+    }
+    Ok(())
+}

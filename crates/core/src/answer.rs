@@ -1,0 +1,118 @@
+//! Scoring a model's answer against expected answers: SQuAD's normalisation, exact match, token F1,
+//! "contains the answer", and the letter of a multiple-choice answer. Document QA's evaluation and the
+//! model comparison (`rightmodel eval route`) score the same way.
+
+use std::collections::HashMap;
+
+/// SQuAD's answer normalisation: lower case, no ASCII punctuation, no articles, single spaces.
+pub fn normalize_answer(s: &str) -> String {
+    let lower = s.to_lowercase();
+    let no_punct: String = lower.chars().filter(|c| !c.is_ascii_punctuation()).collect();
+    no_punct.split_whitespace().filter(|w| !matches!(*w, "a" | "an" | "the")).collect::<Vec<_>>().join(" ")
+}
+
+/// Exact match of `prediction` with any of `golds` after normalisation (1.0 or 0.0).
+pub fn exact_match(prediction: &str, golds: &[String]) -> f32 {
+    let p = normalize_answer(prediction);
+    if golds.iter().any(|g| normalize_answer(g) == p) {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Best token F1 of `prediction` against `golds`.
+pub fn f1(prediction: &str, golds: &[String]) -> f32 {
+    golds.iter().map(|g| f1_one(prediction, g)).fold(0.0, f32::max)
+}
+
+fn f1_one(prediction: &str, gold: &str) -> f32 {
+    let (p, g) = (normalize_answer(prediction), normalize_answer(gold));
+    let (pt, gt): (Vec<&str>, Vec<&str>) = (p.split_whitespace().collect(), g.split_whitespace().collect());
+    if pt.is_empty() || gt.is_empty() {
+        return if pt == gt { 1.0 } else { 0.0 };
+    }
+    let mut counts: HashMap<&str, i32> = HashMap::new();
+    for t in &gt {
+        *counts.entry(t).or_default() += 1;
+    }
+    let mut same = 0;
+    for t in &pt {
+        if let Some(c) = counts.get_mut(t) {
+            if *c > 0 {
+                *c -= 1;
+                same += 1;
+            }
+        }
+    }
+    if same == 0 {
+        return 0.0;
+    }
+    let precision = same as f32 / pt.len() as f32;
+    let recall = same as f32 / gt.len() as f32;
+    2.0 * precision * recall / (precision + recall)
+}
+
+/// Whether `text` contains one of `golds` as whole words after normalisation.
+pub fn contains_answer(text: &str, golds: &[String]) -> bool {
+    let t = format!(" {} ", normalize_answer(text));
+    golds.iter().map(|g| normalize_answer(g)).any(|g| !g.is_empty() && t.contains(&format!(" {g} ")))
+}
+
+/// The option letter a multiple-choice answer picks (`A`-`H`), upper-cased, or `None` when it names
+/// none. In order: the letter after the word "answer" ("The answer is C", "Answer: (c)"); a first word
+/// that is a letter alone or marked as an option ("B", "b)", "(C)", "D."); then the first capital
+/// letter standing alone ("so B"). "I" and the article "a" never count on their own.
+pub fn choice_letter(answer: &str) -> Option<char> {
+    let words: Vec<&str> = answer.split_whitespace().collect();
+    // (letter, whether punctuation marked it as an option)
+    let letter = |w: &str| -> Option<(char, bool)> {
+        let t = w.trim_matches(|c: char| matches!(c, '(' | ')' | '[' | ']' | '.' | ',' | ':' | ';' | '*' | '"' | '\''));
+        let mut cs = t.chars();
+        match (cs.next(), cs.next()) {
+            (Some(c), None) if ('A'..='H').contains(&c.to_ascii_uppercase()) => Some((c, t.len() != w.len())),
+            _ => None,
+        }
+    };
+    for (i, w) in words.iter().enumerate() {
+        if w.to_lowercase().starts_with("answer") {
+            if let Some((c, _)) = words[i + 1..].iter().take(2).find_map(|w| letter(w)) {
+                return Some(c.to_ascii_uppercase());
+            }
+        }
+    }
+    if let Some((c, marked)) = words.first().and_then(|w| letter(w)) {
+        if marked || words.len() == 1 || c.is_ascii_uppercase() && c != 'A' {
+            return Some(c.to_ascii_uppercase());
+        }
+    }
+    words.iter().skip(1).find_map(|w| letter(w).filter(|(c, _)| c.is_ascii_uppercase()).map(|(c, _)| c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn squad_metrics() {
+        let golds = vec!["the Rankine cycle".to_string(), "Rankine".to_string()];
+        assert_eq!(exact_match("Rankine cycle.", &golds), 1.0);
+        assert_eq!(exact_match("cycle", &golds), 0.0);
+        assert!((f1("the cycle of Rankine", &golds) - 0.8).abs() < 1e-6);
+        assert!(contains_answer("It is called the Rankine cycle.", &golds));
+        assert!(!contains_answer("Rankines are here.", &["Rankine".to_string()]));
+    }
+
+    #[test]
+    fn choice_letters() {
+        assert_eq!(choice_letter("C"), Some('C'));
+        assert_eq!(choice_letter("(b) because it is"), Some('B'));
+        assert_eq!(choice_letter("The answer is D."), Some('D'));
+        assert_eq!(choice_letter("Answer: a"), Some('A'));
+        assert_eq!(choice_letter("I think it is a trick, so B"), Some('B'));
+        assert_eq!(choice_letter("A cat, so C"), Some('C'));
+        assert_eq!(choice_letter("a) Paris"), Some('A'));
+        assert_eq!(choice_letter("Paris is the capital"), None);
+        assert_eq!(choice_letter(""), None);
+    }
+}

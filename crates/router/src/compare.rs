@@ -1,0 +1,514 @@
+//! Small vs large vs routed, measured on the user's own prompts: each model answers every prompt, and
+//! the answers are scored against the expected ones; quality, latency and cost come out as a Markdown
+//! table, machine-readable JSON and a chart (quality against cost and against latency).
+//!
+//! This module holds what is independent of how the answers were obtained (the test cases, scoring,
+//! the summary, the report); `rightmodel eval route` asks a running gateway for the answers, so the
+//! numbers include everything a client would see (routing, queueing, upstream round trips).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+use rightmodel_core::answer::{choice_letter, contains_answer, exact_match, f1};
+use rightmodel_core::wire::ChatMessage;
+use serde::{Deserialize, Serialize};
+
+use crate::conversation::Conversation;
+use crate::data::parse_prompt_line;
+use crate::error::RouterError;
+use crate::report::write_atomic;
+
+/// One prompt and the answers that count as right.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Case {
+    /// The conversation sent to each model.
+    pub messages: Vec<ChatMessage>,
+    /// Accepted answers (at least one).
+    pub expected: Vec<String>,
+}
+
+/// How an answer is scored against the expected ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scoring {
+    /// The answer contains an expected answer as whole words (after SQuAD normalisation): 1 or 0.
+    Contains,
+    /// The answer equals an expected answer after normalisation: 1 or 0.
+    Exact,
+    /// Best token F1 against the expected answers, in [0, 1].
+    F1,
+    /// The option letter the answer picks (`A`-`H`) equals the expected letter: 1 or 0.
+    Choice,
+}
+
+impl std::str::FromStr for Scoring {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "contains" => Ok(Scoring::Contains),
+            "exact" => Ok(Scoring::Exact),
+            "f1" => Ok(Scoring::F1),
+            "choice" => Ok(Scoring::Choice),
+            other => Err(format!("unknown scoring `{other}` (contains, exact, f1 or choice)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Scoring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Scoring::Contains => "contains",
+            Scoring::Exact => "exact",
+            Scoring::F1 => "f1",
+            Scoring::Choice => "choice",
+        })
+    }
+}
+
+impl Scoring {
+    /// The quality of `answer` in [0, 1].
+    pub fn score(self, answer: &str, expected: &[String]) -> f64 {
+        match self {
+            Scoring::Contains => f64::from(u8::from(contains_answer(answer, expected))),
+            Scoring::Exact => f64::from(exact_match(answer, expected)),
+            Scoring::F1 => f64::from(f1(answer, expected)),
+            Scoring::Choice => {
+                let picked = choice_letter(answer);
+                let right = expected.iter().any(|e| picked.is_some() && choice_letter(e) == picked);
+                f64::from(u8::from(right))
+            }
+        }
+    }
+}
+
+/// The accepted answers of a JSON line: `answer` (or `expected`) as a string, a number or a list of them.
+fn expected_of(v: &serde_json::Value) -> Result<Vec<String>, String> {
+    let field = v.get("answer").or_else(|| v.get("expected")).ok_or("no `answer` field")?;
+    let one = |x: &serde_json::Value| match x {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    let all: Vec<String> = match field {
+        serde_json::Value::Array(a) => {
+            a.iter().map(|x| one(x).ok_or("`answer` lists a non-text value")).collect::<Result<_, _>>()?
+        }
+        x => vec![one(x).ok_or("`answer` must be text, a number or a list of them")?],
+    };
+    let all: Vec<String> = all.into_iter().filter(|s| !s.trim().is_empty()).collect();
+    if all.is_empty() {
+        return Err("`answer` is empty".into());
+    }
+    Ok(all)
+}
+
+fn chat_of(c: &Conversation) -> Vec<ChatMessage> {
+    c.messages.iter().map(|m| ChatMessage::new(&m.role, m.content.clone())).collect()
+}
+
+/// Reads the test cases: JSON lines `{"prompt": "...", "answer": "..."}` (or `"messages": [...]`, and
+/// `answer` as a list of accepted answers), or a CSV with `prompt` and `answer` columns (several accepted
+/// answers separated by `|`). Errors name the file and line.
+pub fn read_cases(path: &Path) -> Result<Vec<Case>, RouterError> {
+    let is_csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let mut out = Vec::new();
+    if is_csv {
+        let mut rdr = csv::ReaderBuilder::new().from_path(path).map_err(|e| RouterError::data(path.display(), e))?;
+        let headers = rdr.headers().map_err(|e| RouterError::data(path.display(), e))?.clone();
+        let col = |name: &str| {
+            headers.iter().position(|h| h.trim() == name).ok_or_else(|| {
+                RouterError::data(path.display(), format!("no column `{name}` (the CSV needs `prompt` and `answer`)"))
+            })
+        };
+        let (p, a) = (col("prompt")?, col("answer")?);
+        for rec in rdr.records() {
+            let rec = rec.map_err(|e| RouterError::data(path.display(), e))?;
+            let line = rec.position().map(|p| p.line()).unwrap_or(0);
+            let expected: Vec<String> = rec
+                .get(a)
+                .unwrap_or("")
+                .split('|')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            let prompt = rec.get(p).unwrap_or("");
+            if expected.is_empty() || prompt.trim().is_empty() {
+                return Err(RouterError::data(format!("{}:{line}", path.display()), "empty `prompt` or `answer`"));
+            }
+            out.push(Case { messages: chat_of(&Conversation::parse_cell(prompt)), expected });
+        }
+    } else {
+        let text = std::fs::read_to_string(path).map_err(|e| RouterError::data(path.display(), e))?;
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let at = || format!("{}:{}", path.display(), i + 1);
+            let conversation = parse_prompt_line(line).map_err(|e| RouterError::data(at(), e))?;
+            if conversation.last_user().trim().is_empty() {
+                return Err(RouterError::data(at(), "the prompt is empty"));
+            }
+            let v: serde_json::Value =
+                serde_json::from_str(line.trim_start_matches('\u{feff}')).map_err(|e| RouterError::data(at(), e))?;
+            let expected = expected_of(&v).map_err(|e| RouterError::data(at(), e))?;
+            out.push(Case { messages: chat_of(&conversation), expected });
+        }
+    }
+    if out.is_empty() {
+        return Err(RouterError::data(path.display(), "no test cases"));
+    }
+    Ok(out)
+}
+
+/// One model's answer to one case.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Outcome {
+    /// Index of the case in the data file (0-based).
+    pub case: usize,
+    /// The model asked for (a name, or `auto`).
+    pub model: String,
+    /// The model that answered (`x-rightmodel-model`), when the request succeeded.
+    pub served: Option<String>,
+    /// The answer's text.
+    pub answer: String,
+    /// Its quality in [0, 1] (0 for a failed request).
+    pub quality: f64,
+    /// Wall-clock time of the request in milliseconds, as the client saw it.
+    pub latency_ms: f64,
+    /// What the gateway billed (`x-rightmodel-cost-usd`).
+    pub cost_usd: f64,
+    /// Why the request failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One model's numbers over all cases.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ModelSummary {
+    /// The model asked for.
+    pub model: String,
+    /// Requests sent.
+    pub requests: usize,
+    /// Requests that failed (they score 0).
+    pub errors: usize,
+    /// Mean quality over all requests.
+    pub quality: f64,
+    /// Median latency (successful requests).
+    pub p50_ms: f64,
+    /// 95th percentile latency (successful requests).
+    pub p95_ms: f64,
+    /// Total cost.
+    pub cost_usd: f64,
+    /// Cost per 1,000 requests.
+    pub cost_per_1k_usd: f64,
+    /// How many answers each served model gave (for `auto`: the routing mix).
+    pub served: BTreeMap<String, usize>,
+}
+
+/// The `q`-quantile of ascending `sorted` values (nearest rank), 0 when empty.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+/// Summarises `outcomes` per model, in the order of `models`.
+pub fn summarize(models: &[String], outcomes: &[Outcome]) -> Vec<ModelSummary> {
+    models
+        .iter()
+        .map(|m| {
+            let mine: Vec<&Outcome> = outcomes.iter().filter(|o| &o.model == m).collect();
+            let n = mine.len();
+            let mut lat: Vec<f64> = mine.iter().filter(|o| o.error.is_none()).map(|o| o.latency_ms).collect();
+            lat.sort_by(f64::total_cmp);
+            let cost: f64 = mine.iter().map(|o| o.cost_usd).sum();
+            let mut served = BTreeMap::new();
+            for o in &mine {
+                if let Some(s) = &o.served {
+                    *served.entry(s.clone()).or_insert(0) += 1;
+                }
+            }
+            ModelSummary {
+                model: m.clone(),
+                requests: n,
+                errors: mine.iter().filter(|o| o.error.is_some()).count(),
+                quality: if n == 0 { 0.0 } else { mine.iter().map(|o| o.quality).sum::<f64>() / n as f64 },
+                p50_ms: quantile(&lat, 0.5),
+                p95_ms: quantile(&lat, 0.95),
+                cost_usd: cost,
+                cost_per_1k_usd: if n == 0 { 0.0 } else { 1000.0 * cost / n as f64 },
+                served,
+            }
+        })
+        .collect()
+}
+
+fn served_mix(s: &ModelSummary) -> String {
+    let answered: usize = s.served.values().sum();
+    if answered == 0 {
+        return "-".into();
+    }
+    s.served
+        .iter()
+        .map(|(m, k)| format!("{m} {:.0}%", 100.0 * *k as f64 / answered as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The Markdown report: one row per model, the chart, and `notes` (data file, gateway, command line).
+pub fn markdown(summaries: &[ModelSummary], scoring: Scoring, notes: &str, chart_file: &str) -> String {
+    let mut s = String::from("# Small vs large vs routed\n\n");
+    let _ = writeln!(
+        s,
+        "| model | quality ({scoring}) | p50 ms | p95 ms | cost (USD) | per 1k requests | errors | answered by |\n|---|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for m in summaries {
+        let _ = writeln!(
+            s,
+            "| {} | {:.3} | {:.0} | {:.0} | {:.6} | {:.4} | {} | {} |",
+            m.model,
+            m.quality,
+            m.p50_ms,
+            m.p95_ms,
+            m.cost_usd,
+            m.cost_per_1k_usd,
+            m.errors,
+            served_mix(m)
+        );
+    }
+    // Where the costliest model is not alone at the top: what each cheaper one keeps of its quality.
+    if let Some(top) = summaries.iter().filter(|m| m.requests > 0).max_by(|a, b| a.cost_usd.total_cmp(&b.cost_usd)) {
+        if top.cost_usd > 0.0 {
+            s.push('\n');
+            for m in summaries.iter().filter(|m| m.model != top.model && m.requests > 0) {
+                let share = 100.0 * m.cost_usd / top.cost_usd;
+                let _ = if top.quality > 0.0 {
+                    let kept = 100.0 * m.quality / top.quality;
+                    writeln!(
+                        s,
+                        "- `{}` keeps {kept:.0}% of `{}`'s quality at {share:.0}% of its cost.",
+                        m.model, top.model
+                    )
+                } else {
+                    writeln!(s, "- `{}` costs {share:.0}% of `{}`.", m.model, top.model)
+                };
+            }
+        }
+    }
+    let _ = writeln!(s, "\n![quality against cost and latency]({chart_file})");
+    if !notes.is_empty() {
+        let _ = writeln!(s, "\n## Run\n\n{notes}");
+    }
+    s
+}
+
+/// Chart size in pixels.
+const CHART: (u32, u32) = (1100, 480);
+
+/// Colours of the models' points, in order.
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(120, 120, 120),
+];
+
+/// Reads a chart's x value off a model's summary.
+type XOf = fn(&ModelSummary) -> f64;
+
+/// Draws quality against cost per 1k requests (left) and against p50 latency (right).
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    summaries: &[ModelSummary],
+) -> Result<(), RouterError> {
+    let err = |e: &dyn std::fmt::Display| RouterError::Eval(format!("plot: {e}"));
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let panels = root.split_evenly((1, 2));
+    let max_q = summaries.iter().map(|m| m.quality).fold(0.0, f64::max);
+    let y_hi = (100.0 * max_q * 1.15).clamp(5.0, 100.0);
+    let axes: [(&str, XOf); 2] =
+        [("cost per 1,000 requests (USD)", |m| m.cost_per_1k_usd), ("median latency (ms)", |m| m.p50_ms)];
+    for (panel, (x_desc, x_of)) in panels.iter().zip(axes) {
+        let x_hi = summaries.iter().map(x_of).fold(0.0, f64::max).max(1e-9) * 1.25;
+        let mut chart = ChartBuilder::on(panel)
+            .margin(20)
+            .x_label_area_size(50)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..x_hi, 0.0..y_hi)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc("quality (%)")
+            .label_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", 17))
+            .draw()
+            .map_err(|e| err(&e))?;
+        for (i, m) in summaries.iter().enumerate() {
+            let colour = COLOURS[i % COLOURS.len()];
+            let p = (x_of(m), 100.0 * m.quality);
+            chart
+                .draw_series(std::iter::once(Circle::new(p, 6, colour.filled())))
+                .map_err(|e| err(&e))?
+                .label(m.model.clone())
+                .legend(move |(x, y)| Circle::new((x + 6, y), 5, colour.filled()));
+            // The name a little above and right of its point, so neither hides the other.
+            let name = EmptyElement::at(p) + Text::new(m.model.clone(), (8, -18), ("sans-serif", 15).into_font());
+            chart.draw_series(std::iter::once(name)).map_err(|e| err(&e))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .label_font(("sans-serif", 15))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))
+}
+
+/// The chart as SVG.
+pub fn chart_svg(summaries: &[ModelSummary]) -> Result<String, RouterError> {
+    let mut svg = String::new();
+    draw(SVGBackend::with_string(&mut svg, CHART).into_drawing_area(), summaries)?;
+    Ok(svg)
+}
+
+/// The chart as a PNG file at `path` (through a temporary file and a rename).
+pub fn chart_png(path: &Path, summaries: &[ModelSummary]) -> Result<(), RouterError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".compare.tmp{}.png", std::process::id()));
+    draw(BitMapBackend::new(&tmp, CHART).into_drawing_area(), summaries).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        RouterError::write(path.display(), e)
+    })
+}
+
+/// Writes `compare.md`, `compare.svg`, `compare.png`, `compare.json` (the summaries) and
+/// `answers.jsonl` (every answer with its score) into `dir`. The PNG needs a system font; when it
+/// cannot be drawn the SVG alone is kept.
+pub fn write_report(
+    dir: &Path,
+    summaries: &[ModelSummary],
+    outcomes: &[Outcome],
+    scoring: Scoring,
+    notes: &str,
+) -> Result<(), RouterError> {
+    std::fs::create_dir_all(dir).map_err(|e| RouterError::write(dir.display(), e))?;
+    write_atomic(&dir.join("compare.svg"), chart_svg(summaries)?.as_bytes())?;
+    if let Err(e) = chart_png(&dir.join("compare.png"), summaries) {
+        tracing::warn!(error = %e, "compare.png not written; compare.svg has the same chart");
+    }
+    let json = serde_json::to_string_pretty(summaries).map_err(|e| RouterError::write(dir.display(), e))?;
+    write_atomic(&dir.join("compare.json"), json.as_bytes())?;
+    let mut lines = String::new();
+    for o in outcomes {
+        lines.push_str(&serde_json::to_string(o).map_err(|e| RouterError::write(dir.display(), e))?);
+        lines.push('\n');
+    }
+    write_atomic(&dir.join("answers.jsonl"), lines.as_bytes())?;
+    write_atomic(&dir.join("compare.md"), markdown(summaries, scoring, notes, "compare.svg").as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(case: usize, model: &str, served: &str, quality: f64, ms: f64, cost: f64) -> Outcome {
+        Outcome {
+            case,
+            model: model.into(),
+            served: Some(served.into()),
+            answer: String::new(),
+            quality,
+            latency_ms: ms,
+            cost_usd: cost,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn scoring_modes() {
+        let gold = vec!["Paris".to_string()];
+        assert_eq!(Scoring::Contains.score("It is Paris.", &gold), 1.0);
+        assert_eq!(Scoring::Exact.score("It is Paris.", &gold), 0.0);
+        assert_eq!(Scoring::Exact.score("paris", &gold), 1.0);
+        assert!((Scoring::F1.score("Paris France", &gold) - 2.0 / 3.0).abs() < 1e-6);
+        assert_eq!(Scoring::Choice.score("The answer is (b).", &["B".to_string()]), 1.0);
+        assert_eq!(Scoring::Choice.score("C", &["B".to_string()]), 0.0);
+        assert_eq!(Scoring::Choice.score("no idea", &["B".to_string()]), 0.0);
+        assert_eq!("F1".parse::<Scoring>(), Ok(Scoring::F1));
+        assert!("fuzzy".parse::<Scoring>().is_err());
+    }
+
+    #[test]
+    fn summary_counts_quality_latency_cost_and_the_routing_mix() {
+        let models = vec!["small".to_string(), "auto".to_string()];
+        let mut fail = outcome(1, "small", "small", 0.0, 0.0, 0.0);
+        fail.error = Some("502".into());
+        fail.served = None;
+        let outs = vec![
+            outcome(0, "small", "small", 1.0, 10.0, 0.0),
+            fail,
+            outcome(0, "auto", "small", 1.0, 12.0, 0.0),
+            outcome(1, "auto", "large", 1.0, 300.0, 0.002),
+        ];
+        let s = summarize(&models, &outs);
+        assert_eq!(s[0].requests, 2);
+        assert_eq!(s[0].errors, 1);
+        assert_eq!(s[0].quality, 0.5);
+        assert_eq!(s[0].p50_ms, 10.0);
+        assert_eq!(s[1].quality, 1.0);
+        assert_eq!(s[1].p50_ms, 12.0);
+        assert_eq!(s[1].p95_ms, 300.0);
+        assert!((s[1].cost_per_1k_usd - 1.0).abs() < 1e-12);
+        assert_eq!(s[1].served.get("large"), Some(&1));
+        let md = markdown(&s, Scoring::Contains, "", "compare.svg");
+        assert!(md.contains("| auto | 1.000 |") && md.contains("large 50%, small 50%"), "{md}");
+        assert!(md.contains("`small` keeps 50% of `auto`'s quality at 0% of its cost"), "{md}");
+        assert!(chart_svg(&s).unwrap().contains("<svg"));
+    }
+
+    #[test]
+    fn reads_jsonl_and_csv_cases_with_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.jsonl");
+        std::fs::write(
+            &p,
+            "{\"prompt\": \"Capital of France?\", \"answer\": \"Paris\"}\n\n\
+             {\"messages\": [{\"role\": \"user\", \"content\": \"2+2?\"}], \"answer\": [\"4\", \"four\"]}\n\
+             {\"prompt\": \"Year?\", \"answer\": 1969}\n",
+        )
+        .unwrap();
+        let cases = read_cases(&p).unwrap();
+        assert_eq!(cases.len(), 3);
+        assert_eq!(cases[1].expected, vec!["4", "four"]);
+        assert_eq!(cases[2].expected, vec!["1969"]);
+        assert_eq!(cases[0].messages[0].role, "user");
+
+        std::fs::write(&p, "{\"prompt\": \"x\"}\n").unwrap();
+        let e = read_cases(&p).unwrap_err().to_string();
+        assert!(e.contains("c.jsonl:1") && e.contains("answer"), "{e}");
+        std::fs::write(&p, "").unwrap();
+        assert!(read_cases(&p).unwrap_err().to_string().contains("no test cases"));
+
+        let c = dir.path().join("c.csv");
+        std::fs::write(&c, "prompt,answer\n\"Capital of France?\",Paris|paris\n").unwrap();
+        assert_eq!(read_cases(&c).unwrap()[0].expected, vec!["Paris", "paris"]);
+        std::fs::write(&c, "question,answer\nx,y\n").unwrap();
+        assert!(read_cases(&c).unwrap_err().to_string().contains("no column `prompt`"));
+    }
+}

@@ -1,0 +1,204 @@
+//! Asks a running gateway (or any OpenAI-compatible server) for every model's answer to every test
+//! case of `rightmodel eval route`, timing each request as a client sees it and reading what the
+//! gateway billed from `x-rightmodel-cost-usd`.
+//!
+//! Requests go out case by case with the models interleaved (case 1 to every model, then case 2, ...),
+//! so a machine that slows down over the run slows every model alike.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rightmodel_core::wire::{ChatCompletionResponse, ModelList};
+use rightmodel_router::compare::{Case, Outcome, Scoring};
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+
+/// What to ask and how.
+#[derive(Debug, Clone)]
+pub struct CompareConfig {
+    /// The server's API root, e.g. `http://127.0.0.1:8080/v1`.
+    pub base_url: String,
+    /// Bearer token, when the server wants one.
+    pub api_key: Option<String>,
+    /// Models to compare, as the server names them (`auto` included).
+    pub models: Vec<String>,
+    /// Answer length cap.
+    pub max_tokens: u32,
+    /// Requests in flight at once (1 measures latency without queueing).
+    pub concurrency: usize,
+    /// Per-request time limit.
+    pub timeout: Duration,
+    /// How answers are scored.
+    pub scoring: Scoring,
+    /// A system message put before each case's conversation (e.g. "Answer with the letter only.").
+    pub system: Option<String>,
+}
+
+/// Why the comparison could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    /// The server could not be reached or did not answer `GET /models` properly.
+    #[error("cannot list the models at {url}: {reason} (is the gateway running? start it with `rightmodel serve`)")]
+    Unreachable {
+        /// The URL asked.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A requested model is not served there.
+    #[error("the server at {url} does not serve `{model}` (it serves: {served})")]
+    UnknownModel {
+        /// The API root.
+        url: String,
+        /// The missing model.
+        model: String,
+        /// What it serves.
+        served: String,
+    },
+    /// Bad settings.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn client(timeout: Duration) -> Result<reqwest::Client, CompareError> {
+    reqwest::Client::builder().timeout(timeout).build().map_err(|e| CompareError::Invalid(e.to_string()))
+}
+
+fn authorised(rb: reqwest::RequestBuilder, key: Option<&str>) -> reqwest::RequestBuilder {
+    match key {
+        Some(k) => rb.bearer_auth(k),
+        None => rb,
+    }
+}
+
+/// Checks that the server answers and serves every model of `cfg` (before any prompt is spent).
+pub async fn check_models(cfg: &CompareConfig) -> Result<(), CompareError> {
+    if cfg.models.is_empty() || cfg.concurrency == 0 || cfg.max_tokens == 0 {
+        return Err(CompareError::Invalid("give at least one model, and a positive concurrency and max tokens".into()));
+    }
+    let url = format!("{}/models", cfg.base_url.trim_end_matches('/'));
+    let unreachable = |reason: String| CompareError::Unreachable { url: url.clone(), reason };
+    let resp = authorised(client(Duration::from_secs(30))?.get(&url), cfg.api_key.as_deref())
+        .send()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let status = resp.status();
+    let body = resp.text().await.map_err(|e| unreachable(e.to_string()))?;
+    if !status.is_success() {
+        return Err(unreachable(format!("HTTP {status}: {}", error_message(&body))));
+    }
+    let list: ModelList = serde_json::from_str(&body).map_err(|e| unreachable(format!("not a model list: {e}")))?;
+    let served: Vec<&str> = list.data.iter().map(|m| m.id.as_str()).collect();
+    for m in &cfg.models {
+        if !served.contains(&m.as_str()) {
+            return Err(CompareError::UnknownModel {
+                url: cfg.base_url.clone(),
+                model: m.clone(),
+                served: served.join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The `error.message` of an OpenAI-style error body, else the body's start.
+fn error_message(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| body.chars().take(200).collect())
+}
+
+/// One request: the answer, or the error a client would see.
+async fn ask(http: &reqwest::Client, cfg: &CompareConfig, case_index: usize, case: &Case, model: &str) -> Outcome {
+    let mut messages = Vec::with_capacity(case.messages.len() + 1);
+    if let Some(s) = &cfg.system {
+        messages.push(json!({"role": "system", "content": s}));
+    }
+    messages.extend(case.messages.iter().map(|m| serde_json::to_value(m).unwrap_or(Value::Null)));
+    let body = json!({"model": model, "messages": messages, "max_tokens": cfg.max_tokens, "temperature": 0});
+    let url = format!("{}/chat/completions", cfg.base_url.trim_end_matches('/'));
+    let start = Instant::now();
+    let mut out = Outcome {
+        case: case_index,
+        model: model.to_string(),
+        served: None,
+        answer: String::new(),
+        quality: 0.0,
+        latency_ms: 0.0,
+        cost_usd: 0.0,
+        error: None,
+    };
+    let sent = authorised(http.post(&url), cfg.api_key.as_deref()).json(&body).send().await;
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            out.error = Some(e.to_string());
+            return out;
+        }
+    };
+    let status = resp.status();
+    let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let served = header("x-rightmodel-model");
+    let cost = header("x-rightmodel-cost-usd").and_then(|c| c.parse::<f64>().ok()).filter(|c| c.is_finite());
+    let text = resp.text().await;
+    out.latency_ms = start.elapsed().as_secs_f64() * 1e3;
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            out.error = Some(e.to_string());
+            return out;
+        }
+    };
+    if !status.is_success() {
+        out.error = Some(format!("HTTP {}: {}", status.as_u16(), error_message(&text)));
+        return out;
+    }
+    match serde_json::from_str::<ChatCompletionResponse>(&text) {
+        Ok(r) => {
+            out.answer =
+                r.choices.first().and_then(|c| c.message.content.as_ref()).map(|c| c.text()).unwrap_or_default();
+            out.served = served.or(Some(r.model));
+            out.cost_usd = cost.unwrap_or(0.0);
+            out.quality = cfg.scoring.score(&out.answer, &case.expected);
+        }
+        Err(e) => out.error = Some(format!("not a chat completion: {e}")),
+    }
+    out
+}
+
+/// Asks every model of `cfg` every case, at most `cfg.concurrency` requests at a time, calling
+/// `progress` after each; the outcomes come back in (case, model) order. A request that fails is an
+/// outcome with an error (it scores 0), not a failure of the run.
+pub async fn run(
+    cases: &[Case],
+    cfg: &CompareConfig,
+    progress: impl Fn() + Send + Sync + 'static,
+) -> Result<Vec<Outcome>, CompareError> {
+    let http = client(cfg.timeout)?;
+    let cases: Arc<Vec<Case>> = Arc::new(cases.to_vec());
+    let cfg = Arc::new(cfg.clone());
+    let progress = Arc::new(progress);
+    let permits = Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    let jobs: Vec<(usize, usize)> = (0..cases.len()).flat_map(|c| (0..cfg.models.len()).map(move |m| (c, m))).collect();
+    for (slot, (c, m)) in jobs.into_iter().enumerate() {
+        // Taken here, in order, so requests start in the interleaved order even with concurrency.
+        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        let (http, cases, cfg, progress) = (http.clone(), cases.clone(), cfg.clone(), progress.clone());
+        tasks.spawn(async move {
+            let out = ask(&http, &cfg, c, &cases[c], &cfg.models[m]).await;
+            drop(permit);
+            progress();
+            (slot, out)
+        });
+    }
+    let mut done: Vec<(usize, Outcome)> = Vec::with_capacity(tasks.len());
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(pair) = r {
+            done.push(pair);
+        }
+    }
+    done.sort_by_key(|(slot, _)| *slot);
+    Ok(done.into_iter().map(|(_, o)| o).collect())
+}
