@@ -230,6 +230,11 @@ class FaultProxy:
                     self.wfile.write(b"0\r\n\r\n")
                 else:
                     data = r.read()
+                    if kind == "no_usage":
+                        # An upstream that reports no token usage.
+                        obj = json.loads(data)
+                        obj.pop("usage", None)
+                        data = json.dumps(obj).encode()
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)

@@ -114,6 +114,16 @@ def test_complete_answers_carry_what_they_cost(gw, gateway):
     assert float(r.headers["x-rightmodel-cost-usd"]) == 0.0
 
 
+def test_an_answer_without_usage_is_billed_an_estimate_and_says_so(gw, gateway, proxy):
+    proxy.mode = {"kind": "no_usage"}
+    r = gw.chat.completions.with_raw_response.create(model="large", messages=MSG, max_tokens=4, temperature=0)
+    assert r.parse().usage is None
+    billed = float(r.headers["x-rightmodel-cost-usd"])
+    assert billed > 0
+    row = gateway.wait_row(lambda x: x["id"] == r.headers["x-request-id"])
+    assert abs(row["cost_usd"] - billed) < 1e-9 and "usage estimated" in row["error"], row
+
+
 def test_eval_route_compares_small_large_and_auto_through_the_gateway(gateway, tmp_path):
     """`rightmodel eval route` asks every model every case through the gateway and reports quality,
     latency, cost and the routing mix as a table, JSON, a chart and every answer."""
@@ -621,6 +631,9 @@ models = ["dead"]
         assert r.headers["x-rightmodel-model"] == "small", "the fallback chain skipped `large`"
         r = mk("sk-limited").chat.completions.with_raw_response.create(model="auto", messages=MSG, max_tokens=4)
         assert r.headers["x-rightmodel-model"] == "small", "auto chose among the key's models"
+        # The model list shows a key what it may ask for.
+        assert sorted(m.id for m in mk("sk-limited").models.list().data) == ["auto", "dead", "small"]
+        assert {"large", "small", "dead"} <= {m.id for m in mk("sk-open").models.list().data}
         with pytest.raises(openai.PermissionDeniedError) as e:
             mk("sk-limited").chat.completions.create(model="large", messages=MSG, max_tokens=4)
         assert e.value.body["code"] == "model_not_allowed"

@@ -60,9 +60,11 @@ pub fn contains_answer(text: &str, golds: &[String]) -> bool {
 }
 
 /// The option letter a multiple-choice answer picks (`A`-`H`), upper-cased, or `None` when it names
-/// none. In order: the letter after the word "answer" ("The answer is C", "Answer: (c)"); a first word
-/// that is a letter alone or marked as an option ("B", "b)", "(C)", "D."); then the first capital
-/// letter standing alone ("so B"). "I" and the article "a" never count on their own.
+/// none. In order: the letter after the word "answer" ("The answer is C", "Answer: (c)"; a lowercase
+/// "a" there only when marked or last, so "the answer is a bit..." is no answer); a first line that is
+/// a letter alone ("B", "(b)", "C."); a first word marked as an option ("b)", "D."), or a capital other
+/// than "A" ("B because..."); the first capital standing alone later ("so C"); a leading capital "A"
+/// ("A because..."), which may also be the article.
 pub fn choice_letter(answer: &str) -> Option<char> {
     let words: Vec<&str> = answer.split_whitespace().collect();
     // (letter, whether punctuation marked it as an option)
@@ -75,18 +77,31 @@ pub fn choice_letter(answer: &str) -> Option<char> {
         }
     };
     for (i, w) in words.iter().enumerate() {
-        if w.to_lowercase().starts_with("answer") {
-            if let Some((c, _)) = words[i + 1..].iter().take(2).find_map(|w| letter(w)) {
-                return Some(c.to_ascii_uppercase());
+        if !w.to_lowercase().starts_with("answer") {
+            continue;
+        }
+        for (j, next) in words.iter().enumerate().skip(i + 1).take(2) {
+            if let Some((c, marked)) = letter(next) {
+                if c.is_ascii_uppercase() || marked || j + 1 == words.len() {
+                    return Some(c.to_ascii_uppercase());
+                }
             }
         }
     }
-    if let Some((c, marked)) = words.first().and_then(|w| letter(w)) {
-        if marked || words.len() == 1 || c.is_ascii_uppercase() && c != 'A' {
+    let first_line = answer.trim().lines().next().unwrap_or("").trim();
+    if !first_line.contains(char::is_whitespace) {
+        if let Some((c, _)) = letter(first_line) {
             return Some(c.to_ascii_uppercase());
         }
     }
-    words.iter().skip(1).find_map(|w| letter(w).filter(|(c, _)| c.is_ascii_uppercase()).map(|(c, _)| c))
+    let first = words.first().and_then(|w| letter(w));
+    if let Some((c, marked)) = first {
+        if marked || (c.is_ascii_uppercase() && c != 'A') {
+            return Some(c.to_ascii_uppercase());
+        }
+    }
+    let later = words.iter().skip(1).find_map(|w| letter(w).filter(|(c, _)| c.is_ascii_uppercase()).map(|(c, _)| c));
+    later.or(first.filter(|(c, _)| *c == 'A').map(|(c, _)| c))
 }
 
 #[cfg(test)]
@@ -105,14 +120,29 @@ mod tests {
 
     #[test]
     fn choice_letters() {
-        assert_eq!(choice_letter("C"), Some('C'));
-        assert_eq!(choice_letter("(b) because it is"), Some('B'));
-        assert_eq!(choice_letter("The answer is D."), Some('D'));
-        assert_eq!(choice_letter("Answer: a"), Some('A'));
-        assert_eq!(choice_letter("I think it is a trick, so B"), Some('B'));
-        assert_eq!(choice_letter("A cat, so C"), Some('C'));
-        assert_eq!(choice_letter("a) Paris"), Some('A'));
-        assert_eq!(choice_letter("Paris is the capital"), None);
-        assert_eq!(choice_letter(""), None);
+        let cases = [
+            ("C", Some('C')),
+            ("(b) because it is", Some('B')),
+            ("The answer is D.", Some('D')),
+            ("The answer is: (C)", Some('C')),
+            ("Answer: a", Some('A')),
+            ("The answer is a bit tricky, but C", Some('C')),
+            ("I think it is a trick, so B", Some('B')),
+            ("I'd say B", Some('B')),
+            ("A cat, so C", Some('C')),
+            ("a) Paris", Some('A')),
+            ("A. Paris", Some('A')),
+            ("A because it is the largest", Some('A')),
+            ("A\nParis is the capital", Some('A')),
+            ("A\n\nB is wrong since", Some('A')),
+            ("B because A is wrong", Some('B')),
+            ("A good answer would be B", Some('B')),
+            ("Answer: none", None),
+            ("Paris is the capital", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(choice_letter(text), want, "{text:?}");
+        }
     }
 }

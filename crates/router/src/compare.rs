@@ -27,6 +27,8 @@ pub struct Case {
     pub messages: Vec<ChatMessage>,
     /// Accepted answers (at least one).
     pub expected: Vec<String>,
+    /// Line of the data file it came from (1-based), for messages.
+    pub line: usize,
 }
 
 /// How an answer is scored against the expected ones.
@@ -140,7 +142,7 @@ pub fn read_cases(path: &Path) -> Result<Vec<Case>, RouterError> {
             if expected.is_empty() || prompt.trim().is_empty() {
                 return Err(RouterError::data(format!("{}:{line}", path.display()), "empty `prompt` or `answer`"));
             }
-            out.push(Case { messages: chat_of(&Conversation::parse_cell(prompt)), expected });
+            out.push(Case { messages: chat_of(&Conversation::parse_cell(prompt)), expected, line: line as usize });
         }
     } else {
         let text = std::fs::read_to_string(path).map_err(|e| RouterError::data(path.display(), e))?;
@@ -156,13 +158,38 @@ pub fn read_cases(path: &Path) -> Result<Vec<Case>, RouterError> {
             let v: serde_json::Value =
                 serde_json::from_str(line.trim_start_matches('\u{feff}')).map_err(|e| RouterError::data(at(), e))?;
             let expected = expected_of(&v).map_err(|e| RouterError::data(at(), e))?;
-            out.push(Case { messages: chat_of(&conversation), expected });
+            out.push(Case { messages: chat_of(&conversation), expected, line: i + 1 });
         }
     }
     if out.is_empty() {
         return Err(RouterError::data(path.display(), "no test cases"));
     }
     Ok(out)
+}
+
+/// Fails when an expected answer cannot score under `scoring`: one that names no option letter for
+/// `choice`, or one that normalises to nothing ("The", "?") for the others (it could never be found,
+/// and an empty answer would equal it). Every model would silently score 0 on such a case.
+pub fn check_expected(path: &Path, cases: &[Case], scoring: Scoring) -> Result<(), RouterError> {
+    for c in cases {
+        for e in &c.expected {
+            let bad = match scoring {
+                Scoring::Choice => {
+                    choice_letter(e).is_none().then_some("names no option letter (A-H) for --scoring choice")
+                }
+                _ => rightmodel_core::answer::normalize_answer(e)
+                    .is_empty()
+                    .then_some("is empty once punctuation and articles are dropped"),
+            };
+            if let Some(why) = bad {
+                return Err(RouterError::data(
+                    format!("{}:{}", path.display(), c.line),
+                    format!("the answer `{e}` {why}"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One model's answer to one case.
@@ -178,10 +205,12 @@ pub struct Outcome {
     pub answer: String,
     /// Its quality in [0, 1] (0 for a failed request).
     pub quality: f64,
-    /// Wall-clock time of the request in milliseconds, as the client saw it.
+    /// Wall-clock time of the request in milliseconds, as the client saw it (until the failure, for a
+    /// failed one).
     pub latency_ms: f64,
-    /// What the gateway billed (`x-rightmodel-cost-usd`).
-    pub cost_usd: f64,
+    /// What the gateway billed (`x-rightmodel-cost-usd`); `None` when the server does not say (another
+    /// OpenAI-compatible server) or the request failed.
+    pub cost_usd: Option<f64>,
     /// Why the request failed, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -198,14 +227,14 @@ pub struct ModelSummary {
     pub errors: usize,
     /// Mean quality over all requests.
     pub quality: f64,
-    /// Median latency (successful requests).
+    /// Median latency (all requests, failed ones until they failed).
     pub p50_ms: f64,
-    /// 95th percentile latency (successful requests).
+    /// 95th percentile latency (all requests).
     pub p95_ms: f64,
-    /// Total cost.
-    pub cost_usd: f64,
-    /// Cost per 1,000 requests.
-    pub cost_per_1k_usd: f64,
+    /// Total cost; `None` when an answered request's cost is unknown.
+    pub cost_usd: Option<f64>,
+    /// Cost per 1,000 requests; `None` when the cost is unknown.
+    pub cost_per_1k_usd: Option<f64>,
     /// How many answers each served model gave (for `auto`: the routing mix).
     pub served: BTreeMap<String, usize>,
 }
@@ -226,9 +255,10 @@ pub fn summarize(models: &[String], outcomes: &[Outcome]) -> Vec<ModelSummary> {
         .map(|m| {
             let mine: Vec<&Outcome> = outcomes.iter().filter(|o| &o.model == m).collect();
             let n = mine.len();
-            let mut lat: Vec<f64> = mine.iter().filter(|o| o.error.is_none()).map(|o| o.latency_ms).collect();
+            let mut lat: Vec<f64> = mine.iter().map(|o| o.latency_ms).collect();
             lat.sort_by(f64::total_cmp);
-            let cost: f64 = mine.iter().map(|o| o.cost_usd).sum();
+            let known = mine.iter().all(|o| o.error.is_some() || o.cost_usd.is_some());
+            let cost = known.then(|| mine.iter().filter_map(|o| o.cost_usd).sum::<f64>());
             let mut served = BTreeMap::new();
             for o in &mine {
                 if let Some(s) = &o.served {
@@ -243,7 +273,7 @@ pub fn summarize(models: &[String], outcomes: &[Outcome]) -> Vec<ModelSummary> {
                 p50_ms: quantile(&lat, 0.5),
                 p95_ms: quantile(&lat, 0.95),
                 cost_usd: cost,
-                cost_per_1k_usd: if n == 0 { 0.0 } else { 1000.0 * cost / n as f64 },
+                cost_per_1k_usd: cost.map(|c| if n == 0 { 0.0 } else { 1000.0 * c / n as f64 }),
                 served,
             }
         })
@@ -269,26 +299,30 @@ pub fn markdown(summaries: &[ModelSummary], scoring: Scoring, notes: &str, chart
         s,
         "| model | quality ({scoring}) | p50 ms | p95 ms | cost (USD) | per 1k requests | errors | answered by |\n|---|---:|---:|---:|---:|---:|---:|---|"
     );
+    let usd = |v: Option<f64>, digits: usize| v.map_or("n/a".to_string(), |v| format!("{v:.digits$}"));
     for m in summaries {
         let _ = writeln!(
             s,
-            "| {} | {:.3} | {:.0} | {:.0} | {:.6} | {:.4} | {} | {} |",
+            "| {} | {:.3} | {:.0} | {:.0} | {} | {} | {} | {} |",
             m.model,
             m.quality,
             m.p50_ms,
             m.p95_ms,
-            m.cost_usd,
-            m.cost_per_1k_usd,
+            usd(m.cost_usd, 6),
+            usd(m.cost_per_1k_usd, 4),
             m.errors,
             served_mix(m)
         );
     }
-    // Where the costliest model is not alone at the top: what each cheaper one keeps of its quality.
-    if let Some(top) = summaries.iter().filter(|m| m.requests > 0).max_by(|a, b| a.cost_usd.total_cmp(&b.cost_usd)) {
-        if top.cost_usd > 0.0 {
+    // What each model keeps of the costliest one's quality, and at what share of its cost: only when
+    // every request of both was answered and priced (failures would skew either side).
+    let clean = |m: &&ModelSummary| m.requests > 0 && m.errors == 0 && m.cost_usd.is_some();
+    let cost_of = |m: &ModelSummary| m.cost_usd.unwrap_or(0.0);
+    if let Some(top) = summaries.iter().filter(clean).max_by(|a, b| cost_of(a).total_cmp(&cost_of(b))) {
+        if cost_of(top) > 0.0 {
             s.push('\n');
-            for m in summaries.iter().filter(|m| m.model != top.model && m.requests > 0) {
-                let share = 100.0 * m.cost_usd / top.cost_usd;
+            for m in summaries.iter().filter(clean).filter(|m| m.model != top.model) {
+                let share = 100.0 * cost_of(m) / cost_of(top);
                 let _ = if top.quality > 0.0 {
                     let kept = 100.0 * m.quality / top.quality;
                     writeln!(
@@ -322,8 +356,8 @@ const COLOURS: [RGBColor; 6] = [
     RGBColor(120, 120, 120),
 ];
 
-/// Reads a chart's x value off a model's summary.
-type XOf = fn(&ModelSummary) -> f64;
+/// Reads a chart's x value off a model's summary (`None`: not known).
+type XOf = fn(&ModelSummary) -> Option<f64>;
 
 /// Draws quality against cost per 1k requests (left) and against p50 latency (right).
 fn draw<DB: DrawingBackend>(
@@ -336,9 +370,9 @@ fn draw<DB: DrawingBackend>(
     let max_q = summaries.iter().map(|m| m.quality).fold(0.0, f64::max);
     let y_hi = (100.0 * max_q * 1.15).clamp(5.0, 100.0);
     let axes: [(&str, XOf); 2] =
-        [("cost per 1,000 requests (USD)", |m| m.cost_per_1k_usd), ("median latency (ms)", |m| m.p50_ms)];
+        [("cost per 1,000 requests (USD)", |m| m.cost_per_1k_usd), ("median latency (ms)", |m| Some(m.p50_ms))];
     for (panel, (x_desc, x_of)) in panels.iter().zip(axes) {
-        let x_hi = summaries.iter().map(x_of).fold(0.0, f64::max).max(1e-9) * 1.25;
+        let x_hi = summaries.iter().filter_map(x_of).fold(0.0, f64::max).max(1e-9) * 1.25;
         let mut chart = ChartBuilder::on(panel)
             .margin(20)
             .x_label_area_size(50)
@@ -355,7 +389,9 @@ fn draw<DB: DrawingBackend>(
             .map_err(|e| err(&e))?;
         for (i, m) in summaries.iter().enumerate() {
             let colour = COLOURS[i % COLOURS.len()];
-            let p = (x_of(m), 100.0 * m.quality);
+            // A model whose cost is unknown has no place on the cost axis.
+            let Some(x) = x_of(m) else { continue };
+            let p = (x, 100.0 * m.quality);
             chart
                 .draw_series(std::iter::once(Circle::new(p, 6, colour.filled())))
                 .map_err(|e| err(&e))?
@@ -397,9 +433,9 @@ pub fn chart_png(path: &Path, summaries: &[ModelSummary]) -> Result<(), RouterEr
     })
 }
 
-/// Writes `compare.md`, `compare.svg`, `compare.png`, `compare.json` (the summaries) and
-/// `answers.jsonl` (every answer with its score) into `dir`. The PNG needs a system font; when it
-/// cannot be drawn the SVG alone is kept.
+/// Writes `compare.json` (the summaries), `answers.jsonl` (every answer with its score), `compare.md`,
+/// and the chart as `compare.svg` and `compare.png` into `dir`. The numbers come first: a chart that
+/// cannot be drawn (the PNG needs a system font) is a warning, not the loss of a paid run.
 pub fn write_report(
     dir: &Path,
     summaries: &[ModelSummary],
@@ -408,10 +444,6 @@ pub fn write_report(
     notes: &str,
 ) -> Result<(), RouterError> {
     std::fs::create_dir_all(dir).map_err(|e| RouterError::write(dir.display(), e))?;
-    write_atomic(&dir.join("compare.svg"), chart_svg(summaries)?.as_bytes())?;
-    if let Err(e) = chart_png(&dir.join("compare.png"), summaries) {
-        tracing::warn!(error = %e, "compare.png not written; compare.svg has the same chart");
-    }
     let json = serde_json::to_string_pretty(summaries).map_err(|e| RouterError::write(dir.display(), e))?;
     write_atomic(&dir.join("compare.json"), json.as_bytes())?;
     let mut lines = String::new();
@@ -420,7 +452,15 @@ pub fn write_report(
         lines.push('\n');
     }
     write_atomic(&dir.join("answers.jsonl"), lines.as_bytes())?;
-    write_atomic(&dir.join("compare.md"), markdown(summaries, scoring, notes, "compare.svg").as_bytes())
+    write_atomic(&dir.join("compare.md"), markdown(summaries, scoring, notes, "compare.svg").as_bytes())?;
+    match chart_svg(summaries) {
+        Ok(svg) => write_atomic(&dir.join("compare.svg"), svg.as_bytes())?,
+        Err(e) => tracing::warn!(error = %e, "compare.svg not written"),
+    }
+    if let Err(e) = chart_png(&dir.join("compare.png"), summaries) {
+        tracing::warn!(error = %e, "compare.png not written");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -435,7 +475,7 @@ mod tests {
             answer: String::new(),
             quality,
             latency_ms: ms,
-            cost_usd: cost,
+            cost_usd: Some(cost),
             error: None,
         }
     }
@@ -460,6 +500,8 @@ mod tests {
         let mut fail = outcome(1, "small", "small", 0.0, 0.0, 0.0);
         fail.error = Some("502".into());
         fail.served = None;
+        fail.cost_usd = None;
+        fail.latency_ms = 5.0;
         let outs = vec![
             outcome(0, "small", "small", 1.0, 10.0, 0.0),
             fail,
@@ -470,16 +512,27 @@ mod tests {
         assert_eq!(s[0].requests, 2);
         assert_eq!(s[0].errors, 1);
         assert_eq!(s[0].quality, 0.5);
-        assert_eq!(s[0].p50_ms, 10.0);
+        assert_eq!(s[0].p50_ms, 5.0); // failures count, until they failed
+        assert_eq!(s[0].cost_usd, Some(0.0));
         assert_eq!(s[1].quality, 1.0);
         assert_eq!(s[1].p50_ms, 12.0);
         assert_eq!(s[1].p95_ms, 300.0);
-        assert!((s[1].cost_per_1k_usd - 1.0).abs() < 1e-12);
+        assert!((s[1].cost_per_1k_usd.unwrap() - 1.0).abs() < 1e-12);
         assert_eq!(s[1].served.get("large"), Some(&1));
         let md = markdown(&s, Scoring::Contains, "", "compare.svg");
         assert!(md.contains("| auto | 1.000 |") && md.contains("large 50%, small 50%"), "{md}");
-        assert!(md.contains("`small` keeps 50% of `auto`'s quality at 0% of its cost"), "{md}");
+        // `small` had a failure: no "keeps" line that would compare it.
+        assert!(!md.contains("`small` keeps"), "{md}");
         assert!(chart_svg(&s).unwrap().contains("<svg"));
+        let clean = summarize(&models, &[outs[0].clone(), outs[2].clone(), outs[3].clone()]);
+        let md = markdown(&clean, Scoring::Contains, "", "compare.svg");
+        assert!(md.contains("`small` keeps 100% of `auto`'s quality at 0% of its cost"), "{md}");
+        // A server that does not say what a call cost: n/a, never $0.
+        let mut unpriced = outs[0].clone();
+        unpriced.cost_usd = None;
+        let s = summarize(&models[..1], &[unpriced]);
+        assert_eq!(s[0].cost_usd, None);
+        assert!(markdown(&s, Scoring::Contains, "", "x").contains("| n/a | n/a |"));
     }
 
     #[test]
@@ -504,6 +557,19 @@ mod tests {
         assert!(e.contains("c.jsonl:1") && e.contains("answer"), "{e}");
         std::fs::write(&p, "").unwrap();
         assert!(read_cases(&p).unwrap_err().to_string().contains("no test cases"));
+
+        // Expected answers that could never score under the chosen scoring are refused, with the line.
+        std::fs::write(
+            &p,
+            "{\"prompt\": \"2+2?\\nA. 4\\nB. 5\", \"answer\": \"A\"}\n\n{\"prompt\": \"x\", \"answer\": \"Paris\"}\n",
+        )
+        .unwrap();
+        let cases = read_cases(&p).unwrap();
+        let e = check_expected(&p, &cases, Scoring::Choice).unwrap_err().to_string();
+        assert!(e.contains("c.jsonl:3") && e.contains("Paris"), "{e}");
+        assert!(check_expected(&p, &cases[..1], Scoring::Choice).is_ok());
+        let e = check_expected(&p, &cases, Scoring::Exact).unwrap_err().to_string();
+        assert!(e.contains("c.jsonl:1") && e.contains("`A`"), "{e}");
 
         let c = dir.path().join("c.csv");
         std::fs::write(&c, "prompt,answer\n\"Capital of France?\",Paris|paris\n").unwrap();

@@ -34,6 +34,8 @@ pub struct Accounting {
     failed: Vec<Value>,
     /// Dollars held against the gateway's and the key's limits while the request runs.
     held_usd: f64,
+    /// Tokens (in, out) charged by estimate because the served paid model reported no usage.
+    estimated: Option<(u64, u64)>,
 }
 
 impl Accounting {
@@ -60,6 +62,7 @@ impl Accounting {
             streamed_chars: 0,
             failed: Vec::new(),
             held_usd: 0.0,
+            estimated: None,
         }
     }
 
@@ -211,6 +214,29 @@ impl Accounting {
         self.row.cost_usd
     }
 
+    /// What a request that got its answer is billed: the reported usage at its prices, or, when the
+    /// served paid model reported none, an estimate (4 characters per token of prompt and answer).
+    /// Charging the estimate here rather than in the log write lets a response header carry the same
+    /// number the log bills; it is charged once.
+    pub fn settle(&mut self) -> f64 {
+        self.charge_estimate();
+        self.row.cost_usd
+    }
+
+    /// Charges the no-usage estimate (see [`Accounting::settle`]) unless usage was reported or it was
+    /// charged already.
+    fn charge_estimate(&mut self) {
+        if self.usage_seen || self.estimated.is_some() || self.row.served_model.is_empty() {
+            return;
+        }
+        let (input, output) = (self.prompt_estimate, self.streamed_chars.div_ceil(4));
+        let usd = self.price.cost(input, output);
+        if usd > 0.0 {
+            self.add_cost(usd, input, output);
+            self.estimated = Some((input, output));
+        }
+    }
+
     /// Ends the request with `status` (and an error message for failures).
     pub fn finish(mut self, status: u16, error: Option<String>) {
         self.write(status, error);
@@ -228,14 +254,12 @@ impl Accounting {
         // rather than nothing, so budgets and key limits see it.
         let aborted = *self.state.aborting.borrow();
         let billed = (200..300).contains(&status) || status == 499 || aborted || self.streamed_chars > 0;
-        if billed && !self.usage_seen && !self.row.served_model.is_empty() {
-            let (input, output) = (self.prompt_estimate, self.streamed_chars.div_ceil(4));
-            let usd = self.price.cost(input, output);
-            if usd > 0.0 {
-                self.add_cost(usd, input, output);
-                let what = error.take().unwrap_or_else(|| "no usage reported".into());
-                error = Some(format!("{what}; usage estimated: ~{input} in, ~{output} out"));
-            }
+        if billed {
+            self.charge_estimate();
+        }
+        if let Some((input, output)) = self.estimated {
+            let what = error.take().unwrap_or_else(|| "no usage reported".into());
+            error = Some(format!("{what}; usage estimated: ~{input} in, ~{output} out"));
         }
         // Bounded: the message may quote client input.
         if let Some(e) = error.as_mut() {

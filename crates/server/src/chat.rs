@@ -178,11 +178,12 @@ pub fn decorate(resp: &mut Response, served: &str, decision: Option<&Value>, req
     }
 }
 
-/// Adds `x-rightmodel-cost-usd` to a complete (non-streamed) answer: what the gateway bills for it,
-/// every attempt included (a cascade's first call, fallbacks), so clients and evaluations see real
-/// costs without reading the request log. Streams end after their headers and carry no such header.
-pub fn cost_header(resp: &mut Response, acct: &Accounting) {
-    if let Some(v) = header_value(&format!("{:.9}", acct.cost())) {
+/// Adds `x-rightmodel-cost-usd` to a complete (non-streamed) answer: what the request log bills for it
+/// (every attempt's usage, e.g. a cascade's first call, or the estimate when a paid model reported
+/// none), so clients and evaluations see real costs without reading the log. Streams end after their
+/// headers and carry no such header.
+pub fn cost_header(resp: &mut Response, acct: &mut Accounting) {
+    if let Some(v) = header_value(&format!("{:.9}", acct.settle())) {
         resp.headers_mut().insert("x-rightmodel-cost-usd", v);
     }
 }
@@ -199,7 +200,7 @@ pub async fn chat_completions(
         Ok(Reply::Full { served, decision, body }) => {
             let mut resp = Json(body).into_response();
             decorate(&mut resp, &served, decision.as_ref(), &id);
-            cost_header(&mut resp, &acct);
+            cost_header(&mut resp, &mut acct);
             acct.finish(200, None);
             resp
         }
@@ -272,56 +273,10 @@ async fn handle(
     if !caller.may_use(&target) {
         caller.check_model(&target)?;
     }
-    if st.config.classifiers.iter().any(|c| c.route && c.name == target) {
-        let explain = st.router.explain_requested(&req, headers)?;
-        if outcome.is_none() {
-            // Named directly: it answers with a label, whatever the request expected.
-            if crate::tools::tool_mode(&req)? != ToolMode::Off {
-                return Err(ApiError::invalid("tools", format!("The classifier `{target}` does not call tools.")));
-            }
-            if req.response_format.as_ref().is_some_and(|rf| rf.kind != "text") {
-                return Err(ApiError::invalid(
-                    "response_format",
-                    format!("The classifier `{target}` answers with a label, not JSON."),
-                ));
-            }
-            if req.logprobs == Some(true) {
-                return Err(ApiError::invalid(
-                    "logprobs",
-                    format!(
-                        "The classifier `{target}` has no token log-probabilities; see rightmodel.prediction.probs."
-                    ),
-                ));
-            }
-        }
-        let mut body = crate::tasks_api::classifier_chat(st, &target, &req, explain, acct).await?;
-        let decision = outcome.map(|o| o.decision);
-        if let (Some(d), Some(Value::Object(extra))) = (&decision, body.rightmodel.as_mut()) {
-            extra.insert("decision".into(), d.clone());
-        }
-        if stream {
-            return Ok(Reply::Stream {
-                served: target,
-                decision,
-                stream: replay(body),
-                include_usage: include_usage(&req),
-                accounted: true,
-            });
-        }
-        return Ok(Reply::Full { served: target, decision, body: Box::new(body) });
-    }
-    if let Some(name) = target.strip_prefix("docs:") {
-        let (served, decision, body) = crate::tasks_api::docs_chat(st, name, &req, acct).await?;
-        if stream {
-            return Ok(Reply::Stream {
-                served,
-                decision: Some(decision),
-                stream: replay(body),
-                include_usage: include_usage(&req),
-                accounted: true,
-            });
-        }
-        return Ok(Reply::Full { served, decision: Some(decision), body: Box::new(body) });
+    if let Some(reply) =
+        task_reply(st, headers, &req, &target, outcome.is_none(), outcome.as_ref().map(|o| &o.decision), acct).await?
+    {
+        return Ok(reply);
     }
     let model = st.chat_model(&target)?;
     // Checked for `auto`'s choice too: the router saw the budget a moment ago, and concurrent requests
@@ -332,17 +287,21 @@ async fn handle(
         Err(e) if outcome.is_some() && e.kind == ErrorKind::RateLimited => {
             let mut again =
                 st.router.decide(st, &req, headers, &caller).await.map_err(|e2| key_limit_error(st, e2, &caller))?;
-            let task_model =
-                again.served.starts_with("docs:") || st.config.classifiers.iter().any(|c| c.name == again.served);
-            if again.served == target || task_model || !caller.may_use(&again.served) {
+            if again.served == target || !caller.may_use(&again.served) {
                 return Err(e);
             }
-            st.check_limits(&caller, &again.served, st.chat_model(&again.served)?.price())?;
             if let Value::Object(d) = &mut again.decision {
                 d.insert("rerouted_from".into(), json!(target));
                 d.insert("rerouted_because".into(), json!(e.code));
             }
             acct.set_decision(&again.reason, &again.decision);
+            // A free task model (classifier, collection) chosen this time answers at once.
+            if let Some(reply) =
+                task_reply(st, headers, &req, &again.served, false, Some(&again.decision), acct).await?
+            {
+                return Ok(reply);
+            }
+            st.check_limits(&caller, &again.served, st.chat_model(&again.served)?.price())?;
             let served = again.served.clone();
             (Some(again), served)
         }
@@ -371,6 +330,74 @@ async fn handle(
         }
         Ok(Reply::Full { served, decision, body: Box::new(body) })
     }
+}
+
+/// Serves `target` when it is a model the gateway answers itself, a routed classifier or a `docs:`
+/// collection (free, so no spending limit applies); `None` for language models. `named`: the client
+/// asked for it by name (so it must not expect tools, JSON or log-probabilities); `decision`: the
+/// router's, when `auto` chose it.
+async fn task_reply(
+    st: &SharedState,
+    headers: &HeaderMap,
+    req: &ChatCompletionRequest,
+    target: &str,
+    named: bool,
+    decision: Option<&Value>,
+    acct: &mut Accounting,
+) -> Result<Option<Reply>, ApiError> {
+    let stream = req.sampling.stream.unwrap_or(false);
+    if st.config.classifiers.iter().any(|c| c.route && c.name == target) {
+        let explain = st.router.explain_requested(req, headers)?;
+        if named {
+            // Named directly: it answers with a label, whatever the request expected.
+            if crate::tools::tool_mode(req)? != ToolMode::Off {
+                return Err(ApiError::invalid("tools", format!("The classifier `{target}` does not call tools.")));
+            }
+            if req.response_format.as_ref().is_some_and(|rf| rf.kind != "text") {
+                return Err(ApiError::invalid(
+                    "response_format",
+                    format!("The classifier `{target}` answers with a label, not JSON."),
+                ));
+            }
+            if req.logprobs == Some(true) {
+                return Err(ApiError::invalid(
+                    "logprobs",
+                    format!(
+                        "The classifier `{target}` has no token log-probabilities; see rightmodel.prediction.probs."
+                    ),
+                ));
+            }
+        }
+        let mut body = crate::tasks_api::classifier_chat(st, target, req, explain, acct).await?;
+        let decision = decision.cloned();
+        if let (Some(d), Some(Value::Object(extra))) = (&decision, body.rightmodel.as_mut()) {
+            extra.insert("decision".into(), d.clone());
+        }
+        if stream {
+            return Ok(Some(Reply::Stream {
+                served: target.to_string(),
+                decision,
+                stream: replay(body),
+                include_usage: include_usage(req),
+                accounted: true,
+            }));
+        }
+        return Ok(Some(Reply::Full { served: target.to_string(), decision, body: Box::new(body) }));
+    }
+    if let Some(name) = target.strip_prefix("docs:") {
+        let (served, decision, body) = crate::tasks_api::docs_chat(st, name, req, acct).await?;
+        if stream {
+            return Ok(Some(Reply::Stream {
+                served,
+                decision: Some(decision),
+                stream: replay(body),
+                include_usage: include_usage(req),
+                accounted: true,
+            }));
+        }
+        return Ok(Some(Reply::Full { served, decision: Some(decision), body: Box::new(body) }));
+    }
+    Ok(None)
 }
 
 /// The fallback chain of `first`: itself, then those of its configured fallbacks the caller's key may use

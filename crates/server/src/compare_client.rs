@@ -45,6 +45,14 @@ pub enum CompareError {
         /// What went wrong.
         reason: String,
     },
+    /// The server refused the key (or the lack of one).
+    #[error("{url} refused the request: {reason} (set the key in the variable named by --api-key-env)")]
+    Refused {
+        /// The URL asked.
+        url: String,
+        /// Its answer.
+        reason: String,
+    },
     /// A requested model is not served there.
     #[error("the server at {url} does not serve `{model}` (it serves: {served})")]
     UnknownModel {
@@ -84,6 +92,9 @@ pub async fn check_models(cfg: &CompareConfig) -> Result<(), CompareError> {
         .map_err(|e| unreachable(e.to_string()))?;
     let status = resp.status();
     let body = resp.text().await.map_err(|e| unreachable(e.to_string()))?;
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        return Err(CompareError::Refused { url, reason: format!("HTTP {status}: {}", error_message(&body)) });
+    }
     if !status.is_success() {
         return Err(unreachable(format!("HTTP {status}: {}", error_message(&body))));
     }
@@ -126,13 +137,14 @@ async fn ask(http: &reqwest::Client, cfg: &CompareConfig, case_index: usize, cas
         answer: String::new(),
         quality: 0.0,
         latency_ms: 0.0,
-        cost_usd: 0.0,
+        cost_usd: None,
         error: None,
     };
     let sent = authorised(http.post(&url), cfg.api_key.as_deref()).json(&body).send().await;
     let resp = match sent {
         Ok(r) => r,
         Err(e) => {
+            out.latency_ms = start.elapsed().as_secs_f64() * 1e3;
             out.error = Some(e.to_string());
             return out;
         }
@@ -159,7 +171,7 @@ async fn ask(http: &reqwest::Client, cfg: &CompareConfig, case_index: usize, cas
             out.answer =
                 r.choices.first().and_then(|c| c.message.content.as_ref()).map(|c| c.text()).unwrap_or_default();
             out.served = served.or(Some(r.model));
-            out.cost_usd = cost.unwrap_or(0.0);
+            out.cost_usd = cost;
             out.quality = cfg.scoring.score(&out.answer, &case.expected);
         }
         Err(e) => out.error = Some(format!("not a chat completion: {e}")),
@@ -181,22 +193,41 @@ pub async fn run(
     let progress = Arc::new(progress);
     let permits = Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1)));
     let mut tasks = JoinSet::new();
+    // Which job each task runs, so a task that dies still leaves its outcome (an error).
+    let mut running = std::collections::HashMap::new();
     let jobs: Vec<(usize, usize)> = (0..cases.len()).flat_map(|c| (0..cfg.models.len()).map(move |m| (c, m))).collect();
     for (slot, (c, m)) in jobs.into_iter().enumerate() {
         // Taken here, in order, so requests start in the interleaved order even with concurrency.
         let Ok(permit) = permits.clone().acquire_owned().await else { break };
         let (http, cases, cfg, progress) = (http.clone(), cases.clone(), cfg.clone(), progress.clone());
-        tasks.spawn(async move {
+        let handle = tasks.spawn(async move {
             let out = ask(&http, &cfg, c, &cases[c], &cfg.models[m]).await;
             drop(permit);
             progress();
             (slot, out)
         });
+        running.insert(handle.id(), (slot, c, m));
     }
     let mut done: Vec<(usize, Outcome)> = Vec::with_capacity(tasks.len());
-    while let Some(r) = tasks.join_next().await {
-        if let Ok(pair) = r {
-            done.push(pair);
+    while let Some(r) = tasks.join_next_with_id().await {
+        match r {
+            Ok((_, pair)) => done.push(pair),
+            Err(e) => {
+                let Some(&(slot, c, m)) = running.get(&e.id()) else { continue };
+                done.push((
+                    slot,
+                    Outcome {
+                        case: c,
+                        model: cfg.models[m].clone(),
+                        served: None,
+                        answer: String::new(),
+                        quality: 0.0,
+                        latency_ms: 0.0,
+                        cost_usd: None,
+                        error: Some(format!("the request task failed: {e}")),
+                    },
+                ));
+            }
         }
     }
     done.sort_by_key(|(slot, _)| *slot);

@@ -211,7 +211,7 @@ fn upstream_completion(mut acct: Accounting, mut v: Value, name: &str, upstream:
     obj.insert("model".into(), Value::String(name.to_string()));
     let mut resp = Json(v).into_response();
     decorate(&mut resp, name, None, id);
-    cost_header(&mut resp, &acct);
+    cost_header(&mut resp, &mut acct);
     acct.finish(200, None);
     resp
 }
@@ -320,7 +320,7 @@ async fn local_completion(
                 };
                 let mut resp = Json(body).into_response();
                 decorate(&mut resp, &name, None, id);
-                cost_header(&mut resp, &acct);
+                cost_header(&mut resp, &mut acct);
                 acct.finish(200, None);
                 return resp;
             }
@@ -430,54 +430,68 @@ pub async fn embeddings(
 
 /// `GET /v1/models`.
 pub async fn models(State(st): State<SharedState>, headers: HeaderMap) -> Response {
-    if let Err(e) = st.auth.authenticate(&headers) {
-        return HttpError(e).into_response();
-    }
+    let caller = match st.auth.authenticate(&headers) {
+        Ok(c) => c,
+        Err(e) => return HttpError(e).into_response(),
+    };
     let created = now_secs();
     let mut data: Vec<ModelObject> = Vec::new();
-    let obj = |id: &str, owner: &str| ModelObject {
-        id: id.to_string(),
-        object: "model".into(),
-        created,
-        owned_by: owner.into(),
+    // A key limited to some models sees only those (and `auto`, which chooses among them).
+    let mut push = |id: &str, owner: &str| {
+        if id == "auto" || caller.check_model(id).is_ok() {
+            data.push(ModelObject { id: id.to_string(), object: "model".into(), created, owned_by: owner.into() });
+        }
     };
-    data.push(obj("auto", "rightmodel"));
+    push("auto", "rightmodel");
     for (name, m) in &st.chat {
-        data.push(obj(name, if matches!(m, ChatModel::Local(_)) { "rightmodel" } else { "upstream" }));
+        push(name, if matches!(m, ChatModel::Local(_)) { "rightmodel" } else { "upstream" });
     }
     if let Some(e) = &st.embed {
-        data.push(obj(&e.name, "rightmodel"));
+        push(&e.name, "rightmodel");
     }
     // Routed classifiers answer chat requests too (with a label).
     for c in st.config.classifiers.iter().filter(|c| c.route) {
-        data.push(obj(&c.name, "rightmodel"));
+        push(&c.name, "rightmodel");
     }
     // Document collections answer chat requests as `docs:NAME` (they need the encoder): the configured
-    // ones, and those `docs add` put in the home folder. Listing the folder is blocking I/O.
+    // ones whose folder holds a collection, and those `docs add` put in the home folder. Blocking I/O.
     if st.embed.is_some() {
-        let mut names: Vec<String> = st.config.docs.iter().map(|d| d.name.clone()).collect();
-        let found = tokio::task::spawn_blocking(docs_in_home).await.unwrap_or_default();
-        for n in found {
-            if !names.contains(&n) {
-                names.push(n);
-            }
+        let configured: Vec<(String, Option<std::path::PathBuf>)> = st
+            .config
+            .docs
+            .iter()
+            .map(|d| (d.name.clone(), st.tasks.paths.get(&format!("docs:{}", d.name)).cloned()))
+            .collect();
+        let names = tokio::task::spawn_blocking(move || served_collections(&configured)).await.unwrap_or_default();
+        for n in names {
+            push(&format!("docs:{n}"), "rightmodel");
         }
-        data.extend(names.iter().map(|n| obj(&format!("docs:{n}"), "rightmodel")));
     }
     Json(ModelList { object: "list".into(), data }).into_response()
 }
 
-/// Names of the collections in `$RIGHTMODEL_HOME/docs` (folders that hold a collection), sorted.
-fn docs_in_home() -> Vec<String> {
-    let root = rightmodel_docs::catalog::collections_root();
-    let Ok(entries) = std::fs::read_dir(&root) else { return Vec::new() };
-    let mut names: Vec<String> = entries
-        .filter_map(Result::ok)
-        .filter(|e| rightmodel_docs::store::exists(&e.path()))
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|n| rightmodel_docs::catalog::validate_name(n).is_ok())
+/// Names of the collections a `docs:NAME` request would find: the `configured` ones (name, folder when
+/// not the default) that exist, then the others in `$RIGHTMODEL_HOME/docs`, sorted.
+fn served_collections(configured: &[(String, Option<std::path::PathBuf>)]) -> Vec<String> {
+    use rightmodel_docs::{catalog, store};
+    let root = catalog::collections_root();
+    let mut names: Vec<String> = configured
+        .iter()
+        .filter(|(name, path)| match path {
+            Some(p) => store::exists(p),
+            None => catalog::collection_dir(&root, name).is_ok_and(|d| store::exists(&d)),
+        })
+        .map(|(name, _)| name.clone())
         .collect();
-    names.sort();
+    let Ok(entries) = std::fs::read_dir(&root) else { return names };
+    let mut found: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| store::exists(&e.path()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| catalog::validate_name(n).is_ok() && !names.contains(n))
+        .collect();
+    found.sort();
+    names.extend(found);
     names
 }
 

@@ -65,7 +65,13 @@ pub fn eval_route(a: EvalRouteArgs) -> anyhow::Result<()> {
         anyhow::ensure!(n > 0, "--limit must be at least 1");
         cases.truncate(n);
     }
-    let models: Vec<String> = a.models.iter().map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
+    compare::check_expected(&a.data, &cases, a.scoring)?;
+    let mut models: Vec<String> = Vec::new();
+    for m in a.models.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
+        if !models.iter().any(|x| x == m) {
+            models.push(m.to_string());
+        }
+    }
     anyhow::ensure!(!models.is_empty(), "--models names no model");
     let cfg = CompareConfig {
         base_url: a.base_url.clone(),
@@ -85,7 +91,7 @@ pub fn eval_route(a: EvalRouteArgs) -> anyhow::Result<()> {
     pb.finish_and_clear();
     let summaries = compare::summarize(&models, &outcomes);
     let notes = format!(
-        "- data: `{}` ({} cases), scoring: {}\n- gateway: {}, {} request(s) at a time, max_tokens {}{}\n- cost: what the gateway billed (`x-rightmodel-cost-usd`); latency: as the client saw it",
+        "- data: `{}` ({} cases), scoring: {}\n- gateway: {}, {} request(s) at a time, max_tokens {}{}\n- cost: what the gateway billed (`x-rightmodel-cost-usd`; n/a when the server does not say); latency: as the client saw it, failed requests until they failed",
         a.data.display(),
         cases.len(),
         a.scoring,
@@ -111,6 +117,13 @@ pub fn eval_route(a: EvalRouteArgs) -> anyhow::Result<()> {
     if failed > 0 {
         let first = outcomes.iter().find_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.model)));
         eprintln!("{failed} request(s) failed; they score 0 (first: {})", first.unwrap_or_default());
+    }
+    let unpriced: Vec<&str> = summaries.iter().filter(|s| s.cost_usd.is_none()).map(|s| s.model.as_str()).collect();
+    if !unpriced.is_empty() {
+        eprintln!(
+            "the server did not say what {} cost (no x-rightmodel-cost-usd header: not a rightmodel gateway?); cost shows n/a",
+            unpriced.join(", ")
+        );
     }
     if let Some(out) = &a.out {
         println!("\nwrote {}/compare.md, compare.svg, compare.json, answers.jsonl", out.display());
