@@ -102,6 +102,7 @@ def test_cache_hits_are_billed_at_the_cached_price(gw, gateway):
     row = gateway.wait_row(lambda r: r["id"] not in seen and r["served_model"] == "large")
     assert abs(row["cost_usd"] - cost(u)) < 1e-12
     assert row["cost_usd"] < (u.prompt_tokens * 2.0 + u.completion_tokens * 8.0) / 1e6
+    assert row["cached_tokens"] == u.prompt_tokens_details.cached_tokens and row["input_tokens"] == u.prompt_tokens
 
 
 def test_complete_answers_carry_what_they_cost(gw, gateway):

@@ -120,6 +120,7 @@ impl Accounting {
         if let Some(p) = prev {
             self.row.input_tokens = self.row.input_tokens.saturating_sub(p.prompt_tokens);
             self.row.output_tokens = self.row.output_tokens.saturating_sub(p.completion_tokens);
+            self.row.cached_tokens = self.row.cached_tokens.saturating_sub(cached_of(&p));
             self.row.cost_usd -= self.price.cost_of(&p);
         }
         self.add_usage(new);
@@ -199,6 +200,7 @@ impl Accounting {
         }
         self.row.input_tokens += usage.prompt_tokens;
         self.row.output_tokens += usage.completion_tokens;
+        self.row.cached_tokens += cached_of(&usage);
         self.row.cost_usd += self.price.cost_of(&usage);
     }
 
@@ -311,6 +313,11 @@ impl Drop for Accounting {
         }
         self.write(499, Some("client closed the connection".into()));
     }
+}
+
+/// Prompt tokens of `u` served from a cache (at most all of them, as [`rightmodel_core::Price::cost_of`] counts).
+fn cached_of(u: &Usage) -> u64 {
+    u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0).min(u.prompt_tokens)
 }
 
 /// Answer tokens assumed when holding a running request's cost against the limits.

@@ -71,6 +71,10 @@ pub struct LogRow {
     pub error: Option<String>,
     /// Whether the response was streamed.
     pub stream: bool,
+    /// Of `input_tokens`, those the model served from its prompt cache (billed at the cached price;
+    /// local prefix reuse or an upstream's `prompt_tokens_details.cached_tokens`). Last, so CSV
+    /// exports keep their earlier column order.
+    pub cached_tokens: u64,
 }
 
 const SCHEMA: &str = "
@@ -90,7 +94,8 @@ CREATE TABLE IF NOT EXISTS requests (
     ttft_ms REAL,
     status INTEGER NOT NULL,
     error TEXT,
-    stream INTEGER NOT NULL
+    stream INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts_ms);
 ";
@@ -105,7 +110,25 @@ fn open(path: &Path) -> Result<Connection, LogError> {
     conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
     conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
     conn.execute_batch(SCHEMA).map_err(sql)?;
+    add_missing_columns(&conn).map_err(sql)?;
     Ok(conn)
+}
+
+/// Brings a log written by an older version up to the current columns (`CREATE TABLE IF NOT EXISTS`
+/// leaves an existing table as it is). Old rows read 0 for the added counts.
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let mut have = Vec::new();
+    {
+        let mut stmt = conn.prepare("PRAGMA table_info(requests)")?;
+        let names = stmt.query_map([], |r| r.get::<_, String>(1))?;
+        for n in names {
+            have.push(n?);
+        }
+    }
+    if !have.iter().any(|c| c == "cached_tokens") {
+        conn.execute_batch("ALTER TABLE requests ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0")?;
+    }
+    Ok(())
 }
 
 /// Handle to the writer thread; cloneable sender side.
@@ -190,7 +213,7 @@ impl RequestLog {
         let mut stmt = conn
             .prepare(
                 "SELECT id, ts_ms, key_name, endpoint, requested_model, served_model, reason, decision, input_tokens,
-                        output_tokens, cost_usd, latency_ms, ttft_ms, status, error, stream
+                        output_tokens, cost_usd, latency_ms, ttft_ms, status, error, stream, cached_tokens
                  FROM (SELECT rowid AS r, * FROM requests WHERE ts_ms >= ?1 ORDER BY ts_ms DESC, r DESC LIMIT ?2)
                  ORDER BY ts_ms ASC, r ASC",
             )
@@ -212,13 +235,13 @@ impl RequestLog {
         let mut stmt = conn
             .prepare(
                 "SELECT id, ts_ms, key_name, endpoint, requested_model, served_model, reason, decision, input_tokens,
-                        output_tokens, cost_usd, latency_ms, ttft_ms, status, error, stream, rowid
+                        output_tokens, cost_usd, latency_ms, ttft_ms, status, error, stream, cached_tokens, rowid
                  FROM requests WHERE rowid > ?1 ORDER BY rowid ASC LIMIT ?2",
             )
             .map_err(sql)?;
         let mut last = after;
         let rows = stmt
-            .query_map(params![after, limit as i64], |r| Ok((row_from(r)?, r.get::<_, i64>(16)?)))
+            .query_map(params![after, limit as i64], |r| Ok((row_from(r)?, r.get::<_, i64>(17)?)))
             .map_err(sql)?
             .map(|x| {
                 x.map(|(row, id)| {
@@ -239,7 +262,7 @@ impl RequestLog {
     }
 }
 
-/// A `requests` row from the first 16 columns of a query, in table order.
+/// A `requests` row from the first 17 columns of a query, in table order.
 fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogRow> {
     Ok(LogRow {
         id: r.get(0)?,
@@ -258,6 +281,7 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogRow> {
         status: r.get::<_, i64>(13)? as u16,
         error: r.get(14)?,
         stream: r.get::<_, i64>(15)? != 0,
+        cached_tokens: r.get::<_, i64>(16)?.max(0) as u64,
     })
 }
 
@@ -424,8 +448,8 @@ fn insert(conn: &mut Connection, rows: &[LogRow]) -> rusqlite::Result<()> {
     {
         let mut stmt = tx.prepare_cached(
             "INSERT OR REPLACE INTO requests (id, ts_ms, key_name, endpoint, requested_model, served_model, reason,
-             decision, input_tokens, output_tokens, cost_usd, latency_ms, ttft_ms, status, error, stream)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+             decision, input_tokens, output_tokens, cost_usd, latency_ms, ttft_ms, status, error, stream, cached_tokens)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )?;
         for r in rows {
             stmt.execute(params![
@@ -446,6 +470,7 @@ fn insert(conn: &mut Connection, rows: &[LogRow]) -> rusqlite::Result<()> {
                 r.status as i64,
                 r.error,
                 r.stream as i64,
+                r.cached_tokens as i64,
             ])?;
         }
     }
@@ -455,6 +480,32 @@ fn insert(conn: &mut Connection, rows: &[LogRow]) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_from_an_older_version_gains_the_cached_tokens_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(&SCHEMA.replace(",\n    cached_tokens INTEGER NOT NULL DEFAULT 0", "")).unwrap();
+            old.execute_batch(
+                "INSERT INTO requests (id, ts_ms, endpoint, requested_model, served_model, input_tokens, output_tokens,
+                 cost_usd, latency_ms, status, stream) VALUES ('old', 1, '/v1/x', 'm', 'm', 10, 2, 0.5, 3.0, 200, 0)",
+            )
+            .unwrap();
+        }
+        {
+            let log = RequestLog::open(&path).unwrap();
+            log.record(LogRow { id: "new".into(), ts_ms: 2, input_tokens: 10, cached_tokens: 8, ..Default::default() });
+        }
+        let rows = RequestLog::read(&path, 0, 10).unwrap();
+        assert_eq!(rows.iter().map(|r| (r.id.as_str(), r.cached_tokens)).collect::<Vec<_>>(), [("old", 0), ("new", 8)]);
+        assert_eq!(rows[0].cost_usd, 0.5);
+        let (after, _) = RequestLog::read_after(&path, 0, 10).unwrap();
+        assert_eq!(after.len(), 2);
+        // Opening again (the column is there now) changes nothing.
+        drop(RequestLog::open(&path).unwrap());
+    }
 
     #[test]
     fn rows_refused_while_another_process_holds_the_lock_are_written_after_it() {
