@@ -165,6 +165,35 @@ def test_eval_route_compares_small_large_and_auto_through_the_gateway(gateway, t
     assert "| model | quality (contains)" in r.stdout
 
 
+def test_log_summary_totals_the_rows(gw, gateway):
+    """`logs --summary` adds up the log per served model and prices what `auto` saved."""
+    import subprocess
+
+    from conftest import BIN
+
+    gw.chat.completions.create(model="auto", messages=MSG, max_tokens=4, temperature=0)
+    gw.chat.completions.create(model="large", messages=MSG, max_tokens=4, temperature=0)
+    for _ in range(50):
+        before = gateway.logs()
+        r = subprocess.run([str(BIN), "logs", "--db", str(gateway.db), "--summary", "--format", "json"],
+                           capture_output=True, text=True, timeout=60)
+        if len(gateway.logs()) == len(before):
+            break
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["requests"] == len(before)
+    by = {m["served_model"]: m for m in s["models"]}
+    large = [x for x in before if x["served_model"] == "large"]
+    assert by["large"]["requests"] == len(large)
+    assert abs(by["large"]["cost_usd"] - sum(x["cost_usd"] for x in large)) < 1e-9
+    assert by["large"]["output_tokens"] == sum(x["output_tokens"] for x in large)
+    auto = [x for x in before if x["requested_model"] == "auto"]
+    assert s["auto_requests"] == len(auto) > 0
+    assert s["auto_cost_if_largest_usd"] > 0
+    md = subprocess.run([str(BIN), "logs", "--db", str(gateway.db), "--summary"], capture_output=True, text=True, timeout=60)
+    assert md.returncode == 0 and "| large |" in md.stdout and "`auto`:" in md.stdout, md.stdout
+
+
 def test_eval_route_refuses_models_the_gateway_does_not_serve(gateway, tmp_path):
     import subprocess
 

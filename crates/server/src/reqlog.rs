@@ -262,6 +262,157 @@ impl RequestLog {
     }
 }
 
+/// One served model's totals in a [`LogSummary`].
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ModelTotals {
+    /// The model that answered (`-` for requests no model answered: refusals, bad input).
+    pub served_model: String,
+    /// Requests.
+    pub requests: u64,
+    /// Of them, answered with an error status (>= 400).
+    pub errors: u64,
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Of them, served from a cache.
+    pub cached_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// Dollars billed.
+    pub cost_usd: f64,
+    /// Median whole-request latency.
+    pub p50_ms: f64,
+    /// 95th percentile latency.
+    pub p95_ms: f64,
+}
+
+/// What the gateway did over a period: per served model totals, and what `auto` cost against what
+/// the largest candidate would have cost (the router's estimate at decision time, `cost_if_largest_usd`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct LogSummary {
+    /// Start of the period (Unix milliseconds).
+    pub since_ms: i64,
+    /// All requests.
+    pub requests: u64,
+    /// Dollars billed in all.
+    pub cost_usd: f64,
+    /// Requests for `model: "auto"`.
+    pub auto_requests: u64,
+    /// What they were billed.
+    pub auto_cost_usd: f64,
+    /// What they would have cost on the largest candidate (estimated by the router before each call).
+    pub auto_cost_if_largest_usd: f64,
+    /// Per served model, most requests first.
+    pub models: Vec<ModelTotals>,
+}
+
+impl RequestLog {
+    /// Totals of the rows at or after `since_ms` (see [`LogSummary`]). Reads every latency of the
+    /// period for the percentiles (8 bytes a row).
+    pub fn summarize(path: &Path, since_ms: i64) -> Result<LogSummary, LogError> {
+        let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT CASE WHEN served_model = '' THEN '-' ELSE served_model END AS m, count(*),
+                        sum(status >= 400), sum(input_tokens), sum(cached_tokens), sum(output_tokens), sum(cost_usd)
+                 FROM requests WHERE ts_ms >= ?1 GROUP BY m ORDER BY count(*) DESC, m",
+            )
+            .map_err(sql)?;
+        let count = |v: i64| v.max(0) as u64;
+        let mut models = stmt
+            .query_map(params![since_ms], |r| {
+                Ok(ModelTotals {
+                    served_model: r.get(0)?,
+                    requests: count(r.get(1)?),
+                    errors: count(r.get(2)?),
+                    input_tokens: count(r.get(3)?),
+                    cached_tokens: count(r.get(4)?),
+                    output_tokens: count(r.get(5)?),
+                    cost_usd: r.get(6)?,
+                    ..Default::default()
+                })
+            })
+            .map_err(sql)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql)?;
+        let mut lat = conn
+            .prepare(
+                "SELECT latency_ms FROM requests
+                 WHERE ts_ms >= ?1 AND (CASE WHEN served_model = '' THEN '-' ELSE served_model END) = ?2
+                 ORDER BY latency_ms",
+            )
+            .map_err(sql)?;
+        for m in &mut models {
+            let v: Vec<f64> = lat
+                .query_map(params![since_ms, m.served_model], |r| r.get(0))
+                .map_err(sql)?
+                .collect::<Result<_, _>>()
+                .map_err(sql)?;
+            let q = |p: f64| v.get(((p * v.len() as f64).ceil() as usize).clamp(1, v.len().max(1)) - 1).copied();
+            m.p50_ms = q(0.5).unwrap_or(0.0);
+            m.p95_ms = q(0.95).unwrap_or(0.0);
+        }
+        // A decision that cannot be read adds nothing to the estimate (json_valid guards json_extract).
+        let (auto_requests, auto_cost, if_largest): (i64, f64, f64) = conn
+            .query_row(
+                "SELECT count(*), coalesce(sum(cost_usd), 0),
+                        coalesce(sum(CASE WHEN json_valid(decision)
+                                 THEN coalesce(json_extract(decision, '$.cost_if_largest_usd'), 0) ELSE 0 END), 0)
+                 FROM requests WHERE ts_ms >= ?1 AND requested_model = 'auto'",
+                params![since_ms],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(sql)?;
+        Ok(LogSummary {
+            since_ms,
+            requests: models.iter().map(|m| m.requests).sum(),
+            cost_usd: models.iter().map(|m| m.cost_usd).sum(),
+            auto_requests: count(auto_requests),
+            auto_cost_usd: auto_cost,
+            auto_cost_if_largest_usd: if_largest,
+            models,
+        })
+    }
+}
+
+impl LogSummary {
+    /// The summary as Markdown: a table per served model and a line on what routing saved.
+    pub fn to_markdown(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::from(
+            "| served by | requests | share | errors | input tokens (cached) | output tokens | cost (USD) | p50 ms | p95 ms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for m in &self.models {
+            let share = if self.requests == 0 { 0.0 } else { 100.0 * m.requests as f64 / self.requests as f64 };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {share:.1}% | {} | {} ({}) | {} | {:.6} | {:.0} | {:.0} |",
+                m.served_model,
+                m.requests,
+                m.errors,
+                m.input_tokens,
+                m.cached_tokens,
+                m.output_tokens,
+                m.cost_usd,
+                m.p50_ms,
+                m.p95_ms
+            );
+        }
+        let _ = writeln!(s, "\n{} requests, ${:.6} billed.", self.requests, self.cost_usd);
+        if self.auto_requests > 0 {
+            let saved = self.auto_cost_if_largest_usd - self.auto_cost_usd;
+            let pct =
+                if self.auto_cost_if_largest_usd > 0.0 { 100.0 * saved / self.auto_cost_if_largest_usd } else { 0.0 };
+            let _ = writeln!(
+                s,
+                "`auto`: {} requests billed ${:.6}; on the largest candidate they would have cost about ${:.6} (the router's estimates): ${saved:.6} saved ({pct:.0}%).",
+                self.auto_requests, self.auto_cost_usd, self.auto_cost_if_largest_usd
+            );
+        }
+        s
+    }
+}
+
 /// A `requests` row from the first 17 columns of a query, in table order.
 fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogRow> {
     Ok(LogRow {
@@ -480,6 +631,59 @@ fn insert(conn: &mut Connection, rows: &[LogRow]) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_totals_per_served_model_and_what_auto_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        {
+            let log = RequestLog::open(&path).unwrap();
+            let row = |id: &str, requested: &str, served: &str, cost: f64, ms: f64, status: u16| LogRow {
+                id: id.into(),
+                ts_ms: 10,
+                requested_model: requested.into(),
+                served_model: served.into(),
+                input_tokens: 100,
+                cached_tokens: 40,
+                output_tokens: 10,
+                cost_usd: cost,
+                latency_ms: ms,
+                status,
+                ..Default::default()
+            };
+            log.record(LogRow {
+                decision: Some(r#"{"cost_if_largest_usd":0.01}"#.into()),
+                ..row("a", "auto", "small", 0.0, 10.0, 200)
+            });
+            log.record(LogRow {
+                decision: Some(r#"{"cost_if_largest_usd":0.01}"#.into()),
+                ..row("b", "auto", "large", 0.01, 300.0, 200)
+            });
+            log.record(LogRow { decision: Some("not json".into()), ..row("c", "auto", "small", 0.0, 30.0, 200) });
+            log.record(row("d", "small", "small", 0.0, 20.0, 200));
+            log.record(LogRow {
+                input_tokens: 0,
+                cached_tokens: 0,
+                output_tokens: 0,
+                ..row("e", "nope", "", 0.0, 1.0, 404)
+            });
+            log.record(LogRow { ts_ms: 1, ..row("old", "small", "small", 0.0, 1.0, 200) });
+        }
+        let s = RequestLog::summarize(&path, 5).unwrap();
+        assert_eq!(s.requests, 5);
+        assert_eq!(
+            s.models.iter().map(|m| (m.served_model.as_str(), m.requests)).collect::<Vec<_>>(),
+            [("small", 3), ("-", 1), ("large", 1)]
+        );
+        let small = &s.models[0];
+        assert_eq!((small.input_tokens, small.cached_tokens, small.output_tokens), (300, 120, 30));
+        assert_eq!((small.p50_ms, small.p95_ms), (20.0, 30.0));
+        assert_eq!(s.models[1].errors, 1);
+        assert_eq!(s.auto_requests, 3);
+        assert!((s.auto_cost_usd - 0.01).abs() < 1e-12 && (s.auto_cost_if_largest_usd - 0.02).abs() < 1e-12);
+        let md = s.to_markdown();
+        assert!(md.contains("| small | 3 | 60.0% | 0 | 300 (120) | 30 |") && md.contains("saved (50%)"), "{md}");
+    }
 
     #[test]
     fn a_log_from_an_older_version_gains_the_cached_tokens_column() {

@@ -99,7 +99,7 @@ pub enum LogFormat {
 /// `logs` arguments.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  rightmodel logs --tail 50\n  rightmodel logs --since 1h --format csv > today.csv\n  rightmodel logs --follow"
+    after_help = "Examples:\n  rightmodel logs --tail 50\n  rightmodel logs --since 1h --format csv > today.csv\n  rightmodel logs --follow\n  rightmodel logs --summary --since 1d            # per model totals, and what auto saved"
 )]
 pub struct LogsArgs {
     /// Show the last N rows.
@@ -120,6 +120,11 @@ pub struct LogsArgs {
     /// Configuration whose `server.log_path` to read.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
+    /// Totals instead of rows: per served model requests, errors, tokens, cost and latency, and what
+    /// `auto` saved against the largest candidate (Markdown; one JSON object with --format json, the
+    /// per model rows with --format csv).
+    #[arg(long, conflicts_with = "follow")]
+    pub summary: bool,
 }
 
 fn parse_since(s: &str) -> anyhow::Result<i64> {
@@ -153,6 +158,21 @@ pub fn logs(a: LogsArgs) -> anyhow::Result<()> {
         anyhow::bail!("no request log at {} (it is created by `rightmodel serve`)", path.display());
     }
     let since = a.since.as_deref().map(parse_since).transpose()?.unwrap_or(0);
+    if a.summary {
+        let summary = RequestLog::summarize(&path, since)?;
+        match a.format {
+            LogFormat::Json => println!("{}", serde_json::to_string(&summary)?),
+            LogFormat::Csv => {
+                let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+                for m in &summary.models {
+                    w.serialize(m)?;
+                }
+                w.flush()?;
+            }
+            LogFormat::Table => print!("{}", summary.to_markdown()),
+        }
+        return Ok(());
+    }
     // Where following picks up: rows committed after this point, in commit order.
     let mut last = RequestLog::last_rowid(&path)?;
     let rows = RequestLog::read(&path, since, a.tail)?;
