@@ -114,6 +114,20 @@ fn open(path: &Path) -> Result<Connection, LogError> {
     Ok(conn)
 }
 
+/// The SQL for the cached-token count of a row: the column, or 0 in a log written by an older version
+/// that no new server has opened yet (readers open it read-only and cannot add the column).
+fn cached_tokens_sql(conn: &Connection) -> &'static str {
+    let has = conn
+        .prepare("SELECT 1 FROM pragma_table_info('requests') WHERE name = 'cached_tokens'")
+        .and_then(|mut st| st.exists([]))
+        .unwrap_or(false);
+    if has {
+        "cached_tokens"
+    } else {
+        "0"
+    }
+}
+
 /// Brings a log written by an older version up to the current columns (`CREATE TABLE IF NOT EXISTS`
 /// leaves an existing table as it is). Old rows read 0 for the added counts.
 fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
@@ -126,7 +140,11 @@ fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
         }
     }
     if !have.iter().any(|c| c == "cached_tokens") {
-        conn.execute_batch("ALTER TABLE requests ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0")?;
+        match conn.execute_batch("ALTER TABLE requests ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0") {
+            // Another process (a `logs` reader never alters; a second server) added it in between.
+            Err(e) if e.to_string().contains("duplicate column") => {}
+            other => other?,
+        }
     }
     Ok(())
 }
@@ -211,12 +229,13 @@ impl RequestLog {
         let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
         let mut stmt = conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT id, ts_ms, key_name, endpoint, requested_model, served_model, reason, decision, input_tokens,
-                        output_tokens, cost_usd, latency_ms, ttft_ms, status, error, stream, cached_tokens
+                        output_tokens, cost_usd, latency_ms, ttft_ms, status, error, stream, {}
                  FROM (SELECT rowid AS r, * FROM requests WHERE ts_ms >= ?1 ORDER BY ts_ms DESC, r DESC LIMIT ?2)
                  ORDER BY ts_ms ASC, r ASC",
-            )
+                cached_tokens_sql(&conn)
+            ))
             .map_err(sql)?;
         let rows = stmt
             .query_map(params![since_ms, limit as i64], row_from)
@@ -233,11 +252,12 @@ impl RequestLog {
         let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
         let mut stmt = conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT id, ts_ms, key_name, endpoint, requested_model, served_model, reason, decision, input_tokens,
-                        output_tokens, cost_usd, latency_ms, ttft_ms, status, error, stream, cached_tokens, rowid
+                        output_tokens, cost_usd, latency_ms, ttft_ms, status, error, stream, {}, rowid
                  FROM requests WHERE rowid > ?1 ORDER BY rowid ASC LIMIT ?2",
-            )
+                cached_tokens_sql(&conn)
+            ))
             .map_err(sql)?;
         let mut last = after;
         let rows = stmt
@@ -312,11 +332,12 @@ impl RequestLog {
         let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
         let mut stmt = conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT CASE WHEN served_model = '' THEN '-' ELSE served_model END AS m, count(*),
-                        sum(status >= 400), sum(input_tokens), sum(cached_tokens), sum(output_tokens), sum(cost_usd)
+                        sum(status >= 400), sum(input_tokens), sum({}), sum(output_tokens), sum(cost_usd)
                  FROM requests WHERE ts_ms >= ?1 GROUP BY m ORDER BY count(*) DESC, m",
-            )
+                cached_tokens_sql(&conn)
+            ))
             .map_err(sql)?;
         let count = |v: i64| v.max(0) as u64;
         let mut models = stmt
@@ -698,6 +719,10 @@ mod tests {
             )
             .unwrap();
         }
+        // `rightmodel logs` (read-only) before a new server has opened the old log.
+        assert_eq!(RequestLog::read(&path, 0, 10).unwrap()[0].cached_tokens, 0);
+        assert_eq!(RequestLog::read_after(&path, 0, 10).unwrap().0.len(), 1);
+        assert_eq!(RequestLog::summarize(&path, 0).unwrap().models[0].cached_tokens, 0);
         {
             let log = RequestLog::open(&path).unwrap();
             log.record(LogRow { id: "new".into(), ts_ms: 2, input_tokens: 10, cached_tokens: 8, ..Default::default() });
