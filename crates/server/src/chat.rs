@@ -294,14 +294,20 @@ async fn handle(
                 d.insert("rerouted_from".into(), json!(target));
                 d.insert("rerouted_because".into(), json!(e.code));
             }
-            acct.set_decision(&again.reason, &again.decision);
-            // A free task model (classifier, collection) chosen this time answers at once.
-            if let Some(reply) =
-                task_reply(st, headers, &req, &again.served, false, Some(&again.decision), acct).await?
-            {
-                return Ok(reply);
+            // A free task model (classifier, collection) chosen this time answers at once; a language
+            // model must pass the limits first (a refusal keeps the decision that was refused).
+            let task = again.served.starts_with("docs:")
+                || st.config.classifiers.iter().any(|c| c.route && c.name == again.served);
+            if task {
+                acct.set_decision(&again.reason, &again.decision);
+                if let Some(reply) =
+                    task_reply(st, headers, &req, &again.served, false, Some(&again.decision), acct).await?
+                {
+                    return Ok(reply);
+                }
             }
             st.check_limits(&caller, &again.served, st.chat_model(&again.served)?.price())?;
+            acct.set_decision(&again.reason, &again.decision);
             let served = again.served.clone();
             (Some(again), served)
         }
@@ -385,7 +391,7 @@ async fn task_reply(
         return Ok(Some(Reply::Full { served: target.to_string(), decision, body: Box::new(body) }));
     }
     if let Some(name) = target.strip_prefix("docs:") {
-        let (served, decision, body) = crate::tasks_api::docs_chat(st, name, req, acct).await?;
+        let (served, decision, body) = crate::tasks_api::docs_chat(st, name, req, decision, acct).await?;
         if stream {
             return Ok(Some(Reply::Stream {
                 served,

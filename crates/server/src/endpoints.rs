@@ -488,7 +488,8 @@ fn served_collections(configured: &[(String, Option<std::path::PathBuf>)]) -> Ve
         .filter_map(Result::ok)
         .filter(|e| store::exists(&e.path()))
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|n| catalog::validate_name(n).is_ok() && !names.contains(n))
+        // A configured name is served from its configured folder only, even when that is missing.
+        .filter(|n| catalog::validate_name(n).is_ok() && !configured.iter().any(|(c, _)| c == n))
         .collect();
     found.sort();
     names.extend(found);

@@ -330,7 +330,9 @@ impl RequestLog {
     /// period for the percentiles (8 bytes a row).
     pub fn summarize(path: &Path, since_ms: i64) -> Result<LogSummary, LogError> {
         let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+        let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+        // One read transaction: every query sees the same rows while a server keeps writing.
+        let conn = db.unchecked_transaction().map_err(sql)?;
         let mut stmt = conn
             .prepare(&format!(
                 "SELECT CASE WHEN served_model = '' THEN '-' ELSE served_model END AS m, count(*),
@@ -356,19 +358,22 @@ impl RequestLog {
             .map_err(sql)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(sql)?;
+        // One pass over the period's latencies, grouped by model and sorted within each.
         let mut lat = conn
             .prepare(
-                "SELECT latency_ms FROM requests
-                 WHERE ts_ms >= ?1 AND (CASE WHEN served_model = '' THEN '-' ELSE served_model END) = ?2
-                 ORDER BY latency_ms",
+                "SELECT CASE WHEN served_model = '' THEN '-' ELSE served_model END AS m, latency_ms FROM requests
+                 WHERE ts_ms >= ?1 ORDER BY m, latency_ms",
             )
             .map_err(sql)?;
+        let mut by_model: std::collections::HashMap<String, Vec<f64>> = std::collections::HashMap::new();
+        let pairs =
+            lat.query_map(params![since_ms], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?))).map_err(sql)?;
+        for pair in pairs {
+            let (m, v) = pair.map_err(sql)?;
+            by_model.entry(m).or_default().push(v);
+        }
         for m in &mut models {
-            let v: Vec<f64> = lat
-                .query_map(params![since_ms, m.served_model], |r| r.get(0))
-                .map_err(sql)?
-                .collect::<Result<_, _>>()
-                .map_err(sql)?;
+            let v = by_model.remove(&m.served_model).unwrap_or_default();
             let q = |p: f64| v.get(((p * v.len() as f64).ceil() as usize).clamp(1, v.len().max(1)) - 1).copied();
             m.p50_ms = q(0.5).unwrap_or(0.0);
             m.p95_ms = q(0.95).unwrap_or(0.0);
@@ -394,6 +399,21 @@ impl RequestLog {
             models,
         })
     }
+}
+
+impl ModelTotals {
+    /// Column names of a [`ModelTotals`] serialised as a CSV row, in field order.
+    pub const CSV_HEADER: [&'static str; 9] = [
+        "served_model",
+        "requests",
+        "errors",
+        "input_tokens",
+        "cached_tokens",
+        "output_tokens",
+        "cost_usd",
+        "p50_ms",
+        "p95_ms",
+    ];
 }
 
 impl LogSummary {
@@ -704,6 +724,14 @@ mod tests {
         assert!((s.auto_cost_usd - 0.01).abs() < 1e-12 && (s.auto_cost_if_largest_usd - 0.02).abs() < 1e-12);
         let md = s.to_markdown();
         assert!(md.contains("| small | 3 | 60.0% | 0 | 300 (120) | 30 |") && md.contains("saved (50%)"), "{md}");
+    }
+
+    #[test]
+    fn the_csv_header_names_the_fields_in_order() {
+        let json = serde_json::to_string(&ModelTotals::default()).unwrap();
+        let at: Vec<usize> = ModelTotals::CSV_HEADER.iter().map(|h| json.find(&format!("\"{h}\":")).unwrap()).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{json}");
+        assert_eq!(json.matches("\":").count(), ModelTotals::CSV_HEADER.len());
     }
 
     #[test]

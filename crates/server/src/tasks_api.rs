@@ -357,6 +357,7 @@ pub async fn docs_chat(
     st: &SharedState,
     name: &str,
     req: &ChatCompletionRequest,
+    routed: Option<&Value>,
     acct: &mut Accounting,
 ) -> Result<(String, Value, ChatCompletionResponse), ApiError> {
     let question = req
@@ -453,6 +454,13 @@ pub async fn docs_chat(
         }
     } else if unsure {
         decision["reason"] = json!("docs_low_confidence");
+    }
+    // When `auto` chose the collection, the router's decision stays part of the record (its scores,
+    // what the largest candidate would have cost, a re-routing); the collection's own fields win.
+    if let (Some(Value::Object(router)), Value::Object(own)) = (routed, &mut decision) {
+        for (k, v) in router {
+            own.entry(k.clone()).or_insert_with(|| v.clone());
+        }
     }
     let reason = decision["reason"].as_str().unwrap_or("docs_confident").to_string();
     acct.set_decision(&reason, &decision);

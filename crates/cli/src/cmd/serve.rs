@@ -123,7 +123,7 @@ pub struct LogsArgs {
     /// Totals instead of rows: per served model requests, errors, tokens, cost and latency, and what
     /// `auto` saved against the largest candidate (Markdown; one JSON object with --format json, the
     /// per model rows with --format csv).
-    #[arg(long, conflicts_with = "follow")]
+    #[arg(long, conflicts_with_all = ["follow", "tail"])]
     pub summary: bool,
 }
 
@@ -164,6 +164,10 @@ pub fn logs(a: LogsArgs) -> anyhow::Result<()> {
             LogFormat::Json => println!("{}", serde_json::to_string(&summary)?),
             LogFormat::Csv => {
                 let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+                if summary.models.is_empty() {
+                    // The header alone: serialising writes it with the first row only.
+                    w.write_record(rightmodel_server::reqlog::ModelTotals::CSV_HEADER)?;
+                }
                 for m in &summary.models {
                     w.serialize(m)?;
                 }
