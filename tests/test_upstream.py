@@ -589,6 +589,45 @@ min_confidence = 0.99
         s.stop()
 
 
+def test_cascade_escalation_that_falls_back_names_the_model_that_answered(tmp_path, proxy):
+    """The large model of a cascade fails and its fallback answers: the decision, the header and the log
+    agree on who served, and say what failed."""
+    proxy.mode = {"kind": "pass"}
+    cfg = small_and_large(proxy, price=1.0, tail="""
+[[upstream]]
+name = "dead"
+base_url = "http://127.0.0.1:9/v1"
+connect_timeout_ms = 300
+max_retries = 1
+input_per_mtok = 5.0
+output_per_mtok = 5.0
+fallback = ["large"]
+
+[route]
+candidates = ["small", "dead"]
+strategy = "cascade"
+threshold = 0.0
+min_confidence = 0.99
+""")
+    s = Server(tmp_path, cfg, "cascade-fallback")
+    try:
+        c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
+        for stream in (False, True):
+            r = c.chat.completions.with_raw_response.create(
+                model="auto", messages=[{"role": "user", "content": "Write a poem about the sea."}],
+                max_tokens=8, temperature=0, stream=stream)
+            d = _decision(r)
+            assert d["cascade"]["escalated"] is True and d["cascade"]["escalated_to"] == "dead", d
+            assert r.headers["x-rightmodel-model"] == "large"
+            assert d["served"] == "large" and d["fallback_from"] == "dead" and d["failed"][0]["model"] == "dead", d
+            if stream:
+                list(r.parse())
+        rows = s.wait_logs(2)
+        assert all(x["served_model"] == "large" and json.loads(x["decision"])["served"] == "large" for x in rows), rows
+    finally:
+        s.stop()
+
+
 def test_cascade_asks_an_upstream_small_model_for_logprobs(tmp_path, proxy):
     """The cascade's first model may be an upstream: it is asked for log-probabilities, so its answer is
     judged (not escalated for lack of them), and the client still gets none it did not ask for."""

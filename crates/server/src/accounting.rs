@@ -36,6 +36,9 @@ pub struct Accounting {
     held_usd: f64,
     /// Tokens (in, out) charged by estimate because the served paid model reported no usage.
     estimated: Option<(u64, u64)>,
+    /// More than one model was tried (a cascade's escalation, a fallback): the request's timing is not
+    /// one model's, so it does not feed the router's latency estimates.
+    several_models: bool,
 }
 
 impl Accounting {
@@ -63,6 +66,7 @@ impl Accounting {
             failed: Vec::new(),
             held_usd: 0.0,
             estimated: None,
+            several_models: false,
         }
     }
 
@@ -144,6 +148,12 @@ impl Accounting {
         if self.row.served_model != model {
             // Usage reported by another model (a cascade's first attempt) says nothing about this one.
             self.usage_seen = self.reported.iter().any(|m| m == model);
+            if !self.row.served_model.is_empty() {
+                // The first token the client sees comes from this model (a cascade's small answer was
+                // held back), and the timing mixes models.
+                self.several_models = true;
+                self.row.ttft_ms = None;
+            }
         }
         self.row.served_model = model.to_string();
         self.price = price;
@@ -293,6 +303,7 @@ impl Accounting {
         }
         if (200..300).contains(&status)
             && !self.row.served_model.is_empty()
+            && !self.several_models
             && self.row.endpoint.ends_with("completions")
         {
             let ttft = self.row.ttft_ms.unwrap_or(self.row.latency_ms);

@@ -732,7 +732,10 @@ fn sse_body(
                     }
                     if c.choices.iter().any(|ch| ch.delta.content.as_deref().is_some_and(|t| !t.is_empty()) || ch.delta.tool_calls.is_some()) {
                         acct.mark_first_token();
-                        acct.add_streamed(c.choices.iter().filter_map(|ch| ch.delta.content.as_deref()).map(str::len).sum());
+                        // A replayed answer's text was counted when it was produced.
+                        if !accounted {
+                            acct.add_streamed(c.choices.iter().filter_map(|ch| ch.delta.content.as_deref()).map(str::len).sum());
+                        }
                     }
                     match serde_json::to_string(&c) {
                         Ok(s) => yield Ok(Event::default().data(s)),
@@ -811,6 +814,8 @@ async fn cascade(
         }
     };
     let keep = small_answer.is_some() && rightmodel_router::cascade_accept(confidence, plan.min_confidence);
+    // Why the large model is asked: the small answer was unsure, or there was none.
+    let escalation_reason = if small_answer.is_some() { "cascade_low_confidence" } else { "cascade_small_failed" };
     let small_cost = acct.cost();
     if let Some(obj) = decision.as_object_mut() {
         obj.insert(
@@ -820,7 +825,7 @@ async fn cascade(
         );
         if !keep {
             obj.insert("served".into(), json!(large_name));
-            obj.insert("reason".into(), json!("cascade_low_confidence"));
+            obj.insert("reason".into(), json!(escalation_reason));
         }
     }
     if keep {
@@ -841,20 +846,24 @@ async fn cascade(
         }
         return Ok(Reply::Full { served, decision: Some(decision), body: Box::new(a) });
     }
-    acct.set_decision("cascade_low_confidence", &decision);
-    let escalated = if stream {
-        open_stream(st, &large_name, &req, acct).await.map(|(served, s, accounted)| Reply::Stream {
-            served,
-            decision: Some(decision.clone()),
-            stream: s,
-            include_usage: include_usage(&req),
-            accounted,
-        })
-    } else {
-        call_full(st, &large_name, &req, acct).await.map(|(served, mut body)| {
-            body.rightmodel = Some(json!({"decision": decision.clone()}));
-            Reply::Full { served, decision: Some(decision.clone()), body: Box::new(body) }
-        })
+    acct.set_decision(escalation_reason, &decision);
+    // The spending limits, checked for the small model at the start, are checked for the large one
+    // now: concurrent requests may have spent the budget while the small model answered.
+    let caller = acct.caller().clone();
+    let escalated = match st.check_limits(&caller, &large_name, st.chat_model(&large_name)?.price()) {
+        Err(e) => Err(e),
+        Ok(()) if stream => open_stream(st, &large_name, &req, acct).await.map(|(served, s, accounted)| {
+            // A fallback of the large model may have answered: the decision names it.
+            let mut d = decision.clone();
+            acct.correct_decision(&mut d, &served);
+            Reply::Stream { served, decision: Some(d), stream: s, include_usage: include_usage(&req), accounted }
+        }),
+        Ok(()) => call_full(st, &large_name, &req, acct).await.map(|(served, mut body)| {
+            let mut d = decision.clone();
+            acct.correct_decision(&mut d, &served);
+            body.rightmodel = Some(json!({"decision": d.clone()}));
+            Reply::Full { served, decision: Some(d), body: Box::new(body) }
+        }),
     };
     match (escalated, small_answer) {
         (Ok(reply), _) => Ok(reply),
