@@ -628,6 +628,64 @@ min_confidence = 0.99
         s.stop()
 
 
+def test_unsure_document_answers_escalate_to_the_strongest_upstream_with_the_passages(tmp_path, proxy):
+    """A `docs:` question the documents do not answer goes to the strongest upstream (highest tier; `dead`,
+    whose fallback `large` answers) with the passages as context; the decision says so and names who
+    answered, and the log bills the upstream's usage. Named directly, a collection refuses JSON output."""
+    import pathlib
+    import subprocess
+
+    from conftest import BIN, fresh_home
+
+    proxy.mode = {"kind": "pass"}
+    home, env = fresh_home(tmp_path)
+    handbook = pathlib.Path(__file__).resolve().parent.parent / "crates" / "docs" / "tests" / "fixtures" / "docs"
+    r = subprocess.run([str(BIN), "docs", "add", "handbook", str(handbook)], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    cfg = small_and_large(proxy, price=1.0, tail="""
+tier = 0.5
+
+[[upstream]]
+name = "dead"
+base_url = "http://127.0.0.1:9/v1"
+connect_timeout_ms = 300
+max_retries = 1
+tier = 0.9
+fallback = ["large"]
+
+[[docs]]
+name = "handbook"
+""")
+    s = Server(tmp_path, cfg, "docs-escalation", env={"RIGHTMODEL_HOME": str(home)})
+    try:
+        c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0, timeout=120)
+        r = c.chat.completions.with_raw_response.create(
+            model="docs:handbook", max_tokens=8,
+            messages=[{"role": "user", "content": "What is the boiling point of liquid nitrogen in kelvin?"}])
+        d = _decision(r)
+        assert d["reason"] == "docs_low_confidence_escalated", d
+        assert r.headers["x-rightmodel-model"] == "large" and d["served"] == "large" and d["fallback_from"] == "dead", d
+        extra = r.parse().model_extra["rightmodel"]
+        assert extra["passages"] and extra["passages"][0]["n"] == 1 and extra["citations"], extra
+        row = s.wait_row(lambda x: x["id"] == r.headers["x-request-id"])
+        u = r.parse().usage
+        assert row["served_model"] == "large" and row["input_tokens"] == u.prompt_tokens and row["cost_usd"] > 0, row
+        assert u.prompt_tokens > 100, "the passages went with the question"
+        assert abs(float(r.headers["x-rightmodel-cost-usd"]) - row["cost_usd"]) < 1e-9
+        # A confident answer stays local and its row counts the question's tokens.
+        r = c.chat.completions.with_raw_response.create(
+            model="docs:handbook", messages=[{"role": "user", "content": "When was the museum founded?"}])
+        assert r.headers["x-rightmodel-model"] == "docs:handbook", _decision(r)
+        row = s.wait_row(lambda x: x["id"] == r.headers["x-request-id"])
+        assert row["input_tokens"] > 0 and row["cost_usd"] == 0, row
+        with pytest.raises(openai.BadRequestError) as e:
+            c.chat.completions.create(model="docs:handbook", response_format={"type": "json_object"},
+                                      messages=[{"role": "user", "content": "When was the museum founded?"}])
+        assert e.value.body["param"] == "response_format"
+    finally:
+        s.stop()
+
+
 def test_cascade_asks_an_upstream_small_model_for_logprobs(tmp_path, proxy):
     """The cascade's first model may be an upstream: it is asked for log-probabilities, so its answer is
     judged (not escalated for lack of them), and the client still gets none it did not ask for."""

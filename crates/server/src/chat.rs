@@ -352,28 +352,32 @@ async fn task_reply(
     acct: &mut Accounting,
 ) -> Result<Option<Reply>, ApiError> {
     let stream = req.sampling.stream.unwrap_or(false);
-    if st.config.classifiers.iter().any(|c| c.route && c.name == target) {
-        let explain = st.router.explain_requested(req, headers)?;
-        if named {
-            // Named directly: it answers with a label, whatever the request expected.
-            if crate::tools::tool_mode(req)? != ToolMode::Off {
-                return Err(ApiError::invalid("tools", format!("The classifier `{target}` does not call tools.")));
-            }
-            if req.response_format.as_ref().is_some_and(|rf| rf.kind != "text") {
-                return Err(ApiError::invalid(
-                    "response_format",
-                    format!("The classifier `{target}` answers with a label, not JSON."),
-                ));
-            }
-            if req.logprobs == Some(true) {
-                return Err(ApiError::invalid(
-                    "logprobs",
-                    format!(
-                        "The classifier `{target}` has no token log-probabilities; see rightmodel.prediction.probs."
-                    ),
-                ));
-            }
+    let classifier = st.config.classifiers.iter().any(|c| c.route && c.name == target);
+    if named && (classifier || target.starts_with("docs:")) {
+        // Named directly: it answers with a label or a cited passage, whatever the request expected.
+        let (what, answers, probs) = if classifier {
+            ("classifier", "a label", "see rightmodel.prediction.probs")
+        } else {
+            ("collection", "cited text", "see rightmodel.confidence")
+        };
+        if crate::tools::tool_mode(req)? != ToolMode::Off {
+            return Err(ApiError::invalid("tools", format!("The {what} `{target}` does not call tools.")));
         }
+        if req.response_format.as_ref().is_some_and(|rf| rf.kind != "text") {
+            return Err(ApiError::invalid(
+                "response_format",
+                format!("The {what} `{target}` answers with {answers}, not JSON."),
+            ));
+        }
+        if req.logprobs == Some(true) {
+            return Err(ApiError::invalid(
+                "logprobs",
+                format!("The {what} `{target}` has no token log-probabilities; {probs}."),
+            ));
+        }
+    }
+    if classifier {
+        let explain = st.router.explain_requested(req, headers)?;
         let mut body = crate::tasks_api::classifier_chat(st, target, req, explain, acct).await?;
         let decision = decision.cloned();
         if let (Some(d), Some(Value::Object(extra))) = (&decision, body.rightmodel.as_mut()) {

@@ -220,9 +220,11 @@ impl TaskModels {
     /// collection's generation marker (and the index when it changed), so call it off the runtime.
     pub(crate) fn collection(&self, name: &str) -> Result<Arc<Collection>, ApiError> {
         let not_found = || ApiError::model_not_found(&format!("docs:{name}"));
-        if let Some(c) = self.collections.lock().get(name) {
+        // The staleness check reads a file: not under the lock every collection's requests take.
+        let cached = self.collections.lock().get(name).cloned();
+        if let Some(c) = cached {
             if !c.is_stale() {
-                return Ok(c.clone());
+                return Ok(c);
             }
         }
         let dir = match self.paths.get(&format!("docs:{name}")) {
@@ -234,7 +236,15 @@ impl TaskModels {
             self.collections.lock().remove(name);
             return Err(not_found());
         }
-        let c = Arc::new(Collection::open(&dir).map_err(docs_error)?);
+        let c = match Collection::open(&dir) {
+            Ok(c) => Arc::new(c),
+            // Removed between the check above and the open (`docs remove`).
+            Err(rightmodel_docs::DocsError::NotACollection { .. }) => {
+                self.collections.lock().remove(name);
+                return Err(not_found());
+            }
+            Err(e) => return Err(docs_error(e)),
+        };
         self.collections.lock().insert(name.to_string(), c.clone());
         // Re-ranking decodes whole passages: those of a small collection are decoded ahead of its
         // questions whenever it is (re)opened, at start and after `docs add` changed it.
@@ -338,18 +348,38 @@ pub async fn classify(
     }
 }
 
-/// The strongest upstream (highest tier) that `caller` may use and the day's budget allows, for escalating
-/// unsure document answers.
-fn strongest_upstream(st: &AppState, caller: &crate::auth::Caller) -> Option<String> {
-    st.chat
+/// The strongest upstream that `caller` may use and the day's budget allows, for escalating unsure
+/// document answers: the highest `tier`; among equal tiers the one with the dearest output (price
+/// follows capability among one provider's models), then the first by name. `Err` says why there is
+/// none, for the decision.
+fn strongest_upstream(st: &AppState, caller: &crate::auth::Caller) -> Result<String, &'static str> {
+    let upstreams: Vec<(&String, &crate::upstream::Upstream)> = st
+        .chat
         .iter()
-        .filter(|(n, m)| caller.may_use(n) && st.check_limits(caller, n, m.price()).is_ok())
         .filter_map(|(n, m)| match m {
-            ChatModel::Upstream(u) => Some((n.clone(), u.config.tier)),
+            ChatModel::Upstream(u) => Some((n, u.as_ref())),
             ChatModel::Local(_) => None,
         })
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|x| x.0)
+        .collect();
+    if upstreams.is_empty() {
+        return Err("no upstream is configured");
+    }
+    let allowed: Vec<_> = upstreams.into_iter().filter(|(n, _)| caller.may_use(n)).collect();
+    if allowed.is_empty() {
+        return Err("the key may use no upstream");
+    }
+    allowed
+        .into_iter()
+        .filter(|(n, u)| st.check_limits(caller, n, u.config.price()).is_ok())
+        .min_by(|a, b| {
+            b.1.config
+                .tier
+                .total_cmp(&a.1.config.tier)
+                .then(b.1.config.price().output_per_mtok.total_cmp(&a.1.config.price().output_per_mtok))
+                .then(a.0.cmp(b.0))
+        })
+        .map(|(n, _)| n.clone())
+        .ok_or("the spending limits leave no upstream")
 }
 
 /// Answers a `docs:NAME` chat request: the last user message is the question.
@@ -412,7 +442,12 @@ pub async fn docs_chat(
     let citations = serde_json::to_value(&answer.citations).unwrap_or(Value::Null);
     let min_conf = st.config.route.min_confidence;
     let unsure = answer.confidence < min_conf;
-    let escalate = unsure.then(|| strongest_upstream(st, acct.caller())).flatten();
+    let target = if unsure { Some(strongest_upstream(st, acct.caller())) } else { None };
+    let (escalate, skipped) = match target {
+        Some(Ok(m)) => (Some(m), None),
+        Some(Err(why)) => (None, Some(why)),
+        None => (None, None),
+    };
     let mut decision = json!({"served": model_name, "reason": "docs_confident", "confidence": answer.confidence, "min_confidence": min_conf});
     if let Some(lm) = reranked_by {
         decision["reranked_by"] = json!(lm);
@@ -437,8 +472,14 @@ pub async fn docs_chat(
         up.messages = req.messages.iter().filter(|m| m.role == "system" || m.role == "developer").cloned().collect();
         up.messages.push(ChatMessage::new("user", answer.context_prompt(&question)));
         let passages = prompt_passages(&answer);
+        merge_routed(&mut decision, routed);
+        // What is held against the limits (and estimated, should the upstream report no usage) is the
+        // gateway's prompt, passages included, not the client's question.
+        acct.set_prompt_estimate((up.messages.iter().map(|m| m.text().len()).sum::<usize>() as u64).div_ceil(4));
         match crate::chat::call_full_pub(st, &large, &up, acct).await {
             Ok((served, mut body)) => {
+                // A fallback of `large` may have answered.
+                acct.correct_decision(&mut decision, &served);
                 body.rightmodel = Some(json!({"decision": decision, "citations": citations, "passages": passages}));
                 return Ok((served, decision, body));
             }
@@ -454,14 +495,11 @@ pub async fn docs_chat(
         }
     } else if unsure {
         decision["reason"] = json!("docs_low_confidence");
-    }
-    // When `auto` chose the collection, the router's decision stays part of the record (its scores,
-    // what the largest candidate would have cost, a re-routing); the collection's own fields win.
-    if let (Some(Value::Object(router)), Value::Object(own)) = (routed, &mut decision) {
-        for (k, v) in router {
-            own.entry(k.clone()).or_insert_with(|| v.clone());
+        if let Some(why) = skipped {
+            decision["escalation_skipped"] = json!(why);
         }
     }
+    merge_routed(&mut decision, routed);
     let reason = decision["reason"].as_str().unwrap_or("docs_confident").to_string();
     acct.set_decision(&reason, &decision);
     // Below the confidence bar the reply says so, and offers the closest passage as such.
@@ -480,8 +518,20 @@ pub async fn docs_chat(
         text.push_str(&format!("\n[{}] {file}:{}-{}", i + 1, c.start, c.end));
     }
     let extra = json!({"decision": decision, "citations": citations, "confidence": answer.confidence, "sentence": answer.sentence, "span": answer.span});
-    let body = text_answer(&model_name, text, Usage::new(question_tokens, 0), extra);
+    let usage = Usage::new(question_tokens, 0);
+    acct.add_usage(usage);
+    let body = text_answer(&model_name, text, usage, extra);
     Ok((model_name, decision, body))
+}
+
+/// When `auto` chose the collection, the router's decision stays part of the record (its scores, what
+/// the largest candidate would have cost, a re-routing); the collection's own fields win.
+fn merge_routed(decision: &mut Value, routed: Option<&Value>) {
+    if let (Some(Value::Object(router)), Value::Object(own)) = (routed, decision) {
+        for (k, v) in router {
+            own.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
 }
 
 /// The passages of the context prompt, numbered as the prompt numbers them ([1] first).
