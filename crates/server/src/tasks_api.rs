@@ -32,6 +32,9 @@ pub struct TaskModels {
     /// Loaded classifiers with the modification time of the manifest they were loaded from.
     classifiers: Mutex<HashMap<String, LoadedClassifier>>,
     collections: Mutex<HashMap<String, Arc<Collection>>>,
+    /// One gate per existing collection: after `docs add` changes it, the first request reopens it and
+    /// the others wait for that copy instead of each loading the index again (memory, encoder slots).
+    opening: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Configured locations (`[[classifier]]`, `[[docs]]` with a `path`).
     pub paths: HashMap<String, PathBuf>,
     /// Collections whose passages a language model reads (`rerank_lm`, `read_lm`).
@@ -235,6 +238,16 @@ impl TaskModels {
         if !rightmodel_docs::store::exists(&dir) {
             self.collections.lock().remove(name);
             return Err(not_found());
+        }
+        // Keyed by collections that exist, so client-chosen names cannot grow the map.
+        let gate = self.opening.lock().entry(name.to_string()).or_default().clone();
+        let _one_open = gate.lock();
+        let cached = self.collections.lock().get(name).cloned();
+        if let Some(c) = cached {
+            // Reopened by the request this one waited for.
+            if !c.is_stale() {
+                return Ok(c);
+            }
         }
         let c = match Collection::open(&dir) {
             Ok(c) => Arc::new(c),
