@@ -102,3 +102,24 @@ def test_docs_add_that_adds_nothing_leaves_no_collection(tmp_path):
     assert r.returncode == 0 and "skipped" in r.stderr and "broken.md" in r.stderr, r.stderr
     listed = run("docs", "list", env=env).stdout
     assert "c3" in listed and "c1" not in listed and "c2" not in listed, listed
+
+
+def test_an_upstream_key_variable_that_is_not_set_stops_the_gateway_before_it_serves(tmp_path):
+    """Every call would fail with the upstream's 401: `serve --check` and `serve` both say which variable."""
+    import os
+
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text('[[upstream]]\nname = "big"\nbase_url = "http://127.0.0.1:9/v1"\napi_key_env = "RIGHTMODEL_TEST_UNSET_KEY"\n')
+    env = {k: v for k, v in os.environ.items() if k != "RIGHTMODEL_TEST_UNSET_KEY"}
+    for args in (["--check"], ["--port", "0"]):
+        r = run("serve", "--config", str(cfg), *args, env=env)
+        assert r.returncode != 0 and "RIGHTMODEL_TEST_UNSET_KEY" in r.stderr, (args, r.stderr)
+    r = run("serve", "--config", str(cfg), "--check", env=dict(env, RIGHTMODEL_TEST_UNSET_KEY="sk-test"))
+    assert r.returncode == 0, r.stderr
+
+
+def test_check_names_a_model_file_that_is_not_there(tmp_path):
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text('[[local]]\nname = "mine"\nmodel = "models/missing.gguf"\n')
+    r = run("serve", "--config", str(cfg), "--check")
+    assert r.returncode != 0 and "mine" in r.stderr and "missing.gguf" in r.stderr, r.stderr

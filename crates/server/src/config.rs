@@ -458,6 +458,15 @@ impl Config {
         self.route.router_dir.iter_mut().for_each(fix);
         self.classifiers.iter_mut().filter_map(|c| c.path.as_mut()).for_each(fix);
         self.docs.iter_mut().filter_map(|d| d.path.as_mut()).for_each(fix);
+        // Model files given as relative paths too (a pulled model's bare name stays a name).
+        let fix_spec = |spec: &mut String| {
+            let is_path = spec.contains('/') || spec.contains(std::path::MAIN_SEPARATOR) || spec.ends_with(".gguf");
+            if is_path && Path::new(spec.as_str()).is_relative() {
+                *spec = base.join(spec.as_str()).to_string_lossy().into_owned();
+            }
+        };
+        self.locals.iter_mut().for_each(|m| fix_spec(&mut m.model));
+        self.embedding.iter_mut().for_each(|m| fix_spec(&mut m.model));
     }
 
     /// Parses and validates TOML text; `origin` names it in errors.
@@ -474,10 +483,11 @@ impl Config {
         let all = self
             .locals
             .iter()
-            .map(|m| ("local", &m.name))
-            .chain(self.upstreams.iter().map(|m| ("upstream", &m.name)))
-            .chain(self.embedding.iter().map(|m| ("embedding", &m.name)))
-            .chain(self.classifiers.iter().map(|m| ("classifier", &m.name)));
+            .enumerate()
+            .map(|(i, m)| (format!("local[{i}]"), &m.name))
+            .chain(self.upstreams.iter().enumerate().map(|(i, m)| (format!("upstream[{i}]"), &m.name)))
+            .chain(self.embedding.iter().map(|m| ("embedding".to_string(), &m.name)))
+            .chain(self.classifiers.iter().enumerate().map(|(i, m)| (format!("classifier[{i}]"), &m.name)));
         for (section, name) in all {
             if name.is_empty() || name == "auto" || name.starts_with("docs:") {
                 return Err(invalid(format!("{section}.name"), format!("`{name}` is reserved or empty")));
@@ -487,6 +497,10 @@ impl Config {
             }
         }
         for (i, c) in self.classifiers.iter().enumerate() {
+            // The name is a folder under `classifiers/` when no path is given.
+            if c.name.starts_with('.') || c.name.contains(['/', '\\', ':']) {
+                return Err(invalid(format!("classifier[{i}].name"), format!("`{}` is not a classifier name", c.name)));
+            }
             if !(0.0..=1.0).contains(&c.min_confidence) {
                 return Err(invalid(format!("classifier[{i}].min_confidence"), "must be between 0 and 1"));
             }
@@ -571,15 +585,46 @@ impl Config {
             if u.max_retries > 10 {
                 return Err(invalid(format!("upstream[{i}].max_retries"), "must be at most 10"));
             }
-            for f in &u.fallback {
+            if let Some(var) = &u.api_key_env {
+                // A pasted key instead of a variable name would also end up in the warnings; never echo it.
+                let is_name = var.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !is_name {
+                    return Err(invalid(
+                        format!("upstream[{i}].api_key_env"),
+                        "must name an environment variable that holds the key (e.g. OPENAI_API_KEY), not the key",
+                    ));
+                }
+            }
+            for (j, f) in u.fallback.iter().enumerate() {
                 if !self.upstreams.iter().any(|o| &o.name == f) && !self.locals.iter().any(|o| &o.name == f) {
                     return Err(invalid(format!("upstream[{i}].fallback"), format!("unknown model `{f}`")));
                 }
+                // Fallbacks are one level: the model's own list, in order. Itself or a repeat would only
+                // retry a failing model.
+                if f == &u.name || u.fallback[..j].contains(f) {
+                    return Err(invalid(
+                        format!("upstream[{i}].fallback"),
+                        format!("`{f}` is the model itself or listed twice"),
+                    ));
+                }
             }
         }
-        for c in &self.route.candidates {
+        for (j, c) in self.route.candidates.iter().enumerate() {
             if !self.upstreams.iter().any(|o| &o.name == c) && !self.locals.iter().any(|o| &o.name == c) {
                 return Err(invalid("route.candidates", format!("unknown chat model `{c}`")));
+            }
+            if self.route.candidates[..j].contains(c) {
+                return Err(invalid("route.candidates", format!("`{c}` is listed twice")));
+            }
+        }
+        // The difficulty scorer runs on the encoder: without one, these would be ignored.
+        if self.embedding.is_none() {
+            if self.route.router_dir.is_some() {
+                return Err(invalid("route.router_dir", "the difficulty scorer needs an [embedding] model"));
+            }
+            if self.route.strong_share.is_some() {
+                return Err(invalid("route.strong_share", "the difficulty scorer needs an [embedding] model"));
             }
         }
         if let Some(s) = self.route.strong_share {
@@ -607,6 +652,12 @@ impl Config {
         for (i, k) in self.keys.iter().enumerate() {
             if k.sha256.len() != 64 || !k.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(invalid(format!("key[{i}].sha256"), "must be 64 hex digits (sha256 of the key)"));
+            }
+            for m in &k.models {
+                let known = m == "auto" || m.starts_with("docs:") || names.contains(m);
+                if !known {
+                    return Err(invalid(format!("key[{i}].models"), format!("unknown model `{m}`")));
+                }
             }
             if !key_names.insert(&k.name) {
                 return Err(invalid(format!("key[{i}].name"), format!("key name `{}` is used twice", k.name)));
@@ -650,6 +701,15 @@ mod tests {
         std::fs::write(&file, "[server]\nlog_path = \"state/rm.db\"\n").unwrap();
         let cfg = super::Config::load(&file).unwrap();
         assert_eq!(cfg.server.log_path.unwrap(), dir.path().join("state/rm.db"));
+        std::fs::write(
+            &file,
+            "[[local]]\nname = 'a'\nmodel = 'models/x.gguf'\n[[local]]\nname = 'b'\nmodel = 'gemma3-270m'\n[embedding]\nname = 'e'\nmodel = './enc'\n",
+        )
+        .unwrap();
+        let cfg = super::Config::load(&file).unwrap();
+        assert_eq!(std::path::PathBuf::from(&cfg.locals[0].model), dir.path().join("models/x.gguf"));
+        assert_eq!(cfg.locals[1].model, "gemma3-270m");
+        assert_eq!(std::path::PathBuf::from(&cfg.embedding.unwrap().model), dir.path().join("./enc"));
     }
 
     use super::*;
@@ -699,5 +759,34 @@ mod tests {
             let e = Config::parse(t, "x").unwrap_err().to_string();
             assert!(e.contains(key), "{t:?}: {e}");
         }
+    }
+
+    #[test]
+    fn mistakes_that_would_only_show_on_requests_are_refused() {
+        let up = "[[upstream]]\nname='a'\nbase_url='http://x/v1'\n";
+        for (t, key, says) in [
+            (format!("{up}fallback=['a']\n"), "upstream[0].fallback", "itself"),
+            (
+                format!("{up}[[upstream]]\nname='b'\nbase_url='http://x/v1'\nfallback=['a','a']\n"),
+                "upstream[1].fallback",
+                "twice",
+            ),
+            (format!("{up}api_key_env='sk-live-123'\n"), "upstream[0].api_key_env", "not the key"),
+            (format!("{up}[route]\ncandidates=['a','a']\n"), "route.candidates", "twice"),
+            (format!("{up}[route]\nstrong_share=0.2\n"), "route.strong_share", "[embedding]"),
+            (
+                format!("{up}[[key]]\nname='k'\nsha256='{}'\nmodels=['gpt4o']\n", "a".repeat(64)),
+                "key[0].models",
+                "gpt4o",
+            ),
+            (format!("{up}[[upstream]]\nname='a'\nbase_url='http://y/v1'\n"), "upstream[1].name", "twice"),
+            ("[[classifier]]\nname='../x'\n".to_string(), "classifier[0].name", "../x"),
+        ] {
+            let e = Config::parse(&t, "x").unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(says), "{t:?}: {e}");
+            assert!(!e.contains("sk-live-123"), "the pasted key is not echoed: {e}");
+        }
+        let ok = format!("{up}[[key]]\nname='k'\nsha256='{}'\nmodels=['a', 'auto', 'docs:handbook']\n", "b".repeat(64));
+        Config::parse(&ok, "x").unwrap();
     }
 }

@@ -74,6 +74,43 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 anyhow::ensure!(!c.route, "classifier `{}` has route = true but cannot be loaded", c.name);
             }
         }
+        // Model files and names, without pulling: a catalog model not pulled yet is pulled at start.
+        let store = rightmodel_models::Store::new(&rightmodel_models::home::rightmodel_home());
+        let specs = config
+            .locals
+            .iter()
+            .map(|m| (&m.name, &m.model, false))
+            .chain(config.embedding.iter().map(|m| (&m.name, &m.model, true)));
+        for (name, spec, encoder) in specs {
+            let found = if encoder { store.resolve_encoder(spec) } else { store.resolve_gguf(spec) };
+            match found {
+                Ok(_) => {}
+                Err(_) if rightmodel_models::catalog::find(spec).is_some() => {
+                    eprintln!("note: `{name}`: {spec} is not pulled yet; `serve` pulls it at start")
+                }
+                Err(e) => anyhow::bail!("model `{name}`: {e}"),
+            }
+        }
+        for u in &config.upstreams {
+            if let Some(var) = &u.api_key_env {
+                anyhow::ensure!(
+                    std::env::var(var).is_ok_and(|k| !k.is_empty()),
+                    "upstream `{}`: {}",
+                    u.name,
+                    rightmodel_server::upstream::api_key_missing(var)
+                );
+            }
+        }
+        let loopback = matches!(config.server.host.as_str(), "127.0.0.1" | "localhost" | "::1");
+        if !loopback && config.keys.is_empty() && config.upstreams.iter().any(|u| !u.price().is_free()) {
+            eprintln!(
+                "warning: listening on {} with paid upstreams and no [[key]]: anyone who can reach it spends your budget",
+                config.server.host
+            );
+        }
+        if config.chat_models().is_empty() {
+            eprintln!("warning: no chat model is configured: chat and text completions answer 404");
+        }
         eprintln!("configuration is valid: {} chat model(s)", config.chat_models().len());
         return Ok(());
     }
