@@ -287,6 +287,18 @@ fn domain_model_serves_confident_in_domain_requests() {
     only.domain = Some(Domain { name: "banking".into(), fit: Arc::new(|_: &str| None), min_confidence: 0.5 });
     let api = router(vec![only], 0.5).decide(&req("hello"), &no_budget()).unwrap_err().to_api_error();
     assert_eq!(api.code.as_deref(), Some("out_of_domain"));
+    // With general models too, classifiers that do not know the request do not outvote the limit that
+    // kept the general ones out.
+    let unknowing = |name: &str| {
+        let mut c = Candidate::new(name, ModelKind::Classifier, Price::default(), 0.2, 5.0, 0.0);
+        c.domain = Some(Domain { name: "x".into(), fit: Arc::new(|_: &str| None), min_confidence: 0.5 });
+        c
+    };
+    let r = router(vec![unknowing("c1"), unknowing("c2"), upstream("large", 1.0, 10.0)], 0.5);
+    let mut q = req("hello");
+    q.overrides.max_cost_usd = Some(1e-9);
+    let api = r.decide(&q, &no_budget()).unwrap_err().to_api_error();
+    assert_eq!(api.code.as_deref(), Some("max_cost_exceeded"), "{}", api.message);
 }
 
 #[test]
@@ -331,6 +343,15 @@ fn cascade_plans_small_then_large() {
     assert_eq!((plan.small.as_str(), plan.large.as_str()), ("small", "large"));
     assert!(plan.accept_logprobs(&[-0.01, -0.05]));
     assert!(!plan.accept_logprobs(&[-2.0, -3.0]));
+    // Escalating costs both calls' time: small 10,030 ms + large 5,290 ms. A cap that each fits alone
+    // but the pair does not leaves no plan; the chosen model serves directly.
+    let mut capped = q.clone();
+    capped.overrides.max_latency_ms = Some(11_000.0);
+    let d = r.decide(&capped, &no_budget()).unwrap();
+    assert!(d.cascade.is_none(), "{:?}", d.cascade);
+    assert_eq!(d.served, "large");
+    capped.overrides.max_latency_ms = Some(16_000.0);
+    assert!(r.decide(&capped, &no_budget()).unwrap().cascade.is_some());
     // Without a model that returns log-probabilities there is no cascade.
     let plain = router(vec![upstream("a", 0.0, 1.0), upstream("b", 1.0, 10.0)], 0.9);
     let d = plain.decide(&q, &no_budget()).unwrap();

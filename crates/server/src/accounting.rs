@@ -306,8 +306,12 @@ impl Accounting {
             && !self.several_models
             && self.row.endpoint.ends_with("completions")
         {
-            let ttft = self.row.ttft_ms.unwrap_or(self.row.latency_ms);
-            self.state.router.observe(&self.row.served_model, ttft, self.row.latency_ms, self.row.output_tokens);
+            self.state.router.observe(
+                &self.row.served_model,
+                self.row.ttft_ms,
+                self.row.latency_ms,
+                self.row.output_tokens,
+            );
         }
         m.in_flight.dec();
         self.state.log.record(std::mem::take(&mut self.row));

@@ -261,11 +261,16 @@ impl AutoRouter {
         Ok(AutoRouter { router: Some(Arc::new(router)), default_overrides })
     }
 
-    /// Feeds an observed call into the candidate's live latency estimate.
-    pub fn observe(&self, model: &str, ttft_ms: f64, total_ms: f64, output_tokens: u64) {
+    /// Feeds an observed call into the candidate's live latency estimate (`ttft_ms`: `None` when the
+    /// first token was not timed, e.g. a complete answer from an upstream).
+    pub fn observe(&self, model: &str, ttft_ms: Option<f64>, total_ms: f64, output_tokens: u64) {
         if let Some(r) = &self.router {
             if let Some(c) = r.candidates().iter().find(|c| c.name == model) {
-                c.latency.observe(ttft_ms, total_ms, output_tokens.min(u64::from(u32::MAX)) as u32);
+                let n = output_tokens.min(u64::from(u32::MAX)) as u32;
+                match ttft_ms {
+                    Some(t) => c.latency.observe(t, total_ms, n),
+                    None => c.latency.observe_total(total_ms, n),
+                }
             }
         }
     }
@@ -290,7 +295,7 @@ impl AutoRouter {
             if let Some(v) = headers.get(header).and_then(|v| v.to_str().ok()) {
                 let v = v.trim();
                 let parsed = match key {
-                    "explain" => Value::Bool(matches!(v, "true" | "1" | "yes")),
+                    "explain" => Value::Bool(matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes")),
                     "strategy" => Value::String(v.to_string()),
                     _ => v
                         .parse::<f64>()
@@ -324,7 +329,12 @@ impl AutoRouter {
             .router
             .clone()
             .ok_or_else(|| ApiError::new(ErrorKind::Unprocessable, "No chat model is configured for `auto`."))?;
-        let overrides = self.overrides(req, headers)?;
+        let mut overrides = self.overrides(req, headers)?;
+        // A cascade judges the small answer by its token log-probabilities; a tool call has none, so the
+        // server would serve the small model unjudged. Requests with tools are routed directly.
+        if crate::tools::tool_mode(req)? != crate::tools::ToolMode::Off {
+            overrides.strategy = Some(rightmodel_router::Strategy::Direct);
+        }
         let text_len: usize = req.messages.iter().map(|m| m.text().len()).sum();
         let rr = RouteRequest {
             conversation: Conversation::from_chat(&req.messages),

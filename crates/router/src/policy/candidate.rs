@@ -92,6 +92,15 @@ impl LatencyTracker {
         }
     }
 
+    /// Records a finished call whose first token was not timed (a complete answer from an upstream):
+    /// the total is split with the current per-token estimate, so only the first-token average moves.
+    /// Reading the total as the first token's time would drive the per-token estimate to 0, and long
+    /// answers would look as fast as short ones to `max_latency_ms`.
+    pub fn observe_total(&self, total_ms: f64, output_tokens: u32) {
+        let generation = self.per_token_ms() * f64::from(output_tokens.saturating_sub(1));
+        Self::update(&self.first_token_ms, (total_ms - generation).max(0.0), self.alpha);
+    }
+
     /// EWMA of the time to first token, in milliseconds.
     pub fn latency_ewma_ms(&self) -> f64 {
         f64::from_bits(self.first_token_ms.load(Ordering::Relaxed))
@@ -152,6 +161,21 @@ impl Candidate {
     /// The current latency EWMA (time to first token) in milliseconds.
     pub fn latency_ewma_ms(&self) -> f64 {
         self.latency.latency_ewma_ms()
+    }
+}
+
+#[cfg(test)]
+mod observe_tests {
+    use super::LatencyTracker;
+
+    #[test]
+    fn an_untimed_first_token_moves_only_the_first_token_average() {
+        let t = LatencyTracker::new(100.0, 20.0, 1.0);
+        t.observe_total(2_100.0, 51); // 100 ms + 50 x 20 ms would be 1,100: the call was slower to start
+        assert_eq!(t.per_token_ms(), 20.0);
+        assert_eq!(t.latency_ewma_ms(), 1_100.0);
+        t.observe_total(50.0, 51); // shorter than the generation alone: no negative first token
+        assert_eq!(t.latency_ewma_ms(), 0.0);
     }
 }
 

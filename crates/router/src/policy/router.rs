@@ -213,7 +213,16 @@ impl Router {
             estimates.iter().filter_map(|e| e.excluded.map(|l| (e.name.clone(), l))).collect();
         // Models off the key's list are named only when nothing else stood in the way: otherwise the
         // limit that kept out the models the key may use is the one to fix.
-        let on_list: Vec<Limit> = excluded.iter().map(|(_, l)| *l).filter(|l| *l != Limit::NotAllowed).collect();
+        // A task model (classifier) that does not know the request votes "domain"; when general models
+        // exist, the limit that kept *them* out is the one to report.
+        let has_general = self.candidates.iter().any(|c| c.domain.is_none());
+        let general = |name: &str| self.candidates.iter().any(|c| c.name == name && c.domain.is_none());
+        let on_list: Vec<Limit> = excluded
+            .iter()
+            .filter(|(n, _)| !has_general || general(n))
+            .map(|(_, l)| *l)
+            .filter(|l| *l != Limit::NotAllowed)
+            .collect();
         let votes = if on_list.is_empty() { vec![Limit::NotAllowed] } else { on_list };
         // Name the limit that excluded the most candidates; on a tie, the request's own limits first.
         let order = [
@@ -434,7 +443,17 @@ impl Router {
                         .filter(|&i| i != small && self.rel_tier[i] > self.rel_tier[small])
                         .max_by(|a, b| self.rel_tier[*a].total_cmp(&self.rel_tier[*b]).then(by_cost(b, a)))
                 };
-                if let Some(large) = large {
+                // An escalated request pays for and waits on both calls: the plan must fit the request's
+                // limits and the budget as a pair, else the chosen model serves directly.
+                let fits = |large: &usize| {
+                    let (a, b) = (&est[small], &est[*large]);
+                    let cost = a.cost_usd + b.cost_usd;
+                    req.overrides.max_cost_usd.is_none_or(|m| cost <= m)
+                        && req.overrides.max_latency_ms.is_none_or(|m| a.latency_ms + b.latency_ms <= m)
+                        && (cost <= 0.0 || budget.remaining_usd().is_none_or(|r| cost <= r))
+                };
+                if let Some(large) = large.filter(fits) {
+                    decision.constrained_by = None;
                     decision.cascade = Some(CascadePlan {
                         small: self.candidates[small].name.clone(),
                         large: self.candidates[large].name.clone(),
