@@ -61,7 +61,7 @@ enum Command {
         after_help = "Examples:\n  rightmodel docs add handbook ./handbook\n  rightmodel docs ask handbook \"How many vacation days do I get?\"\n  rightmodel docs list"
     )]
     Docs(cmd::docs::DocsCmd),
-    /// Evaluate task models on labelled data.
+    /// Evaluate task models, document QA, and small vs large vs routed on your own prompts.
     #[command(
         subcommand,
         after_help = "Examples:\n  rightmodel eval classify --model trec --data ../shared/data/classify/trec/test.tsv\n  rightmodel eval docs --squad ../shared/data/docqa/squad_dev_half.json --limit 1000\n  rightmodel eval route --data my_prompts.jsonl --models small,large,auto --out compare/"

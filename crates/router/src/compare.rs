@@ -195,7 +195,7 @@ pub fn check_expected(path: &Path, cases: &[Case], scoring: Scoring) -> Result<(
 /// One model's answer to one case.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Outcome {
-    /// Index of the case in the data file (0-based).
+    /// Index of the case among those read (0-based; blank lines are skipped, see [`Case::line`]).
     pub case: usize,
     /// The model asked for (a name, or `auto`).
     pub model: String,
@@ -292,7 +292,7 @@ fn served_mix(s: &ModelSummary) -> String {
         .join(", ")
 }
 
-/// The Markdown report: one row per model, the chart, and `notes` (data file, gateway, command line).
+/// The Markdown report: one row per model, the chart, and `notes` (data file, gateway, settings).
 pub fn markdown(summaries: &[ModelSummary], scoring: Scoring, notes: &str, chart_file: &str) -> String {
     let mut s = String::from("# Small vs large vs routed\n\n");
     let _ = writeln!(

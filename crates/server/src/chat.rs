@@ -294,8 +294,9 @@ async fn handle(
                 d.insert("rerouted_from".into(), json!(target));
                 d.insert("rerouted_because".into(), json!(e.code));
             }
-            // A free task model (classifier, collection) chosen this time answers at once; a language
-            // model must pass the limits first (a refusal keeps the decision that was refused).
+            // A task model (classifier, collection) chosen this time answers at once (a collection checks
+            // the limits itself before it escalates); a language model must pass the limits first (a
+            // refusal keeps the decision that was refused).
             let task = again.served.starts_with("docs:")
                 || st.config.classifiers.iter().any(|c| c.route && c.name == again.served);
             if task {
@@ -339,7 +340,8 @@ async fn handle(
 }
 
 /// Serves `target` when it is a model the gateway answers itself, a routed classifier or a `docs:`
-/// collection (free, so no spending limit applies); `None` for language models. `named`: the client
+/// collection (free themselves; a collection checks the limits before it escalates to a paid model);
+/// `None` for language models. `named`: the client
 /// asked for it by name (so it must not expect tools, JSON or log-probabilities); `decision`: the
 /// router's, when `auto` chose it.
 async fn task_reply(

@@ -178,7 +178,8 @@ pub struct UpstreamModel {
     pub name: String,
     /// Base URL up to and including `/v1`.
     pub base_url: String,
-    /// Environment variable holding the API key (optional for keyless upstreams).
+    /// Environment variable holding the API key (optional for keyless upstreams). Named but unset or
+    /// empty, it stops the gateway at start: every call would fail with the upstream's 401.
     #[serde(default)]
     pub api_key_env: Option<String>,
     /// Model id sent upstream (default: `name`).
@@ -445,7 +446,7 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Makes relative paths (request log, router, classifier and collection folders) relative to the
+    /// Makes relative paths (request log, router, classifier and collection folders, model files) relative to the
     /// config file's folder, not to wherever the server happens to be started: a service started from
     /// another working directory would otherwise open a new, empty log and forget the day's spend.
     fn resolve_paths(&mut self, base: &Path) {

@@ -125,8 +125,8 @@ impl AppState {
         caller.check_spend(name, price)
     }
 
-    /// 429 until midnight UTC when the gateway's daily budget is spent and `price` is not free: at zero only
-    /// free (local) models serve, whether `auto` chose them or the client named one.
+    /// 429 until midnight UTC when the gateway's daily budget is spent and `price` is not free: once it is spent
+    /// only free (local) models serve, whether `auto` chose them or the client named one.
     pub fn check_budget(&self, name: &str, price: rightmodel_core::Price) -> Result<(), ApiError> {
         let daily = self.config.budget.daily_usd;
         if price.is_free() || daily <= 0.0 || self.spend.committed() < daily {

@@ -126,7 +126,7 @@ pub fn eval_route(a: EvalRouteArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(out) = &a.out {
-        println!("\nwrote {}/compare.md, compare.svg, compare.json, answers.jsonl", out.display());
+        println!("\nwrote {}/compare.md, compare.svg, compare.png, compare.json, answers.jsonl", out.display());
     }
     if a.json {
         println!("{}", serde_json::json!({ "models": summaries }));

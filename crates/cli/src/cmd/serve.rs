@@ -26,7 +26,10 @@ pub struct ServeArgs {
     /// Print the sha256 of an API key for the config's `[[key]] sha256`, and exit.
     #[arg(long, value_name = "KEY")]
     pub hash_key: Option<String>,
-    /// Check the configuration and exit.
+    /// Check the configuration and exit: its keys and values, that upstream key variables are set,
+    /// that model files resolve (catalog models not yet pulled are noted) and routed classifiers load;
+    /// warns about collections not added yet, an open non-loopback gateway with paid upstreams, and no
+    /// chat model.
     #[arg(long)]
     pub check: bool,
 }
