@@ -189,19 +189,19 @@ fn max_latency_uses_live_estimates() {
 #[test]
 fn budget_raises_threshold_and_exhaustion_leaves_free_models() {
     let r = two(0.6);
-    let full = BudgetState { daily_usd: Some(10.0), spent_today_usd: 0.0 };
+    let full = BudgetState { daily_usd: Some(10.0), spent_today_usd: 0.0, ..Default::default() };
     let d = r.decide(&req("x"), &full).unwrap();
     assert_eq!(d.served, "large");
     assert_eq!(d.threshold, 0.5);
     // 75% spent: threshold 1 - 0.5 * sqrt(0.25) = 0.75 > 0.6 -> small.
-    let low = BudgetState { daily_usd: Some(10.0), spent_today_usd: 7.5 };
+    let low = BudgetState { daily_usd: Some(10.0), spent_today_usd: 7.5, ..Default::default() };
     let d = r.decide(&req("x"), &low).unwrap();
     assert_eq!(d.served, "small");
     assert_eq!(d.reason, ReasonCode::BudgetRaisedThreshold);
     assert!((d.threshold - 0.75).abs() < 1e-6);
     assert_eq!(d.budget, Some(low));
     // Spent: only free models, even for a hard prompt.
-    let gone = BudgetState { daily_usd: Some(10.0), spent_today_usd: 10.0 };
+    let gone = BudgetState { daily_usd: Some(10.0), spent_today_usd: 10.0, ..Default::default() };
     let d = two(0.99).decide(&req("x"), &gone).unwrap();
     assert_eq!(d.served, "small");
     assert_eq!(d.candidates[1].excluded, Some(Limit::Budget));
@@ -209,8 +209,16 @@ fn budget_raises_threshold_and_exhaustion_leaves_free_models() {
     let api = paid.decide(&req("x"), &gone).unwrap_err().to_api_error();
     assert_eq!(api.code.as_deref(), Some("daily_budget_exhausted"));
     // A call that costs more than what is left is excluded too.
-    let almost = BudgetState { daily_usd: Some(10.0), spent_today_usd: 9.999 };
+    let almost = BudgetState { daily_usd: Some(10.0), spent_today_usd: 9.999, ..Default::default() };
     assert_eq!(two(0.99).decide(&req("x"), &almost).unwrap().served, "small");
+    // The other limit (a key's, beside the gateway's) counts in dollars even when this one steers the
+    // threshold: an untouched budget with a nearly spent key still leaves only the free model.
+    let key_nearly_spent = BudgetState { other_remaining_usd: Some(0.001), ..full };
+    let d = two(0.99).decide(&req("x"), &key_nearly_spent).unwrap();
+    assert_eq!(d.served, "small");
+    assert_eq!(d.candidates[1].excluded, Some(Limit::Budget));
+    assert_eq!(BudgetState { other_remaining_usd: Some(5.0), ..full }.remaining_usd(), Some(5.0));
+    assert_eq!(BudgetState { other_remaining_usd: Some(-1.0), ..BudgetState::default() }.remaining_usd(), Some(0.0));
 }
 
 #[test]
@@ -226,14 +234,14 @@ fn calibrated_budget_shrinks_the_strong_share() {
         .unwrap()
     };
     // 75% spent: share 0.4 * sqrt(0.25) = 0.2 -> threshold at the 80th percentile (~0.8).
-    let low = BudgetState { daily_usd: Some(10.0), spent_today_usd: 7.5 };
+    let low = BudgetState { daily_usd: Some(10.0), spent_today_usd: 7.5, ..Default::default() };
     let d = make(0.7).decide(&req("x"), &low).unwrap();
     assert_eq!(d.served, "small");
     assert_eq!(d.reason, ReasonCode::BudgetRaisedThreshold);
     assert!((d.threshold - 0.8).abs() < 0.01, "{}", d.threshold);
     assert_eq!(make(0.85).decide(&req("x"), &low).unwrap().served, "large");
     // Untouched budget: the calibrated threshold as is.
-    let full = BudgetState { daily_usd: Some(10.0), spent_today_usd: 0.0 };
+    let full = BudgetState { daily_usd: Some(10.0), spent_today_usd: 0.0, ..Default::default() };
     let d = make(0.7).decide(&req("x"), &full).unwrap();
     assert_eq!(d.threshold, d.base_threshold);
     assert_eq!(d.served, "large");

@@ -359,14 +359,18 @@ impl AutoRouter {
         };
         let daily = st.config.budget.daily_usd;
         // Spend plus what running requests hold: concurrent `auto` calls must not all pass a nearly spent budget.
-        let mut budget =
-            BudgetState { daily_usd: (daily > 0.0).then_some(daily), spent_today_usd: st.spend.committed() };
-        // The key's own limit steers `auto` the same way when less of it is left than of the gateway's.
+        let mut budget = BudgetState {
+            daily_usd: (daily > 0.0).then_some(daily),
+            spent_today_usd: st.spend.committed(),
+            other_remaining_usd: None,
+        };
+        // The key's own limit steers `auto`'s threshold the same way when less of it is left than of the
+        // gateway's; a paid model must fit the dollars left under both.
         if let Some((limit, spent)) = caller.spend_limit() {
-            let left = |limit: f64, spent: f64| (1.0 - spent / limit).max(0.0);
-            if budget.daily_usd.is_none_or(|d| left(limit, spent) < left(d, budget.spent_today_usd)) {
-                budget = BudgetState { daily_usd: Some(limit), spent_today_usd: spent };
-            }
+            let key = BudgetState { daily_usd: Some(limit), spent_today_usd: spent, other_remaining_usd: None };
+            let key_steers = budget.daily_usd.is_none_or(|_| key.remaining_fraction() < budget.remaining_fraction());
+            let (main, other) = if key_steers { (key, budget) } else { (budget, key) };
+            budget = BudgetState { other_remaining_usd: other.remaining_usd(), ..main };
         }
         let d = tokio::task::spawn_blocking(move || router.decide(&rr, &budget))
             .await

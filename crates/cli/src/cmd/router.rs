@@ -590,7 +590,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let scorer: Arc<dyn Scorer> = Arc::new(scorer);
     let router = Router::new(candidates, scorer, config)?;
     let req = RouteRequest::from_prompt(&prompt);
-    let budget = BudgetState { daily_usd: Some(10.0), spent_today_usd: 1.0 };
+    let budget = BudgetState { daily_usd: Some(10.0), spent_today_usd: 1.0, ..Default::default() };
     let pb = bar(a.runs as u64, "deciding");
     let stats = time_decisions(&router, &req, &budget, a.warmup, a.runs, || pb.inc(1))?;
     pb.finish_and_clear();

@@ -27,12 +27,21 @@ pub struct BudgetState {
     /// Spent so far today in USD.
     #[serde(default)]
     pub spent_today_usd: f64,
+    /// What another daily limit leaves in USD, when one applies too (the caller's key beside the
+    /// gateway's budget): a paid model must fit both, whichever steers the threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_remaining_usd: Option<f64>,
 }
 
 impl BudgetState {
-    /// Remaining money today (`None` when unlimited), never negative.
+    /// Remaining money today under every limit (`None` when unlimited), never negative.
     pub fn remaining_usd(&self) -> Option<f64> {
-        self.daily_usd.map(|d| (d - self.spent_today_usd).max(0.0))
+        let own = self.daily_usd.map(|d| (d - self.spent_today_usd).max(0.0));
+        let other = self.other_remaining_usd.map(|r| r.max(0.0));
+        match (own, other) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Remaining fraction in `[0, 1]` (1 when unlimited).
@@ -93,11 +102,11 @@ mod tests {
 
     #[test]
     fn remaining() {
-        let b = BudgetState { daily_usd: Some(10.0), spent_today_usd: 2.5 };
+        let b = BudgetState { daily_usd: Some(10.0), spent_today_usd: 2.5, ..Default::default() };
         assert_eq!(b.remaining_usd(), Some(7.5));
         assert_eq!(b.remaining_fraction(), 0.75);
         assert!(!b.exhausted());
-        let over = BudgetState { daily_usd: Some(10.0), spent_today_usd: 12.0 };
+        let over = BudgetState { daily_usd: Some(10.0), spent_today_usd: 12.0, ..Default::default() };
         assert_eq!(over.remaining_usd(), Some(0.0));
         assert!(over.exhausted());
         assert_eq!(BudgetState::default().remaining_fraction(), 1.0);
