@@ -30,7 +30,7 @@ impl Price {
     /// Cost in dollars of a call as its usage reports it: the prompt tokens it says came from a cache
     /// at the cached price (at most all of the prompt), the rest at the input price.
     pub fn cost_of(&self, usage: &crate::wire::Usage) -> f64 {
-        let cached = usage.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0).min(usage.prompt_tokens);
+        let cached = usage.cached_prompt_tokens();
         let cached_price = self.cached_input_per_mtok.unwrap_or(self.input_per_mtok);
         self.cost(usage.prompt_tokens - cached, usage.completion_tokens) + cached as f64 * cached_price / 1e6
     }

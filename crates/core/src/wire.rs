@@ -378,6 +378,12 @@ impl Usage {
         }
     }
 
+    /// Prompt tokens served from a cache (`prompt_tokens_details.cached_tokens`), at most all of them:
+    /// what is billed at the cached price.
+    pub fn cached_prompt_tokens(&self) -> u64 {
+        self.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0).min(self.prompt_tokens)
+    }
+
     /// This usage with `cached` of its prompt tokens marked as served from a cache.
     pub fn with_cached_tokens(mut self, cached: u64) -> Self {
         let details = self.prompt_tokens_details.get_or_insert_with(PromptTokensDetails::default);

@@ -21,4 +21,4 @@ pub use catalog::{DefaultModel, DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL};
 pub use encoder::EncoderInfo;
 pub use error::is_disk_full;
 pub use gguf::{GgufError, GgufInfo};
-pub use store::{LocalFile, LocalModel, PullError, Store};
+pub use store::{looks_like_path, LocalFile, LocalModel, PullError, Store};

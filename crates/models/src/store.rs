@@ -324,6 +324,6 @@ fn install(out: &Path, dir: &Path, tmp: &Path) -> Result<(), PullError> {
 /// Whether a model spec names a path rather than a model of the catalog: it has a folder separator or
 /// a `.gguf` extension. A bare catalog name is never taken for a file that happens to sit in the
 /// working directory.
-fn looks_like_path(spec: &str) -> bool {
+pub fn looks_like_path(spec: &str) -> bool {
     spec.contains('/') || spec.contains(std::path::MAIN_SEPARATOR) || spec.ends_with(".gguf")
 }

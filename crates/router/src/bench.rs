@@ -32,8 +32,7 @@ impl LatencyStats {
         }
         samples.sort_by(f64::total_cmp);
         let n = samples.len();
-        // Nearest-rank percentile.
-        let p = |q: f64| samples[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+        let p = |q: f64| crate::metrics::nearest_rank(samples, q);
         Some(LatencyStats {
             runs: n,
             p50_ms: p(0.50),

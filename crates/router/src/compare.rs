@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::conversation::Conversation;
 use crate::data::parse_prompt_line;
 use crate::error::RouterError;
-use crate::report::write_atomic;
+use crate::metrics::nearest_rank;
+use crate::report::{write_atomic, write_png};
 
 /// One prompt and the answers that count as right.
 #[derive(Debug, Clone, PartialEq)]
@@ -239,15 +240,6 @@ pub struct ModelSummary {
     pub served: BTreeMap<String, usize>,
 }
 
-/// The `q`-quantile of ascending `sorted` values (nearest rank), 0 when empty.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
-}
-
 /// Summarises `outcomes` per model, in the order of `models`.
 pub fn summarize(models: &[String], outcomes: &[Outcome]) -> Vec<ModelSummary> {
     models
@@ -270,8 +262,8 @@ pub fn summarize(models: &[String], outcomes: &[Outcome]) -> Vec<ModelSummary> {
                 requests: n,
                 errors: mine.iter().filter(|o| o.error.is_some()).count(),
                 quality: if n == 0 { 0.0 } else { mine.iter().map(|o| o.quality).sum::<f64>() / n as f64 },
-                p50_ms: quantile(&lat, 0.5),
-                p95_ms: quantile(&lat, 0.95),
+                p50_ms: nearest_rank(&lat, 0.5),
+                p95_ms: nearest_rank(&lat, 0.95),
                 cost_usd: cost,
                 cost_per_1k_usd: cost.map(|c| if n == 0 { 0.0 } else { 1000.0 * c / n as f64 }),
                 served,
@@ -292,8 +284,9 @@ fn served_mix(s: &ModelSummary) -> String {
         .join(", ")
 }
 
-/// The Markdown report: one row per model, the chart, and `notes` (data file, gateway, settings).
-pub fn markdown(summaries: &[ModelSummary], scoring: Scoring, notes: &str, chart_file: &str) -> String {
+/// The Markdown report: one row per model, a link to the chart image `chart_file` when there is one (a
+/// report folder; not on a terminal), and `notes` (data file, gateway, settings).
+pub fn markdown(summaries: &[ModelSummary], scoring: Scoring, notes: &str, chart_file: Option<&str>) -> String {
     let mut s = String::from("# Small vs large vs routed\n\n");
     let _ = writeln!(
         s,
@@ -336,7 +329,9 @@ pub fn markdown(summaries: &[ModelSummary], scoring: Scoring, notes: &str, chart
             }
         }
     }
-    let _ = writeln!(s, "\n![quality against cost and latency]({chart_file})");
+    if let Some(chart) = chart_file {
+        let _ = writeln!(s, "\n![quality against cost and latency]({chart})");
+    }
     if !notes.is_empty() {
         let _ = writeln!(s, "\n## Run\n\n{notes}");
     }
@@ -422,15 +417,7 @@ pub fn chart_svg(summaries: &[ModelSummary]) -> Result<String, RouterError> {
 
 /// The chart as a PNG file at `path` (through a temporary file and a rename).
 pub fn chart_png(path: &Path, summaries: &[ModelSummary]) -> Result<(), RouterError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".compare.tmp{}.png", std::process::id()));
-    draw(BitMapBackend::new(&tmp, CHART).into_drawing_area(), summaries).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        RouterError::write(path.display(), e)
-    })
+    write_png(path, CHART, |area| draw(area, summaries))
 }
 
 /// Writes `compare.json` (the summaries), `answers.jsonl` (every answer with its score), `compare.md`,
@@ -452,7 +439,7 @@ pub fn write_report(
         lines.push('\n');
     }
     write_atomic(&dir.join("answers.jsonl"), lines.as_bytes())?;
-    write_atomic(&dir.join("compare.md"), markdown(summaries, scoring, notes, "compare.svg").as_bytes())?;
+    write_atomic(&dir.join("compare.md"), markdown(summaries, scoring, notes, Some("compare.svg")).as_bytes())?;
     match chart_svg(summaries) {
         Ok(svg) => write_atomic(&dir.join("compare.svg"), svg.as_bytes())?,
         Err(e) => tracing::warn!(error = %e, "compare.svg not written"),
@@ -519,20 +506,20 @@ mod tests {
         assert_eq!(s[1].p95_ms, 300.0);
         assert!((s[1].cost_per_1k_usd.unwrap() - 1.0).abs() < 1e-12);
         assert_eq!(s[1].served.get("large"), Some(&1));
-        let md = markdown(&s, Scoring::Contains, "", "compare.svg");
+        let md = markdown(&s, Scoring::Contains, "", Some("compare.svg"));
         assert!(md.contains("| auto | 1.000 |") && md.contains("large 50%, small 50%"), "{md}");
         // `small` had a failure: no "keeps" line that would compare it.
         assert!(!md.contains("`small` keeps"), "{md}");
         assert!(chart_svg(&s).unwrap().contains("<svg"));
         let clean = summarize(&models, &[outs[0].clone(), outs[2].clone(), outs[3].clone()]);
-        let md = markdown(&clean, Scoring::Contains, "", "compare.svg");
+        let md = markdown(&clean, Scoring::Contains, "", Some("compare.svg"));
         assert!(md.contains("`small` keeps 100% of `auto`'s quality at 0% of its cost"), "{md}");
         // A server that does not say what a call cost: n/a, never $0.
         let mut unpriced = outs[0].clone();
         unpriced.cost_usd = None;
         let s = summarize(&models[..1], &[unpriced]);
         assert_eq!(s[0].cost_usd, None);
-        assert!(markdown(&s, Scoring::Contains, "", "x").contains("| n/a | n/a |"));
+        assert!(markdown(&s, Scoring::Contains, "", Some("x")).contains("| n/a | n/a |"));
     }
 
     #[test]

@@ -50,6 +50,15 @@ pub struct RoutingMetrics {
     pub curve: Vec<CurvePoint>,
 }
 
+/// The `q` percentile (0..=1) of ascending `sorted` values by nearest rank, the convention of latency
+/// reports (every value reported was observed); 0 when empty.
+pub fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
 /// Quantile of sorted data with linear interpolation (numpy's default, which `pd.qcut` uses).
 pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {

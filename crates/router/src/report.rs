@@ -196,9 +196,20 @@ pub fn curve_svg(c: &Comparison, title: &str) -> Result<String, RouterError> {
 
 /// Renders the same chart as a PNG file at `path` (through a temporary file and a rename).
 pub fn curve_png(path: &Path, c: &Comparison, title: &str) -> Result<(), RouterError> {
+    write_png(path, CHART, |area| draw_curves(area, c, title))
+}
+
+/// Draws a `size` PNG with `draw` into a temporary file beside `path` and renames it into place, so
+/// readers never see a half-drawn picture (and a failed drawing leaves none).
+pub fn write_png(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<(), RouterError>,
+) -> Result<(), RouterError> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".curve.tmp{}.png", std::process::id()));
-    draw_curves(BitMapBackend::new(&tmp, CHART).into_drawing_area(), c, title).inspect_err(|_| {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "chart".into());
+    let tmp = dir.join(format!(".{name}.tmp{}.png", std::process::id()));
+    draw(BitMapBackend::new(&tmp, size).into_drawing_area()).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })?;
     std::fs::rename(&tmp, path).map_err(|e| {

@@ -124,7 +124,7 @@ impl Accounting {
         if let Some(p) = prev {
             self.row.input_tokens = self.row.input_tokens.saturating_sub(p.prompt_tokens);
             self.row.output_tokens = self.row.output_tokens.saturating_sub(p.completion_tokens);
-            self.row.cached_tokens = self.row.cached_tokens.saturating_sub(cached_of(&p));
+            self.row.cached_tokens = self.row.cached_tokens.saturating_sub(p.cached_prompt_tokens());
             self.row.cost_usd -= self.price.cost_of(&p);
         }
         self.add_usage(new);
@@ -210,7 +210,7 @@ impl Accounting {
         }
         self.row.input_tokens += usage.prompt_tokens;
         self.row.output_tokens += usage.completion_tokens;
-        self.row.cached_tokens += cached_of(&usage);
+        self.row.cached_tokens += usage.cached_prompt_tokens();
         self.row.cost_usd += self.price.cost_of(&usage);
     }
 
@@ -330,9 +330,10 @@ impl Drop for Accounting {
     }
 }
 
-/// Prompt tokens of `u` served from a cache (at most all of them, as [`rightmodel_core::Price::cost_of`] counts).
-fn cached_of(u: &Usage) -> u64 {
-    u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0).min(u.prompt_tokens)
+/// Prompt tokens estimated from the text of `messages` (about 4 characters a token), for holds,
+/// estimates and routing before a model has counted them.
+pub fn estimate_prompt_tokens(messages: &[rightmodel_core::wire::ChatMessage]) -> u64 {
+    (messages.iter().map(|m| m.text().len()).sum::<usize>() as u64).div_ceil(4)
 }
 
 /// Answer tokens assumed when holding a running request's cost against the limits.

@@ -253,7 +253,7 @@ async fn handle(
     let Json(req) = body.map_err(json_rejection)?;
     acct.set_requested(&req.model);
     validate(&req)?;
-    acct.set_prompt_estimate((req.messages.iter().map(|m| m.text().len()).sum::<usize>() as u64).div_ceil(4));
+    acct.set_prompt_estimate(crate::accounting::estimate_prompt_tokens(&req.messages));
     acct.set_output_limit(req.sampling.max_completion_tokens.or(req.sampling.max_tokens).map(u64::from));
     let stream = req.sampling.stream.unwrap_or(false);
     acct.set_stream(stream);
@@ -297,9 +297,7 @@ async fn handle(
             // A task model (classifier, collection) chosen this time answers at once (a collection checks
             // the limits itself before it escalates); a language model must pass the limits first (a
             // refusal keeps the decision that was refused).
-            let task = again.served.starts_with("docs:")
-                || st.config.classifiers.iter().any(|c| c.route && c.name == again.served);
-            if task {
+            if is_task_model(st, &again.served) {
                 acct.set_decision(&again.reason, &again.decision);
                 if let Some(reply) =
                     task_reply(st, headers, &req, &again.served, false, Some(&again.decision), acct).await?
@@ -339,6 +337,16 @@ async fn handle(
     }
 }
 
+/// Whether `name` is a classifier configured to answer chat requests (`route = true`).
+fn is_routed_classifier(st: &SharedState, name: &str) -> bool {
+    st.config.classifiers.iter().any(|c| c.route && c.name == name)
+}
+
+/// Whether the gateway answers `name` itself: a routed classifier or a `docs:` collection.
+fn is_task_model(st: &SharedState, name: &str) -> bool {
+    name.starts_with("docs:") || is_routed_classifier(st, name)
+}
+
 /// Serves `target` when it is a model the gateway answers itself, a routed classifier or a `docs:`
 /// collection (free themselves; a collection checks the limits before it escalates to a paid model);
 /// `None` for language models. `named`: the client
@@ -354,8 +362,8 @@ async fn task_reply(
     acct: &mut Accounting,
 ) -> Result<Option<Reply>, ApiError> {
     let stream = req.sampling.stream.unwrap_or(false);
-    let classifier = st.config.classifiers.iter().any(|c| c.route && c.name == target);
-    if named && (classifier || target.starts_with("docs:")) {
+    let classifier = is_routed_classifier(st, target);
+    if named && is_task_model(st, target) {
         // Named directly: it answers with a label or a cited passage, whatever the request expected.
         let (what, answers, probs) = if classifier {
             ("classifier", "a label", "see rightmodel.prediction.probs")

@@ -36,6 +36,12 @@ pub enum ConfigError {
     },
 }
 
+/// Whether `name` can be a folder under `$RIGHTMODEL_HOME` (classifiers, collections): not empty, not
+/// hidden, no separators.
+fn is_folder_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', ':'])
+}
+
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.into(), message: message.into() }
 }
@@ -461,8 +467,7 @@ impl Config {
         self.docs.iter_mut().filter_map(|d| d.path.as_mut()).for_each(fix);
         // Model files given as relative paths too (a pulled model's bare name stays a name).
         let fix_spec = |spec: &mut String| {
-            let is_path = spec.contains('/') || spec.contains(std::path::MAIN_SEPARATOR) || spec.ends_with(".gguf");
-            if is_path && Path::new(spec.as_str()).is_relative() {
+            if rightmodel_models::looks_like_path(spec) && Path::new(spec.as_str()).is_relative() {
                 *spec = base.join(spec.as_str()).to_string_lossy().into_owned();
             }
         };
@@ -499,7 +504,7 @@ impl Config {
         }
         for (i, c) in self.classifiers.iter().enumerate() {
             // The name is a folder under `classifiers/` when no path is given.
-            if c.name.starts_with('.') || c.name.contains(['/', '\\', ':']) {
+            if !is_folder_name(&c.name) {
                 return Err(invalid(format!("classifier[{i}].name"), format!("`{}` is not a classifier name", c.name)));
             }
             if !(0.0..=1.0).contains(&c.min_confidence) {
@@ -523,7 +528,7 @@ impl Config {
         }
         let mut docs = HashSet::new();
         for (i, d) in self.docs.iter().enumerate() {
-            if d.name.is_empty() || d.name.starts_with('.') || d.name.contains(['/', '\\', ':']) {
+            if !is_folder_name(&d.name) {
                 return Err(invalid(format!("docs[{i}].name"), format!("`{}` is not a collection name", d.name)));
             }
             if !docs.insert(d.name.clone()) {

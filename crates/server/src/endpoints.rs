@@ -456,13 +456,8 @@ pub async fn models(State(st): State<SharedState>, headers: HeaderMap) -> Respon
     // Document collections answer chat requests as `docs:NAME` (they need the encoder): the configured
     // ones whose folder holds a collection, and those `docs add` put in the home folder. Blocking I/O.
     if st.embed.is_some() {
-        let configured: Vec<(String, Option<std::path::PathBuf>)> = st
-            .config
-            .docs
-            .iter()
-            .map(|d| (d.name.clone(), st.tasks.paths.get(&format!("docs:{}", d.name)).cloned()))
-            .collect();
-        let names = tokio::task::spawn_blocking(move || served_collections(&configured)).await.unwrap_or_default();
+        let state = st.clone();
+        let names = tokio::task::spawn_blocking(move || served_collections(&state)).await.unwrap_or_default();
         for n in names {
             push(&format!("docs:{n}"), "rightmodel");
         }
@@ -470,26 +465,23 @@ pub async fn models(State(st): State<SharedState>, headers: HeaderMap) -> Respon
     Json(ModelList { object: "list".into(), data }).into_response()
 }
 
-/// Names of the collections a `docs:NAME` request would find: the `configured` ones (name, folder when
-/// not the default) that exist, then the others in `$RIGHTMODEL_HOME/docs`, sorted.
-fn served_collections(configured: &[(String, Option<std::path::PathBuf>)]) -> Vec<String> {
+/// Names of the collections a `docs:NAME` request would find: the configured ones that exist, then the
+/// others in `$RIGHTMODEL_HOME/docs`, sorted.
+fn served_collections(st: &crate::state::AppState) -> Vec<String> {
     use rightmodel_docs::{catalog, store};
-    let root = catalog::collections_root();
+    let configured: Vec<&str> = st.config.docs.iter().map(|d| d.name.as_str()).collect();
     let mut names: Vec<String> = configured
         .iter()
-        .filter(|(name, path)| match path {
-            Some(p) => store::exists(p),
-            None => catalog::collection_dir(&root, name).is_ok_and(|d| store::exists(&d)),
-        })
-        .map(|(name, _)| name.clone())
+        .filter(|name| st.tasks.collection_dir(name).is_some_and(|d| store::exists(&d)))
+        .map(|name| name.to_string())
         .collect();
-    let Ok(entries) = std::fs::read_dir(&root) else { return names };
+    let Ok(entries) = std::fs::read_dir(catalog::collections_root()) else { return names };
     let mut found: Vec<String> = entries
         .filter_map(Result::ok)
         .filter(|e| store::exists(&e.path()))
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
         // A configured name is served from its configured folder only, even when that is missing.
-        .filter(|n| catalog::validate_name(n).is_ok() && !configured.iter().any(|(c, _)| c == n))
+        .filter(|n| catalog::validate_name(n).is_ok() && !configured.contains(&n.as_str()))
         .collect();
     found.sort();
     names.extend(found);

@@ -117,29 +117,22 @@ fn open(path: &Path) -> Result<Connection, LogError> {
 /// The SQL for the cached-token count of a row: the column, or 0 in a log written by an older version
 /// that no new server has opened yet (readers open it read-only and cannot add the column).
 fn cached_tokens_sql(conn: &Connection) -> &'static str {
-    let has = conn
-        .prepare("SELECT 1 FROM pragma_table_info('requests') WHERE name = 'cached_tokens'")
-        .and_then(|mut st| st.exists([]))
-        .unwrap_or(false);
-    if has {
+    if has_cached_tokens(conn).unwrap_or(false) {
         "cached_tokens"
     } else {
         "0"
     }
 }
 
+/// Whether the log's table has the `cached_tokens` column (logs of older versions lack it).
+fn has_cached_tokens(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.prepare("SELECT 1 FROM pragma_table_info('requests') WHERE name = 'cached_tokens'")?.exists([])
+}
+
 /// Brings a log written by an older version up to the current columns (`CREATE TABLE IF NOT EXISTS`
 /// leaves an existing table as it is). Old rows read 0 for the added counts.
 fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
-    let mut have = Vec::new();
-    {
-        let mut stmt = conn.prepare("PRAGMA table_info(requests)")?;
-        let names = stmt.query_map([], |r| r.get::<_, String>(1))?;
-        for n in names {
-            have.push(n?);
-        }
-    }
-    if !have.iter().any(|c| c == "cached_tokens") {
+    if !has_cached_tokens(conn)? {
         match conn.execute_batch("ALTER TABLE requests ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0") {
             // Another process (a `logs` reader never alters; a second server) added it in between.
             Err(e) if e.to_string().contains("duplicate column") => {}
@@ -374,9 +367,8 @@ impl RequestLog {
         }
         for m in &mut models {
             let v = by_model.remove(&m.served_model).unwrap_or_default();
-            let q = |p: f64| v.get(((p * v.len() as f64).ceil() as usize).clamp(1, v.len().max(1)) - 1).copied();
-            m.p50_ms = q(0.5).unwrap_or(0.0);
-            m.p95_ms = q(0.95).unwrap_or(0.0);
+            m.p50_ms = rightmodel_router::metrics::nearest_rank(&v, 0.5);
+            m.p95_ms = rightmodel_router::metrics::nearest_rank(&v, 0.95);
         }
         // A decision that cannot be read adds nothing to the estimate (json_valid guards json_extract).
         let (auto_requests, auto_cost, if_largest): (i64, f64, f64) = conn

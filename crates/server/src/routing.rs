@@ -330,30 +330,27 @@ impl AutoRouter {
             .clone()
             .ok_or_else(|| ApiError::new(ErrorKind::Unprocessable, "No chat model is configured for `auto`."))?;
         let mut overrides = self.overrides(req, headers)?;
+        let mode = crate::tools::tool_mode(req)?;
         // A cascade judges the small answer by its token log-probabilities; a tool call has none, so the
         // server would serve the small model unjudged. Requests with tools are routed directly.
-        if crate::tools::tool_mode(req)? != crate::tools::ToolMode::Off {
+        if mode != crate::tools::ToolMode::Off {
             overrides.strategy = Some(rightmodel_router::Strategy::Direct);
         }
-        let text_len: usize = req.messages.iter().map(|m| m.text().len()).sum();
         let rr = RouteRequest {
             conversation: Conversation::from_chat(&req.messages),
-            input_tokens: (text_len as u64).div_ceil(4),
+            input_tokens: crate::accounting::estimate_prompt_tokens(&req.messages),
             max_output_tokens: req.sampling.max_completion_tokens.or(req.sampling.max_tokens),
             overrides,
-            needs: {
-                let mode = crate::tools::tool_mode(req)?;
-                rightmodel_router::policy::Needs {
-                    // Local models fill in forced calls (through a JSON-schema grammar); only `auto`
-                    // needs a model that decides whether to call.
-                    tools: mode == crate::tools::ToolMode::Auto,
-                    json_schema: matches!(mode, crate::tools::ToolMode::Forced(_))
-                        || req
-                            .response_format
-                            .as_ref()
-                            .is_some_and(|rf| matches!(rf.kind.as_str(), "json_object" | "json_schema")),
-                    logprobs: req.logprobs == Some(true),
-                }
+            needs: rightmodel_router::policy::Needs {
+                // Local models fill in forced calls (through a JSON-schema grammar); only `auto`
+                // needs a model that decides whether to call.
+                tools: mode == crate::tools::ToolMode::Auto,
+                json_schema: matches!(mode, crate::tools::ToolMode::Forced(_))
+                    || req
+                        .response_format
+                        .as_ref()
+                        .is_some_and(|rf| matches!(rf.kind.as_str(), "json_object" | "json_schema")),
+                logprobs: req.logprobs == Some(true),
             },
             allowed,
         };

@@ -218,6 +218,15 @@ impl TaskModels {
         (r.at.elapsed() <= RECENT_MAX_AGE).then_some(r.prediction)
     }
 
+    /// Where the collection `name` lives: its configured `path`, else `$RIGHTMODEL_HOME/docs/NAME`
+    /// (`None` for a name that cannot be a collection).
+    pub(crate) fn collection_dir(&self, name: &str) -> Option<PathBuf> {
+        match self.paths.get(&format!("docs:{name}")) {
+            Some(p) => Some(p.clone()),
+            None => rightmodel_docs::catalog::collection_dir(&rightmodel_docs::catalog::collections_root(), name).ok(),
+        }
+    }
+
     /// The collection `name`, reopened when another process (`docs add`, `docs remove`) has changed it
     /// since it was opened, so the server never answers from a replaced index. Blocking: reads the
     /// collection's generation marker (and the index when it changed), so call it off the runtime.
@@ -230,11 +239,7 @@ impl TaskModels {
                 return Ok(c);
             }
         }
-        let dir = match self.paths.get(&format!("docs:{name}")) {
-            Some(p) => p.clone(),
-            None => rightmodel_docs::catalog::collection_dir(&rightmodel_docs::catalog::collections_root(), name)
-                .map_err(|_| not_found())?,
-        };
+        let dir = self.collection_dir(name).ok_or_else(not_found)?;
         if !rightmodel_docs::store::exists(&dir) {
             self.collections.lock().remove(name);
             return Err(not_found());
@@ -488,7 +493,7 @@ pub async fn docs_chat(
         merge_routed(&mut decision, routed);
         // What is held against the limits (and estimated, should the upstream report no usage) is the
         // gateway's prompt, passages included, not the client's question.
-        acct.set_prompt_estimate((up.messages.iter().map(|m| m.text().len()).sum::<usize>() as u64).div_ceil(4));
+        acct.set_prompt_estimate(crate::accounting::estimate_prompt_tokens(&up.messages));
         match crate::chat::call_full_pub(st, &large, &up, acct).await {
             Ok((served, mut body)) => {
                 // A fallback of `large` may have answered.

@@ -31,11 +31,6 @@ enum Attempt<T> {
     Fail(ApiError),
 }
 
-/// Why an upstream cannot start when its key's variable is unset.
-pub fn api_key_missing(var: &str) -> String {
-    format!("the environment variable {var} (api_key_env) is not set or empty; set it to the API key, or remove api_key_env for an upstream that needs none")
-}
-
 impl Upstream {
     /// A client for `config`; the API key is read from its environment variable now. A variable that is
     /// named but unset or empty is an error: every call would fail with the upstream's 401 otherwise.
@@ -43,7 +38,12 @@ impl Upstream {
         let api_key = match &config.api_key_env {
             Some(var) => match std::env::var(var) {
                 Ok(k) if !k.is_empty() => Some(k),
-                _ => return Err(api_key_missing(var)),
+                _ => {
+                    return Err(format!(
+                        "the environment variable {var} (api_key_env) is not set or empty; set it to the API key, \
+                         or remove api_key_env for an upstream that needs none"
+                    ))
+                }
             },
             None => None,
         };

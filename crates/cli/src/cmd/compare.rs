@@ -104,15 +104,7 @@ pub fn eval_route(a: EvalRouteArgs) -> anyhow::Result<()> {
     if let Some(out) = &a.out {
         compare::write_report(out, &summaries, &outcomes, a.scoring, &notes)?;
     }
-    print!(
-        "{}",
-        compare::markdown(&summaries, a.scoring, "", "compare.svg")
-            .lines()
-            .filter(|l| !l.starts_with("!["))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    println!();
+    print!("{}", compare::markdown(&summaries, a.scoring, "", None));
     let failed: usize = summaries.iter().map(|s| s.errors).sum();
     if failed > 0 {
         let first = outcomes.iter().find_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.model)));

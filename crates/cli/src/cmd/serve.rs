@@ -94,15 +94,10 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 Err(e) => anyhow::bail!("model `{name}`: {e}"),
             }
         }
+        // The client `serve` builds, so its checks (the key's variable) are the same.
         for u in &config.upstreams {
-            if let Some(var) = &u.api_key_env {
-                anyhow::ensure!(
-                    std::env::var(var).is_ok_and(|k| !k.is_empty()),
-                    "upstream `{}`: {}",
-                    u.name,
-                    rightmodel_server::upstream::api_key_missing(var)
-                );
-            }
+            rightmodel_server::upstream::Upstream::new(u.clone())
+                .map_err(|e| anyhow::anyhow!("upstream `{}`: {e}", u.name))?;
         }
         let loopback = matches!(config.server.host.as_str(), "127.0.0.1" | "localhost" | "::1");
         if !loopback && config.keys.is_empty() && config.upstreams.iter().any(|u| !u.price().is_free()) {
