@@ -55,6 +55,12 @@ def test_bad_inputs_fail_clearly(tmp_path):
     assert r.returncode == 1 and "port" in r.stderr and "line 2" in r.stderr
     r = run("logs", "--db", str(tmp_path / "none.db"))
     assert r.returncode == 1 and "none.db" in r.stderr
+    # No home folder at all: a clear error, not a store in the shared temporary folder.
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HOME", "RIGHTMODEL_HOME")}
+    r = subprocess.run([str(BIN), "models"], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 1 and "set RIGHTMODEL_HOME" in r.stderr, r.stderr
 
 
 def test_openmp_spin_is_shortened_unless_the_user_chose():

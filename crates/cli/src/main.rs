@@ -78,6 +78,12 @@ fn main() {
     if !matches!(cli.command, Command::Serve(_)) {
         die_quietly_on_closed_pipe();
     }
+    // Every command keeps or reads state below the home folder; without one, say so before anything
+    // runs (the library's fallback is a path nothing can be created under).
+    if let Err(e) = rightmodel_models::home::try_rightmodel_home() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
     let result = match cli.command {
         Command::Pull(a) => cmd::models::pull(a),
         Command::Models(a) => cmd::models::list(a),

@@ -107,7 +107,8 @@ pub fn safetensors_summary(path: &Path) -> Result<(u64, Option<String>), Encoder
             .try_fold(1u64, |a, &d| a.checked_mul(d))
             .ok_or_else(|| invalid(format!("tensor `{name}` too large")))?;
         params = params.saturating_add(elems);
-        *by_dtype.entry(t.dtype).or_default() += elems;
+        let by = by_dtype.entry(t.dtype).or_default();
+        *by = by.saturating_add(elems);
         end = end.max(t.data_offsets[1]);
     }
     if end > len - 8 - n {
@@ -118,4 +119,22 @@ pub fn safetensors_summary(path: &Path) -> Result<(u64, Option<String>), Encoder
     }
     let dtype = by_dtype.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0))).map(|(d, _)| d);
     Ok((params, dtype))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_parameter_counts_saturate_instead_of_overflowing() {
+        let header = br#"{"a":{"dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,0]},"b":{"dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,0]}}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        std::fs::write(&path, bytes).unwrap();
+        let (params, dtype) = safetensors_summary(&path).unwrap();
+        assert_eq!(params, u64::MAX);
+        assert_eq!(dtype.as_deref(), Some("F32"));
+    }
 }

@@ -122,12 +122,25 @@ pub enum PullError {
         reason: String,
     },
     /// A default model of the wrong kind (e.g. the encoder where a GGUF is needed).
-    #[error("`{name}` is not {expected}")]
+    #[error("`{name}` is not {expected}: use {instead}")]
     WrongKind {
         /// The default model name.
         name: String,
         /// What was needed.
         expected: &'static str,
+        /// What would work instead: the default model of the right kind, or a path.
+        instead: String,
+    },
+    /// The store's file system cannot lock files (some network or FUSE mounts), so pulls cannot be
+    /// serialised safely.
+    #[error(
+        "cannot lock {path} ({cause}): its file system does not support file locks (a network or FUSE mount?); set RIGHTMODEL_HOME to a folder on a local disk"
+    )]
+    LockUnsupported {
+        /// The lock file.
+        path: PathBuf,
+        /// The underlying error.
+        cause: io::Error,
     },
     /// A default model that is not in the store (and auto-pull is off).
     #[error("model `{name}` is not in the store ({reason}): run `rightmodel pull {name}`")]
@@ -145,6 +158,56 @@ impl PullError {
         let known: Vec<&str> = crate::catalog::ALL.iter().map(|m| m.name).collect();
         PullError::UnknownModel { spec: spec.to_string(), known: known.join(", ") }
     }
+
+    /// `name` is a default model but not a GGUF chat model: suggests the default chat model or a file.
+    pub(crate) fn not_gguf(name: &str) -> Self {
+        PullError::WrongKind {
+            name: name.to_string(),
+            expected: "a GGUF chat model",
+            instead: format!("`{}` or a path to a .gguf file", crate::catalog::DEFAULT_CHAT_MODEL),
+        }
+    }
+
+    /// `name` is a default model but not a sentence encoder: suggests the default encoder or a folder.
+    pub(crate) fn not_encoder(name: &str) -> Self {
+        PullError::WrongKind {
+            name: name.to_string(),
+            expected: "a sentence encoder",
+            instead: format!(
+                "`{}` or a path to a folder with config.json, tokenizer.json and model.safetensors",
+                crate::catalog::DEFAULT_EMBED_MODEL
+            ),
+        }
+    }
+}
+
+/// Maps an error from locking `path`: file systems without locks get advice, the rest is plain I/O.
+pub(crate) fn lock_error(path: &Path, e: io::Error) -> PullError {
+    if is_lock_unsupported(&e) {
+        PullError::LockUnsupported { path: path.to_path_buf(), cause: e }
+    } else {
+        PullError::Io { context: format!("locking {}", path.display()), cause: e }
+    }
+}
+
+/// True when `e` means the file system cannot lock files (ENOTSUP/EOPNOTSUPP, ENOLCK, ENOSYS).
+fn is_lock_unsupported(e: &io::Error) -> bool {
+    // std maps ENOSYS to Unsupported but leaves the others uncategorised; their numbers differ per OS.
+    const CODES: &[i32] = if cfg!(target_os = "linux") || cfg!(target_os = "android") {
+        &[37, 95] // ENOLCK, EOPNOTSUPP (= ENOTSUP)
+    } else if cfg!(any(
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    )) {
+        &[77, 45, 102] // ENOLCK, ENOTSUP (= EOPNOTSUPP on the BSDs), EOPNOTSUPP on macOS
+    } else {
+        &[]
+    };
+    e.kind() == io::ErrorKind::Unsupported || e.raw_os_error().is_some_and(|c| CODES.contains(&c))
 }
 
 /// True when `e` means the disk (or quota) is full.
@@ -176,6 +239,28 @@ mod tests {
         assert!(matches!(write_error(Path::new("x"), e), PullError::DiskFull { .. }));
         let e = io::Error::from_raw_os_error(28); // ENOSPC
         assert!(matches!(write_error(Path::new("x"), e), PullError::DiskFull { .. }));
+    }
+
+    #[test]
+    fn lock_without_support_suggests_a_local_disk() {
+        let unsupported: &[i32] = if cfg!(target_os = "linux") { &[37, 95] } else { &[] };
+        for &code in unsupported {
+            let err = lock_error(Path::new("x/.lock"), io::Error::from_raw_os_error(code));
+            assert!(matches!(err, PullError::LockUnsupported { .. }), "{code}: {err:?}");
+            assert!(err.to_string().contains("local disk"), "{err}");
+        }
+        let err = lock_error(Path::new("x/.lock"), io::Error::from(io::ErrorKind::Unsupported));
+        assert!(matches!(err, PullError::LockUnsupported { .. }), "{err:?}");
+        let err = lock_error(Path::new("x/.lock"), io::Error::from(io::ErrorKind::Interrupted));
+        assert!(matches!(err, PullError::Io { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn wrong_kind_says_what_would_work() {
+        let msg = PullError::not_gguf("minilm-l6").to_string();
+        assert!(msg.contains("gemma3-270m") && msg.contains(".gguf file"), "{msg}");
+        let msg = PullError::not_encoder("gemma3-270m").to_string();
+        assert!(msg.contains("`minilm-l6`") && msg.contains("model.safetensors"), "{msg}");
     }
 
     #[test]

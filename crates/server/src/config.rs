@@ -466,13 +466,9 @@ impl Config {
         self.classifiers.iter_mut().filter_map(|c| c.path.as_mut()).for_each(fix);
         self.docs.iter_mut().filter_map(|d| d.path.as_mut()).for_each(fix);
         // Model files given as relative paths too (a pulled model's bare name stays a name).
-        let fix_spec = |spec: &mut String| {
-            if rightmodel_models::looks_like_path(spec) && Path::new(spec.as_str()).is_relative() {
-                *spec = base.join(spec.as_str()).to_string_lossy().into_owned();
-            }
-        };
-        self.locals.iter_mut().for_each(|m| fix_spec(&mut m.model));
-        self.embedding.iter_mut().for_each(|m| fix_spec(&mut m.model));
+        let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+        self.locals.iter_mut().for_each(|m| fix_spec(&mut m.model, base, home.as_deref()));
+        self.embedding.iter_mut().for_each(|m| fix_spec(&mut m.model, base, home.as_deref()));
     }
 
     /// Parses and validates TOML text; `origin` names it in errors.
@@ -698,8 +694,60 @@ impl Config {
     }
 }
 
+/// Makes a model spec from a config file mean the same whatever folder the server starts in: a leading
+/// `~/` becomes `home` (HOME), and a relative path is joined to the config's folder `base` when it looks
+/// like a path (`models/x.gguf`, `./enc`) or names something that exists there (`my-encoder`, `x.GGUF`),
+/// since the model resolvers accept any existing file or folder. A catalog model's name stays a name, as
+/// the resolvers read it as one.
+fn fix_spec(spec: &mut String, base: &Path, home: Option<&Path>) {
+    if let Some(expanded) = expand_home(spec, home) {
+        *spec = expanded;
+    }
+    let is_catalog_name = !rightmodel_models::looks_like_path(spec) && rightmodel_models::catalog::find(spec).is_some();
+    let path = Path::new(spec.as_str());
+    if is_catalog_name || !path.is_relative() {
+        return;
+    }
+    let rebased = base.join(path);
+    if rightmodel_models::looks_like_path(spec) || rebased.exists() {
+        *spec = rebased.to_string_lossy().into_owned();
+    }
+}
+
+/// `spec` with a leading `~/` replaced by `home`; None when it has none or HOME is unknown.
+fn expand_home(spec: &str, home: Option<&Path>) -> Option<String> {
+    let rest = spec.strip_prefix("~/")?;
+    Some(home?.join(rest).to_string_lossy().into_owned())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn specs_that_exist_next_to_the_config_are_rebased() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        std::fs::create_dir(base.join("my-encoder")).unwrap();
+        std::fs::write(base.join("x.GGUF"), b"GGUF").unwrap();
+        std::fs::create_dir(base.join("gemma3-270m")).unwrap();
+        let fixed = |spec: &str| {
+            let mut s = spec.to_string();
+            super::fix_spec(&mut s, base, Some(std::path::Path::new("/home/u")));
+            s
+        };
+        assert_eq!(fixed("my-encoder"), base.join("my-encoder").to_string_lossy());
+        assert_eq!(fixed("x.GGUF"), base.join("x.GGUF").to_string_lossy());
+        assert_eq!(fixed("models/y.gguf"), base.join("models/y.gguf").to_string_lossy());
+        // A catalog name stays a name even when a folder of that name sits next to the config.
+        assert_eq!(fixed("gemma3-270m"), "gemma3-270m");
+        // Neither a path nor present: left for the resolver to report.
+        assert_eq!(fixed("not-here"), "not-here");
+        assert_eq!(fixed("~/models/z.gguf"), "/home/u/models/z.gguf");
+        assert_eq!(fixed("/abs/m.gguf"), "/abs/m.gguf");
+        let mut no_home = "~/m.gguf".to_string();
+        super::fix_spec(&mut no_home, base, None);
+        assert_eq!(no_home, base.join("~/m.gguf").to_string_lossy(), "without HOME it is a plain relative path");
+    }
+
     #[test]
     fn relative_paths_are_relative_to_the_config_file() {
         let dir = tempfile::tempdir().unwrap();
