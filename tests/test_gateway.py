@@ -341,8 +341,12 @@ models = ["minilm-l6"]
         with pytest.raises(openai.RateLimitError) as e:
             alice.chat.completions.create(model="gemma3-270m", messages=msg, max_tokens=1)
         assert int(e.value.response.headers["retry-after"]) >= 1
+        # Listing models takes nothing from the key's rate; the limited request's row names its key.
+        assert request(s.base, "GET", "/v1/models", headers={"Authorization": "BEARER sk-alice"})[0] == 200
         rows = s.wait_logs(7)
         assert {r["key_name"] for r in rows if r["key_name"]} == {"alice", "bob"}
+        limited = [r for r in rows if r["status"] == 429]
+        assert limited and all(r["key_name"] == "alice" for r in limited), limited
         log_text = s.db.read_bytes()
         assert b"sk-alice" not in log_text and b"sk-bob" not in log_text
     finally:
@@ -419,3 +423,40 @@ def test_requests_cut_by_the_end_of_the_grace_period_say_so(tmp_path):
     assert "shutting down" in result.get("text", ""), result
     rows = s.logs()
     assert len(rows) >= 2 and all(r["status"] == 503 for r in rows[-2:]), rows[-2:]
+
+
+def test_a_prompt_longer_than_the_context_is_context_length_exceeded(local_server, client):
+    """OpenAI's code, param and wording, which clients (LiteLLM, agent frameworks) match to shorten the
+    conversation: for a prompt measured in tokens, and for one refused by its size alone."""
+    long = "hello there " * 1500  # about 3,000 tokens; a slot holds 1,024
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="gemma3-270m", messages=[{"role": "user", "content": long}],
+                                       max_tokens=4)
+    assert e.value.code == "context_length_exceeded"
+    assert e.value.param == "messages"
+    assert "maximum context length is 1024 tokens" in e.value.message
+    huge = "x" * (3 << 20)  # refused before tokenising
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="gemma3-270m", messages=[{"role": "user", "content": huge}],
+                                       max_tokens=4, stream=True)
+    assert (e.value.code, e.value.param) == ("context_length_exceeded", "messages")
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model="gemma3-270m", prompt=long, max_tokens=4)
+    assert (e.value.code, e.value.param) == ("context_length_exceeded", "prompt")
+    assert "maximum context length" in e.value.message
+    # The model serves on.
+    ok = client.chat.completions.create(model="gemma3-270m", messages=[{"role": "user", "content": "Hi"}],
+                                        max_tokens=2)
+    assert ok.choices[0].finish_reason in ("stop", "length")
+
+
+def test_completions_accept_the_no_op_values_older_clients_send(client):
+    """best_of=1, an empty logit_bias and an empty suffix change nothing and are accepted; real values are
+    refused naming the field."""
+    c = client.completions.create(model="gemma3-270m", prompt="The capital of France is", max_tokens=3,
+                                  temperature=0, best_of=1, logit_bias={}, suffix="")
+    assert c.choices[0].text
+    for field, value in (("best_of", 2), ("logit_bias", {"50256": -100}), ("suffix", "end")):
+        with pytest.raises(openai.BadRequestError) as e:
+            client.completions.create(model="gemma3-270m", prompt="x", max_tokens=2, **{field: value})
+        assert e.value.param == field and e.value.code == "unsupported_parameter"

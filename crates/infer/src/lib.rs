@@ -28,9 +28,24 @@ pub enum InferError {
         /// Why.
         reason: String,
     },
-    /// Bad parameters (prompt too long, invalid grammar, ...).
+    /// Bad parameters (empty prompt, invalid grammar, ...).
     #[error("{0}")]
     Invalid(String),
+    /// The prompt does not fit in one sequence's context: OpenAI clients recognise this case (code
+    /// `context_length_exceeded`) and shorten the conversation, so it is kept apart from
+    /// [`InferError::Invalid`].
+    #[error(
+        "the prompt has {}{tokens} tokens; this model's maximum context length is {limit} tokens",
+        if *.at_least { "at least " } else { "" }
+    )]
+    ContextLength {
+        /// Prompt tokens (a lower bound when `at_least`).
+        tokens: usize,
+        /// Most tokens (prompt and answer) one sequence may hold.
+        limit: usize,
+        /// The prompt was refused by its size in bytes, before tokenising: `tokens` is a lower bound.
+        at_least: bool,
+    },
     /// The request's output constraints (a grammar, e.g. from a JSON schema) allow no next token:
     /// nothing satisfies them.
     #[error("the grammar (JSON schema) {0}")]

@@ -49,6 +49,32 @@ impl Caller {
         self.key.as_ref().map(|k| k.config.name.as_str())
     }
 
+    /// Takes one request from the key's per-minute rate: 429 with `Retry-After` when none is left.
+    pub fn admit(&self) -> Result<(), ApiError> {
+        let Some(key) = &self.key else { return Ok(()) };
+        if key.config.requests_per_minute > 0 {
+            let rate = f64::from(key.config.requests_per_minute);
+            let mut b = key.bucket.lock();
+            let now = Instant::now();
+            b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate / 60.0).min(rate);
+            b.last = now;
+            if b.tokens < 1.0 {
+                let wait = ((1.0 - b.tokens) * 60.0 / rate).ceil().max(1.0) as u64;
+                return Err(ApiError::new(
+                    ErrorKind::RateLimited,
+                    format!(
+                        "Rate limit reached for key `{}`: {} requests per minute.",
+                        key.config.name, key.config.requests_per_minute
+                    ),
+                )
+                .with_code("rate_limit_exceeded")
+                .with_retry_after(wait));
+            }
+            b.tokens -= 1.0;
+        }
+        Ok(())
+    }
+
     /// 403 when the key may not use `model`.
     pub fn check_model(&self, model: &str) -> Result<(), ApiError> {
         match &self.key {
@@ -164,17 +190,25 @@ impl Auth {
         self.by_hash.is_empty()
     }
 
-    /// Checks the `Authorization` header, the key's request rate and its spend limit.
+    /// Checks the `Authorization` header and the key's request rate (its spend limit is checked where
+    /// the model is known, [`Caller::check_spend`]).
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let caller = self.identify(headers)?;
+        caller.admit()?;
+        Ok(caller)
+    }
+
+    /// Who is calling, from the `Authorization` header, without taking from the key's request rate:
+    /// for endpoints that are not requests to a model (`/v1/models`, `/metrics`), and for handlers
+    /// that record the key before [`Caller::admit`] may refuse it (so a 429 row names its key).
+    pub fn identify(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         if self.is_open() {
             return Ok(Caller::default());
         }
         let token = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
+            .and_then(bearer_token)
             .ok_or_else(|| {
                 ApiError::new(
                     ErrorKind::Authentication,
@@ -185,30 +219,17 @@ impl Auth {
         let key = self.by_hash.get(&hash_key(token)).ok_or_else(|| {
             ApiError::new(ErrorKind::Authentication, "Incorrect API key provided.").with_code("invalid_api_key")
         })?;
-        if key.config.requests_per_minute > 0 {
-            let rate = f64::from(key.config.requests_per_minute);
-            let mut b = key.bucket.lock();
-            let now = Instant::now();
-            b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate / 60.0).min(rate);
-            b.last = now;
-            if b.tokens < 1.0 {
-                let wait = ((1.0 - b.tokens) * 60.0 / rate).ceil().max(1.0) as u64;
-                return Err(ApiError::new(
-                    ErrorKind::RateLimited,
-                    format!(
-                        "Rate limit reached for key `{}`: {} requests per minute.",
-                        key.config.name, key.config.requests_per_minute
-                    ),
-                )
-                .with_code("rate_limit_exceeded")
-                .with_retry_after(wait));
-            }
-            b.tokens -= 1.0;
-        }
-        // The key's spend limit is checked where the model, and so its price, is known
-        // ([`Caller::check_spend`]): a key that has spent its limit still gets free local models.
         Ok(Caller { key: Some(key.clone()) })
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive and may be
+/// followed by any whitespace (RFC 7235).
+fn bearer_token(value: &str) -> Option<&str> {
+    let value = value.trim_start();
+    let (scheme, rest) = value.split_at(value.find(char::is_whitespace)?);
+    let token = rest.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 #[cfg(test)]
@@ -239,6 +260,27 @@ mod tests {
         let c = a.authenticate(&bearer("sk-test")).unwrap();
         assert_eq!(c.name(), Some("t"));
         assert_eq!(c.check_model("b").unwrap_err().kind, ErrorKind::PermissionDenied);
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer sk-1"), Some("sk-1"));
+        assert_eq!(bearer_token("BEARER\tsk-1 "), Some("sk-1"));
+        assert_eq!(bearer_token("bearer   sk-1"), Some("sk-1"));
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearersk-1"), None);
+    }
+
+    #[test]
+    fn identify_takes_nothing_from_the_rate() {
+        let a = Auth::new(&[key(1, 0.0)], &[]);
+        for _ in 0..5 {
+            a.identify(&bearer("sk-test")).unwrap();
+        }
+        let c = a.identify(&bearer("sk-test")).unwrap();
+        c.admit().unwrap();
+        assert_eq!(c.admit().unwrap_err().kind, ErrorKind::RateLimited);
     }
 
     #[test]

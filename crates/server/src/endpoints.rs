@@ -15,12 +15,23 @@ use rightmodel_core::wire::{
 use rightmodel_core::{ApiError, Embedder, ErrorKind};
 use rightmodel_infer::llm::GenEvent;
 use serde_json::Value;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::accounting::Accounting;
 use crate::chat::{aborted_event, cost_header, decorate, now_secs, unless_aborted};
 use crate::http_error::{json_rejection, HttpError};
 use crate::local::LocalChat;
 use crate::state::{ChatModel, SharedState};
+
+/// 503 with Retry-After while the server shuts down, as chat answers: new requests go elsewhere
+/// while those running finish.
+fn refuse_if_shutting_down(st: &SharedState) -> Result<(), ApiError> {
+    if st.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ApiError::new(ErrorKind::Unavailable, "The server is shutting down.").with_retry_after(5));
+    }
+    Ok(())
+}
 
 fn fail(mut acct: Accounting, e: ApiError) -> Response {
     let status = e.kind.status();
@@ -71,18 +82,53 @@ fn upstream_completion_stream(
                     yield Ok::<_, std::convert::Infallible>(Event::default().data(serde_json::to_string(&c).unwrap_or_default()));
                 }
                 Err(e) => {
-                    yield Ok(Event::default().event("error").data(serde_json::to_string(&e.body()).unwrap_or_default()));
-                    acct.finish(e.kind.status(), Some(e.message));
+                    yield error_event(acct, e);
                     return;
                 }
             }
         }
-        yield Ok(Event::default().data("[DONE]"));
+        // The row is written before the last event: a client that closes right after it must not
+        // turn it into a 499.
         acct.finish(200, None);
+        yield Ok(Event::default().data("[DONE]"));
     };
     let mut resp = Sse::new(s).into_response();
     decorate(&mut resp, &served, None, &id);
     resp
+}
+
+/// The SSE `error` event ending a stream, with the request's log row written first (a client that
+/// closes right after the event must not turn the row into a 499).
+fn error_event(acct: Accounting, e: ApiError) -> Result<Event, std::convert::Infallible> {
+    let body = serde_json::to_string(&e.body()).unwrap_or_default();
+    acct.finish(e.kind.status(), Some(e.message));
+    Ok(Event::default().event("error").data(body))
+}
+
+/// Refuses the legacy completion fields the gateway cannot honour, but accepts the values that
+/// change nothing (`best_of: 1`, an empty `logit_bias`, an empty `suffix`, or null), which older
+/// clients (LangChain.js) send by default.
+fn check_unsupported_fields(extra: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
+    for key in ["suffix", "best_of", "logit_bias"] {
+        let Some(v) = extra.get(key) else { continue };
+        let no_op = match (key, v) {
+            (_, Value::Null) => true,
+            ("best_of", Value::Number(n)) => n.as_f64() == Some(1.0),
+            ("logit_bias", Value::Object(o)) => o.is_empty(),
+            ("suffix", Value::String(t)) => t.is_empty(),
+            _ => false,
+        };
+        if !no_op {
+            let only = match key {
+                "best_of" => "only `best_of: 1` is accepted",
+                "logit_bias" => "only an empty `logit_bias` is accepted",
+                _ => "only an empty `suffix` is accepted",
+            };
+            return Err(ApiError::invalid(key, format!("`{key}` is not supported ({only})."))
+                .with_code("unsupported_parameter"));
+        }
+    }
+    Ok(())
 }
 
 /// Appends one generated token to completion log-probabilities; `offset` counts the characters of
@@ -105,11 +151,18 @@ pub async fn completions(
     body: Result<Json<CompletionRequest>, JsonRejection>,
 ) -> Response {
     let mut acct = Accounting::new(st.clone(), "/v1/completions");
-    let caller = match st.auth.authenticate(&headers) {
+    if let Err(e) = refuse_if_shutting_down(&st) {
+        return fail(acct, e);
+    }
+    // The key is recorded before its rate may refuse it, so that a 429 row names its key.
+    let caller = match st.auth.identify(&headers) {
         Ok(c) => c,
         Err(e) => return fail(acct, e),
     };
     acct.set_caller(caller.clone());
+    if let Err(e) = caller.admit() {
+        return fail(acct, e);
+    }
     let req = match body.map_err(json_rejection) {
         Ok(Json(r)) => r,
         Err(e) => return fail(acct, e),
@@ -124,13 +177,8 @@ pub async fn completions(
     if req.echo == Some(true) {
         return fail(acct, ApiError::invalid("echo", "`echo` is not supported.").with_code("unsupported_parameter"));
     }
-    for key in ["suffix", "best_of", "logit_bias"] {
-        if req.extra.get(key).is_some_and(|v| !v.is_null()) {
-            return fail(
-                acct,
-                ApiError::invalid(key, format!("`{key}` is not supported.")).with_code("unsupported_parameter"),
-            );
-        }
+    if let Err(e) = check_unsupported_fields(&req.extra) {
+        return fail(acct, e);
     }
     if req.model == "auto" {
         return fail(
@@ -161,9 +209,17 @@ pub async fn completions(
         Ok(c) => c,
         Err(e) => return fail(acct, e),
     };
-    // The model's fallback chain, as for chat: an upstream that fails before answering hands over.
+    // The model's fallback chain, as for chat: a model that fails before anything reached the client
+    // hands over to the next.
     let mut last = None;
-    for (name, model) in chain {
+    for (i, (name, model)) in chain.into_iter().enumerate() {
+        // A fallback takes over later: the spending limits are checked again for it.
+        if i > 0 {
+            if let Err(e) = acct.check_limits_again(&name, model.price()) {
+                last.get_or_insert(e);
+                continue;
+            }
+        }
         acct.set_served(&name, model.price());
         match model {
             ChatModel::Upstream(u) => {
@@ -181,18 +237,29 @@ pub async fn completions(
                 };
                 match r {
                     Ok(v) => return upstream_completion(acct, v, &name, &u.config.name, &id),
-                    Err(e) if crate::chat::falls_back(&e) => {
-                        tracing::warn!("model `{name}` failed: {}; trying the next in its fallback chain", e.message);
-                        acct.record_failure(&name, &crate::chat::short_message(&e.message));
-                        last = Some(e);
-                    }
+                    Err(e) if crate::chat::falls_back(&e) => last = Some(handed_over(&mut acct, &name, e)),
                     Err(e) => return fail(acct, e),
                 }
             }
-            ChatModel::Local(l) => return local_completion(acct, &l, &req, name, stream, &id).await,
+            ChatModel::Local(l) => match open_local(&l, &req, stream, &mut acct).await {
+                Ok(LocalRun::Stream { held, events }) => {
+                    return local_completion_stream(acct, held, events, &req, name, &id)
+                }
+                Ok(LocalRun::Whole(answer)) => return local_completion(acct, answer, name, &id),
+                Err(e) if crate::chat::falls_back(&e) => last = Some(handed_over(&mut acct, &name, e)),
+                Err(e) => return fail(acct, e),
+            },
         }
     }
     fail(acct, last.unwrap_or_else(|| ApiError::internal("empty fallback chain")))
+}
+
+/// Notes that model `name` failed with `e` and the chain moves on; returns `e` (the answer if no
+/// model of the chain succeeds).
+fn handed_over(acct: &mut Accounting, name: &str, e: ApiError) -> ApiError {
+    tracing::warn!("model `{name}` failed: {}; trying the next in its fallback chain", e.message);
+    acct.record_failure(name, &crate::chat::short_message(&e.message));
+    e
 }
 
 /// A whole upstream text completion, re-labelled with the served model's name.
@@ -216,80 +283,50 @@ fn upstream_completion(mut acct: Accounting, mut v: Value, name: &str, upstream:
     resp
 }
 
-/// A local model's text completion, whole or streamed.
-async fn local_completion(
-    mut acct: Accounting,
+/// A local completion taken as far as the point where something would reach the client.
+enum LocalRun {
+    /// A stream: the events up to its first visible token (or its end), then the rest.
+    Stream { held: Vec<GenEvent>, events: UnboundedReceiver<GenEvent> },
+    /// A whole answer.
+    Whole(LocalAnswer),
+}
+
+/// A local model's whole text completion.
+struct LocalAnswer {
+    text: String,
+    logprobs: Option<CompletionLogprobs>,
+    finished: rightmodel_infer::llm::Finished,
+}
+
+/// Starts a local completion and runs it up to its first visible token when streaming (or to its
+/// end otherwise). A failure before then has sent the client nothing: it is returned, so that the
+/// fallback chain can go on (an engine that stopped, a decode that failed).
+async fn open_local(
     l: &LocalChat,
     req: &CompletionRequest,
-    name: String,
     stream: bool,
-    id: &str,
-) -> Response {
-    let started = match l.start_completion(req).await {
-        Ok(s) => s,
-        Err(e) => return fail(acct, e),
-    };
-    let mut events = started.events;
-    let cid = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
-    let created = now_secs();
+    acct: &mut Accounting,
+) -> Result<LocalRun, ApiError> {
+    let mut events = l.start_completion(req).await?.events;
+    let want_lp = req.logprobs.is_some();
     if stream {
-        let include_usage = req.sampling.stream_options.as_ref().is_some_and(|o| o.include_usage);
-        let name2 = name.clone();
-        let want_lp = req.logprobs.is_some();
-        let mut aborting = acct.state().aborting.subscribe();
-        let s = async_stream::stream! {
-            let mk = |text: String, finish: Option<String>, usage: Option<Usage>, logprobs: Option<CompletionLogprobs>| CompletionResponse {
-                id: cid.clone(), object: "text_completion".into(), created, model: name2.clone(),
-                choices: if usage.is_some() { vec![] } else { vec![CompletionChoice { text, index: 0, logprobs, finish_reason: finish }] },
-                usage,
+        let mut held = Vec::new();
+        while let Some(ev) = events.recv().await {
+            let shows = match ev {
+                GenEvent::Error(m) => return Err(crate::local::generation_error(m)),
+                GenEvent::Token(ref t) => want_lp || !t.text.is_empty(),
+                GenEvent::Done(_) => true,
+                GenEvent::Started { .. } => false,
             };
-            let mut offset = 0usize;
-            loop {
-                let Some(next) = unless_aborted(&mut aborting, events.recv()).await else {
-                    yield Ok(aborted_event(acct));
-                    return;
-                };
-                let Some(ev) = next else { break };
-                match ev {
-                    // With logprobs every token has its chunk (its text may be held back by a
-                    // stop sequence in progress and arrive in a later one).
-                    GenEvent::Token(t) if want_lp || !t.text.is_empty() => {
-                        acct.mark_first_token();
-                        let lp = want_lp.then(|| {
-                            let mut lp = CompletionLogprobs::default();
-                            push_token_logprobs(&mut lp, &t, &mut offset);
-                            lp
-                        });
-                        yield Ok::<_, std::convert::Infallible>(Event::default().data(serde_json::to_string(&mk(t.text, None, None, lp)).unwrap_or_default()));
-                    }
-                    GenEvent::Done(f) => {
-                        let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens)).with_cached_tokens(u64::from(f.cached_tokens));
-                        acct.add_usage(usage);
-                        yield Ok(Event::default().data(serde_json::to_string(&mk(f.tail, Some(f.reason.as_str().into()), None, None)).unwrap_or_default()));
-                        if include_usage {
-                            yield Ok(Event::default().data(serde_json::to_string(&mk(String::new(), None, Some(usage), None)).unwrap_or_default()));
-                        }
-                        yield Ok(Event::default().data("[DONE]"));
-                        acct.finish(200, None);
-                        return;
-                    }
-                    GenEvent::Error(m) => {
-                        let e = crate::local::generation_error(m);
-                        yield Ok(Event::default().event("error").data(serde_json::to_string(&e.body()).unwrap_or_default()));
-                        acct.finish(e.kind.status(), Some(e.message));
-                        return;
-                    }
-                    _ => {}
-                }
+            held.push(ev);
+            if shows {
+                return Ok(LocalRun::Stream { held, events });
             }
-        };
-        let mut resp = Sse::new(s).into_response();
-        decorate(&mut resp, &name, None, id);
-        return resp;
+        }
+        return Err(ApiError::new(ErrorKind::Unavailable, "The local model stopped."));
     }
     let mut text = String::new();
     let mut lp = CompletionLogprobs::default();
-    let want_lp = req.logprobs.is_some();
     let mut offset = 0usize;
     while let Some(ev) = events.recv().await {
         match ev {
@@ -302,33 +339,107 @@ async fn local_completion(
             }
             GenEvent::Done(f) => {
                 text.push_str(&f.tail);
-                let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens))
-                    .with_cached_tokens(u64::from(f.cached_tokens));
-                acct.add_usage(usage);
-                let body = CompletionResponse {
-                    id: cid,
-                    object: "text_completion".into(),
-                    created,
-                    model: name.clone(),
-                    choices: vec![CompletionChoice {
-                        text,
-                        index: 0,
-                        logprobs: want_lp.then_some(lp),
-                        finish_reason: Some(f.reason.as_str().into()),
-                    }],
-                    usage: Some(usage),
-                };
-                let mut resp = Json(body).into_response();
-                decorate(&mut resp, &name, None, id);
-                cost_header(&mut resp, &mut acct);
-                acct.finish(200, None);
-                return resp;
+                return Ok(LocalRun::Whole(LocalAnswer { text, logprobs: want_lp.then_some(lp), finished: f }));
             }
-            GenEvent::Error(m) => return fail(acct, crate::local::generation_error(m)),
+            GenEvent::Error(m) => return Err(crate::local::generation_error(m)),
             GenEvent::Started { .. } => {}
         }
     }
-    fail(acct, ApiError::new(ErrorKind::Unavailable, "The local model stopped."))
+    Err(ApiError::new(ErrorKind::Unavailable, "The local model stopped."))
+}
+
+/// Streams a local completion opened by [`open_local`]: the held events, then the rest.
+fn local_completion_stream(
+    mut acct: Accounting,
+    held: Vec<GenEvent>,
+    events: UnboundedReceiver<GenEvent>,
+    req: &CompletionRequest,
+    name: String,
+    id: &str,
+) -> Response {
+    let cid = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = now_secs();
+    let include_usage = req.sampling.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let name2 = name.clone();
+    let want_lp = req.logprobs.is_some();
+    let mut aborting = acct.state().aborting.subscribe();
+    let mut events = futures::stream::iter(held).chain(UnboundedReceiverStream::new(events));
+    let s = async_stream::stream! {
+        let mk = |text: String, finish: Option<String>, usage: Option<Usage>, logprobs: Option<CompletionLogprobs>| CompletionResponse {
+            id: cid.clone(), object: "text_completion".into(), created, model: name2.clone(),
+            choices: if usage.is_some() { vec![] } else { vec![CompletionChoice { text, index: 0, logprobs, finish_reason: finish }] },
+            usage,
+        };
+        let mut offset = 0usize;
+        loop {
+            let Some(next) = unless_aborted(&mut aborting, events.next()).await else {
+                yield Ok(aborted_event(acct));
+                return;
+            };
+            let Some(ev) = next else { break };
+            match ev {
+                // With logprobs every token has its chunk (its text may be held back by a
+                // stop sequence in progress and arrive in a later one).
+                GenEvent::Token(t) if want_lp || !t.text.is_empty() => {
+                    acct.mark_first_token();
+                    let lp = want_lp.then(|| {
+                        let mut lp = CompletionLogprobs::default();
+                        push_token_logprobs(&mut lp, &t, &mut offset);
+                        lp
+                    });
+                    yield Ok::<_, std::convert::Infallible>(Event::default().data(serde_json::to_string(&mk(t.text, None, None, lp)).unwrap_or_default()));
+                }
+                GenEvent::Done(f) => {
+                    let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens)).with_cached_tokens(u64::from(f.cached_tokens));
+                    acct.add_usage(usage);
+                    yield Ok(Event::default().data(serde_json::to_string(&mk(f.tail, Some(f.reason.as_str().into()), None, None)).unwrap_or_default()));
+                    if include_usage {
+                        yield Ok(Event::default().data(serde_json::to_string(&mk(String::new(), None, Some(usage), None)).unwrap_or_default()));
+                    }
+                    // Written before the last event: a client that closes right after it must not
+                    // turn the row into a 499.
+                    acct.finish(200, None);
+                    yield Ok(Event::default().data("[DONE]"));
+                    return;
+                }
+                GenEvent::Error(m) => {
+                    yield error_event(acct, crate::local::generation_error(m));
+                    return;
+                }
+                _ => {}
+            }
+        }
+        yield error_event(acct, ApiError::new(ErrorKind::Unavailable, "The local model stopped."));
+    };
+    let mut resp = Sse::new(s).into_response();
+    decorate(&mut resp, &name, None, id);
+    resp
+}
+
+/// A local model's whole text completion, as OpenAI's response.
+fn local_completion(mut acct: Accounting, answer: LocalAnswer, name: String, id: &str) -> Response {
+    let f = answer.finished;
+    let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens))
+        .with_cached_tokens(u64::from(f.cached_tokens));
+    acct.add_usage(usage);
+    let body = CompletionResponse {
+        id: format!("cmpl-{}", uuid::Uuid::new_v4().simple()),
+        object: "text_completion".into(),
+        created: now_secs(),
+        model: name.clone(),
+        choices: vec![CompletionChoice {
+            text: answer.text,
+            index: 0,
+            logprobs: answer.logprobs,
+            finish_reason: Some(f.reason.as_str().into()),
+        }],
+        usage: Some(usage),
+    };
+    let mut resp = Json(body).into_response();
+    decorate(&mut resp, &name, None, id);
+    cost_header(&mut resp, &mut acct);
+    acct.finish(200, None);
+    resp
 }
 
 /// `POST /v1/embeddings`: the local encoder, on the blocking pool, with a concurrency cap (429 past it).
@@ -338,11 +449,18 @@ pub async fn embeddings(
     body: Result<Json<EmbeddingRequest>, JsonRejection>,
 ) -> Response {
     let mut acct = Accounting::new(st.clone(), "/v1/embeddings");
-    let caller = match st.auth.authenticate(&headers) {
+    if let Err(e) = refuse_if_shutting_down(&st) {
+        return fail(acct, e);
+    }
+    // The key is recorded before its rate may refuse it, so that a 429 row names its key.
+    let caller = match st.auth.identify(&headers) {
         Ok(c) => c,
         Err(e) => return fail(acct, e),
     };
     acct.set_caller(caller.clone());
+    if let Err(e) = caller.admit() {
+        return fail(acct, e);
+    }
     let req = match body.map_err(json_rejection) {
         Ok(Json(r)) => r,
         Err(e) => return fail(acct, e),
@@ -397,8 +515,9 @@ pub async fn embeddings(
         Err(e) => return fail(acct, e),
     };
     // Concurrent requests share encoder calls (see `embed_batch`); the permits bound how many wait.
-    let result = em.batcher.submit(texts).await;
-    drop(permit);
+    // The permit goes with the job: a client that leaves frees its place only once the encoder
+    // has stopped working for it.
+    let result = em.batcher.submit(texts, Some(permit)).await;
     let (vectors, tokens) = match result {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => return fail(acct, ApiError::internal(e)),
@@ -430,7 +549,8 @@ pub async fn embeddings(
 
 /// `GET /v1/models`.
 pub async fn models(State(st): State<SharedState>, headers: HeaderMap) -> Response {
-    let caller = match st.auth.authenticate(&headers) {
+    // Listing models is not a request to a model: it takes nothing from the key's rate.
+    let caller = match st.auth.identify(&headers) {
         Ok(c) => c,
         Err(e) => return HttpError(e).into_response(),
     };
@@ -509,7 +629,7 @@ pub async fn healthz(State(st): State<SharedState>) -> Response {
 /// `GET /metrics`: Prometheus text format (behind a key with `[server] metrics_require_key`).
 pub async fn metrics(State(st): State<SharedState>, headers: HeaderMap) -> Response {
     if st.config.server.metrics_require_key {
-        if let Err(e) = st.auth.authenticate(&headers) {
+        if let Err(e) = st.auth.identify(&headers) {
             return HttpError(e).into_response();
         }
     }

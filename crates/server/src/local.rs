@@ -34,11 +34,49 @@ fn infer_error(e: InferError) -> ApiError {
             .with_retry_after(1),
         InferError::Invalid(m) => ApiError::new(ErrorKind::InvalidRequest, m),
         InferError::Stopped => ApiError::new(ErrorKind::Unavailable, "The local model has stopped."),
+        InferError::ContextLength { tokens, limit, at_least } => {
+            context_length_error(tokens, limit, at_least, "prompt")
+        }
         other => ApiError::internal(other.to_string()),
     }
 }
 
-/// Maps OpenAI sampling fields onto engine parameters (validated by the engine).
+/// OpenAI's answer to a prompt longer than the context: 400 `context_length_exceeded` on `param`
+/// (`messages` for chat, `prompt` for completions), worded as OpenAI words it, since clients
+/// (LiteLLM, agent frameworks) match the code or "maximum context length" to shorten the
+/// conversation and retry.
+pub fn context_length_error(tokens: usize, limit: usize, at_least: bool, param: &str) -> ApiError {
+    let more = if at_least { "at least " } else { "" };
+    ApiError::invalid(
+        param,
+        format!(
+            "This model's maximum context length is {limit} tokens. However, your {param} resulted in \
+             {more}{tokens} tokens. Please reduce the length of the {param}."
+        ),
+    )
+    .with_code("context_length_exceeded")
+}
+
+/// The request field holding a prompt: `messages` for a chat, `prompt` for a text completion.
+fn prompt_param(prompt: &Prompt) -> &'static str {
+    match prompt {
+        Prompt::Chat(_) => "messages",
+        Prompt::Text(_) | Prompt::TrustedText(_) => "prompt",
+    }
+}
+
+/// A prompt refused by the engine, named by the field it came from (see [`prompt_param`]).
+fn prompt_error(e: InferError, param: &str) -> ApiError {
+    match e {
+        InferError::ContextLength { tokens, limit, at_least } => context_length_error(tokens, limit, at_least, param),
+        InferError::Invalid(m) => ApiError::invalid(param, m).with_code("invalid_prompt"),
+        other => infer_error(other),
+    }
+}
+
+/// Maps OpenAI sampling fields onto engine parameters (validated by the engine). Without
+/// `max_tokens` / `max_completion_tokens` the answer may fill the room the prompt leaves in the
+/// context, as OpenAI's does (the engine cuts it there, `finish_reason: length`).
 pub fn sampling_from(
     s: &rightmodel_core::wire::SamplingFields,
     logprobs: bool,
@@ -46,7 +84,7 @@ pub fn sampling_from(
     grammar: Option<String>,
 ) -> SamplingParams {
     SamplingParams {
-        max_tokens: s.max_completion_tokens.or(s.max_tokens).unwrap_or(512),
+        max_tokens: s.max_completion_tokens.or(s.max_tokens).unwrap_or(u32::MAX),
         temperature: s.temperature.unwrap_or(1.0),
         top_p: s.top_p.unwrap_or(1.0),
         seed: s.seed.map(|v| v as u32).unwrap_or_else(rand::random),
@@ -234,11 +272,25 @@ impl LocalChat {
         self.start(GenRequest { prompt: Prompt::Text(prompt), params }).await
     }
 
-    /// Starts any generation.
+    /// Starts any generation. The prompt is sized up first (a prompt far too long is refused by its
+    /// length in bytes, without tokenising), then rendered and tokenised on the blocking pool, so
+    /// that neither the async threads nor the engine's decoding thread wait on a long prompt.
     pub async fn start(&self, gen: GenRequest) -> Result<Started, ApiError> {
-        let mut events = self.engine.submit(gen).map_err(infer_error)?;
+        let param = prompt_param(&gen.prompt);
+        // Checked apart so that an `Invalid` from `submit` below is the prompt's fault.
+        gen.params.validate().map_err(infer_error)?;
+        self.engine.check_prompt_size(&gen.prompt).map_err(|e| prompt_error(e, param))?;
+        let engine = self.engine.clone();
+        let mut events = tokio::task::spawn_blocking(move || engine.submit(gen))
+            .await
+            .map_err(|e| ApiError::internal(format!("the prompt could not be prepared: {e}")))?
+            .map_err(|e| prompt_error(e, param))?;
         match events.recv().await {
             Some(GenEvent::Started { prompt_tokens }) => Ok(Started { prompt_tokens, events }),
+            Some(GenEvent::Error(InferError::ContextLength { tokens, limit, at_least })) => {
+                Err(context_length_error(tokens, limit, at_least, param))
+            }
+            // The prompt was accepted: what fails now is the grammar or the engine.
             Some(GenEvent::Error(InferError::Invalid(m))) => {
                 Err(ApiError::new(ErrorKind::InvalidRequest, m).with_code("invalid_prompt"))
             }

@@ -297,8 +297,9 @@ pub async fn classify(
     let mut acct = Accounting::new(st.clone(), "/v1/classify");
     let id = acct.id().to_string();
     let result = async {
-        let caller = st.auth.authenticate(&headers)?;
+        let caller = st.auth.identify(&headers)?;
         acct.set_caller(caller.clone());
+        caller.admit()?;
         let Json(req) = body.map_err(json_rejection)?;
         acct.set_requested(&req.model);
         caller.check_model(&req.model)?;
@@ -493,7 +494,7 @@ pub async fn docs_chat(
         merge_routed(&mut decision, routed);
         // What is held against the limits (and estimated, should the upstream report no usage) is the
         // gateway's prompt, passages included, not the client's question.
-        acct.set_prompt_estimate(crate::accounting::estimate_prompt_tokens(&up.messages));
+        acct.set_prompt_estimate(crate::accounting::estimate_prompt_tokens(&up));
         match crate::chat::call_full_pub(st, &large, &up, acct).await {
             Ok((served, mut body)) => {
                 // A fallback of `large` may have answered.

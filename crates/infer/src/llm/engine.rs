@@ -19,6 +19,8 @@ use llama_cpp_2::token::LlamaToken;
 use rightmodel_core::wire::ChatMessage;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use llama_cpp_2::token_type::LlamaTokenAttr;
+
 use super::chat::{ChatTemplate, RenderedPrompt};
 use super::logprobs::logprob_and_top;
 use super::sampling::{Sampler, SamplingParams};
@@ -72,14 +74,18 @@ pub struct EngineStats {
     pub generated_tokens: AtomicU64,
 }
 
+/// A generation waiting for the worker: its prompt already tokenised (on the caller's thread).
 struct Job {
-    req: GenRequest,
+    prompt: Vec<LlamaToken>,
+    params: SamplingParams,
     events: UnboundedSender<GenEvent>,
 }
 
 struct Shared {
     model: &'static LlamaModel,
     template: ChatTemplate,
+    /// Most prompt bytes one token can stand for ([`max_token_bytes`]), when that bound is sound.
+    max_token_bytes: Option<usize>,
     tx: SyncSender<Job>,
     stats: Arc<EngineStats>,
     config: EngineConfig,
@@ -118,6 +124,7 @@ impl Engine {
             .map_err(|e| InferError::Load { path: path.display().to_string(), reason: e.to_string() })?;
         let model: &'static LlamaModel = Box::leak(Box::new(model));
         let template = ChatTemplate::for_model(model)?;
+        let max_token_bytes = max_token_bytes(model);
         let (tx, rx) = sync_channel::<Job>(config.queue.max(1));
         let stats = Arc::new(EngineStats::default());
         let (ready_tx, ready_rx) = sync_channel::<Result<(), InferError>>(1);
@@ -125,28 +132,30 @@ impl Engine {
         let worker_stats = stats.clone();
         std::thread::Builder::new()
             .name("rightmodel-llm".into())
-            .spawn(move || {
-                let setup =
-                    new_context(model, backend, &worker_cfg).and_then(|ctx| Ok((ctx, ChatTemplate::for_model(model)?)));
-                match setup {
-                    Ok((ctx, template)) => {
-                        let _ = ready_tx.send(Ok(()));
-                        Worker::new(model, ctx, template, &worker_cfg, worker_stats).run(rx);
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                    }
+            .spawn(move || match new_context(model, backend, &worker_cfg) {
+                Ok(ctx) => {
+                    let _ = ready_tx.send(Ok(()));
+                    Worker::new(model, ctx, &worker_cfg, worker_stats).run(rx);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
                 }
             })
             .map_err(|e| InferError::Engine(format!("cannot start engine thread: {e}")))?;
         ready_rx.recv().map_err(|_| InferError::Stopped)??;
-        Ok(Engine { shared: Arc::new(Shared { model, template, tx, stats, config }) })
+        Ok(Engine { shared: Arc::new(Shared { model, template, max_token_bytes, tx, stats, config }) })
     }
 
     /// Queues a generation; events arrive on the returned channel. Dropping the receiver cancels it.
-    /// Never blocks: a full queue answers [`InferError::Busy`].
+    ///
+    /// The prompt is rendered and tokenised here, on the calling thread, so that the worker (which
+    /// decodes every active sequence) never stalls on a long prompt, and a prompt too long for the
+    /// context fails at once with [`InferError::ContextLength`]. That takes up to milliseconds for a
+    /// prompt that fits: async callers should call this on a blocking pool. It never waits for the
+    /// queue: a full queue answers [`InferError::Busy`].
     pub fn submit(&self, req: GenRequest) -> Result<UnboundedReceiver<GenEvent>, InferError> {
         req.params.validate()?;
+        let prompt = self.prompt_tokens(&req.prompt)?;
         let (events, rx) = unbounded_channel();
         let stats = &self.shared.stats;
         // The worker moves waiting jobs out of the channel and drops those whose client left, so the
@@ -156,7 +165,7 @@ impl Engine {
             return Err(InferError::Busy);
         }
         stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        match self.shared.tx.try_send(Job { req, events }) {
+        match self.shared.tx.try_send(Job { prompt, params: req.params, events }) {
             Ok(()) => Ok(rx),
             Err(e) => {
                 stats.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -195,14 +204,58 @@ impl Engine {
         Err(InferError::Stopped)
     }
 
+    /// Refuses a prompt that certainly has too many tokens for one sequence, judging by its size
+    /// alone: each token stands for at most [`max_token_bytes`] bytes of plain text, so more bytes
+    /// than that many tokens could hold cannot fit. Costs no tokenising (a 4 MiB prompt is refused
+    /// in microseconds); prompts it lets through are measured exactly by [`Engine::submit`].
+    pub fn check_prompt_size(&self, prompt: &Prompt) -> Result<(), InferError> {
+        let Some(per_token) = self.shared.max_token_bytes.filter(|&b| b > 0) else { return Ok(()) };
+        let bytes = match prompt {
+            Prompt::Text(t) => t.len(),
+            Prompt::Chat(m) => super::chat::content_bytes(m),
+            // Control-token text may stand for any amount of whitespace next to it: no bound.
+            Prompt::TrustedText(_) => return Ok(()),
+        };
+        let limit = self.shared.config.ctx_per_slot as usize;
+        let fits = limit.saturating_sub(1).saturating_mul(per_token);
+        if bytes <= fits {
+            return Ok(());
+        }
+        Err(InferError::ContextLength { tokens: bytes.div_ceil(per_token), limit, at_least: true })
+    }
+
+    /// The prompt's tokens, refused when empty or too long for one sequence (one token must be left
+    /// for the answer).
+    fn prompt_tokens(&self, prompt: &Prompt) -> Result<Vec<LlamaToken>, InferError> {
+        self.check_prompt_size(prompt)?;
+        let vocab = self.shared.model.vocab();
+        let tokens = match prompt {
+            Prompt::Text(t) => vocab.tokenize(t.as_bytes(), true, false),
+            Prompt::TrustedText(t) => vocab.tokenize(t.as_bytes(), true, true),
+            Prompt::Chat(m) => self.shared.template.render(self.shared.model, m)?.tokens,
+        };
+        if tokens.is_empty() {
+            return Err(InferError::Invalid("the prompt is empty".into()));
+        }
+        let limit = self.shared.config.ctx_per_slot as usize;
+        if tokens.len() >= limit {
+            return Err(InferError::ContextLength { tokens: tokens.len(), limit, at_least: false });
+        }
+        Ok(tokens)
+    }
+
     /// Token ids of `text` (BOS added when `add_bos`; control tokens parsed only when `special`).
     pub fn tokenize(&self, text: &str, add_bos: bool, special: bool) -> Vec<i32> {
         self.shared.model.vocab().tokenize(text.as_bytes(), add_bos, special).into_iter().map(|t| t.0).collect()
     }
 
-    /// Text of one token id.
+    /// Text of one token id (empty for an id outside the vocabulary, which llama.cpp would throw on).
     pub fn token_text(&self, id: i32) -> String {
-        String::from_utf8_lossy(&self.shared.model.vocab().token_to_piece(LlamaToken(id), false, None)).into_owned()
+        let vocab = self.shared.model.vocab();
+        if id < 0 || id >= vocab.n_tokens() {
+            return String::new();
+        }
+        String::from_utf8_lossy(&vocab.token_to_piece(LlamaToken(id), false, None)).into_owned()
     }
 
     /// The chat prompt the engine would decode for `messages`.
@@ -229,6 +282,33 @@ impl Engine {
     pub fn n_ctx_train(&self) -> u32 {
         self.shared.model.n_ctx_train()
     }
+}
+
+/// Most bytes of prompt text one token can stand for, or `None` when no such bound holds.
+///
+/// The bound holds for tokenizers that keep every byte of their input: byte-level BPE (`gpt2`) and
+/// SentencePiece as llama.cpp runs it (`llama`: spaces escaped, never normalised away). There each
+/// token covers a piece of the input no longer than its vocabulary text (BPE's byte-to-character
+/// mapping and SentencePiece's `▁` only lengthen it; byte tokens read `<0xNN>`). WordPiece and
+/// Unigram normalise (dropping or collapsing whitespace), and tokens marked to strip whitespace next
+/// to them swallow any amount of it; for those there is no bound.
+fn max_token_bytes(model: &LlamaModel) -> Option<usize> {
+    let kind = model.meta_val_str("tokenizer.ggml.model").ok()?;
+    if kind != "gpt2" && kind != "llama" {
+        return None;
+    }
+    let vocab = model.vocab();
+    let mut most = 0usize;
+    for t in vocab.tokens() {
+        let attr = vocab.attr(t);
+        if attr.contains(LlamaTokenAttr::LStrip) || attr.contains(LlamaTokenAttr::RStrip) {
+            return None;
+        }
+        let text = vocab.text(t).map_or(0, |c| c.to_bytes().len());
+        let piece = vocab.token_to_piece(t, true, None).len();
+        most = most.max(text).max(piece);
+    }
+    (most > 0).then_some(most)
 }
 
 /// Refuses files llama.cpp would crash on: missing, not GGUF, or cut short.
@@ -288,7 +368,6 @@ struct Slot {
 struct Worker<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
-    template: ChatTemplate,
     slots: Vec<Slot>,
     batch: LlamaBatch<'static>,
     batch_cap: usize,
@@ -301,18 +380,11 @@ fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
 }
 
 impl<'m> Worker<'m> {
-    fn new(
-        model: &'m LlamaModel,
-        ctx: LlamaContext<'m>,
-        template: ChatTemplate,
-        cfg: &EngineConfig,
-        stats: Arc<EngineStats>,
-    ) -> Self {
+    fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, cfg: &EngineConfig, stats: Arc<EngineStats>) -> Self {
         let slots = (0..cfg.slots).map(|_| Slot { cached: Vec::new(), active: None }).collect();
         Worker {
             model,
             ctx,
-            template,
             slots,
             batch: LlamaBatch::new(cfg.batch as usize, cfg.slots as i32),
             batch_cap: cfg.batch as usize,
@@ -362,51 +434,27 @@ impl<'m> Worker<'m> {
         }
     }
 
-    fn prompt_tokens(&self, prompt: &Prompt) -> Result<Vec<LlamaToken>, InferError> {
-        let vocab = self.model.vocab();
-        match prompt {
-            Prompt::Text(t) => Ok(vocab.tokenize(t.as_bytes(), true, false)),
-            Prompt::TrustedText(t) => Ok(vocab.tokenize(t.as_bytes(), true, true)),
-            Prompt::Chat(m) => Ok(self.template.render(self.model, m)?.tokens),
-        }
+    /// Ends a job that cannot run, before it took a slot.
+    fn refuse(&self, job: Job, e: InferError) {
+        let _ = job.events.send(GenEvent::Error(e));
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
     fn admit(&mut self, job: Job) {
-        let fail = |job: &Job, e: InferError| {
-            let _ = job.events.send(GenEvent::Error(e));
-        };
-        let prompt = match self.prompt_tokens(&job.req.prompt) {
-            Ok(p) if p.is_empty() => {
-                fail(&job, InferError::Invalid("the prompt is empty".into()));
-                self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-                return;
-            }
-            Ok(p) => p,
-            Err(e) => {
-                fail(&job, e);
-                self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-                return;
-            }
-        };
-        if prompt.len() >= self.ctx_per_slot {
-            fail(
-                &job,
-                InferError::Invalid(format!(
-                    "the prompt has {} tokens; this model serves at most {} per request",
-                    prompt.len(),
-                    self.ctx_per_slot - 1
-                )),
-            );
-            self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-            return;
+        let prompt = job.prompt.as_slice();
+        // `submit` measured the prompt against the same limits; this keeps the arithmetic below safe.
+        if prompt.is_empty() {
+            return self.refuse(job, InferError::Invalid("the prompt is empty".into()));
         }
-        let sampler = match job.req.params.build(self.model) {
+        if prompt.len() >= self.ctx_per_slot {
+            let e = InferError::ContextLength { tokens: prompt.len(), limit: self.ctx_per_slot, at_least: false };
+            return self.refuse(job, e);
+        }
+        let room = (self.ctx_per_slot - prompt.len()) as u32;
+        let max_tokens = job.params.max_tokens.min(room);
+        let sampler = match job.params.build(self.model, max_tokens) {
             Ok(s) => s,
-            Err(e) => {
-                fail(&job, e);
-                self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-                return;
-            }
+            Err(e) => return self.refuse(job, e),
         };
 
         // Pick the free slot whose cache shares the longest prefix with the prompt, and the best
@@ -414,14 +462,13 @@ impl<'m> Worker<'m> {
         let free: Vec<usize> = (0..self.slots.len()).filter(|&i| self.slots[i].active.is_none()).collect();
         let Some(&target) = free
             .iter()
-            .max_by_key(|&&i| (common_prefix(&self.slots[i].cached, &prompt), usize::MAX - self.slots[i].cached.len()))
+            .max_by_key(|&&i| (common_prefix(&self.slots[i].cached, prompt), usize::MAX - self.slots[i].cached.len()))
         else {
-            fail(&job, InferError::Engine("no free slot".into()));
-            return;
+            return self.refuse(job, InferError::Engine("no free slot".into()));
         };
-        let own = common_prefix(&self.slots[target].cached, &prompt);
+        let own = common_prefix(&self.slots[target].cached, prompt);
         let (src, best) = (0..self.slots.len())
-            .map(|i| (i, common_prefix(&self.slots[i].cached, &prompt)))
+            .map(|i| (i, common_prefix(&self.slots[i].cached, prompt)))
             .max_by_key(|&(_, n)| n)
             .unwrap_or((target, 0));
         // Keep at least one prompt token to decode: its logits start the generation.
@@ -452,17 +499,15 @@ impl<'m> Worker<'m> {
         slot.cached.clear();
         slot.cached.extend_from_slice(&prompt[..reused]);
 
-        let room = (self.ctx_per_slot - prompt.len()) as u32;
-        let max_tokens = job.req.params.max_tokens.min(room);
         let _ = job.events.send(GenEvent::Started { prompt_tokens: prompt.len() as u32 });
         self.stats.prompt_tokens.fetch_add((prompt.len() - reused) as u64, Ordering::Relaxed);
         self.stats.cached_tokens.fetch_add(reused as u64, Ordering::Relaxed);
         slot.active = Some(Active {
+            stop: StopBuffer::new(job.params.stop.clone()),
             events: job.events,
-            stop: StopBuffer::new(job.req.params.stop.clone()),
-            params: job.req.params,
+            params: job.params,
             sampler,
-            prompt,
+            prompt: job.prompt,
             n_past: reused,
             next: None,
             logits_at: None,
@@ -614,5 +659,89 @@ impl<'m> Worker<'m> {
             }
             None => a.next = Some(token),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rightmodel_models::{home::rightmodel_home, Store};
+
+    /// The default model (the test script pulls it first) with one small slot.
+    fn engine() -> &'static Engine {
+        static E: OnceLock<Engine> = OnceLock::new();
+        E.get_or_init(|| {
+            let path = Store::new(&rightmodel_home())
+                .resolve_gguf("gemma3-270m")
+                .expect("default GGUF missing: run `rightmodel pull all` first (the test script does)");
+            let mut cfg = EngineConfig::new(path);
+            cfg.slots = 1;
+            cfg.ctx_per_slot = 256;
+            Engine::start(cfg).expect("engine starts")
+        })
+    }
+
+    fn user(text: String) -> ChatMessage {
+        ChatMessage::new("user", text)
+    }
+
+    fn context_error(prompt: Prompt) -> (usize, usize, bool) {
+        match engine().submit(GenRequest { prompt, params: SamplingParams::default() }) {
+            Err(InferError::ContextLength { tokens, limit, at_least }) => (tokens, limit, at_least),
+            Err(e) => panic!("expected a context-length error, got {e}"),
+            Ok(_) => panic!("expected a context-length error, the prompt was queued"),
+        }
+    }
+
+    #[test]
+    fn the_longest_token_bounds_every_piece() {
+        let e = engine();
+        let most = e.shared.max_token_bytes.expect("SentencePiece keeps every byte: a bound exists");
+        let vocab = e.shared.model.vocab();
+        assert!(vocab.tokens().all(|t| vocab.token_to_piece(t, false, None).len() <= most));
+        assert!(most < 1024, "a sane bound: {most}");
+    }
+
+    #[test]
+    fn a_prompt_longer_than_the_context_is_refused_with_its_size() {
+        // Measured: a few hundred tokens, more than the 256 of a slot.
+        let (tokens, limit, at_least) = context_error(Prompt::Text("hello there ".repeat(200)));
+        assert_eq!((limit, at_least), (256, false));
+        assert!(tokens >= 400, "{tokens}");
+        let (tokens, _, at_least) = context_error(Prompt::Chat(vec![user("hello there ".repeat(200))]));
+        assert!(tokens >= 400 && !at_least, "{tokens}");
+    }
+
+    #[test]
+    fn a_huge_prompt_is_refused_by_its_bytes_without_tokenising() {
+        let huge = "x".repeat(4 << 20);
+        let (tokens, limit, at_least) = context_error(Prompt::Text(huge.clone()));
+        assert!(at_least && tokens >= limit, "{tokens} {limit}");
+        let (_, _, at_least) = context_error(Prompt::Chat(vec![user(huge)]));
+        assert!(at_least);
+    }
+
+    #[test]
+    fn without_a_token_limit_the_answer_fills_the_context() {
+        let params = SamplingParams {
+            max_tokens: u32::MAX,
+            ignore_eos: true,
+            // Penalties look back over the whole answer (here up to the room left in the context).
+            frequency_penalty: 0.5,
+            presence_penalty: 0.5,
+            ..SamplingParams::default()
+        };
+        let out = engine()
+            .generate(GenRequest { prompt: Prompt::Text("Once upon a time".repeat(50)), params })
+            .expect("generates");
+        let f = out.finished;
+        assert_eq!(f.reason, FinishReason::Length);
+        assert_eq!(f.prompt_tokens + f.completion_tokens, 256, "{f:?}");
+    }
+
+    #[test]
+    fn out_of_range_token_ids_read_as_empty() {
+        assert_eq!(engine().token_text(-1), "");
+        assert_eq!(engine().token_text(i32::MAX), "");
     }
 }

@@ -95,8 +95,10 @@ impl SamplingParams {
     }
 
     /// Builds the sampler chain: grammar, penalties, top-k, top-p, min-p, temperature, then the
-    /// random draw (or greedy when temperature is 0).
-    pub(crate) fn build(&self, model: &LlamaModel) -> Result<Sampler, InferError> {
+    /// random draw (or greedy when temperature is 0). `answer_tokens` is the most tokens this answer
+    /// can have: the penalties look back that far, so that, as in OpenAI's API, they count every
+    /// token of the answer so far (llama.cpp keeps a window of that size per sequence).
+    pub(crate) fn build(&self, model: &LlamaModel, answer_tokens: u32) -> Result<Sampler, InferError> {
         let mut chain = Vec::new();
         if self.ignore_eos {
             let vocab = model.vocab();
@@ -119,7 +121,7 @@ impl SamplingParams {
         if self.repeat_penalty != 1.0 || self.frequency_penalty != 0.0 || self.presence_penalty != 0.0 {
             chain.push(LlamaSampler::penalties(
                 model.n_vocab(),
-                64,
+                penalty_window(answer_tokens),
                 self.repeat_penalty,
                 self.frequency_penalty,
                 self.presence_penalty,
@@ -142,6 +144,12 @@ impl SamplingParams {
         }
         Ok(Sampler { grammar, chain: LlamaSampler::chain_simple(chain), candidates: Vec::new() })
     }
+}
+
+/// The penalties' look-back for an answer of at most `answer_tokens` tokens: all of it (at least
+/// one token; llama.cpp reads 0 as "no penalty").
+fn penalty_window(answer_tokens: u32) -> i32 {
+    i32::try_from(answer_tokens).unwrap_or(i32::MAX).max(1)
 }
 
 /// Longest grammar accepted (bytes); llama.cpp parses it on the engine's thread.

@@ -50,7 +50,10 @@ impl StopBuffer {
         }
         if let Some(pos) = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min() {
             let before = self.held[..pos].to_string();
+            // Everything after the match is cut, including bytes of a character not yet complete:
+            // `flush` must not release them (as U+FFFD) after the stop.
             self.held.clear();
+            self.pending.clear();
             return Push::Stop(before);
         }
         // Hold back the longest suffix that is a prefix of some stop sequence.
@@ -105,6 +108,17 @@ mod tests {
         assert_eq!(b.push(b"\n"), Push::Emit(String::new()));
         assert_eq!(b.push(b"Q"), Push::Emit(String::new()));
         assert_eq!(b.push(b": next"), Push::Stop(String::new()));
+    }
+
+    #[test]
+    fn a_stop_drops_the_incomplete_character_after_it() {
+        let mut b = StopBuffer::new(vec!["END".into()]);
+        let e = "é".as_bytes();
+        // The stop and the first byte of a two-byte character arrive in one piece.
+        let mut piece = b"ok END".to_vec();
+        piece.push(e[0]);
+        assert_eq!(b.push(&piece), Push::Stop("ok ".into()));
+        assert_eq!(b.flush(), "", "nothing after the stop, not even U+FFFD");
     }
 
     #[test]
