@@ -186,6 +186,18 @@ class FaultProxy:
                     self.wfile.flush()
                     self.connection.close()
                     return
+                if kind == "break_after_role" and b'"stream": true' in body.replace(b'"stream":true', b'"stream": true'):
+                    # A stream that opens (a role chunk) and breaks before any text.
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    role = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+                    self.wfile.write(b"data: " + json.dumps(role).encode() + b"\n\n")
+                    self.wfile.flush()
+                    self.connection.shutdown(2)
+                    self.connection.close()
+                    return
                 keepalive = kind == "keepalive_first"
                 if kind == "stall_first":
                     # Headers at once, then nothing: a stuck backend behind a proxy that answers early.

@@ -163,6 +163,18 @@ def test_eval_route_compares_small_large_and_auto_through_the_gateway(gateway, t
     assert "| small |" in md and "| large |" in md and "| auto |" in md and "compare.svg" in md
     assert (out / "compare.svg").read_text().startswith("<svg")
     assert "| model | quality (contains)" in r.stdout
+    # Streamed: the same comparison with the time to the first token, costs from the usage chunks.
+    r = subprocess.run(
+        [str(BIN), "eval", "route", "--data", str(data), "--models", "small,large",
+         "--base-url", gateway.url("/v1"), "--max-tokens", "8", "--stream", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    streamed = {m["model"]: m for m in json.loads(r.stdout.strip().splitlines()[-1])["models"]}
+    assert all(m["errors"] == 0 and 0 < m["ttft_p50_ms"] <= m["p50_ms"] for m in streamed.values()), streamed
+    assert streamed["small"]["cost_usd"] == 0 and streamed["large"]["cost_usd"] > 0, streamed
+    assert streamed["large"]["served"] == {"large": 3}
+    assert "first token p50 ms" in r.stdout
 
 
 def test_log_summary_totals_the_rows(gw, gateway):
@@ -714,6 +726,75 @@ min_confidence = 0.01
         assert r.headers["x-rightmodel-model"] == "mini"
         assert r.parse().choices[0].logprobs is None
     finally:
+        s.stop()
+
+
+def test_streamed_cascade_keeps_the_small_answer_when_the_large_stream_breaks_before_text(tmp_path, proxy):
+    """The large model's stream opens and breaks before any text: nothing has reached the client, so the
+    held small answer is streamed instead, and the header, the decision and the log say so."""
+    proxy.mode = {"kind": "break_after_role"}
+    cfg = small_and_large(proxy, price=1.0, tail="""
+[route]
+strategy = "cascade"
+threshold = 0.0
+min_confidence = 0.99
+""")
+    s = Server(tmp_path, cfg, "cascade-break")
+    try:
+        c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
+        r = c.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "Write a poem about the sea."}],
+            max_tokens=8, temperature=0, stream=True)
+        assert r.headers["x-rightmodel-model"] == "small"
+        d = _decision(r)
+        assert d["reason"] == "cascade_escalation_failed" and d["cascade"]["escalated"] is True, d
+        chunks = list(r.parse())
+        assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices).strip()
+        row = s.wait_row(lambda x: x["id"] == r.headers["x-request-id"])
+        assert row["served_model"] == "small" and row["status"] == 200 and row["cost_usd"] == 0, row
+    finally:
+        proxy.mode = {"kind": "pass"}
+        s.stop()
+
+
+def test_cascade_bills_an_upstream_small_model_without_usage_when_it_escalates(tmp_path, proxy):
+    """The small model is an upstream that reports no usage and the large one reports usage: the small call
+    is billed by estimate (it used to be free once the large model's usage arrived)."""
+    proxy.mode = {"kind": "no_usage"}  # complete answers only; the escalated stream keeps its usage
+    cfg = small_and_large(proxy, price=10.0, tail=f"""
+[[upstream]]
+name = "mini"
+base_url = "http://127.0.0.1:{proxy.port}/v1"
+model = "gemma3-270m"
+tier = 0.3
+input_per_mtok = 0.5
+output_per_mtok = 0.5
+
+[route]
+candidates = ["mini", "large"]
+strategy = "cascade"
+threshold = 0.0
+min_confidence = 0.99
+""")
+    s = Server(tmp_path, cfg, "cascade-no-usage")
+    try:
+        c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
+        r = c.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "Write a poem about the sea."}],
+            max_tokens=8, temperature=0, stream=True, stream_options={"include_usage": True})
+        d = _decision(r)
+        assert d["cascade"]["escalated"] is True and r.headers["x-rightmodel-model"] == "large", d
+        first = d["cascade"]["first_cost_usd"]
+        assert first > 0, d
+        last = [ch for ch in r.parse() if ch.usage][-1]
+        usage = last.usage
+        row = s.wait_row(lambda x: x["id"] == r.headers["x-request-id"])
+        large = (usage.prompt_tokens + usage.completion_tokens) * 10.0 / 1e6
+        assert abs(row["cost_usd"] - (first + large)) < 1e-9, (row, first, large)
+        # The usage chunk of a stream says what the request cost, as the header does for whole answers.
+        assert abs(last.model_extra["rightmodel"]["cost_usd"] - row["cost_usd"]) < 1e-9, last
+    finally:
+        proxy.mode = {"kind": "pass"}
         s.stop()
 
 

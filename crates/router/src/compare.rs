@@ -209,7 +209,10 @@ pub struct Outcome {
     /// Wall-clock time of the request in milliseconds, as the client saw it (until the failure, for a
     /// failed one).
     pub latency_ms: f64,
-    /// What the gateway billed (`x-rightmodel-cost-usd`); `None` when the server does not say (another
+    /// Time to the first answer text in milliseconds, when the answer was streamed (`--stream`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<f64>,
+    /// What the gateway billed (`x-rightmodel-cost-usd`, or a stream's `rightmodel.cost_usd`); `None` when the server does not say (another
     /// OpenAI-compatible server) or the request failed.
     pub cost_usd: Option<f64>,
     /// Why the request failed, when it did.
@@ -232,6 +235,12 @@ pub struct ModelSummary {
     pub p50_ms: f64,
     /// 95th percentile latency (all requests).
     pub p95_ms: f64,
+    /// Median time to the first answer text (streamed answers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttft_p50_ms: Option<f64>,
+    /// 95th percentile time to the first answer text (streamed answers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttft_p95_ms: Option<f64>,
     /// Total cost; `None` when an answered request's cost is unknown.
     pub cost_usd: Option<f64>,
     /// Cost per 1,000 requests; `None` when the cost is unknown.
@@ -249,6 +258,8 @@ pub fn summarize(models: &[String], outcomes: &[Outcome]) -> Vec<ModelSummary> {
             let n = mine.len();
             let mut lat: Vec<f64> = mine.iter().map(|o| o.latency_ms).collect();
             lat.sort_by(f64::total_cmp);
+            let mut ttft: Vec<f64> = mine.iter().filter_map(|o| o.ttft_ms).collect();
+            ttft.sort_by(f64::total_cmp);
             let known = mine.iter().all(|o| o.error.is_some() || o.cost_usd.is_some());
             let cost = known.then(|| mine.iter().filter_map(|o| o.cost_usd).sum::<f64>());
             let mut served = BTreeMap::new();
@@ -264,6 +275,8 @@ pub fn summarize(models: &[String], outcomes: &[Outcome]) -> Vec<ModelSummary> {
                 quality: if n == 0 { 0.0 } else { mine.iter().map(|o| o.quality).sum::<f64>() / n as f64 },
                 p50_ms: nearest_rank(&lat, 0.5),
                 p95_ms: nearest_rank(&lat, 0.95),
+                ttft_p50_ms: (!ttft.is_empty()).then(|| nearest_rank(&ttft, 0.5)),
+                ttft_p95_ms: (!ttft.is_empty()).then(|| nearest_rank(&ttft, 0.95)),
                 cost_usd: cost,
                 cost_per_1k_usd: cost.map(|c| if n == 0 { 0.0 } else { 1000.0 * c / n as f64 }),
                 served,
@@ -288,15 +301,20 @@ fn served_mix(s: &ModelSummary) -> String {
 /// report folder; not on a terminal), and `notes` (data file, gateway, settings).
 pub fn markdown(summaries: &[ModelSummary], scoring: Scoring, notes: &str, chart_file: Option<&str>) -> String {
     let mut s = String::from("# Small vs large vs routed\n\n");
+    // Time to first token only when answers were streamed.
+    let streamed = summaries.iter().any(|m| m.ttft_p50_ms.is_some());
+    let (ttft_head, ttft_rule) = if streamed { (" first token p50 ms | p95 ms |", "---:|---:|") } else { ("", "") };
     let _ = writeln!(
         s,
-        "| model | quality ({scoring}) | p50 ms | p95 ms | cost (USD) | per 1k requests | errors | answered by |\n|---|---:|---:|---:|---:|---:|---:|---|"
+        "| model | quality ({scoring}) | p50 ms | p95 ms |{ttft_head} cost (USD) | per 1k requests | errors | answered by |\n|---|---:|---:|---:|{ttft_rule}---:|---:|---:|---|"
     );
     let usd = |v: Option<f64>, digits: usize| v.map_or("n/a".to_string(), |v| format!("{v:.digits$}"));
+    let ms = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.0}"));
     for m in summaries {
+        let ttft = if streamed { format!(" {} | {} |", ms(m.ttft_p50_ms), ms(m.ttft_p95_ms)) } else { String::new() };
         let _ = writeln!(
             s,
-            "| {} | {:.3} | {:.0} | {:.0} | {} | {} | {} | {} |",
+            "| {} | {:.3} | {:.0} | {:.0} |{ttft} {} | {} | {} | {} |",
             m.model,
             m.quality,
             m.p50_ms,
@@ -462,9 +480,27 @@ mod tests {
             answer: String::new(),
             quality,
             latency_ms: ms,
+            ttft_ms: None,
             cost_usd: Some(cost),
             error: None,
         }
+    }
+
+    #[test]
+    fn streamed_answers_add_time_to_first_token() {
+        let models = vec!["small".to_string()];
+        let mut a = outcome(0, "small", "small", 1.0, 100.0, 0.0);
+        a.ttft_ms = Some(20.0);
+        let mut b = outcome(1, "small", "small", 1.0, 200.0, 0.0);
+        b.ttft_ms = Some(40.0);
+        let s = summarize(&models, &[a.clone(), b]);
+        assert_eq!((s[0].ttft_p50_ms, s[0].ttft_p95_ms), (Some(20.0), Some(40.0)));
+        let md = markdown(&s, Scoring::Contains, "", None);
+        assert!(md.contains("first token p50 ms") && md.contains(" | 200 | 20 | 40 |"), "{md}");
+        // Not streamed: no such columns.
+        a.ttft_ms = None;
+        let md = markdown(&summarize(&models, &[a]), Scoring::Contains, "", None);
+        assert!(!md.contains("first token"), "{md}");
     }
 
     #[test]

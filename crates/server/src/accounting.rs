@@ -18,11 +18,12 @@ pub struct Accounting {
     caller: Caller,
     price: rightmodel_core::Price,
     done: bool,
-    /// Whether the served model reported usage (otherwise an abandoned request's cost is estimated).
+    /// Whether the served model's usage is counted, reported or estimated (otherwise an abandoned
+    /// request's cost is estimated).
     usage_seen: bool,
-    /// Models of this request that reported usage (a cascade goes back to its small model after a
+    /// Models of this request whose usage is counted (a cascade goes back to its small model after a
     /// failed escalation: its usage is already counted).
-    reported: Vec<String>,
+    settled: Vec<String>,
     /// Answer tokens assumed when holding the cost of a paid call (the request's `max_tokens`, else
     /// [`HELD_OUTPUT_TOKENS`]).
     hold_output: u64,
@@ -34,11 +35,14 @@ pub struct Accounting {
     failed: Vec<Value>,
     /// Dollars held against the gateway's and the key's limits while the request runs.
     held_usd: f64,
-    /// Tokens (in, out) charged by estimate because the served paid model reported no usage.
+    /// Tokens (in, out) charged by estimate because a paid model that answered reported no usage.
     estimated: Option<(u64, u64)>,
     /// More than one model was tried (a cascade's escalation, a fallback): the request's timing is not
     /// one model's, so it does not feed the router's latency estimates.
     several_models: bool,
+    /// Input tokens, output tokens and dollars already added to the per-model metrics under an earlier
+    /// model of this request (a cascade's small answer), so each model's counters get its own share.
+    metered: (u64, u64, f64),
 }
 
 impl Accounting {
@@ -59,7 +63,7 @@ impl Accounting {
             price: Default::default(),
             done: false,
             usage_seen: false,
-            reported: Vec::new(),
+            settled: Vec::new(),
             hold_output: HELD_OUTPUT_TOKENS,
             prompt_estimate: 0,
             streamed_chars: 0,
@@ -67,6 +71,7 @@ impl Accounting {
             held_usd: 0.0,
             estimated: None,
             several_models: false,
+            metered: (0, 0, 0.0),
         }
     }
 
@@ -146,8 +151,10 @@ impl Accounting {
     /// Records the model that serves and its price.
     pub fn set_served(&mut self, model: &str, price: rightmodel_core::Price) {
         if self.row.served_model != model {
-            // Usage reported by another model (a cascade's first attempt) says nothing about this one.
-            self.usage_seen = self.reported.iter().any(|m| m == model);
+            // Usage reported by another model (a cascade's first attempt) says nothing about this one,
+            // nor does the text it produced.
+            self.usage_seen = self.settled.iter().any(|m| m == model);
+            self.streamed_chars = 0;
             if !self.row.served_model.is_empty() {
                 // The first token the client sees comes from this model (a cascade's small answer was
                 // held back), and the timing mixes models.
@@ -158,14 +165,28 @@ impl Accounting {
         self.row.served_model = model.to_string();
         self.price = price;
         // Hold this call's likely cost against the limits while it runs, so concurrent requests cannot
-        // all pass a nearly spent budget (prompt estimate and the answer's token limit).
+        // all pass a nearly spent budget (prompt estimate and the answer's token limit), together with
+        // what earlier calls of this request cost (a cascade's small answer), which is spent only
+        // when the request ends.
         self.release_hold();
-        let hold = price.cost(self.prompt_estimate, self.hold_output);
+        let hold = price.cost(self.prompt_estimate, self.hold_output) + self.row.cost_usd;
         if hold > 0.0 {
             self.state.spend.reserve(hold);
             self.caller.reserve(hold);
             self.held_usd = hold;
         }
+    }
+
+    /// Checks the spending limits for `name` again before a fallback takes over from a model that
+    /// failed: time has passed since the chain was built (an upstream may have timed out), and
+    /// concurrent requests may have spent the budget. The failed model's hold no longer counts.
+    pub fn check_limits_again(
+        &mut self,
+        name: &str,
+        price: rightmodel_core::Price,
+    ) -> Result<(), rightmodel_core::ApiError> {
+        self.release_hold();
+        self.state.check_limits(&self.caller, name, price)
     }
 
     fn release_hold(&mut self) {
@@ -204,10 +225,7 @@ impl Accounting {
     /// Adds usage (and its cost at the served model's price); extra cost (e.g. a cascade's first
     /// attempt) can be added with [`Accounting::add_cost`].
     pub fn add_usage(&mut self, usage: Usage) {
-        self.usage_seen = true;
-        if !self.reported.contains(&self.row.served_model) {
-            self.reported.push(self.row.served_model.clone());
-        }
+        self.mark_settled();
         self.row.input_tokens += usage.prompt_tokens;
         self.row.output_tokens += usage.completion_tokens;
         self.row.cached_tokens += usage.cached_prompt_tokens();
@@ -235,17 +253,49 @@ impl Accounting {
         self.row.cost_usd
     }
 
-    /// Charges the no-usage estimate (see [`Accounting::settle`]) unless usage was reported or it was
-    /// charged already.
+    /// The served model answered and another one is asked next (a cascade escalating): its cost is
+    /// counted now, estimated when it reported no usage, so that the next model's usage does not
+    /// stand for it and its text does not count as the next model's.
+    pub fn settle_attempt(&mut self) {
+        self.charge_estimate();
+        self.mark_settled();
+        self.meter();
+    }
+
+    /// Adds the tokens and dollars not yet in the per-model metrics to the served model's counters.
+    fn meter(&mut self) {
+        let model = if self.row.served_model.is_empty() { "none" } else { self.row.served_model.as_str() };
+        let m = &self.state.metrics;
+        let (input, output, cost) = self.metered;
+        m.tokens.with_label_values(&[model, "input"]).inc_by(self.row.input_tokens.saturating_sub(input));
+        m.tokens.with_label_values(&[model, "output"]).inc_by(self.row.output_tokens.saturating_sub(output));
+        let cost = self.row.cost_usd - cost;
+        if cost > 0.0 {
+            m.cost.with_label_values(&[model]).inc_by(cost);
+        }
+        self.metered = (self.row.input_tokens, self.row.output_tokens, self.row.cost_usd);
+    }
+
+    fn mark_settled(&mut self) {
+        self.usage_seen = true;
+        if !self.settled.contains(&self.row.served_model) {
+            self.settled.push(self.row.served_model.clone());
+        }
+    }
+
+    /// Charges the served model's no-usage estimate (see [`Accounting::settle`]) unless its usage is
+    /// counted already.
     fn charge_estimate(&mut self) {
-        if self.usage_seen || self.estimated.is_some() || self.row.served_model.is_empty() {
+        if self.usage_seen || self.row.served_model.is_empty() {
             return;
         }
         let (input, output) = (self.prompt_estimate, self.streamed_chars.div_ceil(4));
         let usd = self.price.cost(input, output);
         if usd > 0.0 {
             self.add_cost(usd, input, output);
-            self.estimated = Some((input, output));
+            let (i, o) = self.estimated.unwrap_or_default();
+            self.estimated = Some((i + input, o + output));
+            self.mark_settled();
         }
     }
 
@@ -281,6 +331,7 @@ impl Accounting {
         self.row.latency_ms = latency.as_secs_f64() * 1e3;
         self.row.status = status;
         self.row.error = error;
+        self.meter();
         let m = &self.state.metrics;
         let model = if self.row.served_model.is_empty() { "none" } else { self.row.served_model.as_str() };
         let outcome = match status {
@@ -291,10 +342,7 @@ impl Accounting {
         };
         m.requests.with_label_values(&[&self.row.endpoint, model, outcome]).inc();
         m.latency.with_label_values(&[&self.row.endpoint, model]).observe(latency.as_secs_f64());
-        m.tokens.with_label_values(&[model, "input"]).inc_by(self.row.input_tokens);
-        m.tokens.with_label_values(&[model, "output"]).inc_by(self.row.output_tokens);
         if self.row.cost_usd > 0.0 {
-            m.cost.with_label_values(&[model]).inc_by(self.row.cost_usd);
             self.state.spend.add(self.row.cost_usd);
             self.caller.add_spend(self.row.cost_usd);
         }
@@ -330,10 +378,19 @@ impl Drop for Accounting {
     }
 }
 
-/// Prompt tokens estimated from the text of `messages` (about 4 characters a token), for holds,
-/// estimates and routing before a model has counted them.
-pub fn estimate_prompt_tokens(messages: &[rightmodel_core::wire::ChatMessage]) -> u64 {
-    (messages.iter().map(|m| m.text().len()).sum::<usize>() as u64).div_ceil(4)
+/// Prompt tokens of a chat request estimated from its text (about 4 characters a token), for holds,
+/// estimates and routing before a model has counted them: the messages, the tool calls in them and
+/// the tool definitions, which a model reads too (a tool's JSON schema often outweighs the question).
+pub fn estimate_prompt_tokens(req: &rightmodel_core::wire::ChatCompletionRequest) -> u64 {
+    let messages: usize =
+        req.messages.iter().map(|m| m.text().len() + m.tool_calls.as_deref().map_or(0, tool_calls_len)).sum();
+    let tools = req.tools.as_ref().map_or(0, |t| serde_json::to_string(t).map_or(0, |s| s.len()));
+    ((messages + tools) as u64).div_ceil(4)
+}
+
+/// Characters of tool calls as a model writes them (names and arguments), for estimates.
+pub fn tool_calls_len(calls: &[rightmodel_core::wire::ToolCall]) -> usize {
+    calls.iter().map(|c| c.function.name.len() + c.function.arguments.len()).sum()
 }
 
 /// Answer tokens assumed when holding a running request's cost against the limits.

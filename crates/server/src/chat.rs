@@ -126,8 +126,11 @@ fn key_limit_error(st: &crate::state::AppState, e: ApiError, caller: &crate::aut
 }
 
 /// Whether a failure should move on to the next model of a fallback chain.
+/// Whether the next model of a fallback chain should be tried after `e`: outages, and a prompt too
+/// long for this model's context (a fallback may have a larger one).
 pub(crate) fn falls_back(e: &ApiError) -> bool {
     matches!(e.kind, ErrorKind::BadGateway | ErrorKind::Timeout | ErrorKind::Unavailable | ErrorKind::Internal)
+        || e.code.as_deref() == Some("context_length_exceeded")
 }
 
 fn header_value(v: &str) -> Option<HeaderValue> {
@@ -248,12 +251,13 @@ async fn handle(
     if st.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(ApiError::new(ErrorKind::Unavailable, "The server is shutting down.").with_retry_after(5));
     }
-    let caller = st.auth.authenticate(headers)?;
+    let caller = st.auth.identify(headers)?;
     acct.set_caller(caller.clone());
+    caller.admit()?;
     let Json(req) = body.map_err(json_rejection)?;
     acct.set_requested(&req.model);
     validate(&req)?;
-    acct.set_prompt_estimate(crate::accounting::estimate_prompt_tokens(&req.messages));
+    acct.set_prompt_estimate(crate::accounting::estimate_prompt_tokens(&req));
     acct.set_output_limit(req.sampling.max_completion_tokens.or(req.sampling.max_tokens).map(u64::from));
     let stream = req.sampling.stream.unwrap_or(false);
     acct.set_stream(stream);
@@ -458,10 +462,16 @@ async fn call_full(
     // model of the chain ran (an outage further along is the more useful error).
     let mut refused = None;
     let mut last = None;
-    for (name, model) in chain(st, first, acct)? {
+    for (i, (name, model)) in chain(st, first, acct)?.into_iter().enumerate() {
         if let Err(e) = takes_tools(&name, &model, &mode) {
             refused.get_or_insert(e);
             continue;
+        }
+        if i > 0 {
+            if let Err(e) = acct.check_limits_again(&name, model.price()) {
+                refused.get_or_insert(e);
+                continue;
+            }
         }
         acct.set_served(&name, model.price());
         let r = match &model {
@@ -475,7 +485,15 @@ async fn call_full(
                     match body.usage {
                         Some(u) => acct.add_usage(u),
                         // No usage: the log estimates the cost from the answer's length.
-                        None => acct.add_streamed(body.choices.iter().map(|c| c.message.text().len()).sum()),
+                        None => acct.add_streamed(
+                            body.choices
+                                .iter()
+                                .map(|c| {
+                                    c.message.text().len()
+                                        + c.message.tool_calls.as_deref().map_or(0, crate::accounting::tool_calls_len)
+                                })
+                                .sum(),
+                        ),
                     }
                 }
                 return Ok((name, body));
@@ -608,10 +626,16 @@ async fn open_stream(
     // model of the chain ran (an outage further along is the more useful error).
     let mut refused = None;
     let mut last = None;
-    for (name, model) in chain(st, first, acct)? {
+    for (i, (name, model)) in chain(st, first, acct)?.into_iter().enumerate() {
         if let Err(e) = takes_tools(&name, &model, &mode) {
             refused.get_or_insert(e);
             continue;
+        }
+        if i > 0 {
+            if let Err(e) = acct.check_limits_again(&name, model.price()) {
+                refused.get_or_insert(e);
+                continue;
+            }
         }
         acct.set_served(&name, model.price());
         let r: Result<(ChunkStream, bool), ApiError> = match &model {
@@ -627,6 +651,13 @@ async fn open_stream(
                 u.chat_stream(upstream_request(u, req)).await.map(|s| (Box::pin(s) as ChunkStream, false))
             }
         };
+        // Nothing reaches the client before the first chunk that says something, so a stream that
+        // breaks before then is a failed call like any other: the chain goes on (and a cascade keeps
+        // its small answer) instead of the client getting a role chunk and an error.
+        let r = match r {
+            Ok((s, accounted)) => until_first_news(s).await.map(|s| (s, accounted)),
+            Err(e) => Err(e),
+        };
         match r {
             Ok((s, accounted)) => return Ok((name, s, accounted)),
             Err(e) if falls_back(&e) => {
@@ -638,6 +669,33 @@ async fn open_stream(
         }
     }
     Err(last.or(refused).unwrap_or_else(|| ApiError::internal("empty fallback chain")))
+}
+
+/// Most chunks [`until_first_news`] holds back: upstreams that send empty chunks for long are let
+/// through once this many arrived.
+const HELD_CHUNKS_MAX: usize = 32;
+
+/// Reads `s` up to its first chunk that carries more than the opening role (text, a tool call, a
+/// provider field such as reasoning text, a finish or usage) or to its end, and returns the stream
+/// with what was read in front. An error before then is returned instead: nothing was sent yet.
+async fn until_first_news(mut s: ChunkStream) -> Result<ChunkStream, ApiError> {
+    let mut held = Vec::new();
+    while let Some(item) = s.next().await {
+        let c = item?;
+        let news = c.usage.is_some()
+            || c.choices.iter().any(|ch| {
+                ch.finish_reason.is_some()
+                    || ch.delta.content.as_deref().is_some_and(|t| !t.is_empty())
+                    || ch.delta.tool_calls.is_some()
+                    || !ch.delta.extra.is_empty()
+                    || ch.logprobs.is_some()
+            });
+        held.push(Ok(c));
+        if news || held.len() >= HELD_CHUNKS_MAX {
+            break;
+        }
+    }
+    Ok(Box::pin(futures::stream::iter(held).chain(s)))
 }
 
 /// A local generation as OpenAI chunks: role, one chunk per released token, the finish chunk and a
@@ -723,8 +781,18 @@ fn sse_body(
     accounted: bool,
 ) -> impl Stream<Item = Result<Event, std::convert::Infallible>> + Send {
     let mut aborting = acct.state().aborting.subscribe();
+    let event = |c: &ChatCompletionChunk| match serde_json::to_string(c) {
+        Ok(s) => Some(Event::default().data(s)),
+        Err(e) => {
+            tracing::error!("cannot serialise chunk: {e}");
+            None
+        }
+    };
     async_stream::stream! {
         let mut reported: Option<Usage> = None;
+        // The usage chunk (no choices) is held to the end of the stream, where it also says what the
+        // request cost (`rightmodel.cost_usd`, the streamed counterpart of `x-rightmodel-cost-usd`).
+        let mut usage_chunk: Option<ChatCompletionChunk> = None;
         loop {
             let Some(next) = unless_aborted(&mut aborting, stream.next()).await else {
                 yield Ok(aborted_event(acct));
@@ -744,30 +812,63 @@ fn sse_body(
                             c.usage = None;
                         }
                     }
+                    if let Some(e) = usage_chunk.take().as_ref().and_then(event) {
+                        yield Ok(e);
+                    }
+                    if c.usage.is_some() && c.choices.is_empty() {
+                        usage_chunk = Some(c);
+                        continue;
+                    }
                     if c.choices.iter().any(|ch| ch.delta.content.as_deref().is_some_and(|t| !t.is_empty()) || ch.delta.tool_calls.is_some()) {
                         acct.mark_first_token();
                         // A replayed answer's text was counted when it was produced.
                         if !accounted {
-                            acct.add_streamed(c.choices.iter().filter_map(|ch| ch.delta.content.as_deref()).map(str::len).sum());
+                            acct.add_streamed(c.choices.iter().map(|ch| delta_len(&ch.delta)).sum());
                         }
                     }
-                    match serde_json::to_string(&c) {
-                        Ok(s) => yield Ok(Event::default().data(s)),
-                        Err(e) => tracing::error!("cannot serialise chunk: {e}"),
+                    if let Some(e) = event(&c) {
+                        yield Ok(e);
                     }
                 }
                 Err(e) => {
                     let status = e.kind.status();
                     let body = serde_json::to_string(&e.body()).unwrap_or_default();
-                    yield Ok(Event::default().event("error").data(body));
+                    // Written before the last event: a client that closes right after it must not
+                    // turn the row into a 499.
                     acct.finish(status, Some(e.message));
+                    yield Ok(Event::default().event("error").data(body));
                     return;
                 }
             }
         }
-        yield Ok(Event::default().data("[DONE]"));
+        if let Some(mut c) = usage_chunk.take() {
+            let cost = acct.settle();
+            match c.rightmodel.as_mut().and_then(Value::as_object_mut) {
+                Some(obj) => {
+                    obj.insert("cost_usd".into(), json!(cost));
+                }
+                None => c.rightmodel = Some(json!({"cost_usd": cost})),
+            }
+            if let Some(e) = event(&c) {
+                yield Ok(e);
+            }
+        }
         acct.finish(200, None);
+        yield Ok(Event::default().data("[DONE]"));
     }
+}
+
+/// Characters of answer a chunk's delta carries: its text and the names and arguments of tool calls
+/// (the output estimate of a paid model that reports no usage).
+fn delta_len(d: &ChatDelta) -> usize {
+    let calls = d.tool_calls.as_deref().map_or(0, |calls| {
+        calls
+            .iter()
+            .filter_map(|c| c.function.as_ref())
+            .map(|f| f.name.as_deref().map_or(0, str::len) + f.arguments.as_deref().map_or(0, str::len))
+            .sum()
+    });
+    d.content.as_deref().map_or(0, str::len) + calls
 }
 
 fn include_usage(req: &ChatCompletionRequest) -> bool {
@@ -810,6 +911,8 @@ async fn cascade(
     };
     let (confidence, small_answer) = match first {
         Ok(mut a) => {
+            // Counted now: the large model's usage must not stand for the small one's.
+            acct.settle_attempt();
             let conf =
                 a.choices.first().and_then(|c| c.logprobs.as_ref()).and_then(|lp| lp.content.as_ref()).and_then(|c| {
                     let lps: Vec<f32> = c.iter().map(|t| t.logprob).collect();

@@ -32,6 +32,8 @@ pub struct CompareConfig {
     pub scoring: Scoring,
     /// A system message put before each case's conversation (e.g. "Answer with the letter only.").
     pub system: Option<String>,
+    /// Stream the answers, to measure the time to the first token as a chat client sees it.
+    pub stream: bool,
 }
 
 /// Why the comparison could not start.
@@ -127,7 +129,11 @@ async fn ask(http: &reqwest::Client, cfg: &CompareConfig, case_index: usize, cas
         messages.push(json!({"role": "system", "content": s}));
     }
     messages.extend(case.messages.iter().map(|m| serde_json::to_value(m).unwrap_or(Value::Null)));
-    let body = json!({"model": model, "messages": messages, "max_tokens": cfg.max_tokens, "temperature": 0});
+    let mut body = json!({"model": model, "messages": messages, "max_tokens": cfg.max_tokens, "temperature": 0});
+    if cfg.stream {
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+    }
     let url = format!("{}/chat/completions", cfg.base_url.trim_end_matches('/'));
     let start = Instant::now();
     let mut out = Outcome {
@@ -137,6 +143,7 @@ async fn ask(http: &reqwest::Client, cfg: &CompareConfig, case_index: usize, cas
         answer: String::new(),
         quality: 0.0,
         latency_ms: 0.0,
+        ttft_ms: None,
         cost_usd: None,
         error: None,
     };
@@ -153,6 +160,15 @@ async fn ask(http: &reqwest::Client, cfg: &CompareConfig, case_index: usize, cas
     let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let served = header("x-rightmodel-model");
     let cost = header("x-rightmodel-cost-usd").and_then(|c| c.parse::<f64>().ok()).filter(|c| c.is_finite());
+    if cfg.stream && status.is_success() {
+        read_stream(resp, cfg, start, &mut out).await;
+        out.latency_ms = start.elapsed().as_secs_f64() * 1e3;
+        if out.error.is_none() {
+            out.served = served.or(out.served.take());
+            out.quality = cfg.scoring.score(&out.answer, &case.expected);
+        }
+        return out;
+    }
     let text = resp.text().await;
     out.latency_ms = start.elapsed().as_secs_f64() * 1e3;
     let text = match text {
@@ -177,6 +193,50 @@ async fn ask(http: &reqwest::Client, cfg: &CompareConfig, case_index: usize, cas
         Err(e) => out.error = Some(format!("not a chat completion: {e}")),
     }
     out
+}
+
+/// Reads a streamed answer into `out`: its text, the time to its first text, the model that answered
+/// (the chunks' `model`) and what it cost (the usage chunk's `rightmodel.cost_usd`), or the error
+/// that ended it.
+async fn read_stream(resp: reqwest::Response, cfg: &CompareConfig, start: Instant, out: &mut Outcome) {
+    let mut reader = crate::upstream::SseReader::new(resp, out.model.clone());
+    let deadline = start + cfg.timeout;
+    loop {
+        let data = match reader.next_within(cfg.timeout, deadline).await {
+            Ok(crate::upstream::SseItem::Data(d)) => d,
+            Ok(crate::upstream::SseItem::Done) => return,
+            Ok(crate::upstream::SseItem::Eof) => {
+                out.error = Some("the stream ended without [DONE]".into());
+                return;
+            }
+            Err(e) => {
+                out.error = Some(e.message);
+                return;
+            }
+        };
+        let v: Value = match serde_json::from_str(&data) {
+            Ok(v) => v,
+            Err(e) => {
+                out.error = Some(format!("not a chat completion chunk: {e}"));
+                return;
+            }
+        };
+        if let Some(msg) = v.get("error") {
+            let text = msg.get("message").and_then(Value::as_str).unwrap_or("error event");
+            out.error = Some(format!("stream error: {text}"));
+            return;
+        }
+        if let Some(t) = v.pointer("/choices/0/delta/content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            out.ttft_ms.get_or_insert_with(|| start.elapsed().as_secs_f64() * 1e3);
+            out.answer.push_str(t);
+        }
+        if let Some(m) = v.get("model").and_then(Value::as_str) {
+            out.served.get_or_insert_with(|| m.to_string());
+        }
+        if let Some(c) = v.pointer("/rightmodel/cost_usd").and_then(Value::as_f64).filter(|c| c.is_finite()) {
+            out.cost_usd = Some(c);
+        }
+    }
 }
 
 /// Asks every model of `cfg` every case, at most `cfg.concurrency` requests at a time, calling
@@ -223,6 +283,7 @@ pub async fn run(
                         answer: String::new(),
                         quality: 0.0,
                         latency_ms: 0.0,
+                        ttft_ms: None,
                         cost_usd: None,
                         error: Some(format!("the request task failed: {e}")),
                     },

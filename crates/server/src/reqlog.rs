@@ -199,15 +199,22 @@ impl RequestLog {
         &self.path
     }
 
-    /// Dollars spent since `since_ms` in total and per key name (to restore budgets after a restart).
+    /// Dollars spent by requests that finished since `since_ms`, in total and per key name (to restore
+    /// budgets after a restart: a live server charges a request when it finishes).
     pub fn spend_since(path: &Path, since_ms: i64) -> Result<(f64, Vec<(String, f64)>), LogError> {
         let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
         let conn = open(path)?;
         let total: f64 = conn
-            .query_row("SELECT COALESCE(SUM(cost_usd),0) FROM requests WHERE ts_ms >= ?1", [since_ms], |r| r.get(0))
+            .query_row(
+                &format!("SELECT COALESCE(SUM(cost_usd),0) FROM requests WHERE {FINISHED_SINCE}"),
+                [since_ms],
+                |r| r.get(0),
+            )
             .map_err(sql)?;
         let mut stmt = conn
-            .prepare("SELECT key_name, SUM(cost_usd) FROM requests WHERE ts_ms >= ?1 AND key_name IS NOT NULL GROUP BY key_name")
+            .prepare(&format!(
+                "SELECT key_name, SUM(cost_usd) FROM requests WHERE {FINISHED_SINCE} AND key_name IS NOT NULL GROUP BY key_name"
+            ))
             .map_err(sql)?;
         let rows = stmt
             .query_map([since_ms], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))
@@ -220,7 +227,7 @@ impl RequestLog {
     /// Rows at or after `since_ms`, oldest first, at most `limit` (the newest ones).
     pub fn read(path: &Path, since_ms: i64, limit: usize) -> Result<Vec<LogRow>, LogError> {
         let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+        let conn = open_reader(path).map_err(sql)?;
         let mut stmt = conn
             .prepare(&format!(
                 "SELECT id, ts_ms, key_name, endpoint, requested_model, served_model, reason, decision, input_tokens,
@@ -243,7 +250,7 @@ impl RequestLog {
     /// stream's row lands after shorter requests that arrived later, and polling by arrival time would skip it.
     pub fn read_after(path: &Path, after: i64, limit: usize) -> Result<(Vec<LogRow>, i64), LogError> {
         let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+        let conn = open_reader(path).map_err(sql)?;
         let mut stmt = conn
             .prepare(&format!(
                 "SELECT id, ts_ms, key_name, endpoint, requested_model, served_model, reason, decision, input_tokens,
@@ -270,9 +277,21 @@ impl RequestLog {
     /// The rowid of the last committed row (0 for an empty log).
     pub fn last_rowid(path: &Path) -> Result<i64, LogError> {
         let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+        let conn = open_reader(path).map_err(sql)?;
         conn.query_row("SELECT coalesce(max(rowid), 0) FROM requests", [], |r| r.get(0)).map_err(sql)
     }
+}
+
+/// Rows of requests that finished at or after `?1` (rows are stamped when requests arrive); the first
+/// term keeps the timestamp index usable (no request runs for a day).
+const FINISHED_SINCE: &str = "ts_ms >= ?1 - 86400000 AND ts_ms + latency_ms >= ?1";
+
+/// A read-only connection that waits for a writer's lock (e.g. a checkpoint while the server stops)
+/// instead of failing at once.
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
 }
 
 /// One served model's totals in a [`LogSummary`].
@@ -323,7 +342,7 @@ impl RequestLog {
     /// period for the percentiles (8 bytes a row).
     pub fn summarize(path: &Path, since_ms: i64) -> Result<LogSummary, LogError> {
         let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
-        let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+        let db = open_reader(path).map_err(sql)?;
         // One read transaction: every query sees the same rows while a server keeps writing.
         let conn = db.unchecked_transaction().map_err(sql)?;
         let mut stmt = conn

@@ -338,7 +338,7 @@ impl AutoRouter {
         }
         let rr = RouteRequest {
             conversation: Conversation::from_chat(&req.messages),
-            input_tokens: crate::accounting::estimate_prompt_tokens(&req.messages),
+            input_tokens: crate::accounting::estimate_prompt_tokens(req),
             max_output_tokens: req.sampling.max_completion_tokens.or(req.sampling.max_tokens),
             overrides,
             needs: rightmodel_router::policy::Needs {

@@ -418,7 +418,7 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 /// One item of an SSE stream.
-enum SseItem {
+pub(crate) enum SseItem {
     /// An event's data (its `data:` lines joined by newlines).
     Data(String),
     /// The `[DONE]` sentinel.
@@ -429,7 +429,7 @@ enum SseItem {
 
 /// Splits an upstream's byte stream into SSE events (lines ending in LF, CRLF or CR, as the SSE
 /// specification allows; comments and other fields ignored).
-struct SseReader {
+pub(crate) struct SseReader {
     bytes: std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     buf: Vec<u8>,
     data: String,
@@ -438,7 +438,7 @@ struct SseReader {
 }
 
 impl SseReader {
-    fn new(resp: reqwest::Response, name: String) -> Self {
+    pub(crate) fn new(resp: reqwest::Response, name: String) -> Self {
         Self::from_stream(Box::pin(resp.bytes_stream()), name)
     }
 
@@ -449,7 +449,7 @@ impl SseReader {
     /// The next item within `idle` (and before `deadline`).
     /// The next item. The upstream must send something (data or a comment such as a keep-alive: a
     /// live upstream that is still thinking) at least every `idle`, and the stream must end by `deadline`.
-    async fn next_within(&mut self, idle: Duration, deadline: Instant) -> Result<SseItem, ApiError> {
+    pub(crate) async fn next_within(&mut self, idle: Duration, deadline: Instant) -> Result<SseItem, ApiError> {
         loop {
             while let Some(line) = self.take_line() {
                 if let Some(item) = self.on_line(&line) {

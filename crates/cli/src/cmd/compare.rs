@@ -12,7 +12,7 @@ use super::router::in_range;
 /// `eval route` arguments.
 #[derive(Args)]
 #[command(
-    after_help = "Data: JSON lines {\"prompt\": \"...\", \"answer\": \"...\"} (or \"messages\": [...], and \"answer\" as a list of\naccepted answers), or a CSV with prompt and answer columns (accepted answers separated by |).\n\nExamples:\n  rightmodel serve --config rightmodel.toml &\n  rightmodel eval route --data my_prompts.jsonl --models small,large,auto --out compare/\n  rightmodel eval route --data quiz.csv --models small,large,auto --scoring choice \\\n      --system \"Answer with the letter of the right option only.\" --limit 200"
+    after_help = "Data: JSON lines {\"prompt\": \"...\", \"answer\": \"...\"} (or \"messages\": [...], and \"answer\" as a list of\naccepted answers), or a CSV with prompt and answer columns (accepted answers separated by |).\n\nExamples:\n  rightmodel serve --config rightmodel.toml &\n  rightmodel eval route --data my_prompts.jsonl --models small,large,auto --out compare/\n  rightmodel eval route --data my_prompts.jsonl --models small,large,auto --stream   # time to first token too\n  rightmodel eval route --data quiz.csv --models small,large,auto --scoring choice \\\n      --system \"Answer with the letter of the right option only.\" --limit 200"
 )]
 pub struct EvalRouteArgs {
     /// Test cases: JSON lines with `prompt` (or `messages`) and `answer`, or a CSV with `prompt` and
@@ -50,6 +50,9 @@ pub struct EvalRouteArgs {
     /// Folder for compare.md, compare.svg/png, compare.json and answers.jsonl.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Stream every answer and report the time to its first token too (as a chat client sees it).
+    #[arg(long)]
+    pub stream: bool,
     /// Print one JSON object (the per-model summaries) as the last line.
     #[arg(long)]
     pub json: bool,
@@ -82,6 +85,7 @@ pub fn eval_route(a: EvalRouteArgs) -> anyhow::Result<()> {
         timeout: Duration::from_secs(a.timeout_s as u64),
         scoring: a.scoring,
         system: a.system.clone(),
+        stream: a.stream,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(compare_client::check_models(&cfg))?;
@@ -91,14 +95,15 @@ pub fn eval_route(a: EvalRouteArgs) -> anyhow::Result<()> {
     pb.finish_and_clear();
     let summaries = compare::summarize(&models, &outcomes);
     let notes = format!(
-        "- data: `{}` ({} cases), scoring: {}\n- gateway: {}, {} request(s) at a time, max_tokens {}{}\n- cost: what the gateway billed (`x-rightmodel-cost-usd`; n/a when the server does not say); latency: as the client saw it, failed requests until they failed",
+        "- data: `{}` ({} cases), scoring: {}\n- gateway: {}, {} request(s) at a time, max_tokens {}{}\n- cost: what the gateway billed (`x-rightmodel-cost-usd`, or a stream's `rightmodel.cost_usd`; n/a when the server does not say); latency: as the client saw it, failed requests until they failed{}",
         a.data.display(),
         cases.len(),
         a.scoring,
         a.base_url,
         a.concurrency,
         a.max_tokens,
-        a.system.as_deref().map(|s| format!(", system message: \"{s}\"")).unwrap_or_default()
+        a.system.as_deref().map(|s| format!(", system message: \"{s}\"")).unwrap_or_default(),
+        if a.stream { "; answers streamed, first token: when the first text arrived" } else { "" }
     );
     // Written before anything is printed: the report must not depend on stdout being open.
     if let Some(out) = &a.out {

@@ -223,14 +223,33 @@ pub fn logs(a: LogsArgs) -> anyhow::Result<()> {
     }
     // A row committed between reading the cursor and the rows above is in both: print it once.
     let mut printed: std::collections::HashSet<String> = rows.into_iter().map(|r| r.id).collect();
+    // A read that fails (the server checkpointing or restarting, the file briefly locked) is retried
+    // on the next poll: following outlives a server restart. Only a long run of failures ends it.
+    let mut failures = 0u32;
     loop {
         std::thread::sleep(std::time::Duration::from_millis(500));
-        let (rows, next) = RequestLog::read_after(&path, last, 10_000)?;
+        let (rows, next) = match RequestLog::read_after(&path, last, 10_000) {
+            Ok(r) => {
+                failures = 0;
+                r
+            }
+            Err(e) if failures < FOLLOW_RETRIES => {
+                failures += 1;
+                if failures == 1 {
+                    eprintln!("warning: {e}; retrying");
+                }
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         last = next;
         let rows: Vec<LogRow> = rows.into_iter().filter(|r| !printed.remove(&r.id)).collect();
         print_rows(&mut out, &rows, a.format, &mut csv_header)?;
     }
 }
+
+/// Failed polls in a row (half a second apart) after which `logs --follow` gives up.
+const FOLLOW_RETRIES: u32 = 120;
 
 fn print_rows(
     out: &mut impl std::io::Write,
