@@ -499,6 +499,16 @@ output_per_mtok = {price}
 """ + tail
 
 
+# A cascade that always tries the small model first and escalates (a base model is rarely 99% sure of
+# every token).
+ESCALATING_CASCADE = """
+[route]
+strategy = "cascade"
+threshold = 0.0
+min_confidence = 0.99
+"""
+
+
 def test_budget_sends_everything_local_when_spent(tmp_path, proxy):
     proxy.mode = {"kind": "pass"}
     cfg = small_and_large(proxy, price=1000.0, tail="""
@@ -575,12 +585,7 @@ daily_usd = 0.03
 
 def test_cascade_records_both_attempts(tmp_path, proxy):
     proxy.mode = {"kind": "pass"}
-    cfg = small_and_large(proxy, price=1.0, tail="""
-[route]
-strategy = "cascade"
-threshold = 0.0
-min_confidence = 0.99
-""")
+    cfg = small_and_large(proxy, price=1.0, tail=ESCALATING_CASCADE)
     s = Server(tmp_path, cfg, "cascade")
     try:
         c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
@@ -733,12 +738,7 @@ def test_streamed_cascade_keeps_the_small_answer_when_the_large_stream_breaks_be
     """The large model's stream opens and breaks before any text: nothing has reached the client, so the
     held small answer is streamed instead, and the header, the decision and the log say so."""
     proxy.mode = {"kind": "break_after_role"}
-    cfg = small_and_large(proxy, price=1.0, tail="""
-[route]
-strategy = "cascade"
-threshold = 0.0
-min_confidence = 0.99
-""")
+    cfg = small_and_large(proxy, price=1.0, tail=ESCALATING_CASCADE)
     s = Server(tmp_path, cfg, "cascade-break")
     try:
         c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
