@@ -183,6 +183,10 @@ def test_embeddings_float_and_base64(client):
     decoded = struct.unpack(f"<{len(raw) // 4}f", raw)
     assert len(decoded) == 384
     assert max(abs(a - b) for a, b in zip(decoded, v[0])) < 1e-6
+    # Token ids (LangChain's default) are refused with a way out.
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model="minilm-l6", input=[[9906, 1917]])
+    assert e.value.body["param"] == "input" and "check_embedding_ctx_length" in e.value.body["message"]
 
 
 def test_errors_are_openai_shaped(local_server, client):

@@ -476,7 +476,17 @@ pub async fn embeddings(
         EmbeddingInput::One(s) => vec![s],
         EmbeddingInput::Many(v) => v,
         EmbeddingInput::Tokens(_) => {
-            return fail(acct, ApiError::invalid("input", "Token-id input is not supported; send text."));
+            // Token ids of another model's tokenizer (LangChain's OpenAIEmbeddings sends them by default)
+            // mean nothing to this encoder: say how to send text instead.
+            return fail(
+                acct,
+                ApiError::invalid(
+                    "input",
+                    "Token-id input is not supported; send text. (LangChain's OpenAIEmbeddings sends token ids \
+                     unless created with check_embedding_ctx_length=False.)",
+                )
+                .with_code("unsupported_parameter"),
+            );
         }
     };
     if texts.is_empty() || texts.iter().any(|t| t.is_empty()) {
