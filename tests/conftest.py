@@ -192,7 +192,8 @@ class FaultProxy:
                     self.send_header("Content-Type", "text/event-stream")
                     self.end_headers()
                     role = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+                            "choices": [{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": None},
+                                         "logprobs": None, "finish_reason": None}]}
                     self.wfile.write(b"data: " + json.dumps(role).encode() + b"\n\n")
                     self.wfile.flush()
                     self.connection.shutdown(2)

@@ -18,12 +18,9 @@ pub struct Accounting {
     caller: Caller,
     price: rightmodel_core::Price,
     done: bool,
-    /// Whether the served model's usage is counted, reported or estimated (otherwise an abandoned
+    /// Whether the current call's usage is counted, reported or estimated (otherwise an abandoned
     /// request's cost is estimated).
     usage_seen: bool,
-    /// Models of this request whose usage is counted (a cascade goes back to its small model after a
-    /// failed escalation: its usage is already counted).
-    settled: Vec<String>,
     /// Answer tokens assumed when holding the cost of a paid call (the request's `max_tokens`, else
     /// [`HELD_OUTPUT_TOKENS`]).
     hold_output: u64,
@@ -63,7 +60,6 @@ impl Accounting {
             price: Default::default(),
             done: false,
             usage_seen: false,
-            settled: Vec::new(),
             hold_output: HELD_OUTPUT_TOKENS,
             prompt_estimate: 0,
             streamed_chars: 0,
@@ -148,19 +144,17 @@ impl Accounting {
         self.hold_output = max_tokens.unwrap_or(HELD_OUTPUT_TOKENS).min(HELD_OUTPUT_MAX);
     }
 
-    /// Records the model that serves and its price.
+    /// Records the model that serves the next call and its price. Each call is billed on its own:
+    /// usage or text of an earlier call (a cascade's first attempt, the same model asked again down a
+    /// fallback chain) says nothing about this one.
     pub fn set_served(&mut self, model: &str, price: rightmodel_core::Price) {
-        if self.row.served_model != model {
-            // Usage reported by another model (a cascade's first attempt) says nothing about this one,
-            // nor does the text it produced.
-            self.usage_seen = self.settled.iter().any(|m| m == model);
-            self.streamed_chars = 0;
-            if !self.row.served_model.is_empty() {
-                // The first token the client sees comes from this model (a cascade's small answer was
-                // held back), and the timing mixes models.
-                self.several_models = true;
-                self.row.ttft_ms = None;
-            }
+        self.usage_seen = false;
+        self.streamed_chars = 0;
+        if self.row.served_model != model && !self.row.served_model.is_empty() {
+            // The first token the client sees comes from this model (a cascade's small answer was
+            // held back), and the timing mixes models.
+            self.several_models = true;
+            self.row.ttft_ms = None;
         }
         self.row.served_model = model.to_string();
         self.price = price;
@@ -168,25 +162,45 @@ impl Accounting {
         // all pass a nearly spent budget (prompt estimate and the answer's token limit), together with
         // what earlier calls of this request cost (a cascade's small answer), which is spent only
         // when the request ends.
+        self.hold(price.cost(self.prompt_estimate, self.hold_output) + self.row.cost_usd);
+    }
+
+    /// A cascade whose escalation failed answers with its small model's answer after all: that model
+    /// is the served one again, its call already billed (its cost stays held until the end).
+    pub fn restore_served(&mut self, model: &str, price: rightmodel_core::Price) {
+        self.row.served_model = model.to_string();
+        self.price = price;
+        self.usage_seen = true;
+        self.streamed_chars = 0;
+        self.hold(self.row.cost_usd);
+    }
+
+    /// Replaces what this request holds against the limits with `usd`.
+    fn hold(&mut self, usd: f64) {
         self.release_hold();
-        let hold = price.cost(self.prompt_estimate, self.hold_output) + self.row.cost_usd;
-        if hold > 0.0 {
-            self.state.spend.reserve(hold);
-            self.caller.reserve(hold);
-            self.held_usd = hold;
+        if usd > 0.0 {
+            self.state.spend.reserve(usd);
+            self.caller.reserve(usd);
+            self.held_usd = usd;
         }
     }
 
     /// Checks the spending limits for `name` again before a fallback takes over from a model that
     /// failed: time has passed since the chain was built (an upstream may have timed out), and
-    /// concurrent requests may have spent the budget. The failed model's hold no longer counts.
+    /// concurrent requests may have spent the budget. A refusal is recorded as that model's failure.
     pub fn check_limits_again(
         &mut self,
         name: &str,
         price: rightmodel_core::Price,
     ) -> Result<(), rightmodel_core::ApiError> {
-        self.release_hold();
-        self.state.check_limits(&self.caller, name, price)
+        // What this request already spent (a cascade's small answer) stays held; the failed call's
+        // estimate does not.
+        self.hold(self.row.cost_usd);
+        let checked = self.state.check_limits(&self.caller, name, price);
+        if let Err(e) = &checked {
+            self.record_failure(name, &e.message);
+        }
+        checked
     }
 
     fn release_hold(&mut self) {
@@ -239,6 +253,11 @@ impl Accounting {
         self.row.output_tokens += output;
     }
 
+    /// Tokens (in, out) billed so far, reported or estimated.
+    pub fn tokens(&self) -> (u64, u64) {
+        (self.row.input_tokens, self.row.output_tokens)
+    }
+
     /// Dollars so far.
     pub fn cost(&self) -> f64 {
         self.row.cost_usd
@@ -278,9 +297,6 @@ impl Accounting {
 
     fn mark_settled(&mut self) {
         self.usage_seen = true;
-        if !self.settled.contains(&self.row.served_model) {
-            self.settled.push(self.row.served_model.clone());
-        }
     }
 
     /// Charges the served model's no-usage estimate (see [`Accounting::settle`]) unless its usage is

@@ -126,6 +126,18 @@ fn key_limit_error(st: &crate::state::AppState, e: ApiError, caller: &crate::aut
 }
 
 /// Whether a failure should move on to the next model of a fallback chain.
+/// The error a fallback chain answers with when no model answered, given the one so far (`prev`) and
+/// the latest (`e`): the latest, except that a model too small for the prompt after an outage does
+/// not replace the outage (`context_length_exceeded` would tell the client to shorten a prompt the
+/// failed model could take).
+pub(crate) fn chain_error(prev: Option<ApiError>, e: ApiError) -> ApiError {
+    let too_long = |x: &ApiError| x.code.as_deref() == Some("context_length_exceeded");
+    match prev {
+        Some(p) if too_long(&e) && !too_long(&p) => p,
+        _ => e,
+    }
+}
+
 /// Whether the next model of a fallback chain should be tried after `e`: outages, and a prompt too
 /// long for this model's context (a fallback may have a larger one).
 pub(crate) fn falls_back(e: &ApiError) -> bool {
@@ -501,7 +513,7 @@ async fn call_full(
             Err(e) if falls_back(&e) => {
                 tracing::warn!("model `{name}` failed: {}; trying the next in its fallback chain", e.message);
                 acct.record_failure(&name, &short_message(&e.message));
-                last = Some(e);
+                last = Some(chain_error(last, e));
             }
             Err(e) => return Err(e),
         }
@@ -663,7 +675,7 @@ async fn open_stream(
             Err(e) if falls_back(&e) => {
                 tracing::warn!("model `{name}` failed: {}; trying the next in its fallback chain", e.message);
                 acct.record_failure(&name, &short_message(&e.message));
-                last = Some(e);
+                last = Some(chain_error(last, e));
             }
             Err(e) => return Err(e),
         }
@@ -687,7 +699,8 @@ async fn until_first_news(mut s: ChunkStream) -> Result<ChunkStream, ApiError> {
                 ch.finish_reason.is_some()
                     || ch.delta.content.as_deref().is_some_and(|t| !t.is_empty())
                     || ch.delta.tool_calls.is_some()
-                    || !ch.delta.extra.is_empty()
+                    // OpenAI's opening chunk carries `refusal: null`: only values count.
+                    || ch.delta.extra.values().any(|v| !v.is_null())
                     || ch.logprobs.is_some()
             });
         held.push(Ok(c));
@@ -793,8 +806,13 @@ fn sse_body(
         // The usage chunk (no choices) is held to the end of the stream, where it also says what the
         // request cost (`rightmodel.cost_usd`, the streamed counterpart of `x-rightmodel-cost-usd`).
         let mut usage_chunk: Option<ChatCompletionChunk> = None;
+        // Id and time of the stream's chunks, for a usage chunk made here when none came.
+        let mut meta: Option<(String, i64)> = None;
         loop {
             let Some(next) = unless_aborted(&mut aborting, stream.next()).await else {
+                if let Some(e) = usage_chunk.take().as_ref().and_then(event) {
+                    yield Ok(e);
+                }
                 yield Ok(aborted_event(acct));
                 return;
             };
@@ -802,6 +820,9 @@ fn sse_body(
             match item {
                 Ok(mut c) => {
                     c.model = served.clone();
+                    if meta.is_none() {
+                        meta = Some((c.id.clone(), c.created));
+                    }
                     if let Some(u) = c.usage {
                         if !accounted {
                             acct.replace_usage(reported, u);
@@ -831,6 +852,9 @@ fn sse_body(
                     }
                 }
                 Err(e) => {
+                    if let Some(e) = usage_chunk.take().as_ref().and_then(event) {
+                        yield Ok(e);
+                    }
                     let status = e.kind.status();
                     let body = serde_json::to_string(&e.body()).unwrap_or_default();
                     // Written before the last event: a client that closes right after it must not
@@ -841,8 +865,27 @@ fn sse_body(
                 }
             }
         }
-        if let Some(mut c) = usage_chunk.take() {
-            let cost = acct.settle();
+        let cost = acct.settle();
+        // A client that asked for usage gets a usage chunk with the cost even when the model sent
+        // usage only on its content chunks, or none (then the gateway's count or estimate).
+        let made = || {
+            let (id, created) = meta.clone()?;
+            let usage = reported.unwrap_or_else(|| {
+                let (input, output) = acct.tokens();
+                Usage::new(input, output)
+            });
+            Some(ChatCompletionChunk {
+                id,
+                object: "chat.completion.chunk".into(),
+                created,
+                model: served.clone(),
+                choices: vec![],
+                usage: Some(usage),
+                rightmodel: None,
+                extra: Default::default(),
+            })
+        };
+        if let Some(mut c) = usage_chunk.take().or_else(|| if include_usage { made() } else { None }) {
             match c.rightmodel.as_mut().and_then(Value::as_object_mut) {
                 Some(obj) => {
                     obj.insert("cost_usd".into(), json!(cost));
@@ -993,7 +1036,7 @@ async fn cascade(
                 obj.insert("reason".into(), json!("cascade_escalation_failed"));
                 obj.insert("escalation_error".into(), json!(short_message(&e.message)));
             }
-            acct.set_served(&served, price);
+            acct.restore_served(&served, price);
             acct.set_decision("cascade_escalation_failed", &decision);
             a.model = served.clone();
             a.rightmodel = Some(json!({"decision": decision}));
@@ -1087,4 +1130,56 @@ fn replay(a: ChatCompletionResponse) -> ChunkStream {
         Ok(mk(ChatDelta::default(), None, Some(a.usage.unwrap_or_default()))),
     ];
     Box::pin(futures::stream::iter(items))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_context_length_refusal_does_not_hide_an_outage() {
+        let outage = ApiError::new(ErrorKind::BadGateway, "upstream down");
+        let too_long = ApiError::invalid("messages", "too long").with_code("context_length_exceeded");
+        assert_eq!(chain_error(Some(outage.clone()), too_long.clone()).kind, ErrorKind::BadGateway);
+        assert_eq!(chain_error(None, too_long.clone()).code.as_deref(), Some("context_length_exceeded"));
+        assert_eq!(chain_error(Some(too_long), outage).kind, ErrorKind::BadGateway);
+        assert!(falls_back(&ApiError::invalid("messages", "x").with_code("context_length_exceeded")));
+        assert!(!falls_back(&ApiError::invalid("messages", "x")));
+    }
+
+    fn chunk(delta: ChatDelta) -> ChatCompletionChunk {
+        ChatCompletionChunk {
+            id: "c".into(),
+            object: "chat.completion.chunk".into(),
+            created: 1,
+            model: "m".into(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason: None,
+                logprobs: None,
+                extra: Default::default(),
+            }],
+            usage: None,
+            rightmodel: None,
+            extra: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_breaking_before_text_is_an_error_and_openais_opening_chunk_is_held() {
+        // OpenAI's opening chunk: role, empty content and `refusal: null`.
+        let mut opening =
+            ChatDelta { role: Some("assistant".into()), content: Some(String::new()), ..Default::default() };
+        opening.extra.insert("refusal".into(), Value::Null);
+        let broken: ChunkStream = Box::pin(futures::stream::iter(vec![
+            Ok(chunk(opening.clone())),
+            Err(ApiError::new(ErrorKind::BadGateway, "died")),
+        ]));
+        assert!(until_first_news(broken).await.is_err());
+        let text = ChatDelta { content: Some("Hi".into()), ..Default::default() };
+        let fine: ChunkStream = Box::pin(futures::stream::iter(vec![Ok(chunk(opening)), Ok(chunk(text))]));
+        let all: Vec<_> = until_first_news(fine).await.expect("text arrived").collect().await;
+        assert_eq!(all.len(), 2, "both chunks, in order");
+    }
 }

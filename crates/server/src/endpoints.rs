@@ -237,7 +237,9 @@ pub async fn completions(
                 };
                 match r {
                     Ok(v) => return upstream_completion(acct, v, &name, &u.config.name, &id),
-                    Err(e) if crate::chat::falls_back(&e) => last = Some(handed_over(&mut acct, &name, e)),
+                    Err(e) if crate::chat::falls_back(&e) => {
+                        last = Some(crate::chat::chain_error(last, handed_over(&mut acct, &name, e)))
+                    }
                     Err(e) => return fail(acct, e),
                 }
             }
@@ -246,7 +248,9 @@ pub async fn completions(
                     return local_completion_stream(acct, held, events, &req, name, &id)
                 }
                 Ok(LocalRun::Whole(answer)) => return local_completion(acct, answer, name, &id),
-                Err(e) if crate::chat::falls_back(&e) => last = Some(handed_over(&mut acct, &name, e)),
+                Err(e) if crate::chat::falls_back(&e) => {
+                    last = Some(crate::chat::chain_error(last, handed_over(&mut acct, &name, e)))
+                }
                 Err(e) => return fail(acct, e),
             },
         }
