@@ -542,7 +542,7 @@ async fn local_answer(
                 }
                 e
             })?;
-            crate::tools::into_tool_call(body)
+            crate::tools::into_tool_call(body, only.is_some())
         }
     }
 }

@@ -184,8 +184,10 @@ pub fn forced_call_request(req: &ChatCompletionRequest, only: Option<&str>) -> C
     }
 }
 
-/// Turns a local answer to [`forced_call_request`] into an assistant message with one tool call.
-pub fn into_tool_call(mut body: ChatCompletionResponse) -> Result<ChatCompletionResponse, ApiError> {
+/// Turns a local answer to [`forced_call_request`] into an assistant message with one tool call. Its
+/// `finish_reason` is OpenAI's: `stop` when the request named the function (`named`), `tool_calls`
+/// when it required a call of any (`"required"`).
+pub fn into_tool_call(mut body: ChatCompletionResponse, named: bool) -> Result<ChatCompletionResponse, ApiError> {
     let Some(choice) = body.choices.first_mut() else {
         return Err(ApiError::internal("the local model returned no choice"));
     };
@@ -208,7 +210,7 @@ pub fn into_tool_call(mut body: ChatCompletionResponse) -> Result<ChatCompletion
     *choice = ChatChoice {
         index: 0,
         message: ChatMessage { content: None, tool_calls: Some(vec![call]), ..ChatMessage::new("assistant", "") },
-        finish_reason: Some("tool_calls".into()),
+        finish_reason: Some(if named { "stop" } else { "tool_calls" }.into()),
         logprobs: None,
         extra: Default::default(),
     };
@@ -313,15 +315,17 @@ mod tests {
             rightmodel: None,
             extra: Default::default(),
         };
-        let out = into_tool_call(body.clone()).unwrap();
+        let out = into_tool_call(body.clone(), false).unwrap();
         let c = &out.choices[0];
         assert_eq!(c.finish_reason.as_deref(), Some("tool_calls"));
+        // A named function: OpenAI finishes with `stop`.
+        assert_eq!(into_tool_call(body.clone(), true).unwrap().choices[0].finish_reason.as_deref(), Some("stop"));
         assert!(c.message.content.is_none());
         let call = &c.message.tool_calls.as_ref().unwrap()[0];
         assert_eq!(call.function.name, "get_weather");
         assert_eq!(serde_json::from_str::<Value>(&call.function.arguments).unwrap(), json!({"city": "Paris"}));
         let mut cut = body;
         cut.choices[0].finish_reason = Some("length".into());
-        assert_eq!(into_tool_call(cut).unwrap_err().param.as_deref(), Some("max_tokens"));
+        assert_eq!(into_tool_call(cut, false).unwrap_err().param.as_deref(), Some("max_tokens"));
     }
 }
