@@ -918,6 +918,9 @@ fn include_usage(req: &ChatCompletionRequest) -> bool {
     req.sampling.stream_options.as_ref().is_some_and(|o| o.include_usage)
 }
 
+/// Tokens a cascade's small model may write when the client set no limit (see [`cascade`]).
+const CASCADE_PROBE_MAX_TOKENS: u32 = 512;
+
 /// Cascade: the small model answers first with log-probabilities; its mean token probability decides
 /// whether the answer is kept or the request escalates to the large model. A streamed cascade holds
 /// the small answer until its confidence is known.
@@ -939,6 +942,12 @@ async fn cascade(
     probe.logprobs = Some(true);
     probe.sampling.stream = Some(false);
     probe.sampling.stream_options = None;
+    // Without a limit from the client the small answer gets one: a small model that runs on past it
+    // is not a confident answer (it escalates), and the large model is not kept waiting for it.
+    let unlimited = req.sampling.max_tokens.is_none() && req.sampling.max_completion_tokens.is_none();
+    if unlimited {
+        probe.sampling.max_tokens = Some(CASCADE_PROBE_MAX_TOKENS);
+    }
     // The model that actually answered first (a fallback of the small one, when it failed) and its price.
     let mut first_served = (small_name.clone(), small.price());
     let first = match &small {
@@ -973,7 +982,10 @@ async fn cascade(
             (0.0, None)
         }
     };
-    let keep = small_answer.is_some() && rightmodel_router::cascade_accept(confidence, plan.min_confidence);
+    let ran_on = unlimited
+        && small_answer.as_ref().and_then(|a| a.choices.first()).and_then(|c| c.finish_reason.as_deref())
+            == Some("length");
+    let keep = small_answer.is_some() && !ran_on && rightmodel_router::cascade_accept(confidence, plan.min_confidence);
     // Why the large model is asked: the small answer was unsure, or there was none.
     let escalation_reason = if small_answer.is_some() { "cascade_low_confidence" } else { "cascade_small_failed" };
     let small_cost = acct.cost();
@@ -983,6 +995,11 @@ async fn cascade(
             json!({"first": small_name, "confidence": confidence, "min_confidence": plan.min_confidence,
                    "first_cost_usd": small_cost, "escalated": !keep, "escalated_to": if keep { Value::Null } else { json!(large_name) }}),
         );
+        if ran_on {
+            if let Some(c) = obj.get_mut("cascade").and_then(Value::as_object_mut) {
+                c.insert("first_hit_token_limit".into(), json!(CASCADE_PROBE_MAX_TOKENS));
+            }
+        }
         if !keep {
             obj.insert("served".into(), json!(large_name));
             obj.insert("reason".into(), json!(escalation_reason));

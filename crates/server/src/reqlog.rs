@@ -188,8 +188,9 @@ impl RequestLog {
     /// Queues a row; never blocks.
     pub fn record(&self, row: LogRow) {
         if let Some(tx) = &self.tx {
-            if tx.send(row).is_err() {
-                tracing::error!("request log writer has stopped; a row was not written");
+            if let Err(e) = tx.send(row) {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("request log writer has stopped; row {} was not written", e.0.id);
             }
         }
     }
