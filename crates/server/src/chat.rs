@@ -126,6 +126,14 @@ fn key_limit_error(st: &crate::state::AppState, e: ApiError, caller: &crate::aut
 }
 
 /// Whether a failure should move on to the next model of a fallback chain.
+/// Notes that model `name` failed with `e` and its fallback chain moves on; returns `e` (the answer if
+/// no model of the chain succeeds).
+pub(crate) fn handed_over(acct: &mut Accounting, name: &str, e: ApiError) -> ApiError {
+    tracing::warn!("model `{name}` failed: {}; trying the next in its fallback chain", e.message);
+    acct.record_failure(name, &short_message(&e.message));
+    e
+}
+
 /// The error a fallback chain answers with when no model answered, given the one so far (`prev`) and
 /// the latest (`e`): the latest, except that a model too small for the prompt after an outage does
 /// not replace the outage (`context_length_exceeded` would tell the client to shorten a prompt the
@@ -260,9 +268,7 @@ async fn handle(
     body: Result<Json<ChatCompletionRequest>, JsonRejection>,
     acct: &mut Accounting,
 ) -> Result<Reply, ApiError> {
-    if st.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(ApiError::new(ErrorKind::Unavailable, "The server is shutting down.").with_retry_after(5));
-    }
+    st.refuse_if_shutting_down()?;
     let caller = st.auth.identify(headers)?;
     acct.set_caller(caller.clone());
     caller.admit()?;
@@ -510,11 +516,7 @@ async fn call_full(
                 }
                 return Ok((name, body));
             }
-            Err(e) if falls_back(&e) => {
-                tracing::warn!("model `{name}` failed: {}; trying the next in its fallback chain", e.message);
-                acct.record_failure(&name, &short_message(&e.message));
-                last = Some(chain_error(last, e));
-            }
+            Err(e) if falls_back(&e) => last = Some(chain_error(last, handed_over(acct, &name, e))),
             Err(e) => return Err(e),
         }
     }
@@ -672,11 +674,7 @@ async fn open_stream(
         };
         match r {
             Ok((s, accounted)) => return Ok((name, s, accounted)),
-            Err(e) if falls_back(&e) => {
-                tracing::warn!("model `{name}` failed: {}; trying the next in its fallback chain", e.message);
-                acct.record_failure(&name, &short_message(&e.message));
-                last = Some(chain_error(last, e));
-            }
+            Err(e) if falls_back(&e) => last = Some(chain_error(last, handed_over(acct, &name, e))),
             Err(e) => return Err(e),
         }
     }

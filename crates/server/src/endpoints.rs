@@ -24,15 +24,6 @@ use crate::http_error::{json_rejection, HttpError};
 use crate::local::LocalChat;
 use crate::state::{ChatModel, SharedState};
 
-/// 503 with Retry-After while the server shuts down, as chat answers: new requests go elsewhere
-/// while those running finish.
-fn refuse_if_shutting_down(st: &SharedState) -> Result<(), ApiError> {
-    if st.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(ApiError::new(ErrorKind::Unavailable, "The server is shutting down.").with_retry_after(5));
-    }
-    Ok(())
-}
-
 fn fail(mut acct: Accounting, e: ApiError) -> Response {
     let status = e.kind.status();
     acct.set_stream(false);
@@ -151,7 +142,7 @@ pub async fn completions(
     body: Result<Json<CompletionRequest>, JsonRejection>,
 ) -> Response {
     let mut acct = Accounting::new(st.clone(), "/v1/completions");
-    if let Err(e) = refuse_if_shutting_down(&st) {
+    if let Err(e) = st.refuse_if_shutting_down() {
         return fail(acct, e);
     }
     // The key is recorded before its rate may refuse it, so that a 429 row names its key.
@@ -238,7 +229,7 @@ pub async fn completions(
                 match r {
                     Ok(v) => return upstream_completion(acct, v, &name, &u.config.name, &id),
                     Err(e) if crate::chat::falls_back(&e) => {
-                        last = Some(crate::chat::chain_error(last, handed_over(&mut acct, &name, e)))
+                        last = Some(crate::chat::chain_error(last, crate::chat::handed_over(&mut acct, &name, e)))
                     }
                     Err(e) => return fail(acct, e),
                 }
@@ -249,21 +240,13 @@ pub async fn completions(
                 }
                 Ok(LocalRun::Whole(answer)) => return local_completion(acct, answer, name, &id),
                 Err(e) if crate::chat::falls_back(&e) => {
-                    last = Some(crate::chat::chain_error(last, handed_over(&mut acct, &name, e)))
+                    last = Some(crate::chat::chain_error(last, crate::chat::handed_over(&mut acct, &name, e)))
                 }
                 Err(e) => return fail(acct, e),
             },
         }
     }
     fail(acct, last.unwrap_or_else(|| ApiError::internal("empty fallback chain")))
-}
-
-/// Notes that model `name` failed with `e` and the chain moves on; returns `e` (the answer if no
-/// model of the chain succeeds).
-fn handed_over(acct: &mut Accounting, name: &str, e: ApiError) -> ApiError {
-    tracing::warn!("model `{name}` failed: {}; trying the next in its fallback chain", e.message);
-    acct.record_failure(name, &crate::chat::short_message(&e.message));
-    e
 }
 
 /// A whole upstream text completion, re-labelled with the served model's name.
@@ -453,7 +436,7 @@ pub async fn embeddings(
     body: Result<Json<EmbeddingRequest>, JsonRejection>,
 ) -> Response {
     let mut acct = Accounting::new(st.clone(), "/v1/embeddings");
-    if let Err(e) = refuse_if_shutting_down(&st) {
+    if let Err(e) = st.refuse_if_shutting_down() {
         return fail(acct, e);
     }
     // The key is recorded before its rate may refuse it, so that a 429 row names its key.

@@ -92,6 +92,16 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// 503 with Retry-After while the server shuts down: new requests go elsewhere while those
+    /// running finish.
+    pub fn refuse_if_shutting_down(&self) -> Result<(), ApiError> {
+        if self.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(ApiError::new(rightmodel_core::ErrorKind::Unavailable, "The server is shutting down.")
+                .with_retry_after(5));
+        }
+        Ok(())
+    }
+
     /// A slot on the shared encoder (embeddings, classification, document retrieval), or 429 when all
     /// `max_embed_concurrency` are taken: requests beyond it would only queue behind one thread.
     pub fn embed_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
