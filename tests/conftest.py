@@ -140,6 +140,9 @@ class FaultProxy:
         self.upstream_port = upstream_port
         self.mode = {"kind": "pass"}
         self.hits = 0
+        # What the last request looked like (path with query, headers), for tests of what is sent.
+        self.last_path = None
+        self.last_headers = {}
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -156,13 +159,16 @@ class FaultProxy:
 
             def _forward(self):
                 proxy.hits += 1
+                proxy.last_path = self.path
+                proxy.last_headers = {k.lower(): v for k, v in self.headers.items()}
                 n = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(n) if n else b""
                 mode = proxy.mode
                 kind = mode["kind"]
                 if kind == "fail" and mode.get("remaining", 0) > 0:
                     mode["remaining"] -= 1
-                    payload = json.dumps({"error": {"message": "injected failure", "type": "server_error"}}).encode()
+                    err = {"message": "injected failure", "type": "server_error", "code": mode.get("code")}
+                    payload = json.dumps({"error": err}).encode()
                     self.send_response(mode.get("status", 503))
                     if mode.get("retry_after") is not None:
                         self.send_header("Retry-After", str(mode["retry_after"]))
@@ -170,6 +176,24 @@ class FaultProxy:
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
+                    return
+                if kind == "json_for_stream":
+                    # A server that answers every request, streams included, with a JSON body.
+                    payload = json.dumps({"error": {"message": "streaming is not supported", "type": "invalid_request_error"}}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                if kind == "done_first":
+                    # A stream that ends before any event.
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                    self.connection.close()
                     return
                 if kind == "reset":
                     self.connection.shutdown(2)
@@ -218,6 +242,22 @@ class FaultProxy:
                 if "event-stream" in ctype:
                     self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()
+                    if kind == "partial_usage":
+                        # Usage without completion_tokens, as some OpenAI-compatible servers send it.
+                        data = r.read()
+                        lines = []
+                        for line in data.split(b"\n"):
+                            if line.startswith(b"data: {"):
+                                obj = json.loads(line[6:])
+                                if obj.get("usage"):
+                                    p = obj["usage"]["prompt_tokens"]
+                                    obj["usage"] = {"prompt_tokens": p, "total_tokens": p}
+                                line = b"data: " + json.dumps(obj).encode()
+                            lines.append(line)
+                        data = b"\n".join(lines)
+                        self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
+                        up.close()
+                        return
                     if keepalive:
                         # A live upstream that thinks before answering: comments only, for a while.
                         for _ in range(int(mode["seconds"] / 0.5)):
@@ -247,6 +287,11 @@ class FaultProxy:
                         # An upstream that reports no token usage.
                         obj = json.loads(data)
                         obj.pop("usage", None)
+                        data = json.dumps(obj).encode()
+                    if kind == "partial_usage":
+                        obj = json.loads(data)
+                        p = obj["usage"]["prompt_tokens"]
+                        obj["usage"] = {"prompt_tokens": p, "total_tokens": p}
                         data = json.dumps(obj).encode()
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()

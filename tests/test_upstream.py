@@ -56,6 +56,14 @@ first_token_timeout_ms = 1500
 max_retries = 1
 
 [[upstream]]
+name = "large-azure"
+base_url = "http://127.0.0.1:{proxy.port}/v1?api-version=2024-10-21"
+model = "gemma3-270m"
+api_key_env = "RIGHTMODEL_TEST_AZURE_KEY"
+api_key_header = "api-key"
+headers = {{ "X-Team" = "search" }}
+
+[[upstream]]
 name = "dead"
 base_url = "http://127.0.0.1:9/v1"
 connect_timeout_ms = 300
@@ -65,7 +73,8 @@ fallback = ["small"]
 [route]
 candidates = ["small", "large"]
 """
-    s = Server(tmp_path_factory.mktemp("gw"), cfg, "gateway")
+    # A key mounted from a file ends in a newline.
+    s = Server(tmp_path_factory.mktemp("gw"), cfg, "gateway", env={"RIGHTMODEL_TEST_AZURE_KEY": "sekrit\n"})
     yield s
     s.stop()
 
@@ -337,11 +346,15 @@ def test_no_fallback_gives_502(gw, proxy):
     assert e.value.status_code == 502
 
 
-def test_connection_reset_is_retried_then_502(gw, proxy):
+def test_connection_lost_after_the_request_is_not_repeated(gw, proxy):
+    """The upstream read the request and then the connection broke: it may be generating (and billing),
+    so the gateway does not ask again; the client gets a 502 (its SDK decides about retrying)."""
     proxy.mode = {"kind": "reset"}
+    hits = proxy.hits
     with pytest.raises(openai.APIStatusError) as e:
         gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4)
     assert e.value.status_code == 502
+    assert proxy.hits == hits + 1
 
 
 def test_dead_upstream_falls_back(gw):
@@ -356,13 +369,16 @@ def test_dead_upstream_falls_back(gw):
 
 def test_first_token_timeout_is_504(gw, proxy):
     """`first_token_timeout_ms` bounds the wait for a stream's first event: a stream that sends nothing in
-    time is retried, then a 504 before anything reached the client. A non-streaming answer arrives whole, so
-    only the total timeout bounds it: a slow answer is waited for, not re-sent and paid for again."""
+    time is a 504 before anything reached the client, not asked again (the upstream may be generating). A
+    non-streaming answer arrives whole, so only the total timeout bounds it: a slow answer is waited for,
+    not re-sent and paid for again."""
     proxy.mode = {"kind": "delay", "seconds": 4}
+    hits = proxy.hits
     with pytest.raises(openai.APIStatusError) as e:
         for _ in gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4, stream=True):
             pass
     assert e.value.status_code == 504
+    assert proxy.hits == hits + 1
     proxy.mode = {"kind": "delay", "seconds": 2}
     hits = proxy.hits
     r = gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4)
@@ -385,16 +401,77 @@ def test_stream_keepalives_are_life_and_a_first_error_event_is_retried(gw, proxy
     assert e.value.status_code == 502 and proxy.hits == hits + 2
 
 
-def test_stream_that_stalls_before_its_first_event_is_retried(gw, proxy):
-    """200 and event-stream headers, then silence: nothing has reached the client, so it is retried like a
-    failed request and ends as a 504 (not a 200 whose stream breaks)."""
+def test_stream_that_stalls_before_its_first_event_is_not_asked_again(gw, proxy):
+    """200 and event-stream headers, then silence: nothing has reached the client, so it is a failed call
+    (a 504, not a 200 whose stream breaks), and the stalled upstream is not asked again (it may still be
+    generating); a fallback, where there is one, answers."""
     proxy.mode = {"kind": "stall_first", "seconds": 3}
     hits = proxy.hits
     with pytest.raises(openai.APIStatusError) as e:
         for _ in gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4, stream=True):
             pass
     assert e.value.status_code == 504
-    assert proxy.hits == hits + 2, "one try and one retry (max_retries = 1)"
+    assert proxy.hits == hits + 1
+
+
+def test_a_stream_that_ends_before_any_event_is_retried(gw, proxy):
+    """`data: [DONE]` before any chunk is no answer: retried, then a 502 (it was a 200 with an empty stream)."""
+    proxy.mode = {"kind": "done_first"}
+    hits = proxy.hits
+    with pytest.raises(openai.APIStatusError) as e:
+        for _ in gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4, stream=True):
+            pass
+    assert e.value.status_code == 502 and proxy.hits == hits + 2
+
+
+def test_a_json_answer_to_a_stream_request_falls_back_at_once(gw, proxy):
+    """A server that answers a stream request with a JSON body (an error, or a whole answer) is not asked
+    again (each try could be billed); the fallback answers."""
+    proxy.mode = {"kind": "json_for_stream"}
+    hits = proxy.hits
+    r = gw.chat.completions.with_raw_response.create(model="large", messages=MSG, max_tokens=4, stream=True)
+    assert r.headers["x-rightmodel-model"] == "small"
+    assert [c for c in r.parse() if c.choices and c.choices[0].delta.content]
+    assert proxy.hits == hits + 1
+
+
+def test_out_of_quota_and_long_retry_after_are_not_waited_out(gw, proxy):
+    """A 429 `insufficient_quota` cannot pass by retrying, and a Retry-After beyond 10 s is the client's
+    (or the fallbacks') to handle: one try each, then 502."""
+    import time
+
+    for mode in ({"kind": "fail", "remaining": 5, "status": 429, "code": "insufficient_quota"},
+                 {"kind": "fail", "remaining": 5, "status": 503, "retry_after": 30}):
+        proxy.mode = mode
+        hits, t0 = proxy.hits, time.time()
+        with pytest.raises(openai.APIStatusError) as e:
+            gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4)
+        assert e.value.status_code == 502
+        assert proxy.hits == hits + 1 and time.time() - t0 < 5
+
+
+def test_partial_usage_from_an_upstream_is_read(gw, proxy, gateway):
+    """Some servers send usage without completion_tokens: the answer still arrives (it failed to parse and
+    was lost after the upstream billed it), the total is derived, streamed or not."""
+    proxy.mode = {"kind": "partial_usage"}
+    c = gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4, temperature=0)
+    assert c.choices[0].message.content is not None
+    assert c.usage.completion_tokens == 0 and c.usage.total_tokens == c.usage.prompt_tokens > 0
+    chunks = list(gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4, stream=True,
+                                             stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[-1].usage.prompt_tokens > 0
+
+
+def test_azure_style_upstreams_get_their_query_key_header_and_extra_headers(gw, proxy):
+    """`base_url` with a query string keeps it at the end of each call's URL; `api_key_header` carries the
+    (trimmed) key; configured headers go along."""
+    c = gw.chat.completions.create(model="large-azure", messages=MSG, max_tokens=4)
+    assert c.model == "large-azure"
+    assert proxy.last_path == "/v1/chat/completions?api-version=2024-10-21"
+    assert proxy.last_headers["api-key"] == "sekrit"
+    assert "authorization" not in proxy.last_headers
+    assert proxy.last_headers["x-team"] == "search"
 
 
 def test_upstream_dies_mid_stream(gw, proxy, gateway):

@@ -321,7 +321,12 @@ pub struct CompletionRequest {
 }
 
 /// Token counts of a call.
+///
+/// Read leniently: some OpenAI-compatible servers send partial usage (vLLM behind LiteLLM sends no
+/// `completion_tokens`, others an empty object); a missing count is 0 and a missing total the sum,
+/// instead of the whole answer or stream failing to parse after the upstream billed it.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(from = "UsageOnWire")]
 pub struct Usage {
     /// Tokens in the prompt.
     pub prompt_tokens: u64,
@@ -336,6 +341,35 @@ pub struct Usage {
     /// Breakdown of the completion tokens (reasoning tokens of upstream models), kept as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+/// [`Usage`] as upstreams send it, every field optional.
+#[derive(Deserialize)]
+struct UsageOnWire {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    total_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptTokensDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+impl From<UsageOnWire> for Usage {
+    fn from(u: UsageOnWire) -> Self {
+        let prompt_tokens = u.prompt_tokens.unwrap_or(0);
+        let completion_tokens = u.completion_tokens.unwrap_or(0);
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: u.total_tokens.unwrap_or(prompt_tokens + completion_tokens),
+            prompt_tokens_details: u.prompt_tokens_details,
+            completion_tokens_details: u.completion_tokens_details,
+        }
+    }
 }
 
 /// OpenAI's `usage.prompt_tokens_details`.
@@ -551,10 +585,13 @@ pub struct CompletionLogprobs {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CompletionChoice {
     /// The generated text.
+    #[serde(default)]
     pub text: String,
     /// Choice index.
+    #[serde(default)]
     pub index: u32,
     /// Log-probabilities when asked for.
+    #[serde(default)]
     pub logprobs: Option<CompletionLogprobs>,
     /// `stop` or `length` (null on intermediate stream chunks).
     pub finish_reason: Option<String>,
@@ -564,18 +601,25 @@ pub struct CompletionChoice {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CompletionResponse {
     /// `cmpl-...` id.
+    #[serde(default)]
     pub id: String,
-    /// Always `text_completion`.
+    /// Always `text_completion` (some servers leave it out of stream chunks).
+    #[serde(default)]
     pub object: String,
-    /// Unix seconds.
+    /// Unix seconds (some servers leave it out of stream chunks).
+    #[serde(default)]
     pub created: i64,
     /// The model that served the request.
+    #[serde(default)]
     pub model: String,
     /// One choice.
     pub choices: Vec<CompletionChoice>,
     /// Token counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// Fields rightmodel does not model (`system_fingerprint`, provider extensions), passed through.
+    #[serde(flatten, default)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// `input` of an embeddings request.
@@ -670,6 +714,27 @@ pub struct ModelList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partial_usage_reads_with_zeros_and_a_derived_total() {
+        let u: Usage = serde_json::from_str(r#"{"prompt_tokens":11,"total_tokens":11}"#).unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (11, 0, 11));
+        let u: Usage =
+            serde_json::from_str(r#"{"prompt_tokens":3,"completion_tokens":4,"total_tokens":null}"#).unwrap();
+        assert_eq!(u.total_tokens, 7);
+        assert_eq!(serde_json::from_str::<Usage>("{}").unwrap(), Usage::default());
+        let chunk = r#"{"choices":[],"usage":{}}"#;
+        assert!(serde_json::from_str::<ChatCompletionChunk>(chunk).unwrap().usage.is_some());
+    }
+
+    #[test]
+    fn completion_chunks_without_ids_parse_and_keep_unknown_fields() {
+        let c: CompletionResponse =
+            serde_json::from_str(r#"{"choices":[{"text":"hi","finish_reason":null}],"system_fingerprint":"fp"}"#)
+                .unwrap();
+        assert_eq!(c.choices[0].text, "hi");
+        assert_eq!(serde_json::to_value(&c).unwrap()["system_fingerprint"], "fp");
+    }
 
     #[test]
     fn fields_rightmodel_does_not_model_pass_through() {

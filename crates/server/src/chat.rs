@@ -187,6 +187,19 @@ pub(crate) fn short_message(m: &str) -> String {
     }
 }
 
+/// How often an SSE response sends a comment while no event is due: proxies and load balancers
+/// commonly drop a connection idle for 60 s, and a slow upstream (a reasoning model thinking) can
+/// be silent longer. Clients ignore comments.
+const SSE_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// An SSE response of `events`, kept alive with comments while they are slow to come.
+pub(crate) fn sse_response<S>(events: S) -> Response
+where
+    S: futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>> + Send + 'static,
+{
+    Sse::new(events).keep_alive(axum::response::sse::KeepAlive::new().interval(SSE_KEEP_ALIVE)).into_response()
+}
+
 /// Adds `x-rightmodel-*` and `x-request-id` headers.
 pub fn decorate(resp: &mut Response, served: &str, decision: Option<&Value>, request_id: &str) {
     let h = resp.headers_mut();
@@ -229,7 +242,7 @@ pub async fn chat_completions(
         }
         Ok(Reply::Stream { served, decision, stream, include_usage, accounted }) => {
             let body = sse_body(stream, acct, served.clone(), include_usage, accounted);
-            let mut resp = Sse::new(body).into_response();
+            let mut resp = sse_response(body);
             decorate(&mut resp, &served, decision.as_ref(), &id);
             resp
         }

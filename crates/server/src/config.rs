@@ -182,12 +182,22 @@ pub struct EmbeddingModel {
 pub struct UpstreamModel {
     /// Name clients use.
     pub name: String,
-    /// Base URL up to and including `/v1`.
+    /// Base URL up to and including `/v1`. A query string stays at the end of every call's URL
+    /// (Azure OpenAI's `?api-version=...`).
     pub base_url: String,
     /// Environment variable holding the API key (optional for keyless upstreams). Named but unset or
     /// empty, it stops the gateway at start: every call would fail with the upstream's 401.
+    /// Surrounding whitespace is ignored (keys mounted from files often end in a newline).
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// Header that carries the key: `Authorization: Bearer <key>` by default; another name sends the
+    /// key as that header's whole value (Azure OpenAI: `api-key`).
+    #[serde(default)]
+    pub api_key_header: Option<String>,
+    /// Extra headers sent with every call (e.g. `OpenAI-Organization`, a proxy's routing header); not
+    /// for secrets, which belong in `api_key_env`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
     /// Model id sent upstream (default: `name`).
     #[serde(default)]
     pub model: Option<String>,
@@ -205,14 +215,17 @@ pub struct UpstreamModel {
     /// TCP connect timeout.
     #[serde(default = "default_connect_ms")]
     pub connect_timeout_ms: u64,
-    /// Streams: time to the first event, and longest gap between events (non-streaming answers
-    /// arrive whole and are bounded by `total_timeout_ms` alone).
+    /// Streams: time to the first event, and longest gap between events; keep-alive comments count as
+    /// signs of life (a reasoning model may think for minutes while its server sends them).
+    /// Non-streaming answers arrive whole and are bounded by `total_timeout_ms` alone.
     #[serde(default = "default_first_ms")]
     pub first_token_timeout_ms: u64,
     /// Whole-request timeout.
     #[serde(default = "default_total_ms")]
     pub total_timeout_ms: u64,
-    /// Retries on connection errors, 429 and 5xx.
+    /// Retries on failed connections, 429 (not `insufficient_quota`) and 5xx. A call the upstream may
+    /// have started (a timeout, a connection lost after sending) is not repeated: it moves on to the
+    /// fallbacks instead of paying for the same generation twice.
     #[serde(default = "default_retries")]
     pub max_retries: u32,
     /// Models to try, in order, when this one fails.

@@ -3,7 +3,7 @@
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::sse::{Event, Sse};
+use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
@@ -19,7 +19,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::accounting::Accounting;
-use crate::chat::{aborted_event, cost_header, decorate, now_secs, unless_aborted};
+use crate::chat::{aborted_event, cost_header, decorate, now_secs, sse_response, unless_aborted};
 use crate::http_error::{json_rejection, HttpError};
 use crate::local::LocalChat;
 use crate::state::{ChatModel, SharedState};
@@ -83,7 +83,7 @@ fn upstream_completion_stream(
         acct.finish(200, None);
         yield Ok(Event::default().data("[DONE]"));
     };
-    let mut resp = Sse::new(s).into_response();
+    let mut resp = sse_response(s);
     decorate(&mut resp, &served, None, &id);
     resp
 }
@@ -356,6 +356,7 @@ fn local_completion_stream(
             id: cid.clone(), object: "text_completion".into(), created, model: name2.clone(),
             choices: if usage.is_some() { vec![] } else { vec![CompletionChoice { text, index: 0, logprobs, finish_reason: finish }] },
             usage,
+            extra: Default::default(),
         };
         let mut offset = 0usize;
         loop {
@@ -398,7 +399,7 @@ fn local_completion_stream(
         }
         yield error_event(acct, ApiError::new(ErrorKind::Unavailable, "The local model stopped."));
     };
-    let mut resp = Sse::new(s).into_response();
+    let mut resp = sse_response(s);
     decorate(&mut resp, &name, None, id);
     resp
 }
@@ -421,6 +422,7 @@ fn local_completion(mut acct: Accounting, answer: LocalAnswer, name: String, id:
             finish_reason: Some(f.reason.as_str().into()),
         }],
         usage: Some(usage),
+        extra: Default::default(),
     };
     let mut resp = Json(body).into_response();
     decorate(&mut resp, &name, None, id);

@@ -72,6 +72,8 @@ async fn start_gateway(upstream: SocketAddr, log_dir: &std::path::Path) -> Resul
         name: "mock".into(),
         base_url: format!("http://{upstream}/v1"),
         api_key_env: None,
+        api_key_header: None,
+        headers: Default::default(),
         model: None,
         input_per_mtok: 1.0,
         output_per_mtok: 2.0,

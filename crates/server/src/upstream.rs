@@ -1,6 +1,11 @@
 //! Client for OpenAI-compatible upstreams: timeouts, retries with jittered backoff (honouring
 //! Retry-After) and streaming passthrough.
 //!
+//! Only calls the upstream cannot have started are retried: failed connections, 429 and 5xx answers,
+//! and streams that end before their first event. A timeout or a connection lost after the request
+//! went out may have left the upstream generating (and billing), so it moves on to the fallbacks
+//! instead of asking the same upstream for the same answer again.
+//!
 //! Retries happen only before the first byte of an answer reaches the client. If an upstream dies in
 //! the middle of a stream, the client has already received part of the answer, so the stream ends with
 //! an SSE `error` event (OpenAI's error object) and no `[DONE]`; the request log records status 502.
@@ -21,7 +26,8 @@ pub struct Upstream {
     /// Its configuration.
     pub config: UpstreamModel,
     client: reqwest::Client,
-    api_key: Option<String>,
+    /// Every call's headers: the key (`Authorization` or the configured header) and the extra ones.
+    headers: reqwest::header::HeaderMap,
 }
 
 /// What a failed attempt tells the retry loop.
@@ -37,7 +43,7 @@ impl Upstream {
     pub fn new(config: UpstreamModel) -> Result<Self, String> {
         let api_key = match &config.api_key_env {
             Some(var) => match std::env::var(var) {
-                Ok(k) if !k.is_empty() => Some(k),
+                Ok(k) if !k.trim().is_empty() => Some(k.trim().to_string()),
                 _ => {
                     return Err(format!(
                         "the environment variable {var} (api_key_env) is not set or empty; set it to the API key, \
@@ -47,17 +53,29 @@ impl Upstream {
             },
             None => None,
         };
+        let headers =
+            call_headers(&config, api_key.as_deref()).map_err(|e| format!("upstream `{}`: {e}", config.name))?;
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .build()
             .map_err(|e| format!("upstream `{}`: {e}", config.name))?;
-        Ok(Upstream { config, client, api_key })
+        Ok(Upstream { config, client, headers })
     }
 
+    /// The URL of `path` under the base URL, the base's query string (if any) kept at the end.
     fn url(&self, path: &str) -> String {
-        format!("{}/{}", self.config.base_url.trim_end_matches('/'), path.trim_start_matches('/'))
+        let (base, query) = match self.config.base_url.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (self.config.base_url.as_str(), None),
+        };
+        let mut url = format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'));
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            url.push('?');
+            url.push_str(q);
+        }
+        url
     }
 
     /// The body sent upstream: the client's request with the upstream's model id and without
@@ -91,21 +109,16 @@ impl Upstream {
     /// headers come only once the whole answer is written, so a slow but working upstream must not be
     /// taken for a dead one (and asked again, paying for the work twice).
     async fn send_once(&self, path: &str, body: &Value, header_wait: Option<Duration>) -> Attempt<reqwest::Response> {
-        let mut req = self.client.post(self.url(path)).json(body);
-        if let Some(k) = &self.api_key {
-            req = req.bearer_auth(k);
-        }
+        let req = self.client.post(self.url(path)).headers(self.headers.clone()).json(body);
         let sent = match header_wait {
+            // The request went out: the upstream may be working on it, so it is not sent again.
             Some(wait) => match tokio::time::timeout(wait, req.send()).await {
                 Ok(r) => r,
                 Err(_) => {
-                    return Attempt::Retry(
-                        ApiError::new(
-                            ErrorKind::Timeout,
-                            format!("upstream `{}` did not answer within {} ms", self.config.name, wait.as_millis()),
-                        ),
-                        None,
-                    )
+                    return Attempt::Fail(ApiError::new(
+                        ErrorKind::Timeout,
+                        format!("upstream `{}` did not answer within {} ms", self.config.name, wait.as_millis()),
+                    ))
                 }
             },
             None => req.send().await,
@@ -113,12 +126,13 @@ impl Upstream {
         let resp = match sent {
             Err(e) => {
                 let kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::BadGateway };
+                let connect = e.is_connect();
                 // Without the URL: clients must not learn where the upstream lives.
                 let e = e.without_url();
-                return Attempt::Retry(
-                    ApiError::new(kind, format!("upstream `{}` unreachable: {}", self.config.name, root_cause(&e))),
-                    None,
-                );
+                let err =
+                    ApiError::new(kind, format!("upstream `{}` unreachable: {}", self.config.name, root_cause(&e)));
+                // Only a connection that never opened is sure not to have started a generation.
+                return if connect { Attempt::Retry(err, None) } else { Attempt::Fail(err) };
             }
             Ok(r) => r,
         };
@@ -159,6 +173,10 @@ impl Upstream {
                 tracing::warn!("upstream `{name}` returned {status}: {upstream_msg}");
                 let msg = format!("upstream `{name}` returned {status}");
                 match status {
+                    // The gateway's account is out of credit: asking again cannot help.
+                    429 if field("code") == Some("insufficient_quota") => {
+                        Attempt::Fail(ApiError::new(ErrorKind::BadGateway, format!("{msg} (insufficient_quota)")))
+                    }
                     429 => Attempt::Retry(ApiError::new(ErrorKind::RateLimited, msg), retry_after),
                     500..=599 => Attempt::Retry(ApiError::new(ErrorKind::BadGateway, msg), retry_after),
                     _ => Attempt::Fail(ApiError::new(ErrorKind::BadGateway, msg)),
@@ -213,7 +231,9 @@ impl Upstream {
                 e
             }
         };
-        if *attempt >= self.config.max_retries {
+        // A long Retry-After is the client's to wait out (its SDK honours the header the 502 carries),
+        // or the fallbacks' chance: holding the request here would only delay both.
+        if *attempt >= self.config.max_retries || after.is_some_and(|a| a > MAX_RETRY_WAIT) {
             return Err(give_up(e));
         }
         *attempt += 1;
@@ -248,17 +268,35 @@ impl Upstream {
         })
     }
 
-    /// A non-streaming call's body, the whole exchange within `total_timeout_ms`.
+    /// A non-streaming call's body (at most [`BODY_MAX`]), the whole exchange within `total_timeout_ms`.
     async fn call_bytes(&self, path: &str, body: Value) -> Result<Bytes, ApiError> {
         let body = self.upstream_body(body, false);
         let deadline = Instant::now() + Duration::from_millis(self.config.total_timeout_ms);
         let resp = self.send(path, &body, None, deadline, &mut 0).await?;
-        match tokio::time::timeout_at(deadline.into(), resp.bytes()).await {
-            Ok(Ok(b)) => Ok(b),
-            Ok(Err(e)) => Err(ApiError::new(
-                ErrorKind::BadGateway,
-                format!("upstream `{}` broke off: {}", self.config.name, root_cause(&e.without_url())),
-            )),
+        let name = &self.config.name;
+        let mut stream = resp.bytes_stream();
+        let mut out = Vec::new();
+        let read = async {
+            while let Some(b) = stream.next().await {
+                let b = b.map_err(|e| {
+                    ApiError::new(
+                        ErrorKind::BadGateway,
+                        format!("upstream `{name}` broke off: {}", root_cause(&e.without_url())),
+                    )
+                })?;
+                if out.len() + b.len() > BODY_MAX {
+                    return Err(ApiError::new(
+                        ErrorKind::BadGateway,
+                        format!("upstream `{name}` sent an answer over {} MiB", BODY_MAX >> 20),
+                    ));
+                }
+                out.extend_from_slice(&b);
+            }
+            Ok(())
+        };
+        match tokio::time::timeout_at(deadline.into(), read).await {
+            Ok(Ok(())) => Ok(Bytes::from(out)),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(self.timed_out()),
         }
     }
@@ -276,10 +314,12 @@ impl Upstream {
     /// A streaming call to `path` (`chat/completions`, `completions`) whose SSE `data:` events parse as
     /// `T`; the stream ends at `[DONE]`. Errors as for [`Upstream::chat_stream`].
     ///
-    /// Until its first event arrives nothing has reached the client, so a stream that stalls or breaks
-    /// before then is retried (and then falls back) like a failed request. After it, each event must come
-    /// within `first_token_timeout_ms` (comments such as keep-alives do not count) and the whole stream
-    /// within `total_timeout_ms`. A stream that ends without `[DONE]` after a choice finished ends
+    /// Until its first event arrives nothing has reached the client, so a stream that breaks before
+    /// then is retried (and then falls back) like a failed request; one that stalls falls back (the
+    /// upstream may still be generating). Something (an event, or a comment such as a keep-alive)
+    /// must come within `first_token_timeout_ms` of the last, and the whole stream within
+    /// `total_timeout_ms`. An answer that is not an event stream (a JSON body from a server that
+    /// ignored `stream`) falls back without a retry. A stream that ends without `[DONE]` after a choice finished ends
     /// normally; events of unknown shape (e.g. content-filter notes) are skipped.
     pub async fn sse_stream<T: serde::de::DeserializeOwned + Send + 'static>(
         &self,
@@ -293,9 +333,21 @@ impl Upstream {
         let mut attempt = 0u32;
         let (mut reader, first) = loop {
             let resp = self.send(path, &body, Some(idle), deadline, &mut attempt).await?;
+            if is_json(resp.headers()) {
+                let text = read_capped(resp, ERROR_BODY_MAX).await;
+                let detail = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
+                    .unwrap_or_else(|| text.chars().take(300).collect());
+                tracing::warn!("upstream `{name}` answered a stream request with JSON, not events: {detail}");
+                return Err(ApiError::new(
+                    ErrorKind::BadGateway,
+                    format!("upstream `{name}` answered a streaming request with JSON instead of an event stream"),
+                ));
+            }
             let mut reader = SseReader::new(resp, name.clone());
             let err = match reader.next_within(idle, deadline).await {
-                Ok(SseItem::Eof) => ApiError::new(
+                Ok(SseItem::Eof | SseItem::Done) => ApiError::new(
                     ErrorKind::BadGateway,
                     format!("upstream `{name}` closed the stream before any event"),
                 ),
@@ -310,7 +362,8 @@ impl Upstream {
                     }
                     None => break (reader, SseItem::Data(d)),
                 },
-                Ok(first) => break (reader, first),
+                // A stalled upstream may still be working: fall back rather than ask it again.
+                Err(e) if e.kind == ErrorKind::Timeout => return Err(e),
                 Err(e) => e,
             };
             self.back_off(err, None, deadline, &mut attempt).await?;
@@ -342,7 +395,7 @@ impl Upstream {
                     yield Err(ApiError::new(ErrorKind::BadGateway, format!("upstream `{name}` sent an invalid stream event")));
                     return;
                 };
-                if let Some(err) = v.get("error") {
+                if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
                     tracing::warn!("upstream `{name}` failed mid-stream: {err}");
                     yield Err(ApiError::new(ErrorKind::BadGateway, format!("upstream `{name}` failed mid-stream")));
                     return;
@@ -370,7 +423,43 @@ impl Upstream {
 /// The `error` object of a stream event, if it is one.
 fn stream_error(data: &str) -> Option<String> {
     let v: Value = serde_json::from_str(data).ok()?;
-    v.get("error").map(Value::to_string)
+    v.get("error").filter(|e| !e.is_null()).map(Value::to_string)
+}
+
+/// Whether a response's body is JSON (not an event stream).
+fn is_json(headers: &reqwest::header::HeaderMap) -> bool {
+    headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"))
+}
+
+/// The headers of every call to `config`'s upstream: the key and the configured extra headers,
+/// checked once here (a key with a stray newline would fail every call as a "builder error").
+fn call_headers(config: &UpstreamModel, api_key: Option<&str>) -> Result<reqwest::header::HeaderMap, String> {
+    use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+    let mut headers = HeaderMap::new();
+    for (k, v) in &config.headers {
+        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("`{k}` is not a valid header name"))?;
+        let value = HeaderValue::from_str(v).map_err(|_| format!("the value of header `{k}` is not valid in HTTP"))?;
+        headers.insert(name, value);
+    }
+    if let Some(key) = api_key {
+        let (name, value) = match &config.api_key_header {
+            Some(h) => (
+                HeaderName::from_bytes(h.as_bytes())
+                    .map_err(|_| format!("`{h}` (api_key_header) is not a valid header name"))?,
+                key.to_string(),
+            ),
+            None => (AUTHORIZATION, format!("Bearer {key}")),
+        };
+        let mut value = HeaderValue::from_str(&value).map_err(|_| {
+            "the API key holds characters an HTTP header cannot carry (check the variable's value)".to_string()
+        })?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    Ok(headers)
 }
 
 /// Whether a stream event holds answer text, a tool call or usage.
@@ -382,6 +471,12 @@ fn carries_content(v: &Value) -> bool {
                 .any(|c| has(c.get("text")) || has(c.pointer("/delta/content")) || has(c.pointer("/delta/tool_calls")))
         })
 }
+
+/// Longest Retry-After the gateway waits out itself before retrying.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
+
+/// Largest non-streaming answer read from an upstream (a broken one must not fill the memory).
+const BODY_MAX: usize = 64 * 1024 * 1024;
 
 /// Largest upstream error body read (its message is all that is kept).
 const ERROR_BODY_MAX: usize = 64 * 1024;
@@ -446,7 +541,6 @@ impl SseReader {
         SseReader { bytes, buf: Vec::new(), data: String::new(), eof: false, name }
     }
 
-    /// The next item within `idle` (and before `deadline`).
     /// The next item. The upstream must send something (data or a comment such as a keep-alive: a
     /// live upstream that is still thinking) at least every `idle`, and the stream must end by `deadline`.
     pub(crate) async fn next_within(&mut self, idle: Duration, deadline: Instant) -> Result<SseItem, ApiError> {
