@@ -465,3 +465,12 @@ def test_completions_accept_the_no_op_values_older_clients_send(client):
         with pytest.raises(openai.BadRequestError) as e:
             client.completions.create(model="gemma3-270m", prompt="x", max_tokens=2, **{field: value})
         assert e.value.param == field and e.value.code == "unsupported_parameter"
+
+
+def test_token_id_prompts_get_a_clear_answer_from_local_models(client):
+    """OpenAI's schema allows token ids as the prompt; a local model asks for text, naming the field (it was
+    a serde message about an untagged enum)."""
+    for prompt in ([1, 2, 3], [[1, 2, 3]]):
+        with pytest.raises(openai.BadRequestError) as e:
+            client.completions.create(model="gemma3-270m", prompt=prompt, max_tokens=2)
+        assert e.value.param == "prompt" and "token ids" in e.value.message

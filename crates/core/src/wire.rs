@@ -286,7 +286,8 @@ pub struct ChatCompletionRequest {
     pub extra: Map<String, Value>,
 }
 
-/// `POST /v1/completions` prompt: a string or a list of strings.
+/// `POST /v1/completions` prompt: a string, a list of strings, or token ids (one list, or a list of
+/// lists), as OpenAI's schema allows.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(untagged)]
 pub enum PromptInput {
@@ -294,6 +295,22 @@ pub enum PromptInput {
     One(String),
     /// Several prompts (only one is served).
     Many(Vec<String>),
+    /// One prompt as token ids of the served model's vocabulary (passed on to upstreams).
+    Tokens(Vec<i64>),
+    /// Several prompts as token ids.
+    ManyTokens(Vec<Vec<i64>>),
+}
+
+impl PromptInput {
+    /// A rough size of the prompt in tokens, for holds and estimates before a model counts it.
+    pub fn estimated_tokens(&self) -> u64 {
+        match self {
+            PromptInput::One(p) => (p.len() as u64).div_ceil(4),
+            PromptInput::Many(ps) => ps.iter().map(|p| (p.len() as u64).div_ceil(4)).sum(),
+            PromptInput::Tokens(t) => t.len() as u64,
+            PromptInput::ManyTokens(ts) => ts.iter().map(|t| t.len() as u64).sum(),
+        }
+    }
 }
 
 /// `POST /v1/completions` request.
@@ -725,6 +742,15 @@ mod tests {
         assert_eq!(serde_json::from_str::<Usage>("{}").unwrap(), Usage::default());
         let chunk = r#"{"choices":[],"usage":{}}"#;
         assert!(serde_json::from_str::<ChatCompletionChunk>(chunk).unwrap().usage.is_some());
+    }
+
+    #[test]
+    fn token_id_prompts_parse_and_serialise_as_sent() {
+        for (json, tokens) in [("[1,2,3]", 3), ("[[1,2],[3]]", 3), ("\"four\"", 1)] {
+            let p: PromptInput = serde_json::from_str(json).unwrap();
+            assert_eq!(p.estimated_tokens(), tokens, "{json}");
+            assert_eq!(serde_json::to_string(&p).unwrap(), json);
+        }
     }
 
     #[test]

@@ -187,11 +187,7 @@ pub async fn completions(
     if let Err(e) = st.check_limits(&caller, &req.model, model.price()) {
         return fail(acct, e);
     }
-    let prompt_chars: usize = match &req.prompt {
-        rightmodel_core::wire::PromptInput::One(p) => p.len(),
-        rightmodel_core::wire::PromptInput::Many(ps) => ps.iter().map(String::len).sum(),
-    };
-    acct.set_prompt_estimate((prompt_chars as u64).div_ceil(4));
+    acct.set_prompt_estimate(req.prompt.estimated_tokens());
     acct.set_output_limit(req.sampling.max_completion_tokens.or(req.sampling.max_tokens).map(u64::from));
     let id = acct.id().to_string();
     let stream = req.sampling.stream.unwrap_or(false);

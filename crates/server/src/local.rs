@@ -266,6 +266,12 @@ impl LocalChat {
             PromptInput::Many(_) => {
                 return Err(ApiError::invalid("prompt", "only one prompt per request is supported"))
             }
+            PromptInput::Tokens(_) | PromptInput::ManyTokens(_) => {
+                return Err(ApiError::invalid(
+                    "prompt",
+                    "local models take the prompt as text, not token ids; send it as a string",
+                ))
+            }
         };
         let k = req.logprobs.unwrap_or(0);
         let params = sampling_from(&req.sampling, req.logprobs.is_some(), k, None);
