@@ -196,6 +196,7 @@ class FaultProxy:
                     self.connection.close()
                     return
                 if kind == "reset":
+                    time.sleep(mode.get("seconds", 0))
                     self.connection.shutdown(2)
                     self.connection.close()
                     return

@@ -346,15 +346,17 @@ def test_no_fallback_gives_502(gw, proxy):
     assert e.value.status_code == 502
 
 
-def test_connection_lost_after_the_request_is_not_repeated(gw, proxy):
-    """The upstream read the request and then the connection broke: it may be generating (and billing),
-    so the gateway does not ask again; the client gets a 502 (its SDK decides about retrying)."""
-    proxy.mode = {"kind": "reset"}
-    hits = proxy.hits
-    with pytest.raises(openai.APIStatusError) as e:
-        gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4)
-    assert e.value.status_code == 502
-    assert proxy.hits == hits + 1
+def test_a_connection_lost_at_once_is_retried_but_not_one_lost_later(gw, proxy):
+    """A connection that breaks as soon as the request is sent (a pooled connection the server was closing)
+    is retried; one that breaks after a while may have left the upstream generating (and billing), so the
+    gateway does not ask again. Either way the client gets a 502 (its SDK decides about retrying)."""
+    for seconds, tries in ((0, 2), (1.5, 1)):
+        proxy.mode = {"kind": "reset", "seconds": seconds}
+        hits = proxy.hits
+        with pytest.raises(openai.APIStatusError) as e:
+            gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4)
+        assert e.value.status_code == 502
+        assert proxy.hits == hits + tries, seconds
 
 
 def test_dead_upstream_falls_back(gw):
@@ -448,6 +450,7 @@ def test_out_of_quota_and_long_retry_after_are_not_waited_out(gw, proxy):
             gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4)
         assert e.value.status_code == 502
         assert proxy.hits == hits + 1 and time.time() - t0 < 5
+    assert e.value.response.headers.get("retry-after") == "30", "the 503's Retry-After reaches the client"
 
 
 def test_partial_usage_from_an_upstream_is_read(gw, proxy, gateway):
@@ -457,6 +460,9 @@ def test_partial_usage_from_an_upstream_is_read(gw, proxy, gateway):
     c = gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4, temperature=0)
     assert c.choices[0].message.content is not None
     assert c.usage.completion_tokens == 0 and c.usage.total_tokens == c.usage.prompt_tokens > 0
+    # The answer is not free: without a count of its tokens, the gateway bills an estimate from its text.
+    r = gw.chat.completions.with_raw_response.create(model="large", messages=MSG, max_tokens=4)
+    assert r.headers["x-rightmodel-model"] == "large" and float(r.headers["x-rightmodel-cost-usd"]) > 0
     chunks = list(gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4, stream=True,
                                              stream_options={"include_usage": True}))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

@@ -340,8 +340,10 @@ pub struct CompletionRequest {
 /// Token counts of a call.
 ///
 /// Read leniently: some OpenAI-compatible servers send partial usage (vLLM behind LiteLLM sends no
-/// `completion_tokens`, others an empty object); a missing count is 0 and a missing total the sum,
-/// instead of the whole answer or stream failing to parse after the upstream billed it.
+/// `completion_tokens`, others an empty object), and the answer or stream must not fail to parse
+/// after the upstream billed it. A missing count is derived from the total where it can be, else it
+/// reads 0 and [`Usage::incomplete`] says so (the gateway then estimates the call's cost from its
+/// text rather than bill a free answer); a missing total is the sum.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(from = "UsageOnWire")]
 pub struct Usage {
@@ -358,6 +360,9 @@ pub struct Usage {
     /// Breakdown of the completion tokens (reasoning tokens of upstream models), kept as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_tokens_details: Option<CompletionTokensDetails>,
+    /// Whether the sender left out a count that could not be derived (never serialised).
+    #[serde(skip)]
+    pub incomplete: bool,
 }
 
 /// [`Usage`] as upstreams send it, every field optional.
@@ -377,14 +382,22 @@ struct UsageOnWire {
 
 impl From<UsageOnWire> for Usage {
     fn from(u: UsageOnWire) -> Self {
-        let prompt_tokens = u.prompt_tokens.unwrap_or(0);
-        let completion_tokens = u.completion_tokens.unwrap_or(0);
+        // One count missing: the total minus the other, when the total is larger (a total equal to the
+        // prompt may be a report sent before the answer was counted).
+        let rest = |total: Option<u64>, other: Option<u64>| match (total, other) {
+            (Some(t), Some(o)) if t > o => Some(t - o),
+            _ => None,
+        };
+        let prompt = u.prompt_tokens.or_else(|| rest(u.total_tokens, u.completion_tokens));
+        let completion = u.completion_tokens.or_else(|| rest(u.total_tokens, u.prompt_tokens));
+        let (prompt_tokens, completion_tokens) = (prompt.unwrap_or(0), completion.unwrap_or(0));
         Usage {
             prompt_tokens,
             completion_tokens,
             total_tokens: u.total_tokens.unwrap_or(prompt_tokens + completion_tokens),
             prompt_tokens_details: u.prompt_tokens_details,
             completion_tokens_details: u.completion_tokens_details,
+            incomplete: prompt.is_none() || completion.is_none(),
         }
     }
 }
@@ -426,6 +439,7 @@ impl Usage {
             total_tokens: prompt_tokens + completion_tokens,
             prompt_tokens_details: None,
             completion_tokens_details: None,
+            incomplete: false,
         }
     }
 
@@ -733,13 +747,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn partial_usage_reads_with_zeros_and_a_derived_total() {
+    fn partial_usage_derives_what_it_can_and_says_what_it_could_not() {
         let u: Usage = serde_json::from_str(r#"{"prompt_tokens":11,"total_tokens":11}"#).unwrap();
-        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (11, 0, 11));
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens, u.incomplete), (11, 0, 11, true));
+        let u: Usage = serde_json::from_str(r#"{"prompt_tokens":11,"total_tokens":15}"#).unwrap();
+        assert_eq!((u.completion_tokens, u.incomplete), (4, false));
         let u: Usage =
             serde_json::from_str(r#"{"prompt_tokens":3,"completion_tokens":4,"total_tokens":null}"#).unwrap();
-        assert_eq!(u.total_tokens, 7);
-        assert_eq!(serde_json::from_str::<Usage>("{}").unwrap(), Usage::default());
+        assert_eq!((u.total_tokens, u.incomplete), (7, false));
+        let u = serde_json::from_str::<Usage>("{}").unwrap();
+        assert!(u.incomplete && u.total_tokens == 0);
+        assert!(!serde_json::to_string(&u).unwrap().contains("incomplete"));
         let chunk = r#"{"choices":[],"usage":{}}"#;
         assert!(serde_json::from_str::<ChatCompletionChunk>(chunk).unwrap().usage.is_some());
     }

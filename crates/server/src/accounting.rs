@@ -122,6 +122,9 @@ impl Accounting {
     /// Sets this stream's usage to `new`, replacing what it reported before (`prev`): usage in a stream
     /// is cumulative, and some upstreams repeat it on every chunk.
     pub fn replace_usage(&mut self, prev: Option<Usage>, new: Usage) {
+        if new.incomplete {
+            return;
+        }
         if let Some(p) = prev {
             self.row.input_tokens = self.row.input_tokens.saturating_sub(p.prompt_tokens);
             self.row.output_tokens = self.row.output_tokens.saturating_sub(p.completion_tokens);
@@ -239,6 +242,11 @@ impl Accounting {
     /// Adds usage (and its cost at the served model's price); extra cost (e.g. a cascade's first
     /// attempt) can be added with [`Accounting::add_cost`].
     pub fn add_usage(&mut self, usage: Usage) {
+        // Counts the upstream left out: the call is billed the estimate from its text instead of a
+        // free answer.
+        if usage.incomplete {
+            return;
+        }
         self.mark_settled();
         self.row.input_tokens += usage.prompt_tokens;
         self.row.output_tokens += usage.completion_tokens;

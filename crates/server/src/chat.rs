@@ -837,7 +837,10 @@ fn sse_body(
                     if let Some(u) = c.usage {
                         if !accounted {
                             acct.replace_usage(reported, u);
-                            reported = Some(u);
+                            // Usage with counts left out is not counted (the estimate bills the call).
+                            if !u.incomplete {
+                                reported = Some(u);
+                            }
                         }
                         if !include_usage {
                             if c.choices.is_empty() { continue; }

@@ -58,7 +58,10 @@ fn upstream_completion_stream(
                     c.model = name.clone();
                     if let Some(usage) = c.usage {
                         acct.replace_usage(reported, usage);
-                        reported = Some(usage);
+                        // Usage with counts left out is not counted (the estimate bills the call).
+                        if !usage.incomplete {
+                            reported = Some(usage);
+                        }
                         if !include_usage {
                             c.usage = None;
                             if c.choices.is_empty() {

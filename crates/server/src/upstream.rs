@@ -110,6 +110,7 @@ impl Upstream {
     /// taken for a dead one (and asked again, paying for the work twice).
     async fn send_once(&self, path: &str, body: &Value, header_wait: Option<Duration>) -> Attempt<reqwest::Response> {
         let req = self.client.post(self.url(path)).headers(self.headers.clone()).json(body);
+        let sent_at = Instant::now();
         let sent = match header_wait {
             // The request went out: the upstream may be working on it, so it is not sent again.
             Some(wait) => match tokio::time::timeout(wait, req.send()).await {
@@ -126,13 +127,14 @@ impl Upstream {
         let resp = match sent {
             Err(e) => {
                 let kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::BadGateway };
-                let connect = e.is_connect();
+                // A connection that never opened cannot have started a generation, nor, in practice, one
+                // that failed at once (a pooled connection the server was closing as it was reused).
+                let retry = e.is_connect() || sent_at.elapsed() < QUICK_FAILURE;
                 // Without the URL: clients must not learn where the upstream lives.
                 let e = e.without_url();
                 let err =
                     ApiError::new(kind, format!("upstream `{}` unreachable: {}", self.config.name, root_cause(&e)));
-                // Only a connection that never opened is sure not to have started a generation.
-                return if connect { Attempt::Retry(err, None) } else { Attempt::Fail(err) };
+                return if retry { Attempt::Retry(err, None) } else { Attempt::Fail(err) };
             }
             Ok(r) => r,
         };
@@ -174,7 +176,9 @@ impl Upstream {
                 let msg = format!("upstream `{name}` returned {status}");
                 match status {
                     // The gateway's account is out of credit: asking again cannot help.
-                    429 if field("code") == Some("insufficient_quota") => {
+                    429 if field("code") == Some("insufficient_quota")
+                        || field("type") == Some("insufficient_quota") =>
+                    {
                         Attempt::Fail(ApiError::new(ErrorKind::BadGateway, format!("{msg} (insufficient_quota)")))
                     }
                     429 => Attempt::Retry(ApiError::new(ErrorKind::RateLimited, msg), retry_after),
@@ -224,12 +228,10 @@ impl Upstream {
         deadline: Instant,
         attempt: &mut u32,
     ) -> Result<(), ApiError> {
+        // The upstream's Retry-After travels with the 502 so that the client's SDK can wait it out.
         let give_up = |e: ApiError| {
-            if e.kind == ErrorKind::RateLimited {
-                ApiError { kind: ErrorKind::BadGateway, retry_after: after.map(|d| d.as_secs().max(1)), ..e }
-            } else {
-                e
-            }
+            let kind = if e.kind == ErrorKind::RateLimited { ErrorKind::BadGateway } else { e.kind };
+            ApiError { kind, retry_after: after.map(|d| d.as_secs().max(1)).or(e.retry_after), ..e }
         };
         // A long Retry-After is the client's to wait out (its SDK honours the header the 502 carries),
         // or the fallbacks' chance: holding the request here would only delay both.
@@ -334,11 +336,14 @@ impl Upstream {
         let (mut reader, first) = loop {
             let resp = self.send(path, &body, Some(idle), deadline, &mut attempt).await?;
             if is_json(resp.headers()) {
-                let text = read_capped(resp, ERROR_BODY_MAX).await;
+                let text = tokio::time::timeout_at(deadline.into(), read_capped(resp, ERROR_BODY_MAX))
+                    .await
+                    .unwrap_or_default();
                 let detail = serde_json::from_str::<Value>(&text)
                     .ok()
                     .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
-                    .unwrap_or_else(|| text.chars().take(300).collect());
+                    // Not the body itself: it may be a whole answer, which the log must not keep.
+                    .unwrap_or_else(|| format!("{} bytes that are not an error object", text.len()));
                 tracing::warn!("upstream `{name}` answered a stream request with JSON, not events: {detail}");
                 return Err(ApiError::new(
                     ErrorKind::BadGateway,
@@ -362,9 +367,9 @@ impl Upstream {
                     }
                     None => break (reader, SseItem::Data(d)),
                 },
-                // A stalled upstream may still be working: fall back rather than ask it again.
-                Err(e) if e.kind == ErrorKind::Timeout => return Err(e),
-                Err(e) => e,
+                // A stalled or broken stream may have left the upstream working: fall back rather than
+                // ask it again (an error event, or a stream closed before any event, is retried above).
+                Err(e) => return Err(e),
             };
             self.back_off(err, None, deadline, &mut attempt).await?;
         };
@@ -441,8 +446,18 @@ fn call_headers(config: &UpstreamModel, api_key: Option<&str>) -> Result<reqwest
     let mut headers = HeaderMap::new();
     for (k, v) in &config.headers {
         let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("`{k}` is not a valid header name"))?;
+        if ["host", "content-length", "content-type", "transfer-encoding", "connection"].contains(&name.as_str()) {
+            return Err(format!("header `{k}` is set by the gateway itself and cannot be configured"));
+        }
+        let key_header = config.api_key_header.as_deref().unwrap_or("authorization");
+        if name.as_str() == "authorization" || name.as_str().eq_ignore_ascii_case(key_header) {
+            return Err(format!("header `{k}` carries a secret: put it in the variable named by api_key_env"));
+        }
         let value = HeaderValue::from_str(v).map_err(|_| format!("the value of header `{k}` is not valid in HTTP"))?;
         headers.insert(name, value);
+    }
+    if api_key.is_none() && config.api_key_header.is_some() {
+        return Err("api_key_header is set but api_key_env is not: name the variable that holds the key".into());
     }
     if let Some(key) = api_key {
         let (name, value) = match &config.api_key_header {
@@ -471,6 +486,10 @@ fn carries_content(v: &Value) -> bool {
                 .any(|c| has(c.get("text")) || has(c.pointer("/delta/content")) || has(c.pointer("/delta/tool_calls")))
         })
 }
+
+/// A send that fails within this time is retried even after the request went out: no generation
+/// worth paying for has started, and a reused connection the server was just closing fails so.
+const QUICK_FAILURE: Duration = Duration::from_secs(1);
 
 /// Longest Retry-After the gateway waits out itself before retrying.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
@@ -649,6 +668,47 @@ fn root_cause(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn upstream_config(extra: &str) -> UpstreamModel {
+        let text = format!("[[upstream]]\nname = \"u\"\nbase_url = \"http://127.0.0.1:1/v1\"\n{extra}");
+        crate::config::Config::parse(&text, "test").unwrap().upstreams.remove(0)
+    }
+
+    #[test]
+    fn call_headers_carry_the_key_and_refuse_what_would_break_calls() {
+        let h = call_headers(&upstream_config("headers = { \"X-Team\" = \"a\" }"), Some("k")).unwrap();
+        assert_eq!(h["authorization"], "Bearer k");
+        assert!(h["authorization"].is_sensitive());
+        assert_eq!(h["x-team"], "a");
+        let h = call_headers(&upstream_config("api_key_header = \"api-key\""), Some("k")).unwrap();
+        assert_eq!(h["api-key"], "k");
+        assert!(h.get("authorization").is_none());
+        for (extra, key, words) in [
+            ("headers = { \"Host\" = \"x\" }", None, "set by the gateway"),
+            ("headers = { \"Authorization\" = \"Bearer x\" }", None, "secret"),
+            ("api_key_header = \"api-key\"", None, "api_key_env"),
+            ("", Some("a\nb"), "characters"),
+        ] {
+            let e = call_headers(&upstream_config(extra), key).unwrap_err();
+            assert!(e.contains(words), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_query_in_the_base_url_stays_at_the_end() {
+        let client = reqwest::Client::new();
+        let mk = |base: &str| Upstream {
+            config: UpstreamModel { base_url: base.into(), ..upstream_config("") },
+            client: client.clone(),
+            headers: Default::default(),
+        };
+        assert_eq!(mk("http://h/v1/").url("chat/completions"), "http://h/v1/chat/completions");
+        assert_eq!(
+            mk("http://h/d?api-version=1").url("/chat/completions"),
+            "http://h/d/chat/completions?api-version=1"
+        );
+        assert_eq!(mk("http://h/v1/?").url("embeddings"), "http://h/v1/embeddings");
+    }
 
     /// Every item of `chunks` read as one SSE stream.
     fn read_all(chunks: &[&str]) -> Vec<String> {
