@@ -16,9 +16,10 @@ use clap::{Parser, Subcommand};
     after_help = "Examples:\n  rightmodel serve\n  rightmodel pull all\n  rightmodel generate \"The capital of France is\"\n  rightmodel router eval --data routing.csv"
 )]
 struct Cli {
-    /// Log filter (e.g. `info`, `rightmodel=debug`); also read from RUST_LOG.
-    #[arg(long, global = true, env = "RIGHTMODEL_LOG", default_value = "warn")]
-    log: String,
+    /// Log filter (e.g. `info`, `rightmodel=debug`). Without it: RIGHTMODEL_LOG, else RUST_LOG, else
+    /// `warn`.
+    #[arg(long, global = true)]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -73,7 +74,7 @@ fn main() {
     #[cfg(unix)]
     reexec_with_short_openmp_spin();
     let cli = Cli::parse();
-    init_tracing(&cli.log);
+    init_tracing(&log_filter(cli.log.as_deref(), std::env::var("RIGHTMODEL_LOG").ok(), std::env::var("RUST_LOG").ok()));
     #[cfg(unix)]
     if !matches!(cli.command, Command::Serve(_)) {
         die_quietly_on_closed_pipe();
@@ -171,10 +172,48 @@ fn die_quietly_on_closed_pipe() {
     }
 }
 
+/// Log filter used when neither `--log` nor an environment variable names one.
+const DEFAULT_LOG_FILTER: &str = "warn";
+
+/// The log filter to use: an explicit `--log` wins (a flag typed on the command line is the most
+/// specific wish), then `RIGHTMODEL_LOG`, then `RUST_LOG`, then [`DEFAULT_LOG_FILTER`]. Blank values
+/// count as unset.
+fn log_filter(flag: Option<&str>, rightmodel_log: Option<String>, rust_log: Option<String>) -> String {
+    let set = |v: &str| !v.trim().is_empty();
+    flag.filter(|v| set(v))
+        .map(str::to_string)
+        .or(rightmodel_log.filter(|v| set(v)))
+        .or(rust_log.filter(|v| set(v)))
+        .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_string())
+}
+
+/// Sends logs to stderr, filtered by `filter`, in colour only when stderr is a terminal (a log file or
+/// a pipe would otherwise be full of escape codes). An unparsable filter is reported and the default
+/// used, rather than silently logging nothing.
 fn init_tracing(filter: &str) {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
+    use std::io::IsTerminal;
+    let env_filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|e| {
+        eprintln!("warning: invalid log filter `{filter}` ({e}); using `{DEFAULT_LOG_FILTER}`");
+        tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)
+    });
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_env_filter(env_filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_explicit_log_flag_wins_over_the_environment() {
+        let env = |v: &str| Some(v.to_string());
+        assert_eq!(log_filter(Some("info"), env("debug"), env("error")), "info");
+        assert_eq!(log_filter(None, env("debug"), env("error")), "debug");
+        assert_eq!(log_filter(None, None, env("error")), "error");
+        assert_eq!(log_filter(None, env(" "), None), DEFAULT_LOG_FILTER);
+        assert_eq!(log_filter(None, None, None), DEFAULT_LOG_FILTER);
+    }
 }

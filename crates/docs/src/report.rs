@@ -29,8 +29,9 @@ pub struct Report {
     pub goals: [Option<f32>; 5],
 }
 
-/// The report as Markdown.
-pub fn markdown(r: &Report) -> String {
+/// The report as Markdown, ending with a link to the chart at `picture` when one was written (a report
+/// printed without an output folder has no chart to point at).
+pub fn markdown(r: &Report, picture: Option<&str>) -> String {
     let mut s = format!("# Document QA evaluation\n\nData: `{}`\n\n", r.data);
     s.push_str("| configuration | questions | hit@1 | hit@5 | answer in sentence | EM | F1 | p50 ms | p99 ms |\n");
     s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -53,7 +54,9 @@ pub fn markdown(r: &Report) -> String {
     for n in &r.notes {
         s.push_str(&format!("- {n}\n"));
     }
-    s.push_str("\n![metrics](docs_eval.svg)\n");
+    if let Some(p) = picture {
+        s.push_str(&format!("\n![metrics]({p})\n"));
+    }
     s
 }
 
@@ -66,13 +69,15 @@ fn ms(v: f32) -> String {
     }
 }
 
-/// Writes `docs_eval.md`, `docs_eval.svg` and `docs_eval.png` into `dir` (each through a temporary
-/// file and a rename); returns the Markdown and SVG paths.
-pub fn write_report(dir: &Path, r: &Report) -> Result<(PathBuf, PathBuf), DocsError> {
+/// The files [`write_report`] writes, in its folder.
+pub const REPORT_FILES: [&str; 3] = ["docs_eval.md", "docs_eval.svg", "docs_eval.png"];
+
+/// Writes [`REPORT_FILES`] (`docs_eval.md`, `docs_eval.svg` and `docs_eval.png`) into `dir`, each
+/// through a temporary file and a rename; returns their paths in that order, so callers can say what
+/// was written.
+pub fn write_report(dir: &Path, r: &Report) -> Result<[PathBuf; 3], DocsError> {
     std::fs::create_dir_all(dir).map_err(|e| DocsError::io(dir, e))?;
-    let md = dir.join("docs_eval.md");
-    let svg = dir.join("docs_eval.svg");
-    let png = dir.join("docs_eval.png");
+    let [md, svg, png] = REPORT_FILES.map(|f| dir.join(f));
     write_picture(&svg, &dir.join(".docs_eval.tmp.svg"), |p| {
         let root = SVGBackend::new(p, (960, 520)).into_drawing_area();
         draw_chart(root, &r.rows, &r.goals).map_err(|reason| DocsError::Plot { path: p.to_path_buf(), reason })
@@ -81,8 +86,8 @@ pub fn write_report(dir: &Path, r: &Report) -> Result<(PathBuf, PathBuf), DocsEr
         let root = BitMapBackend::new(p, (960, 520)).into_drawing_area();
         draw_chart(root, &r.rows, &r.goals).map_err(|reason| DocsError::Plot { path: p.to_path_buf(), reason })
     })?;
-    crate::store::write_atomic(&md, markdown(r).as_bytes())?;
-    Ok((md, svg))
+    crate::store::write_atomic(&md, markdown(r, Some(REPORT_FILES[1])).as_bytes())?;
+    Ok([md, svg, png])
 }
 
 /// Draws into `tmp` with `draw`, then renames it to `path` (removing `tmp` on failure).
@@ -191,10 +196,13 @@ mod tests {
             notes: vec!["note".into()],
             goals: [Some(0.88), None, None, None, Some(0.6)],
         };
-        let (md, svg) = write_report(dir.path(), &r).unwrap();
+        let [md, svg, png] = write_report(dir.path(), &r).unwrap();
         let text = std::fs::read_to_string(md).unwrap();
         assert!(text.contains("| hybrid | 10 | 0.900 | 0.970 |"));
+        assert!(text.contains("![metrics](docs_eval.svg)"));
         assert!(std::fs::read_to_string(svg).unwrap().contains("<svg"));
-        assert!(std::fs::read(dir.path().join("docs_eval.png")).unwrap().starts_with(b"\x89PNG"));
+        assert!(std::fs::read(png).unwrap().starts_with(b"\x89PNG"));
+        // Printed without a report folder: no link to a chart that was not drawn.
+        assert!(!markdown(&r, None).contains("!["));
     }
 }

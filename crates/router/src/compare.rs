@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 use rightmodel_core::answer::{choice_letter, contains_answer, exact_match, f1};
@@ -36,7 +36,8 @@ pub struct Case {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scoring {
-    /// The answer contains an expected answer as whole words (after SQuAD normalisation): 1 or 0.
+    /// The answer contains an expected answer as whole words (after SQuAD normalisation): 1 or 0. With
+    /// the case at hand ([`Scoring::score_case`]), copies of the prompt in the answer do not count.
     Contains,
     /// The answer equals an expected answer after normalisation: 1 or 0.
     Exact,
@@ -85,6 +86,79 @@ impl Scoring {
             }
         }
     }
+}
+
+impl Case {
+    /// The text of every message of the case, one per line: what an answer could copy back.
+    pub fn prompt_text(&self) -> String {
+        self.messages.iter().map(ChatMessage::text).collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Scoring {
+    /// The quality of `answer` to `case` in [0, 1]: as [`Scoring::score`], except that `contains`
+    /// gives no credit for an echo of the prompt (see [`contains_not_echoed`]).
+    pub fn score_case(self, answer: &str, case: &Case) -> f64 {
+        match self {
+            Scoring::Contains => f64::from(u8::from(contains_not_echoed(answer, &case.prompt_text(), &case.expected))),
+            other => other.score(answer, &case.expected),
+        }
+    }
+}
+
+/// Shortest stretch of an answer, in characters, that counts as an echo of the prompt when the prompt
+/// holds it too: long enough that a short answer ("negative", "Paris") is never taken for one.
+pub const MIN_ECHO_CHARS: usize = 20;
+
+/// `contains` scoring that does not reward echoes: an expected answer that the prompt itself contains
+/// (as in "Is this review positive or negative?") counts only when it is found in the answer after every
+/// stretch of [`MIN_ECHO_CHARS`] or more characters that the answer copies from the prompt has been cut
+/// out ([`strip_echo`]). An expected answer that the prompt does not contain is looked for in the whole
+/// answer, as [`contains_answer`] does.
+pub fn contains_not_echoed(answer: &str, prompt: &str, expected: &[String]) -> bool {
+    let mut stripped: Option<String> = None;
+    expected.iter().any(|e| {
+        let one = std::slice::from_ref(e);
+        if contains_answer(prompt, one) {
+            contains_answer(stripped.get_or_insert_with(|| strip_echo(answer, prompt)), one)
+        } else {
+            contains_answer(answer, one)
+        }
+    })
+}
+
+/// `answer`, lower-cased, with every maximal stretch of at least [`MIN_ECHO_CHARS`] characters that
+/// also occurs in `prompt` (compared lower-cased) replaced by a space. Stretches are taken greedily from
+/// the left, each as long as it can be.
+pub fn strip_echo(answer: &str, prompt: &str) -> String {
+    let a: Vec<char> = answer.to_lowercase().chars().collect();
+    let p_text = prompt.to_lowercase();
+    let p: Vec<char> = p_text.chars().collect();
+    let windows: std::collections::HashSet<&[char]> = p.windows(MIN_ECHO_CHARS).collect();
+    let in_prompt = |from: usize, to: usize| p_text.contains(&a[from..to].iter().collect::<String>());
+    let mut out = String::with_capacity(answer.len());
+    let mut i = 0;
+    while i < a.len() {
+        let start = i + MIN_ECHO_CHARS;
+        if start > a.len() || !windows.contains(&a[i..start]) {
+            out.push(a[i]);
+            i += 1;
+            continue;
+        }
+        // The longest echo from `i`: whether a[i..j] occurs in the prompt only turns false as j grows.
+        let (mut lo, mut hi) = (start, a.len());
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if in_prompt(i, mid) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        out.push(' ');
+        i = lo;
+    }
+    out
 }
 
 /// The accepted answers of a JSON line: `answer` (or `expected`) as a string, a number or a list of them.
@@ -439,38 +513,77 @@ pub fn chart_png(path: &Path, summaries: &[ModelSummary]) -> Result<(), RouterEr
 }
 
 /// Writes `compare.json` (the summaries), `answers.jsonl` (every answer with its score), `compare.md`,
-/// and the chart as `compare.svg` and `compare.png` into `dir`. The numbers come first: a chart that
-/// cannot be drawn (the PNG needs a system font) is a warning, not the loss of a paid run.
+/// and the chart as `compare.svg` and `compare.png` into `dir`; returns the paths written, so callers
+/// can say exactly what is there. The numbers come first: a chart that cannot be drawn (the PNG needs a
+/// system font) is a warning, not the loss of a paid run.
 pub fn write_report(
     dir: &Path,
     summaries: &[ModelSummary],
     outcomes: &[Outcome],
     scoring: Scoring,
     notes: &str,
-) -> Result<(), RouterError> {
+) -> Result<Vec<PathBuf>, RouterError> {
     std::fs::create_dir_all(dir).map_err(|e| RouterError::write(dir.display(), e))?;
+    let mut written = Vec::new();
     let json = serde_json::to_string_pretty(summaries).map_err(|e| RouterError::write(dir.display(), e))?;
     write_atomic(&dir.join("compare.json"), json.as_bytes())?;
+    written.push(dir.join("compare.json"));
     let mut lines = String::new();
     for o in outcomes {
         lines.push_str(&serde_json::to_string(o).map_err(|e| RouterError::write(dir.display(), e))?);
         lines.push('\n');
     }
     write_atomic(&dir.join("answers.jsonl"), lines.as_bytes())?;
+    written.push(dir.join("answers.jsonl"));
     write_atomic(&dir.join("compare.md"), markdown(summaries, scoring, notes, Some("compare.svg")).as_bytes())?;
+    written.push(dir.join("compare.md"));
     match chart_svg(summaries) {
-        Ok(svg) => write_atomic(&dir.join("compare.svg"), svg.as_bytes())?,
+        Ok(svg) => {
+            write_atomic(&dir.join("compare.svg"), svg.as_bytes())?;
+            written.push(dir.join("compare.svg"));
+        }
         Err(e) => tracing::warn!(error = %e, "compare.svg not written"),
     }
-    if let Err(e) = chart_png(&dir.join("compare.png"), summaries) {
-        tracing::warn!(error = %e, "compare.png not written");
+    match chart_png(&dir.join("compare.png"), summaries) {
+        Ok(()) => written.push(dir.join("compare.png")),
+        Err(e) => tracing::warn!(error = %e, "compare.png not written"),
     }
-    Ok(())
+    Ok(written)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_echo_of_the_prompt_gets_no_credit_under_contains() {
+        let prompt = "Is this review positive or negative? 'The plot drags and the jokes fall flat.'";
+        let case = Case {
+            messages: vec![ChatMessage::new("user", prompt.to_string())],
+            expected: vec!["negative".into()],
+            line: 1,
+        };
+        let q = |answer: &str| Scoring::Contains.score_case(answer, &case);
+        assert_eq!(q(prompt), 0.0, "the whole prompt echoed");
+        assert_eq!(q("Is this review positive or negative?"), 0.0, "the question echoed");
+        assert_eq!(q("negative"), 1.0);
+        assert_eq!(q("The review is negative."), 1.0);
+        assert_eq!(q("Negative. The plot drags and the jokes fall flat."), 1.0, "a right answer quoting the review");
+        assert_eq!(q("Is this review positive or negative? Negative."), 1.0, "echo, then the answer");
+        assert_eq!(q("positive"), 0.0);
+        // An expected answer the prompt does not hold is found anywhere, as before.
+        let plain = Case { expected: vec!["boring".into()], ..case.clone() };
+        assert_eq!(Scoring::Contains.score_case("It is boring, and the jokes fall flat.", &plain), 1.0);
+        // Other scorings are unchanged.
+        assert_eq!(Scoring::Exact.score_case("Negative", &case), 1.0);
+    }
+
+    #[test]
+    fn strip_echo_cuts_long_copies_only() {
+        let prompt = "Is this review positive or negative? 'The plot drags.'";
+        assert_eq!(strip_echo("Negative", prompt), "negative");
+        assert_eq!(strip_echo("Is this review positive or negative? Negative", prompt).trim(), "negative");
+    }
 
     fn outcome(case: usize, model: &str, served: &str, quality: f64, ms: f64, cost: f64) -> Outcome {
         Outcome {

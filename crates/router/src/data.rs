@@ -43,6 +43,9 @@ pub struct Columns {
     pub strong: String,
     /// Group column; used when present.
     pub group: String,
+    /// Whether a missing group column is an error (the user named it) rather than "no groups" (the
+    /// default name, absent from data that has no groups).
+    pub require_group: bool,
 }
 
 impl Default for Columns {
@@ -52,6 +55,7 @@ impl Default for Columns {
             weak: "weak_correct".into(),
             strong: "strong_correct".into(),
             group: "subject".into(),
+            require_group: false,
         }
     }
 }
@@ -60,17 +64,22 @@ fn open_csv(path: &Path) -> Result<csv::Reader<std::fs::File>, RouterError> {
     csv::ReaderBuilder::new().flexible(false).from_path(path).map_err(|e| RouterError::data(path.display(), e))
 }
 
-fn column(headers: &csv::StringRecord, name: &str, path: &Path) -> Result<usize, RouterError> {
+/// How to name the columns of an outcome file (`router train` and `router eval` have these flags).
+const OUTCOME_COLUMNS_HINT: &str =
+    "name the prompt and the two models' columns with --prompt-col, --weak-col and --strong-col";
+
+/// How to name the prompt column of a prompts CSV (`router calibrate` has only this flag).
+const PROMPT_COLUMN_HINT: &str = "name the prompt column with --prompt-col";
+
+/// How to name the group column (`router train` and `router eval`).
+const GROUP_COLUMN_HINT: &str = "give --group-col one of these columns, or leave the flag out";
+
+/// The position of column `name`, or an error listing the file's columns and `hint`: how to name the
+/// column with the flags of the command that reads the file.
+fn column(headers: &csv::StringRecord, name: &str, path: &Path, hint: &str) -> Result<usize, RouterError> {
     headers.iter().position(|h| h.trim() == name).ok_or_else(|| {
         let have: Vec<&str> = headers.iter().collect();
-        RouterError::data(
-            path.display(),
-            format!(
-                "no column `{name}` (columns: {}); name the prompt and the two models' columns with \
-                 --prompt-col, --weak-col and --strong-col",
-                have.join(", ")
-            ),
-        )
+        RouterError::data(path.display(), format!("no column `{name}` (columns: {}); {hint}", have.join(", ")))
     })
 }
 
@@ -94,10 +103,14 @@ fn parse_score(cell: &str, path: &Path, line: u64, col: &str) -> Result<f64, Rou
 pub fn read_outcomes(path: &Path, cols: &Columns) -> Result<Vec<LabelledPrompt>, RouterError> {
     let mut rdr = open_csv(path)?;
     let headers = rdr.headers().map_err(|e| RouterError::data(path.display(), e))?.clone();
-    let p = column(&headers, &cols.prompt, path)?;
-    let w = column(&headers, &cols.weak, path)?;
-    let s = column(&headers, &cols.strong, path)?;
-    let g = headers.iter().position(|h| h.trim() == cols.group);
+    let p = column(&headers, &cols.prompt, path, OUTCOME_COLUMNS_HINT)?;
+    let w = column(&headers, &cols.weak, path, OUTCOME_COLUMNS_HINT)?;
+    let s = column(&headers, &cols.strong, path, OUTCOME_COLUMNS_HINT)?;
+    let g = if cols.require_group {
+        Some(column(&headers, &cols.group, path, GROUP_COLUMN_HINT)?)
+    } else {
+        headers.iter().position(|h| h.trim() == cols.group)
+    };
     let mut rows = Vec::new();
     for rec in rdr.records() {
         let rec = rec.map_err(|e| RouterError::data(path.display(), e))?;
@@ -142,7 +155,7 @@ pub fn read_prompts(path: &Path, prompt_col: &str) -> Result<Vec<Conversation>, 
     if is_csv {
         let mut rdr = open_csv(path)?;
         let headers = rdr.headers().map_err(|e| RouterError::data(path.display(), e))?.clone();
-        let p = column(&headers, prompt_col, path)?;
+        let p = column(&headers, prompt_col, path, PROMPT_COLUMN_HINT)?;
         let mut out = Vec::new();
         for rec in rdr.records() {
             let rec = rec.map_err(|e| RouterError::data(path.display(), e))?;
@@ -199,6 +212,27 @@ mod tests {
         let e = read_outcomes(&p, &Columns::default()).unwrap_err().to_string();
         assert!(e.contains(":2") && e.contains("maybe"), "{e}");
         assert!(read_outcomes(&dir.path().join("missing.csv"), &Columns::default()).is_err());
+    }
+
+    #[test]
+    fn a_group_column_the_user_named_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "g.csv", "subject,prompt,weak_correct,strong_correct\nmath,x,0,1\n");
+        let named = |group: &str| Columns { group: group.into(), require_group: true, ..Columns::default() };
+        let e = read_outcomes(&p, &named("subjct")).unwrap_err().to_string();
+        assert!(e.contains("`subjct`") && e.contains("subject, prompt") && e.contains("--group-col"), "{e}");
+        assert_eq!(read_outcomes(&p, &named("subject")).unwrap()[0].group.as_deref(), Some("math"));
+        // The default name, absent: no groups, no error.
+        let p = write(&dir, "n.csv", "prompt,weak_correct,strong_correct\nx,0,1\n");
+        assert_eq!(read_outcomes(&p, &Columns::default()).unwrap()[0].group, None);
+    }
+
+    #[test]
+    fn a_missing_prompt_column_names_only_the_flags_of_the_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "p.csv", "text\nhello\n");
+        let e = read_prompts(&p, "prompt").unwrap_err().to_string();
+        assert!(e.contains("--prompt-col") && !e.contains("--weak-col") && !e.contains("--strong-col"), "{e}");
     }
 
     #[test]

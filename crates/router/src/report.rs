@@ -2,7 +2,7 @@
 //! of strong calls, written atomically into an output directory.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
@@ -219,15 +219,22 @@ pub fn write_png(
 }
 
 /// Writes `report.md`, `curve.svg`, `curve.png` and `report.json` (the numbers, machine-readable)
-/// into `dir`. The PNG needs a system font; when it cannot be drawn the SVG alone is kept.
-pub fn write_report(dir: &Path, report: &CvReport, title: &str, notes: &str) -> Result<(), RouterError> {
+/// into `dir` and returns the paths written, so callers can say exactly what is there. The PNG needs a
+/// system font; when it cannot be drawn the SVG alone is kept (and the PNG is not in the list).
+pub fn write_report(dir: &Path, report: &CvReport, title: &str, notes: &str) -> Result<Vec<PathBuf>, RouterError> {
     std::fs::create_dir_all(dir).map_err(|e| RouterError::write(dir.display(), e))?;
-    let svg = curve_svg(&report.pooled, title)?;
-    write_atomic(&dir.join("curve.svg"), svg.as_bytes())?;
-    if let Err(e) = curve_png(&dir.join("curve.png"), &report.pooled, title) {
-        tracing::warn!(error = %e, "curve.png not written; curve.svg has the same chart");
-    }
+    let (md, svg, png, json_path) =
+        (dir.join("report.md"), dir.join("curve.svg"), dir.join("curve.png"), dir.join("report.json"));
+    write_atomic(&svg, curve_svg(&report.pooled, title)?.as_bytes())?;
+    let png_written = match curve_png(&png, &report.pooled, title) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "curve.png not written; curve.svg has the same chart");
+            false
+        }
+    };
     let json = serde_json::to_string_pretty(report).map_err(|e| RouterError::write(dir.display(), e))?;
-    write_atomic(&dir.join("report.json"), json.as_bytes())?;
-    write_atomic(&dir.join("report.md"), markdown(report, title, notes, "curve.svg").as_bytes())
+    write_atomic(&json_path, json.as_bytes())?;
+    write_atomic(&md, markdown(report, title, notes, "curve.svg").as_bytes())?;
+    Ok([Some(md), Some(svg), png_written.then_some(png), Some(json_path)].into_iter().flatten().collect())
 }

@@ -165,7 +165,7 @@ async fn ask(http: &reqwest::Client, cfg: &CompareConfig, case_index: usize, cas
         out.latency_ms = start.elapsed().as_secs_f64() * 1e3;
         if out.error.is_none() {
             out.served = served.or(out.served.take());
-            out.quality = cfg.scoring.score(&out.answer, &case.expected);
+            out.quality = cfg.scoring.score_case(&out.answer, case);
         }
         return out;
     }
@@ -188,7 +188,7 @@ async fn ask(http: &reqwest::Client, cfg: &CompareConfig, case_index: usize, cas
                 r.choices.first().and_then(|c| c.message.content.as_ref()).map(|c| c.text()).unwrap_or_default();
             out.served = served.or(Some(r.model));
             out.cost_usd = cost;
-            out.quality = cfg.scoring.score(&out.answer, &case.expected);
+            out.quality = cfg.scoring.score_case(&out.answer, case);
         }
         Err(e) => out.error = Some(format!("not a chat completion: {e}")),
     }

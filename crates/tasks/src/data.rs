@@ -128,6 +128,9 @@ pub fn load_labelled(path: &Path, text_col: &str, label_col: &str) -> Result<Dat
     let format = DataFormat::from_path(path)?;
     let bytes = std::fs::read(path).map_err(|e| TaskError::io(path, e))?;
     let text = check_utf8(path, &bytes)?;
+    if text.trim().is_empty() {
+        return Err(TaskError::Data(format!("{}: the file is empty (no header row, no examples)", path.display())));
+    }
     let mut ds = match format {
         DataFormat::Csv => parse_delimited(path, text, b',', true, text_col, label_col)?,
         DataFormat::Tsv => parse_delimited(path, text, b'\t', false, text_col, label_col)?,
@@ -216,7 +219,9 @@ fn parse_delimited(
         .map_err(|e| TaskError::Data(format!("{}: line 1: cannot read the header row: {e}", path.display())))?
         .clone();
     let find = |name: &str| headers.iter().position(|h| h.trim() == name);
-    let missing: Vec<&str> = [text_col, label_col].into_iter().filter(|c| find(c).is_none()).collect();
+    let mut missing: Vec<&str> = [text_col, label_col].into_iter().filter(|c| find(c).is_none()).collect();
+    // The same column asked for twice (texts only, as for out-of-domain data) is missing once.
+    missing.dedup();
     if !missing.is_empty() {
         let have: Vec<&str> = headers.iter().collect();
         return Err(TaskError::Data(format!(

@@ -154,14 +154,26 @@ pub fn evaluate(
     })
 }
 
+/// A latency cell: one decimal, or `n/a` when nothing was timed (NaN).
+fn ms_cell(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.1}")
+    } else {
+        "n/a".into()
+    }
+}
+
 impl EvalReport {
     /// The report as Markdown (headline, speed, domain fit, per-class table, confusion matrix).
     pub fn to_markdown(&self) -> String {
         let mut s = format!("# Evaluation of `{}` ({} mode) on `{}`\n\n", self.model, self.mode, self.data);
         s.push_str(&self.metrics.to_markdown());
         s.push_str(&format!(
-            "\n## Speed\n\n| throughput (texts/s, batch {}) | latency p50 (ms) | latency p95 (ms) |\n|---:|---:|---:|\n| {:.1} | {:.1} | {:.1} |\n",
-            self.batch, self.throughput, self.latency_p50_ms, self.latency_p95_ms
+            "\n## Speed\n\n| throughput (texts/s, batch {}) | latency p50 (ms) | latency p95 (ms) |\n|---:|---:|---:|\n| {:.1} | {} | {} |\n",
+            self.batch,
+            self.throughput,
+            ms_cell(self.latency_p50_ms),
+            ms_cell(self.latency_p95_ms)
         ));
         s.push_str(&format!("\n## Domain fit\n\nMean `in_domain` of these texts: {:.3}\n", self.in_domain_mean));
         if let Some(d) = &self.domain {

@@ -41,6 +41,22 @@ fn missing_column_lists_the_header() {
 }
 
 #[test]
+fn a_column_asked_for_twice_is_missing_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = write(tmp.path(), "d.csv", format!("sentence,label\n{GOOD_ROWS}").as_bytes());
+    let err = load_labelled(&p, "text", "text").unwrap_err().to_string();
+    assert_eq!(err.matches("`text`").count(), 1, "{err}");
+}
+
+#[test]
+fn an_empty_file_says_it_is_empty() {
+    for name in ["e.csv", "e.tsv", "e.jsonl"] {
+        train_fails(name, b"", &["the file is empty"]);
+        train_fails(name, b"\n  \n", &["the file is empty"]);
+    }
+}
+
+#[test]
 fn empty_text_names_the_line() {
     train_fails("d.csv", format!("text,label\n{GOOD_ROWS}  ,pos\n").as_bytes(), &["line 6", "empty text"]);
     train_fails("d.tsv", b"text\tlabel\ngood\tpos\n\tneg\nbad\tneg\nfine\tpos\n", &["line 3", "empty text"]);

@@ -31,8 +31,8 @@ pub struct BenchArgs {
     /// CPU threads for generation (default: all cores).
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=256))]
     threads: Option<i32>,
-    /// Repetitions per measurement (the median is reported).
-    #[arg(long, default_value_t = 5)]
+    /// Repetitions per measurement, at least 1 (the median is reported).
+    #[arg(long, default_value_t = 5, value_parser = super::router::in_range::<1, 10_000>)]
     runs: usize,
     /// Path to llama.cpp's `llama-bench`, run on the same model and threads as a baseline.
     #[arg(long)]
@@ -134,14 +134,25 @@ fn gateway(a: GatewayArgs) -> anyhow::Result<()> {
             c.gateway.achieved_rps
         );
     }
-    println!(
-        "\nhighest rate held with no errors: {}",
-        max_clean.map(|r| format!("{r} req/s")).unwrap_or_else(|| "none".into())
-    );
+    println!("\n{}", max_rate_line(max_clean, &a.rates, a.find_max));
     if a.json {
         println!("{}", json!({"results": results, "max_rate_no_errors": max_clean}));
     }
     Ok(())
+}
+
+/// The summary line of `bench gateway`, saying no more than was measured: without `--find-max` only
+/// the given rates were tried, so a clean run at the highest of them is a lower bound, not a limit.
+fn max_rate_line(max_clean: Option<u32>, rates: &[u32], find_max: bool) -> String {
+    let highest_tried = rates.iter().copied().max().unwrap_or(0);
+    match max_clean {
+        None => "no rate tested ran without gateway errors".into(),
+        Some(r) if find_max => format!("highest rate held with no errors: {r} req/s (found by --find-max)"),
+        Some(r) if r == highest_tried => format!(
+            "no gateway errors up to {r} req/s, the highest rate tested (--find-max steps higher to find the limit)"
+        ),
+        Some(r) => format!("highest tested rate with no gateway errors: {r} req/s"),
+    }
 }
 
 /// Runs `bench`.
@@ -152,15 +163,15 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let cores = rightmodel_infer::threads::available_cores();
     rightmodel_infer::threads::configure_candle_threads(cores);
     let threads = a.threads.unwrap_or(cores as i32);
-    let runs = a.runs.max(1);
+    let runs = a.runs;
     let store = Store::new(&rightmodel_home()).with_auto_pull(true).with_progress(true);
-    let gguf = store.resolve_gguf(&a.model)?;
+    let gguf = super::resolve_gguf(&store, &a.model)?;
     let mut cfg = EngineConfig::new(&gguf);
     cfg.slots = 1;
     cfg.ctx_per_slot = 1024;
     cfg.threads = threads;
     let engine = Engine::start(cfg)?;
-    let encoder = MiniLm::load(&store.resolve_encoder(&a.embed_model)?)?;
+    let encoder = MiniLm::load(&super::resolve_encoder(&store, &a.embed_model)?)?;
 
     let total = (runs * 3 + runs * 2) as u64;
     let pb = super::progress::bar(total, "bench");
@@ -301,4 +312,19 @@ fn llama_bench(bin: &PathBuf, model: &PathBuf, threads: i32) -> anyhow::Result<(
         }
     }
     Ok((pp, tg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_line_claims_only_what_was_measured() {
+        let line = max_rate_line(Some(100), &[50, 100], false);
+        assert!(line.contains("highest rate tested") && line.contains("--find-max"), "{line}");
+        assert!(!line.starts_with("highest rate held"), "{line}");
+        assert_eq!(max_rate_line(Some(50), &[50, 100], false), "highest tested rate with no gateway errors: 50 req/s");
+        assert!(max_rate_line(Some(400), &[50, 100], true).starts_with("highest rate held with no errors: 400"));
+        assert!(max_rate_line(None, &[50], false).starts_with("no rate"));
+    }
 }

@@ -28,8 +28,9 @@ pub struct EvalRouteArgs {
     /// Environment variable holding the gateway's API key (none sent when unset).
     #[arg(long, default_value = "RIGHTMODEL_API_KEY")]
     pub api_key_env: String,
-    /// How an answer is scored: contains (an expected answer appears in it, as whole words), exact,
-    /// f1 (token overlap) or choice (the option letter it picks).
+    /// How an answer is scored: contains (an expected answer appears in it, as whole words, outside
+    /// any stretch of 20+ characters copied from the prompt), exact, f1 (token overlap) or choice (the
+    /// option letter it picks).
     #[arg(long, default_value = "contains")]
     pub scoring: Scoring,
     /// A system message put before every prompt.
@@ -106,9 +107,10 @@ pub fn eval_route(a: EvalRouteArgs) -> anyhow::Result<()> {
         if a.stream { "; answers streamed, first token: when the first text arrived" } else { "" }
     );
     // Written before anything is printed: the report must not depend on stdout being open.
-    if let Some(out) = &a.out {
-        compare::write_report(out, &summaries, &outcomes, a.scoring, &notes)?;
-    }
+    let written = match &a.out {
+        Some(out) => compare::write_report(out, &summaries, &outcomes, a.scoring, &notes)?,
+        None => Vec::new(),
+    };
     print!("{}", compare::markdown(&summaries, a.scoring, "", None));
     let failed: usize = summaries.iter().map(|s| s.errors).sum();
     if failed > 0 {
@@ -122,8 +124,9 @@ pub fn eval_route(a: EvalRouteArgs) -> anyhow::Result<()> {
             unpriced.join(", ")
         );
     }
-    if let Some(out) = &a.out {
-        println!("\nwrote {}/compare.md, compare.svg, compare.png, compare.json, answers.jsonl", out.display());
+    if !written.is_empty() {
+        let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+        println!("\nwrote {}", names.join(", "));
     }
     if a.json {
         println!("{}", serde_json::json!({ "models": summaries }));

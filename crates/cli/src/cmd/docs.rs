@@ -67,8 +67,8 @@ pub struct AskArgs {
     pub name: String,
     /// The question.
     pub question: String,
-    /// Passages to return.
-    #[arg(long, short, default_value_t = 5)]
+    /// Passages to return (at least 1).
+    #[arg(long, short, default_value_t = 5, value_parser = super::at_least_one)]
     pub k: usize,
     /// Print the whole answer (citations, passages, scores) as JSON.
     #[arg(long)]
@@ -121,7 +121,7 @@ pub struct EvalDocsArgs {
     /// Ask only this many questions, spread evenly over the file.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
-    /// Write docs_eval.md and docs_eval.svg into this folder.
+    /// Write docs_eval.md, docs_eval.svg and docs_eval.png into this folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Print a summary; the last line is one JSON object with the metrics.
@@ -208,10 +208,8 @@ impl LmArgs {
         if !self.used() && !force {
             return Ok(None);
         }
-        let path = Store::new(&rightmodel_home())
-            .with_auto_pull(true)
-            .with_progress(true)
-            .resolve_gguf(&self.rerank_model)
+        let store = Store::new(&rightmodel_home()).with_auto_pull(true).with_progress(true);
+        let path = super::resolve_gguf(&store, &self.rerank_model)
             .with_context(|| format!("language model `{}` for --rerank-lm/--read-lm", self.rerank_model))?;
         let scorer = LmReader::start(&path, &self.rerank_model, depth.max(self.lm_depth), available_cores())
             .with_context(|| format!("loading {}", path.display()))?;
@@ -263,9 +261,7 @@ pub fn run(c: DocsCmd) -> anyhow::Result<()> {
 /// Loads the sentence encoder `spec` from the model store.
 fn load_encoder(spec: &str) -> anyhow::Result<MiniLm> {
     rightmodel_infer::threads::configure_candle_threads(available_cores());
-    let dir = Store::new(&rightmodel_home())
-        .resolve_encoder(spec)
-        .with_context(|| format!("sentence encoder `{spec}` (run `rightmodel pull` first)"))?;
+    let dir = super::resolve_encoder(&Store::new(&rightmodel_home()), spec)?;
     MiniLm::load(&dir).with_context(|| format!("loading the sentence encoder from {}", dir.display()))
 }
 
@@ -356,8 +352,8 @@ fn ask(a: AskArgs) -> anyhow::Result<()> {
     let coll = open_named(&a.name)?;
     let encoder = load_encoder(&a.encoder)?;
     let answer = match a.lm.scorer(false, 0)? {
-        Some(s) => coll.ask_with_reader(&encoder, &a.question, a.k.max(1), &a.lm.params(), &s)?,
-        None => coll.ask(&encoder, &a.question, a.k.max(1))?,
+        Some(s) => coll.ask_with_reader(&encoder, &a.question, a.k, &a.lm.params(), &s)?,
+        None => coll.ask(&encoder, &a.question, a.k)?,
     };
     let generated = if a.generate && !answer.passages.is_empty() { Some(generate_answer(&a, &answer)?) } else { None };
     if a.json {
@@ -388,10 +384,8 @@ fn ask(a: AskArgs) -> anyhow::Result<()> {
 /// Writes a cited answer with the local language model from the top passages.
 fn generate_answer(a: &AskArgs, answer: &Answer) -> anyhow::Result<rightmodel_docs::GeneratedAnswer> {
     use rightmodel_infer::llm::{GenRequest, Prompt, SamplingParams};
-    let path = rightmodel_models::Store::new(&rightmodel_models::home::rightmodel_home())
-        .with_auto_pull(true)
-        .with_progress(true)
-        .resolve_gguf(&a.model)?;
+    let store = Store::new(&rightmodel_home()).with_auto_pull(true).with_progress(true);
+    let path = super::resolve_gguf(&store, &a.model)?;
     let mut cfg = rightmodel_infer::EngineConfig::new(path);
     cfg.slots = 1;
     cfg.ctx_per_slot = 4096;
@@ -415,7 +409,7 @@ fn print_answer(a: &Answer) {
     println!("Confidence: {:.2}{low}", a.confidence);
     if let Some(c) = a.citations.first() {
         println!("Sentence: {}", a.sentence);
-        println!("Source: {} characters {}-{} (passage {})", c.file, c.start, c.end, c.passage_id);
+        println!("{}", source_line(c, &a.passages));
     }
     if !a.passages.is_empty() {
         println!("\nPassages:");
@@ -425,6 +419,15 @@ fn print_answer(a: &Answer) {
         let more = if p.text.chars().count() > 160 { "..." } else { "" };
         println!("[{}] {}  {}-{}\n    {}{more}", i + 1, p.file, p.start, p.end, snippet.replace('\n', " "));
     }
+}
+
+/// The `Source:` line of the text answer: the cited file and characters, and the cited passage's number
+/// in the `Passages:` list below it (`[1]` is the first listed), so the two agree; the collection's
+/// internal passage id means nothing to a reader.
+fn source_line(c: &rightmodel_docs::Citation, passages: &[rightmodel_docs::ScoredPassage]) -> String {
+    let listed = passages.iter().position(|p| p.passage_id == c.passage_id);
+    let place = listed.map(|i| format!(" (passage [{}] below)", i + 1)).unwrap_or_default();
+    format!("Source: {} characters {}-{}{place}", c.file, c.start, c.end)
 }
 
 fn list(a: ListArgs) -> anyhow::Result<()> {
@@ -535,6 +538,7 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
         low as f32 / n.max(1) as f32
     };
     let scope = Scope {
+        asked: oos.len(),
         out_mean: oos.iter().sum::<f32>() / oos.len().max(1) as f32,
         out_low: low_share(&mut oos.iter().copied()),
         in_low: low_share(&mut held_scores.iter().map(|s| s.confidence)),
@@ -600,14 +604,19 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
         lm_metrics = Some(m);
     }
 
-    let notes = report_notes(&a, &corpus, &coll, which.len(), index_secs, &overall, &scope);
+    let right = scores.iter().filter(|s| s.in_sentence).count();
+    let counts = Counts { asked: which.len(), held: held.questions, right, wrong: scores.len() - right };
+    let notes = report_notes(&a, &corpus, &coll, &counts, index_secs, &overall, &scope);
     let goals = [Some(0.88), Some(0.97), Some(0.80), None, Some(0.60)];
     let report = Report { data: a.squad.display().to_string(), rows, notes, goals };
     if let Some(out) = &a.out {
-        let (m, s) = write_report(out, &report)?;
-        eprintln!("wrote {} and {}", m.display(), s.display());
+        let written = write_report(out, &report)?;
+        let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+        eprintln!("wrote {}", names.join(", "));
     }
-    print!("{}", markdown(&report));
+    // The chart is linked only when one was drawn, by the path it was written to.
+    let picture = a.out.as_ref().map(|o| o.join(rightmodel_docs::report::REPORT_FILES[1]).display().to_string());
+    print!("{}", markdown(&report, picture.as_deref()));
     if a.json {
         println!(
             "{}",
@@ -741,6 +750,8 @@ fn held_out(which: &[usize], scores: &[QuestionScore], held: &HashSet<usize>) ->
 
 /// Confidence on out-of-scope questions (their article excluded) and in-scope ones.
 struct Scope {
+    /// Out-of-scope questions asked (the held-out ones; none when nothing is held out).
+    asked: usize,
     /// Mean confidence out of scope.
     out_mean: f32,
     /// Share of out-of-scope answers below [`LOW_CONFIDENCE`].
@@ -789,44 +800,82 @@ fn fit_models(a: &EvalDocsArgs, set: &EvalSet<'_>, tune_q: &[usize], q_vecs: &Ma
     Ok(())
 }
 
+/// How many questions an `eval docs` run asked, held out, and answered with a sentence that holds the
+/// answer (`right`) or not (`wrong`): the notes say n/a for figures over an empty set.
+struct Counts {
+    asked: usize,
+    held: usize,
+    right: usize,
+    wrong: usize,
+}
+
 fn report_notes(
     a: &EvalDocsArgs,
     corpus: &EvalCorpus,
     coll: &Collection,
-    asked: usize,
+    counts: &Counts,
     index_secs: Option<f32>,
     overall: &Metrics,
     scope: &Scope,
 ) -> Vec<String> {
     vec![
         format!(
-            "{} articles, {} passages, {} sentences; {asked} of {} questions asked (spread evenly).",
+            "{} articles, {} passages, {} sentences; {} of {} questions asked (spread evenly).",
             corpus.articles.len(),
             coll.passage_count(),
             coll.sentence_count(),
+            counts.asked,
             corpus.questions.len()
         ),
         match index_secs {
             Some(s) => format!("Indexing (clean, split, embed sentences, BM25): {s:.1} s on {} core(s).", available_cores()),
             None => "Index reused from --keep (indexing time not measured).".to_string(),
         },
-        format!(
-            "Ranker, extractor and confidence weights were fitted on the questions of the first {} articles; the held-out row excludes them.",
-            a.tune_articles
-        ),
+        split_note(a.tune_articles, counts.held),
         "Latency: one question end to end (embedding, BM25, dense scan, sentence evidence, extraction); the other rows reuse cached question vectors, so their latency is not shown.".into(),
-        format!(
-            "Confidence: mean {:.2} when the sentence holds the answer, {:.2} when not (AUC {:.3}).",
-            overall.confidence_right, overall.confidence_wrong, overall.confidence_auc
-        ),
-        format!(
-            "Out of scope (held-out questions asked with their own article excluded): mean confidence {:.2}, {:.0}% below the low-confidence threshold {LOW_CONFIDENCE}; in scope: {:.0}% below it.",
-            scope.out_mean,
-            scope.out_low * 100.0,
-            scope.in_low * 100.0
-        ),
+        confidence_note(overall, counts.right, counts.wrong),
+        scope_note(scope),
         "Goals: hit@1 >= 0.88, hit@5 >= 0.97, answer in sentence >= 0.80, F1 >= 0.60, p50 <= 30 ms, indexing <= 60 s.".into(),
     ]
+}
+
+/// Where the fitted weights come from, and whether a held-out row exists to judge them by.
+fn split_note(tune_articles: usize, held: usize) -> String {
+    let first = format!(
+        "Ranker, extractor and confidence weights were fitted on the questions of the first {tune_articles} articles"
+    );
+    if held > 0 {
+        format!("{first}; the held-out row excludes them.")
+    } else {
+        format!("{first}; every question asked is from those articles, so none is held out.")
+    }
+}
+
+/// Mean confidence of answers whose sentence holds the answer (`right` of them) and of the others
+/// (`wrong`), and the AUC between them; n/a for an empty side (a mean of nothing is not 0, and the AUC
+/// needs both).
+fn confidence_note(m: &Metrics, right: usize, wrong: usize) -> String {
+    let mean = |n: usize, v: f32| if n > 0 { format!("{v:.2}") } else { "n/a".to_string() };
+    let auc = if right > 0 && wrong > 0 { format!("{:.3}", m.confidence_auc) } else { "n/a".to_string() };
+    format!(
+        "Confidence: mean {} when the sentence holds the answer ({right} answers), {} when it does not ({wrong}); AUC {auc}.",
+        mean(right, m.confidence_right),
+        mean(wrong, m.confidence_wrong)
+    )
+}
+
+/// Confidence out of scope against in scope; n/a when no held-out question could be asked that way.
+fn scope_note(scope: &Scope) -> String {
+    if scope.asked == 0 {
+        return "Out of scope: n/a (no held-out question to ask with its own article excluded).".into();
+    }
+    format!(
+        "Out of scope ({} held-out questions asked with their own article excluded): mean confidence {:.2}, {:.0}% below the low-confidence threshold {LOW_CONFIDENCE}; in scope: {:.0}% below it.",
+        scope.asked,
+        scope.out_mean,
+        scope.out_low * 100.0,
+        scope.in_low * 100.0
+    )
 }
 
 /// The `--json` line: the headline metrics plus held-out, indexing and confidence figures.
@@ -873,4 +922,50 @@ fn json_line(
         });
     }
     Ok(serde_json::to_string(&v)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passage(id: u64) -> rightmodel_docs::ScoredPassage {
+        rightmodel_docs::ScoredPassage {
+            passage_id: id,
+            file: "a.md".into(),
+            start: 0,
+            end: 10,
+            text: "text".into(),
+            score: 1.0,
+            lexical: 0.0,
+            dense: 0.0,
+            rerank_score: None,
+            question_log_likelihood: None,
+        }
+    }
+
+    #[test]
+    fn the_source_line_names_the_listed_passage_number() {
+        let c = rightmodel_docs::Citation { file: "a.md".into(), passage_id: 2, start: 3, end: 9, text: "x".into() };
+        let line = source_line(&c, &[passage(2), passage(0)]);
+        assert_eq!(line, "Source: a.md characters 3-9 (passage [1] below)");
+        assert_eq!(source_line(&c, &[passage(0), passage(2)]), "Source: a.md characters 3-9 (passage [2] below)");
+        assert_eq!(source_line(&c, &[passage(7)]), "Source: a.md characters 3-9");
+    }
+
+    #[test]
+    fn empty_sets_print_not_applicable_instead_of_zeros() {
+        let m = Metrics { confidence_right: 0.8, confidence_auc: 0.5, ..Metrics::default() };
+        let note = confidence_note(&m, 3, 0);
+        assert!(
+            note.contains("mean 0.80") && note.contains("n/a when it does not") && note.contains("AUC n/a"),
+            "{note}"
+        );
+        let both = confidence_note(&Metrics { confidence_auc: 0.75, ..m }, 3, 2);
+        assert!(both.contains("AUC 0.750") && !both.contains("n/a"), "{both}");
+        let none = Scope { asked: 0, out_mean: -0.0, out_low: 0.0, in_low: 0.0 };
+        let note = scope_note(&none);
+        assert!(note.contains("n/a") && !note.contains("-0.00") && !note.contains('%'), "{note}");
+        assert!(split_note(6, 0).contains("none is held out") && !split_note(6, 0).contains("held-out row"));
+        assert!(split_note(6, 4).contains("held-out row"));
+    }
 }

@@ -65,7 +65,8 @@ pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
     if texts.is_empty() {
         anyhow::bail!("no texts: pass them as arguments or with --input FILE|-");
     }
-    let dir = Store::new(&rightmodel_home()).with_auto_pull(true).with_progress(true).resolve_encoder(&a.model)?;
+    let store = Store::new(&rightmodel_home()).with_auto_pull(true).with_progress(true);
+    let dir = super::resolve_encoder(&store, &a.model)?;
     let model = MiniLm::load(&dir)?;
     let mut out = std::io::stdout().lock();
     for (ci, chunk) in texts.chunks(256).enumerate() {

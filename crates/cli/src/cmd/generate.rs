@@ -61,8 +61,8 @@ impl GenFlags {
     }
 
     fn engine(&self) -> anyhow::Result<Engine> {
-        let path: PathBuf =
-            Store::new(&rightmodel_home()).with_auto_pull(true).with_progress(true).resolve_gguf(&self.model)?;
+        let store = Store::new(&rightmodel_home()).with_auto_pull(true).with_progress(true);
+        let path: PathBuf = super::resolve_gguf(&store, &self.model)?;
         let mut cfg = EngineConfig::new(path);
         cfg.slots = 1;
         cfg.ctx_per_slot = 4096;

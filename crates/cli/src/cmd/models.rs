@@ -26,7 +26,7 @@ pub struct PullArgs {
 /// `models` arguments.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  rightmodel models\n  rightmodel models --json | jq '.[].files[].gguf.context_length'"
+    after_help = "Examples:\n  rightmodel models\n  rightmodel models --json | jq '.[].files[] | select(.gguf) | .gguf.context_length'"
 )]
 pub struct ModelsArgs {
     /// Print JSON instead of a table.
@@ -81,6 +81,23 @@ pub fn list(a: ModelsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The longest input the sentence encoder reads, in tokens: its position table's size, cut to where the
+/// encoder truncates inputs ([`rightmodel_infer::embed::MAX_TOKENS`], as sentence-transformers does), so
+/// the CONTEXT column shows what is actually read rather than what the weights could hold.
+fn encoder_input_tokens(i: &EncoderInfo) -> u64 {
+    let cut = rightmodel_infer::embed::MAX_TOKENS as u64;
+    i.max_position_embeddings.map_or(cut, |p| p.min(cut))
+}
+
+/// The DETAILS cell of an encoder: its shape, and its position table when inputs are cut shorter.
+fn encoder_details(i: &EncoderInfo) -> String {
+    let mut d = format!("hidden {}, {} layers, vocab {}", opt(i.hidden_size), opt(i.layers), opt(i.vocab_size));
+    if let Some(p) = i.max_position_embeddings.filter(|&p| p > encoder_input_tokens(i)) {
+        d.push_str(&format!(", inputs cut at {} of {p} positions", encoder_input_tokens(i)));
+    }
+    d
+}
+
 /// Encoder summary for a directory that looks like one.
 fn encoder_info(m: &LocalModel) -> Option<Result<EncoderInfo, String>> {
     let has = |n: &str| m.files.iter().any(|f| f.name == n);
@@ -114,8 +131,8 @@ fn model_rows(m: &LocalModel) -> Vec<Vec<String>> {
                     i.model_type.clone().unwrap_or_else(dash),
                     i.parameter_count.map_or_else(dash, human_count),
                     i.dtype.clone().unwrap_or_else(dash),
-                    i.max_position_embeddings.map_or_else(dash, |c| c.to_string()),
-                    format!("hidden {}, {} layers, vocab {}", opt(i.hidden_size), opt(i.layers), opt(i.vocab_size)),
+                    encoder_input_tokens(i).to_string(),
+                    encoder_details(i),
                 ]),
                 Some(Err(e)) => row.extend([dash(), dash(), dash(), dash(), format!("error: {e}")]),
                 None => {}
@@ -146,7 +163,11 @@ fn model_json(m: &LocalModel) -> Value {
     let mut v = json!({"name": m.name, "dir": m.dir, "verified": m.verified, "files": files});
     if let Some(enc) = encoder_info(m) {
         v["encoder"] = match enc {
-            Ok(i) => json!(i),
+            Ok(i) => {
+                let mut e = json!(i);
+                e["input_tokens"] = json!(encoder_input_tokens(&i));
+                e
+            }
             Err(e) => json!({"error": e}),
         };
     }
@@ -190,5 +211,20 @@ fn human_count(n: u64) -> String {
         1_000..1_000_000 => format!("{:.1}K", n as f64 / 1e3),
         1_000_000..1_000_000_000 => format!("{:.1}M", n as f64 / 1e6),
         _ => format!("{:.2}B", n as f64 / 1e9),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_encoder_context_is_what_it_reads() {
+        let minilm = EncoderInfo { max_position_embeddings: Some(512), ..EncoderInfo::default() };
+        assert_eq!(encoder_input_tokens(&minilm), rightmodel_infer::embed::MAX_TOKENS as u64);
+        assert!(encoder_details(&minilm).contains("inputs cut at 256 of 512 positions"));
+        let short = EncoderInfo { max_position_embeddings: Some(128), ..EncoderInfo::default() };
+        assert_eq!(encoder_input_tokens(&short), 128);
+        assert!(!encoder_details(&short).contains("cut"));
     }
 }

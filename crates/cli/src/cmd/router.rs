@@ -94,9 +94,11 @@ pub struct DataArgs {
     /// Column with the strong model's correctness (0/1) or score.
     #[arg(long, default_value = "strong_correct")]
     pub strong_col: String,
-    /// Column with the group (topic) used to hold whole groups out in cross-validation; optional.
-    #[arg(long, default_value = "subject")]
-    pub group_col: String,
+    /// Column with the group (topic) used to hold whole groups out in cross-validation. Without the
+    /// flag, a `subject` column is used when there is one (else folds are random rows); a column named
+    /// here must exist.
+    #[arg(long)]
+    pub group_col: Option<String>,
     /// Leave this group out entirely (repeatable), e.g. one whose labels are known to be broken.
     #[arg(long = "exclude-group")]
     pub exclude_group: Vec<String>,
@@ -177,7 +179,7 @@ pub struct EvalArgs {
     pub data: DataArgs,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Directory for report.md, curve.svg and report.json.
+    /// Directory for report.md, curve.svg, curve.png and report.json.
     #[arg(long, default_value = "router-eval")]
     pub out: PathBuf,
     /// Number of folds.
@@ -219,11 +221,12 @@ pub struct CalibrateArgs {
 /// `router bench` arguments.
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Prompt length in encoder tokens (the encoder reads at most 512).
+    /// Prompt length in encoder tokens, 1-512 (the contextual sentence encoder reads only the first
+    /// 256).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=512))]
     pub tokens: u64,
-    /// Timed decisions.
-    #[arg(long, default_value_t = 300)]
+    /// Timed decisions (at least 1).
+    #[arg(long, default_value_t = 300, value_parser = in_range::<1, 1_000_000>)]
     pub runs: usize,
     /// Untimed warm-up decisions.
     #[arg(long, default_value_t = 20)]
@@ -252,9 +255,7 @@ pub fn run(cmd: RouterCmd) -> anyhow::Result<()> {
 
 /// The directory of the sentence encoder `spec` in the model store.
 fn encoder_dir(spec: &str) -> anyhow::Result<PathBuf> {
-    Store::new(&rightmodel_home())
-        .resolve_encoder(spec)
-        .with_context(|| format!("sentence encoder `{spec}` (run `rightmodel pull` first)"))
+    super::resolve_encoder(&Store::new(&rightmodel_home()), spec)
 }
 
 /// Loads the contextual MiniLM from `dir`, with all cores for candle.
@@ -327,12 +328,19 @@ fn load_weights(dir: Option<&Path>) -> anyhow::Result<(RouterWeights, Option<Pat
 
 use super::progress::bar;
 
+/// The group column `--group-col` names, or the default one.
+fn group_col(d: &DataArgs) -> String {
+    d.group_col.clone().unwrap_or_else(|| Columns::default().group)
+}
+
+/// The columns the data flags name; a group column named with `--group-col` must exist.
 fn columns(d: &DataArgs) -> Columns {
     Columns {
         prompt: d.prompt_col.clone(),
         weak: d.weak_col.clone(),
         strong: d.strong_col.clone(),
-        group: d.group_col.clone(),
+        group: group_col(d),
+        require_group: d.group_col.is_some(),
     }
 }
 
@@ -369,7 +377,21 @@ fn pct(v: Option<f64>) -> String {
     v.map(|x| format!("{:.1}%", 100.0 * x)).unwrap_or_else(|| "not reached".into())
 }
 
-fn print_summary(r: &CvReport) {
+/// What the folds of a cross-validation held out, for the summary: whole groups, or random rows when
+/// the data has no `group_col` column (optimistic: held-out prompts may share topics with training ones).
+fn folds_line(r: &CvReport, group_col: &str) -> String {
+    if r.grouped {
+        format!("{} folds by `{group_col}`: every group's rows held out together", r.config.folds)
+    } else {
+        format!(
+            "{} folds of random rows: no `{group_col}` column, so held-out prompts may share topics with training ones (optimistic)",
+            r.config.folds
+        )
+    }
+}
+
+fn print_summary(r: &CvReport, group_col: &str) {
+    println!("{}\n", folds_line(r, group_col));
     let p = &r.pooled;
     println!("{:<28} {:>7} {:>10} {:>10}", "router (pooled held-out)", "APGR", "CPT(50%)", "CPT(80%)");
     for (name, m) in [("learned", &p.learned), ("prompt length", &p.length), ("random", &p.random)] {
@@ -417,7 +439,6 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
     let train_config = a.model.config()?;
     let spec = spec_for(a.data.embedding);
     let (rows, vecs, encoder) = load_and_embed(&a.data, &spec)?;
-    let grouped = rows.iter().any(|r| r.group.is_some());
     let cv = (a.folds >= 2).then_some(CvConfig { folds: a.folds, ..CvConfig::default() });
     let opts = TrainOptions {
         train: train_config,
@@ -439,10 +460,7 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
     let out = a.out.unwrap_or_else(default_router_dir);
     weights.save(&out)?;
     if let Some(r) = &report {
-        if !grouped {
-            eprintln!("note: no `{}` column, so folds are random rows (optimistic)", a.data.group_col);
-        }
-        print_summary(r);
+        print_summary(r, &group_col(&a.data));
         println!();
     }
     println!(
@@ -478,9 +496,10 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
         command_line()
     );
     // Written before anything is printed: the report must not depend on stdout being open.
-    write_report(&a.out, &report, "Router evaluation: quality vs strong-model calls", &notes)?;
-    print_summary(&report);
-    println!("\nwrote {}/report.md, curve.svg, report.json", a.out.display());
+    let written = write_report(&a.out, &report, "Router evaluation: quality vs strong-model calls", &notes)?;
+    print_summary(&report, &group_col(&a.data));
+    let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    println!("\nwrote {}", names.join(", "));
     Ok(())
 }
 

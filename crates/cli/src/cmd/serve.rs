@@ -162,20 +162,28 @@ pub struct LogsArgs {
     pub summary: bool,
 }
 
+/// What `--since` accepts, for its error messages.
+const SINCE_FORMATS: &str =
+    "use a number with a unit, s, m, h or d (e.g. 90s, 15m, 2h, 1d), or an RFC 3339 time (e.g. 2024-05-01T09:00:00Z)";
+
+/// The `--since` value as milliseconds since the epoch: a duration back from now or an RFC 3339 time.
+/// Errors say which formats are accepted (not the number parser's own wording).
 fn parse_since(s: &str) -> anyhow::Result<i64> {
     let now = chrono::Utc::now().timestamp_millis();
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp_millis());
     }
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 =
-        num.parse().with_context(|| format!("invalid --since `{s}`: use e.g. 90s, 15m, 2h, 1d or an RFC 3339 time"))?;
+    let n: i64 = num.parse().map_err(|_| {
+        let why = if num.is_empty() { "" } else { "the number is too large; " };
+        anyhow::anyhow!("invalid --since `{s}`: {why}{SINCE_FORMATS}")
+    })?;
     let ms = match unit {
         "s" | "" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => anyhow::bail!("invalid --since `{s}`: unit must be s, m, h or d"),
+        _ => anyhow::bail!("invalid --since `{s}`: {SINCE_FORMATS}"),
     };
     n.checked_mul(ms)
         .and_then(|back| now.checked_sub(back))
@@ -306,4 +314,21 @@ fn print_rows(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_errors_say_what_is_accepted() {
+        for bad in ["yesterday", "", "5w", "99999999999999999999s"] {
+            let e = format!("{:#}", parse_since(bad).unwrap_err());
+            assert!(e.contains("15m") && e.contains("RFC 3339"), "{bad}: {e}");
+            assert!(!e.contains("cannot parse integer"), "{bad}: {e}");
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        assert!((now - 90_000 - parse_since("90s").unwrap()).abs() < 5_000);
+        assert_eq!(parse_since("2024-05-01T00:00:00Z").unwrap(), 1_714_521_600_000);
+    }
 }

@@ -25,7 +25,7 @@ pub enum TrainCmd {
 }
 
 /// Training mode (CLI spelling of [`Mode`]).
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ModeArg {
     /// Frozen sentence embeddings + n-gram TF-IDF + logistic regression (seconds to minutes).
     Fast,
@@ -73,22 +73,23 @@ pub struct TrainClassifyArgs {
     /// Replace an existing classifier of the same name.
     #[arg(long)]
     force: bool,
-    /// Fine-tuning: maximum epochs (early stopping may end sooner).
-    #[arg(long, default_value_t = 3)]
-    epochs: usize,
-    /// Fine-tuning: batch size.
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
-    /// Fine-tuning: peak learning rate (AdamW, linear warm-up then decay).
-    #[arg(long, default_value_t = 1e-4)]
-    lr: f64,
-    /// Fine-tuning: longest input in tokens.
-    #[arg(long, default_value_t = 128)]
-    max_len: usize,
-    /// Fine-tuning: validations without improvement before stopping.
-    #[arg(long, default_value_t = 3)]
-    patience: usize,
-    /// Fine-tuning: stop after this many minutes, keeping the best weights so far.
+    /// Fine-tuning only: maximum epochs, at least 1 (default 3; early stopping may end sooner).
+    #[arg(long, value_parser = super::at_least_one)]
+    epochs: Option<usize>,
+    /// Fine-tuning only: batch size, at least 1 (default 32).
+    #[arg(long, value_parser = super::at_least_one)]
+    batch_size: Option<usize>,
+    /// Fine-tuning only: peak learning rate (AdamW, linear warm-up then decay; default 0.0001).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Fine-tuning only: longest input in tokens, at least 8 and at most what the encoder reads
+    /// (default 128).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(8..=100_000))]
+    max_len: Option<usize>,
+    /// Fine-tuning only: validations without improvement before stopping (default 3).
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Fine-tuning only: stop after this many minutes, keeping the best weights so far.
     #[arg(long)]
     max_minutes: Option<f64>,
     /// Training examples kept for explanations and domain fit.
@@ -111,8 +112,8 @@ pub struct ClassifyArgs {
     /// Add the words that pushed the decision most (signed weights) and the nearest training examples.
     #[arg(long)]
     explain: bool,
-    /// Texts per encoder call.
-    #[arg(long, default_value_t = 64)]
+    /// Texts per encoder call (at least 1).
+    #[arg(long, default_value_t = 64, value_parser = super::at_least_one)]
     batch: usize,
     /// Encoder (pulled name or safetensors directory); must be the one the classifier was trained with.
     #[arg(long, default_value = rightmodel_models::DEFAULT_EMBED_MODEL)]
@@ -146,11 +147,11 @@ pub struct EvalClassifyArgs {
     /// Report directory (default: ./rightmodel-eval-NAME).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Texts per call in the throughput measurement.
-    #[arg(long, default_value_t = 64)]
+    /// Texts per call in the throughput measurement (at least 1).
+    #[arg(long, default_value_t = 64, value_parser = super::at_least_one)]
     batch: usize,
-    /// Single-text calls timed for latency.
-    #[arg(long, default_value_t = 100)]
+    /// Single-text calls timed for latency (at least 1).
+    #[arg(long, default_value_t = 100, value_parser = super::at_least_one)]
     latency_samples: usize,
     /// Encoder (pulled name or safetensors directory).
     #[arg(long, default_value = rightmodel_models::DEFAULT_EMBED_MODEL)]
@@ -246,7 +247,7 @@ impl Progress for Bars {
 fn load_encoder(spec: &str) -> anyhow::Result<(MiniLm, PathBuf)> {
     rightmodel_infer::threads::configure_candle_threads(rightmodel_infer::threads::available_cores());
     let store = Store::new(&rightmodel_home()).with_auto_pull(true).with_progress(true);
-    let dir = store.resolve_encoder(spec).with_context(|| format!("cannot find encoder `{spec}`"))?;
+    let dir = super::resolve_encoder(&store, spec)?;
     let enc = MiniLm::load(&dir).with_context(|| format!("cannot load encoder from {}", dir.display()))?;
     Ok((enc, dir))
 }
@@ -258,7 +259,60 @@ pub fn train(c: TrainCmd) -> anyhow::Result<()> {
     }
 }
 
+/// The fine-tuning-only flags given on the command line, by their names.
+fn finetune_flags_given(a: &TrainClassifyArgs) -> Vec<&'static str> {
+    [
+        ("--epochs", a.epochs.is_some()),
+        ("--batch-size", a.batch_size.is_some()),
+        ("--lr", a.lr.is_some()),
+        ("--max-len", a.max_len.is_some()),
+        ("--patience", a.patience.is_some()),
+        ("--max-minutes", a.max_minutes.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, given)| given.then_some(flag))
+    .collect()
+}
+
+/// Checks the flags before any work starts (a mistake found after the fast head has trained wastes
+/// minutes): fine-tuning flags only with `--mode finetune`, and numbers the manifest can record.
+fn check_train_flags(a: &TrainClassifyArgs) -> anyhow::Result<()> {
+    let given = finetune_flags_given(a);
+    anyhow::ensure!(
+        a.mode == ModeArg::Finetune || given.is_empty(),
+        "{} only appl{} to --mode finetune; add --mode finetune or leave {} out",
+        given.join(", "),
+        if given.len() == 1 { "ies" } else { "y" },
+        if given.len() == 1 { "it" } else { "them" }
+    );
+    anyhow::ensure!(a.max_train != Some(0), "--max-train must be at least 1");
+    // Every mode records these settings in the manifest, where a non-finite number cannot be read back.
+    if let Some(lr) = a.lr {
+        anyhow::ensure!(lr.is_finite() && lr > 0.0, "--lr must be a positive number");
+    }
+    anyhow::ensure!(a.valid_split.is_finite(), "--valid-split must be a number");
+    if let Some(m) = a.max_minutes {
+        anyhow::ensure!(m.is_finite() && m > 0.0, "--max-minutes must be a positive number");
+    }
+    Ok(())
+}
+
+/// Fails when `--max-len` is longer than the encoder in `encoder_dir` has positions for: fine-tuning
+/// would stop on it only after the fast head was trained.
+fn check_max_len(max_len: usize, encoder_dir: &Path) -> anyhow::Result<()> {
+    let info = rightmodel_models::EncoderInfo::read(encoder_dir)
+        .with_context(|| format!("reading the encoder's config in {}", encoder_dir.display()))?;
+    if let Some(positions) = info.max_position_embeddings {
+        anyhow::ensure!(
+            max_len as u64 <= positions,
+            "--max-len {max_len} is longer than the encoder has positions for ({positions} tokens)"
+        );
+    }
+    Ok(())
+}
+
 fn train_classify(a: TrainClassifyArgs) -> anyhow::Result<()> {
+    check_train_flags(&a)?;
     let home = rightmodel_home();
     let (dest, name) = registry::target_dir(&home, &a.name)?;
     registry::check_writable(&dest, a.force)?;
@@ -271,20 +325,16 @@ fn train_classify(a: TrainClassifyArgs) -> anyhow::Result<()> {
     settings.valid_split = a.valid_split;
     settings.max_train = a.max_train;
     settings.ngrams = !a.no_ngrams;
-    settings.epochs = a.epochs;
-    settings.batch_size = a.batch_size;
-    settings.learning_rate = a.lr;
-    settings.max_len = a.max_len;
-    settings.patience = a.patience;
+    settings.epochs = a.epochs.unwrap_or(settings.epochs);
+    settings.batch_size = a.batch_size.unwrap_or(settings.batch_size);
+    settings.learning_rate = a.lr.unwrap_or(settings.learning_rate);
+    settings.max_len = a.max_len.unwrap_or(settings.max_len);
+    settings.patience = a.patience.unwrap_or(settings.patience);
     settings.max_neighbours = a.max_neighbours.max(1);
-    anyhow::ensure!(a.max_train != Some(0), "--max-train must be at least 1");
-    // Every mode records these settings in the manifest, where a non-finite number cannot be read back.
-    anyhow::ensure!(a.lr.is_finite() && a.lr > 0.0, "--lr must be a positive number");
-    anyhow::ensure!(a.valid_split.is_finite(), "--valid-split must be a number");
-    if let Some(m) = a.max_minutes {
-        anyhow::ensure!(m.is_finite() && m > 0.0, "--max-minutes must be a positive number");
-    }
     let (encoder, encoder_dir) = load_encoder(&a.encoder)?;
+    if mode == Mode::Finetune {
+        check_max_len(settings.max_len, &encoder_dir)?;
+    }
     let spec = TrainSpec {
         name: name.clone(),
         dest,
@@ -349,7 +399,7 @@ pub fn classify(a: ClassifyArgs) -> anyhow::Result<()> {
     bars.start("classifying", inputs.len() as u64);
     let stdout = std::io::stdout();
     let mut w = BufWriter::new(stdout.lock());
-    for chunk in inputs.chunks(a.batch.max(1)) {
+    for chunk in inputs.chunks(a.batch) {
         let texts: Vec<&str> = chunk.iter().map(|t| t.text.as_str()).collect();
         let preds = clf.predict(&encoder, &texts, a.explain)?;
         for (inp, p) in chunk.iter().zip(&preds) {
@@ -410,13 +460,16 @@ pub fn eval_classify(a: EvalClassifyArgs) -> anyhow::Result<()> {
     let ood = match &a.ood {
         Some(p) => {
             let col = a.ood_text_col.clone().unwrap_or_else(|| text_col.clone());
-            Some((p.display().to_string(), read_texts(p, &col)?))
+            let texts = read_texts(p, &col).with_context(|| {
+                format!("--ood {}: name its text column with --ood-text-col (looked for `{col}`)", p.display())
+            })?;
+            Some((p.display().to_string(), texts))
         }
         None => None,
     };
     let (encoder, _) = load_encoder(&a.encoder)?;
     let bars = Bars::new();
-    let opts = EvalOptions { batch: a.batch.max(1), latency_samples: a.latency_samples };
+    let opts = EvalOptions { batch: a.batch, latency_samples: a.latency_samples };
     let report =
         eval::evaluate(&clf, &encoder, &ds, ood.as_ref().map(|(n, t)| (n.as_str(), t.as_slice())), opts, &bars)?;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("rightmodel-eval-{}", clf.name())));
