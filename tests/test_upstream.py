@@ -85,6 +85,17 @@ def gw(gateway, proxy):
     return openai.OpenAI(base_url=gateway.url("/v1"), api_key="x", max_retries=0, timeout=60)
 
 
+def failed_stream(gw, proxy, mode):
+    """Streams from `large-nofallback` with the proxy in `mode`, expecting a refusal before the 200: the
+    status the client got and how many times the upstream was asked."""
+    proxy.mode = mode
+    hits = proxy.hits
+    with pytest.raises(openai.APIStatusError) as e:
+        for _ in gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4, stream=True):
+            pass
+    return e.value.status_code, proxy.hits - hits
+
+
 def test_passthrough_matches_direct_call(gw, upstream_server):
     direct = openai.OpenAI(base_url=upstream_server.url("/v1"), api_key="x")
     want = direct.chat.completions.create(model="gemma3-270m", messages=MSG, max_tokens=10, temperature=0)
@@ -374,13 +385,7 @@ def test_first_token_timeout_is_504(gw, proxy):
     time is a 504 before anything reached the client, not asked again (the upstream may be generating). A
     non-streaming answer arrives whole, so only the total timeout bounds it: a slow answer is waited for,
     not re-sent and paid for again."""
-    proxy.mode = {"kind": "delay", "seconds": 4}
-    hits = proxy.hits
-    with pytest.raises(openai.APIStatusError) as e:
-        for _ in gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4, stream=True):
-            pass
-    assert e.value.status_code == 504
-    assert proxy.hits == hits + 1
+    assert failed_stream(gw, proxy, {"kind": "delay", "seconds": 4}) == (504, 1)
     proxy.mode = {"kind": "delay", "seconds": 2}
     hits = proxy.hits
     r = gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4)
@@ -395,35 +400,19 @@ def test_stream_keepalives_are_life_and_a_first_error_event_is_retried(gw, proxy
     hits = proxy.hits
     chunks = list(gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4, stream=True))
     assert chunks and proxy.hits == hits + 1
-    proxy.mode = {"kind": "error_first"}
-    hits = proxy.hits
-    with pytest.raises(openai.APIStatusError) as e:
-        for _ in gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4, stream=True):
-            pass
-    assert e.value.status_code == 502 and proxy.hits == hits + 2
+    assert failed_stream(gw, proxy, {"kind": "error_first"}) == (502, 2)
 
 
 def test_stream_that_stalls_before_its_first_event_is_not_asked_again(gw, proxy):
     """200 and event-stream headers, then silence: nothing has reached the client, so it is a failed call
     (a 504, not a 200 whose stream breaks), and the stalled upstream is not asked again (it may still be
     generating); a fallback, where there is one, answers."""
-    proxy.mode = {"kind": "stall_first", "seconds": 3}
-    hits = proxy.hits
-    with pytest.raises(openai.APIStatusError) as e:
-        for _ in gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4, stream=True):
-            pass
-    assert e.value.status_code == 504
-    assert proxy.hits == hits + 1
+    assert failed_stream(gw, proxy, {"kind": "stall_first", "seconds": 3}) == (504, 1)
 
 
 def test_a_stream_that_ends_before_any_event_is_retried(gw, proxy):
     """`data: [DONE]` before any chunk is no answer: retried, then a 502 (it was a 200 with an empty stream)."""
-    proxy.mode = {"kind": "done_first"}
-    hits = proxy.hits
-    with pytest.raises(openai.APIStatusError) as e:
-        for _ in gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4, stream=True):
-            pass
-    assert e.value.status_code == 502 and proxy.hits == hits + 2
+    assert failed_stream(gw, proxy, {"kind": "done_first"}) == (502, 2)
 
 
 def test_a_json_answer_to_a_stream_request_falls_back_at_once(gw, proxy):
