@@ -1,10 +1,10 @@
 //! Client for OpenAI-compatible upstreams: timeouts, retries with jittered backoff (honouring
 //! Retry-After) and streaming passthrough.
 //!
-//! Only calls the upstream cannot have started are retried: failed connections, 429 and 5xx answers,
-//! and streams that end before their first event. A timeout or a connection lost after the request
-//! went out may have left the upstream generating (and billing), so it moves on to the fallbacks
-//! instead of asking the same upstream for the same answer again.
+//! Only calls the upstream cannot have started are retried: failed connections, sends that fail at
+//! once, 429 and 5xx answers, and streams that end or open with an error event before their first
+//! chunk. A timeout or a connection lost later may have left the upstream generating (and billing),
+//! so it moves on to the fallbacks instead of asking the same upstream for the same answer again.
 //!
 //! Retries happen only before the first byte of an answer reaches the client. If an upstream dies in
 //! the middle of a stream, the client has already received part of the answer, so the stream ends with
@@ -316,13 +316,14 @@ impl Upstream {
     /// A streaming call to `path` (`chat/completions`, `completions`) whose SSE `data:` events parse as
     /// `T`; the stream ends at `[DONE]`. Errors as for [`Upstream::chat_stream`].
     ///
-    /// Until its first event arrives nothing has reached the client, so a stream that breaks before
-    /// then is retried (and then falls back) like a failed request; one that stalls falls back (the
-    /// upstream may still be generating). Something (an event, or a comment such as a keep-alive)
-    /// must come within `first_token_timeout_ms` of the last, and the whole stream within
-    /// `total_timeout_ms`. An answer that is not an event stream (a JSON body from a server that
-    /// ignored `stream`) falls back without a retry. A stream that ends without `[DONE]` after a choice finished ends
-    /// normally; events of unknown shape (e.g. content-filter notes) are skipped.
+    /// Until its first event arrives nothing has reached the client, so a stream that ends, or opens
+    /// with an error event, before then is retried (and then falls back) like a failed request; one
+    /// that stalls or breaks falls back without a retry (the upstream may still be generating), and so
+    /// does an answer that is not an event stream (a JSON body from a server that ignored `stream`).
+    /// Something (an event, or a comment such as a keep-alive) must come within
+    /// `first_token_timeout_ms` of the last, and the whole stream within `total_timeout_ms`. A stream
+    /// that ends without `[DONE]` after a choice finished ends normally; events of unknown shape (e.g.
+    /// content-filter notes) are skipped.
     pub async fn sse_stream<T: serde::de::DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
