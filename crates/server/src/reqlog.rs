@@ -310,7 +310,8 @@ pub struct ModelTotals {
     pub cached_tokens: u64,
     /// Completion tokens.
     pub output_tokens: u64,
-    /// Dollars billed.
+    /// Dollars billed for this model's own calls: a cascade that escalated bills its small attempt to
+    /// the small model, though the request counts for the model that answered.
     pub cost_usd: f64,
     /// Median whole-request latency.
     pub p50_ms: f64,
@@ -385,6 +386,7 @@ impl RequestLog {
             let (m, v) = pair.map_err(sql)?;
             by_model.entry(m).or_default().push(v);
         }
+        move_cascade_costs(&conn, since_ms, &mut models).map_err(sql)?;
         for m in &mut models {
             let v = by_model.remove(&m.served_model).unwrap_or_default();
             m.p50_ms = rightmodel_router::metrics::nearest_rank(&v, 0.5);
@@ -411,6 +413,41 @@ impl RequestLog {
             models,
         })
     }
+}
+
+/// Moves what escalated cascades paid for their small attempt (`cascade.first_cost_usd` of the
+/// decision) from the model that answered to the small model, which may have served no request itself.
+fn move_cascade_costs(
+    conn: &rusqlite::Connection,
+    since_ms: i64,
+    models: &mut Vec<ModelTotals>,
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(
+        "SELECT json_extract(decision, '$.cascade.first'),
+                CASE WHEN served_model = '' THEN '-' ELSE served_model END,
+                sum(coalesce(json_extract(decision, '$.cascade.first_cost_usd'), 0))
+         FROM requests
+         WHERE ts_ms >= ?1 AND json_valid(decision)
+               AND json_type(decision, '$.cascade.first') = 'text'
+               AND json_type(decision, '$.cascade.first_cost_usd') IN ('real', 'integer')
+         GROUP BY 1, 2",
+    )?;
+    let moves = stmt
+        .query_map(params![since_ms], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, f64>(2)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (first, served, usd) in moves {
+        if first == served || usd == 0.0 {
+            continue;
+        }
+        if let Some(m) = models.iter_mut().find(|m| m.served_model == served) {
+            m.cost_usd -= usd;
+        }
+        match models.iter_mut().find(|m| m.served_model == first) {
+            Some(m) => m.cost_usd += usd,
+            None => models.push(ModelTotals { served_model: first, cost_usd: usd, ..Default::default() }),
+        }
+    }
+    Ok(())
 }
 
 impl ModelTotals {
@@ -723,6 +760,25 @@ mod tests {
             log.record(LogRow { ts_ms: 1, ..row("old", "small", "small", 0.0, 1.0, 200) });
         }
         let s = RequestLog::summarize(&path, 5).unwrap();
+        {
+            // An escalated cascade: its small attempt is billed to the small model (served nothing).
+            let log = RequestLog::open(&path).unwrap();
+            log.record(LogRow {
+                id: "f".into(),
+                ts_ms: 10,
+                requested_model: "auto".into(),
+                served_model: "large".into(),
+                cost_usd: 0.011,
+                decision: Some(r#"{"cascade":{"first":"mini","first_cost_usd":0.001,"escalated":true}}"#.into()),
+                ..Default::default()
+            });
+        }
+        let c = RequestLog::summarize(&path, 5).unwrap();
+        let cost = |name: &str| c.models.iter().find(|m| m.served_model == name).map(|m| (m.requests, m.cost_usd));
+        let (large, mini) = (cost("large").unwrap(), cost("mini").unwrap());
+        assert!(large.0 == 2 && (large.1 - 0.02).abs() < 1e-12, "{large:?}");
+        assert!(mini.0 == 0 && (mini.1 - 0.001).abs() < 1e-12, "{mini:?}");
+        assert!((c.cost_usd - 0.021).abs() < 1e-12);
         assert_eq!(s.requests, 5);
         assert_eq!(
             s.models.iter().map(|m| (m.served_model.as_str(), m.requests)).collect::<Vec<_>>(),
