@@ -234,6 +234,12 @@ class FaultProxy:
                     time.sleep(mode["seconds"])
                     self.connection.close()
                     return
+                if kind == "ignore_stream" and body:
+                    # A server that ignores `stream` and answers every request whole, as JSON.
+                    obj = json.loads(body)
+                    obj.pop("stream", None)
+                    obj.pop("stream_options", None)
+                    body = json.dumps(obj).encode()
                 up = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=120)
                 up.request(self.command, self.path, body=body, headers={"Content-Type": "application/json"})
                 r = up.getresponse()

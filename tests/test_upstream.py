@@ -426,6 +426,29 @@ def test_a_json_answer_to_a_stream_request_falls_back_at_once(gw, proxy):
     assert proxy.hits == hits + 1
 
 
+def test_a_whole_json_answer_to_a_stream_request_is_passed_on(gw, proxy, gateway, upstream_server):
+    """A server that ignores `stream` answers with one JSON completion, generated and billed: the client
+    gets it as a stream (chat and text completions), with its usage and cost, from one upstream call."""
+    direct = openai.OpenAI(base_url=upstream_server.url("/v1"), api_key="x")
+    want = direct.chat.completions.create(model="gemma3-270m", messages=MSG, max_tokens=6, temperature=0)
+    proxy.mode = {"kind": "ignore_stream"}
+    hits, seen = proxy.hits, {r["id"] for r in gateway.logs()}
+    r = gw.chat.completions.with_raw_response.create(model="large", messages=MSG, max_tokens=6, temperature=0,
+                                                     stream=True, stream_options={"include_usage": True})
+    assert r.headers["x-rightmodel-model"] == "large"
+    chunks = list(r.parse())
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == want.choices[0].message.content
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["length"]
+    u = chunks[-1].usage
+    assert u.completion_tokens == want.usage.completion_tokens and proxy.hits == hits + 1
+    row = gateway.wait_row(lambda r: r["stream"] and r["id"] not in seen)
+    assert row["status"] == 200 and row["served_model"] == "large" and abs(row["cost_usd"] - cost(u)) < 1e-12
+
+    want = direct.completions.create(model="gemma3-270m", prompt="Once upon a time", max_tokens=6, temperature=0)
+    chunks = list(gw.completions.create(model="large", prompt="Once upon a time", max_tokens=6, temperature=0, stream=True))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == want.choices[0].text
+
+
 def test_out_of_quota_and_long_retry_after_are_not_waited_out(gw, proxy):
     """A 429 `insufficient_quota` cannot pass by retrying, and a Retry-After beyond 10 s is the client's
     (or the fallbacks') to handle: one try each, then 502."""

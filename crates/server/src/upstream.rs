@@ -319,7 +319,8 @@ impl Upstream {
     /// Until its first event arrives nothing has reached the client, so a stream that ends, or opens
     /// with an error event, before then is retried (and then falls back) like a failed request; one
     /// that stalls or breaks falls back without a retry (the upstream may still be generating), and so
-    /// does an answer that is not an event stream (a JSON body from a server that ignored `stream`).
+    /// does a JSON body that is not an answer. A whole JSON answer (from a server that ignores
+    /// `stream`) is passed on as the events of a stream: it was generated and billed already.
     /// Something (an event, or a comment such as a keep-alive) must come within
     /// `first_token_timeout_ms` of the last, and the whole stream within `total_timeout_ms`. A stream
     /// that ends without `[DONE]` after a choice finished ends normally; events of unknown shape (e.g.
@@ -334,17 +335,26 @@ impl Upstream {
         let idle = Duration::from_millis(self.config.first_token_timeout_ms);
         let deadline = Instant::now() + Duration::from_millis(self.config.total_timeout_ms);
         let mut attempt = 0u32;
-        let (mut reader, first) = loop {
+        let source = loop {
             let resp = self.send(path, &body, Some(idle), deadline, &mut attempt).await?;
             if is_json(resp.headers()) {
-                let text = tokio::time::timeout_at(deadline.into(), read_capped(resp, ERROR_BODY_MAX))
-                    .await
-                    .unwrap_or_default();
-                let detail = serde_json::from_str::<Value>(&text)
-                    .ok()
+                let text = match tokio::time::timeout_at(deadline.into(), read_capped(resp, BODY_MAX)).await {
+                    Ok(t) => t,
+                    Err(_) => return Err(self.timed_out()),
+                };
+                let v = serde_json::from_str::<Value>(&text).ok();
+                // A whole answer (a server that ignores `stream`) was generated and billed already:
+                // it is passed on as events rather than dropped and asked of a fallback.
+                if let Some(events) = v.as_ref().and_then(whole_answer_as_events) {
+                    tracing::warn!(
+                        "upstream `{name}` answered a stream request with one JSON answer; passed on as events"
+                    );
+                    break StreamSource::Whole(events);
+                }
+                let detail = v
                     .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
-                    // Not the body itself: it may be a whole answer, which the log must not keep.
-                    .unwrap_or_else(|| format!("{} bytes that are not an error object", text.len()));
+                    // Not the body itself: the log must not keep what may be someone's text.
+                    .unwrap_or_else(|| format!("{} bytes that are neither an answer nor an error object", text.len()));
                 tracing::warn!("upstream `{name}` answered a stream request with JSON, not events: {detail}");
                 return Err(ApiError::new(
                     ErrorKind::BadGateway,
@@ -366,7 +376,7 @@ impl Upstream {
                             format!("upstream `{name}` failed at the start of the stream"),
                         )
                     }
-                    None => break (reader, SseItem::Data(d)),
+                    None => break StreamSource::Events(reader, SseItem::Data(d)),
                 },
                 // A stalled or broken stream may have left the upstream working: fall back rather than
                 // ask it again (an error event, or a stream closed before any event, is retried above).
@@ -375,6 +385,22 @@ impl Upstream {
             self.back_off(err, None, deadline, &mut attempt).await?;
         };
         let s = async_stream::stream! {
+            let (mut reader, first) = match source {
+                StreamSource::Events(reader, first) => (reader, first),
+                StreamSource::Whole(events) => {
+                    for v in events {
+                        match T::deserialize(&v) {
+                            Ok(c) => yield Ok(c),
+                            Err(e) => {
+                                tracing::warn!("upstream `{name}` sent an answer of an unknown shape: {e}");
+                                yield Err(ApiError::new(ErrorKind::BadGateway, format!("upstream `{name}` sent an answer of an unknown shape")));
+                                return;
+                            }
+                        }
+                    }
+                    return;
+                }
+            };
             let mut finished = false;
             let mut next = Some(first);
             loop {
@@ -424,6 +450,55 @@ impl Upstream {
         };
         Ok(s)
     }
+}
+
+/// Where a stream's events come from.
+enum StreamSource {
+    /// An event stream, with its first event already read.
+    Events(SseReader, SseItem),
+    /// Events made from one JSON answer (see [`whole_answer_as_events`]).
+    Whole(Vec<Value>),
+}
+
+/// The stream events that carry the same answer as `v`, a whole chat or text completion (`None` when
+/// `v` is not one, e.g. an error object): one event with every choice (a chat `message` becomes a
+/// `delta`, its tool calls numbered as stream deltas are), then one with the usage, as OpenAI streams
+/// it.
+fn whole_answer_as_events(v: &Value) -> Option<Vec<Value>> {
+    if v.get("error").is_some_and(|e| !e.is_null()) {
+        return None;
+    }
+    let mut head = v.as_object()?.clone();
+    let choices = head.get_mut("choices")?.as_array_mut()?;
+    if choices.is_empty() {
+        return None;
+    }
+    for c in choices.iter_mut() {
+        let c = c.as_object_mut()?;
+        if let Some(mut message) = c.remove("message") {
+            if let Some(calls) = message.get_mut("tool_calls").and_then(Value::as_array_mut) {
+                for (i, call) in calls.iter_mut().enumerate() {
+                    if let Some(call) = call.as_object_mut() {
+                        call.insert("index".into(), Value::from(i));
+                    }
+                }
+            }
+            c.insert("delta".into(), message);
+        } else if !c.contains_key("text") {
+            return None;
+        }
+    }
+    if head.get("object").and_then(Value::as_str) == Some("chat.completion") {
+        head.insert("object".into(), Value::from("chat.completion.chunk"));
+    }
+    let usage = head.remove("usage").filter(|u| !u.is_null());
+    let mut events = vec![Value::Object(head.clone())];
+    if let Some(usage) = usage {
+        head.insert("choices".into(), Value::Array(Vec::new()));
+        head.insert("usage".into(), usage);
+        events.push(Value::Object(head));
+    }
+    Some(events)
 }
 
 /// The `error` object of a stream event, if it is one.
@@ -738,6 +813,44 @@ mod tests {
         );
         // A last event without its blank line, and a stream that simply ends.
         assert_eq!(read_all(&["data: {\"a\":1}\n\ndata: {\"b\":2}"]), want[..2].to_vec());
+    }
+
+    #[test]
+    fn a_whole_answer_becomes_the_events_of_a_stream() {
+        let chat = serde_json::json!({
+            "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": "hi", "refusal": null,
+                "tool_calls": [{"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+                               {"id": "b", "type": "function", "function": {"name": "g", "arguments": "{}"}}]}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+        });
+        let events = whole_answer_as_events(&chat).expect("a chat answer");
+        let chunks: Vec<ChatCompletionChunk> =
+            events.iter().map(|e| serde_json::from_value(e.clone()).expect("a chunk")).collect();
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(events[0]["object"], "chat.completion.chunk");
+        let d = &chunks[0].choices[0].delta;
+        assert_eq!((d.role.as_deref(), d.content.as_deref()), (Some("assistant"), Some("hi")));
+        let calls = d.tool_calls.as_ref().expect("tool calls");
+        assert_eq!(calls.iter().map(|c| c.index).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(chunks[0].choices[0].finish_reason.as_deref(), Some("tool_calls"));
+        assert!(chunks[0].usage.is_none() && chunks[1].choices.is_empty());
+        assert_eq!(chunks[1].usage.as_ref().map(|u| u.total_tokens), Some(5));
+
+        let text = serde_json::json!({"id": "t", "object": "text_completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "text": "hi", "finish_reason": "stop", "logprobs": null}]});
+        let events = whole_answer_as_events(&text).expect("a text answer");
+        assert_eq!((events.len(), &events[0]), (1, &text), "no usage, no usage event");
+
+        for not_an_answer in [
+            serde_json::json!({"error": {"message": "streaming is not supported"}}),
+            serde_json::json!({"choices": []}),
+            serde_json::json!({"choices": [{"index": 0}]}),
+            serde_json::json!([1, 2]),
+        ] {
+            assert!(whole_answer_as_events(&not_an_answer).is_none(), "{not_an_answer}");
+        }
     }
 
     #[test]
