@@ -136,7 +136,7 @@ class FaultProxy:
     """A small HTTP proxy in front of an upstream that can add delay, 5xx answers, connection resets
     and streams cut in the middle. `mode` is changed by tests between requests."""
 
-    def __init__(self, upstream_port):
+    def __init__(self, upstream_port, ssl_context=None):
         self.upstream_port = upstream_port
         self.mode = {"kind": "pass"}
         self.hits = 0
@@ -310,6 +310,9 @@ class FaultProxy:
             allow_reuse_address = True
 
         self.server = Srv(("127.0.0.1", 0), Handler)
+        if ssl_context is not None:
+            # HTTPS in front of the plain upstream (handshakes happen as connections are accepted).
+            self.server.socket = ssl_context.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

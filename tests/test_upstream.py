@@ -449,6 +449,53 @@ def test_a_whole_json_answer_to_a_stream_request_is_passed_on(gw, proxy, gateway
     assert "".join(c.choices[0].text for c in chunks if c.choices) == want.choices[0].text
 
 
+def test_an_https_upstream_signed_by_a_private_ca(tmp_path_factory, upstream_server):
+    """`ca_file` trusts a private CA for one upstream (chat, streamed or not); without it the same
+    server's certificate is refused; a `ca_file` that is missing or holds no certificate stops the start."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    tls = FaultProxy(upstream_server.port, ssl_context=ctx)
+    d = tmp_path_factory.mktemp("tls")
+    (d / "tls").mkdir()
+    ca.cert_pem.write_to_path(str(d / "tls" / "private-ca.pem"))
+    upstreams = f"""
+[[upstream]]
+name = "private"
+base_url = "https://127.0.0.1:{tls.port}/v1"
+model = "gemma3-270m"
+ca_file = "private-ca.pem"
+
+[[upstream]]
+name = "untrusted"
+base_url = "https://127.0.0.1:{tls.port}/v1"
+model = "gemma3-270m"
+max_retries = 0
+"""
+    s = Server(d, upstreams, "tls")
+    try:
+        c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
+        assert c.chat.completions.create(model="private", messages=MSG, max_tokens=3).choices[0].message.content
+        chunks = list(c.chat.completions.create(model="private", messages=MSG, max_tokens=3, stream=True))
+        assert any(ch.choices and ch.choices[0].delta.content for ch in chunks)
+        hits = tls.hits
+        with pytest.raises(openai.APIStatusError) as e:
+            c.chat.completions.create(model="untrusted", messages=MSG, max_tokens=3)
+        assert e.value.status_code == 502 and tls.hits == hits, "the untrusted certificate ends the call in the handshake"
+    finally:
+        s.stop()
+        tls.close()
+    (d / "bad").mkdir()
+    (d / "bad" / "empty.pem").write_text("not a certificate\n")
+    for ca_file, says in (("missing.pem", "missing.pem"), ("empty.pem", "holds no PEM certificate")):
+        with pytest.raises(RuntimeError, match=says):
+            Server(d, upstreams.replace("private-ca.pem", ca_file), "bad")
+
+
 def test_out_of_quota_and_long_retry_after_are_not_waited_out(gw, proxy):
     """A 429 `insufficient_quota` cannot pass by retrying, and a Retry-After beyond 10 s is the client's
     (or the fallbacks') to handle: one try each, then 502."""

@@ -244,6 +244,11 @@ pub struct UpstreamModel {
     /// that reject the field (usage is then estimated from the text).
     #[serde(default = "default_true")]
     pub stream_usage: bool,
+    /// PEM file of certificate authorities trusted for this upstream besides the public web roots: a
+    /// private CA (an in-house inference server) or a TLS-inspecting corporate proxy. Relative to the
+    /// config file.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_true() -> bool {
@@ -478,6 +483,7 @@ impl Config {
         self.route.router_dir.iter_mut().for_each(fix);
         self.classifiers.iter_mut().filter_map(|c| c.path.as_mut()).for_each(fix);
         self.docs.iter_mut().filter_map(|d| d.path.as_mut()).for_each(fix);
+        self.upstreams.iter_mut().filter_map(|u| u.ca_file.as_mut()).for_each(fix);
         // Model files given as relative paths too (a pulled model's bare name stays a name).
         let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
         self.locals.iter_mut().for_each(|m| fix_spec(&mut m.model, base, home.as_deref()));

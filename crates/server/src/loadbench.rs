@@ -87,6 +87,7 @@ async fn start_gateway(upstream: SocketAddr, log_dir: &std::path::Path) -> Resul
         tier: 1.0,
         tools: true,
         stream_usage: true,
+        ca_file: None,
     });
     let state = tokio::task::spawn_blocking(move || crate::build_state(config))
         .await

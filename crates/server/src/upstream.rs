@@ -55,12 +55,16 @@ impl Upstream {
         };
         let headers =
             call_headers(&config, api_key.as_deref()).map_err(|e| format!("upstream `{}`: {e}", config.name))?;
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
             .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| format!("upstream `{}`: {e}", config.name))?;
+            .tcp_nodelay(true);
+        if let Some(path) = &config.ca_file {
+            for cert in ca_certificates(path).map_err(|e| format!("upstream `{}`: {e}", config.name))? {
+                client = client.add_root_certificate(cert);
+            }
+        }
+        let client = client.build().map_err(|e| format!("upstream `{}`: {e}", config.name))?;
         Ok(Upstream { config, client, headers })
     }
 
@@ -450,6 +454,18 @@ impl Upstream {
         };
         Ok(s)
     }
+}
+
+/// The certificates of the PEM file `path` (`ca_file`), checked at start: a missing or unreadable file,
+/// or one without a certificate, would otherwise surface as every call's TLS failure.
+fn ca_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("ca_file {shown}: {e}"))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("ca_file {shown}: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("ca_file {shown} holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)"));
+    }
+    Ok(certs)
 }
 
 /// Where a stream's events come from.
