@@ -230,12 +230,16 @@ impl Accounting {
         self.row.stream = stream;
     }
 
-    /// Records the time to the first token.
+    /// Records the time to the first token. The per-model histogram only counts requests one model
+    /// served alone: after a cascade's small attempt or a failed fallback, the time includes another
+    /// model's work and would make this one look slow.
     pub fn mark_first_token(&mut self) {
         if self.row.ttft_ms.is_none() {
             let t = self.start.elapsed();
             self.row.ttft_ms = Some(t.as_secs_f64() * 1e3);
-            self.state.metrics.ttft.with_label_values(&[&self.row.served_model]).observe(t.as_secs_f64());
+            if !self.several_models {
+                self.state.metrics.ttft.with_label_values(&[&self.row.served_model]).observe(t.as_secs_f64());
+            }
         }
     }
 
