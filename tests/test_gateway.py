@@ -183,10 +183,17 @@ def test_embeddings_float_and_base64(client):
     decoded = struct.unpack(f"<{len(raw) // 4}f", raw)
     assert len(decoded) == 384
     assert max(abs(a - b) for a, b in zip(decoded, v[0])) < 1e-6
-    # Token ids (LangChain's default) are refused with a way out.
+    # Token ids as tiktoken's cl100k_base makes them (LangChain's OpenAIEmbeddings sends them by default)
+    # embed the text they encode: [9906, 1917] is "Hello world".
+    text = client.embeddings.create(model="minilm-l6", input=["Hello world", "A man is eating food."])
+    ids = client.embeddings.create(model="minilm-l6", input=[[9906, 1917], [32, 893, 374, 12459, 3691, 13]])
+    for a, b in zip(text.data, ids.data):
+        assert max(abs(x - y) for x, y in zip(a.embedding, b.embedding)) < 1e-5
+    one = client.embeddings.create(model="minilm-l6", input=[9906, 1917])
+    assert len(one.data) == 1 and max(abs(x - y) for x, y in zip(one.data[0].embedding, text.data[0].embedding)) < 1e-5
     with pytest.raises(openai.BadRequestError) as e:
-        client.embeddings.create(model="minilm-l6", input=[[9906, 1917]])
-    assert e.value.body["param"] == "input" and "check_embedding_ctx_length" in e.value.body["message"]
+        client.embeddings.create(model="minilm-l6", input=[[9906], [999999]])
+    assert e.value.body["param"] == "input" and "input[1]" in e.value.body["message"]
 
 
 def test_errors_are_openai_shaped(local_server, client):

@@ -661,7 +661,7 @@ pub enum EmbeddingInput {
     One(String),
     /// Several texts.
     Many(Vec<String>),
-    /// Pre-tokenised input (not supported by local encoders).
+    /// Token ids: one list, or a list of lists (read as `cl100k_base` ids by the local encoder).
     Tokens(Vec<Value>),
 }
 

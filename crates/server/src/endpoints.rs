@@ -463,18 +463,14 @@ pub async fn embeddings(
     let texts: Vec<String> = match req.input {
         EmbeddingInput::One(s) => vec![s],
         EmbeddingInput::Many(v) => v,
-        EmbeddingInput::Tokens(_) => {
-            // Token ids of another model's tokenizer (LangChain's OpenAIEmbeddings sends them by default)
-            // mean nothing to this encoder: say how to send text instead.
-            return fail(
-                acct,
-                ApiError::invalid(
-                    "input",
-                    "Token-id input is not supported; send text. (LangChain's OpenAIEmbeddings sends token ids \
-                     unless created with check_embedding_ctx_length=False.)",
-                )
-                .with_code("unsupported_parameter"),
-            );
+        // Token ids as tiktoken makes them (LangChain's OpenAIEmbeddings sends them by default): embedded
+        // as the text they encode (see `token_input`).
+        EmbeddingInput::Tokens(ids) => {
+            match tokio::task::spawn_blocking(move || crate::token_input::cl100k_texts(&ids)).await {
+                Ok(Ok(texts)) => texts,
+                Ok(Err(e)) => return fail(acct, e),
+                Err(_) => return fail(acct, ApiError::internal("reading token ids failed")),
+            }
         }
     };
     if texts.is_empty() || texts.iter().any(|t| t.is_empty()) {

@@ -24,6 +24,7 @@ pub mod reqlog;
 pub mod routing;
 pub mod state;
 pub mod tasks_api;
+pub mod token_input;
 pub mod tools;
 pub mod upstream;
 
