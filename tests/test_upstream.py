@@ -841,8 +841,42 @@ name = "handbook"
             c.chat.completions.create(model="docs:handbook", response_format={"type": "json_object"},
                                       messages=[{"role": "user", "content": "When was the museum founded?"}])
         assert e.value.body["param"] == "response_format"
+        # The request's cost cap binds the escalation and its fallbacks: the free `dead` is tried, its paid
+        # fallback `large` is not, and the documents answer.
+        hits = proxy.hits
+        r = c.chat.completions.with_raw_response.create(
+            model="docs:handbook", max_tokens=8, extra_body={"rightmodel": {"max_cost_usd": 1e-9}},
+            messages=[{"role": "user", "content": "What is the boiling point of liquid nitrogen in kelvin?"}])
+        d = _decision(r)
+        assert r.headers["x-rightmodel-model"] == "docs:handbook", d
+        assert d["reason"] == "docs_low_confidence_escalation_failed" and proxy.hits == hits, d
     finally:
         s.stop()
+
+
+def test_rightmodel_options_are_checked_and_bind_named_models(gw, proxy):
+    """The `rightmodel` options and `x-rightmodel-*` headers are checked on every request and errors name
+    what the client sent (a misspelt cap is not dropped); a named paid model must fit the request's cost
+    cap (422 before any upstream call)."""
+    for kwargs, param, says in [
+        ({"extra_body": {"rightmodel": {"max_cost": 1e-9}}}, "rightmodel.max_cost", "unknown option"),
+        ({"extra_body": {"rightmodel": {"strong_share": "0.3"}}}, "rightmodel.strong_share", "a number"),
+        ({"extra_headers": {"x-rightmodel-explain": "maybe"}}, "x-rightmodel-explain", "true or false"),
+        ({"extra_headers": {"x-rightmodel-strong-share": "2"}}, "x-rightmodel-strong-share", "between 0 and 1"),
+    ]:
+        for model in ["auto", "small"]:
+            with pytest.raises(openai.BadRequestError) as e:
+                gw.chat.completions.create(model=model, messages=MSG, max_tokens=2, **kwargs)
+            assert e.value.body["param"] == param and says in e.value.body["message"], (model, e.value.body)
+    hits = proxy.hits
+    with pytest.raises(openai.UnprocessableEntityError) as e:
+        gw.chat.completions.create(model="large", messages=MSG, max_tokens=2, extra_body={"rightmodel": {"max_cost_usd": 1e-9}})
+    assert e.value.body["code"] == "max_cost_exceeded" and e.value.body["param"] == "rightmodel.max_cost_usd"
+    with pytest.raises(openai.UnprocessableEntityError):
+        gw.completions.create(model="large", prompt="Hi", max_tokens=2, extra_headers={"x-rightmodel-max-cost-usd": "1e-9"})
+    assert proxy.hits == hits
+    # A free model fits any cost cap.
+    gw.chat.completions.create(model="small", messages=MSG, max_tokens=2, extra_body={"rightmodel": {"max_cost_usd": 1e-9}})
 
 
 def test_cascade_asks_an_upstream_small_model_for_logprobs(tmp_path, proxy):
@@ -1078,6 +1112,14 @@ daily_spend_usd = 5.0
             assert 1 <= got.count(200) <= 3 and got.count(429) >= 5, (model, got)
         rows = s.logs()
         assert sum(r["cost_usd"] for r in rows) < 5.0
+        # One call that would cost more than is left is refused before the upstream is asked, and says by
+        # how much (1,000 answer tokens at $8,000/Mtok hold $8).
+        proxy.mode = {"kind": "pass"}
+        hits = proxy.hits
+        with pytest.raises(openai.RateLimitError) as e:
+            c.chat.completions.create(model="pricey", messages=MSG, max_tokens=1000)
+        assert "less than this call's likely cost of $8.0" in e.value.body["message"], e.value.body
+        assert e.value.body["code"] == "insufficient_quota" and proxy.hits == hits
     finally:
         proxy.mode = {"kind": "pass"}
         s.stop()

@@ -40,6 +40,9 @@ pub struct Accounting {
     /// Input tokens, output tokens and dollars already added to the per-model metrics under an earlier
     /// model of this request (a cascade's small answer), so each model's counters get its own share.
     metered: (u64, u64, f64),
+    /// The request's own cost and latency caps, which every model that serves it must fit (fallbacks
+    /// and escalations included).
+    caps: rightmodel_router::Overrides,
 }
 
 impl Accounting {
@@ -68,7 +71,25 @@ impl Accounting {
             estimated: None,
             several_models: false,
             metered: (0, 0, 0.0),
+            caps: Default::default(),
         }
+    }
+
+    /// Records the request's options (see [`crate::routing::AutoRouter::overrides`]): their cost and
+    /// latency caps bind every model that serves the request.
+    pub fn set_caps(&mut self, caps: rightmodel_router::Overrides) {
+        self.caps = caps;
+    }
+
+    /// The request's options, as [`Accounting::set_caps`] recorded them.
+    pub fn caps(&self) -> &rightmodel_router::Overrides {
+        &self.caps
+    }
+
+    /// 422 when a call to `name` at `price` would break the request's own cost or latency cap.
+    pub fn check_caps(&self, name: &str, price: rightmodel_core::Price) -> Result<(), rightmodel_core::ApiError> {
+        let out = u32::try_from(self.hold_output).unwrap_or(u32::MAX);
+        self.state.router.check_named(name, price, &self.caps, self.prompt_estimate, Some(out))
     }
 
     /// Records that `model` failed with `error` and the next of its fallback chain is tried.
@@ -165,7 +186,7 @@ impl Accounting {
         // all pass a nearly spent budget (prompt estimate and the answer's token limit), together with
         // what earlier calls of this request cost (a cascade's small answer), which is spent only
         // when the request ends.
-        self.hold(price.cost(self.prompt_estimate, self.hold_output) + self.row.cost_usd);
+        self.hold(self.likely_cost(price) + self.row.cost_usd);
     }
 
     /// A cascade whose escalation failed answers with its small model's answer after all: that model
@@ -176,6 +197,12 @@ impl Accounting {
         self.usage_seen = true;
         self.streamed_chars = 0;
         self.hold(self.row.cost_usd);
+    }
+
+    /// What a call at `price` likely costs: the prompt estimate and the answer's token limit (what
+    /// [`Accounting::set_served`] holds while it runs).
+    pub fn likely_cost(&self, price: rightmodel_core::Price) -> f64 {
+        price.cost(self.prompt_estimate, self.hold_output)
     }
 
     /// Replaces what this request holds against the limits with `usd`.
@@ -199,7 +226,9 @@ impl Accounting {
         // What this request already spent (a cascade's small answer) stays held; the failed call's
         // estimate does not.
         self.hold(self.row.cost_usd);
-        let checked = self.state.check_limits(&self.caller, name, price);
+        let checked = self
+            .check_caps(name, price)
+            .and_then(|()| self.state.check_limits(&self.caller, name, price, self.likely_cost(price)));
         if let Err(e) = &checked {
             self.record_failure(name, &e.message);
         }

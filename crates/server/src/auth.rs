@@ -107,18 +107,19 @@ impl Caller {
         self.allowed_models().is_none_or(|list| list.iter().any(|m| m == model))
     }
 
-    /// 429 when the key has spent its daily limit and `model` is paid (free models still serve).
-    pub fn check_spend(&self, model: &str, price: rightmodel_core::Price) -> Result<(), ApiError> {
+    /// 429 when what is left of the key's daily limit (after today's spend and what its running
+    /// requests hold) does not cover a call to the paid `model` likely to cost `cost` (free models
+    /// still serve).
+    pub fn check_spend(&self, model: &str, price: rightmodel_core::Price, cost: f64) -> Result<(), ApiError> {
         let Some(k) = &self.key else { return Ok(()) };
-        if price.is_free() || k.config.daily_spend_usd <= 0.0 || k.spend.committed() < k.config.daily_spend_usd {
+        let (limit, committed) = (k.config.daily_spend_usd, k.spend.committed());
+        if price.is_free() || limit <= 0.0 || committed + cost <= limit {
             return Ok(());
         }
+        let what = crate::budget::over_limit(&format!("Key `{}`'s daily limit", k.config.name), limit, committed, cost);
         Err(ApiError::new(
             ErrorKind::RateLimited,
-            format!(
-                "Key `{}` has spent its daily limit of ${:.2}; `{model}` is a paid model (local models still serve).",
-                k.config.name, k.config.daily_spend_usd
-            ),
+            format!("{what}; `{model}` is a paid model (local models still serve)."),
         )
         .with_code("insufficient_quota")
         .with_retry_after(crate::budget::seconds_to_midnight_utc()))
@@ -298,9 +299,24 @@ mod tests {
         let a = Auth::new(&[key(0, 1.0)], &[("t".into(), 1.5)]);
         let caller = a.authenticate(&bearer("sk-test")).unwrap();
         let paid = rightmodel_core::Price::new(1.0, 2.0);
-        assert_eq!(caller.check_spend("a", paid).unwrap_err().code.as_deref(), Some("insufficient_quota"));
+        assert_eq!(caller.check_spend("a", paid, 0.0).unwrap_err().code.as_deref(), Some("insufficient_quota"));
         // Free (local) models still serve a key that has spent its limit.
-        caller.check_spend("local", rightmodel_core::Price::default()).unwrap();
+        caller.check_spend("local", rightmodel_core::Price::default(), 0.0).unwrap();
         assert_eq!(caller.spend_limit(), Some((1.0, 1.5)));
+    }
+
+    #[test]
+    fn a_call_must_fit_what_is_left_of_the_limit() {
+        let a = Auth::new(&[key(0, 1.0)], &[("t".into(), 0.4)]);
+        let caller = a.authenticate(&bearer("sk-test")).unwrap();
+        let paid = rightmodel_core::Price::new(1.0, 2.0);
+        caller.check_spend("a", paid, 0.6).unwrap();
+        let e = caller.check_spend("a", paid, 0.7).unwrap_err();
+        assert!(e.message.contains("$0.60 left, less than this call's likely cost of $0.70"), "{}", e.message);
+        // What running requests hold counts as spent.
+        caller.reserve(0.5);
+        assert!(caller.check_spend("a", paid, 0.2).is_err());
+        caller.release(0.5);
+        caller.check_spend("a", paid, 0.2).unwrap();
     }
 }

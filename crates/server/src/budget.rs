@@ -18,6 +18,37 @@ pub fn seconds_to_midnight_utc() -> u64 {
     (86_400 - now.rem_euclid(86_400)) as u64
 }
 
+/// Dollars as people read them: cents for amounts of a dollar or more, otherwise enough digits to
+/// tell small limits apart ($0.00001 is not "$0.00").
+pub fn usd(x: f64) -> String {
+    if x.abs() >= 1.0 {
+        format!("${x:.2}")
+    } else {
+        let s = format!("{x:.8}");
+        let t = s.trim_end_matches('0');
+        if t.split('.').nth(1).map_or(0, str::len) <= 2 {
+            format!("${x:.2}")
+        } else {
+            format!("${t}")
+        }
+    }
+}
+
+/// Why a call likely to cost `cost` does not fit `limit` (`what`, e.g. "Key `ci` has a daily limit")
+/// with `committed` spent or held today.
+pub fn over_limit(what: &str, limit: f64, committed: f64, cost: f64) -> String {
+    if committed >= limit {
+        format!("{what} of {} is spent", usd(limit))
+    } else {
+        format!(
+            "{what} of {} has {} left, less than this call's likely cost of {} (the prompt and max_tokens)",
+            usd(limit),
+            usd(limit - committed),
+            usd(cost)
+        )
+    }
+}
+
 /// Dollars spent today, and dollars held for requests still running.
 ///
 /// Spend is known only when a request ends; checking limits against it alone let every request that
@@ -69,5 +100,19 @@ impl SpendCounter {
         let g = self.inner.lock();
         let spent = if g.0 == utc_day() { g.1 } else { 0.0 };
         spent + g.2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollars_show_small_limits() {
+        assert_eq!(usd(12.5), "$12.50");
+        assert_eq!(usd(0.5), "$0.50");
+        assert_eq!(usd(0.00001), "$0.00001");
+        assert_eq!(usd(0.0013), "$0.0013");
+        assert_eq!(usd(0.0), "$0.00");
     }
 }

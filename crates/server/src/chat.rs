@@ -292,6 +292,9 @@ async fn handle(
     acct.set_output_limit(req.sampling.max_completion_tokens.or(req.sampling.max_tokens).map(u64::from));
     let stream = req.sampling.stream.unwrap_or(false);
     acct.set_stream(stream);
+    // The `rightmodel` options and `x-rightmodel-*` headers are checked on every request (a misspelt cap
+    // must not pass unnoticed); a named model must fit the request's own cost and latency caps.
+    acct.set_caps(st.router.overrides(req.rightmodel.as_ref(), headers)?);
 
     // `auto` chooses among the models the key may use; a named model must be on the key's list.
     if req.model != "auto" {
@@ -314,10 +317,13 @@ async fn handle(
         return Ok(reply);
     }
     let model = st.chat_model(&target)?;
+    if outcome.is_none() {
+        acct.check_caps(&target, model.price())?;
+    }
     // Checked for `auto`'s choice too: the router saw the budget a moment ago, and concurrent requests
     // may have taken what was left since. Then `auto` chooses once more with the budget as it is now (a
     // spent budget leaves the free models) instead of refusing a request a local model can serve.
-    let (outcome, target) = match st.check_limits(&caller, &target, model.price()) {
+    let (outcome, target) = match st.check_limits(&caller, &target, model.price(), acct.likely_cost(model.price())) {
         Ok(()) => (outcome, target),
         Err(e) if outcome.is_some() && e.kind == ErrorKind::RateLimited => {
             let mut again =
@@ -340,7 +346,8 @@ async fn handle(
                     return Ok(reply);
                 }
             }
-            st.check_limits(&caller, &again.served, st.chat_model(&again.served)?.price())?;
+            let price = st.chat_model(&again.served)?.price();
+            st.check_limits(&caller, &again.served, price, acct.likely_cost(price))?;
             acct.set_decision(&again.reason, &again.decision);
             let served = again.served.clone();
             (Some(again), served)
@@ -464,7 +471,11 @@ pub(crate) fn chain(st: &SharedState, first: &str, acct: &Accounting) -> Result<
         if !acct.caller().may_use(f) {
             continue;
         }
-        if let Some(fm) = st.chat.get(f).filter(|fm| st.check_limits(acct.caller(), f, fm.price()).is_ok()) {
+        if let Some(fm) = st
+            .chat
+            .get(f)
+            .filter(|fm| st.check_limits(acct.caller(), f, fm.price(), acct.likely_cost(fm.price())).is_ok())
+        {
             out.push((f.clone(), fm.clone()));
         }
     }
@@ -1041,7 +1052,8 @@ async fn cascade(
     // The spending limits, checked for the small model at the start, are checked for the large one
     // now: concurrent requests may have spent the budget while the small model answered.
     let caller = acct.caller().clone();
-    let escalated = match st.check_limits(&caller, &large_name, st.chat_model(&large_name)?.price()) {
+    let large_price = st.chat_model(&large_name)?.price();
+    let escalated = match st.check_limits(&caller, &large_name, large_price, acct.likely_cost(large_price)) {
         Err(e) => Err(e),
         Ok(()) if stream => open_stream(st, &large_name, &req, acct).await.map(|(served, s, accounted)| {
             // A fallback of the large model may have answered: the decision names it.

@@ -187,11 +187,20 @@ pub async fn completions(
         Ok(m) => m.clone(),
         Err(e) => return fail(acct, e),
     };
-    if let Err(e) = st.check_limits(&caller, &req.model, model.price()) {
-        return fail(acct, e);
-    }
     acct.set_prompt_estimate(req.prompt.estimated_tokens());
     acct.set_output_limit(req.sampling.max_completion_tokens.or(req.sampling.max_tokens).map(u64::from));
+    // The request's own caps (`rightmodel` object, `x-rightmodel-*` headers) hold for a named model
+    // and its fallbacks.
+    match st.router.overrides(req.rightmodel.as_ref(), &headers) {
+        Ok(caps) => acct.set_caps(caps),
+        Err(e) => return fail(acct, e),
+    }
+    if let Err(e) = acct.check_caps(&req.model, model.price()) {
+        return fail(acct, e);
+    }
+    if let Err(e) = st.check_limits(&caller, &req.model, model.price(), acct.likely_cost(model.price())) {
+        return fail(acct, e);
+    }
     let id = acct.id().to_string();
     let stream = req.sampling.stream.unwrap_or(false);
     acct.set_stream(stream);

@@ -276,11 +276,15 @@ impl AutoRouter {
     }
 
     /// Per-request options: the body's `rightmodel` object, then `x-rightmodel-*` headers, over the
-    /// configured defaults.
-    fn overrides(&self, req: &ChatCompletionRequest, headers: &HeaderMap) -> Result<Overrides, ApiError> {
+    /// configured defaults. Errors name the field or header the client sent.
+    pub fn overrides(&self, rightmodel: Option<&Value>, headers: &HeaderMap) -> Result<Overrides, ApiError> {
         let mut o = self.default_overrides.clone();
-        match &req.rightmodel {
-            Some(Value::Object(m)) => o.extend(m.clone()),
+        match rightmodel {
+            Some(Value::Object(m)) => {
+                // The client's own fields are checked on their own, so an error names them.
+                Overrides::from_json(&Value::Object(m.clone())).map_err(|e| e.to_api_error())?;
+                o.extend(m.clone());
+            }
             Some(Value::Null) | None => {}
             Some(_) => return Err(ApiError::invalid("rightmodel", "`rightmodel` must be an object.")),
         }
@@ -292,28 +296,83 @@ impl AutoRouter {
             ("x-rightmodel-explain", "explain"),
             ("x-rightmodel-strategy", "strategy"),
         ] {
-            if let Some(v) = headers.get(header).and_then(|v| v.to_str().ok()) {
-                let v = v.trim();
-                let parsed = match key {
-                    "explain" => Value::Bool(matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes")),
-                    "strategy" => Value::String(v.to_string()),
-                    _ => v
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|x| x.is_finite())
-                        .map(Value::from)
-                        .ok_or_else(|| ApiError::invalid(header, format!("`{header}` must be a number.")))?,
-                };
-                o.insert(key.into(), parsed);
-            }
+            let Some(raw) = headers.get(header) else { continue };
+            let v = raw
+                .to_str()
+                .map_err(|_| ApiError::invalid(header, format!("`{header}` must be plain ASCII text.")))?
+                .trim();
+            let parsed = match key {
+                "explain" => match v.to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" => Value::Bool(true),
+                    "false" | "0" | "no" => Value::Bool(false),
+                    _ => {
+                        return Err(ApiError::invalid(header, format!("`{header}` must be true or false, got `{v}`.")))
+                    }
+                },
+                "strategy" => Value::String(v.to_string()),
+                _ => v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .map(Value::from)
+                    .ok_or_else(|| ApiError::invalid(header, format!("`{header}` must be a number.")))?,
+            };
+            // Checked alone, so that an error names the header rather than a body field.
+            let one = Value::Object(Map::from_iter([(key.to_string(), parsed.clone())]));
+            Overrides::from_json(&one).map_err(|e| {
+                let mut e = e.to_api_error();
+                e.param = Some(header.to_string());
+                e.message = format!("{} (header `{header}`)", e.message);
+                e
+            })?;
+            o.insert(key.into(), parsed);
         }
         Overrides::from_json(&Value::Object(o)).map_err(|e| e.to_api_error())
+    }
+
+    /// Checks the request's own cost and latency caps (`max_cost_usd`, `max_latency_ms`) for a model the
+    /// client named instead of `auto`: the estimates `auto` would make (price x prompt and `max_tokens`,
+    /// or 256 answer tokens; live latency of the models `auto` tracks). A model whose latency is not
+    /// tracked is checked for cost only.
+    pub fn check_named(
+        &self,
+        name: &str,
+        price: rightmodel_core::Price,
+        overrides: &Overrides,
+        input_tokens: u64,
+        max_output_tokens: Option<u32>,
+    ) -> Result<(), ApiError> {
+        let out =
+            max_output_tokens.unwrap_or_else(|| self.router.as_ref().map_or(256, |r| r.config().default_output_tokens));
+        if let Some(cap) = overrides.max_cost_usd {
+            let cost = price.cost(input_tokens, u64::from(out));
+            if cost > cap {
+                return Err(ApiError::new(
+                    ErrorKind::Unprocessable,
+                    format!("`{name}` would cost about ${cost:.6} for this request, over max_cost_usd={cap}"),
+                )
+                .with_param("rightmodel.max_cost_usd")
+                .with_code("max_cost_exceeded"));
+            }
+        }
+        if let Some(cap) = overrides.max_latency_ms {
+            let tracked = self.router.as_ref().and_then(|r| r.candidates().iter().find(|c| c.name == name));
+            if let Some(ms) = tracked.map(|c| c.latency.estimate_ms(out)).filter(|ms| *ms > cap) {
+                return Err(ApiError::new(
+                    ErrorKind::Unprocessable,
+                    format!("`{name}` would take about {ms:.0} ms for this request, over max_latency_ms={cap}"),
+                )
+                .with_param("rightmodel.max_latency_ms")
+                .with_code("max_latency_exceeded"));
+            }
+        }
+        Ok(())
     }
 
     /// Whether `req` asks for an explanation, read as the router reads it (the body's `rightmodel`
     /// object, then the `x-rightmodel-explain` header, over the configured defaults).
     pub fn explain_requested(&self, req: &ChatCompletionRequest, headers: &HeaderMap) -> Result<bool, ApiError> {
-        Ok(self.overrides(req, headers)?.explain == Some(true))
+        Ok(self.overrides(req.rightmodel.as_ref(), headers)?.explain == Some(true))
     }
 
     /// Chooses a model for `req`.
@@ -329,7 +388,7 @@ impl AutoRouter {
             .router
             .clone()
             .ok_or_else(|| ApiError::new(ErrorKind::Unprocessable, "No chat model is configured for `auto`."))?;
-        let mut overrides = self.overrides(req, headers)?;
+        let mut overrides = self.overrides(req.rightmodel.as_ref(), headers)?;
         let mode = crate::tools::tool_mode(req)?;
         // A cascade judges the small answer by its token log-probabilities; a tool call has none, so the
         // server would serve the small model unjudged. Requests with tools are routed directly.

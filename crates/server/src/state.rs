@@ -124,27 +124,33 @@ impl AppState {
     }
 
     /// The gateway's budget ([`AppState::check_budget`]) and then the caller's key limit
-    /// ([`crate::auth::Caller::check_spend`]) for calling the model `name` at `price`.
+    /// ([`crate::auth::Caller::check_spend`]) for calling the model `name` at `price`, a call likely to
+    /// cost `cost` dollars.
     pub fn check_limits(
         &self,
         caller: &crate::auth::Caller,
         name: &str,
         price: rightmodel_core::Price,
+        cost: f64,
     ) -> Result<(), ApiError> {
-        self.check_budget(name, price)?;
-        caller.check_spend(name, price)
+        self.check_budget(name, price, cost)?;
+        caller.check_spend(name, price, cost)
     }
 
-    /// 429 until midnight UTC when the gateway's daily budget is spent and `price` is not free: once it is spent
-    /// only free (local) models serve, whether `auto` chose them or the client named one.
-    pub fn check_budget(&self, name: &str, price: rightmodel_core::Price) -> Result<(), ApiError> {
+    /// 429 until midnight UTC when what is left of the gateway's daily budget (after today's spend and
+    /// what running requests hold) does not cover this call's likely `cost` and `price` is not free: the
+    /// call itself must fit, or concurrent calls could all pass a nearly spent budget. Free (local)
+    /// models always serve, whether `auto` chose them or the client named one.
+    pub fn check_budget(&self, name: &str, price: rightmodel_core::Price, cost: f64) -> Result<(), ApiError> {
         let daily = self.config.budget.daily_usd;
-        if price.is_free() || daily <= 0.0 || self.spend.committed() < daily {
+        let committed = self.spend.committed();
+        if price.is_free() || daily <= 0.0 || committed + cost <= daily {
             return Ok(());
         }
+        let what = crate::budget::over_limit("The gateway's daily budget", daily, committed, cost);
         Err(ApiError::new(
             rightmodel_core::ErrorKind::RateLimited,
-            format!("The gateway's daily budget of ${daily:.2} is spent; `{name}` is a paid model (local models still serve)."),
+            format!("{what}; `{name}` is a paid model (local models still serve)."),
         )
         .with_param("model")
         .with_code("daily_budget_exhausted")

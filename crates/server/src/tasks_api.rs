@@ -367,11 +367,13 @@ pub async fn classify(
     }
 }
 
-/// The strongest upstream that `caller` may use and the day's budget allows, for escalating unsure
-/// document answers: the highest `tier`; among equal tiers the one with the dearest output (price
-/// follows capability among one provider's models), then the first by name. `Err` says why there is
-/// none, for the decision.
-fn strongest_upstream(st: &AppState, caller: &crate::auth::Caller) -> Result<String, &'static str> {
+/// The strongest upstream that `acct`'s caller may use and that the spending limits and the request's
+/// cost and latency caps allow for the escalation `up` (whose prompt `acct` estimates), for escalating
+/// unsure document answers: the highest `tier`; among equal tiers the one with the dearest output
+/// (price follows capability among one provider's models), then the first by name. `Err` says why there
+/// is none, for the decision.
+fn strongest_upstream(st: &AppState, acct: &Accounting) -> Result<String, &'static str> {
+    let caller = acct.caller();
     let upstreams: Vec<(&String, &crate::upstream::Upstream)> = st
         .chat
         .iter()
@@ -387,9 +389,14 @@ fn strongest_upstream(st: &AppState, caller: &crate::auth::Caller) -> Result<Str
     if allowed.is_empty() {
         return Err("the key may use no upstream");
     }
-    allowed
+    let within_caps: Vec<_> =
+        allowed.into_iter().filter(|(n, u)| acct.check_caps(n, u.config.price()).is_ok()).collect();
+    if within_caps.is_empty() {
+        return Err("the request's max_cost_usd / max_latency_ms leave no upstream");
+    }
+    within_caps
         .into_iter()
-        .filter(|(n, u)| st.check_limits(caller, n, u.config.price()).is_ok())
+        .filter(|(n, u)| st.check_limits(caller, n, u.config.price(), acct.likely_cost(u.config.price())).is_ok())
         .min_by(|a, b| {
             b.1.config
                 .tier
@@ -461,7 +468,24 @@ pub async fn docs_chat(
     let citations = serde_json::to_value(&answer.citations).unwrap_or(Value::Null);
     let min_conf = st.config.route.min_confidence;
     let unsure = answer.confidence < min_conf;
-    let target = if unsure { Some(strongest_upstream(st, acct.caller())) } else { None };
+    // The gateway's own question to the large model: the client's tools and output format were for the
+    // documents' model, not for this prompt. The client's instructions stay; the conversation is
+    // replaced by the numbered passages and the question.
+    let mut up = req.clone();
+    up.rightmodel = None;
+    up.tools = None;
+    up.tool_choice = None;
+    up.response_format = None;
+    up.messages = req.messages.iter().filter(|m| m.role == "system" || m.role == "developer").cloned().collect();
+    up.messages.push(ChatMessage::new("user", answer.context_prompt(&question)));
+    let target = if unsure {
+        // What is held against the limits (and estimated, should the upstream report no usage) is the
+        // gateway's prompt, passages included, not the client's question.
+        acct.set_prompt_estimate(crate::accounting::estimate_prompt_tokens(&up));
+        Some(strongest_upstream(st, acct))
+    } else {
+        None
+    };
     let (escalate, skipped) = match target {
         Some(Ok(m)) => (Some(m), None),
         Some(Err(why)) => (None, Some(why)),
@@ -478,23 +502,10 @@ pub async fn docs_chat(
         decision["served"] = json!(large);
         decision["reason"] = json!("docs_low_confidence_escalated");
         acct.set_decision("docs_low_confidence_escalated", &decision);
-        let mut up = req.clone();
         up.model = large.clone();
-        up.rightmodel = None;
-        // The gateway's own question to the large model: the client's tools and output format were
-        // for the documents' model, not for this prompt.
-        up.tools = None;
-        up.tool_choice = None;
-        up.response_format = None;
-        // The client's instructions stay; the conversation is replaced by the numbered passages and
-        // the question, and `passages` lists them in that order so the answer's [n] resolve.
-        up.messages = req.messages.iter().filter(|m| m.role == "system" || m.role == "developer").cloned().collect();
-        up.messages.push(ChatMessage::new("user", answer.context_prompt(&question)));
+        // `passages` lists the prompt's passages in its order, so the answer's [n] resolve.
         let passages = prompt_passages(&answer);
         merge_routed(&mut decision, routed);
-        // What is held against the limits (and estimated, should the upstream report no usage) is the
-        // gateway's prompt, passages included, not the client's question.
-        acct.set_prompt_estimate(crate::accounting::estimate_prompt_tokens(&up));
         match crate::chat::call_full_pub(st, &large, &up, acct).await {
             Ok((served, mut body)) => {
                 // A fallback of `large` may have answered.

@@ -18,8 +18,8 @@ pub enum Strategy {
 }
 
 /// Per-request options, as clients send them in `extra_body={"rightmodel": {...}}`. Every field is
-/// optional and overrides the configuration for this request only. Unknown keys are ignored here (the
-/// server may use them for other features).
+/// optional and overrides the configuration for this request only. An unknown key is an error: a
+/// misspelt cap (`max_cost` for `max_cost_usd`) must not be dropped without a word.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Overrides {
     /// Target share of strong calls, mapped to a threshold by the calibration.
@@ -45,11 +45,42 @@ pub struct Overrides {
 impl Overrides {
     /// Parses and validates the `rightmodel` object of a request; errors name the field (HTTP 400).
     pub fn from_json(v: &Value) -> Result<Self, RouteError> {
-        if !v.is_object() {
+        let Some(fields) = v.as_object() else {
             return Err(RouteError::invalid("rightmodel", "`rightmodel` must be an object"));
+        };
+        let mut o = Overrides::default();
+        for (key, value) in fields {
+            let param = format!("rightmodel.{key}");
+            let bad = |what: &str| RouteError::invalid(&param, format!("`{key}` must be {what}, got {value}"));
+            // A null is the same as leaving the option out.
+            if value.is_null() {
+                continue;
+            }
+            let number = || value.as_f64().filter(|x| x.is_finite());
+            match key.as_str() {
+                "strong_share" => o.strong_share = Some(number().ok_or_else(|| bad("a number from 0 to 1"))? as f32),
+                "threshold" => o.threshold = Some(number().ok_or_else(|| bad("a number from 0 to 1"))? as f32),
+                "max_cost_usd" => o.max_cost_usd = Some(number().ok_or_else(|| bad("a number of dollars"))?),
+                "max_latency_ms" => o.max_latency_ms = Some(number().ok_or_else(|| bad("a number of milliseconds"))?),
+                "explain" => o.explain = Some(value.as_bool().ok_or_else(|| bad("true or false"))?),
+                "strategy" => {
+                    o.strategy = Some(match value.as_str().map(str::to_ascii_lowercase).as_deref() {
+                        Some("direct") => Strategy::Direct,
+                        Some("cascade") => Strategy::Cascade,
+                        _ => return Err(bad("\"direct\" or \"cascade\"")),
+                    })
+                }
+                _ => {
+                    return Err(RouteError::invalid(
+                        &param,
+                        format!(
+                            "unknown option `{key}`; the options are strong_share, threshold, max_cost_usd, \
+                             max_latency_ms, explain and strategy"
+                        ),
+                    ))
+                }
+            }
         }
-        let o: Overrides = serde_json::from_value(v.clone())
-            .map_err(|e| RouteError::invalid("rightmodel", format!("invalid `rightmodel` options: {e}")))?;
         o.validate()?;
         Ok(o)
     }
@@ -124,11 +155,23 @@ mod tests {
     #[test]
     fn parses_and_validates_overrides() {
         let o = Overrides::from_json(
-            &json!({"strong_share": 0.2, "max_cost_usd": 0.01, "strategy": "cascade", "other": 1}),
+            &json!({"strong_share": 0.2, "max_cost_usd": 0.01, "strategy": "Cascade", "threshold": null}),
         )
         .unwrap();
         assert_eq!(o.strong_share, Some(0.2));
         assert_eq!(o.strategy, Some(Strategy::Cascade));
+        assert_eq!(o.threshold, None);
+        // Unknown keys (a misspelt cap) and wrong types name the field.
+        for (v, param, says) in [
+            (json!({"max_cost": 1e-9}), "rightmodel.max_cost", "unknown option `max_cost`"),
+            (json!({"strong_share": "0.3"}), "rightmodel.strong_share", "must be a number from 0 to 1"),
+            (json!({"explain": "yes"}), "rightmodel.explain", "must be true or false"),
+            (json!({"strategy": 5}), "rightmodel.strategy", "\"direct\" or \"cascade\""),
+        ] {
+            let e = Overrides::from_json(&v).unwrap_err().to_api_error();
+            assert_eq!(e.param.as_deref(), Some(param));
+            assert!(e.message.contains(says), "{}", e.message);
+        }
         let e = Overrides::from_json(&json!({"strong_share": 2})).unwrap_err();
         assert_eq!(e.to_api_error().param.as_deref(), Some("rightmodel.strong_share"));
         assert_eq!(e.to_api_error().kind.status(), 400);
