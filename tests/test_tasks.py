@@ -50,8 +50,21 @@ def test_classifier_trained_by_cli_is_served(tmp_path):
         status, _, body = request(s.base, "POST", "/v1/classify",
                                   body={"model": "sentiment", "input": ["word " * 64] * 100, "explain": True})
         assert status == 400 and json.loads(body)["error"]["param"] == "explain"
+        # A very long text costs what the encoder reads of it, not its length.
+        status, _, body = request(s.base, "POST", "/v1/classify",
+                                  body={"model": "sentiment", "input": ["I loved this film. " * 20000], "explain": True})
+        assert status == 200, body
         status, _, body = request(s.base, "POST", "/v1/classify", body={"model": "sentiment", "input": []})
         assert status == 400
+        # A model of another kind is named as such.
+        status, _, body = request(s.base, "POST", "/v1/classify", body={"model": "gemma3-270m", "input": ["x"]})
+        assert status == 400 and json.loads(body)["error"]["code"] == "model_not_classifier", body
+        # A damaged classifier is a 500 that does not say where this host keeps its files.
+        broken = home / "classifiers" / "broken"
+        broken.mkdir()
+        (broken / "classifier.json").write_text("{garbage")
+        status, _, body = request(s.base, "POST", "/v1/classify", body={"model": "broken", "input": ["x"]})
+        assert status == 500 and str(home) not in body.decode() and "cannot be loaded" in body.decode(), body
     finally:
         s.stop()
 

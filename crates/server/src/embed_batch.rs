@@ -3,14 +3,16 @@
 //!
 //! One sentence alone costs the encoder about 4 ms on 2 cores, while a batch of 32 costs about
 //! 1 ms per sentence, and concurrent encoder calls only fight over the same cores. So a single worker
-//! thread owns the encoder: it takes the oldest waiting request, adds every other request already
-//! waiting (up to [`MAX_BATCH`] texts), embeds them in one call and hands each caller its rows. Nothing
-//! waits on purpose: a lone request runs at once, and batches form only under load.
+//! thread owns the encoder and encodes chunks of at most [`MAX_BATCH`] texts taken from every request
+//! waiting, each request's shortest texts first (so that chunks pad little). Nothing waits on purpose:
+//! a lone request runs at once, and batches form only under load. Each chunk gives every request an
+//! equal share, those with the fewest texts left first: a one-text request (a document question)
+//! that arrives while a client's 2,048 texts are encoded waits for one chunk, not for all of them.
 //!
-//! The texts gathered are encoded in chunks of at most [`MAX_BATCH`], shortest first; between chunks
-//! the texts of callers that gave up are dropped, so a client that leaves in the middle of a request
-//! of 2,048 texts stops costing the encoder. A request's permit (the server's cap on requests waiting
-//! for the encoder) travels with it and is released only when the worker is done with it.
+//! Between chunks the texts of callers that gave up are dropped, so a client that leaves in the
+//! middle of a request of 2,048 texts stops costing the encoder. A request's permit (the server's cap
+//! on requests waiting for the encoder) travels with it and is released only when the worker is done
+//! with it.
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
@@ -88,63 +90,116 @@ impl Embedder for EmbedBatcher {
     }
 }
 
-fn work(model: &dyn Embedder, rx: Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
-        let mut n = first.texts.len();
-        let mut jobs = vec![first];
-        while n < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => {
-                    n += j.texts.len();
-                    jobs.push(j);
-                }
-                Err(_) => break,
-            }
-        }
-        // Callers that gave up (client gone) are skipped.
-        jobs.retain(|j| !j.reply.is_closed());
-        if !jobs.is_empty() {
-            encode(model, jobs);
-        }
+/// A job the worker has started: its texts' order (shortest first, so that chunks pad little), how
+/// many are done, and the rows so far.
+struct Active {
+    job: Job,
+    order: Vec<usize>,
+    next: usize,
+    vectors: Vec<Vec<f32>>,
+    tokens: usize,
+}
+
+impl Active {
+    fn new(job: Job) -> Self {
+        let mut order: Vec<usize> = (0..job.texts.len()).collect();
+        order.sort_by_key(|&i| job.texts[i].len());
+        let vectors = vec![Vec::new(); job.texts.len()];
+        Active { job, order, next: 0, vectors, tokens: 0 }
+    }
+
+    fn left(&self) -> usize {
+        self.order.len() - self.next
     }
 }
 
-/// Encodes the texts of `jobs` in chunks of at most [`MAX_BATCH`] (shortest texts first, so that
-/// each chunk pads little) and answers each job. Texts of jobs whose caller left are skipped from
-/// then on; the jobs (and their permits) are dropped when this returns.
-fn encode(model: &dyn Embedder, jobs: Vec<Job>) {
-    let mut vectors: Vec<Vec<Vec<f32>>> = jobs.iter().map(|j| vec![Vec::new(); j.texts.len()]).collect();
-    let mut tokens = vec![0usize; jobs.len()];
-    let mut order: Vec<(usize, usize)> =
-        jobs.iter().enumerate().flat_map(|(j, job)| (0..job.texts.len()).map(move |i| (j, i))).collect();
-    order.sort_by_key(|&(j, i)| jobs[j].texts[i].len());
-    let mut pending = order.into_iter();
+/// The worker: encodes chunks of at most [`MAX_BATCH`] texts taken from every waiting job until each is
+/// done. A chunk gives each job an equal share first, the jobs with the fewest texts left first, then
+/// fills up with what is left: a one-text request (a document question, a routed classification)
+/// that arrives while a 2,048-text batch runs waits for one chunk, not for the whole batch.
+fn work(model: &dyn Embedder, rx: Receiver<Job>) {
+    let mut active: Vec<Active> = Vec::new();
     loop {
-        let chunk: Vec<(usize, usize)> =
-            pending.by_ref().filter(|&(j, _)| !jobs[j].reply.is_closed()).take(MAX_BATCH).collect();
-        if chunk.is_empty() {
-            break;
+        if active.is_empty() {
+            match rx.recv() {
+                Ok(j) => active.push(Active::new(j)),
+                Err(_) => return,
+            }
         }
-        let refs: Vec<&str> = chunk.iter().map(|&(j, i)| jobs[j].texts[i].as_str()).collect();
+        while let Ok(j) = rx.try_recv() {
+            active.push(Active::new(j));
+        }
+        // Callers that gave up (client gone) are dropped, and their permits with them.
+        active.retain(|a| !a.job.reply.is_closed());
+        active = answer_finished(active);
+        if active.is_empty() {
+            continue;
+        }
+        let take = shares(&active.iter().map(Active::left).collect::<Vec<_>>());
+        let chunk: Vec<(usize, usize)> = active
+            .iter()
+            .zip(&take)
+            .enumerate()
+            .flat_map(|(k, (a, &t))| a.order[a.next..a.next + t].iter().map(move |&i| (k, i)))
+            .collect();
+        let refs: Vec<&str> = chunk.iter().map(|&(k, i)| active[k].job.texts[i].as_str()).collect();
         let failure = match model.embed_counted(&refs) {
             Ok((rows, counts)) if rows.len() == refs.len() && counts.len() == refs.len() => {
-                for ((&(j, i), row), count) in chunk.iter().zip(rows).zip(counts) {
-                    vectors[j][i] = row;
-                    tokens[j] += count;
+                for ((&(k, i), row), count) in chunk.iter().zip(rows).zip(counts) {
+                    active[k].vectors[i] = row;
+                    active[k].tokens += count;
                 }
-                continue;
+                None
             }
-            Ok((rows, _)) => format!("the encoder returned {} vectors for {} texts", rows.len(), refs.len()),
-            Err(e) => e.to_string(),
+            Ok((rows, _)) => Some(format!("the encoder returned {} vectors for {} texts", rows.len(), refs.len())),
+            Err(e) => Some(e.to_string()),
         };
-        for j in jobs {
-            let _ = j.reply.send(Err(failure.clone()));
+        for (a, t) in active.iter_mut().zip(&take) {
+            a.next += t;
         }
-        return;
+        if let Some(failure) = failure {
+            // The jobs of the failed chunk fail; the others get their own try.
+            let mut kept = Vec::with_capacity(active.len());
+            for (a, t) in active.into_iter().zip(take) {
+                if t > 0 {
+                    let _ = a.job.reply.send(Err(failure.clone()));
+                } else {
+                    kept.push(a);
+                }
+            }
+            active = kept;
+        }
+        active = answer_finished(active);
     }
-    for ((job, v), t) in jobs.into_iter().zip(vectors).zip(tokens) {
-        let _ = job.reply.send(Ok((v, t)));
+}
+
+/// Answers the jobs that have all their rows; returns the others.
+fn answer_finished(active: Vec<Active>) -> Vec<Active> {
+    let (done, running): (Vec<Active>, Vec<Active>) = active.into_iter().partition(|a| a.left() == 0);
+    for a in done {
+        let _ = a.job.reply.send(Ok((a.vectors, a.tokens)));
     }
+    running
+}
+
+/// How many texts each job (given the texts it has left) puts into the next chunk: an equal share of
+/// [`MAX_BATCH`] each, the jobs with fewest left first, then the room left over in the same order.
+fn shares(left: &[usize]) -> Vec<usize> {
+    let mut by_left: Vec<usize> = (0..left.len()).collect();
+    by_left.sort_by_key(|&k| left[k]);
+    let share = (MAX_BATCH / left.len().max(1)).max(1);
+    let mut take = vec![0; left.len()];
+    let mut room = MAX_BATCH;
+    for &k in &by_left {
+        take[k] = left[k].min(share).min(room);
+        room -= take[k];
+    }
+    for &k in &by_left {
+        let more = (left[k] - take[k]).min(room);
+        take[k] += more;
+        room -= more;
+    }
+    take
 }
 
 #[cfg(test)]
@@ -202,6 +257,31 @@ mod tests {
         assert!(v.iter().zip(&texts).all(|(row, t)| row[0] == t.len() as f32), "each row is its own text's");
         assert_eq!(tokens, texts.iter().map(String::len).sum::<usize>());
         assert_eq!(fake.calls.load(Ordering::SeqCst), 4, "chunks of at most MAX_BATCH texts");
+    }
+
+    #[test]
+    fn chunks_share_room_fewest_left_first() {
+        assert_eq!(shares(&[2048]), [MAX_BATCH]);
+        assert_eq!(shares(&[2048, 1]), [MAX_BATCH - 1, 1]);
+        assert_eq!(shares(&[2048, 2048]), [MAX_BATCH / 2, MAX_BATCH / 2]);
+        assert_eq!(shares(&[10, 100, 5]), [10, MAX_BATCH - 15, 5]);
+        assert_eq!(shares(&[0]), [0]);
+        let many = vec![3; MAX_BATCH + 6];
+        assert_eq!(shares(&many).iter().sum::<usize>(), MAX_BATCH, "never more than a chunk");
+    }
+
+    #[tokio::test]
+    async fn a_small_request_does_not_wait_for_a_large_one() {
+        let fake = Arc::new(Fake { calls: AtomicUsize::new(0) });
+        let b = EmbedBatcher::start(fake.clone()).unwrap();
+        // 20 chunks of 20 ms each.
+        let mut large = b.submit(vec!["text".to_string(); MAX_BATCH * 20], None);
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let (v, _) = b.submit(vec!["hi".to_string()], None).await.unwrap().unwrap();
+        assert_eq!(v[0][0], 2.0);
+        assert!(large.try_recv().is_err(), "the small request came back while the large one still ran");
+        let (v, _) = large.await.unwrap().unwrap();
+        assert_eq!(v.len(), MAX_BATCH * 20);
     }
 
     #[tokio::test]

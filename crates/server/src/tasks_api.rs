@@ -139,7 +139,10 @@ fn task_error(e: rightmodel_tasks::TaskError) -> ApiError {
         rightmodel_tasks::TaskError::Embed(e) => {
             ApiError::new(ErrorKind::Unavailable, format!("The encoder failed: {e}")).with_retry_after(1)
         }
-        other => ApiError::internal(other.to_string()),
+        other => {
+            tracing::error!("classifier failed: {other}");
+            ApiError::internal("The classifier failed; the server log says why.")
+        }
     }
 }
 
@@ -158,7 +161,11 @@ fn docs_error(e: rightmodel_docs::DocsError) -> ApiError {
         DocsError::Embed(e) => {
             ApiError::new(ErrorKind::Unavailable, format!("The encoder failed: {e}")).with_retry_after(1)
         }
-        other => ApiError::internal(other.to_string()),
+        // The detail may name where this host keeps the collection: the log's, not the client's.
+        other => {
+            tracing::error!("document collection failed: {other}");
+            ApiError::internal("The document collection failed; the server log says why.")
+        }
     }
 }
 
@@ -195,7 +202,13 @@ impl TaskModels {
                 return Ok(c.clone());
             }
         }
-        let c = Arc::new(Classifier::load(&dir).map_err(|e| ApiError::internal(e.to_string()))?);
+        let c = Arc::new(Classifier::load(&dir).map_err(|e| {
+            // The detail names where this host keeps its files: the log's, not the client's.
+            tracing::error!(classifier = name, "cannot load the classifier: {e}");
+            ApiError::internal(format!(
+                "The classifier `{name}` cannot be loaded (damaged or incomplete); the server log says why."
+            ))
+        })?);
         self.classifiers.lock().insert(name.to_string(), (c.clone(), modified));
         Ok(c)
     }
@@ -303,6 +316,23 @@ pub async fn classify(
         let Json(req) = body.map_err(json_rejection)?;
         acct.set_requested(&req.model);
         caller.check_model(&req.model)?;
+        // A model that exists but is not a classifier: say so, rather than that it does not exist.
+        let other_kind = if st.chat.contains_key(&req.model) || req.model == "auto" {
+            Some("a chat model")
+        } else if req.model.starts_with("docs:") {
+            Some("a document collection")
+        } else if st.embed.as_ref().is_some_and(|e| e.name == req.model) {
+            Some("an embedding model")
+        } else {
+            None
+        };
+        if let Some(kind) = other_kind {
+            return Err(ApiError::invalid(
+                "model",
+                format!("`{}` is {kind}; /v1/classify serves classifiers (`rightmodel train classify`).", req.model),
+            )
+            .with_code("model_not_classifier"));
+        }
         let texts: Vec<String> = match &req.input {
             Value::String(s) => vec![s.clone()],
             Value::Array(a) => a

@@ -11,14 +11,17 @@ pub const MAX_WORDS: usize = 64;
 /// costs as much as the text read (a 100 KB text took 10 s before this bound, a 400-word one 6.5 s).
 pub const MAX_READ_WORDS: usize = 128;
 
-/// Encoder work of explaining `text`, in words passed through the encoder: the whole text once (the
-/// prediction itself), then one copy per occluded word and, for a cut text, the cut baseline, each as
-/// long as the part read.
+/// Encoder work of explaining `text`, in words passed through the encoder: the text once (the
+/// prediction itself; the encoder reads at most its first [`ENCODER_WORDS`]), then one copy per
+/// occluded word and, for a cut text, the cut baseline, each as long as the part read.
 pub fn cost_in_words(text: &str) -> usize {
     let words = text.split_whitespace().count();
     let read = words.min(MAX_READ_WORDS);
-    words.max(1) + (read.min(MAX_WORDS) + usize::from(words > MAX_READ_WORDS)) * read.max(1)
+    words.clamp(1, ENCODER_WORDS) + (read.min(MAX_WORDS) + usize::from(words > MAX_READ_WORDS)) * read.max(1)
 }
+
+/// Most words of one text the encoder reads: it keeps 256 word pieces, and every word is at least one.
+pub const ENCODER_WORDS: usize = 256;
 /// Attributions reported per text (largest magnitude first).
 pub const TOP_TOKENS: usize = 10;
 
