@@ -206,17 +206,16 @@ impl Auth {
         if self.is_open() {
             return Ok(Caller::default());
         }
-        let token = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorKind::Authentication,
-                    "You didn't provide an API key. Provide it in the Authorization header as `Bearer <key>`.",
-                )
-                .with_code("missing_api_key")
-            })?;
+        let header = headers.get(axum::http::header::AUTHORIZATION);
+        let token = header.and_then(|v| v.to_str().ok()).and_then(bearer_token).ok_or_else(|| {
+            // A header in another form is not a missing key: say what form is expected.
+            let message = if header.is_some() {
+                "The Authorization header must read `Bearer <key>`."
+            } else {
+                "You didn't provide an API key. Provide it in the Authorization header as `Bearer <key>`."
+            };
+            ApiError::new(ErrorKind::Authentication, message).with_code("missing_api_key")
+        })?;
         let key = self.by_hash.get(&hash_key(token)).ok_or_else(|| {
             ApiError::new(ErrorKind::Authentication, "Incorrect API key provided.").with_code("invalid_api_key")
         })?;

@@ -34,12 +34,21 @@ impl IntoResponse for HttpError {
 pub fn json_rejection(r: JsonRejection) -> ApiError {
     match r {
         JsonRejection::JsonDataError(e) => {
-            ApiError::new(ErrorKind::InvalidRequest, format!("Invalid request body: {}", e.body_text()))
+            let text = e.body_text();
+            let mut err = ApiError::new(
+                ErrorKind::InvalidRequest,
+                format!("Invalid request body: {}{}", text, surrogate_hint(&text)),
+            );
+            err.param = field_of(&text);
+            err
         }
-        JsonRejection::JsonSyntaxError(e) => ApiError::new(
-            ErrorKind::InvalidRequest,
-            format!("We could not parse the JSON body of your request: {}", e.body_text()),
-        ),
+        JsonRejection::JsonSyntaxError(e) => {
+            let text = e.body_text();
+            ApiError::new(
+                ErrorKind::InvalidRequest,
+                format!("We could not parse the JSON body of your request: {}{}", text, surrogate_hint(&text)),
+            )
+        }
         JsonRejection::MissingJsonContentType(_) => {
             ApiError::new(ErrorKind::InvalidRequest, "Content-Type must be application/json")
         }
@@ -51,5 +60,43 @@ pub fn json_rejection(r: JsonRejection) -> ApiError {
             }
         }
         other => ApiError::new(ErrorKind::InvalidRequest, other.body_text()),
+    }
+}
+
+/// serde's words for a `\uD800`-style escape that is half a character (some JSON encoders write them
+/// for broken emoji), said plainly.
+fn surrogate_hint(text: &str) -> &'static str {
+    if text.contains("hex escape") || text.contains("surrogate") {
+        " (a \\u escape in a string is a lone UTF-16 surrogate, half of a character: send the whole character, or U+FFFD)"
+    } else {
+        ""
+    }
+}
+
+/// The request field a body error is about, as OpenAI names it in `param`: the path serde reports
+/// (`messages[0].content`), or the field a top-level object lacks.
+fn field_of(text: &str) -> Option<String> {
+    let rest = text.split_once("target type: ").map_or(text, |(_, r)| r);
+    if let Some(field) = rest.strip_prefix("missing field `").and_then(|r| r.split_once('`')).map(|(f, _)| f) {
+        return Some(field.to_string());
+    }
+    let (path, _) = rest.split_once(": ")?;
+    let plain = !path.is_empty() && path.chars().all(|c| c.is_alphanumeric() || "_.[]".contains(c));
+    plain.then(|| path.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_errors_name_their_field() {
+        let t = "Failed to deserialize the JSON body into the target type: messages[0].content: invalid type: integer `3`, expected a string at line 1 column 40";
+        assert_eq!(field_of(t).as_deref(), Some("messages[0].content"));
+        let t = "Failed to deserialize the JSON body into the target type: missing field `input` at line 1 column 20";
+        assert_eq!(field_of(t).as_deref(), Some("input"));
+        let t = "Failed to deserialize the JSON body into the target type: invalid type: map, expected a string";
+        assert_eq!(field_of(t), None);
+        assert!(surrogate_hint("input: unexpected end of hex escape at line 1 column 31").contains("surrogate"));
     }
 }
