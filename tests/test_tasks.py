@@ -108,6 +108,17 @@ def test_docs_model_answers_with_citations(tmp_path):
         assert not any(str(tmp_path) in json.dumps(x) or str(HANDBOOK) in json.dumps(x) for x in [extra, body.choices[0].message.content])
         text = (pathlib.Path(HANDBOOK) / cit["file"]).read_text()
         assert text[cit["start"]:cit["end"]] == cit["text"]
+        # The written answer counts its tokens, and is cut by `stop` and `max_tokens` as a model's would be
+        # (the structured citations stay whole).
+        full = body.choices[0].message.content
+        assert body.usage.completion_tokens > 2 and "\n[1] museum.txt:" in full
+        cut = c.chat.completions.create(model="docs:handbook", stop=["\n"],
+                                        messages=[{"role": "user", "content": "When was the museum founded?"}])
+        assert cut.choices[0].message.content == full.split("\n")[0] and cut.choices[0].finish_reason == "stop"
+        short = c.chat.completions.create(model="docs:handbook", max_tokens=2,
+                                          messages=[{"role": "user", "content": "When was the museum founded?"}])
+        assert short.choices[0].finish_reason == "length" and 0 < short.usage.completion_tokens <= 2, short
+        assert full.startswith(short.choices[0].message.content) and short.model_extra["rightmodel"]["citations"]
         assert text[span["start"]:span["end"]] == span["text"]
         # The second collection reads with the same model.
         other = c.chat.completions.with_raw_response.create(
@@ -198,6 +209,7 @@ def test_auto_lets_a_routed_classifier_answer_in_its_domain(tmp_path):
         assert d["reason"] == "domain_match", d
         body = json.loads(r.http_response.text)
         assert body["choices"][0]["message"]["content"] == "positive"
+        assert body["usage"]["completion_tokens"] == 1, body["usage"]
         pred = body["rightmodel"]["prediction"]
         assert pred["label"] == "positive" and pred["explanation"]["tokens"]
         r = c.chat.completions.with_raw_response.create(

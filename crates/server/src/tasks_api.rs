@@ -578,9 +578,10 @@ pub async fn docs_chat(
         text.push_str(&format!("\n[{}] {file}:{}-{}", i + 1, c.start, c.end));
     }
     let extra = json!({"decision": decision, "citations": citations, "confidence": answer.confidence, "sentence": answer.sentence, "span": answer.span});
-    let usage = Usage::new(question_tokens, 0);
+    let (text, finish, answer_tokens) = fit_answer(st, req, text);
+    let usage = Usage::new(question_tokens, answer_tokens);
     acct.add_usage(usage);
-    let body = text_answer(&model_name, text, usage, extra);
+    let body = text_answer(&model_name, text, finish, usage, extra);
     Ok((model_name, decision, body))
 }
 
@@ -645,14 +646,42 @@ pub async fn classifier_chat(
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
     acct.set_served(name, Default::default());
-    let usage = Usage::new(tokens, 0);
+    let (label, finish, answer_tokens) = fit_answer(st, req, pred.label.clone());
+    let usage = Usage::new(tokens, answer_tokens);
     acct.add_usage(usage);
-    Ok(text_answer(name, pred.label.clone(), usage, json!({"prediction": pred})))
+    Ok(text_answer(name, label, finish, usage, json!({"prediction": pred})))
+}
+
+/// A written answer cut as the request's `stop` and `max_tokens` say, as a model's would be: at the
+/// first stop sequence (`"stop"`), or after `max_tokens` tokens of the encoder's tokenizer, at a word
+/// boundary (`"length"`). Returns the text, the finish reason and its token count. The structured
+/// fields (`rightmodel.prediction`, `rightmodel.citations`) stay whole.
+fn fit_answer(st: &AppState, req: &ChatCompletionRequest, mut text: String) -> (String, &'static str, u64) {
+    let mut finish = "stop";
+    if let Some(stops) = &req.sampling.stop {
+        if let Some(at) = stops.to_vec().iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min() {
+            text.truncate(at);
+        }
+    }
+    let mut tokens = answer_tokens(st, &text);
+    if let Some(max) = req.sampling.max_completion_tokens.or(req.sampling.max_tokens).map(u64::from) {
+        if tokens > max {
+            // The longest run of whole words that fits (word ends found from the text, not re-joined).
+            let ends: Vec<usize> = text.char_indices().filter(|(_, c)| c.is_whitespace()).map(|(i, _)| i).collect();
+            let fits = ends.partition_point(|&end| answer_tokens(st, &text[..end]) <= max);
+            let end = if fits == 0 { 0 } else { ends[fits - 1] };
+            text.truncate(end);
+            text.truncate(text.trim_end().len());
+            tokens = answer_tokens(st, &text);
+            finish = "length";
+        }
+    }
+    (text, finish, tokens)
 }
 
 /// A complete chat answer the gateway wrote itself (a document or classifier answer): one assistant
 /// message, finished, with its `rightmodel` object.
-fn text_answer(model: &str, text: String, usage: Usage, rightmodel: Value) -> ChatCompletionResponse {
+fn text_answer(model: &str, text: String, finish: &str, usage: Usage, rightmodel: Value) -> ChatCompletionResponse {
     ChatCompletionResponse {
         id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
         object: "chat.completion".into(),
@@ -661,7 +690,7 @@ fn text_answer(model: &str, text: String, usage: Usage, rightmodel: Value) -> Ch
         choices: vec![ChatChoice {
             index: 0,
             message: ChatMessage::new("assistant", text),
-            finish_reason: Some("stop".into()),
+            finish_reason: Some(finish.into()),
             logprobs: None,
             extra: Default::default(),
         }],
@@ -670,6 +699,12 @@ fn text_answer(model: &str, text: String, usage: Usage, rightmodel: Value) -> Ch
         rightmodel: Some(rightmodel),
         extra: Default::default(),
     }
+}
+
+/// Tokens of an answer the gateway wrote, by the encoder's tokenizer without the two markers it adds
+/// around every text it reads.
+fn answer_tokens(st: &AppState, text: &str) -> u64 {
+    emb_tokens(st, text).saturating_sub(2)
 }
 
 fn emb_tokens(st: &AppState, text: &str) -> u64 {
