@@ -404,7 +404,11 @@ fn tokenize<'a>(sentence: &'a str, question: &QuestionWords, analyzer: &mut Term
         let start = pos;
         pos += raw.len();
         let word = raw.trim_end();
-        let lead = word.len() - word.trim_start_matches(|c: char| !c.is_alphanumeric() && c != '$').len();
+        // A currency sign belongs to the amount it leads ("€5", not "5").
+        let lead = word.len()
+            - word
+                .trim_start_matches(|c: char| !c.is_alphanumeric() && !matches!(c, '$' | '€' | '£' | '¥' | '₹'))
+                .len();
         let core = word[lead..].trim_end_matches(|c: char| !c.is_alphanumeric() && c != '%');
         if core.is_empty() {
             if let Some(prev) = out.last_mut() {
@@ -432,7 +436,7 @@ fn tokenize<'a>(sentence: &'a str, question: &QuestionWords, analyzer: &mut Term
             in_question,
             stop: is_stop_word(&lower),
             capitalised: core.chars().next().is_some_and(char::is_uppercase),
-            digit: digits > 0 || core.starts_with('$'),
+            digit: digits > 0 || core.starts_with(['$', '€', '£', '¥', '₹']),
             number_word: NUMBER_WORDS.contains(&lower.as_str()),
             year: digits == 4 && core.len() <= 5 && core.chars().all(|c| c.is_ascii_digit() || c == 's'),
             date_word: DATE_WORDS.contains(&lower.as_str()),
@@ -662,5 +666,7 @@ mod tests {
             "Rankine"
         );
         assert_eq!(ext("Where was Tesla born?", "Tesla was born in Smiljan, in the Austrian Empire."), "Smiljan");
+        // A currency sign stays with its amount.
+        assert_eq!(ext("How much are the vouchers worth?", "Each of the vouchers is worth €5 at the café."), "€5");
     }
 }
