@@ -1112,14 +1112,15 @@ daily_spend_usd = 5.0
             assert 1 <= got.count(200) <= 3 and got.count(429) >= 5, (model, got)
         rows = s.logs()
         assert sum(r["cost_usd"] for r in rows) < 5.0
-        # One call that would cost more than is left is refused before the upstream is asked, and says by
-        # how much (1,000 answer tokens at $8,000/Mtok hold $8).
+        # One call that would cost more than the whole limit is refused before the upstream is asked, and
+        # not as "wait until tomorrow" (1,000 answer tokens at $8,000/Mtok hold $8 of the $5).
         proxy.mode = {"kind": "pass"}
         hits = proxy.hits
-        with pytest.raises(openai.RateLimitError) as e:
+        with pytest.raises(openai.UnprocessableEntityError) as e:
             c.chat.completions.create(model="pricey", messages=MSG, max_tokens=1000)
-        assert "less than this call's likely cost of $8.0" in e.value.body["message"], e.value.body
-        assert e.value.body["code"] == "insufficient_quota" and proxy.hits == hits
+        assert "more than Key `team`'s daily limit of $5.00" in e.value.body["message"], e.value.body
+        assert e.value.body["code"] == "insufficient_quota" and e.value.body["param"] == "max_tokens"
+        assert proxy.hits == hits
     finally:
         proxy.mode = {"kind": "pass"}
         s.stop()

@@ -43,6 +43,8 @@ pub struct Accounting {
     /// The request's own cost and latency caps, which every model that serves it must fit (fallbacks
     /// and escalations included).
     caps: rightmodel_router::Overrides,
+    /// The request's `max_tokens` as sent (uncapped), for checking its caps as `auto` does.
+    max_tokens: Option<u64>,
 }
 
 impl Accounting {
@@ -72,6 +74,7 @@ impl Accounting {
             several_models: false,
             metered: (0, 0, 0.0),
             caps: Default::default(),
+            max_tokens: None,
         }
     }
 
@@ -86,10 +89,11 @@ impl Accounting {
         &self.caps
     }
 
-    /// 422 when a call to `name` at `price` would break the request's own cost or latency cap.
+    /// 422 when a call to `name` at `price`, after what earlier calls of this request cost (a cascade's
+    /// small answer, a billed failed attempt), would break the request's own cost or latency cap.
     pub fn check_caps(&self, name: &str, price: rightmodel_core::Price) -> Result<(), rightmodel_core::ApiError> {
-        let out = u32::try_from(self.hold_output).unwrap_or(u32::MAX);
-        self.state.router.check_named(name, price, &self.caps, self.prompt_estimate, Some(out))
+        let out = self.max_tokens.map(|t| u32::try_from(t).unwrap_or(u32::MAX));
+        self.state.router.check_named(name, price, &self.caps, self.prompt_estimate, out, self.row.cost_usd)
     }
 
     /// Records that `model` failed with `error` and the next of its fallback chain is tried.
@@ -166,6 +170,7 @@ impl Accounting {
         // Capped: a client that always sends a huge max_tokens must not hold a whole day's budget (and
         // so block every other paid request) for an answer that will be far shorter.
         self.hold_output = max_tokens.unwrap_or(HELD_OUTPUT_TOKENS).min(HELD_OUTPUT_MAX);
+        self.max_tokens = max_tokens;
     }
 
     /// Records the model that serves the next call and its price. Each call is billed on its own:

@@ -108,21 +108,16 @@ impl Caller {
     }
 
     /// 429 when what is left of the key's daily limit (after today's spend and what its running
-    /// requests hold) does not cover a call to the paid `model` likely to cost `cost` (free models
-    /// still serve).
+    /// requests hold) does not cover a call to the paid `model` likely to cost `cost`, 422 when the
+    /// whole limit does not (free models still serve).
     pub fn check_spend(&self, model: &str, price: rightmodel_core::Price, cost: f64) -> Result<(), ApiError> {
         let Some(k) = &self.key else { return Ok(()) };
         let (limit, committed) = (k.config.daily_spend_usd, k.spend.committed());
         if price.is_free() || limit <= 0.0 || committed + cost <= limit {
             return Ok(());
         }
-        let what = crate::budget::over_limit(&format!("Key `{}`'s daily limit", k.config.name), limit, committed, cost);
-        Err(ApiError::new(
-            ErrorKind::RateLimited,
-            format!("{what}; `{model}` is a paid model (local models still serve)."),
-        )
-        .with_code("insufficient_quota")
-        .with_retry_after(crate::budget::seconds_to_midnight_utc()))
+        let what = format!("Key `{}`'s daily limit", k.config.name);
+        Err(crate::budget::limit_refusal(&what, limit, committed, cost, model, "insufficient_quota"))
     }
 
     /// The key's daily limit and what it has spent today plus what its running requests hold, when it
@@ -317,5 +312,8 @@ mod tests {
         assert!(caller.check_spend("a", paid, 0.2).is_err());
         caller.release(0.5);
         caller.check_spend("a", paid, 0.2).unwrap();
+        // A call that costs more than the whole limit cannot wait for tomorrow: 422 naming max_tokens.
+        let e = caller.check_spend("a", paid, 1.5).unwrap_err();
+        assert_eq!((e.kind, e.param.as_deref(), e.retry_after), (ErrorKind::Unprocessable, Some("max_tokens"), None));
     }
 }

@@ -1,6 +1,7 @@
 //! Daily spend counters that reset at midnight UTC.
 
 use parking_lot::Mutex;
+use rightmodel_core::{ApiError, ErrorKind};
 
 /// Days since the Unix epoch, UTC.
 pub fn utc_day() -> i64 {
@@ -37,6 +38,8 @@ pub fn usd(x: f64) -> String {
 /// Why a call likely to cost `cost` does not fit `limit` (`what`, e.g. "Key `ci` has a daily limit")
 /// with `committed` spent or held today.
 pub fn over_limit(what: &str, limit: f64, committed: f64, cost: f64) -> String {
+    let mut chars = what.chars();
+    let what: String = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
     if committed >= limit {
         format!("{what} of {} is spent", usd(limit))
     } else {
@@ -47,6 +50,31 @@ pub fn over_limit(what: &str, limit: f64, committed: f64, cost: f64) -> String {
             usd(cost)
         )
     }
+}
+
+/// The refusal of a paid call likely to cost `cost` against `limit` (named by `what`, e.g. "Key
+/// `ci`'s daily limit") with `committed` spent or held today: a 429 until midnight UTC, or a 422 when
+/// the call alone costs more than the whole limit (waiting cannot help; a smaller `max_tokens` can).
+pub fn limit_refusal(what: &str, limit: f64, committed: f64, cost: f64, model: &str, code: &str) -> ApiError {
+    if cost > limit {
+        return ApiError::new(
+            ErrorKind::Unprocessable,
+            format!(
+                "This call's likely cost of {} (the prompt and max_tokens) on `{model}` is more than {what} of {}: \
+                 lower max_tokens or shorten the prompt (local models still serve).",
+                usd(cost),
+                usd(limit)
+            ),
+        )
+        .with_param("max_tokens")
+        .with_code(code);
+    }
+    ApiError::new(
+        ErrorKind::RateLimited,
+        format!("{}; `{model}` is a paid model (local models still serve).", over_limit(what, limit, committed, cost)),
+    )
+    .with_code(code)
+    .with_retry_after(seconds_to_midnight_utc())
 }
 
 /// Dollars spent today, and dollars held for requests still running.

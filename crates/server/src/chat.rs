@@ -293,8 +293,14 @@ async fn handle(
     let stream = req.sampling.stream.unwrap_or(false);
     acct.set_stream(stream);
     // The `rightmodel` options and `x-rightmodel-*` headers are checked on every request (a misspelt cap
-    // must not pass unnoticed); a named model must fit the request's own cost and latency caps.
-    acct.set_caps(st.router.overrides(req.rightmodel.as_ref(), headers)?);
+    // must not pass unnoticed). A model the client named must fit the request's own cost and latency
+    // caps; the configured defaults bind the gateway's own choices too (`auto`, a document escalation).
+    let gateway_chooses = req.model == "auto" || req.model.starts_with("docs:");
+    acct.set_caps(if gateway_chooses {
+        st.router.overrides(req.rightmodel.as_ref(), headers)?
+    } else {
+        st.router.request_overrides(req.rightmodel.as_ref(), headers)?
+    });
 
     // `auto` chooses among the models the key may use; a named model must be on the key's list.
     if req.model != "auto" {

@@ -182,17 +182,24 @@ fn answer_finished(active: Vec<Active>) -> Vec<Active> {
     running
 }
 
-/// How many texts each job (given the texts it has left) puts into the next chunk: an equal share of
-/// [`MAX_BATCH`] each, the jobs with fewest left first, then the room left over in the same order.
+/// How many texts each job (given the texts it has left, oldest job first) puts into the next chunk:
+/// one for the oldest job whatever else waits (so that a large job cannot starve behind a stream of
+/// small ones), an equal share of [`MAX_BATCH`] each, the jobs with fewest left first, then the room
+/// left over in the same order.
 fn shares(left: &[usize]) -> Vec<usize> {
     let mut by_left: Vec<usize> = (0..left.len()).collect();
     by_left.sort_by_key(|&k| left[k]);
     let share = (MAX_BATCH / left.len().max(1)).max(1);
     let mut take = vec![0; left.len()];
     let mut room = MAX_BATCH;
+    if let Some(&first) = left.first() {
+        take[0] = first.min(1);
+        room -= take[0];
+    }
     for &k in &by_left {
-        take[k] = left[k].min(share).min(room);
-        room -= take[k];
+        let more = (left[k] - take[k]).min(share.saturating_sub(take[k])).min(room);
+        take[k] += more;
+        room -= more;
     }
     for &k in &by_left {
         let more = (left[k] - take[k]).min(room);
@@ -268,6 +275,11 @@ mod tests {
         assert_eq!(shares(&[0]), [0]);
         let many = vec![3; MAX_BATCH + 6];
         assert_eq!(shares(&many).iter().sum::<usize>(), MAX_BATCH, "never more than a chunk");
+        // The oldest job moves even when more small jobs wait than a chunk holds.
+        let mut crowd = vec![1; MAX_BATCH + 6];
+        crowd[0] = 2048;
+        let take = shares(&crowd);
+        assert!(take[0] >= 1 && take.iter().sum::<usize>() == MAX_BATCH, "{take:?}");
     }
 
     #[tokio::test]

@@ -191,7 +191,7 @@ pub async fn completions(
     acct.set_output_limit(req.sampling.max_completion_tokens.or(req.sampling.max_tokens).map(u64::from));
     // The request's own caps (`rightmodel` object, `x-rightmodel-*` headers) hold for a named model
     // and its fallbacks.
-    match st.router.overrides(req.rightmodel.as_ref(), &headers) {
+    match st.router.request_overrides(req.rightmodel.as_ref(), &headers) {
         Ok(caps) => acct.set_caps(caps),
         Err(e) => return fail(acct, e),
     }

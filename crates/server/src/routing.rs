@@ -276,9 +276,25 @@ impl AutoRouter {
     }
 
     /// Per-request options: the body's `rightmodel` object, then `x-rightmodel-*` headers, over the
-    /// configured defaults. Errors name the field or header the client sent.
+    /// configured defaults (`[route] max_cost_usd` / `max_latency_ms`). Errors name the field or header
+    /// the client sent; a null lifts a default for this request.
     pub fn overrides(&self, rightmodel: Option<&Value>, headers: &HeaderMap) -> Result<Overrides, ApiError> {
-        let mut o = self.default_overrides.clone();
+        self.merged_overrides(rightmodel, headers, true)
+    }
+
+    /// The request's own options alone, without the configured defaults: what binds a model the client
+    /// named (the defaults are for the gateway's own choices).
+    pub fn request_overrides(&self, rightmodel: Option<&Value>, headers: &HeaderMap) -> Result<Overrides, ApiError> {
+        self.merged_overrides(rightmodel, headers, false)
+    }
+
+    fn merged_overrides(
+        &self,
+        rightmodel: Option<&Value>,
+        headers: &HeaderMap,
+        defaults: bool,
+    ) -> Result<Overrides, ApiError> {
+        let mut o = if defaults { self.default_overrides.clone() } else { Map::new() };
         match rightmodel {
             Some(Value::Object(m)) => {
                 // The client's own fields are checked on their own, so an error names them.
@@ -331,9 +347,11 @@ impl AutoRouter {
     }
 
     /// Checks the request's own cost and latency caps (`max_cost_usd`, `max_latency_ms`) for a model the
-    /// client named instead of `auto`: the estimates `auto` would make (price x prompt and `max_tokens`,
-    /// or 256 answer tokens; live latency of the models `auto` tracks). A model whose latency is not
-    /// tracked is checked for cost only.
+    /// gateway did not choose with `auto` (a named model, a fallback, an escalation): the estimates
+    /// `auto` would make (price x prompt and `max_tokens`, or 256 answer tokens; live latency of the
+    /// models `auto` tracks), after `spent` dollars of earlier calls of the request. A model whose
+    /// latency is not tracked is checked for cost only.
+    #[allow(clippy::too_many_arguments)]
     pub fn check_named(
         &self,
         name: &str,
@@ -341,11 +359,12 @@ impl AutoRouter {
         overrides: &Overrides,
         input_tokens: u64,
         max_output_tokens: Option<u32>,
+        spent: f64,
     ) -> Result<(), ApiError> {
         let out =
             max_output_tokens.unwrap_or_else(|| self.router.as_ref().map_or(256, |r| r.config().default_output_tokens));
         if let Some(cap) = overrides.max_cost_usd {
-            let cost = price.cost(input_tokens, u64::from(out));
+            let cost = spent + price.cost(input_tokens, u64::from(out));
             if cost > cap {
                 return Err(ApiError::new(
                     ErrorKind::Unprocessable,

@@ -147,14 +147,16 @@ impl AppState {
         if price.is_free() || daily <= 0.0 || committed + cost <= daily {
             return Ok(());
         }
-        let what = crate::budget::over_limit("The gateway's daily budget", daily, committed, cost);
-        Err(ApiError::new(
-            rightmodel_core::ErrorKind::RateLimited,
-            format!("{what}; `{name}` is a paid model (local models still serve)."),
-        )
-        .with_param("model")
-        .with_code("daily_budget_exhausted")
-        .with_retry_after(crate::budget::seconds_to_midnight_utc()))
+        let e = crate::budget::limit_refusal(
+            "the gateway's daily budget",
+            daily,
+            committed,
+            cost,
+            name,
+            "daily_budget_exhausted",
+        );
+        // A 429 names the model (a local one still serves); a 422 names max_tokens.
+        Err(if e.kind == rightmodel_core::ErrorKind::RateLimited { e.with_param("model") } else { e })
     }
 
     /// The chat model called `name`, or 404.

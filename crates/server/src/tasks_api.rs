@@ -669,7 +669,18 @@ fn fit_answer(st: &AppState, req: &ChatCompletionRequest, mut text: String) -> (
             // The longest run of whole words that fits (word ends found from the text, not re-joined).
             let ends: Vec<usize> = text.char_indices().filter(|(_, c)| c.is_whitespace()).map(|(i, _)| i).collect();
             let fits = ends.partition_point(|&end| answer_tokens(st, &text[..end]) <= max);
-            let end = if fits == 0 { 0 } else { ends[fits - 1] };
+            let end = if fits > 0 {
+                ends[fits - 1]
+            } else {
+                // Not even one word fits (a text without spaces): cut between characters.
+                let ends: Vec<usize> = text.char_indices().skip(1).map(|(i, _)| i).collect();
+                let fits = ends.partition_point(|&end| answer_tokens(st, &text[..end]) <= max);
+                if fits > 0 {
+                    ends[fits - 1]
+                } else {
+                    0
+                }
+            };
             text.truncate(end);
             text.truncate(text.trim_end().len());
             tokens = answer_tokens(st, &text);
@@ -702,10 +713,19 @@ fn text_answer(model: &str, text: String, finish: &str, usage: Usage, rightmodel
 }
 
 /// Tokens of an answer the gateway wrote, by the encoder's tokenizer without the two markers it adds
-/// around every text it reads.
+/// around every text it reads. The tokenizer stops at the encoder's 256 tokens; past them the count
+/// is at least a token per four bytes.
 fn answer_tokens(st: &AppState, text: &str) -> u64 {
-    emb_tokens(st, text).saturating_sub(2)
+    let n = emb_tokens(st, text);
+    if n >= ENCODER_TOKENS {
+        (n - 2).max(text.len() as u64 / 4)
+    } else {
+        n.saturating_sub(2)
+    }
 }
+
+/// Tokens the encoder's tokenizer returns at most (its truncation), markers included.
+const ENCODER_TOKENS: u64 = 256;
 
 fn emb_tokens(st: &AppState, text: &str) -> u64 {
     st.embed.as_ref().map(|e| e.model.count_tokens(text) as u64).unwrap_or(0)

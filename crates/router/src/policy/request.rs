@@ -52,7 +52,7 @@ impl Overrides {
         for (key, value) in fields {
             let param = format!("rightmodel.{key}");
             let bad = |what: &str| RouteError::invalid(&param, format!("`{key}` must be {what}, got {value}"));
-            // A null is the same as leaving the option out.
+            // A null leaves the option unset (lifting a configured default when merged over one).
             if value.is_null() {
                 continue;
             }
