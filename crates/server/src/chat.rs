@@ -116,9 +116,10 @@ fn key_limit_error(st: &crate::state::AppState, e: ApiError, caller: &crate::aut
     ApiError::new(
         ErrorKind::RateLimited,
         format!(
-            "Key `{}`: ${:.4} of its ${limit:.2} daily limit is left, less than this request may cost, and no free model can serve it.",
+            "Key `{}`: {} of its {} daily limit is left, less than this request may cost, and no free model can serve it.",
             caller.name().unwrap_or_default(),
-            (limit - committed).max(0.0)
+            crate::budget::usd((limit - committed).max(0.0)),
+            crate::budget::usd(limit)
         ),
     )
     .with_code("insufficient_quota")
@@ -307,7 +308,11 @@ async fn handle(
         caller.check_model(&req.model)?;
     }
     let outcome = if req.model == "auto" {
-        let o = st.router.decide(st, &req, headers, &caller).await.map_err(|e| key_limit_error(st, e, &caller))?;
+        let o = st
+            .router
+            .decide(st, &req, acct.caps().clone(), &caller)
+            .await
+            .map_err(|e| key_limit_error(st, e, &caller))?;
         acct.set_decision(&o.reason, &o.decision);
         Some(o)
     } else {
@@ -318,7 +323,7 @@ async fn handle(
         caller.check_model(&target)?;
     }
     if let Some(reply) =
-        task_reply(st, headers, &req, &target, outcome.is_none(), outcome.as_ref().map(|o| &o.decision), acct).await?
+        task_reply(st, &req, &target, outcome.is_none(), outcome.as_ref().map(|o| &o.decision), acct).await?
     {
         return Ok(reply);
     }
@@ -332,8 +337,11 @@ async fn handle(
     let (outcome, target) = match st.check_limits(&caller, &target, model.price(), acct.likely_cost(model.price())) {
         Ok(()) => (outcome, target),
         Err(e) if outcome.is_some() && e.kind == ErrorKind::RateLimited => {
-            let mut again =
-                st.router.decide(st, &req, headers, &caller).await.map_err(|e2| key_limit_error(st, e2, &caller))?;
+            let mut again = st
+                .router
+                .decide(st, &req, acct.caps().clone(), &caller)
+                .await
+                .map_err(|e2| key_limit_error(st, e2, &caller))?;
             if again.served == target || !caller.may_use(&again.served) {
                 return Err(e);
             }
@@ -346,9 +354,7 @@ async fn handle(
             // refusal keeps the decision that was refused).
             if is_task_model(st, &again.served) {
                 acct.set_decision(&again.reason, &again.decision);
-                if let Some(reply) =
-                    task_reply(st, headers, &req, &again.served, false, Some(&again.decision), acct).await?
-                {
+                if let Some(reply) = task_reply(st, &req, &again.served, false, Some(&again.decision), acct).await? {
                     return Ok(reply);
                 }
             }
@@ -402,7 +408,6 @@ fn is_task_model(st: &SharedState, name: &str) -> bool {
 /// router's, when `auto` chose it.
 async fn task_reply(
     st: &SharedState,
-    headers: &HeaderMap,
     req: &ChatCompletionRequest,
     target: &str,
     named: bool,
@@ -435,7 +440,7 @@ async fn task_reply(
         }
     }
     if classifier {
-        let explain = st.router.explain_requested(req, headers)?;
+        let explain = acct.caps().explain == Some(true);
         let mut body = crate::tasks_api::classifier_chat(st, target, req, explain, acct).await?;
         let decision = decision.cloned();
         if let (Some(d), Some(Value::Object(extra))) = (&decision, body.rightmodel.as_mut()) {

@@ -388,18 +388,12 @@ impl AutoRouter {
         Ok(())
     }
 
-    /// Whether `req` asks for an explanation, read as the router reads it (the body's `rightmodel`
-    /// object, then the `x-rightmodel-explain` header, over the configured defaults).
-    pub fn explain_requested(&self, req: &ChatCompletionRequest, headers: &HeaderMap) -> Result<bool, ApiError> {
-        Ok(self.overrides(req.rightmodel.as_ref(), headers)?.explain == Some(true))
-    }
-
-    /// Chooses a model for `req`.
+    /// Chooses a model for `req` under its options (see [`AutoRouter::overrides`]).
     pub async fn decide(
         &self,
         st: &AppState,
         req: &ChatCompletionRequest,
-        headers: &HeaderMap,
+        mut overrides: Overrides,
         caller: &crate::auth::Caller,
     ) -> Result<RouteOutcome, ApiError> {
         let allowed = caller.allowed_models();
@@ -407,7 +401,6 @@ impl AutoRouter {
             .router
             .clone()
             .ok_or_else(|| ApiError::new(ErrorKind::Unprocessable, "No chat model is configured for `auto`."))?;
-        let mut overrides = self.overrides(req.rightmodel.as_ref(), headers)?;
         let mode = crate::tools::tool_mode(req)?;
         // A cascade judges the small answer by its token log-probabilities; a tool call has none, so the
         // server would serve the small model unjudged. Requests with tools are routed directly.
