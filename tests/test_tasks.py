@@ -125,6 +125,14 @@ def test_docs_model_answers_with_citations(tmp_path):
             model="docs:manual", messages=[{"role": "user", "content": "When was the museum founded?"}])
         assert json.loads(other.headers["x-rightmodel-decision"])["read_by"] == "gemma3-270m"
         assert other.parse().choices[0].message.content.startswith("1852")
+        # A follow-up is completed from the previous question ("its" is the museum's); the decision
+        # shows what the documents were asked.
+        turns = [{"role": "user", "content": "When was the museum founded?"},
+                 {"role": "assistant", "content": "1852"},
+                 {"role": "user", "content": "Who was its first director?"}]
+        follow = c.chat.completions.with_raw_response.create(model="docs:unlisted", messages=turns)
+        assert follow.parse().choices[0].message.content.startswith("Henry Cole"), follow.parse()
+        assert json.loads(follow.headers["x-rightmodel-decision"])["question"] == "Who was its first director? (museum founded)"
         with_missing = c.chat.completions.with_raw_response
         try:
             with_missing.create(model="docs:missing", messages=[{"role": "user", "content": "x"}])

@@ -38,6 +38,7 @@ pub mod error;
 pub mod eval;
 pub mod extract;
 pub mod features;
+pub mod follow_up;
 pub mod generated;
 pub mod ingest;
 pub mod learn;
@@ -59,5 +60,6 @@ pub use catalog::{
 };
 pub use collection::{AddProgress, AddReport, Collection, SkippedFile};
 pub use error::DocsError;
+pub use follow_up::{contextual_question, ContextualQuestion};
 pub use generated::{cite_generated, small_model_prompt, GeneratedAnswer};
 pub use params::{AskParams, ReadWeights, RetrievalMode};

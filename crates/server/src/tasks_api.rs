@@ -446,50 +446,67 @@ pub async fn docs_chat(
     routed: Option<&Value>,
     acct: &mut Accounting,
 ) -> Result<(String, Value, ChatCompletionResponse), ApiError> {
-    let question = req
-        .messages
-        .iter()
-        .rev()
-        .find(|m| m.role == "user")
-        .map(ChatMessage::text)
-        .filter(|q| !q.trim().is_empty())
-        .ok_or_else(|| ApiError::invalid("messages", "A `docs:` model needs a user message with the question."))?;
+    // A follow-up ("How long is it?") is completed from the user's previous question.
+    let turns: Vec<String> = req.messages.iter().filter(|m| m.role == "user").map(ChatMessage::text).collect();
+    let asked = rightmodel_docs::contextual_question(&turns.iter().map(String::as_str).collect::<Vec<_>>());
+    if asked.text.is_empty() {
+        return Err(ApiError::invalid("messages", "A `docs:` model needs a user message with the question."));
+    }
+    let question = asked.text;
+    // A follow-up is asked both ways, completed and as written; the reading the documents answer with
+    // more confidence wins (completing it can also pull in words that point away from the answer).
+    let readings = if asked.follow_up { vec![question.clone(), asked.turn.clone()] } else { vec![question.clone()] };
     let emb = embedder(st)?;
     let permit = st.embed_permit()?;
-    let q = question.clone();
     let (state, coll_name) = (st.clone(), name.to_string());
     // Opening the collection, retrieval and counting the question's tokens all block: one pool task, which
     // holds the encoder's slot until it is done, even if the client leaves.
-    let (answer, question_tokens, reranked_by) = tokio::task::spawn_blocking(move || {
+    let (question, answer, question_tokens, reranked_by) = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let coll = state.tasks.collection(&coll_name)?;
-        let (mut answer, reranked_by) = match state.tasks.readers.get(&coll_name) {
+        let mut best: Option<(String, rightmodel_docs::Answer, Option<String>)> = None;
+        match state.tasks.readers.get(&coll_name) {
             Some(r) => {
-                // The encoder's permit covers the question's vector; the language model has its own queue.
-                let q_vec = coll.question_vector(emb.as_ref(), &q).map_err(docs_error)?;
+                // The encoder's permit covers the questions' vectors; the language model has its own queue.
+                let vectors: Vec<Vec<f32>> =
+                    readings.iter().map(|q| coll.question_vector(emb.as_ref(), q)).collect::<Result<_, _>>().map_err(docs_error)?;
                 drop(_permit);
                 let params = rightmodel_docs::AskParams { lm_depth: r.depth, lm_read: r.read, ..Default::default() };
-                let slot = r.reader.waiting.try_acquire().ok();
-                let scorer = slot.as_ref().map(|_| &r.reader.lm as &dyn rightmodel_core::PassageReader);
-                match coll.ask_scored(&q, &q_vec, 5, &params, scorer) {
-                    Ok(a) => {
-                        // Named only when the model did re-order (it is skipped when busy or with < 2 passages).
-                        let used = a.passages.iter().any(|p| p.question_log_likelihood.is_some());
-                        (a, used.then(|| rightmodel_core::PassageReader::model_id(&r.reader.lm).to_string()))
+                for (q, q_vec) in readings.into_iter().zip(&vectors) {
+                    let slot = r.reader.waiting.try_acquire().ok();
+                    let scorer = slot.as_ref().map(|_| &r.reader.lm as &dyn rightmodel_core::PassageReader);
+                    let (a, by) = match coll.ask_scored(&q, q_vec, 5, &params, scorer) {
+                        Ok(a) => {
+                            // Named only when the model did re-order (it is skipped when busy or with < 2 passages).
+                            let used = a.passages.iter().any(|p| p.question_log_likelihood.is_some());
+                            (a, used.then(|| rightmodel_core::PassageReader::model_id(&r.reader.lm).to_string()))
+                        }
+                        // The re-ranking is an improvement, not a dependency: answer without it.
+                        Err(rightmodel_docs::DocsError::Score(e)) => {
+                            tracing::warn!(collection = %coll_name, "the passage reader failed, answering without it: {e}");
+                            (coll.ask_scored(&q, q_vec, 5, &params, None).map_err(docs_error)?, None)
+                        }
+                        Err(e) => return Err(docs_error(e)),
+                    };
+                    if best.as_ref().is_none_or(|b| a.confidence > b.1.confidence) {
+                        best = Some((q, a, by));
                     }
-                    // The re-ranking is an improvement, not a dependency: answer without it.
-                    Err(rightmodel_docs::DocsError::Score(e)) => {
-                        tracing::warn!(collection = %coll_name, "the passage reader failed, answering without it: {e}");
-                        (coll.ask_scored(&q, &q_vec, 5, &params, None).map_err(docs_error)?, None)
-                    }
-                    Err(e) => return Err(docs_error(e)),
                 }
             }
-            None => (coll.ask(emb.as_ref(), &q, 5).map_err(docs_error)?, None),
+            None => {
+                for q in readings {
+                    let a = coll.ask(emb.as_ref(), &q, 5).map_err(docs_error)?;
+                    if best.as_ref().is_none_or(|b| a.confidence > b.1.confidence) {
+                        best = Some((q, a, None));
+                    }
+                }
+            }
         };
+        let (q, mut answer, reranked_by) = best.ok_or_else(|| ApiError::internal("no question was asked"))?;
         // Clients see sources relative to the collection, not where this host keeps them.
         answer.map_files(|f| coll.relative_file(f));
-        Ok::<_, ApiError>((answer, emb_tokens(&state, &q), reranked_by))
+        let tokens = emb_tokens(&state, &q);
+        Ok::<_, ApiError>((q, answer, tokens, reranked_by))
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
@@ -522,6 +539,10 @@ pub async fn docs_chat(
         None => (None, None),
     };
     let mut decision = json!({"served": model_name, "reason": "docs_confident", "confidence": answer.confidence, "min_confidence": min_conf});
+    // What was asked of the documents, when it is not the last turn as written.
+    if question != asked.turn {
+        decision["question"] = json!(question);
+    }
     if let Some(lm) = reranked_by {
         decision["reranked_by"] = json!(lm);
     }
