@@ -1,5 +1,6 @@
 """The binary's own commands: output on stdout, diagnostics on stderr, clear errors and exit codes."""
 import json
+import signal
 import subprocess
 
 from conftest import BIN, fresh_home
@@ -108,6 +109,19 @@ def test_docs_add_that_adds_nothing_leaves_no_collection(tmp_path):
     assert r.returncode == 0 and "skipped" in r.stderr and "broken.md" in r.stderr, r.stderr
     listed = run("docs", "list", env=env).stdout
     assert "c3" in listed and "c1" not in listed and "c2" not in listed, listed
+    # Interrupted before anything was written, a new collection is removed, not left empty.
+    big = tmp_path / "big.txt"
+    big.write_text("".join(f"Room {i} of the archive holds box {i * 7} of the letters.\n\n" for i in range(20000)))
+    p = subprocess.Popen([str(BIN), "docs", "add", "c4", str(big)], env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Without a terminal the progress is written as lines: the first says the files are being read.
+    first = p.stderr.readline()
+    assert "reading" in first, first
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "removed" in err, (p.returncode, err)
+    assert "c4" not in run("docs", "list", env=env).stdout
+    assert not (home / "docs" / "c4").exists()
 
 
 def test_an_upstream_key_variable_that_is_not_set_stops_the_gateway_before_it_serves(tmp_path):

@@ -63,6 +63,32 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
                     dir.display(),
                     d.name
                 );
+            } else if let Err(e) = rightmodel_docs::Collection::open(&dir) {
+                // `serve` starts without it (a collection can be re-added while it runs), but every
+                // question to it fails until then.
+                eprintln!(
+                    "warning: docs `{}`: {e} (`docs:{}` answers with an error until it is re-added)",
+                    d.name, d.name
+                );
+            }
+        }
+        // Weights the config names must load at start: find out now, not when `serve` refuses to start.
+        if let Some(dir) = &config.route.router_dir {
+            let weights = rightmodel_router::scorer::RouterWeights::load(dir)
+                .map_err(|e| anyhow::anyhow!("route.router_dir: router weights in {}: {e}", dir.display()))?;
+            let store = rightmodel_models::Store::new(&rightmodel_models::home::rightmodel_home());
+            if let (true, Some(e)) = (weights.uses_static_embeddings(), &config.embedding) {
+                if let Ok(enc) = store.resolve_encoder(&e.model) {
+                    rightmodel_router::scorer::DifficultyScorer::with_encoder_dir(weights, &enc, None).map_err(
+                        |err| {
+                            anyhow::anyhow!(
+                                "route.router_dir: router weights in {} do not fit `{}`: {err}",
+                                dir.display(),
+                                e.name
+                            )
+                        },
+                    )?;
+                }
             }
         }
         for c in &config.classifiers {
