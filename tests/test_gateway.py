@@ -94,6 +94,16 @@ def test_logprobs(client):
         assert t.logprob <= 0 and len(t.top_logprobs) == 3
         # greedy: the chosen token is the most likely one
         assert abs(t.top_logprobs[0].logprob - t.logprob) < 1e-4
+    # The tokens of a stop sequence are not part of the answer, nor of its log-probabilities.
+    for seed in range(3):
+        c = client.chat.completions.create(
+            model="gemma3-270m", messages=[{"role": "user", "content": "Write three fruits, one per line."}],
+            max_tokens=40, temperature=1, seed=seed, stop=["\n"], logprobs=True)
+        content = c.choices[0].logprobs.content
+        tokens = "".join(t.token for t in content)
+        # (A token that ends the answer's text and starts the stop, such as ".\n", stays.)
+        assert tokens.rstrip("\n") == c.choices[0].message.content, (tokens, c.choices[0].message.content)
+        assert not content or content[-1].token != "\n", content[-1]
 
 
 def test_json_response_format(client):

@@ -634,7 +634,10 @@ impl<'m> Worker<'m> {
                 }
             }
         };
-        if !eog {
+        // A token that only completes a stop sequence is not part of the answer: like an end-of-turn
+        // token it is not reported (OpenAI's log-probabilities end with the answer's last token).
+        let only_stop = finish == Some(FinishReason::Stop) && text.is_empty();
+        if !eog && !only_stop {
             let out = TokenOut { id: token.0, text, logprob, piece, top };
             if a.events.send(GenEvent::Token(out)).is_err() {
                 finish = Some(FinishReason::Cancelled);
