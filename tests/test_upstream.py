@@ -380,6 +380,17 @@ def test_dead_upstream_falls_back(gw):
     assert chunks and all(c.model == "small" for c in chunks)
 
 
+def test_a_text_completion_stream_breaking_before_text_falls_back(gw, proxy):
+    """As for chat: a text-completion stream that opens and breaks before any text has sent the client
+    nothing, so the fallback answers the whole stream instead of the client getting an error event."""
+    proxy.mode = {"kind": "break_after_role"}
+    r = gw.completions.with_raw_response.create(model="large", prompt="The capital of France is", max_tokens=4,
+                                                stream=True)
+    assert r.headers["x-rightmodel-model"] == "small"
+    chunks = list(r.parse())
+    assert "".join(c.choices[0].text for c in chunks if c.choices) and all(c.model == "small" for c in chunks)
+
+
 def test_first_token_timeout_is_504(gw, proxy):
     """`first_token_timeout_ms` bounds the wait for a stream's first event: a stream that sends nothing in
     time is a 504 before anything reached the client, not asked again (the upstream may be generating). A

@@ -723,11 +723,9 @@ const HELD_CHUNKS_MAX: usize = 32;
 /// Reads `s` up to its first chunk that carries more than the opening role (text, a tool call, a
 /// provider field such as reasoning text, a finish or usage) or to its end, and returns the stream
 /// with what was read in front. An error before then is returned instead: nothing was sent yet.
-async fn until_first_news(mut s: ChunkStream) -> Result<ChunkStream, ApiError> {
-    let mut held = Vec::new();
-    while let Some(item) = s.next().await {
-        let c = item?;
-        let news = c.usage.is_some()
+async fn until_first_news(s: ChunkStream) -> Result<ChunkStream, ApiError> {
+    hold_until(s, |c: &ChatCompletionChunk| {
+        c.usage.is_some()
             || c.choices.iter().any(|ch| {
                 ch.finish_reason.is_some()
                     || ch.delta.content.as_deref().is_some_and(|t| !t.is_empty())
@@ -735,9 +733,24 @@ async fn until_first_news(mut s: ChunkStream) -> Result<ChunkStream, ApiError> {
                     // OpenAI's opening chunk carries `refusal: null`: only values count.
                     || ch.delta.extra.values().any(|v| !v.is_null())
                     || ch.logprobs.is_some()
-            });
+            })
+    })
+    .await
+}
+
+/// Reads `s` up to its first item that is `news` (or [`HELD_CHUNKS_MAX`] items, or its end) and returns
+/// the stream with what was read in front; an error before then is returned instead. Chat and text
+/// completion streams both go through it, so a stream that breaks before saying anything falls back.
+pub(crate) async fn hold_until<T: Send + 'static>(
+    mut s: Pin<Box<dyn Stream<Item = Result<T, ApiError>> + Send>>,
+    news: impl Fn(&T) -> bool,
+) -> Result<Pin<Box<dyn Stream<Item = Result<T, ApiError>> + Send>>, ApiError> {
+    let mut held = Vec::new();
+    while let Some(item) = s.next().await {
+        let c = item?;
+        let is_news = news(&c);
         held.push(Ok(c));
-        if news || held.len() >= HELD_CHUNKS_MAX {
+        if is_news || held.len() >= HELD_CHUNKS_MAX {
             break;
         }
     }

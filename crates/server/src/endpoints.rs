@@ -224,7 +224,19 @@ pub async fn completions(
             ChatModel::Upstream(u) => {
                 let body = serde_json::to_value(&req).unwrap_or(Value::Null);
                 let r = if stream {
-                    match u.sse_stream::<CompletionResponse>("completions", body).await {
+                    // Held until it says something, as chat streams are: one that breaks before then
+                    // falls back instead of sending the client an error event.
+                    let opened = match u.sse_stream::<CompletionResponse>("completions", body).await {
+                        Ok(s) => {
+                            crate::chat::hold_until(Box::pin(s), |c: &CompletionResponse| {
+                                c.usage.is_some()
+                                    || c.choices.iter().any(|ch| !ch.text.is_empty() || ch.finish_reason.is_some())
+                            })
+                            .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match opened {
                         Ok(s) => {
                             let include_usage = req.sampling.stream_options.as_ref().is_some_and(|o| o.include_usage);
                             return upstream_completion_stream(acct, s, name, include_usage);
