@@ -129,6 +129,45 @@ pub fn share_below(sorted: &[f32], v: f32) -> f32 {
     (below + not_above) as f32 / (2 * sorted.len()) as f32
 }
 
+/// Fewest held-out rows a fold of random rows may have: on one or two rows the routing metrics are
+/// mostly undefined (both models equally good, so no gap to recover) and come out as NaN.
+pub const MIN_FOLD_ROWS: usize = 5;
+
+/// Fails when `rows` ungrouped rows cannot fill `folds` folds with [`MIN_FOLD_ROWS`] held-out rows
+/// each, saying which `--folds` would work, instead of running near-empty folds that print NaN.
+pub fn check_row_folds(rows: usize, folds: usize) -> Result<(), RouterError> {
+    if rows >= folds.saturating_mul(MIN_FOLD_ROWS) {
+        return Ok(());
+    }
+    let most = rows / MIN_FOLD_ROWS;
+    let fix = if most >= 2 {
+        format!("use --folds {most} or fewer")
+    } else {
+        format!("cross-validation needs at least {} rows", 2 * MIN_FOLD_ROWS)
+    };
+    Err(RouterError::Eval(format!(
+        "{rows} rows for {folds} folds: a fold would hold out fewer than {MIN_FOLD_ROWS} rows, too few for routing metrics; {fix}"
+    )))
+}
+
+/// Fails when `rows` cannot be split into `folds` useful folds: fewer groups than folds when the rows
+/// have groups, else too few rows ([`check_row_folds`]). Cheap, so callers run it before embedding.
+pub fn check_folds(rows: &[LabelledPrompt], folds: usize) -> Result<(), RouterError> {
+    let distinct: std::collections::BTreeSet<&str> = rows.iter().filter_map(|r| r.group.as_deref()).collect();
+    if distinct.is_empty() {
+        return check_row_folds(rows.len(), folds);
+    }
+    if distinct.len() < folds {
+        return Err(RouterError::Eval(format!(
+            "{} groups for {} folds; use --folds {} or fewer",
+            distinct.len(),
+            folds,
+            distinct.len().max(2)
+        )));
+    }
+    Ok(())
+}
+
 /// Grouped k-fold cross-validation: for each fold, trains on the other folds' rows of `x` and scores
 /// the held-out rows. `on_fold` is called after each fold (progress reporting).
 pub fn cross_validate(
@@ -140,17 +179,9 @@ pub fn cross_validate(
     if x.rows() != rows.len() {
         return Err(RouterError::Eval(format!("{} feature rows for {} prompts", x.rows(), rows.len())));
     }
+    check_folds(rows, cfg.folds)?;
     let groups: Vec<Option<String>> = rows.iter().map(|r| r.group.clone()).collect();
     let grouped = groups.iter().any(Option::is_some);
-    let distinct: std::collections::BTreeSet<&str> = groups.iter().flatten().map(String::as_str).collect();
-    if grouped && distinct.len() < cfg.folds {
-        return Err(RouterError::Eval(format!(
-            "{} groups for {} folds; use --folds {} or fewer",
-            distinct.len(),
-            cfg.folds,
-            distinct.len().max(2)
-        )));
-    }
     let folds = group_folds(&groups, cfg.folds, cfg.seed);
     let mut oof = vec![0f32; rows.len()];
     let mut results = Vec::with_capacity(cfg.folds);
@@ -197,7 +228,16 @@ pub fn cross_validate(
 
 #[cfg(test)]
 mod tests {
-    use super::share_below;
+    use super::{check_row_folds, share_below};
+
+    #[test]
+    fn folds_of_random_rows_need_enough_rows() {
+        assert!(check_row_folds(40, 8).is_ok());
+        let e = check_row_folds(40, 100).unwrap_err().to_string();
+        assert!(e.contains("40 rows for 100 folds") && e.contains("--folds 8 or fewer"), "{e}");
+        let e = check_row_folds(6, 2).unwrap_err().to_string();
+        assert!(e.contains("at least 10 rows"), "{e}");
+    }
 
     #[test]
     fn share_below_places_a_score_among_reference_scores() {

@@ -218,13 +218,21 @@ pub fn write_png(
     })
 }
 
+/// The files [`write_report`] writes into its folder (`curve.png` only when a font is available).
+pub const REPORT_FILES: [&str; 4] = ["report.md", "curve.svg", "curve.png", "report.json"];
+
+/// The files of [`REPORT_FILES`] that already exist in `dir` (in that order), so a caller can refuse to
+/// replace an earlier report, or the user's own `report.md`, without being told to.
+pub fn existing_report_files(dir: &Path) -> Vec<PathBuf> {
+    REPORT_FILES.iter().map(|f| dir.join(f)).filter(|p| p.symlink_metadata().is_ok()).collect()
+}
+
 /// Writes `report.md`, `curve.svg`, `curve.png` and `report.json` (the numbers, machine-readable)
 /// into `dir` and returns the paths written, so callers can say exactly what is there. The PNG needs a
 /// system font; when it cannot be drawn the SVG alone is kept (and the PNG is not in the list).
 pub fn write_report(dir: &Path, report: &CvReport, title: &str, notes: &str) -> Result<Vec<PathBuf>, RouterError> {
     std::fs::create_dir_all(dir).map_err(|e| RouterError::write(dir.display(), e))?;
-    let (md, svg, png, json_path) =
-        (dir.join("report.md"), dir.join("curve.svg"), dir.join("curve.png"), dir.join("report.json"));
+    let [md, svg, png, json_path] = REPORT_FILES.map(|f| dir.join(f));
     write_atomic(&svg, curve_svg(&report.pooled, title)?.as_bytes())?;
     let png_written = match curve_png(&png, &report.pooled, title) {
         Ok(()) => true,
@@ -237,4 +245,19 @@ pub fn write_report(dir: &Path, report: &CvReport, title: &str, notes: &str) -> 
     write_atomic(&json_path, json.as_bytes())?;
     write_atomic(&md, markdown(report, title, notes, "curve.svg").as_bytes())?;
     Ok([Some(md), Some(svg), png_written.then_some(png), Some(json_path)].into_iter().flatten().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn existing_report_files_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(existing_report_files(dir.path()).is_empty());
+        std::fs::write(dir.path().join("report.md"), "mine").unwrap();
+        std::fs::write(dir.path().join("notes.md"), "other").unwrap();
+        assert_eq!(existing_report_files(dir.path()), vec![dir.path().join("report.md")]);
+        assert!(existing_report_files(&dir.path().join("missing")).is_empty());
+    }
 }

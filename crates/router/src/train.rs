@@ -102,6 +102,35 @@ pub fn group_weights(groups: &[Option<&str>]) -> Vec<f32> {
     groups.iter().map(|g| per_group / sizes[g] as f32).collect()
 }
 
+/// Why every row of `outcomes` gets the same `label` (the caller has checked that it does), in terms of
+/// the data: the two models scoring alike is only one of the ways, and "they never differ" would be
+/// wrong when, say, the weak model scores -1 and the strong one 1 on every row.
+pub fn same_label_reason(outcomes: &[Outcome], label: LabelKind) -> String {
+    let Some(first) = outcomes.first() else { return "no rows; nothing to learn".into() };
+    let why = if outcomes.iter().all(|o| o.weak == o.strong) {
+        "the two models score the same on every row".to_string()
+    } else {
+        match label {
+            LabelKind::Benefit => {
+                format!("the strong model's gain (strong - weak) is {} on every row", first.strong - first.weak)
+            }
+            LabelKind::WeakWrong => format!("the weak model scores {} on every row", first.weak),
+            LabelKind::StrongOnly if first.strong > first.weak => {
+                "the strong model beats the weak one on every row".to_string()
+            }
+            LabelKind::StrongOnly => "the strong model never beats the weak one".to_string(),
+        }
+    };
+    let name = match label {
+        LabelKind::Benefit => "benefit",
+        LabelKind::WeakWrong => "weak-wrong",
+        LabelKind::StrongOnly => "strong-only",
+    };
+    format!(
+        "every row gets the same `{name}` label because {why}, so there is nothing to learn about which prompts need the strong model"
+    )
+}
+
 /// Fits standardisation and a logistic head on feature rows `x` with outcomes `outcomes`; `groups`
 /// (same length, or empty) are used when `cfg.balance_groups` is set.
 pub fn fit(
@@ -120,9 +149,7 @@ pub fn fit(
     let y: Vec<f32> = outcomes.iter().map(|o| cfg.label.label(o, scale)).collect();
     let (lo, hi) = y.iter().fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
     if hi - lo < 1e-6 {
-        return Err(RouterError::Training(
-            "every row has the same label (the two models never differ); nothing to learn".into(),
-        ));
+        return Err(RouterError::Training(same_label_reason(outcomes, cfg.label)));
     }
     let standardizer = Standardizer::fit(x);
     let z = standardizer.apply(x);
@@ -289,6 +316,23 @@ mod tests {
         let x = Matrix::from_vec(10, 1, (0..10).map(|i| i as f32).collect()).unwrap();
         let outcomes = vec![Outcome { weak: 1.0, strong: 1.0 }; 10];
         assert!(fit(&x, &outcomes, &[], &TrainConfig::default()).is_err());
+    }
+
+    #[test]
+    fn a_constant_label_is_explained_by_the_data() {
+        let x = Matrix::from_vec(10, 1, (0..10).map(|i| i as f32).collect()).unwrap();
+        let err = |o: Outcome, label| {
+            let cfg = TrainConfig { label, ..TrainConfig::default() };
+            fit(&x, &[o; 10], &[], &cfg).unwrap_err().to_string()
+        };
+        let e = err(Outcome { weak: -1.0, strong: 1.0 }, LabelKind::Benefit);
+        assert!(e.contains("(strong - weak) is 2 on every row") && !e.contains("never differ"), "{e}");
+        let e = err(Outcome { weak: 1.0, strong: 1.0 }, LabelKind::Benefit);
+        assert!(e.contains("score the same on every row"), "{e}");
+        let e = err(Outcome { weak: 0.0, strong: 1.0 }, LabelKind::StrongOnly);
+        assert!(e.contains("`strong-only`") && e.contains("beats the weak one on every row"), "{e}");
+        let e = err(Outcome { weak: 0.0, strong: 1.0 }, LabelKind::WeakWrong);
+        assert!(e.contains("the weak model scores 0 on every row"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `rightmodel router train|score|eval|calibrate|bench`: thin wrappers over `rightmodel-router` that
 //! load the local encoder, draw progress bars, and read and write files.
 
-use std::io::{BufRead, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,12 +11,12 @@ use rightmodel_core::{Embedder, ModelKind, Price};
 use rightmodel_infer::MiniLm;
 use rightmodel_models::{home::rightmodel_home, Store};
 use rightmodel_router::bench::time_decisions;
-use rightmodel_router::data::{parse_prompt_line, read_outcomes, read_prompts, Columns, LabelledPrompt};
-use rightmodel_router::eval::{CvConfig, CvReport};
-use rightmodel_router::features::cache::embed_all;
+use rightmodel_router::data::{parse_prompt_lines, read_outcomes, read_prompts, Columns, LabelledPrompt};
+use rightmodel_router::eval::{check_folds, CvConfig, CvReport};
+use rightmodel_router::features::cache::{check_cache_path, embed_all};
 use rightmodel_router::features::EmbedSpec;
 use rightmodel_router::pipeline::{evaluate, exclude_groups, train_weights, TrainOptions};
-use rightmodel_router::report::write_report;
+use rightmodel_router::report::{existing_report_files, write_report};
 use rightmodel_router::scorer::{Provenance, WEIGHTS_FILE};
 use rightmodel_router::train::{LabelKind, TrainConfig};
 use rightmodel_router::{
@@ -33,7 +33,9 @@ pub enum RouterCmd {
                             --exclude-group high_school_mathematics --out my-router")]
     Train(TrainArgs),
     /// Score prompts: one JSON line `{"prompt": ...}` (or `{"messages": [...]}`) in, one
-    /// `{"score": <float>}` out, same order; higher = needs the stronger model.
+    /// `{"score": <float>}` out, same order; higher = needs the stronger model. Every line must be a
+    /// non-empty prompt: all input is checked first, and blank or bad lines are listed with their line
+    /// numbers and nothing is written.
     #[command(after_help = "Example:\n  rightmodel router score < prompts.jsonl > scores.jsonl")]
     Score(ScoreArgs),
     /// Cross-validated APGR and CPT(50%/80%) of the learned scorer beside a random and a prompt-length
@@ -102,7 +104,8 @@ pub struct DataArgs {
     /// Leave this group out entirely (repeatable), e.g. one whose labels are known to be broken.
     #[arg(long = "exclude-group")]
     pub exclude_group: Vec<String>,
-    /// Cache the prompt embeddings in this file so repeated runs on the same data skip embedding.
+    /// Cache the prompt embeddings in this file so repeated runs on the same data skip embedding. Only
+    /// an earlier cache is replaced: an existing file that is not one (or the --data file) is refused.
     #[arg(long)]
     pub embed_cache: Option<PathBuf>,
     /// Sentence encoder: a pulled model name or a model folder.
@@ -179,9 +182,14 @@ pub struct EvalArgs {
     pub data: DataArgs,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Directory for report.md, curve.svg, curve.png and report.json.
+    /// Directory for report.md, curve.svg, curve.png and report.json; checked before the evaluation
+    /// runs.
     #[arg(long, default_value = "router-eval")]
     pub out: PathBuf,
+    /// Replace report files already in --out (an earlier report, or your own report.md); without it
+    /// the command refuses to overwrite them.
+    #[arg(long)]
+    pub force: bool,
     /// Number of folds.
     #[arg(long, default_value_t = 5, value_parser = in_range::<2, 100>)]
     pub folds: usize,
@@ -306,6 +314,61 @@ fn default_router_dir() -> PathBuf {
     rightmodel_home().join("router")
 }
 
+/// The folder that `dir` is or would be created in: `dir` itself when it exists, else its nearest
+/// existing ancestor. Fails when that is a file (`what` says what the folder is for).
+fn nearest_existing_dir(flag: &str, dir: &Path, what: &str) -> anyhow::Result<PathBuf> {
+    let mut at = dir.to_path_buf();
+    loop {
+        match std::fs::metadata(&at) {
+            Ok(m) if m.is_dir() => return Ok(at),
+            Ok(_) if at == dir => anyhow::bail!("{flag} {}: is a file; give a folder for {what}", dir.display()),
+            Ok(_) => anyhow::bail!("{flag} {}: {} is a file, not a folder", dir.display(), at.display()),
+            // Missing, or below a file (`file.csv/sub`): look at the parent, which says which.
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {}
+            Err(e) => anyhow::bail!("{flag} {}: {e}", dir.display()),
+        }
+        let parent = match at.parent() {
+            Some(p) if p.as_os_str().is_empty() => PathBuf::from("."),
+            Some(p) => p.to_path_buf(),
+            None => anyhow::bail!("{flag} {}: no existing folder to create it in", dir.display()),
+        };
+        if parent == at {
+            anyhow::bail!("{flag} {}: no existing folder to create it in", dir.display());
+        }
+        at = parent;
+    }
+}
+
+/// Fails before any long work when `dir`, given with `flag` as an output folder for `what`, could not
+/// be written later: it (or the folder it would be created in) is a file, or new files cannot be
+/// created there. Probes with a temporary file that is removed at once; creates no folder.
+fn check_writable_dir(flag: &str, dir: &Path, what: &str) -> anyhow::Result<()> {
+    let at = nearest_existing_dir(flag, dir, what)?;
+    let probe = at.join(format!(".rightmodel-write-check-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .with_context(|| format!("{flag} {}: cannot create files in {}", dir.display(), at.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Fails when report files are already in `dir` and `force` is not set, naming them: an earlier report
+/// or the user's own `report.md` is not replaced without `--force`.
+fn check_report_files(dir: &Path, force: bool) -> anyhow::Result<()> {
+    let existing = existing_report_files(dir);
+    if force || existing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = existing.iter().map(|p| file_name(p)).collect();
+    anyhow::bail!(
+        "--out {}: already holds {}; use --force to replace them, or give another --out folder",
+        dir.display(),
+        names.join(", ")
+    )
+}
+
 /// The weights of `--router DIR`, else `$RIGHTMODEL_HOME/router` when it holds weights, else the
 /// shipped ones; says on stderr which were used.
 fn load_weights(dir: Option<&Path>) -> anyhow::Result<(RouterWeights, Option<PathBuf>)> {
@@ -344,9 +407,15 @@ fn columns(d: &DataArgs) -> Columns {
     }
 }
 
-/// Reads the outcome file, drops excluded groups, embeds the prompts (with a progress bar and the
+/// Reads the outcome file, drops excluded groups, checks that the rows fill `folds` cross-validation
+/// folds (when set; `hint` says how else to fix it), embeds the prompts (with a progress bar and the
 /// optional cache) and returns rows, their vectors and the encoder name.
-fn load_and_embed(d: &DataArgs, spec: &EmbedSpec) -> anyhow::Result<(Vec<LabelledPrompt>, Vec<Vec<f32>>, String)> {
+fn load_and_embed(
+    d: &DataArgs,
+    spec: &EmbedSpec,
+    folds: Option<(usize, &str)>,
+) -> anyhow::Result<(Vec<LabelledPrompt>, Vec<Vec<f32>>, String)> {
+    check_embed_cache(d)?;
     let rows = read_outcomes(&d.data, &columns(d))?;
     let total = rows.len();
     let (rows, dropped) = exclude_groups(rows, &d.exclude_group)?;
@@ -360,6 +429,9 @@ fn load_and_embed(d: &DataArgs, spec: &EmbedSpec) -> anyhow::Result<(Vec<Labelle
     if total == dropped {
         anyhow::bail!("every row was excluded");
     }
+    if let Some((k, hint)) = folds {
+        check_folds(&rows, k).with_context(|| format!("--folds {k}{hint}"))?;
+    }
     let encoder = load_encoder(&d.encoder, d.embedding)?;
     let convs: Vec<Conversation> = rows.iter().map(|r| r.conversation.clone()).collect();
     let pb = bar(convs.len() as u64, "embedding");
@@ -367,6 +439,15 @@ fn load_and_embed(d: &DataArgs, spec: &EmbedSpec) -> anyhow::Result<(Vec<Labelle
         embed_all(encoder.as_ref(), &convs, spec, d.embed_cache.as_deref(), |done, _| pb.set_position(done as u64))?;
     pb.finish_and_clear();
     Ok((rows, vecs, encoder.model_id().to_string()))
+}
+
+/// Fails before anything is read or embedded when `--embed-cache` names the `--data` file or an existing
+/// file that is not an embedding cache: the cache is written over that path at the end.
+fn check_embed_cache(d: &DataArgs) -> anyhow::Result<()> {
+    if let Some(cache) = &d.embed_cache {
+        check_cache_path(cache, &[&d.data]).context("--embed-cache")?;
+    }
+    Ok(())
 }
 
 fn file_name(p: &Path) -> String {
@@ -437,8 +518,11 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
     }
     anyhow::ensure!(a.folds != 1, "--folds must be 0 (no cross-validation) or at least 2");
     let train_config = a.model.config()?;
+    let out = a.out.clone().unwrap_or_else(default_router_dir);
+    check_writable_dir("--out", &out, WEIGHTS_FILE)?;
     let spec = spec_for(a.data.embedding);
-    let (rows, vecs, encoder) = load_and_embed(&a.data, &spec)?;
+    let folds = (a.folds >= 2).then_some((a.folds, " (or --folds 0 to train without cross-validation)"));
+    let (rows, vecs, encoder) = load_and_embed(&a.data, &spec, folds)?;
     let cv = (a.folds >= 2).then_some(CvConfig { folds: a.folds, ..CvConfig::default() });
     let opts = TrainOptions {
         train: train_config,
@@ -457,7 +541,6 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
     let (weights, report) = train_weights(&rows, &vecs, &opts, |f| pb.set_position(f as u64))?;
     pb.finish_and_clear();
     // Saved before anything is printed: the weights must not depend on stdout being open.
-    let out = a.out.unwrap_or_else(default_router_dir);
     weights.save(&out)?;
     if let Some(r) = &report {
         print_summary(r, &group_col(&a.data));
@@ -474,12 +557,13 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
 }
 
 fn eval(a: EvalArgs) -> anyhow::Result<()> {
-    super::check_out_dir("--out", &a.out)?;
+    check_writable_dir("--out", &a.out, "the report")?;
+    check_report_files(&a.out, a.force)?;
     anyhow::ensure!(a.folds >= 2, "--folds must be at least 2");
     anyhow::ensure!(a.bins >= 2, "--bins must be at least 2");
     let train = a.model.config()?;
     let spec = spec_for(a.data.embedding);
-    let (rows, vecs, _) = load_and_embed(&a.data, &spec)?;
+    let (rows, vecs, _) = load_and_embed(&a.data, &spec, Some((a.folds, "")))?;
     let cfg = CvConfig { folds: a.folds, seed: a.seed, bins: a.bins, train };
     let pb = bar(a.folds as u64, "cv folds");
     let report = evaluate(&rows, &vecs, &cfg, |f| pb.set_position(f as u64))?;
@@ -503,32 +587,34 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every prompt of `input` (read to the end), one per line; all bad lines are reported together,
+/// naming `source`, so that nothing is scored unless every line can be.
+fn read_prompt_input(mut input: impl Read, source: &str) -> anyhow::Result<Vec<Conversation>> {
+    let mut bytes = Vec::new();
+    input.read_to_end(&mut bytes).with_context(|| format!("reading {source}"))?;
+    parse_prompt_lines(&bytes).map_err(|bad| bad.into_error(source).into())
+}
+
+/// Scores `convs` in batches of `batch`; all scores, in order, or the first scoring error.
+fn score_all(scorer: &dyn Scorer, convs: &[Conversation], batch: usize) -> anyhow::Result<Vec<f32>> {
+    let mut scores = Vec::with_capacity(convs.len());
+    for chunk in convs.chunks(batch.max(1)) {
+        scores.extend(scorer.score_batch(chunk)?);
+    }
+    Ok(scores)
+}
+
 fn score(a: ScoreArgs) -> anyhow::Result<()> {
     let (weights, _) = load_weights(a.router.as_deref())?;
+    // All input is read and checked, and every score computed, before the first line is written: a bad
+    // line or a failure must not leave a partial scores file whose length depends on --batch.
+    let convs = read_prompt_input(std::io::stdin().lock(), "stdin")?;
     let scorer = scorer_for(weights, &a.encoder)?;
-    let stdin = std::io::stdin();
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut batch: Vec<Conversation> = Vec::with_capacity(a.batch.max(1));
-    let flush = |batch: &mut Vec<Conversation>, out: &mut dyn Write| -> anyhow::Result<()> {
-        for s in scorer.score_batch(batch)? {
-            writeln!(out, "{}", serde_json::json!({ "score": s }))?;
-        }
-        batch.clear();
-        Ok(())
-    };
-    for (i, line) in stdin.lock().lines().enumerate() {
-        let line = line.context("reading stdin")?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let conv = parse_prompt_line(&line).map_err(|e| anyhow::anyhow!("stdin line {}: {e}", i + 1))?;
-        batch.push(conv);
-        if batch.len() >= a.batch.max(1) {
-            flush(&mut batch, &mut out)?;
-        }
+    let scores = score_all(&scorer, &convs, a.batch)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for s in scores {
+        writeln!(out, "{}", serde_json::json!({ "score": s }))?;
     }
-    flush(&mut batch, &mut out)?;
     out.flush()?;
     Ok(())
 }
@@ -538,6 +624,8 @@ fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         anyhow::bail!("--strong-share must be between 0 and 1");
     }
     let (mut weights, dir) = load_weights(a.router.as_deref())?;
+    let out = a.out.or(dir).unwrap_or_else(default_router_dir);
+    check_writable_dir("--out", &out, WEIGHTS_FILE)?;
     let prompts = read_prompts(&a.data, &a.prompt_col)?;
     if prompts.is_empty() {
         anyhow::bail!("{} has no prompts", a.data.display());
@@ -553,7 +641,6 @@ fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
     let cal = Calibration::from_scores(&scores, a.strong_share)?;
     let sent = scores.iter().filter(|s| **s >= cal.threshold).count();
     weights.calibration = cal;
-    let out = a.out.or(dir).unwrap_or_else(default_router_dir);
     weights.save(&out)?;
     println!(
         "threshold {:.4}: {} of {} prompts ({:.1}%) go to the strong model; wrote {}",
@@ -629,4 +716,132 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
     );
     println!("  example decision: {}", decision.to_json());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use rightmodel_router::RouterError;
+
+    /// A scratch folder under the system temp dir, removed on drop (the CLI crate has no `tempfile`).
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Self {
+            let p = std::env::temp_dir().join(format!("rightmodel-router-cli-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Scratch(p)
+        }
+        fn file(&self, name: &str, text: &str) -> PathBuf {
+            let p = self.0.join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: RouterCmd,
+    }
+
+    fn data_args(data: PathBuf, cache: Option<PathBuf>) -> DataArgs {
+        let cli = Cli::try_parse_from(["x", "train", "--data", "d.csv"]).unwrap();
+        let RouterCmd::Train(mut a) = cli.cmd else { panic!("not train") };
+        a.data.data = data;
+        a.data.embed_cache = cache;
+        a.data
+    }
+
+    #[test]
+    fn out_folders_are_checked_before_the_work() {
+        let dir = Scratch::new("out");
+        let file = dir.file("ok.csv", "prompt\n");
+        let e = check_writable_dir("--out", &file, "router.json").unwrap_err().to_string();
+        assert!(e.contains("--out") && e.contains("ok.csv: is a file; give a folder for router.json"), "{e}");
+        let e = check_writable_dir("--out", &file.join("sub"), "the report").unwrap_err().to_string();
+        assert!(e.contains("is a file, not a folder"), "{e}");
+        // A folder still to be created is fine, and the check creates nothing.
+        let new = dir.0.join("a").join("b");
+        check_writable_dir("--out", &new, "the report").unwrap();
+        assert!(!dir.0.join("a").exists());
+        check_writable_dir("--out", &dir.0, "the report").unwrap();
+        assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 1, "the probe file is removed");
+        if Path::new("/proc/self").is_dir() {
+            let e = format!("{:#}", check_writable_dir("--out", Path::new("/proc/nope"), "the report").unwrap_err());
+            assert!(e.contains("cannot create files in /proc"), "{e}");
+        }
+    }
+
+    #[test]
+    fn existing_reports_need_force() {
+        let dir = Scratch::new("force");
+        check_report_files(&dir.0, false).unwrap();
+        dir.file("report.md", "mine");
+        let e = check_report_files(&dir.0, false).unwrap_err().to_string();
+        assert!(e.contains("already holds report.md") && e.contains("--force"), "{e}");
+        check_report_files(&dir.0, true).unwrap();
+        let cli = Cli::try_parse_from(["x", "eval", "--data", "d.csv", "--out", "o", "--force"]).unwrap();
+        assert!(matches!(cli.cmd, RouterCmd::Eval(EvalArgs { force: true, .. })));
+        let cli = Cli::try_parse_from(["x", "eval", "--data", "d.csv"]).unwrap();
+        assert!(matches!(cli.cmd, RouterCmd::Eval(EvalArgs { force: false, .. })));
+    }
+
+    #[test]
+    fn embed_cache_never_names_the_data_or_someone_elses_file() {
+        let dir = Scratch::new("cache");
+        let data = dir.file("ok.csv", "prompt,weak_correct,strong_correct\n");
+        let e = format!("{:#}", check_embed_cache(&data_args(data.clone(), Some(data.clone()))).unwrap_err());
+        assert!(e.starts_with("--embed-cache") && e.contains("is the data file itself"), "{e}");
+        let notes = dir.file("precious.txt", "notes");
+        let e = format!("{:#}", check_embed_cache(&data_args(data.clone(), Some(notes.clone()))).unwrap_err());
+        assert!(e.contains("precious.txt") && e.contains("not an embedding cache"), "{e}");
+        assert_eq!(std::fs::read_to_string(&notes).unwrap(), "notes");
+        check_embed_cache(&data_args(data.clone(), Some(dir.0.join("new.bin")))).unwrap();
+        check_embed_cache(&data_args(data, None)).unwrap();
+    }
+
+    #[test]
+    fn score_input_is_checked_whole_before_scoring() {
+        let mut text: String = (1..=69).map(|i| format!("{{\"prompt\":\"question {i}\"}}\n")).collect();
+        text.push_str("{broken\n");
+        let e = read_prompt_input(text.as_bytes(), "stdin").unwrap_err().to_string();
+        assert!(e.starts_with("stdin: line 70: not JSON"), "{e}");
+        let e = read_prompt_input(&b"{\"prompt\":\"a\"}\n\n{\"prompt\":\"\"}\n{\"messages\":[]}\n"[..], "stdin")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("3 bad lines") && e.contains("line 2: blank line") && e.contains("line 4: no messages"),
+            "{e}"
+        );
+        let convs = read_prompt_input(&b"{\"prompt\":\"a\"}\n{\"prompt\":\"bb\"}\n{\"prompt\":\"ccc\"}\n"[..], "stdin")
+            .unwrap();
+        assert_eq!(convs.len(), 3);
+    }
+
+    /// Scores a conversation by the length of its prompt.
+    struct LengthScorer;
+
+    impl Scorer for LengthScorer {
+        fn score(&self, conv: &Conversation) -> Result<f32, RouterError> {
+            Ok(conv.last_user().len() as f32)
+        }
+        fn name(&self) -> &str {
+            "length"
+        }
+    }
+
+    #[test]
+    fn scores_keep_the_input_order_across_batches() {
+        let convs: Vec<Conversation> = (1..=5).map(|n| Conversation::from_prompt(&"x".repeat(n))).collect();
+        assert_eq!(score_all(&LengthScorer, &convs, 2).unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+    }
 }

@@ -2,10 +2,13 @@
 //! data: embedding 10k prompts takes minutes on two cores, the rest of a run takes seconds.
 //!
 //! Format: `RMEC` magic, version u32, row count u64, dimension u32, FNV-1a hash u64 of every
-//! embedding input (and the recipe), then `rows x dim` little-endian f32. A file whose header does not
+//! embedding input (and the recipe), then `rows x dim` little-endian f32. A cache whose header does not
 //! match the current inputs is ignored and rewritten.
+//!
+//! Only a cache is ever replaced: an existing file that does not start with the magic (a mistyped or
+//! swapped argument such as `--embed-cache data.csv`) is refused before any work, never overwritten.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use rightmodel_core::Embedder;
@@ -41,6 +44,49 @@ pub fn fingerprint(convs: &[Conversation], spec: &EmbedSpec, model_id: &str) -> 
         fnv1a(&mut h, &[0xfe]);
     }
     h
+}
+
+/// Whether the file at `path` may be used as the cache: it does not exist yet, is empty, or starts with
+/// [`MAGIC`] (a current or stale cache). Anything else is someone's data and is refused, naming the
+/// file, as is a folder. Reads only the first bytes, so a large wrong file costs nothing.
+pub fn check_replaceable(path: &Path) -> Result<(), RouterError> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(RouterError::data(path.display(), e)),
+    };
+    if meta.is_dir() {
+        return Err(RouterError::data(path.display(), "is a folder; give a file name for the embedding cache"));
+    }
+    if meta.len() == 0 {
+        return Ok(());
+    }
+    let mut head = Vec::with_capacity(MAGIC.len());
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAGIC.len() as u64).read_to_end(&mut head))
+        .map_err(|e| RouterError::data(path.display(), e))?;
+    if head.as_slice() != MAGIC {
+        return Err(RouterError::data(
+            path.display(),
+            "exists and is not an embedding cache (it does not start with `RMEC`); refusing to overwrite it, give a new file name",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a cache path that is one of the run's input files (`inputs`, e.g. the `--data` file), compared
+/// by their canonical paths (so `./a.csv`, `a.csv` and links to it are the same file), then checks that the
+/// cache may be replaced ([`check_replaceable`]). Call it before reading or embedding anything.
+pub fn check_cache_path(cache: &Path, inputs: &[&Path]) -> Result<(), RouterError> {
+    if let Ok(c) = std::fs::canonicalize(cache) {
+        if inputs.iter().any(|i| std::fs::canonicalize(i).is_ok_and(|i| i == c)) {
+            return Err(RouterError::data(
+                cache.display(),
+                "is the data file itself; give the embedding cache a file name of its own",
+            ));
+        }
+    }
+    check_replaceable(cache)
 }
 
 fn read(path: &Path, rows: usize, hash: u64) -> Option<Vec<Vec<f32>>> {
@@ -79,7 +125,8 @@ fn write(path: &Path, vecs: &[Vec<f32>], hash: u64) -> Result<(), RouterError> {
 }
 
 /// Conversation vectors of `convs`: from `cache` when it holds exactly these inputs, else embedded in
-/// chunks (calling `progress(done, total)`) and written to `cache`.
+/// chunks (calling `progress(done, total)`) and written to `cache`. A `cache` file that is not a cache
+/// is refused before embedding (see [`check_replaceable`]).
 pub fn embed_all(
     embedder: &dyn Embedder,
     convs: &[Conversation],
@@ -87,6 +134,9 @@ pub fn embed_all(
     cache: Option<&Path>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<Vec<f32>>, RouterError> {
+    if let Some(path) = cache {
+        check_replaceable(path)?;
+    }
     let hash = cache.map(|_| fingerprint(convs, spec, embedder.model_id()));
     if let (Some(path), Some(h)) = (cache, hash) {
         if let Some(v) = read(path, convs.len(), h) {
@@ -123,6 +173,58 @@ mod tests {
         assert_eq!(read(&p, 3, 42), None);
         std::fs::write(&p, b"garbage").unwrap();
         assert_eq!(read(&p, 2, 42), None);
+    }
+
+    /// A fake encoder of 2-d vectors: (length, 1).
+    struct Fake;
+    impl Embedder for Fake {
+        fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, rightmodel_core::EmbedError> {
+            Ok(texts.iter().map(|t| vec![t.len() as f32, 1.0]).collect())
+        }
+        fn dim(&self) -> usize {
+            2
+        }
+        fn model_id(&self) -> &str {
+            "fake"
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_cache_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let convs = vec![Conversation::from_prompt("a"), Conversation::from_prompt("bb")];
+        let spec = EmbedSpec::default();
+        let notes = dir.path().join("precious.txt");
+        std::fs::write(&notes, "my thesis notes").unwrap();
+        let e = embed_all(&Fake, &convs, &spec, Some(&notes), |_, _| {}).unwrap_err().to_string();
+        assert!(e.contains("precious.txt") && e.contains("not an embedding cache"), "{e}");
+        assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my thesis notes");
+        let e = embed_all(&Fake, &convs, &spec, Some(dir.path()), |_, _| {}).unwrap_err().to_string();
+        assert!(e.contains("is a folder"), "{e}");
+
+        // A new file, an empty one and a stale cache are (re)written; a current one is read back.
+        let cache = dir.path().join("c.bin");
+        let v = embed_all(&Fake, &convs, &spec, Some(&cache), |_, _| {}).unwrap();
+        assert!(std::fs::read(&cache).unwrap().starts_with(MAGIC));
+        let other = vec![Conversation::from_prompt("ccc")];
+        embed_all(&Fake, &other, &spec, Some(&cache), |_, _| {}).unwrap();
+        assert_eq!(read(&cache, 1, fingerprint(&other, &spec, "fake")).map(|r| r.len()), Some(1));
+        let empty = dir.path().join("empty.bin");
+        std::fs::write(&empty, b"").unwrap();
+        assert_eq!(embed_all(&Fake, &convs, &spec, Some(&empty), |_, _| {}).unwrap(), v);
+        assert_eq!(embed_all(&Fake, &convs, &spec, Some(&empty), |_, _| {}).unwrap(), v);
+    }
+
+    #[test]
+    fn the_data_file_is_refused_as_a_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("ok.csv");
+        std::fs::write(&data, "prompt,weak_correct,strong_correct\n").unwrap();
+        let same = dir.path().join(".").join("ok.csv");
+        let e = check_cache_path(&same, &[&data]).unwrap_err().to_string();
+        assert!(e.contains("is the data file itself"), "{e}");
+        assert!(check_cache_path(&dir.path().join("new.bin"), &[&data]).is_ok());
+        assert_eq!(std::fs::read_to_string(&data).unwrap(), "prompt,weak_correct,strong_correct\n");
     }
 
     #[test]
