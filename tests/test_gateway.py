@@ -2,12 +2,23 @@
 import base64
 import json
 import math
+import signal
 import struct
 
 import openai
 import pytest
 
 from conftest import LOCAL, Server, request
+
+
+def wait_for(cond, timeout=30.0):
+    """Polls `cond` until it holds (fails the test after `timeout` seconds)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.05)
 
 
 def test_models_list(client):
@@ -342,7 +353,7 @@ name = "bob"
 sha256 = "{h('sk-bob')}"
 models = ["minilm-l6"]
 """
-    s = Server(tmp_path, cfg, "keys")
+    s = Server(tmp_path, cfg, "keys", env={"RIGHTMODEL_LOG": "info"})
     try:
         mk = lambda key: openai.OpenAI(base_url=s.url("/v1"), api_key=key, max_retries=0)
         msg = [{"role": "user", "content": "x"}]
@@ -371,6 +382,29 @@ models = ["minilm-l6"]
         assert limited and all(r["key_name"] == "alice" for r in limited), limited
         log_text = s.db.read_bytes()
         assert b"sk-alice" not in log_text and b"sk-bob" not in log_text
+        # SIGHUP reads the keys again: bob's secret is rotated and he may chat now, alice is revoked,
+        # carol arrives. A file that does not parse changes nothing.
+        text = s.config_path.read_text()
+        s.config_path.write_text(text + "\n[[key]\n")
+        s.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: any("keys not reloaded" in l for l in s.stderr_lines))
+        models = lambda key: request(s.base, "GET", "/v1/models", headers={"Authorization": f"Bearer {key}"})[0]
+        assert models("sk-alice") == 200
+        keys = f"""
+[[key]]
+name = "bob"
+sha256 = "{h('sk-bob-2')}"
+
+[[key]]
+name = "carol"
+sha256 = "{h('sk-carol')}"
+"""
+        s.config_path.write_text(text.split("[[key]]")[0] + keys)
+        s.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: any("keys reloaded" in l for l in s.stderr_lines))
+        assert models("sk-alice") == 401 and models("sk-bob") == 401
+        assert mk("sk-bob-2").chat.completions.create(model="gemma3-270m", messages=msg, max_tokens=1).choices
+        assert mk("sk-carol").embeddings.create(model="minilm-l6", input="x").data
     finally:
         s.stop()
 

@@ -195,6 +195,10 @@ pub async fn serve(state: SharedState) -> Result<(), ServeError> {
         st.shutting_down.store(true, Ordering::Relaxed);
         tracing::info!("shutting down: draining in-flight requests");
     };
+    #[cfg(unix)]
+    if let Some(path) = state.config.source.clone() {
+        tokio::spawn(reload_keys_on_hangup(state.clone(), path));
+    }
     let server = axum::serve(listener, app(state.clone()).into_make_service()).with_graceful_shutdown(shutdown);
     let fut = server.into_future();
     tokio::pin!(fut);
@@ -213,6 +217,39 @@ pub async fn serve(state: SharedState) -> Result<(), ServeError> {
         } => tracing::warn!("closed the remaining connections"),
     }
     Ok(())
+}
+
+/// On each SIGHUP, reads the config file again and replaces the API keys ([`Auth::reload`]): keys are
+/// added, rotated, limited or revoked without dropping connections or the day's spend. Everything else
+/// is read at start only. A file that no longer parses, or has no keys left, changes nothing (logged).
+#[cfg(unix)]
+async fn reload_keys_on_hangup(state: SharedState, path: PathBuf) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot watch for SIGHUP: keys are read at start only");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let (st, file) = (state.clone(), path.clone());
+        // Reading the file and the log's spend by key block: the pool, not the runtime.
+        let done = tokio::task::spawn_blocking(move || -> Result<crate::auth::KeysReloaded, String> {
+            let config = Config::load(&file).map_err(|e| e.to_string())?;
+            let (_, spent_by_key) =
+                RequestLog::spend_since(&log_path(&st.config), start_of_day_ms()).map_err(|e| e.to_string())?;
+            st.auth.reload(&config.keys, &spent_by_key)
+        })
+        .await;
+        match done {
+            Ok(Ok(r)) => tracing::info!(
+                added = ?r.added,
+                removed = ?r.removed,
+                changed = ?r.changed,
+                "SIGHUP: API keys reloaded from {} (other settings take effect at restart)",
+                path.display()
+            ),
+            Ok(Err(e)) => tracing::error!("SIGHUP: keys not reloaded, the current ones stay: {e}"),
+            Err(e) => tracing::error!("SIGHUP: keys not reloaded: {e}"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

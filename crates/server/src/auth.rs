@@ -1,12 +1,13 @@
 //! API keys: bearer tokens checked against sha256 hashes from the config, with per-key request-rate and
-//! daily spend limits. Keys are never logged; only their configured names are.
+//! daily spend limits. Keys are never logged; only their configured names are. The table can be
+//! replaced while the gateway runs ([`Auth::reload`], on SIGHUP): a key keeps its name's spend and rate.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::http::HeaderMap;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use rightmodel_core::{ApiError, ErrorKind};
 use sha2::{Digest, Sha256};
 
@@ -31,9 +32,11 @@ struct Bucket {
 pub struct KeyState {
     /// The key's configuration (hash, limits, allowed models).
     pub config: KeyConfig,
-    bucket: Mutex<Bucket>,
-    /// Dollars spent by this key today.
-    pub spend: SpendCounter,
+    /// Shared with the key's next configuration after a reload, as is `spend`.
+    bucket: Arc<Mutex<Bucket>>,
+    /// Dollars spent by this key today (requests still running when the keys are reloaded add to the
+    /// same counter).
+    pub spend: Arc<SpendCounter>,
 }
 
 /// Who is calling: the key's state, or anonymous when the gateway has no keys.
@@ -157,33 +160,62 @@ impl Caller {
 /// The key table.
 #[derive(Debug, Default)]
 pub struct Auth {
-    by_hash: HashMap<String, Arc<KeyState>>,
+    /// Read per request (an `Arc` clone), replaced whole by [`Auth::reload`].
+    by_hash: RwLock<Arc<HashMap<String, Arc<KeyState>>>>,
+}
+
+/// What [`Auth::reload`] changed, by key name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct KeysReloaded {
+    /// Keys that are new.
+    pub added: Vec<String>,
+    /// Keys that are gone (their requests still running finish).
+    pub removed: Vec<String>,
+    /// Keys whose secret, limits or models changed.
+    pub changed: Vec<String>,
 }
 
 impl Auth {
     /// Builds the table from the config; `spent_today` restores each key's spend after a restart.
     pub fn new(keys: &[KeyConfig], spent_today: &[(String, f64)]) -> Self {
-        let by_hash = keys
-            .iter()
-            .map(|k| {
-                let spend = SpendCounter::default();
-                if let Some((_, usd)) = spent_today.iter().find(|(n, _)| n == &k.name) {
-                    spend.add(*usd);
-                }
-                let state = KeyState {
-                    config: k.clone(),
-                    bucket: Mutex::new(Bucket { tokens: f64::from(k.requests_per_minute), last: Instant::now() }),
-                    spend,
-                };
-                (k.sha256.to_ascii_lowercase(), Arc::new(state))
-            })
-            .collect();
-        Auth { by_hash }
+        let auth = Auth::default();
+        *auth.by_hash.write() = Arc::new(table(keys, &HashMap::new(), spent_today));
+        auth
+    }
+
+    /// Replaces the keys with `keys` without a restart. A key is known by its name: one that stays keeps
+    /// its spend today and its rate bucket whatever else changed (a rotated secret, a new limit), so a
+    /// reload never resets what a key may still spend; a new one starts from `spent_today` (the log's
+    /// spend by name). A reload that would leave no key at all is refused: it would open the gateway to
+    /// anyone, which only a restart should do.
+    pub fn reload(&self, keys: &[KeyConfig], spent_today: &[(String, f64)]) -> Result<KeysReloaded, String> {
+        let current = self.table();
+        if keys.is_empty() && !current.is_empty() {
+            return Err("the configuration has no [[key]]; an open gateway needs a restart".into());
+        }
+        let old: HashMap<&str, &Arc<KeyState>> = current.values().map(|k| (k.config.name.as_str(), k)).collect();
+        let mut report = KeysReloaded::default();
+        for k in keys {
+            match old.get(k.name.as_str()) {
+                None => report.added.push(k.name.clone()),
+                Some(o) if !same_key(&o.config, k) => report.changed.push(k.name.clone()),
+                Some(_) => {}
+            }
+        }
+        report.removed = old.keys().filter(|n| !keys.iter().any(|k| k.name == **n)).map(|n| n.to_string()).collect();
+        report.removed.sort();
+        let next = table(keys, &old, spent_today);
+        *self.by_hash.write() = Arc::new(next);
+        Ok(report)
+    }
+
+    fn table(&self) -> Arc<HashMap<String, Arc<KeyState>>> {
+        self.by_hash.read().clone()
     }
 
     /// True when no keys are configured (open gateway).
     pub fn is_open(&self) -> bool {
-        self.by_hash.is_empty()
+        self.by_hash.read().is_empty()
     }
 
     /// Checks the `Authorization` header and the key's request rate (its spend limit is checked where
@@ -211,11 +243,44 @@ impl Auth {
             };
             ApiError::new(ErrorKind::Authentication, message).with_code("missing_api_key")
         })?;
-        let key = self.by_hash.get(&hash_key(token)).ok_or_else(|| {
+        let key = self.by_hash.read().get(&hash_key(token)).cloned().ok_or_else(|| {
             ApiError::new(ErrorKind::Authentication, "Incorrect API key provided.").with_code("invalid_api_key")
         })?;
-        Ok(Caller { key: Some(key.clone()) })
+        Ok(Caller { key: Some(key) })
     }
+}
+
+/// The key table for `keys`: a key named in `old` shares its spend and rate bucket, a new one starts
+/// from `spent_today`.
+fn table(
+    keys: &[KeyConfig],
+    old: &HashMap<&str, &Arc<KeyState>>,
+    spent_today: &[(String, f64)],
+) -> HashMap<String, Arc<KeyState>> {
+    keys.iter()
+        .map(|k| {
+            let (bucket, spend) = match old.get(k.name.as_str()) {
+                Some(o) => (o.bucket.clone(), o.spend.clone()),
+                None => {
+                    let spend = SpendCounter::default();
+                    if let Some((_, usd)) = spent_today.iter().find(|(n, _)| n == &k.name) {
+                        spend.add(*usd);
+                    }
+                    let full = Bucket { tokens: f64::from(k.requests_per_minute), last: Instant::now() };
+                    (Arc::new(Mutex::new(full)), Arc::new(spend))
+                }
+            };
+            (k.sha256.to_ascii_lowercase(), Arc::new(KeyState { config: k.clone(), bucket, spend }))
+        })
+        .collect()
+}
+
+/// Whether two configurations of a key are the same (secret, limits, models).
+fn same_key(a: &KeyConfig, b: &KeyConfig) -> bool {
+    a.sha256.eq_ignore_ascii_case(&b.sha256)
+        && a.requests_per_minute == b.requests_per_minute
+        && a.daily_spend_usd == b.daily_spend_usd
+        && a.models == b.models
 }
 
 /// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive and may be
@@ -286,6 +351,36 @@ mod tests {
         let e = a.authenticate(&bearer("sk-test")).unwrap_err();
         assert_eq!(e.kind, ErrorKind::RateLimited);
         assert!(e.retry_after.unwrap() >= 1);
+    }
+
+    #[test]
+    fn a_reload_keeps_each_keys_spend_and_rate_by_name() {
+        let a = Auth::new(&[key(2, 1.0)], &[("t".into(), 0.4)]);
+        let running = a.authenticate(&bearer("sk-test")).unwrap();
+        running.reserve(0.1);
+        // The secret is rotated and the limit raised; a second key arrives.
+        let rotated = KeyConfig { sha256: hash_key("sk-new"), daily_spend_usd: 2.0, ..key(2, 1.0) };
+        let other = KeyConfig { name: "o".into(), sha256: hash_key("sk-other"), ..key(0, 0.0) };
+        let r = a.reload(&[rotated, other], &[("o".into(), 0.25)]).unwrap();
+        assert_eq!(r, KeysReloaded { added: vec!["o".into()], removed: vec![], changed: vec!["t".into()] });
+        assert_eq!(a.authenticate(&bearer("sk-test")).unwrap_err().kind, ErrorKind::Authentication);
+        let t = a.identify(&bearer("sk-new")).unwrap();
+        // Today's spend and the running request's hold carry over, under the new limit; the request
+        // that started before the reload settles on the same counter.
+        assert_eq!(t.spend_limit(), Some((2.0, 0.5)));
+        running.release(0.1);
+        running.add_spend(0.3);
+        assert_eq!(t.spend_limit(), Some((2.0, 0.7)));
+        // The rate bucket too: one of two requests was taken before the reload.
+        t.admit().unwrap();
+        assert_eq!(t.admit().unwrap_err().kind, ErrorKind::RateLimited);
+        let o = a.identify(&bearer("sk-other")).unwrap();
+        assert_eq!(o.key.as_ref().unwrap().spend.today(), 0.25);
+        // Removing every key would open the gateway: refused, the keys stay.
+        assert!(a.reload(&[], &[]).is_err());
+        assert!(!a.is_open() && a.identify(&bearer("sk-other")).is_ok());
+        let r = a.reload(&[key(2, 1.0)], &[]).unwrap();
+        assert_eq!((r.removed, r.changed), (vec!["o".to_string()], vec!["t".to_string()]));
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub struct Config {
     /// Gateway-wide spend budget.
     #[serde(default)]
     pub budget: BudgetSection,
+    /// The file it was read from (keys are read again from it on SIGHUP).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// `[server]`
@@ -458,6 +461,7 @@ impl Config {
             keys: Vec::new(),
             route: RouteSection::default(),
             budget: BudgetSection::default(),
+            source: None,
         }
     }
 
@@ -467,6 +471,7 @@ impl Config {
             .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
         let mut cfg = Self::parse(&text, &path.display().to_string())?;
         cfg.resolve_paths(path.parent().unwrap_or(Path::new("")));
+        cfg.source = Some(path.to_path_buf());
         Ok(cfg)
     }
 
