@@ -24,6 +24,12 @@ def wait_for(cond, timeout=30.0):
 def test_models_list(client):
     ids = {m.id for m in client.models.list().data}
     assert {"auto", "gemma3-270m", "minilm-l6"} <= ids
+    # One model, as the list shows it; an unknown one is OpenAI's 404.
+    m = client.models.retrieve("gemma3-270m")
+    assert m.id == "gemma3-270m" and m.object == "model" and m.owned_by == "rightmodel"
+    with pytest.raises(openai.NotFoundError) as e:
+        client.models.retrieve("no-such/model")
+    assert e.value.code == "model_not_found"
 
 
 def test_chat_completion(client):
@@ -368,6 +374,10 @@ models = ["minilm-l6"]
         with pytest.raises(openai.PermissionDeniedError):
             mk("sk-bob").chat.completions.create(model="gemma3-270m", messages=msg, max_tokens=1)
         assert mk("sk-bob").embeddings.create(model="minilm-l6", input="x").data
+        # A model the key may not use is not shown to it one by one either.
+        assert mk("sk-bob").models.retrieve("minilm-l6").id == "minilm-l6"
+        with pytest.raises(openai.NotFoundError):
+            mk("sk-bob").models.retrieve("gemma3-270m")
         alice = mk("sk-alice")
         for _ in range(3):
             alice.chat.completions.create(model="gemma3-270m", messages=msg, max_tokens=1)

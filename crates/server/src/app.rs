@@ -171,6 +171,7 @@ pub fn app(state: SharedState) -> Router {
         .route("/v1/embeddings", post(crate::endpoints::embeddings))
         .route("/v1/classify", post(crate::tasks_api::classify))
         .route("/v1/models", get(crate::endpoints::models))
+        .route("/v1/models/{*model}", get(crate::endpoints::model))
         .route("/healthz", get(crate::endpoints::healthz))
         .route("/metrics", get(crate::endpoints::metrics))
         .fallback(crate::endpoints::not_found)

@@ -569,9 +569,32 @@ pub async fn models(State(st): State<SharedState>, headers: HeaderMap) -> Respon
         Ok(c) => c,
         Err(e) => return HttpError(e).into_response(),
     };
+    let data = visible_models(&st, &caller).await;
+    Json(ModelList { object: "list".into(), data }).into_response()
+}
+
+/// `GET /v1/models/{model}`: one model as the list shows it, or 404 `model_not_found` (also for a model
+/// the caller's key may not use, as OpenAI answers for models a key cannot see). Names may hold `/`.
+pub async fn model(
+    State(st): State<SharedState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match st.auth.identify(&headers) {
+        Ok(c) => c,
+        Err(e) => return HttpError(e).into_response(),
+    };
+    match visible_models(&st, &caller).await.into_iter().find(|m| m.id == id) {
+        Some(m) => Json(m).into_response(),
+        None => HttpError(ApiError::model_not_found(&id)).into_response(),
+    }
+}
+
+/// The models `caller` may see: `auto`, chat models, the encoder, routed classifiers and `docs:NAME`
+/// collections (a key limited to some models sees only those, and `auto`, which chooses among them).
+async fn visible_models(st: &SharedState, caller: &crate::auth::Caller) -> Vec<ModelObject> {
     let created = now_secs();
     let mut data: Vec<ModelObject> = Vec::new();
-    // A key limited to some models sees only those (and `auto`, which chooses among them).
     let mut push = |id: &str, owner: &str| {
         if id == "auto" || caller.check_model(id).is_ok() {
             data.push(ModelObject { id: id.to_string(), object: "model".into(), created, owned_by: owner.into() });
@@ -597,7 +620,7 @@ pub async fn models(State(st): State<SharedState>, headers: HeaderMap) -> Respon
             push(&format!("docs:{n}"), "rightmodel");
         }
     }
-    Json(ModelList { object: "list".into(), data }).into_response()
+    data
 }
 
 /// Names of the collections a `docs:NAME` request would find: the configured ones that exist, then the
