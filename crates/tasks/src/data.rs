@@ -200,6 +200,7 @@ fn push_example(ds: &mut Dataset, problems: &mut Problems, line: usize, text: &s
     }
 }
 
+/// Reads CSV (`quoting`) or TSV rows, taking texts from `text_col` and labels from `label_col`.
 fn parse_delimited(
     path: &Path,
     text: &str,
@@ -208,6 +209,15 @@ fn parse_delimited(
     text_col: &str,
     label_col: &str,
 ) -> Result<Dataset, TaskError> {
+    if quoting {
+        if let Some(line) = unterminated_quote(text, delimiter) {
+            return Err(TaskError::Data(format!(
+                "{}: line {line}: a quoted field starts here and its closing `\"` is missing, so the rest of the \
+                 file would be read as that one field; close the quote (a `\"` inside a quoted field is written `\"\"`)",
+                path.display()
+            )));
+        }
+    }
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .quoting(quoting)
@@ -218,20 +228,8 @@ fn parse_delimited(
         .headers()
         .map_err(|e| TaskError::Data(format!("{}: line 1: cannot read the header row: {e}", path.display())))?
         .clone();
-    let find = |name: &str| headers.iter().position(|h| h.trim() == name);
-    let mut missing: Vec<&str> = [text_col, label_col].into_iter().filter(|c| find(c).is_none()).collect();
-    // The same column asked for twice (texts only, as for out-of-domain data) is missing once.
-    missing.dedup();
-    if !missing.is_empty() {
-        let have: Vec<&str> = headers.iter().collect();
-        return Err(TaskError::Data(format!(
-            "{}: missing column(s) {}; the header row has: {}",
-            path.display(),
-            missing.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
-            have.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
-        )));
-    }
-    let (ti, li) = (find(text_col).unwrap_or(0), find(label_col).unwrap_or(0));
+    let names: Vec<&str> = headers.iter().map(str::trim).collect();
+    let (ti, li) = (column_index(path, &names, text_col, label_col)?, column_index(path, &names, label_col, text_col)?);
     let mut ds = Dataset { path: path.to_path_buf(), ..Default::default() };
     let mut problems = Problems::new(path);
     for rec in rdr.records() {
@@ -257,57 +255,196 @@ fn parse_delimited(
     Ok(ds)
 }
 
-/// A JSON scalar as label text (strings as they are, numbers and booleans printed).
+/// The 0-based position of column `col` in the header `names`. Fails when it is missing (naming `other`,
+/// the other column asked for, too when it is missing as well) or when the header has it more than once:
+/// which one was meant cannot be guessed, and taking the first could silently use the wrong data.
+fn column_index(path: &Path, names: &[&str], col: &str, other: &str) -> Result<usize, TaskError> {
+    let at: Vec<usize> = names.iter().enumerate().filter(|(_, h)| **h == col).map(|(i, _)| i).collect();
+    match at.as_slice() {
+        [i] => Ok(*i),
+        [] => {
+            let mut missing = vec![col.to_string()];
+            if other != col && !names.contains(&other) {
+                missing.push(other.to_string());
+            }
+            let found = format!(
+                "the header row has: {}",
+                names.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+            );
+            Err(TaskError::MissingColumn { path: path.to_path_buf(), missing, found })
+        }
+        many => Err(TaskError::Data(format!(
+            "{}: line 1: column `{col}` appears {} times in the header row (columns {}); rename or remove the \
+             extra one(s) so it is clear which one to use",
+            path.display(),
+            many.len(),
+            many.iter().map(|i| (i + 1).to_string()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// The line on which a CSV quoted field opens that never closes, if one does. Follows the csv crate's
+/// reading: a `"` opens a quoted field only at the start of a field, `""` inside one is a literal quote,
+/// and a `"` in the middle of an unquoted field is an ordinary character.
+fn unterminated_quote(text: &str, delimiter: u8) -> Option<usize> {
+    #[derive(PartialEq)]
+    enum State {
+        FieldStart,
+        Unquoted,
+        Quoted,
+        QuoteInQuoted,
+    }
+    let mut state = State::FieldStart;
+    let mut opened_at = 0;
+    for (i, &b) in text.as_bytes().iter().enumerate() {
+        let ends_field = b == delimiter || b == b'\n' || b == b'\r';
+        state = match state {
+            State::FieldStart if b == b'"' => {
+                opened_at = i;
+                State::Quoted
+            }
+            State::FieldStart | State::Unquoted | State::QuoteInQuoted if ends_field => State::FieldStart,
+            State::Quoted if b == b'"' => State::QuoteInQuoted,
+            State::Quoted => State::Quoted,
+            // `""` inside a quoted field.
+            State::QuoteInQuoted if b == b'"' => State::Quoted,
+            State::FieldStart | State::Unquoted | State::QuoteInQuoted => State::Unquoted,
+        };
+    }
+    (state == State::Quoted).then(|| text.as_bytes()[..opened_at].iter().filter(|&&b| b == b'\n').count() + 1)
+}
+
+/// Largest integer an `f64` holds exactly (2^53).
+const F64_EXACT_INT: f64 = 9_007_199_254_740_992.0;
+
+/// A JSON scalar as label text: strings as they are, booleans printed, numbers printed with whole
+/// numbers as integers (`1.0` and `1e0` become `1`), so that a file whose writer emits floats for some
+/// rows (pandas does, next to missing values) does not split one class into `1` and `1.0`.
 fn json_label(v: &serde_json::Value) -> Option<String> {
     match v {
         serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Number(n) => Some(number_label(n)),
         serde_json::Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
 }
 
+/// A JSON number as label text, whole numbers without a fraction (see [`json_label`]).
+fn number_label(n: &serde_json::Number) -> String {
+    match n.as_f64() {
+        Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() <= F64_EXACT_INT => {
+            // In range, so the cast is exact (and -0.0 becomes 0).
+            (f as i64).to_string()
+        }
+        _ => n.to_string(),
+    }
+}
+
+/// A JSON object read from one line, with the keys it has more than once (a plain map keeps the last
+/// value of a repeated key without a word).
+struct JsonLine {
+    /// The fields (the last value of a repeated key).
+    map: serde_json::Map<String, serde_json::Value>,
+    /// Keys that occur more than once.
+    repeated: Vec<String>,
+}
+
+impl<'de> serde::Deserialize<'de> for JsonLine {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = JsonLine;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<JsonLine, A::Error> {
+                let mut line = JsonLine { map: serde_json::Map::new(), repeated: Vec::new() };
+                while let Some((k, v)) = access.next_entry::<String, serde_json::Value>()? {
+                    if line.map.contains_key(&k) && !line.repeated.contains(&k) {
+                        line.repeated.push(k.clone());
+                    }
+                    line.map.insert(k, v);
+                }
+                Ok(line)
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+impl JsonLine {
+    /// Parses one line as a JSON object.
+    fn parse(raw: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(raw)
+    }
+
+    /// The value of `key`, or a problem when the object has it more than once.
+    fn field(&self, key: &str) -> Result<Option<&serde_json::Value>, String> {
+        if self.repeated.iter().any(|k| k == key) {
+            return Err(format!("field `{key}` appears more than once; keep one"));
+        }
+        Ok(self.map.get(key))
+    }
+}
+
+/// Reads JSON lines, taking texts from field `text_col` and labels from field `label_col`.
 fn parse_jsonl(path: &Path, text: &str, text_col: &str, label_col: &str) -> Result<Dataset, TaskError> {
     let mut ds = Dataset { path: path.to_path_buf(), ..Default::default() };
     let mut problems = Problems::new(path);
+    // Fields seen in any object, and the keys of the first one (to suggest a field name).
+    let (mut seen_text, mut seen_label, mut first_keys) = (false, false, None);
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         if raw.trim().is_empty() {
             continue;
         }
-        let obj: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(raw) {
+        let obj = match JsonLine::parse(raw) {
             Ok(o) => o,
             Err(e) => {
                 problems.push(line, format!("not a JSON object: {e}"));
                 continue;
             }
         };
-        let t = match obj.get(text_col) {
-            Some(serde_json::Value::String(s)) => s.as_str(),
-            Some(_) => {
-                problems.push(line, format!("field `{text_col}` is not a string"));
-                continue;
+        first_keys.get_or_insert_with(|| obj.map.keys().cloned().collect::<Vec<_>>());
+        seen_text |= obj.map.contains_key(text_col);
+        seen_label |= obj.map.contains_key(label_col);
+        match json_example(&obj, text_col, label_col) {
+            Ok((t, l)) => push_example(&mut ds, &mut problems, line, t, &l, (text_col, label_col)),
+            Err(what) => problems.push(line, what),
+        }
+    }
+    // A field that no line has is a wrong field name, not a file full of bad rows.
+    if let Some(keys) = first_keys.filter(|_| !(seen_text && seen_label)) {
+        let mut missing: Vec<String> = Vec::new();
+        for (col, seen) in [(text_col, seen_text), (label_col, seen_label)] {
+            if !seen && !missing.iter().any(|m| m == col) {
+                missing.push(col.to_string());
             }
-            None => {
-                problems.push(line, format!("missing field `{text_col}`"));
-                continue;
-            }
-        };
-        let l = match obj.get(label_col).map(json_label) {
-            Some(Some(l)) => l,
-            Some(None) => {
-                problems.push(line, format!("field `{label_col}` is not a string, number or boolean"));
-                continue;
-            }
-            None => {
-                problems.push(line, format!("missing field `{label_col}`"));
-                continue;
-            }
-        };
-        push_example(&mut ds, &mut problems, line, t, &l, (text_col, label_col));
+        }
+        let found = format!(
+            "no line has {}; the first object has: {}",
+            if missing.len() == 1 { "it" } else { "them" },
+            keys.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+        );
+        return Err(TaskError::MissingColumn { path: path.to_path_buf(), missing, found });
     }
     problems.into_result()?;
     Ok(ds)
+}
+
+/// The text and label of one JSON line, or what is wrong with them.
+fn json_example<'a>(obj: &'a JsonLine, text_col: &str, label_col: &str) -> Result<(&'a str, String), String> {
+    let t = match obj.field(text_col)? {
+        Some(serde_json::Value::String(s)) => s.as_str(),
+        Some(_) => return Err(format!("field `{text_col}` is not a string")),
+        None => return Err(format!("missing field `{text_col}`")),
+    };
+    let l = match obj.field(label_col)?.map(json_label) {
+        Some(Some(l)) => l,
+        Some(None) => return Err(format!("field `{label_col}` is not a string, number or boolean")),
+        None => return Err(format!("missing field `{label_col}`")),
+    };
+    Ok((t, l))
 }
 
 /// Splits example indices into (train, validation) with about `fraction` of every class in validation,
@@ -350,10 +487,30 @@ pub fn check_valid_labels(train: &Dataset, valid: &Dataset) -> Result<(), TaskEr
     }
 }
 
+/// How the lines of a `classify` input are read, decided once per input by [`input_format`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// Every line is a text, whatever it looks like.
+    PlainText,
+    /// Every line is a JSON object with a `text` field (and an optional `id`).
+    JsonLines,
+}
+
+/// The format of a whole input: JSON lines when its first non-blank line parses as a JSON object,
+/// plain text otherwise. Deciding once (not line by line) lets plain text contain lines that start with
+/// `{` (code, templates, logs), while a bad line in a JSON-lines input is still an error, not a text.
+pub fn input_format(text: &str) -> InputFormat {
+    match text.lines().map(str::trim).find(|l| !l.is_empty()) {
+        Some(first) if first.starts_with('{') && JsonLine::parse(first).is_ok() => InputFormat::JsonLines,
+        _ => InputFormat::PlainText,
+    }
+}
+
 /// Reads texts to classify: one per line, or JSON lines with a `text` field (and an optional `id` that is
-/// echoed back). Blank lines are skipped. Returns (line, id, text) triples.
+/// echoed back), as [`input_format`] decides for the whole input. Blank lines are skipped.
 pub fn read_inputs(source_name: &str, bytes: &[u8]) -> Result<Vec<InputText>, TaskError> {
     let text = check_utf8(Path::new(source_name), bytes)?;
+    let format = input_format(text);
     let mut out = Vec::new();
     let mut problems = Problems::new(Path::new(source_name));
     for (i, raw) in text.lines().enumerate() {
@@ -362,23 +519,29 @@ pub fn read_inputs(source_name: &str, bytes: &[u8]) -> Result<Vec<InputText>, Ta
         if trimmed.is_empty() {
             continue;
         }
-        if trimmed.starts_with('{') {
-            match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(trimmed) {
-                Ok(obj) => match obj.get("text") {
-                    Some(serde_json::Value::String(t)) if !t.trim().is_empty() => {
-                        out.push(InputText { line, id: obj.get("id").cloned(), text: t.clone() })
-                    }
-                    Some(serde_json::Value::String(_)) => problems.push(line, "empty `text`".into()),
-                    _ => problems.push(line, "JSON line without a string `text` field".into()),
-                },
-                Err(e) => problems.push(line, format!("looks like JSON but does not parse: {e}")),
-            }
-        } else {
-            out.push(InputText { line, id: None, text: raw.to_string() });
+        match format {
+            InputFormat::PlainText => out.push(InputText { line, id: None, text: raw.to_string() }),
+            InputFormat::JsonLines => match json_input(trimmed) {
+                Ok((id, text)) => out.push(InputText { line, id, text }),
+                Err(what) => problems.push(line, what),
+            },
         }
     }
     problems.into_result()?;
     Ok(out)
+}
+
+/// The `id` and `text` of one line of a JSON-lines input, or what is wrong with it.
+fn json_input(line: &str) -> Result<(Option<serde_json::Value>, String), String> {
+    let obj = JsonLine::parse(line).map_err(|e| {
+        format!("not a JSON object: {e} (the input is read as JSON lines because its first line is one)")
+    })?;
+    let id = obj.field("id")?.cloned();
+    match obj.field("text")? {
+        Some(serde_json::Value::String(t)) if !t.trim().is_empty() => Ok((id, t.clone())),
+        Some(serde_json::Value::String(_)) => Err("empty `text`".into()),
+        _ => Err("JSON line without a string `text` field".into()),
+    }
 }
 
 /// One text to classify, with where it came from.

@@ -111,6 +111,13 @@ impl FastModel {
         let w_sparse = match map.remove("w_sparse") {
             Some(t) if t.dims() == [sparse_dim, classes] => t.flatten_all()?.to_vec1::<f32>()?,
             None if sparse_dim == 0 => Vec::new(),
+            // The head has n-gram weights but their vocabulary is gone.
+            Some(_) if vocab.is_none() => {
+                return Err(bad(format!(
+                    "{NGRAMS_FILE}: no such file ({HEAD_FILE} has n-gram weights, which need it); \
+                     copy the whole classifier directory or train it again"
+                )))
+            }
             _ => return Err(bad(format!("{HEAD_FILE}: w_sparse does not match {NGRAMS_FILE}"))),
         };
         let head = LinearHead {

@@ -13,23 +13,39 @@ pub fn classifiers_root(home: &Path) -> PathBuf {
     home.join(CLASSIFIERS_DIR)
 }
 
-/// True when `spec` names a path rather than a registry name.
+/// True when `spec` names a path rather than a registry name: it contains a path separator (`/`, and
+/// `\` on Windows). Everything else must be a valid name ([`validate_name`]), so `.hidden` or `a\b` is
+/// refused rather than quietly written to the current directory.
 fn looks_like_path(spec: &str) -> bool {
-    spec.contains('/') || spec.contains('\\') || spec.starts_with('.') || spec.starts_with('~')
+    spec.contains('/') || (cfg!(windows) && spec.contains('\\'))
 }
 
-/// Checks a registry name: 1-64 characters of letters, digits, `-`, `_` and `.`, not starting with `.`.
+/// Longest classifier name.
+const MAX_NAME_LEN: usize = 64;
+
+/// Checks a registry name: 1-64 ASCII letters, digits, `-`, `_` and `.`, not starting with `.` (hidden,
+/// and `.`/`..` are directories) nor `-` (it would read as a flag in `--model -x`).
 pub fn validate_name(name: &str) -> Result<(), TaskError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
+    let why = if name.is_empty() {
+        Some("a name cannot be empty".to_string())
+    } else if name.len() > MAX_NAME_LEN {
+        Some(format!("a name has at most {MAX_NAME_LEN} characters"))
+    } else if name.starts_with('.') {
+        Some("a name cannot start with `.`".to_string())
+    } else if name.starts_with('-') {
+        Some("a name cannot start with `-` (it would read as a flag)".to_string())
     } else {
-        Err(TaskError::Invalid(format!(
-            "invalid classifier name `{name}`: use 1-64 letters, digits, `-`, `_` or `.` (or give a path containing `/`)"
-        )))
+        name.chars().find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))).map(|c| {
+            let shown = if c.is_control() { c.escape_default().to_string() } else { c.to_string() };
+            format!("`{shown}` is not allowed in a name")
+        })
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(TaskError::Invalid(format!(
+            "invalid classifier name `{name}`: {why}; use 1-{MAX_NAME_LEN} ASCII letters, digits, `-`, `_` or `.`, \
+             not starting with `.` or `-` (or give a directory path containing `/`)"
+        ))),
     }
 }
 
@@ -95,6 +111,10 @@ pub fn list_in(home: &Path) -> Result<Vec<String>, TaskError> {
 
 /// Creates a directory next to `dest`, lets `fill` write into it, then renames it to `dest` so a
 /// classifier appears complete or not at all. An existing `dest` is replaced only when `overwrite`.
+///
+/// `dest` is checked again at the rename, not only before `fill` (which trains, for minutes): without
+/// `overwrite`, a classifier another run saved there meanwhile is kept and this one is discarded with
+/// [`TaskError::CreatedMeanwhile`], never silently replaced.
 pub fn write_dir_atomically(
     dest: &Path,
     overwrite: bool,
@@ -115,21 +135,59 @@ pub fn write_dir_atomically(
         .tempdir_in(&parent)
         .map_err(|e| TaskError::io(&parent, e))?;
     fill(tmp.path())?;
-    let tmp_path = tmp.keep();
-    if dest.exists() {
-        let old = parent.join(format!(".{name}.old-{}-{}", host_tag(), std::process::id()));
-        std::fs::rename(dest, &old).map_err(|e| TaskError::io(dest, e))?;
-        if let Err(e) = std::fs::rename(&tmp_path, dest) {
-            // Put the previous classifier back.
-            let _ = std::fs::rename(&old, dest);
-            let _ = std::fs::remove_dir_all(&tmp_path);
-            return Err(TaskError::io(dest, e));
+    let tmp = tmp.keep();
+    let aside = parent.join(format!(".{name}.old-{}-{}", host_tag(), std::process::id()));
+    let result = if dest.exists() {
+        install_over(&tmp, dest, overwrite, &aside)
+    } else {
+        match rename_new(&tmp, dest) {
+            // Another run (or person) put something at `dest` between the check and the rename.
+            Err(_) if dest.exists() => install_over(&tmp, dest, overwrite, &aside),
+            other => other,
         }
-        let _ = std::fs::remove_dir_all(&old);
-    } else if let Err(e) = std::fs::rename(&tmp_path, dest) {
-        let _ = std::fs::remove_dir_all(&tmp_path);
-        return Err(TaskError::io(dest, e));
+    };
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
     }
+    result
+}
+
+/// Renames directory `from` to `dest`, which must not exist: never replaces anything. (A plain rename
+/// onto an existing empty directory would replace it, so existence is checked first; a non-empty one is
+/// refused by the rename itself, so a classifier appearing in between is never lost.)
+fn rename_new(from: &Path, dest: &Path) -> Result<(), TaskError> {
+    if dest.symlink_metadata().is_ok() {
+        return Err(TaskError::io(dest, std::io::Error::from(std::io::ErrorKind::AlreadyExists)));
+    }
+    std::fs::rename(from, dest).map_err(|e| TaskError::io(dest, e))
+}
+
+/// Puts `from` in place of the existing `dest`: only with `overwrite`, and only over a classifier (the
+/// checks of [`check_writable`], made again because `dest` may have changed while training ran).
+fn install_over(from: &Path, dest: &Path, overwrite: bool, aside: &Path) -> Result<(), TaskError> {
+    if !overwrite {
+        return Err(TaskError::CreatedMeanwhile(dest.to_path_buf()));
+    }
+    check_writable(dest, true)?;
+    replace_dir(from, dest, aside)
+}
+
+/// Replaces directory `dest` by `from`: `dest` is moved to `aside`, `from` renamed into place, and
+/// `aside` deleted. When the second rename fails the old directory is put back; if even that fails, the
+/// error says where it was kept.
+fn replace_dir(from: &Path, dest: &Path, aside: &Path) -> Result<(), TaskError> {
+    std::fs::rename(dest, aside).map_err(|e| TaskError::io(dest, e))?;
+    if let Err(e) = rename_new(from, dest) {
+        if std::fs::rename(aside, dest).is_err() {
+            return Err(TaskError::Invalid(format!(
+                "{}: cannot put the new classifier in place ({e}); the previous one was kept as {}",
+                dest.display(),
+                aside.display()
+            )));
+        }
+        return Err(e);
+    }
+    let _ = std::fs::remove_dir_all(aside);
     Ok(())
 }
 
@@ -184,5 +242,98 @@ fn remove_abandoned(parent: &Path, name: &str) {
         if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_dir_all(e.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal classifier directory (a manifest file is what marks one).
+    fn fake_classifier(dir: &Path, marker: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(MANIFEST_FILE), marker).unwrap();
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_classifier_saved_by_another_run_meanwhile_is_not_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("race");
+        // The other run finishes while this one is "training".
+        let err = write_dir_atomically(&dest, false, |out| {
+            fake_classifier(&dest, "other run");
+            std::fs::write(out.join(MANIFEST_FILE), "this run").unwrap();
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(matches!(err, TaskError::CreatedMeanwhile(_)), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("another training run") && msg.contains("NOT saved") && msg.contains("--force"), "{msg}");
+        assert_eq!(std::fs::read_to_string(dest.join(MANIFEST_FILE)).unwrap(), "other run");
+        assert_eq!(entries(tmp.path()), vec!["race"], "temporary directories left behind");
+    }
+
+    #[test]
+    fn an_empty_directory_created_meanwhile_is_not_replaced_without_force() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("m");
+        let err = write_dir_atomically(&dest, false, |_| {
+            std::fs::create_dir(&dest).unwrap();
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(matches!(err, TaskError::CreatedMeanwhile(_)), "{err}");
+        assert_eq!(entries(tmp.path()), vec!["m"]);
+    }
+
+    #[test]
+    fn with_force_a_classifier_saved_meanwhile_is_replaced_but_other_files_are_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("m");
+        write_dir_atomically(&dest, true, |out| {
+            fake_classifier(&dest, "other run");
+            std::fs::write(out.join(MANIFEST_FILE), "this run").unwrap();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(dest.join(MANIFEST_FILE)).unwrap(), "this run");
+        assert_eq!(entries(tmp.path()), vec!["m"]);
+
+        let other = tmp.path().join("notes");
+        let err = write_dir_atomically(&other, true, |out| {
+            std::fs::create_dir(&other).unwrap();
+            std::fs::write(other.join("thesis.txt"), "important").unwrap();
+            std::fs::write(out.join(MANIFEST_FILE), "this run").unwrap();
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("not a classifier"), "{err}");
+        assert!(other.join("thesis.txt").is_file());
+        assert_eq!(entries(tmp.path()), vec!["m", "notes"]);
+    }
+
+    #[test]
+    fn names_and_paths_follow_one_rule() {
+        let home = Path::new("/home/u");
+        for bad in [".hidden", "a\\b", "-x", "--force", "~x", "", ".", "..", "bad name", "é", &"n".repeat(65)] {
+            let err = target_dir(home, bad).unwrap_err().to_string();
+            assert!(err.contains("invalid classifier name") && err.contains("containing `/`"), "{bad}: {err}");
+        }
+        assert!(target_dir(home, "-x").unwrap_err().to_string().contains("cannot start with `-`"));
+        assert!(target_dir(home, ".hidden").unwrap_err().to_string().contains("cannot start with `.`"));
+        assert!(target_dir(home, "a\\b").unwrap_err().to_string().contains("`\\` is not allowed"));
+        for good in ["reviews", "v1.2", "a-b_c", "X9"] {
+            assert_eq!(target_dir(home, good).unwrap(), (home.join("classifiers").join(good), good.to_string()));
+        }
+        // A path is anything with a `/`, hidden or not.
+        assert_eq!(target_dir(home, "./.hidden").unwrap(), (PathBuf::from("./.hidden"), ".hidden".to_string()));
+        assert_eq!(target_dir(home, "out/m").unwrap().1, "m");
     }
 }

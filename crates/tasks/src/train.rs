@@ -89,22 +89,61 @@ pub fn default_settings(mode: Mode) -> TrainSettings {
     }
 }
 
-/// A stratified sample of about `n` indices (at least one per class), sorted.
-fn stratified_sample(labels: &[String], n: usize, seed: u64) -> Vec<usize> {
-    let frac = n as f64 / labels.len().max(1) as f64;
+/// A stratified sample of exactly `n` indices (`n` below the number of labels), sorted: every class
+/// keeps at least one row and the rest is shared in proportion to class sizes (largest remainders
+/// first). Fails when `n` is smaller than the number of classes, since each class needs a row.
+fn stratified_sample(labels: &[String], n: usize, seed: u64) -> Result<Vec<usize>, TaskError> {
     let mut by_class: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, l) in labels.iter().enumerate() {
         by_class.entry(l.as_str()).or_default().push(i);
     }
+    if n < by_class.len() {
+        return Err(TaskError::Invalid(format!(
+            "--max-train {n} is less than the number of classes ({}): every class needs at least one training \
+             row; use --max-train {} or more",
+            by_class.len(),
+            by_class.len()
+        )));
+    }
+    let sizes: Vec<usize> = by_class.values().map(Vec::len).collect();
+    let quotas = class_quotas(&sizes, n);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut out = Vec::with_capacity(n);
-    for (_, mut idx) in by_class {
+    for ((_, mut idx), k) in by_class.into_iter().zip(quotas) {
         idx.shuffle(&mut rng);
-        let k = ((idx.len() as f64 * frac).round() as usize).clamp(1, idx.len());
         out.extend_from_slice(&idx[..k]);
     }
     out.sort_unstable();
-    out
+    Ok(out)
+}
+
+/// Rows to take from classes of `sizes` so that they add up to `n` (at least one per class, at most
+/// the class size; needs `sizes.len() <= n <= sizes.iter().sum()`): proportional shares rounded down,
+/// then the rows left over (or taken back, when the one-row minimum overshoots) by largest remainder.
+fn class_quotas(sizes: &[usize], n: usize) -> Vec<usize> {
+    let total = sizes.iter().sum::<usize>().max(1) as f64;
+    let ideal: Vec<f64> = sizes.iter().map(|&s| s as f64 * n as f64 / total).collect();
+    let mut k: Vec<usize> = sizes.iter().zip(&ideal).map(|(&s, &q)| (q.floor() as usize).clamp(1, s.max(1))).collect();
+    // Each step moves one row, towards the class furthest from its share; at most `sizes.len()` steps.
+    while k.iter().sum::<usize>() < n {
+        let Some(c) = (0..k.len())
+            .filter(|&c| k[c] < sizes[c])
+            .max_by(|&a, &b| (ideal[a] - k[a] as f64).total_cmp(&(ideal[b] - k[b] as f64)).then(b.cmp(&a)))
+        else {
+            break;
+        };
+        k[c] += 1;
+    }
+    while k.iter().sum::<usize>() > n {
+        let Some(c) = (0..k.len())
+            .filter(|&c| k[c] > 1)
+            .max_by(|&a, &b| (k[a] as f64 - ideal[a]).total_cmp(&(k[b] as f64 - ideal[b])).then(b.cmp(&a)))
+        else {
+            break;
+        };
+        k[c] -= 1;
+    }
+    k
 }
 
 fn data_info(ds: &Dataset, path: String, spec: &TrainSpec) -> DataInfo {
@@ -144,10 +183,30 @@ fn prepare_data(spec: &TrainSpec) -> Result<(Dataset, Dataset, usize, String), T
     };
     let available = train.len();
     let train = match s.max_train {
-        Some(n) if n < train.len() => train.subset(&stratified_sample(&train.labels, n, s.seed)),
+        Some(n) if n < train.len() => train.subset(&stratified_sample(&train.labels, n, s.seed)?),
         _ => train,
     };
     Ok((train, valid, available, valid_desc))
+}
+
+/// A warning when the validation file given is the training file (or a byte-for-byte copy of it):
+/// validation scores would then be measured on rows the classifier was trained on.
+fn same_data_warning(spec: &TrainSpec, train: &Dataset, valid: &Dataset) -> Option<String> {
+    let vp = spec.valid_path.as_ref()?;
+    let same_path = match (std::fs::canonicalize(&spec.train_path), std::fs::canonicalize(vp)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if !same_path && (train.sha256.is_empty() || train.sha256 != valid.sha256) {
+        return None;
+    }
+    Some(format!(
+        "warning: --valid {} {} --data {}: the validation scores (and the settings chosen on them) will be \
+         measured on the training rows and overstate how well the classifier does on new text",
+        vp.display(),
+        if same_path { "is the same file as" } else { "has the same contents as" },
+        spec.train_path.display()
+    ))
 }
 
 /// Trains the classifier described by `spec` and writes it to `spec.dest`.
@@ -163,6 +222,9 @@ pub fn train_classifier(
         return Err(TaskError::Invalid("fine-tuning needs the base encoder directory".into()));
     }
     let (train, valid, rows_available, valid_desc) = prepare_data(spec)?;
+    if let Some(w) = same_data_warning(spec, &train, &valid) {
+        progress.note(&w);
+    }
     let labels = train.label_set();
     let index: BTreeMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
     let to_y =
@@ -334,4 +396,54 @@ pub fn training_report(m: &Manifest, rows_available: usize, ft: Option<&Finetune
 /// The headline of a metrics block, for printing.
 pub fn headline(m: &Metrics) -> String {
     format!("accuracy {:.4}, macro-F1 {:.4} on {} texts", m.accuracy, m.macro_f1, m.n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(counts: &[(&str, usize)]) -> Vec<String> {
+        counts.iter().flat_map(|&(l, n)| std::iter::repeat_n(l.to_string(), n)).collect()
+    }
+
+    fn per_class(all: &[String], idx: &[usize]) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for &i in idx {
+            *m.entry(all[i].clone()).or_default() += 1;
+        }
+        m
+    }
+
+    #[test]
+    fn max_train_never_takes_more_rows_than_asked() {
+        // The QA case: 18 rows of 2 classes, --max-train 3 used to give 4.
+        let l = labels(&[("neg", 9), ("pos", 9)]);
+        for n in 2..l.len() {
+            let idx = stratified_sample(&l, n, 7).unwrap();
+            assert_eq!(idx.len(), n, "--max-train {n}");
+            assert!(idx.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
+            assert_eq!(per_class(&l, &idx).len(), 2, "every class keeps a row");
+        }
+        // Many small classes next to a big one: the one-row minimum must not overshoot.
+        let l = labels(&[("a", 100), ("b", 2), ("c", 2), ("d", 2), ("e", 2), ("f", 2)]);
+        for n in [6, 7, 10, 50, 107] {
+            let idx = stratified_sample(&l, n, 1).unwrap();
+            assert_eq!(idx.len(), n);
+            let m = per_class(&l, &idx);
+            assert_eq!(m.len(), 6);
+            assert!(m["a"] >= m["b"]);
+        }
+        // Proportions are kept when they can be.
+        let l = labels(&[("x", 30), ("y", 10)]);
+        let m = per_class(&l, &stratified_sample(&l, 8, 3).unwrap());
+        assert_eq!((m["x"], m["y"]), (6, 2));
+    }
+
+    #[test]
+    fn max_train_below_the_number_of_classes_is_refused() {
+        let l = labels(&[("a", 5), ("b", 5), ("c", 5)]);
+        let err = stratified_sample(&l, 2, 0).unwrap_err().to_string();
+        assert!(err.contains("--max-train 2") && err.contains("3") && err.contains("every class"), "{err}");
+        assert!(stratified_sample(&l, 3, 0).is_ok());
+    }
 }

@@ -287,3 +287,78 @@ fn another_encoder_of_the_same_size_is_refused() {
     // The encoder it was trained with still works.
     assert_eq!(clf.predict(&emb, &["a wonderful film"], false).unwrap().len(), 1);
 }
+
+/// Keeps the notes a run reports (warnings among them).
+#[derive(Default)]
+struct Notes(std::sync::Mutex<Vec<String>>);
+
+impl rightmodel_tasks::Progress for Notes {
+    fn note(&self, msg: &str) {
+        self.0.lock().unwrap().push(msg.to_string());
+    }
+}
+
+impl Notes {
+    fn warnings(&self) -> Vec<String> {
+        self.0.lock().unwrap().iter().filter(|n| n.starts_with("warning:")).cloned().collect()
+    }
+}
+
+#[test]
+fn validating_on_the_training_file_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let emb = HashEmbedder::new();
+    let mut s = spec(fixture("sentiment.csv"), "text", tmp.path().join("a"));
+    s.valid_path = Some(fixture("sentiment.csv"));
+    let notes = Notes::default();
+    train_classifier(&s, &emb, &notes).unwrap();
+    let w = notes.warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("--valid") && w[0].contains("same file as --data") && w[0].contains("training rows"),
+        "{w:?}"
+    );
+
+    // A copy is the same data under another name.
+    let copy = tmp.path().join("copy.csv");
+    std::fs::copy(fixture("sentiment.csv"), &copy).unwrap();
+    s.valid_path = Some(copy);
+    s.dest = tmp.path().join("b");
+    let notes = Notes::default();
+    train_classifier(&s, &emb, &notes).unwrap();
+    assert!(notes.warnings().iter().any(|w| w.contains("same contents")), "{:?}", notes.warnings());
+
+    // A different validation file, or none, is not warned about.
+    for (valid, dest) in [(Some(fixture("sentiment.jsonl")), "c"), (None, "d")] {
+        s.valid_path = valid;
+        s.dest = tmp.path().join(dest);
+        let notes = Notes::default();
+        train_classifier(&s, &emb, &notes).unwrap();
+        assert!(notes.warnings().is_empty(), "{:?}", notes.warnings());
+    }
+}
+
+#[test]
+fn max_train_is_an_upper_bound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let emb = HashEmbedder::new();
+    let mut s = spec(fixture("sentiment.csv"), "text", tmp.path().join("m3"));
+    s.settings.max_train = Some(3);
+    let out = train_classifier(&s, &emb, &NoProgress).unwrap();
+    assert_eq!(out.manifest.train_data.rows, 3);
+    s.settings.max_train = Some(1);
+    s.dest = tmp.path().join("m1");
+    let err = train_classifier(&s, &emb, &NoProgress).unwrap_err().to_string();
+    assert!(err.contains("--max-train 1") && err.contains("number of classes (2)"), "{err}");
+    assert!(!s.dest.exists());
+}
+
+#[test]
+fn a_missing_ngram_vocabulary_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("m");
+    trained_sentiment(&dest, &HashEmbedder::new());
+    std::fs::remove_file(dest.join("ngrams.json")).unwrap();
+    let err = Classifier::load(&dest).err().expect("loading should fail").to_string();
+    assert!(err.contains("ngrams.json: no such file"), "{err}");
+}

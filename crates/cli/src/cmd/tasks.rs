@@ -46,19 +46,22 @@ pub struct TrainClassifyArgs {
     /// Column (or JSON field) holding the label.
     #[arg(long)]
     label_col: String,
-    /// Name to save under ($RIGHTMODEL_HOME/classifiers/NAME), or a directory path (containing `/`).
+    /// Name to save under ($RIGHTMODEL_HOME/classifiers/NAME): 1-64 ASCII letters, digits, `-`, `_` or `.`,
+    /// not starting with `.` or `-`. Anything containing `/` is a directory path instead (e.g. `./my-model`).
     #[arg(long)]
     name: String,
     /// Training mode.
     #[arg(long, value_enum, default_value = "fast")]
     mode: ModeArg,
-    /// Validation file (same columns); the default holds out --valid-split of --data.
+    /// Validation file (same columns; not the --data file, whose rows it would score); the default holds
+    /// out --valid-split of --data.
     #[arg(long, conflicts_with = "valid_split")]
     valid: Option<PathBuf>,
     /// Share of --data held out (stratified) for validation when --valid is not given.
     #[arg(long, default_value_t = 0.1)]
     valid_split: f64,
-    /// Train on a stratified sample of at most N rows (embedding dominates training time).
+    /// Train on a stratified sample of at most N rows (embedding dominates training time); N must be at
+    /// least the number of classes, since every class keeps a row.
     #[arg(long)]
     max_train: Option<usize>,
     /// Fast mode: leave out the word n-gram TF-IDF features (embeddings only).
@@ -100,7 +103,7 @@ pub struct TrainClassifyArgs {
 /// `rightmodel classify` arguments.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  echo 'What is the capital of France ?' | rightmodel classify --model trec\n  rightmodel classify --model sst2 --input reviews.txt --explain\n  rightmodel classify --model ./my-classifier --input texts.jsonl > labels.jsonl\n\nInput: one text per line, or JSON lines with a `text` field (an `id` field is echoed). Blank lines are skipped.\nOutput: one JSON line per text, in order: {\"label\", \"confidence\", \"probs\", \"in_domain\"} (+ \"explanation\" with --explain)."
+    after_help = "Examples:\n  echo 'What is the capital of France ?' | rightmodel classify --model trec\n  rightmodel classify --model sst2 --input reviews.txt --explain\n  rightmodel classify --model ./my-classifier --input texts.jsonl > labels.jsonl\n\nInput: the format is decided once, from the first non-blank line. If that line is a JSON object, the input is JSON lines: every line must be an object with a string `text` field (an `id` field is echoed), and a line that is not is an error. Otherwise every line is one text, taken as it is, even one that starts with `{`. Blank lines are skipped.\nOutput: one JSON line per text, in order: {\"label\", \"confidence\", \"probs\", \"in_domain\"} (+ \"explanation\" with --explain)."
 )]
 pub struct ClassifyArgs {
     /// Classifier name (under $RIGHTMODEL_HOME/classifiers) or directory.
@@ -123,7 +126,7 @@ pub struct ClassifyArgs {
 /// `rightmodel eval classify` arguments.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  rightmodel eval classify --model trec --data ../shared/data/classify/trec/test.tsv\n  rightmodel eval classify --model sst2 --data ../shared/data/classify/sst2/dev.tsv --ood ../shared/data/classify/trec/test.tsv --ood-text-col question\n\nWrites report.md, report.json and confusion.png to --out and prints the Markdown."
+    after_help = "Examples:\n  rightmodel eval classify --model trec --data ../shared/data/classify/trec/test.tsv\n  rightmodel eval classify --model sst2 --data ../shared/data/classify/sst2/dev.tsv --ood ../shared/data/classify/trec/test.tsv --ood-text-col question\n\nWrites report.md, report.json and confusion.png to --out and prints the Markdown. Existing report files there are kept (the command stops before evaluating) unless --force is given."
 )]
 pub struct EvalClassifyArgs {
     /// Classifier name or directory.
@@ -144,9 +147,12 @@ pub struct EvalClassifyArgs {
     /// Text column of --ood (default: --text-col).
     #[arg(long)]
     ood_text_col: Option<String>,
-    /// Report directory (default: ./rightmodel-eval-NAME).
+    /// Report directory (default: ./rightmodel-eval-NAME); created if missing.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Replace report.md, report.json and confusion.png already in the --out directory.
+    #[arg(long)]
+    force: bool,
     /// Texts per call in the throughput measurement (at least 1).
     #[arg(long, default_value_t = 64, value_parser = super::at_least_one)]
     batch: usize,
@@ -424,13 +430,69 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// The files `eval classify` writes into its report directory.
+const REPORT_FILES: [&str; 3] = ["report.md", "report.json", "confusion.png"];
+
+/// Checks the report directory before the evaluation runs (minutes), so that a mistake does not cost the
+/// result: `out` is not a file, holds none of [`REPORT_FILES`] unless `force` (they would be replaced),
+/// and can be written (or, when missing, created in a writable directory). Creates nothing. `given`
+/// tells whether `--out` named it (messages say so) or it is the default.
+fn check_report_dir(out: &Path, force: bool, given: bool) -> anyhow::Result<()> {
+    let what = if given {
+        format!("--out {}", out.display())
+    } else {
+        format!("{} (the default report directory; --out chooses another)", out.display())
+    };
+    anyhow::ensure!(!out.is_file(), "{what}: is a file; give a folder for the report");
+    if out.is_dir() {
+        let existing: Vec<&str> =
+            REPORT_FILES.iter().copied().filter(|f| out.join(f).symlink_metadata().is_ok()).collect();
+        anyhow::ensure!(
+            force || existing.is_empty(),
+            "{what}: already holds {} (an earlier evaluation's, or your own files); add --force to replace them",
+            existing.join(", ")
+        );
+        return check_can_write_in(out).with_context(|| what.clone());
+    }
+    // The nearest existing ancestor is where the missing directories would be created.
+    let base = out.ancestors().skip(1).find(|p| p.as_os_str().is_empty() || p.exists()).unwrap_or(Path::new(""));
+    let base = if base.as_os_str().is_empty() { Path::new(".") } else { base };
+    anyhow::ensure!(base.is_dir(), "{what}: cannot be created, {} is not a directory", base.display());
+    check_can_write_in(base).with_context(|| format!("{what}: cannot be created"))
+}
+
+/// Fails when no file can be created in `dir` (creates and removes a small probe file).
+fn check_can_write_in(dir: &Path) -> anyhow::Result<()> {
+    let probe = dir.join(format!(".rightmodel-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| format!("cannot write in {}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// The error for an unreadable `--ood` file. Only a text column that is not there gets the hint to name
+/// it with `--ood-text-col`, and only when that flag was not given: a missing or empty file has
+/// nothing to do with the column.
+fn ood_error(e: rightmodel_tasks::TaskError, path: &Path, col: &str, col_flag_given: bool) -> anyhow::Error {
+    let column_missing = matches!(e, rightmodel_tasks::TaskError::MissingColumn { .. });
+    let context = if column_missing && !col_flag_given {
+        format!("--ood {}: name its text column with --ood-text-col (looked for `{col}`)", path.display())
+    } else {
+        format!("--ood {}", path.display())
+    };
+    anyhow::Error::new(e).context(context)
+}
+
 /// Runs `eval classify`.
 pub fn eval_classify(a: EvalClassifyArgs) -> anyhow::Result<()> {
     if let Some(p) = &a.out {
-        super::check_out_dir("--out", p)?;
+        check_report_dir(p, a.force, true)?;
     }
     let dir = registry::resolve(&a.model)?;
     let clf = Classifier::load(&dir)?;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("rightmodel-eval-{}", clf.name())));
+    if a.out.is_none() {
+        check_report_dir(&out, a.force, false)?;
+    }
     let m = clf.manifest();
     let text_col = a.text_col.clone().unwrap_or_else(|| m.train_data.text_col.clone());
     let label_col = a.label_col.clone().unwrap_or_else(|| m.train_data.label_col.clone());
@@ -460,9 +522,7 @@ pub fn eval_classify(a: EvalClassifyArgs) -> anyhow::Result<()> {
     let ood = match &a.ood {
         Some(p) => {
             let col = a.ood_text_col.clone().unwrap_or_else(|| text_col.clone());
-            let texts = read_texts(p, &col).with_context(|| {
-                format!("--ood {}: name its text column with --ood-text-col (looked for `{col}`)", p.display())
-            })?;
+            let texts = read_texts(p, &col).map_err(|e| ood_error(e, p, &col, a.ood_text_col.is_some()))?;
             Some((p.display().to_string(), texts))
         }
         None => None,
@@ -472,7 +532,6 @@ pub fn eval_classify(a: EvalClassifyArgs) -> anyhow::Result<()> {
     let opts = EvalOptions { batch: a.batch, latency_samples: a.latency_samples };
     let report =
         eval::evaluate(&clf, &encoder, &ds, ood.as_ref().map(|(n, t)| (n.as_str(), t.as_slice())), opts, &bars)?;
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("rightmodel-eval-{}", clf.name())));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let md = report.to_markdown();
     write_atomic(&out.join("report.md"), md.as_bytes())?;
@@ -488,8 +547,57 @@ pub fn eval_classify(a: EvalClassifyArgs) -> anyhow::Result<()> {
 }
 
 /// Texts of column `col` of a data file, for out-of-domain scoring (labels not needed).
-fn read_texts(path: &Path, col: &str) -> anyhow::Result<Vec<String>> {
+fn read_texts(path: &Path, col: &str) -> Result<Vec<String>, rightmodel_tasks::TaskError> {
     // Any column works as a stand-in label: only the texts are used.
     let ds = data::load_labelled(path, col, col)?;
     Ok(ds.texts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_files_are_not_replaced_without_force() {
+        let tmp = std::env::temp_dir().join(format!("rightmodel-eval-out-test-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        check_report_dir(&tmp, false, true).unwrap();
+        std::fs::write(tmp.join("report.md"), "MY OWN REPORT").unwrap();
+        let err = format!("{:#}", check_report_dir(&tmp, false, true).unwrap_err());
+        assert!(err.contains("report.md") && err.contains("--force"), "{err}");
+        check_report_dir(&tmp, true, true).unwrap();
+        assert_eq!(std::fs::read_to_string(tmp.join("report.md")).unwrap(), "MY OWN REPORT");
+        // A missing directory under a writable one is fine, and is not created by the check.
+        check_report_dir(&tmp.join("new").join("deeper"), false, true).unwrap();
+        assert!(!tmp.join("new").exists());
+        // Under a file it cannot be created.
+        let err = format!("{:#}", check_report_dir(&tmp.join("report.md").join("x"), false, false).unwrap_err());
+        assert!(err.contains("not a directory"), "{err}");
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn an_unwritable_out_is_found_before_evaluating() {
+        // /proc refuses new files even for root.
+        if Path::new("/proc/self").exists() {
+            let err = format!("{:#}", check_report_dir(Path::new("/proc/nope"), false, true).unwrap_err());
+            assert!(err.contains("/proc/nope") && err.contains("cannot"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_ood_column_hint_is_only_for_a_missing_column() {
+        let p = Path::new("ood.csv");
+        let missing = || rightmodel_tasks::TaskError::MissingColumn {
+            path: p.into(),
+            missing: vec!["text".into()],
+            found: "the header row has: `q`".into(),
+        };
+        let hinted = format!("{:#}", ood_error(missing(), p, "text", false));
+        assert!(hinted.contains("--ood-text-col"), "{hinted}");
+        assert!(!format!("{:#}", ood_error(missing(), p, "text", true)).contains("--ood-text-col"));
+        let other = rightmodel_tasks::TaskError::Data("ood.csv: no such file".into());
+        let plain = format!("{:#}", ood_error(other, p, "text", false));
+        assert!(!plain.contains("--ood-text-col") && plain.contains("no such file"), "{plain}");
+    }
 }
