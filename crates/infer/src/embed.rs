@@ -52,8 +52,8 @@ impl MiniLm {
         // SAFETY: the file is memory-mapped read-only; the store never rewrites a model file in place
         // (pulls rename a new directory into place).
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) }
-            .map_err(|e| load_err(&weights, e))?;
-        let model = BertEncoder::load(vb, &config).map_err(|e| load_err(&weights, e))?;
+            .map_err(|e| load_err(&weights, crate::candle_error::message(e)))?;
+        let model = BertEncoder::load(vb, &config).map_err(|e| load_err(&weights, crate::candle_error::message(e)))?;
         let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "encoder".into());
         Ok(MiniLm { model, tokenizer, dim: config.hidden_size, id })
     }
@@ -85,7 +85,7 @@ impl MiniLm {
 
     /// The encoder over already tokenised rows (`n x len`, row-major).
     fn forward(&self, ids: Vec<u32>, mask: Vec<u32>, n: usize, len: usize) -> Result<(Tensor, Tensor), InferError> {
-        let e = |e: candle_core::Error| InferError::Engine(e.to_string());
+        let e = |e: candle_core::Error| InferError::Engine(crate::candle_error::message(e));
         if n == 0 {
             let empty = Tensor::zeros((0, 0, self.dim), DType::F32, &Device::Cpu).map_err(e)?;
             return Ok((empty, Tensor::zeros((0, 0), DType::F32, &Device::Cpu).map_err(e)?));
@@ -99,7 +99,7 @@ impl MiniLm {
 
     /// Unit-length mean-pooled vectors of one batch, with each text's token count (its mask length).
     fn embed_batch(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>), InferError> {
-        let e = |e: candle_core::Error| InferError::Engine(e.to_string());
+        let e = |e: candle_core::Error| InferError::Engine(crate::candle_error::message(e));
         let (ids, mask, len) = self.tokenize(texts)?;
         let counts: Vec<usize> = if len == 0 {
             vec![0; texts.len()]

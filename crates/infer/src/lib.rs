@@ -10,6 +10,7 @@
 //! channels; embedding calls are synchronous and meant to be run on a blocking pool.
 
 pub mod bert;
+pub mod candle_error;
 pub mod embed;
 pub mod llm;
 pub mod threads;

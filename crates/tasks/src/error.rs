@@ -112,17 +112,7 @@ impl From<rightmodel_infer::InferError> for TaskError {
     }
 }
 
-/// `e` without candle's `WithBacktrace` wrappers, at any depth of context or path wrappers, so its
-/// message is the cause alone.
-pub fn without_backtrace(e: candle_core::Error) -> candle_core::Error {
-    use candle_core::Error as E;
-    match e {
-        E::WithBacktrace { inner, .. } => without_backtrace(*inner),
-        E::Context { inner, context } => E::Context { inner: Box::new(without_backtrace(*inner)), context },
-        E::WithPath { inner, path } => E::WithPath { inner: Box::new(without_backtrace(*inner)), path },
-        other => other,
-    }
-}
+pub use rightmodel_infer::candle_error::without_backtrace;
 
 /// `msg` cut before a Rust backtrace printed into it (lines `   0: function` / `at file:line`), for
 /// messages that were formatted from a candle error elsewhere. Messages without one are unchanged.
