@@ -143,6 +143,7 @@ class FaultProxy:
         # What the last request looked like (path with query, headers), for tests of what is sent.
         self.last_path = None
         self.last_headers = {}
+        self.last_body = b""
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -163,6 +164,7 @@ class FaultProxy:
                 proxy.last_headers = {k.lower(): v for k, v in self.headers.items()}
                 n = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(n) if n else b""
+                proxy.last_body = body
                 mode = proxy.mode
                 kind = mode["kind"]
                 if kind == "fail" and mode.get("remaining", 0) > 0:

@@ -391,6 +391,30 @@ def test_a_text_completion_stream_breaking_before_text_falls_back(gw, proxy):
     assert "".join(c.choices[0].text for c in chunks if c.choices) and all(c.model == "small" for c in chunks)
 
 
+def test_images_and_logit_bias_go_to_upstreams_as_sent(gw, proxy):
+    """Content the gateway does not read (an image part, `logit_bias`) is passed on to upstream models
+    as it was sent; a local model refuses it by name instead of answering without it, and `auto` sends
+    such a request to a model that can take it."""
+    img = [{"type": "text", "text": "What is in this picture?"},
+           {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}}]
+    msgs = [{"role": "user", "content": img}]
+    with pytest.raises(openai.BadRequestError) as e:
+        gw.chat.completions.create(model="small", messages=msgs, max_tokens=2)
+    assert e.value.param == "messages[0].content" and "`small` reads only text" in e.value.message, e.value
+    with pytest.raises(openai.BadRequestError) as e:
+        gw.chat.completions.create(model="small", messages=MSG, max_tokens=2, logit_bias={"100": -100})
+    assert e.value.param == "logit_bias"
+    # This test's upstream is itself a gateway on a local model, which refuses the image in turn: what
+    # matters is what it was sent.
+    for model in ["large", "auto"]:
+        hits = proxy.hits
+        with pytest.raises(openai.BadRequestError):
+            gw.chat.completions.create(model=model, messages=msgs, max_tokens=2, logit_bias={"100": -100})
+        assert proxy.hits == hits + 1, model
+        sent = json.loads(proxy.last_body)
+        assert sent["messages"][0]["content"] == img and sent["logit_bias"] == {"100": -100}, sent
+
+
 def test_first_token_timeout_is_504(gw, proxy):
     """`first_token_timeout_ms` bounds the wait for a stream's first event: a stream that sends nothing in
     time is a 504 before anything reached the client, not asked again (the upstream may be generating). A

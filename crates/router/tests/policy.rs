@@ -312,7 +312,13 @@ fn domain_model_serves_confident_in_domain_requests() {
 #[test]
 fn capabilities_and_context_window() {
     let mut small = local("small", 0.0);
-    small.capabilities = Capabilities { tools: false, json_schema: false, logprobs: true, context_tokens: Some(1200) };
+    small.capabilities = Capabilities {
+        tools: false,
+        json_schema: false,
+        logprobs: true,
+        context_tokens: Some(1200),
+        passthrough: false,
+    };
     let mut large = upstream("large", 1.0, 10.0);
     large.capabilities.tools = true;
     let r = router(vec![small, large], 0.1);
@@ -321,6 +327,15 @@ fn capabilities_and_context_window() {
     let d = r.decide(&q, &no_budget()).unwrap();
     assert_eq!(d.served, "large");
     assert_eq!(d.constrained_by, Some(Limit::Capability));
+    // An image only a model it is passed on to can read: the large one, or nothing.
+    let mut q = req("x");
+    q.needs = Needs { passthrough: true, ..Needs::default() };
+    assert_eq!(r.decide(&q, &no_budget()).unwrap().served, "large");
+    let mut q = req("x");
+    q.needs = Needs { tools: true, passthrough: true, ..Needs::default() };
+    q.max_output_tokens = None;
+    // (The small model could hold the context, but not the image.)
+    assert_eq!(r.decide(&q, &no_budget()).unwrap().candidates[0].excluded, Some(Limit::Capability));
     // 1000 prompt + 500 output > 1200 context of the small model.
     let d = r.decide(&req("x"), &no_budget()).unwrap();
     assert_eq!(d.served, "large");

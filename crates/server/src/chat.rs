@@ -28,8 +28,13 @@ use crate::tools::ToolMode;
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatCompletionChunk, ApiError>> + Send>>;
 
 /// Request fields this gateway does not serve; each gets a 400 naming it rather than being ignored.
-/// (`functions` / `function_call` are the legacy form of `tools` / `tool_choice`, which are served.)
-const UNSUPPORTED: &[&str] = &["functions", "function_call", "audio", "modalities", "prediction", "web_search_options"];
+/// (`functions` / `function_call` are the legacy form of `tools` / `tool_choice`, which are served;
+/// audio answers would need a response shape the gateway does not produce.)
+const UNSUPPORTED: &[&str] = &["functions", "function_call", "audio", "modalities"];
+
+/// Request fields only a model the request is passed on to (an upstream) can honour: a local model
+/// refuses them with a 400 naming them instead of ignoring them.
+const UPSTREAM_ONLY: &[&str] = &["prediction", "web_search_options"];
 
 pub(crate) fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
@@ -44,23 +49,11 @@ pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
         if !matches!(m.role.as_str(), "system" | "developer" | "user" | "assistant" | "tool") {
             return Err(ApiError::invalid(&format!("messages[{i}].role"), format!("Invalid role `{}`.", m.role)));
         }
-        if let Some(kind) = m.content.as_ref().and_then(|c| c.non_text_part()) {
-            return Err(ApiError::invalid(
-                &format!("messages[{i}].content"),
-                format!("Content parts of type `{kind}` are not supported; only text."),
-            ));
-        }
     }
     crate::tools::tool_mode(req)?;
     for key in UNSUPPORTED {
         if req.extra.get(*key).is_some_and(|v| !v.is_null()) {
             return Err(ApiError::invalid(key, format!("`{key}` is not supported by this gateway."))
-                .with_code("unsupported_parameter"));
-        }
-    }
-    if let Some(lb) = req.extra.get("logit_bias") {
-        if lb.as_object().is_some_and(|o| !o.is_empty()) {
-            return Err(ApiError::invalid("logit_bias", "`logit_bias` is not supported by this gateway.")
                 .with_code("unsupported_parameter"));
         }
     }
@@ -426,6 +419,9 @@ async fn task_reply(
         if crate::tools::tool_mode(req)? != ToolMode::Off {
             return Err(ApiError::invalid("tools", format!("The {what} `{target}` does not call tools.")));
         }
+        if let Some(e) = local_refusal(target, req) {
+            return Err(e);
+        }
         if req.response_format.as_ref().is_some_and(|rf| rf.kind != "text") {
             return Err(ApiError::invalid(
                 "response_format",
@@ -516,7 +512,7 @@ async fn call_full(
     let mut refused = None;
     let mut last = None;
     for (i, (name, model)) in chain(st, first, acct)?.into_iter().enumerate() {
-        if let Err(e) = takes_tools(&name, &model, &mode) {
+        if let Err(e) = takes_request(&name, &model, &mode, req) {
             refused.get_or_insert(e);
             continue;
         }
@@ -597,6 +593,42 @@ fn local_tools_refused(model: &str) -> ApiError {
 
 /// Whether `model` can serve a request using tools as `mode` says; the refusal names why. Fallback
 /// chains skip such models rather than stopping at them.
+/// What in `req` only an upstream can read (images and other non-text parts, a non-empty `logit_bias`,
+/// [`UPSTREAM_ONLY`] fields), as the 400 a local model `name` answers it with; `None` when the request is
+/// plain text that any model reads. Upstreams get such requests as they are.
+pub fn local_refusal(name: &str, req: &ChatCompletionRequest) -> Option<ApiError> {
+    for (i, m) in req.messages.iter().enumerate() {
+        if let Some(kind) = m.content.as_ref().and_then(|c| c.non_text_part()) {
+            return Some(
+                ApiError::invalid(
+                    &format!("messages[{i}].content"),
+                    format!(
+                        "Model `{name}` reads only text, and this message has a part of type `{kind}` \
+                         (upstream models get such content as it is sent)."
+                    ),
+                )
+                .with_code("unsupported_parameter"),
+            );
+        }
+    }
+    let bias = req.extra.get("logit_bias").is_some_and(|lb| lb.as_object().is_some_and(|o| !o.is_empty()));
+    let field = UPSTREAM_ONLY.iter().copied().find(|k| req.extra.get(*k).is_some_and(|v| !v.is_null()));
+    let field = if bias { Some("logit_bias") } else { field };
+    field.map(|f| {
+        ApiError::invalid(f, format!("`{f}` is passed on to upstream models only; model `{name}` cannot honour it."))
+            .with_code("unsupported_parameter")
+    })
+}
+
+/// Whether the chain's model `name` can take `req`: its tools (see [`ToolMode`]), and content only an
+/// upstream reads ([`local_refusal`]).
+fn takes_request(name: &str, model: &ChatModel, mode: &ToolMode, req: &ChatCompletionRequest) -> Result<(), ApiError> {
+    if let (ChatModel::Local(_), Some(e)) = (model, local_refusal(name, req)) {
+        return Err(e);
+    }
+    takes_tools(name, model, mode)
+}
+
 fn takes_tools(name: &str, model: &ChatModel, mode: &ToolMode) -> Result<(), ApiError> {
     match (model, mode) {
         (_, ToolMode::Off) => Ok(()),
@@ -676,7 +708,7 @@ async fn open_stream(
     let mut refused = None;
     let mut last = None;
     for (i, (name, model)) in chain(st, first, acct)?.into_iter().enumerate() {
-        if let Err(e) = takes_tools(&name, &model, &mode) {
+        if let Err(e) = takes_request(&name, &model, &mode, req) {
             refused.get_or_insert(e);
             continue;
         }

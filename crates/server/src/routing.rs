@@ -422,6 +422,7 @@ impl AutoRouter {
                         .as_ref()
                         .is_some_and(|rf| matches!(rf.kind.as_str(), "json_object" | "json_schema")),
                 logprobs: req.logprobs == Some(true),
+                passthrough: crate::chat::local_refusal("", req).is_some(),
             },
             allowed,
         };

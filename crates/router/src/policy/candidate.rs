@@ -21,6 +21,10 @@ pub struct Capabilities {
     /// Context window in tokens (prompt + completion); `None` = unknown, not checked.
     #[serde(default)]
     pub context_tokens: Option<u32>,
+    /// Takes OpenAI request content the gateway does not read itself (image and other non-text parts,
+    /// `logit_bias`, ...) by passing it on: upstream models.
+    #[serde(default)]
+    pub passthrough: bool,
 }
 
 /// Decides whether a task model is in its domain for a request, and how sure it is.
@@ -139,7 +143,8 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    /// A candidate with default capabilities, no domain and the given latency priors.
+    /// A candidate with default capabilities (an upstream passes on what it does not read), no domain
+    /// and the given latency priors.
     pub fn new(name: &str, kind: ModelKind, price: Price, tier: f32, first_token_ms: f64, per_token_ms: f64) -> Self {
         Candidate {
             name: name.to_string(),
@@ -148,7 +153,7 @@ impl Candidate {
             tier: tier.clamp(0.0, 1.0),
             explainable: false,
             latency: Arc::new(LatencyTracker::new(first_token_ms, per_token_ms, 0.2)),
-            capabilities: Capabilities::default(),
+            capabilities: Capabilities { passthrough: kind == ModelKind::Upstream, ..Capabilities::default() },
             domain: None,
         }
     }

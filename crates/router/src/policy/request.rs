@@ -117,6 +117,8 @@ pub struct Needs {
     pub json_schema: bool,
     /// The client asked for `logprobs`.
     pub logprobs: bool,
+    /// The request holds content only a model it is passed on to can read (images, `logit_bias`, ...).
+    pub passthrough: bool,
 }
 
 /// One routing question.

@@ -184,6 +184,7 @@ impl Router {
         if (needs.tools && !caps.tools)
             || (needs.json_schema && !caps.json_schema)
             || (needs.logprobs && !caps.logprobs)
+            || (needs.passthrough && !caps.passthrough)
         {
             return Some(Limit::Capability);
         }
@@ -266,7 +267,7 @@ impl Router {
                 budget.daily_usd.unwrap_or(0.0)
             ),
             Limit::Explain => "explain: true, but no model that can serve this request returns evidence".into(),
-            Limit::Capability => "no model supports what this request needs (tools, JSON schema or logprobs)".into(),
+            Limit::Capability => "no model supports what this request needs (tools, JSON schema, logprobs, or content only an upstream reads such as images)".into(),
             Limit::Context => "the prompt plus max_tokens exceed every model's context window".into(),
             Limit::Domain => {
                 "no model can serve this request: the only candidates are task models and none recognises it".into()
