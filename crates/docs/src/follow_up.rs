@@ -4,8 +4,8 @@
 //!
 //! Written by hand: rewriting a follow-up into a standalone question is usually a large model's call; a
 //! rule that needs no model keeps document chat local and instant. The rule errs towards leaving a
-//! question alone: only a short turn that refers back (a pronoun, a leading "and"/"what about", or no
-//! question word at all) is completed, and a self-contained question never is.
+//! question alone: only a short turn that refers back (a pronoun, or a leading "and" / "what about") is
+//! completed; a self-contained question, or a new request such as "List the holidays", never is.
 
 use crate::ask::MAX_QUESTION_CHARS;
 use crate::terms::is_stop_word;
@@ -51,9 +51,11 @@ const QUESTION_WORDS: &[&str] = &["who", "whom", "whose", "what", "when", "where
 /// previous non-empty one when the last is a follow-up. A follow-up with its own question word ("Who was
 /// its first director?") keeps it and gains the earlier question's content words; one without ("And
 /// part-time staff?") is read after the earlier question, whose question word then says what is asked.
+/// A blank last turn is returned as it is (blank), for the caller to refuse.
 pub fn contextual_question(user_turns: &[&str]) -> ContextualQuestion {
-    let mut turns = user_turns.iter().map(|t| t.trim()).filter(|t| !t.is_empty()).rev();
+    let mut turns = user_turns.iter().map(|t| t.trim()).rev();
     let last = turns.next().unwrap_or_default();
+    let mut turns = turns.filter(|t| !t.is_empty());
     let alone = ContextualQuestion { text: last.to_string(), follow_up: false, turn: last.to_string() };
     let Some(previous) = turns.next() else { return alone };
     let words = words(last);
@@ -69,7 +71,7 @@ pub fn contextual_question(user_turns: &[&str]) -> ContextualQuestion {
     let continues = opening > 0;
     let refers = words.iter().any(|w| REFERRING.contains(&w.as_str()));
     let asks = words[opening..].iter().any(|w| QUESTION_WORDS.contains(&w.as_str()));
-    if !(continues || refers || !asks) {
+    if !(continues || refers) {
         return alone;
     }
     let text = if asks {
@@ -155,9 +157,18 @@ mod tests {
     }
 
     #[test]
-    fn empty_turns_are_skipped() {
-        let q = ask(&["Who designed the Harbour Bridge?", "  ", "How tall is it?", ""]);
+    fn a_new_request_is_not_a_follow_up() {
+        for last in ["Parking rules", "List the holidays", "Thanks", "Opening hours?"] {
+            let q = ask(&["When was the museum founded?", last]);
+            assert_eq!(q, ContextualQuestion { text: last.into(), follow_up: false, turn: last.into() }, "{last}");
+        }
+    }
+
+    #[test]
+    fn empty_turns_are_skipped_but_a_blank_last_turn_stays_blank() {
+        let q = ask(&["Who designed the Harbour Bridge?", "  ", "How tall is it?"]);
         assert_eq!(q.text, "How tall is it? (designed Harbour Bridge)");
+        assert_eq!(ask(&["Who designed the Harbour Bridge?", " "]).text, "");
         // The previous question adds nothing new: the turn is asked alone.
         let q = ask(&["How tall is it?", "How tall is it?"]);
         assert!(!q.follow_up);

@@ -443,11 +443,35 @@ impl Drop for Accounting {
 /// Prompt tokens of a chat request estimated from its text (about 4 characters a token), for holds,
 /// estimates and routing before a model has counted them: the messages, the tool calls in them and
 /// the tool definitions, which a model reads too (a tool's JSON schema often outweighs the question).
+/// Parts that are not text (images, audio, files passed on to an upstream) count [`NON_TEXT_PART_TOKENS`]
+/// each, or [`LOW_DETAIL_IMAGE_TOKENS`] for an image sent with `detail: "low"`.
 pub fn estimate_prompt_tokens(req: &rightmodel_core::wire::ChatCompletionRequest) -> u64 {
     let messages: usize =
         req.messages.iter().map(|m| m.text().len() + m.tool_calls.as_deref().map_or(0, tool_calls_len)).sum();
     let tools = req.tools.as_ref().map_or(0, |t| serde_json::to_string(t).map_or(0, |s| s.len()));
-    ((messages + tools) as u64).div_ceil(4)
+    ((messages + tools) as u64).div_ceil(4) + req.messages.iter().map(non_text_tokens).sum::<u64>()
+}
+
+/// Tokens assumed for a part that is not text: OpenAI's count for a 1024 x 1024 image at high detail,
+/// the size vision models scale most photos to.
+pub const NON_TEXT_PART_TOKENS: u64 = 765;
+/// Tokens of an image sent with `detail: "low"` (a fixed count at OpenAI).
+pub const LOW_DETAIL_IMAGE_TOKENS: u64 = 85;
+
+fn non_text_tokens(m: &rightmodel_core::wire::ChatMessage) -> u64 {
+    let Some(rightmodel_core::wire::MessageContent::Parts(parts)) = &m.content else { return 0 };
+    parts
+        .iter()
+        .filter(|p| p.kind != "text")
+        .map(|p| {
+            let detail = p.extra.get("image_url").and_then(|i| i.get("detail")).and_then(|d| d.as_str());
+            if detail == Some("low") {
+                LOW_DETAIL_IMAGE_TOKENS
+            } else {
+                NON_TEXT_PART_TOKENS
+            }
+        })
+        .sum()
 }
 
 /// Characters of tool calls as a model writes them (names and arguments), for estimates.
@@ -470,5 +494,29 @@ fn truncate_chars(s: &mut String, max: usize) {
     if let Some((i, _)) = s.char_indices().nth(max) {
         s.truncate(i);
         s.push('…');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rightmodel_core::wire::ChatCompletionRequest;
+
+    #[test]
+    fn images_count_towards_the_prompt_estimate() {
+        let req = |content: serde_json::Value| -> ChatCompletionRequest {
+            serde_json::from_value(
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": content}]}),
+            )
+            .unwrap()
+        };
+        let text = estimate_prompt_tokens(&req(serde_json::json!("What is this?")));
+        assert_eq!(text, 4);
+        let image = |detail: &str| {
+            serde_json::json!([{"type": "text", "text": "What is this?"},
+                               {"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": detail}}])
+        };
+        assert_eq!(estimate_prompt_tokens(&req(image("high"))), text + NON_TEXT_PART_TOKENS);
+        assert_eq!(estimate_prompt_tokens(&req(image("low"))), text + LOW_DETAIL_IMAGE_TOKENS);
     }
 }

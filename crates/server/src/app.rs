@@ -196,9 +196,13 @@ pub async fn serve(state: SharedState) -> Result<(), ServeError> {
         st.shutting_down.store(true, Ordering::Relaxed);
         tracing::info!("shutting down: draining in-flight requests");
     };
+    // Installed before serving, so a SIGHUP never stops the server (its default action).
     #[cfg(unix)]
-    if let Some(path) = state.config.source.clone() {
-        tokio::spawn(reload_keys_on_hangup(state.clone(), path));
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hangups) => {
+            tokio::spawn(reload_keys_on_hangup(state.clone(), hangups));
+        }
+        Err(e) => tracing::warn!("cannot watch for SIGHUP ({e}): keys are read at start only"),
     }
     let server = axum::serve(listener, app(state.clone()).into_make_service()).with_graceful_shutdown(shutdown);
     let fut = server.into_future();
@@ -222,14 +226,15 @@ pub async fn serve(state: SharedState) -> Result<(), ServeError> {
 
 /// On each SIGHUP, reads the config file again and replaces the API keys ([`Auth::reload`]): keys are
 /// added, rotated, limited or revoked without dropping connections or the day's spend. Everything else
-/// is read at start only. A file that no longer parses, or has no keys left, changes nothing (logged).
+/// is read at start only. A file that no longer parses, or has no keys left, changes nothing (logged);
+/// without a config file there is nothing to read.
 #[cfg(unix)]
-async fn reload_keys_on_hangup(state: SharedState, path: PathBuf) {
-    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot watch for SIGHUP: keys are read at start only");
-        return;
-    };
+async fn reload_keys_on_hangup(state: SharedState, mut hangups: tokio::signal::unix::Signal) {
     while hangups.recv().await.is_some() {
+        let Some(path) = state.config.source.clone() else {
+            tracing::warn!("SIGHUP: the server was started without --config; there are no keys to reload");
+            continue;
+        };
         let (st, file) = (state.clone(), path.clone());
         // Reading the file and the log's spend by key block: the pool, not the runtime.
         let done = tokio::task::spawn_blocking(move || -> Result<crate::auth::KeysReloaded, String> {

@@ -183,10 +183,10 @@ impl Auth {
         auth
     }
 
-    /// Replaces the keys with `keys` without a restart. A key is known by its name: one that stays keeps
-    /// its spend today and its rate bucket whatever else changed (a rotated secret, a new limit), so a
-    /// reload never resets what a key may still spend; a new one starts from `spent_today` (the log's
-    /// spend by name). A reload that would leave no key at all is refused: it would open the gateway to
+    /// Replaces the keys with `keys` without a restart. A key is known by its name, or by its secret when
+    /// it was renamed: one that stays keeps its spend today and its rate bucket whatever else changed (a
+    /// rotated secret, a new limit, a new name), so a reload never resets what a key may still spend; a
+    /// new one starts from `spent_today` (the log's spend by name). A reload that would leave no key at all is refused: it would open the gateway to
     /// anyone, which only a restart should do.
     pub fn reload(&self, keys: &[KeyConfig], spent_today: &[(String, f64)]) -> Result<KeysReloaded, String> {
         let current = self.table();
@@ -197,6 +197,7 @@ impl Auth {
         let mut report = KeysReloaded::default();
         for k in keys {
             match old.get(k.name.as_str()) {
+                // A renamed key (same secret) is new by name; its spend carries over (see `table`).
                 None => report.added.push(k.name.clone()),
                 Some(o) if !same_key(&o.config, k) => report.changed.push(k.name.clone()),
                 Some(_) => {}
@@ -250,8 +251,8 @@ impl Auth {
     }
 }
 
-/// The key table for `keys`: a key named in `old` shares its spend and rate bucket, a new one starts
-/// from `spent_today`.
+/// The key table for `keys`: a key named in `old` (or, renamed, with the same secret there) shares its
+/// spend and rate bucket, a new one starts from `spent_today`.
 fn table(
     keys: &[KeyConfig],
     old: &HashMap<&str, &Arc<KeyState>>,
@@ -259,7 +260,14 @@ fn table(
 ) -> HashMap<String, Arc<KeyState>> {
     keys.iter()
         .map(|k| {
-            let (bucket, spend) = match old.get(k.name.as_str()) {
+            let same_secret = || {
+                old.values()
+                    .find(|o| {
+                        o.config.sha256.eq_ignore_ascii_case(&k.sha256) && !keys.iter().any(|n| n.name == o.config.name)
+                    })
+                    .copied()
+            };
+            let (bucket, spend) = match old.get(k.name.as_str()).copied().or_else(same_secret) {
                 Some(o) => (o.bucket.clone(), o.spend.clone()),
                 None => {
                     let spend = SpendCounter::default();
@@ -381,6 +389,9 @@ mod tests {
         assert!(!a.is_open() && a.identify(&bearer("sk-other")).is_ok());
         let r = a.reload(&[key(2, 1.0)], &[]).unwrap();
         assert_eq!((r.removed, r.changed), (vec!["o".to_string()], vec!["t".to_string()]));
+        // Renamed (same secret): still the same spend, not the log's $0 under the new name.
+        a.reload(&[KeyConfig { name: "t2".into(), ..key(2, 1.0) }], &[]).unwrap();
+        assert_eq!(a.identify(&bearer("sk-test")).unwrap().spend_limit(), Some((1.0, 0.7)));
     }
 
     #[test]

@@ -496,12 +496,15 @@ pub enum InputFormat {
     JsonLines,
 }
 
-/// The format of a whole input: JSON lines when its first non-blank line parses as a JSON object,
-/// plain text otherwise. Deciding once (not line by line) lets plain text contain lines that start with
-/// `{` (code, templates, logs), while a bad line in a JSON-lines input is still an error, not a text.
+/// The format of a whole input: JSON lines when its first non-blank line parses as a JSON object, or
+/// looks like one (`{...}`: a typo there must be reported, not turn every line into text); plain text
+/// otherwise. Deciding once (not line by line) lets plain text
+/// contain lines that start with `{` (code, templates, logs), while a bad line in a JSON-lines input is
+/// still an error, not a text.
 pub fn input_format(text: &str) -> InputFormat {
+    // A JSON object on one line (trimmed) is exactly what starts with `{` and ends with `}`.
     match text.lines().map(str::trim).find(|l| !l.is_empty()) {
-        Some(first) if first.starts_with('{') && JsonLine::parse(first).is_ok() => InputFormat::JsonLines,
+        Some(first) if first.starts_with('{') && first.ends_with('}') => InputFormat::JsonLines,
         _ => InputFormat::PlainText,
     }
 }

@@ -242,4 +242,7 @@ fn classify_input_format_is_decided_by_the_first_line() {
     assert_eq!(data::input_format("\n  {\"text\":\"x\"}\nplain\n"), data::InputFormat::JsonLines);
     let err = read_inputs("in", b"{\"text\":\"ok\"}\nplain words\n{broken\n").unwrap_err().to_string();
     assert!(err.contains("line 2") && err.contains("line 3") && err.contains("not a JSON object"), "{err}");
+    // A typo in a first line that is meant as JSON is reported, not read as text with every other line.
+    let err = read_inputs("in", b"{\"text\":\"a\",\"id\":1,}\n{\"text\":\"b\"}\n").unwrap_err().to_string();
+    assert!(err.contains("line 1"), "{err}");
 }

@@ -317,11 +317,10 @@ fn remove_if_interrupted(dir: PathBuf) {
             let empty = rightmodel_docs::store::current_generation(&dir)
                 .and_then(|g| rightmodel_docs::store::load(&g))
                 .is_ok_and(|snap| snap.passages.is_empty());
-            if empty {
-                let _ = std::fs::remove_dir_all(&dir);
-                eprintln!("interrupted: the new collection was empty and is removed");
-            } else {
-                eprintln!("interrupted");
+            match (empty, empty && std::fs::remove_dir_all(&dir).is_ok()) {
+                (true, true) => eprintln!("interrupted: the new collection was empty and is removed"),
+                (true, false) => eprintln!("interrupted: the new, empty collection could not be removed"),
+                (false, _) => eprintln!("interrupted"),
             }
             std::process::exit(130);
         });

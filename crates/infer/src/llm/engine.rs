@@ -357,6 +357,9 @@ struct Active {
     max_tokens: u32,
     cached_tokens: u32,
     stop: StopBuffer,
+    /// Tokens whose text the stop buffer holds back (the start of a possible stop sequence, or part of a
+    /// character): reported once text is released, dropped when a stop sequence completes.
+    deferred: Vec<TokenOut>,
 }
 
 struct Slot {
@@ -504,6 +507,7 @@ impl<'m> Worker<'m> {
         self.stats.cached_tokens.fetch_add(reused as u64, Ordering::Relaxed);
         slot.active = Some(Active {
             stop: StopBuffer::new(job.params.stop.clone()),
+            deferred: Vec::new(),
             events: job.events,
             params: job.params,
             sampler,
@@ -634,17 +638,28 @@ impl<'m> Worker<'m> {
                 }
             }
         };
-        // A token that only completes a stop sequence is not part of the answer: like an end-of-turn
-        // token it is not reported (OpenAI's log-probabilities end with the answer's last token).
-        let only_stop = finish == Some(FinishReason::Stop) && text.is_empty();
-        if !eog && !only_stop {
-            let out = TokenOut { id: token.0, text, logprob, piece, top };
-            if a.events.send(GenEvent::Token(out)).is_err() {
-                finish = Some(FinishReason::Cancelled);
-            }
-        }
         if finish.is_none() && (a.generated >= a.max_tokens || a.n_past + 1 >= self.ctx_per_slot) {
             finish = Some(FinishReason::Length);
+        }
+        // Tokens of a stop sequence are not part of the answer: like an end-of-turn token they are not
+        // reported (OpenAI's log-probabilities end with the answer's last token). A token that releases
+        // no text is held until it is known whether it began a stop sequence.
+        let only_stop = !eog && finish == Some(FinishReason::Stop) && text.is_empty();
+        if only_stop {
+            a.deferred.clear();
+        } else {
+            if !eog {
+                a.deferred.push(TokenOut { id: token.0, text, logprob, piece, top });
+            }
+            let released = finish.is_some() || a.deferred.last().is_some_and(|t| !t.text.is_empty());
+            if released {
+                for out in a.deferred.drain(..) {
+                    if a.events.send(GenEvent::Token(out)).is_err() {
+                        finish = Some(FinishReason::Cancelled);
+                        break;
+                    }
+                }
+            }
         }
         match finish {
             Some(reason) => {
@@ -740,6 +755,32 @@ mod tests {
         let f = out.finished;
         assert_eq!(f.reason, FinishReason::Length);
         assert_eq!(f.prompt_tokens + f.completion_tokens, 256, "{f:?}");
+    }
+
+    #[test]
+    fn tokens_of_a_stop_sequence_are_not_reported() {
+        let greedy = |stop: Vec<String>| {
+            let params =
+                SamplingParams { max_tokens: 24, temperature: 0.0, logprobs: true, stop, ..Default::default() };
+            let prompt = Prompt::Text("The capital of France is Paris. The capital of Italy is".into());
+            engine().generate(GenRequest { prompt, params }).expect("generates")
+        };
+        let free = greedy(Vec::new());
+        // A stop sequence made of two whole tokens of the free answer, found nowhere else in it.
+        let t = &free.tokens;
+        let two = |i: usize| format!("{}{}", t[i].text, t[i + 1].text);
+        let i = (1..t.len().saturating_sub(1))
+            .find(|&i| {
+                !t[i].text.trim().is_empty()
+                    && !t[i + 1].text.trim().is_empty()
+                    && free.text.matches(&two(i)).count() == 1
+            })
+            .expect("two plain tokens in the answer");
+        let cut = greedy(vec![two(i)]);
+        assert_eq!(cut.finished.reason, FinishReason::Stop);
+        let reported: String = cut.tokens.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(reported, cut.text, "{:?}", two(i));
+        assert_eq!(cut.tokens.len(), i, "the answer's tokens, neither of the stop's two: {:?}", two(i));
     }
 
     #[test]
