@@ -82,12 +82,24 @@ pub const MAX_LISTED: usize = 20;
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct BadLines {
     list: Vec<(u64, String)>,
+    /// Place in `list` of each line.
+    index: std::collections::HashMap<u64, usize>,
 }
 
 impl BadLines {
-    /// Records that line `line` (from 1) is bad, and why.
+    /// Records that line `line` (from 1) is bad, and why; a line with several problems is listed once,
+    /// with all of them.
     pub fn push(&mut self, line: u64, why: impl std::fmt::Display) {
-        self.list.push((line, why.to_string()));
+        match self.index.get(&line) {
+            Some(&i) => {
+                self.list[i].1.push_str("; ");
+                self.list[i].1.push_str(&why.to_string());
+            }
+            None => {
+                self.index.insert(line, self.list.len());
+                self.list.push((line, why.to_string()));
+            }
+        }
     }
 
     /// Whether no line was bad.
@@ -102,8 +114,11 @@ impl BadLines {
 
     /// The bad lines as one indented list, the first [`MAX_LISTED`] in full, then "... and N more".
     pub fn listing(&self) -> String {
+        // Checks that run in passes report lines out of order: list them in file order.
+        let mut sorted: Vec<&(u64, String)> = self.list.iter().collect();
+        sorted.sort_by_key(|(line, _)| *line);
         let mut s: Vec<String> =
-            self.list.iter().take(MAX_LISTED).map(|(line, why)| format!("  line {line}: {why}")).collect();
+            sorted.iter().take(MAX_LISTED).map(|(line, why)| format!("  line {line}: {why}")).collect();
         if self.list.len() > MAX_LISTED {
             s.push(format!("  ... and {} more", self.list.len() - MAX_LISTED));
         }
@@ -367,6 +382,16 @@ mod tests {
         let e = read_outcomes(&p, &Columns::default()).unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("maybe"), "{e}");
         assert!(read_outcomes(&dir.path().join("missing.csv"), &Columns::default()).is_err());
+    }
+
+    #[test]
+    fn a_line_with_two_problems_is_one_bad_line() {
+        let mut bad = BadLines::default();
+        bad.push(3, "empty prompt");
+        bad.push(2, "not a number");
+        bad.push(3, "`7` is not 0 or 1");
+        assert_eq!(bad.len(), 2);
+        assert_eq!(bad.listing(), "  line 2: not a number\n  line 3: empty prompt; `7` is not 0 or 1");
     }
 
     #[test]

@@ -77,9 +77,17 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
             let weights = rightmodel_router::scorer::RouterWeights::load(dir)
                 .map_err(|e| anyhow::anyhow!("route.router_dir: router weights in {}: {e}", dir.display()))?;
             let store = rightmodel_models::Store::new(&rightmodel_models::home::rightmodel_home());
-            if let (true, Some(e)) = (weights.uses_static_embeddings(), &config.embedding) {
+            if let Some(e) = &config.embedding {
                 if let Ok(enc) = store.resolve_encoder(&e.model) {
-                    rightmodel_router::scorer::DifficultyScorer::with_encoder_dir(weights, &enc, None).map_err(
+                    // Contextual weights read the encoder itself: load it, as `serve` does.
+                    let contextual = if weights.uses_static_embeddings() {
+                        None
+                    } else {
+                        let m = rightmodel_infer::MiniLm::load(&enc)
+                            .map_err(|err| anyhow::anyhow!("embedding model `{}`: {err}", e.name))?;
+                        Some(Arc::new(m) as Arc<dyn rightmodel_core::Embedder>)
+                    };
+                    rightmodel_router::scorer::DifficultyScorer::with_encoder_dir(weights, &enc, contextual).map_err(
                         |err| {
                             anyhow::anyhow!(
                                 "route.router_dir: router weights in {} do not fit `{}`: {err}",
