@@ -173,10 +173,52 @@ impl Accounting {
         self.max_tokens = max_tokens;
     }
 
-    /// Records the model that serves the next call and its price. Each call is billed on its own:
-    /// usage or text of an earlier call (a cascade's first attempt, the same model asked again down a
-    /// fallback chain) says nothing about this one.
+    /// Records the free model (a local or task model at no price) that serves the next call; paid calls
+    /// go through [`Accounting::claim`], which may refuse them.
     pub fn set_served(&mut self, model: &str, price: rightmodel_core::Price) {
+        self.begin_call(model, price);
+        // What earlier calls of this request cost (a cascade's small answer) stays held until the end.
+        self.hold(self.likely_cost(price) + self.row.cost_usd);
+    }
+
+    /// Records the model that serves the next call once the spending limits allow it: this call's
+    /// likely cost (prompt estimate and the answer's token limit), with what earlier calls of this
+    /// request cost (a cascade's small answer, spent only when the request ends), replaces what the
+    /// request holds against the gateway's budget and the key's limit, checked and held in one step, so
+    /// concurrent requests cannot all pass a nearly spent limit. A refusal changes nothing.
+    pub fn claim(&mut self, model: &str, price: rightmodel_core::Price) -> Result<(), rightmodel_core::ApiError> {
+        let cost = self.likely_cost(price);
+        let new = cost + self.row.cost_usd;
+        self.state.swap_hold(&self.caller, model, price, cost, self.held_usd, new)?;
+        self.held_usd = new;
+        self.begin_call(model, price);
+        Ok(())
+    }
+
+    /// [`Accounting::claim`] for a model of a fallback chain, which takes over from one that failed
+    /// (`fallback`: the request's own caps are checked again too, since time has passed). A refusal is
+    /// recorded as that model's failure.
+    pub fn claim_in_chain(
+        &mut self,
+        name: &str,
+        price: rightmodel_core::Price,
+        fallback: bool,
+    ) -> Result<(), rightmodel_core::ApiError> {
+        // What this request already spent (a cascade's small answer) stays held; a failed call's
+        // estimate does not.
+        self.hold(self.row.cost_usd);
+        let claimed =
+            if fallback { self.check_caps(name, price) } else { Ok(()) }.and_then(|()| self.claim(name, price));
+        if let Err(e) = &claimed {
+            self.record_failure(name, &e.message);
+        }
+        claimed
+    }
+
+    /// Starts the bookkeeping of a call to `model` at `price`. Each call is billed on its own: usage or
+    /// text of an earlier call (a cascade's first attempt, the same model asked again down a fallback
+    /// chain) says nothing about this one.
+    fn begin_call(&mut self, model: &str, price: rightmodel_core::Price) {
         self.usage_seen = false;
         self.streamed_chars = 0;
         if self.row.served_model != model && !self.row.served_model.is_empty() {
@@ -187,11 +229,6 @@ impl Accounting {
         }
         self.row.served_model = model.to_string();
         self.price = price;
-        // Hold this call's likely cost against the limits while it runs, so concurrent requests cannot
-        // all pass a nearly spent budget (prompt estimate and the answer's token limit), together with
-        // what earlier calls of this request cost (a cascade's small answer), which is spent only
-        // when the request ends.
-        self.hold(self.likely_cost(price) + self.row.cost_usd);
     }
 
     /// A cascade whose escalation failed answers with its small model's answer after all: that model
@@ -218,26 +255,6 @@ impl Accounting {
             self.caller.reserve(usd);
             self.held_usd = usd;
         }
-    }
-
-    /// Checks the spending limits for `name` again before a fallback takes over from a model that
-    /// failed: time has passed since the chain was built (an upstream may have timed out), and
-    /// concurrent requests may have spent the budget. A refusal is recorded as that model's failure.
-    pub fn check_limits_again(
-        &mut self,
-        name: &str,
-        price: rightmodel_core::Price,
-    ) -> Result<(), rightmodel_core::ApiError> {
-        // What this request already spent (a cascade's small answer) stays held; the failed call's
-        // estimate does not.
-        self.hold(self.row.cost_usd);
-        let checked = self
-            .check_caps(name, price)
-            .and_then(|()| self.state.check_limits(&self.caller, name, price, self.likely_cost(price)));
-        if let Err(e) = &checked {
-            self.record_failure(name, &e.message);
-        }
-        checked
     }
 
     fn release_hold(&mut self) {

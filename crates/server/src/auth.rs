@@ -123,6 +123,28 @@ impl Caller {
         Err(crate::budget::limit_refusal(&what, limit, committed, cost, model, "insufficient_quota"))
     }
 
+    /// Replaces the `old` dollars this request holds against the key's limit with `new`, refused like
+    /// [`Caller::check_spend`] (nothing changes then) when a call to the paid `model` likely to cost
+    /// `cost` (part of `new`) does not fit. Check and hold are one step, so concurrent requests cannot
+    /// all pass a nearly spent limit.
+    pub fn swap_hold(
+        &self,
+        model: &str,
+        price: rightmodel_core::Price,
+        cost: f64,
+        old: f64,
+        new: f64,
+    ) -> Result<(), ApiError> {
+        let Some(k) = &self.key else { return Ok(()) };
+        let limit = k.config.daily_spend_usd;
+        let limit = (!price.is_free() && limit > 0.0).then_some(limit);
+        k.spend.swap_hold(old, new, limit).map_err(|others| {
+            let what = format!("Key `{}`'s daily limit", k.config.name);
+            let committed = others + (new - cost).max(0.0);
+            crate::budget::limit_refusal(&what, limit.unwrap_or_default(), committed, cost, model, "insufficient_quota")
+        })
+    }
+
     /// The key's daily limit and what it has spent today plus what its running requests hold, when it
     /// has a limit.
     pub fn spend_limit(&self) -> Option<(f64, f64)> {

@@ -117,6 +117,25 @@ impl SpendCounter {
         self.inner.lock().2 += usd;
     }
 
+    /// Replaces a hold of `old` dollars with one of `new`, in one step with the check: refused with
+    /// what is committed without `old` (today's spend and every other hold) when that plus `new` would
+    /// pass `limit`. Checking and then holding in two steps let concurrent requests all pass a nearly
+    /// spent limit before any of them held its cost.
+    pub fn swap_hold(&self, old: f64, new: f64, limit: Option<f64>) -> Result<(), f64> {
+        let day = utc_day();
+        let mut g = self.inner.lock();
+        if g.0 != day {
+            g.0 = day;
+            g.1 = 0.0;
+        }
+        let others = g.1 + (g.2 - old).max(0.0);
+        if limit.is_some_and(|l| new > old && others + new > l) {
+            return Err(others);
+        }
+        g.2 = (g.2 - old).max(0.0) + new;
+        Ok(())
+    }
+
     /// Releases a hold made with [`SpendCounter::reserve`].
     pub fn release(&self, usd: f64) {
         let mut g = self.inner.lock();
@@ -134,6 +153,27 @@ impl SpendCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrent_holds_never_pass_the_limit() {
+        let counter = std::sync::Arc::new(SpendCounter::default());
+        counter.add(0.25);
+        let admitted: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..32)
+                .map(|_| {
+                    let c = counter.clone();
+                    s.spawn(move || usize::from(c.swap_hold(0.0, 0.1, Some(1.0)).is_ok()))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        });
+        // $0.75 left holds seven calls of $0.10, however the threads interleave.
+        assert_eq!(admitted, 7);
+        assert!((counter.committed() - 0.95).abs() < 1e-9);
+        // A smaller hold replacing a larger one always passes, even over the limit.
+        counter.swap_hold(0.1, 0.05, Some(0.5)).unwrap();
+        assert_eq!(counter.swap_hold(0.0, 0.1, Some(0.95)), Err(0.9));
+    }
 
     #[test]
     fn dollars_show_small_limits() {

@@ -516,13 +516,12 @@ async fn call_full(
             refused.get_or_insert(e);
             continue;
         }
-        if i > 0 {
-            if let Err(e) = acct.check_limits_again(&name, model.price()) {
-                refused.get_or_insert(e);
-                continue;
-            }
+        // The limits are checked and this call's cost held in one step; a fallback checks the
+        // request's caps again too, since time has passed (an upstream may have timed out).
+        if let Err(e) = acct.claim_in_chain(&name, model.price(), i > 0) {
+            refused.get_or_insert(e);
+            continue;
         }
-        acct.set_served(&name, model.price());
         let r = match &model {
             ChatModel::Local(l) => local_answer(l, req, acct).await,
             ChatModel::Upstream(u) => u.chat(upstream_request(u, req)).await,
@@ -712,13 +711,12 @@ async fn open_stream(
             refused.get_or_insert(e);
             continue;
         }
-        if i > 0 {
-            if let Err(e) = acct.check_limits_again(&name, model.price()) {
-                refused.get_or_insert(e);
-                continue;
-            }
+        // The limits are checked and this call's cost held in one step; a fallback checks the
+        // request's caps again too, since time has passed (an upstream may have timed out).
+        if let Err(e) = acct.claim_in_chain(&name, model.price(), i > 0) {
+            refused.get_or_insert(e);
+            continue;
         }
-        acct.set_served(&name, model.price());
         let r: Result<(ChunkStream, bool), ApiError> = match &model {
             ChatModel::Local(l) if mode == ToolMode::Off => {
                 local_stream(l, &crate::tools::text_request(req)).await.map(|s| (s, false))
@@ -1032,10 +1030,10 @@ async fn cascade(
     // The model that actually answered first (a fallback of the small one, when it failed) and its price.
     let mut first_served = (small_name.clone(), small.price());
     let first = match &small {
-        ChatModel::Local(l) => {
-            acct.set_served(&small_name, l.price);
-            local_full(l, &probe, acct).await
-        }
+        ChatModel::Local(l) => match acct.claim(&small_name, l.price) {
+            Ok(()) => local_full(l, &probe, acct).await,
+            Err(e) => Err(e),
+        },
         ChatModel::Upstream(_) => call_full(st, &small_name, &probe, acct).await.map(|(served, a)| {
             let price = st.chat.get(&served).map_or(small.price(), |m| m.price());
             first_served = (served, price);

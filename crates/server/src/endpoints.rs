@@ -212,14 +212,12 @@ pub async fn completions(
     // hands over to the next.
     let mut last = None;
     for (i, (name, model)) in chain.into_iter().enumerate() {
-        // A fallback takes over later: the spending limits are checked again for it.
-        if i > 0 {
-            if let Err(e) = acct.check_limits_again(&name, model.price()) {
-                last.get_or_insert(e);
-                continue;
-            }
+        // The limits are checked and this call's cost held in one step; a fallback takes over later,
+        // so the request's caps are checked again for it.
+        if let Err(e) = acct.claim_in_chain(&name, model.price(), i > 0) {
+            last.get_or_insert(e);
+            continue;
         }
-        acct.set_served(&name, model.price());
         match model {
             ChatModel::Upstream(u) => {
                 let body = serde_json::to_value(&req).unwrap_or(Value::Null);

@@ -137,6 +137,33 @@ impl AppState {
         caller.check_spend(name, price, cost)
     }
 
+    /// Replaces the `old` dollars a request holds against the gateway's budget and the caller's key limit
+    /// with `new`, for a call to `name` at `price` likely to cost `cost` (part of `new`): refused as
+    /// [`AppState::check_limits`] refuses, with nothing held then. Each limit is checked and held in one
+    /// step; when the key refuses, the budget's hold is put back.
+    pub fn swap_hold(
+        &self,
+        caller: &crate::auth::Caller,
+        name: &str,
+        price: rightmodel_core::Price,
+        cost: f64,
+        old: f64,
+        new: f64,
+    ) -> Result<(), ApiError> {
+        let daily = self.config.budget.daily_usd;
+        let limit = (!price.is_free() && daily > 0.0).then_some(daily);
+        self.spend.swap_hold(old, new, limit).map_err(|others| {
+            let committed = others + (new - cost).max(0.0);
+            budget_refusal(daily, committed, cost, name)
+        })?;
+        if let Err(e) = caller.swap_hold(name, price, cost, old, new) {
+            // Putting the old hold back cannot be refused (no limit).
+            let _ = self.spend.swap_hold(new, old, None);
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// 429 until midnight UTC when what is left of the gateway's daily budget (after today's spend and
     /// what running requests hold) does not cover this call's likely `cost` and `price` is not free: the
     /// call itself must fit, or concurrent calls could all pass a nearly spent budget. Free (local)
@@ -147,21 +174,31 @@ impl AppState {
         if price.is_free() || daily <= 0.0 || committed + cost <= daily {
             return Ok(());
         }
-        let e = crate::budget::limit_refusal(
-            "the gateway's daily budget",
-            daily,
-            committed,
-            cost,
-            name,
-            "daily_budget_exhausted",
-        );
-        // A 429 names the model (a local one still serves); a 422 names max_tokens.
-        Err(if e.kind == rightmodel_core::ErrorKind::RateLimited { e.with_param("model") } else { e })
+        Err(budget_refusal(daily, committed, cost, name))
     }
 
     /// The chat model called `name`, or 404.
     pub fn chat_model(&self, name: &str) -> Result<&ChatModel, ApiError> {
         self.chat.get(name).ok_or_else(|| ApiError::model_not_found(name))
+    }
+}
+
+/// The refusal of a call to `name` likely to cost `cost` by the gateway's `daily` budget, with
+/// `committed` spent or held today.
+fn budget_refusal(daily: f64, committed: f64, cost: f64, name: &str) -> ApiError {
+    let e = crate::budget::limit_refusal(
+        "the gateway's daily budget",
+        daily,
+        committed,
+        cost,
+        name,
+        "daily_budget_exhausted",
+    );
+    // A 429 names the model (a local one still serves); a 422 names max_tokens.
+    if e.kind == rightmodel_core::ErrorKind::RateLimited {
+        e.with_param("model")
+    } else {
+        e
     }
 }
 
