@@ -92,6 +92,36 @@ def test_stream_without_usage_has_no_usage_chunk(client):
     assert all(c.usage is None for c in chunks)
 
 
+def test_several_choices_from_a_local_model(local_server, client):
+    """`n` choices are generated side by side: each its own sample (the client's seed plus its index), the
+    prompt billed once and every choice's tokens, streamed with each chunk under its choice's index."""
+    msgs = [{"role": "user", "content": "Name an animal."}]
+    kw = dict(model="gemma3-270m", messages=msgs, max_tokens=8, temperature=1.0, seed=7)
+    r = client.chat.completions.create(n=3, **kw)
+    assert [c.index for c in r.choices] == [0, 1, 2]
+    texts = [c.message.content for c in r.choices]
+    assert len(set(texts)) > 1, texts
+    one = client.chat.completions.create(**kw)
+    assert one.choices[0].message.content == texts[0], "choice 0 is the request's own seed"
+    assert r.usage.prompt_tokens == one.usage.prompt_tokens
+    assert r.usage.completion_tokens == sum(
+        client.chat.completions.create(**{**kw, "seed": 7 + i}).usage.completion_tokens for i in range(3)
+    )
+    text, finished, usage = {}, set(), None
+    for chunk in client.chat.completions.create(n=3, stream=True, stream_options={"include_usage": True}, **kw):
+        assert len({chunk.id}) == 1
+        if chunk.usage:
+            usage = chunk.usage
+        for ch in chunk.choices:
+            text[ch.index] = text.get(ch.index, "") + (ch.delta.content or "")
+            if ch.finish_reason:
+                finished.add(ch.index)
+    assert [text[i] for i in range(3)] == texts and finished == {0, 1, 2}
+    assert usage.completion_tokens == r.usage.completion_tokens
+    # The log bills every choice.
+    local_server.wait_row(lambda row: row["output_tokens"] == r.usage.completion_tokens)
+
+
 def test_stop_sequence(client):
     c = client.chat.completions.create(
         model="gemma3-270m", messages=[{"role": "user", "content": "List three fruits, one per line."}],
@@ -227,9 +257,10 @@ def test_errors_are_openai_shaped(local_server, client):
     with pytest.raises(openai.NotFoundError) as e:
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
     assert e.value.code == "model_not_found"
-    with pytest.raises(openai.BadRequestError) as e:
-        client.chat.completions.create(model="gemma3-270m", messages=[{"role": "user", "content": "x"}], n=2)
-    assert e.value.param == "n"
+    for n in (0, 17, 129):
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(model="gemma3-270m", messages=[{"role": "user", "content": "x"}], n=n)
+        assert e.value.param == "n", n
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(
             model="gemma3-270m", messages=[{"role": "user", "content": "x"}],

@@ -259,6 +259,30 @@ def test_streaming_passthrough_and_cost(gw, gateway):
     assert abs(row["cost_usd"] - cost(u)) < 1e-12
 
 
+def test_several_choices_pass_through_and_auto_routes_them_directly(gw, gateway, proxy):
+    """`n` reaches the upstream as sent and its choices come back, streamed under their indexes and billed in
+    full; `auto` answers such a request with one model (no cascade); a local model writes one text completion
+    per request, so n > 1 there is a 400 naming `n`."""
+    kw = dict(messages=MSG, max_tokens=6, temperature=1.0, seed=3)
+    r = gw.chat.completions.with_raw_response.create(model="large", n=2, **kw)
+    got = r.parse()
+    assert [c.index for c in got.choices] == [0, 1] and json.loads(proxy.last_body)["n"] == 2
+    row = gateway.wait_row(lambda x: x["id"] == r.headers["x-request-id"])
+    assert row["output_tokens"] == got.usage.completion_tokens and abs(row["cost_usd"] - cost(got.usage)) < 1e-12
+    seen = set()
+    for chunk in gw.chat.completions.create(model="large", n=2, stream=True, **kw):
+        seen.update(ch.index for ch in chunk.choices)
+    assert seen == {0, 1}
+    r = gw.chat.completions.with_raw_response.create(
+        model="auto", n=2, extra_body={"rightmodel": {"strategy": "cascade"}}, **kw
+    )
+    decision = json.loads(r.headers["x-rightmodel-decision"])
+    assert "cascade" not in decision["reason"] and len(r.parse().choices) == 2, decision
+    with pytest.raises(openai.BadRequestError) as e:
+        gw.completions.create(model="small", prompt="The capital of France is", max_tokens=4, n=2)
+    assert e.value.param == "n"
+
+
 def test_text_completion_streams_from_upstream(gw, gateway, upstream_server):
     """Legacy /v1/completions with stream=True on an upstream model: chunks pass through re-labelled,
     the text equals the upstream's own answer, usage is passed on when asked and logged with its cost."""

@@ -224,7 +224,7 @@ pub struct SamplingFields {
     /// Nucleus sampling mass, 0..1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f32>,
-    /// Number of choices; only 1 is served.
+    /// Number of choices (`n`), each an answer of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<u32>,
     /// Seed for reproducible sampling.

@@ -310,6 +310,22 @@ fn domain_model_serves_confident_in_domain_requests() {
 }
 
 #[test]
+fn several_choices_count_in_the_cost_and_leave_out_task_models() {
+    let mut classifier = Candidate::new("intents", ModelKind::Classifier, Price::default(), 0.2, 5.0, 0.0);
+    classifier.domain = Some(Domain { name: "x".into(), fit: Arc::new(|_: &str| Some(0.99)), min_confidence: 0.5 });
+    let r = router(vec![classifier, local("small", 0.0), upstream("large", 1.0, 10.0)], 0.2);
+    assert_eq!(r.decide(&req("x"), &no_budget()).unwrap().served, "intents");
+    let mut q = req("x");
+    q.choices = 3;
+    q.needs = Needs { choices: true, ..Needs::default() };
+    let d = r.decide(&q, &no_budget()).unwrap();
+    assert_eq!(d.served, "small", "a classifier answers one way only");
+    assert_eq!(d.candidates[0].excluded, Some(Limit::Capability));
+    // Three answers of up to 500 tokens: 1000 in x 2.5/M + 1500 out x 10/M.
+    assert!((d.cost_if_largest_usd - 0.0175).abs() < 1e-9, "{}", d.cost_if_largest_usd);
+}
+
+#[test]
 fn capabilities_and_context_window() {
     let mut small = local("small", 0.0);
     small.capabilities = Capabilities {
@@ -318,6 +334,7 @@ fn capabilities_and_context_window() {
         logprobs: true,
         context_tokens: Some(1200),
         passthrough: false,
+        choices: true,
     };
     let mut large = upstream("large", 1.0, 10.0);
     large.capabilities.tools = true;

@@ -45,6 +45,8 @@ pub struct Accounting {
     caps: rightmodel_router::Overrides,
     /// The request's `max_tokens` as sent (uncapped), for checking its caps as `auto` does.
     max_tokens: Option<u64>,
+    /// Choices asked for (`n`): each is an answer, so holds and estimates count them all.
+    choices: u64,
 }
 
 impl Accounting {
@@ -75,6 +77,7 @@ impl Accounting {
             metered: (0, 0, 0.0),
             caps: Default::default(),
             max_tokens: None,
+            choices: 1,
         }
     }
 
@@ -93,7 +96,8 @@ impl Accounting {
     /// small answer, a billed failed attempt), would break the request's own cost or latency cap.
     pub fn check_caps(&self, name: &str, price: rightmodel_core::Price) -> Result<(), rightmodel_core::ApiError> {
         let out = self.max_tokens.map(|t| u32::try_from(t).unwrap_or(u32::MAX));
-        self.state.router.check_named(name, price, &self.caps, self.prompt_estimate, out, self.row.cost_usd)
+        let choices = u32::try_from(self.choices).unwrap_or(u32::MAX);
+        self.state.router.check_named(name, price, &self.caps, self.prompt_estimate, out, choices, self.row.cost_usd)
     }
 
     /// Records that `model` failed with `error` and the next of its fallback chain is tried.
@@ -173,6 +177,11 @@ impl Accounting {
         self.max_tokens = max_tokens;
     }
 
+    /// Records how many choices (`n`) the request asks for.
+    pub fn set_choices(&mut self, n: u32) {
+        self.choices = u64::from(n.max(1));
+    }
+
     /// Records the free model (a local or task model at no price) that serves the next call; paid calls
     /// go through [`Accounting::claim`], which may refuse them.
     pub fn set_served(&mut self, model: &str, price: rightmodel_core::Price) {
@@ -244,7 +253,7 @@ impl Accounting {
     /// What a call at `price` likely costs: the prompt estimate and the answer's token limit (what
     /// [`Accounting::set_served`] holds while it runs).
     pub fn likely_cost(&self, price: rightmodel_core::Price) -> f64 {
-        price.cost(self.prompt_estimate, self.hold_output)
+        price.cost(self.prompt_estimate, self.hold_output.saturating_mul(self.choices))
     }
 
     /// Replaces what this request holds against the limits with `usd`.

@@ -36,6 +36,27 @@ const UNSUPPORTED: &[&str] = &["functions", "function_call", "audio", "modalitie
 /// refuses them with a 400 naming them instead of ignoring them.
 const UPSTREAM_ONLY: &[&str] = &["prediction", "web_search_options"];
 
+/// Most choices (`n`) one request may ask for, as at OpenAI.
+pub const CHOICES_MAX: u32 = 128;
+
+/// Most choices a local model writes for one request: they are decoded side by side in its slots, and
+/// more would queue behind each other (upstreams take up to [`CHOICES_MAX`]).
+pub const LOCAL_CHOICES_MAX: u32 = 16;
+
+/// Choices the request asks for (`n`, 1 when absent).
+pub fn choices_asked(req: &ChatCompletionRequest) -> u32 {
+    req.sampling.n.unwrap_or(1).max(1)
+}
+
+/// Choice `i`'s own request to a local model: one choice, seeded with the client's seed plus `i`, so
+/// that sampled choices differ and stay reproducible.
+fn choice_request(req: &ChatCompletionRequest, i: u32) -> ChatCompletionRequest {
+    let mut r = req.clone();
+    r.sampling.n = None;
+    r.sampling.seed = req.sampling.seed.map(|s| s.wrapping_add(i64::from(i)));
+    r
+}
+
 pub(crate) fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -57,8 +78,8 @@ pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
                 .with_code("unsupported_parameter"));
         }
     }
-    if req.sampling.n.is_some_and(|n| n != 1) {
-        return Err(ApiError::invalid("n", "Only n=1 is supported.").with_code("unsupported_parameter"));
+    if req.sampling.n.is_some_and(|n| !(1..=CHOICES_MAX).contains(&n)) {
+        return Err(ApiError::invalid("n", format!("`n` must be between 1 and {CHOICES_MAX}.")));
     }
     if req.top_logprobs.is_some() && !req.logprobs.unwrap_or(false) {
         return Err(ApiError::invalid("top_logprobs", "`top_logprobs` requires `logprobs: true`."));
@@ -284,6 +305,7 @@ async fn handle(
     validate(&req)?;
     acct.set_prompt_estimate(crate::accounting::estimate_prompt_tokens(&req));
     acct.set_output_limit(req.sampling.max_completion_tokens.or(req.sampling.max_tokens).map(u64::from));
+    acct.set_choices(choices_asked(&req));
     let stream = req.sampling.stream.unwrap_or(false);
     acct.set_stream(stream);
     // The `rightmodel` options and `x-rightmodel-*` headers are checked on every request (a misspelt cap
@@ -433,6 +455,10 @@ async fn task_reply(
                 "logprobs",
                 format!("The {what} `{target}` has no token log-probabilities; {probs}."),
             ));
+        }
+        if choices_asked(req) > 1 {
+            return Err(ApiError::invalid("n", format!("The {what} `{target}` answers one way only (n=1)."))
+                .with_code("unsupported_parameter"));
         }
     }
     if classifier {
@@ -610,6 +636,18 @@ pub fn local_refusal(name: &str, req: &ChatCompletionRequest) -> Option<ApiError
             );
         }
     }
+    if choices_asked(req) > LOCAL_CHOICES_MAX {
+        return Some(
+            ApiError::invalid(
+                "n",
+                format!(
+                    "Model `{name}` writes at most {LOCAL_CHOICES_MAX} choices per request (upstream models take up \
+                     to {CHOICES_MAX})."
+                ),
+            )
+            .with_code("unsupported_parameter"),
+        );
+    }
     let bias = req.extra.get("logit_bias").is_some_and(|lb| lb.as_object().is_some_and(|o| !o.is_empty()));
     let field = UPSTREAM_ONLY.iter().copied().find(|k| req.extra.get(*k).is_some_and(|v| !v.is_null()));
     let field = if bias { Some("logit_bias") } else { field };
@@ -624,6 +662,15 @@ pub fn local_refusal(name: &str, req: &ChatCompletionRequest) -> Option<ApiError
 fn takes_request(name: &str, model: &ChatModel, mode: &ToolMode, req: &ChatCompletionRequest) -> Result<(), ApiError> {
     if let (ChatModel::Local(_), Some(e)) = (model, local_refusal(name, req)) {
         return Err(e);
+    }
+    if let (ChatModel::Local(_), ToolMode::Forced(_)) = (model, mode) {
+        if choices_asked(req) > 1 {
+            return Err(ApiError::invalid(
+                "n",
+                format!("Model `{name}` fills in one forced tool call per request (n=1)."),
+            )
+            .with_code("unsupported_parameter"));
+        }
     }
     takes_tools(name, model, mode)
 }
@@ -646,10 +693,55 @@ fn upstream_request(u: &crate::upstream::Upstream, req: &ChatCompletionRequest) 
     serde_json::to_value(crate::tools::for_upstream(req, u.config.tools)).unwrap_or(Value::Null)
 }
 
+/// A local model's whole answer with the `n` choices asked for, billed to `acct`. Several choices are
+/// generated side by side (the engine batches them) and billed as OpenAI bills them: the prompt once,
+/// every choice's tokens.
 async fn local_full(
     l: &LocalChat,
     req: &ChatCompletionRequest,
     acct: &mut Accounting,
+) -> Result<ChatCompletionResponse, ApiError> {
+    let n = choices_asked(req);
+    if n <= 1 {
+        let a = local_choice(l, req, || acct.mark_first_token()).await?;
+        acct.add_usage(a.usage.unwrap_or_default());
+        return Ok(a);
+    }
+    let reqs: Vec<ChatCompletionRequest> = (0..n).map(|i| choice_request(req, i)).collect();
+    let answers = futures::future::try_join_all(reqs.iter().map(|r| local_choice(l, r, || {}))).await?;
+    acct.mark_first_token();
+    let mut usage: Option<Usage> = None;
+    let mut merged: Option<ChatCompletionResponse> = None;
+    for (i, mut a) in answers.into_iter().enumerate() {
+        usage = Some(match (usage, a.usage.take()) {
+            (Some(u), Some(v)) => several_choices_usage(u, v),
+            (u, v) => u.or(v).unwrap_or_default(),
+        });
+        let m = merged.get_or_insert_with(|| ChatCompletionResponse { choices: Vec::new(), ..a.clone() });
+        m.choices.extend(a.choices.into_iter().map(|mut c| {
+            c.index = i as u32;
+            c
+        }));
+    }
+    let mut merged = merged.ok_or_else(|| ApiError::internal("no choice was generated"))?;
+    merged.usage = usage;
+    acct.add_usage(usage.unwrap_or_default());
+    Ok(merged)
+}
+
+/// The usage of two choices of one request: the prompt counted once (its cached part as the less
+/// cached of the two), the answers' tokens added.
+fn several_choices_usage(a: Usage, b: Usage) -> Usage {
+    Usage::new(a.prompt_tokens.max(b.prompt_tokens), a.completion_tokens + b.completion_tokens)
+        .with_cached_tokens(a.cached_prompt_tokens().min(b.cached_prompt_tokens()))
+}
+
+/// One choice of a local answer (its usage in the response, not yet billed); `on_token` runs for every
+/// token as it arrives.
+async fn local_choice(
+    l: &LocalChat,
+    req: &ChatCompletionRequest,
+    mut on_token: impl FnMut(),
 ) -> Result<ChatCompletionResponse, ApiError> {
     let mut started = l.start_chat(req).await?;
     let mut text = String::new();
@@ -657,7 +749,7 @@ async fn local_full(
     while let Some(ev) = started.events.recv().await {
         match ev {
             GenEvent::Token(t) => {
-                acct.mark_first_token();
+                on_token();
                 text.push_str(&t.text);
                 tokens.push(t);
             }
@@ -665,7 +757,6 @@ async fn local_full(
                 text.push_str(&f.tail);
                 let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens))
                     .with_cached_tokens(u64::from(f.cached_tokens));
-                acct.add_usage(usage);
                 let logprobs = req.logprobs.unwrap_or(false).then(|| choice_logprobs(&tokens));
                 return Ok(ChatCompletionResponse {
                     id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
@@ -790,6 +881,57 @@ pub(crate) async fn hold_until<T: Send + 'static>(
 /// A local generation as OpenAI chunks: role, one chunk per released token, the finish chunk and a
 /// usage chunk (always produced; dropped later if the client did not ask for it).
 async fn local_stream(l: &LocalChat, req: &ChatCompletionRequest) -> Result<ChunkStream, ApiError> {
+    let n = choices_asked(req);
+    if n <= 1 {
+        return local_choice_stream(l, req).await;
+    }
+    let reqs: Vec<ChatCompletionRequest> = (0..n).map(|i| choice_request(req, i)).collect();
+    let streams = futures::future::try_join_all(reqs.iter().map(|r| local_choice_stream(l, r))).await?;
+    Ok(merge_choice_streams(streams))
+}
+
+/// The streams of a request's choices as one: chunks as they come, each with its choice's index and one
+/// id, and one usage chunk at the end (see [`several_choices_usage`]). An error ends it.
+fn merge_choice_streams(streams: Vec<ChunkStream>) -> ChunkStream {
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let mut all = futures::stream::select_all(
+        streams.into_iter().enumerate().map(|(i, s)| s.map(move |c| (i as u32, c)).boxed()),
+    );
+    let s = async_stream::stream! {
+        let mut usage_chunk: Option<ChatCompletionChunk> = None;
+        while let Some((i, item)) = all.next().await {
+            let mut c = match item {
+                Ok(c) => c,
+                Err(e) => {
+                    yield Err(e);
+                    return;
+                }
+            };
+            c.id.clone_from(&id);
+            if c.choices.is_empty() {
+                if let Some(u) = c.usage.take() {
+                    let held = usage_chunk.get_or_insert(c);
+                    held.usage = Some(match held.usage {
+                        Some(prev) => several_choices_usage(prev, u),
+                        None => u,
+                    });
+                }
+                continue;
+            }
+            for ch in &mut c.choices {
+                ch.index = i;
+            }
+            yield Ok(c);
+        }
+        if let Some(c) = usage_chunk {
+            yield Ok(c);
+        }
+    };
+    Box::pin(s)
+}
+
+/// One choice of a local generation as OpenAI chunks (see [`local_stream`]).
+async fn local_choice_stream(l: &LocalChat, req: &ChatCompletionRequest) -> Result<ChunkStream, ApiError> {
     let started = l.start_chat(req).await?;
     let want_logprobs = req.logprobs.unwrap_or(false);
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());

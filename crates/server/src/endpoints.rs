@@ -162,8 +162,9 @@ pub async fn completions(
         Err(e) => return fail(acct, e),
     };
     acct.set_requested(&req.model);
-    if req.sampling.n.is_some_and(|n| n != 1) {
-        return fail(acct, ApiError::invalid("n", "Only n=1 is supported.").with_code("unsupported_parameter"));
+    if req.sampling.n.is_some_and(|n| !(1..=crate::chat::CHOICES_MAX).contains(&n)) {
+        let max = crate::chat::CHOICES_MAX;
+        return fail(acct, ApiError::invalid("n", format!("`n` must be between 1 and {max}.")));
     }
     if req.sampling.max_tokens == Some(0) || req.sampling.max_completion_tokens == Some(0) {
         return fail(acct, ApiError::invalid("max_tokens", "`max_tokens` must be at least 1."));
@@ -188,6 +189,7 @@ pub async fn completions(
         Err(e) => return fail(acct, e),
     };
     acct.set_prompt_estimate(req.prompt.estimated_tokens());
+    acct.set_choices(req.sampling.n.unwrap_or(1));
     acct.set_output_limit(req.sampling.max_completion_tokens.or(req.sampling.max_tokens).map(u64::from));
     // The request's own caps (`rightmodel` object, `x-rightmodel-*` headers) hold for a named model
     // and its fallbacks.
@@ -214,6 +216,17 @@ pub async fn completions(
     for (i, (name, model)) in chain.into_iter().enumerate() {
         // The limits are checked and this call's cost held in one step; a fallback takes over later,
         // so the request's caps are checked again for it.
+        // Upstreams write several choices (`n`); a local model writes one text completion per request.
+        if matches!(model, ChatModel::Local(_)) && req.sampling.n.is_some_and(|n| n > 1) {
+            last.get_or_insert(
+                ApiError::invalid(
+                    "n",
+                    format!("Model `{name}` writes one text completion per request (n=1); chat completions take n."),
+                )
+                .with_code("unsupported_parameter"),
+            );
+            continue;
+        }
         if let Err(e) = acct.claim_in_chain(&name, model.price(), i > 0) {
             last.get_or_insert(e);
             continue;

@@ -359,12 +359,13 @@ impl AutoRouter {
         overrides: &Overrides,
         input_tokens: u64,
         max_output_tokens: Option<u32>,
+        choices: u32,
         spent: f64,
     ) -> Result<(), ApiError> {
         let out =
             max_output_tokens.unwrap_or_else(|| self.router.as_ref().map_or(256, |r| r.config().default_output_tokens));
         if let Some(cap) = overrides.max_cost_usd {
-            let cost = spent + price.cost(input_tokens, u64::from(out));
+            let cost = spent + price.cost(input_tokens, u64::from(out) * u64::from(choices.max(1)));
             if cost > cap {
                 return Err(ApiError::new(
                     ErrorKind::Unprocessable,
@@ -404,13 +405,16 @@ impl AutoRouter {
         let mode = crate::tools::tool_mode(req)?;
         // A cascade judges the small answer by its token log-probabilities; a tool call has none, so the
         // server would serve the small model unjudged. Requests with tools are routed directly.
-        if mode != crate::tools::ToolMode::Off {
+        // Several choices (`n`) are answered by one model; a cascade judges one answer.
+        let choices = crate::chat::choices_asked(req);
+        if mode != crate::tools::ToolMode::Off || choices > 1 {
             overrides.strategy = Some(rightmodel_router::Strategy::Direct);
         }
         let rr = RouteRequest {
             conversation: Conversation::from_chat(&req.messages),
             input_tokens: crate::accounting::estimate_prompt_tokens(req),
             max_output_tokens: req.sampling.max_completion_tokens.or(req.sampling.max_tokens),
+            choices,
             overrides,
             needs: rightmodel_router::policy::Needs {
                 // Local models fill in forced calls (through a JSON-schema grammar); only `auto`
@@ -423,6 +427,7 @@ impl AutoRouter {
                         .is_some_and(|rf| matches!(rf.kind.as_str(), "json_object" | "json_schema")),
                 logprobs: req.logprobs == Some(true),
                 passthrough: crate::chat::local_refusal("", req).is_some(),
+                choices: choices > 1,
             },
             allowed,
         };

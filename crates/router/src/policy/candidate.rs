@@ -25,6 +25,9 @@ pub struct Capabilities {
     /// `logit_bias`, ...) by passing it on: upstream models.
     #[serde(default)]
     pub passthrough: bool,
+    /// Answers with several choices (`n` > 1): language models; task models answer one way only.
+    #[serde(default)]
+    pub choices: bool,
 }
 
 /// Decides whether a task model is in its domain for a request, and how sure it is.
@@ -153,7 +156,11 @@ impl Candidate {
             tier: tier.clamp(0.0, 1.0),
             explainable: false,
             latency: Arc::new(LatencyTracker::new(first_token_ms, per_token_ms, 0.2)),
-            capabilities: Capabilities { passthrough: kind == ModelKind::Upstream, ..Capabilities::default() },
+            capabilities: Capabilities {
+                passthrough: kind == ModelKind::Upstream,
+                choices: matches!(kind, ModelKind::Upstream | ModelKind::LocalChat),
+                ..Capabilities::default()
+            },
             domain: None,
         }
     }

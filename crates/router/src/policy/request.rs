@@ -119,6 +119,8 @@ pub struct Needs {
     pub logprobs: bool,
     /// The request holds content only a model it is passed on to can read (images, `logit_bias`, ...).
     pub passthrough: bool,
+    /// The client asked for several choices (`n` > 1).
+    pub choices: bool,
 }
 
 /// One routing question.
@@ -130,6 +132,9 @@ pub struct RouteRequest {
     pub input_tokens: u64,
     /// `max_tokens` of the request, if set; the router's default output estimate otherwise.
     pub max_output_tokens: Option<u32>,
+    /// Choices asked for (`n`): each is an answer of up to `max_output_tokens`, so estimates count them
+    /// all; 0 reads as 1.
+    pub choices: u32,
     /// Per-request overrides.
     pub overrides: Overrides,
     /// Required features.

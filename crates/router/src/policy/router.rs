@@ -185,6 +185,7 @@ impl Router {
             || (needs.json_schema && !caps.json_schema)
             || (needs.logprobs && !caps.logprobs)
             || (needs.passthrough && !caps.passthrough)
+            || (needs.choices && !caps.choices)
         {
             return Some(Limit::Capability);
         }
@@ -317,7 +318,10 @@ impl Router {
             .map(|c| CandidateEstimate {
                 name: c.name.clone(),
                 quality: None,
-                cost_usd: round_to(c.price.cost(req.input_tokens, u64::from(out_tokens)), 1e-9),
+                cost_usd: round_to(
+                    c.price.cost(req.input_tokens, u64::from(out_tokens) * u64::from(req.choices.max(1))),
+                    1e-9,
+                ),
                 latency_ms: round_to(c.latency.estimate_ms(out_tokens), 0.1),
                 excluded: None,
                 domain_confidence: None,
