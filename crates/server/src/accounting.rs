@@ -294,8 +294,14 @@ impl Accounting {
     /// served alone: after a cascade's small attempt or a failed fallback, the time includes another
     /// model's work and would make this one look slow.
     pub fn mark_first_token(&mut self) {
+        self.mark_first_token_at(Instant::now());
+    }
+
+    /// [`Accounting::mark_first_token`] for a token that arrived at `at` (the first of several choices
+    /// generated side by side, known once they all ended).
+    pub fn mark_first_token_at(&mut self, at: Instant) {
         if self.row.ttft_ms.is_none() {
-            let t = self.start.elapsed();
+            let t = at.saturating_duration_since(self.start);
             self.row.ttft_ms = Some(t.as_secs_f64() * 1e3);
             if !self.several_models {
                 self.state.metrics.ttft.with_label_values(&[&self.row.served_model]).observe(t.as_secs_f64());
@@ -440,6 +446,8 @@ impl Accounting {
         if (200..300).contains(&status)
             && !self.row.served_model.is_empty()
             && !self.several_models
+            // Several choices written side by side: the tokens are many answers' in one answer's time.
+            && self.choices == 1
             && self.row.endpoint.ends_with("completions")
         {
             self.state.router.observe(

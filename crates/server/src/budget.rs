@@ -60,8 +60,8 @@ pub fn limit_refusal(what: &str, limit: f64, committed: f64, cost: f64, model: &
         return ApiError::new(
             ErrorKind::Unprocessable,
             format!(
-                "This call's likely cost of {} (the prompt and max_tokens) on `{model}` is more than {what} of {}: \
-                 lower max_tokens or shorten the prompt (local models still serve).",
+                "This call's likely cost of {} (the prompt and max_tokens, times n) on `{model}` is more than {what} \
+                 of {}: lower max_tokens (or n) or shorten the prompt (local models still serve).",
                 usd(cost),
                 usd(limit)
             ),

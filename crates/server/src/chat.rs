@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use rightmodel_core::wire::{
     ChatChoice, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatDelta, ChatMessage,
     ChunkChoice, FunctionCallDelta, ToolCallDelta, Usage,
@@ -708,8 +708,16 @@ async fn local_full(
         return Ok(a);
     }
     let reqs: Vec<ChatCompletionRequest> = (0..n).map(|i| choice_request(req, i)).collect();
-    let answers = futures::future::try_join_all(reqs.iter().map(|r| local_choice(l, r, || {}))).await?;
-    acct.mark_first_token();
+    let first_token = std::sync::OnceLock::new();
+    let mark = || {
+        if first_token.get().is_none() {
+            let _ = first_token.set(std::time::Instant::now());
+        }
+    };
+    let answers = futures::future::try_join_all(reqs.iter().map(|r| local_choice(l, r, mark))).await?;
+    if let Some(at) = first_token.get() {
+        acct.mark_first_token_at(*at);
+    }
     let mut usage: Option<Usage> = None;
     let mut merged: Option<ChatCompletionResponse> = None;
     for (i, mut a) in answers.into_iter().enumerate() {
@@ -885,8 +893,14 @@ async fn local_stream(l: &LocalChat, req: &ChatCompletionRequest) -> Result<Chun
     if n <= 1 {
         return local_choice_stream(l, req).await;
     }
-    let reqs: Vec<ChatCompletionRequest> = (0..n).map(|i| choice_request(req, i)).collect();
-    let streams = futures::future::try_join_all(reqs.iter().map(|r| local_choice_stream(l, r))).await?;
+    // The first choice is started here (a refusal is still an error response); the others start as
+    // the merged stream is read, so that choices waiting for a free slot do not hold back the first.
+    let mut streams = vec![local_choice_stream(l, &choice_request(req, 0)).await?];
+    for i in 1..n {
+        let (l, r) = (l.clone(), choice_request(req, i));
+        let later = futures::stream::once(async move { local_choice_stream(&l, &r).await }).try_flatten();
+        streams.push(Box::pin(later));
+    }
     Ok(merge_choice_streams(streams))
 }
 

@@ -285,7 +285,11 @@ fn upstream_completion(mut acct: Accounting, mut v: Value, name: &str, upstream:
     match v.get("usage").and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok()) {
         Some(u) => acct.add_usage(u),
         // No usage: the log estimates the cost from the answer's length.
-        None => acct.add_streamed(v.pointer("/choices/0/text").and_then(Value::as_str).map_or(0, str::len)),
+        None => acct.add_streamed(
+            v.get("choices")
+                .and_then(Value::as_array)
+                .map_or(0, |cs| cs.iter().filter_map(|c| c.get("text").and_then(Value::as_str)).map(str::len).sum()),
+        ),
     }
     let Some(obj) = v.as_object_mut() else {
         return fail(

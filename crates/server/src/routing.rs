@@ -426,7 +426,9 @@ impl AutoRouter {
                         .as_ref()
                         .is_some_and(|rf| matches!(rf.kind.as_str(), "json_object" | "json_schema")),
                 logprobs: req.logprobs == Some(true),
-                passthrough: crate::chat::local_refusal("", req).is_some(),
+                // A local model fills in one forced tool call per request (n=1).
+                passthrough: crate::chat::local_refusal("", req).is_some()
+                    || (matches!(mode, crate::tools::ToolMode::Forced(_)) && choices > 1),
                 choices: choices > 1,
             },
             allowed,
