@@ -196,11 +196,19 @@ impl Accounting {
     /// request holds against the gateway's budget and the key's limit, checked and held in one step, so
     /// concurrent requests cannot all pass a nearly spent limit. A refusal changes nothing.
     pub fn claim(&mut self, model: &str, price: rightmodel_core::Price) -> Result<(), rightmodel_core::ApiError> {
+        self.hold_for(model, price)?;
+        self.begin_call(model, price);
+        Ok(())
+    }
+
+    /// The hold of [`Accounting::claim`] without starting the call: taken as soon as `auto` has chosen
+    /// `model`, so that the claim when the call starts finds it held (a request that loses the budget to
+    /// a concurrent one learns it here, where `auto` can still choose a free model).
+    pub fn hold_for(&mut self, model: &str, price: rightmodel_core::Price) -> Result<(), rightmodel_core::ApiError> {
         let cost = self.likely_cost(price);
         let new = cost + self.row.cost_usd;
         self.state.swap_hold(&self.caller, model, price, cost, self.held_usd, new)?;
         self.held_usd = new;
-        self.begin_call(model, price);
         Ok(())
     }
 
@@ -213,11 +221,16 @@ impl Accounting {
         price: rightmodel_core::Price,
         fallback: bool,
     ) -> Result<(), rightmodel_core::ApiError> {
-        // What this request already spent (a cascade's small answer) stays held; a failed call's
-        // estimate does not.
-        self.hold(self.row.cost_usd);
-        let claimed =
-            if fallback { self.check_caps(name, price) } else { Ok(()) }.and_then(|()| self.claim(name, price));
+        // A fallback: what this request already spent (a cascade's small answer) stays held; the failed
+        // call's estimate does not. The first model's claim replaces what is held (what
+        // [`Accounting::hold_for`] took for it, an earlier attempt's estimate) in one step.
+        let claimed = if fallback {
+            self.hold(self.row.cost_usd);
+            self.check_caps(name, price)
+        } else {
+            Ok(())
+        }
+        .and_then(|()| self.claim(name, price));
         if let Err(e) = &claimed {
             self.record_failure(name, &e.message);
         }

@@ -346,10 +346,11 @@ async fn handle(
     if outcome.is_none() {
         acct.check_caps(&target, model.price())?;
     }
-    // Checked for `auto`'s choice too: the router saw the budget a moment ago, and concurrent requests
-    // may have taken what was left since. Then `auto` chooses once more with the budget as it is now (a
-    // spent budget leaves the free models) instead of refusing a request a local model can serve.
-    let (outcome, target) = match st.check_limits(&caller, &target, model.price(), acct.likely_cost(model.price())) {
+    // The call's likely cost is held now (checked and held in one step), for `auto`'s choice too: the
+    // router saw the budget a moment ago, and concurrent requests may have taken what was left since.
+    // Then `auto` chooses once more with the budget as it is now (a spent budget leaves the free models)
+    // instead of refusing a request a local model can serve.
+    let (outcome, target) = match acct.hold_for(&target, model.price()) {
         Ok(()) => (outcome, target),
         Err(e) if outcome.is_some() && e.kind == ErrorKind::RateLimited => {
             let mut again = st
@@ -374,7 +375,7 @@ async fn handle(
                 }
             }
             let price = st.chat_model(&again.served)?.price();
-            st.check_limits(&caller, &again.served, price, acct.likely_cost(price))?;
+            acct.hold_for(&again.served, price)?;
             acct.set_decision(&again.reason, &again.decision);
             let served = again.served.clone();
             (Some(again), served)
