@@ -177,7 +177,7 @@ pub fn train(
     let mut grid: Vec<f64> = c_grid.to_vec();
     grid.sort_by(f64::total_cmp);
     progress.start("fitting head", grid.len() as u64);
-    let opts = LbfgsOptions { max_iter: 400, ..Default::default() };
+    let opts = fit_options();
     let mut best: Option<(f64, f64, f64, LinearHead)> = None;
     let mut warm: Option<LinearHead> = None;
     let mut worse_in_a_row = 0;
@@ -207,6 +207,84 @@ pub fn train(
     Ok((FastModel { vocab, head }, c))
 }
 
+/// Solver settings of every head fit.
+fn fit_options() -> LbfgsOptions {
+    LbfgsOptions { max_iter: 400, ..Default::default() }
+}
+
+/// Labelled rows with their embeddings: the input of [`refit`].
+pub struct FastRows<'a> {
+    /// The texts.
+    pub texts: &'a [&'a str],
+    /// Their embeddings.
+    pub emb: &'a [Vec<f32>],
+    /// Their label indices.
+    pub y: &'a [u32],
+}
+
+/// Refits the whole `fast` pipeline (n-gram vocabulary, when `ngrams`, and head) on `rows` at the inverse
+/// L2 strength `c` chosen by [`train`], starting from `chosen`, the head [`train`] returned.
+///
+/// Once the validation rows have done their job (choosing C), they are more useful as training data: on
+/// a validation split held out from the training file, the head refit on training part + validation
+/// rows is the one worth keeping. The vocabulary is fitted again so that n-grams of the added rows get
+/// columns; `chosen`'s weights are carried over column by column (by n-gram) as the starting point,
+/// which only shortens the fit, since the objective is convex.
+pub fn refit(
+    chosen: &FastModel,
+    rows: &FastRows,
+    classes: usize,
+    ngrams: bool,
+    c: f64,
+    threads: usize,
+    progress: &dyn Progress,
+) -> Result<FastModel, TaskError> {
+    if !(c.is_finite() && c > 0.0) {
+        return Err(TaskError::Invalid(format!("C must be a positive number, got {c}")));
+    }
+    if rows.texts.len() != rows.emb.len() || rows.texts.len() != rows.y.len() {
+        return Err(TaskError::Invalid("refit: texts, embeddings and labels differ in number".into()));
+    }
+    let vocab =
+        if ngrams { Some(NgramVocab::fit(rows.texts, NGRAM_MAX_N, NGRAM_MIN_DF, NGRAM_MAX_FEATURES)) } else { None };
+    let vocab = vocab.filter(|v| !v.is_empty());
+    let x = featurize(vocab.as_ref(), rows.emb, rows.texts);
+    let warm = carry_over(chosen, vocab.as_ref(), classes, x.dense_dim);
+    progress.start("refitting head on all rows", 1);
+    let cfg = logreg::FitConfig { l2: (1.0 / (c * x.n.max(1) as f64)) as f32, lbfgs: fit_options(), threads };
+    let head = logreg::fit(&x, rows.y, classes, &cfg, Some(&warm), |_, _| {});
+    progress.inc(1);
+    progress.finish();
+    Ok(FastModel { vocab, head })
+}
+
+/// `model`'s head laid out for `vocab` (`classes` x (`dense_dim` + the vocabulary's columns)): dense
+/// weights and biases as they are, n-gram weights moved to their n-gram's new column, zeros elsewhere.
+fn carry_over(model: &FastModel, vocab: Option<&NgramVocab>, classes: usize, dense_dim: usize) -> LinearHead {
+    let sparse_dim = vocab.map(NgramVocab::len).unwrap_or(0);
+    let mut out = LinearHead::zeros(classes, dense_dim, sparse_dim);
+    let h = &model.head;
+    if h.classes != classes || h.dense_dim != dense_dim {
+        return out;
+    }
+    out.w_dense.clone_from(&h.w_dense);
+    out.bias.clone_from(&h.bias);
+    if let (Some(old), Some(new)) = (model.vocab.as_ref(), vocab) {
+        let old_col: HashMap<&str, usize> = old.terms.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
+        for (j, t) in new.terms.iter().enumerate() {
+            if let Some(&k) = old_col.get(t.as_str()) {
+                if let (Some(src), Some(dst)) = (
+                    h.w_sparse.get(k * classes..(k + 1) * classes),
+                    out.w_sparse.get_mut(j * classes..(j + 1) * classes),
+                ) {
+                    dst.copy_from_slice(src);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Accuracy and mean log-loss of `head` on labelled features.
 fn accuracy_and_log_loss(head: &LinearHead, x: &Features, y: &[u32]) -> (f64, f64) {
     if x.n == 0 {
@@ -223,4 +301,83 @@ fn accuracy_and_log_loss(head: &LinearHead, x: &Features, y: &[u32]) -> (f64, f6
         loss += lse - l.get(y as usize).copied().unwrap_or(m) as f64;
     }
     (correct as f64 / x.n as f64, loss / x.n as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::NoProgress;
+
+    /// Two-class rows: a 2-d embedding pointing at the class, and a word that says it.
+    fn rows(texts: &[(&'static str, u32)]) -> (Vec<&'static str>, Vec<Vec<f32>>, Vec<u32>) {
+        let emb = texts.iter().map(|&(_, y)| if y == 0 { vec![1.0, 0.2] } else { vec![0.2, 1.0] }).collect();
+        (texts.iter().map(|t| t.0).collect(), emb, texts.iter().map(|t| t.1).collect())
+    }
+
+    #[test]
+    fn refit_learns_the_added_rows_and_starts_from_the_chosen_head() {
+        let (tt, te, ty) = rows(&[
+            ("good film", 0),
+            ("good plot", 0),
+            ("good cast", 0),
+            ("bad film", 1),
+            ("bad plot", 1),
+            ("bad cast", 1),
+        ]);
+        // The validation rows bring a word ("superb") the training part lacks.
+        let (vt, ve, vy) = rows(&[("superb film", 0), ("superb plot", 0), ("bad story", 1)]);
+        let inputs = FastInputs {
+            train_texts: &tt,
+            train_emb: &te,
+            train_y: &ty,
+            valid_texts: &vt,
+            valid_emb: &ve,
+            valid_y: &vy,
+            classes: 2,
+        };
+        let (chosen, c) = train(&inputs, true, &[1.0, 10.0], 1, &NoProgress).unwrap();
+        let old = chosen.vocab.as_ref().unwrap();
+        assert!(!old.terms.iter().any(|t| t == "superb"));
+
+        let texts: Vec<&str> = tt.iter().chain(&vt).copied().collect();
+        let emb: Vec<Vec<f32>> = te.iter().chain(&ve).cloned().collect();
+        let y: Vec<u32> = ty.iter().chain(&vy).copied().collect();
+        let all = FastRows { texts: &texts, emb: &emb, y: &y };
+
+        // The starting point: the chosen weights, moved to each n-gram's new column.
+        let new_vocab = NgramVocab::fit(&texts, NGRAM_MAX_N, NGRAM_MIN_DF, NGRAM_MAX_FEATURES);
+        let warm = carry_over(&chosen, Some(&new_vocab), 2, 2);
+        assert_eq!(warm.w_dense, chosen.head.w_dense);
+        assert_eq!(warm.bias, chosen.head.bias);
+        let col = |v: &NgramVocab, t: &str| v.terms.iter().position(|x| x == t).unwrap();
+        let (j_old, j_new) = (col(old, "good"), col(&new_vocab, "good"));
+        assert_eq!(warm.w_sparse[j_new * 2..j_new * 2 + 2], chosen.head.w_sparse[j_old * 2..j_old * 2 + 2]);
+        let s = col(&new_vocab, "superb");
+        assert_eq!(warm.w_sparse[s * 2..s * 2 + 2], [0.0, 0.0]);
+
+        // The refit has columns for every row's n-grams and uses them.
+        let refitted = refit(&chosen, &all, 2, true, c, 1, &NoProgress).unwrap();
+        let vocab = refitted.vocab.as_ref().unwrap();
+        assert_eq!(vocab.terms, new_vocab.terms);
+        let w = &refitted.head.w_sparse[s * 2..s * 2 + 2];
+        assert!(w[0] > w[1], "'superb' should point at class 0: {w:?}");
+
+        // Without n-grams there is nothing to carry but the dense block.
+        let plain = FastModel { vocab: None, head: LinearHead::zeros(2, 2, 0) };
+        let dense_only = refit(&plain, &all, 2, false, c, 1, &NoProgress).unwrap();
+        assert!(dense_only.vocab.is_none() && dense_only.head.sparse_dim == 0);
+    }
+
+    #[test]
+    fn refit_refuses_bad_inputs() {
+        let (texts, emb, y) = rows(&[("good film", 0), ("bad film", 1)]);
+        let chosen = FastModel { vocab: None, head: LinearHead::zeros(2, 2, 0) };
+        let short = FastRows { texts: &texts, emb: &emb, y: &y[..1] };
+        assert!(refit(&chosen, &short, 2, true, 1.0, 1, &NoProgress).is_err());
+        let ok = FastRows { texts: &texts, emb: &emb, y: &y };
+        for c in [0.0, -1.0, f64::NAN] {
+            assert!(refit(&chosen, &ok, 2, true, c, 1, &NoProgress).is_err(), "C={c}");
+        }
+        assert!(refit(&chosen, &ok, 2, true, 1.0, 1, &NoProgress).is_ok());
+    }
 }

@@ -2,8 +2,9 @@
 //!
 //! Two modes share one directory layout and one prediction API ([`Classifier`]):
 //! - `fast`: frozen sentence embeddings from the local encoder, joined by word n-gram TF-IDF, and a
-//!   multinomial logistic-regression head (L2 strength picked on the validation split). Training is
-//!   dominated by embedding the data.
+//!   multinomial logistic-regression head (L2 strength picked on the validation split; when that split
+//!   is held out from the training file, training rows overlapping it are left out while picking, see
+//!   [`purge`], and the head is then refit on all rows). Training is dominated by embedding the data.
 //! - `finetune`: the whole encoder fine-tuned with a linear head on mean-pooled token states, its
 //!   probabilities mixed with a `fast` head's at a weight chosen on validation (see [`blend`]).
 //!
@@ -40,6 +41,7 @@ pub mod metrics;
 pub mod ngrams;
 pub mod plot;
 pub mod progress;
+pub mod purge;
 pub mod registry;
 pub mod train;
 

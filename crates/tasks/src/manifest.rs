@@ -81,6 +81,17 @@ pub struct TrainSettings {
     pub c_grid: Vec<f64>,
     /// Fast mode: the C chosen on the validation split.
     pub chosen_c: Option<f64>,
+    /// Fast mode with a validation split of the training file: training rows left out while choosing C
+    /// because they contain a validation text, are contained in one or duplicate one (see
+    /// [`crate::purge`]); with them in, validation scores a head on text it has mostly seen. Absent: nothing
+    /// was left out (another mode, a validation file, a purge skipped, or an older version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purged_rows: Option<usize>,
+    /// Fast mode with a validation split of the training file: the saved head was refit with the chosen C
+    /// on this many rows (training part + validation split); the validation scores recorded are those of
+    /// the head chosen on the split, before the refit. Absent: the saved head is the one scored on validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refit_rows: Option<usize>,
     /// Fine-tuning: epochs (upper bound; early stopping may end sooner).
     pub epochs: usize,
     /// Fine-tuning: batch size.

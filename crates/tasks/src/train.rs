@@ -13,11 +13,12 @@ use crate::blend;
 use crate::data::{self, Dataset};
 use crate::domain::{DomainFit, NeighbourStore};
 use crate::embed::embed_all;
-use crate::fast::{self, argmax, FastInputs};
+use crate::fast::{self, argmax, FastInputs, FastModel, FastRows};
 use crate::finetune::{self, FineTuned, FinetuneConfig, FinetuneData, FinetuneOutcome};
 use crate::manifest::{DataInfo, EncoderInfo, Manifest, Mode, TrainSettings, FORMAT_VERSION, MANIFEST_FILE};
 use crate::metrics::{self, Metrics};
 use crate::progress::Progress;
+use crate::purge::{self, Decision};
 use crate::registry;
 use crate::TaskError;
 
@@ -77,6 +78,8 @@ pub fn default_settings(mode: Mode) -> TrainSettings {
         ngrams: true,
         c_grid: fast::DEFAULT_C_GRID.to_vec(),
         chosen_c: None,
+        purged_rows: None,
+        refit_rows: None,
         epochs: ft.epochs,
         batch_size: ft.batch_size,
         learning_rate: ft.learning_rate,
@@ -240,6 +243,11 @@ pub fn train_classifier(
     keep.truncate(s.max_neighbours.max(1));
     keep.sort_unstable();
 
+    // `fast` mode on a split of the training file: choose C without the training rows that overlap the
+    // split, then refit on everything. A validation file is the user's own, and in `finetune` mode the head
+    // is mixed in at a weight chosen on validation, so it must not see the validation rows.
+    let split_fast = s.mode == Mode::Fast && spec.valid_path.is_none();
+
     let mut settings = s.clone();
     let mut ft_outcome = None;
     let mut manifest_out = None;
@@ -247,21 +255,44 @@ pub fn train_classifier(
         // Frozen embeddings of every text and the `fast` head on them: the whole model in `fast` mode, the
         // mixed-in head in `finetune` mode; the neighbours are a sample of the same embeddings.
         progress.start("embedding", (train_texts.len() + valid_texts.len()) as u64);
-        let train_emb = embed_all(embedder, &train_texts, progress)?;
-        let valid_emb = embed_all(embedder, &valid_texts, progress)?;
+        // One vector, training rows first, so that the refit on all rows needs no copy.
+        let mut all_emb = embed_all(embedder, &train_texts, progress)?;
+        all_emb.extend(embed_all(embedder, &valid_texts, progress)?);
         progress.finish();
+        let (train_emb, valid_emb) = all_emb.split_at(train_texts.len());
         let inputs = FastInputs {
             train_texts: &train_texts,
-            train_emb: &train_emb,
+            train_emb,
             train_y: &train_y,
             valid_texts: &valid_texts,
-            valid_emb: &valid_emb,
+            valid_emb,
             valid_y: &valid_y,
             classes: labels.len(),
         };
-        let (head, c) = fast::train(&inputs, s.ngrams, &s.c_grid, spec.threads, progress)?;
-        let head_logits = head.logits(&valid_emb, &valid_texts);
+        let (head, c) = if split_fast {
+            let (head, c, purged) = choose_without_overlaps(&inputs, s, spec.threads, progress)?;
+            settings.purged_rows = purged;
+            (head, c)
+        } else {
+            fast::train(&inputs, s.ngrams, &s.c_grid, spec.threads, progress)?
+        };
+        let head_logits = head.logits(valid_emb, &valid_texts);
         let valid_logits = match s.mode {
+            Mode::Fast if split_fast => {
+                settings.chosen_c = Some(c);
+                let all_texts: Vec<&str> = train_texts.iter().chain(&valid_texts).copied().collect();
+                let all_y: Vec<u32> = train_y.iter().chain(&valid_y).copied().collect();
+                let rows = FastRows { texts: &all_texts, emb: &all_emb, y: &all_y };
+                let final_head = fast::refit(&head, &rows, labels.len(), s.ngrams, c, spec.threads, progress)?;
+                progress.note(&format!(
+                    "final head: refit on all {} rows (training part + validation split) with C={c}; the \
+                     validation scores are those of the head chosen on the split",
+                    thousands(all_texts.len())
+                ));
+                settings.refit_rows = Some(all_texts.len());
+                final_head.save(tmp)?;
+                head_logits
+            }
             Mode::Fast => {
                 settings.chosen_c = Some(c);
                 head.save(tmp)?;
@@ -320,7 +351,8 @@ pub fn train_classifier(
             keep.iter().map(|&i| train_y[i]).collect(),
             keep.iter().map(|&i| train.texts[i].clone()).collect(),
         )?;
-        let domain = DomainFit::calibrate(DOMAIN_K, store.knn_stat(&valid_emb, DOMAIN_K)?);
+        // The store holds training-part rows only, so no validation text is its own neighbour here.
+        let domain = DomainFit::calibrate(DOMAIN_K, store.knn_stat(valid_emb, DOMAIN_K)?);
         store.save(tmp)?;
         let manifest = Manifest {
             format: FORMAT_VERSION,
@@ -355,6 +387,63 @@ pub fn train_classifier(
     Ok(TrainOutcome { dir: spec.dest.clone(), manifest, finetune: ft_outcome, rows_available })
 }
 
+/// Chooses C for a `fast` head on a validation split of the training file, leaving out the training rows
+/// that overlap validation texts (see [`purge`]) unless too few would remain. Returns the chosen head, its
+/// C and the number of rows left out (`None` when the purge was skipped).
+fn choose_without_overlaps(
+    inputs: &FastInputs,
+    s: &TrainSettings,
+    threads: usize,
+    progress: &dyn Progress,
+) -> Result<(FastModel, f64, Option<usize>), TaskError> {
+    let overlaps = purge::find_overlaps(inputs.train_texts, inputs.valid_texts);
+    let n = inputs.train_texts.len();
+    match purge::decide(&overlaps, inputs.train_y, inputs.classes) {
+        Decision::Purge { kept, left_out } => {
+            progress.note(&format!(
+                "validation: {} of {} training rows overlap validation texts (sub-phrases, containing texts or \
+                 duplicates) and are left out while choosing C{}",
+                thousands(left_out),
+                thousands(n),
+                if overlaps.max_len < purge::MAX_RUN_LEN {
+                    format!(" (texts compared up to {} words)", overlaps.max_len)
+                } else {
+                    String::new()
+                }
+            ));
+            let texts: Vec<&str> = kept.iter().map(|&i| inputs.train_texts[i]).collect();
+            let emb: Vec<Vec<f32>> = kept.iter().map(|&i| inputs.train_emb[i].clone()).collect();
+            let y: Vec<u32> = kept.iter().map(|&i| inputs.train_y[i]).collect();
+            let kept_inputs = FastInputs { train_texts: &texts, train_emb: &emb, train_y: &y, ..*inputs };
+            let (head, c) = fast::train(&kept_inputs, s.ngrams, &s.c_grid, threads, progress)?;
+            Ok((head, c, Some(left_out)))
+        }
+        Decision::Nothing => {
+            progress.note("validation: no training row overlaps a validation text");
+            let (head, c) = fast::train(inputs, s.ngrams, &s.c_grid, threads, progress)?;
+            Ok((head, c, Some(0)))
+        }
+        Decision::Skip(why) => {
+            progress.note(&format!("validation: {why}"));
+            let (head, c) = fast::train(inputs, s.ngrams, &s.c_grid, threads, progress)?;
+            Ok((head, c, None))
+        }
+    }
+}
+
+/// `n` with thousands separators (37,541).
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
 /// The Markdown written to `metrics.md`.
 pub fn training_report(m: &Manifest, rows_available: usize, ft: Option<&FinetuneOutcome>) -> String {
     let mut s = format!("# Classifier `{}` ({} mode)\n\n", m.name, m.mode);
@@ -372,9 +461,22 @@ pub fn training_report(m: &Manifest, rows_available: usize, ft: Option<&Finetune
         m.train_seconds
     ));
     if let Some(c) = m.settings.chosen_c {
+        let left_out = match m.settings.purged_rows {
+            Some(p) if p > 0 => {
+                format!(", with the {} training rows that overlap validation texts left out", thousands(p))
+            }
+            _ => String::new(),
+        };
         s.push_str(&format!(
-            "- head: logistic regression, C = {c} (chosen on validation), n-grams: {}\n",
+            "- head: logistic regression, C = {c} (chosen on validation{left_out}), n-grams: {}\n",
             m.settings.ngrams
+        ));
+    }
+    if let Some(n) = m.settings.refit_rows {
+        s.push_str(&format!(
+            "- final head: refit with that C on all {} rows (training + validation); the validation scores \
+             below are those of the head chosen on the split, before the refit\n",
+            thousands(n)
         ));
     }
     if let Some(w) = m.settings.blend_weight {
@@ -437,6 +539,14 @@ mod tests {
         let l = labels(&[("x", 30), ("y", 10)]);
         let m = per_class(&l, &stratified_sample(&l, 8, 3).unwrap());
         assert_eq!((m["x"], m["y"]), (6, 2));
+    }
+
+    #[test]
+    fn counts_get_thousands_separators() {
+        let cases = [(0, "0"), (999, "999"), (1000, "1,000"), (37_541, "37,541"), (1_234_567, "1,234,567")];
+        for (n, want) in cases {
+            assert_eq!(thousands(n), want);
+        }
     }
 
     #[test]

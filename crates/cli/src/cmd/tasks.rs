@@ -363,7 +363,14 @@ fn train_classify(a: TrainClassifyArgs) -> anyhow::Result<()> {
         m.train_data.rows, out.rows_available, m.valid_data.rows
     );
     if let Some(c) = m.settings.chosen_c {
-        println!("head: C = {c} chosen on validation; n-grams: {}", m.settings.ngrams);
+        let left_out = match m.settings.purged_rows {
+            Some(n) if n > 0 => format!(" (without the {n} training rows that overlap validation texts)"),
+            _ => String::new(),
+        };
+        println!("head: C = {c} chosen on validation{left_out}; n-grams: {}", m.settings.ngrams);
+    }
+    if let Some(n) = m.settings.refit_rows {
+        println!("final head: refit on all {n} rows; the validation scores are those of the head chosen on the split");
     }
     if let Some(f) = &out.finetune {
         println!(

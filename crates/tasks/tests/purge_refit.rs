@@ -1,0 +1,128 @@
+//! `fast` mode on a validation split of the training file: training rows that overlap validation texts
+//! are left out while choosing C, and the saved head is refit on every row; with a validation file, or
+//! in `finetune` mode, nothing changes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{fixture, spec, HashEmbedder};
+use rightmodel_tasks::manifest::{Manifest, MANIFEST_FILE};
+use rightmodel_tasks::train::{train_classifier, REPORT_FILE};
+use rightmodel_tasks::{Classifier, NoProgress, Progress};
+
+/// Keeps the notes a run reports.
+#[derive(Default)]
+struct Notes(std::sync::Mutex<Vec<String>>);
+
+impl Progress for Notes {
+    fn note(&self, msg: &str) {
+        self.0.lock().unwrap().push(msg.to_string());
+    }
+}
+
+impl Notes {
+    fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A phrase-level file in the manner of SST-2: every sentence and some of its sub-phrases are rows of
+/// their own, with the sentence's label. Returns the path and the number of rows.
+fn phrase_file(dir: &Path) -> (PathBuf, usize) {
+    let good = ["wonderful", "brilliant", "charming", "delightful", "superb", "moving"];
+    let bad = ["dreadful", "tedious", "clumsy", "boring", "awful", "painful"];
+    let nouns = ["plot", "script", "ending", "cast", "story", "soundtrack", "director's work"];
+    let mut rows = Vec::new();
+    for (i, noun) in nouns.iter().enumerate() {
+        for (words, label) in [(&good, "positive"), (&bad, "negative")] {
+            for j in 0..words.len() {
+                let (a, b) = (words[(i + j) % words.len()], words[(i + 2 * j + 1) % words.len()]);
+                let sentence = format!("honestly , the {noun} was {a} and {b} .");
+                for phrase in [sentence.clone(), format!("the {noun} was {a}"), format!("{a} and {b}")] {
+                    rows.push(format!("{phrase}\t{label}"));
+                }
+            }
+        }
+    }
+    let path = dir.join("phrases.tsv");
+    std::fs::write(&path, format!("sentence\tlabel\n{}\n", rows.join("\n"))).unwrap();
+    (path, rows.len())
+}
+
+#[test]
+fn a_split_chooses_c_without_overlapping_rows_and_refits_on_all_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, n) = phrase_file(tmp.path());
+    let dest = tmp.path().join("phrases");
+    let emb = HashEmbedder::new();
+    let notes = Notes::default();
+    let out = train_classifier(&spec(data, "sentence", dest.clone()), &emb, &notes).unwrap();
+    let m = &out.manifest;
+    let notes = notes.all();
+
+    // Rows overlapping the split were set aside, said so, and recorded.
+    let purged = m.settings.purged_rows.expect("purge recorded");
+    assert!(purged > 0 && purged < m.train_data.rows, "{purged} of {}", m.train_data.rows);
+    assert!(
+        notes
+            .iter()
+            .any(|t| t.contains(&format!("{purged} of {}", m.train_data.rows))
+                && t.contains("left out while choosing C")),
+        "{notes:?}"
+    );
+    // The saved head was refit on every row; validation scores are still those of the chosen head.
+    assert_eq!(m.settings.refit_rows, Some(n));
+    assert_eq!(m.train_data.rows + m.valid_data.rows, n);
+    assert_eq!(m.validation.n, m.valid_data.rows);
+    assert!(notes.iter().any(|t| t.contains(&format!("refit on all {n} rows"))), "{notes:?}");
+    let report = std::fs::read_to_string(dest.join(REPORT_FILE)).unwrap();
+    assert!(report.contains(&format!("refit with that C on all {n} rows")), "{report}");
+    assert!(report.contains(&format!("{purged} training rows that overlap validation texts left out")), "{report}");
+
+    // The directory round-trips: the manifest reads back with the new fields, and the model predicts.
+    let back = Manifest::read(&dest).unwrap();
+    assert_eq!(back.settings, m.settings);
+    let clf = Classifier::load(&dest).unwrap();
+    let texts = ["the soundtrack was superb and charming", "the plot was tedious and awful"];
+    let preds = clf.predict(&emb, &texts, true).unwrap();
+    assert_eq!(preds[0].label, "positive");
+    assert_eq!(preds[1].label, "negative");
+    assert_eq!(Classifier::load(&dest).unwrap().predict(&emb, &texts, true).unwrap(), preds);
+}
+
+#[test]
+fn a_validation_file_keeps_the_head_chosen_on_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("m");
+    let emb = HashEmbedder::new();
+    let mut s = spec(fixture("sentiment.csv"), "text", dest.clone());
+    s.valid_path = Some(fixture("sentiment.jsonl"));
+    let notes = Notes::default();
+    let out = train_classifier(&s, &emb, &notes).unwrap();
+    assert_eq!(out.manifest.settings.purged_rows, None);
+    assert_eq!(out.manifest.settings.refit_rows, None);
+    assert!(!notes.all().iter().any(|t| t.contains("overlap") || t.contains("refit")), "{:?}", notes.all());
+    // The new fields are left out of the file when unused, so it reads exactly as before.
+    let json = std::fs::read_to_string(dest.join(MANIFEST_FILE)).unwrap();
+    assert!(!json.contains("purged_rows") && !json.contains("refit_rows"), "{json}");
+    assert!(!std::fs::read_to_string(dest.join(REPORT_FILE)).unwrap().contains("refit"));
+}
+
+#[test]
+fn manifests_without_the_new_fields_still_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("m");
+    let emb = HashEmbedder::new();
+    train_classifier(&spec(fixture("sentiment.csv"), "text", dest.clone()), &emb, &NoProgress).unwrap();
+    let path = dest.join(MANIFEST_FILE);
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let settings = v["settings"].as_object_mut().unwrap();
+    assert!(settings.contains_key("refit_rows"), "a split run records the refit");
+    settings.remove("refit_rows");
+    settings.remove("purged_rows");
+    std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    let m = Manifest::read(&dest).unwrap();
+    assert_eq!((m.settings.purged_rows, m.settings.refit_rows), (None, None));
+    assert!(Classifier::load(&dest).is_ok());
+}
