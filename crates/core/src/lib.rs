@@ -11,6 +11,7 @@ pub mod embed;
 pub mod error;
 pub mod reader;
 pub mod spec;
+pub mod tokens;
 pub mod wire;
 
 pub use embed::{EmbedError, Embedder};

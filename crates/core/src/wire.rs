@@ -305,8 +305,8 @@ impl PromptInput {
     /// A rough size of the prompt in tokens, for holds and estimates before a model counts it.
     pub fn estimated_tokens(&self) -> u64 {
         match self {
-            PromptInput::One(p) => (p.len() as u64).div_ceil(4),
-            PromptInput::Many(ps) => ps.iter().map(|p| (p.len() as u64).div_ceil(4)).sum(),
+            PromptInput::One(p) => crate::tokens::text_tokens(p),
+            PromptInput::Many(ps) => ps.iter().map(|p| crate::tokens::text_tokens(p)).sum(),
             PromptInput::Tokens(t) => t.len() as u64,
             PromptInput::ManyTokens(ts) => ts.iter().map(|t| t.len() as u64).sum(),
         }

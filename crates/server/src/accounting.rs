@@ -487,16 +487,27 @@ impl Drop for Accounting {
     }
 }
 
-/// Prompt tokens of a chat request estimated from its text (about 4 characters a token), for holds,
-/// estimates and routing before a model has counted them: the messages, the tool calls in them and
-/// the tool definitions, which a model reads too (a tool's JSON schema often outweighs the question).
-/// Parts that are not text (images, audio, files passed on to an upstream) count [`NON_TEXT_PART_TOKENS`]
-/// each, or [`LOW_DETAIL_IMAGE_TOKENS`] for an image sent with `detail: "low"`.
+/// Prompt tokens of a chat request estimated from its text ([`rightmodel_core::tokens::text_tokens`]), for
+/// holds, estimates and routing before a model has counted them: the messages with what the chat format
+/// adds around each, the tool calls in them and the tool definitions, which a model reads too (a tool's
+/// JSON schema often outweighs the question). Parts that are not text (images, audio, files passed on
+/// to an upstream) count [`NON_TEXT_PART_TOKENS`] each, or [`LOW_DETAIL_IMAGE_TOKENS`] for an image sent
+/// with `detail: "low"`.
 pub fn estimate_prompt_tokens(req: &rightmodel_core::wire::ChatCompletionRequest) -> u64 {
-    let messages: usize =
-        req.messages.iter().map(|m| m.text().len() + m.tool_calls.as_deref().map_or(0, tool_calls_len)).sum();
-    let tools = req.tools.as_ref().map_or(0, |t| serde_json::to_string(t).map_or(0, |s| s.len()));
-    ((messages + tools) as u64).div_ceil(4) + req.messages.iter().map(non_text_tokens).sum::<u64>()
+    use rightmodel_core::tokens::{text_tokens, PER_MESSAGE_TOKENS, REPLY_PRIMING_TOKENS};
+    let messages: u64 = req
+        .messages
+        .iter()
+        .map(|m| {
+            let calls = m.tool_calls.as_deref().unwrap_or_default();
+            PER_MESSAGE_TOKENS
+                + text_tokens(&m.text())
+                + calls.iter().map(|c| text_tokens(&c.function.name) + text_tokens(&c.function.arguments)).sum::<u64>()
+                + non_text_tokens(m)
+        })
+        .sum();
+    let tools = req.tools.as_ref().map_or(0, |t| serde_json::to_string(t).map_or(0, |s| text_tokens(&s)));
+    messages + tools + REPLY_PRIMING_TOKENS
 }
 
 /// Tokens assumed for a part that is not text: OpenAI's count for a 1024 x 1024 image at high detail,
@@ -550,6 +561,19 @@ mod tests {
     use rightmodel_core::wire::ChatCompletionRequest;
 
     #[test]
+    fn every_message_counts_even_empty_and_dense_text_counts_in_full() {
+        let req = |messages: serde_json::Value| -> ChatCompletionRequest {
+            serde_json::from_value(serde_json::json!({"model": "m", "messages": messages})).unwrap()
+        };
+        // 299 empty messages: the chat format alone is about 1,500 tokens (bytes / 4 said 0).
+        let empty: Vec<_> = (0..299).map(|_| serde_json::json!({"role": "user", "content": ""})).collect();
+        assert!(estimate_prompt_tokens(&req(serde_json::json!(empty))) >= 299 * 5);
+        // 600 bytes of digits and spaces are about 600 tokens for Gemma (bytes / 4 said 150).
+        let digits = req(serde_json::json!([{"role": "user", "content": "7 ".repeat(300)}]));
+        assert!(estimate_prompt_tokens(&digits) >= 600);
+    }
+
+    #[test]
     fn images_count_towards_the_prompt_estimate() {
         let req = |content: serde_json::Value| -> ChatCompletionRequest {
             serde_json::from_value(
@@ -558,7 +582,8 @@ mod tests {
             .unwrap()
         };
         let text = estimate_prompt_tokens(&req(serde_json::json!("What is this?")));
-        assert_eq!(text, 4);
+        // Four tokens of text, the message's format and the answer's opening.
+        assert_eq!(text, 4 + 5 + 3);
         let image = |detail: &str| {
             serde_json::json!([{"type": "text", "text": "What is this?"},
                                {"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": detail}}])

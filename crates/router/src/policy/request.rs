@@ -144,11 +144,12 @@ pub struct RouteRequest {
 }
 
 impl RouteRequest {
-    /// A request for a single prompt with a rough token estimate (4 characters per token).
+    /// A request for a single prompt with a token estimate from its text
+    /// ([`rightmodel_core::tokens::text_tokens`]).
     pub fn from_prompt(prompt: &str) -> Self {
         RouteRequest {
             conversation: Conversation::from_prompt(prompt),
-            input_tokens: (prompt.chars().count() as u64).div_ceil(4),
+            input_tokens: rightmodel_core::tokens::text_tokens(prompt),
             ..Default::default()
         }
     }
