@@ -297,6 +297,15 @@ class FaultProxy:
                         obj = json.loads(data)
                         obj.pop("usage", None)
                         data = json.dumps(obj).encode()
+                    if kind == "float_usage":
+                        # Counts as some compatible servers send them: 10.0, not 10.
+                        obj = json.loads(data)
+                        obj["usage"] = {k: float(v) for k, v in obj["usage"].items() if isinstance(v, int)}
+                        data = json.dumps(obj).encode()
+                    if kind == "bad_usage":
+                        obj = json.loads(data)
+                        obj["usage"] = {"prompt_tokens": "many", "completion_tokens": -1}
+                        data = json.dumps(obj).encode()
                     if kind == "partial_usage":
                         obj = json.loads(data)
                         p = obj["usage"]["prompt_tokens"]

@@ -145,6 +145,22 @@ def test_an_answer_without_usage_is_billed_an_estimate_and_says_so(gw, gateway, 
     assert abs(row["cost_usd"] - billed) < 1e-9 and "usage estimated" in row["error"], row
 
 
+def test_usage_in_other_forms_is_read_or_estimated_never_a_failed_answer(gw, gateway, proxy):
+    """Integral floats (`10.0`) are read as counts; a count that is not one (negative) leaves the answer
+    billed by estimate; either way the client gets its answer."""
+    proxy.mode = {"kind": "float_usage"}
+    r = gw.chat.completions.with_raw_response.create(model="large", messages=MSG, max_tokens=4, temperature=0)
+    u = r.parse().usage
+    assert u.completion_tokens == 4 and u.prompt_tokens > 0
+    row = gateway.wait_row(lambda x: x["id"] == r.headers["x-request-id"])
+    assert row["status"] == 200 and row["output_tokens"] == 4 and row["error"] is None, row
+    proxy.mode = {"kind": "bad_usage"}
+    r = gw.chat.completions.with_raw_response.create(model="large", messages=MSG, max_tokens=4, temperature=0)
+    assert r.parse().choices[0].message.content
+    row = gateway.wait_row(lambda x: x["id"] == r.headers["x-request-id"])
+    assert row["status"] == 200 and row["cost_usd"] > 0 and "usage estimated" in row["error"], row
+
+
 def test_eval_route_compares_small_large_and_auto_through_the_gateway(gateway, tmp_path):
     """`rightmodel eval route` asks every model every case through the gateway and reports quality,
     latency, cost and the routing mix as a table, JSON, a chart and every answer."""

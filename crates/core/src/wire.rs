@@ -368,16 +368,48 @@ pub struct Usage {
 /// [`Usage`] as upstreams send it, every field optional.
 #[derive(Deserialize)]
 struct UsageOnWire {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_count")]
     prompt_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_count")]
     completion_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_count")]
     total_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_details")]
     prompt_tokens_details: Option<PromptTokensDetails>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_details")]
     completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+/// A token count as compatible servers send it: an integer, an integral float (`10.0`) or a numeric string;
+/// anything else (a negative or fractional number, text, an object) reads as missing, so that the call is
+/// billed by estimate rather than failing after the upstream answered (and billed it).
+fn lenient_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let v = Value::deserialize(d)?;
+    let n = match &v {
+        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().and_then(integral)),
+        Value::String(s) => s.trim().parse::<u64>().ok().or_else(|| s.trim().parse::<f64>().ok().and_then(integral)),
+        _ => None,
+    };
+    Ok(n)
+}
+
+fn integral(f: f64) -> Option<u64> {
+    (f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f < 9.0e15).then_some(f as u64)
+}
+
+/// A token breakdown, or `None` when it cannot be read (see [`lenient_count`]).
+fn lenient_details<'de, D: serde::Deserializer<'de>, T: serde::de::DeserializeOwned>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    let v = Value::deserialize(d)?;
+    Ok(serde_json::from_value::<Option<T>>(v).ok().flatten())
+}
+
+/// Usage, or `None` when it cannot be read at all (not an object, say): the answer it came with is still
+/// passed on, and billed by estimate.
+fn lenient_usage<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Usage>, D::Error> {
+    let v = Value::deserialize(d)?;
+    Ok(serde_json::from_value::<Option<Usage>>(v).ok().flatten())
 }
 
 impl From<UsageOnWire> for Usage {
@@ -406,10 +438,10 @@ impl From<UsageOnWire> for Usage {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PromptTokensDetails {
     /// Prompt tokens that came from a cache instead of being processed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient_count")]
     pub cached_tokens: Option<u64>,
     /// Audio input tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient_count")]
     pub audio_tokens: Option<u64>,
 }
 
@@ -519,7 +551,8 @@ pub struct ChatCompletionResponse {
     pub model: String,
     /// One choice.
     pub choices: Vec<ChatChoice>,
-    /// Token counts.
+    /// Token counts (`None` when the sender's could not be read: the answer is billed by estimate).
+    #[serde(default, deserialize_with = "lenient_usage")]
     pub usage: Option<Usage>,
     /// Backend fingerprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -588,7 +621,7 @@ pub struct ChatCompletionChunk {
     /// Zero (usage chunk) or one choice.
     pub choices: Vec<ChunkChoice>,
     /// Present on the final chunk when `stream_options.include_usage` is set (null on the others).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient_usage")]
     pub usage: Option<Usage>,
     /// rightmodel's decision, on the first chunk only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -646,7 +679,7 @@ pub struct CompletionResponse {
     /// One choice.
     pub choices: Vec<CompletionChoice>,
     /// Token counts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient_usage")]
     pub usage: Option<Usage>,
     /// Fields rightmodel does not model (`system_fingerprint`, provider extensions), passed through.
     #[serde(flatten, default)]
@@ -760,6 +793,24 @@ mod tests {
         assert!(!serde_json::to_string(&u).unwrap().contains("incomplete"));
         let chunk = r#"{"choices":[],"usage":{}}"#;
         assert!(serde_json::from_str::<ChatCompletionChunk>(chunk).unwrap().usage.is_some());
+    }
+
+    #[test]
+    fn usage_in_the_forms_compatible_servers_send_is_read_or_left_out() {
+        let u: Usage = serde_json::from_str(
+            r#"{"prompt_tokens":10.0,"completion_tokens":"4","total_tokens":14,"prompt_tokens_details":{"cached_tokens":2.0}}"#,
+        )
+        .unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.cached_prompt_tokens(), u.incomplete), (10, 4, 2, false));
+        // A count that is not one reads as missing: billed by estimate, not failed after the answer.
+        let u: Usage = serde_json::from_str(r#"{"prompt_tokens":-3,"completion_tokens":2.5}"#).unwrap();
+        assert!(u.incomplete);
+        let u: Usage =
+            serde_json::from_str(r#"{"prompt_tokens":3,"completion_tokens":4,"prompt_tokens_details":"x"}"#).unwrap();
+        assert_eq!((u.prompt_tokens_details, u.incomplete), (None, false));
+        let chunk =
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":"many"}"#;
+        assert!(serde_json::from_str::<ChatCompletionChunk>(chunk).unwrap().usage.is_none());
     }
 
     #[test]

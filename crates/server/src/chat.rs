@@ -558,9 +558,10 @@ async fn call_full(
                 body.model = name.clone();
                 if let ChatModel::Upstream(_) = &model {
                     match body.usage {
-                        Some(u) => acct.add_usage(u),
-                        // No usage: the log estimates the cost from the answer's length.
-                        None => acct.add_streamed(
+                        Some(u) if !u.incomplete => acct.add_usage(u),
+                        // No usage (or none that can be read): the log estimates the cost from the
+                        // answer's length.
+                        _ => acct.add_streamed(
                             body.choices
                                 .iter()
                                 .map(|c| {

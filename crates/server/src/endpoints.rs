@@ -283,9 +283,9 @@ pub async fn completions(
 /// A whole upstream text completion, re-labelled with the served model's name.
 fn upstream_completion(mut acct: Accounting, mut v: Value, name: &str, upstream: &str, id: &str) -> Response {
     match v.get("usage").and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok()) {
-        Some(u) => acct.add_usage(u),
-        // No usage: the log estimates the cost from the answer's length.
-        None => acct.add_streamed(
+        Some(u) if !u.incomplete => acct.add_usage(u),
+        // No usage (or none that can be read): the log estimates the cost from the answer's length.
+        _ => acct.add_streamed(
             v.get("choices")
                 .and_then(Value::as_array)
                 .map_or(0, |cs| cs.iter().filter_map(|c| c.get("text").and_then(Value::as_str)).map(str::len).sum()),
