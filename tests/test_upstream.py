@@ -410,9 +410,18 @@ def test_a_connection_lost_at_once_is_retried_but_not_one_lost_later(gw, proxy):
         assert proxy.hits == hits + tries, seconds
 
 
-def test_dead_upstream_falls_back(gw):
+def test_dead_upstream_falls_back(gw, gateway):
     r = gw.chat.completions.with_raw_response.create(model="dead", messages=MSG, max_tokens=4)
     assert r.headers["x-rightmodel-model"] == "small"
+    # A named model's fallback says which model failed and why, in the response and in the log.
+    d = json.loads(r.headers["x-rightmodel-decision"])
+    assert d["reason"] == "fallback" and d["fallback_from"] == "dead" and d["served"] == "small", d
+    assert d["failed"][0]["model"] == "dead" and d["failed"][0]["error"], d
+    row = gateway.wait_row(lambda x: x["id"] == r.headers["x-request-id"])
+    assert row["reason"] == "fallback" and json.loads(row["decision"])["fallback_from"] == "dead", row
+    # A named model that answers itself carries no decision.
+    r = gw.chat.completions.with_raw_response.create(model="small", messages=MSG, max_tokens=2)
+    assert "x-rightmodel-decision" not in r.headers
     # Text completions follow the same chain, streamed or not, and name the model that answered.
     r = gw.completions.with_raw_response.create(model="dead", prompt="The capital of France is", max_tokens=4)
     assert r.headers["x-rightmodel-model"] == "small" and r.parse().model == "small"

@@ -388,22 +388,37 @@ async fn handle(
     if let Some(o) = outcome.as_ref().filter(|o| o.cascade.is_some() && no_tools) {
         return cascade(st, req, o, acct).await;
     }
-    let mut decision = outcome.map(|o| o.decision);
+    let decision = outcome.map(|o| o.decision);
     if stream {
         let (served, s, accounted) = open_stream(st, &target, &req, acct).await?;
-        if let Some(d) = decision.as_mut() {
-            acct.correct_decision(d, &served);
-        }
+        let decision = served_decision(acct, decision, &target, &served);
         Ok(Reply::Stream { served, decision, stream: s, include_usage: include_usage(&req), accounted })
     } else {
         let (served, mut body) = call_full(st, &target, &req, acct).await?;
-        if let Some(d) = decision.as_mut() {
-            acct.correct_decision(d, &served);
-        }
+        let decision = served_decision(acct, decision, &target, &served);
         if let Some(d) = &decision {
             body.rightmodel = Some(json!({"decision": d}));
         }
         Ok(Reply::Full { served, decision, body: Box::new(body) })
+    }
+}
+
+/// The decision to report once `served` answered a request for `target`: `auto`'s, corrected when a
+/// fallback served; for a model the client named, one only when a fallback served instead (reason
+/// `fallback`, with the model that failed and why), so the response and the log say so.
+fn served_decision(acct: &mut Accounting, decision: Option<Value>, target: &str, served: &str) -> Option<Value> {
+    match decision {
+        Some(mut d) => {
+            acct.correct_decision(&mut d, served);
+            Some(d)
+        }
+        None if served != target => {
+            let mut d = json!({"reason": "fallback", "requested": target, "served": target});
+            acct.correct_decision(&mut d, served);
+            acct.set_decision("fallback", &d);
+            Some(d)
+        }
+        None => None,
     }
 }
 
