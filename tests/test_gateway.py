@@ -272,6 +272,14 @@ def test_errors_are_openai_shaped(local_server, client):
     assert e.value.param == "functions"
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="gemma3-270m", messages=[])
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="gemma3-270m", messages=[{"role": "user"}])
+    assert e.value.param == "messages[0].content"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model="minilm-l6", input=["a", 1])
+    assert "input[1]" in e.value.message
+    status, _, body = request(local_server.base, "GET", "/v1/models/%ff")
+    assert status == 400 and json.loads(body)["error"]["param"] == "model"
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="gemma3-270m", messages=[{"role": "user", "content": "x"}], temperature=5)
     with pytest.raises(openai.BadRequestError):

@@ -947,6 +947,7 @@ def test_rightmodel_options_are_checked_and_bind_named_models(gw, proxy):
         ({"extra_body": {"rightmodel": {"strong_share": "0.3"}}}, "rightmodel.strong_share", "a number"),
         ({"extra_headers": {"x-rightmodel-explain": "maybe"}}, "x-rightmodel-explain", "true or false"),
         ({"extra_headers": {"x-rightmodel-strong-share": "2"}}, "x-rightmodel-strong-share", "between 0 and 1"),
+        ({"extra_headers": {"x-rightmodel-max-cost": "1"}}, "x-rightmodel-max-cost", "Unknown option header"),
     ]:
         for model in ["auto", "small"]:
             with pytest.raises(openai.BadRequestError) as e:

@@ -317,12 +317,16 @@ fn several_choices_count_in_the_cost_and_leave_out_task_models() {
     assert_eq!(r.decide(&req("x"), &no_budget()).unwrap().served, "intents");
     let mut q = req("x");
     q.choices = 3;
-    q.needs = Needs { choices: true, ..Needs::default() };
     let d = r.decide(&q, &no_budget()).unwrap();
     assert_eq!(d.served, "small", "a classifier answers one way only");
     assert_eq!(d.candidates[0].excluded, Some(Limit::Capability));
     // Three answers of up to 500 tokens: 1000 in x 2.5/M + 1500 out x 10/M.
     assert!((d.cost_if_largest_usd - 0.0175).abs() < 1e-9, "{}", d.cost_if_largest_usd);
+    // When only task models may serve, the error names `n`.
+    q.allowed = Some(vec!["intents".into()]);
+    let api = r.decide(&q, &no_budget()).unwrap_err().to_api_error();
+    assert_eq!((api.code.as_deref(), api.param.as_deref()), (Some("capability_unavailable"), Some("n")));
+    assert!(api.message.contains("3 choices (n)"), "{}", api.message);
 }
 
 #[test]
@@ -334,7 +338,7 @@ fn capabilities_and_context_window() {
         logprobs: true,
         context_tokens: Some(1200),
         passthrough: false,
-        choices: true,
+        max_choices: None,
     };
     let mut large = upstream("large", 1.0, 10.0);
     large.capabilities.tools = true;

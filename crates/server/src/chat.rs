@@ -70,6 +70,13 @@ pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
         if !matches!(m.role.as_str(), "system" | "developer" | "user" | "assistant" | "tool") {
             return Err(ApiError::invalid(&format!("messages[{i}].role"), format!("Invalid role `{}`.", m.role)));
         }
+        // Only an assistant turn (one that called tools) may come without content.
+        if m.content.is_none() && m.role != "assistant" {
+            return Err(ApiError::invalid(
+                &format!("messages[{i}].content"),
+                format!("A `{}` message needs `content`.", m.role),
+            ));
+        }
     }
     crate::tools::tool_mode(req)?;
     for key in UNSUPPORTED {
@@ -633,12 +640,29 @@ fn local_tools_refused(model: &str) -> ApiError {
     .with_code("unsupported_parameter")
 }
 
-/// Whether `model` can serve a request using tools as `mode` says; the refusal names why. Fallback
-/// chains skip such models rather than stopping at them.
+/// Why a local model `name` cannot serve `req`, as the 400 it answers with: more choices than it writes
+/// ([`LOCAL_CHOICES_MAX`]), or content only an upstream reads ([`upstream_only_content`]); `None` when any
+/// model can take it.
+pub fn local_refusal(name: &str, req: &ChatCompletionRequest) -> Option<ApiError> {
+    if choices_asked(req) > LOCAL_CHOICES_MAX {
+        return Some(
+            ApiError::invalid(
+                "n",
+                format!(
+                    "Model `{name}` writes at most {LOCAL_CHOICES_MAX} choices per request (upstream models take up \
+                     to {CHOICES_MAX})."
+                ),
+            )
+            .with_code("unsupported_parameter"),
+        );
+    }
+    upstream_only_content(name, req)
+}
+
 /// What in `req` only an upstream can read (images and other non-text parts, a non-empty `logit_bias`,
 /// [`UPSTREAM_ONLY`] fields), as the 400 a local model `name` answers it with; `None` when the request is
 /// plain text that any model reads. Upstreams get such requests as they are.
-pub fn local_refusal(name: &str, req: &ChatCompletionRequest) -> Option<ApiError> {
+pub fn upstream_only_content(name: &str, req: &ChatCompletionRequest) -> Option<ApiError> {
     for (i, m) in req.messages.iter().enumerate() {
         if let Some(kind) = m.content.as_ref().and_then(|c| c.non_text_part()) {
             return Some(
@@ -652,18 +676,6 @@ pub fn local_refusal(name: &str, req: &ChatCompletionRequest) -> Option<ApiError
                 .with_code("unsupported_parameter"),
             );
         }
-    }
-    if choices_asked(req) > LOCAL_CHOICES_MAX {
-        return Some(
-            ApiError::invalid(
-                "n",
-                format!(
-                    "Model `{name}` writes at most {LOCAL_CHOICES_MAX} choices per request (upstream models take up \
-                     to {CHOICES_MAX})."
-                ),
-            )
-            .with_code("unsupported_parameter"),
-        );
     }
     let bias = req.extra.get("logit_bias").is_some_and(|lb| lb.as_object().is_some_and(|o| !o.is_empty()));
     let field = UPSTREAM_ONLY.iter().copied().find(|k| req.extra.get(*k).is_some_and(|v| !v.is_null()));
@@ -692,6 +704,8 @@ fn takes_request(name: &str, model: &ChatModel, mode: &ToolMode, req: &ChatCompl
     takes_tools(name, model, mode)
 }
 
+/// Whether `model` can serve a request using tools as `mode` says; the refusal names why. Fallback
+/// chains skip such models rather than stopping at them.
 fn takes_tools(name: &str, model: &ChatModel, mode: &ToolMode) -> Result<(), ApiError> {
     match (model, mode) {
         (_, ToolMode::Off) => Ok(()),

@@ -592,9 +592,13 @@ pub async fn models(State(st): State<SharedState>, headers: HeaderMap) -> Respon
 /// the caller's key may not use, as OpenAI answers for models a key cannot see). Names may hold `/`.
 pub async fn model(
     State(st): State<SharedState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    id: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
     headers: HeaderMap,
 ) -> Response {
+    let Ok(axum::extract::Path(id)) = id else {
+        return HttpError(ApiError::invalid("model", "The model name in the path is not valid UTF-8 text."))
+            .into_response();
+    };
     let caller = match st.auth.identify(&headers) {
         Ok(c) => c,
         Err(e) => return HttpError(e).into_response(),

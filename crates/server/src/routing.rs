@@ -156,6 +156,7 @@ impl AutoRouter {
                 ChatModel::Local(l) => {
                     let mut c = Candidate::new(name, m.kind(), l.price, 0.1, LOCAL_PRIOR.0, LOCAL_PRIOR.1);
                     c.capabilities.context_tokens = Some(l.engine.config().ctx_per_slot);
+                    c.capabilities.max_choices = Some(crate::chat::LOCAL_CHOICES_MAX);
                     c
                 }
                 ChatModel::Upstream(u) => {
@@ -304,14 +305,29 @@ impl AutoRouter {
             Some(Value::Null) | None => {}
             Some(_) => return Err(ApiError::invalid("rightmodel", "`rightmodel` must be an object.")),
         }
-        for (header, key) in [
+        const OPTION_HEADERS: [(&str, &str); 6] = [
             ("x-rightmodel-strong-share", "strong_share"),
             ("x-rightmodel-threshold", "threshold"),
             ("x-rightmodel-max-cost-usd", "max_cost_usd"),
             ("x-rightmodel-max-latency-ms", "max_latency_ms"),
             ("x-rightmodel-explain", "explain"),
             ("x-rightmodel-strategy", "strategy"),
-        ] {
+        ];
+        // A misspelt option header must not pass unnoticed, as a misspelt body option does not. The
+        // gateway's own response headers are let through (a client or proxy may echo them back).
+        const RESPONSE_HEADERS: [&str; 3] = ["x-rightmodel-model", "x-rightmodel-decision", "x-rightmodel-cost-usd"];
+        if let Some(name) = headers.keys().map(|k| k.as_str()).find(|k| {
+            k.starts_with("x-rightmodel-")
+                && !OPTION_HEADERS.iter().any(|(h, _)| h == k)
+                && !RESPONSE_HEADERS.contains(k)
+        }) {
+            let known: Vec<&str> = OPTION_HEADERS.iter().map(|(h, _)| *h).collect();
+            return Err(ApiError::invalid(
+                name,
+                format!("Unknown option header `{name}`; the option headers are {}.", known.join(", ")),
+            ));
+        }
+        for (header, key) in OPTION_HEADERS {
             let Some(raw) = headers.get(header) else { continue };
             let v = raw
                 .to_str()
@@ -426,10 +442,9 @@ impl AutoRouter {
                         .as_ref()
                         .is_some_and(|rf| matches!(rf.kind.as_str(), "json_object" | "json_schema")),
                 logprobs: req.logprobs == Some(true),
-                // A local model fills in one forced tool call per request (n=1).
-                passthrough: crate::chat::local_refusal("", req).is_some()
+                // A local model also fills in only one forced tool call per request (n=1).
+                passthrough: crate::chat::upstream_only_content("", req).is_some()
                     || (matches!(mode, crate::tools::ToolMode::Forced(_)) && choices > 1),
-                choices: choices > 1,
             },
             allowed,
         };

@@ -33,6 +33,11 @@ fn cl100k() -> Result<&'static CoreBPE, ApiError> {
 /// The texts that `input` (one list of token ids, or a list of such lists) encodes. Blocking: the
 /// first call builds the token table.
 pub fn cl100k_texts(input: &[Value]) -> Result<Vec<String>, ApiError> {
+    // A list of texts with something else in it is not token ids: name the item that is not a text.
+    if input.iter().any(Value::is_string) {
+        let i = input.iter().position(|v| !v.is_string()).unwrap_or(0);
+        return Err(ApiError::invalid("input", format!("input[{i}]: a list of texts must hold only strings")));
+    }
     let lists: Vec<&[Value]> = if input.iter().all(Value::is_array) {
         input.iter().filter_map(|v| v.as_array().map(Vec::as_slice)).collect()
     } else {
@@ -82,6 +87,7 @@ mod tests {
         for (input, says) in [
             (json!([[]]), "input[0]: an empty list"),
             (json!([[1, 2], [-1]]), "input[1]: token ids must be whole numbers"),
+            (json!(["a", 1]), "input[1]: a list of texts must hold only strings"),
             (json!([1.5]), "whole numbers"),
             (json!([200000]), "200000 is not a cl100k_base token id"),
             (json!([vec![1; MAX_TOKENS_PER_INPUT + 1]]), "at most 8192"),

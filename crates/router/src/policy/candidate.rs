@@ -25,9 +25,10 @@ pub struct Capabilities {
     /// `logit_bias`, ...) by passing it on: upstream models.
     #[serde(default)]
     pub passthrough: bool,
-    /// Answers with several choices (`n` > 1): language models; task models answer one way only.
+    /// Most choices (`n`) it writes for one request; `None`: as many as asked (language models), 1 for task
+    /// models, which answer one way only.
     #[serde(default)]
-    pub choices: bool,
+    pub max_choices: Option<u32>,
 }
 
 /// Decides whether a task model is in its domain for a request, and how sure it is.
@@ -158,7 +159,7 @@ impl Candidate {
             latency: Arc::new(LatencyTracker::new(first_token_ms, per_token_ms, 0.2)),
             capabilities: Capabilities {
                 passthrough: kind == ModelKind::Upstream,
-                choices: matches!(kind, ModelKind::Upstream | ModelKind::LocalChat),
+                max_choices: (!matches!(kind, ModelKind::Upstream | ModelKind::LocalChat)).then_some(1),
                 ..Capabilities::default()
             },
             domain: None,

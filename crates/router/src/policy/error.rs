@@ -67,6 +67,9 @@ pub enum RouteError {
         message: String,
         /// Each candidate and the limit that excluded it.
         excluded: Vec<(String, Limit)>,
+        /// The request field the client can change ([`Limit::param`], or for a missing capability the
+        /// field that asked for it).
+        param: &'static str,
     },
     /// A malformed per-request option (HTTP 400).
     #[error("{message}")]
@@ -90,10 +93,10 @@ impl RouteError {
     /// The OpenAI-shaped error for the client.
     pub fn to_api_error(&self) -> ApiError {
         match self {
-            RouteError::NoCandidate { limit, message, .. } => {
+            RouteError::NoCandidate { limit, message, param, .. } => {
                 let kind =
                     if *limit == Limit::NotAllowed { ErrorKind::PermissionDenied } else { ErrorKind::Unprocessable };
-                ApiError::new(kind, message.clone()).with_param(limit.param()).with_code(limit.code())
+                ApiError::new(kind, message.clone()).with_param(param).with_code(limit.code())
             }
             RouteError::Invalid { param, message } => ApiError::invalid(param, message.clone()),
             RouteError::Internal(m) => ApiError::internal(m.clone()),

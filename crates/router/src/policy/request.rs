@@ -119,8 +119,6 @@ pub struct Needs {
     pub logprobs: bool,
     /// The request holds content only a model it is passed on to can read (images, `logit_bias`, ...).
     pub passthrough: bool,
-    /// The client asked for several choices (`n` > 1).
-    pub choices: bool,
 }
 
 /// One routing question.

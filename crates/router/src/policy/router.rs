@@ -185,7 +185,7 @@ impl Router {
             || (needs.json_schema && !caps.json_schema)
             || (needs.logprobs && !caps.logprobs)
             || (needs.passthrough && !caps.passthrough)
-            || (needs.choices && !caps.choices)
+            || caps.max_choices.is_some_and(|m| req.choices.max(1) > m)
         {
             return Some(Limit::Capability);
         }
@@ -225,6 +225,12 @@ impl Router {
             .map(|(_, l)| *l)
             .filter(|l| *l != Limit::NotAllowed)
             .collect();
+        // When the key's list leaves only task models, what kept them out is the answer.
+        let on_list = if on_list.is_empty() {
+            excluded.iter().map(|(_, l)| *l).filter(|l| *l != Limit::NotAllowed).collect()
+        } else {
+            on_list
+        };
         let votes = if on_list.is_empty() { vec![Limit::NotAllowed] } else { on_list };
         // Name the limit that excluded the most candidates; on a tie, the request's own limits first.
         let order = [
@@ -268,7 +274,9 @@ impl Router {
                 budget.daily_usd.unwrap_or(0.0)
             ),
             Limit::Explain => "explain: true, but no model that can serve this request returns evidence".into(),
-            Limit::Capability => "no model supports what this request needs (tools, JSON schema, logprobs, or content only an upstream reads such as images)".into(),
+            Limit::Capability => {
+                format!("no model that may serve this request supports what it needs ({})", needs_list(req))
+            }
             Limit::Context => "the prompt plus max_tokens exceed every model's context window".into(),
             Limit::Domain => {
                 "no model can serve this request: the only candidates are task models and none recognises it".into()
@@ -276,7 +284,11 @@ impl Router {
             Limit::NotAllowed => "this API key may not use any model that `auto` could choose".into(),
         };
         let detail: Vec<String> = excluded.iter().map(|(n, l)| format!("{n}: {}", l.code())).collect();
-        RouteError::NoCandidate { limit, message: format!("{message} [{}]", detail.join(", ")), excluded }
+        let param = match limit {
+            Limit::Capability => needs_param(req),
+            l => l.param(),
+        };
+        RouteError::NoCandidate { limit, message: format!("{message} [{}]", detail.join(", ")), excluded, param }
     }
 
     /// Decides who serves `req` given today's `budget`, scoring the conversation when needed.
@@ -474,5 +486,50 @@ impl Router {
         decision.cost_usd = est[served].cost_usd;
         decision.candidates = est;
         Ok(decision)
+    }
+}
+
+/// What `req` asks of a model, in words, for the error when no model has it.
+fn needs_list(req: &RouteRequest) -> String {
+    let needs = &req.needs;
+    let choices = format!("{} choices (n)", req.choices);
+    let mut out = Vec::new();
+    if needs.tools {
+        out.push("tools the model decides to call");
+    }
+    if needs.json_schema {
+        out.push("a JSON schema");
+    }
+    if needs.logprobs {
+        out.push("logprobs");
+    }
+    if needs.passthrough {
+        out.push("content only an upstream reads, such as images");
+    }
+    if req.choices > 1 {
+        out.push(&choices);
+    }
+    if out.is_empty() {
+        "plain text".into()
+    } else {
+        out.join(", ")
+    }
+}
+
+/// The request field behind the first of what `req` needs (see [`needs_list`]).
+fn needs_param(req: &RouteRequest) -> &'static str {
+    let needs = &req.needs;
+    if needs.tools {
+        "tools"
+    } else if needs.json_schema {
+        "response_format"
+    } else if needs.logprobs {
+        "logprobs"
+    } else if needs.passthrough {
+        "messages"
+    } else if req.choices > 1 {
+        "n"
+    } else {
+        "model"
     }
 }
