@@ -23,6 +23,13 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit};
 /// Most texts gathered into one encoder call (one request with more runs alone).
 pub const MAX_BATCH: usize = 64;
 
+/// Most characters of text in one encoder call (each text counted up to [`TEXT_CHARS_MAX`]): 64 texts
+/// near the encoder's 256-word-piece cut took 20 s on 2 slow cores, and a one-word request that came
+/// meanwhile waited for all of it. About five such texts, or 64 sentences, make a chunk.
+const CHUNK_CHARS: usize = 8_000;
+/// Characters of one text that count towards [`CHUNK_CHARS`]: the encoder reads about this much of it.
+const TEXT_CHARS_MAX: usize = 1_500;
+
 /// Vectors and prompt-token count of one request, or why the encoder failed.
 pub type EmbedResult = Result<(Vec<Vec<f32>>, usize), String>;
 
@@ -135,7 +142,25 @@ fn work(model: &dyn Embedder, rx: Receiver<Job>) {
         if active.is_empty() {
             continue;
         }
-        let take = shares(&active.iter().map(Active::left).collect::<Vec<_>>());
+        let left: Vec<usize> = active.iter().map(Active::left).collect();
+        // Fewer texts per chunk when they are long, so a chunk stays short for whoever waits.
+        let mut limit = MAX_BATCH;
+        let mut take = shares(&left, limit);
+        for _ in 0..4 {
+            let chars: usize = active
+                .iter()
+                .zip(&take)
+                .flat_map(|(a, &t)| {
+                    a.order[a.next..a.next + t].iter().map(|&i| a.job.texts[i].len().min(TEXT_CHARS_MAX))
+                })
+                .sum();
+            let count: usize = take.iter().sum();
+            if chars <= CHUNK_CHARS || count <= 1 {
+                break;
+            }
+            limit = (count * CHUNK_CHARS / chars).clamp(1, count - 1);
+            take = shares(&left, limit);
+        }
         let chunk: Vec<(usize, usize)> = active
             .iter()
             .zip(&take)
@@ -182,16 +207,17 @@ fn answer_finished(active: Vec<Active>) -> Vec<Active> {
     running
 }
 
-/// How many texts each job (given the texts it has left, oldest job first) puts into the next chunk:
-/// one for the oldest job whatever else waits (so that a large job cannot starve behind a stream of
-/// small ones), an equal share of [`MAX_BATCH`] each, the jobs with fewest left first, then the room
-/// left over in the same order.
-fn shares(left: &[usize]) -> Vec<usize> {
+/// How many texts each job (given the texts it has left, oldest job first) puts into the next chunk of
+/// at most `limit` texts: one for the oldest job whatever else waits (so that a large job cannot
+/// starve behind a stream of small ones), an equal share each, the jobs with fewest left first, then
+/// the room left over in the same order.
+fn shares(left: &[usize], limit: usize) -> Vec<usize> {
     let mut by_left: Vec<usize> = (0..left.len()).collect();
     by_left.sort_by_key(|&k| left[k]);
-    let share = (MAX_BATCH / left.len().max(1)).max(1);
+    let limit = limit.max(1);
+    let share = (limit / left.len().max(1)).max(1);
     let mut take = vec![0; left.len()];
-    let mut room = MAX_BATCH;
+    let mut room = limit;
     if let Some(&first) = left.first() {
         take[0] = first.min(1);
         room -= take[0];
@@ -266,19 +292,37 @@ mod tests {
         assert_eq!(fake.calls.load(Ordering::SeqCst), 4, "chunks of at most MAX_BATCH texts");
     }
 
+    fn shares_full(left: &[usize]) -> Vec<usize> {
+        shares(left, MAX_BATCH)
+    }
+
+    #[tokio::test]
+    async fn long_texts_make_short_chunks_so_a_small_request_waits_little() {
+        let fake = Arc::new(Fake { calls: AtomicUsize::new(0) });
+        let b = EmbedBatcher::start(fake.clone()).unwrap();
+        let long = "word ".repeat(400);
+        let large = b.submit(vec![long; 40], None);
+        let small = b.submit(vec!["hi".to_string()], None);
+        let (v, _) = small.await.unwrap().unwrap();
+        // Chunks of about five long texts: the small request rides in one of the first ones.
+        assert!(v[0][1] <= 1.0, "answered in call {}", v[0][1]);
+        assert_eq!(large.await.unwrap().unwrap().0.len(), 40);
+        assert!(fake.calls.load(Ordering::SeqCst) >= 8);
+    }
+
     #[test]
     fn chunks_share_room_fewest_left_first() {
-        assert_eq!(shares(&[2048]), [MAX_BATCH]);
-        assert_eq!(shares(&[2048, 1]), [MAX_BATCH - 1, 1]);
-        assert_eq!(shares(&[2048, 2048]), [MAX_BATCH / 2, MAX_BATCH / 2]);
-        assert_eq!(shares(&[10, 100, 5]), [10, MAX_BATCH - 15, 5]);
-        assert_eq!(shares(&[0]), [0]);
+        assert_eq!(shares_full(&[2048]), [MAX_BATCH]);
+        assert_eq!(shares_full(&[2048, 1]), [MAX_BATCH - 1, 1]);
+        assert_eq!(shares_full(&[2048, 2048]), [MAX_BATCH / 2, MAX_BATCH / 2]);
+        assert_eq!(shares_full(&[10, 100, 5]), [10, MAX_BATCH - 15, 5]);
+        assert_eq!(shares_full(&[0]), [0]);
         let many = vec![3; MAX_BATCH + 6];
-        assert_eq!(shares(&many).iter().sum::<usize>(), MAX_BATCH, "never more than a chunk");
+        assert_eq!(shares_full(&many).iter().sum::<usize>(), MAX_BATCH, "never more than a chunk");
         // The oldest job moves even when more small jobs wait than a chunk holds.
         let mut crowd = vec![1; MAX_BATCH + 6];
         crowd[0] = 2048;
-        let take = shares(&crowd);
+        let take = shares_full(&crowd);
         assert!(take[0] >= 1 && take.iter().sum::<usize>() == MAX_BATCH, "{take:?}");
     }
 
