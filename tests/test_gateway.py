@@ -489,8 +489,9 @@ def test_graceful_shutdown_drains_streams(tmp_path):
 
 
 def test_requests_cut_by_the_end_of_the_grace_period_say_so(tmp_path):
-    """A stream still running when the shutdown grace period ends gets an error event (not a silent cut), and
-    its log row says 503 (the server ended it), not 499 (a client that left)."""
+    """A stream still running when the shutdown grace period ends gets an error event (not a silent cut), a
+    whole answer still being written gets a 503 in OpenAI's shape (not a closed connection), and their log
+    rows say 503 (the server ended them), not 499 (a client that left)."""
     import threading
     import time
 
@@ -500,6 +501,12 @@ def test_requests_cut_by_the_end_of_the_grace_period_say_so(tmp_path):
 
     def consume(kind):
         try:
+            if kind == "whole":
+                c.chat.completions.create(
+                    model="gemma3-270m", messages=[{"role": "user", "content": "Tell a long story."}],
+                    max_tokens=900, temperature=0)
+                result[kind] = "finished"
+                return
             if kind == "chat":
                 stream = c.chat.completions.create(
                     model="gemma3-270m", messages=[{"role": "user", "content": "Tell a long story."}],
@@ -511,10 +518,12 @@ def test_requests_cut_by_the_end_of_the_grace_period_say_so(tmp_path):
             for _ in stream:
                 pass
             result[kind] = "finished"
+        except openai.APIStatusError as e:
+            result[kind] = f"{e.status_code} {e.message}"
         except openai.APIError as e:
             result[kind] = str(e)
 
-    threads = [threading.Thread(target=consume, args=(k,)) for k in ("chat", "text")]
+    threads = [threading.Thread(target=consume, args=(k,)) for k in ("chat", "text", "whole")]
     for t in threads:
         t.start()
     time.sleep(0.8)
@@ -523,8 +532,9 @@ def test_requests_cut_by_the_end_of_the_grace_period_say_so(tmp_path):
         t.join(timeout=60)
     assert "shutting down" in result.get("chat", ""), result
     assert "shutting down" in result.get("text", ""), result
+    assert result.get("whole", "").startswith("503") and "shut down" in result["whole"], result
     rows = s.logs()
-    assert len(rows) >= 2 and all(r["status"] == 503 for r in rows[-2:]), rows[-2:]
+    assert len(rows) >= 3 and all(r["status"] == 503 for r in rows[-3:]), rows[-3:]
 
 
 def test_a_prompt_longer_than_the_context_is_context_length_exceeded(local_server, client):

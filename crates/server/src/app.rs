@@ -177,7 +177,32 @@ pub fn app(state: SharedState) -> Router {
         .fallback(crate::endpoints::not_found)
         .method_not_allowed_fallback(crate::endpoints::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), answer_when_cut))
         .with_state(state)
+}
+
+/// A request still without its response when the shutdown grace period ends gets a 503 in OpenAI's shape
+/// before its connection closes, rather than a closed connection (its log row says 503 too). Streams
+/// have their response already and end with an error event instead (see `chat::aborted_event`).
+async fn answer_when_cut(
+    axum::extract::State(st): axum::extract::State<SharedState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut aborting = st.aborting.subscribe();
+    tokio::select! {
+        biased;
+        r = next.run(req) => r,
+        _ = aborting.wait_for(|a| *a) => crate::http_error::HttpError(
+            rightmodel_core::ApiError::new(
+                rightmodel_core::ErrorKind::Unavailable,
+                "The server shut down before the answer was ready; retry the request.",
+            )
+            .with_retry_after(5),
+        )
+        .into_response(),
+    }
 }
 
 /// Serves until SIGTERM or Ctrl-C, then stops accepting, lets in-flight requests (streams included)
