@@ -19,24 +19,39 @@ pub const REPLY_PRIMING_TOKENS: u64 = 3;
 const ONE_TOKEN_WORD: u64 = 7;
 const LETTERS_PER_TOKEN: u64 = 5;
 
+/// Letters of other alphabets (Cyrillic, Greek, Arabic, accented Latin, ...) per token.
+const OTHER_LETTERS_PER_TOKEN: u64 = 3;
+
 /// Tokens of `text` as a language model's tokenizer would likely count them: a word of ASCII letters
-/// is one token up to seven letters and one per five beyond; a space joins the word after it (a run of
-/// spaces, or one before anything but a word, is a token); every digit, symbol, other whitespace and
-/// non-ASCII character is a token of its own.
+/// is one token up to seven letters and one per five beyond, a word of another alphabet one per three
+/// letters; a space joins the word after it (a run of spaces, or one before anything but a word, is a
+/// token); every digit, symbol, other whitespace and Chinese, Japanese or Korean character is a token
+/// of its own.
 pub fn text_tokens(text: &str) -> u64 {
     let mut tokens = 0u64;
     let mut letters = 0u64;
+    let mut other = 0u64;
     let mut spaces = 0u64;
     for c in text.chars() {
-        if c.is_ascii_alphabetic() {
+        let ascii = c.is_ascii_alphabetic();
+        if ascii || (c.is_alphabetic() && !is_cjk(c)) {
             // A single space before a word is part of it.
             tokens += u64::from(spaces > 1);
             spaces = 0;
-            letters += 1;
+            if ascii {
+                tokens += other.div_ceil(OTHER_LETTERS_PER_TOKEN);
+                other = 0;
+                letters += 1;
+            } else {
+                tokens += word_tokens(letters);
+                letters = 0;
+                other += 1;
+            }
             continue;
         }
-        tokens += word_tokens(letters);
+        tokens += word_tokens(letters) + other.div_ceil(OTHER_LETTERS_PER_TOKEN);
         letters = 0;
+        other = 0;
         if c == ' ' {
             spaces += 1;
             continue;
@@ -44,7 +59,13 @@ pub fn text_tokens(text: &str) -> u64 {
         tokens += u64::from(spaces > 0) + 1;
         spaces = 0;
     }
-    tokens + word_tokens(letters) + u64::from(spaces > 0)
+    tokens + word_tokens(letters) + other.div_ceil(OTHER_LETTERS_PER_TOKEN) + u64::from(spaces > 0)
+}
+
+/// Chinese, Japanese and Korean characters, about one token each.
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF | 0xF900..=0xFAFF | 0x20000..=0x3FFFF)
 }
 
 fn word_tokens(letters: u64) -> u64 {
@@ -70,5 +91,8 @@ mod tests {
         assert_eq!(text_tokens("東京は日本の首都です"), 10);
         assert_eq!(text_tokens("a\n\n    b"), 5);
         assert_eq!(text_tokens("x = 1"), 5);
+        // Other alphabets read as words (about three letters a token), not a token per letter.
+        assert_eq!(text_tokens("Москва столица"), 5);
+        assert_eq!(text_tokens("café"), 2);
     }
 }

@@ -390,11 +390,15 @@ fn lenient_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, 
         Value::String(s) => s.trim().parse::<u64>().ok().or_else(|| s.trim().parse::<f64>().ok().and_then(integral)),
         _ => None,
     };
-    Ok(n)
+    // No call has a trillion tokens; a count beyond that is garbage (and sums of it would overflow).
+    Ok(n.filter(|n| *n <= COUNT_MAX))
 }
 
+/// Largest token count believed.
+const COUNT_MAX: u64 = 1_000_000_000_000;
+
 fn integral(f: f64) -> Option<u64> {
-    (f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f < 9.0e15).then_some(f as u64)
+    (f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f <= COUNT_MAX as f64).then_some(f as u64)
 }
 
 /// A token breakdown, or `None` when it cannot be read (see [`lenient_count`]).
@@ -449,16 +453,16 @@ pub struct PromptTokensDetails {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CompletionTokensDetails {
     /// Tokens the model spent reasoning before its answer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient_count")]
     pub reasoning_tokens: Option<u64>,
     /// Audio output tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient_count")]
     pub audio_tokens: Option<u64>,
     /// Predicted-output tokens that appeared in the completion.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient_count")]
     pub accepted_prediction_tokens: Option<u64>,
     /// Predicted-output tokens that did not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient_count")]
     pub rejected_prediction_tokens: Option<u64>,
 }
 

@@ -506,7 +506,8 @@ pub fn estimate_prompt_tokens(req: &rightmodel_core::wire::ChatCompletionRequest
                 + non_text_tokens(m)
         })
         .sum();
-    let tools = req.tools.as_ref().map_or(0, |t| serde_json::to_string(t).map_or(0, |s| text_tokens(&s)));
+    // A schema's JSON punctuation merges into few tokens: about three bytes a token.
+    let tools = req.tools.as_ref().map_or(0, |t| serde_json::to_string(t).map_or(0, |s| s.len() as u64).div_ceil(3));
     messages + tools + REPLY_PRIMING_TOKENS
 }
 
