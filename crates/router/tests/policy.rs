@@ -330,6 +330,34 @@ fn several_choices_count_in_the_cost_and_leave_out_task_models() {
 }
 
 #[test]
+fn the_capability_error_names_the_field_that_kept_most_models_out() {
+    // Two local models write at most 16 choices; the upstream one cannot call tools. Asking for tools
+    // and 17 choices: `n` kept two models out, `tools` one.
+    let capped = |name: &str| {
+        let mut c = local(name, 0.0);
+        c.capabilities.tools = true;
+        c.capabilities.max_choices = Some(16);
+        c
+    };
+    let r = router(vec![capped("small"), capped("small2"), upstream("large", 1.0, 10.0)], 0.5);
+    let mut q = req("x");
+    q.needs = Needs { tools: true, ..Needs::default() };
+    q.choices = 17;
+    let api = r.decide(&q, &no_budget()).unwrap_err().to_api_error();
+    assert_eq!(
+        (api.code.as_deref(), api.param.as_deref()),
+        (Some("capability_unavailable"), Some("n")),
+        "{}",
+        api.message
+    );
+    assert!(api.message.contains("17 choices (n)") && api.message.contains("tools"), "{}", api.message);
+    // One of each: a tie goes to the first in the documented order.
+    let r = router(vec![capped("small"), upstream("large", 1.0, 10.0)], 0.5);
+    let api = r.decide(&q, &no_budget()).unwrap_err().to_api_error();
+    assert_eq!(api.param.as_deref(), Some("tools"));
+}
+
+#[test]
 fn capabilities_and_context_window() {
     let mut small = local("small", 0.0);
     small.capabilities = Capabilities {

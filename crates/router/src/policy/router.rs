@@ -21,7 +21,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::budget::{budget_share, budget_threshold, BudgetState};
-use super::candidate::Candidate;
+use super::candidate::{Candidate, Capabilities};
 use super::decision::{CandidateEstimate, Decision, ReasonCode};
 use super::error::{Limit, RouteError};
 use super::request::{RouteRequest, Strategy};
@@ -180,13 +180,7 @@ impl Router {
             return Some(Limit::NotAllowed);
         }
         let caps = &c.capabilities;
-        let needs = &req.needs;
-        if (needs.tools && !caps.tools)
-            || (needs.json_schema && !caps.json_schema)
-            || (needs.logprobs && !caps.logprobs)
-            || (needs.passthrough && !caps.passthrough)
-            || caps.max_choices.is_some_and(|m| req.choices.max(1) > m)
-        {
+        if missing_needs(caps, req).next().is_some() {
             return Some(Limit::Capability);
         }
         // Without max_tokens the model writes until its context is full, so the prompt plus one token
@@ -208,6 +202,31 @@ impl Router {
             return Some(Limit::MaxLatency);
         }
         None
+    }
+
+    /// The request field that kept the most models out for what they lack (among the models that
+    /// count for the error, see [`Router::no_candidate`]); on a tie, the first in [`missing_needs`]'s
+    /// order.
+    fn blocking_need(&self, excluded: &[(String, Limit)], req: &RouteRequest, has_general: bool) -> &'static str {
+        let count = |general_only: bool| {
+            let mut counts = NEED_PARAMS.map(|p| (p, 0usize));
+            let lacking = excluded
+                .iter()
+                .filter(|(_, l)| *l == Limit::Capability)
+                .filter_map(|(n, _)| self.candidates.iter().find(|c| &c.name == n))
+                .filter(|c| !general_only || c.domain.is_none());
+            for c in lacking {
+                for need in missing_needs(&c.capabilities, req) {
+                    if let Some((_, k)) = counts.iter_mut().find(|(p, _)| *p == need) {
+                        *k += 1;
+                    }
+                }
+            }
+            // `max_by_key` keeps the last of equals: reversed, the earlier need wins a tie.
+            counts.iter().rev().filter(|(_, k)| *k > 0).max_by_key(|(_, k)| *k).map(|(p, _)| *p)
+        };
+        // Task models count only when no general model was kept out for what it lacks.
+        (if has_general { count(true) } else { None }).or_else(|| count(false)).unwrap_or("model")
     }
 
     fn no_candidate(&self, estimates: &[CandidateEstimate], req: &RouteRequest, budget: &BudgetState) -> RouteError {
@@ -285,7 +304,7 @@ impl Router {
         };
         let detail: Vec<String> = excluded.iter().map(|(n, l)| format!("{n}: {}", l.code())).collect();
         let param = match limit {
-            Limit::Capability => needs_param(req),
+            Limit::Capability => self.blocking_need(&excluded, req, has_general),
             l => l.param(),
         };
         RouteError::NoCandidate { limit, message: format!("{message} [{}]", detail.join(", ")), excluded, param }
@@ -516,20 +535,20 @@ fn needs_list(req: &RouteRequest) -> String {
     }
 }
 
-/// The request field behind the first of what `req` needs (see [`needs_list`]).
-fn needs_param(req: &RouteRequest) -> &'static str {
+/// The request fields a model may lack what they ask for: `tools`, `response_format`, `logprobs`,
+/// `messages` (content only an upstream reads) and `n`, in the order a tie is broken.
+const NEED_PARAMS: [&str; 5] = ["tools", "response_format", "logprobs", "messages", "n"];
+
+/// The request fields (of [`NEED_PARAMS`], in its order) behind what `req` needs and a model with
+/// `caps` lacks.
+fn missing_needs<'a>(caps: &'a Capabilities, req: &'a RouteRequest) -> impl Iterator<Item = &'static str> + 'a {
     let needs = &req.needs;
-    if needs.tools {
-        "tools"
-    } else if needs.json_schema {
-        "response_format"
-    } else if needs.logprobs {
-        "logprobs"
-    } else if needs.passthrough {
-        "messages"
-    } else if req.choices > 1 {
-        "n"
-    } else {
-        "model"
-    }
+    let missing = [
+        needs.tools && !caps.tools,
+        needs.json_schema && !caps.json_schema,
+        needs.logprobs && !caps.logprobs,
+        needs.passthrough && !caps.passthrough,
+        caps.max_choices.is_some_and(|m| req.choices.max(1) > m),
+    ];
+    NEED_PARAMS.into_iter().zip(missing).filter_map(|(param, m)| m.then_some(param))
 }
