@@ -368,6 +368,25 @@ def test_every_request_is_logged(local_server, client):
     assert bad["status"] == 404 and bad["requested_model"] == "nope" and bad["error"]
 
 
+def test_a_local_stream_cut_by_its_client_logs_the_work_done(local_server, client):
+    """A local answer abandoned mid-stream costs nothing, but its row still counts the prompt and the
+    text already sent (estimated, and marked so), so `logs --summary` and the token metrics do not
+    undercount."""
+    stream = client.chat.completions.create(
+        model="gemma3-270m", messages=[{"role": "user", "content": "Write a long story about a cut stream."}],
+        max_tokens=200, temperature=0.8, seed=3, stream=True)
+    got = 0
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            got += 1
+        if got >= 3:
+            break
+    stream.close()
+    row = local_server.wait_row(lambda r: r["status"] == 499 and r["served_model"] == "gemma3-270m")
+    assert row["input_tokens"] > 5 and row["output_tokens"] > 0 and row["cost_usd"] == 0, row
+    assert "estimated" in row["error"], row
+
+
 def test_concurrent_requests_share_the_model(client):
     import concurrent.futures as cf
 

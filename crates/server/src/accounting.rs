@@ -32,7 +32,8 @@ pub struct Accounting {
     failed: Vec<Value>,
     /// Dollars held against the gateway's and the key's limits while the request runs.
     held_usd: f64,
-    /// Tokens (in, out) charged by estimate because a paid model that answered reported no usage.
+    /// Tokens (in, out) counted by estimate because the served model reported no usage (a paid model
+    /// that answered without it, or any model cut before it reported).
     estimated: Option<(u64, u64)>,
     /// More than one model was tried (a cascade's escalation, a fallback): the request's timing is not
     /// one model's, so it does not feed the router's latency estimates.
@@ -393,12 +394,20 @@ impl Accounting {
     /// Charges the served model's no-usage estimate (see [`Accounting::settle`]) unless its usage is
     /// counted already.
     fn charge_estimate(&mut self) {
+        self.estimate_usage(false);
+    }
+
+    /// Counts the served model's estimated tokens and dollars when it reported no usage. A free model
+    /// counts only with `free_too` (a request cut before a local model reported usage: no one is billed,
+    /// but the log and the token metrics should show the work it did); a free model that answered
+    /// without usage (a task model) is left at the counts it gave.
+    fn estimate_usage(&mut self, free_too: bool) {
         if self.usage_seen || self.row.served_model.is_empty() {
             return;
         }
         let (input, output) = (self.prompt_estimate, self.streamed_chars.div_ceil(4));
         let usd = self.price.cost(input, output);
-        if usd > 0.0 {
+        if usd > 0.0 || (free_too && input + output > 0) {
             self.add_cost(usd, input, output);
             let (i, o) = self.estimated.unwrap_or_default();
             self.estimated = Some((i + input, o + output));
@@ -424,7 +433,7 @@ impl Accounting {
         let aborted = *self.state.aborting.borrow();
         let billed = (200..300).contains(&status) || status == 499 || aborted || self.streamed_chars > 0;
         if billed {
-            self.charge_estimate();
+            self.estimate_usage(!(200..300).contains(&status));
         }
         if let Some((input, output)) = self.estimated {
             let what = error.take().unwrap_or_else(|| "no usage reported".into());
