@@ -209,6 +209,29 @@ def test_text_completion(client):
     assert e.value.param == "max_tokens"
 
 
+def test_several_text_completions_from_a_local_model(local_server, client):
+    """Text completions take `n` as chat does: choices side by side, each its own sample, the prompt
+    billed once, streamed under their indexes with one usage chunk."""
+    kw = dict(model="gemma3-270m", prompt="My favourite animal is the", max_tokens=6, temperature=1.0, seed=11)
+    r = client.completions.create(n=3, **kw)
+    assert [c.index for c in r.choices] == [0, 1, 2] and all(c.finish_reason for c in r.choices)
+    assert len({c.text for c in r.choices}) > 1, [c.text for c in r.choices]
+    one = client.completions.create(**kw)
+    assert r.usage.prompt_tokens == one.usage.prompt_tokens and 3 <= r.usage.completion_tokens <= 18
+    text, finished, usage = {}, set(), None
+    for chunk in client.completions.create(n=3, stream=True, stream_options={"include_usage": True}, **kw):
+        if chunk.usage:
+            usage = chunk.usage
+        for ch in chunk.choices:
+            text[ch.index] = text.get(ch.index, "") + ch.text
+            if ch.finish_reason:
+                finished.add(ch.index)
+    assert finished == {0, 1, 2} and set(text) == {0, 1, 2}
+    assert usage.prompt_tokens == one.usage.prompt_tokens and 3 <= usage.completion_tokens <= 18
+    local_server.wait_row(lambda row: row["endpoint"] == "/v1/completions" and row["stream"]
+                          and row["output_tokens"] == usage.completion_tokens)
+
+
 def test_concurrent_embedding_requests_share_batches_but_not_rows(client):
     """Requests arriving together are embedded in shared encoder calls; each still gets its own rows."""
     from concurrent.futures import ThreadPoolExecutor

@@ -277,8 +277,8 @@ def test_streaming_passthrough_and_cost(gw, gateway):
 
 def test_several_choices_pass_through_and_auto_routes_them_directly(gw, gateway, proxy):
     """`n` reaches the upstream as sent and its choices come back, streamed under their indexes and billed in
-    full; `auto` answers such a request with one model (no cascade); a local model writes one text completion
-    per request, so n > 1 there is a 400 naming `n`."""
+    full; `auto` answers such a request with one model (no cascade); a local model writes at most 16
+    choices, so n=17 there is a 400 naming `n`."""
     kw = dict(messages=MSG, max_tokens=6, temperature=1.0, seed=3)
     r = gw.chat.completions.with_raw_response.create(model="large", n=2, **kw)
     got = r.parse()
@@ -295,7 +295,7 @@ def test_several_choices_pass_through_and_auto_routes_them_directly(gw, gateway,
     decision = json.loads(r.headers["x-rightmodel-decision"])
     assert "cascade" not in decision["reason"] and len(r.parse().choices) == 2, decision
     with pytest.raises(openai.BadRequestError) as e:
-        gw.completions.create(model="small", prompt="The capital of France is", max_tokens=4, n=2)
+        gw.completions.create(model="small", prompt="The capital of France is", max_tokens=4, n=17)
     assert e.value.param == "n"
 
 

@@ -770,7 +770,7 @@ async fn local_full(
 
 /// The usage of two choices of one request: the prompt counted once (its cached part as the less
 /// cached of the two), the answers' tokens added.
-fn several_choices_usage(a: Usage, b: Usage) -> Usage {
+pub(crate) fn several_choices_usage(a: Usage, b: Usage) -> Usage {
     Usage::new(a.prompt_tokens.max(b.prompt_tokens), a.completion_tokens + b.completion_tokens)
         .with_cached_tokens(a.cached_prompt_tokens().min(b.cached_prompt_tokens()))
 }

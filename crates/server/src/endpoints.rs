@@ -216,12 +216,16 @@ pub async fn completions(
     for (i, (name, model)) in chain.into_iter().enumerate() {
         // The limits are checked and this call's cost held in one step; a fallback takes over later,
         // so the request's caps are checked again for it.
-        // Upstreams write several choices (`n`); a local model writes one text completion per request.
-        if matches!(model, ChatModel::Local(_)) && req.sampling.n.is_some_and(|n| n > 1) {
+        // Upstreams write up to `CHOICES_MAX` choices, local models `LOCAL_CHOICES_MAX`.
+        let max = crate::chat::LOCAL_CHOICES_MAX;
+        if matches!(model, ChatModel::Local(_)) && req.sampling.n.is_some_and(|n| n > max) {
+            let most = crate::chat::CHOICES_MAX;
             last.get_or_insert(
                 ApiError::invalid(
                     "n",
-                    format!("Model `{name}` writes one text completion per request (n=1); chat completions take n."),
+                    format!(
+                        "Model `{name}` writes at most {max} choices per request (upstream models take up to {most})."
+                    ),
                 )
                 .with_code("unsupported_parameter"),
             );
@@ -265,11 +269,9 @@ pub async fn completions(
                     Err(e) => return fail(acct, e),
                 }
             }
-            ChatModel::Local(l) => match open_local(&l, &req, stream, &mut acct).await {
-                Ok(LocalRun::Stream { held, events }) => {
-                    return local_completion_stream(acct, held, events, &req, name, &id)
-                }
-                Ok(LocalRun::Whole(answer)) => return local_completion(acct, answer, name, &id),
+            ChatModel::Local(l) => match open_local_choices(&l, &req, stream, &mut acct).await {
+                Ok(LocalRuns::Streams(runs)) => return local_completion_stream(acct, runs, &req, name, &id),
+                Ok(LocalRuns::Whole(answers)) => return local_completion(acct, answers, name, &id),
                 Err(e) if crate::chat::falls_back(&e) => {
                     last = Some(crate::chat::chain_error(last, crate::chat::handed_over(&mut acct, &name, e)))
                 }
@@ -313,6 +315,48 @@ enum LocalRun {
     Whole(LocalAnswer),
 }
 
+/// The `n` choices of a local completion, opened (see [`LocalRun`]), in choice order.
+enum LocalRuns {
+    /// Streams: each choice's events held up to its first visible token, then the rest.
+    Streams(Vec<(Vec<GenEvent>, UnboundedReceiver<GenEvent>)>),
+    /// Whole answers.
+    Whole(Vec<LocalAnswer>),
+}
+
+/// Opens the `n` choices of a local completion side by side (the engine batches them), each with its
+/// own request: one choice, seeded with the client's seed plus its index, as chat choices are. The time
+/// of the first token of any choice is the request's.
+async fn open_local_choices(
+    l: &LocalChat,
+    req: &CompletionRequest,
+    stream: bool,
+    acct: &mut Accounting,
+) -> Result<LocalRuns, ApiError> {
+    let n = req.sampling.n.unwrap_or(1).max(1);
+    let reqs: Vec<CompletionRequest> = (0..n)
+        .map(|i| {
+            let mut r = req.clone();
+            r.sampling.n = None;
+            r.sampling.seed = req.sampling.seed.map(|s| s.wrapping_add(i64::from(i)));
+            r
+        })
+        .collect();
+    let first_token = std::sync::OnceLock::new();
+    let runs = futures::future::try_join_all(reqs.iter().map(|r| open_local(l, r, stream, &first_token))).await?;
+    if let Some(at) = first_token.get() {
+        acct.mark_first_token_at(*at);
+    }
+    let mut streams = Vec::new();
+    let mut whole = Vec::new();
+    for run in runs {
+        match run {
+            LocalRun::Stream { held, events } => streams.push((held, events)),
+            LocalRun::Whole(answer) => whole.push(answer),
+        }
+    }
+    Ok(if stream { LocalRuns::Streams(streams) } else { LocalRuns::Whole(whole) })
+}
+
 /// A local model's whole text completion.
 struct LocalAnswer {
     text: String,
@@ -327,7 +371,7 @@ async fn open_local(
     l: &LocalChat,
     req: &CompletionRequest,
     stream: bool,
-    acct: &mut Accounting,
+    first_token: &std::sync::OnceLock<std::time::Instant>,
 ) -> Result<LocalRun, ApiError> {
     let mut events = l.start_completion(req).await?.events;
     let want_lp = req.logprobs.is_some();
@@ -353,7 +397,9 @@ async fn open_local(
     while let Some(ev) = events.recv().await {
         match ev {
             GenEvent::Token(t) => {
-                acct.mark_first_token();
+                if first_token.get().is_none() {
+                    let _ = first_token.set(std::time::Instant::now());
+                }
                 if want_lp {
                     push_token_logprobs(&mut lp, &t, &mut offset);
                 }
@@ -370,11 +416,12 @@ async fn open_local(
     Err(ApiError::new(ErrorKind::Unavailable, "The local model stopped."))
 }
 
-/// Streams a local completion opened by [`open_local`]: the held events, then the rest.
+/// Streams the choices of a local completion opened by [`open_local_choices`]: each choice's held
+/// events, then the rest, merged as they come (each chunk names its choice's index); one usage for all
+/// (the prompt once, every choice's tokens) once the last choice ends.
 fn local_completion_stream(
     mut acct: Accounting,
-    held: Vec<GenEvent>,
-    events: UnboundedReceiver<GenEvent>,
+    runs: Vec<(Vec<GenEvent>, UnboundedReceiver<GenEvent>)>,
     req: &CompletionRequest,
     name: String,
     id: &str,
@@ -385,21 +432,25 @@ fn local_completion_stream(
     let name2 = name.clone();
     let want_lp = req.logprobs.is_some();
     let mut aborting = acct.state().aborting.subscribe();
-    let mut events = futures::stream::iter(held).chain(UnboundedReceiverStream::new(events));
+    let mut open = runs.len();
+    let mut offsets = vec![0usize; runs.len()];
+    let mut events = futures::stream::select_all(runs.into_iter().enumerate().map(|(i, (held, events))| {
+        futures::stream::iter(held).chain(UnboundedReceiverStream::new(events)).map(move |ev| (i as u32, ev))
+    }));
     let s = async_stream::stream! {
-        let mk = |text: String, finish: Option<String>, usage: Option<Usage>, logprobs: Option<CompletionLogprobs>| CompletionResponse {
+        let mk = |index: u32, text: String, finish: Option<String>, usage: Option<Usage>, logprobs: Option<CompletionLogprobs>| CompletionResponse {
             id: cid.clone(), object: "text_completion".into(), created, model: name2.clone(),
-            choices: if usage.is_some() { vec![] } else { vec![CompletionChoice { text, index: 0, logprobs, finish_reason: finish }] },
+            choices: if usage.is_some() { vec![] } else { vec![CompletionChoice { text, index, logprobs, finish_reason: finish }] },
             usage,
             extra: Default::default(),
         };
-        let mut offset = 0usize;
+        let mut usage: Option<Usage> = None;
         loop {
             let Some(next) = unless_aborted(&mut aborting, events.next()).await else {
                 yield Ok(aborted_event(acct));
                 return;
             };
-            let Some(ev) = next else { break };
+            let Some((index, ev)) = next else { break };
             match ev {
                 // With logprobs every token has its chunk (its text may be held back by a
                 // stop sequence in progress and arrive in a later one).
@@ -407,17 +458,23 @@ fn local_completion_stream(
                     acct.mark_first_token();
                     let lp = want_lp.then(|| {
                         let mut lp = CompletionLogprobs::default();
-                        push_token_logprobs(&mut lp, &t, &mut offset);
+                        push_token_logprobs(&mut lp, &t, &mut offsets[index as usize]);
                         lp
                     });
-                    yield Ok::<_, std::convert::Infallible>(Event::default().data(serde_json::to_string(&mk(t.text, None, None, lp)).unwrap_or_default()));
+                    yield Ok::<_, std::convert::Infallible>(Event::default().data(serde_json::to_string(&mk(index, t.text, None, None, lp)).unwrap_or_default()));
                 }
                 GenEvent::Done(f) => {
-                    let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens)).with_cached_tokens(u64::from(f.cached_tokens));
+                    let u = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens)).with_cached_tokens(u64::from(f.cached_tokens));
+                    usage = Some(usage.map_or(u, |prev| crate::chat::several_choices_usage(prev, u)));
+                    yield Ok(Event::default().data(serde_json::to_string(&mk(index, f.tail, Some(f.reason.as_str().into()), None, None)).unwrap_or_default()));
+                    open -= 1;
+                    if open > 0 {
+                        continue;
+                    }
+                    let usage = usage.unwrap_or_default();
                     acct.add_usage(usage);
-                    yield Ok(Event::default().data(serde_json::to_string(&mk(f.tail, Some(f.reason.as_str().into()), None, None)).unwrap_or_default()));
                     if include_usage {
-                        yield Ok(Event::default().data(serde_json::to_string(&mk(String::new(), None, Some(usage), None)).unwrap_or_default()));
+                        yield Ok(Event::default().data(serde_json::to_string(&mk(0, String::new(), None, Some(usage), None)).unwrap_or_default()));
                     }
                     // Written before the last event: a client that closes right after it must not
                     // turn the row into a 499.
@@ -440,22 +497,30 @@ fn local_completion_stream(
 }
 
 /// A local model's whole text completion, as OpenAI's response.
-fn local_completion(mut acct: Accounting, answer: LocalAnswer, name: String, id: &str) -> Response {
-    let f = answer.finished;
-    let usage = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens))
-        .with_cached_tokens(u64::from(f.cached_tokens));
+/// Several choices are billed as OpenAI bills them: the prompt once, every choice's tokens.
+fn local_completion(mut acct: Accounting, answers: Vec<LocalAnswer>, name: String, id: &str) -> Response {
+    let mut usage: Option<Usage> = None;
+    let mut choices = Vec::with_capacity(answers.len());
+    for (i, answer) in answers.into_iter().enumerate() {
+        let f = answer.finished;
+        let u = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens))
+            .with_cached_tokens(u64::from(f.cached_tokens));
+        usage = Some(usage.map_or(u, |prev| crate::chat::several_choices_usage(prev, u)));
+        choices.push(CompletionChoice {
+            text: answer.text,
+            index: i as u32,
+            logprobs: answer.logprobs,
+            finish_reason: Some(f.reason.as_str().into()),
+        });
+    }
+    let usage = usage.unwrap_or_default();
     acct.add_usage(usage);
     let body = CompletionResponse {
         id: format!("cmpl-{}", uuid::Uuid::new_v4().simple()),
         object: "text_completion".into(),
         created: now_secs(),
         model: name.clone(),
-        choices: vec![CompletionChoice {
-            text: answer.text,
-            index: 0,
-            logprobs: answer.logprobs,
-            finish_reason: Some(f.reason.as_str().into()),
-        }],
+        choices,
         usage: Some(usage),
         extra: Default::default(),
     };
