@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dense::{normalize, Matrix};
 use crate::embed::embed_all;
-use crate::ingest::{collect_files, prepare, read_with_hash, PreparedFile};
+use crate::ingest::{collect_files, prepare, read_with_hash, MissingPath, PreparedFile};
 use crate::lexical::LexicalIndex;
 use crate::split::SplitParams;
 use crate::store::{self, FileEntry, Manifest, Snapshot, StoredPassage, WriteLock};
@@ -45,6 +45,22 @@ pub struct SkippedFile {
     pub reason: String,
 }
 
+/// A file whose passages `add` dropped, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemovedFile {
+    /// The file, as stored in the collection.
+    pub path: String,
+    /// Why, without the path: "deleted or renamed", "now empty", "no longer a text file (...)".
+    pub reason: String,
+}
+
+impl std::fmt::Display for RemovedFile {
+    /// `PATH: REASON`, as the CLI prints it after "removed".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
 /// What `add` did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AddReport {
@@ -54,11 +70,16 @@ pub struct AddReport {
     pub updated: Vec<String>,
     /// Files already indexed with the same contents.
     pub unchanged: Vec<String>,
-    /// Files found in folders that could not be indexed (empty, binary, unreadable).
+    /// Files found in folders that could not be indexed (empty, binary, unreadable) and were not in the
+    /// collection (those that were are in [`AddReport::removals`]).
     pub skipped: Vec<SkippedFile>,
-    /// Files indexed earlier from a folder added again that are gone from it (deleted, renamed) or can
-    /// no longer be indexed: their passages were dropped.
+    /// Files of the collection named again (directly or through their folder) that are gone (deleted,
+    /// renamed) or can no longer be indexed (now empty, binary, not a regular file): their passages were
+    /// dropped. Paths only; [`AddReport::removals`] has the same files with the reason.
     pub removed: Vec<String>,
+    /// [`AddReport::removed`] with why each file went, in the same order.
+    #[serde(default)]
+    pub removals: Vec<RemovedFile>,
     /// Files in folders ignored for their extension.
     pub ignored: usize,
     /// Passages created.
@@ -204,8 +225,11 @@ impl Collection {
     /// Indexes files and folders (recursively: `.txt`, `.md`, `.html` and similar). A file already in
     /// the collection is skipped when unchanged and has its passages replaced when changed.
     ///
-    /// A file named in `paths` that is empty or binary fails the whole call (nothing is written); such a
-    /// file found inside a folder is reported in [`AddReport::skipped`].
+    /// A file named in `paths` that is missing, empty, binary or not a regular file fails the whole call
+    /// (nothing is written) when it is new to the collection; such a file found inside a folder is
+    /// reported in [`AddReport::skipped`]. A file the collection already holds, named again directly or
+    /// through its folder, that is now gone or can no longer be indexed has its passages dropped and is
+    /// reported in [`AddReport::removals`]: answers must not keep quoting text that no longer exists.
     pub fn add_paths<P: AsRef<Path>>(&mut self, embedder: &dyn Embedder, paths: &[P]) -> Result<AddReport, DocsError> {
         self.add_paths_with_progress(embedder, paths, &mut |_| {})
     }
@@ -223,11 +247,12 @@ impl Collection {
         }
         self.check_embedder(embedder)?;
         let collected = collect_files(paths)?;
-        let (files, ignored, folders) = (collected.files, collected.ignored, collected.folders);
-        let mut report = AddReport { ignored, ..AddReport::default() };
+        let mut report = AddReport { ignored: collected.ignored, ..AddReport::default() };
+        let mut removals = self.missing_removals(&collected.missing)?;
         for (path, reason) in collected.unreadable {
             report.skipped.push(SkippedFile { path: path.to_string_lossy().into_owned(), reason });
         }
+        let files = collected.files;
         let mut prepared: Vec<PreparedFile> = Vec::new();
         let split = SplitParams::default();
         for (i, f) in files.iter().enumerate() {
@@ -251,27 +276,16 @@ impl Collection {
                     }
                     prepared.push(p);
                 }
+                // A file of the collection that can no longer be indexed leaves it, named or found.
+                Err(e) if old.is_some() => removals.push(RemovedFile { path, reason: removal_reason(&e) }),
                 Err(e) if f.explicit => return Err(e),
                 Err(e) => report.skipped.push(SkippedFile { path, reason: e.to_string() }),
             }
         }
         progress(AddProgress::Reading { done: files.len(), total: files.len() });
-        // A folder added again is synchronised: a file indexed from under it that no longer exists
-        // (deleted, renamed) or that the walk now skips leaves the collection, so a renamed file does
-        // not answer twice. Files the walk does not visit (hidden, other extensions, added by name)
-        // stay while they exist. Paths are stored resolved, so a file reached through a link is
-        // judged by its target.
-        let skipped: HashSet<&str> = report.skipped.iter().map(|s| s.path.as_str()).collect();
-        let gone: Vec<String> = self
-            .snap
-            .manifest
-            .files
-            .iter()
-            .map(|e| e.path.clone())
-            .filter(|p| folders.iter().any(|d| Path::new(p).starts_with(d)))
-            .filter(|p| !Path::new(p).exists() || skipped.contains(p.as_str()))
-            .collect();
-        report.removed = gone;
+        removals.extend(self.gone_from_folders(&collected.folders, &removals));
+        report.removed = removals.iter().map(|r| r.path.clone()).collect();
+        report.removals = removals;
         if prepared.is_empty() && report.removed.is_empty() {
             report.passages_total = self.passage_count();
             return Ok(report);
@@ -282,6 +296,46 @@ impl Collection {
         *self = Self::from_snapshot(&self.dir, gen_dir, snap)?;
         report.passages_total = self.passage_count();
         Ok(report)
+    }
+
+    /// Files of the collection that paths given to `add` but no longer existing stood for: the file itself
+    /// when it was indexed, or every indexed file under it when it was a folder. A missing path that stands
+    /// for nothing indexed is the user's mistake: [`DocsError::NotFound`], before anything is read.
+    fn missing_removals(&self, missing: &[MissingPath]) -> Result<Vec<RemovedFile>, DocsError> {
+        let mut out: Vec<RemovedFile> = Vec::new();
+        for m in missing {
+            let Some(resolved) = &m.resolved else {
+                return Err(DocsError::NotFound { path: m.given.clone() });
+            };
+            let stood_for: Vec<&FileEntry> =
+                self.snap.manifest.files.iter().filter(|e| Path::new(&e.path).starts_with(resolved)).collect();
+            if stood_for.is_empty() {
+                return Err(DocsError::NotFound { path: m.given.clone() });
+            }
+            for e in stood_for {
+                if !out.iter().any(|r| r.path == e.path) {
+                    out.push(RemovedFile { path: e.path.clone(), reason: "deleted or renamed".into() });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A folder added again is synchronised: a file indexed from under it that no longer exists (deleted,
+    /// renamed) leaves the collection, so a renamed file does not answer twice. Files the walk does not
+    /// visit (hidden, other extensions, added by name) stay while they exist. Paths are stored resolved,
+    /// so a file reached through a link is judged by its target. `already` are removals found otherwise.
+    fn gone_from_folders(&self, folders: &[PathBuf], already: &[RemovedFile]) -> Vec<RemovedFile> {
+        self.snap
+            .manifest
+            .files
+            .iter()
+            .map(|e| e.path.as_str())
+            .filter(|p| folders.iter().any(|d| Path::new(p).starts_with(d)))
+            .filter(|p| !already.iter().any(|r| r.path == *p))
+            .filter(|p| !Path::new(p).exists())
+            .map(|p| RemovedFile { path: p.to_string(), reason: "deleted or renamed (no longer in its folder)".into() })
+            .collect()
     }
 
     pub(crate) fn check_embedder(&self, embedder: &dyn Embedder) -> Result<(), DocsError> {
@@ -371,6 +425,18 @@ impl Collection {
             }
         }
         Ok(Snapshot { manifest, passages, passage_vecs, sentence_vecs })
+    }
+}
+
+/// Why a file of the collection that failed to read or clean leaves it, phrased after "removed PATH: ".
+fn removal_reason(e: &DocsError) -> String {
+    match e {
+        DocsError::NotFound { .. } => "deleted or renamed".into(),
+        DocsError::EmptyFile { .. } => "now empty".into(),
+        DocsError::BinaryFile { reason, .. } => format!("no longer a text file ({reason})"),
+        DocsError::NotADocument { reason, .. } => format!("can no longer be indexed: {reason}"),
+        DocsError::Io { error, .. } => format!("no longer readable: {error}"),
+        other => format!("can no longer be indexed: {other}"),
     }
 }
 

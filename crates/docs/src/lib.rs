@@ -58,7 +58,7 @@ pub use ask::{ReadCandidate, SentenceCandidate, MAX_QUESTION_CHARS};
 pub use catalog::{
     collection_dir, collections_root, list_collections, remove_collection, validate_name, CollectionInfo,
 };
-pub use collection::{AddProgress, AddReport, Collection, SkippedFile};
+pub use collection::{AddProgress, AddReport, Collection, RemovedFile, SkippedFile};
 pub use error::DocsError;
 pub use follow_up::{contextual_question, ContextualQuestion};
 pub use generated::{cite_generated, small_model_prompt, GeneratedAnswer};
