@@ -87,6 +87,65 @@ impl Calibration {
     }
 }
 
+/// Largest gap, as a share of prompts, between the target strong share and the one a calibration
+/// achieves on its own sample before [`calibrate`] warns: a few points is the granularity of any
+/// real sample; more means the target cannot be reached on this data.
+pub const SHARE_TOLERANCE: f32 = 0.05;
+
+/// A calibration with what it achieves on the sample it was fitted on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibrationOutcome {
+    /// The calibration to store.
+    pub calibration: Calibration,
+    /// Sample prompts scoring at or above the threshold (sent to the strong model).
+    pub strong: usize,
+    /// `strong` as a share of the sample.
+    pub achieved_share: f32,
+    /// Set when the achieved share misses the target by more than [`SHARE_TOLERANCE`], saying why
+    /// (tied scores, too few prompts) and what to do; the CLI prints it as a warning.
+    pub warning: Option<String>,
+}
+
+/// Calibrates on `scores` for `strong_share` ([`Calibration::from_scores`]) and checks what the
+/// threshold achieves on the same scores: tied scores cannot be split by any threshold, so a sample
+/// of identical (or few) prompts may send far more or fewer to the strong model than asked.
+pub fn calibrate(scores: &[f32], strong_share: f32) -> Result<CalibrationOutcome, RouterError> {
+    let calibration = Calibration::from_scores(scores, strong_share)?;
+    let strong = scores.iter().filter(|s| **s >= calibration.threshold).count();
+    let achieved_share = strong as f32 / scores.len() as f32;
+    let warning = share_warning(scores, calibration.threshold, strong_share, achieved_share);
+    Ok(CalibrationOutcome { calibration, strong, achieved_share, warning })
+}
+
+/// Why `achieved` misses `target` by more than [`SHARE_TOLERANCE`], or `None` when it does not.
+fn share_warning(scores: &[f32], threshold: f32, target: f32, achieved: f32) -> Option<String> {
+    if (achieved - target).abs() <= SHARE_TOLERANCE {
+        return None;
+    }
+    let n = scores.len();
+    let missed = format!(
+        "the target strong share is {:.1}% but {:.1}% of the {n} calibration prompt(s) go to the strong model",
+        100.0 * target,
+        100.0 * achieved
+    );
+    // The prompts at the boundary: those with the lowest score that still reaches the threshold, or
+    // the highest below it when none does.
+    let boundary = scores
+        .iter()
+        .copied()
+        .filter(|s| *s >= threshold)
+        .min_by(f32::total_cmp)
+        .or_else(|| scores.iter().copied().filter(|s| s.is_finite()).max_by(f32::total_cmp));
+    let tied = boundary.map_or(0, |b| scores.iter().filter(|s| **s == b).count());
+    let why = match boundary {
+        Some(b) if tied >= 2 => {
+            format!("{tied} of them score exactly {b:.4}, and no threshold can split prompts with the same score")
+        }
+        _ => format!("with {n} prompt(s) the share can only move in steps of {:.1}%", 100.0 / n as f32),
+    };
+    Some(format!("{missed}: {why}; calibrate on a larger, more varied sample of real prompts"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +164,27 @@ mod tests {
         assert!(t2 > c.threshold);
         assert!(c.threshold_for_share(0.0) > 1.0);
         assert_eq!(c.threshold_for_share(1.0), 0.0);
+    }
+
+    #[test]
+    fn an_unreachable_share_is_a_warning_that_says_why() {
+        // 20 identical prompts: every one ties, so all go to the strong model.
+        let out = calibrate(&[0.42; 20], 0.5).unwrap();
+        assert_eq!(out.strong, 20);
+        assert_eq!(out.achieved_share, 1.0);
+        let w = out.warning.unwrap();
+        assert!(w.contains("50.0%") && w.contains("100.0%") && w.contains("20 of them score exactly 0.4200"), "{w}");
+        // One prompt: too few to split.
+        let w = calibrate(&[0.3], 0.5).unwrap().warning.unwrap();
+        assert!(w.contains("steps of 100.0%"), "{w}");
+        // A spread sample reaches the target: no warning.
+        let scores: Vec<f32> = (0..100).map(|i| i as f32 / 100.0).collect();
+        let out = calibrate(&scores, 0.3).unwrap();
+        assert!(out.warning.is_none(), "{:?}", out.warning);
+        assert_eq!(out.strong, 30);
+        // Shares of 0 and 1 are always reached.
+        assert!(calibrate(&[0.42; 20], 1.0).unwrap().warning.is_none());
+        assert!(calibrate(&[0.42; 20], 0.0).unwrap().warning.is_none());
     }
 
     #[test]

@@ -150,22 +150,21 @@ pub fn check_row_folds(rows: usize, folds: usize) -> Result<(), RouterError> {
     )))
 }
 
-/// Fails when `rows` cannot be split into `folds` useful folds: fewer groups than folds when the rows
-/// have groups, else too few rows ([`check_row_folds`]). Cheap, so callers run it before embedding.
+/// Fails when `rows` cannot be split into `folds` useful folds: fewer than 2 groups (whole groups are
+/// held out, so one group leaves nothing to train on), fewer groups than folds when the rows have
+/// groups, else too few rows ([`check_row_folds`]). Cheap, so callers run it before embedding.
 pub fn check_folds(rows: &[LabelledPrompt], folds: usize) -> Result<(), RouterError> {
     let distinct: std::collections::BTreeSet<&str> = rows.iter().filter_map(|r| r.group.as_deref()).collect();
-    if distinct.is_empty() {
-        return check_row_folds(rows.len(), folds);
+    match distinct.len() {
+        0 => check_row_folds(rows.len(), folds),
+        1 => Err(RouterError::Eval(format!(
+            "cross-validation holds whole groups out, so it needs at least 2 groups, but the data has only 1 (`{}`); \
+             add rows from other groups, or remove the group column from the data to fold random rows instead",
+            distinct.iter().next().copied().unwrap_or_default()
+        ))),
+        n if n < folds => Err(RouterError::Eval(format!("{n} groups for {folds} folds; use --folds {n} or fewer"))),
+        _ => Ok(()),
     }
-    if distinct.len() < folds {
-        return Err(RouterError::Eval(format!(
-            "{} groups for {} folds; use --folds {} or fewer",
-            distinct.len(),
-            folds,
-            distinct.len().max(2)
-        )));
-    }
-    Ok(())
 }
 
 /// Grouped k-fold cross-validation: for each fold, trains on the other folds' rows of `x` and scores
@@ -228,7 +227,30 @@ pub fn cross_validate(
 
 #[cfg(test)]
 mod tests {
-    use super::{check_row_folds, share_below};
+    use super::{check_folds, check_row_folds, share_below};
+    use crate::conversation::Conversation;
+    use crate::data::{LabelledPrompt, Outcome};
+
+    fn rows_in_groups(groups: &[&str]) -> Vec<LabelledPrompt> {
+        groups
+            .iter()
+            .map(|g| LabelledPrompt {
+                group: Some(g.to_string()),
+                conversation: Conversation::from_prompt("What is 2 + 2?"),
+                outcome: Outcome { weak: 0.0, strong: 1.0 },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_group_cannot_be_cross_validated_and_the_message_says_so() {
+        let e = check_folds(&rows_in_groups(&["math"; 12]), 2).unwrap_err().to_string();
+        assert!(e.contains("at least 2 groups") && e.contains("only 1 (`math`)"), "{e}");
+        assert!(!e.contains("--folds 2 or fewer"), "{e}");
+        let e = check_folds(&rows_in_groups(&["a", "b", "c"]), 5).unwrap_err().to_string();
+        assert!(e.contains("3 groups for 5 folds; use --folds 3 or fewer"), "{e}");
+        assert!(check_folds(&rows_in_groups(&["a", "b"]), 2).is_ok());
+    }
 
     #[test]
     fn folds_of_random_rows_need_enough_rows() {
