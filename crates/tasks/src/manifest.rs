@@ -106,7 +106,9 @@ pub struct TrainSettings {
     pub max_len: usize,
     /// Fine-tuning: validations without improvement before stopping.
     pub patience: usize,
-    /// Training examples whose embeddings are kept for neighbours and domain fit.
+    /// Training examples whose embeddings are kept for neighbours and domain fit; at least
+    /// [`crate::train::MIN_NEIGHBOURS`] (checked by [`crate::train::check_settings`]), since domain fit
+    /// averages over the [`crate::train::DOMAIN_K`] nearest.
     pub max_neighbours: usize,
     /// Fine-tuning: weight of a `fast` head (frozen embeddings + n-grams, in `blend/`) mixed into the
     /// fine-tuned model's probabilities, chosen on the validation split. Two different views of the text

@@ -1,6 +1,6 @@
 //! Where classifiers live: `$RIGHTMODEL_HOME/classifiers/NAME/`, or any directory given as a path.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::manifest::MANIFEST_FILE;
 use crate::TaskError;
@@ -58,6 +58,7 @@ pub fn target_dir(home: &Path, spec: &str) -> Result<(PathBuf, String), TaskErro
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| TaskError::Invalid(format!("`{spec}` does not end in a directory name")))?;
+        check_target_path(&p)?;
         return Ok((p, name));
     }
     validate_name(spec)?;
@@ -91,9 +92,11 @@ pub fn resolve(spec: &str) -> Result<PathBuf, TaskError> {
     resolve_in(&rightmodel_models::home::rightmodel_home(), spec)
 }
 
-/// Names of the classifiers saved under `home/classifiers`, sorted.
+/// Names of the classifiers saved under `home/classifiers`, sorted. Leftovers of killed training runs
+/// there are cleaned up first ([`recover_abandoned`]), so they do not pile up between runs.
 pub fn list_in(home: &Path) -> Result<Vec<String>, TaskError> {
     let root = classifiers_root(home);
+    recover_abandoned(&root);
     let rd = match std::fs::read_dir(&root) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -127,7 +130,7 @@ pub fn write_dir_atomically(
     };
     std::fs::create_dir_all(&parent).map_err(|e| TaskError::io(&parent, e))?;
     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "classifier".into());
-    remove_abandoned(&parent, &name);
+    recover_abandoned(&parent);
     // Removed automatically if `fill` fails or panics; the host and process id in the name let a later run
     // tell the leftovers of a killed run (Ctrl-C skips destructors) from a live one's.
     let tmp = tempfile::Builder::new()
@@ -191,9 +194,51 @@ fn replace_dir(from: &Path, dest: &Path, aside: &Path) -> Result<(), TaskError> 
     Ok(())
 }
 
+/// Fails, before anything is created, when directory path `dest` cannot be a new classifier's home:
+/// it goes into a folder and back out (`a/../b` would leave a stray, empty `a` behind, since missing
+/// folders are created), or one of its folders is a file ([`check_folders_are_folders`]).
+pub fn check_target_path(dest: &Path) -> Result<(), TaskError> {
+    let mut went_down = false;
+    for part in dest.components() {
+        match part {
+            Component::Normal(_) => went_down = true,
+            Component::ParentDir if went_down => {
+                return Err(TaskError::Invalid(format!(
+                    "`{}`: a classifier path cannot go into a folder and back out with `..`; \
+                     give the directory without the detour",
+                    dest.display()
+                )));
+            }
+            _ => {}
+        }
+    }
+    check_folders_are_folders(dest)
+}
+
+/// Fails when a folder `dest` goes through exists but is a file (`data.csv/m`): creating the classifier
+/// would fail later with a bare "File exists".
+fn check_folders_are_folders(dest: &Path) -> Result<(), TaskError> {
+    for folder in dest.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()) {
+        if let Ok(meta) = std::fs::metadata(folder) {
+            if meta.is_dir() {
+                break;
+            }
+            return Err(TaskError::Invalid(format!(
+                "`{}`: `{}` is a file, not a folder; give a directory path whose folders are folders \
+                 (or a plain name, saved under the classifiers folder)",
+                dest.display(),
+                folder.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Fails early (before training) when `dest` exists and may not be replaced: without `overwrite`, or when it
-/// is not a classifier directory (or an empty one), since replacing deletes it.
+/// is not a classifier directory (or an empty one), since replacing deletes it; or when one of its folders
+/// is a file.
 pub fn check_writable(dest: &Path, overwrite: bool) -> Result<(), TaskError> {
+    check_folders_are_folders(dest)?;
     if !dest.exists() {
         return Ok(());
     }
@@ -224,24 +269,72 @@ fn host_tag() -> String {
     }
 }
 
-/// Removes `.NAME.partial-HOST-PID-*` and `.NAME.old-HOST-PID` directories left in `parent` by runs on this
-/// machine that were killed (their process is gone). Only where process ids can be checked (`/proc`);
-/// elsewhere, and for other machines' runs, they stay.
-fn remove_abandoned(parent: &Path, name: &str) {
+/// A leftover of a training run in a classifiers folder: `.NAME.partial-HOST-PID-RANDOM` (being
+/// written) or `.NAME.old-HOST-PID` (a replaced classifier moved aside).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Leftover {
+    /// The classifier's name.
+    name: String,
+    /// The process that made it.
+    pid: u32,
+    /// Whether it is a replaced classifier rather than a partial one.
+    old: bool,
+}
+
+/// Parses a directory entry's name as a [`Leftover`] of a run on the machine tagged `host`.
+fn parse_leftover(file_name: &str, host: &str) -> Option<Leftover> {
+    let hidden = file_name.strip_prefix('.')?;
+    for (marker, old) in [(format!(".partial-{host}-"), false), (format!(".old-{host}-"), true)] {
+        let Some((name, rest)) = hidden.rsplit_once(marker.as_str()) else { continue };
+        let pid = rest.split('-').next().unwrap_or_default();
+        if let (false, Ok(pid)) = (name.is_empty(), pid.parse::<u32>()) {
+            return Some(Leftover { name: name.to_string(), pid, old });
+        }
+    }
+    None
+}
+
+/// Whether process `pid` of this machine is running (this process counts as running).
+fn is_alive(pid: u32) -> bool {
+    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Cleans up after training runs on this machine that were killed (their process is gone) in classifiers
+/// folder `parent`, whatever classifier they were writing: partial directories (`.NAME.partial-*`, left by
+/// Ctrl-C, which skips destructors) are removed. A classifier moved aside to `.NAME.old-*` while being
+/// replaced is put back when the run died before the new one took its place (`NAME` missing), and removed
+/// otherwise. Only where process ids can be checked (`/proc`); elsewhere, and for other machines' runs,
+/// leftovers stay.
+pub fn recover_abandoned(parent: &Path) {
+    recover_where(parent, |l| !is_alive(l.pid));
+}
+
+/// [`recover_abandoned`] for this process's own leftovers, for an interrupt handler to call before
+/// exiting: the partial directory of the training run it stops, or a classifier it had moved aside.
+pub fn recover_own(parent: &Path) {
+    let me = std::process::id();
+    recover_where(parent, |l| l.pid == me);
+}
+
+/// Removes (or, for a moved-aside classifier whose place is empty, restores) the leftovers in `parent`
+/// that `pick` selects.
+fn recover_where(parent: &Path, pick: impl Fn(&Leftover) -> bool) {
     if !Path::new("/proc/self").exists() {
         return;
     }
     let Ok(entries) = std::fs::read_dir(parent) else { return };
     let host = host_tag();
-    let (partial, old) = (format!(".{name}.partial-{host}-"), format!(".{name}.old-{host}-"));
     for e in entries.flatten() {
-        let file_name = e.file_name();
-        let file_name = file_name.to_string_lossy();
-        let Some(rest) = file_name.strip_prefix(&partial).or_else(|| file_name.strip_prefix(&old)) else { continue };
-        let Ok(pid) = rest.split('-').next().unwrap_or_default().parse::<u32>() else { continue };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(e.path());
+        let Some(left) = parse_leftover(&e.file_name().to_string_lossy(), &host) else { continue };
+        if !pick(&left) {
+            continue;
         }
+        let dest = parent.join(&left.name);
+        if left.old && rename_new(&e.path(), &dest).is_ok() {
+            tracing::warn!("{}: restored the classifier an interrupted run had moved aside", dest.display());
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(e.path());
     }
 }
 
@@ -335,5 +428,75 @@ mod tests {
         // A path is anything with a `/`, hidden or not.
         assert_eq!(target_dir(home, "./.hidden").unwrap(), (PathBuf::from("./.hidden"), ".hidden".to_string()));
         assert_eq!(target_dir(home, "out/m").unwrap().1, "m");
+    }
+
+    /// The id of a process that has exited (so is not alive).
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn leftovers_of_killed_runs_are_cleaned_by_any_later_run_or_listing() {
+        if !Path::new("/proc/self").exists() {
+            return;
+        }
+        let home = tempfile::tempdir().unwrap();
+        let root = classifiers_root(home.path());
+        let (host, dead, me) = (host_tag(), dead_pid(), std::process::id());
+        fake_classifier(&root.join("kept"), "kept");
+        // A killed run of another name, a replaced classifier whose new one never took its place, and one
+        // whose new one did; plus a live run's partial directory, which must stay.
+        std::fs::create_dir_all(root.join(format!(".other.partial-{host}-{dead}-x1y2"))).unwrap();
+        fake_classifier(&root.join(format!(".v1.2.old-{host}-{dead}")), "old v1.2");
+        fake_classifier(&root.join(format!(".kept.old-{host}-{dead}")), "older kept");
+        std::fs::create_dir_all(root.join(format!(".live.partial-{host}-{me}-abc"))).unwrap();
+        assert_eq!(list_in(home.path()).unwrap(), vec!["kept", "v1.2"]);
+        assert_eq!(std::fs::read_to_string(root.join("v1.2").join(MANIFEST_FILE)).unwrap(), "old v1.2");
+        assert_eq!(std::fs::read_to_string(root.join("kept").join(MANIFEST_FILE)).unwrap(), "kept");
+        let live = format!(".live.partial-{host}-{me}-abc");
+        assert_eq!(entries(&root), vec![live.clone(), "kept".into(), "v1.2".into()]);
+        // An interrupt handler removes this process's own partial directory.
+        recover_own(&root);
+        assert_eq!(entries(&root), vec!["kept", "v1.2"]);
+        // Training another name cleans too.
+        std::fs::create_dir_all(root.join(format!(".gone.partial-{host}-{dead}-q"))).unwrap();
+        write_dir_atomically(&root.join("new"), false, |out| {
+            std::fs::write(out.join(MANIFEST_FILE), "new").unwrap();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(entries(&root), vec!["kept", "new", "v1.2"]);
+    }
+
+    #[test]
+    fn leftover_names_are_parsed_strictly() {
+        let p = |n: &str| parse_leftover(n, "vm");
+        assert_eq!(p(".a.b.partial-vm-12-xyz"), Some(Leftover { name: "a.b".into(), pid: 12, old: false }));
+        assert_eq!(p(".m.old-vm-7"), Some(Leftover { name: "m".into(), pid: 7, old: true }));
+        assert_eq!(p(".m.old-other-7"), None, "another machine's");
+        assert_eq!(p("m.old-vm-7"), None);
+        assert_eq!(p(".m.partial-vm-x-1"), None);
+        assert_eq!(p("..partial-vm-3-a"), None);
+    }
+
+    #[test]
+    fn paths_that_detour_or_go_through_a_file_are_refused_before_anything_is_created() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path();
+        let detour = home.join("a/../b");
+        let err = target_dir(home, &detour.to_string_lossy()).unwrap_err().to_string();
+        assert!(err.contains("back out with `..`"), "{err}");
+        assert!(!home.join("a").exists());
+        std::fs::write(home.join("small.csv"), "x,y\n").unwrap();
+        let through_file = home.join("small.csv/sub");
+        let err = target_dir(home, &through_file.to_string_lossy()).unwrap_err().to_string();
+        assert!(err.contains("small.csv` is a file, not a folder"), "{err}");
+        assert!(check_writable(&through_file, false).is_err());
+        // Leading `..` and `.` are fine, and so are folders still to be created.
+        assert!(target_dir(home, "../models/m").is_ok());
+        assert!(target_dir(home, &home.join("new/deeper/m").to_string_lossy()).is_ok());
     }
 }

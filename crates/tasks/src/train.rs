@@ -24,6 +24,10 @@ use crate::TaskError;
 
 /// Neighbours averaged for the domain-fit statistic.
 pub const DOMAIN_K: usize = 10;
+/// Fewest training examples kept as neighbours (`--max-neighbours`): domain fit averages the similarity to
+/// the [`DOMAIN_K`] nearest ones, so with fewer it degenerates into the similarity to (almost) the whole
+/// store, the same for every text and every model, and `in_domain` means nothing.
+pub const MIN_NEIGHBOURS: usize = DOMAIN_K;
 /// Human-readable training report inside the model directory.
 pub const REPORT_FILE: &str = "metrics.md";
 
@@ -212,12 +216,27 @@ fn same_data_warning(spec: &TrainSpec, train: &Dataset, valid: &Dataset) -> Opti
     ))
 }
 
+/// Fails on settings no data can make sensible, before anything is read or created. (Most flags are
+/// checked where they are parsed; these are checked here so that every caller gets the error.)
+pub fn check_settings(s: &TrainSettings) -> Result<(), TaskError> {
+    if s.max_neighbours < MIN_NEIGHBOURS {
+        return Err(TaskError::Invalid(format!(
+            "--max-neighbours {} is too few: domain fit (`in_domain`) compares a text with its {DOMAIN_K} nearest \
+             training examples, so at least {MIN_NEIGHBOURS} must be kept (the default is {})",
+            s.max_neighbours,
+            default_settings(s.mode).max_neighbours
+        )));
+    }
+    Ok(())
+}
+
 /// Trains the classifier described by `spec` and writes it to `spec.dest`.
 pub fn train_classifier(
     spec: &TrainSpec,
     embedder: &dyn Embedder,
     progress: &dyn Progress,
 ) -> Result<TrainOutcome, TaskError> {
+    check_settings(&spec.settings)?;
     registry::check_writable(&spec.dest, spec.overwrite)?;
     let start = Instant::now();
     let s = &spec.settings;
@@ -240,7 +259,7 @@ pub fn train_classifier(
     let mut rng = rand::rngs::StdRng::seed_from_u64(s.seed ^ 0x5eed);
     let mut keep: Vec<usize> = (0..train.len()).collect();
     keep.shuffle(&mut rng);
-    keep.truncate(s.max_neighbours.max(1));
+    keep.truncate(s.max_neighbours);
     keep.sort_unstable();
 
     // `fast` mode on a split of the training file: choose C without the training rows that overlap the
@@ -547,6 +566,49 @@ mod tests {
         for (n, want) in cases {
             assert_eq!(thousands(n), want);
         }
+    }
+
+    #[test]
+    fn too_few_neighbours_are_refused_before_anything_is_created() {
+        let mut s = default_settings(Mode::Fast);
+        assert!(check_settings(&s).is_ok());
+        s.max_neighbours = MIN_NEIGHBOURS;
+        assert!(check_settings(&s).is_ok());
+        for n in [0, 1, MIN_NEIGHBOURS - 1] {
+            s.max_neighbours = n;
+            let e = check_settings(&s).unwrap_err().to_string();
+            assert!(e.contains(&format!("--max-neighbours {n} is too few")) && e.contains("at least 10"), "{e}");
+        }
+        // Through the training entry point: refused before the destination is created.
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = TrainSpec {
+            name: "m".into(),
+            dest: tmp.path().join("m"),
+            overwrite: false,
+            train_path: tmp.path().join("missing.csv"),
+            valid_path: None,
+            text_col: "text".into(),
+            label_col: "label".into(),
+            settings: s,
+            base_encoder: None,
+            time_budget_s: None,
+            threads: 1,
+        };
+        struct NoEmbedder;
+        impl Embedder for NoEmbedder {
+            fn embed(&self, _: &[&str]) -> Result<Vec<Vec<f32>>, rightmodel_core::EmbedError> {
+                unreachable!("nothing is embedded")
+            }
+            fn dim(&self) -> usize {
+                4
+            }
+            fn model_id(&self) -> &str {
+                "none"
+            }
+        }
+        let err = train_classifier(&spec, &NoEmbedder, &crate::progress::NoProgress).unwrap_err().to_string();
+        assert!(err.contains("--max-neighbours"), "{err}");
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 
     #[test]

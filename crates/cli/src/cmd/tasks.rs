@@ -95,7 +95,8 @@ pub struct TrainClassifyArgs {
     /// Fine-tuning only: stop after this many minutes, keeping the best weights so far.
     #[arg(long)]
     max_minutes: Option<f64>,
-    /// Training examples kept for explanations and domain fit.
+    /// Training examples kept for explanations and domain fit (at least 10: domain fit averages the
+    /// 10 nearest).
     #[arg(long, default_value_t = 20_000)]
     max_neighbours: usize,
 }
@@ -336,7 +337,7 @@ fn train_classify(a: TrainClassifyArgs) -> anyhow::Result<()> {
     settings.learning_rate = a.lr.unwrap_or(settings.learning_rate);
     settings.max_len = a.max_len.unwrap_or(settings.max_len);
     settings.patience = a.patience.unwrap_or(settings.patience);
-    settings.max_neighbours = a.max_neighbours.max(1);
+    settings.max_neighbours = a.max_neighbours;
     let (encoder, encoder_dir) = load_encoder(&a.encoder)?;
     if mode == Mode::Finetune {
         check_max_len(settings.max_len, &encoder_dir)?;
