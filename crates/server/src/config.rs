@@ -543,6 +543,9 @@ impl Config {
         if self.server.log_retention_days == Some(0) {
             return Err(invalid("server.log_retention_days", "must be at least 1 (leave it out to keep every row)"));
         }
+        if let Err(why) = check_host(&self.server.host) {
+            return Err(invalid("server.host", why));
+        }
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
         }
@@ -587,8 +590,8 @@ impl Config {
             }
         }
         for (i, u) in self.upstreams.iter().enumerate() {
-            if !(u.base_url.starts_with("http://") || u.base_url.starts_with("https://")) {
-                return Err(invalid(format!("upstream[{i}].base_url"), "must start with http:// or https://"));
+            if let Err(why) = parse_http_url(&u.base_url) {
+                return Err(invalid(format!("upstream[{i}].base_url"), why));
             }
             check_price(format!("upstream[{i}].input_per_mtok"), u.input_per_mtok)?;
             check_price(format!("upstream[{i}].output_per_mtok"), u.output_per_mtok)?;
@@ -679,6 +682,16 @@ impl Config {
             if k.sha256.len() != 64 || !k.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(invalid(format!("key[{i}].sha256"), "must be 64 hex digits (sha256 of the key)"));
             }
+            // An empty bearer token would match it: a key anyone can send.
+            if k.sha256.eq_ignore_ascii_case(&crate::auth::hash_key("")) {
+                return Err(invalid(
+                    format!("key[{i}].sha256"),
+                    format!(
+                        "key `{}` has the hash of an empty key; hash a real key with `rightmodel serve --hash-key KEY`",
+                        k.name
+                    ),
+                ));
+            }
             for m in &k.models {
                 let known = m == "auto" || m.starts_with("docs:") || names.contains(m);
                 if !known {
@@ -716,6 +729,178 @@ impl Config {
     pub fn upstream_map(&self) -> BTreeMap<String, UpstreamModel> {
         self.upstreams.iter().map(|u| (u.name.clone(), u.clone())).collect()
     }
+}
+
+/// Parses `url` as an API root: http or https, a host, a port that fits. Errors say why (not the URL,
+/// which may carry credentials), for the caller to name the key or flag.
+pub fn parse_http_url(url: &str) -> Result<reqwest::Url, String> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err("is not a valid URL: it must start with http:// or https://".into());
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("is not a valid URL: {e}"))?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("is not a valid URL: it names no host".into());
+    }
+    Ok(parsed)
+}
+
+/// Checks that `host` can be listened on the way `serve` binds it (`HOST:PORT`): an IP address (IPv6
+/// bare or in brackets) or a host name made of letters, digits, `-` and dots. Says why not.
+pub fn check_host(host: &str) -> Result<(), String> {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return match inner.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!("`{host}`: only an IPv6 address goes in brackets")),
+        };
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok) {
+        return Ok(());
+    }
+    Err(format!("`{host}` is neither an IP address nor a host name (e.g. 127.0.0.1, 0.0.0.0, ::1 or localhost)"))
+}
+
+/// The first bytes of every SQLite database file.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// Checks, creating and changing nothing, that `serve` could open its request log at `path`: an
+/// existing file must be a writable SQLite database whose `requests` table (when it has one) the
+/// gateway can read; a missing one must be creatable. `Ok(Some(note))` when the log is usable but
+/// `serve` will upgrade it at start. Errors say why, for the caller to name the path.
+pub fn check_log_file(path: &Path) -> Result<Option<String>, String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err("is a folder; give a file for the request log".into()),
+        Ok(_) => check_existing_log(path),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+            check_log_folder(path).map(|()| None)
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Checks an existing request log without opening it for writing through SQLite (which would create
+/// its journal files, or migrate it).
+fn check_existing_log(path: &Path) -> Result<Option<String>, String> {
+    use std::io::Read;
+    let mut file =
+        std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| format!("cannot be written: {e}"))?;
+    let mut head = Vec::with_capacity(SQLITE_MAGIC.len());
+    file.by_ref().take(SQLITE_MAGIC.len() as u64).read_to_end(&mut head).map_err(|e| e.to_string())?;
+    // SQLite makes an empty file a new database.
+    if head.is_empty() {
+        return Ok(None);
+    }
+    if head != SQLITE_MAGIC {
+        return Err(
+            "is not an SQLite database, so not a request log: move it away or set another server.log_path".into()
+        );
+    }
+    let columns = log_columns(path)?;
+    if columns.is_empty() {
+        return Ok(None);
+    }
+    let missing: Vec<&str> = LOG_COLUMNS.iter().copied().filter(|c| !columns.iter().any(|have| have == c)).collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "holds a `requests` table that is not a request log of this version (it lacks {}): move it away or set another server.log_path",
+            missing.join(", ")
+        ));
+    }
+    if !columns.iter().any(|c| c == "cached_tokens") {
+        return Ok(Some("was written by an older version; `serve` adds the `cached_tokens` column at start".into()));
+    }
+    Ok(None)
+}
+
+/// The columns of the request log's `requests` table that `serve` needs and cannot add itself (it adds
+/// the newer `cached_tokens`; see `reqlog`).
+const LOG_COLUMNS: [&str; 16] = [
+    "id",
+    "ts_ms",
+    "key_name",
+    "endpoint",
+    "requested_model",
+    "served_model",
+    "reason",
+    "decision",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "status",
+    "error",
+    "stream",
+];
+
+/// The column names of the `requests` table in the SQLite file at `path` (none when there is no such
+/// table), read without creating anything: a log in WAL mode opened read-only would get `-wal` and
+/// `-shm` files, so unless a server has them open already the file is read as immutable.
+fn log_columns(path: &Path) -> Result<Vec<String>, String> {
+    use rusqlite::OpenFlags;
+    let side = |ext: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(ext);
+        PathBuf::from(p).exists()
+    };
+    let conn = if side("-wal") && side("-shm") {
+        rusqlite::Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+    } else {
+        let uri = format!("file:{}?immutable=1", uri_path(path));
+        rusqlite::Connection::open_with_flags(uri, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI)
+    }
+    .map_err(|e| format!("cannot be opened: {e}"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| format!("cannot be opened: {e}"))?;
+    conn.prepare("SELECT name FROM pragma_table_info('requests')")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .map_err(|e| format!("cannot be read as a request log: {e}"))
+}
+
+/// `path` for a `file:` URI: the characters a URI gives meaning to are percent-encoded.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' | '?' | '#' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Checks that a request log could be created at `path`: its nearest existing ancestor is a folder
+/// where files can be created (probed with a file removed at once; no folder is created).
+fn check_log_folder(path: &Path) -> Result<(), String> {
+    let mut at = path.parent();
+    while let Some(dir) = at {
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {
+                let probe = dir.join(format!(".rightmodel-log-check-{}", std::process::id()));
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&probe)
+                    .map_err(|e| format!("cannot be created: no file can be made in {}: {e}", dir.display()))?;
+                let _ = std::fs::remove_file(&probe);
+                return Ok(());
+            }
+            Ok(_) => return Err(format!("cannot be created: {} is a file, not a folder", dir.display())),
+            // `.` has no parent to look at (its own parent is empty, which would be `.` again).
+            Err(_) => at = if dir == Path::new(".") { None } else { dir.parent() },
+        }
+    }
+    Err("cannot be created: no existing folder above it".into())
 }
 
 /// Makes a model spec from a config file mean the same whatever folder the server starts in: a leading
@@ -866,5 +1051,101 @@ mod tests {
         }
         let ok = format!("{up}[[key]]\nname='k'\nsha256='{}'\nmodels=['a', 'auto', 'docs:handbook']\n", "b".repeat(64));
         Config::parse(&ok, "x").unwrap();
+    }
+
+    #[test]
+    fn upstream_urls_that_only_fail_per_request_are_refused_at_load() {
+        for (url, says) in [
+            ("http://", "host"),
+            ("http://exa mple.com/v1", "domain"),
+            ("https://api.openai.com:99999/v1", "port"),
+            ("ftp://x/v1", "http://"),
+        ] {
+            let t = format!("[[upstream]]\nname='a'\nbase_url='{url}'\n");
+            let e = Config::parse(&t, "x").unwrap_err().to_string();
+            assert!(e.contains("upstream[0].base_url") && e.contains(says), "{url}: {e}");
+        }
+        for url in ["http://127.0.0.1:8081/v1", "https://r.openai.azure.com/openai/v1?api-version=2024-10-21"] {
+            Config::parse(&format!("[[upstream]]\nname='a'\nbase_url='{url}'\n"), "x").unwrap();
+        }
+        assert!(parse_http_url("notaurl").unwrap_err().contains("http://"));
+    }
+
+    #[test]
+    fn hosts_that_cannot_be_bound_are_refused() {
+        for host in ["not a host", "[127.0.0.1]", "-x", "", "a..b", "host:80"] {
+            let e = Config::parse(&format!("[server]\nhost = '{host}'\n"), "x").unwrap_err().to_string();
+            assert!(e.contains("server.host"), "{host:?}: {e}");
+        }
+        for host in ["127.0.0.1", "0.0.0.0", "::", "::1", "[::1]", "localhost", "gw-1.internal.example.com."] {
+            check_host(host).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_key_that_hashes_the_empty_string_is_refused() {
+        let empty = crate::auth::hash_key("");
+        for h in [empty.clone(), empty.to_ascii_uppercase()] {
+            let e = Config::parse(&format!("[[key]]\nname='k'\nsha256='{h}'\n"), "x").unwrap_err().to_string();
+            assert!(e.contains("key[0].sha256") && e.contains("empty key"), "{e}");
+        }
+    }
+
+    #[test]
+    fn request_logs_serve_could_not_open_are_found_without_touching_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let listing = || {
+            let mut v: Vec<_> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(check_log_file(&d.join("new.db")), Ok(None));
+        assert_eq!(check_log_file(&d.join("state/deeper/new.db")), Ok(None));
+        assert!(!d.join("state").exists(), "the check creates no folder");
+        std::fs::write(d.join("notes.txt"), "not a database").unwrap();
+        let e = check_log_file(&d.join("notes.txt")).unwrap_err();
+        assert!(e.contains("not an SQLite database"), "{e}");
+        let e = check_log_file(&d.join("notes.txt/rm.db")).unwrap_err();
+        assert!(e.contains("is a file, not a folder"), "{e}");
+        assert!(check_log_file(d).unwrap_err().contains("folder"));
+        // A log the gateway wrote is fine, and checking it leaves no journal files behind.
+        let log = d.join("rm.db");
+        drop(crate::reqlog::RequestLog::open(&log).unwrap());
+        let before = listing();
+        assert_eq!(check_log_file(&log), Ok(None));
+        assert_eq!(listing(), before);
+        // An older log lacks the newest column: usable, upgraded at start.
+        let old = d.join("old.db");
+        let conn = rusqlite::Connection::open(&old).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE requests (id TEXT PRIMARY KEY, ts_ms INTEGER NOT NULL, key_name TEXT, endpoint TEXT NOT NULL,
+             requested_model TEXT NOT NULL, served_model TEXT NOT NULL, reason TEXT, decision TEXT,
+             input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL,
+             latency_ms REAL NOT NULL, ttft_ms REAL, status INTEGER NOT NULL, error TEXT, stream INTEGER NOT NULL)",
+        )
+        .unwrap();
+        drop(conn);
+        assert!(check_log_file(&old).unwrap().unwrap().contains("older version"));
+        // Another program's `requests` table is not a request log.
+        let other = d.join("other.db");
+        let conn = rusqlite::Connection::open(&other).unwrap();
+        conn.execute_batch("CREATE TABLE requests (url TEXT)").unwrap();
+        drop(conn);
+        let e = check_log_file(&other).unwrap_err();
+        assert!(e.contains("not a request log") && e.contains("ts_ms"), "{e}");
+        // Characters a URI would read otherwise are kept in the file name.
+        let odd = d.join("a?b#c%d.db");
+        drop(crate::reqlog::RequestLog::open(&odd).unwrap());
+        let before = listing();
+        assert_eq!(check_log_file(&odd), Ok(None));
+        assert_eq!(listing(), before);
+        // While a server has the log open (its -wal and -shm exist) it is read through them.
+        let live = crate::reqlog::RequestLog::open(&log).unwrap();
+        assert_eq!(check_log_file(&log), Ok(None));
+        drop(live);
+        if Path::new("/proc/self").is_dir() {
+            assert!(check_log_file(Path::new("/proc/nope/rm.db")).unwrap_err().contains("cannot be created"));
+        }
     }
 }

@@ -27,7 +27,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "KEY")]
     pub hash_key: Option<String>,
     /// Check the configuration and exit: its keys and values, that upstream key variables are set,
-    /// that model files resolve (catalog models not yet pulled are noted) and routed classifiers load;
+    /// that model files resolve (catalog models not yet pulled are noted) and chat models are GGUF
+    /// files, that the request log can be opened or created (read-only: nothing is created or
+    /// migrated) and routed classifiers load;
     /// warns about collections not added yet, an open non-loopback gateway with paid upstreams, and no
     /// chat model.
     #[arg(long)]
@@ -37,6 +39,7 @@ pub struct ServeArgs {
 /// Runs `serve`.
 pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if let Some(k) = a.hash_key {
+        check_key_to_hash(&k)?;
         println!("{}", rightmodel_server::auth::hash_key(&k));
         return Ok(());
     }
@@ -45,106 +48,15 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         None => Config::default_local(),
     };
     if let Some(h) = a.host {
+        // The config's own host is checked when it loads; this one replaces it.
+        rightmodel_server::config::check_host(&h).map_err(|why| anyhow::anyhow!("--host: {why}"))?;
         config.server.host = h;
     }
     if let Some(p) = a.port {
         config.server.port = p;
     }
     if a.check {
-        for d in &config.docs {
-            let dir = match &d.path {
-                Some(p) => p.clone(),
-                None => rightmodel_docs::collection_dir(&rightmodel_docs::collections_root(), &d.name)?,
-            };
-            if !rightmodel_docs::store::exists(&dir) {
-                eprintln!(
-                    "warning: docs `{}`: no collection at {} yet (`docs:{}` answers 404 until one is added)",
-                    d.name,
-                    dir.display(),
-                    d.name
-                );
-            } else if let Err(e) = rightmodel_docs::Collection::open(&dir) {
-                // `serve` starts without it (a collection can be re-added while it runs), but every
-                // question to it fails until then.
-                eprintln!(
-                    "warning: docs `{}`: {e} (`docs:{}` answers with an error until it is re-added)",
-                    d.name, d.name
-                );
-            }
-        }
-        // Weights the config names must load at start: find out now, not when `serve` refuses to start.
-        if let Some(dir) = &config.route.router_dir {
-            let weights = rightmodel_router::scorer::RouterWeights::load(dir)
-                .map_err(|e| anyhow::anyhow!("route.router_dir: router weights in {}: {e}", dir.display()))?;
-            let store = rightmodel_models::Store::new(&rightmodel_models::home::rightmodel_home());
-            if let Some(e) = &config.embedding {
-                if let Ok(enc) = store.resolve_encoder(&e.model) {
-                    // Contextual weights read the encoder itself: load it, as `serve` does.
-                    let contextual = if weights.uses_static_embeddings() {
-                        None
-                    } else {
-                        let m = rightmodel_infer::MiniLm::load(&enc)
-                            .map_err(|err| anyhow::anyhow!("embedding model `{}`: {err}", e.name))?;
-                        Some(Arc::new(m) as Arc<dyn rightmodel_core::Embedder>)
-                    };
-                    rightmodel_router::scorer::DifficultyScorer::with_encoder_dir(weights, &enc, contextual).map_err(
-                        |err| {
-                            anyhow::anyhow!(
-                                "route.router_dir: router weights in {} do not fit `{}`: {err}",
-                                dir.display(),
-                                e.name
-                            )
-                        },
-                    )?;
-                }
-            }
-        }
-        for c in &config.classifiers {
-            let dir = match &c.path {
-                Some(p) => p.clone(),
-                None => rightmodel_tasks::registry::classifiers_root(&rightmodel_models::home::rightmodel_home())
-                    .join(&c.name),
-            };
-            if let Err(e) = rightmodel_tasks::Classifier::load(&dir) {
-                let what = if c.route { "error" } else { "warning" };
-                eprintln!("{what}: classifier `{}`: {e}", c.name);
-                anyhow::ensure!(!c.route, "classifier `{}` has route = true but cannot be loaded", c.name);
-            }
-        }
-        // Model files and names, without pulling: a catalog model not pulled yet is pulled at start.
-        let store = rightmodel_models::Store::new(&rightmodel_models::home::rightmodel_home());
-        let specs = config
-            .locals
-            .iter()
-            .map(|m| (&m.name, &m.model, false))
-            .chain(config.embedding.iter().map(|m| (&m.name, &m.model, true)));
-        for (name, spec, encoder) in specs {
-            let found = if encoder { store.resolve_encoder(spec) } else { store.resolve_gguf(spec) };
-            match found {
-                Ok(_) => {}
-                Err(_) if rightmodel_models::catalog::find(spec).is_some() => {
-                    eprintln!("note: `{name}`: {spec} is not pulled yet; `serve` pulls it at start")
-                }
-                Err(e) => anyhow::bail!("model `{name}`: {e}"),
-            }
-        }
-        // The client `serve` builds, so its checks (the key's variable) are the same.
-        for u in &config.upstreams {
-            rightmodel_server::upstream::Upstream::new(u.clone())
-                .map_err(|e| anyhow::anyhow!("upstream `{}`: {e}", u.name))?;
-        }
-        let loopback = matches!(config.server.host.as_str(), "127.0.0.1" | "localhost" | "::1");
-        if !loopback && config.keys.is_empty() && config.upstreams.iter().any(|u| !u.price().is_free()) {
-            eprintln!(
-                "warning: listening on {} with paid upstreams and no [[key]]: anyone who can reach it spends your budget",
-                config.server.host
-            );
-        }
-        if config.chat_models().is_empty() {
-            eprintln!("warning: no chat model is configured: chat and text completions answer 404");
-        }
-        eprintln!("configuration is valid: {} chat model(s)", config.chat_models().len());
-        return Ok(());
+        return check_config(&config);
     }
     rightmodel_infer::threads::configure_candle_threads(rightmodel_infer::threads::available_cores());
     let state = rightmodel_server::build_state(config)?;
@@ -152,6 +64,138 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     rt.block_on(rightmodel_server::serve(Arc::new(state)))?;
     Ok(())
+}
+
+/// Refuses an empty `--hash-key` value: its hash in a `[[key]]` would admit a client that sends an
+/// empty bearer token, i.e. anyone.
+fn check_key_to_hash(key: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !key.trim().is_empty(),
+        "--hash-key: the key is empty; give the API key clients will send (e.g. --hash-key sk-my-secret)"
+    );
+    Ok(())
+}
+
+/// `serve --check`: finds what `serve` would refuse (and warns about what it would serve badly)
+/// without starting listeners or loading chat models.
+fn check_config(config: &Config) -> anyhow::Result<()> {
+    for d in &config.docs {
+        let dir = match &d.path {
+            Some(p) => p.clone(),
+            None => rightmodel_docs::collection_dir(&rightmodel_docs::collections_root(), &d.name)?,
+        };
+        if !rightmodel_docs::store::exists(&dir) {
+            eprintln!(
+                "warning: docs `{}`: no collection at {} yet (`docs:{}` answers 404 until one is added)",
+                d.name,
+                dir.display(),
+                d.name
+            );
+        } else if let Err(e) = rightmodel_docs::Collection::open(&dir) {
+            // `serve` starts without it (a collection can be re-added while it runs), but every
+            // question to it fails until then.
+            eprintln!("warning: docs `{}`: {e} (`docs:{}` answers with an error until it is re-added)", d.name, d.name);
+        }
+    }
+    // Weights the config names must load at start: find out now, not when `serve` refuses to start.
+    if let Some(dir) = &config.route.router_dir {
+        let weights = rightmodel_router::scorer::RouterWeights::load(dir)
+            .map_err(|e| anyhow::anyhow!("route.router_dir: router weights in {}: {e}", dir.display()))?;
+        let store = rightmodel_models::Store::new(&rightmodel_models::home::rightmodel_home());
+        if let Some(e) = &config.embedding {
+            if let Ok(enc) = store.resolve_encoder(&e.model) {
+                // Contextual weights read the encoder itself: load it, as `serve` does.
+                let contextual = if weights.uses_static_embeddings() {
+                    None
+                } else {
+                    let m = rightmodel_infer::MiniLm::load(&enc)
+                        .map_err(|err| anyhow::anyhow!("embedding model `{}`: {err}", e.name))?;
+                    Some(Arc::new(m) as Arc<dyn rightmodel_core::Embedder>)
+                };
+                rightmodel_router::scorer::DifficultyScorer::with_encoder_dir(weights, &enc, contextual).map_err(
+                    |err| {
+                        anyhow::anyhow!(
+                            "route.router_dir: router weights in {} do not fit `{}`: {err}",
+                            dir.display(),
+                            e.name
+                        )
+                    },
+                )?;
+            }
+        }
+    }
+    for c in &config.classifiers {
+        let dir = match &c.path {
+            Some(p) => p.clone(),
+            None => {
+                rightmodel_tasks::registry::classifiers_root(&rightmodel_models::home::rightmodel_home()).join(&c.name)
+            }
+        };
+        if let Err(e) = rightmodel_tasks::Classifier::load(&dir) {
+            let what = if c.route { "error" } else { "warning" };
+            eprintln!("{what}: classifier `{}`: {e}", c.name);
+            anyhow::ensure!(!c.route, "classifier `{}` has route = true but cannot be loaded", c.name);
+        }
+    }
+    check_model_files(config)?;
+    check_request_log(config)?;
+    // The client `serve` builds, so its checks (the key's variable) are the same.
+    for u in &config.upstreams {
+        rightmodel_server::upstream::Upstream::new(u.clone())
+            .map_err(|e| anyhow::anyhow!("upstream `{}`: {e}", u.name))?;
+    }
+    let loopback = matches!(config.server.host.as_str(), "127.0.0.1" | "localhost" | "::1");
+    if !loopback && config.keys.is_empty() && config.upstreams.iter().any(|u| !u.price().is_free()) {
+        eprintln!(
+            "warning: listening on {} with paid upstreams and no [[key]]: anyone who can reach it spends your budget",
+            config.server.host
+        );
+    }
+    if config.chat_models().is_empty() {
+        eprintln!("warning: no chat model is configured: chat and text completions answer 404");
+    }
+    eprintln!("configuration is valid: {} chat model(s)", config.chat_models().len());
+    Ok(())
+}
+
+/// Model files and names, without pulling (a catalog model not pulled yet is pulled at start): every
+/// model resolves, and a local chat model's file has a GGUF header `serve` can read (read without
+/// loading the weights, as the engine does first).
+fn check_model_files(config: &Config) -> anyhow::Result<()> {
+    let store = rightmodel_models::Store::new(&rightmodel_models::home::rightmodel_home());
+    let specs = config
+        .locals
+        .iter()
+        .map(|m| (&m.name, &m.model, false))
+        .chain(config.embedding.iter().map(|m| (&m.name, &m.model, true)));
+    for (name, spec, encoder) in specs {
+        let found = if encoder { store.resolve_encoder(spec) } else { store.resolve_gguf(spec) };
+        match found {
+            Ok(path) if !encoder => {
+                rightmodel_models::GgufInfo::read(&path).map_err(|e| anyhow::anyhow!("model `{name}`: {e}"))?;
+            }
+            Ok(_) => {}
+            Err(_) if rightmodel_models::catalog::find(spec).is_some() => {
+                eprintln!("note: `{name}`: {spec} is not pulled yet; `serve` pulls it at start")
+            }
+            Err(e) => anyhow::bail!("model `{name}`: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// The request log `serve` opens (or creates): checked read-only, creating and migrating nothing.
+fn check_request_log(config: &Config) -> anyhow::Result<()> {
+    let path = rightmodel_server::log_path(config);
+    let key = if config.server.log_path.is_some() { "server.log_path" } else { "the request log" };
+    match rightmodel_server::config::check_log_file(&path) {
+        Ok(None) => Ok(()),
+        Ok(Some(note)) => {
+            eprintln!("note: {key} {} {note}", path.display());
+            Ok(())
+        }
+        Err(why) => anyhow::bail!("{key} {}: {why}", path.display()),
+    }
 }
 
 /// Output format of `logs`.
@@ -353,6 +397,15 @@ fn print_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_key_is_not_hashed() {
+        for k in ["", "  "] {
+            let e = check_key_to_hash(k).unwrap_err().to_string();
+            assert!(e.contains("--hash-key") && e.contains("empty"), "{e}");
+        }
+        check_key_to_hash("sk-my-secret").unwrap();
+    }
 
     #[test]
     fn since_errors_say_what_is_accepted() {
