@@ -43,6 +43,10 @@ pub struct GenFlags {
     /// CPU threads (default: all cores).
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=256))]
     pub threads: Option<i32>,
+    /// Context window in tokens, prompt and answer together (at most what the model was trained
+    /// with; larger windows take more memory).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
+    pub ctx: u32,
 }
 
 impl GenFlags {
@@ -63,9 +67,16 @@ impl GenFlags {
     fn engine(&self) -> anyhow::Result<Engine> {
         let store = Store::new(&rightmodel_home()).with_auto_pull(true).with_progress(true);
         let path: PathBuf = super::resolve_gguf(&store, &self.model)?;
+        let trained = rightmodel_models::gguf::GgufInfo::read(&path).ok().and_then(|info| info.context_length);
+        if let Some(trained) = trained.filter(|&t| u64::from(self.ctx) > t) {
+            anyhow::bail!(
+                "--ctx {}: the model was trained with a context of {trained} tokens; use at most that",
+                self.ctx
+            );
+        }
         let mut cfg = EngineConfig::new(path);
         cfg.slots = 1;
-        cfg.ctx_per_slot = 4096;
+        cfg.ctx_per_slot = self.ctx;
         if let Some(t) = self.threads {
             cfg.threads = t.max(1);
         }
@@ -85,7 +96,8 @@ pub struct GenerateArgs {
     prompt: String,
 }
 
-fn stream_to_stdout(engine: &Engine, req: GenRequest) -> anyhow::Result<String> {
+fn stream_to_stdout(engine: &Engine, req: GenRequest, ctx: u32) -> anyhow::Result<String> {
+    let max_tokens = req.params.max_tokens;
     let mut rx = engine.submit(req)?;
     let mut out = std::io::stdout().lock();
     let mut all = String::new();
@@ -101,6 +113,13 @@ fn stream_to_stdout(engine: &Engine, req: GenRequest) -> anyhow::Result<String> 
                 out.flush()?;
                 all.push_str(&f.tail);
                 tracing::info!(prompt_tokens = f.prompt_tokens, completion_tokens = f.completion_tokens, "done");
+                // Stopped by length before `max_tokens`: the context window is full.
+                if f.reason == rightmodel_infer::llm::FinishReason::Length && f.completion_tokens < max_tokens {
+                    eprintln!(
+                        "\n[stopped: the context window of {ctx} tokens is full after {} prompt and {} answer tokens; see --ctx]",
+                        f.prompt_tokens, f.completion_tokens
+                    );
+                }
                 return Ok(all);
             }
             GenEvent::Error(e) => return Err(e.into()),
@@ -123,7 +142,7 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         anyhow::bail!("the prompt is empty");
     }
     let engine = a.flags.engine()?;
-    stream_to_stdout(&engine, GenRequest { prompt: Prompt::Text(prompt), params: a.flags.params() })?;
+    stream_to_stdout(&engine, GenRequest { prompt: Prompt::Text(prompt), params: a.flags.params() }, a.flags.ctx)?;
     println!();
     Ok(())
 }
@@ -162,11 +181,19 @@ pub fn chat(a: ChatArgs) -> anyhow::Result<()> {
                 history.retain(|m| m.role == "system");
                 continue;
             }
+            // A lone `/word` is a mistyped command, not a message (a path or a sentence still goes).
+            cmd if cmd.len() > 1 && cmd.starts_with('/') && cmd[1..].chars().all(|c| c.is_ascii_alphabetic()) => {
+                eprintln!("unknown command `{cmd}`: /reset clears the conversation, /exit quits");
+                continue;
+            }
             _ => {}
         }
         history.push(ChatMessage::new("user", line));
-        let answer =
-            stream_to_stdout(&engine, GenRequest { prompt: Prompt::Chat(history.clone()), params: a.flags.params() })?;
+        let answer = stream_to_stdout(
+            &engine,
+            GenRequest { prompt: Prompt::Chat(history.clone()), params: a.flags.params() },
+            a.flags.ctx,
+        )?;
         println!();
         history.push(ChatMessage::new("assistant", answer.trim()));
     }

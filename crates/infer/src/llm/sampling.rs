@@ -85,8 +85,11 @@ impl SamplingParams {
         if self.top_logprobs > 20 {
             return bad("top_logprobs must be between 0 and 20");
         }
-        if self.stop.len() > 4 || self.stop.iter().any(|s| s.is_empty()) {
-            return bad("stop takes at most 4 non-empty sequences");
+        if self.stop.len() > 4 {
+            return bad("stop takes at most 4 sequences");
+        }
+        if self.stop.iter().any(|s| s.is_empty()) {
+            return bad("a stop sequence must not be empty");
         }
         if let Some(g) = &self.grammar {
             check_grammar(g)?;
