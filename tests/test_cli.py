@@ -26,6 +26,18 @@ def test_generate_streams_only_the_completion():
     assert "The capital of France is" not in r.stdout
 
 
+def test_generate_says_when_the_context_window_stops_it():
+    """`--ctx` sizes the window (up to what the model was trained with); a window that fills before
+    `--max-tokens` is said on stderr, not passed off as a finished answer."""
+    r = run("generate", "--ctx", "64", "--max-tokens", "200", "Once upon a time there was a cat who")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() and "context window of 64 tokens is full" in r.stderr, r.stderr
+    r = run("generate", "--ctx", "100000", "hi")
+    assert r.returncode == 1 and "32768" in r.stderr, r.stderr
+    r = run("generate", "--stop", "", "hi")
+    assert r.returncode == 1 and "must not be empty" in r.stderr, r.stderr
+
+
 def test_embed_prints_json_lines():
     r = run("embed", "first text", "second text")
     assert r.returncode == 0, r.stderr
@@ -143,3 +155,100 @@ def test_check_names_a_model_file_that_is_not_there(tmp_path):
     cfg.write_text('[[local]]\nname = "mine"\nmodel = "models/missing.gguf"\n')
     r = run("serve", "--config", str(cfg), "--check")
     assert r.returncode != 0 and "mine" in r.stderr and "missing.gguf" in r.stderr, r.stderr
+
+
+def test_eval_outputs_are_checked_before_any_work_and_never_replace_an_input(tmp_path):
+    """`eval docs` and `eval route` refuse, before indexing or asking, an output that is their input or
+    that exists without --force, and an output folder that cannot be made."""
+    _, env = fresh_home(tmp_path)
+    squad = tmp_path / "squad.json"
+    squad.write_text(json.dumps({"version": "1.1", "data": []}))
+    before = squad.read_text()
+    for extra in ([], ["--force"]):
+        r = run("eval", "docs", "--squad", str(squad), "--dump", str(squad), *extra, env=env)
+        assert r.returncode == 1 and "--squad input" in r.stderr, r.stderr
+    assert squad.read_text() == before
+    dump = tmp_path / "dump.jsonl"
+    dump.write_text("my notes\n")
+    r = run("eval", "docs", "--squad", str(squad), "--dump", str(dump), env=env)
+    assert r.returncode == 1 and "already exists" in r.stderr and "--force" in r.stderr, r.stderr
+    assert dump.read_text() == "my notes\n"
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "docs_eval.md").write_text("mine")
+    r = run("eval", "docs", "--squad", str(squad), "--out", str(report), env=env)
+    assert r.returncode == 1 and "docs_eval.md" in r.stderr and "--force" in r.stderr, r.stderr
+    r = run("eval", "docs", "--squad", str(squad), "--out", str(squad / "sub"), env=env)
+    assert r.returncode == 1 and "is a file" in r.stderr, r.stderr
+
+    cmp = tmp_path / "cmp"
+    cmp.mkdir()
+    data = cmp / "answers.jsonl"
+    data.write_text('{"prompt": "2+2?", "answer": "4"}\n')
+    # No gateway runs: every refusal comes before the first request.
+    gone = ["--base-url", "http://127.0.0.1:9/v1"]
+    r = run("eval", "route", "--data", str(data), "--models", "a", "--out", str(cmp), "--force", *gone, env=env)
+    assert r.returncode == 1 and "--data input" in r.stderr, r.stderr
+    assert data.read_text().startswith('{"prompt"')
+    (tmp_path / "earlier").mkdir()
+    (tmp_path / "earlier" / "compare.md").write_text("mine")
+    r = run("eval", "route", "--data", str(data), "--models", "a", "--out", str(tmp_path / "earlier"), *gone, env=env)
+    assert r.returncode == 1 and "compare.md" in r.stderr and "--force" in r.stderr, r.stderr
+    r = run("eval", "route", "--data", str(data), "--models", "a", "--base-url", "notaurl", env=env)
+    assert r.returncode == 1 and "not a valid URL" in r.stderr and "gateway running" not in r.stderr, r.stderr
+
+
+def test_router_train_replaces_a_router_only_with_force(tmp_path):
+    home, env = fresh_home(tmp_path)
+    data = tmp_path / "r.csv"
+    data.write_text("prompt,weak_correct,strong_correct\n" + "".join(f"question {i},{i % 2},1\n" for i in range(20)))
+    (home / "router").mkdir()
+    (home / "router" / "router.json").write_text("not a router")
+    r = run("router", "train", "--data", str(data), "--folds", "0", env=env)
+    assert r.returncode == 1 and "default router folder" in r.stderr and "--force" in r.stderr, r.stderr
+    assert (home / "router" / "router.json").read_text() == "not a router"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "router.json").write_text("{}")
+    r = run("router", "train", "--data", str(data), "--folds", "0", "--out", str(mine), env=env)
+    assert r.returncode == 1 and "--out" in r.stderr and "--force" in r.stderr, r.stderr
+    assert (mine / "router.json").read_text() == "{}"
+
+
+def test_bench_checks_llama_bench_before_benchmarking(tmp_path):
+    r = run("bench", "--llama-bench", str(tmp_path / "nonexistent"))
+    assert r.returncode == 1 and "--llama-bench" in r.stderr and "nonexistent" in r.stderr, r.stderr
+    plain = tmp_path / "llama-bench"
+    plain.write_text("#!/bin/sh\n")
+    r = run("bench", "--llama-bench", str(plain))
+    assert r.returncode == 1 and "not executable" in r.stderr, r.stderr
+
+
+def test_serve_check_finds_what_serve_would_refuse(tmp_path):
+    """`serve --check` fails, naming the key, on configs `serve` would refuse or serve only with errors;
+    it creates nothing while checking."""
+    _, env = fresh_home(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a model, not a database")
+    up = '[[upstream]]\nname = "a"\nbase_url = "http://127.0.0.1:9/v1"\n'
+    empty_hash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    cases = [
+        ('[[upstream]]\nname = "a"\nbase_url = "http://"\n', "upstream[0].base_url"),
+        ('[[upstream]]\nname = "a"\nbase_url = "http://exa mple.com/v1"\n', "upstream[0].base_url"),
+        ('[[upstream]]\nname = "a"\nbase_url = "https://api.openai.com:99999/v1"\n', "upstream[0].base_url"),
+        ('[[local]]\nname = "m"\nmodel = "notes.txt"\n', "not a GGUF file"),
+        (f'[server]\nhost = "not a host"\n{up}', "server.host"),
+        (f'[server]\nlog_path = "notes.txt/rm.db"\n{up}', "server.log_path"),
+        (f'[server]\nlog_path = "notes.txt"\n{up}', "not an SQLite database"),
+        (f'{up}[[key]]\nname = "k"\nsha256 = "{empty_hash}"\n', "key[0].sha256"),
+    ]
+    cfg = tmp_path / "gw.toml"
+    for text, says in cases:
+        cfg.write_text(text)
+        r = run("serve", "--config", str(cfg), "--check", env=env)
+        assert r.returncode == 1 and says in r.stderr and "configuration is valid" not in r.stderr, (text, r.stderr)
+    cfg.write_text(f'[server]\nlog_path = "state/deeper/rm.db"\n{up}')
+    r = run("serve", "--config", str(cfg), "--check", env=env)
+    assert r.returncode == 0 and "configuration is valid" in r.stderr, r.stderr
+    assert not (tmp_path / "state").exists()
+    r = run("serve", "--hash-key", "")
+    assert r.returncode == 1 and "empty" in r.stderr and r.stdout == "", (r.stdout, r.stderr)

@@ -1,7 +1,7 @@
 //! `rightmodel bench`: local inference speed, as medians of repeated runs, optionally side by side
 //! with llama.cpp's own `llama-bench` on the same model and threads.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -160,6 +160,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if let Some(BenchCmd::Gateway(g)) = a.cmd {
         return gateway(g);
     }
+    if let Some(p) = &a.llama_bench {
+        check_executable("--llama-bench", p)?;
+    }
     let cores = rightmodel_infer::threads::available_cores();
     rightmodel_infer::threads::configure_candle_threads(cores);
     let threads = a.threads.unwrap_or(cores as i32);
@@ -288,6 +291,36 @@ fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// Fails before any benchmarking (minutes) when `path`, given with `flag`, is not a program that can be
+/// run: missing, a folder, or a file without execute permission. A bare name (no `/`) is looked up
+/// on PATH, as running it would.
+fn check_executable(flag: &str, path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_program = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if !path.as_os_str().to_string_lossy().contains('/') {
+        let on_path = std::env::var_os("PATH")
+            .is_some_and(|dirs| std::env::split_paths(&dirs).any(|d| is_program(&d.join(path))));
+        anyhow::ensure!(
+            on_path,
+            "{flag} {}: no such program on PATH; give the path to llama.cpp's llama-bench",
+            path.display()
+        );
+        return Ok(());
+    }
+    let meta = std::fs::metadata(path).with_context(|| format!("{flag} {}", path.display()))?;
+    anyhow::ensure!(
+        meta.is_file(),
+        "{flag} {}: is not a file; give the path to llama.cpp's llama-bench",
+        path.display()
+    );
+    anyhow::ensure!(
+        is_program(path),
+        "{flag} {}: is not executable (chmod +x it, or give the right file)",
+        path.display()
+    );
+    Ok(())
+}
+
 /// Runs llama.cpp's `llama-bench -p 512 -n 128` and returns (pp512, tg128) tokens/s.
 fn llama_bench(bin: &PathBuf, model: &PathBuf, threads: i32) -> anyhow::Result<(f64, f64)> {
     let out = std::process::Command::new(bin)
@@ -317,6 +350,27 @@ fn llama_bench(bin: &PathBuf, model: &PathBuf, threads: i32) -> anyhow::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_llama_bench_path_is_found_before_benchmarking() {
+        let dir = std::env::temp_dir().join(format!("rightmodel-bench-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = format!("{:#}", check_executable("--llama-bench", &dir.join("missing")).unwrap_err());
+        assert!(e.contains("--llama-bench") && e.contains("missing") && e.contains("No such file"), "{e}");
+        assert!(check_executable("--llama-bench", &dir).unwrap_err().to_string().contains("not a file"));
+        let script = dir.join("llama-bench");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        assert!(check_executable("--llama-bench", &script).unwrap_err().to_string().contains("not executable"));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        check_executable("--llama-bench", &script).unwrap();
+        check_executable("--llama-bench", Path::new("sh")).unwrap();
+        assert!(check_executable("--llama-bench", Path::new("no-such-llama-bench-x"))
+            .unwrap_err()
+            .to_string()
+            .contains("PATH"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_rate_line_claims_only_what_was_measured() {

@@ -48,9 +48,14 @@ pub struct EvalRouteArgs {
     /// Use only the first N cases.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Folder for compare.md, compare.svg/png, compare.json and answers.jsonl.
+    /// Folder for compare.md, compare.svg/png, compare.json and answers.jsonl; checked before any
+    /// request is sent.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace report files already in --out; without it the command refuses before asking. The
+    /// --data file is never written over.
+    #[arg(long)]
+    pub force: bool,
     /// Stream every answer and report the time to its first token too (as a chat client sees it).
     #[arg(long)]
     pub stream: bool,
@@ -59,11 +64,24 @@ pub struct EvalRouteArgs {
     pub json: bool,
 }
 
+/// The files `eval route --out DIR` writes into DIR (see `compare::write_report`).
+const REPORT_FILES: [&str; 5] = ["compare.json", "answers.jsonl", "compare.md", "compare.svg", "compare.png"];
+
+/// Checks what can be checked before any request is spent: the gateway URL parses, and the report
+/// folder can be written without replacing the --data input (never) or earlier reports (only with
+/// --force).
+fn check_args(a: &EvalRouteArgs) -> anyhow::Result<()> {
+    rightmodel_server::config::parse_http_url(&a.base_url)
+        .map_err(|why| anyhow::anyhow!("--base-url `{}` {why} (e.g. http://127.0.0.1:8080/v1)", a.base_url))?;
+    if let Some(out) = &a.out {
+        super::check_report_dir("--out", out, &REPORT_FILES, &[("--data", a.data.as_path())], a.force)?;
+    }
+    Ok(())
+}
+
 /// Runs `eval route`.
 pub fn eval_route(a: EvalRouteArgs) -> anyhow::Result<()> {
-    if let Some(out) = &a.out {
-        super::check_out_dir("--out", out)?;
-    }
+    check_args(&a)?;
     let mut cases = compare::read_cases(&a.data)?;
     if let Some(n) = a.limit {
         anyhow::ensure!(n > 0, "--limit must be at least 1");
@@ -132,4 +150,52 @@ pub fn eval_route(a: EvalRouteArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::json!({ "models": summaries }));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        a: EvalRouteArgs,
+    }
+
+    fn args(extra: &[&str]) -> EvalRouteArgs {
+        let base = ["x", "--models", "small"];
+        Cli::try_parse_from(base.iter().chain(extra)).unwrap().a
+    }
+
+    #[test]
+    fn a_bad_gateway_url_is_called_invalid() {
+        let e = check_args(&args(&["--data", "d.jsonl", "--base-url", "notaurl"])).unwrap_err().to_string();
+        assert!(e.contains("--base-url `notaurl`") && e.contains("http://"), "{e}");
+        let e = check_args(&args(&["--data", "d.jsonl", "--base-url", "http://exa mple/v1"])).unwrap_err().to_string();
+        assert!(e.contains("not a valid URL") && !e.contains("gateway running"), "{e}");
+        check_args(&args(&["--data", "d.jsonl"])).unwrap();
+    }
+
+    #[test]
+    fn the_report_never_replaces_the_data_and_earlier_reports_need_force() {
+        let dir = std::env::temp_dir().join(format!("rightmodel-eval-route-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = dir.join("answers.jsonl");
+        std::fs::write(&data, "{\"prompt\": \"2+2?\", \"answer\": \"4\"}\n").unwrap();
+        let (d, o) = (data.to_str().unwrap(), dir.to_str().unwrap());
+        for force in [false, true] {
+            let mut a = args(&["--data", d, "--out", o]);
+            a.force = force;
+            let e = check_args(&a).unwrap_err().to_string();
+            assert!(e.contains("--data input") && e.contains("answers.jsonl"), "{e}");
+        }
+        let other = dir.join("cases.jsonl");
+        std::fs::rename(&data, &other).unwrap();
+        std::fs::write(dir.join("compare.md"), "an earlier report").unwrap();
+        let e = check_args(&args(&["--data", other.to_str().unwrap(), "--out", o])).unwrap_err().to_string();
+        assert!(e.contains("already holds compare.md") && e.contains("--force"), "{e}");
+        check_args(&args(&["--data", other.to_str().unwrap(), "--out", o, "--force"])).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

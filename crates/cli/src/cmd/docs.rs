@@ -150,6 +150,10 @@ pub struct EvalDocsArgs {
     /// --rerank-lm or --read-lm, the language model's answers to FILE.lm.jsonl too.
     #[arg(long)]
     pub dump: Option<PathBuf>,
+    /// Replace report files already in --out and --dump files that exist; without it the command
+    /// refuses before indexing. The --squad file itself is never written over.
+    #[arg(long)]
+    pub force: bool,
     /// Sentence encoder: a pulled model name or a model folder.
     #[arg(long, default_value = "minilm-l6")]
     pub encoder: String,
@@ -360,8 +364,8 @@ fn add(a: AddArgs) -> anyhow::Result<()> {
     for s in &report.skipped {
         eprintln!("warning: skipped {}", s.reason);
     }
-    for r in &report.removed {
-        eprintln!("removed {r}: no longer in its folder (or no longer readable)");
+    for r in &report.removals {
+        eprintln!("removed {r}");
     }
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -504,14 +508,37 @@ impl Drop for WorkDir {
     }
 }
 
+/// The files `--dump FILE` makes `eval docs` write: FILE, the language model's answers
+/// (FILE.lm.jsonl, with --rerank-lm or --read-lm) and its readings (FILE.read.jsonl, with --fit-read).
+fn dump_files(a: &EvalDocsArgs) -> Vec<PathBuf> {
+    let Some(dump) = &a.dump else { return Vec::new() };
+    let mut files = vec![dump.clone()];
+    if a.lm.used() {
+        files.push(dump.with_extension("lm.jsonl"));
+    }
+    if a.fit_read {
+        files.push(dump.with_extension("read.jsonl"));
+    }
+    files
+}
+
+/// Checks every output of `eval docs` before anything is indexed (minutes of work): the report folder
+/// and the dump files can be written, none of them is the --squad input, and none exists unless
+/// --force.
+fn check_eval_outputs(a: &EvalDocsArgs) -> anyhow::Result<()> {
+    let inputs = [("--squad", a.squad.as_path())];
+    for p in dump_files(a) {
+        super::check_new_file("--dump", &p, &inputs, a.force)?;
+    }
+    if let Some(out) = &a.out {
+        super::check_report_dir("--out", out, &rightmodel_docs::report::REPORT_FILES, &inputs, a.force)?;
+    }
+    Ok(())
+}
+
 /// Runs `eval docs`.
 pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
-    if let Some(p) = &a.dump {
-        super::check_out_file("--dump", p)?;
-    }
-    if let Some(p) = &a.out {
-        super::check_out_dir("--out", p)?;
-    }
+    check_eval_outputs(&a)?;
     let squad = rightmodel_docs::squad::read_squad(&a.squad)?;
     let corpus = build_corpus(&squad);
     let work = match &a.keep {
@@ -992,6 +1019,57 @@ mod tests {
         assert_eq!(line, "Source: a.md characters 3-9 (passage [1] below)");
         assert_eq!(source_line(&c, &[passage(0), passage(2)]), "Source: a.md characters 3-9 (passage [2] below)");
         assert_eq!(source_line(&c, &[passage(7)]), "Source: a.md characters 3-9");
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        a: EvalDocsArgs,
+    }
+
+    #[test]
+    fn outputs_are_checked_before_indexing_and_never_replace_the_input() {
+        use clap::Parser;
+        let dir = std::env::temp_dir().join(format!("rightmodel-eval-docs-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, "{}").unwrap();
+            p.to_string_lossy().into_owned()
+        };
+        let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+        let check = |args: &[&str]| {
+            let a = Cli::try_parse_from(["x"].iter().chain(args)).unwrap().a;
+            check_eval_outputs(&a).map_err(|e| format!("{e:#}"))
+        };
+        let squad = file("squad.json");
+        for force in [&[][..], &["--force"][..]] {
+            let e = check(&[&["--squad", &squad, "--dump", &squad][..], force].concat()).unwrap_err();
+            assert!(e.contains("--squad input"), "{e}");
+        }
+        // Its companion files are outputs too: FILE.read.jsonl here is the input.
+        let read = file("s.read.jsonl");
+        let e = check(&["--squad", &read, "--dump", &path("s.jsonl"), "--fit-read", "--force"]).unwrap_err();
+        assert!(e.contains("--squad input"), "{e}");
+        let dump = file("dump.jsonl");
+        let e = check(&["--squad", &squad, "--dump", &dump]).unwrap_err();
+        assert!(e.contains("already exists") && e.contains("--force"), "{e}");
+        check(&["--squad", &squad, "--dump", &dump, "--force"]).unwrap();
+        file("new.lm.jsonl");
+        check(&["--squad", &squad, "--dump", &path("new.jsonl")]).unwrap();
+        let e = check(&["--squad", &squad, "--dump", &path("new.jsonl"), "--read-lm"]).unwrap_err();
+        assert!(e.contains("new.lm.jsonl") && e.contains("--force"), "{e}");
+        let out = path("report");
+        check(&["--squad", &squad, "--out", &out]).unwrap();
+        assert!(!dir.join("report").exists(), "the check creates nothing");
+        std::fs::create_dir(dir.join("report")).unwrap();
+        file("report/docs_eval.md");
+        let e = check(&["--squad", &squad, "--out", &out]).unwrap_err();
+        assert!(e.contains("docs_eval.md") && e.contains("--force"), "{e}");
+        check(&["--squad", &squad, "--out", &out, "--force"]).unwrap();
+        let e = check(&["--squad", &squad, "--out", &path("squad.json/x")]).unwrap_err();
+        assert!(e.contains("is a file"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

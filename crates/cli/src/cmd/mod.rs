@@ -11,6 +11,9 @@ pub mod router;
 pub mod serve;
 pub mod tasks;
 
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use clap::Subcommand;
 
 /// `rightmodel eval ...`
@@ -34,16 +37,116 @@ pub fn eval(cmd: EvalCmd) -> anyhow::Result<()> {
     }
 }
 
-/// Fails early (before any expensive work) when `path`, given with `flag` as an output folder, is an
-/// existing file: the report would otherwise be lost after minutes of evaluation.
-pub fn check_out_dir(flag: &str, path: &std::path::Path) -> anyhow::Result<()> {
-    anyhow::ensure!(!path.is_file(), "{flag} {}: is a file; give a folder for the report", path.display());
+/// Fails early when `path`, given with `flag` as an output file, is an existing folder.
+pub fn check_out_file(flag: &str, path: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(!path.is_dir(), "{flag} {}: is a folder; give a file name", path.display());
     Ok(())
 }
 
-/// Fails early when `path`, given with `flag` as an output file, is an existing folder.
-pub fn check_out_file(flag: &str, path: &std::path::Path) -> anyhow::Result<()> {
-    anyhow::ensure!(!path.is_dir(), "{flag} {}: is a folder; give a file name", path.display());
+/// Whether `a` and `b` name the same existing file (through links, `..` or another spelling): an
+/// output must never be written over an input.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// The folder that `dir` is or would be created in: `dir` itself when it exists, else its nearest
+/// existing ancestor. Fails when that is a file (`what` says what the folder is for).
+pub fn nearest_existing_dir(flag: &str, dir: &Path, what: &str) -> anyhow::Result<PathBuf> {
+    let mut at = dir.to_path_buf();
+    loop {
+        match std::fs::metadata(&at) {
+            Ok(m) if m.is_dir() => return Ok(at),
+            Ok(_) if at == dir => anyhow::bail!("{flag} {}: is a file; give a folder for {what}", dir.display()),
+            Ok(_) => anyhow::bail!("{flag} {}: {} is a file, not a folder", dir.display(), at.display()),
+            // Missing, or below a file (`file.csv/sub`): look at the parent, which says which.
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {}
+            Err(e) => anyhow::bail!("{flag} {}: {e}", dir.display()),
+        }
+        let parent = match at.parent() {
+            Some(p) if p.as_os_str().is_empty() => PathBuf::from("."),
+            Some(p) => p.to_path_buf(),
+            None => anyhow::bail!("{flag} {}: no existing folder to create it in", dir.display()),
+        };
+        if parent == at {
+            anyhow::bail!("{flag} {}: no existing folder to create it in", dir.display());
+        }
+        at = parent;
+    }
+}
+
+/// Fails before any long work when `dir`, given with `flag` as an output folder for `what`, could not
+/// be written later: it (or the folder it would be created in) is a file, or new files cannot be
+/// created there. Probes with a temporary file that is removed at once; creates no folder.
+pub fn check_writable_dir(flag: &str, dir: &Path, what: &str) -> anyhow::Result<()> {
+    let at = nearest_existing_dir(flag, dir, what)?;
+    let probe = at.join(format!(".rightmodel-write-check-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .with_context(|| format!("{flag} {}: cannot create files in {}", dir.display(), at.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Checks a report folder before the work that fills it (minutes, or paid requests), so that a bad
+/// path costs nothing: `dir` can be written (or created), none of `files` in it is one of `inputs`
+/// (always refused: the input would be lost), and none of them exists unless `force`.
+pub fn check_report_dir(
+    flag: &str,
+    dir: &Path,
+    files: &[&str],
+    inputs: &[(&str, &Path)],
+    force: bool,
+) -> anyhow::Result<()> {
+    check_writable_dir(flag, dir, "the report")?;
+    let mut existing = Vec::new();
+    for f in files {
+        let path = dir.join(f);
+        check_not_input(flag, &path, inputs)?;
+        if path.symlink_metadata().is_ok() {
+            existing.push(*f);
+        }
+    }
+    anyhow::ensure!(
+        force || existing.is_empty(),
+        "{flag} {}: already holds {}; add --force to replace them, or give another folder",
+        dir.display(),
+        existing.join(", ")
+    );
+    Ok(())
+}
+
+/// Checks an output file before the work that fills it: not a folder, not one of `inputs` (always
+/// refused), not an existing file unless `force`, and its folder can be written (or created).
+pub fn check_new_file(flag: &str, path: &Path, inputs: &[(&str, &Path)], force: bool) -> anyhow::Result<()> {
+    check_out_file(flag, path)?;
+    check_not_input(flag, path, inputs)?;
+    anyhow::ensure!(
+        force || path.symlink_metadata().is_err(),
+        "{flag} {}: already exists; add --force to replace it, or give another file name",
+        path.display()
+    );
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    check_writable_dir(flag, parent, "the file").with_context(|| format!("{flag} {}", path.display()))
+}
+
+/// Fails when the output `path` (given with `flag`) is the same file as one of `inputs` (each with the
+/// flag that named it).
+fn check_not_input(flag: &str, path: &Path, inputs: &[(&str, &Path)]) -> anyhow::Result<()> {
+    if let Some((input_flag, input)) = inputs.iter().find(|(_, i)| same_file(path, i)) {
+        anyhow::bail!(
+            "{flag}: {} is the {input_flag} input {}; writing there would destroy it, so give another path",
+            path.display(),
+            input.display()
+        );
+    }
     Ok(())
 }
 
@@ -100,6 +203,25 @@ mod tests {
         assert_eq!(at_least_one("3"), Ok(3));
         assert_eq!(at_least_one("0"), Err("must be at least 1".into()));
         assert!(at_least_one("-1").is_err() && at_least_one("x").is_err());
+    }
+
+    #[test]
+    fn an_input_is_recognised_under_another_spelling() {
+        let dir = std::env::temp_dir().join(format!("rightmodel-cli-same-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let data = dir.join("data.jsonl");
+        std::fs::write(&data, "x").unwrap();
+        std::os::unix::fs::symlink(&data, dir.join("link.jsonl")).unwrap();
+        for other in [dir.join("sub/../data.jsonl"), dir.join("link.jsonl")] {
+            assert!(same_file(&other, &data), "{}", other.display());
+            let e = check_new_file("--dump", &other, &[("--data", &data)], true).unwrap_err().to_string();
+            assert!(e.contains("--data input"), "{e}");
+        }
+        assert!(!same_file(&dir.join("new.jsonl"), &data));
+        check_new_file("--dump", &dir.join("new.jsonl"), &[("--data", &data)], false).unwrap();
+        let e = check_report_dir("--out", &dir, &["data.jsonl", "x.md"], &[], false).unwrap_err().to_string();
+        assert!(e.contains("already holds data.jsonl") && e.contains("--force"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::check_writable_dir;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use rightmodel_core::{Embedder, ModelKind, Price};
@@ -20,8 +21,8 @@ use rightmodel_router::report::{existing_report_files, write_report};
 use rightmodel_router::scorer::{Provenance, WEIGHTS_FILE};
 use rightmodel_router::train::{LabelKind, TrainConfig};
 use rightmodel_router::{
-    BudgetState, Calibration, Candidate, Conversation, DifficultyScorer, RouteRequest, Router, RouterConfig,
-    RouterWeights, Scorer, StaticEmbedder,
+    BudgetState, Candidate, Conversation, DifficultyScorer, RouteRequest, Router, RouterConfig, RouterWeights, Scorer,
+    StaticEmbedder,
 };
 
 /// Router commands.
@@ -149,9 +150,14 @@ pub struct TrainArgs {
     pub data: DataArgs,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Directory to write `router.json` to (default: $RIGHTMODEL_HOME/router).
+    /// Directory to write `router.json` to (default: $RIGHTMODEL_HOME/router, the router `serve`
+    /// loads); checked before training.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace a `router.json` already in --out (an earlier router, or the default one the gateway
+    /// loads); without it the command refuses before training.
+    #[arg(long)]
+    pub force: bool,
     /// Share of the training prompts the stored threshold sends to the strong model.
     #[arg(long, default_value_t = 0.3)]
     pub strong_share: f32,
@@ -314,44 +320,30 @@ fn default_router_dir() -> PathBuf {
     rightmodel_home().join("router")
 }
 
-/// The folder that `dir` is or would be created in: `dir` itself when it exists, else its nearest
-/// existing ancestor. Fails when that is a file (`what` says what the folder is for).
-fn nearest_existing_dir(flag: &str, dir: &Path, what: &str) -> anyhow::Result<PathBuf> {
-    let mut at = dir.to_path_buf();
-    loop {
-        match std::fs::metadata(&at) {
-            Ok(m) if m.is_dir() => return Ok(at),
-            Ok(_) if at == dir => anyhow::bail!("{flag} {}: is a file; give a folder for {what}", dir.display()),
-            Ok(_) => anyhow::bail!("{flag} {}: {} is a file, not a folder", dir.display(), at.display()),
-            // Missing, or below a file (`file.csv/sub`): look at the parent, which says which.
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {}
-            Err(e) => anyhow::bail!("{flag} {}: {e}", dir.display()),
+/// Fails before training when the weights could not be written to `out`, or would replace a
+/// `router.json` already there without `force`: an earlier router (in the default folder, the one the
+/// gateway loads) or someone's file of that name would be lost. `given` tells whether `--out` named
+/// the folder or it is the default, so the message says which.
+fn check_weights_out(out: &Path, given: bool, force: bool) -> anyhow::Result<()> {
+    check_writable_dir("--out", out, WEIGHTS_FILE)?;
+    let what = if given {
+        format!("--out {}", out.display())
+    } else {
+        format!("{} (the default router folder, which `rightmodel serve` loads; --out chooses another)", out.display())
+    };
+    let file = out.join(WEIGHTS_FILE);
+    match std::fs::symlink_metadata(&file) {
+        Err(_) => Ok(()),
+        Ok(m) if m.is_dir() => anyhow::bail!("{what}: {} is a folder, not a file", file.display()),
+        Ok(_) if force => Ok(()),
+        Ok(_) => {
+            let kind =
+                if RouterWeights::load(out).is_ok() { "a trained router" } else { "a file that is not router weights" };
+            anyhow::bail!(
+                "{what}: already holds {WEIGHTS_FILE} ({kind}); add --force to replace it, or give another --out folder"
+            )
         }
-        let parent = match at.parent() {
-            Some(p) if p.as_os_str().is_empty() => PathBuf::from("."),
-            Some(p) => p.to_path_buf(),
-            None => anyhow::bail!("{flag} {}: no existing folder to create it in", dir.display()),
-        };
-        if parent == at {
-            anyhow::bail!("{flag} {}: no existing folder to create it in", dir.display());
-        }
-        at = parent;
     }
-}
-
-/// Fails before any long work when `dir`, given with `flag` as an output folder for `what`, could not
-/// be written later: it (or the folder it would be created in) is a file, or new files cannot be
-/// created there. Probes with a temporary file that is removed at once; creates no folder.
-fn check_writable_dir(flag: &str, dir: &Path, what: &str) -> anyhow::Result<()> {
-    let at = nearest_existing_dir(flag, dir, what)?;
-    let probe = at.join(format!(".rightmodel-write-check-{}", std::process::id()));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)
-        .with_context(|| format!("{flag} {}: cannot create files in {}", dir.display(), at.display()))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
 }
 
 /// Fails when report files are already in `dir` and `force` is not set, naming them: an earlier report
@@ -519,7 +511,7 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.folds != 1, "--folds must be 0 (no cross-validation) or at least 2");
     let train_config = a.model.config()?;
     let out = a.out.clone().unwrap_or_else(default_router_dir);
-    check_writable_dir("--out", &out, WEIGHTS_FILE)?;
+    check_weights_out(&out, a.out.is_some(), a.force)?;
     let spec = spec_for(a.data.embedding);
     let folds = (a.folds >= 2).then_some((a.folds, " (or --folds 0 to train without cross-validation)"));
     let (rows, vecs, encoder) = load_and_embed(&a.data, &spec, folds)?;
@@ -638,9 +630,12 @@ fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         pb.set_position(scores.len() as u64);
     }
     pb.finish_and_clear();
-    let cal = Calibration::from_scores(&scores, a.strong_share)?;
-    let sent = scores.iter().filter(|s| **s >= cal.threshold).count();
-    weights.calibration = cal;
+    let outcome = rightmodel_router::calibrate::calibrate(&scores, a.strong_share)?;
+    if let Some(w) = &outcome.warning {
+        eprintln!("warning: {w}");
+    }
+    let sent = outcome.strong;
+    weights.calibration = outcome.calibration;
     weights.save(&out)?;
     println!(
         "threshold {:.4}: {} of {} prompts ({:.1}%) go to the strong model; wrote {}",
@@ -779,6 +774,22 @@ mod tests {
             let e = format!("{:#}", check_writable_dir("--out", Path::new("/proc/nope"), "the report").unwrap_err());
             assert!(e.contains("cannot create files in /proc"), "{e}");
         }
+    }
+
+    #[test]
+    fn an_existing_router_is_replaced_only_with_force() {
+        let dir = Scratch::new("train-out");
+        check_weights_out(&dir.0, true, false).unwrap();
+        dir.file(WEIGHTS_FILE, "my notes, not a router");
+        let e = check_weights_out(&dir.0, true, false).unwrap_err().to_string();
+        assert!(e.contains("already holds router.json") && e.contains("not router weights"), "{e}");
+        assert!(e.contains("--force") && e.starts_with("--out "), "{e}");
+        let e = check_weights_out(&dir.0, false, false).unwrap_err().to_string();
+        assert!(e.contains("default router folder") && e.contains("--force"), "{e}");
+        check_weights_out(&dir.0, false, true).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.0.join(WEIGHTS_FILE)).unwrap(), "my notes, not a router");
+        let cli = Cli::try_parse_from(["x", "train", "--data", "d.csv", "--force"]).unwrap();
+        assert!(matches!(cli.cmd, RouterCmd::Train(TrainArgs { force: true, .. })));
     }
 
     #[test]
