@@ -307,8 +307,15 @@ impl Collection {
             let Some(resolved) = &m.resolved else {
                 return Err(DocsError::NotFound { path: m.given.clone() });
             };
-            let stood_for: Vec<&FileEntry> =
-                self.snap.manifest.files.iter().filter(|e| Path::new(&e.path).starts_with(resolved)).collect();
+            // Only files that are really gone: a path spelled with `..` after a missing folder
+            // (`typo/..`) resolves onto folders whose files still exist.
+            let stood_for: Vec<&FileEntry> = self
+                .snap
+                .manifest
+                .files
+                .iter()
+                .filter(|e| Path::new(&e.path).starts_with(resolved) && !Path::new(&e.path).exists())
+                .collect();
             if stood_for.is_empty() {
                 return Err(DocsError::NotFound { path: m.given.clone() });
             }

@@ -131,3 +131,17 @@ fn a_named_pipe_is_an_error_by_name_and_a_skip_in_a_folder() {
     assert!(r.skipped.iter().any(|s| s.path.ends_with("pipe.txt") && s.reason.contains("named pipe")), "{r:?}");
     assert!(Path::new(&r.added[0]).exists());
 }
+
+#[test]
+fn a_missing_path_that_resolves_onto_existing_files_removes_none_of_them() {
+    let tmp = fixture_copy();
+    let e = HashEmbedder::default();
+    let mut c = Collection::create(&tmp.path().join("coll")).unwrap();
+    let museum = tmp.path().join("docs/museum.txt");
+    c.add_paths(&e, &[&museum]).unwrap();
+    let before = c.passage_count();
+    // `typo/..` does not exist, but spelled out it is the folder of files that do.
+    let detour = tmp.path().join("docs/typo/..");
+    assert!(matches!(c.add_paths(&e, &[&detour]), Err(DocsError::NotFound { .. })));
+    assert_eq!(Collection::open(c.dir()).unwrap().passage_count(), before);
+}

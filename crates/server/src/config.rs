@@ -745,13 +745,17 @@ pub fn parse_http_url(url: &str) -> Result<reqwest::Url, String> {
 }
 
 /// Checks that `host` can be listened on the way `serve` binds it (`HOST:PORT`): an IP address (IPv6
-/// bare or in brackets) or a host name made of letters, digits, `-` and dots. Says why not.
+/// bare or in brackets, with or without a zone) or a host name made of letters, digits, `-`, `_` and
+/// dots, as resolvers take them. Says why not.
 pub fn check_host(host: &str) -> Result<(), String> {
-    if host.parse::<std::net::IpAddr>().is_ok() {
+    // An IPv6 address may carry a zone (`fe80::1%eth0`), which the address parser does not take.
+    let unzoned =
+        |h: &str| h.split_once('%').map_or(h, |(addr, zone)| if zone.is_empty() { h } else { addr }).to_string();
+    if host.parse::<std::net::IpAddr>().is_ok() || unzoned(host).parse::<std::net::Ipv6Addr>().is_ok() {
         return Ok(());
     }
     if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return match inner.parse::<std::net::Ipv6Addr>() {
+        return match unzoned(inner).parse::<std::net::Ipv6Addr>() {
             Ok(_) => Ok(()),
             Err(_) => Err(format!("`{host}`: only an IPv6 address goes in brackets")),
         };
@@ -762,7 +766,7 @@ pub fn check_host(host: &str) -> Result<(), String> {
             && l.len() <= 63
             && !l.starts_with('-')
             && !l.ends_with('-')
-            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     };
     if !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok) {
         return Ok(());
@@ -1077,7 +1081,18 @@ mod tests {
             let e = Config::parse(&format!("[server]\nhost = '{host}'\n"), "x").unwrap_err().to_string();
             assert!(e.contains("server.host"), "{host:?}: {e}");
         }
-        for host in ["127.0.0.1", "0.0.0.0", "::", "::1", "[::1]", "localhost", "gw-1.internal.example.com."] {
+        for host in [
+            "127.0.0.1",
+            "0.0.0.0",
+            "::",
+            "::1",
+            "[::1]",
+            "localhost",
+            "gw-1.internal.example.com.",
+            "fe80::1%eth0",
+            "[fe80::1%eth0]",
+            "my_host",
+        ] {
             check_host(host).unwrap();
         }
     }

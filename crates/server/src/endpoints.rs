@@ -317,14 +317,24 @@ enum LocalRun {
 
 /// The `n` choices of a local completion, opened (see [`LocalRun`]), in choice order.
 enum LocalRuns {
-    /// Streams: each choice's events held up to its first visible token, then the rest.
-    Streams(Vec<(Vec<GenEvent>, UnboundedReceiver<GenEvent>)>),
+    /// Streams, one per choice.
+    Streams(Vec<ChoiceEvents>),
     /// Whole answers.
     Whole(Vec<LocalAnswer>),
 }
 
+/// One streamed choice's events as they come, or the error that stopped it before its first token.
+type ChoiceEvents = futures::stream::BoxStream<'static, Result<GenEvent, ApiError>>;
+
+/// A stream opened by [`open_local`]: its held events, then the rest.
+fn held_events(held: Vec<GenEvent>, events: UnboundedReceiver<GenEvent>) -> ChoiceEvents {
+    futures::stream::iter(held).chain(UnboundedReceiverStream::new(events)).map(Ok).boxed()
+}
+
 /// Opens the `n` choices of a local completion side by side (the engine batches them), each with its
-/// own request: one choice, seeded with the client's seed plus its index, as chat choices are. The time
+/// own request: one choice, seeded with the client's seed plus its index, as chat choices are.
+/// Streamed, the first choice is opened before the response starts (a failure then can still fall
+/// back) and the others as it streams, so that its first token waits for none of them. Whole, the time
 /// of the first token of any choice is the request's.
 async fn open_local_choices(
     l: &LocalChat,
@@ -342,19 +352,44 @@ async fn open_local_choices(
         })
         .collect();
     let first_token = std::sync::OnceLock::new();
-    let runs = futures::future::try_join_all(reqs.iter().map(|r| open_local(l, r, stream, &first_token))).await?;
+    if stream {
+        let mut streams = Vec::with_capacity(reqs.len());
+        let mut reqs = reqs.into_iter();
+        let first = reqs.next().ok_or_else(|| ApiError::internal("no choice was asked for"))?;
+        streams.push(opened_stream(open_local(l, &first, true, &first_token).await?));
+        for r in reqs {
+            let l = l.clone();
+            let later = async move {
+                let unused = std::sync::OnceLock::new();
+                match open_local(&l, &r, true, &unused).await {
+                    Ok(run) => opened_stream(run),
+                    Err(e) => futures::stream::iter([Err(e)]).boxed(),
+                }
+            };
+            streams.push(futures::stream::once(later).flatten().boxed());
+        }
+        return Ok(LocalRuns::Streams(streams));
+    }
+    let runs = futures::future::try_join_all(reqs.iter().map(|r| open_local(l, r, false, &first_token))).await?;
     if let Some(at) = first_token.get() {
         acct.mark_first_token_at(*at);
     }
-    let mut streams = Vec::new();
-    let mut whole = Vec::new();
-    for run in runs {
-        match run {
-            LocalRun::Stream { held, events } => streams.push((held, events)),
-            LocalRun::Whole(answer) => whole.push(answer),
-        }
+    let whole = runs
+        .into_iter()
+        .map(|run| match run {
+            LocalRun::Whole(answer) => Ok(answer),
+            LocalRun::Stream { .. } => Err(ApiError::internal("a whole completion was opened as a stream")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(LocalRuns::Whole(whole))
+}
+
+/// The events of a choice [`open_local`] opened for streaming.
+fn opened_stream(run: LocalRun) -> ChoiceEvents {
+    match run {
+        LocalRun::Stream { held, events } => held_events(held, events),
+        LocalRun::Whole(_) => futures::stream::iter([Err(ApiError::internal("a stream was opened whole"))]).boxed(),
     }
-    Ok(if stream { LocalRuns::Streams(streams) } else { LocalRuns::Whole(whole) })
 }
 
 /// A local model's whole text completion.
@@ -421,7 +456,7 @@ async fn open_local(
 /// (the prompt once, every choice's tokens) once the last choice ends.
 fn local_completion_stream(
     mut acct: Accounting,
-    runs: Vec<(Vec<GenEvent>, UnboundedReceiver<GenEvent>)>,
+    runs: Vec<ChoiceEvents>,
     req: &CompletionRequest,
     name: String,
     id: &str,
@@ -434,9 +469,8 @@ fn local_completion_stream(
     let mut aborting = acct.state().aborting.subscribe();
     let mut open = runs.len();
     let mut offsets = vec![0usize; runs.len()];
-    let mut events = futures::stream::select_all(runs.into_iter().enumerate().map(|(i, (held, events))| {
-        futures::stream::iter(held).chain(UnboundedReceiverStream::new(events)).map(move |ev| (i as u32, ev))
-    }));
+    let mut events =
+        futures::stream::select_all(runs.into_iter().enumerate().map(|(i, s)| s.map(move |ev| (i as u32, ev))));
     let s = async_stream::stream! {
         let mk = |index: u32, text: String, finish: Option<String>, usage: Option<Usage>, logprobs: Option<CompletionLogprobs>| CompletionResponse {
             id: cid.clone(), object: "text_completion".into(), created, model: name2.clone(),
@@ -454,8 +488,10 @@ fn local_completion_stream(
             match ev {
                 // With logprobs every token has its chunk (its text may be held back by a
                 // stop sequence in progress and arrive in a later one).
-                GenEvent::Token(t) if want_lp || !t.text.is_empty() => {
+                Ok(GenEvent::Token(t)) if want_lp || !t.text.is_empty() => {
                     acct.mark_first_token();
+                    // The text sent so far estimates the answer of a stream cut before its usage.
+                    acct.add_streamed(t.text.len());
                     let lp = want_lp.then(|| {
                         let mut lp = CompletionLogprobs::default();
                         push_token_logprobs(&mut lp, &t, &mut offsets[index as usize]);
@@ -463,7 +499,8 @@ fn local_completion_stream(
                     });
                     yield Ok::<_, std::convert::Infallible>(Event::default().data(serde_json::to_string(&mk(index, t.text, None, None, lp)).unwrap_or_default()));
                 }
-                GenEvent::Done(f) => {
+                Ok(GenEvent::Done(f)) => {
+                    acct.add_streamed(f.tail.len());
                     let u = Usage::new(u64::from(f.prompt_tokens), u64::from(f.completion_tokens)).with_cached_tokens(u64::from(f.cached_tokens));
                     usage = Some(usage.map_or(u, |prev| crate::chat::several_choices_usage(prev, u)));
                     yield Ok(Event::default().data(serde_json::to_string(&mk(index, f.tail, Some(f.reason.as_str().into()), None, None)).unwrap_or_default()));
@@ -482,11 +519,16 @@ fn local_completion_stream(
                     yield Ok(Event::default().data("[DONE]"));
                     return;
                 }
-                GenEvent::Error(m) => {
+                Ok(GenEvent::Error(m)) => {
                     yield error_event(acct, crate::local::generation_error(m));
                     return;
                 }
-                _ => {}
+                // A later choice that could not be opened.
+                Err(e) => {
+                    yield error_event(acct, e);
+                    return;
+                }
+                Ok(_) => {}
             }
         }
         yield error_event(acct, ApiError::new(ErrorKind::Unavailable, "The local model stopped."));

@@ -68,6 +68,8 @@ pub fn target_dir(home: &Path, spec: &str) -> Result<(PathBuf, String), TaskErro
 /// The directory of an existing classifier: a path to a directory holding `classifier.json`, or a name
 /// under `home/classifiers`.
 pub fn resolve_in(home: &Path, spec: &str) -> Result<PathBuf, TaskError> {
+    // A classifier a killed run moved aside is put back before it is looked for.
+    recover_abandoned(&classifiers_root(home));
     let as_path = Path::new(spec);
     if as_path.join(MANIFEST_FILE).is_file() {
         return Ok(as_path.to_path_buf());
@@ -123,14 +125,15 @@ pub fn write_dir_atomically(
     overwrite: bool,
     fill: impl FnOnce(&Path) -> Result<(), TaskError>,
 ) -> Result<(), TaskError> {
-    check_writable(dest, overwrite)?;
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // Before the check: a classifier a killed run moved aside is back in place when it is judged.
+    recover_abandoned(&parent);
+    check_writable(dest, overwrite)?;
     std::fs::create_dir_all(&parent).map_err(|e| TaskError::io(&parent, e))?;
     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "classifier".into());
-    recover_abandoned(&parent);
     // Removed automatically if `fill` fails or panics; the host and process id in the name let a later run
     // tell the leftovers of a killed run (Ctrl-C skips destructors) from a live one's.
     let tmp = tempfile::Builder::new()

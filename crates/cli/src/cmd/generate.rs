@@ -10,6 +10,9 @@ use rightmodel_infer::llm::{GenEvent, GenRequest, Prompt, SamplingParams};
 use rightmodel_infer::{Engine, EngineConfig};
 use rightmodel_models::{home::rightmodel_home, Store};
 
+/// Context window of `generate` and `chat` without `--ctx` (capped at the model's own).
+const DEFAULT_CTX: u32 = 4096;
+
 /// Model and sampling flags shared by `generate` and `chat`.
 #[derive(Args, Clone)]
 pub struct GenFlags {
@@ -43,10 +46,10 @@ pub struct GenFlags {
     /// CPU threads (default: all cores).
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=256))]
     pub threads: Option<i32>,
-    /// Context window in tokens, prompt and answer together (at most what the model was trained
-    /// with; larger windows take more memory).
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
-    pub ctx: u32,
+    /// Context window in tokens, prompt and answer together (default: 4096, or less when the model
+    /// was trained with less; at most what it was trained with; larger windows take more memory).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
+    pub ctx: Option<u32>,
 }
 
 impl GenFlags {
@@ -64,23 +67,32 @@ impl GenFlags {
         }
     }
 
-    fn engine(&self) -> anyhow::Result<Engine> {
+    /// The context window to run the model at `path` with: `--ctx`, refused above what the model was
+    /// trained with, else [`DEFAULT_CTX`] capped at that.
+    fn context_window(&self, path: &std::path::Path) -> anyhow::Result<u32> {
+        let trained = rightmodel_models::gguf::GgufInfo::read(path).ok().and_then(|info| info.context_length);
+        let trained = trained.map(|t| u32::try_from(t).unwrap_or(u32::MAX).max(64));
+        match (self.ctx, trained) {
+            (Some(ctx), Some(t)) if ctx > t => {
+                anyhow::bail!("--ctx {ctx}: the model was trained with a context of {t} tokens; use at most that")
+            }
+            (Some(ctx), _) => Ok(ctx),
+            (None, t) => Ok(t.map_or(DEFAULT_CTX, |t| t.min(DEFAULT_CTX))),
+        }
+    }
+
+    /// The engine, and the context window it runs with.
+    fn engine(&self) -> anyhow::Result<(Engine, u32)> {
         let store = Store::new(&rightmodel_home()).with_auto_pull(true).with_progress(true);
         let path: PathBuf = super::resolve_gguf(&store, &self.model)?;
-        let trained = rightmodel_models::gguf::GgufInfo::read(&path).ok().and_then(|info| info.context_length);
-        if let Some(trained) = trained.filter(|&t| u64::from(self.ctx) > t) {
-            anyhow::bail!(
-                "--ctx {}: the model was trained with a context of {trained} tokens; use at most that",
-                self.ctx
-            );
-        }
+        let ctx = self.context_window(&path)?;
         let mut cfg = EngineConfig::new(path);
         cfg.slots = 1;
-        cfg.ctx_per_slot = self.ctx;
+        cfg.ctx_per_slot = ctx;
         if let Some(t) = self.threads {
             cfg.threads = t.max(1);
         }
-        Ok(Engine::start(cfg)?)
+        Ok((Engine::start(cfg)?, ctx))
     }
 }
 
@@ -141,8 +153,8 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
     if prompt.is_empty() {
         anyhow::bail!("the prompt is empty");
     }
-    let engine = a.flags.engine()?;
-    stream_to_stdout(&engine, GenRequest { prompt: Prompt::Text(prompt), params: a.flags.params() }, a.flags.ctx)?;
+    let (engine, ctx) = a.flags.engine()?;
+    stream_to_stdout(&engine, GenRequest { prompt: Prompt::Text(prompt), params: a.flags.params() }, ctx)?;
     println!();
     Ok(())
 }
@@ -162,7 +174,7 @@ pub struct ChatArgs {
 
 /// Runs `chat`: an interactive terminal conversation formatted with the model's chat template.
 pub fn chat(a: ChatArgs) -> anyhow::Result<()> {
-    let engine = a.flags.engine()?;
+    let (engine, ctx) = a.flags.engine()?;
     let mut history: Vec<ChatMessage> = a.system.iter().map(|s| ChatMessage::new("system", s.clone())).collect();
     let stdin = std::io::stdin();
     eprintln!("chatting with {} (template: {}); /reset clears, /exit quits", a.flags.model, engine.template_source());
@@ -192,7 +204,7 @@ pub fn chat(a: ChatArgs) -> anyhow::Result<()> {
         let answer = stream_to_stdout(
             &engine,
             GenRequest { prompt: Prompt::Chat(history.clone()), params: a.flags.params() },
-            a.flags.ctx,
+            ctx,
         )?;
         println!();
         history.push(ChatMessage::new("assistant", answer.trim()));

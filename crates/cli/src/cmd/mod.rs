@@ -121,7 +121,8 @@ pub fn check_report_dir(
 }
 
 /// Checks an output file before the work that fills it: not a folder, not one of `inputs` (always
-/// refused), not an existing file unless `force`, and its folder can be written (or created).
+/// refused), not an existing file unless `force`, and its folder can be written; a missing folder is
+/// created now, since the writers that fill the file after minutes of work do not create folders.
 pub fn check_new_file(flag: &str, path: &Path, inputs: &[(&str, &Path)], force: bool) -> anyhow::Result<()> {
     check_out_file(flag, path)?;
     check_not_input(flag, path, inputs)?;
@@ -134,7 +135,8 @@ pub fn check_new_file(flag: &str, path: &Path, inputs: &[(&str, &Path)], force: 
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    check_writable_dir(flag, parent, "the file").with_context(|| format!("{flag} {}", path.display()))
+    check_writable_dir(flag, parent, "the file").with_context(|| format!("{flag} {}", path.display()))?;
+    std::fs::create_dir_all(parent).with_context(|| format!("{flag} {}: cannot create its folder", path.display()))
 }
 
 /// Fails when the output `path` (given with `flag`) is the same file as one of `inputs` (each with the
