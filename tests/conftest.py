@@ -117,6 +117,18 @@ def fresh_home(tmp_path):
     return home, dict(os.environ, RIGHTMODEL_HOME=str(home))
 
 
+def leave_after(stream, chunks=3):
+    """Reads a chat stream until `chunks` chunks with text arrived, then closes it: a client that leaves
+    mid-answer."""
+    got = 0
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            got += 1
+        if got >= chunks:
+            break
+    stream.close()
+
+
 def request(base, method, path, body=None, headers=None, raw=None, timeout=120):
     """Plain HTTP call; returns (status, headers, body bytes)."""
     m = re.match(r"http://([^:/]+):(\d+)", base)

@@ -8,7 +8,7 @@ import struct
 import openai
 import pytest
 
-from conftest import LOCAL, Server, request
+from conftest import LOCAL, Server, leave_after, request
 
 
 def wait_for(cond, timeout=30.0):
@@ -398,13 +398,7 @@ def test_a_local_stream_cut_by_its_client_logs_the_work_done(local_server, clien
     stream = client.chat.completions.create(
         model="gemma3-270m", messages=[{"role": "user", "content": "Write a long story about a cut stream."}],
         max_tokens=200, temperature=0.8, seed=3, stream=True)
-    got = 0
-    for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            got += 1
-        if got >= 3:
-            break
-    stream.close()
+    leave_after(stream)
     row = local_server.wait_row(lambda r: r["status"] == 499 and r["served_model"] == "gemma3-270m")
     assert row["input_tokens"] > 5 and row["output_tokens"] > 0 and row["cost_usd"] == 0, row
     assert "estimated" in row["error"], row

@@ -5,7 +5,7 @@ import json
 import openai
 import pytest
 
-from conftest import FaultProxy, Server
+from conftest import FaultProxy, Server, leave_after
 
 MSG = [{"role": "user", "content": "The capital of France is"}]
 
@@ -1122,13 +1122,7 @@ def test_abandoned_paid_stream_is_charged_an_estimate(tmp_path, proxy):
         c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
         stream = c.chat.completions.create(model="large", messages=[{"role": "user", "content": "Tell me a long story."}],
                                            max_tokens=400, temperature=0.8, seed=1, stream=True)
-        got = 0
-        for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                got += 1
-            if got >= 3:
-                break
-        stream.close()
+        leave_after(stream)
         rows = s.wait_logs(1)
         assert rows and rows[-1]["status"] == 499, rows
         assert rows[-1]["cost_usd"] > 0 and rows[-1]["input_tokens"] > 0 and rows[-1]["output_tokens"] > 0

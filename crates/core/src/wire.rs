@@ -250,6 +250,15 @@ pub struct SamplingFields {
     pub user: Option<String>,
 }
 
+impl SamplingFields {
+    /// The sampling of choice `i` of a request asking for several, generated as a request of its own:
+    /// one choice, seeded with the client's seed plus `i`, so that sampled choices differ and stay
+    /// reproducible.
+    pub fn for_choice(&self, i: u32) -> SamplingFields {
+        SamplingFields { n: None, seed: self.seed.map(|s| s.wrapping_add(i64::from(i))), ..self.clone() }
+    }
+}
+
 /// `POST /v1/chat/completions` request.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ChatCompletionRequest {

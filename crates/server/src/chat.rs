@@ -51,10 +51,7 @@ pub fn choices_asked(req: &ChatCompletionRequest) -> u32 {
 /// Choice `i`'s own request to a local model: one choice, seeded with the client's seed plus `i`, so
 /// that sampled choices differ and stay reproducible.
 fn choice_request(req: &ChatCompletionRequest, i: u32) -> ChatCompletionRequest {
-    let mut r = req.clone();
-    r.sampling.n = None;
-    r.sampling.seed = req.sampling.seed.map(|s| s.wrapping_add(i64::from(i)));
-    r
+    ChatCompletionRequest { sampling: req.sampling.for_choice(i), ..req.clone() }
 }
 
 pub(crate) fn now_secs() -> i64 {

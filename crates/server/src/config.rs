@@ -813,7 +813,8 @@ fn check_existing_log(path: &Path) -> Result<Option<String>, String> {
     if columns.is_empty() {
         return Ok(None);
     }
-    let missing: Vec<&str> = LOG_COLUMNS.iter().copied().filter(|c| !columns.iter().any(|have| have == c)).collect();
+    let missing: Vec<&str> =
+        crate::reqlog::BASE_COLUMNS.iter().copied().filter(|c| !columns.iter().any(|have| have == c)).collect();
     if !missing.is_empty() {
         return Err(format!(
             "holds a `requests` table that is not a request log of this version (it lacks {}): move it away or set another server.log_path",
@@ -825,27 +826,6 @@ fn check_existing_log(path: &Path) -> Result<Option<String>, String> {
     }
     Ok(None)
 }
-
-/// The columns of the request log's `requests` table that `serve` needs and cannot add itself (it adds
-/// the newer `cached_tokens`; see `reqlog`).
-const LOG_COLUMNS: [&str; 16] = [
-    "id",
-    "ts_ms",
-    "key_name",
-    "endpoint",
-    "requested_model",
-    "served_model",
-    "reason",
-    "decision",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "latency_ms",
-    "ttft_ms",
-    "status",
-    "error",
-    "stream",
-];
 
 /// The column names of the `requests` table in the SQLite file at `path` (none when there is no such
 /// table), read without creating anything: a log in WAL mode opened read-only would get `-wal` and

@@ -343,14 +343,8 @@ async fn open_local_choices(
     acct: &mut Accounting,
 ) -> Result<LocalRuns, ApiError> {
     let n = req.sampling.n.unwrap_or(1).max(1);
-    let reqs: Vec<CompletionRequest> = (0..n)
-        .map(|i| {
-            let mut r = req.clone();
-            r.sampling.n = None;
-            r.sampling.seed = req.sampling.seed.map(|s| s.wrapping_add(i64::from(i)));
-            r
-        })
-        .collect();
+    let reqs: Vec<CompletionRequest> =
+        (0..n).map(|i| CompletionRequest { sampling: req.sampling.for_choice(i), ..req.clone() }).collect();
     let first_token = std::sync::OnceLock::new();
     if stream {
         let mut streams = Vec::with_capacity(reqs.len());

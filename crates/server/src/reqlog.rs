@@ -77,6 +77,27 @@ pub struct LogRow {
     pub cached_tokens: u64,
 }
 
+/// The columns of [`SCHEMA`]'s `requests` table that an existing log must have: [`RequestLog::open`]
+/// adds the newer `cached_tokens` to an older log, not these (`serve --check` looks for them).
+pub const BASE_COLUMNS: [&str; 16] = [
+    "id",
+    "ts_ms",
+    "key_name",
+    "endpoint",
+    "requested_model",
+    "served_model",
+    "reason",
+    "decision",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "status",
+    "error",
+    "stream",
+];
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS requests (
     id TEXT PRIMARY KEY,
@@ -721,6 +742,13 @@ fn insert(conn: &mut Connection, rows: &[LogRow]) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_base_columns_are_the_schemas() {
+        for c in BASE_COLUMNS {
+            assert!(SCHEMA.contains(&format!("\n    {c} ")), "{c} is not in the schema");
+        }
+    }
 
     #[test]
     fn summary_totals_per_served_model_and_what_auto_saved() {
