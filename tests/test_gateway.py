@@ -4,6 +4,7 @@ import json
 import math
 import signal
 import struct
+import time
 
 import openai
 import pytest
@@ -617,3 +618,34 @@ def test_token_id_prompts_get_a_clear_answer_from_local_models(client):
         with pytest.raises(openai.BadRequestError) as e:
             client.completions.create(model="gemma3-270m", prompt=prompt, max_tokens=2)
         assert e.value.param == "prompt" and "token ids" in e.value.message
+
+
+def test_every_request_leaves_one_row_even_when_its_client_leaves_at_once(local_server):
+    """A client that sends a request and closes the connection at once (a timeout of a few
+    milliseconds, a killed script) can have its request dropped before the handler ever runs; it
+    still gets its row (499, or 200 when the answer was done first), exactly one per request. A
+    client that closes half way through its body is logged as 499 too, not as a bad request."""
+    import socket
+
+    def sent_then_closed(body, cut=None):
+        head = (b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body))
+        with socket.create_connection(("127.0.0.1", local_server.port)) as s:
+            s.sendall(head + (body[:cut] if cut else body))
+            if cut:
+                time.sleep(0.3)
+
+    before = len([r for r in local_server.logs() if r["endpoint"] == "/v1/embeddings"])
+    for i in range(12):
+        sent_then_closed(json.dumps({"model": "minilm-l6", "input": f"gone at once {i}"}).encode())
+    sent_then_closed(json.dumps({"model": "minilm-l6", "input": "cut half way"}).encode(), cut=20)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        rows = [r for r in local_server.logs() if r["endpoint"] == "/v1/embeddings"][before:]
+        if len(rows) >= 13:
+            break
+        time.sleep(0.2)
+    assert len(rows) == 13, rows
+    assert all(r["status"] in (200, 499) for r in rows), rows
+    cut = [r for r in rows if r["error"] and "while sending the request body" in r["error"]]
+    assert len(cut) == 1 and cut[0]["status"] == 499, rows

@@ -22,6 +22,9 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// Rate limit, spend limit or full queue (429).
     RateLimited,
+    /// The client closed the connection before the request was read (499, as nginx logs it). Never
+    /// seen by that client; it tells the request log why the request ended.
+    ClientClosed,
     /// Unexpected internal failure (500).
     Internal,
     /// Upstream answered with an error or broke (502).
@@ -44,6 +47,7 @@ impl ErrorKind {
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::Unprocessable => 422,
             ErrorKind::RateLimited => 429,
+            ErrorKind::ClientClosed => 499,
             ErrorKind::Internal => 500,
             ErrorKind::BadGateway => 502,
             ErrorKind::Unavailable => 503,
@@ -57,7 +61,8 @@ impl ErrorKind {
             ErrorKind::InvalidRequest
             | ErrorKind::MethodNotAllowed
             | ErrorKind::PayloadTooLarge
-            | ErrorKind::Unprocessable => "invalid_request_error",
+            | ErrorKind::Unprocessable
+            | ErrorKind::ClientClosed => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::PermissionDenied => "permission_error",
             ErrorKind::NotFound => "not_found_error",

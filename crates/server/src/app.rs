@@ -7,8 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::future::IntoFuture;
-
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
@@ -229,11 +227,10 @@ pub async fn serve(state: SharedState) -> Result<(), ServeError> {
         }
         Err(e) => tracing::warn!("cannot watch for SIGHUP ({e}): keys are read at start only"),
     }
-    let server = axum::serve(listener, app(state.clone()).into_make_service()).with_graceful_shutdown(shutdown);
-    let fut = server.into_future();
+    let fut = crate::intake::serve_http(listener, app(state.clone()), state.clone(), shutdown);
     tokio::pin!(fut);
     tokio::select! {
-        r = &mut fut => r?,
+        () = &mut fut => {}
         _ = async {
             // Bound the drain: once shutdown has begun, wait at most `grace`.
             while !state.shutting_down.load(Ordering::Relaxed) {

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use futures::{Stream, StreamExt, TryStreamExt};
 use rightmodel_core::wire::{
     ChatChoice, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatDelta, ChatMessage,
@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use crate::accounting::Accounting;
 use crate::http_error::{json_rejection, HttpError};
+use crate::intake::{take_accounting, ParkedAccounting};
 use crate::local::{choice_logprobs, token_logprob, LocalChat};
 use crate::routing::RouteOutcome;
 use crate::state::{ChatModel, SharedState};
@@ -246,10 +247,11 @@ pub fn cost_header(resp: &mut Response, acct: &mut Accounting) {
 /// The handler.
 pub async fn chat_completions(
     State(st): State<SharedState>,
+    parked: Option<Extension<ParkedAccounting>>,
     headers: HeaderMap,
     body: Result<Json<ChatCompletionRequest>, JsonRejection>,
 ) -> Response {
-    let mut acct = Accounting::new(st.clone(), "/v1/chat/completions");
+    let mut acct = take_accounting(parked, &st, "/v1/chat/completions");
     let id = acct.id().to_string();
     match handle(&st, &headers, body, &mut acct).await {
         Ok(Reply::Full { served, decision, body }) => {

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use base64::Engine as _;
 use futures::{Stream, StreamExt};
 use rightmodel_core::wire::{
@@ -21,6 +21,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use crate::accounting::Accounting;
 use crate::chat::{aborted_event, cost_header, decorate, now_secs, sse_response, unless_aborted};
 use crate::http_error::{json_rejection, HttpError};
+use crate::intake::{take_accounting, ParkedAccounting};
 use crate::local::LocalChat;
 use crate::state::{ChatModel, SharedState};
 
@@ -141,10 +142,11 @@ fn push_token_logprobs(lp: &mut CompletionLogprobs, t: &rightmodel_infer::llm::T
 /// `POST /v1/completions` (legacy text completions), local or upstream, streaming or not.
 pub async fn completions(
     State(st): State<SharedState>,
+    parked: Option<Extension<ParkedAccounting>>,
     headers: HeaderMap,
     body: Result<Json<CompletionRequest>, JsonRejection>,
 ) -> Response {
-    let mut acct = Accounting::new(st.clone(), "/v1/completions");
+    let mut acct = take_accounting(parked, &st, "/v1/completions");
     if let Err(e) = st.refuse_if_shutting_down() {
         return fail(acct, e);
     }
@@ -570,10 +572,11 @@ fn local_completion(mut acct: Accounting, answers: Vec<LocalAnswer>, name: Strin
 /// `POST /v1/embeddings`: the local encoder, on the blocking pool, with a concurrency cap (429 past it).
 pub async fn embeddings(
     State(st): State<SharedState>,
+    parked: Option<Extension<ParkedAccounting>>,
     headers: HeaderMap,
     body: Result<Json<EmbeddingRequest>, JsonRejection>,
 ) -> Response {
-    let mut acct = Accounting::new(st.clone(), "/v1/embeddings");
+    let mut acct = take_accounting(parked, &st, "/v1/embeddings");
     if let Err(e) = st.refuse_if_shutting_down() {
         return fail(acct, e);
     }

@@ -55,12 +55,31 @@ pub fn json_rejection(r: JsonRejection) -> ApiError {
         JsonRejection::BytesRejection(e) => {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(ErrorKind::PayloadTooLarge, "The request body is larger than this server accepts")
+            } else if connection_lost(&e) {
+                ApiError::new(ErrorKind::ClientClosed, "client closed the connection while sending the request body")
             } else {
                 ApiError::new(ErrorKind::InvalidRequest, format!("Cannot read the request body: {}", e.body_text()))
             }
         }
         other => ApiError::new(ErrorKind::InvalidRequest, other.body_text()),
     }
+}
+
+/// Whether reading the body failed because the client's connection ended (closed or reset before the
+/// body was complete) rather than because of what it sent.
+fn connection_lost(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind as Io;
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                Io::UnexpectedEof | Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe
+            );
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// serde's words for a `\uD800`-style escape that is half a character (some JSON encoders write them

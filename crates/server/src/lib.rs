@@ -17,6 +17,7 @@ pub mod config;
 pub mod embed_batch;
 pub mod endpoints;
 pub mod http_error;
+pub mod intake;
 pub mod loadbench;
 pub mod local;
 pub mod metrics;

@@ -11,7 +11,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use parking_lot::Mutex;
 use rightmodel_core::wire::{ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, Usage};
 use rightmodel_core::{ApiError, Embedder, ErrorKind};
@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use crate::accounting::Accounting;
 use crate::chat::{decorate, now_secs};
 use crate::http_error::{json_rejection, HttpError};
+use crate::intake::{take_accounting, ParkedAccounting};
 use crate::state::{AppState, ChatModel, SharedState};
 
 /// Loaded classifiers and collections, opened on first use and kept.
@@ -304,10 +305,11 @@ pub struct ClassifyRequest {
 /// `POST /v1/classify`: `{"model", "input": [...], "explain": bool}` → one prediction per text.
 pub async fn classify(
     State(st): State<SharedState>,
+    parked: Option<Extension<ParkedAccounting>>,
     headers: HeaderMap,
     body: Result<Json<ClassifyRequest>, JsonRejection>,
 ) -> Response {
-    let mut acct = Accounting::new(st.clone(), "/v1/classify");
+    let mut acct = take_accounting(parked, &st, "/v1/classify");
     let id = acct.id().to_string();
     let result = async {
         let caller = st.auth.identify(&headers)?;
