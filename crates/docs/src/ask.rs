@@ -475,7 +475,9 @@ impl Collection {
             let other = items.iter().enumerate().find(|(j, _)| *j != p).map(|(_, r)| r.best_logit());
             match other {
                 Some(next) if next.is_finite() => (score, score - next),
-                _ => (score, 10.0),
+                // No other passage to lead (a collection of one): no lead rather than the largest,
+                // which added 2.4 to the logit and made any answer of a one-paragraph file look sure.
+                _ => (score, 0.0),
             }
         };
         (answer.score, answer.margin) = lead(place, best);

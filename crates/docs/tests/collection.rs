@@ -562,3 +562,22 @@ fn a_reading_can_take_the_answer_from_a_later_passage() {
     assert_eq!(one.citations[0].passage_id, plain.passages[0].passage_id);
     assert!(reader.seen().iter().all(|s| !second.text.contains(s.as_str())), "{:?}", reader.seen());
 }
+
+#[test]
+fn a_one_passage_collection_does_not_inflate_confidence() {
+    // With no other passage to lead, the lead counts as none (it used to count as the largest, which
+    // made any answer from a one-paragraph file look sure).
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("eiffel.txt");
+    std::fs::write(&file, "The Eiffel Tower is in Paris. It was completed in 1889 for the World Fair.\n").unwrap();
+    let e = HashEmbedder::default();
+    let mut c = new_collection(&tmp);
+    c.add_paths(&e, &[&file]).unwrap();
+    assert_eq!(c.passage_count(), 1);
+    let a = c.ask(&e, "Who designed the Eiffel Tower?", 3).unwrap();
+    assert_eq!(a.margin, 0.0);
+    // The file does not say who designed it: not a sure answer (0.85 with the old lead).
+    assert!(a.confidence < 0.5, "{}", a.confidence);
+    let off = c.ask(&e, "What is the boiling point of liquid nitrogen in kelvin?", 3).unwrap();
+    assert!(off.is_low_confidence(), "unanswerable: {}", off.confidence);
+}
