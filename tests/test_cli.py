@@ -252,3 +252,117 @@ def test_serve_check_finds_what_serve_would_refuse(tmp_path):
     assert not (tmp_path / "state").exists()
     r = run("serve", "--hash-key", "")
     assert r.returncode == 1 and "empty" in r.stderr and r.stdout == "", (r.stdout, r.stderr)
+
+
+def test_docs_add_progress_has_a_real_length(tmp_path):
+    """Without a terminal the progress is written as lines: none of them is an empty `0/0` bar."""
+    _, env = fresh_home(tmp_path)
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"n{i}.md").write_text(f"Note {i}: the office opens at nine.\n")
+    r = run("docs", "add", "notes", str(folder), env=env)
+    assert r.returncode == 0, r.stderr
+    assert "0/0" not in r.stderr, r.stderr
+    assert "reading" in r.stderr and "/3 " in r.stderr, r.stderr
+
+
+def test_docs_ask_refuses_more_passages_than_a_search_considers(tmp_path):
+    _, env = fresh_home(tmp_path)
+    for k in ["100000", "101"]:
+        r = run("docs", "ask", "any", "a question", "-k", k, env=env)
+        assert r.returncode == 2 and "at most 100 passages" in r.stderr, r.stderr
+    r = run("docs", "ask", "any", "a question", "-k", "100", env=env)
+    assert "at most" not in r.stderr and "no collection `any`" in r.stderr, r.stderr
+
+
+def test_logs_names_a_folder_or_missing_database_without_creating_one(tmp_path):
+    r = run("logs", "--db", str(tmp_path))
+    assert r.returncode == 1 and "is a folder, not a request log" in r.stderr, r.stderr
+    assert "disk I/O" not in r.stderr
+    r = run("logs", "--db", str(tmp_path / "none.db"), "--summary")
+    assert r.returncode == 1 and "no request log at" in r.stderr, r.stderr
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_a_home_that_is_a_file_is_named_as_such(tmp_path):
+    import os
+
+    home = tmp_path / "home-file"
+    home.write_text("not a folder")
+    env = dict(os.environ, RIGHTMODEL_HOME=str(home))
+    for args in (["docs", "list"], ["classify", "--model", "x"], ["serve", "--check"], ["models"]):
+        r = run(*args, env=env, input="")
+        assert r.returncode == 1 and "RIGHTMODEL_HOME" in r.stderr and "is a file, not a folder" in r.stderr, (args, r.stderr)
+        assert "rightmodel pull" not in r.stderr, (args, r.stderr)
+    assert run("pull", "--help", env=env).returncode == 0
+
+
+def test_a_hard_link_to_an_input_is_not_written_over(tmp_path):
+    import os
+
+    _, env = fresh_home(tmp_path)
+    squad = tmp_path / "a.json"
+    squad.write_text(json.dumps({"version": "1.1", "data": []}))
+    os.link(squad, tmp_path / "b.json")
+    r = run("eval", "docs", "--squad", str(squad), "--dump", str(tmp_path / "b.json"), "--force", env=env)
+    assert r.returncode == 1 and "--squad input" in r.stderr, r.stderr
+    assert json.loads(squad.read_text()) == {"version": "1.1", "data": []}
+
+
+def test_router_train_warns_when_the_strong_share_cannot_be_reached(tmp_path):
+    """The same warning as `router calibrate`: identical prompts tie, so no threshold splits them."""
+    _, env = fresh_home(tmp_path)
+    data = tmp_path / "r.csv"
+    data.write_text("prompt,weak_correct,strong_correct\n" + "".join(f"the same question,{i % 2},1\n" for i in range(20)))
+    r = run("router", "train", "--data", str(data), "--folds", "0", "--out", str(tmp_path / "router"), env=env)
+    assert r.returncode == 0, r.stderr
+    assert "warning:" in r.stderr and "no threshold can split" in r.stderr, r.stderr
+
+
+def test_classifier_files_are_readable_and_eval_names_its_default_folder(tmp_path):
+    """Every file of a trained classifier gets a new file's mode (the heads were 0600); `eval classify`
+    names its default report folder as such when it refuses to replace a report there."""
+    import pathlib
+    import stat
+
+    home, env = fresh_home(tmp_path)
+    data = pathlib.Path(__file__).resolve().parent.parent / "crates" / "tasks" / "tests" / "fixtures" / "sentiment.csv"
+    r = run("train", "classify", "--data", str(data), "--text-col", "text", "--label-col", "label",
+            "--name", "s", "--valid-split", "0.25", env=env)
+    assert r.returncode == 0, r.stderr
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    want = stat.S_IMODE(plain.stat().st_mode)
+    clf = home / "classifiers" / "s"
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in clf.iterdir() if p.is_file()}
+    assert "head.safetensors" in modes and all(m == want for m in modes.values()), (oct(want), modes)
+    report = tmp_path / "rightmodel-eval-s"
+    report.mkdir()
+    (report / "report.md").write_text("mine")
+    r = subprocess.run([str(BIN), "eval", "classify", "--model", "s", "--data", str(data)], capture_output=True,
+                       text=True, env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 1 and "default report folder" in r.stderr and "--force" in r.stderr, r.stderr
+    assert (report / "report.md").read_text() == "mine"
+
+
+def test_interrupted_training_removes_its_unfinished_classifier(tmp_path):
+    import time
+
+    home, env = fresh_home(tmp_path)
+    data = tmp_path / "big.csv"
+    data.write_text("text,label\n" + "".join(
+        f"{'a wonderful and moving film' if i % 2 else 'a dull and tiresome plot'} number {i},{'pos' if i % 2 else 'neg'}\n"
+        for i in range(4000)))
+    root = home / "classifiers"
+    p = subprocess.Popen([str(BIN), "train", "classify", "--data", str(data), "--text-col", "text", "--label-col",
+                          "label", "--name", "big"], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (root.is_dir() and any(".partial-" in e.name for e in root.iterdir())):
+        assert p.poll() is None, p.communicate()
+        time.sleep(0.05)
+    assert any(".partial-" in e.name for e in root.iterdir())
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "unfinished classifier was removed" in err, (p.returncode, err)
+    assert list(root.iterdir()) == [], list(root.iterdir())

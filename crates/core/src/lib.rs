@@ -4,11 +4,13 @@
 //! taxonomy that maps onto HTTP statuses ([`error`]), the description of a servable model ([`spec`]) and
 //! the small traits that let the router, task models and document QA use an encoder or a language model
 //! without knowing which engine runs it ([`embed`], [`reader`]), and how an answer is scored against
-//! expected ones ([`answer`]). This crate does no I/O.
+//! expected ones ([`answer`]). Its only I/O is [`fsutil`]'s atomic file write, shared by every crate that
+//! writes results.
 
 pub mod answer;
 pub mod embed;
 pub mod error;
+pub mod fsutil;
 pub mod reader;
 pub mod spec;
 pub mod tokens;

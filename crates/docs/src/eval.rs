@@ -9,6 +9,7 @@ use rightmodel_core::{Embedder, PassageReader};
 use serde::{Deserialize, Serialize};
 
 use crate::answer::Answer;
+use crate::ask::SentenceCandidate;
 use crate::confidence::{features as conf_features, N_CONF};
 use crate::dense::Matrix;
 use crate::extract::{span_candidates, N_SPAN};
@@ -416,6 +417,30 @@ impl EvalSet<'_> {
         Ok(out)
     }
 
+    /// The candidate sentences of question `i` (every sentence of the first `params.rerank_depth`
+    /// passages, in first-stage order), each with whether its passage is (part of) the question's
+    /// paragraph and whether it contains a gold answer.
+    fn labelled_candidates(
+        &self,
+        i: usize,
+        q_vecs: &Matrix,
+        params: &AskParams,
+    ) -> Result<Vec<(SentenceCandidate, bool, bool)>, DocsError> {
+        let q = &self.corpus.questions[i];
+        let path = &self.article_paths[q.article];
+        Ok(self
+            .collection
+            .sentence_candidates(&q.question, q_vecs.row(i), params)?
+            .into_iter()
+            .map(|c| {
+                let in_paragraph =
+                    &c.file == path && c.passage_range.0 < q.paragraph.1 && q.paragraph.0 < c.passage_range.1;
+                let contains = contains_answer(&c.sentence, &q.golds);
+                (c, in_paragraph, contains)
+            })
+            .collect())
+    }
+
     /// Training groups for the sentence ranker from questions `which`: every candidate sentence of the
     /// first `params.rerank_depth` passages, positive when it lies in the question's paragraph and
     /// contains a gold answer.
@@ -427,18 +452,49 @@ impl EvalSet<'_> {
     ) -> Result<Vec<Group<N_FEATURES>>, DocsError> {
         let mut groups = Vec::new();
         for &i in which {
-            let q = &self.corpus.questions[i];
-            let path = &self.article_paths[q.article];
-            let mut g = Group::new();
-            for c in self.collection.sentence_candidates(&q.question, q_vecs.row(i), params)? {
-                let in_paragraph =
-                    &c.file == path && c.passage_range.0 < q.paragraph.1 && q.paragraph.0 < c.passage_range.1;
-                let contains = contains_answer(&c.sentence, &q.golds);
-                g.push((c.evidence.to_array(), in_paragraph && contains));
-            }
-            groups.push(g);
+            let g = self.labelled_candidates(i, q_vecs, params)?;
+            groups.push(g.into_iter().map(|(c, para, contains)| (c.evidence.to_array(), para && contains)).collect());
         }
         Ok(groups)
+    }
+
+    /// Writes the sentence ranker's candidates of questions `which` to `path`, one JSON line per
+    /// question, for fitting rankers outside this crate: `question` (index), `article`, `held_out`
+    /// (article not among the first `tune_articles`), and per candidate in first-stage order `passage`
+    /// (id), `gold_passage` (the passage is the question's paragraph), `contains` (the sentence holds a
+    /// gold answer) and `features` ([`crate::features::Evidence::to_array`] order). The ranker's best
+    /// candidate gives passage hit@1 (its passage is the gold one) and answer-in-sentence (it contains
+    /// a gold answer); ties go to the earlier candidate.
+    pub fn write_ranker_dump(
+        &self,
+        path: &Path,
+        which: &[usize],
+        q_vecs: &Matrix,
+        params: &AskParams,
+        tune_articles: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<(), DocsError> {
+        let mut lines = String::new();
+        for (done, &i) in which.iter().enumerate() {
+            let article = self.corpus.questions[i].article;
+            let candidates: Vec<serde_json::Value> = self
+                .labelled_candidates(i, q_vecs, params)?
+                .into_iter()
+                .map(|(c, para, contains)| {
+                    serde_json::json!({
+                        "passage": c.passage_id, "gold_passage": para, "contains": contains,
+                        "features": c.evidence.to_array(),
+                    })
+                })
+                .collect();
+            let line = serde_json::json!({
+                "question": i, "article": article, "held_out": article >= tune_articles, "candidates": candidates,
+            });
+            lines.push_str(&line.to_string());
+            lines.push('\n');
+            progress(done + 1);
+        }
+        crate::store::write_atomic(path, lines.as_bytes())
     }
 
     /// Coordinate ascent over the retrieval and sentence weights on questions `which` (cached vectors):

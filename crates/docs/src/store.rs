@@ -266,19 +266,10 @@ impl WriteLock {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
+/// Writes `bytes` to `path` atomically and durably ([`rightmodel_core::fsutil::write_atomic`]), as a
+/// [`DocsError`] naming `path` on failure.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DocsError> {
-    let tmp = path.with_extension("tmp");
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        DocsError::io(path, e)
-    })
+    rightmodel_core::fsutil::write_atomic(path, bytes).map_err(|e| DocsError::io(path, e))
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), DocsError> {

@@ -1,7 +1,7 @@
 //! End-to-end training and evaluation on an outcome file, as the CLI runs them: filter rows, build
 //! feature rows from precomputed conversation vectors, cross-validate, fit on everything, calibrate.
 
-use crate::calibrate::Calibration;
+use crate::calibrate;
 use crate::data::{LabelledPrompt, Outcome};
 use crate::error::RouterError;
 use crate::eval::{cross_validate, CvConfig, CvReport};
@@ -44,14 +44,27 @@ pub struct TrainOptions {
     pub provenance: Provenance,
 }
 
-/// Trains weights on `rows` with their conversation vectors `embeddings` (same order). Returns the
-/// weights and, when requested, the cross-validation report; `on_fold` reports CV progress.
+/// What [`train_weights`] produces.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// The weights, calibrated on the training prompts.
+    pub weights: RouterWeights,
+    /// The cross-validation report, when one was asked for.
+    pub cv: Option<CvReport>,
+    /// Set when the stored threshold misses the target strong share on the training prompts (see
+    /// [`calibrate::calibrate`]): the same warning `router calibrate` gives, for the caller to print.
+    pub calibration_warning: Option<String>,
+}
+
+/// Trains weights on `rows` with their conversation vectors `embeddings` (same order): the weights,
+/// the cross-validation report when requested, and the calibration's warning when the target strong
+/// share cannot be reached on these prompts; `on_fold` reports CV progress.
 pub fn train_weights(
     rows: &[LabelledPrompt],
     embeddings: &[Vec<f32>],
     opts: &TrainOptions,
     on_fold: impl FnMut(usize),
-) -> Result<(RouterWeights, Option<CvReport>), RouterError> {
+) -> Result<Trained, RouterError> {
     if rows.len() != embeddings.len() {
         return Err(RouterError::Training(format!("{} rows, {} embeddings", rows.len(), embeddings.len())));
     }
@@ -66,7 +79,7 @@ pub fn train_weights(
     let groups: Vec<Option<&str>> = rows.iter().map(|r| r.group.as_deref()).collect();
     let model = fit(&x, &outcomes, &groups, &opts.train)?;
     let scores = model.score_matrix(&x);
-    let calibration = Calibration::from_scores(&scores, opts.strong_share)?;
+    let calibrated = calibrate::calibrate(&scores, opts.strong_share)?;
     let mut provenance = opts.provenance.clone();
     provenance.rows = rows.len();
     provenance.cv = cv.as_ref().map(|r| CvSummary {
@@ -83,10 +96,10 @@ pub fn train_weights(
         text_features: text::NAMES.iter().map(|s| s.to_string()).collect(),
         train: opts.train,
         model,
-        calibration,
+        calibration: calibrated.calibration,
         provenance,
     };
-    Ok((weights, cv))
+    Ok(Trained { weights, cv, calibration_warning: calibrated.warning })
 }
 
 /// Cross-validates on `rows` with their conversation vectors.
@@ -98,4 +111,43 @@ pub fn evaluate(
 ) -> Result<CvReport, RouterError> {
     let convs: Vec<_> = rows.iter().map(|r| r.conversation.clone()).collect();
     cross_validate(&feature_matrix(embeddings, &convs), rows, cfg, on_fold)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Outcome;
+    use crate::Conversation;
+
+    fn options(strong_share: f32) -> TrainOptions {
+        TrainOptions {
+            train: TrainConfig::default(),
+            embed: EmbedSpec::default(),
+            encoder: "fake".into(),
+            strong_share,
+            cv: None,
+            provenance: Provenance::default(),
+        }
+    }
+
+    #[test]
+    fn an_unreachable_strong_share_is_a_warning_as_in_calibrate() {
+        // Twenty copies of one prompt: every score ties, so no threshold sends 30% to the strong model.
+        let rows: Vec<LabelledPrompt> = (0..20)
+            .map(|i| LabelledPrompt {
+                group: None,
+                conversation: Conversation::from_prompt("the same question"),
+                outcome: Outcome { weak: f64::from(i % 2), strong: 1.0 },
+            })
+            .collect();
+        let vecs = vec![vec![0.6f32, 0.8]; rows.len()];
+        let t = train_weights(&rows, &vecs, &options(0.3), |_| {}).unwrap();
+        let w = t.calibration_warning.expect("a warning");
+        assert!(w.contains("30.0%") && w.contains("no threshold can split"), "{w}");
+        // The very warning `router calibrate` gives for these scores.
+        let scores = t.weights.model.score_matrix(&feature_matrix(&vecs, &vec![rows[0].conversation.clone(); 20]));
+        assert_eq!(calibrate::calibrate(&scores, 0.3).unwrap().warning.as_deref(), Some(w.as_str()));
+        // Shares of 0 and 1 are always reached.
+        assert!(train_weights(&rows, &vecs, &options(1.0), |_| {}).unwrap().calibration_warning.is_none());
+    }
 }

@@ -10,17 +10,10 @@ use crate::error::RouterError;
 use crate::eval::{Comparison, CvReport};
 use crate::metrics::RoutingMetrics;
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so readers
-/// never see a half-written file.
+/// Writes `bytes` to `path` atomically ([`rightmodel_core::fsutil::write_atomic`]: readers never see
+/// a half-written file), as a [`RouterError::Write`] naming `path` on failure.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RouterError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| RouterError::write(tmp.display(), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        RouterError::write(path.display(), e)
-    })
+    rightmodel_core::fsutil::write_atomic(path, bytes).map_err(|e| RouterError::write(path.display(), e))
 }
 
 fn pct(v: Option<f64>) -> String {

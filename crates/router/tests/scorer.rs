@@ -74,8 +74,9 @@ fn trained() -> RouterWeights {
         cv: Some(CvConfig { folds: 3, ..CvConfig::default() }),
         provenance: Provenance { data: "generated".into(), command: "test".into(), ..Provenance::default() },
     };
-    let (w, cv) = train_weights(&rows, &vecs, &opts, |_| {}).unwrap();
-    let cv = cv.unwrap();
+    let t = train_weights(&rows, &vecs, &opts, |_| {}).unwrap();
+    assert_eq!(t.calibration_warning, None, "240 varied prompts reach the target share");
+    let (w, cv) = (t.weights, t.cv.unwrap());
     assert_eq!(cv.folds.len(), 3);
     // A perfect router scores about 0.83 here (a third of the prompts need the strong model).
     assert!(cv.pooled.learned.apgr > 0.8, "learned APGR {}", cv.pooled.learned.apgr);

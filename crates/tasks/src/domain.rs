@@ -155,7 +155,7 @@ impl NeighbourStore {
         let mut map = HashMap::new();
         map.insert("embeddings".to_string(), self.embeddings.to_dtype(DType::F16)?);
         map.insert("labels".to_string(), labels);
-        candle_core::safetensors::save(&map, dir.join(NEIGHBOURS_FILE))?;
+        crate::tensor_file::save_tensors(&map, &dir.join(NEIGHBOURS_FILE))?;
         let texts = serde_json::to_vec(&self.texts).map_err(|e| TaskError::Invalid(e.to_string()))?;
         std::fs::write(dir.join(NEIGHBOUR_TEXTS_FILE), texts)
             .map_err(|e| TaskError::io(dir.join(NEIGHBOUR_TEXTS_FILE), e))

@@ -78,7 +78,7 @@ impl FastModel {
                 Tensor::from_vec(h.w_sparse.clone(), (h.sparse_dim, h.classes), &Device::Cpu)?,
             );
         }
-        candle_core::safetensors::save(&map, dir.join(HEAD_FILE))?;
+        crate::tensor_file::save_tensors(&map, &dir.join(HEAD_FILE))?;
         if let Some(v) = &self.vocab {
             let bytes = serde_json::to_vec(v).map_err(|e| TaskError::Invalid(e.to_string()))?;
             std::fs::write(dir.join(NGRAMS_FILE), bytes).map_err(|e| TaskError::io(dir.join(NGRAMS_FILE), e))?;

@@ -405,10 +405,10 @@ fn save(base: &Path, weights: &HashMap<String, Tensor>, out: &Path) -> Result<()
     std::fs::create_dir_all(&enc_dir).map_err(|e| TaskError::io(&enc_dir, e))?;
     let (head, encoder): (HashMap<String, Tensor>, HashMap<String, Tensor>) =
         weights.iter().map(|(k, v)| (k.clone(), v.clone())).partition(|(k, _)| k.starts_with("classifier."));
-    candle_core::safetensors::save(&encoder, enc_dir.join("model.safetensors"))?;
+    crate::tensor_file::save_tensors(&encoder, &enc_dir.join("model.safetensors"))?;
     let head: HashMap<String, Tensor> =
         head.into_iter().map(|(k, v)| (k.trim_start_matches("classifier.").to_string(), v)).collect();
-    candle_core::safetensors::save(&head, out.join(HEAD_FILE))?;
+    crate::tensor_file::save_tensors(&head, &out.join(HEAD_FILE))?;
     for f in ["config.json", "tokenizer.json"] {
         std::fs::copy(base.join(f), enc_dir.join(f)).map_err(|e| TaskError::io(base.join(f), e))?;
     }

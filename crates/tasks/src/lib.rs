@@ -43,6 +43,7 @@ pub mod plot;
 pub mod progress;
 pub mod purge;
 pub mod registry;
+pub mod tensor_file;
 pub mod train;
 
 pub use classifier::{Classifier, Prediction};

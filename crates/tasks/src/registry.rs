@@ -114,6 +114,15 @@ pub fn list_in(home: &Path) -> Result<Vec<String>, TaskError> {
     Ok(names)
 }
 
+/// The folder a classifier at `dest` is built in by [`write_dir_atomically`] (its parent; `.` for a bare
+/// name), where a stopped run's leftovers lie: what [`recover_own`] and [`recover_abandoned`] clean.
+pub fn build_dir(dest: &Path) -> PathBuf {
+    match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Creates a directory next to `dest`, lets `fill` write into it, then renames it to `dest` so a
 /// classifier appears complete or not at all. An existing `dest` is replaced only when `overwrite`.
 ///
@@ -125,10 +134,7 @@ pub fn write_dir_atomically(
     overwrite: bool,
     fill: impl FnOnce(&Path) -> Result<(), TaskError>,
 ) -> Result<(), TaskError> {
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let parent = build_dir(dest);
     // Before the check: a classifier a killed run moved aside is back in place when it is judged.
     recover_abandoned(&parent);
     check_writable(dest, overwrite)?;
@@ -309,23 +315,35 @@ fn is_alive(pid: u32) -> bool {
 /// otherwise. Only where process ids can be checked (`/proc`); elsewhere, and for other machines' runs,
 /// leftovers stay.
 pub fn recover_abandoned(parent: &Path) {
-    recover_where(parent, |l| !is_alive(l.pid));
+    let _ = recover_where(parent, |l| !is_alive(l.pid));
 }
 
 /// [`recover_abandoned`] for this process's own leftovers, for an interrupt handler to call before
-/// exiting: the partial directory of the training run it stops, or a classifier it had moved aside.
-pub fn recover_own(parent: &Path) {
+/// exiting (Ctrl-C skips destructors, so the partial directory would otherwise stay until the next run):
+/// the partial directory of the training run it stops, or a classifier it had moved aside. Returns what
+/// it did, for the handler to say.
+pub fn recover_own(parent: &Path) -> Recovered {
     let me = std::process::id();
-    recover_where(parent, |l| l.pid == me);
+    recover_where(parent, |l| l.pid == me)
+}
+
+/// What [`recover_own`] cleaned up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Leftovers removed (partial directories, and moved-aside classifiers whose place was taken).
+    pub removed: usize,
+    /// Classifiers moved aside that were put back in their place.
+    pub restored: Vec<PathBuf>,
 }
 
 /// Removes (or, for a moved-aside classifier whose place is empty, restores) the leftovers in `parent`
 /// that `pick` selects.
-fn recover_where(parent: &Path, pick: impl Fn(&Leftover) -> bool) {
+fn recover_where(parent: &Path, pick: impl Fn(&Leftover) -> bool) -> Recovered {
+    let mut done = Recovered::default();
     if !Path::new("/proc/self").exists() {
-        return;
+        return done;
     }
-    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    let Ok(entries) = std::fs::read_dir(parent) else { return done };
     let host = host_tag();
     for e in entries.flatten() {
         let Some(left) = parse_leftover(&e.file_name().to_string_lossy(), &host) else { continue };
@@ -335,10 +353,14 @@ fn recover_where(parent: &Path, pick: impl Fn(&Leftover) -> bool) {
         let dest = parent.join(&left.name);
         if left.old && rename_new(&e.path(), &dest).is_ok() {
             tracing::warn!("{}: restored the classifier an interrupted run had moved aside", dest.display());
+            done.restored.push(dest);
             continue;
         }
-        let _ = std::fs::remove_dir_all(e.path());
+        if std::fs::remove_dir_all(e.path()).is_ok() {
+            done.removed += 1;
+        }
     }
+    done
 }
 
 #[cfg(test)]
@@ -462,7 +484,7 @@ mod tests {
         let live = format!(".live.partial-{host}-{me}-abc");
         assert_eq!(entries(&root), vec![live.clone(), "kept".into(), "v1.2".into()]);
         // An interrupt handler removes this process's own partial directory.
-        recover_own(&root);
+        assert_eq!(recover_own(&root), Recovered { removed: 1, restored: vec![] });
         assert_eq!(entries(&root), vec!["kept", "v1.2"]);
         // Training another name cleans too.
         std::fs::create_dir_all(root.join(format!(".gone.partial-{host}-{dead}-q"))).unwrap();
@@ -472,6 +494,28 @@ mod tests {
         })
         .unwrap();
         assert_eq!(entries(&root), vec!["kept", "new", "v1.2"]);
+    }
+
+    #[test]
+    fn an_interrupted_replacement_puts_the_old_classifier_back() {
+        if !Path::new("/proc/self").exists() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let (host, me, dead) = (host_tag(), std::process::id(), dead_pid());
+        // Stopped between moving `m` aside and renaming the new one into place: `m` is missing.
+        fake_classifier(&root.join(format!(".m.old-{host}-{me}")), "old m");
+        std::fs::create_dir_all(root.join(format!(".m.partial-{host}-{me}-r4nd"))).unwrap();
+        // Another (dead) run's leftovers are not this handler's business.
+        let others = format!(".n.partial-{host}-{dead}-q");
+        std::fs::create_dir_all(root.join(&others)).unwrap();
+        let done = recover_own(root);
+        assert_eq!(done, Recovered { removed: 1, restored: vec![root.join("m")] });
+        assert_eq!(std::fs::read_to_string(root.join("m").join(MANIFEST_FILE)).unwrap(), "old m");
+        assert_eq!(entries(root), vec![others, "m".to_string()]);
+        // Nothing of this process's left: nothing to do.
+        assert_eq!(recover_own(root), Recovered::default());
     }
 
     #[test]

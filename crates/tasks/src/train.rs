@@ -611,6 +611,70 @@ mod tests {
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn every_file_of_a_trained_classifier_gets_the_normal_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        /// A vector from the text's bytes: enough to train a head on.
+        struct BytesEmbedder;
+        impl Embedder for BytesEmbedder {
+            fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, rightmodel_core::EmbedError> {
+                Ok(texts
+                    .iter()
+                    .map(|t| {
+                        let mut v = [0.1f32; 8];
+                        for (i, b) in t.bytes().enumerate() {
+                            v[i % 8] += f32::from(b) / 255.0;
+                        }
+                        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                        v.iter().map(|x| x / n).collect()
+                    })
+                    .collect())
+            }
+            fn dim(&self) -> usize {
+                8
+            }
+            fn model_id(&self) -> &str {
+                "bytes"
+            }
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("d.csv");
+        let rows: String =
+            (0..40)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        format!("good film number {i},pos\n")
+                    } else {
+                        format!("awful plot {i} zzz,neg\n")
+                    }
+                })
+                .collect();
+        std::fs::write(&data, format!("text,label\n{rows}")).unwrap();
+        let plain = tmp.path().join("plain.txt");
+        std::fs::write(&plain, "x").unwrap();
+        let spec = TrainSpec {
+            name: "m".into(),
+            dest: tmp.path().join("m"),
+            overwrite: false,
+            train_path: data,
+            valid_path: None,
+            text_col: "text".into(),
+            label_col: "label".into(),
+            settings: default_settings(Mode::Fast),
+            base_encoder: None,
+            time_budget_s: None,
+            threads: 1,
+        };
+        let out = train_classifier(&spec, &BytesEmbedder, &crate::progress::NoProgress).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let files: Vec<PathBuf> = std::fs::read_dir(&out.dir).unwrap().map(|e| e.unwrap().path()).collect();
+        assert!(files.iter().any(|f| f.ends_with(crate::fast::HEAD_FILE)), "{files:?}");
+        for f in &files {
+            assert_eq!(mode(f), mode(&plain), "{}: {:o}", f.display(), mode(f));
+        }
+    }
+
     #[test]
     fn max_train_below_the_number_of_classes_is_refused() {
         let l = labels(&[("a", 5), ("b", 5), ("c", 5)]);

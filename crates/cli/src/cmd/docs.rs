@@ -67,8 +67,9 @@ pub struct AskArgs {
     pub name: String,
     /// The question.
     pub question: String,
-    /// Passages to return (at least 1).
-    #[arg(long, short, default_value_t = 5, value_parser = super::at_least_one)]
+    /// Passages to return: from 1 up to the number of candidate passages a search considers (a larger
+    /// value is refused, not silently cut).
+    #[arg(long, short, default_value_t = 5, value_parser = passage_count)]
     pub k: usize,
     /// Print the whole answer (citations, passages, scores) as JSON.
     #[arg(long)]
@@ -92,6 +93,17 @@ pub struct AskArgs {
     pub encoder: String,
     #[command(flatten)]
     pub lm: LmArgs,
+}
+
+/// Parses `docs ask -k`: a whole number from 1 to [`AskParams::candidates`] (the default parameters'
+/// value, which `docs ask` uses), since a search never returns more passages than it takes candidates.
+fn passage_count(s: &str) -> Result<usize, String> {
+    let k = super::at_least_one(s)?;
+    let max = AskParams::default().candidates;
+    if k > max {
+        return Err(format!("at most {max} passages can be returned (the candidates a search considers)"));
+    }
+    Ok(k)
 }
 
 /// `docs list` arguments.
@@ -150,6 +162,10 @@ pub struct EvalDocsArgs {
     /// --rerank-lm or --read-lm, the language model's answers to FILE.lm.jsonl too.
     #[arg(long)]
     pub dump: Option<PathBuf>,
+    /// Write the sentence ranker's candidates of every question (features, passage, labels) to this
+    /// file as JSON lines, for fitting rankers outside rightmodel.
+    #[arg(long, value_name = "FILE")]
+    pub dump_ranker: Option<PathBuf>,
     /// Replace report files already in --out and --dump files that exist; without it the command
     /// refuses before indexing. The --squad file itself is never written over.
     #[arg(long)]
@@ -271,30 +287,51 @@ fn load_encoder(spec: &str) -> anyhow::Result<MiniLm> {
 
 use super::progress::bar;
 
-/// Adds `paths` to the collection in `dir` with a progress bar.
+/// Adds `paths` to the collection in `dir` with a progress bar per stage (reading files, embedding
+/// passages). Until the files are counted (folders walked, the collection's lock taken) a spinner says
+/// so; each bar appears with its real length, so none shows `0/0`.
 fn add_with_bar(
     coll: &mut Collection,
     encoder: &MiniLm,
     paths: &[PathBuf],
 ) -> anyhow::Result<rightmodel_docs::AddReport> {
-    let pb = bar(0, "reading");
-    let report = coll.add_paths_with_progress(encoder, paths, &mut |p| match p {
-        AddProgress::Reading { done, total } => {
+    let finding = indicatif::ProgressBar::new_spinner();
+    finding.set_message("finding files");
+    finding.enable_steady_tick(std::time::Duration::from_millis(120));
+    // The current stage's bar, with its label.
+    let mut stage_bar: Option<(&str, indicatif::ProgressBar)> = None;
+    let report = coll.add_paths_with_progress(encoder, paths, &mut |p| {
+        let (stage, done, total) = match p {
+            AddProgress::Reading { done, total } => ("reading", done, total),
+            AddProgress::Embedding { done, total } => ("embedding", done, total),
+            AddProgress::Writing => {
+                match &stage_bar {
+                    Some((_, pb)) => pb.set_message("writing"),
+                    None => finding.set_message("writing"),
+                }
+                return;
+            }
+        };
+        // Nothing to count (no files found, nothing to embed): the spinner or the last bar stays.
+        if total == 0 {
+            return;
+        }
+        if stage_bar.as_ref().is_none_or(|(s, _)| *s != stage) {
+            finding.finish_and_clear();
+            if let Some((_, old)) = stage_bar.take() {
+                old.finish_and_clear();
+            }
+            stage_bar = Some((stage, bar(total as u64, stage)));
+        }
+        if let Some((_, pb)) = &stage_bar {
             pb.set_length(total as u64);
             pb.set_position(done as u64);
         }
-        AddProgress::Embedding { done, total } => {
-            if pb.message() != "embedding" {
-                pb.set_message("embedding");
-                pb.set_length(total as u64);
-            }
-            pb.set_position(done as u64);
-        }
-        AddProgress::Writing => {
-            pb.set_message("writing");
-        }
     });
-    pb.finish_and_clear();
+    finding.finish_and_clear();
+    if let Some((_, pb)) = stage_bar {
+        pb.finish_and_clear();
+    }
     Ok(report?)
 }
 
@@ -530,6 +567,9 @@ fn check_eval_outputs(a: &EvalDocsArgs) -> anyhow::Result<()> {
     for p in dump_files(a) {
         super::check_new_file("--dump", &p, &inputs, a.force)?;
     }
+    if let Some(p) = &a.dump_ranker {
+        super::check_new_file("--dump-ranker", p, &inputs, a.force)?;
+    }
     if let Some(out) = &a.out {
         super::check_report_dir("--out", out, &rightmodel_docs::report::REPORT_FILES, &inputs, a.force)?;
     }
@@ -584,6 +624,12 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
     let (tune_q, held_q): (Vec<usize>, Vec<usize>) =
         which.iter().partition(|&&i| corpus.questions[i].article < a.tune_articles);
     fit_models(&a, &set, &tune_q, &q_vecs)?;
+    if let Some(path) = &a.dump_ranker {
+        let pb = bar(which.len() as u64, "ranker candidates");
+        let params = AskParams::default();
+        set.write_ranker_dump(path, &which, &q_vecs, &params, a.tune_articles, &mut |d| pb.set_position(d as u64))?;
+        pb.finish_and_clear();
+    }
 
     // Headline: default parameters, timed end to end (question embedding included).
     let pb = bar(which.len() as u64, "asking");
@@ -1055,6 +1101,10 @@ mod tests {
         let e = check(&["--squad", &squad, "--dump", &dump]).unwrap_err();
         assert!(e.contains("already exists") && e.contains("--force"), "{e}");
         check(&["--squad", &squad, "--dump", &dump, "--force"]).unwrap();
+        let e = check(&["--squad", &squad, "--dump-ranker", &dump]).unwrap_err();
+        assert!(e.contains("--dump-ranker") && e.contains("already exists"), "{e}");
+        let e = check(&["--squad", &squad, "--dump-ranker", &squad, "--force"]).unwrap_err();
+        assert!(e.contains("--squad input"), "{e}");
         file("new.lm.jsonl");
         check(&["--squad", &squad, "--dump", &path("new.jsonl")]).unwrap();
         let e = check(&["--squad", &squad, "--dump", &path("new.jsonl"), "--read-lm"]).unwrap_err();

@@ -43,35 +43,34 @@ pub fn check_out_file(flag: &str, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether `a` and `b` name the same existing file (through links, `..` or another spelling): an
-/// output must never be written over an input.
+/// Whether `a` and `b` name the same existing file (through symbolic or hard links, `..` or another
+/// spelling): an output must never be written over an input. Compares the files themselves (device and
+/// inode on unix), not their paths, so a hard link to an input counts; a missing file is never the same.
 pub fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
+    same_file::is_same_file(a, b).unwrap_or(false)
 }
 
 /// The folder that `dir` is or would be created in: `dir` itself when it exists, else its nearest
-/// existing ancestor. Fails when that is a file (`what` says what the folder is for).
-pub fn nearest_existing_dir(flag: &str, dir: &Path, what: &str) -> anyhow::Result<PathBuf> {
+/// existing ancestor. Fails when that is a file (`what` says what the folder is for); `label` (what
+/// names `dir`, e.g. `--out DIR`) leads the messages.
+fn nearest_existing_dir(label: &str, dir: &Path, what: &str) -> anyhow::Result<PathBuf> {
     let mut at = dir.to_path_buf();
     loop {
         match std::fs::metadata(&at) {
             Ok(m) if m.is_dir() => return Ok(at),
-            Ok(_) if at == dir => anyhow::bail!("{flag} {}: is a file; give a folder for {what}", dir.display()),
-            Ok(_) => anyhow::bail!("{flag} {}: {} is a file, not a folder", dir.display(), at.display()),
+            Ok(_) if at == dir => anyhow::bail!("{label}: is a file; give a folder for {what}"),
+            Ok(_) => anyhow::bail!("{label}: {} is a file, not a folder", at.display()),
             // Missing, or below a file (`file.csv/sub`): look at the parent, which says which.
             Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {}
-            Err(e) => anyhow::bail!("{flag} {}: {e}", dir.display()),
+            Err(e) => anyhow::bail!("{label}: {e}"),
         }
         let parent = match at.parent() {
             Some(p) if p.as_os_str().is_empty() => PathBuf::from("."),
             Some(p) => p.to_path_buf(),
-            None => anyhow::bail!("{flag} {}: no existing folder to create it in", dir.display()),
+            None => anyhow::bail!("{label}: no existing folder to create it in"),
         };
         if parent == at {
-            anyhow::bail!("{flag} {}: no existing folder to create it in", dir.display());
+            anyhow::bail!("{label}: no existing folder to create it in");
         }
         at = parent;
     }
@@ -81,13 +80,18 @@ pub fn nearest_existing_dir(flag: &str, dir: &Path, what: &str) -> anyhow::Resul
 /// be written later: it (or the folder it would be created in) is a file, or new files cannot be
 /// created there. Probes with a temporary file that is removed at once; creates no folder.
 pub fn check_writable_dir(flag: &str, dir: &Path, what: &str) -> anyhow::Result<()> {
-    let at = nearest_existing_dir(flag, dir, what)?;
+    check_writable_dir_as(&format!("{flag} {}", dir.display()), dir, what)
+}
+
+/// [`check_writable_dir`] with `label` (what names `dir`) leading its messages.
+fn check_writable_dir_as(label: &str, dir: &Path, what: &str) -> anyhow::Result<()> {
+    let at = nearest_existing_dir(label, dir, what)?;
     let probe = at.join(format!(".rightmodel-write-check-{}", std::process::id()));
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&probe)
-        .with_context(|| format!("{flag} {}: cannot create files in {}", dir.display(), at.display()))?;
+        .with_context(|| format!("{label}: cannot create files in {}", at.display()))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }
@@ -102,19 +106,36 @@ pub fn check_report_dir(
     inputs: &[(&str, &Path)],
     force: bool,
 ) -> anyhow::Result<()> {
-    check_writable_dir(flag, dir, "the report")?;
+    report_dir_as(&format!("{flag} {}", dir.display()), dir, files, inputs, force)
+}
+
+/// [`check_report_dir`] for the folder a command writes its report to when `flag` is not given:
+/// messages name it as the default and say that `flag` chooses another, since the user never typed it.
+pub fn check_default_report_dir(
+    flag: &str,
+    dir: &Path,
+    files: &[&str],
+    inputs: &[(&str, &Path)],
+    force: bool,
+) -> anyhow::Result<()> {
+    let label = format!("{} (the default report folder; {flag} chooses another)", dir.display());
+    report_dir_as(&label, dir, files, inputs, force)
+}
+
+/// The checks of [`check_report_dir`], with `label` (what names `dir`) leading their messages.
+fn report_dir_as(label: &str, dir: &Path, files: &[&str], inputs: &[(&str, &Path)], force: bool) -> anyhow::Result<()> {
+    check_writable_dir_as(label, dir, "the report")?;
     let mut existing = Vec::new();
     for f in files {
         let path = dir.join(f);
-        check_not_input(flag, &path, inputs)?;
+        check_not_input(label, &path, inputs)?;
         if path.symlink_metadata().is_ok() {
             existing.push(*f);
         }
     }
     anyhow::ensure!(
         force || existing.is_empty(),
-        "{flag} {}: already holds {}; add --force to replace them, or give another folder",
-        dir.display(),
+        "{label}: already holds {}; add --force to replace them, or give another folder",
         existing.join(", ")
     );
     Ok(())
@@ -139,17 +160,48 @@ pub fn check_new_file(flag: &str, path: &Path, inputs: &[(&str, &Path)], force: 
     std::fs::create_dir_all(parent).with_context(|| format!("{flag} {}: cannot create its folder", path.display()))
 }
 
-/// Fails when the output `path` (given with `flag`) is the same file as one of `inputs` (each with the
-/// flag that named it).
-fn check_not_input(flag: &str, path: &Path, inputs: &[(&str, &Path)]) -> anyhow::Result<()> {
+/// Fails when the output `path` (named by `label`: its flag, or the folder it goes in) is the same file
+/// as one of `inputs` (each with the flag that named it).
+fn check_not_input(label: &str, path: &Path, inputs: &[(&str, &Path)]) -> anyhow::Result<()> {
     if let Some((input_flag, input)) = inputs.iter().find(|(_, i)| same_file(path, i)) {
         anyhow::bail!(
-            "{flag}: {} is the {input_flag} input {}; writing there would destroy it, so give another path",
+            "{label}: {} is the {input_flag} input {}; writing there would destroy it, so give another path",
             path.display(),
             input.display()
         );
     }
     Ok(())
+}
+
+/// Runs `cleanup` and exits with status 130 when the process gets Ctrl-C (SIGINT) or SIGTERM, for a
+/// command that leaves something half-made when stopped (a killed process runs no destructors). The
+/// handlers are in place when this returns (a signal before that still kills the process at once); a
+/// watcher thread waits for them, named `name`. Without a thread or a runtime the default handling
+/// stays, which is logged.
+pub fn on_interrupt(name: &str, cleanup: impl FnOnce() + Send + 'static) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let watch = move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+                return;
+            };
+            let _ = ready_tx.send(());
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            cleanup();
+            std::process::exit(130);
+        });
+    };
+    match std::thread::Builder::new().name(name.into()).spawn(watch) {
+        Ok(_) => {
+            let _ = ready.recv_timeout(std::time::Duration::from_secs(2));
+        }
+        Err(e) => tracing::debug!("no signal watcher: {e}"),
+    }
 }
 
 /// A whole number of at least 1, for counts where 0 would make a command do nothing useful (or divide
@@ -214,15 +266,40 @@ mod tests {
         let data = dir.join("data.jsonl");
         std::fs::write(&data, "x").unwrap();
         std::os::unix::fs::symlink(&data, dir.join("link.jsonl")).unwrap();
-        for other in [dir.join("sub/../data.jsonl"), dir.join("link.jsonl")] {
+        std::fs::hard_link(&data, dir.join("hard.jsonl")).unwrap();
+        for other in [dir.join("sub/../data.jsonl"), dir.join("link.jsonl"), dir.join("hard.jsonl")] {
             assert!(same_file(&other, &data), "{}", other.display());
             let e = check_new_file("--dump", &other, &[("--data", &data)], true).unwrap_err().to_string();
             assert!(e.contains("--data input"), "{e}");
         }
-        assert!(!same_file(&dir.join("new.jsonl"), &data));
+        assert!(!same_file(&dir.join("new.jsonl"), &data) && !same_file(&data, &dir.join("new.jsonl")));
+        // A copy is another file, whatever it holds.
+        std::fs::copy(&data, dir.join("copy.jsonl")).unwrap();
+        assert!(!same_file(&dir.join("copy.jsonl"), &data));
         check_new_file("--dump", &dir.join("new.jsonl"), &[("--data", &data)], false).unwrap();
         let e = check_report_dir("--out", &dir, &["data.jsonl", "x.md"], &[], false).unwrap_err().to_string();
         assert!(e.contains("already holds data.jsonl") && e.contains("--force"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_default_report_folder_is_named_as_the_default() {
+        let dir = std::env::temp_dir().join(format!("rightmodel-cli-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("report.md"), "mine").unwrap();
+        let e = check_default_report_dir("--out", &dir, &["report.md"], &[], false).unwrap_err().to_string();
+        assert!(e.contains("the default report folder; --out chooses another") && e.contains("--force"), "{e}");
+        check_default_report_dir("--out", &dir, &["report.md"], &[], true).unwrap();
+        let e = check_report_dir("--out", &dir, &["report.md"], &[], false).unwrap_err().to_string();
+        assert!(e.starts_with("--out ") && !e.contains("default"), "{e}");
+        // A report file that is an input is refused even with --force.
+        let input = dir.join("report.md");
+        let e = check_default_report_dir("--out", &dir, &["report.md"], &[("--data", &input)], true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--data input") && e.contains("default report folder"), "{e}");
+        let e = format!("{:#}", check_default_report_dir("--out", &input.join("x"), &[], &[], false).unwrap_err());
+        assert!(e.contains("is a file, not a folder") && e.contains("default report folder"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -530,8 +530,13 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
         },
     };
     let pb = bar(a.folds as u64, "cv folds");
-    let (weights, report) = train_weights(&rows, &vecs, &opts, |f| pb.set_position(f as u64))?;
+    let trained = train_weights(&rows, &vecs, &opts, |f| pb.set_position(f as u64))?;
     pb.finish_and_clear();
+    // The warning `router calibrate` prints, from the same calibration code.
+    if let Some(w) = &trained.calibration_warning {
+        eprintln!("warning: {w}");
+    }
+    let (weights, report) = (trained.weights, trained.cv);
     // Saved before anything is printed: the weights must not depend on stdout being open.
     weights.save(&out)?;
     if let Some(r) = &report {

@@ -1,6 +1,6 @@
 //! `rightmodel serve` and `rightmodel logs`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -268,6 +268,23 @@ fn parse_since(s: &str) -> anyhow::Result<i64> {
         .with_context(|| format!("invalid --since `{s}`: too far back"))
 }
 
+/// Fails with a clear message, before SQLite is asked (it says only "disk I/O error" for a folder, and
+/// would create an empty database for a missing file), when `path` is not an existing file: missing,
+/// or a folder.
+fn check_log_path(path: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => anyhow::bail!(
+            "{} is a folder, not a request log; give the database file `rightmodel serve` writes (its config's `server.log_path`)",
+            path.display()
+        ),
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+            anyhow::bail!("no request log at {} (it is created by `rightmodel serve`)", path.display())
+        }
+        Err(e) => anyhow::bail!("cannot read the request log {}: {e}", path.display()),
+    }
+}
+
 /// Runs `logs`.
 pub fn logs(a: LogsArgs) -> anyhow::Result<()> {
     let path = match (&a.db, &a.config) {
@@ -275,9 +292,7 @@ pub fn logs(a: LogsArgs) -> anyhow::Result<()> {
         (None, Some(c)) => rightmodel_server::log_path(&Config::load(c)?),
         (None, None) => rightmodel_server::log_path(&Config::default_local()),
     };
-    if !path.exists() {
-        anyhow::bail!("no request log at {} (it is created by `rightmodel serve`)", path.display());
-    }
+    check_log_path(&path)?;
     let since = a.since.as_deref().map(parse_since).transpose()?.unwrap_or(0);
     if a.summary {
         let summary = RequestLog::summarize(&path, since)?;
@@ -405,6 +420,23 @@ mod tests {
             assert!(e.contains("--hash-key") && e.contains("empty"), "{e}");
         }
         check_key_to_hash("sk-my-secret").unwrap();
+    }
+
+    #[test]
+    fn a_folder_or_a_missing_file_is_not_read_as_a_request_log() {
+        let dir = std::env::temp_dir().join(format!("rightmodel-logs-path-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = check_log_path(&dir).unwrap_err().to_string();
+        assert!(e.contains("is a folder, not a request log"), "{e}");
+        let missing = dir.join("none.db");
+        let e = check_log_path(&missing).unwrap_err().to_string();
+        assert!(e.contains("no request log at") && e.contains("none.db"), "{e}");
+        assert!(!missing.exists(), "a read must not create the database");
+        std::fs::write(&missing, "").unwrap();
+        check_log_path(&missing).unwrap();
+        let e = check_log_path(&missing.join("below")).unwrap_err().to_string();
+        assert!(e.contains("no request log at"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

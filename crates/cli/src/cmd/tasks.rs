@@ -338,6 +338,10 @@ fn train_classify(a: TrainClassifyArgs) -> anyhow::Result<()> {
     settings.max_len = a.max_len.unwrap_or(settings.max_len);
     settings.patience = a.patience.unwrap_or(settings.patience);
     settings.max_neighbours = a.max_neighbours;
+    // Stopped with Ctrl-C, the run removes its unfinished classifier folder (or puts back the classifier
+    // it was replacing) instead of leaving it for the next run to find.
+    let build_dir = registry::build_dir(&dest);
+    super::on_interrupt("train-signals", move || say_recovered(&registry::recover_own(&build_dir)));
     let (encoder, encoder_dir) = load_encoder(&a.encoder)?;
     if mode == Mode::Finetune {
         check_max_len(settings.max_len, &encoder_dir)?;
@@ -382,6 +386,18 @@ fn train_classify(a: TrainClassifyArgs) -> anyhow::Result<()> {
     println!("validation accuracy {:.4}, macro-F1 {:.4}", m.validation.accuracy, m.validation.macro_f1);
     println!("training time {:.1}s", m.train_seconds);
     Ok(())
+}
+
+/// Says on stderr what an interrupted training run cleaned up before exiting.
+fn say_recovered(done: &registry::Recovered) {
+    for dir in &done.restored {
+        eprintln!("interrupted: the classifier being replaced was put back at {}", dir.display());
+    }
+    if done.removed > 0 {
+        eprintln!("interrupted: the unfinished classifier was removed");
+    } else if done.restored.is_empty() {
+        eprintln!("interrupted");
+    }
 }
 
 /// One output line of `classify`: the input's `id` (when it had one) and the prediction's fields.
@@ -431,50 +447,25 @@ pub fn classify(a: ClassifyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+/// Writes report file `path` atomically ([`rightmodel_core::fsutil::write_atomic`]), naming it in the
+/// error.
+fn write_report_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    rightmodel_core::fsutil::write_atomic(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The files `eval classify` writes into its report directory.
 const REPORT_FILES: [&str; 3] = ["report.md", "report.json", "confusion.png"];
 
 /// Checks the report directory before the evaluation runs (minutes), so that a mistake does not cost the
-/// result: `out` is not a file, holds none of [`REPORT_FILES`] unless `force` (they would be replaced),
-/// and can be written (or, when missing, created in a writable directory). Creates nothing. `given`
-/// tells whether `--out` named it (messages say so) or it is the default.
-fn check_report_dir(out: &Path, force: bool, given: bool) -> anyhow::Result<()> {
-    let what = if given {
-        format!("--out {}", out.display())
+/// result ([`super::check_report_dir`]): it can be written or created, none of [`REPORT_FILES`] in it is
+/// one of `inputs`, and none exists unless `force`. Creates nothing. `given` tells whether `--out` named
+/// it or it is the default (messages say so).
+fn check_report_dir(out: &Path, inputs: &[(&str, &Path)], force: bool, given: bool) -> anyhow::Result<()> {
+    if given {
+        super::check_report_dir("--out", out, &REPORT_FILES, inputs, force)
     } else {
-        format!("{} (the default report directory; --out chooses another)", out.display())
-    };
-    anyhow::ensure!(!out.is_file(), "{what}: is a file; give a folder for the report");
-    if out.is_dir() {
-        let existing: Vec<&str> =
-            REPORT_FILES.iter().copied().filter(|f| out.join(f).symlink_metadata().is_ok()).collect();
-        anyhow::ensure!(
-            force || existing.is_empty(),
-            "{what}: already holds {} (an earlier evaluation's, or your own files); add --force to replace them",
-            existing.join(", ")
-        );
-        return check_can_write_in(out).with_context(|| what.clone());
+        super::check_default_report_dir("--out", out, &REPORT_FILES, inputs, force)
     }
-    // The nearest existing ancestor is where the missing directories would be created.
-    let base = out.ancestors().skip(1).find(|p| p.as_os_str().is_empty() || p.exists()).unwrap_or(Path::new(""));
-    let base = if base.as_os_str().is_empty() { Path::new(".") } else { base };
-    anyhow::ensure!(base.is_dir(), "{what}: cannot be created, {} is not a directory", base.display());
-    check_can_write_in(base).with_context(|| format!("{what}: cannot be created"))
-}
-
-/// Fails when no file can be created in `dir` (creates and removes a small probe file).
-fn check_can_write_in(dir: &Path) -> anyhow::Result<()> {
-    let probe = dir.join(format!(".rightmodel-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"").with_context(|| format!("cannot write in {}", dir.display()))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
 }
 
 /// The error for an unreadable `--ood` file. Only a text column that is not there gets the hint to name
@@ -492,14 +483,18 @@ fn ood_error(e: rightmodel_tasks::TaskError, path: &Path, col: &str, col_flag_gi
 
 /// Runs `eval classify`.
 pub fn eval_classify(a: EvalClassifyArgs) -> anyhow::Result<()> {
+    let mut inputs = vec![("--data", a.data.as_path())];
+    if let Some(p) = &a.ood {
+        inputs.push(("--ood", p.as_path()));
+    }
     if let Some(p) = &a.out {
-        check_report_dir(p, a.force, true)?;
+        check_report_dir(p, &inputs, a.force, true)?;
     }
     let dir = registry::resolve(&a.model)?;
     let clf = Classifier::load(&dir)?;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("rightmodel-eval-{}", clf.name())));
     if a.out.is_none() {
-        check_report_dir(&out, a.force, false)?;
+        check_report_dir(&out, &inputs, a.force, false)?;
     }
     let m = clf.manifest();
     let text_col = a.text_col.clone().unwrap_or_else(|| m.train_data.text_col.clone());
@@ -542,8 +537,8 @@ pub fn eval_classify(a: EvalClassifyArgs) -> anyhow::Result<()> {
         eval::evaluate(&clf, &encoder, &ds, ood.as_ref().map(|(n, t)| (n.as_str(), t.as_slice())), opts, &bars)?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let md = report.to_markdown();
-    write_atomic(&out.join("report.md"), md.as_bytes())?;
-    write_atomic(&out.join("report.json"), &serde_json::to_vec_pretty(&report)?)?;
+    write_report_file(&out.join("report.md"), md.as_bytes())?;
+    write_report_file(&out.join("report.json"), &serde_json::to_vec_pretty(&report)?)?;
     let png = out.join("confusion.png");
     let title = format!("{} on {}", clf.name(), a.data.file_name().map(|f| f.to_string_lossy()).unwrap_or_default());
     if let Err(e) = plot::confusion_png(&report.metrics, &title, &png) {
@@ -569,18 +564,29 @@ mod tests {
     fn report_files_are_not_replaced_without_force() {
         let tmp = std::env::temp_dir().join(format!("rightmodel-eval-out-test-{}", std::process::id()));
         std::fs::create_dir_all(&tmp).unwrap();
-        check_report_dir(&tmp, false, true).unwrap();
+        check_report_dir(&tmp, &[], false, true).unwrap();
         std::fs::write(tmp.join("report.md"), "MY OWN REPORT").unwrap();
-        let err = format!("{:#}", check_report_dir(&tmp, false, true).unwrap_err());
-        assert!(err.contains("report.md") && err.contains("--force"), "{err}");
-        check_report_dir(&tmp, true, true).unwrap();
+        let err = format!("{:#}", check_report_dir(&tmp, &[], false, true).unwrap_err());
+        assert!(err.contains("report.md") && err.contains("--force") && err.starts_with("--out "), "{err}");
+        // The default folder is named as the default, with the flag that chooses another.
+        let err = format!("{:#}", check_report_dir(&tmp, &[], false, false).unwrap_err());
+        assert!(err.contains("the default report folder; --out chooses another"), "{err}");
+        check_report_dir(&tmp, &[], true, true).unwrap();
         assert_eq!(std::fs::read_to_string(tmp.join("report.md")).unwrap(), "MY OWN REPORT");
+        // The --data file is never replaced, even with --force.
+        let data = tmp.join("report.json");
+        std::fs::write(&data, "text,label\n").unwrap();
+        let err = format!("{:#}", check_report_dir(&tmp, &[("--data", &data)], true, true).unwrap_err());
+        assert!(err.contains("--data input"), "{err}");
         // A missing directory under a writable one is fine, and is not created by the check.
-        check_report_dir(&tmp.join("new").join("deeper"), false, true).unwrap();
+        check_report_dir(&tmp.join("new").join("deeper"), &[], false, true).unwrap();
         assert!(!tmp.join("new").exists());
         // Under a file it cannot be created.
-        let err = format!("{:#}", check_report_dir(&tmp.join("report.md").join("x"), false, false).unwrap_err());
-        assert!(err.contains("not a directory"), "{err}");
+        let err = format!("{:#}", check_report_dir(&tmp.join("report.md").join("x"), &[], false, false).unwrap_err());
+        assert!(err.contains("is a file, not a folder"), "{err}");
+        // A file cannot be the folder.
+        let err = format!("{:#}", check_report_dir(&tmp.join("report.md"), &[], false, true).unwrap_err());
+        assert!(err.contains("is a file; give a folder"), "{err}");
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 
@@ -588,7 +594,7 @@ mod tests {
     fn an_unwritable_out_is_found_before_evaluating() {
         // /proc refuses new files even for root.
         if Path::new("/proc/self").exists() {
-            let err = format!("{:#}", check_report_dir(Path::new("/proc/nope"), false, true).unwrap_err());
+            let err = format!("{:#}", check_report_dir(Path::new("/proc/nope"), &[], false, true).unwrap_err());
             assert!(err.contains("/proc/nope") && err.contains("cannot"), "{err}");
         }
     }
