@@ -340,38 +340,17 @@ fn add_with_bar(
 /// it is removed and the process exits with 130. Once files are committed the collection is kept as it is
 /// (every commit is a whole generation).
 fn remove_if_interrupted(dir: PathBuf) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (ready_tx, ready) = std::sync::mpsc::channel();
-    let watch = move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        rt.block_on(async {
-            // Both handlers are in place before the add goes on (signals before that still kill it).
-            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-                return;
-            };
-            let _ = ready_tx.send(());
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            // The add holds the collection's write lock, so it cannot be taken here; the generation decides.
-            let empty = rightmodel_docs::store::current_generation(&dir)
-                .and_then(|g| rightmodel_docs::store::load(&g))
-                .is_ok_and(|snap| snap.passages.is_empty());
-            match (empty, empty && std::fs::remove_dir_all(&dir).is_ok()) {
-                (true, true) => eprintln!("interrupted: the new collection was empty and is removed"),
-                (true, false) => eprintln!("interrupted: the new, empty collection could not be removed"),
-                (false, _) => eprintln!("interrupted"),
-            }
-            std::process::exit(130);
-        });
-    };
-    match std::thread::Builder::new().name("docs-add-signals".into()).spawn(watch) {
-        Ok(_) => {
-            let _ = ready.recv_timeout(std::time::Duration::from_secs(2));
+    super::on_interrupt("docs-add-signals", move || {
+        // The add holds the collection's write lock, so it cannot be taken here; the generation decides.
+        let empty = rightmodel_docs::store::current_generation(&dir)
+            .and_then(|g| rightmodel_docs::store::load(&g))
+            .is_ok_and(|snap| snap.passages.is_empty());
+        match (empty, empty && std::fs::remove_dir_all(&dir).is_ok()) {
+            (true, true) => eprintln!("interrupted: the new collection was empty and is removed"),
+            (true, false) => eprintln!("interrupted: the new, empty collection could not be removed"),
+            (false, _) => eprintln!("interrupted"),
         }
-        Err(e) => tracing::debug!("no signal watcher: {e}"),
-    }
+    });
 }
 
 fn add(a: AddArgs) -> anyhow::Result<()> {

@@ -179,18 +179,29 @@ fn check_not_input(label: &str, path: &Path, inputs: &[(&str, &Path)]) -> anyhow
 /// watcher thread waits for them, named `name`. Without a thread or a runtime the default handling
 /// stays, which is logged.
 pub fn on_interrupt(name: &str, cleanup: impl FnOnce() + Send + 'static) {
-    use tokio::signal::unix::{signal, SignalKind};
     let (ready_tx, ready) = std::sync::mpsc::channel();
     let watch = move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         rt.block_on(async {
-            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-                return;
-            };
-            let _ = ready_tx.send(());
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
+            #[cfg(unix)]
+            {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+                else {
+                    return;
+                };
+                let _ = ready_tx.send(());
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = ready_tx.send(());
+                if tokio::signal::ctrl_c().await.is_err() {
+                    return;
+                }
             }
             cleanup();
             std::process::exit(130);
