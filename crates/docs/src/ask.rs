@@ -475,9 +475,11 @@ impl Collection {
             let other = items.iter().enumerate().find(|(j, _)| *j != p).map(|(_, r)| r.best_logit());
             match other {
                 Some(next) if next.is_finite() => (score, score - next),
+                // The next passage was not scored (re-scoring depth 0): as far ahead as can be.
+                Some(_) => (score, 10.0),
                 // No other passage to lead (a collection of one): no lead rather than the largest,
                 // which added 2.4 to the logit and made any answer of a one-paragraph file look sure.
-                _ => (score, 0.0),
+                None => (score, 0.0),
             }
         };
         (answer.score, answer.margin) = lead(place, best);

@@ -82,6 +82,14 @@ impl Accounting {
         }
     }
 
+    /// Starts the latency clock again, when the handler takes over a request whose accounting began on
+    /// arrival (see [`crate::intake`]): its latency and time to first token are the gateway's and the
+    /// model's, not the client's upload time (which would skew the live latency estimates routing uses).
+    /// The row's arrival time stays.
+    pub fn restart_clock(&mut self) {
+        self.start = Instant::now();
+    }
+
     /// Records the request's options (see [`crate::routing::AutoRouter::overrides`]): their cost and
     /// latency caps bind every model that serves the request.
     pub fn set_caps(&mut self, caps: rightmodel_router::Overrides) {

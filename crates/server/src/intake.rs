@@ -43,7 +43,14 @@ pub struct ParkedAccounting(Arc<Mutex<Option<Accounting>>>);
 /// called directly, as unit tests do).
 pub fn take_accounting(parked: Option<Extension<ParkedAccounting>>, st: &SharedState, endpoint: &str) -> Accounting {
     let taken = parked.and_then(|Extension(p)| p.0.lock().ok().and_then(|mut slot| slot.take()));
-    taken.unwrap_or_else(|| Accounting::new(st.clone(), endpoint))
+    match taken {
+        Some(mut acct) => {
+            // The body has been read by now: what follows is the gateway's time, not the upload's.
+            acct.restart_clock();
+            acct
+        }
+        None => Accounting::new(st.clone(), endpoint),
+    }
 }
 
 /// The hyper service of one connection: parks an [`Accounting`] in every request to a
@@ -86,6 +93,13 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Intake {
     }
 }
 
+/// Whether an accept error is about one connection (as axum's server treats them) rather than the
+/// listener or the process.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(e.kind(), ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset)
+}
+
 /// Serves `app` on `listener` over HTTP/1.1 until `shutdown` resolves, then stops accepting, asks
 /// every connection to close once its request in flight is answered, and returns when all have.
 pub async fn serve_http(listener: TcpListener, app: Router, state: SharedState, shutdown: impl Future<Output = ()>) {
@@ -97,15 +111,22 @@ pub async fn serve_http(listener: TcpListener, app: Router, state: SharedState, 
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
+                // A connection reset or aborted before it was accepted concerns that client only.
+                Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     // Out of file descriptors and the like: wait rather than spin; the listener stays.
                     tracing::error!("accepting a connection failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
             },
             () = &mut shutdown => break,
         };
+        // Streamed tokens are small writes: without this, Nagle's algorithm holds each one back until
+        // the previous is acknowledged (up to a delayed ACK, ~40 ms), as nginx's `tcp_nodelay` avoids.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY not set: {e}");
+        }
         let service = Intake::new(app.clone(), state.clone());
         let mut stop = stop_rx.clone();
         let open = open_rx.clone();

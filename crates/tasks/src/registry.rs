@@ -147,6 +147,15 @@ pub fn write_dir_atomically(
         .tempdir_in(&parent)
         .map_err(|e| TaskError::io(&parent, e))?;
     fill(tmp.path())?;
+    // Other users read classifiers like any other files: not the owner-only mode of a temporary folder.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| TaskError::io(tmp.path(), e))?;
+    }
+    // An interrupt's cleanup waits until the classifier is in place (or the old one back).
+    let _installing = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tmp.keep();
     let aside = parent.join(format!(".{name}.old-{}-{}", host_tag(), std::process::id()));
     let result = if dest.exists() {
@@ -163,6 +172,11 @@ pub fn write_dir_atomically(
     }
     result
 }
+
+/// Held while a finished classifier is put in place, from the moment its folder stops being temporary
+/// until the renames are done, so that an interrupt's cleanup ([`recover_own`], on another thread)
+/// never runs between them.
+static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Renames directory `from` to `dest`, which must not exist: never replaces anything. (A plain rename
 /// onto an existing empty directory would replace it, so existence is checked first; a non-empty one is
@@ -323,6 +337,9 @@ pub fn recover_abandoned(parent: &Path) {
 /// the partial directory of the training run it stops, or a classifier it had moved aside. Returns what
 /// it did, for the handler to say.
 pub fn recover_own(parent: &Path) -> Recovered {
+    // Never in the middle of an install: deleting the folder being renamed into place, or the one
+    // moved aside, would lose both classifiers. The caller exits right after, still holding it.
+    let _installing = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
     let me = std::process::id();
     recover_where(parent, |l| l.pid == me)
 }

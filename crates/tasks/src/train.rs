@@ -673,6 +673,8 @@ mod tests {
         for f in &files {
             assert_eq!(mode(f), mode(&plain), "{}: {:o}", f.display(), mode(f));
         }
+        // The folder too (it starts as an owner-only temporary folder).
+        assert_eq!(mode(&out.dir), 0o755);
     }
 
     #[test]

@@ -101,7 +101,7 @@ fn passage_count(s: &str) -> Result<usize, String> {
     let k = super::at_least_one(s)?;
     let max = AskParams::default().candidates;
     if k > max {
-        return Err(format!("at most {max} passages can be returned (the candidates a search considers)"));
+        return Err(format!("at most {max} passages can be returned"));
     }
     Ok(k)
 }
