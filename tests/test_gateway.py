@@ -649,3 +649,29 @@ def test_every_request_leaves_one_row_even_when_its_client_leaves_at_once(local_
     assert all(r["status"] in (200, 499) for r in rows), rows
     cut = [r for r in rows if r["error"] and "while sending the request body" in r["error"]]
     assert len(cut) == 1 and cut[0]["status"] == 499, rows
+
+
+def test_bodies_refused_from_their_headers_say_so_before_the_upload(local_server):
+    """A Content-Length over the limit is a 413 before the body is sent (a client asking
+    `Expect: 100-continue` uploads nothing), a compressed body is named as such (400), and error
+    answers carry the request id of their log row, like successful ones."""
+    import socket
+
+    head = (b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 50000000\r\nExpect: 100-continue\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", local_server.port), timeout=10) as s:
+        s.sendall(head)
+        first = s.recv(4096).decode("latin-1")
+    assert first.startswith("HTTP/1.1 413"), first
+    rid = [l.split(":", 1)[1].strip() for l in first.split("\r\n") if l.lower().startswith("x-request-id:")]
+    assert rid, first
+    row = local_server.wait_row(lambda r: r["id"] == rid[0])
+    assert row["status"] == 413 and row["endpoint"] == "/v1/embeddings", row
+
+    status, headers, body = request(local_server.base, "POST", "/v1/embeddings", raw=b"\x1f\x8b\x08\x00compressed",
+                                    headers={"Content-Encoding": "gzip"})
+    assert status == 400 and "Content-Encoding" in json.loads(body)["error"]["message"], (status, body)
+    assert headers.get("x-request-id"), headers
+    status, headers, body = request(local_server.base, "POST", "/v1/embeddings", body={"model": "nope", "input": "x"})
+    assert status == 404 and headers.get("x-request-id"), (status, headers)
+    assert local_server.wait_row(lambda row: row["id"] == headers["x-request-id"])["status"] == 404

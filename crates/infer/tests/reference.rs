@@ -251,3 +251,21 @@ fn waiting_jobs_whose_client_left_free_their_place_in_line() {
     assert!(accepted.is_some(), "the line stayed full of jobs nobody waits for");
     drop(running);
 }
+
+#[test]
+fn a_burst_as_large_as_the_slots_and_the_line_is_taken_on_an_idle_engine() {
+    use rightmodel_infer::{Engine, EngineConfig, InferError};
+    let mut cfg = EngineConfig::new(common::gguf());
+    cfg.slots = 2;
+    cfg.queue = 1;
+    cfg.ctx_per_slot = 512;
+    let e = Engine::start(cfg).unwrap();
+    let long = || GenRequest {
+        prompt: Prompt::Text("Once upon a time".into()),
+        params: SamplingParams { max_tokens: 200, ignore_eos: true, ..Default::default() },
+    };
+    // All at once, before the worker has moved any into a slot: two slots and one place in line.
+    let burst: Vec<_> = (0..3).map(|_| e.submit(long())).collect();
+    assert!(burst.iter().all(Result::is_ok), "{:?}", burst.iter().map(Result::is_ok).collect::<Vec<_>>());
+    assert!(matches!(e.submit(long()), Err(InferError::Busy)));
+}

@@ -175,6 +175,7 @@ pub fn app(state: SharedState) -> Router {
         .fallback(crate::endpoints::not_found)
         .method_not_allowed_fallback(crate::endpoints::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::intake::refuse_unreadable_body))
         .layer(axum::middleware::from_fn_with_state(state.clone(), answer_when_cut))
         .with_state(state)
 }

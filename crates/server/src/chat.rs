@@ -18,7 +18,7 @@ use rightmodel_infer::llm::GenEvent;
 use serde_json::{json, Value};
 
 use crate::accounting::Accounting;
-use crate::http_error::{json_rejection, HttpError};
+use crate::http_error::{error_response, json_rejection};
 use crate::intake::{take_accounting, ParkedAccounting};
 use crate::local::{choice_logprobs, token_logprob, LocalChat};
 use crate::routing::RouteOutcome;
@@ -270,10 +270,7 @@ pub async fn chat_completions(
         Err(e) => {
             let status = e.kind.status();
             let msg = e.message.clone();
-            let mut resp = HttpError(e).into_response();
-            if let Some(v) = header_value(&id) {
-                resp.headers_mut().insert("x-request-id", v);
-            }
+            let resp = error_response(e, &id);
             acct.finish(status, Some(msg));
             resp
         }

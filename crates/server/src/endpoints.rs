@@ -20,7 +20,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::accounting::Accounting;
 use crate::chat::{aborted_event, cost_header, decorate, now_secs, sse_response, unless_aborted};
-use crate::http_error::{json_rejection, HttpError};
+use crate::http_error::{error_response, json_rejection, HttpError};
 use crate::intake::{take_accounting, ParkedAccounting};
 use crate::local::LocalChat;
 use crate::state::{ChatModel, SharedState};
@@ -29,8 +29,9 @@ fn fail(mut acct: Accounting, e: ApiError) -> Response {
     let status = e.kind.status();
     acct.set_stream(false);
     let msg = e.message.clone();
+    let id = acct.id().to_string();
     acct.finish(status, Some(msg));
-    HttpError(e).into_response()
+    error_response(e, &id)
 }
 
 /// Streams an upstream text completion (already opened): chunks re-labelled with the served model's

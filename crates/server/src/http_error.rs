@@ -30,6 +30,16 @@ impl IntoResponse for HttpError {
     }
 }
 
+/// The error response of the request `request_id`, which it carries in `x-request-id` like every answer,
+/// so a client can find the log row of a request that failed.
+pub fn error_response(e: ApiError, request_id: &str) -> Response {
+    let mut resp = HttpError(e).into_response();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
 /// Maps axum's JSON extractor failures onto 400 / 413 / 415 in OpenAI's shape.
 pub fn json_rejection(r: JsonRejection) -> ApiError {
     match r {

@@ -21,10 +21,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::Method;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -33,6 +33,9 @@ use crate::state::SharedState;
 
 /// The endpoints whose requests are logged: one row each, whichever way they end.
 pub const LOGGED_ENDPOINTS: [&str; 4] = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/classify"];
+
+/// How long a connection may take to send a request's headers (or stay idle between requests).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A request's accounting, parked in its extensions until the handler takes it.
 #[derive(Clone)]
@@ -132,6 +135,12 @@ pub async fn serve_http(listener: TcpListener, app: Router, state: SharedState, 
         let open = open_rx.clone();
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
+                // A client gets this long to send a request's headers, counted from when the
+                // connection waits for them: a socket that sends nothing (or a header a byte at a
+                // time) is closed instead of holding a connection forever, and so is a keep-alive
+                // connection left idle that long (clients reconnect, as they do for any server).
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             tokio::pin!(conn);
@@ -156,4 +165,45 @@ pub async fn serve_http(listener: TcpListener, app: Router, state: SharedState, 
     stop_tx.send_replace(true);
     drop(open_rx);
     open_tx.closed().await;
+}
+
+/// Refuses, before reading a byte of it, a request body the handler would refuse after reading it
+/// all: a `Content-Length` over `max_body_bytes` (413, and a client that sent `Expect: 100-continue`
+/// is told before it uploads anything) or a `Content-Encoding` other than `identity` (400: the bytes
+/// would be parsed as JSON and fail with a confusing syntax error). As in the handlers, a key that
+/// does not authenticate is told that first. Its log row is the request's parked one.
+pub async fn refuse_unreadable_body(
+    axum::extract::State(st): axum::extract::State<SharedState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
+    use rightmodel_core::{ApiError, ErrorKind};
+    let limit = st.config.server.max_body_bytes;
+    let length = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    let encoding = req.headers().get(CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    let problem = if length.is_some_and(|l| l > limit as u64) {
+        ApiError::new(ErrorKind::PayloadTooLarge, "The request body is larger than this server accepts")
+    } else if let Some(enc) = encoding.filter(|e| !e.is_empty() && e != "identity") {
+        ApiError::new(
+            ErrorKind::InvalidRequest,
+            format!("Content-Encoding `{enc}` is not supported: send the request body uncompressed"),
+        )
+    } else {
+        return next.run(req).await;
+    };
+    let Some(parked) = req.extensions().get::<ParkedAccounting>().cloned() else {
+        return crate::http_error::HttpError(problem).into_response();
+    };
+    let mut acct = take_accounting(Some(Extension(parked)), &st, req.uri().path());
+    let problem = match st.auth.identify(req.headers()) {
+        Ok(caller) => {
+            acct.set_caller(caller);
+            problem
+        }
+        Err(e) => e,
+    };
+    let id = acct.id().to_string();
+    acct.finish(problem.kind.status(), Some(problem.message.clone()));
+    crate::http_error::error_response(problem, &id)
 }

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use crate::accounting::Accounting;
 use crate::chat::{decorate, now_secs};
-use crate::http_error::{json_rejection, HttpError};
+use crate::http_error::{error_response, json_rejection};
 use crate::intake::{take_accounting, ParkedAccounting};
 use crate::state::{AppState, ChatModel, SharedState};
 
@@ -394,7 +394,7 @@ pub async fn classify(
         }
         Err(e) => {
             acct.finish(e.kind.status(), Some(e.message.clone()));
-            HttpError(e).into_response()
+            error_response(e, &id)
         }
     }
 }

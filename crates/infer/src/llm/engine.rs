@@ -41,7 +41,8 @@ pub struct EngineConfig {
     pub threads: i32,
     /// Most tokens decoded in one step (prompt chunks plus one per generating sequence).
     pub batch: u32,
-    /// Requests waiting for a slot before `submit` answers [`InferError::Busy`].
+    /// Requests that may wait for a slot when every slot is busy; beyond them `submit` answers
+    /// [`InferError::Busy`].
     pub queue: usize,
 }
 
@@ -64,7 +65,8 @@ impl EngineConfig {
 pub struct EngineStats {
     /// Requests waiting or running.
     pub in_flight: AtomicUsize,
-    /// Requests waiting for a slot (bounded by [`EngineConfig::queue`]).
+    /// Requests waiting for a slot (with the running ones, bounded by [`EngineConfig::slots`] plus
+    /// [`EngineConfig::queue`]).
     pub queued: AtomicUsize,
     /// Prompt tokens decoded.
     pub prompt_tokens: AtomicU64,
@@ -125,7 +127,8 @@ impl Engine {
         let model: &'static LlamaModel = Box::leak(Box::new(model));
         let template = ChatTemplate::for_model(model)?;
         let max_token_bytes = max_token_bytes(model);
-        let (tx, rx) = sync_channel::<Job>(config.queue.max(1));
+        // Room for a whole burst: every slot's job plus the waiting line, before the worker moves any.
+        let (tx, rx) = sync_channel::<Job>((config.slots + config.queue).max(1));
         let stats = Arc::new(EngineStats::default());
         let (ready_tx, ready_rx) = sync_channel::<Result<(), InferError>>(1);
         let worker_cfg = config.clone();
@@ -158,17 +161,20 @@ impl Engine {
         let prompt = self.prompt_tokens(&req.prompt)?;
         let (events, rx) = unbounded_channel();
         let stats = &self.shared.stats;
-        // The worker moves waiting jobs out of the channel and drops those whose client left, so the
-        // bound is this count of live waiting jobs, not the channel's capacity.
-        if stats.queued.fetch_add(1, Ordering::AcqRel) >= self.shared.config.queue.max(1) {
-            stats.queued.fetch_sub(1, Ordering::AcqRel);
+        // The bound is on live jobs, running or waiting: the slots plus the waiting line. (Bounding
+        // the jobs not yet in a slot refused bursts on an idle engine: a burst's jobs all count as
+        // waiting until the worker gets to them, so 4 at once on 4 free slots and a line of 2 got a
+        // refusal.) The worker drops waiting jobs whose client left, so they free their place.
+        let limit = self.shared.config.slots.max(1) + self.shared.config.queue;
+        if stats.in_flight.fetch_add(1, Ordering::AcqRel) >= limit {
+            stats.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(InferError::Busy);
         }
-        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        stats.queued.fetch_add(1, Ordering::AcqRel);
         match self.shared.tx.try_send(Job { prompt, params: req.params, events }) {
             Ok(()) => Ok(rx),
             Err(e) => {
-                stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                stats.in_flight.fetch_sub(1, Ordering::AcqRel);
                 stats.queued.fetch_sub(1, Ordering::AcqRel);
                 Err(match e {
                     TrySendError::Full(_) => InferError::Busy,
