@@ -675,3 +675,21 @@ def test_bodies_refused_from_their_headers_say_so_before_the_upload(local_server
     status, headers, body = request(local_server.base, "POST", "/v1/embeddings", body={"model": "nope", "input": "x"})
     assert status == 404 and headers.get("x-request-id"), (status, headers)
     assert local_server.wait_row(lambda row: row["id"] == headers["x-request-id"])["status"] == 404
+
+
+def test_connections_beyond_the_cap_wait_for_one_to_close(tmp_path):
+    """`max_connections` bounds the sockets held open: an idle one at the cap keeps the next client
+    waiting (not refused, not served) until it closes."""
+    import socket
+
+    srv = Server(tmp_path, "[server]\nmax_connections = 1\n", name="capped")
+    try:
+        idle = socket.create_connection(("127.0.0.1", srv.port))
+        time.sleep(0.3)
+        with pytest.raises(Exception):
+            request(srv.base, "GET", "/healthz", timeout=1.5)
+        idle.close()
+        status, _, _ = request(srv.base, "GET", "/healthz", timeout=10)
+        assert status == 200
+    finally:
+        srv.stop()

@@ -16,6 +16,8 @@ pub enum ErrorKind {
     NotFound,
     /// Body over the size limit (413).
     PayloadTooLarge,
+    /// The client paused sending its request body for too long (408).
+    RequestTimeout,
     /// No candidate can serve within the request's limits (422).
     Unprocessable,
     /// The endpoint exists but not for this HTTP method (405).
@@ -44,6 +46,7 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::RequestTimeout => 408,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::Unprocessable => 422,
             ErrorKind::RateLimited => 429,
@@ -62,6 +65,7 @@ impl ErrorKind {
             | ErrorKind::MethodNotAllowed
             | ErrorKind::PayloadTooLarge
             | ErrorKind::Unprocessable
+            | ErrorKind::RequestTimeout
             | ErrorKind::ClientClosed => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::PermissionDenied => "permission_error",

@@ -103,6 +103,9 @@ pub struct ServerSection {
     /// `GET /metrics` needs an API key too (when `[[key]]`s are configured). Off by default: Prometheus
     /// scrapers usually reach it on a private network, and it names models and spend, never keys.
     pub metrics_require_key: bool,
+    /// Client connections held open at once; beyond them new connections wait to be accepted, so
+    /// idle or stalled sockets cannot take every file descriptor the request log and models need.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSection {
@@ -116,6 +119,7 @@ impl Default for ServerSection {
             shutdown_grace_secs: 30,
             max_embed_concurrency: 64,
             metrics_require_key: false,
+            max_connections: 4096,
         }
     }
 }
@@ -548,6 +552,9 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.server.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be at least 1"));
         }
         let mut docs = HashSet::new();
         for (i, d) in self.docs.iter().enumerate() {
@@ -990,6 +997,7 @@ mod tests {
                 "upstream[0].cached_input_per_mtok",
             ),
             ("[route]\nmax_cost_usd=0\n", "route.max_cost_usd"),
+            ("[server]\nmax_connections=0\n", "server.max_connections"),
             ("[route]\nthreshold=1.5\n", "route.threshold"),
             ("[budget]\ndaily_usd=nan\n", "budget.daily_usd"),
             ("[[docs]]\nname='h'\nrerank_lm='nope'\n", "docs[0].rerank_lm"),

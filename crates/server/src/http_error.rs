@@ -65,6 +65,14 @@ pub fn json_rejection(r: JsonRejection) -> ApiError {
         JsonRejection::BytesRejection(e) => {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(ErrorKind::PayloadTooLarge, "The request body is larger than this server accepts")
+            } else if body_stalled(&e) {
+                ApiError::new(
+                    ErrorKind::RequestTimeout,
+                    format!(
+                        "The request body stopped arriving for {} s; send it without pauses",
+                        crate::intake::BODY_READ_TIMEOUT.as_secs()
+                    ),
+                )
             } else if connection_lost(&e) {
                 ApiError::new(ErrorKind::ClientClosed, "client closed the connection while sending the request body")
             } else {
@@ -73,6 +81,19 @@ pub fn json_rejection(r: JsonRejection) -> ApiError {
         }
         other => ApiError::new(ErrorKind::InvalidRequest, other.body_text()),
     }
+}
+
+/// Whether reading the body failed because the client paused longer than
+/// [`crate::intake::BODY_READ_TIMEOUT`] between two pieces of it.
+fn body_stalled(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        if c.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Whether reading the body failed because the client's connection ended (closed or reset before the
@@ -127,5 +148,33 @@ mod tests {
         let t = "Failed to deserialize the JSON body into the target type: invalid type: map, expected a string";
         assert_eq!(field_of(t), None);
         assert!(surrogate_hint("input: unexpected end of hex escape at line 1 column 31").contains("surrogate"));
+    }
+
+    /// The JSON extractor's rejection for a request whose body is `body`.
+    async fn rejection_of(body: axum::body::Body) -> JsonRejection {
+        use axum::extract::FromRequest;
+        let req = axum::http::Request::builder()
+            .method("POST")
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap();
+        axum::Json::<serde_json::Value>::from_request(req, &()).await.err().expect("the body cannot be read")
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_is_a_408_and_a_broken_connection_a_499() {
+        let never = futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
+        let stalled = tower_http::timeout::TimeoutBody::new(
+            std::time::Duration::from_millis(20),
+            axum::body::Body::from_stream(never),
+        );
+        let e = json_rejection(rejection_of(axum::body::Body::new(stalled)).await);
+        assert_eq!(e.kind.status(), 408, "{}", e.message);
+        let cut = futures::stream::iter([
+            Ok(bytes::Bytes::from_static(b"{\"a\"")),
+            Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+        ]);
+        let e = json_rejection(rejection_of(axum::body::Body::from_stream(cut)).await);
+        assert_eq!(e.kind.status(), 499, "{}", e.message);
     }
 }

@@ -37,6 +37,10 @@ pub const LOGGED_ENDPOINTS: [&str; 4] = ["/v1/chat/completions", "/v1/completion
 /// How long a connection may take to send a request's headers (or stay idle between requests).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a request body may pause between two pieces before the request is answered 408 (a client
+/// that stalls half way through its body would otherwise hold its request, counted in flight, forever).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A request's accounting, parked in its extensions until the handler takes it.
 #[derive(Clone)]
 pub struct ParkedAccounting(Arc<Mutex<Option<Accounting>>>);
@@ -77,7 +81,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Intake {
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
     fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
-        let mut req: Request = req.map(Body::new);
+        let mut req: Request = req.map(|b| Body::new(tower_http::timeout::TimeoutBody::new(BODY_READ_TIMEOUT, b)));
         let endpoint =
             (req.method() == Method::POST).then(|| LOGGED_ENDPOINTS.iter().find(|e| **e == req.uri().path())).flatten();
         let parked =
@@ -109,8 +113,18 @@ pub async fn serve_http(listener: TcpListener, app: Router, state: SharedState, 
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection holds a receiver: `closed()` resolves when the last one is gone.
     let (open_tx, open_rx) = watch::channel(());
+    let connections = Arc::new(tokio::sync::Semaphore::new(state.config.server.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
+        // At the cap, wait for a connection to close before accepting the next one (it waits in the
+        // kernel's backlog meanwhile), as a web server's worker connections do.
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -159,6 +173,7 @@ pub async fn serve_http(listener: TcpListener, app: Router, state: SharedState, 
                 tracing::trace!("connection ended: {e}");
             }
             drop(open);
+            drop(permit);
         });
     }
     drop(listener);
