@@ -158,7 +158,7 @@ mod tests {
             .header("content-type", "application/json")
             .body(body)
             .unwrap();
-        axum::Json::<serde_json::Value>::from_request(req, &()).await.err().expect("the body cannot be read")
+        axum::Json::<serde_json::Value>::from_request(req, &()).await.expect_err("the body cannot be read")
     }
 
     #[tokio::test]
