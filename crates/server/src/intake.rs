@@ -182,22 +182,26 @@ pub async fn serve_http(listener: TcpListener, app: Router, state: SharedState, 
     open_tx.closed().await;
 }
 
-/// Refuses, before reading a byte of it, a request body the handler would refuse after reading it
-/// all: a `Content-Length` over `max_body_bytes` (413, and a client that sent `Expect: 100-continue`
-/// is told before it uploads anything) or a `Content-Encoding` other than `identity` (400: the bytes
-/// would be parsed as JSON and fail with a confusing syntax error). As in the handlers, a key that
-/// does not authenticate is told that first. Its log row is the request's parked one.
+/// Refuses request bodies the handler could not read, saying why: a `Content-Length` over
+/// `max_body_bytes` from a client that sent `Expect: 100-continue` gets its 413 before it uploads
+/// anything (other clients send the body without waiting for an answer; refused before it is read,
+/// they would meet a closed connection instead of the 413, so their body is read up to the limit as
+/// before), and a `Content-Encoding` other than `identity` a 400 naming it, once the body is read
+/// (parsed as JSON, compressed bytes failed with a confusing syntax error). As in the handlers, a key
+/// that does not authenticate is told that first. Its log row is the request's parked one.
 pub async fn refuse_unreadable_body(
     axum::extract::State(st): axum::extract::State<SharedState>,
     req: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
+    use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, EXPECT};
     use rightmodel_core::{ApiError, ErrorKind};
     let limit = st.config.server.max_body_bytes;
-    let length = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-    let encoding = req.headers().get(CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-    let problem = if length.is_some_and(|l| l > limit as u64) {
+    let headers = req.headers();
+    let length = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    let waits = headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let encoding = headers.get(CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    let problem = if waits && length.is_some_and(|l| l > limit as u64) {
         ApiError::new(ErrorKind::PayloadTooLarge, "The request body is larger than this server accepts")
     } else if let Some(enc) = encoding.filter(|e| !e.is_empty() && e != "identity") {
         ApiError::new(
@@ -207,11 +211,16 @@ pub async fn refuse_unreadable_body(
     } else {
         return next.run(req).await;
     };
-    let Some(parked) = req.extensions().get::<ParkedAccounting>().cloned() else {
+    let (parts, body) = req.into_parts();
+    if problem.kind == ErrorKind::InvalidRequest {
+        // Read (and drop) what the client sends, so that it reaches the point of reading the answer.
+        let _ = axum::body::to_bytes(body, limit).await;
+    }
+    let Some(parked) = parts.extensions.get::<ParkedAccounting>().cloned() else {
         return crate::http_error::HttpError(problem).into_response();
     };
-    let mut acct = take_accounting(Some(Extension(parked)), &st, req.uri().path());
-    let problem = match st.auth.identify(req.headers()) {
+    let mut acct = take_accounting(Some(Extension(parked)), &st, parts.uri.path());
+    let problem = match st.auth.identify(&parts.headers) {
         Ok(caller) => {
             acct.set_caller(caller);
             problem

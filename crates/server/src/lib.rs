@@ -1,9 +1,11 @@
 //! rightmodel's OpenAI-compatible HTTP gateway.
 //!
-//! A request is parsed into the wire types of `rightmodel-core`, authenticated ([`auth`]), routed
-//! when `model` is `auto` ([`routing`]), served by a local engine ([`local`]) or an upstream
-//! ([`upstream`]) with fallback, and accounted for exactly once ([`accounting`]): one row in the
-//! SQLite request log ([`reqlog`]), Prometheus metrics ([`metrics`]) and spend counters ([`budget`]).
+//! A request is taken in by the server loop ([`intake`], which starts its accounting the moment it
+//! arrives, so even a client that leaves at once leaves a row), parsed into the wire types of
+//! `rightmodel-core`, authenticated ([`auth`]), routed when `model` is `auto` ([`routing`]), served by
+//! a local engine ([`local`]) or an upstream ([`upstream`]) with fallback, and accounted for exactly
+//! once ([`accounting`]): one row in the SQLite request log ([`reqlog`]), Prometheus metrics
+//! ([`metrics`]) and spend counters ([`budget`]).
 //! Two clients of a gateway live here too: [`loadbench`] (the overhead it adds under load) and
 //! [`compare_client`] (every model's answers to the user's test cases, for `rightmodel eval route`).
 
