@@ -1168,16 +1168,25 @@ output_per_mtok = 8000.0
 name = "team"
 sha256 = "{hashlib.sha256(b'sk-team').hexdigest()}"
 daily_spend_usd = 5.0
+
+[[key]]
+name = "team2"
+sha256 = "{hashlib.sha256(b'sk-team2').hexdigest()}"
+daily_spend_usd = 5.0
 """
     s = Server(tmp_path, cfg, "key-limit")
     try:
         proxy.mode = {"kind": "delay", "seconds": 1.5}
         c = openai.OpenAI(base_url=s.url("/v1"), api_key="sk-team", max_retries=0, timeout=60)
+        # The second round gets a key of its own: what the first round's answers cost (their sampled
+        # length) must not decide how many of the second round fit.
+        clients = {"pricey": c, "auto": openai.OpenAI(base_url=s.url("/v1"), api_key="sk-team2", max_retries=0,
+                                                      timeout=60)}
 
         def call(model):
             try:
                 # The hold is the prompt plus max_tokens; the stop ends the answer early.
-                c.chat.completions.create(model=model, messages=MSG, max_tokens=256, stop=[".", "\n"])
+                clients[model].chat.completions.create(model=model, messages=MSG, max_tokens=256, stop=[".", "\n"])
                 return 200
             except openai.RateLimitError as e:
                 assert e.body["code"] == "insufficient_quota", e.body
@@ -1191,7 +1200,8 @@ daily_spend_usd = 5.0
             # and the hold are one step, so no third call slips in between them.
             assert got.count(200) == 2 and got.count(429) == 6, (model, got)
         rows = s.logs()
-        assert sum(r["cost_usd"] for r in rows) < 5.0
+        for key in ["team", "team2"]:
+            assert sum(r["cost_usd"] for r in rows if r["key_name"] == key) < 5.0, key
         # One call that would cost more than the whole limit is refused before the upstream is asked, and
         # not as "wait until tomorrow" (1,000 answer tokens at $8,000/Mtok hold $8 of the $5).
         proxy.mode = {"kind": "pass"}
