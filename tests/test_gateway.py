@@ -677,6 +677,29 @@ def test_bodies_refused_from_their_headers_say_so_before_the_upload(local_server
     assert local_server.wait_row(lambda row: row["id"] == headers["x-request-id"])["status"] == 404
 
 
+def test_an_oversized_upload_without_expect_still_reads_its_413(local_server):
+    """A client that sends a body far over the limit without waiting for `100 Continue` gets its 413
+    rather than a reset connection: the gateway reads and drops the upload before answering."""
+    import socket
+
+    size = 40 * 1024 * 1024
+    head = (b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % size)
+    chunk = b"x" * (1024 * 1024)
+    with socket.create_connection(("127.0.0.1", local_server.port), timeout=30) as s:
+        s.sendall(head)
+        for _ in range(size // len(chunk)):
+            s.sendall(chunk)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            got = s.recv(65536)
+            if not got:
+                break
+            answer += got
+    first = answer.decode("latin-1")
+    assert first.startswith("HTTP/1.1 413"), first[:200]
+
+
 def test_connections_beyond_the_cap_wait_for_one_to_close(tmp_path):
     """`max_connections` bounds the sockets held open: an idle one at the cap keeps the next client
     waiting (not refused, not served) until it closes."""

@@ -182,13 +182,21 @@ pub async fn serve_http(listener: TcpListener, app: Router, state: SharedState, 
     open_tx.closed().await;
 }
 
+/// Most of an oversized body read and dropped before its 413 (see [`refuse_unreadable_body`]).
+pub const DRAIN_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Longest time spent reading and dropping an oversized body before its 413.
+pub const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
+
 /// Refuses request bodies the handler could not read, saying why: a `Content-Length` over
-/// `max_body_bytes` from a client that sent `Expect: 100-continue` gets its 413 before it uploads
-/// anything (other clients send the body without waiting for an answer; refused before it is read,
-/// they would meet a closed connection instead of the 413, so their body is read up to the limit as
-/// before), and a `Content-Encoding` other than `identity` a 400 naming it, once the body is read
-/// (parsed as JSON, compressed bytes failed with a confusing syntax error). As in the handlers, a key
-/// that does not authenticate is told that first. Its log row is the request's parked one.
+/// `max_body_bytes` gets a 413, and a `Content-Encoding` other than `identity` a 400 naming it (parsed
+/// as JSON, compressed bytes failed with a confusing syntax error). A client that sent
+/// `Expect: 100-continue` gets its 413 before it uploads anything. Other clients send the body without
+/// waiting for an answer: closing the connection with their upload still arriving makes the kernel
+/// reset it, which can destroy the 413 before they read it (a 50 MB upload met "connection reset"), so
+/// the gateway first reads and drops what they send ("lingering close", as nginx does), up to
+/// [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX_TIME`]; the same for a compressed body. As in the handlers, a
+/// key that does not authenticate is told that first. Its log row is the request's parked one.
 pub async fn refuse_unreadable_body(
     axum::extract::State(st): axum::extract::State<SharedState>,
     req: Request,
@@ -201,7 +209,7 @@ pub async fn refuse_unreadable_body(
     let length = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
     let waits = headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let encoding = headers.get(CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-    let problem = if waits && length.is_some_and(|l| l > limit as u64) {
+    let problem = if length.is_some_and(|l| l > limit as u64) {
         ApiError::new(ErrorKind::PayloadTooLarge, "The request body is larger than this server accepts")
     } else if let Some(enc) = encoding.filter(|e| !e.is_empty() && e != "identity") {
         ApiError::new(
@@ -212,9 +220,9 @@ pub async fn refuse_unreadable_body(
         return next.run(req).await;
     };
     let (parts, body) = req.into_parts();
-    if problem.kind == ErrorKind::InvalidRequest {
+    if !waits {
         // Read (and drop) what the client sends, so that it reaches the point of reading the answer.
-        let _ = axum::body::to_bytes(body, limit).await;
+        drain(body, DRAIN_MAX_BYTES, DRAIN_MAX_TIME).await;
     }
     let Some(parked) = parts.extensions.get::<ParkedAccounting>().cloned() else {
         return crate::http_error::HttpError(problem).into_response();
@@ -230,4 +238,21 @@ pub async fn refuse_unreadable_body(
     let id = acct.id().to_string();
     acct.finish(problem.kind.status(), Some(problem.message.clone()));
     crate::http_error::error_response(problem, &id)
+}
+
+/// Reads and drops `body` until it ends, `max_bytes` have been read, `max_time` has passed or it fails
+/// (a client that stalls is cut by the body's own read timeout).
+async fn drain(body: Body, max_bytes: u64, max_time: Duration) {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let read = async {
+        let mut seen = 0u64;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len() as u64;
+            if seen >= max_bytes {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(max_time, read).await;
 }
