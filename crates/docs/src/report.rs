@@ -1,7 +1,8 @@
-//! The evaluation report: a Markdown table and an SVG bar chart comparing configurations.
+//! The evaluation report: a Markdown table and a bar chart (SVG and PNG) comparing configurations.
 
 use std::path::{Path, PathBuf};
 
+use image::ImageEncoder as _;
 use plotters::prelude::*;
 
 use crate::eval::Metrics;
@@ -72,31 +73,42 @@ fn ms(v: f32) -> String {
 /// The files [`write_report`] writes, in its folder.
 pub const REPORT_FILES: [&str; 3] = ["docs_eval.md", "docs_eval.svg", "docs_eval.png"];
 
-/// Writes [`REPORT_FILES`] (`docs_eval.md`, `docs_eval.svg` and `docs_eval.png`) into `dir`, each
-/// through a temporary file and a rename; returns their paths in that order, so callers can say what
-/// was written.
+/// Chart size in pixels (both pictures).
+const CHART: (u32, u32) = (960, 520);
+
+/// Writes [`REPORT_FILES`] (`docs_eval.md`, `docs_eval.svg` and `docs_eval.png`) into `dir`; returns
+/// their paths in that order, so callers can say what was written. The pictures are drawn in memory and
+/// every file is written by [`crate::store::write_atomic`] (a uniquely named temporary file renamed into
+/// place), so readers never see a half-written file and concurrent runs into one folder do not collide.
 pub fn write_report(dir: &Path, r: &Report) -> Result<[PathBuf; 3], DocsError> {
     std::fs::create_dir_all(dir).map_err(|e| DocsError::io(dir, e))?;
     let [md, svg, png] = REPORT_FILES.map(|f| dir.join(f));
-    write_picture(&svg, &dir.join(".docs_eval.tmp.svg"), |p| {
-        let root = SVGBackend::new(p, (960, 520)).into_drawing_area();
-        draw_chart(root, &r.rows, &r.goals).map_err(|reason| DocsError::Plot { path: p.to_path_buf(), reason })
-    })?;
-    write_picture(&png, &dir.join(".docs_eval.tmp.png"), |p| {
-        let root = BitMapBackend::new(p, (960, 520)).into_drawing_area();
-        draw_chart(root, &r.rows, &r.goals).map_err(|reason| DocsError::Plot { path: p.to_path_buf(), reason })
-    })?;
+    let mut svg_text = String::new();
+    draw_chart(SVGBackend::with_string(&mut svg_text, CHART).into_drawing_area(), &r.rows, &r.goals)
+        .map_err(|reason| DocsError::Plot { path: svg.clone(), reason })?;
+    let png_bytes = png_in_memory(CHART, |root| draw_chart(root, &r.rows, &r.goals))
+        .map_err(|reason| DocsError::Plot { path: png.clone(), reason })?;
+    crate::store::write_atomic(&svg, svg_text.as_bytes())?;
+    crate::store::write_atomic(&png, &png_bytes)?;
     crate::store::write_atomic(&md, markdown(r, Some(REPORT_FILES[1])).as_bytes())?;
     Ok([md, svg, png])
 }
 
-/// Draws into `tmp` with `draw`, then renames it to `path` (removing `tmp` on failure).
-fn write_picture(path: &Path, tmp: &Path, draw: impl FnOnce(&Path) -> Result<(), DocsError>) -> Result<(), DocsError> {
-    if let Err(e) = draw(tmp) {
-        let _ = std::fs::remove_file(tmp);
-        return Err(e);
-    }
-    std::fs::rename(tmp, path).map_err(|e| DocsError::io(path, e))
+/// Draws a `size` picture with `draw` into an in-memory bitmap and returns it encoded as PNG (the
+/// caller writes it); errors are the reason, as for [`draw_chart`].
+fn png_in_memory(
+    size: (u32, u32),
+    draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<(), String>,
+) -> Result<Vec<u8>, String> {
+    let (w, h) = size;
+    // RGB, 3 bytes a pixel: the layout `BitMapBackend::with_buffer` draws into.
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    draw(BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area())?;
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&rgb, w, h, image::ColorType::Rgb8)
+        .map_err(|e| format!("cannot encode the chart as PNG: {e}"))?;
+    Ok(png)
 }
 
 const METRICS: [&str; 5] = ["hit@1", "hit@5", "answer in sentence", "EM", "F1"];

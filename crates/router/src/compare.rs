@@ -507,7 +507,7 @@ pub fn chart_svg(summaries: &[ModelSummary]) -> Result<String, RouterError> {
     Ok(svg)
 }
 
-/// The chart as a PNG file at `path` (through a temporary file and a rename).
+/// The chart as a PNG file at `path`, written by [`crate::report::write_png`] (drawn in memory, then written atomically).
 pub fn chart_png(path: &Path, summaries: &[ModelSummary]) -> Result<(), RouterError> {
     write_png(path, CHART, |area| draw(area, summaries))
 }

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use image::ImageEncoder as _;
 use plotters::prelude::*;
 
 use crate::error::RouterError;
@@ -187,28 +188,28 @@ pub fn curve_svg(c: &Comparison, title: &str) -> Result<String, RouterError> {
     Ok(svg)
 }
 
-/// Renders the same chart as a PNG file at `path` (through a temporary file and a rename).
+/// Renders the same chart as a PNG file at `path`, written by [`write_png`].
 pub fn curve_png(path: &Path, c: &Comparison, title: &str) -> Result<(), RouterError> {
     write_png(path, CHART, |area| draw_curves(area, c, title))
 }
 
-/// Draws a `size` PNG with `draw` into a temporary file beside `path` and renames it into place, so
-/// readers never see a half-drawn picture (and a failed drawing leaves none).
+/// Draws a `size` picture with `draw` in memory, encodes it as PNG and writes it to `path` with
+/// [`write_atomic`], so readers never see a half-drawn picture, a failed drawing writes nothing (`path`
+/// keeps what it had), and concurrent runs into one folder do not share a temporary file.
 pub fn write_png(
     path: &Path,
     size: (u32, u32),
     draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<(), RouterError>,
 ) -> Result<(), RouterError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "chart".into());
-    let tmp = dir.join(format!(".{name}.tmp{}.png", std::process::id()));
-    draw(BitMapBackend::new(&tmp, size).into_drawing_area()).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        RouterError::write(path.display(), e)
-    })
+    let (w, h) = size;
+    // RGB, 3 bytes a pixel: the layout `BitMapBackend::with_buffer` draws into.
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    draw(BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area())?;
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&rgb, w, h, image::ColorType::Rgb8)
+        .map_err(|e| RouterError::write(path.display(), format_args!("cannot encode the chart as PNG: {e}")))?;
+    write_atomic(path, &png)
 }
 
 /// The files [`write_report`] writes into its folder (`curve.png` only when a font is available).

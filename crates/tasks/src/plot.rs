@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use image::ImageEncoder as _;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -22,7 +23,9 @@ fn short(label: &str, n: usize) -> String {
     }
 }
 
-/// Draws `m.confusion` to `path` (PNG), written to a temporary file first and renamed into place.
+/// Draws `m.confusion` as a PNG in memory and writes it to `path` with
+/// [`rightmodel_core::fsutil::write_atomic`], so readers never see a half-drawn picture and a failed
+/// drawing leaves `path` as it was.
 pub fn confusion_png(m: &Metrics, title: &str, path: &Path) -> Result<(), TaskError> {
     // Segmented axes over 0..k-1 give k cells; a 1x1 matrix is drawn as 2x2.
     let k = m.labels.len().max(2);
@@ -38,11 +41,10 @@ pub fn confusion_png(m: &Metrics, title: &str, path: &Path) -> Result<(), TaskEr
     let label_px = (label_chars as u32 + 3) * font * 6 / 10 + 16;
     let side = k as u32 * cell;
     let (w, h) = (side + label_px + 50, side + 110);
-    // The image encoder picks the format from the extension, so the temporary name must end in .png.
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "confusion".into());
-    let tmp = path.with_file_name(format!(".{stem}.partial.png"));
+    // RGB, 3 bytes a pixel: the layout `BitMapBackend::with_buffer` draws into.
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
     {
-        let root = BitMapBackend::new(&tmp, (w, h)).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let root =
             root.titled(&format!("{title} (rows: true, columns: predicted)"), ("sans-serif", 15)).map_err(err)?;
@@ -110,5 +112,9 @@ pub fn confusion_png(m: &Metrics, title: &str, path: &Path) -> Result<(), TaskEr
         }
         root.present().map_err(err)?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| TaskError::io(path, e))
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&rgb, w, h, image::ColorType::Rgb8)
+        .map_err(|e| TaskError::Report(format!("cannot encode the confusion matrix as PNG: {e}")))?;
+    rightmodel_core::fsutil::write_atomic(path, &png).map_err(|e| TaskError::io(path, e))
 }
