@@ -698,6 +698,9 @@ def test_an_oversized_upload_without_expect_still_reads_its_413(local_server):
             answer += got
     first = answer.decode("latin-1")
     assert first.startswith("HTTP/1.1 413"), first[:200]
+    rid = [l.split(":", 1)[1].strip() for l in first.split("\r\n") if l.lower().startswith("x-request-id:")]
+    assert rid, first[:400]
+    assert local_server.wait_row(lambda r: r["id"] == rid[0])["status"] == 413
 
 
 def test_connections_beyond_the_cap_wait_for_one_to_close(tmp_path):

@@ -5,12 +5,14 @@
 //! the small traits that let the router, task models and document QA use an encoder or a language model
 //! without knowing which engine runs it ([`embed`], [`reader`]), and how an answer is scored against
 //! expected ones ([`answer`]). Its only I/O is [`fsutil`]'s atomic file write, shared by every crate that
-//! writes results.
+//! writes results; with the `png` feature, `picture` encodes the charts they draw.
 
 pub mod answer;
 pub mod embed;
 pub mod error;
 pub mod fsutil;
+#[cfg(feature = "png")]
+pub mod picture;
 pub mod reader;
 pub mod spec;
 pub mod tokens;

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use image::ImageEncoder as _;
 use plotters::prelude::*;
 
 use crate::eval::Metrics;
@@ -101,14 +100,9 @@ fn png_in_memory(
     draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<(), String>,
 ) -> Result<Vec<u8>, String> {
     let (w, h) = size;
-    // RGB, 3 bytes a pixel: the layout `BitMapBackend::with_buffer` draws into.
-    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    let mut rgb = rightmodel_core::picture::rgb_buffer(w, h);
     draw(BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area())?;
-    let mut png = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut png)
-        .write_image(&rgb, w, h, image::ColorType::Rgb8)
-        .map_err(|e| format!("cannot encode the chart as PNG: {e}"))?;
-    Ok(png)
+    rightmodel_core::picture::rgb_to_png(&rgb, w, h).map_err(|e| format!("cannot encode the chart as PNG: {e}"))
 }
 
 const METRICS: [&str; 5] = ["hit@1", "hit@5", "answer in sentence", "EM", "F1"];

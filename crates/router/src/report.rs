@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use image::ImageEncoder as _;
 use plotters::prelude::*;
+use rightmodel_core::picture;
 
 use crate::error::RouterError;
 use crate::eval::{Comparison, CvReport};
@@ -202,12 +202,9 @@ pub fn write_png(
     draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<(), RouterError>,
 ) -> Result<(), RouterError> {
     let (w, h) = size;
-    // RGB, 3 bytes a pixel: the layout `BitMapBackend::with_buffer` draws into.
-    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    let mut rgb = picture::rgb_buffer(w, h);
     draw(BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area())?;
-    let mut png = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut png)
-        .write_image(&rgb, w, h, image::ColorType::Rgb8)
+    let png = picture::rgb_to_png(&rgb, w, h)
         .map_err(|e| RouterError::write(path.display(), format_args!("cannot encode the chart as PNG: {e}")))?;
     write_atomic(path, &png)
 }

@@ -98,7 +98,7 @@ fn body_stalled(e: &(dyn std::error::Error + 'static)) -> bool {
 
 /// Whether reading the body failed because the client's connection ended (closed or reset before the
 /// body was complete) rather than because of what it sent.
-fn connection_lost(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn connection_lost(e: &(dyn std::error::Error + 'static)) -> bool {
     use std::io::ErrorKind as Io;
     let mut cause = e.source();
     while let Some(c) = cause {

@@ -185,18 +185,22 @@ pub async fn serve_http(listener: TcpListener, app: Router, state: SharedState, 
 /// Most of an oversized body read and dropped before its 413 (see [`refuse_unreadable_body`]).
 pub const DRAIN_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Longest time spent reading and dropping an oversized body before its 413.
-pub const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
+/// Longest time spent reading and dropping an oversized body before its 413 (nginx's `lingering_time`).
+pub const DRAIN_MAX_TIME: Duration = Duration::from_secs(30);
 
 /// Refuses request bodies the handler could not read, saying why: a `Content-Length` over
 /// `max_body_bytes` gets a 413, and a `Content-Encoding` other than `identity` a 400 naming it (parsed
 /// as JSON, compressed bytes failed with a confusing syntax error). A client that sent
 /// `Expect: 100-continue` gets its 413 before it uploads anything. Other clients send the body without
 /// waiting for an answer: closing the connection with their upload still arriving makes the kernel
-/// reset it, which can destroy the 413 before they read it (a 50 MB upload met "connection reset"), so
-/// the gateway first reads and drops what they send ("lingering close", as nginx does), up to
-/// [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX_TIME`]; the same for a compressed body. As in the handlers, a
-/// key that does not authenticate is told that first. Its log row is the request's parked one.
+/// reset it, which can destroy the 413 before they read it (a 40 MB upload met a broken pipe), so the
+/// gateway first reads and drops what they send ("lingering close", as nginx does), up to
+/// [`DRAIN_MAX_BYTES`] (only `max_body_bytes` for a key that does not authenticate) and
+/// [`DRAIN_MAX_TIME`]; the same for a compressed body. A body declared larger than that is not read:
+/// its sender would be reset all the same. As in the handlers, a key that does not authenticate is told
+/// that first, and a client that leaves while its body is read is logged 499. Its log row is the
+/// request's parked one. A chunked body over the limit (no `Content-Length`) is still cut where the
+/// handler stops reading it.
 pub async fn refuse_unreadable_body(
     axum::extract::State(st): axum::extract::State<SharedState>,
     req: Request,
@@ -207,7 +211,9 @@ pub async fn refuse_unreadable_body(
     let limit = st.config.server.max_body_bytes;
     let headers = req.headers();
     let length = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-    let waits = headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    // hyper answers `100 Continue` on HTTP/1.1 only; an HTTP/1.0 client sends its body straight away.
+    let waits = req.version() == axum::http::Version::HTTP_11
+        && headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let encoding = headers.get(CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
     let problem = if length.is_some_and(|l| l > limit as u64) {
         ApiError::new(ErrorKind::PayloadTooLarge, "The request body is larger than this server accepts")
@@ -220,39 +226,49 @@ pub async fn refuse_unreadable_body(
         return next.run(req).await;
     };
     let (parts, body) = req.into_parts();
-    if !waits {
-        // Read (and drop) what the client sends, so that it reaches the point of reading the answer.
-        drain(body, DRAIN_MAX_BYTES, DRAIN_MAX_TIME).await;
-    }
+    let caller = st.auth.identify(&parts.headers);
+    let cap = if caller.is_ok() { DRAIN_MAX_BYTES } else { limit as u64 };
+    // Read (and drop) what the client sends, so that it reaches the point of reading the answer.
+    let left = !waits && length.is_none_or(|l| l <= cap) && drain(body, cap, DRAIN_MAX_TIME).await;
+    let problem = if left {
+        ApiError::new(ErrorKind::ClientClosed, "client closed the connection while sending the request body")
+    } else {
+        problem
+    };
     let Some(parked) = parts.extensions.get::<ParkedAccounting>().cloned() else {
         return crate::http_error::HttpError(problem).into_response();
     };
     let mut acct = take_accounting(Some(Extension(parked)), &st, parts.uri.path());
-    let problem = match st.auth.identify(&parts.headers) {
+    let problem = match caller {
         Ok(caller) => {
             acct.set_caller(caller);
             problem
         }
-        Err(e) => e,
+        Err(e) if !left => e,
+        Err(_) => problem,
     };
     let id = acct.id().to_string();
     acct.finish(problem.kind.status(), Some(problem.message.clone()));
     crate::http_error::error_response(problem, &id)
 }
 
-/// Reads and drops `body` until it ends, `max_bytes` have been read, `max_time` has passed or it fails
-/// (a client that stalls is cut by the body's own read timeout).
-async fn drain(body: Body, max_bytes: u64, max_time: Duration) {
+/// Reads and drops `body` until it ends, `max_bytes` have been read, `max_time` has passed or reading
+/// fails; returns whether it failed because the client's connection ended (it left mid-upload).
+async fn drain(body: Body, max_bytes: u64, max_time: Duration) -> bool {
     use futures::StreamExt;
     let mut stream = body.into_data_stream();
     let read = async {
         let mut seen = 0u64;
-        while let Some(Ok(chunk)) = stream.next().await {
-            seen += chunk.len() as u64;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(chunk) => seen += chunk.len() as u64,
+                Err(e) => return crate::http_error::connection_lost(&e),
+            }
             if seen >= max_bytes {
                 break;
             }
         }
+        false
     };
-    let _ = tokio::time::timeout(max_time, read).await;
+    tokio::time::timeout(max_time, read).await.unwrap_or(false)
 }

@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use image::ImageEncoder as _;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -23,6 +22,9 @@ fn short(label: &str, n: usize) -> String {
     }
 }
 
+/// Largest side of the matrix itself, in pixels, however many labels there are.
+const MAX_SIDE: u32 = 4000;
+
 /// Draws `m.confusion` as a PNG in memory and writes it to `path` with
 /// [`rightmodel_core::fsutil::write_atomic`], so readers never see a half-drawn picture and a failed
 /// drawing leaves `path` as it was.
@@ -34,15 +36,16 @@ pub fn confusion_png(m: &Metrics, title: &str, path: &Path) -> Result<(), TaskEr
     } else if k <= 30 {
         26
     } else {
-        14
+        // At most MAX_SIDE pixels a side: the picture is drawn in memory (1,000 labels at 14 pixels
+        // would take 590 MB).
+        (MAX_SIDE / k as u32).clamp(2, 14)
     };
     let font: u32 = if k <= 30 { 13 } else { 10 };
     let label_chars = m.labels.iter().map(|l| l.chars().count()).max().unwrap_or(4).clamp(4, 24);
     let label_px = (label_chars as u32 + 3) * font * 6 / 10 + 16;
     let side = k as u32 * cell;
     let (w, h) = (side + label_px + 50, side + 110);
-    // RGB, 3 bytes a pixel: the layout `BitMapBackend::with_buffer` draws into.
-    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    let mut rgb = rightmodel_core::picture::rgb_buffer(w, h);
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
@@ -112,9 +115,7 @@ pub fn confusion_png(m: &Metrics, title: &str, path: &Path) -> Result<(), TaskEr
         }
         root.present().map_err(err)?;
     }
-    let mut png = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut png)
-        .write_image(&rgb, w, h, image::ColorType::Rgb8)
+    let png = rightmodel_core::picture::rgb_to_png(&rgb, w, h)
         .map_err(|e| TaskError::Report(format!("cannot encode the confusion matrix as PNG: {e}")))?;
     rightmodel_core::fsutil::write_atomic(path, &png).map_err(|e| TaskError::io(path, e))
 }
