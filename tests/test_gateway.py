@@ -702,6 +702,37 @@ def test_an_oversized_upload_without_expect_still_reads_its_413(local_server):
     assert rid, first[:400]
     assert local_server.wait_row(lambda r: r["id"] == rid[0])["status"] == 413
 
+    # The same upload in chunks (no Content-Length to judge by) is read up to the limit, then drained.
+    with socket.create_connection(("127.0.0.1", local_server.port), timeout=30) as s:
+        s.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n")
+        for _ in range(size // len(chunk)):
+            s.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        s.sendall(b"0\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            got = s.recv(65536)
+            if not got:
+                break
+            answer += got
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    # A small chunked body still reaches the handler whole.
+    with socket.create_connection(("127.0.0.1", local_server.port), timeout=30) as s:
+        body = json.dumps({"model": "minilm-l6", "input": "chunked hello"}).encode()
+        s.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        for part in (body[:10], body[10:]):
+            s.sendall(b"%x\r\n" % len(part) + part + b"\r\n")
+        s.sendall(b"0\r\n\r\n")
+        answer = b""
+        while True:
+            got = s.recv(65536)
+            if not got:
+                break
+            answer += got
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert b'"embedding"' in answer
+
 
 def test_connections_beyond_the_cap_wait_for_one_to_close(tmp_path):
     """`max_connections` bounds the sockets held open: an idle one at the cap keeps the next client

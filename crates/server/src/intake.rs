@@ -28,6 +28,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use rightmodel_core::ApiError;
+
 use crate::accounting::Accounting;
 use crate::state::SharedState;
 
@@ -199,37 +201,64 @@ pub const DRAIN_MAX_TIME: Duration = Duration::from_secs(30);
 /// [`DRAIN_MAX_TIME`]; the same for a compressed body. A body declared larger than that is not read:
 /// its sender would be reset all the same. As in the handlers, a key that does not authenticate is told
 /// that first, and a client that leaves while its body is read is logged 499. Its log row is the
-/// request's parked one. A chunked body over the limit (no `Content-Length`) is still cut where the
-/// handler stops reading it.
+/// request's parked one. A chunked body (no `Content-Length`) is read here up to the limit, so that one
+/// over it is drained and refused the same way.
 pub async fn refuse_unreadable_body(
     axum::extract::State(st): axum::extract::State<SharedState>,
     req: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, EXPECT};
-    use rightmodel_core::{ApiError, ErrorKind};
+    use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+    use rightmodel_core::ErrorKind;
     let limit = st.config.server.max_body_bytes;
     let headers = req.headers();
     let length = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    let chunked = length.is_none() && headers.contains_key(TRANSFER_ENCODING);
     // hyper answers `100 Continue` on HTTP/1.1 only; an HTTP/1.0 client sends its body straight away.
     let waits = req.version() == axum::http::Version::HTTP_11
         && headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let encoding = headers.get(CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    let too_large = || ApiError::new(ErrorKind::PayloadTooLarge, "The request body is larger than this server accepts");
     let problem = if length.is_some_and(|l| l > limit as u64) {
-        ApiError::new(ErrorKind::PayloadTooLarge, "The request body is larger than this server accepts")
+        too_large()
     } else if let Some(enc) = encoding.filter(|e| !e.is_empty() && e != "identity") {
         ApiError::new(
             ErrorKind::InvalidRequest,
             format!("Content-Encoding `{enc}` is not supported: send the request body uncompressed"),
         )
+    } else if chunked {
+        // No length to judge by: read the body here, up to the limit. Within it, the handler gets what
+        // was read (and a read error as it happened, for its 408 / 499); over it, the rest is drained
+        // like a declared oversized body's (the client has been sent `100 Continue` by now).
+        let (parts, body) = req.into_parts();
+        return match read_up_to(body, limit).await {
+            Ok(body) => next.run(Request::from_parts(parts, body)).await,
+            Err(rest) => refuse(&st, parts, too_large(), Some(rest)).await,
+        };
     } else {
         return next.run(req).await;
     };
     let (parts, body) = req.into_parts();
+    let drain_it = !waits && length.is_none_or(|l| l <= DRAIN_MAX_BYTES);
+    refuse(&st, parts, problem, drain_it.then_some(body)).await
+}
+
+/// Answers `problem` for a request whose body the handler will not read, after draining `body` (see
+/// [`refuse_unreadable_body`]); a key that does not authenticate is told that first, and a client that
+/// leaves mid-drain is logged 499. Writes the request's parked log row.
+async fn refuse(
+    st: &SharedState,
+    parts: axum::http::request::Parts,
+    problem: ApiError,
+    body: Option<Body>,
+) -> Response {
+    use rightmodel_core::ErrorKind;
     let caller = st.auth.identify(&parts.headers);
-    let cap = if caller.is_ok() { DRAIN_MAX_BYTES } else { limit as u64 };
-    // Read (and drop) what the client sends, so that it reaches the point of reading the answer.
-    let left = !waits && length.is_none_or(|l| l <= cap) && drain(body, cap, DRAIN_MAX_TIME).await;
+    let cap = if caller.is_ok() { DRAIN_MAX_BYTES } else { st.config.server.max_body_bytes as u64 };
+    let left = match body {
+        Some(body) => drain(body, cap, DRAIN_MAX_TIME).await,
+        None => false,
+    };
     let problem = if left {
         ApiError::new(ErrorKind::ClientClosed, "client closed the connection while sending the request body")
     } else {
@@ -238,7 +267,7 @@ pub async fn refuse_unreadable_body(
     let Some(parked) = parts.extensions.get::<ParkedAccounting>().cloned() else {
         return crate::http_error::HttpError(problem).into_response();
     };
-    let mut acct = take_accounting(Some(Extension(parked)), &st, parts.uri.path());
+    let mut acct = take_accounting(Some(Extension(parked)), st, parts.uri.path());
     let problem = match caller {
         Ok(caller) => {
             acct.set_caller(caller);
@@ -250,6 +279,29 @@ pub async fn refuse_unreadable_body(
     let id = acct.id().to_string();
     acct.finish(problem.kind.status(), Some(problem.message.clone()));
     crate::http_error::error_response(problem, &id)
+}
+
+/// Reads `body` up to `limit` bytes: the whole body again (from memory) when it ends within the limit,
+/// or ends in an error (the error kept at the point it happened), else `Err` with the unread rest.
+async fn read_up_to(body: Body, limit: usize) -> Result<Body, Body> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut read = bytes::BytesMut::new();
+    loop {
+        match stream.next().await {
+            Some(Ok(chunk)) => {
+                read.extend_from_slice(&chunk);
+                if read.len() > limit {
+                    return Err(Body::from_stream(stream));
+                }
+            }
+            Some(Err(e)) => {
+                let items: [Result<bytes::Bytes, axum::Error>; 2] = [Ok(read.freeze()), Err(e)];
+                return Ok(Body::from_stream(futures::stream::iter(items)));
+            }
+            None => return Ok(Body::from(read.freeze())),
+        }
+    }
 }
 
 /// Reads and drops `body` until it ends, `max_bytes` have been read, `max_time` has passed or reading
