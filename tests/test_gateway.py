@@ -627,9 +627,11 @@ def test_every_request_leaves_one_row_even_when_its_client_leaves_at_once(local_
     client that closes half way through its body is logged as 499 too, not as a bad request."""
     import socket
 
-    def sent_then_closed(body, cut=None):
+    def sent_then_closed(body, cut=None, chunked=False):
         head = (b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Content-Length: %d\r\n\r\n" % len(body))
+                + (b"Transfer-Encoding: chunked\r\n\r\n" if chunked else b"Content-Length: %d\r\n\r\n" % len(body)))
+        if chunked:
+            body = b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
         with socket.create_connection(("127.0.0.1", local_server.port)) as s:
             s.sendall(head + (body[:cut] if cut else body))
             if cut:
@@ -639,16 +641,17 @@ def test_every_request_leaves_one_row_even_when_its_client_leaves_at_once(local_
     for i in range(12):
         sent_then_closed(json.dumps({"model": "minilm-l6", "input": f"gone at once {i}"}).encode())
     sent_then_closed(json.dumps({"model": "minilm-l6", "input": "cut half way"}).encode(), cut=20)
+    sent_then_closed(json.dumps({"model": "minilm-l6", "input": "chunks cut half way"}).encode(), cut=20, chunked=True)
     deadline = time.time() + 15
     while time.time() < deadline:
         rows = [r for r in local_server.logs() if r["endpoint"] == "/v1/embeddings"][before:]
-        if len(rows) >= 13:
+        if len(rows) >= 14:
             break
         time.sleep(0.2)
-    assert len(rows) == 13, rows
+    assert len(rows) == 14, rows
     assert all(r["status"] in (200, 499) for r in rows), rows
     cut = [r for r in rows if r["error"] and "while sending the request body" in r["error"]]
-    assert len(cut) == 1 and cut[0]["status"] == 499, rows
+    assert len(cut) == 2 and all(r["status"] == 499 for r in cut), rows
 
 
 def test_bodies_refused_from_their_headers_say_so_before_the_upload(local_server):
@@ -716,6 +719,9 @@ def test_an_oversized_upload_without_expect_still_reads_its_413(local_server):
                 break
             answer += got
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    rid = [l.split(":", 1)[1].strip() for l in answer.decode("latin-1").split("\r\n")
+           if l.lower().startswith("x-request-id:")]
+    assert rid and local_server.wait_row(lambda r: r["id"] == rid[0])["status"] == 413
     # A small chunked body still reaches the handler whole.
     with socket.create_connection(("127.0.0.1", local_server.port), timeout=30) as s:
         body = json.dumps({"model": "minilm-l6", "input": "chunked hello"}).encode()

@@ -184,7 +184,8 @@ pub async fn serve_http(listener: TcpListener, app: Router, state: SharedState, 
     open_tx.closed().await;
 }
 
-/// Most of an oversized body read and dropped before its 413 (see [`refuse_unreadable_body`]).
+/// Most of an oversized body read and dropped before its 413, beyond what was read to find it too large
+/// (see [`refuse_unreadable_body`]).
 pub const DRAIN_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Longest time spent reading and dropping an oversized body before its 413 (nginx's `lingering_time`).
@@ -201,8 +202,9 @@ pub const DRAIN_MAX_TIME: Duration = Duration::from_secs(30);
 /// [`DRAIN_MAX_TIME`]; the same for a compressed body. A body declared larger than that is not read:
 /// its sender would be reset all the same. As in the handlers, a key that does not authenticate is told
 /// that first, and a client that leaves while its body is read is logged 499. Its log row is the
-/// request's parked one. A chunked body (no `Content-Length`) is read here up to the limit, so that one
-/// over it is drained and refused the same way.
+/// request's parked one. A chunked POST body (no `Content-Length`) is read here up to the limit, and one
+/// over it is drained after that and refused (its client has been sent `100 Continue` by then, if it
+/// asked).
 pub async fn refuse_unreadable_body(
     axum::extract::State(st): axum::extract::State<SharedState>,
     req: Request,
@@ -213,7 +215,8 @@ pub async fn refuse_unreadable_body(
     let limit = st.config.server.max_body_bytes;
     let headers = req.headers();
     let length = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-    let chunked = length.is_none() && headers.contains_key(TRANSFER_ENCODING);
+    // Only the API's POSTs carry bodies worth reading here; other methods are left to their handlers.
+    let chunked = length.is_none() && req.method() == Method::POST && headers.contains_key(TRANSFER_ENCODING);
     // hyper answers `100 Continue` on HTTP/1.1 only; an HTTP/1.0 client sends its body straight away.
     let waits = req.version() == axum::http::Version::HTTP_11
         && headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
@@ -233,31 +236,32 @@ pub async fn refuse_unreadable_body(
         let (parts, body) = req.into_parts();
         return match read_up_to(body, limit).await {
             Ok(body) => next.run(Request::from_parts(parts, body)).await,
-            Err(rest) => refuse(&st, parts, too_large(), Some(rest)).await,
+            Err(rest) => refuse(&st, parts, too_large(), Some(rest), None).await,
         };
     } else {
         return next.run(req).await;
     };
     let (parts, body) = req.into_parts();
-    let drain_it = !waits && length.is_none_or(|l| l <= DRAIN_MAX_BYTES);
-    refuse(&st, parts, problem, drain_it.then_some(body)).await
+    refuse(&st, parts, problem, (!waits).then_some(body), length).await
 }
 
-/// Answers `problem` for a request whose body the handler will not read, after draining `body` (see
-/// [`refuse_unreadable_body`]); a key that does not authenticate is told that first, and a client that
-/// leaves mid-drain is logged 499. Writes the request's parked log row.
+/// Answers `problem` for a request whose body the handler will not read, after draining `body` unless
+/// its `declared` length is over what may be drained (see [`refuse_unreadable_body`]); a key that does
+/// not authenticate is told that first, and a client that leaves mid-drain is logged 499. Writes the
+/// request's parked log row.
 async fn refuse(
     st: &SharedState,
     parts: axum::http::request::Parts,
     problem: ApiError,
     body: Option<Body>,
+    declared: Option<u64>,
 ) -> Response {
     use rightmodel_core::ErrorKind;
     let caller = st.auth.identify(&parts.headers);
     let cap = if caller.is_ok() { DRAIN_MAX_BYTES } else { st.config.server.max_body_bytes as u64 };
     let left = match body {
-        Some(body) => drain(body, cap, DRAIN_MAX_TIME).await,
-        None => false,
+        Some(body) if declared.is_none_or(|l| l <= cap) => drain(body, cap, DRAIN_MAX_TIME).await,
+        _ => false,
     };
     let problem = if left {
         ApiError::new(ErrorKind::ClientClosed, "client closed the connection while sending the request body")
