@@ -682,62 +682,45 @@ def test_bodies_refused_from_their_headers_say_so_before_the_upload(local_server
 
 def test_an_oversized_upload_without_expect_still_reads_its_413(local_server):
     """A client that sends a body far over the limit without waiting for `100 Continue` gets its 413
-    rather than a reset connection: the gateway reads and drops the upload before answering."""
+    rather than a reset connection: the gateway reads and drops the upload before answering. The same
+    for a chunked upload (no Content-Length to judge by), while a small chunked body is served."""
     import socket
 
-    size = 40 * 1024 * 1024
-    head = (b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n" % size)
+    head = b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     chunk = b"x" * (1024 * 1024)
-    with socket.create_connection(("127.0.0.1", local_server.port), timeout=30) as s:
-        s.sendall(head)
-        for _ in range(size // len(chunk)):
-            s.sendall(chunk)
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            got = s.recv(65536)
-            if not got:
-                break
-            answer += got
-    first = answer.decode("latin-1")
-    assert first.startswith("HTTP/1.1 413"), first[:200]
-    rid = [l.split(":", 1)[1].strip() for l in first.split("\r\n") if l.lower().startswith("x-request-id:")]
-    assert rid, first[:400]
-    assert local_server.wait_row(lambda r: r["id"] == rid[0])["status"] == 413
 
-    # The same upload in chunks (no Content-Length to judge by) is read up to the limit, then drained.
-    with socket.create_connection(("127.0.0.1", local_server.port), timeout=30) as s:
-        s.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Transfer-Encoding: chunked\r\n\r\n")
-        for _ in range(size // len(chunk)):
-            s.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
-        s.sendall(b"0\r\n\r\n")
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            got = s.recv(65536)
-            if not got:
-                break
-            answer += got
-    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-    rid = [l.split(":", 1)[1].strip() for l in answer.decode("latin-1").split("\r\n")
-           if l.lower().startswith("x-request-id:")]
-    assert rid and local_server.wait_row(lambda r: r["id"] == rid[0])["status"] == 413
-    # A small chunked body still reaches the handler whole.
-    with socket.create_connection(("127.0.0.1", local_server.port), timeout=30) as s:
-        body = json.dumps({"model": "minilm-l6", "input": "chunked hello"}).encode()
-        s.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
-        for part in (body[:10], body[10:]):
-            s.sendall(b"%x\r\n" % len(part) + part + b"\r\n")
-        s.sendall(b"0\r\n\r\n")
-        answer = b""
-        while True:
-            got = s.recv(65536)
-            if not got:
-                break
-            answer += got
-    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
-    assert b'"embedding"' in answer
+    def exchange(headers, pieces, until_close=False):
+        """Sends the request, then reads its answer's head (or everything until the server closes)."""
+        with socket.create_connection(("127.0.0.1", local_server.port), timeout=30) as s:
+            s.sendall(head + headers + b"\r\n")
+            for piece in pieces:
+                s.sendall(piece)
+            answer = b""
+            while until_close or b"\r\n\r\n" not in answer:
+                got = s.recv(65536)
+                if not got:
+                    break
+                answer += got
+        return answer
+
+    def assert_logged_413(answer):
+        text = answer.decode("latin-1")
+        assert text.startswith("HTTP/1.1 413"), text[:200]
+        rid = [l.split(":", 1)[1].strip() for l in text.split("\r\n") if l.lower().startswith("x-request-id:")]
+        assert rid, text[:400]
+        assert local_server.wait_row(lambda r: r["id"] == rid[0])["status"] == 413
+
+    size = 40 * 1024 * 1024
+    assert_logged_413(exchange(b"Content-Length: %d\r\n" % size, [chunk] * (size // len(chunk))))
+
+    def chunked(parts):
+        return [b"%x\r\n" % len(p) + p + b"\r\n" for p in parts] + [b"0\r\n\r\n"]
+
+    assert_logged_413(exchange(b"Transfer-Encoding: chunked\r\n", chunked([chunk] * (size // len(chunk)))))
+    body = json.dumps({"model": "minilm-l6", "input": "chunked hello"}).encode()
+    answer = exchange(b"Transfer-Encoding: chunked\r\nConnection: close\r\n", chunked([body[:10], body[10:]]),
+                      until_close=True)
+    assert answer.startswith(b"HTTP/1.1 200") and b'"embedding"' in answer, answer[:300]
 
 
 def test_connections_beyond_the_cap_wait_for_one_to_close(tmp_path):
