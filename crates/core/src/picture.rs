@@ -9,6 +9,11 @@ use image::ImageEncoder as _;
 /// An RGB picture (3 bytes a pixel, rows top to bottom: what plotters' `BitMapBackend::with_buffer`
 /// draws into) of `width` x `height` pixels, encoded as PNG.
 pub fn rgb_to_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>, image::ImageError> {
+    // The encoder asserts the size (a panic); a wrong one is the caller's error to report.
+    if rgb.len() as u64 != u64::from(width) * u64::from(height) * 3 {
+        use image::error::{ParameterError, ParameterErrorKind};
+        return Err(image::ImageError::Parameter(ParameterError::from_kind(ParameterErrorKind::DimensionMismatch)));
+    }
     let mut png = Vec::new();
     image::codecs::png::PngEncoder::new(&mut png).write_image(rgb, width, height, image::ColorType::Rgb8)?;
     Ok(png)
