@@ -44,13 +44,19 @@ pub fn confusion_png(m: &Metrics, title: &str, path: &Path) -> Result<(), TaskEr
     let label_chars = m.labels.iter().map(|l| l.chars().count()).max().unwrap_or(4).clamp(4, 24);
     let label_px = (label_chars as u32 + 3) * font * 6 / 10 + 16;
     let side = k as u32 * cell;
-    let (w, h) = (side + label_px + 50, side + 110);
+    let heading = format!("{title} (rows: true, columns: predicted)");
+    // Wide enough for the heading too (15 px sans-serif: about 8 px a character), which a small matrix
+    // cut off ("...probe on dev.tsv (rows: true, columns: pre").
+    let heading_px = heading.chars().count() as u32 * 8 + 20;
+    let matrix_w = side + label_px + 50;
+    let (w, h) = (matrix_w.max(heading_px), side + 110);
     let mut rgb = rightmodel_core::picture::rgb_buffer(w, h);
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let root =
-            root.titled(&format!("{title} (rows: true, columns: predicted)"), ("sans-serif", 15)).map_err(err)?;
+        let root = root.titled(&heading, ("sans-serif", 15)).map_err(err)?;
+        // The matrix keeps its own width (square cells) when the heading is wider.
+        let root = if w > matrix_w { root.split_horizontally(matrix_w).0 } else { root };
         let mut chart = ChartBuilder::on(&root)
             .margin(10)
             .x_label_area_size(30)
