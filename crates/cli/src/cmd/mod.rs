@@ -10,6 +10,7 @@ pub mod progress;
 pub mod router;
 pub mod serve;
 pub mod tasks;
+pub mod terminal;
 
 use std::path::{Path, PathBuf};
 
@@ -247,10 +248,20 @@ fn catalog_names(is_kind: impl Fn(&str) -> bool) -> String {
     names.join(", ")
 }
 
+/// Whether a model spec that names no model is meant as a path (it has a folder separator or a model
+/// file's extension), so that a missing file is reported as missing, not as an unknown model name.
+fn looks_like_path(spec: &str) -> bool {
+    let lower = spec.to_ascii_lowercase();
+    spec.contains('/') || spec.contains(std::path::MAIN_SEPARATOR) || lower.ends_with(".gguf") || spec.starts_with('~')
+}
+
 /// A GGUF language model for `spec` (a pulled name or a file path). An unknown name lists only the
 /// language models, not every model the store knows (an encoder name would not work here).
 pub fn resolve_gguf(store: &rightmodel_models::Store, spec: &str) -> anyhow::Result<std::path::PathBuf> {
     store.resolve_gguf(spec).map_err(|e| match e {
+        rightmodel_models::PullError::UnknownModel { .. } if looks_like_path(spec) => {
+            anyhow::anyhow!("{spec}: no such file (a GGUF model file was expected here)")
+        }
         rightmodel_models::PullError::UnknownModel { .. } => anyhow::anyhow!(
             "`{spec}` is neither a .gguf file nor a known language model; known language models: {} (or pass a path to a .gguf file)",
             catalog_names(|f| f.ends_with(".gguf"))
@@ -263,6 +274,9 @@ pub fn resolve_gguf(store: &rightmodel_models::Store, spec: &str) -> anyhow::Res
 /// the known encoders, instead of suggesting a pull that could not help.
 pub fn resolve_encoder(store: &rightmodel_models::Store, spec: &str) -> anyhow::Result<std::path::PathBuf> {
     store.resolve_encoder(spec).map_err(|e| match e {
+        rightmodel_models::PullError::UnknownModel { .. } if looks_like_path(spec) => anyhow::anyhow!(
+            "{spec}: no such folder (a sentence-encoder folder with config.json, tokenizer.json and model.safetensors was expected here)"
+        ),
         rightmodel_models::PullError::UnknownModel { .. } => anyhow::anyhow!(
             "sentence encoder `{spec}` is neither a model folder nor a known model name; known encoders: {} (or pass a folder with config.json, tokenizer.json and model.safetensors)",
             catalog_names(|f| f == "model.safetensors")
@@ -274,6 +288,17 @@ pub fn resolve_encoder(store: &rightmodel_models::Store, spec: &str) -> anyhow::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_model_path_is_reported_as_missing() {
+        let store = rightmodel_models::Store::new(&std::env::temp_dir().join("rightmodel-cli-no-store"));
+        let e = resolve_gguf(&store, "/nonexistent/model.gguf").unwrap_err().to_string();
+        assert!(e.contains("no such file"), "{e}");
+        let e = resolve_gguf(&store, "no-such-model").unwrap_err().to_string();
+        assert!(e.contains("known language models"), "{e}");
+        let e = resolve_encoder(&store, "./no/such/encoder").unwrap_err().to_string();
+        assert!(e.contains("no such folder"), "{e}");
+    }
 
     #[test]
     fn at_least_one_refuses_zero_and_junk() {

@@ -75,8 +75,15 @@ pub fn list(a: ModelsArgs) -> anyhow::Result<()> {
         rows.extend(model_rows(m));
     }
     print_table(&rows);
-    if let Some(m) = models.iter().find(|m| catalog::find(&m.name).is_some() && !m.verified) {
-        println!("\n{} has not been verified against its checksums: run `rightmodel pull {}`", m.name, m.name);
+    let unverified: Vec<&str> =
+        models.iter().filter(|m| catalog::find(&m.name).is_some() && !m.verified).map(|m| m.name.as_str()).collect();
+    match unverified.as_slice() {
+        [] => {}
+        [one] => println!("\n{one} has not been verified against its checksums: run `rightmodel pull {one}`"),
+        many => println!(
+            "\n{} have not been verified against their checksums: run `rightmodel pull all`",
+            many.join(" and ")
+        ),
     }
     Ok(())
 }

@@ -8,6 +8,8 @@ use clap::{Args, ValueEnum};
 use rightmodel_server::reqlog::{LogRow, RequestLog};
 use rightmodel_server::Config;
 
+use super::terminal::{printable, printable_lines};
+
 /// `serve` arguments.
 #[derive(Args)]
 #[command(
@@ -39,8 +41,8 @@ pub struct ServeArgs {
 /// Runs `serve`.
 pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if let Some(k) = a.hash_key {
-        check_key_to_hash(&k)?;
-        println!("{}", rightmodel_server::auth::hash_key(&k));
+        let key = key_to_hash(&k)?;
+        println!("{}", rightmodel_server::auth::hash_key(key));
         return Ok(());
     }
     let mut config = match &a.config {
@@ -66,14 +68,20 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Refuses an empty `--hash-key` value: its hash in a `[[key]]` would admit a client that sends an
-/// empty bearer token, i.e. anyone.
-fn check_key_to_hash(key: &str) -> anyhow::Result<()> {
+/// The key `--hash-key` hashes: the value without surrounding whitespace, since the gateway reads a
+/// client's `Authorization: Bearer` token trimmed (a pasted newline would otherwise give a hash no
+/// client can ever match; stderr says so when it happens). An empty value is refused: its hash in a
+/// `[[key]]` would admit a client that sends an empty token.
+fn key_to_hash(key: &str) -> anyhow::Result<&str> {
+    let trimmed = key.trim();
     anyhow::ensure!(
-        !key.trim().is_empty(),
+        !trimmed.is_empty(),
         "--hash-key: the key is empty; give the API key clients will send (e.g. --hash-key sk-my-secret)"
     );
-    Ok(())
+    if trimmed.len() != key.len() {
+        eprintln!("note: --hash-key: whitespace around the key left out (clients' keys are read without it)");
+    }
+    Ok(trimmed)
 }
 
 /// `serve --check`: finds what `serve` would refuse (and warns about what it would serve badly)
@@ -309,7 +317,7 @@ pub fn logs(a: LogsArgs) -> anyhow::Result<()> {
                 }
                 w.flush()?;
             }
-            LogFormat::Table => print!("{}", summary.to_markdown()),
+            LogFormat::Table => print!("{}", printable_lines(&summary.to_markdown())),
         }
         return Ok(());
     }
@@ -391,17 +399,17 @@ fn print_rows(
                     out,
                     "{:<24} {:<20} {:<14} {:<16} {:<16} {:>6} {:>6} {:>10.6} {:>9.1} {:>4}  {}{}",
                     t,
-                    r.endpoint,
-                    r.key_name.as_deref().unwrap_or("-"),
-                    r.requested_model,
-                    if r.served_model.is_empty() { "-" } else { &r.served_model },
+                    printable(&r.endpoint),
+                    printable(r.key_name.as_deref().unwrap_or("-")),
+                    printable(&r.requested_model),
+                    printable(if r.served_model.is_empty() { "-" } else { &r.served_model }),
                     r.input_tokens,
                     r.output_tokens,
                     r.cost_usd,
                     r.latency_ms,
                     r.status,
-                    r.reason.as_deref().unwrap_or(""),
-                    r.error.as_deref().map(|e| format!(" error: {e}")).unwrap_or_default()
+                    printable(r.reason.as_deref().unwrap_or("")),
+                    r.error.as_deref().map(|e| format!(" error: {}", printable(e))).unwrap_or_default()
                 )?;
             }
         }
@@ -415,11 +423,19 @@ mod tests {
 
     #[test]
     fn an_empty_key_is_not_hashed() {
-        for k in ["", "  "] {
-            let e = check_key_to_hash(k).unwrap_err().to_string();
+        for k in ["", "  ", "\n"] {
+            let e = key_to_hash(k).unwrap_err().to_string();
             assert!(e.contains("--hash-key") && e.contains("empty"), "{e}");
         }
-        check_key_to_hash("sk-my-secret").unwrap();
+        assert_eq!(key_to_hash("sk-my-secret").unwrap(), "sk-my-secret");
+    }
+
+    #[test]
+    fn the_key_is_hashed_as_clients_send_it() {
+        // A pasted newline or stray spaces: the gateway trims the bearer token, so the hash must too.
+        for k in ["sk-a\n", " sk-a ", "\tsk-a\r\n"] {
+            assert_eq!(key_to_hash(k).unwrap(), "sk-a");
+        }
     }
 
     #[test]
