@@ -45,6 +45,25 @@ def test_embed_prints_json_lines():
     assert [x["index"] for x in rows] == [0, 1] and len(rows[0]["embedding"]) == 384
 
 
+def test_embed_reads_a_file_as_classify_does(tmp_path):
+    """The input's format is decided once: JSON lines behind a byte-order mark are JSON lines, a plain
+    text line may start with `{`, and a bad JSON line is named by file and line."""
+    j = tmp_path / "bom.jsonl"
+    j.write_bytes(b'\xef\xbb\xbf{"text": "hello"}\n{"text": "world"}\n')
+    r = run("embed", "--input", str(j))
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(l)["text"] for l in r.stdout.splitlines()] == ["hello", "world"]
+    code = tmp_path / "code.txt"
+    code.write_text("function f() {\n{ return 1; }\n")
+    r = run("embed", "--input", str(code))
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(l)["text"] for l in r.stdout.splitlines()] == ["function f() {", "{ return 1; }"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{"text": 5}\n')
+    r = run("embed", "--input", str(bad))
+    assert r.returncode == 1 and "bad.jsonl" in r.stderr and "line 2" in r.stderr, r.stderr
+
+
 def test_models_lists_the_defaults():
     r = run("models", "--json")
     assert r.returncode == 0, r.stderr

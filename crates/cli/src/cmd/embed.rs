@@ -1,6 +1,6 @@
 //! `rightmodel embed`.
 
-use std::io::{BufRead, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -25,34 +25,20 @@ pub struct EmbedArgs {
     texts: Vec<String>,
 }
 
-/// Reads texts from a file or stdin: plain lines, or JSON lines with a `text` field.
+/// Reads texts from a file or stdin: plain lines, or JSON lines with a `text` field, decided once for
+/// the whole input as `classify` decides it (a byte-order mark is dropped, a plain-text line may start
+/// with `{`, and errors name the file and line).
 pub fn read_texts(input: &std::path::Path) -> anyhow::Result<Vec<String>> {
-    let reader: Box<dyn BufRead> = if input.as_os_str() == "-" {
-        Box::new(std::io::BufReader::new(std::io::stdin()))
+    let mut bytes = Vec::new();
+    let source = if input.as_os_str() == "-" {
+        std::io::stdin().read_to_end(&mut bytes).context("cannot read standard input")?;
+        "<stdin>".to_string()
     } else {
-        Box::new(std::io::BufReader::new(
-            std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?,
-        ))
+        bytes = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
+        input.display().to_string()
     };
-    let mut out = Vec::new();
-    for (i, line) in reader.split(b'\n').enumerate() {
-        let line = line.with_context(|| format!("cannot read line {}", i + 1))?;
-        let line = String::from_utf8(line).map_err(|_| anyhow::anyhow!("line {} is not valid UTF-8", i + 1))?;
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() {
-            continue;
-        }
-        if line.trim_start().starts_with('{') {
-            let v: serde_json::Value =
-                serde_json::from_str(line).with_context(|| format!("line {}: invalid JSON", i + 1))?;
-            let t =
-                v.get("text").and_then(|t| t.as_str()).with_context(|| format!("line {}: no \"text\" field", i + 1))?;
-            out.push(t.to_string());
-        } else {
-            out.push(line.to_string());
-        }
-    }
-    Ok(out)
+    let inputs = rightmodel_tasks::data::read_inputs(&source, &bytes)?;
+    Ok(inputs.into_iter().map(|t| t.text).collect())
 }
 
 /// Runs `embed`: one `{"index", "text", "embedding"}` JSON line per text, in order.
