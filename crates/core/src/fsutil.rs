@@ -20,6 +20,30 @@ use std::path::Path;
 ///
 /// Errors are plain [`std::io::Error`]s; callers add the path in their own error types.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_through_temp(path, bytes, Place::Replace)
+}
+
+/// [`write_atomic`] for a file that must not exist yet: fails with
+/// [`std::io::ErrorKind::AlreadyExists`] (and writes nothing) when `path` exists, checked and created
+/// in one step, so of two runs writing the same new file one wins and the other is told, where a
+/// check before a long job and a replacing write at its end would let the later run silently replace
+/// the earlier one's result.
+pub fn write_atomic_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_through_temp(path, bytes, Place::New)
+}
+
+/// How [`write_through_temp`] puts its file in place.
+#[derive(Clone, Copy)]
+enum Place {
+    /// Rename over whatever is there.
+    Replace,
+    /// Link into place, failing when the name exists.
+    New,
+}
+
+/// Writes `bytes` to a hidden temporary file next to `path`, flushes it and puts it in place as `place`
+/// says (the common body of [`write_atomic`] and [`write_atomic_new`]).
+fn write_through_temp(path: &Path, bytes: &[u8], place: Place) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -38,7 +62,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     // On failure the temporary file comes back inside the error and is removed when that is dropped.
-    tmp.persist(path).map_err(|e| e.error)?;
+    match place {
+        Place::Replace => tmp.persist(path).map_err(|e| e.error)?,
+        Place::New => tmp.persist_noclobber(path).map_err(|e| e.error)?,
+    };
     sync_dir(dir);
     Ok(())
 }
@@ -96,6 +123,17 @@ mod tests {
         assert!(write_atomic(&target, b"new").is_err());
         assert_eq!(names(dir.path()), ["out"]);
         assert!(write_atomic(&dir.path().join("missing").join("f"), b"x").is_err());
+    }
+
+    #[test]
+    fn a_new_file_never_replaces_one_that_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("router.json");
+        write_atomic_new(&path, b"first").unwrap();
+        let e = write_atomic_new(&path, b"second").unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        assert_eq!(names(dir.path()), ["router.json"]);
     }
 
     #[cfg(unix)]

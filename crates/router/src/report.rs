@@ -17,6 +17,35 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RouterError> {
     rightmodel_core::fsutil::write_atomic(path, bytes).map_err(|e| RouterError::write(path.display(), e))
 }
 
+/// Whether a result file may replace one already at its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Replace it (`--force`, or a command that updates its own file, like `router calibrate`).
+    Replace,
+    /// Keep it and fail: the caller checked that the path was free before its work began, so a file
+    /// there now was written by another run meanwhile, whose result must not be lost silently.
+    Keep,
+}
+
+/// Writes `bytes` to `path` atomically, replacing a file there only when `existing` says so; with
+/// [`Existing::Keep`] a file that appeared meanwhile is kept and the error says so.
+pub fn write_result(path: &Path, bytes: &[u8], existing: Existing) -> Result<(), RouterError> {
+    match existing {
+        Existing::Replace => write_atomic(path, bytes),
+        Existing::Keep => rightmodel_core::fsutil::write_atomic_new(path, bytes).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                RouterError::write(
+                    path.display(),
+                    "another run wrote this file while this one worked; it was kept and this run's result \
+                     was not saved (--force replaces it)",
+                )
+            } else {
+                RouterError::write(path.display(), e)
+            }
+        }),
+    }
+}
+
 fn pct(v: Option<f64>) -> String {
     v.map(|x| format!("{:.1}%", 100.0 * x)).unwrap_or_else(|| "not reached".into())
 }
@@ -221,9 +250,24 @@ pub fn existing_report_files(dir: &Path) -> Vec<PathBuf> {
 /// Writes `report.md`, `curve.svg`, `curve.png` and `report.json` (the numbers, machine-readable)
 /// into `dir` and returns the paths written, so callers can say exactly what is there. The PNG needs a
 /// system font; when it cannot be drawn the SVG alone is kept (and the PNG is not in the list).
-pub fn write_report(dir: &Path, report: &CvReport, title: &str, notes: &str) -> Result<Vec<PathBuf>, RouterError> {
+///
+/// With [`Existing::Keep`] the Markdown report is written first and only where none is: of two runs
+/// into one folder, the one that comes second writes nothing and fails, instead of the two results
+/// mixing or the later one replacing the earlier.
+pub fn write_report(
+    dir: &Path,
+    report: &CvReport,
+    title: &str,
+    notes: &str,
+    existing: Existing,
+) -> Result<Vec<PathBuf>, RouterError> {
     std::fs::create_dir_all(dir).map_err(|e| RouterError::write(dir.display(), e))?;
     let [md, svg, png, json_path] = REPORT_FILES.map(|f| dir.join(f));
+    let md_text = markdown(report, title, notes, "curve.svg");
+    if existing == Existing::Keep {
+        // The claim on the folder (see above); the rest of the files then belong to this run.
+        write_result(&md, md_text.as_bytes(), existing)?;
+    }
     write_atomic(&svg, curve_svg(&report.pooled, title)?.as_bytes())?;
     let png_written = match curve_png(&png, &report.pooled, title) {
         Ok(()) => true,
@@ -234,7 +278,10 @@ pub fn write_report(dir: &Path, report: &CvReport, title: &str, notes: &str) -> 
     };
     let json = serde_json::to_string_pretty(report).map_err(|e| RouterError::write(dir.display(), e))?;
     write_atomic(&json_path, json.as_bytes())?;
-    write_atomic(&md, markdown(report, title, notes, "curve.svg").as_bytes())?;
+    if existing == Existing::Replace {
+        // Last, so that a report being replaced never points at a chart not yet drawn.
+        write_atomic(&md, md_text.as_bytes())?;
+    }
     Ok([Some(md), Some(svg), png_written.then_some(png), Some(json_path)].into_iter().flatten().collect())
 }
 
@@ -250,5 +297,17 @@ mod tests {
         std::fs::write(dir.path().join("notes.md"), "other").unwrap();
         assert_eq!(existing_report_files(dir.path()), vec![dir.path().join("report.md")]);
         assert!(existing_report_files(&dir.path().join("missing")).is_empty());
+    }
+
+    #[test]
+    fn a_result_another_run_wrote_meanwhile_is_kept_unless_replacing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("router.json");
+        write_result(&path, b"first", Existing::Keep).unwrap();
+        let e = write_result(&path, b"second", Existing::Keep).unwrap_err().to_string();
+        assert!(e.contains("another run") && e.contains("--force"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        write_result(&path, b"third", Existing::Replace).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"third");
     }
 }

@@ -144,11 +144,13 @@ impl RouterWeights {
         self.encoder.ends_with(STATIC_SUFFIX)
     }
 
-    /// Writes `dir/router.json` atomically (temporary file, then rename), creating `dir`.
-    pub fn save(&self, dir: &Path) -> Result<(), RouterError> {
+    /// Writes `dir/router.json` atomically (temporary file, then rename), creating `dir`; a
+    /// `router.json` already there is replaced only when `existing` says so (see
+    /// [`crate::report::Existing`]).
+    pub fn save(&self, dir: &Path, existing: crate::report::Existing) -> Result<(), RouterError> {
         std::fs::create_dir_all(dir).map_err(|e| RouterError::write(dir.display(), e))?;
         let json = serde_json::to_string_pretty(self).map_err(|e| RouterError::write(dir.display(), e))?;
-        crate::report::write_atomic(&dir.join(WEIGHTS_FILE), json.as_bytes())
+        crate::report::write_result(&dir.join(WEIGHTS_FILE), json.as_bytes(), existing)
     }
 }
 

@@ -90,7 +90,7 @@ fn train_save_load_score() {
     assert_eq!(w.provenance.rows, 240);
     assert!(w.provenance.cv.is_some());
     let dir = tempfile::tempdir().unwrap();
-    w.save(dir.path()).unwrap();
+    w.save(dir.path(), rightmodel_router::report::Existing::Replace).unwrap();
     let loaded = RouterWeights::load(dir.path()).unwrap();
     assert_eq!(loaded, w);
     let s = DifficultyScorer::load(dir.path(), Arc::new(FakeEncoder)).unwrap();

@@ -17,7 +17,7 @@ use rightmodel_router::eval::{check_folds, CvConfig, CvReport};
 use rightmodel_router::features::cache::{check_cache_path, embed_all};
 use rightmodel_router::features::EmbedSpec;
 use rightmodel_router::pipeline::{evaluate, exclude_groups, train_weights, TrainOptions};
-use rightmodel_router::report::{existing_report_files, write_report};
+use rightmodel_router::report::{existing_report_files, write_report, Existing};
 use rightmodel_router::scorer::{Provenance, WEIGHTS_FILE};
 use rightmodel_router::train::{LabelKind, TrainConfig};
 use rightmodel_router::{
@@ -346,6 +346,16 @@ fn check_weights_out(out: &Path, given: bool, force: bool) -> anyhow::Result<()>
     }
 }
 
+/// What happens to a result file found at its path when the work is done: replaced with `--force`,
+/// else kept (the path was checked before the work began, so a file there now is another run's).
+fn existing_for(force: bool) -> Existing {
+    if force {
+        Existing::Replace
+    } else {
+        Existing::Keep
+    }
+}
+
 /// Fails when report files are already in `dir` and `force` is not set, naming them: an earlier report
 /// or the user's own `report.md` is not replaced without `--force`.
 fn check_report_files(dir: &Path, force: bool) -> anyhow::Result<()> {
@@ -537,8 +547,9 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
         eprintln!("warning: {w}");
     }
     let (weights, report) = (trained.weights, trained.cv);
-    // Saved before anything is printed: the weights must not depend on stdout being open.
-    weights.save(&out)?;
+    // Saved before anything is printed: the weights must not depend on stdout being open. Without
+    // --force, a router.json another run wrote while this one trained is kept (checked again here).
+    weights.save(&out, existing_for(a.force))?;
     if let Some(r) = &report {
         print_summary(r, &group_col(&a.data));
         println!();
@@ -577,7 +588,13 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
         command_line()
     );
     // Written before anything is printed: the report must not depend on stdout being open.
-    let written = write_report(&a.out, &report, "Router evaluation: quality vs strong-model calls", &notes)?;
+    let written = write_report(
+        &a.out,
+        &report,
+        "Router evaluation: quality vs strong-model calls",
+        &notes,
+        existing_for(a.force),
+    )?;
     print_summary(&report, &group_col(&a.data));
     let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
     println!("\nwrote {}", names.join(", "));
@@ -641,7 +658,8 @@ fn calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
     }
     let sent = outcome.strong;
     weights.calibration = outcome.calibration;
-    weights.save(&out)?;
+    // Calibration updates the weights it read: replacing them is its job.
+    weights.save(&out, Existing::Replace)?;
     println!(
         "threshold {:.4}: {} of {} prompts ({:.1}%) go to the strong model; wrote {}",
         weights.calibration.threshold,
