@@ -18,6 +18,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::calibrate::Calibration;
+
 /// Today's budget and spending, supplied by the server with each decision.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct BudgetState {
@@ -74,9 +76,52 @@ pub fn budget_threshold(tau: f32, remaining: f64, exponent: f32) -> f32 {
     tau + (1.0 - tau) * (1.0 - f.powf(exponent.max(1e-3)))
 }
 
+/// The effective threshold for base threshold `tau` with `remaining` budget fraction, for a router
+/// calibrated by `cal` (see the module docs): the share `tau` sends, shrunk by the budget, turned back
+/// into a threshold (never below `tau`).
+///
+/// A `tau` below the lowest calibration score sends every calibration prompt, as would any threshold
+/// down there, so its share is 1 and the first cent spent would turn it into the lowest score seen (a
+/// request's `threshold: 0` jumped to 0.48). The calibration's lowest band is therefore stretched down
+/// to `tau`: the threshold starts at `tau` and rises continuously as the budget is spent.
+pub fn calibrated_budget_threshold(cal: &Calibration, tau: f32, remaining: f64, exponent: f32) -> f32 {
+    let stretched;
+    let cal = match cal.quantiles.first() {
+        Some(&lowest) if tau < lowest => {
+            let mut c = cal.clone();
+            c.quantiles[0] = tau;
+            stretched = c;
+            &stretched
+        }
+        _ => cal,
+    };
+    let share = budget_share(cal.share_at(tau), remaining, exponent);
+    cal.threshold_for_share(share).max(tau)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_threshold_below_the_calibrated_scores_rises_from_itself() {
+        let scores: Vec<f32> = (0..1000).map(|i| 0.48 + 0.42 * i as f32 / 999.0).collect();
+        let cal = Calibration::from_scores(&scores, 0.3).unwrap();
+        for tau in [0.0, 0.3, 0.6] {
+            let mut last = tau;
+            // Down to the last thousandth: at zero the threshold leaves the scale (nothing strong).
+            for i in (1..=1000).rev() {
+                let t = calibrated_budget_threshold(&cal, tau, i as f64 / 1000.0, 0.5);
+                assert!(t >= last - 1e-6, "monotone at tau {tau}: {last} -> {t}");
+                assert!(t - last < 0.05, "no jumps at tau {tau}: {last} -> {t} (remaining {i}/1000)");
+                last = t;
+            }
+            assert_eq!(calibrated_budget_threshold(&cal, tau, 1.0, 0.5), tau);
+            assert!(calibrated_budget_threshold(&cal, tau, 0.0, 0.5) > 1.0, "nothing strong at zero");
+        }
+        // A millionth of the budget spent moves a threshold of 0 by almost nothing (it jumped to 0.48).
+        assert!(calibrated_budget_threshold(&cal, 0.0, 0.999_999, 0.5) < 0.01);
+    }
 
     #[test]
     fn threshold_rises_smoothly_from_base_to_one() {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::budget::{budget_share, budget_threshold, BudgetState};
+use super::budget::{budget_threshold, calibrated_budget_threshold, BudgetState};
 use super::candidate::{Candidate, Capabilities};
 use super::decision::{CandidateEstimate, Decision, ReasonCode};
 use super::error::{Limit, RouteError};
@@ -337,8 +337,7 @@ impl Router {
             (_, None) => base,
             _ if budget.remaining_fraction() >= 1.0 => base,
             (Some(cal), Some(_)) => {
-                let share = budget_share(cal.share_at(base), budget.remaining_fraction(), self.config.budget_exponent);
-                cal.threshold_for_share(share).max(base)
+                calibrated_budget_threshold(cal, base, budget.remaining_fraction(), self.config.budget_exponent)
             }
             (None, Some(_)) => budget_threshold(base, budget.remaining_fraction(), self.config.budget_exponent),
         };
