@@ -1,8 +1,8 @@
 //! From a file's bytes to its *cleaned text*: the text that is split into passages and that citation
 //! offsets point into.
 //!
-//! - Plain text and Markdown: the cleaned text is the file's contents unchanged (UTF-8), so citation
-//!   offsets are character offsets into the file itself.
+//! - Plain text and Markdown: the cleaned text is the file's contents unchanged (UTF-8; a leading
+//!   byte-order mark reads as a space), so citation offsets are character offsets into the file itself.
 //! - HTML: the visible text as rendered by `html2text` (scripts, styles and tags dropped, one blank line
 //!   between blocks); offsets point into that text, which [`clean_file`] reproduces exactly.
 
@@ -58,14 +58,22 @@ pub fn clean_bytes(bytes: &[u8], format: Format, path: &Path) -> Result<String, 
     }
     let text = decode_text(bytes).map_err(|reason| DocsError::BinaryFile { path: path.to_path_buf(), reason })?;
     let cleaned = match format {
-        Format::Text | Format::Markdown => text.to_string(),
-        Format::Html => html_to_text(text),
+        Format::Text | Format::Markdown => match text.strip_prefix(BOM) {
+            // A space in its place: it never reaches an answer or a citation, and character offsets
+            // still count it as the file's first character, as a reader of the raw file does.
+            Some(rest) => format!(" {rest}"),
+            None => text.to_string(),
+        },
+        Format::Html => html_to_text(text.strip_prefix(BOM).unwrap_or(text)),
     };
     if cleaned.trim().is_empty() {
         return Err(DocsError::EmptyFile { path: path.to_path_buf() });
     }
     Ok(cleaned)
 }
+
+/// The byte-order mark some editors put at the start of UTF-8 files (U+FEFF).
+const BOM: char = '\u{feff}';
 
 /// Checks that `bytes` are UTF-8 text; returns the reason when they look binary.
 fn decode_text(bytes: &[u8]) -> Result<&str, String> {
@@ -101,6 +109,18 @@ fn html_to_text(html: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_byte_order_mark_is_not_text_but_still_counts_for_offsets() {
+        let bytes = "\u{feff}Quokkas are found on Rottnest Island.\n".as_bytes();
+        for format in [Format::Text, Format::Markdown] {
+            let t = clean_bytes(bytes, format, Path::new("q.txt")).unwrap();
+            assert_eq!(t, " Quokkas are found on Rottnest Island.\n");
+            assert_eq!(t.chars().count(), std::str::from_utf8(bytes).unwrap().chars().count());
+        }
+        let html = "\u{feff}<p>Quokkas.</p>";
+        assert_eq!(clean_bytes(html.as_bytes(), Format::Html, Path::new("q.html")).unwrap(), "Quokkas.");
+    }
 
     #[test]
     fn html_keeps_visible_text_only() {

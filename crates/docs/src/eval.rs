@@ -44,15 +44,19 @@ pub struct EvalQuestion {
 pub struct EvalCorpus {
     /// File name and text of each article.
     pub articles: Vec<(String, String)>,
-    /// All questions in file order.
+    /// All questions with a gold answer, in file order.
     pub questions: Vec<EvalQuestion>,
+    /// Questions left out for having no gold answer (SQuAD 2.0's unanswerable ones): every metric
+    /// here scores a returned answer against gold ones, which would count each of them as a miss.
+    pub unanswerable: usize,
 }
 
 /// Lays out `squad` as documents. Line breaks inside a paragraph become spaces so that a paragraph is
-/// exactly one block.
+/// exactly one block. Questions without a gold answer are counted, not asked.
 pub fn build_corpus(squad: &SquadFile) -> EvalCorpus {
     let mut articles = Vec::new();
     let mut questions = Vec::new();
+    let mut unanswerable = 0;
     for (a, article) in squad.data.iter().enumerate() {
         let mut text = String::new();
         let mut chars = 0;
@@ -65,6 +69,10 @@ pub fn build_corpus(squad: &SquadFile) -> EvalCorpus {
             let len = char_len(&para);
             text.push_str(&para);
             for qa in &p.qas {
+                if !qa.is_answerable() {
+                    unanswerable += 1;
+                    continue;
+                }
                 questions.push(EvalQuestion {
                     question: qa.question.clone(),
                     golds: qa.answers.iter().map(|g| g.text.clone()).collect(),
@@ -78,7 +86,7 @@ pub fn build_corpus(squad: &SquadFile) -> EvalCorpus {
             article.title.chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).take(60).collect();
         articles.push((format!("{a:03}_{safe}.txt"), text));
     }
-    EvalCorpus { articles, questions }
+    EvalCorpus { articles, questions, unanswerable }
 }
 
 /// Writes the article files into `dir` (created if missing); unchanged files are left alone so that a
@@ -559,16 +567,23 @@ mod tests {
                     Paragraph { context: "Alpha  beta.\nGamma.".into(), qas: vec![] },
                     Paragraph {
                         context: "Délta epsilon.".into(),
-                        qas: vec![Qa {
-                            id: "1".into(),
-                            question: "Q?".into(),
-                            answers: vec![GoldAnswer { text: "epsilon".into() }],
-                        }],
+                        qas: vec![
+                            Qa {
+                                id: "1".into(),
+                                question: "Q?".into(),
+                                answers: vec![GoldAnswer { text: "epsilon".into() }],
+                                is_impossible: false,
+                            },
+                            // SQuAD 2.0: unanswerable questions are counted, not asked.
+                            Qa { id: "2".into(), question: "Zeta?".into(), answers: vec![], is_impossible: true },
+                            Qa { id: "3".into(), question: "Eta?".into(), answers: vec![], is_impossible: false },
+                        ],
                     },
                 ],
             }],
         };
         let c = build_corpus(&squad);
+        assert_eq!((c.questions.len(), c.unanswerable), (1, 2));
         assert_eq!(c.articles[0].0, "000_T_x.txt");
         assert_eq!(c.articles[0].1, "Alpha beta. Gamma.\n\nDélta epsilon.");
         let (s, e) = c.questions[0].paragraph;

@@ -41,9 +41,19 @@ pub struct Qa {
     pub id: String,
     /// The question.
     pub question: String,
-    /// Gold answers (several annotators).
+    /// Gold answers (several annotators); none for a SQuAD 2.0 question its paragraph does not answer.
     #[serde(default)]
     pub answers: Vec<GoldAnswer>,
+    /// SQuAD 2.0: the paragraph does not answer the question (its `answers` are empty).
+    #[serde(default)]
+    pub is_impossible: bool,
+}
+
+impl Qa {
+    /// Whether the question has a gold answer to score against: not a SQuAD 2.0 unanswerable one.
+    pub fn is_answerable(&self) -> bool {
+        !self.is_impossible && !self.answers.is_empty()
+    }
 }
 
 /// A gold answer span.

@@ -560,6 +560,14 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
     check_eval_outputs(&a)?;
     let squad = rightmodel_docs::squad::read_squad(&a.squad)?;
     let corpus = build_corpus(&squad);
+    if corpus.unanswerable > 0 {
+        eprintln!(
+            "note: {} questions have no gold answer (SQuAD 2.0's unanswerable ones) and are left out: every \
+             metric here scores an answer against gold ones",
+            corpus.unanswerable
+        );
+    }
+    anyhow::ensure!(!corpus.questions.is_empty(), "{}: no question has a gold answer to score", a.squad.display());
     let work = match &a.keep {
         Some(p) => WorkDir { path: p.clone(), remove: false },
         None => WorkDir {
