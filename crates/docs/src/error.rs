@@ -66,7 +66,10 @@ pub enum DocsError {
         dir: PathBuf,
     },
     /// A stored file of a collection cannot be parsed.
-    #[error("{}: corrupt collection file: {reason}", path.display())]
+    #[error(
+        "{}: corrupt collection file: {reason} (`rightmodel docs remove` the collection and add its files again)",
+        path.display()
+    )]
     Corrupt {
         /// The file.
         path: PathBuf,
