@@ -376,3 +376,111 @@ def client(local_server):
     from openai import OpenAI
 
     return OpenAI(base_url=local_server.url("/v1"), api_key="unused", max_retries=0, timeout=120)
+
+
+class FakeUpstream:
+    """A scripted OpenAI-compatible upstream that answers at once, without a model, for tests of what the
+    gateway does with an upstream's exact bytes. `mode` is changed by tests between requests:
+
+    - `{"kind": "ok"}`: an answer ("Paris", 10 prompt and 2 completion tokens); streams put their usage
+      where `usage` says: `"final"` (a chunk of its own after the finish, when `stream_options` asks, as
+      OpenAI does), `"finish"` (in the finish chunk too) or `"every"` (on every chunk, cumulative);
+      `stall` seconds after the last event, the stream neither sends `[DONE]` nor closes.
+    - `{"kind": "status", "status": 500}`: that status with an error object.
+
+    `requests` keeps every request body (parsed)."""
+
+    TEXT = ["Par", "is"]
+    USAGE = {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}
+
+    def __init__(self):
+        self.mode = {"kind": "ok"}
+        self.requests = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(n) or b"{}")
+                fake.requests.append(body)
+                mode = dict(fake.mode)
+                if mode["kind"] == "status":
+                    self._json(mode["status"], {"error": {"message": "injected", "type": "server_error",
+                                                          "param": None, "code": None}})
+                elif body.get("stream"):
+                    self._stream(body, mode)
+                else:
+                    self._json(200, fake.answer(body))
+
+            def _json(self, status, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _stream(self, body, mode):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for event in fake.events(body, mode.get("usage", "final")):
+                    self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+                    self.wfile.flush()
+                if mode.get("stall"):
+                    time.sleep(mode["stall"])
+                else:
+                    self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+                self.close_connection = True
+
+        class Srv(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Srv(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, body):
+        """The whole answer to a request `body`: `n` choices of the same text."""
+        n = body.get("n") or 1
+        return {
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": body.get("model"),
+            "choices": [{"index": i, "message": {"role": "assistant", "content": "".join(self.TEXT)},
+                         "finish_reason": "stop", "logprobs": None} for i in range(n)],
+            "usage": dict(self.USAGE),
+        }
+
+    def events(self, body, usage):
+        """The stream's events for a request `body`, usage placed as `usage` says (see the class)."""
+        def chunk(delta, finish=None, choices=True):
+            c = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": body.get("model"),
+                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}] if choices else []}
+            return c
+
+        out = [chunk({"role": "assistant", "content": ""})]
+        out += [chunk({"content": t}) for t in self.TEXT]
+        out.append(chunk({}, "stop"))
+        asked = (body.get("stream_options") or {}).get("include_usage")
+        if usage == "every":
+            for i, c in enumerate(out):
+                done = i == len(out) - 1
+                c["usage"] = dict(self.USAGE) if done else {"prompt_tokens": 10, "completion_tokens": min(i, 2),
+                                                          "total_tokens": 10 + min(i, 2)}
+        elif usage == "finish":
+            out[-1]["usage"] = dict(self.USAGE)
+        if asked and usage in ("final", "finish"):
+            final = chunk({}, choices=False)
+            final["usage"] = dict(self.USAGE)
+            out.append(final)
+        return out
+
+    def close(self):
+        self.server.shutdown()

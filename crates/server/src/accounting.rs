@@ -44,8 +44,9 @@ pub struct Accounting {
     /// The request's own cost and latency caps, which every model that serves it must fit (fallbacks
     /// and escalations included).
     caps: rightmodel_router::Overrides,
-    /// The request's `max_tokens` as sent (uncapped), for checking its caps as `auto` does.
-    max_tokens: Option<u64>,
+    /// The request's `max_tokens` as its cost is sized ([`sized_output_tokens`]), for checking its caps
+    /// as `auto` does.
+    max_tokens: Option<u32>,
     /// Choices asked for (`n`): each is an answer, so holds and estimates count them all.
     choices: u64,
 }
@@ -104,7 +105,7 @@ impl Accounting {
     /// 422 when a call to `name` at `price`, after what earlier calls of this request cost (a cascade's
     /// small answer, a billed failed attempt), would break the request's own cost or latency cap.
     pub fn check_caps(&self, name: &str, price: rightmodel_core::Price) -> Result<(), rightmodel_core::ApiError> {
-        let out = self.max_tokens.map(|t| u32::try_from(t).unwrap_or(u32::MAX));
+        let out = self.max_tokens;
         let choices = u32::try_from(self.choices).unwrap_or(u32::MAX);
         self.state.router.check_named(name, price, &self.caps, self.prompt_estimate, out, choices, self.row.cost_usd)
     }
@@ -127,6 +128,19 @@ impl Accounting {
         obj.insert("served".into(), Value::String(served.to_string()));
         obj.insert("failed".into(), Value::Array(self.failed.clone()));
         self.row.decision = Some(decision.to_string());
+    }
+
+    /// The routing decision of a request that failed after one was made (`auto`'s, a fallback's), for
+    /// the error response's `x-rightmodel-*` headers: as the log row records it, with the models of the
+    /// fallback chain that failed and why (`failed`), which the row then records too. `None` when no
+    /// decision was made (a named model, or a failure before routing).
+    pub fn failed_decision(&mut self) -> Option<Value> {
+        let mut d: Value = serde_json::from_str(self.row.decision.as_deref()?).ok()?;
+        if let (Some(obj), false) = (d.as_object_mut(), self.failed.is_empty()) {
+            obj.entry("failed").or_insert_with(|| Value::Array(self.failed.clone()));
+            self.row.decision = Some(d.to_string());
+        }
+        Some(d)
     }
 
     /// The request id (returned in `x-request-id`).
@@ -182,8 +196,9 @@ impl Accounting {
     pub fn set_output_limit(&mut self, max_tokens: Option<u64>) {
         // Capped: a client that always sends a huge max_tokens must not hold a whole day's budget (and
         // so block every other paid request) for an answer that will be far shorter.
-        self.hold_output = max_tokens.unwrap_or(HELD_OUTPUT_TOKENS).min(HELD_OUTPUT_MAX);
-        self.max_tokens = max_tokens;
+        let sized = sized_output_tokens(max_tokens.map(|t| u32::try_from(t).unwrap_or(u32::MAX)));
+        self.hold_output = sized.map_or(HELD_OUTPUT_TOKENS, u64::from);
+        self.max_tokens = sized;
     }
 
     /// Records how many choices (`n`) the request asks for.
@@ -557,8 +572,20 @@ pub fn tool_calls_len(calls: &[rightmodel_core::wire::ToolCall]) -> usize {
 
 /// Answer tokens assumed when holding a running request's cost against the limits.
 const HELD_OUTPUT_TOKENS: u64 = 256;
-/// Most answer tokens held for one request, whatever its max_tokens.
-const HELD_OUTPUT_MAX: u64 = 4096;
+/// Most answer tokens a request's cost is sized on, whatever its max_tokens (see
+/// [`sized_output_tokens`]).
+pub const HELD_OUTPUT_MAX: u32 = 4096;
+
+/// The answer tokens a request's likely cost is sized on, given its `max_tokens` (`None`: not set, a
+/// typical answer is assumed by whoever estimates). Every estimate of a request uses it: the hold
+/// admission takes, `auto`'s routing (budget and `max_cost_usd` exclusions, the decision's estimates and
+/// the savings `logs --summary` reports from them) and the `max_cost_usd` check of a named model. One
+/// cap for all, so that they agree: a client that sends a huge max_tokens (2^32 - 1 as "no limit") must
+/// not be refused by one estimate while another admits it, nor make `auto` skip a model for a cost no
+/// answer will reach.
+pub fn sized_output_tokens(max_tokens: Option<u32>) -> Option<u32> {
+    max_tokens.map(|t| t.min(HELD_OUTPUT_MAX))
+}
 
 /// Longest requested model name kept in a log row (the request may carry any string there).
 const MODEL_MAX_CHARS: usize = 256;
@@ -589,6 +616,14 @@ mod tests {
         // 600 bytes of digits and spaces are about 600 tokens for Gemma (bytes / 4 said 150).
         let digits = req(serde_json::json!([{"role": "user", "content": "7 ".repeat(300)}]));
         assert!(estimate_prompt_tokens(&digits) >= 600);
+    }
+
+    #[test]
+    fn every_estimate_sizes_the_answer_with_the_cap_admission_holds() {
+        assert_eq!(sized_output_tokens(None), None);
+        assert_eq!(sized_output_tokens(Some(16)), Some(16));
+        assert_eq!(sized_output_tokens(Some(2_000_000)), Some(HELD_OUTPUT_MAX));
+        assert_eq!(sized_output_tokens(Some(u32::MAX)), Some(HELD_OUTPUT_MAX));
     }
 
     #[test]

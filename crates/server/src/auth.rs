@@ -14,9 +14,11 @@ use sha2::{Digest, Sha256};
 use crate::budget::SpendCounter;
 use crate::config::KeyConfig;
 
-/// Hex sha256 of a bearer token, as stored in the config.
+/// Hex sha256 of a bearer token, as stored in the config. The token is hashed without surrounding
+/// whitespace, as [`bearer_token`] reads it from a client: a key given with a pasted newline
+/// (`serve --hash-key $'sk-a\n'`, a key file) must hash to what its clients will send.
 pub fn hash_key(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    hex::encode(Sha256::digest(token.trim().as_bytes()))
 }
 
 /// A per-key token bucket refilled at `rate` per minute, holding at most `rate` tokens (one minute's
@@ -325,6 +327,14 @@ fn bearer_token(value: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_hashes_as_its_clients_send_it() {
+        assert_eq!(hash_key("sk-a\n"), hash_key("sk-a"));
+        assert_eq!(hash_key(" \tsk-a\r\n"), hash_key("sk-a"));
+        let sent = bearer_token("Bearer sk-a ").expect("a token");
+        assert_eq!(hash_key(sent), hash_key("sk-a\n"));
+    }
 
     fn key(rpm: u32, spend: f64) -> KeyConfig {
         KeyConfig {

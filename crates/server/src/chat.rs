@@ -223,7 +223,7 @@ where
 /// Adds `x-rightmodel-*` and `x-request-id` headers.
 pub fn decorate(resp: &mut Response, served: &str, decision: Option<&Value>, request_id: &str) {
     let h = resp.headers_mut();
-    if let Some(v) = header_value(served) {
+    if let Some(v) = Some(served).filter(|s| !s.is_empty()).and_then(header_value) {
         h.insert("x-rightmodel-model", v);
     }
     if let Some(v) = decision.and_then(decision_header) {
@@ -270,11 +270,21 @@ pub async fn chat_completions(
         Err(e) => {
             let status = e.kind.status();
             let msg = e.message.clone();
-            let resp = error_response(e, &id);
+            let mut resp = error_response(e, &id);
+            decorate_error(&mut resp, &mut acct, &id);
             acct.finish(status, Some(msg));
             resp
         }
     }
+}
+
+/// Adds the `x-rightmodel-*` headers to the error response of a request that failed after a routing
+/// decision was made (`auto` chose a model that failed, was saturated or over a limit), as a success
+/// carries them: the client sees which model was chosen and why, as the log row does.
+fn decorate_error(resp: &mut Response, acct: &mut Accounting, request_id: &str) {
+    let Some(d) = acct.failed_decision() else { return };
+    let served = d.get("served").and_then(Value::as_str).unwrap_or_default().to_string();
+    decorate(resp, &served, Some(&d), request_id);
 }
 
 enum Reply {
@@ -460,7 +470,7 @@ async fn task_reply(
         if crate::tools::tool_mode(req)? != ToolMode::Off {
             return Err(ApiError::invalid("tools", format!("The {what} `{target}` does not call tools.")));
         }
-        if let Some(e) = local_refusal(target, req) {
+        if let Some(e) = local_refusal(target, LOCAL_CHOICES_MAX, req) {
             return Err(e);
         }
         if req.response_format.as_ref().is_some_and(|rf| rf.kind != "text") {
@@ -614,7 +624,7 @@ async fn local_answer(
             // The call's grammar comes from the functions' schemas: a schema it cannot follow is the
             // client's `tools`, not a `response_format` it never sent.
             let body = local_full(l, &forced, acct).await.map_err(|mut e| {
-                if e.param.as_deref() == Some("response_format") {
+                if e.param.as_deref().is_some_and(|p| p.starts_with("response_format")) {
                     e.param = Some("tools".into());
                     e.message = format!("{} (in a function's `parameters`)", e.message);
                 }
@@ -636,23 +646,29 @@ fn local_tools_refused(model: &str) -> ApiError {
     .with_code("unsupported_parameter")
 }
 
-/// Why a local model `name` cannot serve `req`, as the 400 it answers with: more choices than it writes
-/// ([`LOCAL_CHOICES_MAX`]), or content only an upstream reads ([`upstream_only_content`]); `None` when any
-/// model can take it.
-pub fn local_refusal(name: &str, req: &ChatCompletionRequest) -> Option<ApiError> {
-    if choices_asked(req) > LOCAL_CHOICES_MAX {
-        return Some(
-            ApiError::invalid(
-                "n",
-                format!(
-                    "Model `{name}` writes at most {LOCAL_CHOICES_MAX} choices per request (upstream models take up \
-                     to {CHOICES_MAX})."
-                ),
-            )
-            .with_code("unsupported_parameter"),
-        );
+/// Why a local model `name`, which writes at most `most` choices per request, cannot serve `req`, as the
+/// 400 it answers with: more choices than that ([`choices_refusal`]), or content only an upstream reads
+/// ([`upstream_only_content`]); `None` when any model can take it.
+pub fn local_refusal(name: &str, most: u32, req: &ChatCompletionRequest) -> Option<ApiError> {
+    if choices_asked(req) > most {
+        return Some(choices_refusal(name, most));
     }
     upstream_only_content(name, req)
+}
+
+/// The 400 on `n` of a local model `name` asked for more than the `most` choices it writes per request
+/// (see [`crate::local::local_choices_max`]): a limit of the request, not a busy model, so not a 429
+/// that a retry could never get past.
+pub fn choices_refusal(name: &str, most: u32) -> ApiError {
+    let why = if most < LOCAL_CHOICES_MAX { ", as many as its slots and queue hold at once" } else { "" };
+    ApiError::invalid(
+        "n",
+        format!(
+            "Model `{name}` writes at most {most} choices per request{why}; ask for fewer (upstream models take up \
+             to {CHOICES_MAX})."
+        ),
+    )
+    .with_code("unsupported_parameter")
 }
 
 /// What in `req` only an upstream can read (images and other non-text parts, a non-empty `logit_bias`,
@@ -685,8 +701,10 @@ pub fn upstream_only_content(name: &str, req: &ChatCompletionRequest) -> Option<
 /// Whether the chain's model `name` can take `req`: its tools (see [`ToolMode`]), and content only an
 /// upstream reads ([`local_refusal`]).
 fn takes_request(name: &str, model: &ChatModel, mode: &ToolMode, req: &ChatCompletionRequest) -> Result<(), ApiError> {
-    if let (ChatModel::Local(_), Some(e)) = (model, local_refusal(name, req)) {
-        return Err(e);
+    if let ChatModel::Local(l) = model {
+        if let Some(e) = local_refusal(name, l.choices_max(), req) {
+            return Err(e);
+        }
     }
     if let (ChatModel::Local(_), ToolMode::Forced(_)) = (model, mode) {
         if choices_asked(req) > 1 {
@@ -1041,8 +1059,9 @@ pub(crate) fn aborted_event(acct: Accounting) -> Event {
     event
 }
 
-/// Turns backend chunks into SSE events: the served model's name on every chunk, the usage chunk
-/// only when asked for, `[DONE]` at the end, an `error` event if the backend breaks mid-stream.
+/// Turns backend chunks into SSE events: the served model's name on every chunk, usage only in one
+/// chunk of its own before `[DONE]` and only when asked for (`stream_options.include_usage`, as at
+/// OpenAI), `[DONE]` at the end, an `error` event if the backend breaks mid-stream.
 /// The accounting guard lives inside the stream: the log row is written when the stream ends or the
 /// client disconnects.
 fn sse_body(
@@ -1082,7 +1101,10 @@ fn sse_body(
                     if meta.is_none() {
                         meta = Some((c.id.clone(), c.created));
                     }
-                    if let Some(u) = c.usage {
+                    // The stream's usage is said once, in its last chunk (OpenAI's shape): usage an
+                    // upstream puts on its content or finish chunks, or repeats, is counted here and
+                    // taken off them, so that a client adding up usage per chunk counts it once.
+                    if let Some(u) = c.usage.take() {
                         if !accounted {
                             acct.replace_usage(reported, u);
                             // Usage with counts left out is not counted (the estimate bills the call).
@@ -1090,17 +1112,13 @@ fn sse_body(
                                 reported = Some(u);
                             }
                         }
-                        if !include_usage {
-                            if c.choices.is_empty() { continue; }
-                            c.usage = None;
+                        if c.choices.is_empty() {
+                            if include_usage {
+                                c.usage = Some(u);
+                                usage_chunk = Some(c);
+                            }
+                            continue;
                         }
-                    }
-                    if let Some(e) = usage_chunk.take().as_ref().and_then(event) {
-                        yield Ok(e);
-                    }
-                    if c.usage.is_some() && c.choices.is_empty() {
-                        usage_chunk = Some(c);
-                        continue;
                     }
                     if c.choices.iter().any(|ch| ch.delta.content.as_deref().is_some_and(|t| !t.is_empty()) || ch.delta.tool_calls.is_some()) {
                         acct.mark_first_token();

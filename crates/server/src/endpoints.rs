@@ -49,6 +49,10 @@ fn upstream_completion_stream(
     let mut aborting = acct.state().aborting.subscribe();
     let s = async_stream::stream! {
         let mut reported: Option<Usage> = None;
+        // The stream's one usage chunk, sent last (see `crate::chat`'s `sse_body`), and the id and time
+        // of its chunks for one made here.
+        let mut usage_chunk: Option<CompletionResponse> = None;
+        let mut meta: Option<(String, i64)> = None;
         loop {
             let Some(next) = unless_aborted(&mut aborting, chunks.next()).await else {
                 yield Ok(aborted_event(acct));
@@ -58,17 +62,23 @@ fn upstream_completion_stream(
             match item {
                 Ok(mut c) => {
                     c.model = name.clone();
-                    if let Some(usage) = c.usage {
+                    if meta.is_none() {
+                        meta = Some((c.id.clone(), c.created));
+                    }
+                    // Usage on text chunks, or repeated, is counted and taken off them: a client adding up
+                    // usage per chunk must count it once.
+                    if let Some(usage) = c.usage.take() {
                         acct.replace_usage(reported, usage);
                         // Usage with counts left out is not counted (the estimate bills the call).
                         if !usage.incomplete {
                             reported = Some(usage);
                         }
-                        if !include_usage {
-                            c.usage = None;
-                            if c.choices.is_empty() {
-                                continue;
+                        if c.choices.is_empty() {
+                            if include_usage {
+                                c.usage = Some(usage);
+                                usage_chunk = Some(c);
                             }
+                            continue;
                         }
                     }
                     if c.choices.iter().any(|ch| !ch.text.is_empty()) {
@@ -82,6 +92,17 @@ fn upstream_completion_stream(
                     return;
                 }
             }
+        }
+        let made = || {
+            let (id, created) = meta.clone()?;
+            let usage = reported?;
+            Some(CompletionResponse {
+                id, object: "text_completion".into(), created, model: name.clone(), choices: vec![],
+                usage: Some(usage), extra: Default::default(),
+            })
+        };
+        if let Some(c) = usage_chunk.take().or_else(|| if include_usage { made() } else { None }) {
+            yield Ok(Event::default().data(serde_json::to_string(&c).unwrap_or_default()));
         }
         // The row is written before the last event: a client that closes right after it must not
         // turn it into a 499.
@@ -219,20 +240,13 @@ pub async fn completions(
     for (i, (name, model)) in chain.into_iter().enumerate() {
         // The limits are checked and this call's cost held in one step; a fallback takes over later,
         // so the request's caps are checked again for it.
-        // Upstreams write up to `CHOICES_MAX` choices, local models `LOCAL_CHOICES_MAX`.
-        let max = crate::chat::LOCAL_CHOICES_MAX;
-        if matches!(model, ChatModel::Local(_)) && req.sampling.n.is_some_and(|n| n > max) {
-            let most = crate::chat::CHOICES_MAX;
-            last.get_or_insert(
-                ApiError::invalid(
-                    "n",
-                    format!(
-                        "Model `{name}` writes at most {max} choices per request (upstream models take up to {most})."
-                    ),
-                )
-                .with_code("unsupported_parameter"),
-            );
-            continue;
+        // Upstreams write up to `CHOICES_MAX` choices, local models what their engine holds at once.
+        if let ChatModel::Local(l) = &model {
+            let most = l.choices_max();
+            if req.sampling.n.is_some_and(|n| n > most) {
+                last.get_or_insert(crate::chat::choices_refusal(&name, most));
+                continue;
+            }
         }
         if let Err(e) = acct.claim_in_chain(&name, model.price(), i > 0) {
             last.get_or_insert(e);

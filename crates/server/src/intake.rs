@@ -193,7 +193,8 @@ pub const DRAIN_MAX_TIME: Duration = Duration::from_secs(30);
 
 /// Refuses request bodies the handler could not read, saying why: a `Content-Length` over
 /// `max_body_bytes` gets a 413, and a `Content-Encoding` other than `identity` a 400 naming it (parsed
-/// as JSON, compressed bytes failed with a confusing syntax error). A client that sent
+/// as JSON, compressed bytes failed with a confusing syntax error), and one whose `Content-Type` is not
+/// JSON on an API endpoint a 400 too ([`is_json_content_type`]). A client that sent
 /// `Expect: 100-continue` gets its 413 before it uploads anything. Other clients send the body without
 /// waiting for an answer: closing the connection with their upload still arriving makes the kernel
 /// reset it, which can destroy the 413 before they read it (a 40 MB upload met a broken pipe), so the
@@ -221,6 +222,10 @@ pub async fn refuse_unreadable_body(
     let waits = req.version() == axum::http::Version::HTTP_11
         && headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let encoding = headers.get(CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    // The API's endpoints read JSON: a body of another type is refused here, where it can be drained.
+    let not_json = req.method() == Method::POST
+        && LOGGED_ENDPOINTS.contains(&req.uri().path())
+        && !is_json_content_type(headers.get(axum::http::header::CONTENT_TYPE));
     let too_large = || ApiError::new(ErrorKind::PayloadTooLarge, "The request body is larger than this server accepts");
     let problem = if length.is_some_and(|l| l > limit as u64) {
         too_large()
@@ -229,6 +234,8 @@ pub async fn refuse_unreadable_body(
             ErrorKind::InvalidRequest,
             format!("Content-Encoding `{enc}` is not supported: send the request body uncompressed"),
         )
+    } else if not_json {
+        ApiError::new(ErrorKind::InvalidRequest, "Content-Type must be application/json")
     } else if chunked {
         // No length to judge by: read the body here, up to the limit. Within it, the handler gets what
         // was read (and a read error as it happened, for its 408 / 499); over it, the rest is drained
@@ -243,6 +250,19 @@ pub async fn refuse_unreadable_body(
     };
     let (parts, body) = req.into_parts();
     refuse(&st, parts, problem, (!waits).then_some(body), length).await
+}
+
+/// Whether a `Content-Type` says JSON as axum's `Json` extractor reads it: `application/json` or
+/// `application/*+json`, in any case, with well-formed parameters. A body of another type is refused
+/// by [`refuse_unreadable_body`] once drained: the extractor would refuse it without reading it, and
+/// hyper then closes the connection, so the client's next request on it would fail.
+fn is_json_content_type(value: Option<&axum::http::HeaderValue>) -> bool {
+    let Some(value) = value.and_then(|v| v.to_str().ok()) else { return false };
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    let Some((kind, subtype)) = essence.split_once('/') else { return false };
+    let params_ok = parts.all(|p| p.split_once('=').is_some_and(|(name, _)| !name.trim().is_empty()));
+    kind == "application" && (subtype == "json" || subtype.ends_with("+json")) && params_ok
 }
 
 /// Answers `problem` for a request whose body the handler will not read, after draining `body` unless
@@ -327,4 +347,21 @@ async fn drain(body: Body, max_bytes: u64, max_time: Duration) -> bool {
         false
     };
     tokio::time::timeout(max_time, read).await.unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types_are_told_apart_as_the_json_extractor_tells_them() {
+        let ct = |v: &str| is_json_content_type(Some(&axum::http::HeaderValue::from_str(v).expect("a header value")));
+        assert!(ct("application/json"));
+        assert!(ct("Application/JSON; charset=utf-8"));
+        assert!(ct("application/vnd.api+json"));
+        assert!(!ct("text/plain"));
+        assert!(!ct("application/x-www-form-urlencoded"));
+        assert!(!ct("application/json; charset"));
+        assert!(!is_json_content_type(None));
+    }
 }

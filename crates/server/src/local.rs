@@ -120,7 +120,7 @@ pub fn grammar_for(req: &ChatCompletionRequest) -> Result<Option<String>, ApiErr
             let schema = rf.json_schema.as_ref().and_then(|j| j.get("schema")).ok_or_else(|| {
                 ApiError::invalid("response_format.json_schema.schema", "json_schema needs a `schema`")
             })?;
-            check_schema(schema)?;
+            check_schema(schema, is_strict(rf))?;
             rightmodel_infer::llm::json_schema_grammar(&schema.to_string())
                 .map(Some)
                 .map_err(|e| ApiError::invalid("response_format", e.to_string()))
@@ -155,16 +155,21 @@ const SCHEMA_KEYWORDS: [&str; 15] = [
     "$defs",
 ];
 
-/// Refuses JSON schemas that no value satisfies (`minimum > maximum`, `minLength > maxLength`, ...)
-/// or that are too big to turn into a grammar: the first would leave generation with no valid token,
-/// the second would hold the engine for seconds to minutes.
-pub fn check_schema(schema: &serde_json::Value) -> Result<(), ApiError> {
+/// Refuses JSON schemas that no value satisfies (`minimum > maximum`, `minLength > maxLength`, ...),
+/// that are too big to turn into a grammar, or that a local model cannot fully follow (see
+/// [`unenforced`]): the first would leave generation with no valid token, the second would hold the
+/// engine for seconds to minutes, and the third would be answered with JSON that breaks the schema (the
+/// grammar conversion only warns in the server log and accepts more). The third is refused only for a
+/// `strict` schema, as OpenAI refuses what strict mode cannot follow; without `strict`, OpenAI takes a
+/// schema as guidance, and so does a local model: what the grammar can follow it follows. Checking
+/// patterns converts them: call it off the async threads.
+pub fn check_schema(schema: &serde_json::Value, strict: bool) -> Result<(), ApiError> {
     use serde_json::Value;
     let bad = |m: String| Err(ApiError::invalid("response_format.json_schema.schema", m));
     let max_bound = rightmodel_infer::llm::MAX_REPETITION as f64;
     let mut nodes = 0usize;
-    let mut stack = vec![(schema, 0usize)];
-    while let Some((v, depth)) = stack.pop() {
+    let mut stack = vec![(schema, 0usize, String::from("#"))];
+    while let Some((v, depth, path)) = stack.pop() {
         let Value::Object(o) = v else { continue };
         nodes += 1;
         if nodes > MAX_SCHEMA_NODES {
@@ -213,20 +218,168 @@ pub fn check_schema(schema: &serde_json::Value) -> Result<(), ApiError> {
                 return bad(format!("`{k}` above {max_bound} is not supported for local models"));
             }
         }
+        if let Some(why) = unenforced(o).filter(|_| strict) {
+            return Err(ApiError::invalid(
+                "response_format.json_schema.schema",
+                format!("At `{path}` of the JSON schema: {why} (an upstream model may take the schema as it is)."),
+            )
+            .with_code("unsupported_parameter"));
+        }
         for k in SCHEMA_KEYWORDS.iter().chain(["definitions"].iter()) {
             match o.get(*k) {
                 Some(Value::Object(m))
                     if matches!(*k, "properties" | "patternProperties" | "$defs" | "definitions") =>
                 {
-                    stack.extend(m.values().map(|c| (c, depth + 1)))
+                    stack.extend(m.iter().map(|(name, c)| (c, depth + 1, format!("{path}/{k}/{name}"))))
                 }
-                Some(Value::Array(a)) => stack.extend(a.iter().map(|c| (c, depth + 1))),
-                Some(c) => stack.push((c, depth + 1)),
+                Some(Value::Array(a)) => {
+                    stack.extend(a.iter().enumerate().map(|(i, c)| (c, depth + 1, format!("{path}/{k}/{i}"))))
+                }
+                Some(c) => stack.push((c, depth + 1, format!("{path}/{k}"))),
                 None => {}
             }
         }
     }
     Ok(())
+}
+
+/// Keywords llama.cpp's grammar conversion passes over without enforcing them: a local model's answer
+/// could break any of them.
+const UNENFORCED_KEYWORDS: [&str; 19] = [
+    "multipleOf",
+    "uniqueItems",
+    "contains",
+    "minContains",
+    "maxContains",
+    "additionalItems",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+    "patternProperties",
+    "propertyNames",
+    "minProperties",
+    "maxProperties",
+    "dependentRequired",
+    "dependentSchemas",
+    "dependencies",
+    "not",
+    "if",
+    "then",
+    "else",
+];
+
+/// String formats a local model follows (llama.cpp's grammars for them); others are not enforced.
+const ENFORCED_FORMATS: [&str; 9] = ["date", "time", "date-time", "uuid", "uuid1", "uuid2", "uuid3", "uuid4", "uuid5"];
+
+/// What in the schema object `o` (one node, not its subschemas) a local model would not enforce, said
+/// with how to fix it; `None` when the grammar conversion honours all of it. The conversion drops such
+/// keywords with at most a warning in the server log, so the client would get JSON that breaks its own
+/// schema; refusing lets the client fix the schema, or `auto` send it to an upstream.
+fn unenforced(o: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    use serde_json::Value;
+    if let Some(k) = UNENFORCED_KEYWORDS.iter().find(|k| o.contains_key(**k)) {
+        return Some(format!("`{k}` is not enforced by local models; leave it out"));
+    }
+    // A constant or a list of values is followed exactly, whatever else the object says.
+    if o.contains_key("const") || o.contains_key("enum") {
+        return None;
+    }
+    let types: Vec<&str> = match o.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let has = |k: &str| o.contains_key(k);
+    let bounds = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
+    if types.contains(&"number") {
+        if let Some(k) = bounds.iter().find(|k| has(k)) {
+            return Some(format!(
+                "`{k}` on a `number` is not enforced by local models (bounds are, on an `integer`); use \
+                 `\"type\": \"integer\"` or leave the bound out"
+            ));
+        }
+    }
+    for (closed, open) in [("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")] {
+        if has(closed) && has(open) {
+            return Some(format!("local models enforce only one of `{closed}` and `{open}`; give one"));
+        }
+    }
+    let stringy = types.is_empty() || types.contains(&"string");
+    let format = o.get("format").and_then(Value::as_str).filter(|_| stringy);
+    let lengths = ["minLength", "maxLength"];
+    match o.get("pattern") {
+        Some(Value::String(p)) => {
+            if let Some(why) = pattern_problem(p) {
+                return Some(why);
+            }
+            if let Some(k) = lengths.iter().chain(["format"].iter()).find(|k| has(k)) {
+                return Some(format!(
+                    "`{k}` is not enforced together with `pattern` by local models (the pattern alone is); \
+                     put it into the pattern (e.g. `^[0-9]{{3,12}}$` for 3 to 12 digits) and leave `{k}` out"
+                ));
+            }
+            return None;
+        }
+        Some(_) => return Some("`pattern` must be a string".into()),
+        None => {}
+    }
+    if let Some(f) = format {
+        if !ENFORCED_FORMATS.contains(&f) {
+            return Some(format!(
+                "`\"format\": \"{f}\"` is not enforced by local models (they follow date, time, date-time and \
+                 uuid); use a `pattern` anchored with ^...$ or leave the format out"
+            ));
+        }
+        if let Some(k) = lengths.iter().find(|k| has(k)) {
+            return Some(format!(
+                "`{k}` is not enforced together with `format` by local models (the format alone is); leave one out"
+            ));
+        }
+    }
+    None
+}
+
+/// Why a local model cannot follow the string `pattern`, with how to fix it; `None` when it can. The
+/// grammar conversion follows only patterns anchored `^...$` in the syntax it knows, and accepts any
+/// string in place of the others (with a warning in the log); so a pattern is converted alone here and
+/// refused when it comes out as any string.
+fn pattern_problem(pattern: &str) -> Option<String> {
+    if pattern.len() < 2 || !pattern.starts_with('^') || !pattern.ends_with('$') {
+        let inner = pattern.strip_prefix('^').unwrap_or(pattern);
+        let inner = inner.strip_suffix('$').unwrap_or(inner);
+        return Some(format!(
+            "`pattern` {pattern:?} is not anchored; local models follow only patterns that match the whole \
+             string, written ^...$ (e.g. {:?})",
+            format!("^{inner}$")
+        ));
+    }
+    let grammar = |p: &str| {
+        rightmodel_infer::llm::json_schema_grammar(&serde_json::json!({"type": "string", "pattern": p}).to_string())
+    };
+    // What the conversion makes of a pattern it cannot follow (any string), made once: an unanchored one.
+    static ANY_STRING: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let any_string = ANY_STRING.get_or_init(|| grammar("unanchored").ok());
+    match grammar(pattern) {
+        Err(e) => Some(format!("`pattern` {pattern:?} is not a regular expression local models can read ({e})")),
+        Ok(g) if any_string.as_ref() == Some(&g) => Some(format!(
+            "`pattern` {pattern:?} uses regular expression syntax local models cannot follow (such as \
+             lookarounds, backreferences or anchors inside); simplify it"
+        )),
+        Ok(_) => None,
+    }
+}
+
+/// The 400 a local model answers a `response_format` it cannot fully follow with (see
+/// [`check_schema`]); `None` for any other format. Converts patterns: call it off the async threads.
+pub fn schema_refusal(rf: &rightmodel_core::wire::ResponseFormat) -> Option<ApiError> {
+    if rf.kind != "json_schema" {
+        return None;
+    }
+    rf.json_schema.as_ref().and_then(|j| j.get("schema")).and_then(|schema| check_schema(schema, is_strict(rf)).err())
+}
+
+/// Whether a `json_schema` response format asks for strict adherence (`"strict": true`).
+fn is_strict(rf: &rightmodel_core::wire::ResponseFormat) -> bool {
+    rf.json_schema.as_ref().and_then(|j| j.get("strict")).and_then(serde_json::Value::as_bool) == Some(true)
 }
 
 /// llama.cpp's generic JSON grammar (any JSON object).
@@ -239,7 +392,22 @@ number ::= ("-"? ([0-9] | [1-9] [0-9]{0,15})) ("." [0-9]+)? ([eE] [-+]? [0-9] [1
 ws ::= | " " | "\n" [ \t]{0,20}
 "#;
 
+/// Most choices (`n`) a local model with `slots` slots and a waiting line of `queue` writes for one
+/// request: every choice is a job of its engine, which holds at most its slots plus its line at once
+/// (a request asking more would be refused as busy however often it is retried), and never more than
+/// [`crate::chat::LOCAL_CHOICES_MAX`].
+pub fn local_choices_max(slots: usize, queue: usize) -> u32 {
+    let live = slots.max(1).saturating_add(queue);
+    u32::try_from(live).unwrap_or(u32::MAX).min(crate::chat::LOCAL_CHOICES_MAX)
+}
+
 impl LocalChat {
+    /// Most choices (`n`) this model writes for one request (see [`local_choices_max`]).
+    pub fn choices_max(&self) -> u32 {
+        let c = self.engine.config();
+        local_choices_max(c.slots, c.queue)
+    }
+
     /// Starts a chat generation and waits until the prompt is admitted, so that prompt errors
     /// (too long, bad grammar) become a 400 before any response is sent.
     pub async fn start_chat(&self, req: &ChatCompletionRequest) -> Result<Started, ApiError> {
@@ -323,4 +491,61 @@ pub fn token_logprob(t: &TokenOut) -> TokenLogprob {
 /// Logprobs object for a list of tokens.
 pub fn choice_logprobs(tokens: &[TokenOut]) -> ChoiceLogprobs {
     ChoiceLogprobs { content: Some(tokens.iter().map(token_logprob).collect()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message of the refusal of `schema`, or `None` when a local model follows it.
+    fn refusal(schema: serde_json::Value) -> Option<String> {
+        check_schema(&schema, true).err().map(|e| {
+            assert_eq!(e.param.as_deref(), Some("response_format.json_schema.schema"));
+            e.message
+        })
+    }
+
+    #[test]
+    fn schemas_a_local_model_would_not_follow_are_refused_saying_how_to_fix_them() {
+        use serde_json::json;
+        let m = refusal(json!({"type": "string", "pattern": "[0-9]{3}", "maxLength": 12})).expect("refused");
+        assert!(m.contains("not anchored") && m.contains("^[0-9]{3}$"), "{m}");
+        let m = refusal(json!({"type": "string", "pattern": "(((("})).expect("refused");
+        assert!(m.contains("not anchored"), "{m}");
+        let m = refusal(json!({"type": "string", "pattern": "^(((($"})).expect("refused");
+        assert!(m.contains("not a regular expression"), "{m}");
+        let m = refusal(json!({"type": "string", "pattern": "^[0-9]{3}$", "maxLength": 12})).expect("refused");
+        assert!(m.contains("`maxLength`") && m.contains("pattern"), "{m}");
+        let m = refusal(json!({"type": "object", "properties": {"code": {"type": "string", "pattern": "^a(?=b).*$"}}}))
+            .expect("refused");
+        assert!(m.contains("#/properties/code") && m.contains("cannot follow"), "{m}");
+        let m = refusal(json!({"type": "number", "minimum": 0, "maximum": 1})).expect("refused");
+        assert!(m.contains("`minimum`") || m.contains("`maximum`"), "{m}");
+        let m = refusal(json!({"type": "string", "format": "email"})).expect("refused");
+        assert!(m.contains("email"), "{m}");
+        let m = refusal(json!({"type": "array", "items": {"type": "integer"}, "uniqueItems": true})).expect("refused");
+        assert!(m.contains("uniqueItems"), "{m}");
+        // What the conversion follows passes.
+        for ok in [
+            json!({"type": "string", "pattern": "^[0-9]{3}$"}),
+            json!({"type": "string", "minLength": 1, "maxLength": 12}),
+            json!({"type": "string", "format": "date-time"}),
+            json!({"type": "integer", "minimum": 0, "maximum": 10, "format": "int32"}),
+            json!({"type": "object", "properties": {"a": {"enum": ["x", "y"]}}, "required": ["a"]}),
+        ] {
+            assert_eq!(refusal(ok.clone()), None, "{ok}");
+        }
+        // Without `strict` a schema is guidance, as at OpenAI: what the grammar follows, it follows.
+        let loose = json!({"type": "string", "pattern": "[0-9]{3}", "format": "email", "maxLength": 12});
+        assert!(check_schema(&loose, false).is_ok());
+        // What no value satisfies is refused either way.
+        assert!(check_schema(&json!({"type": "string", "minLength": 5, "maxLength": 2}), false).is_err());
+    }
+
+    #[test]
+    fn a_local_model_writes_no_more_choices_than_its_engine_holds_at_once() {
+        assert_eq!(local_choices_max(4, 8), 12);
+        assert_eq!(local_choices_max(4, 64), crate::chat::LOCAL_CHOICES_MAX);
+        assert_eq!(local_choices_max(0, 0), 1);
+    }
 }

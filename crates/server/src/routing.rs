@@ -156,7 +156,7 @@ impl AutoRouter {
                 ChatModel::Local(l) => {
                     let mut c = Candidate::new(name, m.kind(), l.price, 0.1, LOCAL_PRIOR.0, LOCAL_PRIOR.1);
                     c.capabilities.context_tokens = Some(l.engine.config().ctx_per_slot);
-                    c.capabilities.max_choices = Some(crate::chat::LOCAL_CHOICES_MAX);
+                    c.capabilities.max_choices = Some(l.choices_max());
                     c
                 }
                 ChatModel::Upstream(u) => {
@@ -364,7 +364,8 @@ impl AutoRouter {
 
     /// Checks the request's own cost and latency caps (`max_cost_usd`, `max_latency_ms`) for a model the
     /// gateway did not choose with `auto` (a named model, a fallback, an escalation): the estimates
-    /// `auto` would make (price x prompt and `max_tokens`, or 256 answer tokens; live latency of the
+    /// `auto` would make (price x prompt and `max_tokens` up to [`crate::accounting::HELD_OUTPUT_MAX`], or
+    /// 256 answer tokens; live latency of the
     /// models `auto` tracks), after `spent` dollars of earlier calls of the request. A model whose
     /// latency is not tracked is checked for cost only.
     #[allow(clippy::too_many_arguments)]
@@ -378,8 +379,8 @@ impl AutoRouter {
         choices: u32,
         spent: f64,
     ) -> Result<(), ApiError> {
-        let out =
-            max_output_tokens.unwrap_or_else(|| self.router.as_ref().map_or(256, |r| r.config().default_output_tokens));
+        let out = crate::accounting::sized_output_tokens(max_output_tokens)
+            .unwrap_or_else(|| self.router.as_ref().map_or(256, |r| r.config().default_output_tokens));
         if let Some(cap) = overrides.max_cost_usd {
             let cost = spent + price.cost(input_tokens, u64::from(out) * u64::from(choices.max(1)));
             if cost > cap {
@@ -429,7 +430,10 @@ impl AutoRouter {
         let rr = RouteRequest {
             conversation: Conversation::from_chat(&req.messages),
             input_tokens: crate::accounting::estimate_prompt_tokens(req),
-            max_output_tokens: req.sampling.max_completion_tokens.or(req.sampling.max_tokens),
+            // Sized as admission holds it: a huge max_tokens must not price a model out of the budget.
+            max_output_tokens: crate::accounting::sized_output_tokens(
+                req.sampling.max_completion_tokens.or(req.sampling.max_tokens),
+            ),
             choices,
             overrides,
             needs: rightmodel_router::policy::Needs {
@@ -463,12 +467,44 @@ impl AutoRouter {
             let (main, other) = if key_steers { (key, budget) } else { (budget, key) };
             budget = BudgetState { other_remaining_usd: other.remaining_usd(), ..main };
         }
-        let d = tokio::task::spawn_blocking(move || router.decide(&rr, &budget))
+        let local_format = local_response_format(req, &mode);
+        let d = tokio::task::spawn_blocking(move || decide_for_schema(&router, rr, &budget, local_format.as_ref()))
             .await
-            .map_err(|e| ApiError::internal(format!("routing task failed: {e}")))?
-            .map_err(|e| e.to_api_error())?;
+            .map_err(|e| ApiError::internal(format!("routing task failed: {e}")))??;
         let decision = serde_json::to_value(&d).unwrap_or(Value::Null);
         let reason = decision.get("reason").and_then(Value::as_str).unwrap_or("unknown").to_string();
         Ok(RouteOutcome { served: d.served.clone(), reason, cascade: d.cascade.clone(), decision })
     }
+}
+
+/// The `response_format` a local model would follow for `req` under its tool `mode`: the request's, or
+/// for a forced tool call the call's own schema (the functions' parameters).
+fn local_response_format(
+    req: &ChatCompletionRequest,
+    mode: &crate::tools::ToolMode,
+) -> Option<rightmodel_core::wire::ResponseFormat> {
+    match mode {
+        crate::tools::ToolMode::Forced(only) => crate::tools::forced_call_request(req, only.as_deref()).response_format,
+        _ => req.response_format.clone(),
+    }
+}
+
+/// `router`'s decision for `rr` when local models cannot fully follow the request's JSON schema
+/// (`local_format`, see [`crate::local::schema_refusal`]): only models the request is passed on to (upstreams)
+/// are candidates then, as for content only an upstream reads; when none can serve it, the local
+/// models' 400 saying what in the schema to change. Converts patterns: runs on a blocking thread.
+fn decide_for_schema(
+    router: &Router,
+    mut rr: RouteRequest,
+    budget: &BudgetState,
+    local_format: Option<&rightmodel_core::wire::ResponseFormat>,
+) -> Result<rightmodel_router::Decision, ApiError> {
+    let refusal = local_format.and_then(crate::local::schema_refusal);
+    if refusal.is_some() {
+        rr.needs.passthrough = true;
+    }
+    router.decide(&rr, budget).map_err(|e| match (e, refusal) {
+        (rightmodel_router::RouteError::NoCandidate { limit: rightmodel_router::Limit::Capability, .. }, Some(r)) => r,
+        (e, _) => e.to_api_error(),
+    })
 }

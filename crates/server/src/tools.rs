@@ -166,6 +166,7 @@ pub fn forced_call_request(req: &ChatCompletionRequest, only: Option<&str>) -> C
         }));
     }
     let schema = if variants.len() == 1 { variants.remove(0) } else { json!({"anyOf": variants}) };
+    let strict = tools.iter().any(|t| t.function.strict == Some(true));
     let mut messages = vec![ChatMessage::new("system", intro.trim_end())];
     messages.extend(local_messages(&req.messages));
     ChatCompletionRequest {
@@ -175,7 +176,9 @@ pub fn forced_call_request(req: &ChatCompletionRequest, only: Option<&str>) -> C
         parallel_tool_calls: None,
         response_format: Some(ResponseFormat {
             kind: "json_schema".into(),
-            json_schema: Some(json!({"name": "tool_call", "schema": schema})),
+            // Strict when a function asks for it, as OpenAI's `function.strict`: then a schema the
+            // local model cannot fully follow is refused rather than followed in part.
+            json_schema: Some(json!({"name": "tool_call", "schema": schema, "strict": strict})),
         }),
         // The grammar decides where the call ends; a client's stop sequence (say "\n", which JSON
         // whitespace may contain) would cut it short.

@@ -335,6 +335,9 @@ impl Upstream {
         body: Value,
     ) -> Result<impl Stream<Item = Result<T, ApiError>> + Send + 'static, ApiError> {
         let body = self.upstream_body(body, true);
+        // What a whole answer holds: every choice finished, and the usage asked for (see `complete`).
+        let choices = body.get("n").and_then(Value::as_u64).unwrap_or(1).max(1);
+        let usage_asked = body.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
         let name = self.config.name.clone();
         let idle = Duration::from_millis(self.config.first_token_timeout_ms);
         let deadline = Instant::now() + Duration::from_millis(self.config.total_timeout_ms);
@@ -406,12 +409,21 @@ impl Upstream {
                 }
             };
             let mut finished = false;
+            let mut answer = AnswerProgress::default();
             let mut next = Some(first);
             loop {
+                let complete = answer.complete(choices, usage_asked);
+                // A whole answer is waited on only briefly for `[DONE]` or the close: an upstream that
+                // sends neither has delivered (and billed) it all, and the stream ends normally.
+                let wait = if complete { idle.min(COMPLETE_GRACE) } else { idle };
                 let item = match next.take() {
                     Some(i) => i,
-                    None => match reader.next_within(idle, deadline).await {
+                    None => match reader.next_within(wait, deadline).await {
                         Ok(i) => i,
+                        Err(e) if complete => {
+                            tracing::debug!("upstream `{name}` sent the whole answer, then neither [DONE] nor the end: {}", e.message);
+                            return;
+                        }
                         Err(e) => {
                             yield Err(e);
                             return;
@@ -439,6 +451,7 @@ impl Upstream {
                 finished |= v.get("choices").and_then(Value::as_array).is_some_and(|cs| {
                     cs.iter().any(|c| c.get("finish_reason").is_some_and(|f| !f.is_null()))
                 });
+                answer.read(&v);
                 match T::deserialize(&v) {
                     Ok(c) => yield Ok(c),
                     // Notes without content (e.g. a content filter's offsets) may be skipped; an event that
@@ -567,6 +580,39 @@ fn call_headers(config: &UpstreamModel, api_key: Option<&str>) -> Result<reqwest
         headers.insert(name, value);
     }
     Ok(headers)
+}
+
+/// How long a stream whose answer is whole (see [`AnswerProgress::complete`]) is waited on for its
+/// `[DONE]` or its end, instead of the upstream's whole idle timeout: long enough for a usage chunk
+/// that follows the finish.
+const COMPLETE_GRACE: Duration = Duration::from_secs(2);
+
+/// What of an answer a stream has delivered so far: the choices that finished, and whether usage came.
+#[derive(Default)]
+struct AnswerProgress {
+    /// Indexes of the choices with a `finish_reason` (sorted, each once).
+    finished: Vec<u64>,
+    /// Whether an event carried usage.
+    usage: bool,
+}
+
+impl AnswerProgress {
+    /// Takes note of one event (a chunk as JSON).
+    fn read(&mut self, v: &Value) {
+        self.usage |= v.get("usage").is_some_and(Value::is_object);
+        let Some(cs) = v.get("choices").and_then(Value::as_array) else { return };
+        for c in cs.iter().filter(|c| c.get("finish_reason").is_some_and(|f| !f.is_null())) {
+            let i = c.get("index").and_then(Value::as_u64).unwrap_or(0);
+            if let Err(at) = self.finished.binary_search(&i) {
+                self.finished.insert(at, i);
+            }
+        }
+    }
+
+    /// Whether the answer is whole: all `choices` finished, and usage came if it was asked for.
+    fn complete(&self, choices: u64, usage_asked: bool) -> bool {
+        self.finished.len() as u64 >= choices && (self.usage || !usage_asked)
+    }
 }
 
 /// Whether a stream event holds answer text, a tool call or usage.
@@ -867,6 +913,20 @@ mod tests {
         ] {
             assert!(whole_answer_as_events(&not_an_answer).is_none(), "{not_an_answer}");
         }
+    }
+
+    #[test]
+    fn an_answer_is_whole_once_every_choice_finished_and_the_usage_asked_for_came() {
+        let mut a = AnswerProgress::default();
+        let finish = |i: u64| serde_json::json!({"choices": [{"index": i, "delta": {}, "finish_reason": "stop"}]});
+        a.read(&serde_json::json!({"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": null}]}));
+        assert!(!a.complete(1, false));
+        a.read(&finish(0));
+        a.read(&finish(0));
+        assert!(a.complete(1, false) && !a.complete(2, false) && !a.complete(1, true));
+        a.read(&finish(1));
+        a.read(&serde_json::json!({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}}));
+        assert!(a.complete(2, true));
     }
 
     #[test]

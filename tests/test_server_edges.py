@@ -1,0 +1,211 @@
+"""Edges of the gateway against a scripted upstream (`FakeUpstream`, answers at once without a model):
+estimates sized as admission holds them, `n` beyond what a local model holds, JSON schemas a local model
+cannot follow, usage said once in a stream, decision headers on errors, a body that is not JSON on a
+kept-alive connection, and a stream that stalls after its whole answer."""
+import http.client
+import json
+import time
+
+import openai
+import pytest
+
+from conftest import FakeUpstream, Server, request
+
+MSG = [{"role": "user", "content": "The capital of France is"}]
+
+
+@pytest.fixture(scope="module")
+def fake():
+    f = FakeUpstream()
+    yield f
+    f.close()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, fake):
+    cfg = f"""
+[[local]]
+name = "small"
+model = "gemma3-270m"
+slots = 4
+queue = 8
+ctx_per_slot = 512
+
+[[upstream]]
+name = "fake"
+base_url = "http://127.0.0.1:{fake.port}/v1"
+input_per_mtok = 10.0
+output_per_mtok = 10.0
+first_token_timeout_ms = 5000
+max_retries = 0
+
+[route]
+candidates = ["small", "fake"]
+threshold = 0.0
+
+[budget]
+daily_usd = 20.0
+"""
+    s = Server(tmp_path_factory.mktemp("edges"), cfg, "edges")
+    yield s
+    s.stop()
+
+
+@pytest.fixture()
+def gw(gateway, fake):
+    fake.mode = {"kind": "ok"}
+    return openai.OpenAI(base_url=gateway.url("/v1"), api_key="x", max_retries=0, timeout=60)
+
+
+def decision(headers):
+    return json.loads(headers["x-rightmodel-decision"])
+
+
+def sse_chunks(body):
+    """The data of an SSE body's events, `[DONE]` as the string."""
+    out = []
+    for line in body.decode().splitlines():
+        if line.startswith("data: "):
+            data = line[6:]
+            out.append(data if data == "[DONE]" else json.loads(data))
+    return out
+
+
+def test_a_huge_max_tokens_is_sized_as_admission_holds_it(gw, gateway):
+    # 2^32 - 1 as "no limit": at $10 per million tokens it would be $42,950, over the $20 budget; the hold
+    # is sized on 4,096 answer tokens, and so are routing and max_cost_usd.
+    r = gw.chat.completions.with_raw_response.create(model="auto", messages=MSG, max_tokens=4294967295)
+    assert r.headers["x-rightmodel-model"] == "fake"
+    d = decision(r.headers)
+    est = {c["name"]: c for c in d["candidates"]}
+    assert est["fake"]["cost_usd"] < 0.1 and est["fake"].get("excluded") is None, d
+    r = gw.chat.completions.with_raw_response.create(
+        model="fake", messages=MSG, max_tokens=2_000_000, extra_body={"rightmodel": {"max_cost_usd": 0.5}})
+    assert r.parse().choices[0].message.content == "Paris"
+
+
+def test_more_choices_than_a_local_model_holds_at_once_is_a_400_on_n(gw, gateway):
+    # slots 4 + queue 8: 13 choices could never all be admitted (a 429 no retry gets past).
+    with pytest.raises(openai.BadRequestError) as e:
+        gw.chat.completions.create(model="small", messages=MSG, max_tokens=2, n=13)
+    assert e.value.body["param"] == "n" and "at most 12 choices" in e.value.body["message"], e.value.body
+    status, _, body = request(gateway.base, "POST", "/v1/completions",
+                              {"model": "small", "prompt": "Hello", "max_tokens": 2, "n": 13})
+    err = json.loads(body)["error"]
+    assert status == 400 and err["param"] == "n" and "at most 12" in err["message"], err
+    # `auto` leaves the local model out for them.
+    r = gw.chat.completions.with_raw_response.create(
+        model="auto", messages=MSG, max_tokens=2, n=13, extra_body={"rightmodel": {"threshold": 1.0}})
+    assert r.headers["x-rightmodel-model"] == "fake"
+
+
+UNANCHORED = {"type": "json_schema", "json_schema": {
+    "name": "code", "strict": True, "schema": {"type": "string", "pattern": "[0-9]{3}", "maxLength": 12}}}
+
+
+@pytest.mark.parametrize("schema, words", [
+    ({"type": "string", "pattern": "[0-9]{3}", "maxLength": 12}, ["not anchored", "^[0-9]{3}$"]),
+    ({"type": "string", "pattern": "(((("}, ["not anchored"]),
+    ({"type": "string", "pattern": "^[0-9]{3}$", "maxLength": 12}, ["maxLength", "pattern"]),
+])
+def test_a_schema_a_local_model_cannot_follow_is_a_400_naming_what_to_change(gw, schema, words):
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": schema}}
+    with pytest.raises(openai.BadRequestError) as e:
+        gw.chat.completions.create(model="small", messages=MSG, max_tokens=8, response_format=fmt)
+    body = e.value.body
+    assert body["type"] == "invalid_request_error" and body["param"].startswith("response_format"), body
+    for w in words:
+        assert w in body["message"], body
+
+
+def test_a_schema_without_strict_is_followed_as_far_as_the_grammar_goes(gw):
+    """Without `strict`, OpenAI takes a schema as guidance; a local model answers, following what its
+    grammar can (the pattern it cannot is left out)."""
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": UNANCHORED["json_schema"]["schema"]}}
+    r = gw.chat.completions.create(model="small", messages=MSG, max_tokens=8, response_format=fmt)
+    assert r.choices[0].message.content.startswith('"'), r.choices[0].message.content
+
+
+def test_auto_sends_a_schema_only_an_upstream_follows_to_an_upstream(gw):
+    weak = {"rightmodel": {"threshold": 1.0}}
+    r = gw.chat.completions.with_raw_response.create(
+        model="auto", messages=MSG, max_tokens=8, response_format=UNANCHORED, extra_body=weak)
+    assert r.headers["x-rightmodel-model"] == "fake", decision(r.headers)
+
+
+def test_auto_without_an_upstream_answers_the_local_models_400(tmp_path):
+    s = Server(tmp_path, '[[local]]\nname = "small"\nmodel = "gemma3-270m"\nctx_per_slot = 512\n', "local-only")
+    try:
+        c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
+        with pytest.raises(openai.BadRequestError) as e:
+            c.chat.completions.create(model="auto", messages=MSG, max_tokens=8, response_format=UNANCHORED)
+        assert "not anchored" in e.value.body["message"], e.value.body
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("usage", ["final", "finish", "every"])
+def test_a_stream_says_its_usage_once_at_the_end_and_only_when_asked(gateway, fake, usage):
+    fake.mode = {"kind": "ok", "usage": usage}
+    req = {"model": "fake", "messages": MSG, "max_tokens": 4, "stream": True}
+    _, _, body = request(gateway.base, "POST", "/v1/chat/completions",
+                         dict(req, stream_options={"include_usage": True}))
+    chunks = sse_chunks(body)
+    assert chunks[-1] == "[DONE]"
+    with_usage = [c for c in chunks[:-1] if c.get("usage")]
+    assert len(with_usage) == 1 and with_usage[0] is chunks[-2], chunks
+    assert with_usage[0]["choices"] == [] and with_usage[0]["usage"]["completion_tokens"] == 2
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks[:-2]) == "Paris"
+    _, _, body = request(gateway.base, "POST", "/v1/chat/completions", req)
+    chunks = sse_chunks(body)
+    assert chunks[-1] == "[DONE]" and not [c for c in chunks[:-1] if c.get("usage")], chunks
+
+
+def test_errors_after_a_decision_carry_the_decision_headers(gw, gateway, fake):
+    fake.mode = {"kind": "status", "status": 500}
+    status, headers, body = request(gateway.base, "POST", "/v1/chat/completions",
+                                    {"model": "auto", "messages": MSG, "max_tokens": 4})
+    assert status == 502, body
+    assert headers["x-rightmodel-model"] == "fake" and "x-request-id" in headers
+    d = decision(headers)
+    assert d["served"] == "fake" and d["reason"], d
+    row = gateway.wait_row(lambda r: r["status"] == 502 and r["requested_model"] == "auto")
+    assert row["served_model"] == "fake"
+    # A named model that failed with no decision made keeps to x-request-id.
+    status, headers, _ = request(gateway.base, "POST", "/v1/chat/completions",
+                                 {"model": "fake", "messages": MSG, "max_tokens": 4})
+    assert status == 502 and "x-rightmodel-decision" not in headers
+
+
+def test_a_body_that_is_not_json_leaves_the_connection_usable(gateway, fake):
+    fake.mode = {"kind": "ok"}
+    conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=30)
+    try:
+        body = json.dumps({"model": "fake", "messages": MSG, "max_tokens": 4}).encode()
+        conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "text/plain"})
+        r = conn.getresponse()
+        err = json.loads(r.read())["error"]
+        assert r.status == 400 and "application/json" in err["message"], err
+        # The same connection serves the next request.
+        conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        assert r.status == 200, r.read()
+        assert json.loads(r.read())["choices"][0]["message"]["content"] == "Paris"
+    finally:
+        conn.close()
+
+
+def test_a_stream_that_stalls_after_its_whole_answer_ends_normally(gateway, fake):
+    # Finish and usage sent, then neither [DONE] nor the end: waited on briefly, not for the 5 s gap.
+    fake.mode = {"kind": "ok", "usage": "final", "stall": 20}
+    t = time.time()
+    _, _, body = request(gateway.base, "POST", "/v1/chat/completions",
+                         {"model": "fake", "messages": MSG, "max_tokens": 4, "stream": True,
+                          "stream_options": {"include_usage": True}})
+    took = time.time() - t
+    chunks = sse_chunks(body)
+    assert b"event: error" not in body and chunks[-1] == "[DONE]", body
+    assert chunks[-2]["usage"]["completion_tokens"] == 2
+    assert took < 4.5, took
+    row = gateway.wait_row(lambda r: r["stream"] and r["served_model"] == "fake" and r["latency_ms"] > 1000)
+    assert row["status"] == 200 and row["output_tokens"] == 2, row
