@@ -222,6 +222,28 @@ fn budget_raises_threshold_and_exhaustion_leaves_free_models() {
 }
 
 #[test]
+fn a_huge_max_tokens_is_estimated_as_the_server_holds_it_and_still_needs_its_context() {
+    // "No limit" as 2^32 - 1: estimates count 4,096 answer tokens, as admission holds them, so a paid
+    // model is not priced out of a budget it fits; the cost the decision reports is that estimate.
+    let r = two(0.99);
+    let mut q = req("x");
+    q.max_output_tokens = Some(u32::MAX);
+    let budget = BudgetState { daily_usd: Some(1.0), ..Default::default() };
+    let d = r.decide(&q, &budget).unwrap();
+    assert_eq!(d.served, "large");
+    // 1000 in x 2.5/M + 4096 out x 10/M
+    assert!((d.cost_usd - (0.0025 + 0.04096)).abs() < 1e-9, "{}", d.cost_usd);
+    // The context check sees all of it: a model whose context cannot hold the answer asked for is out.
+    let mut small = local("small", 0.0);
+    small.capabilities.context_tokens = Some(8192);
+    let r = router(vec![small, upstream("large", 1.0, 10.0)], 0.1);
+    let mut q = req("x");
+    q.max_output_tokens = Some(8000);
+    let d = r.decide(&q, &no_budget()).unwrap();
+    assert_eq!(d.candidates[0].excluded, Some(Limit::Context));
+}
+
+#[test]
 fn calibrated_budget_shrinks_the_strong_share() {
     let scores: Vec<f32> = (0..1000).map(|i| i as f32 / 1000.0).collect();
     let cal = Calibration::from_scores(&scores, 0.4).unwrap();

@@ -571,6 +571,10 @@ async fn call_full(
             refused.get_or_insert(e);
             continue;
         }
+        if let Some(e) = local_schema_refusal(&model, &mode, req).await {
+            refused.get_or_insert(e);
+            continue;
+        }
         // The limits are checked and this call's cost held in one step; a fallback checks the
         // request's caps again too, since time has passed (an upstream may have timed out).
         if let Err(e) = acct.claim_in_chain(&name, model.price(), i > 0) {
@@ -718,6 +722,15 @@ fn takes_request(name: &str, model: &ChatModel, mode: &ToolMode, req: &ChatCompl
     takes_tools(name, model, mode)
 }
 
+/// The 400 of a local `model` for a strict JSON schema it cannot follow in full (the request's, or a
+/// forced tool call's), so that fallback chains skip it as they skip other models that cannot take the
+/// request. Found on a blocking thread (patterns are converted), and only for strict schemas.
+async fn local_schema_refusal(model: &ChatModel, mode: &ToolMode, req: &ChatCompletionRequest) -> Option<ApiError> {
+    let ChatModel::Local(_) = model else { return None };
+    let rf = crate::routing::local_response_format(req, mode).filter(crate::local::is_strict)?;
+    tokio::task::spawn_blocking(move || crate::local::schema_refusal(&rf)).await.ok().flatten()
+}
+
 /// Whether `model` can serve a request using tools as `mode` says; the refusal names why. Fallback
 /// chains skip such models rather than stopping at them.
 fn takes_tools(name: &str, model: &ChatModel, mode: &ToolMode) -> Result<(), ApiError> {
@@ -852,6 +865,10 @@ async fn open_stream(
     let mut last = None;
     for (i, (name, model)) in chain(st, first, acct)?.into_iter().enumerate() {
         if let Err(e) = takes_request(&name, &model, &mode, req) {
+            refused.get_or_insert(e);
+            continue;
+        }
+        if let Some(e) = local_schema_refusal(&model, &mode, req).await {
             refused.get_or_insert(e);
             continue;
         }

@@ -261,7 +261,9 @@ fn is_json_content_type(value: Option<&axum::http::HeaderValue>) -> bool {
     let mut parts = value.split(';');
     let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
     let Some((kind, subtype)) = essence.split_once('/') else { return false };
-    let params_ok = parts.all(|p| p.split_once('=').is_some_and(|(name, _)| !name.trim().is_empty()));
+    // An empty parameter (a trailing `;`) is allowed, as the extractor's MIME parser allows it.
+    let params_ok =
+        parts.all(|p| p.trim().is_empty() || p.split_once('=').is_some_and(|(name, _)| !name.trim().is_empty()));
     kind == "application" && (subtype == "json" || subtype.ends_with("+json")) && params_ok
 }
 
@@ -362,6 +364,7 @@ mod tests {
         assert!(!ct("text/plain"));
         assert!(!ct("application/x-www-form-urlencoded"));
         assert!(!ct("application/json; charset"));
+        assert!(ct("application/json;") && ct("application/json; charset=utf-8;"));
         assert!(!is_json_content_type(None));
     }
 }

@@ -378,7 +378,7 @@ pub fn schema_refusal(rf: &rightmodel_core::wire::ResponseFormat) -> Option<ApiE
 }
 
 /// Whether a `json_schema` response format asks for strict adherence (`"strict": true`).
-fn is_strict(rf: &rightmodel_core::wire::ResponseFormat) -> bool {
+pub fn is_strict(rf: &rightmodel_core::wire::ResponseFormat) -> bool {
     rf.json_schema.as_ref().and_then(|j| j.get("strict")).and_then(serde_json::Value::as_bool) == Some(true)
 }
 

@@ -258,6 +258,8 @@ impl AutoRouter {
             ConfigStrategy::Cascade => Strategy::Cascade,
         };
         rc.cascade_min_confidence = config.route.min_confidence;
+        // The router's estimates count the answer tokens admission holds, no more.
+        rc.output_estimate_max = crate::accounting::HELD_OUTPUT_MAX;
         let router = Router::new(candidates, scorer, rc).map_err(|e| e.to_string())?;
         Ok(AutoRouter { router: Some(Arc::new(router)), default_overrides })
     }
@@ -430,10 +432,9 @@ impl AutoRouter {
         let rr = RouteRequest {
             conversation: Conversation::from_chat(&req.messages),
             input_tokens: crate::accounting::estimate_prompt_tokens(req),
-            // Sized as admission holds it: a huge max_tokens must not price a model out of the budget.
-            max_output_tokens: crate::accounting::sized_output_tokens(
-                req.sampling.max_completion_tokens.or(req.sampling.max_tokens),
-            ),
+            // As sent: the router sizes its estimates as admission holds them (`output_estimate_max`),
+            // and checks the context with all of it.
+            max_output_tokens: req.sampling.max_completion_tokens.or(req.sampling.max_tokens),
             choices,
             overrides,
             needs: rightmodel_router::policy::Needs {
@@ -479,7 +480,7 @@ impl AutoRouter {
 
 /// The `response_format` a local model would follow for `req` under its tool `mode`: the request's, or
 /// for a forced tool call the call's own schema (the functions' parameters).
-fn local_response_format(
+pub(crate) fn local_response_format(
     req: &ChatCompletionRequest,
     mode: &crate::tools::ToolMode,
 ) -> Option<rightmodel_core::wire::ResponseFormat> {

@@ -336,7 +336,7 @@ impl Upstream {
     ) -> Result<impl Stream<Item = Result<T, ApiError>> + Send + 'static, ApiError> {
         let body = self.upstream_body(body, true);
         // What a whole answer holds: every choice finished, and the usage asked for (see `complete`).
-        let choices = body.get("n").and_then(Value::as_u64).unwrap_or(1).max(1);
+        let choices = expected_choices(&body);
         let usage_asked = body.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
         let name = self.config.name.clone();
         let idle = Duration::from_millis(self.config.first_token_timeout_ms);
@@ -587,26 +587,43 @@ fn call_headers(config: &UpstreamModel, api_key: Option<&str>) -> Result<reqwest
 /// that follows the finish.
 const COMPLETE_GRACE: Duration = Duration::from_secs(2);
 
-/// What of an answer a stream has delivered so far: the choices that finished, and whether usage came.
+/// The choices a streamed request's answer holds: `n` for each prompt (a text completion may send
+/// several prompts, as an array of strings or of token arrays; one token array is one prompt).
+fn expected_choices(body: &Value) -> u64 {
+    let n = body.get("n").and_then(Value::as_u64).unwrap_or(1).max(1);
+    let prompts = match body.get("prompt").and_then(Value::as_array) {
+        Some(a) if a.iter().all(Value::is_number) => 1,
+        Some(a) => a.len().max(1) as u64,
+        None => 1,
+    };
+    n.saturating_mul(prompts)
+}
+
+/// What of an answer a stream has delivered so far: the choices that finished, and whether usage came
+/// after the last of them.
 #[derive(Default)]
 struct AnswerProgress {
     /// Indexes of the choices with a `finish_reason` (sorted, each once).
     finished: Vec<u64>,
-    /// Whether an event carried usage.
+    /// Whether an event carried usage since the last choice finished (usage sent on every chunk says
+    /// nothing about the choices still running).
     usage: bool,
 }
 
 impl AnswerProgress {
     /// Takes note of one event (a chunk as JSON).
     fn read(&mut self, v: &Value) {
-        self.usage |= v.get("usage").is_some_and(Value::is_object);
-        let Some(cs) = v.get("choices").and_then(Value::as_array) else { return };
-        for c in cs.iter().filter(|c| c.get("finish_reason").is_some_and(|f| !f.is_null())) {
-            let i = c.get("index").and_then(Value::as_u64).unwrap_or(0);
-            if let Err(at) = self.finished.binary_search(&i) {
-                self.finished.insert(at, i);
+        if let Some(cs) = v.get("choices").and_then(Value::as_array) {
+            let done = |c: &&Value| c.get("finish_reason").and_then(Value::as_str).is_some_and(|f| !f.is_empty());
+            for c in cs.iter().filter(done) {
+                let i = c.get("index").and_then(Value::as_u64).unwrap_or(0);
+                if let Err(at) = self.finished.binary_search(&i) {
+                    self.finished.insert(at, i);
+                    self.usage = false;
+                }
             }
         }
+        self.usage |= v.get("usage").is_some_and(Value::is_object);
     }
 
     /// Whether the answer is whole: all `choices` finished, and usage came if it was asked for.
@@ -927,6 +944,26 @@ mod tests {
         a.read(&finish(1));
         a.read(&serde_json::json!({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}}));
         assert!(a.complete(2, true));
+        // Usage on every chunk counts only once the last choice has finished; an empty finish reason
+        // is no finish.
+        let mut b = AnswerProgress::default();
+        let usage = serde_json::json!({"prompt_tokens": 1, "completion_tokens": 1});
+        b.read(&serde_json::json!({"choices": [{"index": 0, "text": "a", "finish_reason": "stop"}], "usage": usage}));
+        b.read(&serde_json::json!({"choices": [{"index": 1, "text": "b", "finish_reason": ""}], "usage": usage}));
+        assert!(b.complete(1, true) && !b.complete(2, true));
+        b.read(&serde_json::json!({"choices": [{"index": 1, "text": "", "finish_reason": "stop"}], "usage": usage}));
+        assert!(b.complete(2, true));
+    }
+
+    #[test]
+    fn a_completion_expects_n_choices_per_prompt() {
+        use serde_json::json;
+        assert_eq!(expected_choices(&json!({"messages": []})), 1);
+        assert_eq!(expected_choices(&json!({"n": 3, "messages": []})), 3);
+        assert_eq!(expected_choices(&json!({"prompt": "x", "n": 2})), 2);
+        assert_eq!(expected_choices(&json!({"prompt": ["x", "y"], "n": 2})), 4);
+        assert_eq!(expected_choices(&json!({"prompt": [1, 2, 3]})), 1);
+        assert_eq!(expected_choices(&json!({"prompt": [[1, 2], [3]]})), 2);
     }
 
     #[test]

@@ -128,7 +128,9 @@ pub struct RouteRequest {
     pub conversation: Conversation,
     /// Prompt tokens (estimated by the server's tokenizer or from characters).
     pub input_tokens: u64,
-    /// `max_tokens` of the request, if set; the router's default output estimate otherwise.
+    /// `max_tokens` of the request as sent, if set: the context check needs room for all of it, while
+    /// cost and latency estimates count at most [`super::RouterConfig::output_estimate_max`] of it (the
+    /// router's default output estimate without it).
     pub max_output_tokens: Option<u32>,
     /// Choices asked for (`n`): each is an answer of up to `max_output_tokens`, so estimates count them
     /// all; 0 reads as 1.

@@ -39,6 +39,12 @@ pub struct RouterConfig {
     pub calibration: Option<Calibration>,
     /// Output tokens assumed when a request sets no `max_tokens`.
     pub default_output_tokens: u32,
+    /// Most output tokens a cost or latency estimate counts, whatever the request's `max_tokens` (the
+    /// server holds no more than this against budgets while a call runs, so its estimates and the
+    /// router's agree): a client that sends a huge `max_tokens` as "no limit" must not price every paid
+    /// model out of the day's budget. The context check sees the whole `max_tokens`.
+    #[serde(default = "default_output_estimate_max")]
+    pub output_estimate_max: u32,
     /// γ of the budget threshold curve (see [`super::budget`]).
     pub budget_exponent: f32,
     /// Default strategy.
@@ -55,6 +61,7 @@ impl Default for RouterConfig {
             threshold: 0.5,
             calibration: None,
             default_output_tokens: 256,
+            output_estimate_max: default_output_estimate_max(),
             budget_exponent: 0.5,
             strategy: Strategy::Direct,
             cascade_min_confidence: 0.6,
@@ -63,7 +70,18 @@ impl Default for RouterConfig {
     }
 }
 
+/// [`RouterConfig::output_estimate_max`] by default: 4,096 tokens.
+fn default_output_estimate_max() -> u32 {
+    4096
+}
+
 impl RouterConfig {
+    /// The output tokens the estimates of a request count: its `max_tokens` up to
+    /// [`RouterConfig::output_estimate_max`], or [`RouterConfig::default_output_tokens`] without one.
+    pub fn estimated_output_tokens(&self, max_tokens: Option<u32>) -> u32 {
+        max_tokens.map_or(self.default_output_tokens, |t| t.min(self.output_estimate_max))
+    }
+
     /// Settings that take threshold and calibration from a trained scorer's calibration.
     pub fn from_calibration(c: &Calibration) -> Self {
         RouterConfig { threshold: c.threshold, calibration: Some(c.clone()), ..Default::default() }
@@ -341,7 +359,7 @@ impl Router {
             }
             (None, Some(_)) => budget_threshold(base, budget.remaining_fraction(), self.config.budget_exponent),
         };
-        let out_tokens = req.max_output_tokens.unwrap_or(self.config.default_output_tokens);
+        let out_tokens = self.config.estimated_output_tokens(req.max_output_tokens);
         let mut est: Vec<CandidateEstimate> = self
             .candidates
             .iter()
