@@ -335,7 +335,8 @@ pub fn summarize(models: &[String], outcomes: &[Outcome]) -> Vec<ModelSummary> {
             let mut ttft: Vec<f64> = mine.iter().filter_map(|o| o.ttft_ms).collect();
             ttft.sort_by(f64::total_cmp);
             let known = mine.iter().all(|o| o.error.is_some() || o.cost_usd.is_some());
-            let cost = known.then(|| mine.iter().filter_map(|o| o.cost_usd).sum::<f64>());
+            // `+ 0.0`: a float sum of nothing is -0.0, which printed as `-0.000000` for a model that never answered.
+            let cost = known.then(|| mine.iter().filter_map(|o| o.cost_usd).sum::<f64>() + 0.0);
             let mut served = BTreeMap::new();
             for o in &mine {
                 if let Some(s) = &o.served {

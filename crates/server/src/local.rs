@@ -276,7 +276,7 @@ const ENFORCED_FORMATS: [&str; 9] = ["date", "time", "date-time", "uuid", "uuid1
 /// schema; refusing lets the client fix the schema, or `auto` send it to an upstream.
 fn unenforced(o: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
     use serde_json::Value;
-    if let Some(k) = UNENFORCED_KEYWORDS.iter().find(|k| o.contains_key(**k)) {
+    if let Some(k) = UNENFORCED_KEYWORDS.iter().find(|k| o.get(**k).is_some_and(|v| !constrains_nothing(k, v, o))) {
         return Some(format!("`{k}` is not enforced by local models; leave it out"));
     }
     // A constant or a list of values is followed exactly, whatever else the object says.
@@ -306,7 +306,7 @@ fn unenforced(o: &serde_json::Map<String, serde_json::Value>) -> Option<String> 
     let stringy = types.is_empty() || types.contains(&"string");
     let format = o.get("format").and_then(Value::as_str).filter(|_| stringy);
     let lengths = ["minLength", "maxLength"];
-    match o.get("pattern") {
+    match o.get("pattern").filter(|_| stringy) {
         Some(Value::String(p)) => {
             if let Some(why) = pattern_problem(p) {
                 return Some(why);
@@ -336,6 +336,18 @@ fn unenforced(o: &serde_json::Map<String, serde_json::Value>) -> Option<String> 
         }
     }
     None
+}
+
+/// Whether keyword `k` with value `v` allows every value, as schema generators emit by default
+/// (`uniqueItems: false`, `minProperties: 0`, `multipleOf: 1` on integers...): nothing to enforce, so
+/// nothing to refuse.
+fn constrains_nothing(k: &str, v: &serde_json::Value, o: &serde_json::Map<String, serde_json::Value>) -> bool {
+    match k {
+        "uniqueItems" => v.as_bool() == Some(false),
+        "minProperties" | "minContains" => v.as_f64() == Some(0.0),
+        "multipleOf" => v.as_f64() == Some(1.0) && o.get("type").and_then(serde_json::Value::as_str) == Some("integer"),
+        _ => false,
+    }
 }
 
 /// Why a local model cannot follow the string `pattern`, with how to fix it; `None` when it can. The
@@ -525,6 +537,16 @@ mod tests {
         assert!(m.contains("email"), "{m}");
         let m = refusal(json!({"type": "array", "items": {"type": "integer"}, "uniqueItems": true})).expect("refused");
         assert!(m.contains("uniqueItems"), "{m}");
+        // Keywords at values that allow everything, and a pattern where no string can be, are no refusal.
+        for ok in [
+            json!({"type": "array", "items": {"type": "integer"}, "uniqueItems": false}),
+            json!({"type": "object", "minProperties": 0}),
+            json!({"type": "integer", "multipleOf": 1}),
+            json!({"type": "integer", "pattern": "[0-9]"}),
+        ] {
+            assert_eq!(refusal(ok.clone()), None, "{ok}");
+        }
+        assert!(refusal(json!({"type": "number", "multipleOf": 1})).is_some());
         // What the conversion follows passes.
         for ok in [
             json!({"type": "string", "pattern": "^[0-9]{3}$"}),

@@ -80,10 +80,14 @@ pub fn list(a: ModelsArgs) -> anyhow::Result<()> {
     match unverified.as_slice() {
         [] => {}
         [one] => println!("\n{one} has not been verified against its checksums: run `rightmodel pull {one}`"),
-        many => println!(
-            "\n{} have not been verified against their checksums: run `rightmodel pull all`",
-            many.join(" and ")
-        ),
+        many => {
+            let pulls: Vec<String> = many.iter().map(|n| format!("`rightmodel pull {n}`")).collect();
+            println!(
+                "\n{} have not been verified against their checksums: run {}",
+                many.join(" and "),
+                pulls.join(" and ")
+            )
+        }
     }
     Ok(())
 }

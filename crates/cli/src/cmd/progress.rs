@@ -14,11 +14,8 @@ const LINE_EVERY: Duration = Duration::from_secs(10);
 ///
 /// The time left is the average pace so far applied to what remains. indicatif's own `{eta}` follows
 /// the recent pace, which work done in uneven batches (an encoder batch of 128 after a pause) throws
-/// off by hours. A bar of no steps (nothing to do) is not drawn.
+/// off by hours.
 pub fn bar(len: u64, msg: &str) -> ProgressBar {
-    if len == 0 {
-        return ProgressBar::hidden();
-    }
     let pb = if std::io::stderr().is_terminal() {
         ProgressBar::new(len)
     } else {
@@ -37,6 +34,16 @@ pub fn bar(len: u64, msg: &str) -> ProgressBar {
     );
     pb.set_message(msg.to_string());
     pb
+}
+
+/// [`bar`] when there are steps to show; a hidden bar for work of none (`router train --folds 0` drew
+/// an empty bar at 0/0). Not for bars whose length is set later.
+pub fn bar_if_any(len: u64, msg: &str) -> ProgressBar {
+    if len == 0 {
+        ProgressBar::hidden()
+    } else {
+        bar(len, msg)
+    }
 }
 
 /// The time left at the average pace so far: `elapsed` for `pos` steps, `len - pos` to go; unknown

@@ -391,7 +391,7 @@ fn load_weights(dir: Option<&Path>) -> anyhow::Result<(RouterWeights, Option<Pat
     }
 }
 
-use super::progress::bar;
+use super::progress::{bar, bar_if_any};
 
 /// The group column `--group-col` names, or the default one.
 fn group_col(d: &DataArgs) -> String {
@@ -539,7 +539,7 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
             ..Provenance::default()
         },
     };
-    let pb = bar(a.folds as u64, "cv folds");
+    let pb = bar_if_any(a.folds as u64, "cv folds");
     let trained = train_weights(&rows, &vecs, &opts, |f| pb.set_position(f as u64))?;
     pb.finish_and_clear();
     // The warning `router calibrate` prints, from the same calibration code.
@@ -573,7 +573,7 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
     let spec = spec_for(a.data.embedding);
     let (rows, vecs, _) = load_and_embed(&a.data, &spec, Some((a.folds, "")))?;
     let cfg = CvConfig { folds: a.folds, seed: a.seed, bins: a.bins, train };
-    let pb = bar(a.folds as u64, "cv folds");
+    let pb = bar_if_any(a.folds as u64, "cv folds");
     let report = evaluate(&rows, &vecs, &cfg, |f| pb.set_position(f as u64))?;
     pb.finish_and_clear();
     let excluded = if a.data.exclude_group.is_empty() { "none".to_string() } else { a.data.exclude_group.join(", ") };

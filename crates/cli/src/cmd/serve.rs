@@ -60,6 +60,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if a.check {
         return check_config(&config);
     }
+    check_pulled_contexts(&config)?;
     rightmodel_infer::threads::configure_candle_threads(rightmodel_infer::threads::available_cores());
     let state = rightmodel_server::build_state(config)?;
     let rt =
@@ -174,22 +175,64 @@ fn check_model_files(config: &Config) -> anyhow::Result<()> {
     let specs = config
         .locals
         .iter()
-        .map(|m| (&m.name, &m.model, false))
-        .chain(config.embedding.iter().map(|m| (&m.name, &m.model, true)));
-    for (name, spec, encoder) in specs {
+        .map(|m| (&m.name, &m.model, Some(m.ctx_per_slot)))
+        .chain(config.embedding.iter().map(|m| (&m.name, &m.model, None)));
+    for (name, spec, ctx_per_slot) in specs {
+        let encoder = ctx_per_slot.is_none();
         let found = if encoder { store.resolve_encoder(spec) } else { store.resolve_gguf(spec) };
         match found {
-            Ok(path) if !encoder => {
-                rightmodel_models::GgufInfo::read(&path).map_err(|e| anyhow::anyhow!("model `{name}`: {e}"))?;
+            Ok(path) => {
+                if let Some(ctx) = ctx_per_slot {
+                    let info =
+                        rightmodel_models::GgufInfo::read(&path).map_err(|e| anyhow::anyhow!("model `{name}`: {e}"))?;
+                    check_ctx_per_slot(name, ctx, info.context_length)?;
+                }
             }
-            Ok(_) => {}
-            Err(_) if rightmodel_models::catalog::find(spec).is_some() => {
-                eprintln!("note: `{name}`: {spec} is not pulled yet; `serve` pulls it at start")
-            }
-            Err(e) => anyhow::bail!("model `{name}`: {e}"),
+            Err(e) => match rightmodel_models::catalog::find(spec) {
+                // A default model of the other kind: `serve` would refuse it after pulling it.
+                Some(m) if !catalog_kind_fits(m, encoder) => anyhow::bail!(
+                    "model `{name}`: `{spec}` is {}, not {}",
+                    if encoder { "a language model" } else { "a sentence encoder" },
+                    if encoder { "a sentence encoder ([embedding] needs one)" } else { "a GGUF chat model" }
+                ),
+                Some(m) if !store.is_present(m) => {
+                    eprintln!("note: `{name}`: {spec} is not pulled yet; `serve` pulls it at start")
+                }
+                _ => anyhow::bail!("model `{name}`: {e}"),
+            },
         }
     }
     Ok(())
+}
+
+/// The `ctx_per_slot` check of `--check` for the local models whose files are at hand, made before
+/// `serve` loads them (a model still to be pulled is checked by the engine when it loads).
+fn check_pulled_contexts(config: &Config) -> anyhow::Result<()> {
+    let store = rightmodel_models::Store::new(&rightmodel_models::home::rightmodel_home());
+    for m in &config.locals {
+        if let Some(info) = store.resolve_gguf(&m.model).ok().and_then(|p| rightmodel_models::GgufInfo::read(&p).ok()) {
+            check_ctx_per_slot(&m.name, m.ctx_per_slot, info.context_length)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the default model `m` is of the kind asked for: a sentence encoder, or a GGUF chat model.
+fn catalog_kind_fits(m: &rightmodel_models::catalog::DefaultModel, encoder: bool) -> bool {
+    m.files.iter().any(|f| if encoder { f.name == "model.safetensors" } else { f.name.ends_with(".gguf") })
+}
+
+/// Refuses a `ctx_per_slot` beyond the context the model was trained for (`trained`, from its GGUF
+/// file): past it answers degrade, and a context that large may not even be allocated (llama.cpp then
+/// fails with a null context, naming neither the setting nor the limit).
+fn check_ctx_per_slot(name: &str, ctx_per_slot: u32, trained: Option<u64>) -> anyhow::Result<()> {
+    match trained {
+        Some(t) if u64::from(ctx_per_slot) > t => anyhow::bail!(
+            "[[local]] `{name}`: ctx_per_slot = {ctx_per_slot} is more than the model's context of {t} tokens; \
+             set it to at most {t}"
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// The request log `serve` opens (or creates): checked read-only, creating and migrating nothing.
@@ -428,6 +471,14 @@ mod tests {
             assert!(e.contains("--hash-key") && e.contains("empty"), "{e}");
         }
         assert_eq!(key_to_hash("sk-my-secret").unwrap(), "sk-my-secret");
+    }
+
+    #[test]
+    fn a_context_beyond_the_models_is_refused_naming_the_setting() {
+        let e = check_ctx_per_slot("small", 10_000_000, Some(32768)).unwrap_err().to_string();
+        assert!(e.contains("`small`") && e.contains("ctx_per_slot") && e.contains("32768"), "{e}");
+        check_ctx_per_slot("small", 32768, Some(32768)).unwrap();
+        check_ctx_per_slot("small", 4096, None).unwrap();
     }
 
     #[test]
