@@ -85,6 +85,14 @@ def test_bad_inputs_fail_clearly(tmp_path):
     cfg.write_text("[server]\nport = 'eighty'\n")
     r = run("serve", "--config", str(cfg), "--check")
     assert r.returncode == 1 and "port" in r.stderr and "line 2" in r.stderr
+    # What `serve` would refuse after loading, `--check` refuses first: a model of the wrong kind, and a
+    # context the model does not have.
+    cfg.write_text('[[local]]\nname = "small"\nmodel = "gemma3-270m"\n\n[embedding]\nname = "e"\nmodel = "gemma3-270m"\n')
+    r = run("serve", "--config", str(cfg), "--check")
+    assert r.returncode == 1 and "not a sentence encoder" in r.stderr, r.stderr
+    cfg.write_text('[[local]]\nname = "small"\nmodel = "gemma3-270m"\nctx_per_slot = 10000000\n')
+    r = run("serve", "--config", str(cfg), "--check")
+    assert r.returncode == 1 and "ctx_per_slot" in r.stderr and "32768" in r.stderr, r.stderr
     r = run("logs", "--db", str(tmp_path / "none.db"))
     assert r.returncode == 1 and "none.db" in r.stderr
     # No home folder at all: a clear error, not a store in the shared temporary folder.
