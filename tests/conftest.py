@@ -386,6 +386,7 @@ class FakeUpstream:
       where `usage` says: `"final"` (a chunk of its own after the finish, when `stream_options` asks, as
       OpenAI does), `"finish"` (in the finish chunk too) or `"every"` (on every chunk, cumulative);
       `stall` seconds after the last event, the stream neither sends `[DONE]` nor closes.
+      `delay` seconds before it answers at all (a slow upstream: requests stay running meanwhile).
     - `{"kind": "status", "status": 500}`: that status with an error object.
 
     `requests` keeps every request body (parsed)."""
@@ -409,6 +410,8 @@ class FakeUpstream:
                 body = json.loads(self.rfile.read(n) or b"{}")
                 fake.requests.append(body)
                 mode = dict(fake.mode)
+                if mode.get("delay"):
+                    time.sleep(mode["delay"])
                 if mode["kind"] == "status":
                     self._json(mode["status"], {"error": {"message": "injected", "type": "server_error",
                                                           "param": None, "code": None}})

@@ -2,14 +2,17 @@
 estimates sized as admission holds them, `n` beyond what a local model holds, JSON schemas a local model
 cannot follow, usage said once in a stream, decision headers on errors, a body that is not JSON on a
 kept-alive connection, and a stream that stalls after its whole answer."""
+import concurrent.futures
+import hashlib
 import http.client
 import json
+import subprocess
 import time
 
 import openai
 import pytest
 
-from conftest import FakeUpstream, Server, request
+from conftest import BIN, FakeUpstream, Server, request
 
 MSG = [{"role": "user", "content": "The capital of France is"}]
 
@@ -209,3 +212,165 @@ def test_a_stream_that_stalls_after_its_whole_answer_ends_normally(gateway, fake
     assert took < 4.5, took
     row = gateway.wait_row(lambda r: r["stream"] and r["served_model"] == "fake" and r["latency_ms"] > 1000)
     assert row["status"] == 200 and row["output_tokens"] == 2, row
+
+
+def keyed_gateway(tmp_path, fake, keys):
+    """A gateway whose only model is `fake` at $500 per million answer tokens (prompts free, so a call's
+    cost is its answer: 2 tokens, $0.001, and its hold is max_tokens at that price), with `keys` (name:
+    daily_spend_usd); each key's secret is `sk-` and its name."""
+    entries = "".join(f'''
+[[key]]
+name = "{name}"
+sha256 = "{hashlib.sha256(f"sk-{name}".encode()).hexdigest()}"
+daily_spend_usd = {limit}
+''' for name, limit in keys.items())
+    cfg = f"""
+[[upstream]]
+name = "fake"
+base_url = "http://127.0.0.1:{fake.port}/v1"
+input_per_mtok = 0.0
+output_per_mtok = 500.0
+first_token_timeout_ms = 10000
+max_retries = 0
+
+[route]
+candidates = ["fake"]
+""" + entries
+    return Server(tmp_path, cfg, "keyed")
+
+
+TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}]
+
+
+def test_auto_with_a_nearly_spent_key_answers_the_keys_429_as_a_named_model_does(tmp_path, fake):
+    """The key's limit leaves $0.0001, less than the only model that can serve costs: through `auto` the
+    key's 429 with Retry-After (the limit resets at midnight), not a 422 blaming the gateway's budget."""
+    fake.mode = {"kind": "ok"}
+    s = keyed_gateway(tmp_path, fake, {"b": 0.0011})
+    try:
+        body = {"messages": MSG, "max_tokens": 2}
+        key = {"Authorization": "Bearer sk-b"}
+        status, _, out = request(s.base, "POST", "/v1/chat/completions", dict(body, model="fake"), headers=key)
+        assert status == 200, out
+        s.wait_row(lambda r: r["status"] == 200 and r["cost_usd"] > 0)
+        answers = {}
+        for model in ["fake", "auto"]:
+            status, headers, out = request(s.base, "POST", "/v1/chat/completions",
+                                           dict(body, model=model, tools=TOOLS), headers=key)
+            answers[model] = (status, headers, json.loads(out)["error"])
+        for model, (status, headers, err) in answers.items():
+            assert status == 429 and err["code"] == "insufficient_quota", (model, err)
+            assert "Key `b`'s daily limit of $0.0011 has $0.0001 left" in err["message"], (model, err)
+            assert int(headers["retry-after"]) > 0, (model, headers)
+            assert "budget.daily_usd" != err.get("param") and "$0.0000 " not in err["message"], (model, err)
+    finally:
+        s.stop()
+
+
+def test_a_limit_held_by_running_requests_asks_for_a_short_wait_not_midnight(tmp_path, fake):
+    """Two slow calls hold $0.002 each of a $0.0045 limit: a third is refused for a few seconds (what they
+    hold comes back as they finish), a call after them fits, and once spent money alone leaves too
+    little the refusal lasts until midnight."""
+    s = keyed_gateway(tmp_path, fake, {"c": 0.0045})
+    try:
+        body = {"model": "fake", "messages": MSG, "max_tokens": 4}
+        key = {"Authorization": "Bearer sk-c"}
+        call = lambda: request(s.base, "POST", "/v1/chat/completions", body, headers=key)  # noqa: E731
+        fake.mode = {"kind": "ok", "delay": 3}
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            running = [pool.submit(call) for _ in range(2)]
+            time.sleep(1.0)
+            status, headers, out = call()
+            assert [f.result()[0] for f in running] == [200, 200]
+        err = json.loads(out)["error"]
+        assert status == 429 and err["code"] == "insufficient_quota", err
+        assert 1 <= int(headers["retry-after"]) <= 5, headers
+        assert "running requests hold $0.004" in err["message"] and "is spent" not in err["message"], err
+        fake.mode = {"kind": "ok"}
+        # $0.002 spent (2 answer tokens each): the same call fits now.
+        status, _, out = call()
+        assert status == 200, out
+        # $0.003 spent, nothing running: $0.0015 left, less than the $0.002 hold, until midnight.
+        status, headers, out = call()
+        err = json.loads(out)["error"]
+        assert status == 429 and "hold" not in err["message"] and "has $0.0015 left" in err["message"], err
+        assert int(headers["retry-after"]) > 5 or "00:00" in time.strftime("%H:%M", time.gmtime(time.time() + 5))
+    finally:
+        s.stop()
+
+
+def cascade_gateway(tmp_path, fake, min_confidence):
+    """`auto` as a cascade of `cheap` then `big`, both served by `fake` (which sends no log-probabilities:
+    the small answer's confidence is 0, kept only with `min_confidence` 0)."""
+    cfg = f"""
+[[upstream]]
+name = "cheap"
+base_url = "http://127.0.0.1:{fake.port}/v1"
+tier = 0.3
+input_per_mtok = 1.0
+output_per_mtok = 1.0
+max_retries = 0
+
+[[upstream]]
+name = "big"
+base_url = "http://127.0.0.1:{fake.port}/v1"
+input_per_mtok = 100.0
+output_per_mtok = 100.0
+max_retries = 0
+
+[route]
+candidates = ["cheap", "big"]
+strategy = "cascade"
+threshold = 0.0
+min_confidence = {min_confidence}
+"""
+    return Server(tmp_path, cfg, f"cascade-{min_confidence}")
+
+
+def test_a_kept_cascade_says_cascade_confident_everywhere(tmp_path, fake):
+    fake.mode = {"kind": "ok"}
+    s = cascade_gateway(tmp_path, fake, 0.0)
+    try:
+        status, headers, out = request(s.base, "POST", "/v1/chat/completions",
+                                       {"model": "auto", "messages": MSG, "max_tokens": 4})
+        assert status == 200, out
+        d = decision(headers)
+        assert d["reason"] == "cascade_confident" and d["served"] == "cheap", d
+        assert json.loads(out)["rightmodel"]["decision"]["reason"] == "cascade_confident"
+        row = s.wait_row(lambda r: r["status"] == 200)
+        assert row["reason"] == "cascade_confident" and json.loads(row["decision"])["reason"] == "cascade_confident"
+        metrics = request(s.base, "GET", "/metrics")[2].decode()
+        assert 'reason="cascade_confident"' in metrics and 'reason="cascade"' not in metrics
+    finally:
+        s.stop()
+
+
+def test_an_escalated_cascade_reports_the_large_models_estimate_and_splits_its_tokens(tmp_path, fake):
+    fake.mode = {"kind": "ok"}
+    s = cascade_gateway(tmp_path, fake, 0.5)
+    try:
+        status, headers, out = request(s.base, "POST", "/v1/chat/completions",
+                                       {"model": "auto", "messages": MSG, "max_tokens": 4})
+        assert status == 200, out
+        d = decision(headers)
+        est = {c["name"]: c["cost_usd"] for c in d["candidates"]}
+        assert d["served"] == "big" and d["reason"] == "cascade_low_confidence", d
+        assert d["cost_usd"] == est["big"] and est["big"] > est["cheap"], d
+        c = d["cascade"]
+        assert (c["first_input_tokens"], c["first_output_tokens"]) == (10, 2), c
+        s.wait_row(lambda r: r["status"] == 200)
+        out = subprocess.run([str(BIN), "logs", "--db", str(s.db), "--summary", "--format", "json"],
+                             capture_output=True, text=True, check=True).stdout
+        models = {m["served_model"]: m for m in json.loads(out)["models"]}
+        # The row holds both calls (20 prompt, 4 answer tokens); each model gets its own.
+        assert (models["big"]["input_tokens"], models["big"]["output_tokens"]) == (10, 2), models
+        assert (models["cheap"]["input_tokens"], models["cheap"]["output_tokens"]) == (10, 2), models
+        assert models["cheap"]["requests"] == 0 and models["big"]["requests"] == 1, models
+    finally:
+        s.stop()
+
+
+def test_a_summary_of_an_empty_period_bills_plus_zero(gateway):
+    out = subprocess.run([str(BIN), "logs", "--db", str(gateway.db), "--summary", "--since", "2999-01-01T00:00:00Z"],
+                         capture_output=True, text=True, check=True)
+    assert "0 requests, $0.000000 billed." in out.stdout and "-0.0" not in out.stdout, out.stdout

@@ -222,6 +222,32 @@ fn budget_raises_threshold_and_exhaustion_leaves_free_models() {
 }
 
 #[test]
+fn a_budget_refusal_says_whose_limit_and_what_is_left_precisely() {
+    let paid = router(vec![upstream("a", 0.3, 1.0), upstream("b", 1.0, 10.0)], 0.1);
+    // The key's limit steers and leaves $0.00002: it is named, with that amount and the cheapest estimate.
+    let key =
+        BudgetState { daily_usd: Some(0.0011), spent_today_usd: 0.00108, other_remaining_usd: None, key_limit: true };
+    let e = paid.decide(&req("x"), &key).unwrap_err().to_api_error();
+    assert!(e.message.starts_with("this API key's daily limit of $0.0011 has $0.00002 left"), "{}", e.message);
+    assert!(e.message.contains("likely cost of $0.00075 (a)"), "{}", e.message);
+    assert_eq!(e.param.as_deref(), Some("key.daily_spend_usd"));
+    // The gateway's budget spent: named as such, with its setting.
+    let gone = BudgetState { daily_usd: Some(10.0), spent_today_usd: 10.0, ..Default::default() };
+    let e = paid.decide(&req("x"), &gone).unwrap_err().to_api_error();
+    assert!(e.message.starts_with("the gateway's daily budget of $10.00 is spent"), "{}", e.message);
+    assert_eq!(e.param.as_deref(), Some("budget.daily_usd"));
+    // The gateway's budget steers (more of the key's is left in share) but the key leaves fewer dollars.
+    let both = BudgetState {
+        daily_usd: Some(0.002),
+        spent_today_usd: 0.0015,
+        other_remaining_usd: Some(0.0001),
+        key_limit: false,
+    };
+    let e = paid.decide(&req("x"), &both).unwrap_err().to_api_error();
+    assert!(e.message.starts_with("this API key's daily limit has $0.0001 left"), "{}", e.message);
+}
+
+#[test]
 fn a_huge_max_tokens_is_estimated_as_the_server_holds_it_and_still_needs_its_context() {
     // "No limit" as 2^32 - 1: estimates count 4,096 answer tokens, as admission holds them, so a paid
     // model is not priced out of a budget it fits; the cost the decision reports is that estimate.

@@ -378,6 +378,13 @@ impl Accounting {
         self.row.cost_usd
     }
 
+    /// Tokens counted so far, with the cached ones: prompt, of them cached, and completion (after a cascade's first attempt,
+    /// that attempt's, which the decision records so that `logs --summary` can count them for the small
+    /// model).
+    pub fn tokens_with_cached(&self) -> (u64, u64, u64) {
+        (self.row.input_tokens, self.row.cached_tokens, self.row.output_tokens)
+    }
+
     /// What a request that got its answer is billed: the reported usage at its prices, or, when the
     /// served paid model reported none, an estimate (4 characters per token of prompt and answer).
     /// Charging the estimate here rather than in the log write lets a response header carry the same
@@ -568,6 +575,17 @@ fn non_text_tokens(m: &rightmodel_core::wire::ChatMessage) -> u64 {
 /// Characters of tool calls as a model writes them (names and arguments), for estimates.
 pub fn tool_calls_len(calls: &[rightmodel_core::wire::ToolCall]) -> usize {
     calls.iter().map(|c| c.function.name.len() + c.function.arguments.len()).sum()
+}
+
+/// What a chat request's call at `price` likely costs, as admission holds it ([`Accounting::likely_cost`]
+/// for a chat request): the prompt estimate and the answer's token limit (sized as
+/// [`sized_output_tokens`] sizes it, a typical answer without one), times `n`. Lets a refusal quote the
+/// cost a named model's refusal would quote.
+pub fn likely_cost_of(req: &rightmodel_core::wire::ChatCompletionRequest, price: rightmodel_core::Price) -> f64 {
+    let max_tokens = req.sampling.max_completion_tokens.or(req.sampling.max_tokens);
+    let out = sized_output_tokens(max_tokens).map_or(HELD_OUTPUT_TOKENS, u64::from);
+    let choices = u64::from(crate::chat::choices_asked(req));
+    price.cost(estimate_prompt_tokens(req), out.saturating_mul(choices))
 }
 
 /// Answer tokens assumed when holding a running request's cost against the limits.

@@ -117,12 +117,12 @@ impl Caller {
     /// whole limit does not (free models still serve).
     pub fn check_spend(&self, model: &str, price: rightmodel_core::Price, cost: f64) -> Result<(), ApiError> {
         let Some(k) = &self.key else { return Ok(()) };
-        let (limit, committed) = (k.config.daily_spend_usd, k.spend.committed());
-        if price.is_free() || limit <= 0.0 || committed + cost <= limit {
+        let (limit, at) = (k.config.daily_spend_usd, k.spend.committed_parts());
+        if price.is_free() || limit <= 0.0 || at.total() + cost <= limit {
             return Ok(());
         }
         let what = format!("Key `{}`'s daily limit", k.config.name);
-        Err(crate::budget::limit_refusal(&what, limit, committed, cost, model, "insufficient_quota"))
+        Err(crate::budget::limit_refusal(&what, limit, at, cost, model, "insufficient_quota"))
     }
 
     /// Replaces the `old` dollars this request holds against the key's limit with `new`, refused like
@@ -142,16 +142,35 @@ impl Caller {
         let limit = (!price.is_free() && limit > 0.0).then_some(limit);
         k.spend.swap_hold(old, new, limit).map_err(|others| {
             let what = format!("Key `{}`'s daily limit", k.config.name);
-            let committed = others + (new - cost).max(0.0);
-            crate::budget::limit_refusal(&what, limit.unwrap_or_default(), committed, cost, model, "insufficient_quota")
+            // What this request's earlier calls cost (part of `new`) is spent, not held by others.
+            let at = crate::budget::Committed { spent: others.spent + (new - cost).max(0.0), ..others };
+            crate::budget::limit_refusal(&what, limit.unwrap_or_default(), at, cost, model, "insufficient_quota")
         })
     }
 
     /// The key's daily limit and what it has spent today plus what its running requests hold, when it
     /// has a limit.
     pub fn spend_limit(&self) -> Option<(f64, f64)> {
+        self.spend_limit_parts().map(|(limit, at)| (limit, at.total()))
+    }
+
+    /// The key's daily limit and what it has spent and what its running requests hold, apart, when it
+    /// has a limit (a refusal tells a limit spent from one held by running requests).
+    pub fn spend_limit_parts(&self) -> Option<(f64, crate::budget::Committed)> {
         let k = self.key.as_ref()?;
-        (k.config.daily_spend_usd > 0.0).then(|| (k.config.daily_spend_usd, k.spend.committed()))
+        (k.config.daily_spend_usd > 0.0).then(|| (k.config.daily_spend_usd, k.spend.committed_parts()))
+    }
+
+    /// The refusal of a call to the paid `model`, likely to cost `cost`, by the key's daily limit, as a
+    /// named model gets it ([`Caller::check_spend`]); `None` when the key has no limit or the call fits.
+    pub fn spend_refusal(&self, model: &str, cost: f64) -> Option<ApiError> {
+        let k = self.key.as_ref()?;
+        let (limit, at) = self.spend_limit_parts()?;
+        if at.total() + cost <= limit {
+            return None;
+        }
+        let what = format!("Key `{}`'s daily limit", k.config.name);
+        Some(crate::budget::limit_refusal(&what, limit, at, cost, model, "insufficient_quota"))
     }
 
     /// Holds `usd` against the key's limit while a paid request runs (see [`crate::budget::SpendCounter`]).

@@ -116,35 +116,6 @@ pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `auto` found no model within the budget, and the budget it routed on was the caller's key's (less of
-/// it was left than of the gateway's): the key's 429 (`insufficient_quota`, with Retry-After), not the
-/// gateway budget's 422.
-fn key_limit_error(st: &crate::state::AppState, e: ApiError, caller: &crate::auth::Caller) -> ApiError {
-    let Some((limit, committed)) = caller.spend_limit() else { return e };
-    if e.code.as_deref() != Some("daily_budget_exhausted") {
-        return e;
-    }
-    let daily = st.config.budget.daily_usd;
-    let key_left = 1.0 - committed / limit;
-    let gateway_left = if daily > 0.0 { 1.0 - st.spend.committed() / daily } else { f64::INFINITY };
-    // A 429 says "wait": right when the limit is spent, or when running requests hold part of it; when the
-    // request alone costs more than the key has left with nothing running, waiting cannot help (422).
-    if key_left > gateway_left || (committed < limit && caller.spend_held() <= 0.0) {
-        return e;
-    }
-    ApiError::new(
-        ErrorKind::RateLimited,
-        format!(
-            "Key `{}`: {} of its {} daily limit is left, less than this request may cost, and no free model can serve it.",
-            caller.name().unwrap_or_default(),
-            crate::budget::usd((limit - committed).max(0.0)),
-            crate::budget::usd(limit)
-        ),
-    )
-    .with_code("insufficient_quota")
-    .with_retry_after(crate::budget::seconds_to_midnight_utc())
-}
-
 /// Whether a failure should move on to the next model of a fallback chain.
 /// Notes that model `name` failed with `e` and its fallback chain moves on; returns `e` (the answer if
 /// no model of the chain succeeds).
@@ -336,11 +307,7 @@ async fn handle(
         caller.check_model(&req.model)?;
     }
     let outcome = if req.model == "auto" {
-        let o = st
-            .router
-            .decide(st, &req, acct.caps().clone(), &caller)
-            .await
-            .map_err(|e| key_limit_error(st, e, &caller))?;
+        let o = st.router.decide(st, &req, acct.caps().clone(), &caller).await?;
         acct.set_decision(&o.reason, &o.decision);
         Some(o)
     } else {
@@ -366,11 +333,7 @@ async fn handle(
     let (outcome, target) = match acct.hold_for(&target, model.price()) {
         Ok(()) => (outcome, target),
         Err(e) if outcome.is_some() && e.kind == ErrorKind::RateLimited => {
-            let mut again = st
-                .router
-                .decide(st, &req, acct.caps().clone(), &caller)
-                .await
-                .map_err(|e2| key_limit_error(st, e2, &caller))?;
+            let mut again = st.router.decide(st, &req, acct.caps().clone(), &caller).await?;
             if again.served == target || !caller.may_use(&again.served) {
                 return Err(e);
             }
@@ -1286,20 +1249,38 @@ async fn cascade(
     // Why the large model is asked: the small answer was unsure, or there was none.
     let escalation_reason = if small_answer.is_some() { "cascade_low_confidence" } else { "cascade_small_failed" };
     let small_cost = acct.cost();
+    // The first attempt's tokens go with its cost: the row sums both calls, and `logs --summary` moves
+    // this part to the small model as /metrics counts it.
+    let (first_in, first_cached, first_out) = acct.tokens_with_cached();
+    // The router's estimate for the small model; an escalation reports the large model's instead.
+    let small_estimate = decision.get("cost_usd").cloned();
+    let large_estimate = decision
+        .get("candidates")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c.get("name").and_then(Value::as_str) == Some(large_name.as_str())))
+        .and_then(|c| c.get("cost_usd").cloned());
     if let Some(obj) = decision.as_object_mut() {
         obj.insert(
             "cascade".into(),
             json!({"first": small_name, "confidence": confidence, "min_confidence": plan.min_confidence,
-                   "first_cost_usd": small_cost, "escalated": !keep, "escalated_to": if keep { Value::Null } else { json!(large_name) }}),
+                   "first_cost_usd": small_cost, "first_input_tokens": first_in,
+                   "first_cached_tokens": first_cached, "first_output_tokens": first_out,
+                   "escalated": !keep, "escalated_to": if keep { Value::Null } else { json!(large_name) }}),
         );
         if ran_on {
             if let Some(c) = obj.get_mut("cascade").and_then(Value::as_object_mut) {
                 c.insert("first_hit_token_limit".into(), json!(CASCADE_PROBE_MAX_TOKENS));
             }
         }
-        if !keep {
+        // The header, the body and the log row give the same reason and estimate for who served.
+        if keep {
+            obj.insert("reason".into(), json!("cascade_confident"));
+        } else {
             obj.insert("served".into(), json!(large_name));
             obj.insert("reason".into(), json!(escalation_reason));
+            if let Some(c) = large_estimate {
+                obj.insert("cost_usd".into(), c);
+            }
         }
     }
     if keep {
@@ -1349,6 +1330,9 @@ async fn cascade(
             if let Some(obj) = decision.as_object_mut() {
                 obj.insert("served".into(), json!(served));
                 obj.insert("reason".into(), json!("cascade_escalation_failed"));
+                if let Some(c) = small_estimate {
+                    obj.insert("cost_usd".into(), c);
+                }
                 obj.insert("escalation_error".into(), json!(short_message(&e.message)));
             }
             acct.restore_served(&served, price);

@@ -427,7 +427,8 @@ impl RequestLog {
         Ok(LogSummary {
             since_ms,
             requests: models.iter().map(|m| m.requests).sum(),
-            cost_usd: models.iter().map(|m| m.cost_usd).sum(),
+            // An empty period sums to -0.0 (the float sum starts there): a total reads $0.000000.
+            cost_usd: plus_zero(models.iter().map(|m| m.cost_usd).sum()),
             auto_requests: count(auto_requests),
             auto_cost_usd: auto_cost,
             auto_cost_if_largest_usd: if_largest,
@@ -436,8 +437,10 @@ impl RequestLog {
     }
 }
 
-/// Moves what escalated cascades paid for their small attempt (`cascade.first_cost_usd` of the
-/// decision) from the model that answered to the small model, which may have served no request itself.
+/// Moves what escalated cascades paid and used for their small attempt (`cascade.first_cost_usd` and,
+/// where recorded, `cascade.first_input_tokens` / `first_cached_tokens` / `first_output_tokens` of the
+/// decision) from the model that answered to the small model, which may have served no request itself:
+/// the row sums both calls, and /metrics counts each model's own.
 fn move_cascade_costs(
     conn: &rusqlite::Connection,
     since_ms: i64,
@@ -446,29 +449,62 @@ fn move_cascade_costs(
     let mut stmt = conn.prepare(
         "SELECT json_extract(decision, '$.cascade.first'),
                 CASE WHEN served_model = '' THEN '-' ELSE served_model END,
-                sum(coalesce(json_extract(decision, '$.cascade.first_cost_usd'), 0))
+                sum(coalesce(json_extract(decision, '$.cascade.first_cost_usd'), 0)),
+                sum(coalesce(json_extract(decision, '$.cascade.first_input_tokens'), 0)),
+                sum(coalesce(json_extract(decision, '$.cascade.first_cached_tokens'), 0)),
+                sum(coalesce(json_extract(decision, '$.cascade.first_output_tokens'), 0))
          FROM requests
          WHERE ts_ms >= ?1 AND json_valid(decision)
                AND json_type(decision, '$.cascade.first') = 'text'
                AND json_type(decision, '$.cascade.first_cost_usd') IN ('real', 'integer')
          GROUP BY 1, 2",
     )?;
+    let count = |v: f64| if v.is_finite() && v > 0.0 { v as u64 } else { 0 };
     let moves = stmt
-        .query_map(params![since_ms], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, f64>(2)?)))?
+        .query_map(params![since_ms], |r| {
+            let first = ModelTotals {
+                served_model: r.get(0)?,
+                cost_usd: r.get(2)?,
+                input_tokens: count(r.get(3)?),
+                cached_tokens: count(r.get(4)?),
+                output_tokens: count(r.get(5)?),
+                ..Default::default()
+            };
+            Ok((first, r.get::<_, String>(1)?))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
-    for (first, served, usd) in moves {
-        if first == served || usd == 0.0 {
+    for (first, served) in moves {
+        let nothing = first.cost_usd == 0.0 && first.input_tokens == 0 && first.output_tokens == 0;
+        if first.served_model == served || nothing {
             continue;
         }
         if let Some(m) = models.iter_mut().find(|m| m.served_model == served) {
-            m.cost_usd -= usd;
+            m.cost_usd = plus_zero(m.cost_usd - first.cost_usd);
+            m.input_tokens = m.input_tokens.saturating_sub(first.input_tokens);
+            m.cached_tokens = m.cached_tokens.saturating_sub(first.cached_tokens);
+            m.output_tokens = m.output_tokens.saturating_sub(first.output_tokens);
         }
-        match models.iter_mut().find(|m| m.served_model == first) {
-            Some(m) => m.cost_usd += usd,
-            None => models.push(ModelTotals { served_model: first, cost_usd: usd, ..Default::default() }),
+        match models.iter_mut().find(|m| m.served_model == first.served_model) {
+            Some(m) => {
+                m.cost_usd += first.cost_usd;
+                m.input_tokens += first.input_tokens;
+                m.cached_tokens += first.cached_tokens;
+                m.output_tokens += first.output_tokens;
+            }
+            None => models.push(first),
         }
     }
     Ok(())
+}
+
+/// `x` with the noise of float subtraction (and a negative zero) read as zero: a total that moved
+/// money out must not print as "$-0.000000".
+fn plus_zero(x: f64) -> f64 {
+    if x.abs() < 1e-12 {
+        0.0
+    } else {
+        x
+    }
 }
 
 impl ModelTotals {
@@ -820,6 +856,62 @@ mod tests {
         assert!((s.auto_cost_usd - 0.01).abs() < 1e-12 && (s.auto_cost_if_largest_usd - 0.02).abs() < 1e-12);
         let md = s.to_markdown();
         assert!(md.contains("| small | 3 | 60.0% | 0 | 300 (120) | 30 |") && md.contains("saved (50%)"), "{md}");
+    }
+
+    #[test]
+    fn an_escalated_cascade_counts_its_first_attempts_tokens_for_the_small_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        {
+            let log = RequestLog::open(&path).unwrap();
+            // The row sums both calls: the small model's 100 prompt tokens (90 from its KV cache) and 20
+            // answer tokens, and the large model's 30 and 5.
+            log.record(LogRow {
+                id: "g".into(),
+                ts_ms: 10,
+                requested_model: "auto".into(),
+                served_model: "large".into(),
+                input_tokens: 130,
+                cached_tokens: 90,
+                output_tokens: 25,
+                cost_usd: 0.011,
+                decision: Some(
+                    r#"{"cascade":{"first":"mini","first_cost_usd":0.001,"first_input_tokens":100,
+                        "first_cached_tokens":90,"first_output_tokens":20,"escalated":true}}"#
+                        .into(),
+                ),
+                ..Default::default()
+            });
+        }
+        let s = RequestLog::summarize(&path, 5).unwrap();
+        let m = |name: &str| s.models.iter().find(|m| m.served_model == name).cloned().unwrap();
+        let (large, mini) = (m("large"), m("mini"));
+        assert_eq!((large.requests, large.input_tokens, large.cached_tokens, large.output_tokens), (1, 30, 0, 5));
+        assert_eq!((mini.requests, mini.input_tokens, mini.cached_tokens, mini.output_tokens), (0, 100, 90, 20));
+        assert!((large.cost_usd - 0.01).abs() < 1e-12 && (mini.cost_usd - 0.001).abs() < 1e-12, "{s:?}");
+    }
+
+    #[test]
+    fn an_empty_period_bills_plus_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        {
+            let log = RequestLog::open(&path).unwrap();
+            log.record(LogRow {
+                id: "a".into(),
+                ts_ms: 10,
+                served_model: "m".into(),
+                cost_usd: 0.5,
+                ..Default::default()
+            });
+        }
+        let s = RequestLog::summarize(&path, i64::MAX).unwrap();
+        assert_eq!(s.requests, 0);
+        assert!(s.cost_usd == 0.0 && s.cost_usd.is_sign_positive(), "{}", s.cost_usd);
+        let md = s.to_markdown();
+        assert!(md.contains("0 requests, $0.000000 billed.") && !md.contains("-0"), "{md}");
+        assert_eq!(plus_zero(-0.0).to_bits(), 0.0f64.to_bits());
+        assert_eq!(plus_zero(0.011 - 0.001 - 0.01).to_bits(), 0.0f64.to_bits());
     }
 
     #[test]

@@ -459,11 +459,17 @@ impl AutoRouter {
             daily_usd: (daily > 0.0).then_some(daily),
             spent_today_usd: st.spend.committed(),
             other_remaining_usd: None,
+            key_limit: false,
         };
         // The key's own limit steers `auto`'s threshold the same way when less of it is left than of the
         // gateway's; a paid model must fit the dollars left under both.
         if let Some((limit, spent)) = caller.spend_limit() {
-            let key = BudgetState { daily_usd: Some(limit), spent_today_usd: spent, other_remaining_usd: None };
+            let key = BudgetState {
+                daily_usd: Some(limit),
+                spent_today_usd: spent,
+                other_remaining_usd: None,
+                key_limit: true,
+            };
             let key_steers = budget.daily_usd.is_none_or(|_| key.remaining_fraction() < budget.remaining_fraction());
             let (main, other) = if key_steers { (key, budget) } else { (budget, key) };
             budget = BudgetState { other_remaining_usd: other.remaining_usd(), ..main };
@@ -471,7 +477,8 @@ impl AutoRouter {
         let local_format = local_response_format(req, &mode);
         let d = tokio::task::spawn_blocking(move || decide_for_schema(&router, rr, &budget, local_format.as_ref()))
             .await
-            .map_err(|e| ApiError::internal(format!("routing task failed: {e}")))??;
+            .map_err(|e| ApiError::internal(format!("routing task failed: {e}")))?
+            .map_err(|r| key_refusal(st, req, caller, r))?;
         let decision = serde_json::to_value(&d).unwrap_or(Value::Null);
         let reason = decision.get("reason").and_then(Value::as_str).unwrap_or("unknown").to_string();
         Ok(RouteOutcome { served: d.served.clone(), reason, cascade: d.cascade.clone(), decision })
@@ -490,6 +497,53 @@ pub(crate) fn local_response_format(
     }
 }
 
+/// Why `auto` found no model: the error for the client, and the models the budget kept out (those a
+/// spending limit alone excluded), so that a key's limit can answer as it does for a named model.
+pub(crate) struct Refusal {
+    /// The router's error.
+    error: ApiError,
+    /// The paid models excluded for the budget ([`rightmodel_router::Limit::Budget`]).
+    over_budget: Vec<String>,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Refusal { error, over_budget: Vec::new() }
+    }
+}
+
+/// `auto` found no model within the budget and the caller's key's daily limit is what kept the cheapest
+/// paid model out: the key's refusal as a named model gets it ([`crate::auth::Caller::spend_refusal`]: a
+/// 429 `insufficient_quota` with Retry-After, midnight UTC or a few seconds when running requests hold
+/// the rest; a 422 on `max_tokens` only when the call costs more than the whole limit), quoting what is
+/// left. The router's 422 said "waiting won't help" and blamed the gateway's budget. Otherwise the
+/// router's error stands (the gateway's budget, or no limit in the way).
+fn key_refusal(st: &AppState, req: &ChatCompletionRequest, caller: &crate::auth::Caller, r: Refusal) -> ApiError {
+    if r.error.code.as_deref() != Some(rightmodel_router::Limit::Budget.code()) {
+        return r.error;
+    }
+    // The cheapest model the budget kept out, at the cost admission would hold for it.
+    let cheapest = r
+        .over_budget
+        .iter()
+        .filter_map(|n| st.chat.get(n).map(|m| (n.as_str(), m.price())))
+        .filter(|(_, p)| !p.is_free())
+        .map(|(n, p)| (n, p, crate::accounting::likely_cost_of(req, p)))
+        .min_by(|a, b| a.2.total_cmp(&b.2));
+    let Some((name, price, cost)) = cheapest else { return r.error };
+    let Some(key_error) = caller.spend_refusal(name, cost) else { return r.error };
+    // Both limits refuse: the one with less of itself left is named (as it steered `auto`).
+    if st.check_budget(name, price, cost).is_err() {
+        let daily = st.config.budget.daily_usd;
+        let gateway_left = 1.0 - st.spend.committed() / daily;
+        let key_left = caller.spend_limit().map_or(1.0, |(limit, committed)| 1.0 - committed / limit);
+        if gateway_left < key_left {
+            return r.error;
+        }
+    }
+    key_error
+}
+
 /// `router`'s decision for `rr` when local models cannot fully follow the request's JSON schema
 /// (`local_format`, see [`crate::local::schema_refusal`]): only models the request is passed on to (upstreams)
 /// are candidates then, as for content only an upstream reads; when none can serve it, the local
@@ -499,13 +553,25 @@ fn decide_for_schema(
     mut rr: RouteRequest,
     budget: &BudgetState,
     local_format: Option<&rightmodel_core::wire::ResponseFormat>,
-) -> Result<rightmodel_router::Decision, ApiError> {
+) -> Result<rightmodel_router::Decision, Refusal> {
     let refusal = local_format.and_then(crate::local::schema_refusal);
     if refusal.is_some() {
         rr.needs.passthrough = true;
     }
     router.decide(&rr, budget).map_err(|e| match (e, refusal) {
-        (rightmodel_router::RouteError::NoCandidate { limit: rightmodel_router::Limit::Capability, .. }, Some(r)) => r,
-        (e, _) => e.to_api_error(),
+        (rightmodel_router::RouteError::NoCandidate { limit: rightmodel_router::Limit::Capability, .. }, Some(r)) => {
+            r.into()
+        }
+        (e, _) => {
+            let over_budget = match &e {
+                rightmodel_router::RouteError::NoCandidate { excluded, .. } => excluded
+                    .iter()
+                    .filter(|(_, l)| *l == rightmodel_router::Limit::Budget)
+                    .map(|(n, _)| n.clone())
+                    .collect(),
+                _ => Vec::new(),
+            };
+            Refusal { error: e.to_api_error(), over_budget }
+        }
     })
 }

@@ -153,8 +153,9 @@ impl AppState {
         let daily = self.config.budget.daily_usd;
         let limit = (!price.is_free() && daily > 0.0).then_some(daily);
         self.spend.swap_hold(old, new, limit).map_err(|others| {
-            let committed = others + (new - cost).max(0.0);
-            budget_refusal(daily, committed, cost, name)
+            // What this request's earlier calls cost (part of `new`) is spent, not held by others.
+            let at = crate::budget::Committed { spent: others.spent + (new - cost).max(0.0), ..others };
+            budget_refusal(daily, at, cost, name)
         })?;
         if let Err(e) = caller.swap_hold(name, price, cost, old, new) {
             // Putting the old hold back cannot be refused (no limit).
@@ -170,11 +171,11 @@ impl AppState {
     /// models always serve, whether `auto` chose them or the client named one.
     pub fn check_budget(&self, name: &str, price: rightmodel_core::Price, cost: f64) -> Result<(), ApiError> {
         let daily = self.config.budget.daily_usd;
-        let committed = self.spend.committed();
-        if price.is_free() || daily <= 0.0 || committed + cost <= daily {
+        let at = self.spend.committed_parts();
+        if price.is_free() || daily <= 0.0 || at.total() + cost <= daily {
             return Ok(());
         }
-        Err(budget_refusal(daily, committed, cost, name))
+        Err(budget_refusal(daily, at, cost, name))
     }
 
     /// The chat model called `name`, or 404.
@@ -184,16 +185,9 @@ impl AppState {
 }
 
 /// The refusal of a call to `name` likely to cost `cost` by the gateway's `daily` budget, with
-/// `committed` spent or held today.
-fn budget_refusal(daily: f64, committed: f64, cost: f64, name: &str) -> ApiError {
-    let e = crate::budget::limit_refusal(
-        "the gateway's daily budget",
-        daily,
-        committed,
-        cost,
-        name,
-        "daily_budget_exhausted",
-    );
+/// `at` spent and held today.
+fn budget_refusal(daily: f64, at: crate::budget::Committed, cost: f64, name: &str) -> ApiError {
+    let e = crate::budget::limit_refusal("the gateway's daily budget", daily, at, cost, name, "daily_budget_exhausted");
     // A 429 names the model (a local one still serves); a 422 names max_tokens.
     if e.kind == rightmodel_core::ErrorKind::RateLimited {
         e.with_param("model")

@@ -33,6 +33,26 @@ pub struct BudgetState {
     /// gateway's budget): a paid model must fit both, whichever steers the threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub other_remaining_usd: Option<f64>,
+    /// True when `daily_usd` and `spent_today_usd` are the caller's API key's daily limit (and
+    /// `other_remaining_usd` what the gateway's budget leaves); false when they are the gateway's. Lets a
+    /// refusal say whose limit kept the paid models out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub key_limit: bool,
+}
+
+/// Dollars as people read them: cents for a dollar or more, otherwise enough digits to tell small
+/// amounts apart ($0.00002 is not "$0.0000").
+pub fn usd(x: f64) -> String {
+    if x.abs() >= 1.0 {
+        return format!("${x:.2}");
+    }
+    let s = format!("{x:.8}");
+    let t = s.trim_end_matches('0');
+    if t.split('.').nth(1).map_or(0, str::len) <= 2 {
+        format!("${x:.2}")
+    } else {
+        format!("${t}")
+    }
 }
 
 impl BudgetState {
@@ -58,6 +78,39 @@ impl BudgetState {
     /// True when a budget is set and nothing is left.
     pub fn exhausted(&self) -> bool {
         self.remaining_usd().is_some_and(|r| r <= 0.0)
+    }
+
+    /// Whether the limit that leaves the least is the caller's key's (see [`BudgetState::key_limit`]):
+    /// the other limit when it leaves less than this one, else this one.
+    pub fn key_binds(&self) -> bool {
+        let own = self.daily_usd.map(|d| (d - self.spent_today_usd).max(0.0));
+        let other_binds = match (own, self.other_remaining_usd) {
+            (Some(a), Some(b)) => b < a,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        self.key_limit != other_binds
+    }
+
+    /// Why no paid model may serve: whose limit leaves too little, what it leaves (with enough digits
+    /// for small amounts) and, given the cheapest paid model it kept out (`cheapest`: name and
+    /// estimate), what that would have cost.
+    pub fn refusal_message(&self, cheapest: Option<(&str, f64)>) -> String {
+        let key = self.key_binds();
+        let whose = if key { "this API key's daily limit" } else { "the gateway's daily budget" };
+        // The limit's whole amount is known only for the limit this state is about.
+        let total = (key == self.key_limit).then_some(self.daily_usd).flatten();
+        let of = total.map(|t| format!(" of {}", usd(t))).unwrap_or_default();
+        let left = self.remaining_usd().unwrap_or(0.0);
+        let state = if left <= 0.0 {
+            format!("{whose}{of} is spent")
+        } else {
+            let cost = cheapest
+                .map(|(name, c)| format!(", less than the cheapest paid model's likely cost of {} ({name})", usd(c)))
+                .unwrap_or_default();
+            format!("{whose}{of} has {} left{cost}", usd(left))
+        };
+        format!("{state}, and no free model can serve this request")
     }
 }
 
@@ -143,6 +196,40 @@ mod tests {
         assert_eq!(budget_share(0.3, 1.0, 0.5), 0.3);
         assert_eq!(budget_share(0.3, 0.0, 0.5), 0.0);
         assert!((budget_share(0.3, 0.25, 0.5) - 0.15).abs() < 1e-6);
+    }
+
+    #[test]
+    fn refusals_say_whose_limit_and_what_it_leaves() {
+        // The key's limit steers: $0.00002 left of $0.0011.
+        let key = BudgetState {
+            daily_usd: Some(0.0011),
+            spent_today_usd: 0.00108,
+            other_remaining_usd: None,
+            key_limit: true,
+        };
+        assert!(key.key_binds());
+        let m = key.refusal_message(Some(("gpt", 0.0004)));
+        assert!(m.starts_with("this API key's daily limit of $0.0011 has $0.00002 left"), "{m}");
+        assert!(m.contains("likely cost of $0.0004 (gpt)") && !m.contains("$0.0000 "), "{m}");
+        // The gateway's budget steers but the key leaves less: the key is named, without a total.
+        let gw = BudgetState {
+            daily_usd: Some(10.0),
+            spent_today_usd: 9.0,
+            other_remaining_usd: Some(0.0),
+            key_limit: false,
+        };
+        assert!(gw.key_binds());
+        assert!(
+            gw.refusal_message(None).starts_with("this API key's daily limit is spent"),
+            "{}",
+            gw.refusal_message(None)
+        );
+        // The gateway's own budget spent.
+        let spent = BudgetState { daily_usd: Some(10.0), spent_today_usd: 10.0, ..Default::default() };
+        assert!(!spent.key_binds());
+        assert!(spent.refusal_message(None).starts_with("the gateway's daily budget of $10.00 is spent"));
+        assert_eq!(usd(0.00002), "$0.00002");
+        assert_eq!(usd(0.0), "$0.00");
     }
 
     #[test]

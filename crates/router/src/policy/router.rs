@@ -305,10 +305,10 @@ impl Router {
                 fastest.map(|c| c.latency_ms).unwrap_or(0.0),
                 fastest.map(|c| c.name.as_str()).unwrap_or("-")
             ),
-            Limit::Budget => format!(
-                "the daily budget is spent (${:.4} of ${:.4} left) and no free model can serve this request",
-                budget.remaining_usd().unwrap_or(0.0),
-                budget.daily_usd.unwrap_or(0.0)
+            Limit::Budget => budget.refusal_message(
+                kept_out(Limit::Budget)
+                    .min_by(|a, b| a.cost_usd.total_cmp(&b.cost_usd))
+                    .map(|c| (c.name.as_str(), c.cost_usd)),
             ),
             Limit::Explain => "explain: true, but no model that can serve this request returns evidence".into(),
             Limit::Capability => {
@@ -323,6 +323,8 @@ impl Router {
         let detail: Vec<String> = excluded.iter().map(|(n, l)| format!("{n}: {}", l.code())).collect();
         let param = match limit {
             Limit::Capability => self.blocking_need(&excluded, req, has_general),
+            // A key's limit is its `[[key]]` entry's, not the gateway's `[budget]`.
+            Limit::Budget if budget.key_binds() => "key.daily_spend_usd",
             l => l.param(),
         };
         RouteError::NoCandidate { limit, message: format!("{message} [{}]", detail.join(", ")), excluded, param }
