@@ -610,6 +610,10 @@ def test_partial_usage_from_an_upstream_is_read(gw, proxy, gateway):
                                              stream_options={"include_usage": True}))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[-1].usage.prompt_tokens > 0
+    # A text completion stream asked for usage gets its usage chunk too (the gateway's own count).
+    chunks = list(gw.completions.create(model="large-nofallback", prompt="The capital of France is", max_tokens=4,
+                                        stream=True, stream_options={"include_usage": True}))
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens > 0, chunks[-1]
 
 
 def test_azure_style_upstreams_get_their_query_key_header_and_extra_headers(gw, proxy):

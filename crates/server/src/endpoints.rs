@@ -95,7 +95,12 @@ fn upstream_completion_stream(
         }
         let made = || {
             let (id, created) = meta.clone()?;
-            let usage = reported?;
+            // No usage the upstream reported in full: what the gateway counted, as chat streams say it
+            // (a client that asked for usage gets its chunk).
+            let usage = reported.unwrap_or_else(|| {
+                let (input, output) = acct.tokens();
+                Usage::new(input, output)
+            });
             Some(CompletionResponse {
                 id, object: "text_completion".into(), created, model: name.clone(), choices: vec![],
                 usage: Some(usage), extra: Default::default(),
