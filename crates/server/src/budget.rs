@@ -19,21 +19,9 @@ pub fn seconds_to_midnight_utc() -> u64 {
     (86_400 - now.rem_euclid(86_400)) as u64
 }
 
-/// Dollars as people read them: cents for amounts of a dollar or more, otherwise enough digits to
-/// tell small limits apart ($0.00001 is not "$0.00").
-pub fn usd(x: f64) -> String {
-    if x.abs() >= 1.0 {
-        format!("${x:.2}")
-    } else {
-        let s = format!("{x:.8}");
-        let t = s.trim_end_matches('0');
-        if t.split('.').nth(1).map_or(0, str::len) <= 2 {
-            format!("${x:.2}")
-        } else {
-            format!("${t}")
-        }
-    }
-}
+/// Dollars as people read them (the router's formatting, so that its budget messages and the
+/// gateway's read alike).
+pub use rightmodel_router::policy::budget::usd;
 
 /// Seconds a refusal asks the client to wait when the limit is taken only by what running requests
 /// hold: their holds are released (or turned into what they really cost) within seconds of their ends,
