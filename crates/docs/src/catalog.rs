@@ -46,7 +46,8 @@ pub struct CollectionInfo {
     pub chars: usize,
     /// Embedding model of its vectors.
     pub embedder: Option<String>,
-    /// Why its manifest could not be read (the counts are then 0); one broken collection does not hide the others.
+    /// Why it cannot be read: its manifest (the counts are then 0) or another stored file; one broken
+    /// collection does not hide the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -59,8 +60,14 @@ fn read_manifest(dir: &Path) -> Result<Manifest, DocsError> {
     serde_json::from_slice(&bytes).map_err(|e| DocsError::Corrupt { path: path.clone(), reason: e.to_string() })
 }
 
+/// Reads the current generation of the collection in `dir` as opening it would, keeping nothing.
+fn check_files(dir: &Path) -> Result<(), DocsError> {
+    store::current_generation(dir).and_then(|gen| store::load(&gen)).map(|_| ())
+}
+
 /// The collections under `root`, sorted by name (a missing root means none). Folders that are not
-/// collections are left out; a collection whose manifest cannot be read is listed with its error.
+/// collections are left out; a collection whose manifest or stored files cannot be read is listed with its
+/// error.
 pub fn list_collections(root: &Path) -> Result<Vec<CollectionInfo>, DocsError> {
     let entries = match std::fs::read_dir(root) {
         Ok(e) => e,
@@ -75,7 +82,9 @@ pub fn list_collections(root: &Path) -> Result<Vec<CollectionInfo>, DocsError> {
             continue;
         }
         let (m, error) = match read_manifest(&dir) {
-            Ok(m) => (m, None),
+            // The counts come from the manifest; the stored files are read too, so that a truncated or
+            // damaged one shows here rather than at the first question.
+            Ok(m) => (m, check_files(&dir).err().map(|e| e.to_string())),
             Err(e) => (Manifest::empty(), Some(e.to_string())),
         };
         out.push(CollectionInfo {

@@ -190,6 +190,22 @@ fn collections_are_listed_and_removed() {
     assert_eq!(list[0].files, 3);
     assert_eq!(list[0].embedder.as_deref(), Some("hash-test"));
     assert_eq!(list[1].passages, 0);
+    assert!(list.iter().all(|c| c.error.is_none()));
+    // A damaged stored file shows in the list, not first at a question.
+    let alpha = root.join("alpha");
+    let gen = std::fs::read_dir(&alpha)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("passages.json").exists())
+        .expect("a generation with passages.json");
+    let passages = gen.join("passages.json");
+    let bytes = std::fs::read(&passages).unwrap();
+    std::fs::write(&passages, &bytes[..bytes.len() / 2]).unwrap();
+    let list = list_collections(&root).unwrap();
+    let err = list[0].error.as_deref().expect("the damage is reported");
+    assert!(err.contains("passages.json"), "{err}");
+    assert_eq!(list[0].files, 3, "the counts still come from the manifest");
+    std::fs::write(&passages, &bytes).unwrap();
 
     remove_collection(&root, "alpha").unwrap();
     assert_eq!(list_collections(&root).unwrap().len(), 1);
