@@ -147,6 +147,17 @@ def test_auto_without_an_upstream_answers_the_local_models_400(tmp_path):
         s.stop()
 
 
+def test_auto_is_listed_only_with_models_to_choose_among(tmp_path):
+    s = Server(tmp_path, '[embedding]\nname = "minilm-l6"\nmodel = "minilm-l6"\n', "encoder-only")
+    try:
+        c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
+        assert [m.id for m in c.models.list()] == ["minilm-l6"]
+        with pytest.raises(openai.NotFoundError):
+            c.models.retrieve("auto")
+    finally:
+        s.stop()
+
+
 @pytest.mark.parametrize("usage", ["final", "finish", "every"])
 def test_a_stream_says_its_usage_once_at_the_end_and_only_when_asked(gateway, fake, usage):
     fake.mode = {"kind": "ok", "usage": usage}

@@ -733,7 +733,7 @@ pub async fn model(
     }
 }
 
-/// The models `caller` may see: `auto`, chat models, the encoder, routed classifiers and `docs:NAME`
+/// The models `caller` may see: `auto` (when it has models to choose among), chat models, the encoder, routed classifiers and `docs:NAME`
 /// collections (a key limited to some models sees only those, and `auto`, which chooses among them).
 async fn visible_models(st: &SharedState, caller: &crate::auth::Caller) -> Vec<ModelObject> {
     let created = now_secs();
@@ -743,7 +743,10 @@ async fn visible_models(st: &SharedState, caller: &crate::auth::Caller) -> Vec<M
             data.push(ModelObject { id: id.to_string(), object: "model".into(), created, owned_by: owner.into() });
         }
     };
-    push("auto", "rightmodel");
+    // Listed only when there is something to choose among (an encoder alone makes no `auto`).
+    if st.router.is_available() {
+        push("auto", "rightmodel");
+    }
     for (name, m) in &st.chat {
         push(name, if matches!(m, ChatModel::Local(_)) { "rightmodel" } else { "upstream" });
     }

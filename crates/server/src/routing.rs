@@ -126,6 +126,12 @@ fn classifier_candidate(
 }
 
 impl AutoRouter {
+    /// Whether `auto` can serve anything: some chat model or routed classifier to choose among.
+    /// Without one, `auto` answers 422 and is not listed among the models.
+    pub fn is_available(&self) -> bool {
+        self.router.is_some()
+    }
+
     /// Builds the router over the configured candidates, with the shipped scorer (or
     /// `route.router_dir`) on the local encoder.
     pub fn new(
