@@ -60,7 +60,6 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if a.check {
         return check_config(&config);
     }
-    check_pulled_contexts(&config)?;
     rightmodel_infer::threads::configure_candle_threads(rightmodel_infer::threads::available_cores());
     let state = rightmodel_server::build_state(config)?;
     let rt =
@@ -205,34 +204,15 @@ fn check_model_files(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `ctx_per_slot` check of `--check` for the local models whose files are at hand, made before
-/// `serve` loads them (a model still to be pulled is checked by the engine when it loads).
-fn check_pulled_contexts(config: &Config) -> anyhow::Result<()> {
-    let store = rightmodel_models::Store::new(&rightmodel_models::home::rightmodel_home());
-    for m in &config.locals {
-        if let Some(info) = store.resolve_gguf(&m.model).ok().and_then(|p| rightmodel_models::GgufInfo::read(&p).ok()) {
-            check_ctx_per_slot(&m.name, m.ctx_per_slot, info.context_length)?;
-        }
-    }
-    Ok(())
-}
-
 /// Whether the default model `m` is of the kind asked for: a sentence encoder, or a GGUF chat model.
 fn catalog_kind_fits(m: &rightmodel_models::catalog::DefaultModel, encoder: bool) -> bool {
     m.files.iter().any(|f| if encoder { f.name == "model.safetensors" } else { f.name.ends_with(".gguf") })
 }
 
-/// Refuses a `ctx_per_slot` beyond the context the model was trained for (`trained`, from its GGUF
-/// file): past it answers degrade, and a context that large may not even be allocated (llama.cpp then
-/// fails with a null context, naming neither the setting nor the limit).
+/// The engine's `ctx_per_slot` rule ([`rightmodel_infer::llm::check_context`]), naming the entry.
 fn check_ctx_per_slot(name: &str, ctx_per_slot: u32, trained: Option<u64>) -> anyhow::Result<()> {
-    match trained {
-        Some(t) if u64::from(ctx_per_slot) > t => anyhow::bail!(
-            "[[local]] `{name}`: ctx_per_slot = {ctx_per_slot} is more than the model's context of {t} tokens; \
-             set it to at most {t}"
-        ),
-        _ => Ok(()),
-    }
+    rightmodel_infer::llm::check_context(ctx_per_slot, trained)
+        .map_err(|why| anyhow::anyhow!("[[local]] `{name}`: {why}"))
 }
 
 /// The request log `serve` opens (or creates): checked read-only, creating and migrating nothing.

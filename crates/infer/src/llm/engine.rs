@@ -121,7 +121,7 @@ impl Engine {
     pub fn start(config: EngineConfig) -> Result<Self, InferError> {
         let backend = backend()?;
         let path = config.model_path.clone();
-        check_file(&path)?;
+        check_file(&path, config.ctx_per_slot)?;
         let model = LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default())
             .map_err(|e| InferError::Load { path: path.display().to_string(), reason: e.to_string() })?;
         let model: &'static LlamaModel = Box::leak(Box::new(model));
@@ -317,10 +317,24 @@ fn max_token_bytes(model: &LlamaModel) -> Option<usize> {
     (most > 0).then_some(most)
 }
 
-/// Refuses files llama.cpp would crash on: missing, not GGUF, or cut short.
-fn check_file(path: &Path) -> Result<(), InferError> {
+/// Refuses files llama.cpp would crash on (missing, not GGUF, or cut short) and a `ctx_per_slot` the
+/// model does not have ([`check_context`]).
+fn check_file(path: &Path, ctx_per_slot: u32) -> Result<(), InferError> {
     let load = |reason: String| InferError::Load { path: path.display().to_string(), reason };
-    rightmodel_models::gguf::GgufInfo::read(path).map(|_| ()).map_err(|e| load(e.to_string()))
+    let info = rightmodel_models::gguf::GgufInfo::read(path).map_err(|e| load(e.to_string()))?;
+    check_context(ctx_per_slot, info.context_length).map_err(load)
+}
+
+/// Refuses a context per slot beyond the one the model was trained for (`trained`, from its GGUF file):
+/// past it answers degrade, and a context that large may not even be allocated (llama.cpp then fails
+/// with a null context, naming neither the setting nor the limit). The reason says what to set.
+pub fn check_context(ctx_per_slot: u32, trained: Option<u64>) -> Result<(), String> {
+    match trained {
+        Some(t) if u64::from(ctx_per_slot) > t => Err(format!(
+            "ctx_per_slot = {ctx_per_slot} is more than the model's context of {t} tokens; set it to at most {t}"
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn new_context<'m>(

@@ -15,7 +15,7 @@ mod sampling;
 mod stop;
 
 pub use chat::{ChatTemplate, RenderedPrompt};
-pub use engine::{Engine, EngineConfig, EngineStats};
+pub use engine::{check_context, Engine, EngineConfig, EngineStats};
 pub use rawbench::raw_llama_speed;
 pub use reader::LmReader;
 pub use sampling::{json_schema_grammar, SamplingParams, MAX_REPETITION};
