@@ -113,14 +113,14 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 /// Offers `rate` requests per second to `url` for `duration` and measures them.
 async fn drive(client: &reqwest::Client, url: &str, body: &'static str, rate: u32, duration: Duration) -> RateResult {
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    // The count comes from the rate and duration, not from comparing sums of float intervals against the
+    // duration (300 req/s for 2 s sent 601 requests that way).
+    let count = (f64::from(rate.max(1)) * duration.as_secs_f64()).round().max(1.0) as usize;
     let start = Instant::now();
     let mut tasks = JoinSet::new();
     let mut n = 0usize;
-    loop {
+    while n < count {
         let scheduled = start + interval.mul_f64(n as f64);
-        if scheduled.duration_since(start) >= duration {
-            break;
-        }
         tokio::time::sleep_until(scheduled.into()).await;
         let c = client.clone();
         let url = url.to_string();
@@ -154,32 +154,77 @@ async fn drive(client: &reqwest::Client, url: &str, body: &'static str, rate: u3
     }
 }
 
-/// Runs the comparison at each rate; `progress` is called after each measurement.
-pub async fn run(rates: &[u32], duration: Duration, mut progress: impl FnMut(&str)) -> Result<Vec<Comparison>, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let mock = start_mock().await.map_err(|e| e.to_string())?;
-    let gw = start_gateway(mock, dir.path()).await?;
-    let client =
-        reqwest::Client::builder().pool_max_idle_per_host(4096).tcp_nodelay(true).build().map_err(|e| e.to_string())?;
-    let direct_url = format!("http://{mock}/v1/chat/completions");
-    let gw_url = format!("http://{gw}/v1/chat/completions");
-    let body: &'static str = Box::leak(REQUEST.replace("MODEL", "mock").into_boxed_str());
-    // Warm both paths (connections, allocator, SQLite).
-    drive(&client, &direct_url, body, 200, Duration::from_millis(500)).await;
-    drive(&client, &gw_url, body, 200, Duration::from_millis(500)).await;
-    let mut out = Vec::new();
-    for &rate in rates {
-        let direct = drive(&client, &direct_url, body, rate, duration).await;
+/// A running mock upstream and a gateway in front of it, started once and measured at any number of
+/// rates (starting a gateway per rate repeated its start-up warnings at every step).
+pub struct LoadBench {
+    /// Holds the gateway's request log until the bench ends.
+    _dir: tempfile::TempDir,
+    client: reqwest::Client,
+    direct_url: String,
+    gw_url: String,
+    body: &'static str,
+}
+
+impl LoadBench {
+    /// Starts the mock upstream and the gateway, and warms both paths (connections, allocator, SQLite).
+    pub async fn start() -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mock = start_mock().await.map_err(|e| e.to_string())?;
+        let gw = start_gateway(mock, dir.path()).await?;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(4096)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let bench = LoadBench {
+            _dir: dir,
+            client,
+            direct_url: format!("http://{mock}/v1/chat/completions"),
+            gw_url: format!("http://{gw}/v1/chat/completions"),
+            body: Box::leak(REQUEST.replace("MODEL", "mock").into_boxed_str()),
+        };
+        drive(&bench.client, &bench.direct_url, bench.body, 200, Duration::from_millis(500)).await;
+        drive(&bench.client, &bench.gw_url, bench.body, 200, Duration::from_millis(500)).await;
+        Ok(bench)
+    }
+
+    /// Offers `rate` requests per second for `duration` straight to the mock, then through the gateway;
+    /// `progress` is called after each of the two.
+    pub async fn compare(&self, rate: u32, duration: Duration, mut progress: impl FnMut(&str)) -> Comparison {
+        let direct = drive(&self.client, &self.direct_url, self.body, rate, duration).await;
         progress(&format!("{rate} req/s direct"));
-        let gateway = drive(&client, &gw_url, body, rate, duration).await;
+        let gateway = drive(&self.client, &self.gw_url, self.body, rate, duration).await;
         progress(&format!("{rate} req/s gateway"));
-        out.push(Comparison {
+        Comparison {
             rate,
             overhead_p50_ms: gateway.p50_ms - direct.p50_ms,
             overhead_p99_ms: gateway.p99_ms - direct.p99_ms,
             direct,
             gateway,
-        });
+        }
+    }
+}
+
+/// Runs the comparison at each rate on one [`LoadBench`]; `progress` is called after each measurement.
+pub async fn run(rates: &[u32], duration: Duration, mut progress: impl FnMut(&str)) -> Result<Vec<Comparison>, String> {
+    let bench = LoadBench::start().await?;
+    let mut out = Vec::new();
+    for &rate in rates {
+        out.push(bench.compare(rate, duration, &mut progress).await);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rate_for_a_duration_sends_rate_times_duration_requests() {
+        let bench = LoadBench::start().await.expect("bench starts");
+        // 1/300 s summed 600 times reads just under 2 s in floating point: it sent 601.
+        let c = bench.compare(300, Duration::from_secs(2), |_| {}).await;
+        assert_eq!((c.direct.sent, c.gateway.sent), (600, 600), "{c:?}");
+        assert_eq!(c.gateway.errors, 0, "{c:?}");
+    }
 }

@@ -93,24 +93,23 @@ fn gateway(a: GatewayArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let pb = super::progress::bar((a.rates.len() * 2) as u64, "gateway");
     let duration = std::time::Duration::from_secs_f64(a.seconds);
-    let mut results = rt
-        .block_on(rightmodel_server::loadbench::run(&a.rates, duration, |m| {
+    let bench = rt.block_on(rightmodel_server::loadbench::LoadBench::start()).map_err(|e| anyhow::anyhow!(e))?;
+    let mut results = Vec::new();
+    for &rate in &a.rates {
+        results.push(rt.block_on(bench.compare(rate, duration, |m| {
             pb.set_message(m.to_string());
             pb.inc(1);
-        }))
-        .map_err(|e| anyhow::anyhow!(e))?;
+        })));
+    }
     let mut max_clean = results.iter().filter(|c| c.gateway.errors == 0).map(|c| c.rate).max();
     if a.find_max {
         let mut rate = a.rates.iter().copied().max().unwrap_or(1000);
         loop {
             rate *= 2;
             pb.set_message(format!("probing {rate} req/s"));
-            let r = rt
-                .block_on(rightmodel_server::loadbench::run(&[rate], duration, |_| {}))
-                .map_err(|e| anyhow::anyhow!(e))?;
-            let c = &r[0];
+            let c = rt.block_on(bench.compare(rate, duration, |_| {}));
             let clean = c.gateway.errors == 0 && c.gateway.achieved_rps >= 0.95 * f64::from(rate);
-            results.extend(r);
+            results.push(c);
             if !clean || rate > 64_000 {
                 break;
             }
