@@ -1001,6 +1001,46 @@ min_confidence = 0.01
         s.stop()
 
 
+def test_cascade_credits_its_first_attempt_to_the_fallback_that_answered(tmp_path, proxy):
+    """The cascade's small model is down and its fallback answers first: the decision names the fallback
+    as the first attempt (its cost and tokens are the fallback's), and the planned model beside it."""
+    proxy.mode = {"kind": "pass"}
+    cfg = small_and_large(proxy, price=1.0, tail=f"""
+[[upstream]]
+name = "mini"
+base_url = "http://127.0.0.1:1/v1"
+model = "gemma3-270m"
+tier = 0.3
+input_per_mtok = 0.1
+output_per_mtok = 0.1
+fallback = ["mini2"]
+
+[[upstream]]
+name = "mini2"
+base_url = "http://127.0.0.1:{proxy.port}/v1"
+model = "gemma3-270m"
+tier = 0.3
+input_per_mtok = 0.2
+output_per_mtok = 0.2
+
+[route]
+candidates = ["mini", "large"]
+strategy = "cascade"
+threshold = 0.0
+min_confidence = 0.99
+""")
+    s = Server(tmp_path, cfg, "cascade-fallback-first")
+    try:
+        c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0)
+        r = c.chat.completions.with_raw_response.create(model="auto", messages=MSG, max_tokens=6, temperature=0)
+        d = _decision(r)
+        assert d["cascade"]["escalated"] is True and r.headers["x-rightmodel-model"] == "large", d
+        assert d["cascade"]["first"] == "mini2" and d["cascade"]["first_planned"] == "mini", d
+        assert d["cascade"]["first_cost_usd"] > 0, d
+    finally:
+        s.stop()
+
+
 def test_streamed_cascade_keeps_the_small_answer_when_the_large_stream_breaks_before_text(tmp_path, proxy):
     """The large model's stream opens and breaks before any text: nothing has reached the client, so the
     held small answer is streamed instead, and the header, the decision and the log say so."""

@@ -1260,16 +1260,21 @@ async fn cascade(
         .and_then(|cs| cs.iter().find(|c| c.get("name").and_then(Value::as_str) == Some(large_name.as_str())))
         .and_then(|c| c.get("cost_usd").cloned());
     if let Some(obj) = decision.as_object_mut() {
+        // `first` is the model that answered first (a fallback of the small model, when it failed): the
+        // first attempt's cost and tokens are its own, and `logs --summary` moves them to it.
         obj.insert(
             "cascade".into(),
-            json!({"first": small_name, "confidence": confidence, "min_confidence": plan.min_confidence,
+            json!({"first": first_served.0, "confidence": confidence, "min_confidence": plan.min_confidence,
                    "first_cost_usd": small_cost, "first_input_tokens": first_in,
                    "first_cached_tokens": first_cached, "first_output_tokens": first_out,
                    "escalated": !keep, "escalated_to": if keep { Value::Null } else { json!(large_name) }}),
         );
-        if ran_on {
-            if let Some(c) = obj.get_mut("cascade").and_then(Value::as_object_mut) {
+        if let Some(c) = obj.get_mut("cascade").and_then(Value::as_object_mut) {
+            if ran_on {
                 c.insert("first_hit_token_limit".into(), json!(CASCADE_PROBE_MAX_TOKENS));
+            }
+            if first_served.0 != small_name {
+                c.insert("first_planned".into(), json!(small_name));
             }
         }
         // The header, the body and the log row give the same reason and estimate for who served.
