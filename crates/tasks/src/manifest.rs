@@ -81,10 +81,12 @@ pub struct TrainSettings {
     pub c_grid: Vec<f64>,
     /// Fast mode: the C chosen on the validation split.
     pub chosen_c: Option<f64>,
-    /// Fast mode with a validation split of the training file: training rows left out while choosing C
-    /// because they contain a validation text, are contained in one or duplicate one (see
-    /// [`crate::purge`]); with them in, validation scores a head on text it has mostly seen. Absent: nothing
-    /// was left out (another mode, a validation file, a purge skipped, or an older version).
+    /// With a validation split of the training file, training rows left out because they contain a
+    /// validation text, are contained in one or duplicate one (see [`crate::purge`]); with them in,
+    /// validation scores a model on text it has mostly seen. Fast mode leaves them out only while choosing
+    /// C; fine-tuning holds out whole texts and never trains on the rows inside them
+    /// ([`crate::purge::whole_text_split`]). Absent: nothing was left out (a validation file, no rows inside
+    /// others, a purge skipped, or an older version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purged_rows: Option<usize>,
     /// Fast mode with a validation split of the training file: the saved head was refit with the chosen C
@@ -104,7 +106,8 @@ pub struct TrainSettings {
     pub weight_decay: f64,
     /// Fine-tuning: longest input in tokens.
     pub max_len: usize,
-    /// Fine-tuning: validations without improvement before stopping.
+    /// Fine-tuning: validations without improvement before stopping; 0: automatic (3, or one epoch's
+    /// worth of validations when an epoch holds more; see [`crate::finetune::auto_patience`]).
     pub patience: usize,
     /// Training examples whose embeddings are kept for neighbours and domain fit; at least
     /// [`crate::train::MIN_NEIGHBOURS`] (checked by [`crate::train::check_settings`]), since domain fit

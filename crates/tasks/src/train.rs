@@ -163,9 +163,22 @@ fn data_info(ds: &Dataset, path: String, spec: &TrainSpec) -> DataInfo {
     }
 }
 
-/// Reads, checks and splits the data: (train, validation, rows before capping, validation description).
-fn prepare_data(spec: &TrainSpec) -> Result<(Dataset, Dataset, usize, String), TaskError> {
+/// The training and validation data of a run, read, checked and split.
+struct Prepared {
+    train: Dataset,
+    valid: Dataset,
+    /// Training rows before `max_train` capping.
+    rows_available: usize,
+    /// Where validation came from, for the manifest.
+    valid_desc: String,
+    /// Rows of the training file in neither part (inside validation texts; see `purge::whole_text_split`).
+    left_out: Option<usize>,
+}
+
+/// Reads, checks and splits the data.
+fn prepare_data(spec: &TrainSpec) -> Result<Prepared, TaskError> {
     let s = &spec.settings;
+    let mut left_out = None;
     let full = data::load_labelled(&spec.train_path, &spec.text_col, &spec.label_col)?;
     full.check_trainable()?;
     let (train, valid, valid_desc) = match &spec.valid_path {
@@ -178,14 +191,39 @@ fn prepare_data(spec: &TrainSpec) -> Result<(Dataset, Dataset, usize, String), T
             if !(s.valid_split > 0.0 && s.valid_split <= 0.5) {
                 return Err(TaskError::Invalid(format!("--valid-split must be in (0, 0.5], got {}", s.valid_split)));
             }
-            let (tr, va) = data::stratified_split(&full.labels, s.valid_split, s.seed);
-            let desc = format!(
-                "{} (held-out {:.0}% split, seed {})",
-                spec.train_path.display(),
-                s.valid_split * 100.0,
-                s.seed
-            );
-            (full.subset(&tr), full.subset(&va), desc)
+            // Fine-tuning cannot refit on everything afterwards (as `fast` does), so its split must be
+            // honest from the start: whole texts, without their sub-phrases in training (see `purge`).
+            let whole = match s.mode {
+                Mode::Finetune => {
+                    let texts: Vec<&str> = full.texts.iter().map(String::as_str).collect();
+                    purge::whole_text_split(&texts, &full.labels, s.valid_split, s.seed)
+                }
+                Mode::Fast => None,
+            };
+            match whole {
+                Some(split) => {
+                    let desc = format!(
+                        "{} (held-out {:.0}% of the texts no other row contains, seed {}; the {} rows inside \
+                         them left out of training)",
+                        spec.train_path.display(),
+                        s.valid_split * 100.0,
+                        s.seed,
+                        thousands(split.left_out)
+                    );
+                    left_out = Some(split.left_out);
+                    (full.subset(&split.train), full.subset(&split.valid), desc)
+                }
+                None => {
+                    let (tr, va) = data::stratified_split(&full.labels, s.valid_split, s.seed);
+                    let desc = format!(
+                        "{} (held-out {:.0}% split, seed {})",
+                        spec.train_path.display(),
+                        s.valid_split * 100.0,
+                        s.seed
+                    );
+                    (full.subset(&tr), full.subset(&va), desc)
+                }
+            }
         }
     };
     let available = train.len();
@@ -193,7 +231,7 @@ fn prepare_data(spec: &TrainSpec) -> Result<(Dataset, Dataset, usize, String), T
         Some(n) if n < train.len() => train.subset(&stratified_sample(&train.labels, n, s.seed)?),
         _ => train,
     };
-    Ok((train, valid, available, valid_desc))
+    Ok(Prepared { train, valid, rows_available: available, valid_desc, left_out })
 }
 
 /// A warning when the validation file given is the training file (or a byte-for-byte copy of it):
@@ -243,7 +281,7 @@ pub fn train_classifier(
     if s.mode == Mode::Finetune && spec.base_encoder.is_none() {
         return Err(TaskError::Invalid("fine-tuning needs the base encoder directory".into()));
     }
-    let (train, valid, rows_available, valid_desc) = prepare_data(spec)?;
+    let Prepared { train, valid, rows_available, valid_desc, left_out } = prepare_data(spec)?;
     if let Some(w) = same_data_warning(spec, &train, &valid) {
         progress.note(&w);
     }
@@ -268,6 +306,15 @@ pub fn train_classifier(
     let split_fast = s.mode == Mode::Fast && spec.valid_path.is_none();
 
     let mut settings = s.clone();
+    settings.purged_rows = left_out;
+    if let Some(n) = left_out {
+        progress.note(&format!(
+            "validation: {} whole texts (no other row contains them); the {} training rows inside them \
+             (sub-phrases, duplicates) are left out of training",
+            thousands(valid.len()),
+            thousands(n)
+        ));
+    }
     let mut ft_outcome = None;
     let mut manifest_out = None;
     registry::write_dir_atomically(&spec.dest, spec.overwrite, |tmp| {

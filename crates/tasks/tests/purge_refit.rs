@@ -1,6 +1,7 @@
-//! `fast` mode on a validation split of the training file: training rows that overlap validation texts
-//! are left out while choosing C, and the saved head is refit on every row; with a validation file, or
-//! in `finetune` mode, nothing changes.
+//! A validation split of a phrase-level training file. `fast` mode: training rows that overlap
+//! validation texts are left out while choosing C, and the saved head is refit on every row. `finetune`
+//! mode: validation is whole sentences and the rows inside them are never trained on. With a validation
+//! file nothing changes.
 
 mod common;
 
@@ -125,4 +126,44 @@ fn manifests_without_the_new_fields_still_read() {
     let m = Manifest::read(&dest).unwrap();
     assert_eq!((m.settings.purged_rows, m.settings.refit_rows), (None, None));
     assert!(Classifier::load(&dest).is_ok());
+}
+
+#[test]
+fn finetuning_holds_out_whole_sentences_and_never_trains_on_their_phrases() {
+    let home = rightmodel_models::home::rightmodel_home();
+    let store = rightmodel_models::Store::new(&home);
+    let Some((base, enc)) = store
+        .resolve_encoder(rightmodel_models::DEFAULT_EMBED_MODEL)
+        .ok()
+        .and_then(|dir| rightmodel_infer::MiniLm::load(&dir).ok().map(|enc| (dir, enc)))
+    else {
+        eprintln!("skipped: the MiniLM encoder is not in the local store");
+        return;
+    };
+    rightmodel_infer::threads::configure_candle_threads(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, n) = phrase_file(tmp.path());
+    let dest = tmp.path().join("ft");
+    let mut s = spec(data, "sentence", dest.clone());
+    s.settings = rightmodel_tasks::train::default_settings(rightmodel_tasks::Mode::Finetune);
+    s.settings.valid_split = 0.2;
+    s.settings.epochs = 1;
+    s.settings.batch_size = 16;
+    s.settings.max_len = 32;
+    s.base_encoder = Some(base);
+    let notes = Notes::default();
+    let out = train_classifier(&s, &enc, &notes).unwrap();
+    let m = &out.manifest;
+    let left_out = m.settings.purged_rows.expect("rows inside validation sentences recorded");
+    assert!(left_out > 0, "{:?}", m.settings);
+    assert_eq!(m.train_data.rows + m.valid_data.rows + left_out, n);
+    assert!(m.valid_data.path.contains("texts no other row contains"), "{}", m.valid_data.path);
+    assert!(
+        notes.all().iter().any(|t| t.contains("whole texts") && t.contains("left out of training")),
+        "{:?}",
+        notes.all()
+    );
+    // 20% of each class's 42 sentences (no phrase is a whole text here).
+    assert_eq!(m.valid_data.rows, 16, "{:?}", m.valid_data);
+    assert_eq!(m.settings.refit_rows, None);
 }

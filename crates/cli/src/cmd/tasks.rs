@@ -89,8 +89,10 @@ pub struct TrainClassifyArgs {
     /// (default 128).
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(8..=100_000))]
     max_len: Option<usize>,
-    /// Fine-tuning only: validations without improvement before stopping (default 3).
-    #[arg(long)]
+    /// Fine-tuning only: validations without improvement before stopping, at least 1 (a validation
+    /// comes every 200 steps and at each epoch's end; default: 3, or one epoch's worth when an epoch
+    /// holds more).
+    #[arg(long, value_parser = super::at_least_one)]
     patience: Option<usize>,
     /// Fine-tuning only: stop after this many minutes, keeping the best weights so far.
     #[arg(long)]
