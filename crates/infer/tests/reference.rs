@@ -44,6 +44,7 @@ fn greedy_completions_and_logprobs_match() {
     let mut word_matches = 0;
     let mut plain = 0;
     let mut worst = 0f32;
+    let mut worst_gap = 0f32;
     for c in cases() {
         let prompt = if is_chat(&c) { Prompt::TrustedText(c.prompt.clone()) } else { Prompt::Text(c.prompt.clone()) };
         let params =
@@ -73,16 +74,31 @@ fn greedy_completions_and_logprobs_match() {
                 c.prompt, c.completion, out.text, &ids, &c.completion_tokens
             );
         }
+        // Where the greedy path leaves llama.cpp's, llama.cpp's token must be a near-tie of ours: a wrong
+        // forward pass diverges on tokens it is sure of.
+        if let Some(d) = ids.iter().zip(&c.completion_tokens).position(|(a, b)| a != b) {
+            let t = &out.tokens[d];
+            let theirs = t.top.iter().find(|a| a.id == c.completion_tokens[d]).map(|a| a.logprob);
+            let ours = t.logprob.unwrap_or(0.0);
+            let gap = theirs.map(|l| ours - l).unwrap_or(f32::INFINITY);
+            eprintln!("{:?}: leaves the reference at token {d}, gap {gap:.3}", c.prompt);
+            worst_gap = worst_gap.max(gap);
+        }
     }
+    eprintln!("largest gap where a greedy path leaves the reference: {worst_gap:.3}");
     eprintln!("largest first-step log-probability difference: {worst}");
-    // The goal is 0.1; measured here: up to 0.29 against llama.cpp b10470. That is the noise between
-    // builds of llama.cpp itself on this model: llama.cpp b11434 built from source on the same machine
-    // differs from the reference by 0.20-0.41 in each of nine configurations (AVX-512 or AVX2 kernels,
-    // weight repacking on/off, flash attention on/off, F16/F32 KV cache). The assertion guards against
-    // regressions, not the goal.
-    assert!(worst < 0.35, "first-step log-probabilities differ by up to {worst}");
+    // The goal is 0.1; measured: up to 0.29 against llama.cpp b10470 on AVX-512 CPUs, 0.36 on CPUs with
+    // AVX512-FP16 (ggml built for the host then computes some steps in half precision). That is the
+    // noise between builds of llama.cpp itself on this model: llama.cpp b11434 built from source on
+    // one machine differs from the reference by 0.20-0.41 in each of nine configurations (AVX-512 or AVX2
+    // kernels, weight repacking on/off, flash attention on/off, F16/F32 KV cache). The assertions guard
+    // against regressions, not the goal: a wrong forward pass moves log-probabilities by whole nats and
+    // leaves the reference's path on tokens it is sure of.
+    assert!(worst < 0.45, "first-step log-probabilities differ by up to {worst}");
+    assert!(worst_gap < 0.5, "a greedy path leaves the reference where it is {worst_gap} nats sure");
     assert!(plain >= 6);
-    assert!(word_matches >= plain - 1, "only {word_matches} of {plain} plain prompts match for 8 words");
+    // 5 of 6 match for 8 words on AVX-512 CPUs, 4 of 6 with AVX512-FP16 (both divergences at gaps < 0.07).
+    assert!(word_matches >= plain - 2, "only {word_matches} of {plain} plain prompts match for 8 words");
 }
 
 #[test]
