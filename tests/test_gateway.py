@@ -61,6 +61,12 @@ def test_chat_is_deterministic_at_temperature_zero(client):
 
 
 def test_streaming_with_usage(client):
+    # Both answers compared below find the prompt in the KV cache: a cold prompt and a cached one are
+    # computed in different batch shapes, and on CPUs with AVX512-FP16 (half-precision steps in ggml)
+    # that alone can flip a near-tie of greedy decoding ("Name: 1000" vs "-1\n-2\n...").
+    client.chat.completions.create(
+        model="gemma3-270m", messages=[{"role": "user", "content": "Count: one, two,"}], max_tokens=12, temperature=0
+    )
     stream = client.chat.completions.create(
         model="gemma3-270m",
         messages=[{"role": "user", "content": "Count: one, two,"}],

@@ -57,7 +57,9 @@ pub struct TrainClassifyArgs {
     /// out --valid-split of --data.
     #[arg(long, conflicts_with = "valid_split")]
     valid: Option<PathBuf>,
-    /// Share of --data held out (stratified) for validation when --valid is not given.
+    /// Share of --data held out (stratified) for validation when --valid is not given. In finetune mode
+    /// on phrase-level data (10% or more of the rows inside other rows, as SST-2's phrases), the share of
+    /// whole texts held out, and the rows inside them are not trained on.
     #[arg(long, default_value_t = 0.1)]
     valid_split: f64,
     /// Train on a stratified sample of at most N rows (embedding dominates training time); N must be at
