@@ -205,16 +205,6 @@ impl LoadBench {
     }
 }
 
-/// Runs the comparison at each rate on one [`LoadBench`]; `progress` is called after each measurement.
-pub async fn run(rates: &[u32], duration: Duration, mut progress: impl FnMut(&str)) -> Result<Vec<Comparison>, String> {
-    let bench = LoadBench::start().await?;
-    let mut out = Vec::new();
-    for &rate in rates {
-        out.push(bench.compare(rate, duration, &mut progress).await);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
