@@ -60,6 +60,30 @@ def test_chat_is_deterministic_at_temperature_zero(client):
     assert 0 < cached < second.usage.prompt_tokens, second.usage
 
 
+def test_without_prompt_caching_every_prompt_is_computed_afresh(client):
+    """`rightmodel.cache_prompt: false` (llama.cpp server's `cache_prompt`) computes the whole prompt,
+    so a greedy answer does not depend on what earlier requests left in the KV cache."""
+    kw = dict(model="gemma3-270m", messages=[{"role": "user", "content": "Count: one, two,"}], max_tokens=12,
+              temperature=0)
+    client.chat.completions.create(**kw)  # the prompt is now cached
+    fresh = [client.chat.completions.create(**kw, extra_body={"rightmodel": {"cache_prompt": False}})
+             for _ in range(2)]
+    assert [r.usage.prompt_tokens_details.cached_tokens for r in fresh] == [0, 0]
+    assert fresh[0].choices[0].message.content == fresh[1].choices[0].message.content
+    text = "".join(
+        ch.delta.content or ""
+        for chunk in client.chat.completions.create(**kw, stream=True, extra_body={"rightmodel": {"cache_prompt": False}})
+        for ch in chunk.choices
+    )
+    assert text == fresh[0].choices[0].message.content
+    c = client.completions.create(model="gemma3-270m", prompt="Count: one, two,", max_tokens=4, temperature=0,
+                                  extra_body={"rightmodel": {"cache_prompt": False}})
+    assert c.usage.prompt_tokens_details is None or not c.usage.prompt_tokens_details.cached_tokens
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(**kw, extra_body={"rightmodel": {"cache_prompt": "no"}})
+    assert e.value.param == "rightmodel.cache_prompt"
+
+
 def test_streaming_with_usage(client):
     # Both answers compared below find the prompt in the KV cache: a cold prompt and a cached one are
     # computed in different batch shapes, and on CPUs with AVX512-FP16 (half-precision steps in ggml)

@@ -98,6 +98,12 @@ pub fn sampling_from(
     }
 }
 
+/// The request's `rightmodel.cache_prompt` option (checked at intake with the other options): whether
+/// the engine may reuse a cached prompt prefix; yes unless the client said `false`.
+fn cache_prompt_option(rightmodel: Option<&serde_json::Value>) -> bool {
+    rightmodel.and_then(|o| o.get("cache_prompt")).and_then(serde_json::Value::as_bool).unwrap_or(true)
+}
+
 /// A local generation's failure as the client sees it: constraints nothing satisfies are the
 /// request's JSON schema (400 on `response_format`); see [`infer_error`] for the rest.
 pub fn generation_error(e: InferError) -> ApiError {
@@ -434,7 +440,8 @@ impl LocalChat {
             }
             _ => grammar_for(req)?,
         };
-        let params = sampling_from(&req.sampling, logprobs, req.top_logprobs.unwrap_or(0), grammar);
+        let mut params = sampling_from(&req.sampling, logprobs, req.top_logprobs.unwrap_or(0), grammar);
+        params.cache_prompt = cache_prompt_option(req.rightmodel.as_ref());
         self.start(GenRequest { prompt: Prompt::Chat(crate::tools::local_messages(&req.messages)), params }).await
     }
 
@@ -454,7 +461,8 @@ impl LocalChat {
             }
         };
         let k = req.logprobs.unwrap_or(0);
-        let params = sampling_from(&req.sampling, req.logprobs.is_some(), k, None);
+        let mut params = sampling_from(&req.sampling, req.logprobs.is_some(), k, None);
+        params.cache_prompt = cache_prompt_option(req.rightmodel.as_ref());
         self.start(GenRequest { prompt: Prompt::Text(prompt), params }).await
     }
 

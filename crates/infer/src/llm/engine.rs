@@ -497,7 +497,9 @@ impl<'m> Worker<'m> {
         // Keep at least one prompt token to decode: its logits start the generation.
         let limit = prompt.len() - 1;
         let seq = target as i32;
-        let mut reused = if src != target && best > own {
+        let mut reused = if !job.params.cache_prompt {
+            0
+        } else if src != target && best > own {
             let n = best.min(limit);
             let ok = self.ctx.kv_cache_seq_rm(seq, None, None).is_ok()
                 && self.ctx.kv_cache_seq_cp(src as i32, seq, Some(0), Some(n as u32)).is_ok();
@@ -801,6 +803,20 @@ mod tests {
         let reported: String = cut.tokens.iter().map(|t| t.text.as_str()).collect();
         assert_eq!(reported, cut.text, "{:?}", two(i));
         assert_eq!(cut.tokens.len(), i, "the answer's tokens, neither of the stop's two: {:?}", two(i));
+    }
+
+    #[test]
+    fn without_prompt_caching_the_prompt_is_computed_afresh() {
+        let run = |cache_prompt: bool| {
+            let params = SamplingParams { max_tokens: 8, temperature: 0.0, cache_prompt, ..Default::default() };
+            let prompt = Prompt::Text("A list of colours: red, green,".into());
+            engine().generate(GenRequest { prompt, params }).expect("generates")
+        };
+        run(true);
+        let a = run(false);
+        let b = run(false);
+        assert_eq!((a.finished.cached_tokens, b.finished.cached_tokens), (0, 0));
+        assert_eq!(a.text, b.text, "two fresh computations of one greedy request agree");
     }
 
     #[test]

@@ -40,6 +40,11 @@ pub struct SamplingParams {
     pub top_logprobs: usize,
     /// Never pick an end-of-generation token (benchmarks that need exactly `max_tokens`).
     pub ignore_eos: bool,
+    /// Reuse the KV state of a cached prompt prefix (llama.cpp server's `cache_prompt`). Off, the whole
+    /// prompt is computed afresh: slower, but a greedy answer then does not depend on what earlier
+    /// requests left in the cache (a cached and a fresh prompt are computed in different batch shapes,
+    /// and on some CPUs that flips near-ties).
+    pub cache_prompt: bool,
 }
 
 impl Default for SamplingParams {
@@ -59,6 +64,7 @@ impl Default for SamplingParams {
             logprobs: false,
             top_logprobs: 0,
             ignore_eos: false,
+            cache_prompt: true,
         }
     }
 }

@@ -40,6 +40,10 @@ pub struct Overrides {
     /// Direct or cascade.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<Strategy>,
+    /// Whether a local model may reuse a cached prompt prefix (default yes); `false` makes a greedy
+    /// answer independent of earlier requests (see `SamplingParams::cache_prompt` in the engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_prompt: Option<bool>,
 }
 
 impl Overrides {
@@ -63,6 +67,7 @@ impl Overrides {
                 "max_cost_usd" => o.max_cost_usd = Some(number().ok_or_else(|| bad("a number of dollars"))?),
                 "max_latency_ms" => o.max_latency_ms = Some(number().ok_or_else(|| bad("a number of milliseconds"))?),
                 "explain" => o.explain = Some(value.as_bool().ok_or_else(|| bad("true or false"))?),
+                "cache_prompt" => o.cache_prompt = Some(value.as_bool().ok_or_else(|| bad("true or false"))?),
                 "strategy" => {
                     o.strategy = Some(match value.as_str().map(str::to_ascii_lowercase).as_deref() {
                         Some("direct") => Strategy::Direct,
@@ -75,7 +80,7 @@ impl Overrides {
                         &param,
                         format!(
                             "unknown option `{key}`; the options are strong_share, threshold, max_cost_usd, \
-                             max_latency_ms, explain and strategy"
+                             max_latency_ms, explain, strategy and cache_prompt"
                         ),
                     ))
                 }
