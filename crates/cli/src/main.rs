@@ -45,13 +45,24 @@ enum Command {
     /// Train, score, evaluate and calibrate the difficulty router.
     #[command(
         subcommand,
-        after_help = "Examples:\n  rightmodel router eval --data ../shared/data/routing/mmlu.csv --out router-eval\n  rightmodel router train --data outcomes.csv\n  echo '{\"prompt\": \"Prove that the square root of 2 is irrational\"}' | rightmodel router score"
+        after_help = concat!(
+            "Examples:\n",
+            "  rightmodel router eval --data ../shared/data/routing/mmlu.csv \\\n",
+            "      --out router-eval\n",
+            "  rightmodel router train --data outcomes.csv\n",
+            "  echo '{\"prompt\": \"Prove that the square root of 2 is irrational\"}' \\\n",
+            "      | rightmodel router score",
+        )
     )]
     Router(cmd::router::RouterCmd),
     /// Train task models on your own data.
     #[command(
         subcommand,
-        after_help = "Example:\n  rightmodel train classify --data reviews.csv --text-col text --label-col label --name reviews"
+        after_help = concat!(
+            "Example:\n",
+            "  rightmodel train classify --data reviews.csv --text-col text \\\n",
+            "      --label-col label --name reviews",
+        )
     )]
     Train(cmd::tasks::TrainCmd),
     /// Classify texts with a trained classifier.
@@ -65,7 +76,15 @@ enum Command {
     /// Evaluate task models, document QA, and small vs large vs routed on your own prompts.
     #[command(
         subcommand,
-        after_help = "Examples:\n  rightmodel eval classify --model trec --data ../shared/data/classify/trec/test.tsv\n  rightmodel eval docs --squad ../shared/data/docqa/squad_dev_half.json --limit 1000\n  rightmodel eval route --data my_prompts.jsonl --models small,large,auto --out compare/"
+        after_help = concat!(
+            "Examples:\n",
+            "  rightmodel eval classify --model trec \\\n",
+            "      --data ../shared/data/classify/trec/test.tsv\n",
+            "  rightmodel eval docs --squad ../shared/data/docqa/squad_dev_half.json \\\n",
+            "      --limit 1000\n",
+            "  rightmodel eval route --data my_prompts.jsonl \\\n",
+            "      --models small,large,auto --out compare/",
+        )
     )]
     Eval(cmd::EvalCmd),
 }
@@ -215,5 +234,96 @@ mod tests {
         assert_eq!(log_filter(None, None, env("error")), "error");
         assert_eq!(log_filter(None, env(" "), None), DEFAULT_LOG_FILTER);
         assert_eq!(log_filter(None, None, None), DEFAULT_LOG_FILTER);
+    }
+
+    /// Terminal width the help examples must fit without clap wrapping them.
+    const HELP_WIDTH: usize = 80;
+
+    /// The command path and long help, rendered `width` columns wide, of `cmd` and all its subcommands.
+    fn long_helps(cmd: &clap::Command, path: &str, width: usize, out: &mut Vec<(String, String)>) {
+        let mut this = cmd.clone().term_width(width);
+        out.push((path.to_string(), this.render_long_help().to_string()));
+        for sub in cmd.get_subcommands() {
+            long_helps(sub, &format!("{path} {}", sub.get_name()), width, out);
+        }
+    }
+
+    /// Every command's long help at `width` columns (0: never wrapped).
+    fn all_long_helps(width: usize) -> Vec<(String, String)> {
+        use clap::CommandFactory;
+        let mut root = Cli::command();
+        root.build();
+        let mut out = Vec::new();
+        long_helps(&root, "rightmodel", width, &mut out);
+        out
+    }
+
+    /// The lines of a help text's "Example:"/"Examples:" section, up to the first blank line.
+    fn example_lines(help: &str) -> Vec<&str> {
+        help.lines()
+            .skip_while(|l| !matches!(l.trim_end(), "Example:" | "Examples:"))
+            .skip(1)
+            .take_while(|l| !l.trim().is_empty())
+            .collect()
+    }
+
+    /// What is wrong with an examples section, line by line: a line wider than [`HELP_WIDTH`], or one
+    /// not laid out as a command (2 spaces, then a `#` comment or a command line) or, after a line
+    /// ending in `\`, as its continuation (6 spaces); and a command (its first line with those
+    /// continuing it) that does not run `rightmodel`. A line clap wrapped fails these checks.
+    fn example_problems(lines: &[&str]) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut command = String::new();
+        for (i, line) in lines.iter().enumerate() {
+            let continued = i > 0 && lines[i - 1].ends_with('\\');
+            let indent = line.len() - line.trim_start().len();
+            if line.chars().count() > HELP_WIDTH {
+                problems.push(format!("wider than {HELP_WIDTH} columns: {line:?}"));
+            }
+            if continued && indent != 6 {
+                problems.push(format!("continues the line above but is not indented by 6 spaces: {line:?}"));
+            }
+            if !continued && indent != 2 {
+                problems.push(format!("not indented by 2 spaces: {line:?}"));
+            }
+            command.push_str(line);
+            if !line.ends_with('\\') {
+                let text = command.trim_start();
+                if !text.starts_with('#') && !text.contains("rightmodel") {
+                    problems.push(format!("neither a `rightmodel` command nor a `#` comment (wrapped?): {text:?}"));
+                }
+                command.clear();
+            }
+        }
+        problems
+    }
+
+    #[test]
+    fn help_examples_fit_80_columns_unwrapped() {
+        let narrow = all_long_helps(HELP_WIDTH);
+        let wide = all_long_helps(0);
+        let mut problems = Vec::new();
+        let mut with_examples = 0;
+        for ((path, help), (_, unwrapped)) in narrow.iter().zip(&wide) {
+            let lines = example_lines(help);
+            with_examples += usize::from(!lines.is_empty());
+            if lines != example_lines(unwrapped) {
+                problems.push(format!("`{path} --help`: clap wraps the examples at {HELP_WIDTH} columns"));
+            }
+            problems.extend(example_problems(&lines).into_iter().map(|p| format!("`{path} --help`: {p}")));
+        }
+        assert!(with_examples >= 20, "only {with_examples} commands have examples: is the walk broken?");
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn the_example_check_catches_wrapped_lines() {
+        assert!(example_problems(&["  rightmodel eval classify --model trec \\", "      --data x.tsv"]).is_empty());
+        assert!(example_problems(&["  # a comment", "  echo x \\", "      | rightmodel router score"]).is_empty());
+        // What clap makes of a long line: the rest at the same indentation.
+        assert_eq!(example_problems(&["  rightmodel eval classify --model trec --data", "  ../x/test.tsv"]).len(), 1);
+        assert_eq!(example_problems(&["  rightmodel x \\", "  --data x.tsv"]).len(), 1);
+        assert_eq!(example_problems(&[&format!("  rightmodel {}", "x".repeat(80))]).len(), 1);
+        assert_eq!(example_lines("Usage: x\n\nExamples:\n  a\n  b\n\nNote: c\n"), ["  a", "  b"]);
     }
 }

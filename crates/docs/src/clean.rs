@@ -24,16 +24,33 @@ pub enum Format {
     Html,
 }
 
+/// The extensions a folder walk indexes (lower case, without the dot), with the format of each.
+pub const EXTENSIONS: [(&str, Format); 12] = [
+    ("txt", Format::Text),
+    ("text", Format::Text),
+    ("rst", Format::Text),
+    ("adoc", Format::Text),
+    ("org", Format::Text),
+    ("md", Format::Markdown),
+    ("markdown", Format::Markdown),
+    ("mdown", Format::Markdown),
+    ("mkd", Format::Markdown),
+    ("html", Format::Html),
+    ("htm", Format::Html),
+    ("xhtml", Format::Html),
+];
+
+/// [`EXTENSIONS`] for messages: `.txt, .text, ..., .xhtml`.
+pub fn supported_extensions() -> String {
+    EXTENSIONS.iter().map(|(ext, _)| format!(".{ext}")).collect::<Vec<_>>().join(", ")
+}
+
 impl Format {
-    /// The format of a file by its extension, or `None` for files a folder walk should skip.
+    /// The format of a file by its extension (see [`EXTENSIONS`]), or `None` for files a folder walk
+    /// should skip.
     pub fn from_extension(path: &Path) -> Option<Format> {
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-        match ext.as_str() {
-            "txt" | "text" | "rst" | "adoc" | "org" => Some(Format::Text),
-            "md" | "markdown" | "mdown" | "mkd" => Some(Format::Markdown),
-            "html" | "htm" | "xhtml" => Some(Format::Html),
-            _ => None,
-        }
+        EXTENSIONS.iter().find(|(e, _)| *e == ext).map(|(_, format)| *format)
     }
 
     /// The format of a file named explicitly: by extension, plain text when the extension is unknown.
@@ -109,6 +126,17 @@ fn html_to_text(html: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_listed_extensions_are_the_indexed_ones() {
+        let listed = supported_extensions();
+        assert!(listed.starts_with(".txt, ") && listed.ends_with(", .xhtml"), "{listed}");
+        for (ext, format) in EXTENSIONS {
+            assert_eq!(Format::from_extension(Path::new(&format!("a.{}", ext.to_uppercase()))), Some(format));
+        }
+        assert_eq!(Format::from_extension(Path::new("a.pdf")), None);
+        assert_eq!(Format::from_extension(Path::new("README")), None);
+    }
 
     #[test]
     fn a_byte_order_mark_is_not_text_but_still_counts_for_offsets() {

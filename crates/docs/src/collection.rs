@@ -82,6 +82,10 @@ pub struct AddReport {
     pub removals: Vec<RemovedFile>,
     /// Files in folders ignored for their extension.
     pub ignored: usize,
+    /// Those files, as found in their folders, so that a user can see what was passed over (not only
+    /// how many); see [`crate::clean::EXTENSIONS`] for the ones indexed.
+    #[serde(default)]
+    pub ignored_files: Vec<String>,
     /// Passages created.
     pub passages_added: usize,
     /// Passages dropped because their file changed.
@@ -247,7 +251,8 @@ impl Collection {
         }
         self.check_embedder(embedder)?;
         let collected = collect_files(paths)?;
-        let mut report = AddReport { ignored: collected.ignored, ..AddReport::default() };
+        let ignored_files = collected.ignored_files.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        let mut report = AddReport { ignored: collected.ignored, ignored_files, ..AddReport::default() };
         let mut removals = self.missing_removals(&collected.missing)?;
         for (path, reason) in collected.unreadable {
             report.skipped.push(SkippedFile { path: path.to_string_lossy().into_owned(), reason });

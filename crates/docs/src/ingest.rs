@@ -73,7 +73,10 @@ fn walk_folder(p: &Path, found: &mut Collected) -> Result<(), DocsError> {
         }
         match Format::from_extension(entry.path()) {
             Some(format) => found.files.push(SourceFile { path: canonical(entry.path())?, format, explicit: false }),
-            None => found.ignored += 1,
+            None => {
+                found.ignored += 1;
+                found.ignored_files.push(entry.path().to_path_buf());
+            }
         }
     }
     Ok(())
@@ -86,6 +89,8 @@ pub struct Collected {
     pub files: Vec<SourceFile>,
     /// Files of other types inside folders.
     pub ignored: usize,
+    /// Those files, as found by the walk (the given folder joined with the path below it).
+    pub ignored_files: Vec<PathBuf>,
     /// Entries inside folders that could not be read (dangling links, loops), with why.
     pub unreadable: Vec<(PathBuf, String)>,
     /// The folders walked (canonical paths): a file indexed from one of them that the walk no longer
@@ -317,6 +322,22 @@ mod tests {
         let found = within_seconds(move || collect_files(&[root]).unwrap());
         assert_eq!(found.files.len(), 2, "{found:?}");
         assert!(found.files.iter().any(|f| f.path.ends_with("pipe.txt") && !f.explicit));
+    }
+
+    #[test]
+    fn files_of_other_types_in_a_folder_are_listed_by_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("sub")).unwrap();
+        for name in ["a.pdf", "sub/b.PDF", "notes.md", "README"] {
+            std::fs::write(tmp.path().join(name), "x").unwrap();
+        }
+        let found = collect_files(&[tmp.path()]).unwrap();
+        assert_eq!(found.files.len(), 1, "{found:?}");
+        assert_eq!(found.ignored, 3);
+        let mut names: Vec<String> =
+            found.ignored_files.iter().map(|p| p.strip_prefix(tmp.path()).unwrap().display().to_string()).collect();
+        names.sort();
+        assert_eq!(names, ["README", "a.pdf", "sub/b.PDF"]);
     }
 
     #[test]

@@ -29,6 +29,7 @@ fn indexes_a_folder_and_cites_exact_offsets() {
     let report = c.add_paths(&e, &[tmp.path().join("docs")]).unwrap();
     assert_eq!(report.added.len(), 3, "{report:?}");
     assert_eq!(report.ignored, 1, "logo.png is ignored");
+    assert!(report.ignored_files.len() == 1 && report.ignored_files[0].ends_with("logo.png"), "{report:?}");
     assert!(report.passages_total >= 5);
 
     let a = c.ask(&e, "Who designed the Harbour Bridge?", 3).unwrap();

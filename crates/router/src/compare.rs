@@ -191,6 +191,7 @@ fn chat_of(c: &Conversation) -> Vec<ChatMessage> {
 /// `answer` as a list of accepted answers), or a CSV with `prompt` and `answer` columns (several accepted
 /// answers separated by `|`). Errors name the file and line.
 pub fn read_cases(path: &Path) -> Result<Vec<Case>, RouterError> {
+    crate::data::check_input_file(path, "a .jsonl or .csv file of test cases")?;
     let is_csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     let mut out = Vec::new();
     if is_csv {

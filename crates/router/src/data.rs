@@ -60,6 +60,19 @@ impl Default for Columns {
     }
 }
 
+/// Fails with a clear message when `path` is not an existing file: missing, or a folder (`expected`
+/// says what to give instead, e.g. "a .csv file"). Other metadata errors are left to the read, which
+/// names them.
+pub fn check_input_file(path: &Path, expected: &str) -> Result<(), RouterError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {
+            Err(RouterError::data(path.display(), format!("is a folder, not a file; give {expected}")))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(RouterError::data(path.display(), "no such file")),
+        _ => Ok(()),
+    }
+}
+
 fn open_csv(path: &Path) -> Result<csv::Reader<std::fs::File>, RouterError> {
     csv::ReaderBuilder::new().flexible(false).from_path(path).map_err(|e| RouterError::data(path.display(), e))
 }
@@ -224,6 +237,7 @@ fn check_binary_columns(rows: &[(u64, Outcome)], cols: &Columns, bad: &mut BadLi
 /// prompt, or a value outside `[0, 1]` in 0/1 correctness columns (see [`BINARY_SHARE`]) is listed in
 /// one error, by line.
 pub fn read_outcomes(path: &Path, cols: &Columns) -> Result<Vec<LabelledPrompt>, RouterError> {
+    check_input_file(path, "an outcome .csv file")?;
     let mut rdr = open_csv(path)?;
     let headers = read_headers(&mut rdr, path)?;
     let p = column(&headers, &cols.prompt, path, OUTCOME_COLUMNS_HINT)?;
@@ -321,6 +335,7 @@ pub fn parse_prompt_lines(input: &[u8]) -> Result<Vec<Conversation>, BadLines> {
 /// Reads the prompts of a file for calibration: JSON lines (`.jsonl`, see [`parse_prompt_line`]) or
 /// a CSV with a `prompt` column (outcome columns, if any, are ignored).
 pub fn read_prompts(path: &Path, prompt_col: &str) -> Result<Vec<Conversation>, RouterError> {
+    check_input_file(path, "a .jsonl or .csv file of prompts")?;
     let is_csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     if is_csv {
         let mut rdr = open_csv(path)?;
@@ -352,6 +367,23 @@ mod tests {
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
         p
+    }
+
+    #[test]
+    fn a_folder_or_a_missing_file_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("outcomes.csv");
+        std::fs::create_dir(&folder).unwrap();
+        let missing = dir.path().join("gone.csv");
+        let outcomes = |p: &Path| read_outcomes(p, &Columns::default()).unwrap_err().to_string();
+        let prompts = |p: &Path| read_prompts(p, "prompt").unwrap_err().to_string();
+        let cases = |p: &Path| crate::compare::read_cases(p).unwrap_err().to_string();
+        for e in [outcomes(&folder), prompts(&folder), cases(&folder), prompts(dir.path())] {
+            assert!(e.contains("is a folder, not a file; give a") && !e.contains("os error"), "{e}");
+        }
+        for e in [outcomes(&missing), prompts(&missing), cases(&missing)] {
+            assert!(e.ends_with("gone.csv: no such file"), "{e}");
+        }
     }
 
     #[test]

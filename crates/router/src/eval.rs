@@ -74,10 +74,60 @@ pub struct CvReport {
 }
 
 impl CvReport {
-    /// Mean over folds of a learned-router metric picked by `f` (skipping undefined values).
+    /// Numbers of the folds whose held-out rows give the strong model no edge over the weak one
+    /// ([`RoutingMetrics::defined`]): their PGR metrics are undefined, and [`CvReport::fold_mean`]
+    /// leaves them out.
+    pub fn undefined_folds(&self) -> Vec<usize> {
+        self.folds.iter().filter(|r| !r.metrics.learned.defined()).map(|r| r.fold).collect()
+    }
+
+    /// Mean of a metric picked by `f` over the folds where the metrics are defined (see
+    /// [`CvReport::undefined_folds`]), skipping values `f` gives as `None` or NaN (a CPT never
+    /// reached); `None` when nothing is left to average.
     pub fn fold_mean(&self, f: impl Fn(&Comparison) -> Option<f64>) -> Option<f64> {
-        let v: Vec<f64> = self.folds.iter().filter_map(|r| f(&r.metrics)).filter(|x| x.is_finite()).collect();
+        let v: Vec<f64> = self
+            .folds
+            .iter()
+            .filter(|r| r.metrics.learned.defined())
+            .filter_map(|r| f(&r.metrics))
+            .filter(|x| x.is_finite())
+            .collect();
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    }
+
+    /// What a reader must know before trusting the numbers: that the strong model does not beat the
+    /// weak one on the pooled data (every PGR metric undefined), or on some folds' held-out rows (those
+    /// folds left out of the means, counted). Empty when every metric is defined.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let p = &self.pooled.learned;
+        if !p.defined() {
+            out.push(format!(
+                "the strong model does not beat the weak one on this data (strong alone {:.1}%, weak alone {:.1}%), \
+                 so there is no quality gap for a router to recover: PGR, APGR and CPT are undefined (shown as n/a). \
+                 Check that --strong-col and --weak-col name the right columns, or use data where the strong model \
+                 is better",
+                100.0 * p.strong_quality,
+                100.0 * p.weak_quality
+            ));
+        }
+        let undefined = self.undefined_folds();
+        if !undefined.is_empty() {
+            let list: Vec<String> = undefined.iter().map(usize::to_string).collect();
+            let left = self.folds.len() - undefined.len();
+            let means = if left == 0 {
+                "so there are no fold means".to_string()
+            } else {
+                format!("so the fold means are over the other {left} fold(s) and leave out {}", undefined.len())
+            };
+            out.push(format!(
+                "in fold(s) {} of {}, the strong model does not beat the weak one on the held-out rows: their APGR \
+                 and CPT are undefined (shown as n/a), {means}",
+                list.join(", "),
+                self.folds.len()
+            ));
+        }
+        out
     }
 }
 
@@ -226,10 +276,82 @@ pub fn cross_validate(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{check_folds, check_row_folds, share_below};
+pub(crate) mod tests {
+    use super::{check_folds, check_row_folds, share_below, Comparison, CvConfig, CvReport, FoldResult};
     use crate::conversation::Conversation;
     use crate::data::{LabelledPrompt, Outcome};
+    use crate::metrics::evaluate;
+
+    /// The three routers' metrics (all one ranking) on `outcomes`, with prompts ranked by their order.
+    fn comparison(outcomes: &[Outcome]) -> Comparison {
+        let scores: Vec<f32> = (0..outcomes.len()).map(|i| i as f32).collect();
+        let m = evaluate(&scores, outcomes, 4);
+        Comparison { learned: m.clone(), length: m.clone(), random: m }
+    }
+
+    /// Eight prompts where the strong model helps on the last two (weak 75%, strong 100%).
+    fn helped() -> Vec<Outcome> {
+        let mut v = vec![Outcome { weak: 1.0, strong: 1.0 }; 6];
+        v.extend([Outcome { weak: 0.0, strong: 1.0 }; 2]);
+        v
+    }
+
+    /// Eight prompts where the strong model is no better (`worse`: it loses two the weak one gets).
+    fn not_helped(worse: bool) -> Vec<Outcome> {
+        let mut v = vec![Outcome { weak: 1.0, strong: 1.0 }; 6];
+        let (a, b) = if worse { (1.0, 0.0) } else { (0.0, 0.0) };
+        v.extend([Outcome { weak: a, strong: b }; 2]);
+        v
+    }
+
+    /// A hand-made cross-validation report: one fold per outcome set, pooled over all of them.
+    pub(crate) fn report_of(folds: &[Vec<Outcome>]) -> CvReport {
+        let results = folds
+            .iter()
+            .enumerate()
+            .map(|(i, o)| FoldResult { fold: i + 1, groups: Vec::new(), rows: o.len(), metrics: comparison(o) })
+            .collect();
+        let all: Vec<Outcome> = folds.concat();
+        CvReport {
+            config: CvConfig { folds: folds.len(), ..CvConfig::default() },
+            grouped: false,
+            folds: results,
+            pooled: comparison(&all),
+            oof_scores: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn folds_without_a_gap_are_named_and_left_out_of_the_means() {
+        let r = report_of(&[helped(), not_helped(false), helped(), not_helped(true)]);
+        assert_eq!(r.undefined_folds(), vec![2, 4]);
+        assert!(r.folds[1].metrics.learned.apgr.is_nan());
+        let defined = r.folds[0].metrics.learned.apgr;
+        assert!(defined.is_finite());
+        assert_eq!(r.fold_mean(|c| Some(c.learned.apgr)), Some(defined));
+        // Fold 4's upside-down scale is left out even where it would give a finite number.
+        assert_eq!(r.fold_mean(|c| Some(c.learned.weak_quality)), Some(0.75));
+        let w = r.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("in fold(s) 2, 4 of 4, the strong model does not beat the weak one"), "{w:?}");
+        assert!(w[0].contains("fold means are over the other 2 fold(s) and leave out 2"), "{w:?}");
+    }
+
+    #[test]
+    fn no_gap_in_the_pooled_data_is_a_warning_not_a_number() {
+        let r = report_of(&[not_helped(true), not_helped(false)]);
+        assert!(!r.pooled.learned.defined() && r.pooled.learned.apgr.is_nan());
+        assert_eq!(r.fold_mean(|c| Some(c.learned.apgr)), None);
+        let w = r.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("does not beat the weak one on this data (strong alone 75.0%, weak alone 87.5%)"),
+            "{w:?}"
+        );
+        assert!(w[0].contains("APGR and CPT are undefined"), "{w:?}");
+        assert!(w[1].ends_with("so there are no fold means"), "{w:?}");
+        assert!(report_of(&[helped(), helped()]).warnings().is_empty());
+    }
 
     fn rows_in_groups(groups: &[&str]) -> Vec<LabelledPrompt> {
         groups

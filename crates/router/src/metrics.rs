@@ -13,6 +13,11 @@
 //!   between sweep points. RouteLLM interpolates with `np.interp` over the points ordered by share,
 //!   which is the same on a rising curve; on a curve that dips we take the first crossing, which is
 //!   what "calls needed to reach x" means, and report `None` when it is never reached.
+//!
+//! All three are defined only when the strong model alone beats the weak one ([`gap_defined`]): with
+//! no gap there is nothing to recover, and with a negative one the PGR scale is upside down (a router
+//! is "recovering" a loss), so PGR is NaN, APGR NaN and every CPT `None` there, and
+//! [`RoutingMetrics::defined`] tells callers not to show them as numbers.
 
 use serde::Serialize;
 
@@ -48,6 +53,24 @@ pub struct RoutingMetrics {
     pub cpt80: Option<f64>,
     /// The sweep, ordered by strong share.
     pub curve: Vec<CurvePoint>,
+}
+
+impl RoutingMetrics {
+    /// Whether PGR, APGR and CPT mean anything on this data: the strong model alone beats the weak one
+    /// ([`gap_defined`]).
+    pub fn defined(&self) -> bool {
+        gap_defined(self.weak_quality, self.strong_quality)
+    }
+}
+
+/// Smallest strong-minus-weak quality gap that counts as the strong model being better (below it the
+/// difference is rounding).
+pub const MIN_GAP: f64 = 1e-12;
+
+/// Whether the performance gap `strong - weak` can be recovered at all, i.e. PGR is defined: the
+/// strong model alone must be better than the weak one by more than [`MIN_GAP`].
+pub fn gap_defined(weak: f64, strong: f64) -> bool {
+    strong - weak > MIN_GAP
 }
 
 /// The `q` percentile (0..=1) of ascending `sorted` values by nearest rank, the convention of latency
@@ -107,7 +130,7 @@ pub fn curve(scores: &[f32], outcomes: &[Outcome], bins: usize) -> Vec<CurvePoin
                 threshold: t,
                 strong_share: strong_calls as f64 / n as f64,
                 quality,
-                pgr: if gap.abs() > 1e-12 { (quality - weak) / gap } else { f64::NAN },
+                pgr: if gap_defined(weak, strong) { (quality - weak) / gap } else { f64::NAN },
             }
         })
         .collect();
@@ -219,6 +242,27 @@ mod tests {
         let m = evaluate(&[0.3; 10], &ten(), 10);
         assert!((m.apgr - 0.5).abs() < 1e-12);
         assert!((m.cpt50.unwrap() - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn no_gap_or_a_negative_one_leaves_the_metrics_undefined() {
+        let scores: Vec<f32> = (0..10).map(|i| i as f32).collect();
+        // Both models equally good overall (they differ row by row), then the strong one worse.
+        let tie: Vec<Outcome> = (0..10).map(|i| if i % 2 == 0 { o(1.0, 0.0) } else { o(0.0, 1.0) }).collect();
+        let worse: Vec<Outcome> = (0..10).map(|i| if i < 3 { o(1.0, 0.0) } else { o(1.0, 1.0) }).collect();
+        for outcomes in [tie, worse] {
+            let m = evaluate(&scores, &outcomes, 10);
+            assert!(!m.defined(), "{m:?}");
+            assert!(m.apgr.is_nan() && m.curve.iter().all(|p| p.pgr.is_nan()), "{m:?}");
+            assert_eq!((m.cpt20, m.cpt50, m.cpt80), (None, None, None));
+            // The qualities themselves are still measured.
+            assert!(m.curve.iter().all(|p| p.quality.is_finite()));
+        }
+        // A tiny edge for the strong model is a gap: defined, however noisy.
+        let mut edge = vec![o(1.0, 1.0); 9];
+        edge.push(o(0.0, 1.0));
+        assert!(evaluate(&scores, &edge, 10).defined());
+        assert!(!gap_defined(0.5, 0.5) && !gap_defined(0.5, 0.4) && gap_defined(0.4, 0.5));
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub fn train_weights(
     provenance.rows = rows.len();
     provenance.cv = cv.as_ref().map(|r| CvSummary {
         folds: r.config.folds,
-        apgr: r.pooled.learned.apgr,
+        apgr: Some(r.pooled.learned.apgr).filter(|a| r.pooled.learned.defined() && a.is_finite()),
         cpt50: r.pooled.learned.cpt50,
         cpt80: r.pooled.learned.cpt80,
     });

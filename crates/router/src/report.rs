@@ -46,12 +46,51 @@ pub fn write_result(path: &Path, bytes: &[u8], existing: Existing) -> Result<(),
     }
 }
 
+/// What tables show where a metric is undefined (the strong model does not beat the weak one).
+pub const UNDEFINED: &str = "n/a";
+
 fn pct(v: Option<f64>) -> String {
     v.map(|x| format!("{:.1}%", 100.0 * x)).unwrap_or_else(|| "not reached".into())
 }
 
+/// `m`'s APGR as tables show it: three decimals, or [`UNDEFINED`] where it is undefined
+/// ([`RoutingMetrics::defined`]), never NaN or a number from an upside-down PGR scale.
+pub fn apgr_cell(m: &RoutingMetrics) -> String {
+    if m.defined() && m.apgr.is_finite() {
+        format!("{:.3}", m.apgr)
+    } else {
+        UNDEFINED.to_string()
+    }
+}
+
+/// A CPT of `m` (`cpt`, one of its fields) as tables show it: a percentage, `not reached`, or
+/// [`UNDEFINED`] where `m`'s metrics are undefined.
+pub fn cpt_cell(m: &RoutingMetrics, cpt: Option<f64>) -> String {
+    if m.defined() {
+        pct(cpt)
+    } else {
+        UNDEFINED.to_string()
+    }
+}
+
+/// A mean over folds ([`CvReport::fold_mean`]) of an APGR: three decimals, or [`UNDEFINED`] when no
+/// fold has it.
+pub fn mean_cell(v: Option<f64>) -> String {
+    v.map_or_else(|| UNDEFINED.to_string(), |x| format!("{x:.3}"))
+}
+
+/// A mean over folds of a CPT: a percentage, or [`UNDEFINED`] when `any_defined` is false (no fold has
+/// defined metrics), else `not reached` when no defined fold reached it.
+pub fn mean_cpt_cell(v: Option<f64>, any_defined: bool) -> String {
+    if any_defined {
+        pct(v)
+    } else {
+        UNDEFINED.to_string()
+    }
+}
+
 fn row(out: &mut String, name: &str, m: &RoutingMetrics) {
-    let _ = writeln!(out, "| {name} | {:.3} | {} | {} |", m.apgr, pct(m.cpt50), pct(m.cpt80));
+    let _ = writeln!(out, "| {name} | {} | {} | {} |", apgr_cell(m), cpt_cell(m, m.cpt50), cpt_cell(m, m.cpt80));
 }
 
 fn table(out: &mut String, c: &Comparison) {
@@ -77,6 +116,9 @@ pub fn markdown(report: &CvReport, title: &str, notes: &str, chart_file: &str) -
         100.0 * (p.strong_quality - p.weak_quality),
         report.config.bins
     );
+    for w in report.warnings() {
+        let _ = writeln!(s, "**Warning:** {w}.\n");
+    }
     if report.grouped {
         let _ = writeln!(
             s,
@@ -101,26 +143,28 @@ pub fn markdown(report: &CvReport, title: &str, notes: &str, chart_file: &str) -
         let m = &f.metrics;
         let _ = writeln!(
             s,
-            "| {} | {} | {:.3} | {} | {} | {:.3} | {:.3} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             f.fold,
             f.rows,
-            m.learned.apgr,
-            pct(m.learned.cpt50),
-            pct(m.learned.cpt80),
-            m.length.apgr,
-            m.random.apgr,
+            apgr_cell(&m.learned),
+            cpt_cell(&m.learned, m.learned.cpt50),
+            cpt_cell(&m.learned, m.learned.cpt80),
+            apgr_cell(&m.length),
+            apgr_cell(&m.random),
             f.groups.join(", ")
         );
     }
     let mean = |f: &dyn Fn(&Comparison) -> Option<f64>| report.fold_mean(f);
+    let any_defined = report.undefined_folds().len() < report.folds.len();
     let _ = writeln!(
         s,
-        "| mean | | {:.3} | {} | {} | {:.3} | {:.3} | |",
-        mean(&|c| Some(c.learned.apgr)).unwrap_or(f64::NAN),
-        pct(mean(&|c| c.learned.cpt50)),
-        pct(mean(&|c| c.learned.cpt80)),
-        mean(&|c| Some(c.length.apgr)).unwrap_or(f64::NAN),
-        mean(&|c| Some(c.random.apgr)).unwrap_or(f64::NAN),
+        "| mean{} | | {} | {} | {} | {} | {} | |",
+        mean_label(report),
+        mean_cell(mean(&|c| Some(c.learned.apgr))),
+        mean_cpt_cell(mean(&|c| c.learned.cpt50), any_defined),
+        mean_cpt_cell(mean(&|c| c.learned.cpt80), any_defined),
+        mean_cell(mean(&|c| Some(c.length.apgr))),
+        mean_cell(mean(&|c| Some(c.random.apgr))),
     );
     let _ = writeln!(s, "\n## Quality vs strong-call share (pooled)\n\n![curve]({chart_file})\n");
     s.push_str("| strong share | learned quality | length quality | random quality |\n|---|---|---|---|\n");
@@ -141,6 +185,18 @@ pub fn markdown(report: &CvReport, title: &str, notes: &str, chart_file: &str) -
         let _ = writeln!(s, "\n## Run\n\n{notes}");
     }
     s
+}
+
+/// What follows "mean" in the per-fold tables: nothing when every fold counts, else which folds the
+/// mean is over (`" of 4 folds"`), since undefined ones are left out.
+pub fn mean_label(report: &CvReport) -> String {
+    let left_out = report.undefined_folds().len();
+    if left_out == 0 {
+        String::new()
+    } else {
+        let n = report.folds.len() - left_out;
+        format!(" of {n} fold{}", if n == 1 { "" } else { "s" })
+    }
 }
 
 /// Draws the pooled quality-vs-strong-share curves of the three routers onto `root`.
@@ -185,7 +241,7 @@ fn draw_curves<DB: DrawingBackend>(
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
             .map_err(|e| err(&e))?
-            .label(format!("{name} (APGR {:.3})", m.apgr))
+            .label(format!("{name} (APGR {})", apgr_cell(m)))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
         chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(|e| err(&e))?;
     }
@@ -288,6 +344,38 @@ pub fn write_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::Outcome;
+    use crate::eval::tests::report_of;
+
+    #[test]
+    fn undefined_metrics_read_n_a_with_a_warning() {
+        let helped: Vec<Outcome> =
+            (0..8).map(|i| Outcome { weak: if i < 6 { 1.0 } else { 0.0 }, strong: 1.0 }).collect();
+        let tie: Vec<Outcome> = (0..8).map(|i| Outcome { weak: if i < 6 { 1.0 } else { 0.0 }, strong: 0.75 }).collect();
+        let md = markdown(&report_of(&[helped.clone(), tie.clone()]), "t", "", "curve.svg");
+        assert!(md.contains("**Warning:** in fold(s) 2 of 2, the strong model does not beat"), "{md}");
+        assert!(md.contains("| 2 | 8 | n/a | n/a | n/a | n/a | n/a |"), "{md}");
+        assert!(md.contains("| mean of 1 fold |"), "{md}");
+        assert!(!md.to_lowercase().contains("nan"), "{md}");
+        // Pooled strong 87.5% vs weak 75%: defined; the fold of ties alone is not.
+        assert!(!md.contains("on this data"), "{md}");
+        let md = markdown(&report_of(&[tie.clone(), tie]), "t", "", "curve.svg");
+        assert!(md.contains("**Warning:** the strong model does not beat the weak one on this data"), "{md}");
+        assert!(md.contains("| learned (difficulty scorer) | n/a | n/a | n/a |"), "{md}");
+        assert!(md.contains("| mean of 0 folds | | n/a | n/a | n/a | n/a | n/a | |"), "{md}");
+        assert!(!md.to_lowercase().contains("nan"), "{md}");
+    }
+
+    #[test]
+    fn an_undefined_cv_apgr_is_saved_as_null_and_read_back() {
+        use crate::scorer::CvSummary;
+        let none = CvSummary { folds: 5, apgr: None, cpt50: None, cpt80: None };
+        let json = serde_json::to_string(&none).unwrap();
+        assert!(json.contains("\"apgr\":null"), "{json}");
+        assert_eq!(serde_json::from_str::<CvSummary>(&json).unwrap(), none);
+        let old = r#"{"folds": 5, "apgr": 0.61, "cpt50": 0.4, "cpt80": null}"#;
+        assert_eq!(serde_json::from_str::<CvSummary>(old).unwrap().apgr, Some(0.61));
+    }
 
     #[test]
     fn existing_report_files_are_found() {

@@ -62,8 +62,11 @@ pub struct Provenance {
 pub struct CvSummary {
     /// Folds.
     pub folds: usize,
-    /// APGR of the pooled out-of-fold scores.
-    pub apgr: f64,
+    /// APGR of the pooled out-of-fold scores; `None` (`null`) where it is undefined because the strong
+    /// model does not beat the weak one on the data (NaN would be written as `null` anyway, and then
+    /// not read back as a number).
+    #[serde(default)]
+    pub apgr: Option<f64>,
     /// CPT(50%) of the pooled out-of-fold scores.
     pub cpt50: Option<f64>,
     /// CPT(80%) of the pooled out-of-fold scores.

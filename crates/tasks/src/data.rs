@@ -29,21 +29,43 @@ pub enum DataFormat {
 
 impl DataFormat {
     /// The format implied by `path`'s extension (`.csv`, `.tsv`/`.tab`, `.jsonl`/`.ndjson`/`.json`).
+    /// A missing file or a folder is reported as such first: either is the more useful message than
+    /// its extension.
     pub fn from_path(path: &Path) -> Result<Self, TaskError> {
-        // A missing file is the more useful message than its extension.
-        if !path.exists() {
-            return Err(TaskError::Data(format!("{}: no such file", path.display())));
-        }
+        check_data_file(path)?;
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         match ext.as_str() {
             "csv" => Ok(DataFormat::Csv),
             "tsv" | "tab" => Ok(DataFormat::Tsv),
             "jsonl" | "ndjson" | "json" => Ok(DataFormat::Jsonl),
+            "" => Err(TaskError::Data(format!(
+                "{}: no file extension, so the data format is unknown; use a {DATA_EXTENSIONS} file",
+                path.display()
+            ))),
             _ => Err(TaskError::Data(format!(
-                "{}: unknown data format `.{ext}`; use a .csv, .tsv or .jsonl file",
+                "{}: unknown data format `.{ext}`; use a {DATA_EXTENSIONS} file",
                 path.display()
             ))),
         }
+    }
+}
+
+/// The data file extensions, as messages name them.
+const DATA_EXTENSIONS: &str = ".csv, .tsv or .jsonl";
+
+/// Fails with a clear message when `path` is not an existing file: missing, a folder, or unreadable
+/// metadata (named with the system's reason).
+fn check_data_file(path: &Path) -> Result<(), TaskError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(TaskError::Data(format!(
+            "{}: is a folder, not a data file; give a {DATA_EXTENSIONS} file",
+            path.display()
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(TaskError::Data(format!("{}: no such file", path.display())))
+        }
+        Err(e) => Err(TaskError::io(path, e)),
     }
 }
 
@@ -556,4 +578,27 @@ pub struct InputText {
     pub id: Option<serde_json::Value>,
     /// The text.
     pub text: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_or_a_missing_file_is_named_as_such() {
+        let tmp = tempfile::tempdir().unwrap();
+        for dir in ["data", "data.csv"] {
+            let path = tmp.path().join(dir);
+            std::fs::create_dir(&path).unwrap();
+            let e = load_labelled(&path, "text", "label").unwrap_err().to_string();
+            assert!(e.contains("is a folder, not a data file") && e.contains(".csv, .tsv or .jsonl"), "{e}");
+            assert!(!e.contains("unknown data format"), "{e}");
+        }
+        let e = load_labelled(&tmp.path().join("gone.csv"), "text", "label").unwrap_err().to_string();
+        assert!(e.ends_with("gone.csv: no such file"), "{e}");
+        let bare = tmp.path().join("data-without-extension");
+        std::fs::write(&bare, "text,label\n").unwrap();
+        let e = load_labelled(&bare, "text", "label").unwrap_err().to_string();
+        assert!(e.contains("no file extension") && !e.contains("`.`"), "{e}");
+    }
 }

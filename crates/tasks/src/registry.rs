@@ -80,13 +80,42 @@ pub fn resolve_in(home: &Path, spec: &str) -> Result<PathBuf, TaskError> {
             return Ok(d);
         }
     }
+    Err(TaskError::NotFound(not_found_message(spec, &saved_hint(home))))
+}
+
+/// What to say about the saved classifiers when `spec` resolves to none: their names, or that there
+/// are none yet.
+fn saved_hint(home: &Path) -> String {
     let known = list_in(home).unwrap_or_default();
-    let hint = if known.is_empty() {
+    if known.is_empty() {
         "no classifiers are saved yet; train one with `rightmodel train classify`".to_string()
     } else {
         format!("saved classifiers: {}", known.join(", "))
-    };
-    Err(TaskError::NotFound(format!("classifier `{spec}` not found ({hint})")))
+    }
+}
+
+/// Why `spec` resolves to no classifier, judged from what is on disk at `spec` as a path: a folder
+/// without [`MANIFEST_FILE`], a file (not the classifier's folder), a missing folder, or a name that is
+/// not saved. `hint` lists the saved classifiers.
+fn not_found_message(spec: &str, hint: &str) -> String {
+    let as_path = Path::new(spec);
+    let no_manifest = format!("it has no {MANIFEST_FILE}, which `rightmodel train classify` writes");
+    match std::fs::metadata(as_path) {
+        Ok(m) if m.is_dir() && looks_like_path(spec) => {
+            format!(
+                "{spec}: this folder holds no classifier ({no_manifest}); give a classifier's folder or name ({hint})"
+            )
+        }
+        Ok(m) if m.is_dir() => format!(
+            "classifier `{spec}` not found: none is saved under that name, and the folder `{spec}` here holds none \
+             ({no_manifest}) ({hint})"
+        ),
+        Ok(_) => format!(
+            "{spec}: is a file; give the classifier's folder (the one holding {MANIFEST_FILE}) or its name ({hint})"
+        ),
+        Err(_) if looks_like_path(spec) => format!("{spec}: no such classifier folder ({hint})"),
+        Err(_) => format!("classifier `{spec}` not found ({hint})"),
+    }
 }
 
 /// [`resolve_in`] under the default home ([`rightmodel_models::home::rightmodel_home`]).
@@ -395,6 +424,27 @@ mod tests {
             std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn a_path_that_holds_no_classifier_says_what_is_there() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        fake_classifier(&classifiers_root(&home).join("trec"), "{}");
+        let resolve = |p: &Path| resolve_in(&home, p.to_str().unwrap()).unwrap_err().to_string();
+        let folder = tmp.path().join("folder");
+        std::fs::create_dir_all(&folder).unwrap();
+        let e = resolve(&folder);
+        assert!(e.contains("this folder holds no classifier") && e.contains("no classifier.json"), "{e}");
+        assert!(e.contains("saved classifiers: trec") && !e.contains("not found"), "{e}");
+        std::fs::write(folder.join("classifier.txt"), "x").unwrap();
+        let e = resolve(&folder.join("classifier.txt"));
+        assert!(e.contains("is a file; give the classifier's folder"), "{e}");
+        let e = resolve(&tmp.path().join("gone"));
+        assert!(e.contains("gone: no such classifier folder"), "{e}");
+        let e = resolve_in(&home, "no-such-name-here").unwrap_err().to_string();
+        assert_eq!(e, "classifier `no-such-name-here` not found (saved classifiers: trec)");
+        assert_eq!(resolve_in(&home, "trec").unwrap(), classifiers_root(&home).join("trec"));
     }
 
     #[test]

@@ -17,7 +17,14 @@ use serde_json::json;
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
 #[command(
-    after_help = "Examples:\n  rightmodel bench\n  rightmodel bench --json | tail -1 | jq .tg128_tok_s\n  rightmodel bench --llama-bench ./llama-bench   # adds llama.cpp's numbers and the ratios\n  rightmodel bench gateway --rates 500,1000,2000"
+    after_help = concat!(
+        "Examples:\n",
+        "  rightmodel bench\n",
+        "  rightmodel bench --json | tail -1 | jq .tg128_tok_s\n",
+        "  # adds llama.cpp's numbers and the ratios\n",
+        "  rightmodel bench --llama-bench ./llama-bench\n",
+        "  rightmodel bench gateway --rates 500,1000,2000",
+    )
 )]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -86,10 +93,25 @@ pub struct GatewayArgs {
     json: bool,
 }
 
+/// Longest `--seconds` per rate and target: a day.
+const MAX_GATEWAY_SECONDS: f64 = 86_400.0;
+
+/// Checks `bench gateway`'s flags, each with a message that states exactly the values it accepts.
+fn check_gateway_args(a: &GatewayArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !a.rates.is_empty() && !a.rates.contains(&0),
+        "--rates must be whole numbers of requests per second, each at least 1"
+    );
+    anyhow::ensure!(
+        a.seconds > 0.0 && a.seconds <= MAX_GATEWAY_SECONDS,
+        "--seconds must be greater than 0 and at most {MAX_GATEWAY_SECONDS} (got {})",
+        a.seconds
+    );
+    Ok(())
+}
+
 fn gateway(a: GatewayArgs) -> anyhow::Result<()> {
-    if a.rates.is_empty() || a.rates.contains(&0) || !(a.seconds > 0.0 && a.seconds <= 86_400.0) {
-        anyhow::bail!("--rates must be positive numbers and --seconds between 0 and 86400");
-    }
+    check_gateway_args(&a)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let pb = super::progress::bar((a.rates.len() * 2) as u64, "gateway");
     let duration = std::time::Duration::from_secs_f64(a.seconds);
@@ -349,6 +371,23 @@ fn llama_bench(bin: &PathBuf, model: &PathBuf, threads: i32) -> anyhow::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gateway_range_messages_match_what_is_accepted() {
+        let args =
+            |rates: &[u32], seconds: f64| GatewayArgs { rates: rates.to_vec(), seconds, find_max: false, json: false };
+        for ok in [1e-3, 5.0, MAX_GATEWAY_SECONDS] {
+            check_gateway_args(&args(&[1], ok)).unwrap();
+        }
+        for bad in [0.0, -1.0, MAX_GATEWAY_SECONDS + 0.5, f64::NAN] {
+            let e = check_gateway_args(&args(&[1], bad)).unwrap_err().to_string();
+            assert!(e.starts_with("--seconds must be greater than 0 and at most 86400"), "{e}");
+        }
+        for bad in [&[][..], &[500, 0][..]] {
+            let e = check_gateway_args(&args(bad, 5.0)).unwrap_err().to_string();
+            assert!(e.contains("--rates") && e.contains("at least 1"), "{e}");
+        }
+    }
 
     #[test]
     fn a_bad_llama_bench_path_is_found_before_benchmarking() {

@@ -12,7 +12,20 @@ use super::router::in_range;
 /// `eval route` arguments.
 #[derive(Args)]
 #[command(
-    after_help = "Data: JSON lines {\"prompt\": \"...\", \"answer\": \"...\"} (or \"messages\": [...], and \"answer\" as a list of\naccepted answers), or a CSV with prompt and answer columns (accepted answers separated by |).\n\nExamples:\n  rightmodel serve --config rightmodel.toml &\n  rightmodel eval route --data my_prompts.jsonl --models small,large,auto --out compare/\n  rightmodel eval route --data my_prompts.jsonl --models small,large,auto --stream   # time to first token too\n  rightmodel eval route --data quiz.csv --models small,large,auto --scoring choice \\\n      --system \"Answer with the letter of the right option only.\" --limit 200"
+    after_help = concat!(
+        "Data: JSON lines {\"prompt\": \"...\", \"answer\": \"...\"} (or \"messages\": [...], and \"answer\" as a list of accepted answers), or a CSV with prompt and answer columns (accepted answers separated by |).\n",
+        "\n",
+        "Examples:\n",
+        "  rightmodel serve --config rightmodel.toml &\n",
+        "  rightmodel eval route --data my_prompts.jsonl \\\n",
+        "      --models small,large,auto --out compare/\n",
+        "  # time to first token too\n",
+        "  rightmodel eval route --data my_prompts.jsonl \\\n",
+        "      --models small,large,auto --stream\n",
+        "  rightmodel eval route --data quiz.csv --models small,large,auto \\\n",
+        "      --scoring choice --limit 200 \\\n",
+        "      --system \"Answer with the letter of the right option only.\"",
+    )
 )]
 pub struct EvalRouteArgs {
     /// Test cases: JSON lines with `prompt` (or `messages`) and `answer`, or a CSV with `prompt` and

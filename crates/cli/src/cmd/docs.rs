@@ -33,7 +33,16 @@ pub enum DocsCmd {
     Add(AddArgs),
     /// Ask a collection a question: an extracted answer with its sentence, citations and confidence.
     #[command(
-        after_help = "Examples:\n  rightmodel docs ask handbook \"How many vacation days do I get?\" --json\n  rightmodel docs ask handbook \"How many vacation days do I get?\" --generate   # adds a cited answer written by the local model\n  rightmodel docs ask handbook \"Who approves expenses?\" --rerank-lm --read-lm   # the local model re-orders the first passages and reads the answer"
+        after_help = concat!(
+            "Examples:\n",
+            "  rightmodel docs ask handbook \"How many vacation days do I get?\" --json\n",
+            "  # adds a cited answer written by the local model\n",
+            "  rightmodel docs ask handbook \"How many vacation days do I get?\" \\\n",
+            "      --generate\n",
+            "  # the local model re-orders the first passages and reads the answer\n",
+            "  rightmodel docs ask handbook \"Who approves expenses?\" \\\n",
+            "      --rerank-lm --read-lm",
+        )
     )]
     Ask(AskArgs),
     /// List the collections.
@@ -124,7 +133,13 @@ pub struct RemoveArgs {
 /// `rightmodel eval docs` arguments.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  rightmodel eval docs --squad ../shared/data/docqa/squad_dev_half.json --limit 1000 --out reports/\n  rightmodel eval docs --squad ../shared/data/docqa/squad_dev_half.json --limit 500 --rerank-lm --read-lm"
+    after_help = concat!(
+        "Examples:\n",
+        "  rightmodel eval docs --squad ../shared/data/docqa/squad_dev_half.json \\\n",
+        "      --limit 1000 --out reports/\n",
+        "  rightmodel eval docs --squad ../shared/data/docqa/squad_dev_half.json \\\n",
+        "      --limit 500 --rerank-lm --read-lm",
+    )
 )]
 pub struct EvalDocsArgs {
     /// SQuAD-format JSON file: its articles are indexed, its questions asked.
@@ -375,7 +390,11 @@ fn add(a: AddArgs) -> anyhow::Result<()> {
         for s in &report.skipped {
             eprintln!("warning: skipped {}", s.reason);
         }
-        anyhow::bail!("no document could be added, so collection `{}` was not created", a.name);
+        anyhow::bail!(
+            "no document could be added, so collection `{}` was not created: {}",
+            a.name,
+            why_nothing_added(&report)
+        );
     }
     for s in &report.skipped {
         eprintln!("warning: skipped {}", s.reason);
@@ -397,9 +416,54 @@ fn add(a: AddArgs) -> anyhow::Result<()> {
         report.passages_total,
         report.passages_added,
         report.passages_removed,
-        if report.ignored > 0 { format!("; {} file(s) of other types ignored", report.ignored) } else { String::new() }
+        if report.ignored > 0 {
+            format!("; {} file(s) of other types ignored ({})", report.ignored, count_by_type(&report.ignored_files))
+        } else {
+            String::new()
+        }
     );
     Ok(())
+}
+
+/// Ignored files named in a message before the rest are counted.
+const IGNORED_LISTED: usize = 5;
+
+/// Why an add found nothing to index, from its report: the files passed over for their type (the first
+/// few named, with the extensions that are indexed), the ones that could not be read (each already
+/// warned about), or that the paths hold no files at all.
+fn why_nothing_added(report: &rightmodel_docs::AddReport) -> String {
+    let mut why = Vec::new();
+    if !report.ignored_files.is_empty() {
+        let files = &report.ignored_files;
+        let mut named = files.iter().take(IGNORED_LISTED).cloned().collect::<Vec<_>>().join(", ");
+        if files.len() > IGNORED_LISTED {
+            named.push_str(&format!(" and {} more", files.len() - IGNORED_LISTED));
+        }
+        why.push(format!(
+            "{} file(s) skipped for their type ({named}): only text, Markdown and HTML files are indexed ({})",
+            files.len(),
+            rightmodel_docs::clean::supported_extensions()
+        ));
+    }
+    if !report.skipped.is_empty() {
+        why.push(format!("{} file(s) could not be indexed (see the warnings above)", report.skipped.len()));
+    }
+    if why.is_empty() {
+        return "the paths given hold no files".to_string();
+    }
+    why.join("; ")
+}
+
+/// Files counted by extension, most common first: `.pdf: 2, .docx: 1, no extension: 1`.
+fn count_by_type(files: &[String]) -> String {
+    let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for f in files {
+        let ext = std::path::Path::new(f).extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+        *counts.entry(ext.map_or_else(|| "no extension".to_string(), |e| format!(".{e}"))).or_default() += 1;
+    }
+    let mut counts: Vec<(String, usize)> = counts.into_iter().collect();
+    counts.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    counts.iter().map(|(ext, n)| format!("{ext}: {n}")).collect::<Vec<_>>().join(", ")
 }
 
 fn open_named(name: &str) -> anyhow::Result<Collection> {
@@ -1043,6 +1107,26 @@ mod tests {
             rerank_score: None,
             question_log_likelihood: None,
         }
+    }
+
+    #[test]
+    fn an_add_that_found_nothing_says_why() {
+        let mut report = rightmodel_docs::AddReport::default();
+        assert_eq!(why_nothing_added(&report), "the paths given hold no files");
+        report.ignored_files =
+            ["d/a.pdf", "d/b.PDF", "d/c.docx", "d/README", "d/e.pdf", "d/f.pdf", "d/g.pdf"].map(String::from).to_vec();
+        report.ignored = report.ignored_files.len();
+        let why = why_nothing_added(&report);
+        assert!(
+            why.starts_with(
+                "7 file(s) skipped for their type (d/a.pdf, d/b.PDF, d/c.docx, d/README, d/e.pdf and 2 more)"
+            ),
+            "{why}"
+        );
+        assert!(why.contains("only text, Markdown and HTML files are indexed (.txt, ") && why.contains(".md"), "{why}");
+        report.skipped.push(rightmodel_docs::SkippedFile { path: "d/x.txt".into(), reason: "d/x.txt: binary".into() });
+        assert!(why_nothing_added(&report).ends_with("; 1 file(s) could not be indexed (see the warnings above)"));
+        assert_eq!(count_by_type(&report.ignored_files), ".pdf: 5, .docx: 1, no extension: 1");
     }
 
     #[test]

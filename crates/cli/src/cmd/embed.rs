@@ -12,7 +12,13 @@ use rightmodel_models::{home::rightmodel_home, Store};
 /// `embed` arguments.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  rightmodel embed \"A man is eating food.\" \"A man is riding a horse.\"\n  rightmodel embed --input sentences.txt > vectors.jsonl\n  cat texts.jsonl | rightmodel embed --input -     # JSON lines with a \"text\" field work too"
+    after_help = concat!(
+        "Examples:\n",
+        "  rightmodel embed \"A man is eating food.\" \"A man is riding a horse.\"\n",
+        "  rightmodel embed --input sentences.txt > vectors.jsonl\n",
+        "  # JSON lines with a \"text\" field work too\n",
+        "  cat texts.jsonl | rightmodel embed --input -",
+    )
 )]
 pub struct EmbedArgs {
     /// A pulled encoder name or a directory with config.json, tokenizer.json and model.safetensors.
@@ -34,7 +40,7 @@ pub fn read_texts(input: &std::path::Path) -> anyhow::Result<Vec<String>> {
         std::io::stdin().read_to_end(&mut bytes).context("cannot read standard input")?;
         "<stdin>".to_string()
     } else {
-        bytes = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
+        bytes = super::read_input_file("--input", input)?;
         input.display().to_string()
     };
     let inputs = rightmodel_tasks::data::read_inputs(&source, &bytes)?;

@@ -99,7 +99,13 @@ impl GenFlags {
 /// `generate` arguments.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  rightmodel generate \"The capital of France is\"\n  rightmodel generate --max-tokens 64 --temperature 0.8 --seed 7 \"Once upon a time\"\n  echo \"def fibonacci(n):\" | rightmodel generate -"
+    after_help = concat!(
+        "Examples:\n",
+        "  rightmodel generate \"The capital of France is\"\n",
+        "  rightmodel generate --max-tokens 64 --temperature 0.8 --seed 7 \\\n",
+        "      \"Once upon a time\"\n",
+        "  echo \"def fibonacci(n):\" | rightmodel generate -",
+    )
 )]
 pub struct GenerateArgs {
     #[command(flatten)]

@@ -44,6 +44,19 @@ pub fn check_out_file(flag: &str, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The bytes of the input file `path`, given with `flag` (standard input, `-`, is the caller's to
+/// read): a missing file or a folder is named as such, rather than with the system's terse error.
+pub fn read_input_file(flag: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {
+            anyhow::bail!("{flag} {}: is a folder; give a file (or - for standard input)", path.display())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!("{flag} {}: no such file", path.display()),
+        _ => {}
+    }
+    std::fs::read(path).with_context(|| format!("{flag} {}: cannot read it", path.display()))
+}
+
 /// Whether `a` and `b` name the same existing file (through symbolic or hard links, `..` or another
 /// spelling): an output must never be written over an input. Compares the files themselves (device and
 /// inode on unix), not their paths, so a hard link to an input counts; a missing file is never the same.
@@ -298,6 +311,19 @@ mod tests {
         assert!(e.contains("known language models"), "{e}");
         let e = resolve_encoder(&store, "./no/such/encoder").unwrap_err().to_string();
         assert!(e.contains("no such folder"), "{e}");
+    }
+
+    #[test]
+    fn an_input_folder_or_missing_file_is_named_as_such() {
+        let dir = std::env::temp_dir().join(format!("rightmodel-cli-input-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = read_input_file("--input", &dir).unwrap_err().to_string();
+        assert!(e.starts_with("--input ") && e.contains("is a folder; give a file"), "{e}");
+        let e = read_input_file("--input", &dir.join("gone.txt")).unwrap_err().to_string();
+        assert!(e.ends_with("gone.txt: no such file"), "{e}");
+        std::fs::write(dir.join("t.txt"), "hello\n").unwrap();
+        assert_eq!(read_input_file("--input", &dir.join("t.txt")).unwrap(), b"hello\n");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -26,7 +26,12 @@ pub struct PullArgs {
 /// `models` arguments.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  rightmodel models\n  rightmodel models --json | jq '.[].files[] | select(.gguf) | .gguf.context_length'"
+    after_help = concat!(
+        "Examples:\n",
+        "  rightmodel models\n",
+        "  rightmodel models --json \\\n",
+        "      | jq '.[].files[] | select(.gguf) | .gguf.context_length'",
+    )
 )]
 pub struct ModelsArgs {
     /// Print JSON instead of a table.

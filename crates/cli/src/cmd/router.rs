@@ -30,8 +30,11 @@ use rightmodel_router::{
 pub enum RouterCmd {
     /// Train the difficulty scorer on your own outcomes (CSV: prompt, weak_correct, strong_correct; or
     /// prompt plus two per-model score columns). Cross-validates first when the data has groups.
-    #[command(after_help = "Example:\n  rightmodel router train --data ../shared/data/routing/mmlu.csv \
-                            --exclude-group high_school_mathematics --out my-router")]
+    #[command(after_help = concat!(
+        "Example:\n",
+        "  rightmodel router train --data ../shared/data/routing/mmlu.csv \\\n",
+        "      --exclude-group high_school_mathematics --out my-router",
+    ))]
     Train(TrainArgs),
     /// Score prompts: one JSON line `{"prompt": ...}` (or `{"messages": [...]}`) in, one
     /// `{"score": <float>}` out, same order; higher = needs the stronger model. Every line must be a
@@ -41,8 +44,11 @@ pub enum RouterCmd {
     Score(ScoreArgs),
     /// Cross-validated APGR and CPT(50%/80%) of the learned scorer beside a random and a prompt-length
     /// router, per fold and pooled, with a Markdown report and the quality-vs-strong-share curve (SVG).
-    #[command(after_help = "Example:\n  rightmodel router eval --data ../shared/data/routing/mmlu.csv \
-                            --exclude-group high_school_mathematics --out router-eval")]
+    #[command(after_help = concat!(
+        "Example:\n",
+        "  rightmodel router eval --data ../shared/data/routing/mmlu.csv \\\n",
+        "      --exclude-group high_school_mathematics --out router-eval",
+    ))]
     Eval(EvalArgs),
     /// Set the threshold that sends a target share of your prompts to the strong model.
     #[command(after_help = "Example:\n  rightmodel router calibrate --data prompts.jsonl --strong-share 0.3")]
@@ -456,10 +462,6 @@ fn file_name(p: &Path) -> String {
     p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string())
 }
 
-fn pct(v: Option<f64>) -> String {
-    v.map(|x| format!("{:.1}%", 100.0 * x)).unwrap_or_else(|| "not reached".into())
-}
-
 /// What the folds of a cross-validation held out, for the summary: whole groups, or random rows when
 /// the data has no `group_col` column (optimistic: held-out prompts may share topics with training ones).
 fn folds_line(r: &CvReport, group_col: &str) -> String {
@@ -473,12 +475,15 @@ fn folds_line(r: &CvReport, group_col: &str) -> String {
     }
 }
 
+/// Prints the pooled and per-fold tables of a cross-validation, then its warnings on stderr (metrics
+/// that are undefined because the strong model does not beat the weak one read `n/a`, never NaN).
 fn print_summary(r: &CvReport, group_col: &str) {
+    use rightmodel_router::report::{apgr_cell, cpt_cell, mean_cell, mean_cpt_cell, mean_label};
     println!("{}\n", folds_line(r, group_col));
     let p = &r.pooled;
     println!("{:<28} {:>7} {:>10} {:>10}", "router (pooled held-out)", "APGR", "CPT(50%)", "CPT(80%)");
     for (name, m) in [("learned", &p.learned), ("prompt length", &p.length), ("random", &p.random)] {
-        println!("{:<28} {:>7.3} {:>10} {:>10}", name, m.apgr, pct(m.cpt50), pct(m.cpt80));
+        println!("{:<28} {:>7} {:>10} {:>10}", name, apgr_cell(m), cpt_cell(m, m.cpt50), cpt_cell(m, m.cpt80));
     }
     println!(
         "\n{:<6} {:>6} {:>8} {:>10} {:>10} {:>8} {:>8}",
@@ -487,26 +492,34 @@ fn print_summary(r: &CvReport, group_col: &str) {
     for f in &r.folds {
         let m = &f.metrics;
         println!(
-            "{:<6} {:>6} {:>8.3} {:>10} {:>10} {:>8.3} {:>8.3}",
+            "{:<6} {:>6} {:>8} {:>10} {:>10} {:>8} {:>8}",
             f.fold,
             f.rows,
-            m.learned.apgr,
-            pct(m.learned.cpt50),
-            pct(m.learned.cpt80),
-            m.length.apgr,
-            m.random.apgr
+            apgr_cell(&m.learned),
+            cpt_cell(&m.learned, m.learned.cpt50),
+            cpt_cell(&m.learned, m.learned.cpt80),
+            apgr_cell(&m.length),
+            apgr_cell(&m.random)
         );
     }
+    let any_defined = r.undefined_folds().len() < r.folds.len();
     println!(
-        "{:<6} {:>6} {:>8.3} {:>10} {:>10} {:>8.3} {:>8.3}",
+        "{:<6} {:>6} {:>8} {:>10} {:>10} {:>8} {:>8}",
         "mean",
         "",
-        r.fold_mean(|c| Some(c.learned.apgr)).unwrap_or(f64::NAN),
-        pct(r.fold_mean(|c| c.learned.cpt50)),
-        pct(r.fold_mean(|c| c.learned.cpt80)),
-        r.fold_mean(|c| Some(c.length.apgr)).unwrap_or(f64::NAN),
-        r.fold_mean(|c| Some(c.random.apgr)).unwrap_or(f64::NAN),
+        mean_cell(r.fold_mean(|c| Some(c.learned.apgr))),
+        mean_cpt_cell(r.fold_mean(|c| c.learned.cpt50), any_defined),
+        mean_cpt_cell(r.fold_mean(|c| c.learned.cpt80), any_defined),
+        mean_cell(r.fold_mean(|c| Some(c.length.apgr))),
+        mean_cell(r.fold_mean(|c| Some(c.random.apgr))),
     );
+    let label = mean_label(r);
+    if !label.is_empty() {
+        println!("(mean{label})");
+    }
+    for w in r.warnings() {
+        eprintln!("warning: {w}");
+    }
 }
 
 fn command_line() -> String {

@@ -13,7 +13,14 @@ use super::terminal::{printable, printable_lines};
 /// `serve` arguments.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  rightmodel serve                                   # local defaults on 127.0.0.1:8080\n  rightmodel serve --config rightmodel.toml --port 9000\n  rightmodel serve --hash-key sk-my-secret           # print the sha256 to put in [[key]]"
+    after_help = concat!(
+        "Examples:\n",
+        "  # local defaults on 127.0.0.1:8080\n",
+        "  rightmodel serve\n",
+        "  rightmodel serve --config rightmodel.toml --port 9000\n",
+        "  # print the sha256 to put in [[key]]\n",
+        "  rightmodel serve --hash-key sk-my-secret",
+    )
 )]
 pub struct ServeArgs {
     /// TOML configuration (see rightmodel.example.toml); without it the local default models are served.
@@ -243,7 +250,14 @@ pub enum LogFormat {
 /// `logs` arguments.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  rightmodel logs --tail 50\n  rightmodel logs --since 1h --format csv > today.csv\n  rightmodel logs --follow\n  rightmodel logs --summary --since 1d            # per model totals, and what auto saved"
+    after_help = concat!(
+        "Examples:\n",
+        "  rightmodel logs --tail 50\n",
+        "  rightmodel logs --since 1h --format csv > today.csv\n",
+        "  rightmodel logs --follow\n",
+        "  # per model totals, and what auto saved\n",
+        "  rightmodel logs --summary --since 1d",
+    )
 )]
 pub struct LogsArgs {
     /// Show the last N rows.

@@ -19,7 +19,13 @@ use rightmodel_tasks::{data, plot, registry, Classifier, Mode, Progress};
 pub enum TrainCmd {
     /// Train a text classifier on a labelled CSV, TSV or JSONL file.
     #[command(
-        after_help = "Examples:\n  rightmodel train classify --data ../shared/data/classify/trec/train.tsv --text-col question --label-col coarse --name trec\n  rightmodel train classify --data reviews.jsonl --text-col text --label-col label --name reviews --mode finetune --max-minutes 20"
+        after_help = concat!(
+            "Examples:\n",
+            "  rightmodel train classify --data ../shared/data/classify/trec/train.tsv \\\n",
+            "      --text-col question --label-col coarse --name trec\n",
+            "  rightmodel train classify --data reviews.jsonl --text-col text \\\n",
+            "      --label-col label --name reviews --mode finetune --max-minutes 20",
+        )
     )]
     Classify(TrainClassifyArgs),
 }
@@ -108,7 +114,16 @@ pub struct TrainClassifyArgs {
 /// `rightmodel classify` arguments.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  echo 'What is the capital of France ?' | rightmodel classify --model trec\n  rightmodel classify --model sst2 --input reviews.txt --explain\n  rightmodel classify --model ./my-classifier --input texts.jsonl > labels.jsonl\n\nInput: the format is decided once, from the first non-blank line. If that line is a JSON object, the input is JSON lines: every line must be an object with a string `text` field (an `id` field is echoed), and a line that is not is an error. Otherwise every line is one text, taken as it is, even one that starts with `{`. Blank lines are skipped.\nOutput: one JSON line per text, in order: {\"label\", \"confidence\", \"probs\", \"in_domain\"} (+ \"explanation\" with --explain)."
+    after_help = concat!(
+        "Examples:\n",
+        "  echo 'What is the capital of France ?' | rightmodel classify --model trec\n",
+        "  rightmodel classify --model sst2 --input reviews.txt --explain\n",
+        "  rightmodel classify --model ./my-classifier --input texts.jsonl \\\n",
+        "      > labels.jsonl\n",
+        "\n",
+        "Input: the format is decided once, from the first non-blank line. If that line is a JSON object, the input is JSON lines: every line must be an object with a string `text` field (an `id` field is echoed), and a line that is not is an error. Otherwise every line is one text, taken as it is, even one that starts with `{`. Blank lines are skipped.\n",
+        "Output: one JSON line per text, in order: {\"label\", \"confidence\", \"probs\", \"in_domain\"} (+ \"explanation\" with --explain).",
+    )
 )]
 pub struct ClassifyArgs {
     /// Classifier name (under $RIGHTMODEL_HOME/classifiers) or directory.
@@ -131,7 +146,16 @@ pub struct ClassifyArgs {
 /// `rightmodel eval classify` arguments.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  rightmodel eval classify --model trec --data ../shared/data/classify/trec/test.tsv\n  rightmodel eval classify --model sst2 --data ../shared/data/classify/sst2/dev.tsv --ood ../shared/data/classify/trec/test.tsv --ood-text-col question\n\nWrites report.md, report.json and confusion.png to --out and prints the Markdown. Existing report files there are kept (the command stops before evaluating) unless --force is given."
+    after_help = concat!(
+        "Examples:\n",
+        "  rightmodel eval classify --model trec \\\n",
+        "      --data ../shared/data/classify/trec/test.tsv\n",
+        "  rightmodel eval classify --model sst2 \\\n",
+        "      --data ../shared/data/classify/sst2/dev.tsv \\\n",
+        "      --ood ../shared/data/classify/trec/test.tsv --ood-text-col question\n",
+        "\n",
+        "Writes report.md, report.json and confusion.png to --out and prints the Markdown. Existing report files there are kept (the command stops before evaluating) unless --force is given.",
+    )
 )]
 pub struct EvalClassifyArgs {
     /// Classifier name or directory.
@@ -324,6 +348,10 @@ fn check_max_len(max_len: usize, encoder_dir: &Path) -> anyhow::Result<()> {
 
 fn train_classify(a: TrainClassifyArgs) -> anyhow::Result<()> {
     check_train_flags(&a)?;
+    // A missing file, a folder or an unknown format is said before the encoder loads.
+    for path in std::iter::once(&a.data).chain(&a.valid) {
+        data::DataFormat::from_path(path)?;
+    }
     let home = rightmodel_home();
     let (dest, name) = registry::target_dir(&home, &a.name)?;
     registry::check_writable(&dest, a.force)?;
@@ -422,7 +450,7 @@ pub fn classify(a: ClassifyArgs) -> anyhow::Result<()> {
         std::io::stdin().read_to_end(&mut bytes).context("cannot read standard input")?;
         "<stdin>".to_string()
     } else {
-        bytes = std::fs::read(&a.input).with_context(|| format!("cannot read {}", a.input))?;
+        bytes = super::read_input_file("--input", Path::new(&a.input))?;
         a.input.clone()
     };
     let inputs = data::read_inputs(&source, &bytes)?;
