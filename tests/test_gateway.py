@@ -277,6 +277,25 @@ def test_concurrent_embedding_requests_share_batches_but_not_rows(client):
             assert sum(p * q for p, q in zip(x, y)) > 0.9999
 
 
+def test_a_model_sent_to_an_endpoint_that_does_not_serve_it_hears_which_does(client):
+    """A chat model asked for embeddings, or the encoder asked for a completion, is a 400 naming the endpoint
+    that serves it (a name no model has stays a 404); options are checked on /v1/embeddings as on chat."""
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model="gemma3-270m", input="hello")
+    assert e.value.code == "model_not_supported" and "/v1/chat/completions" in e.value.message
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model="minilm-l6", prompt="hello", max_tokens=2)
+    assert e.value.code == "model_not_supported" and "/v1/embeddings" in e.value.message
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="no-such-encoder", input="hello")
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model="minilm-l6", input="hello", extra_body={"rightmodel": {"bogus": 1}})
+    assert e.value.param == "rightmodel.bogus"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model="minilm-l6", input="hello", extra_headers={"x-rightmodel-bogus": "1"})
+    assert e.value.param == "x-rightmodel-bogus"
+
+
 def test_embeddings_float_and_base64(client):
     texts = ["A man is eating food.", "A man is eating a piece of bread.", "A man is riding a horse."]
     r = client.embeddings.create(model="minilm-l6", input=texts)
@@ -433,6 +452,29 @@ def test_a_local_stream_cut_by_its_client_logs_the_work_done(local_server, clien
     row = local_server.wait_row(lambda r: r["status"] == 499 and r["served_model"] == "gemma3-270m")
     assert row["input_tokens"] > 5 and row["output_tokens"] > 0 and row["cost_usd"] == 0, row
     assert "estimated" in row["error"], row
+
+
+def test_a_local_answer_abandoned_before_it_is_complete_logs_the_work_done(local_server):
+    """A client that gives up on a non-streamed local answer (its timeout) leaves a 499 row that counts
+    the text generated so far, for chat and for text completions."""
+    c = openai.OpenAI(base_url=local_server.url("/v1"), api_key="x", max_retries=0, timeout=1.0)
+    prompt = "Write a very long story about a lighthouse keeper and the sea, in many chapters."
+    for endpoint in ("chat", "completions"):
+        before = {r["id"] for r in local_server.logs()}
+        for seed in range(5):  # a sampled answer may end before the timeout: try another
+            try:
+                if endpoint == "chat":
+                    c.chat.completions.create(model="gemma3-270m", messages=[{"role": "user", "content": prompt}],
+                                              max_tokens=600, temperature=0.9, seed=seed)
+                else:
+                    c.completions.create(model="gemma3-270m", prompt=prompt, max_tokens=600, temperature=0.9,
+                                         seed=seed)
+            except openai.APITimeoutError:
+                break
+        else:
+            pytest.skip("every answer ended within the client's timeout")
+        row = local_server.wait_row(lambda r: r["id"] not in before and r["status"] == 499)
+        assert row["output_tokens"] > 0 and "estimated" in row["error"], (endpoint, row)
 
 
 def test_concurrent_requests_share_the_model(client):

@@ -70,6 +70,13 @@ connect_timeout_ms = 300
 max_retries = 1
 fallback = ["small"]
 
+[[upstream]]
+name = "dead-then-large"
+base_url = "http://127.0.0.1:9/v1"
+connect_timeout_ms = 300
+max_retries = 1
+fallback = ["large-nofallback"]
+
 [route]
 candidates = ["small", "large"]
 """
@@ -395,6 +402,25 @@ def test_no_fallback_gives_502(gw, proxy):
     with pytest.raises(openai.APIStatusError) as e:
         gw.chat.completions.create(model="large-nofallback", messages=MSG, max_tokens=4)
     assert e.value.status_code == 502
+
+
+def test_a_fallback_chain_that_fails_throughout_says_what_was_tried(gw, proxy, gateway):
+    """When every model of a named model's chain fails, the error carries a decision (`fallback_failed`)
+    listing each model and why it failed, in the response headers and in the log row."""
+    proxy.mode = {"kind": "fail", "remaining": 10, "status": 500}
+    r = gw.chat.completions.with_raw_response
+    with pytest.raises(openai.APIStatusError) as e:
+        r.create(model="dead-then-large", messages=MSG, max_tokens=4)
+    assert e.value.status_code == 502
+    h = e.value.response.headers
+    d = json.loads(h["x-rightmodel-decision"])
+    assert h["x-rightmodel-model"] == "dead-then-large", dict(h)
+    assert d["reason"] == "fallback_failed" and d["requested"] == "dead-then-large", d
+    assert [f["model"] for f in d["failed"]] == ["dead-then-large", "large-nofallback"], d
+    assert all(f["error"] for f in d["failed"]), d
+    row = gateway.wait_row(lambda x: x["id"] == h["x-request-id"])
+    assert row["status"] == 502 and row["reason"] == "fallback_failed", row
+    assert json.loads(row["decision"])["failed"] == d["failed"], row
 
 
 def test_a_connection_lost_at_once_is_retried_but_not_one_lost_later(gw, proxy):
@@ -944,6 +970,64 @@ name = "handbook"
         s.stop()
 
 
+def test_document_escalation_stays_within_the_route_candidates_or_the_collections_choice(tmp_path, proxy):
+    """Unsure document answers escalate only to an upstream among `[route] candidates` (the stronger
+    `pricey` is not one), or to the collection's own `escalate_to`."""
+    import pathlib
+    import subprocess
+
+    from conftest import BIN, fresh_home
+
+    proxy.mode = {"kind": "pass"}
+    home, env = fresh_home(tmp_path)
+    handbook = pathlib.Path(__file__).resolve().parent.parent / "crates" / "docs" / "tests" / "fixtures" / "docs"
+    for name in ("handbook", "manual"):
+        r = subprocess.run([str(BIN), "docs", "add", name, str(handbook)], capture_output=True, text=True, env=env,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+    cfg = small_and_large(proxy, price=1.0, tail=f"""
+tier = 0.5
+
+[[upstream]]
+name = "pricey"
+base_url = "http://127.0.0.1:{proxy.port}/v1"
+model = "gemma3-270m"
+tier = 0.9
+
+[route]
+candidates = ["small", "large"]
+
+[[docs]]
+name = "handbook"
+
+[[docs]]
+name = "manual"
+escalate_to = "pricey"
+""")
+    s = Server(tmp_path, cfg, "docs-escalation-choice", env={"RIGHTMODEL_HOME": str(home)})
+    try:
+        c = openai.OpenAI(base_url=s.url("/v1"), api_key="x", max_retries=0, timeout=120)
+        for coll, expected in [("handbook", "large"), ("manual", "pricey")]:
+            r = c.chat.completions.with_raw_response.create(
+                model=f"docs:{coll}", max_tokens=8,
+                messages=[{"role": "user", "content": "What is the boiling point of liquid nitrogen in kelvin?"}])
+            d = _decision(r)
+            assert d["reason"] == "docs_low_confidence_escalated", d
+            assert r.headers["x-rightmodel-model"] == expected and d["served"] == expected, (coll, d)
+    finally:
+        s.stop()
+    bad = small_and_large(proxy, price=1.0, tail="""
+[[docs]]
+name = "handbook"
+escalate_to = "small"
+""")
+    path = tmp_path / "bad.toml"
+    path.write_text(bad)
+    r = subprocess.run([str(BIN), "serve", "--config", str(path), "--check"], capture_output=True, text=True, env=env,
+                       timeout=60)
+    assert r.returncode != 0 and "docs[0].escalate_to" in r.stderr and "small" in r.stderr, r.stderr
+
+
 def test_rightmodel_options_are_checked_and_bind_named_models(gw, proxy):
     """The `rightmodel` options and `x-rightmodel-*` headers are checked on every request and errors name
     what the client sent (a misspelt cap is not dropped); a named paid model must fit the request's cost
@@ -968,6 +1052,14 @@ def test_rightmodel_options_are_checked_and_bind_named_models(gw, proxy):
     assert proxy.hits == hits
     # A free model fits any cost cap.
     gw.chat.completions.create(model="small", messages=MSG, max_tokens=2, extra_body={"rightmodel": {"max_cost_usd": 1e-9}})
+    # A named model that returns no evidence does not serve a request asking for it, as `auto` would not.
+    for model in ["small", "large"]:
+        with pytest.raises(openai.UnprocessableEntityError) as e:
+            gw.chat.completions.create(model=model, messages=MSG, max_tokens=2, extra_body={"rightmodel": {"explain": True}})
+        assert e.value.body["code"] == "no_explainable_model" and e.value.body["param"] == "rightmodel.explain"
+    with pytest.raises(openai.UnprocessableEntityError):
+        gw.completions.create(model="small", prompt="Hi", max_tokens=2, extra_headers={"x-rightmodel-explain": "true"})
+    assert proxy.hits == hits
 
 
 def test_cascade_asks_an_upstream_small_model_for_logprobs(tmp_path, proxy):

@@ -32,6 +32,15 @@ pub enum InferError {
     /// Bad parameters (empty prompt, invalid grammar, ...).
     #[error("{0}")]
     Invalid(String),
+    /// A sampling parameter out of its range, named by its OpenAI request field (`temperature`,
+    /// `stop`, ...) so that the API error can point at it.
+    #[error("{message}")]
+    InvalidParam {
+        /// The request field.
+        param: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The prompt does not fit in one sequence's context: OpenAI clients recognise this case (code
     /// `context_length_exceeded`) and shorten the conversation, so it is kept apart from
     /// [`InferError::Invalid`].

@@ -103,11 +103,34 @@ impl Accounting {
     }
 
     /// 422 when a call to `name` at `price`, after what earlier calls of this request cost (a cascade's
-    /// small answer, a billed failed attempt), would break the request's own cost or latency cap.
+    /// small answer, a billed failed attempt), would break the request's own cost or latency cap, or
+    /// when the request asks for evidence (`explain: true`) that `name` does not return.
     pub fn check_caps(&self, name: &str, price: rightmodel_core::Price) -> Result<(), rightmodel_core::ApiError> {
+        if self.caps.explain == Some(true) && !self.returns_evidence(name) {
+            return Err(rightmodel_core::ApiError::new(
+                rightmodel_core::ErrorKind::Unprocessable,
+                format!(
+                    "`{name}` returns no evidence for its answers, and the request asks for it (explain: true): \
+                     use a classifier, a `docs:` collection or an upstream configured with `explainable = true`"
+                ),
+            )
+            .with_param("rightmodel.explain")
+            .with_code("no_explainable_model"));
+        }
         let out = self.max_tokens;
         let choices = u32::try_from(self.choices).unwrap_or(u32::MAX);
         self.state.router.check_named(name, price, &self.caps, self.prompt_estimate, out, choices, self.row.cost_usd)
+    }
+
+    /// Whether model `name` returns evidence for its answers (what `explain: true` asks for): an upstream
+    /// configured `explainable`; never a local language model; classifiers and collections always (they
+    /// are not chat models).
+    fn returns_evidence(&self, name: &str) -> bool {
+        match self.state.chat.get(name) {
+            Some(crate::state::ChatModel::Upstream(u)) => u.config.explainable,
+            Some(crate::state::ChatModel::Local(_)) => false,
+            None => true,
+        }
     }
 
     /// Records that `model` failed with `error` and the next of its fallback chain is tried.
@@ -132,9 +155,22 @@ impl Accounting {
 
     /// The routing decision of a request that failed after one was made (`auto`'s, a fallback's), for
     /// the error response's `x-rightmodel-*` headers: as the log row records it, with the models of the
-    /// fallback chain that failed and why (`failed`), which the row then records too. `None` when no
-    /// decision was made (a named model, or a failure before routing).
+    /// fallback chain that failed and why (`failed`), which the row then records too. A named model
+    /// whose whole fallback chain failed gets one too (reason `fallback_failed`), so that the client and
+    /// the log see every model tried. `None` when no decision was made (a named model that failed alone,
+    /// or a failure before routing).
     pub fn failed_decision(&mut self) -> Option<Value> {
+        if self.row.decision.is_none() && self.failed.len() >= 2 {
+            let d = serde_json::json!({
+                "reason": "fallback_failed",
+                "requested": self.row.requested_model,
+                "served": self.row.requested_model,
+                "failed": self.failed,
+            });
+            self.row.reason = Some("fallback_failed".into());
+            self.row.decision = Some(d.to_string());
+            return Some(d);
+        }
         let mut d: Value = serde_json::from_str(self.row.decision.as_deref()?).ok()?;
         if let (Some(obj), false) = (d.as_object_mut(), self.failed.is_empty()) {
             obj.entry("failed").or_insert_with(|| Value::Array(self.failed.clone()));

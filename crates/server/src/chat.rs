@@ -120,7 +120,7 @@ pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
 /// Notes that model `name` failed with `e` and its fallback chain moves on; returns `e` (the answer if
 /// no model of the chain succeeds).
 pub(crate) fn handed_over(acct: &mut Accounting, name: &str, e: ApiError) -> ApiError {
-    tracing::warn!("model `{name}` failed: {}; trying the next in its fallback chain", e.message);
+    tracing::warn!("model `{name}` failed: {} (its fallback chain, if any, goes on)", e.message);
     acct.record_failure(name, &short_message(&e.message));
     e
 }
@@ -723,22 +723,27 @@ async fn local_full(
     acct: &mut Accounting,
 ) -> Result<ChatCompletionResponse, ApiError> {
     let n = choices_asked(req);
+    // The text generated so far is counted as it comes, so that a client that leaves before the answer
+    // is complete still has its output estimated in the log (as for a stream).
     if n <= 1 {
-        let a = local_choice(l, req, || acct.mark_first_token()).await?;
+        let a = local_choice(l, req, |t| {
+            acct.mark_first_token();
+            acct.add_streamed(t.len());
+        })
+        .await?;
         acct.add_usage(a.usage.unwrap_or_default());
         return Ok(a);
     }
     let reqs: Vec<ChatCompletionRequest> = (0..n).map(|i| choice_request(req, i)).collect();
-    let first_token = std::sync::OnceLock::new();
-    let mark = || {
-        if first_token.get().is_none() {
-            let _ = first_token.set(std::time::Instant::now());
+    // The choices run side by side in this task; a mutex (never contended) lets each count into `acct`.
+    let shared = std::sync::Mutex::new(&mut *acct);
+    let mark = |t: &str| {
+        if let Ok(mut a) = shared.lock() {
+            a.mark_first_token();
+            a.add_streamed(t.len());
         }
     };
     let answers = futures::future::try_join_all(reqs.iter().map(|r| local_choice(l, r, mark))).await?;
-    if let Some(at) = first_token.get() {
-        acct.mark_first_token_at(*at);
-    }
     let mut usage: Option<Usage> = None;
     let mut merged: Option<ChatCompletionResponse> = None;
     for (i, mut a) in answers.into_iter().enumerate() {
@@ -766,11 +771,11 @@ pub(crate) fn several_choices_usage(a: Usage, b: Usage) -> Usage {
 }
 
 /// One choice of a local answer (its usage in the response, not yet billed); `on_token` runs for every
-/// token as it arrives.
+/// token as it arrives, with its text.
 async fn local_choice(
     l: &LocalChat,
     req: &ChatCompletionRequest,
-    mut on_token: impl FnMut(),
+    mut on_token: impl FnMut(&str),
 ) -> Result<ChatCompletionResponse, ApiError> {
     let mut started = l.start_chat(req).await?;
     let mut text = String::new();
@@ -778,7 +783,7 @@ async fn local_choice(
     while let Some(ev) = started.events.recv().await {
         match ev {
             GenEvent::Token(t) => {
-                on_token();
+                on_token(&t.text);
                 text.push_str(&t.text);
                 tokens.push(t);
             }

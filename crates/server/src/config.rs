@@ -319,6 +319,11 @@ pub struct DocsEntry {
     /// are set.
     #[serde(default)]
     pub read_lm: Option<String>,
+    /// The upstream chat model that answers, from the retrieved passages, the questions the documents
+    /// answer unsure. Without it: the strongest upstream among `[route] candidates` (all upstreams when
+    /// that list is empty).
+    #[serde(default)]
+    pub escalate_to: Option<String>,
 }
 
 impl DocsEntry {
@@ -576,6 +581,14 @@ impl Config {
                     return Err(invalid(
                         format!("docs[{i}].read_lm"),
                         format!("`{b}` differs from rerank_lm `{a}`: one model reads a collection's passages"),
+                    ));
+                }
+            }
+            if let Some(m) = &d.escalate_to {
+                if !self.upstreams.iter().any(|u| &u.name == m) {
+                    return Err(invalid(
+                        format!("docs[{i}].escalate_to"),
+                        format!("no [[upstream]] model is named `{m}`"),
                     ));
                 }
             }

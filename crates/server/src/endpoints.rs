@@ -213,9 +213,9 @@ pub async fn completions(
     if let Err(e) = caller.check_model(&req.model) {
         return fail(acct, e);
     }
-    let model = match st.chat_model(&req.model) {
-        Ok(m) => m.clone(),
-        Err(e) => return fail(acct, e),
+    let model = match st.chat.get(&req.model) {
+        Some(m) => m.clone(),
+        None => return fail(acct, st.not_served_here(&req.model, "/v1/completions")),
     };
     acct.set_prompt_estimate(req.prompt.estimated_tokens());
     acct.set_choices(req.sampling.n.unwrap_or(1));
@@ -367,17 +367,15 @@ async fn open_local_choices(
     let n = req.sampling.n.unwrap_or(1).max(1);
     let reqs: Vec<CompletionRequest> =
         (0..n).map(|i| CompletionRequest { sampling: req.sampling.for_choice(i), ..req.clone() }).collect();
-    let first_token = std::sync::OnceLock::new();
     if stream {
         let mut streams = Vec::with_capacity(reqs.len());
         let mut reqs = reqs.into_iter();
         let first = reqs.next().ok_or_else(|| ApiError::internal("no choice was asked for"))?;
-        streams.push(opened_stream(open_local(l, &first, true, &first_token).await?));
+        streams.push(opened_stream(open_local(l, &first, true, &|_| {}).await?));
         for r in reqs {
             let l = l.clone();
             let later = async move {
-                let unused = std::sync::OnceLock::new();
-                match open_local(&l, &r, true, &unused).await {
+                match open_local(&l, &r, true, &|_| {}).await {
                     Ok(run) => opened_stream(run),
                     Err(e) => futures::stream::iter([Err(e)]).boxed(),
                 }
@@ -386,10 +384,17 @@ async fn open_local_choices(
         }
         return Ok(LocalRuns::Streams(streams));
     }
-    let runs = futures::future::try_join_all(reqs.iter().map(|r| open_local(l, r, false, &first_token))).await?;
-    if let Some(at) = first_token.get() {
-        acct.mark_first_token_at(*at);
-    }
+    // The text generated so far is counted as it comes, so that a client that leaves before the answer
+    // is complete still has its output estimated in the log (as for a stream). The choices run side by
+    // side in this task; a mutex (never contended) lets each count into `acct`.
+    let shared = std::sync::Mutex::new(&mut *acct);
+    let on_token = |t: &str| {
+        if let Ok(mut a) = shared.lock() {
+            a.mark_first_token();
+            a.add_streamed(t.len());
+        }
+    };
+    let runs = futures::future::try_join_all(reqs.iter().map(|r| open_local(l, r, false, &on_token))).await?;
     let whole = runs
         .into_iter()
         .map(|run| match run {
@@ -416,13 +421,14 @@ struct LocalAnswer {
 }
 
 /// Starts a local completion and runs it up to its first visible token when streaming (or to its
-/// end otherwise). A failure before then has sent the client nothing: it is returned, so that the
-/// fallback chain can go on (an engine that stopped, a decode that failed).
+/// end otherwise, calling `on_token` with each token's text). A failure before then has sent the
+/// client nothing: it is returned, so that the fallback chain can go on (an engine that stopped, a
+/// decode that failed).
 async fn open_local(
     l: &LocalChat,
     req: &CompletionRequest,
     stream: bool,
-    first_token: &std::sync::OnceLock<std::time::Instant>,
+    on_token: &(dyn Fn(&str) + Sync),
 ) -> Result<LocalRun, ApiError> {
     let mut events = l.start_completion(req).await?.events;
     let want_lp = req.logprobs.is_some();
@@ -448,9 +454,7 @@ async fn open_local(
     while let Some(ev) = events.recv().await {
         match ev {
             GenEvent::Token(t) => {
-                if first_token.get().is_none() {
-                    let _ = first_token.set(std::time::Instant::now());
-                }
+                on_token(&t.text);
                 if want_lp {
                     push_token_logprobs(&mut lp, &t, &mut offset);
                 }
@@ -614,12 +618,17 @@ pub async fn embeddings(
         Err(e) => return fail(acct, e),
     };
     acct.set_requested(&req.model);
-    let Some(em) = st.embed.as_ref().filter(|e| e.name == req.model) else {
-        return fail(acct, ApiError::model_not_found(&req.model));
-    };
+    // The `rightmodel` options and `x-rightmodel-*` headers are checked here too, as for chat: a
+    // misspelt option must not pass unnoticed (none of them changes what an encoder does).
+    if let Err(e) = st.router.request_overrides(req.extra.get("rightmodel"), &headers) {
+        return fail(acct, e);
+    }
     if let Err(e) = caller.check_model(&req.model) {
         return fail(acct, e);
     }
+    let Some(em) = st.embed.as_ref().filter(|e| e.name == req.model) else {
+        return fail(acct, st.not_served_here(&req.model, "/v1/embeddings"));
+    };
     let texts: Vec<String> = match req.input {
         EmbeddingInput::One(s) => vec![s],
         EmbeddingInput::Many(v) => v,

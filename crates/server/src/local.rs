@@ -33,6 +33,7 @@ fn infer_error(e: InferError) -> ApiError {
             .with_code("server_overloaded")
             .with_retry_after(1),
         InferError::Invalid(m) => ApiError::new(ErrorKind::InvalidRequest, m),
+        InferError::InvalidParam { param, message } => ApiError::invalid(param, message),
         InferError::Stopped => ApiError::new(ErrorKind::Unavailable, "The local model has stopped."),
         InferError::ContextLength { tokens, limit, at_least } => {
             context_length_error(tokens, limit, at_least, "prompt")
@@ -173,10 +174,16 @@ pub fn check_schema(schema: &serde_json::Value, strict: bool) -> Result<(), ApiE
     use serde_json::Value;
     let bad = |m: String| Err(ApiError::invalid("response_format.json_schema.schema", m));
     let max_bound = rightmodel_infer::llm::MAX_REPETITION as f64;
+    if !schema.is_object() {
+        return bad(format!("the schema must be a JSON object, got {}", truncated_json(schema)));
+    }
     let mut nodes = 0usize;
     let mut stack = vec![(schema, 0usize, String::from("#"))];
     while let Some((v, depth, path)) = stack.pop() {
         let Value::Object(o) = v else { continue };
+        if let Some(why) = bad_type_or_ref(o, schema) {
+            return bad(format!("at `{path}`: {why}"));
+        }
         nodes += 1;
         if nodes > MAX_SCHEMA_NODES {
             return bad(format!("the schema has more than {MAX_SCHEMA_NODES} subschemas; simplify it"));
@@ -247,6 +254,47 @@ pub fn check_schema(schema: &serde_json::Value, strict: bool) -> Result<(), ApiE
         }
     }
     Ok(())
+}
+
+/// `v` as JSON, cut to 100 characters (it is the client's input, quoted in an error).
+fn truncated_json(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    match s.char_indices().nth(100) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
+}
+
+/// JSON Schema's types.
+const SCHEMA_TYPES: [&str; 7] = ["string", "number", "integer", "boolean", "object", "array", "null"];
+
+/// What is wrong with schema node `o`'s `type` or `$ref` (in the schema `root`), which llama.cpp's
+/// grammar conversion would reject with an opaque error: a type JSON Schema does not have, a `$ref`
+/// that is not local (`#/...`) or points at nothing.
+fn bad_type_or_ref(o: &serde_json::Map<String, serde_json::Value>, root: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let known = |t: &Value| t.as_str().is_some_and(|t| SCHEMA_TYPES.contains(&t));
+    let type_ok = match o.get("type") {
+        None => true,
+        Some(Value::Array(ts)) => ts.iter().all(known),
+        Some(t) => known(t),
+    };
+    if !type_ok {
+        let t = o.get("type").map(Value::to_string).unwrap_or_default();
+        return Some(format!("`type` {t} is not a JSON Schema type ({})", SCHEMA_TYPES.join(", ")));
+    }
+    match o.get("$ref") {
+        None => None,
+        Some(Value::String(r)) if r == "#" => None,
+        Some(Value::String(r)) => match r.strip_prefix('#') {
+            Some(pointer) if root.pointer(pointer).is_some() => None,
+            Some(_) => Some(format!("`$ref` \"{r}\" points at nothing in the schema")),
+            None => Some(format!(
+                "`$ref` \"{r}\" is not local: only references into the schema (`#/$defs/...`) are supported"
+            )),
+        },
+        Some(other) => Some(format!("`$ref` must be a string, got {other}")),
+    }
 }
 
 /// Keywords llama.cpp's grammar conversion passes over without enforcing them: a local model's answer
@@ -570,6 +618,32 @@ mod tests {
         assert!(check_schema(&loose, false).is_ok());
         // What no value satisfies is refused either way.
         assert!(check_schema(&json!({"type": "string", "minLength": 5, "maxLength": 2}), false).is_err());
+    }
+
+    #[test]
+    fn schemas_the_grammar_conversion_would_reject_are_refused_saying_what_is_wrong() {
+        use serde_json::json;
+        let loose = |s: serde_json::Value| check_schema(&s, false).err().map(|e| e.message);
+        for root in [json!(5), json!(true), json!("object")] {
+            let m = loose(root).expect("refused");
+            assert!(m.contains("JSON object"), "{m}");
+        }
+        let m = loose(json!({"type": "bogus"})).expect("refused");
+        assert!(m.contains("\"bogus\"") && m.contains("not a JSON Schema type"), "{m}");
+        let m = loose(json!({"properties": {"a": {"type": ["string", "nope"]}}})).expect("refused");
+        assert!(m.contains("#/properties/a") && m.contains("nope"), "{m}");
+        let m = loose(json!({"$ref": "#/defs/nope"})).expect("refused");
+        assert!(m.contains("points at nothing"), "{m}");
+        let m = loose(json!({"$ref": "https://example.com/s.json"})).expect("refused");
+        assert!(m.contains("not local"), "{m}");
+        for ok in [
+            json!({"$defs": {"a": {"type": "string"}}, "$ref": "#/$defs/a"}),
+            json!({"type": ["string", "null"]}),
+            json!({"type": "object", "additionalProperties": true}),
+        ] {
+            assert_eq!(loose(ok.clone()), None, "{ok}");
+            rightmodel_infer::llm::json_schema_grammar(&ok.to_string()).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
     }
 
     #[test]

@@ -182,6 +182,25 @@ impl AppState {
     pub fn chat_model(&self, name: &str) -> Result<&ChatModel, ApiError> {
         self.chat.get(name).ok_or_else(|| ApiError::model_not_found(name))
     }
+
+    /// The refusal of model `name` by `endpoint`, which does not serve it: a 400 saying what `name` is
+    /// and which endpoint does serve it when it is one of the gateway's models (rather than a 404 that
+    /// says it does not exist), else the 404.
+    pub fn not_served_here(&self, name: &str, endpoint: &str) -> ApiError {
+        let (kind, serves) = if self.chat.contains_key(name) || name == "auto" {
+            ("a chat model", "/v1/chat/completions")
+        } else if name.strip_prefix("docs:").is_some_and(|c| !c.is_empty()) && self.embed.is_some() {
+            ("a document collection", "/v1/chat/completions")
+        } else if self.embed.as_ref().is_some_and(|e| e.name == name) {
+            ("an embedding model", "/v1/embeddings")
+        } else if self.config.classifiers.iter().any(|c| c.name == name) {
+            ("a classifier", "/v1/classify")
+        } else {
+            return ApiError::model_not_found(name);
+        };
+        ApiError::invalid("model", format!("`{name}` is {kind}, which {endpoint} does not serve; use {serves}."))
+            .with_code("model_not_supported")
+    }
 }
 
 /// The refusal of a call to `name` likely to cost `cost` by the gateway's `daily` budget, with

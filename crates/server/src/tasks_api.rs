@@ -399,13 +399,16 @@ pub async fn classify(
     }
 }
 
-/// The strongest upstream that `acct`'s caller may use and that the spending limits and the request's
-/// cost and latency caps allow for the escalation `up` (whose prompt `acct` estimates), for escalating
-/// unsure document answers: the highest `tier`; among equal tiers the one with the dearest output
-/// (price follows capability among one provider's models), then the first by name. `Err` says why there
-/// is none, for the decision.
-fn strongest_upstream(st: &AppState, acct: &Accounting) -> Result<String, &'static str> {
+/// The upstream to escalate the unsure answers of collection `coll` to: its `escalate_to`, else the
+/// strongest of the upstreams among `[route] candidates` (all upstreams when that list is empty), of
+/// those `acct`'s caller may use and that the spending limits and the request's cost and latency caps
+/// allow for the escalation (whose prompt `acct` estimates). Strongest: the highest `tier`; among equal
+/// tiers the one with the dearest output (price follows capability among one provider's models), then
+/// the first by name. `Err` says why there is none, for the decision.
+fn escalation_upstream(st: &AppState, coll: &str, acct: &Accounting) -> Result<String, &'static str> {
     let caller = acct.caller();
+    let configured = st.config.docs.iter().find(|d| d.name == coll).and_then(|d| d.escalate_to.as_deref());
+    let candidates = &st.config.route.candidates;
     let upstreams: Vec<(&String, &crate::upstream::Upstream)> = st
         .chat
         .iter()
@@ -413,13 +416,27 @@ fn strongest_upstream(st: &AppState, acct: &Accounting) -> Result<String, &'stat
             ChatModel::Upstream(u) => Some((n, u.as_ref())),
             ChatModel::Local(_) => None,
         })
+        .filter(|(n, _)| match configured {
+            Some(m) => *n == m,
+            None => candidates.is_empty() || candidates.contains(n),
+        })
         .collect();
     if upstreams.is_empty() {
-        return Err("no upstream is configured");
+        return Err(if configured.is_some() {
+            "the collection's escalate_to model is not served"
+        } else if candidates.is_empty() {
+            "no upstream is configured"
+        } else {
+            "no upstream is among the route candidates"
+        });
     }
     let allowed: Vec<_> = upstreams.into_iter().filter(|(n, _)| caller.may_use(n)).collect();
     if allowed.is_empty() {
-        return Err("the key may use no upstream");
+        return Err(if configured.is_some() {
+            "the key may not use the collection's escalate_to model"
+        } else {
+            "the key may use no upstream"
+        });
     }
     let within_caps: Vec<_> =
         allowed.into_iter().filter(|(n, u)| acct.check_caps(n, u.config.price()).is_ok()).collect();
@@ -531,7 +548,7 @@ pub async fn docs_chat(
         // What is held against the limits (and estimated, should the upstream report no usage) is the
         // gateway's prompt, passages included, not the client's question.
         acct.set_prompt_estimate(crate::accounting::estimate_prompt_tokens(&up));
-        Some(strongest_upstream(st, acct))
+        Some(escalation_upstream(st, name, acct))
     } else {
         None
     };

@@ -72,30 +72,33 @@ impl Default for SamplingParams {
 impl SamplingParams {
     /// Checks ranges, so that bad values fail the request instead of the engine.
     pub fn validate(&self) -> Result<(), InferError> {
-        let bad = |m: &str| Err(InferError::Invalid(m.to_string()));
+        let bad = |param: &'static str, m: &str| Err(InferError::InvalidParam { param, message: m.to_string() });
         if !(0.0..=2.0).contains(&self.temperature) || self.temperature.is_nan() {
-            return bad("temperature must be between 0 and 2");
+            return bad("temperature", "`temperature` must be between 0 and 2.");
         }
         if !(0.0..=1.0).contains(&self.top_p) || self.top_p.is_nan() {
-            return bad("top_p must be between 0 and 1");
+            return bad("top_p", "`top_p` must be between 0 and 1.");
         }
         if !(0.0..=1.0).contains(&self.min_p) {
-            return bad("min_p must be between 0 and 1");
+            return bad("min_p", "`min_p` must be between 0 and 1.");
         }
-        if !(-2.0..=2.0).contains(&self.frequency_penalty) || !(-2.0..=2.0).contains(&self.presence_penalty) {
-            return bad("frequency_penalty and presence_penalty must be between -2 and 2");
+        if !(-2.0..=2.0).contains(&self.frequency_penalty) {
+            return bad("frequency_penalty", "`frequency_penalty` must be between -2 and 2.");
+        }
+        if !(-2.0..=2.0).contains(&self.presence_penalty) {
+            return bad("presence_penalty", "`presence_penalty` must be between -2 and 2.");
         }
         if self.repeat_penalty <= 0.0 || !self.repeat_penalty.is_finite() {
-            return bad("repetition penalty must be positive");
+            return bad("repeat_penalty", "`repeat_penalty` must be positive.");
         }
         if self.top_logprobs > 20 {
-            return bad("top_logprobs must be between 0 and 20");
+            return bad("top_logprobs", "`top_logprobs` must be between 0 and 20.");
         }
         if self.stop.len() > 4 {
-            return bad("stop takes at most 4 sequences");
+            return bad("stop", "`stop` takes at most 4 sequences.");
         }
         if self.stop.iter().any(|s| s.is_empty()) {
-            return bad("a stop sequence must not be empty");
+            return bad("stop", "A stop sequence must not be empty.");
         }
         if let Some(g) = &self.grammar {
             check_grammar(g)?;
@@ -274,5 +277,5 @@ impl Sampler {
 /// converter, for `response_format: json_schema`.
 pub fn json_schema_grammar(schema: &str) -> Result<String, InferError> {
     llama_cpp_2::json_schema_to_grammar(schema)
-        .map_err(|e| InferError::Invalid(format!("unsupported JSON schema: {e}")))
+        .map_err(|e| InferError::Invalid(format!("llama.cpp could not turn the JSON schema into a grammar ({e})")))
 }
