@@ -441,7 +441,7 @@ fn escalation_upstream(st: &AppState, coll: &str, acct: &Accounting) -> Result<S
     let within_caps: Vec<_> =
         allowed.into_iter().filter(|(n, u)| acct.check_caps(n, u.config.price()).is_ok()).collect();
     if within_caps.is_empty() {
-        return Err("the request's max_cost_usd / max_latency_ms leave no upstream");
+        return Err("the request's options (max_cost_usd, max_latency_ms, explain) leave no upstream");
     }
     within_caps
         .into_iter()
