@@ -82,6 +82,13 @@ def test_without_prompt_caching_every_prompt_is_computed_afresh(client):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(**kw, extra_body={"rightmodel": {"cache_prompt": "no"}})
     assert e.value.param == "rightmodel.cache_prompt"
+    # llama.cpp's server takes it at the top level of the body: so does a local model here.
+    top = client.chat.completions.create(**kw, extra_body={"cache_prompt": False})
+    assert top.usage.prompt_tokens_details.cached_tokens == 0
+    assert top.choices[0].message.content == fresh[0].choices[0].message.content
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(**kw, extra_body={"cache_prompt": "no"})
+    assert e.value.param == "cache_prompt"
 
 
 def test_streaming_with_usage(client):
@@ -285,6 +292,9 @@ def test_a_model_sent_to_an_endpoint_that_does_not_serve_it_hears_which_does(cli
     assert e.value.code == "model_not_supported" and "/v1/chat/completions" in e.value.message
     with pytest.raises(openai.BadRequestError) as e:
         client.completions.create(model="minilm-l6", prompt="hello", max_tokens=2)
+    assert e.value.code == "model_not_supported" and "/v1/embeddings" in e.value.message
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="minilm-l6", messages=[{"role": "user", "content": "hello"}])
     assert e.value.code == "model_not_supported" and "/v1/embeddings" in e.value.message
     with pytest.raises(openai.NotFoundError):
         client.embeddings.create(model="no-such-encoder", input="hello")

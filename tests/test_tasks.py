@@ -56,6 +56,16 @@ def test_classifier_trained_by_cli_is_served(tmp_path):
         assert status == 200, body
         status, _, body = request(s.base, "POST", "/v1/classify", body={"model": "sentiment", "input": []})
         assert status == 400
+        # An empty text is named by its place; a misspelt field is refused, not ignored.
+        status, _, body = request(s.base, "POST", "/v1/classify", body={"model": "sentiment", "input": ["good", " "]})
+        assert status == 400 and json.loads(body)["error"]["param"] == "input[1]", body
+        status, _, body = request(s.base, "POST", "/v1/classify", body={"model": "sentiment", "input": ["good"], "explian": True})
+        assert status == 400 and json.loads(body)["error"]["param"] == "explian", body
+        # `explain` asked the gateway's other ways, as on chat: the `rightmodel` option and the header.
+        for extra, headers in [({"rightmodel": {"explain": True}}, None), ({}, {"x-rightmodel-explain": "true"})]:
+            status, _, body = request(s.base, "POST", "/v1/classify", body={"model": "sentiment", "input": ["good"], **extra},
+                                      headers=headers)
+            assert status == 200 and "explanation" in json.loads(body)["data"][0], body
         # A model of another kind is named as such.
         status, _, body = request(s.base, "POST", "/v1/classify", body={"model": "gemma3-270m", "input": ["x"]})
         assert status == 400 and json.loads(body)["error"]["code"] == "model_not_classifier", body

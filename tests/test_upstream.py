@@ -414,12 +414,12 @@ def test_a_fallback_chain_that_fails_throughout_says_what_was_tried(gw, proxy, g
     assert e.value.status_code == 502
     h = e.value.response.headers
     d = json.loads(h["x-rightmodel-decision"])
-    assert h["x-rightmodel-model"] == "dead-then-large", dict(h)
+    assert h["x-rightmodel-model"] == "large-nofallback" == d["served"], dict(h)
     assert d["reason"] == "fallback_failed" and d["requested"] == "dead-then-large", d
     assert [f["model"] for f in d["failed"]] == ["dead-then-large", "large-nofallback"], d
     assert all(f["error"] for f in d["failed"]), d
     row = gateway.wait_row(lambda x: x["id"] == h["x-request-id"])
-    assert row["status"] == 502 and row["reason"] == "fallback_failed", row
+    assert row["status"] == 502 and row["reason"] == "fallback_failed" and row["served_model"] == "large-nofallback", row
     assert json.loads(row["decision"])["failed"] == d["failed"], row
 
 
@@ -1014,6 +1014,17 @@ escalate_to = "pricey"
             d = _decision(r)
             assert d["reason"] == "docs_low_confidence_escalated", d
             assert r.headers["x-rightmodel-model"] == expected and d["served"] == expected, (coll, d)
+        # A follow-up goes up completed from the conversation, not as the bare last turn, and the client's
+        # temperature as it sent it.
+        r = c.chat.completions.with_raw_response.create(
+            model="docs:handbook", max_tokens=8, temperature=0.3,
+            messages=[{"role": "user", "content": "What is the boiling point of liquid nitrogen in kelvin?"},
+                      {"role": "assistant", "content": "I do not know."},
+                      {"role": "user", "content": "And of liquid helium?"}])
+        assert _decision(r)["reason"] == "docs_low_confidence_escalated", _decision(r)
+        sent = json.loads(proxy.last_body)
+        assert "nitrogen" in sent["messages"][-1]["content"] and "helium" in sent["messages"][-1]["content"], sent
+        assert sent["temperature"] == 0.3, sent
     finally:
         s.stop()
     bad = small_and_large(proxy, price=1.0, tail="""

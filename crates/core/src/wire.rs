@@ -220,10 +220,10 @@ pub struct SamplingFields {
     pub max_completion_tokens: Option<u32>,
     /// Sampling temperature, 0..2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f32>,
+    pub temperature: Option<f64>,
     /// Nucleus sampling mass, 0..1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub top_p: Option<f32>,
+    pub top_p: Option<f64>,
     /// Number of choices (`n`), each an answer of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<u32>,
@@ -235,10 +235,10 @@ pub struct SamplingFields {
     pub stop: Option<StopSpec>,
     /// Presence penalty, -2..2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub presence_penalty: Option<f32>,
+    pub presence_penalty: Option<f64>,
     /// Frequency penalty, -2..2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frequency_penalty: Option<f32>,
+    pub frequency_penalty: Option<f64>,
     /// Stream the answer as server-sent events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,

@@ -161,10 +161,11 @@ impl Accounting {
     /// or a failure before routing).
     pub fn failed_decision(&mut self) -> Option<Value> {
         if self.row.decision.is_none() && self.failed.len() >= 2 {
+            // `served` is the chain's last model, as the log row and the per-model metrics count it.
             let d = serde_json::json!({
                 "reason": "fallback_failed",
                 "requested": self.row.requested_model,
-                "served": self.row.requested_model,
+                "served": self.row.served_model,
                 "failed": self.failed,
             });
             self.row.reason = Some("fallback_failed".into());

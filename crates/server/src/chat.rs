@@ -322,7 +322,10 @@ async fn handle(
     {
         return Ok(reply);
     }
-    let model = st.chat_model(&target)?;
+    let model = match st.chat.get(&target) {
+        Some(m) => m,
+        None => return Err(st.not_served_here(&target, "/v1/chat/completions")),
+    };
     if outcome.is_none() {
         acct.check_caps(&target, model.price())?;
     }

@@ -207,7 +207,8 @@ pub async fn completions(
     if req.model == "auto" {
         return fail(
             acct,
-            ApiError::invalid("model", "`auto` routing is served on /v1/chat/completions; name a model here."),
+            ApiError::invalid("model", "`auto` routing is served on /v1/chat/completions; name a model here.")
+                .with_code("model_not_supported"),
         );
     }
     if let Err(e) = caller.check_model(&req.model) {

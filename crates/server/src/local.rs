@@ -86,12 +86,14 @@ pub fn sampling_from(
 ) -> SamplingParams {
     SamplingParams {
         max_tokens: s.max_completion_tokens.or(s.max_tokens).unwrap_or(u32::MAX),
-        temperature: s.temperature.unwrap_or(1.0),
-        top_p: s.top_p.unwrap_or(1.0),
+        // JSON numbers are f64 on the wire (kept so, so that an upstream gets 0.3, not 0.30000001); the
+        // engine samples in f32.
+        temperature: s.temperature.unwrap_or(1.0) as f32,
+        top_p: s.top_p.unwrap_or(1.0) as f32,
         seed: s.seed.map(|v| v as u32).unwrap_or_else(rand::random),
         stop: s.stop.as_ref().map(|x| x.to_vec()).unwrap_or_default(),
-        frequency_penalty: s.frequency_penalty.unwrap_or(0.0),
-        presence_penalty: s.presence_penalty.unwrap_or(0.0),
+        frequency_penalty: s.frequency_penalty.unwrap_or(0.0) as f32,
+        presence_penalty: s.presence_penalty.unwrap_or(0.0) as f32,
         grammar,
         logprobs,
         top_logprobs: top_logprobs as usize,
@@ -99,10 +101,25 @@ pub fn sampling_from(
     }
 }
 
-/// The request's `rightmodel.cache_prompt` option (checked at intake with the other options): whether
-/// the engine may reuse a cached prompt prefix; yes unless the client said `false`.
-fn cache_prompt_option(rightmodel: Option<&serde_json::Value>) -> bool {
-    rightmodel.and_then(|o| o.get("cache_prompt")).and_then(serde_json::Value::as_bool).unwrap_or(true)
+/// Whether the engine may reuse a cached prompt prefix for a request: yes unless the client said
+/// `false`, in its `rightmodel` options (checked at intake with the others) or, as llama.cpp's server
+/// takes it, as a top-level `cache_prompt` field (`extra`), which must then be true or false.
+fn cache_prompt_option(
+    rightmodel: Option<&serde_json::Value>,
+    extra: &serde_json::Map<String, serde_json::Value>,
+) -> Result<bool, ApiError> {
+    let top = match extra.get("cache_prompt") {
+        None => None,
+        Some(serde_json::Value::Bool(b)) => Some(*b),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "cache_prompt",
+                format!("`cache_prompt` must be true or false, got {other}."),
+            ))
+        }
+    };
+    let option = rightmodel.and_then(|o| o.get("cache_prompt")).and_then(serde_json::Value::as_bool);
+    Ok(option.or(top).unwrap_or(true))
 }
 
 /// A local generation's failure as the client sees it: constraints nothing satisfies are the
@@ -181,7 +198,7 @@ pub fn check_schema(schema: &serde_json::Value, strict: bool) -> Result<(), ApiE
     let mut stack = vec![(schema, 0usize, String::from("#"))];
     while let Some((v, depth, path)) = stack.pop() {
         let Value::Object(o) = v else { continue };
-        if let Some(why) = bad_type_or_ref(o, schema) {
+        if let Some(why) = malformed(o, schema) {
             return bad(format!("at `{path}`: {why}"));
         }
         nodes += 1;
@@ -268,10 +285,12 @@ fn truncated_json(v: &serde_json::Value) -> String {
 /// JSON Schema's types.
 const SCHEMA_TYPES: [&str; 7] = ["string", "number", "integer", "boolean", "object", "array", "null"];
 
-/// What is wrong with schema node `o`'s `type` or `$ref` (in the schema `root`), which llama.cpp's
-/// grammar conversion would reject with an opaque error: a type JSON Schema does not have, a `$ref`
-/// that is not local (`#/...`) or points at nothing.
-fn bad_type_or_ref(o: &serde_json::Map<String, serde_json::Value>, root: &serde_json::Value) -> Option<String> {
+/// What is malformed in schema node `o` (in the schema `root`) in a way llama.cpp's grammar
+/// conversion would reject with an opaque error or an empty grammar: a `type` JSON Schema does not
+/// have, `properties` / `required` / `enum` of the wrong shape, a `$ref` that is not local
+/// (`#/...`), points at nothing, uses JSON-pointer escapes, refers to the whole schema (`#`), or only
+/// leads to other `$ref`s in a circle.
+fn malformed(o: &serde_json::Map<String, serde_json::Value>, root: &serde_json::Value) -> Option<String> {
     use serde_json::Value;
     let known = |t: &Value| t.as_str().is_some_and(|t| SCHEMA_TYPES.contains(&t));
     let type_ok = match o.get("type") {
@@ -280,20 +299,51 @@ fn bad_type_or_ref(o: &serde_json::Map<String, serde_json::Value>, root: &serde_
         Some(t) => known(t),
     };
     if !type_ok {
-        let t = o.get("type").map(Value::to_string).unwrap_or_default();
+        let t = o.get("type").map(truncated_json).unwrap_or_default();
         return Some(format!("`type` {t} is not a JSON Schema type ({})", SCHEMA_TYPES.join(", ")));
     }
-    match o.get("$ref") {
-        None => None,
-        Some(Value::String(r)) if r == "#" => None,
-        Some(Value::String(r)) => match r.strip_prefix('#') {
-            Some(pointer) if root.pointer(pointer).is_some() => None,
-            Some(_) => Some(format!("`$ref` \"{r}\" points at nothing in the schema")),
-            None => Some(format!(
-                "`$ref` \"{r}\" is not local: only references into the schema (`#/$defs/...`) are supported"
-            )),
-        },
-        Some(other) => Some(format!("`$ref` must be a string, got {other}")),
+    if o.get("properties").is_some_and(|p| !p.is_object()) {
+        return Some("`properties` must be an object of property schemas".into());
+    }
+    if o.get("required").is_some_and(|r| !r.as_array().is_some_and(|a| a.iter().all(Value::is_string))) {
+        return Some("`required` must be an array of property names".into());
+    }
+    if o.get("enum").is_some_and(|e| e.as_array().is_none_or(|a| a.is_empty())) {
+        return Some("`enum` must be a non-empty array of values".into());
+    }
+    let r = match o.get("$ref") {
+        None => return None,
+        Some(Value::String(r)) => r,
+        Some(other) => return Some(format!("`$ref` must be a string, got {}", truncated_json(other))),
+    };
+    if r == "#" {
+        return Some(
+            "`$ref` \"#\" (the whole schema) cannot be followed by a local model; put the recursive part under \
+             `$defs` and refer to it as `#/$defs/NAME`"
+                .into(),
+        );
+    }
+    let Some(pointer) = r.strip_prefix('#') else {
+        return Some(format!(
+            "`$ref` \"{r}\" is not local: only references into the schema (`#/$defs/...`) are supported"
+        ));
+    };
+    if pointer.contains('~') || pointer.contains('%') {
+        return Some(format!("`$ref` \"{r}\" uses escapes (~0, ~1, %..), which a local model's grammar cannot follow; rename the definition"));
+    }
+    // Follow references that lead only to other references: a circle of them defines no value.
+    let mut seen = vec![r.as_str()];
+    let mut at = root.pointer(pointer);
+    while let Some(next) = at.and_then(|v| v.get("$ref")).and_then(Value::as_str) {
+        if seen.contains(&next) {
+            return Some(format!("`$ref` \"{r}\" leads through references only back to itself: no value matches it"));
+        }
+        seen.push(next);
+        at = next.strip_prefix('#').and_then(|p| root.pointer(p));
+    }
+    match root.pointer(pointer) {
+        Some(_) => None,
+        None => Some(format!("`$ref` \"{r}\" points at nothing in the schema")),
     }
 }
 
@@ -435,12 +485,20 @@ fn pattern_problem(pattern: &str) -> Option<String> {
 }
 
 /// The 400 a local model answers a `response_format` it cannot fully follow with (see
-/// [`check_schema`]); `None` for any other format. Converts patterns: call it off the async threads.
+/// [`check_schema`], then llama.cpp's conversion itself, for what the checks do not foresee); `None`
+/// for any other format. Converts the schema: call it off the async threads.
 pub fn schema_refusal(rf: &rightmodel_core::wire::ResponseFormat) -> Option<ApiError> {
     if rf.kind != "json_schema" {
         return None;
     }
-    rf.json_schema.as_ref().and_then(|j| j.get("schema")).and_then(|schema| check_schema(schema, is_strict(rf)).err())
+    let schema = rf.json_schema.as_ref().and_then(|j| j.get("schema"))?;
+    if let Err(e) = check_schema(schema, is_strict(rf)) {
+        return Some(e);
+    }
+    // What the checks above do not foresee, the conversion itself finds.
+    rightmodel_infer::llm::json_schema_grammar(&schema.to_string()).err().map(|e| {
+        ApiError::invalid("response_format.json_schema.schema", e.to_string()).with_code("unsupported_parameter")
+    })
 }
 
 /// Whether a `json_schema` response format asks for strict adherence (`"strict": true`).
@@ -489,7 +547,7 @@ impl LocalChat {
             _ => grammar_for(req)?,
         };
         let mut params = sampling_from(&req.sampling, logprobs, req.top_logprobs.unwrap_or(0), grammar);
-        params.cache_prompt = cache_prompt_option(req.rightmodel.as_ref());
+        params.cache_prompt = cache_prompt_option(req.rightmodel.as_ref(), &req.extra)?;
         self.start(GenRequest { prompt: Prompt::Chat(crate::tools::local_messages(&req.messages)), params }).await
     }
 
@@ -510,7 +568,7 @@ impl LocalChat {
         };
         let k = req.logprobs.unwrap_or(0);
         let mut params = sampling_from(&req.sampling, req.logprobs.is_some(), k, None);
-        params.cache_prompt = cache_prompt_option(req.rightmodel.as_ref());
+        params.cache_prompt = cache_prompt_option(req.rightmodel.as_ref(), &req.extra)?;
         self.start(GenRequest { prompt: Prompt::Text(prompt), params }).await
     }
 
@@ -636,14 +694,44 @@ mod tests {
         assert!(m.contains("points at nothing"), "{m}");
         let m = loose(json!({"$ref": "https://example.com/s.json"})).expect("refused");
         assert!(m.contains("not local"), "{m}");
+        let m = loose(json!({"type": "object", "properties": {"child": {"$ref": "#"}}})).expect("refused");
+        assert!(m.contains("#/properties/child") && m.contains("$defs"), "{m}");
+        let m = loose(json!({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}))
+            .expect("refused");
+        assert!(m.contains("back to itself"), "{m}");
+        let m = loose(json!({"$defs": {"a/b": {"type": "string"}}, "$ref": "#/$defs/a~1b"})).expect("refused");
+        assert!(m.contains("escapes"), "{m}");
+        for (bad, says) in [
+            (json!({"type": "object", "properties": [{"type": "string"}]}), "`properties`"),
+            (json!({"enum": []}), "`enum`"),
+            (json!({"type": "object", "required": "a"}), "`required`"),
+        ] {
+            let m = loose(bad.clone()).expect("refused");
+            assert!(m.contains(says), "{bad}: {m}");
+        }
         for ok in [
             json!({"$defs": {"a": {"type": "string"}}, "$ref": "#/$defs/a"}),
             json!({"type": ["string", "null"]}),
             json!({"type": "object", "additionalProperties": true}),
+            json!({"$defs": {"node": {"type": "object", "properties": {"child": {"$ref": "#/$defs/node"}}}},
+                   "$ref": "#/$defs/node"}),
         ] {
             assert_eq!(loose(ok.clone()), None, "{ok}");
             rightmodel_infer::llm::json_schema_grammar(&ok.to_string()).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
+    }
+
+    #[test]
+    fn auto_learns_of_schemas_only_the_conversion_itself_rejects() {
+        use serde_json::json;
+        let rf = |schema: serde_json::Value| rightmodel_core::wire::ResponseFormat {
+            kind: "json_schema".into(),
+            json_schema: Some(json!({"name": "x", "schema": schema})),
+        };
+        assert!(schema_refusal(&rf(json!({"type": "object", "properties": {"a": {"type": "string"}}}))).is_none());
+        let e =
+            schema_refusal(&rf(json!({"type": "object", "properties": {"child": {"$ref": "#"}}}))).expect("refused");
+        assert_eq!(e.param.as_deref(), Some("response_format.json_schema.schema"));
     }
 
     #[test]

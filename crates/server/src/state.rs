@@ -187,7 +187,9 @@ impl AppState {
     /// and which endpoint does serve it when it is one of the gateway's models (rather than a 404 that
     /// says it does not exist), else the 404.
     pub fn not_served_here(&self, name: &str, endpoint: &str) -> ApiError {
-        let (kind, serves) = if self.chat.contains_key(name) || name == "auto" {
+        let (kind, serves) = if name == "auto" {
+            ("the gateway's routing", "/v1/chat/completions")
+        } else if self.chat.contains_key(name) {
             ("a chat model", "/v1/chat/completions")
         } else if name.strip_prefix("docs:").is_some_and(|c| !c.is_empty()) && self.embed.is_some() {
             ("a document collection", "/v1/chat/completions")

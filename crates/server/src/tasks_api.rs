@@ -297,9 +297,16 @@ pub struct ClassifyRequest {
     pub model: String,
     /// One text or several.
     pub input: Value,
-    /// Add token attributions and nearest training examples.
+    /// Add token attributions and nearest training examples (also asked for by the `rightmodel`
+    /// option `explain` or the `x-rightmodel-explain` header, as on chat).
     #[serde(default)]
     pub explain: bool,
+    /// The gateway's options, checked as on chat; `explain` is the one that matters here.
+    #[serde(default)]
+    pub rightmodel: Option<Value>,
+    /// Any other field: refused, so that a misspelt one (`explian`) does not pass unnoticed.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// `POST /v1/classify`: `{"model", "input": [...], "explain": bool}` → one prediction per text.
@@ -345,9 +352,23 @@ pub async fn classify(
                 .collect::<Result<_, _>>()?,
             _ => return Err(ApiError::invalid("input", "`input` must be a string or a list of strings.")),
         };
-        if texts.is_empty() || texts.iter().any(|t| t.trim().is_empty()) {
-            return Err(ApiError::invalid("input", "`input` must hold non-empty texts."));
+        if texts.is_empty() {
+            return Err(ApiError::invalid("input", "`input` must hold at least one text."));
         }
+        if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
+            return Err(ApiError::invalid(
+                &format!("input[{i}]"),
+                format!("`input[{i}]` is empty; every text must hold words."),
+            ));
+        }
+        if let Some(field) = req.extra.keys().next() {
+            return Err(ApiError::invalid(
+                field,
+                format!("Unknown field `{field}`; /v1/classify takes model, input, explain and rightmodel."),
+            ));
+        }
+        let options = st.router.request_overrides(req.rightmodel.as_ref(), &headers)?;
+        let explain = req.explain || options.explain == Some(true);
         if texts.len() > 2048 {
             return Err(ApiError::invalid("input", "At most 2048 texts per request."));
         }
@@ -355,7 +376,7 @@ pub async fn classify(
         // Classification runs on the shared encoder: it counts against the same capacity as
         // /v1/embeddings, and an explanation scores each text once more per word (its first words).
         let cost: usize = texts.iter().map(|t| rightmodel_tasks::explain::cost_in_words(t)).sum();
-        if req.explain && cost > MAX_EXPLAIN_WORDS {
+        if explain && cost > MAX_EXPLAIN_WORDS {
             return Err(ApiError::invalid(
                 "explain",
                 format!(
@@ -370,7 +391,6 @@ pub async fn classify(
         // The permit moves into the blocking task, so a client that leaves does not free the encoder's slot
         // while its work still runs.
         let permit = st.embed_permit()?;
-        let explain = req.explain;
         let (state, name) = (st.clone(), req.model.clone());
         let preds = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -472,6 +492,10 @@ pub async fn docs_chat(
         return Err(ApiError::invalid("messages", "A `docs:` model needs a user message with the question."));
     }
     let question = asked.text;
+    // What the large model is asked when the documents answer unsure: the question completed from the
+    // conversation, whichever reading the documents answered best (a bare follow-up such as "And a
+    // European one?" would leave it guessing).
+    let completed = question.clone();
     // A follow-up is asked both ways, completed and as written; the reading the documents answer with
     // more confidence wins (completing it can also pull in words that point away from the answer).
     let readings = if asked.follow_up { vec![question.clone(), asked.turn.clone()] } else { vec![question.clone()] };
@@ -543,7 +567,7 @@ pub async fn docs_chat(
     up.tool_choice = None;
     up.response_format = None;
     up.messages = req.messages.iter().filter(|m| m.role == "system" || m.role == "developer").cloned().collect();
-    up.messages.push(ChatMessage::new("user", answer.context_prompt(&question)));
+    up.messages.push(ChatMessage::new("user", answer.context_prompt(&completed)));
     let target = if unsure {
         // What is held against the limits (and estimated, should the upstream report no usage) is the
         // gateway's prompt, passages included, not the client's question.
