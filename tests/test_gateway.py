@@ -545,6 +545,9 @@ models = ["minilm-l6"]
         assert {r["key_name"] for r in rows if r["key_name"]} == {"alice", "bob"}
         limited = [r for r in rows if r["status"] == 429]
         assert limited and all(r["key_name"] == "alice" for r in limited), limited
+        # The metrics count a limit as load, apart from client mistakes.
+        body = request(s.base, "GET", "/metrics", headers={"Authorization": "Bearer sk-bob"})[2].decode()
+        assert 'outcome="rate_limited"' in body, body
         log_text = s.db.read_bytes()
         assert b"sk-alice" not in log_text and b"sk-bob" not in log_text
         # SIGHUP reads the keys again: bob's secret is rotated and he may chat now, alice is revoked,

@@ -120,7 +120,17 @@ impl MiniLm {
             .clamp(1e-12f32, f32::MAX)
             .map_err(e)?;
         let unit = mean.broadcast_div(&norm).map_err(e)?;
-        Ok((unit.to_vec2::<f32>().map_err(e)?, counts))
+        let vectors = unit.to_vec2::<f32>().map_err(e)?;
+        // Good weights never give NaN or infinity here; damaged ones do, and a vector of nulls must not
+        // pass for an answer (a search or a classifier would go on with it).
+        if vectors.iter().flatten().any(|x| !x.is_finite()) {
+            return Err(InferError::Engine(format!(
+                "the encoder `{}` computed non-finite values: its weights look damaged (a default model is \
+                 checked and fetched again by `rightmodel pull --verify`)",
+                self.id
+            )));
+        }
+        Ok((vectors, counts))
     }
 }
 

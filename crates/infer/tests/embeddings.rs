@@ -77,3 +77,29 @@ fn encoder_matches_candle_transformers_bert() {
     assert!(worst < 1e-4, "token states differ by up to {worst}");
     eprintln!("largest token-state difference: {worst}");
 }
+
+#[test]
+fn damaged_weights_are_an_error_not_a_vector_of_nans() {
+    // A copy of the encoder whose embedding LayerNorm weights (every token passes them) are NaN bytes.
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(common::encoder_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    let path = dir.path().join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let (_, info) = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(name, _)| name.ends_with("embeddings.LayerNorm.weight"))
+        .expect("the tensor is there");
+    let offsets = &info["data_offsets"];
+    let (start, end) = (offsets[0].as_u64().unwrap() as usize, offsets[1].as_u64().unwrap() as usize);
+    bytes[8 + header_len + start..8 + header_len + end].fill(0xff);
+    std::fs::write(&path, bytes).unwrap();
+    let m = rightmodel_infer::MiniLm::load(dir.path()).unwrap();
+    let err = m.embed(&["hello world"]).expect_err("NaN weights");
+    assert!(err.to_string().contains("non-finite") && err.to_string().contains("--verify"), "{err}");
+}

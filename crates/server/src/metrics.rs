@@ -6,7 +6,7 @@ use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, 
 /// The gateway's metric families, registered in one registry.
 pub struct Metrics {
     registry: Registry,
-    /// Requests by endpoint, served model and outcome (`ok`, `client_error`, `server_error`, ...).
+    /// Requests by endpoint, served model and outcome (`ok`, `cancelled`, `rate_limited` (429: key limits, budgets, a full queue), `client_error`, `server_error`).
     pub requests: IntCounterVec,
     /// Whole-request latency in seconds.
     pub latency: HistogramVec,

