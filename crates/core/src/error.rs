@@ -71,8 +71,9 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => "permission_error",
             ErrorKind::NotFound => "not_found_error",
             ErrorKind::RateLimited => "rate_limit_error",
-            ErrorKind::Internal => "server_error",
-            ErrorKind::BadGateway | ErrorKind::Unavailable | ErrorKind::Timeout => "upstream_error",
+            // 503 is the gateway's own state (shutting down, a local model stopped), as OpenAI types it.
+            ErrorKind::Internal | ErrorKind::Unavailable => "server_error",
+            ErrorKind::BadGateway | ErrorKind::Timeout => "upstream_error",
         }
     }
 }
