@@ -233,6 +233,13 @@ def test_auto_lets_a_routed_classifier_answer_in_its_domain(tmp_path):
         r = c.chat.completions.with_raw_response.create(
             model="auto", messages=[{"role": "user", "content": "What is the capital of France?"}], max_tokens=4)
         assert r.headers["x-rightmodel-model"] == "gemma3-270m"
+        # The same kind of text after earlier turns belongs to a conversation: a language model follows it.
+        r = c.chat.completions.with_raw_response.create(
+            model="auto", max_tokens=4,
+            messages=[{"role": "user", "content": "Write a story about dragons."},
+                      {"role": "assistant", "content": "Once upon a time"},
+                      {"role": "user", "content": "i found the film wonderful and brilliant"}])
+        assert r.headers["x-rightmodel-model"] == "gemma3-270m", r.headers["x-rightmodel-decision"]
         # The explain header is read as the router reads it; the stream carries the prediction at the end.
         chunks = list(c.chat.completions.create(
             model="auto", messages=[{"role": "user", "content": "the script is wonderful and brilliant"}],

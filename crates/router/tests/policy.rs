@@ -7,8 +7,8 @@ use rightmodel_core::{ModelKind, Price};
 use rightmodel_router::policy::{Capabilities, Domain, Needs};
 use rightmodel_router::scorer::FixedScorer;
 use rightmodel_router::{
-    BudgetState, Calibration, Candidate, Limit, Overrides, ReasonCode, RouteError, RouteRequest, Router, RouterConfig,
-    RouterError, Scorer, Strategy,
+    BudgetState, Calibration, Candidate, Limit, Message, Overrides, ReasonCode, RouteError, RouteRequest, Router,
+    RouterConfig, RouterError, Scorer, Strategy,
 };
 
 fn local(name: &str, tier: f32) -> Candidate {
@@ -334,6 +334,19 @@ fn domain_model_serves_confident_in_domain_requests() {
     assert_eq!(d.served, "banking-intents");
     assert_eq!(d.reason, ReasonCode::DomainMatch);
     assert_eq!(d.candidates[0].domain_confidence, Some(0.95));
+    // The same text after earlier turns is part of a conversation: a language model answers it.
+    let mut later = req("my card was declined");
+    later
+        .conversation
+        .messages
+        .insert(0, Message { role: "user".into(), content: "Write a story about dragons".into() });
+    later.conversation.messages.insert(1, Message { role: "assistant".into(), content: "Once upon a time".into() });
+    let d = r.decide(&later, &no_budget()).unwrap();
+    assert_eq!((d.served.as_str(), d.candidates[0].excluded), ("large", Some(Limit::Domain)));
+    // Instructions before the one turn do not count as turns.
+    let mut instructed = req("my card was declined");
+    instructed.conversation.messages.insert(0, Message { role: "system".into(), content: "Be brief.".into() });
+    assert_eq!(r.decide(&instructed, &no_budget()).unwrap().served, "banking-intents");
     // In the domain but not confident enough, or out of it: general routing.
     let d = r.decide(&req("which bank is best"), &no_budget()).unwrap();
     assert_eq!(d.served, "large");

@@ -405,12 +405,20 @@ impl Router {
             budget: budget.daily_usd.is_some().then_some(*budget),
         };
 
-        // Task models: the most confident in-domain one serves.
+        // Task models: the most confident in-domain one serves. Only a request that is one turn (after
+        // any system or developer instructions): a text that looks like their training data, asked after
+        // earlier turns ("Write a story about dragons", then "I love this product"), is a conversation a
+        // language model follows, not a text to label.
         let text = req.conversation.last_user();
+        let one_turn = req.conversation.history().all(|m| m.role == "system" || m.role == "developer");
         let mut best_domain: Option<(usize, f32)> = None;
         for (i, c) in self.candidates.iter().enumerate() {
             let Some(d) = &c.domain else { continue };
             if est[i].excluded.is_some() {
+                continue;
+            }
+            if !one_turn {
+                est[i].excluded = Some(Limit::Domain);
                 continue;
             }
             match d.fit.in_domain(text).filter(|&conf| conf >= d.min_confidence) {
