@@ -966,6 +966,7 @@ name = "handbook"
         d = _decision(r)
         assert r.headers["x-rightmodel-model"] == "docs:handbook", d
         assert d["reason"] == "docs_low_confidence_escalation_failed" and proxy.hits == hits, d
+        assert d["failed"][0]["model"] == "dead", d
     finally:
         s.stop()
 

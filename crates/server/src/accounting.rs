@@ -133,6 +133,12 @@ impl Accounting {
         }
     }
 
+    /// The models of fallback chains that failed so far, `{"model", "error"}` each (for a decision that
+    /// reports an escalation that failed through its whole chain).
+    pub fn failures(&self) -> &[Value] {
+        &self.failed
+    }
+
     /// Records that `model` failed with `error` and the next of its fallback chain is tried.
     pub fn record_failure(&mut self, model: &str, error: &str) {
         self.failed.push(serde_json::json!({"model": model, "error": error}));

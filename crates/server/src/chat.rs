@@ -1347,6 +1347,11 @@ async fn cascade(
                     obj.insert("cost_usd".into(), c);
                 }
                 obj.insert("escalation_error".into(), json!(short_message(&e.message)));
+                // Every model that failed in this request (the escalation's chain, and the first answer's
+                // model if a fallback gave that answer), not only the last one's error.
+                if !acct.failures().is_empty() {
+                    obj.insert("failed".into(), json!(acct.failures()));
+                }
             }
             acct.restore_served(&served, price);
             acct.set_decision("cascade_escalation_failed", &decision);

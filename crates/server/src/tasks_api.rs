@@ -614,6 +614,10 @@ pub async fn docs_chat(
                 decision["served"] = json!(model_name);
                 decision["reason"] = json!("docs_low_confidence_escalation_failed");
                 decision["escalation_error"] = json!(crate::chat::short_message(&e.message));
+                // Every model of the escalation's chain that was tried, not only the last one's error.
+                if !acct.failures().is_empty() {
+                    decision["failed"] = json!(acct.failures());
+                }
                 acct.set_served(&model_name, Default::default());
             }
         }
