@@ -360,6 +360,14 @@ impl Accounting {
         self.prompt_estimate = tokens;
     }
 
+    /// Counts one generated token's text as it arrives (its time if it is the first, its text toward
+    /// the output estimate), so that a client that leaves before a whole answer still has the work
+    /// done logged.
+    pub fn count_token(&mut self, text: &str) {
+        self.mark_first_token();
+        self.add_streamed(text.len());
+    }
+
     /// Counts answer text passed on to the client (the output estimate of an abandoned stream).
     pub fn add_streamed(&mut self, chars: usize) {
         self.streamed_chars += chars as u64;
@@ -556,6 +564,24 @@ impl Accounting {
         }
         m.in_flight.dec();
         self.state.log.record(std::mem::take(&mut self.row));
+    }
+}
+
+/// [`Accounting::count_token`] for several generations polled side by side in one task (the `n`
+/// choices of a local answer), each counting through a shared reference. The mutex is never contended.
+pub struct TokenTally<'a>(std::sync::Mutex<&'a mut Accounting>);
+
+impl<'a> TokenTally<'a> {
+    /// A tally that counts into `acct` (which is free again once the tally is last used).
+    pub fn new(acct: &'a mut Accounting) -> Self {
+        TokenTally(std::sync::Mutex::new(acct))
+    }
+
+    /// Counts one token's text.
+    pub fn token(&self, text: &str) {
+        if let Ok(mut a) = self.0.lock() {
+            a.count_token(text);
+        }
     }
 }
 

@@ -729,23 +729,13 @@ async fn local_full(
     // The text generated so far is counted as it comes, so that a client that leaves before the answer
     // is complete still has its output estimated in the log (as for a stream).
     if n <= 1 {
-        let a = local_choice(l, req, |t| {
-            acct.mark_first_token();
-            acct.add_streamed(t.len());
-        })
-        .await?;
+        let a = local_choice(l, req, |t| acct.count_token(t)).await?;
         acct.add_usage(a.usage.unwrap_or_default());
         return Ok(a);
     }
     let reqs: Vec<ChatCompletionRequest> = (0..n).map(|i| choice_request(req, i)).collect();
-    // The choices run side by side in this task; a mutex (never contended) lets each count into `acct`.
-    let shared = std::sync::Mutex::new(&mut *acct);
-    let mark = |t: &str| {
-        if let Ok(mut a) = shared.lock() {
-            a.mark_first_token();
-            a.add_streamed(t.len());
-        }
-    };
+    let tally = crate::accounting::TokenTally::new(acct);
+    let mark = |t: &str| tally.token(t);
     let answers = futures::future::try_join_all(reqs.iter().map(|r| local_choice(l, r, mark))).await?;
     let mut usage: Option<Usage> = None;
     let mut merged: Option<ChatCompletionResponse> = None;

@@ -386,15 +386,9 @@ async fn open_local_choices(
         return Ok(LocalRuns::Streams(streams));
     }
     // The text generated so far is counted as it comes, so that a client that leaves before the answer
-    // is complete still has its output estimated in the log (as for a stream). The choices run side by
-    // side in this task; a mutex (never contended) lets each count into `acct`.
-    let shared = std::sync::Mutex::new(&mut *acct);
-    let on_token = |t: &str| {
-        if let Ok(mut a) = shared.lock() {
-            a.mark_first_token();
-            a.add_streamed(t.len());
-        }
-    };
+    // is complete still has its output estimated in the log (as for a stream).
+    let tally = crate::accounting::TokenTally::new(acct);
+    let on_token = |t: &str| tally.token(t);
     let runs = futures::future::try_join_all(reqs.iter().map(|r| open_local(l, r, false, &on_token))).await?;
     let whole = runs
         .into_iter()
