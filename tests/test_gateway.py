@@ -82,10 +82,17 @@ def test_without_prompt_caching_every_prompt_is_computed_afresh(client):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(**kw, extra_body={"rightmodel": {"cache_prompt": "no"}})
     assert e.value.param == "rightmodel.cache_prompt"
-    # llama.cpp's server takes it at the top level of the body: so does a local model here.
+    # llama.cpp's server takes it at the top level of the body: so does a local model here; and as a header.
     top = client.chat.completions.create(**kw, extra_body={"cache_prompt": False})
     assert top.usage.prompt_tokens_details.cached_tokens == 0
     assert top.choices[0].message.content == fresh[0].choices[0].message.content
+    header = client.chat.completions.create(**kw, extra_headers={"x-rightmodel-cache-prompt": "false"})
+    assert header.usage.prompt_tokens_details.cached_tokens == 0
+    done = dict(model="gemma3-270m", prompt="Count: one, two, three,", max_tokens=4, temperature=0)
+    client.completions.create(**done)
+    assert client.completions.create(**done).usage.prompt_tokens_details.cached_tokens > 0
+    c = client.completions.create(**done, extra_headers={"x-rightmodel-cache-prompt": "false"})
+    assert c.usage.prompt_tokens_details.cached_tokens == 0
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(**kw, extra_body={"cache_prompt": "no"})
     assert e.value.param == "cache_prompt"

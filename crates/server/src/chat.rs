@@ -284,7 +284,7 @@ async fn handle(
     let caller = st.auth.identify(headers)?;
     acct.set_caller(caller.clone());
     caller.admit()?;
-    let Json(req) = body.map_err(json_rejection)?;
+    let Json(mut req) = body.map_err(json_rejection)?;
     acct.set_requested(&req.model);
     validate(&req)?;
     acct.set_prompt_estimate(crate::accounting::estimate_prompt_tokens(&req));
@@ -301,6 +301,7 @@ async fn handle(
     } else {
         st.router.request_overrides(req.rightmodel.as_ref(), headers)?
     });
+    crate::routing::AutoRouter::carry_cache_prompt(&mut req.rightmodel, acct.caps());
 
     // `auto` chooses among the models the key may use; a named model must be on the key's list.
     if req.model != "auto" {

@@ -186,7 +186,7 @@ pub async fn completions(
     if let Err(e) = caller.admit() {
         return fail(acct, e);
     }
-    let req = match body.map_err(json_rejection) {
+    let mut req = match body.map_err(json_rejection) {
         Ok(Json(r)) => r,
         Err(e) => return fail(acct, e),
     };
@@ -224,7 +224,10 @@ pub async fn completions(
     // The request's own caps (`rightmodel` object, `x-rightmodel-*` headers) hold for a named model
     // and its fallbacks.
     match st.router.request_overrides(req.rightmodel.as_ref(), &headers) {
-        Ok(caps) => acct.set_caps(caps),
+        Ok(caps) => {
+            crate::routing::AutoRouter::carry_cache_prompt(&mut req.rightmodel, &caps);
+            acct.set_caps(caps)
+        }
         Err(e) => return fail(acct, e),
     }
     if let Err(e) = acct.check_caps(&req.model, model.price()) {

@@ -313,13 +313,14 @@ impl AutoRouter {
             Some(Value::Null) | None => {}
             Some(_) => return Err(ApiError::invalid("rightmodel", "`rightmodel` must be an object.")),
         }
-        const OPTION_HEADERS: [(&str, &str); 6] = [
+        const OPTION_HEADERS: [(&str, &str); 7] = [
             ("x-rightmodel-strong-share", "strong_share"),
             ("x-rightmodel-threshold", "threshold"),
             ("x-rightmodel-max-cost-usd", "max_cost_usd"),
             ("x-rightmodel-max-latency-ms", "max_latency_ms"),
             ("x-rightmodel-explain", "explain"),
             ("x-rightmodel-strategy", "strategy"),
+            ("x-rightmodel-cache-prompt", "cache_prompt"),
         ];
         // A misspelt option header must not pass unnoticed, as a misspelt body option does not. The
         // gateway's own response headers are let through (a client or proxy may echo them back).
@@ -342,7 +343,7 @@ impl AutoRouter {
                 .map_err(|_| ApiError::invalid(header, format!("`{header}` must be plain ASCII text.")))?
                 .trim();
             let parsed = match key {
-                "explain" => match v.to_ascii_lowercase().as_str() {
+                "explain" | "cache_prompt" => match v.to_ascii_lowercase().as_str() {
                     "true" | "1" | "yes" => Value::Bool(true),
                     "false" | "0" | "no" => Value::Bool(false),
                     _ => {
@@ -368,6 +369,19 @@ impl AutoRouter {
             o.insert(key.into(), parsed);
         }
         Overrides::from_json(&Value::Object(o)).map_err(|e| e.to_api_error())
+    }
+
+    /// Puts the request's `cache_prompt` option, however it came (the `rightmodel` object or the
+    /// `x-rightmodel-cache-prompt` header, which wins), into its `rightmodel` object, where a local
+    /// model's generation reads it (`caps`: the options as [`AutoRouter::overrides`] merged them).
+    pub fn carry_cache_prompt(rightmodel: &mut Option<Value>, caps: &rightmodel_router::Overrides) {
+        let Some(cache) = caps.cache_prompt else { return };
+        match rightmodel {
+            Some(Value::Object(o)) => {
+                o.insert("cache_prompt".into(), Value::Bool(cache));
+            }
+            _ => *rightmodel = Some(serde_json::json!({ "cache_prompt": cache })),
+        }
     }
 
     /// Checks the request's own cost and latency caps (`max_cost_usd`, `max_latency_ms`) for a model the
