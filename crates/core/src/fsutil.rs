@@ -1,4 +1,4 @@
-//! File-system helpers every crate that writes results needs in the same form.
+//! File-system helpers every crate that writes results or reads input files needs in the same form.
 //!
 //! One implementation of [`write_atomic`] instead of a copy per crate: the copies had drifted (one
 //! skipped `fsync`, two named their temporary file `FILE.tmp`, which could replace an input of that
@@ -30,6 +30,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// the earlier one's result.
 pub fn write_atomic_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_through_temp(path, bytes, Place::New)
+}
+
+/// Why an input path cannot be read as a file, found before reading it so that the message says so
+/// plainly (the system's own errors for these are terse: "Is a directory (os error 21)").
+#[derive(Debug)]
+pub enum NotAFile {
+    /// Nothing is there.
+    Missing,
+    /// A folder is there.
+    Folder,
+    /// Its metadata cannot be read (permissions, ...): the system's reason.
+    Other(std::io::Error),
+}
+
+/// `Ok` when `path` is an existing file (or something else readable, such as a pipe); otherwise why
+/// not. Each crate words the message in its own error type.
+pub fn check_input_file(path: &Path) -> Result<(), NotAFile> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(NotAFile::Folder),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(NotAFile::Missing),
+        Err(e) => Err(NotAFile::Other(e)),
+    }
 }
 
 /// How [`write_through_temp`] puts its file in place.

@@ -64,12 +64,13 @@ impl Default for Columns {
 /// says what to give instead, e.g. "a .csv file"). Other metadata errors are left to the read, which
 /// names them.
 pub fn check_input_file(path: &Path, expected: &str) -> Result<(), RouterError> {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => {
+    use rightmodel_core::fsutil::NotAFile;
+    match rightmodel_core::fsutil::check_input_file(path) {
+        Err(NotAFile::Folder) => {
             Err(RouterError::data(path.display(), format!("is a folder, not a file; give {expected}")))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(RouterError::data(path.display(), "no such file")),
-        _ => Ok(()),
+        Err(NotAFile::Missing) => Err(RouterError::data(path.display(), "no such file")),
+        Ok(()) | Err(NotAFile::Other(_)) => Ok(()),
     }
 }
 

@@ -187,21 +187,27 @@ impl AppState {
     /// and which endpoint does serve it when it is one of the gateway's models (rather than a 404 that
     /// says it does not exist), else the 404.
     pub fn not_served_here(&self, name: &str, endpoint: &str) -> ApiError {
-        let (kind, serves) = if name == "auto" {
-            ("the gateway's routing", "/v1/chat/completions")
-        } else if self.chat.contains_key(name) {
-            ("a chat model", "/v1/chat/completions")
-        } else if name.strip_prefix("docs:").is_some_and(|c| !c.is_empty()) && self.embed.is_some() {
-            ("a document collection", "/v1/chat/completions")
-        } else if self.embed.as_ref().is_some_and(|e| e.name == name) {
-            ("an embedding model", "/v1/embeddings")
-        } else if self.config.classifiers.iter().any(|c| c.name == name) {
-            ("a classifier", "/v1/classify")
-        } else {
-            return ApiError::model_not_found(name);
-        };
+        let Some((kind, serves)) = self.model_kind(name) else { return ApiError::model_not_found(name) };
         ApiError::invalid("model", format!("`{name}` is {kind}, which {endpoint} does not serve; use {serves}."))
             .with_code("model_not_supported")
+    }
+
+    /// What model `name` is, and the endpoint that serves it; `None` when the gateway has no model of
+    /// that name (for the errors of an endpoint asked for a model of another kind).
+    pub fn model_kind(&self, name: &str) -> Option<(&'static str, &'static str)> {
+        if name == "auto" {
+            Some(("the gateway's routing", "/v1/chat/completions"))
+        } else if self.chat.contains_key(name) {
+            Some(("a chat model", "/v1/chat/completions"))
+        } else if name.strip_prefix("docs:").is_some_and(|c| !c.is_empty()) && self.embed.is_some() {
+            Some(("a document collection", "/v1/chat/completions"))
+        } else if self.embed.as_ref().is_some_and(|e| e.name == name) {
+            Some(("an embedding model", "/v1/embeddings"))
+        } else if self.config.classifiers.iter().any(|c| c.name == name) {
+            Some(("a classifier", "/v1/classify"))
+        } else {
+            None
+        }
     }
 }
 

@@ -326,16 +326,8 @@ pub async fn classify(
         acct.set_requested(&req.model);
         caller.check_model(&req.model)?;
         // A model that exists but is not a classifier: say so, rather than that it does not exist.
-        let other_kind = if st.chat.contains_key(&req.model) || req.model == "auto" {
-            Some("a chat model")
-        } else if req.model.starts_with("docs:") {
-            Some("a document collection")
-        } else if st.embed.as_ref().is_some_and(|e| e.name == req.model) {
-            Some("an embedding model")
-        } else {
-            None
-        };
-        if let Some(kind) = other_kind {
+        let other_kind = st.model_kind(&req.model).filter(|(_, serves)| *serves != "/v1/classify");
+        if let Some((kind, _)) = other_kind {
             return Err(ApiError::invalid(
                 "model",
                 format!("`{}` is {kind}; /v1/classify serves classifiers (`rightmodel train classify`).", req.model),

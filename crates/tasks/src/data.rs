@@ -56,16 +56,15 @@ const DATA_EXTENSIONS: &str = ".csv, .tsv or .jsonl";
 /// Fails with a clear message when `path` is not an existing file: missing, a folder, or unreadable
 /// metadata (named with the system's reason).
 fn check_data_file(path: &Path) -> Result<(), TaskError> {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => Err(TaskError::Data(format!(
+    use rightmodel_core::fsutil::{check_input_file, NotAFile};
+    match check_input_file(path) {
+        Ok(()) => Ok(()),
+        Err(NotAFile::Folder) => Err(TaskError::Data(format!(
             "{}: is a folder, not a data file; give a {DATA_EXTENSIONS} file",
             path.display()
         ))),
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(TaskError::Data(format!("{}: no such file", path.display())))
-        }
-        Err(e) => Err(TaskError::io(path, e)),
+        Err(NotAFile::Missing) => Err(TaskError::Data(format!("{}: no such file", path.display()))),
+        Err(NotAFile::Other(e)) => Err(TaskError::io(path, e)),
     }
 }
 

@@ -47,12 +47,14 @@ pub fn check_out_file(flag: &str, path: &Path) -> anyhow::Result<()> {
 /// The bytes of the input file `path`, given with `flag` (standard input, `-`, is the caller's to
 /// read): a missing file or a folder is named as such, rather than with the system's terse error.
 pub fn read_input_file(flag: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => {
+    use rightmodel_core::fsutil::{check_input_file, NotAFile};
+    match check_input_file(path) {
+        Err(NotAFile::Folder) => {
             anyhow::bail!("{flag} {}: is a folder; give a file (or - for standard input)", path.display())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!("{flag} {}: no such file", path.display()),
-        _ => {}
+        Err(NotAFile::Missing) => anyhow::bail!("{flag} {}: no such file", path.display()),
+        // Other failures are the read's to name.
+        Ok(()) | Err(NotAFile::Other(_)) => {}
     }
     std::fs::read(path).with_context(|| format!("{flag} {}: cannot read it", path.display()))
 }
