@@ -5,6 +5,10 @@
 #[error("embedding failed: {0}")]
 pub struct EmbedError(pub String);
 
+/// Sentence vectors and, when the encoder has them, each text's token vectors (unit rows of the
+/// encoder's width, concatenated): what [`Embedder::embed_with_tokens`] returns.
+pub type WithTokens = (Vec<Vec<f32>>, Option<Vec<Vec<f32>>>);
+
 /// A sentence encoder: texts in, L2-normalised vectors out (one per text, same order).
 ///
 /// The router, the classifiers and the document index take `&dyn Embedder`, so tests can use a tiny fake
@@ -25,6 +29,17 @@ pub trait Embedder: Send + Sync {
     fn embed_counted(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>), EmbedError> {
         let vectors = self.embed(texts)?;
         Ok((vectors, texts.iter().map(|t| self.count_tokens(t)).collect()))
+    }
+    /// Embeds `texts` and, from the same pass, gives each text's per-token vectors (unit length, one
+    /// row of [`Embedder::dim`] values per word piece, special tokens left out, rows concatenated),
+    /// for late-interaction scoring: each question token matched against its closest passage token.
+    /// Encoders without token states (static or remote ones) return `None` for them.
+    fn embed_with_tokens(&self, texts: &[&str]) -> Result<WithTokens, EmbedError> {
+        Ok((self.embed(texts)?, None))
+    }
+    /// Whether [`Embedder::embed_with_tokens`] gives token vectors.
+    fn has_token_vectors(&self) -> bool {
+        false
     }
 }
 

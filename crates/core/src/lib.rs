@@ -18,7 +18,7 @@ pub mod spec;
 pub mod tokens;
 pub mod wire;
 
-pub use embed::{EmbedError, Embedder};
+pub use embed::{EmbedError, Embedder, WithTokens};
 pub use error::{ApiError, ErrorKind};
 pub use reader::{PassageReader, Reading, ScoreError};
 pub use spec::{ModelKind, ModelSpec, Price};

@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::answer::{Answer, Citation, ScoredPassage};
 use crate::collection::Collection;
 use crate::confidence::confidence;
-use crate::embed::embed_one;
+use crate::embed::embed_question;
 use crate::extract::extract;
 use crate::features::{passage_evidence, Evidence, EvidenceInput, QuestionInfo};
+use crate::late::QuantisedQuery;
 use crate::params::{AskParams, RetrievalMode};
 use crate::rank::{rank, PassageScore, RankInput};
 use crate::ranker::score;
@@ -20,6 +21,39 @@ use crate::read::best_match;
 use crate::split::char_len;
 use crate::store::StoredPassage;
 use crate::DocsError;
+
+/// A question as the collection's embedder sees it: its sentence vector (empty turns dense scores off)
+/// and its token vectors (empty turns late interaction off), borrowed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<'a> {
+    /// Unit sentence vector.
+    pub vec: &'a [f32],
+    /// Unit token vectors, rows concatenated.
+    pub tokens: &'a [f32],
+}
+
+impl<'a> Query<'a> {
+    /// A question known by its sentence vector only.
+    pub fn vector(vec: &'a [f32]) -> Self {
+        Query { vec, tokens: &[] }
+    }
+}
+
+/// A question's vectors, owned (see [`Query`]).
+#[derive(Debug, Clone, Default)]
+pub struct QuestionVector {
+    /// Unit sentence vector.
+    pub vec: Vec<f32>,
+    /// Unit token vectors, rows concatenated (empty when the embedder gives none).
+    pub tokens: Vec<f32>,
+}
+
+impl QuestionVector {
+    /// Borrowed, for the `ask` calls.
+    pub fn query(&self) -> Query<'_> {
+        Query { vec: &self.vec, tokens: &self.tokens }
+    }
+}
 
 /// A candidate answer sentence with its evidence (for training and inspecting the ranker).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +98,9 @@ pub struct ReadCandidate {
 /// First-stage ranking plus the evidence of the first passages' sentences.
 struct Analysis {
     ranked: Vec<PassageScore>,
+    /// Whether the evidence has late-interaction features (the collection and the question have token
+    /// vectors): it chooses the ranker's and the confidence model's weights.
+    late: bool,
     /// `evidence[i]`: evidence for the sentences of `ranked[i]` (computed for the first passages only).
     evidence: Vec<Vec<Evidence>>,
 }
@@ -102,21 +139,26 @@ impl Collection {
             if self.passage_count() == 0 {
                 return Err(DocsError::EmptyCollection);
             }
-            return self.ask_scored(question, &[], k, params, None);
+            return self.ask_scored(question, Query::default(), k, params, None);
         }
-        let q_vec = self.question_vector(embedder, question)?;
-        self.ask_scored(question, &q_vec, k, params, None)
+        let q = self.question_vector(embedder, question)?;
+        self.ask_scored(question, q.query(), k, params, None)
     }
 
-    /// The question's unit vector from `embedder`, after checking the question, that the collection has
-    /// passages, and that `embedder` is the model it was indexed with (for [`Collection::ask_scored`]).
-    pub fn question_vector(&self, embedder: &dyn Embedder, question: &str) -> Result<Vec<f32>, DocsError> {
+    /// The question's vectors from `embedder` (token vectors only when the collection keeps them), after
+    /// checking the question, that the collection has passages, and that `embedder` is the model it was
+    /// indexed with (for [`Collection::ask_scored`]).
+    pub fn question_vector(&self, embedder: &dyn Embedder, question: &str) -> Result<QuestionVector, DocsError> {
         check_question(question)?;
         if self.passage_count() == 0 {
             return Err(DocsError::EmptyCollection);
         }
         self.check_embedder(embedder)?;
-        embed_one(embedder, question)
+        if self.snap.tokens.is_none() {
+            return Ok(QuestionVector { vec: crate::embed::embed_one(embedder, question)?, tokens: Vec::new() });
+        }
+        let (vec, tokens) = embed_question(embedder, question)?;
+        Ok(QuestionVector { vec, tokens })
     }
 
     /// Answers `question` with explicit parameters and a language model reading the passages: the first
@@ -130,20 +172,20 @@ impl Collection {
         params: &AskParams,
         scorer: &dyn PassageReader,
     ) -> Result<Answer, DocsError> {
-        let q_vec = self.question_vector(embedder, question)?;
-        self.ask_scored(question, &q_vec, k, params, Some(scorer))
+        let q = self.question_vector(embedder, question)?;
+        self.ask_scored(question, q.query(), k, params, Some(scorer))
     }
 
-    /// Answers `question` given its unit vector from the collection's embedder (an empty vector turns
-    /// dense scores off), for callers that embed questions in batches.
+    /// Answers `question` given its vectors from the collection's embedder (see [`Query`]), for callers
+    /// that embed questions in batches.
     pub fn ask_with_vector(
         &self,
         question: &str,
-        q_vec: &[f32],
+        q: Query<'_>,
         k: usize,
         params: &AskParams,
     ) -> Result<Answer, DocsError> {
-        self.ask_scored(question, q_vec, k, params, None)
+        self.ask_scored(question, q, k, params, None)
     }
 
     /// [`Collection::ask_with_vector`] with a language model reading the passages when there is one (see
@@ -151,12 +193,12 @@ impl Collection {
     pub fn ask_scored(
         &self,
         question: &str,
-        q_vec: &[f32],
+        q: Query<'_>,
         k: usize,
         params: &AskParams,
         scorer: Option<&dyn PassageReader>,
     ) -> Result<Answer, DocsError> {
-        let items = self.ranked(question, q_vec, k, params, scorer)?;
+        let items = self.ranked(question, q, k, params, scorer)?;
         let reader = scorer.filter(|_| params.lm_read);
         self.build_answer(question, k, params, &items, reader)
     }
@@ -167,11 +209,11 @@ impl Collection {
     pub fn read_candidates(
         &self,
         question: &str,
-        q_vec: &[f32],
+        q: Query<'_>,
         params: &AskParams,
         reader: &dyn PassageReader,
     ) -> Result<Vec<ReadCandidate>, DocsError> {
-        let items = self.ranked(question, q_vec, 1, params, Some(reader))?;
+        let items = self.ranked(question, q, 1, params, Some(reader))?;
         let mut out: Vec<ReadCandidate> = Vec::new();
         for (place, i) in reading_slots(&items, params, usize::MAX) {
             // Slots come best first within each passage.
@@ -243,7 +285,7 @@ impl Collection {
     fn ranked(
         &self,
         question: &str,
-        q_vec: &[f32],
+        q: Query<'_>,
         k: usize,
         params: &AskParams,
         scorer: Option<&dyn PassageReader>,
@@ -251,14 +293,14 @@ impl Collection {
         check_question(question)?;
         let k = k.max(1);
         let scored = params.rerank_depth.max(1);
-        let Analysis { ranked, evidence } = self.analyse(question, q_vec, params, k.max(scored), scored)?;
+        let Analysis { ranked, late, evidence } = self.analyse(question, q, params, k.max(scored), scored)?;
         let mut items: Vec<Ranked> = ranked
             .into_iter()
             .enumerate()
             .map(|(i, passage)| {
                 let evidence = evidence.get(i).cloned().unwrap_or_default();
-                let logits = evidence.iter().map(score).collect();
-                Ranked { passage, evidence, logits, lm: None }
+                let logits = evidence.iter().map(|e| score(e, late)).collect();
+                Ranked { passage, evidence, logits, lm: None, late }
             })
             .collect();
         if params.rerank_depth > 0 {
@@ -326,11 +368,11 @@ impl Collection {
     pub fn sentence_candidates(
         &self,
         question: &str,
-        q_vec: &[f32],
+        q: Query<'_>,
         params: &AskParams,
     ) -> Result<Vec<SentenceCandidate>, DocsError> {
         let depth = params.rerank_depth.max(1);
-        let Analysis { ranked, evidence } = self.analyse(question, q_vec, params, depth, depth)?;
+        let Analysis { ranked, evidence, .. } = self.analyse(question, q, params, depth, depth)?;
         let mut out = Vec::new();
         for (p, es) in ranked.iter().zip(&evidence) {
             let passage = &self.snap.passages[p.row];
@@ -351,7 +393,7 @@ impl Collection {
     fn analyse(
         &self,
         question: &str,
-        q_vec: &[f32],
+        q: Query<'_>,
         params: &AskParams,
         depth: usize,
         scored: usize,
@@ -361,6 +403,7 @@ impl Collection {
         }
         let Some(lexical) = &self.lexical else { return Err(DocsError::EmptyCollection) };
         let dim = self.snap.passage_vecs.dim();
+        let q_vec = q.vec;
         if !q_vec.is_empty() && q_vec.len() != dim {
             return Err(DocsError::EmbedderMismatch {
                 expected: self.embedder_id().unwrap_or_default().to_string(),
@@ -398,9 +441,18 @@ impl Collection {
             allowed: &allowed,
         };
         let ranked = rank(&input, params, depth.max(2));
+        // Token vectors count only beside a sentence vector (a lexical-only ask has neither).
+        let late_query = match &self.snap.tokens {
+            Some(t) if !q_vec.is_empty() && !q.tokens.is_empty() && q.tokens.len().is_multiple_of(t.dim()) => {
+                Some((t, QuantisedQuery::new(q.tokens, t.dim())))
+            }
+            _ => None,
+        };
+        let late = late_query.as_ref().map(|(t, q)| (*t, q));
         let ev_input = EvidenceInput {
             question: &info,
             q_vec,
+            late,
             sentence_vecs: &self.snap.sentence_vecs,
             top_fused: ranked.first().map_or(0.0, |p| p.fused),
         };
@@ -411,7 +463,7 @@ impl Collection {
                 passage_evidence(&ev_input, &self.snap.passages[p.row], self.sentence_rows[p.row], p, &mut analyzer)
             })
             .collect();
-        Ok(Analysis { ranked, evidence })
+        Ok(Analysis { ranked, late: late.is_some(), evidence })
     }
 
     /// The answer from the (re-)ranked passages: the best sentence of the first passage, its span,
@@ -484,14 +536,14 @@ impl Collection {
         };
         (answer.score, answer.margin) = lead(place, best);
         answer.evidence = item.evidence[best];
-        answer.confidence = confidence(&answer.evidence, answer.score, answer.margin);
+        answer.confidence = confidence(&answer.evidence, answer.score, answer.margin, item.late);
         if (place, best) != (0, first_best) {
             // The reader chose another sentence than the ranker: its own evidence, and a lead that is
             // negative when it lies in a passage the ranker put lower, would say "unsure" exactly when
             // the model found the answer elsewhere. The ranker's confidence that the collection answers
             // the question still holds, so the answer keeps the larger of the two.
             let (score, margin) = lead(0, first_best);
-            answer.confidence = answer.confidence.max(confidence(&top.evidence[first_best], score, margin));
+            answer.confidence = answer.confidence.max(confidence(&top.evidence[first_best], score, margin, top.late));
         }
         answer.citations = vec![cite(s, e)];
         Ok(answer)
@@ -523,6 +575,8 @@ struct Ranked {
     logits: Vec<f32>,
     /// `log P(question | passage)` when a language model re-ranked this passage.
     lm: Option<f32>,
+    /// Whether `evidence` has late-interaction features (see [`Analysis::late`]).
+    late: bool,
 }
 
 impl Ranked {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::dense::{normalize, Matrix};
 use crate::embed::embed_all;
 use crate::ingest::{collect_files, prepare, read_with_hash, MissingPath, PreparedFile};
+use crate::late::TokenStore;
 use crate::lexical::LexicalIndex;
 use crate::split::SplitParams;
 use crate::store::{self, FileEntry, Manifest, Snapshot, StoredPassage, WriteLock};
@@ -125,6 +126,7 @@ impl Collection {
             passages: Vec::new(),
             passage_vecs: Matrix::new(0),
             sentence_vecs: Matrix::new(0),
+            tokens: None,
         };
         let gen_dir = store::commit(dir, &snap)?;
         Self::from_snapshot(dir, gen_dir, snap)
@@ -291,7 +293,7 @@ impl Collection {
         removals.extend(self.gone_from_folders(&collected.folders, &removals));
         report.removed = removals.iter().map(|r| r.path.clone()).collect();
         report.removals = removals;
-        if prepared.is_empty() && report.removed.is_empty() {
+        if prepared.is_empty() && report.removed.is_empty() && !self.lacks_tokens(embedder) {
             report.passages_total = self.passage_count();
             return Ok(report);
         }
@@ -350,6 +352,18 @@ impl Collection {
             .collect()
     }
 
+    /// Whether the collection keeps token vectors for late interaction (see [`crate::late`]): collections
+    /// indexed by an earlier version get them at their next `add`.
+    pub fn has_token_vectors(&self) -> bool {
+        self.snap.tokens.is_some()
+    }
+
+    /// Whether the collection has passages but no token vectors although `embedder` gives them (it was
+    /// indexed before they were kept): the next `add` computes them.
+    fn lacks_tokens(&self, embedder: &dyn Embedder) -> bool {
+        self.snap.tokens.is_none() && !self.snap.passages.is_empty() && embedder.has_token_vectors()
+    }
+
     pub(crate) fn check_embedder(&self, embedder: &dyn Embedder) -> Result<(), DocsError> {
         match &self.snap.manifest.embedder {
             Some(id) if id != embedder.model_id() || self.snap.manifest.dim != embedder.dim() => {
@@ -377,7 +391,18 @@ impl Collection {
         // That halves indexing time (passages are the long inputs) and, unlike embedding the passage
         // text, covers passages longer than the encoder's 256-token window. On SQuAD it costs about one
         // point of hit@1 before re-scoring and nothing measurable after it.
+        let mut replaced: HashSet<&str> = prepared.iter().map(|f| f.entry.path.as_str()).collect();
+        replaced.extend(report.removed.iter().map(String::as_str));
+        // A collection indexed before token vectors were kept gets them for the passages it keeps (their
+        // sentence vectors stay): late interaction needs them for every sentence or for none.
+        let upgrade = self.lacks_tokens(embedder);
         let mut texts: Vec<&str> = Vec::new();
+        if upgrade {
+            for p in self.snap.passages.iter().filter(|p| !replaced.contains(p.file.as_str())) {
+                texts.extend(p.sentences.iter().map(|&(s, e)| p.text.get(s as usize..e as usize).unwrap_or("")));
+            }
+        }
+        let kept_sentences = texts.len();
         for f in &prepared {
             for p in &f.passages {
                 texts.extend(p.sentences.iter().map(|&(s, e)| &p.text[s as usize..e as usize]));
@@ -385,11 +410,10 @@ impl Collection {
         }
         let total = texts.len();
         progress(AddProgress::Embedding { done: 0, total });
-        let vecs = embed_all(embedder, &texts, &mut |done| progress(AddProgress::Embedding { done, total }))?;
+        let (vecs, new_tokens) =
+            embed_all(embedder, &texts, &mut |done| progress(AddProgress::Embedding { done, total }))?;
 
         let dim = embedder.dim();
-        let mut replaced: HashSet<&str> = prepared.iter().map(|f| f.entry.path.as_str()).collect();
-        replaced.extend(report.removed.iter().map(String::as_str));
         let mut manifest = self.snap.manifest.clone();
         manifest.files.retain(|e| !report.removed.contains(&e.path));
         manifest.generation += 1;
@@ -398,6 +422,17 @@ impl Collection {
         let mut passages = Vec::new();
         let mut passage_vecs = Matrix::new(dim);
         let mut sentence_vecs = Matrix::new(dim);
+        // Token vectors only when every sentence has them: the kept ones (stored, or embedded above
+        // when upgrading) and the new ones.
+        let kept_tokens = if upgrade { new_tokens.as_ref() } else { self.snap.tokens.as_ref() };
+        let mut tokens = match (&new_tokens, kept_tokens) {
+            (Some(_), Some(_)) => Some(TokenStore::new(dim)),
+            (Some(_), None) if self.snap.passages.iter().all(|p| replaced.contains(p.file.as_str())) => {
+                Some(TokenStore::new(dim))
+            }
+            _ => None,
+        };
+        let mut upgraded = 0;
         for (row, p) in self.snap.passages.iter().enumerate() {
             if replaced.contains(p.file.as_str()) {
                 report.passages_removed += 1;
@@ -407,15 +442,26 @@ impl Collection {
             passage_vecs.push(self.snap.passage_vecs.row(row));
             for s in self.sentence_rows[row]..self.sentence_rows[row + 1] {
                 sentence_vecs.push(self.snap.sentence_vecs.row(s));
+                if let (Some(t), Some(kept)) = (tokens.as_mut(), kept_tokens) {
+                    if upgrade {
+                        t.push_from(kept, upgraded);
+                        upgraded += 1;
+                    } else {
+                        t.push_from(kept, s);
+                    }
+                }
             }
         }
-        let mut v = 0;
+        let mut v = kept_sentences;
         for f in prepared {
             for p in f.passages {
                 let mut mean = vec![0.0f32; dim];
                 for _ in &p.sentences {
                     mean.iter_mut().zip(vecs.row(v)).for_each(|(m, x)| *m += x);
                     sentence_vecs.push(vecs.row(v));
+                    if let (Some(t), Some(new)) = (tokens.as_mut(), new_tokens.as_ref()) {
+                        t.push_from(new, v);
+                    }
                     v += 1;
                 }
                 normalize(&mut mean);
@@ -436,7 +482,7 @@ impl Collection {
                 None => manifest.files.push(f.entry),
             }
         }
-        Ok(Snapshot { manifest, passages, passage_vecs, sentence_vecs })
+        Ok(Snapshot { manifest, passages, passage_vecs, sentence_vecs, tokens })
     }
 }
 

@@ -13,8 +13,13 @@ use crate::learn::sigmoid;
 /// Number of confidence features.
 pub const N_CONF: usize = 9;
 
-/// Intercept, then one weight per feature of [`features`].
+/// Intercept, then one weight per feature of [`features`], for answers ranked with late-interaction
+/// features (their ranker scores run higher).
 pub const CONF_WEIGHTS: [f32; N_CONF + 1] =
+    [-8.200176, 2.723868, 2.1983366, 1.8801, 1.7837024, 1.3581196, -2.973757, -0.7455483, 0.43565428, -0.32036892];
+
+/// The same for answers ranked without them ([`crate::ranker::WEIGHTS_WITHOUT_LATE`]).
+pub const CONF_WEIGHTS_WITHOUT_LATE: [f32; N_CONF + 1] =
     [-6.851125, 1.4609605, 2.415979, 4.4616165, 2.6887188, 1.4243472, -2.7619696, 0.02268431, 0.3442613, -0.2083029];
 
 /// The confidence features: the answer sentence's ranker score and its lead over the next passage (both
@@ -35,10 +40,11 @@ pub fn features(e: &Evidence, score: f32, margin: f32) -> [f32; N_CONF] {
 }
 
 /// Confidence in [0, 1] for an answer sentence with evidence `e`, ranker score `score` and lead
-/// `margin` over the best sentence of the next passage.
-pub fn confidence(e: &Evidence, score: f32, margin: f32) -> f32 {
+/// `margin` over the best sentence of the next passage; `late` says which ranker scored it.
+pub fn confidence(e: &Evidence, score: f32, margin: f32, late: bool) -> f32 {
+    let w = if late { &CONF_WEIGHTS } else { &CONF_WEIGHTS_WITHOUT_LATE };
     let x = features(e, score, margin);
-    sigmoid(CONF_WEIGHTS[0] + CONF_WEIGHTS[1..].iter().zip(&x).map(|(w, v)| w * v).sum::<f32>())
+    sigmoid(w[0] + w[1..].iter().zip(&x).map(|(w, v)| w * v).sum::<f32>())
 }
 
 #[cfg(test)]
@@ -58,7 +64,10 @@ mod tests {
             type_match: 1.0,
             ..Evidence::default()
         };
-        assert!(confidence(&low, 0.0, 0.0) < 0.1);
-        assert!(confidence(&high, 20.0, 3.0) > confidence(&low, 0.0, 0.0) + 0.5);
+        // A good sentence scores about 20 under the ranker without late interaction, 35 with it.
+        for (late, good) in [(false, 20.0), (true, 35.0)] {
+            assert!(confidence(&low, 0.0, 0.0, late) < 0.1);
+            assert!(confidence(&high, good, 3.0, late) > confidence(&low, 0.0, 0.0, late) + 0.5);
+        }
     }
 }

@@ -9,7 +9,7 @@ use rightmodel_core::{Embedder, PassageReader};
 use serde::{Deserialize, Serialize};
 
 use crate::answer::Answer;
-use crate::ask::SentenceCandidate;
+use crate::ask::{Query, SentenceCandidate};
 use crate::confidence::{features as conf_features, N_CONF};
 use crate::dense::Matrix;
 use crate::extract::{span_candidates, N_SPAN};
@@ -195,7 +195,7 @@ impl EvalSet<'_> {
     pub fn out_of_scope(
         &self,
         which: &[usize],
-        q_vecs: &Matrix,
+        q_vecs: &QuestionVectors,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<f32>, DocsError> {
         let mut out = Vec::with_capacity(which.len());
@@ -212,7 +212,11 @@ impl EvalSet<'_> {
     /// Training rows for the confidence model from questions `which`: each question asked normally
     /// (label: the answer sentence contains a gold answer) and asked with its own article excluded
     /// (label: false, the collection cannot answer it).
-    pub fn confidence_rows(&self, which: &[usize], q_vecs: &Matrix) -> Result<Vec<([f32; N_CONF], bool)>, DocsError> {
+    pub fn confidence_rows(
+        &self,
+        which: &[usize],
+        q_vecs: &QuestionVectors,
+    ) -> Result<Vec<([f32; N_CONF], bool)>, DocsError> {
         let mut rows = Vec::new();
         for &i in which {
             let q = &self.corpus.questions[i];
@@ -227,26 +231,45 @@ impl EvalSet<'_> {
     }
 }
 
-/// Embeds the questions `which` of `corpus`; row `i` of the result is question `i` (zero for questions
-/// not in `which`), for [`EvalSet::run`] with cached vectors.
+/// Every question's vectors for [`EvalSet::run`] with cached vectors: row `i` is question `i` (empty for
+/// questions not embedded).
+pub struct QuestionVectors {
+    vecs: Matrix,
+    tokens: Vec<Vec<f32>>,
+}
+
+impl QuestionVectors {
+    /// Question `i`'s vectors.
+    pub fn row(&self, i: usize) -> Query<'_> {
+        Query { vec: self.vecs.row(i), tokens: self.tokens.get(i).map_or(&[][..], Vec::as_slice) }
+    }
+}
+
+/// Embeds the questions `which` of `corpus` (with token vectors when the collection keeps them); row
+/// `i` of the result is question `i` (zero for questions not in `which`), for [`EvalSet::run`] with
+/// cached vectors.
 pub fn question_vectors(
     embedder: &dyn Embedder,
     corpus: &EvalCorpus,
     which: &[usize],
     progress: &mut dyn FnMut(usize),
-) -> Result<Matrix, DocsError> {
+) -> Result<QuestionVectors, DocsError> {
     let texts: Vec<&str> = which.iter().map(|&i| corpus.questions[i].question.as_str()).collect();
-    let vecs = crate::embed::embed_all(embedder, &texts, progress)?;
+    let (vecs, tokens) = crate::embed::embed_all(embedder, &texts, progress)?;
     let mut rows = vec![None; corpus.questions.len()];
     for (r, &i) in which.iter().enumerate() {
         rows[i] = Some(r);
     }
     let zero = vec![0.0f32; vecs.dim()];
     let mut out = Matrix::new(vecs.dim());
+    let mut token_rows = Vec::new();
     for r in rows {
         out.push(r.map_or(&zero[..], |r| vecs.row(r)));
+        if let Some(t) = &tokens {
+            token_rows.push(r.map_or_else(Vec::new, |r| t.sentence_f32(r)));
+        }
     }
-    Ok(out)
+    Ok(QuestionVectors { vecs: out, tokens: token_rows })
 }
 
 /// Writes one JSON line per answered question (question, gold answers, answer, sentence, scores,
@@ -403,7 +426,7 @@ impl EvalSet<'_> {
         &self,
         which: &[usize],
         embedder: Option<&dyn Embedder>,
-        q_vecs: Option<&Matrix>,
+        q_vecs: Option<&QuestionVectors>,
         params: &AskParams,
         scorer: Option<&dyn PassageReader>,
         progress: &mut dyn FnMut(usize),
@@ -416,7 +439,7 @@ impl EvalSet<'_> {
                 (Some(e), _, Some(s)) => self.collection.ask_with_reader(e, &q.question, TOP_K, params, s)?,
                 (Some(e), _, None) => self.collection.ask_with(e, &q.question, TOP_K, params)?,
                 (None, Some(v), s) => self.collection.ask_scored(&q.question, v.row(i), TOP_K, params, s)?,
-                (None, None, s) => self.collection.ask_scored(&q.question, &[], TOP_K, params, s)?,
+                (None, None, s) => self.collection.ask_scored(&q.question, Query::default(), TOP_K, params, s)?,
             };
             let ms = t.elapsed().as_secs_f32() * 1000.0;
             out.push((score_answer(&answer, q, &self.article_paths[q.article], ms), answer));
@@ -431,7 +454,7 @@ impl EvalSet<'_> {
     fn labelled_candidates(
         &self,
         i: usize,
-        q_vecs: &Matrix,
+        q_vecs: &QuestionVectors,
         params: &AskParams,
     ) -> Result<Vec<(SentenceCandidate, bool, bool)>, DocsError> {
         let q = &self.corpus.questions[i];
@@ -455,7 +478,7 @@ impl EvalSet<'_> {
     pub fn ranker_groups(
         &self,
         which: &[usize],
-        q_vecs: &Matrix,
+        q_vecs: &QuestionVectors,
         params: &AskParams,
     ) -> Result<Vec<Group<N_FEATURES>>, DocsError> {
         let mut groups = Vec::new();
@@ -477,7 +500,7 @@ impl EvalSet<'_> {
         &self,
         path: &Path,
         which: &[usize],
-        q_vecs: &Matrix,
+        q_vecs: &QuestionVectors,
         params: &AskParams,
         tune_articles: usize,
         progress: &mut dyn FnMut(usize),
@@ -512,7 +535,7 @@ impl EvalSet<'_> {
     pub fn tune(
         &self,
         which: &[usize],
-        q_vecs: &Matrix,
+        q_vecs: &QuestionVectors,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<(AskParams, Vec<(AskParams, Metrics)>), DocsError> {
         type Knob = (&'static [f32], fn(&mut AskParams, f32));

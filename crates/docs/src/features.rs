@@ -6,17 +6,20 @@
 //! for "when", a number for "how many", a name for "who"); and how much it says beyond the question.
 //! Passage features: the first-stage fused score relative to the best, BM25 relative to the best, the
 //! passage cosine, the passage's best sentence cosine and the share of question terms anywhere in it.
+//! Late interaction ([`crate::late`]): each question token's closest token in the sentence, and in the
+//! whole passage, averaged.
 
 use serde::{Deserialize, Serialize};
 
 use crate::dense::{dot, Matrix};
 use crate::extract::{answer_type, has_answer_type, AnswerType};
+use crate::late::{mean_best, QuantisedQuery, TokenStore};
 use crate::rank::PassageScore;
 use crate::store::StoredPassage;
 use crate::terms::Terms;
 
 /// Number of features in [`Evidence::to_array`].
-pub const N_FEATURES: usize = 18;
+pub const N_FEATURES: usize = 20;
 
 /// What is known about the question.
 pub struct QuestionInfo {
@@ -115,6 +118,13 @@ pub struct Evidence {
     pub lexical_rank: f32,
     /// `sentence_cosine * overlap`.
     pub cosine_overlap: f32,
+    /// Mean over the question's tokens of the best cosine with a token of the sentence (0 without
+    /// token vectors).
+    #[serde(default)]
+    pub late: f32,
+    /// The same over all tokens of the passage.
+    #[serde(default)]
+    pub passage_late: f32,
 }
 
 impl Evidence {
@@ -139,6 +149,8 @@ impl Evidence {
             self.length,
             self.lexical_rank,
             self.cosine_overlap,
+            self.late,
+            self.passage_late,
         ]
     }
 }
@@ -149,6 +161,8 @@ pub struct EvidenceInput<'a> {
     pub question: &'a QuestionInfo,
     /// Question vector (empty: cosines are 0).
     pub q_vec: &'a [f32],
+    /// The collection's token vectors and the question's (`None`: late-interaction features are 0).
+    pub late: Option<(&'a TokenStore, &'a QuantisedQuery)>,
     /// Sentence vectors of the collection.
     pub sentence_vecs: &'a Matrix,
     /// Best first-stage fused score of the question.
@@ -172,6 +186,22 @@ pub fn passage_evidence(
         .map(|i| if input.q_vec.is_empty() { 0.0 } else { dot(input.sentence_vecs.row(first_row + i), input.q_vec) })
         .collect();
     let best_cos = cosines.iter().copied().fold(0.0f32, f32::max);
+    let (late, passage_late) = match input.late {
+        Some((store, q_tokens)) => {
+            let n_q = q_tokens.len();
+            let mut passage_best = vec![f32::MIN; n_q];
+            let late: Vec<f32> = (0..texts.len())
+                .map(|i| {
+                    let mut best = vec![f32::MIN; n_q];
+                    store.raise_best(q_tokens, first_row + i, &mut best);
+                    passage_best.iter_mut().zip(&best).for_each(|(p, b)| *p = p.max(*b));
+                    mean_best(&best)
+                })
+                .collect();
+            (late, mean_best(&passage_best))
+        }
+        None => (vec![0.0; texts.len()], 0.0),
+    };
     let in_passage = |t: &str| terms.iter().any(|ts| ts.iter().any(|x| x == t));
     let coverage = q.overlap(in_passage);
     let passage_rare_match = q.rare_match(in_passage);
@@ -221,6 +251,8 @@ pub fn passage_evidence(
                 length: (ts.len() as f32 / 60.0).min(1.0),
                 lexical_rank,
                 cosine_overlap: cosines[i] * overlap,
+                late: late[i],
+                passage_late,
             }
         })
         .collect()

@@ -41,6 +41,7 @@ pub mod features;
 pub mod follow_up;
 pub mod generated;
 pub mod ingest;
+pub mod late;
 pub mod learn;
 pub mod lexical;
 pub mod params;

@@ -7,7 +7,9 @@
 //!   gen-7-18c2f.../
 //!     manifest.json      embedder, files (path, sha256, format), counters
 //!     passages.json      passages with offsets, text and sentence ranges
-//!     vectors.safetensors  "passages" [n, dim] and "sentences" [m, dim], f32
+//!     vectors.safetensors  "passages" [n, dim] and "sentences" [m, dim], f32; with an encoder that
+//!                        gives token states also "token_values" [t, dim] i8, "token_scales" [t] f32
+//!                        and "token_offsets" [m + 1] u32 (see `late`)
 //!     lexical/           tantivy BM25 index, one document per passage
 //! ```
 //!
@@ -26,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clean::Format;
 use crate::dense::Matrix;
+use crate::late::TokenStore;
 use crate::{lexical, DocsError};
 
 /// Version of the on-disk format, bumped on incompatible changes.
@@ -111,6 +114,9 @@ pub struct Snapshot {
     pub passage_vecs: Matrix,
     /// One vector per sentence, passages' sentences concatenated in row order.
     pub sentence_vecs: Matrix,
+    /// Token vectors per sentence, in the same order; `None` when the encoder gives none (or the
+    /// collection was indexed before they were kept).
+    pub tokens: Option<TokenStore>,
 }
 
 /// Whether `dir` holds a collection.
@@ -150,24 +156,26 @@ pub fn load(gen: &Path) -> Result<Snapshot, DocsError> {
         });
     }
     let passages: Vec<StoredPassage> = read_json(&gen.join(PASSAGES))?;
-    let (passage_vecs, sentence_vecs) = if manifest.dim == 0 {
-        (Matrix::new(0), Matrix::new(0))
+    let (passage_vecs, sentence_vecs, tokens) = if manifest.dim == 0 {
+        (Matrix::new(0), Matrix::new(0), None)
     } else {
         read_vectors(&gen.join(VECTORS), manifest.dim)?
     };
     let n_sent: usize = passages.iter().map(|p| p.sentences.len()).sum();
-    if passage_vecs.rows() != passages.len() || sentence_vecs.rows() != n_sent {
+    let token_sentences = tokens.as_ref().map_or(n_sent, TokenStore::sentences);
+    if passage_vecs.rows() != passages.len() || sentence_vecs.rows() != n_sent || token_sentences != n_sent {
         return Err(DocsError::Corrupt {
             path: gen.join(VECTORS),
             reason: format!(
-                "{} passage and {} sentence vectors for {} passages and {n_sent} sentences",
+                "{} passage and {} sentence vectors ({token_sentences} with token vectors) for {} passages and \
+                 {n_sent} sentences",
                 passage_vecs.rows(),
                 sentence_vecs.rows(),
                 passages.len()
             ),
         });
     }
-    Ok(Snapshot { manifest, passages, passage_vecs, sentence_vecs })
+    Ok(Snapshot { manifest, passages, passage_vecs, sentence_vecs, tokens })
 }
 
 /// Writes `snap` as generation `snap.manifest.generation` of the collection in `dir` and makes it live;
@@ -220,7 +228,7 @@ fn sync_dir(dir: &Path) -> Result<(), DocsError> {
 fn write_generation(tmp: &Path, snap: &Snapshot) -> Result<(), DocsError> {
     write_json(&tmp.join(PASSAGES), &snap.passages)?;
     if snap.manifest.dim > 0 {
-        write_vectors(&tmp.join(VECTORS), &snap.passage_vecs, &snap.sentence_vecs)?;
+        write_vectors(&tmp.join(VECTORS), &snap.passage_vecs, &snap.sentence_vecs, snap.tokens.as_ref())?;
     }
     if !snap.passages.is_empty() {
         let lex = lexical_dir(tmp);
@@ -292,18 +300,38 @@ fn to_le_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn write_vectors(path: &Path, passages: &Matrix, sentences: &Matrix) -> Result<(), DocsError> {
+fn write_vectors(
+    path: &Path,
+    passages: &Matrix,
+    sentences: &Matrix,
+    tokens: Option<&TokenStore>,
+) -> Result<(), DocsError> {
     let corrupt =
         |e: safetensors::SafeTensorError| DocsError::Corrupt { path: path.to_path_buf(), reason: e.to_string() };
     let (pb, sb) = (to_le_bytes(passages.as_flat()), to_le_bytes(sentences.as_flat()));
-    let pv = TensorView::new(Dtype::F32, vec![passages.rows(), passages.dim()], &pb).map_err(corrupt)?;
-    let sv = TensorView::new(Dtype::F32, vec![sentences.rows(), sentences.dim()], &sb).map_err(corrupt)?;
-    let bytes = safetensors::serialize([("passages", pv), ("sentences", sv)], None::<HashMap<String, String>>)
-        .map_err(corrupt)?;
+    let mut views = vec![
+        ("passages", TensorView::new(Dtype::F32, vec![passages.rows(), passages.dim()], &pb).map_err(corrupt)?),
+        ("sentences", TensorView::new(Dtype::F32, vec![sentences.rows(), sentences.dim()], &sb).map_err(corrupt)?),
+    ];
+    let token_bytes = tokens.map(|t| {
+        let (values, scales, offsets) = t.parts();
+        let values: Vec<u8> = values.iter().map(|&v| v as u8).collect();
+        let offsets: Vec<u8> = offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
+        (values, to_le_bytes(scales), offsets, t.rows(), t.dim(), t.sentences())
+    });
+    if let Some((values, scales, offsets, rows, dim, n)) = &token_bytes {
+        views.push(("token_values", TensorView::new(Dtype::I8, vec![*rows, *dim], values).map_err(corrupt)?));
+        views.push(("token_scales", TensorView::new(Dtype::F32, vec![*rows], scales).map_err(corrupt)?));
+        views.push(("token_offsets", TensorView::new(Dtype::U32, vec![n + 1], offsets).map_err(corrupt)?));
+    }
+    let bytes = safetensors::serialize(views, None::<HashMap<String, String>>).map_err(corrupt)?;
     write_synced(path, &bytes)
 }
 
-fn read_vectors(path: &Path, dim: usize) -> Result<(Matrix, Matrix), DocsError> {
+/// Passage vectors, sentence vectors and (when stored) token vectors.
+type Vectors = (Matrix, Matrix, Option<TokenStore>);
+
+fn read_vectors(path: &Path, dim: usize) -> Result<Vectors, DocsError> {
     let bytes = std::fs::read(path).map_err(|e| DocsError::io(path, e))?;
     let corrupt = |reason: String| DocsError::Corrupt { path: path.to_path_buf(), reason };
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
@@ -315,5 +343,27 @@ fn read_vectors(path: &Path, dim: usize) -> Result<(Matrix, Matrix), DocsError> 
         let data: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         Matrix::from_flat(dim, data).ok_or_else(|| corrupt(format!("tensor `{name}` is not a multiple of {dim}")))
     };
-    Ok((read("passages")?, read("sentences")?))
+    let tokens = match st.tensor("token_values") {
+        Err(_) => None,
+        Ok(values) => {
+            let four = |name: &str, dtype: Dtype| -> Result<Vec<[u8; 4]>, DocsError> {
+                let t = st.tensor(name).map_err(|e| corrupt(e.to_string()))?;
+                if t.dtype() != dtype || t.shape().len() != 1 {
+                    return Err(corrupt(format!("tensor `{name}` has shape {:?}, expected [n] {dtype:?}", t.shape())));
+                }
+                Ok(t.data().chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect())
+            };
+            let scales = four("token_scales", Dtype::F32)?.into_iter().map(f32::from_le_bytes).collect();
+            let offsets = four("token_offsets", Dtype::U32)?.into_iter().map(u32::from_le_bytes).collect();
+            if values.dtype() != Dtype::I8 {
+                return Err(corrupt(format!("tensor `token_values` is {:?}, expected i8", values.dtype())));
+            }
+            let values = values.data().iter().map(|&b| b as i8).collect();
+            Some(
+                TokenStore::from_parts(dim, values, scales, offsets)
+                    .ok_or_else(|| corrupt("token vectors, scales and offsets do not fit together".into()))?,
+            )
+        }
+    };
+    Ok((read("passages")?, read("sentences")?, tokens))
 }

@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config;
 
 use crate::bert::BertEncoder;
-use rightmodel_core::{EmbedError, Embedder};
+use rightmodel_core::{EmbedError, Embedder, WithTokens};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use crate::InferError;
@@ -99,6 +99,13 @@ impl MiniLm {
 
     /// Unit-length mean-pooled vectors of one batch, with each text's token count (its mask length).
     fn embed_batch(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>), InferError> {
+        let (vectors, counts, _) = self.embed_batch_tokens(texts, false)?;
+        Ok((vectors, counts))
+    }
+
+    /// [`MiniLm::embed_batch`], plus with `tokens` each text's unit-length token states without
+    /// `[CLS]` and `[SEP]` (rows concatenated).
+    fn embed_batch_tokens(&self, texts: &[&str], tokens: bool) -> Result<BatchOutput, InferError> {
         let e = |e: candle_core::Error| InferError::Engine(crate::candle_error::message(e));
         let (ids, mask, len) = self.tokenize(texts)?;
         let counts: Vec<usize> = if len == 0 {
@@ -130,8 +137,30 @@ impl MiniLm {
                 self.id
             )));
         }
-        Ok((vectors, counts))
+        let token_rows = if tokens { token_rows(&hidden, &counts, self.dim).map_err(e)? } else { Vec::new() };
+        Ok((vectors, counts, token_rows))
     }
+}
+
+/// One batch's unit sentence vectors, token counts and (when asked for) token vectors.
+type BatchOutput = (Vec<Vec<f32>>, Vec<usize>, Vec<Vec<f32>>);
+
+/// Each text's token states from `hidden` `[batch, seq, dim]`, without the first (`[CLS]`) and last
+/// (`[SEP]`) of its `counts[i]` tokens, each scaled to unit length, rows concatenated.
+fn token_rows(hidden: &Tensor, counts: &[usize], dim: usize) -> candle_core::Result<Vec<Vec<f32>>> {
+    let states = hidden.to_vec3::<f32>()?;
+    Ok(states
+        .into_iter()
+        .zip(counts)
+        .map(|(rows, &n)| {
+            let mut out = Vec::with_capacity(n.saturating_sub(2) * dim);
+            for row in rows.iter().take(n.saturating_sub(1)).skip(1) {
+                let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                out.extend(row.iter().map(|x| x / norm));
+            }
+            out
+        })
+        .collect())
 }
 
 impl Embedder for MiniLm {
@@ -157,6 +186,26 @@ impl Embedder for MiniLm {
             }
         }
         Ok((out, counts))
+    }
+
+    fn embed_with_tokens(&self, texts: &[&str]) -> Result<WithTokens, EmbedError> {
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let mut out = vec![Vec::new(); texts.len()];
+        let mut toks = vec![Vec::new(); texts.len()];
+        for chunk in order.chunks(BATCH) {
+            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            let (vecs, _, rows) = self.embed_batch_tokens(&batch, true).map_err(|e| EmbedError(e.to_string()))?;
+            for ((&i, v), t) in chunk.iter().zip(vecs).zip(rows) {
+                out[i] = v;
+                toks[i] = t;
+            }
+        }
+        Ok((out, Some(toks)))
+    }
+
+    fn has_token_vectors(&self) -> bool {
+        true
     }
 
     fn dim(&self) -> usize {

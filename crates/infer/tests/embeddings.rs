@@ -42,6 +42,35 @@ fn token_counts_come_with_the_vectors() {
     assert!(counts[2] <= 512, "long inputs are counted after truncation: {}", counts[2]);
 }
 
+#[test]
+fn token_vectors_come_from_the_same_pass() {
+    let m = common::minilm();
+    assert!(m.has_token_vectors());
+    let texts = ["Hi", "Who was the Most Valuable Player?", "The MVP was Von Miller."];
+    let (vectors, tokens) = m.embed_with_tokens(&texts).unwrap();
+    let tokens = tokens.expect("MiniLM gives token vectors");
+    let again = m.embed(&texts).unwrap();
+    assert!(vectors.iter().zip(&again).all(|(a, b)| cosine(a, b) > 0.99999));
+    for (t, rows) in texts.iter().zip(&tokens) {
+        // [CLS] and [SEP] are left out; every row is a unit vector.
+        assert_eq!(rows.len(), (m.count_tokens(t) - 2) * m.dim(), "{t}");
+        for row in rows.chunks(m.dim()) {
+            let n: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((n - 1.0).abs() < 1e-4, "{n}");
+        }
+    }
+    // Some token of the answer sentence matches each question token better than chance.
+    let best = |q: &[f32], s: &[f32]| -> f32 {
+        let d = m.dim();
+        let per: Vec<f32> = q
+            .chunks(d)
+            .map(|a| s.chunks(d).map(|b| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>()).fold(f32::MIN, f32::max))
+            .collect();
+        per.iter().sum::<f32>() / per.len() as f32
+    };
+    assert!(best(&tokens[1], &tokens[2]) > best(&tokens[1], &tokens[0]), "late interaction prefers the answer");
+}
+
 /// Our encoder forward pass (vectorised GELU, fused QKV) against candle-transformers' BERT on the same
 /// weights: token states agree on every real (unpadded) token.
 #[test]

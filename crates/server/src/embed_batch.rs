@@ -84,6 +84,16 @@ impl Embedder for EmbedBatcher {
         }
     }
 
+    /// Straight to the model on the calling thread, outside the worker's batches: only document
+    /// questions ask for token vectors, one short text at a time.
+    fn embed_with_tokens(&self, texts: &[&str]) -> Result<rightmodel_core::WithTokens, EmbedError> {
+        self.model.embed_with_tokens(texts)
+    }
+
+    fn has_token_vectors(&self) -> bool {
+        self.model.has_token_vectors()
+    }
+
     fn dim(&self) -> usize {
         self.model.dim()
     }

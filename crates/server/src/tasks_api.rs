@@ -503,14 +503,14 @@ pub async fn docs_chat(
         match state.tasks.readers.get(&coll_name) {
             Some(r) => {
                 // The encoder's permit covers the questions' vectors; the language model has its own queue.
-                let vectors: Vec<Vec<f32>> =
+                let vectors: Vec<rightmodel_docs::ask::QuestionVector> =
                     readings.iter().map(|q| coll.question_vector(emb.as_ref(), q)).collect::<Result<_, _>>().map_err(docs_error)?;
                 drop(_permit);
                 let params = rightmodel_docs::AskParams { lm_depth: r.depth, lm_read: r.read, ..Default::default() };
                 for (q, q_vec) in readings.into_iter().zip(&vectors) {
                     let slot = r.reader.waiting.try_acquire().ok();
                     let scorer = slot.as_ref().map(|_| &r.reader.lm as &dyn rightmodel_core::PassageReader);
-                    let (a, by) = match coll.ask_scored(&q, q_vec, 5, &params, scorer) {
+                    let (a, by) = match coll.ask_scored(&q, q_vec.query(), 5, &params, scorer) {
                         Ok(a) => {
                             // Named only when the model did re-order (it is skipped when busy or with < 2 passages).
                             let used = a.passages.iter().any(|p| p.question_log_likelihood.is_some());
@@ -519,7 +519,7 @@ pub async fn docs_chat(
                         // The re-ranking is an improvement, not a dependency: answer without it.
                         Err(rightmodel_docs::DocsError::Score(e)) => {
                             tracing::warn!(collection = %coll_name, "the passage reader failed, answering without it: {e}");
-                            (coll.ask_scored(&q, q_vec, 5, &params, None).map_err(docs_error)?, None)
+                            (coll.ask_scored(&q, q_vec.query(), 5, &params, None).map_err(docs_error)?, None)
                         }
                         Err(e) => return Err(docs_error(e)),
                     };

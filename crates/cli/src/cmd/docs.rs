@@ -7,10 +7,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use rightmodel_docs::dense::Matrix;
 use rightmodel_docs::eval::{
     build_corpus, lm_grid, question_vectors, span_groups, spread, summarize, write_articles, write_dump, EvalCorpus,
-    EvalSet, Metrics, QuestionScore, TOP_K,
+    EvalSet, Metrics, QuestionScore, QuestionVectors, TOP_K,
 };
 use rightmodel_docs::learn::{fit_listwise, fit_logistic};
 use rightmodel_docs::report::{markdown, write_report, Report, ReportRow};
@@ -795,7 +794,7 @@ pub fn eval_docs(a: EvalDocsArgs) -> anyhow::Result<()> {
 
 /// Prints hit@1 on the tuning split for language-model re-ranking at each depth and ranker weight
 /// (`--fit-lm`), from one pass that scores the first five passages of every question.
-fn fit_lm(set: &EvalSet<'_>, tune_q: &[usize], q_vecs: &Matrix, scorer: &LmReader) -> anyhow::Result<()> {
+fn fit_lm(set: &EvalSet<'_>, tune_q: &[usize], q_vecs: &QuestionVectors, scorer: &LmReader) -> anyhow::Result<()> {
     let params = AskParams { lm_depth: TOP_K, ..AskParams::default() };
     let pb = bar(tune_q.len() as u64, "scoring passages");
     let answers = set.run(tune_q, None, Some(q_vecs), &params, Some(scorer), &mut |d| pb.set_position(d as u64))?;
@@ -817,7 +816,7 @@ fn fit_lm(set: &EvalSet<'_>, tune_q: &[usize], q_vecs: &Matrix, scorer: &LmReade
 fn fit_read(
     set: &EvalSet<'_>,
     tune_q: &[usize],
-    q_vecs: &Matrix,
+    q_vecs: &QuestionVectors,
     reader: &LmReader,
     lm: &LmArgs,
     dump: Option<&std::path::Path>,
@@ -929,7 +928,7 @@ struct Scope {
 /// The development options: tune the first-stage weights, fit the extractor, ranker and confidence
 /// model on the tuning split, and print what they find (the constants in `rightmodel-docs` come from
 /// these runs).
-fn fit_models(a: &EvalDocsArgs, set: &EvalSet<'_>, tune_q: &[usize], q_vecs: &Matrix) -> anyhow::Result<()> {
+fn fit_models(a: &EvalDocsArgs, set: &EvalSet<'_>, tune_q: &[usize], q_vecs: &QuestionVectors) -> anyhow::Result<()> {
     if a.tune {
         let pb = bar(0, "tuning");
         let (best, tried) = set.tune(tune_q, q_vecs, &mut |d, t| {
