@@ -246,7 +246,7 @@ impl RequestLog {
         Ok((total, rows))
     }
 
-    /// Rows at or after `since_ms`, oldest first, at most `limit` (the newest ones).
+    /// Rows at or after `since_ms`, oldest first, at most `limit` (the newest ones; `usize::MAX`: all).
     pub fn read(path: &Path, since_ms: i64, limit: usize) -> Result<Vec<LogRow>, LogError> {
         let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
         let conn = open_reader(path).map_err(sql)?;
@@ -260,7 +260,9 @@ impl RequestLog {
             ))
             .map_err(sql)?;
         let rows = stmt
-            .query_map(params![since_ms, limit as i64], row_from)
+            // `usize::MAX` (every row) cast to i64 is -1, which SQLite reads as no limit only by
+            // convention: clamp instead of relying on the wrap.
+            .query_map(params![since_ms, i64::try_from(limit).unwrap_or(i64::MAX)], row_from)
             .map_err(sql)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(sql)?;
