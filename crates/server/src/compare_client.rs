@@ -133,6 +133,21 @@ fn error_message(body: &str) -> String {
         .unwrap_or_else(|| body.chars().take(200).collect())
 }
 
+/// What a request that failed to complete reports: a timeout as one, naming the limit (reqwest says
+/// only "error sending request for url (...)"), anything else as reqwest words it.
+fn request_error(e: &reqwest::Error, limit: Duration) -> String {
+    if e.is_timeout() {
+        timed_out(limit)
+    } else {
+        e.to_string()
+    }
+}
+
+/// The error of a request that ran past its time limit.
+fn timed_out(limit: Duration) -> String {
+    format!("timed out: no complete answer within the {} s limit per request (--timeout-s)", limit.as_secs_f64())
+}
+
 /// One request: the answer, or the error a client would see.
 async fn ask(http: &reqwest::Client, cfg: &CompareConfig, case_index: usize, case: &Case, model: &str) -> Outcome {
     let mut messages = Vec::with_capacity(case.messages.len() + 1);
@@ -163,7 +178,7 @@ async fn ask(http: &reqwest::Client, cfg: &CompareConfig, case_index: usize, cas
         Ok(r) => r,
         Err(e) => {
             out.latency_ms = start.elapsed().as_secs_f64() * 1e3;
-            out.error = Some(e.to_string());
+            out.error = Some(request_error(&e, cfg.timeout));
             return out;
         }
     };
@@ -185,7 +200,7 @@ async fn ask(http: &reqwest::Client, cfg: &CompareConfig, case_index: usize, cas
     let text = match text {
         Ok(t) => t,
         Err(e) => {
-            out.error = Some(e.to_string());
+            out.error = Some(request_error(&e, cfg.timeout));
             return out;
         }
     };
@@ -218,6 +233,10 @@ async fn read_stream(resp: reqwest::Response, cfg: &CompareConfig, start: Instan
             Ok(crate::upstream::SseItem::Done) => return,
             Ok(crate::upstream::SseItem::Eof) => {
                 out.error = Some("the stream ended without [DONE]".into());
+                return;
+            }
+            Err(e) if e.kind == rightmodel_core::ErrorKind::Timeout && Instant::now() >= deadline => {
+                out.error = Some(timed_out(cfg.timeout));
                 return;
             }
             Err(e) => {
@@ -339,6 +358,24 @@ mod tests {
             axum::routing::get(|| async { axum::Json(json!({"object": "list", "data": [{"id": "m"}]})) }),
         );
         check_models(&config(serve(app).await)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_request_past_the_time_limit_is_reported_as_a_timeout() {
+        let slow = || async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            "too late"
+        };
+        let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(slow));
+        let mut cfg = config(serve(app).await);
+        cfg.timeout = Duration::from_millis(300);
+        let case = Case { messages: Vec::new(), expected: vec!["x".into()], line: 1 };
+        for stream in [false, true] {
+            cfg.stream = stream;
+            let out = run(std::slice::from_ref(&case), &cfg, || {}).await.unwrap();
+            let e = out[0].error.as_deref().unwrap_or_default();
+            assert!(e.contains("timed out") && e.contains("0.3 s limit") && !e.contains("error sending"), "{e}");
+        }
     }
 
     #[tokio::test]
