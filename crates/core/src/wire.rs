@@ -766,23 +766,29 @@ pub struct EmbeddingResponse {
     pub usage: Usage,
 }
 
-/// An entry of `GET /v1/models`.
+/// An entry of `GET /v1/models`. Only `id` is required when reading: some OpenAI-compatible
+/// servers leave out `object`, `created` or `owned_by` (they read as empty / 0); the gateway's own
+/// list always writes all four.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModelObject {
     /// Model name.
     pub id: String,
     /// Always `model`.
+    #[serde(default)]
     pub object: String,
     /// Unix seconds.
+    #[serde(default)]
     pub created: i64,
     /// Owner (`rightmodel` for local models, the upstream's name otherwise).
+    #[serde(default)]
     pub owned_by: String,
 }
 
-/// `GET /v1/models` response.
+/// `GET /v1/models` response (`object` may be missing when reading, like [`ModelObject`]'s fields).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModelList {
     /// Always `list`.
+    #[serde(default)]
     pub object: String,
     /// The models.
     pub data: Vec<ModelObject>,
@@ -791,6 +797,21 @@ pub struct ModelList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_model_list_entry_needs_only_its_id() {
+        let l: ModelList = serde_json::from_str(r#"{"data":[{"id":"m"}]}"#).unwrap();
+        assert_eq!(
+            l.data[0],
+            ModelObject { id: "m".into(), object: String::new(), created: 0, owned_by: String::new() }
+        );
+        let full = ModelObject { id: "m".into(), object: "model".into(), created: 7, owned_by: "o".into() };
+        assert_eq!(
+            serde_json::to_string(&full).unwrap(),
+            r#"{"id":"m","object":"model","created":7,"owned_by":"o"}"#,
+            "the gateway still writes every field"
+        );
+    }
 
     #[test]
     fn partial_usage_derives_what_it_can_and_says_what_it_could_not() {

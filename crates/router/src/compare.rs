@@ -306,14 +306,15 @@ pub struct ModelSummary {
     pub errors: usize,
     /// Mean quality over all requests.
     pub quality: f64,
-    /// Median latency (all requests, failed ones until they failed).
-    pub p50_ms: f64,
-    /// 95th percentile latency (all requests).
-    pub p95_ms: f64,
-    /// Median time to the first answer text (streamed answers only).
+    /// Median latency of the requests that succeeded (a failure ends early and would make a dead
+    /// model look fastest); `None` when none did.
+    pub p50_ms: Option<f64>,
+    /// 95th percentile latency of the requests that succeeded; `None` when none did.
+    pub p95_ms: Option<f64>,
+    /// Median time to the first answer text (streamed answers that succeeded only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttft_p50_ms: Option<f64>,
-    /// 95th percentile time to the first answer text (streamed answers only).
+    /// 95th percentile time to the first answer text (streamed answers that succeeded only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttft_p95_ms: Option<f64>,
     /// Total cost; `None` when an answered request's cost is unknown.
@@ -331,9 +332,10 @@ pub fn summarize(models: &[String], outcomes: &[Outcome]) -> Vec<ModelSummary> {
         .map(|m| {
             let mine: Vec<&Outcome> = outcomes.iter().filter(|o| &o.model == m).collect();
             let n = mine.len();
-            let mut lat: Vec<f64> = mine.iter().map(|o| o.latency_ms).collect();
+            let answered = mine.iter().filter(|o| o.error.is_none());
+            let mut lat: Vec<f64> = answered.clone().map(|o| o.latency_ms).collect();
             lat.sort_by(f64::total_cmp);
-            let mut ttft: Vec<f64> = mine.iter().filter_map(|o| o.ttft_ms).collect();
+            let mut ttft: Vec<f64> = answered.filter_map(|o| o.ttft_ms).collect();
             ttft.sort_by(f64::total_cmp);
             let known = mine.iter().all(|o| o.error.is_some() || o.cost_usd.is_some());
             // `+ 0.0`: a float sum of nothing is -0.0, which printed as `-0.000000` for a model that never answered.
@@ -349,8 +351,8 @@ pub fn summarize(models: &[String], outcomes: &[Outcome]) -> Vec<ModelSummary> {
                 requests: n,
                 errors: mine.iter().filter(|o| o.error.is_some()).count(),
                 quality: if n == 0 { 0.0 } else { mine.iter().map(|o| o.quality).sum::<f64>() / n as f64 },
-                p50_ms: nearest_rank(&lat, 0.5),
-                p95_ms: nearest_rank(&lat, 0.95),
+                p50_ms: (!lat.is_empty()).then(|| nearest_rank(&lat, 0.5)),
+                p95_ms: (!lat.is_empty()).then(|| nearest_rank(&lat, 0.95)),
                 ttft_p50_ms: (!ttft.is_empty()).then(|| nearest_rank(&ttft, 0.5)),
                 ttft_p95_ms: (!ttft.is_empty()).then(|| nearest_rank(&ttft, 0.95)),
                 cost_usd: cost,
@@ -359,6 +361,14 @@ pub fn summarize(models: &[String], outcomes: &[Outcome]) -> Vec<ModelSummary> {
             }
         })
         .collect()
+}
+
+impl ModelSummary {
+    /// Whether every request to this model failed (and there was at least one): its numbers say
+    /// nothing about the model, and `eval route` fails after writing the report.
+    pub fn all_failed(&self) -> bool {
+        self.requests > 0 && self.errors == self.requests
+    }
 }
 
 fn served_mix(s: &ModelSummary) -> String {
@@ -390,11 +400,11 @@ pub fn markdown(summaries: &[ModelSummary], scoring: Scoring, notes: &str, chart
         let ttft = if streamed { format!(" {} | {} |", ms(m.ttft_p50_ms), ms(m.ttft_p95_ms)) } else { String::new() };
         let _ = writeln!(
             s,
-            "| {} | {:.3} | {:.0} | {:.0} |{ttft} {} | {} | {} | {} |",
+            "| {} | {:.3} | {} | {} |{ttft} {} | {} | {} | {} |",
             m.model,
             m.quality,
-            m.p50_ms,
-            m.p95_ms,
+            ms(m.p50_ms),
+            ms(m.p95_ms),
             usd(m.cost_usd, 6),
             usd(m.cost_per_1k_usd, 4),
             m.errors,
@@ -459,7 +469,7 @@ fn draw<DB: DrawingBackend>(
     let max_q = summaries.iter().map(|m| m.quality).fold(0.0, f64::max);
     let y_hi = (100.0 * max_q * 1.15).clamp(5.0, 100.0);
     let axes: [(&str, XOf); 2] =
-        [("cost per 1,000 requests (USD)", |m| m.cost_per_1k_usd), ("median latency (ms)", |m| Some(m.p50_ms))];
+        [("cost per 1,000 requests (USD)", |m| m.cost_per_1k_usd), ("median latency (ms)", |m| m.p50_ms)];
     for (panel, (x_desc, x_of)) in panels.iter().zip(axes) {
         let x_hi = summaries.iter().filter_map(x_of).fold(0.0, f64::max).max(1e-9) * 1.25;
         let mut chart = ChartBuilder::on(panel)
@@ -650,11 +660,13 @@ mod tests {
         assert_eq!(s[0].requests, 2);
         assert_eq!(s[0].errors, 1);
         assert_eq!(s[0].quality, 0.5);
-        assert_eq!(s[0].p50_ms, 5.0); // failures count, until they failed
+        // The failure (5 ms) is not a latency: it would pass for the fastest answer.
+        assert_eq!((s[0].p50_ms, s[0].p95_ms), (Some(10.0), Some(10.0)));
         assert_eq!(s[0].cost_usd, Some(0.0));
         assert_eq!(s[1].quality, 1.0);
-        assert_eq!(s[1].p50_ms, 12.0);
-        assert_eq!(s[1].p95_ms, 300.0);
+        assert_eq!(s[1].p50_ms, Some(12.0));
+        assert_eq!(s[1].p95_ms, Some(300.0));
+        assert!(!s[0].all_failed() && !s[1].all_failed());
         assert!((s[1].cost_per_1k_usd.unwrap() - 1.0).abs() < 1e-12);
         assert_eq!(s[1].served.get("large"), Some(&1));
         let md = markdown(&s, Scoring::Contains, "", Some("compare.svg"));
@@ -671,6 +683,22 @@ mod tests {
         let s = summarize(&models[..1], &[unpriced]);
         assert_eq!(s[0].cost_usd, None);
         assert!(markdown(&s, Scoring::Contains, "", Some("x")).contains("| n/a | n/a |"));
+    }
+
+    #[test]
+    fn a_model_whose_every_request_failed_has_no_latency() {
+        let models = vec!["dead".to_string(), "ok".to_string()];
+        let mut fail = outcome(0, "dead", "dead", 0.0, 1.0, 0.0);
+        fail.error = Some("connection refused".into());
+        fail.cost_usd = None;
+        fail.served = None;
+        let s = summarize(&models, &[fail, outcome(0, "ok", "ok", 1.0, 80.0, 0.001)]);
+        assert!(s[0].all_failed() && !s[1].all_failed());
+        assert_eq!((s[0].p50_ms, s[0].p95_ms), (None, None));
+        let md = markdown(&s, Scoring::Contains, "", None);
+        assert!(md.contains("| dead | 0.000 | n/a | n/a |") && md.contains("| ok | 1.000 | 80 | 80 |"), "{md}");
+        assert!(chart_svg(&s).unwrap().contains("<svg"));
+        assert!(!summarize(&models[..1], &[]).first().unwrap().all_failed(), "no request is not a failure");
     }
 
     #[test]

@@ -39,12 +39,21 @@ pub struct CompareConfig {
 /// Why the comparison could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
-    /// The server could not be reached or did not answer `GET /models` properly.
+    /// The server could not be reached (no answer at all).
     #[error("cannot list the models at {url}: {reason} (is the gateway running? start it with `rightmodel serve`)")]
     Unreachable {
         /// The URL asked.
         url: String,
         /// What went wrong.
+        reason: String,
+    },
+    /// Something answered `GET /models`, but not with a model list (an error status, another kind of
+    /// server, a body cut short): not a reachability problem, so no "is it running?" hint.
+    #[error("cannot list the models at {url}: {reason} (is --base-url the server's OpenAI API root, e.g. http://127.0.0.1:8080/v1?)")]
+    BadReply {
+        /// The URL asked.
+        url: String,
+        /// What it answered.
         reason: String,
     },
     /// The server refused the key (or the lack of one).
@@ -93,14 +102,16 @@ pub async fn check_models(cfg: &CompareConfig) -> Result<(), CompareError> {
         .await
         .map_err(|e| unreachable(e.to_string()))?;
     let status = resp.status();
-    let body = resp.text().await.map_err(|e| unreachable(e.to_string()))?;
+    let bad_reply = |reason: String| CompareError::BadReply { url: url.clone(), reason };
+    let body =
+        resp.text().await.map_err(|e| bad_reply(format!("HTTP {status}, but its body could not be read: {e}")))?;
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         return Err(CompareError::Refused { url, reason: format!("HTTP {status}: {}", error_message(&body)) });
     }
     if !status.is_success() {
-        return Err(unreachable(format!("HTTP {status}: {}", error_message(&body))));
+        return Err(bad_reply(format!("HTTP {status}: {}", error_message(&body))));
     }
-    let list: ModelList = serde_json::from_str(&body).map_err(|e| unreachable(format!("not a model list: {e}")))?;
+    let list: ModelList = serde_json::from_str(&body).map_err(|e| bad_reply(format!("not a model list: {e}")))?;
     let served: Vec<&str> = list.data.iter().map(|m| m.id.as_str()).collect();
     for m in &cfg.models {
         if !served.contains(&m.as_str()) {
@@ -120,6 +131,21 @@ fn error_message(body: &str) -> String {
         .ok()
         .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
         .unwrap_or_else(|| body.chars().take(200).collect())
+}
+
+/// What a request that failed to complete reports: a timeout as one, naming the limit (reqwest says
+/// only "error sending request for url (...)"), anything else as reqwest words it.
+fn request_error(e: &reqwest::Error, limit: Duration) -> String {
+    if e.is_timeout() {
+        timed_out(limit)
+    } else {
+        e.to_string()
+    }
+}
+
+/// The error of a request that ran past its time limit.
+fn timed_out(limit: Duration) -> String {
+    format!("timed out: no complete answer within the {} s limit per request (--timeout-s)", limit.as_secs_f64())
 }
 
 /// One request: the answer, or the error a client would see.
@@ -152,7 +178,7 @@ async fn ask(http: &reqwest::Client, cfg: &CompareConfig, case_index: usize, cas
         Ok(r) => r,
         Err(e) => {
             out.latency_ms = start.elapsed().as_secs_f64() * 1e3;
-            out.error = Some(e.to_string());
+            out.error = Some(request_error(&e, cfg.timeout));
             return out;
         }
     };
@@ -174,7 +200,7 @@ async fn ask(http: &reqwest::Client, cfg: &CompareConfig, case_index: usize, cas
     let text = match text {
         Ok(t) => t,
         Err(e) => {
-            out.error = Some(e.to_string());
+            out.error = Some(request_error(&e, cfg.timeout));
             return out;
         }
     };
@@ -207,6 +233,10 @@ async fn read_stream(resp: reqwest::Response, cfg: &CompareConfig, start: Instan
             Ok(crate::upstream::SseItem::Done) => return,
             Ok(crate::upstream::SseItem::Eof) => {
                 out.error = Some("the stream ended without [DONE]".into());
+                return;
+            }
+            Err(e) if e.kind == rightmodel_core::ErrorKind::Timeout && Instant::now() >= deadline => {
+                out.error = Some(timed_out(cfg.timeout));
                 return;
             }
             Err(e) => {
@@ -293,4 +323,75 @@ pub async fn run(
     }
     done.sort_by_key(|(slot, _)| *slot);
     Ok(done.into_iter().map(|(_, o)| o).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serves `app` on a free local port; returns its API root (`http://127.0.0.1:PORT/v1`).
+    async fn serve(app: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/v1")
+    }
+
+    fn config(base_url: String) -> CompareConfig {
+        CompareConfig {
+            base_url,
+            api_key: None,
+            models: vec!["m".into()],
+            max_tokens: 8,
+            concurrency: 1,
+            timeout: Duration::from_secs(5),
+            scoring: Scoring::Contains,
+            system: None,
+            stream: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_model_list_without_created_or_owned_by_is_accepted() {
+        let app = axum::Router::new().route(
+            "/v1/models",
+            axum::routing::get(|| async { axum::Json(json!({"object": "list", "data": [{"id": "m"}]})) }),
+        );
+        check_models(&config(serve(app).await)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_request_past_the_time_limit_is_reported_as_a_timeout() {
+        let slow = || async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            "too late"
+        };
+        let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(slow));
+        let mut cfg = config(serve(app).await);
+        cfg.timeout = Duration::from_millis(300);
+        let case = Case { messages: Vec::new(), expected: vec!["x".into()], line: 1 };
+        for stream in [false, true] {
+            cfg.stream = stream;
+            let out = run(std::slice::from_ref(&case), &cfg, || {}).await.unwrap();
+            let e = out[0].error.as_deref().unwrap_or_default();
+            assert!(e.contains("timed out") && e.contains("0.3 s limit") && !e.contains("error sending"), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_answers_badly_is_not_called_unreachable() {
+        let app = axum::Router::new()
+            .route("/v1/models", axum::routing::get(|| async { "<html>a web page</html>" }))
+            .route("/v2/models", axum::routing::get(|| async { (axum::http::StatusCode::NOT_FOUND, "no such page") }));
+        let base = serve(app).await;
+        for root in [base.clone(), base.replace("/v1", "/v2")] {
+            let e = check_models(&config(root)).await.unwrap_err();
+            assert!(matches!(e, CompareError::BadReply { .. }), "{e}");
+            assert!(!e.to_string().contains("is the gateway running"), "{e}");
+        }
+        // Nothing listening: that one is.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let e = check_models(&config(format!("http://{closed}/v1"))).await.unwrap_err();
+        assert!(e.to_string().contains("is the gateway running"), "{e}");
+    }
 }

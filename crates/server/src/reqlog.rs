@@ -246,7 +246,7 @@ impl RequestLog {
         Ok((total, rows))
     }
 
-    /// Rows at or after `since_ms`, oldest first, at most `limit` (the newest ones).
+    /// Rows at or after `since_ms`, oldest first, at most `limit` (the newest ones; `usize::MAX`: all).
     pub fn read(path: &Path, since_ms: i64, limit: usize) -> Result<Vec<LogRow>, LogError> {
         let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
         let conn = open_reader(path).map_err(sql)?;
@@ -260,7 +260,9 @@ impl RequestLog {
             ))
             .map_err(sql)?;
         let rows = stmt
-            .query_map(params![since_ms, limit as i64], row_from)
+            // `usize::MAX` (every row) cast to i64 is -1, which SQLite reads as no limit only by
+            // convention: clamp instead of relying on the wrap.
+            .query_map(params![since_ms, i64::try_from(limit).unwrap_or(i64::MAX)], row_from)
             .map_err(sql)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(sql)?;
@@ -341,7 +343,7 @@ pub struct ModelTotals {
 }
 
 /// What the gateway did over a period: per served model totals, and what `auto` cost against what
-/// the largest candidate would have cost (the router's estimate at decision time, `cost_if_largest_usd`).
+/// the largest candidate would have cost for the same answers (see [`LogSummary::auto_cost_if_largest_usd`]).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct LogSummary {
     /// Start of the period (Unix milliseconds).
@@ -352,12 +354,117 @@ pub struct LogSummary {
     pub cost_usd: f64,
     /// Requests for `model: "auto"`.
     pub auto_requests: u64,
-    /// What they were billed.
+    /// Of them, answered with an error status (>= 400): left out of the comparison, which has no
+    /// answer to price on either side.
+    pub auto_failed: u64,
+    /// What the `auto` requests that succeeded were billed.
     pub auto_cost_usd: f64,
-    /// What they would have cost on the largest candidate (estimated by the router before each call).
+    /// What the same successful requests would have been billed on the largest candidate, on the
+    /// scale of the bills (not the router's pre-call estimates, which assume a typical answer length
+    /// and run several times the bills): each served call's bill times the router's ratio of the
+    /// largest candidate's estimate to the served model's, so an answer by the largest candidate
+    /// saves nothing and an escalated cascade costs its first attempt; for a served model the
+    /// router priced at nothing (free, or a fallback it did not price), the largest candidate's
+    /// estimate times [`LogSummary::auto_estimate_scale`]; a request with no readable decision
+    /// counts as billed (no saving claimed).
     pub auto_cost_if_largest_usd: f64,
+    /// Successful `auto` requests priced from the router's estimate alone (served at no estimated
+    /// price), scaled by `auto_estimate_scale`.
+    pub auto_from_estimate: u64,
+    /// Bills over the router's estimates for the served calls it priced this period, used to bring
+    /// the estimates of `auto_from_estimate` requests to the bills' scale; `None` when it priced none
+    /// (those estimates are then used as they are).
+    pub auto_estimate_scale: Option<f64>,
     /// Per served model, most requests first.
     pub models: Vec<ModelTotals>,
+}
+
+/// `auto`'s side of a [`LogSummary`], from [`auto_savings`].
+#[derive(Debug, Clone, Default, PartialEq)]
+struct AutoSavings {
+    requests: u64,
+    failed: u64,
+    billed: f64,
+    if_largest: f64,
+    from_estimate: u64,
+    scale: Option<f64>,
+}
+
+/// One successful `auto` request, as [`AutoSavings::price`] prices it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct AutoRow {
+    /// The whole row's bill (an escalated cascade's both calls).
+    billed: f64,
+    /// Of it, an escalated cascade's first attempt.
+    first_attempt: f64,
+    /// The router's estimate for the largest candidate (`cost_if_largest_usd`).
+    largest_estimate: Option<f64>,
+    /// The router's estimate for the model that served (its entry in `candidates`).
+    served_estimate: Option<f64>,
+}
+
+impl AutoSavings {
+    /// Totals of `rows` (the successful `auto` requests) against the largest candidate, on the bills'
+    /// scale (see [`LogSummary::auto_cost_if_largest_usd`]).
+    fn price(requests: u64, failed: u64, rows: &[AutoRow]) -> AutoSavings {
+        let served_bill = |r: &AutoRow| (r.billed - r.first_attempt).max(0.0);
+        let priced = rows.iter().filter(|r| r.largest_estimate.is_some() && r.served_estimate.is_some_and(|e| e > 0.0));
+        let (bills, estimates) =
+            priced.fold((0.0, 0.0), |(b, e), r| (b + served_bill(r), e + r.served_estimate.unwrap_or(0.0)));
+        let scale = (estimates > 0.0).then(|| bills / estimates);
+        let mut out = AutoSavings { requests, failed, scale, ..Default::default() };
+        for r in rows {
+            out.billed += r.billed;
+            out.if_largest += match (r.largest_estimate, r.served_estimate) {
+                (None, _) => r.billed,
+                (Some(largest), Some(served)) if served > 0.0 => served_bill(r) * largest / served,
+                (Some(largest), _) => {
+                    out.from_estimate += 1;
+                    largest * scale.unwrap_or(1.0)
+                }
+            };
+        }
+        out.billed = plus_zero(out.billed);
+        out.if_largest = plus_zero(out.if_largest);
+        out
+    }
+}
+
+/// What `auto` requests since `since_ms` were billed and would have been billed on the largest
+/// candidate (see [`LogSummary::auto_cost_if_largest_usd`]). A decision that cannot be read prices
+/// nothing (json_valid guards json_extract and json_each).
+fn auto_savings(conn: &Connection, since_ms: i64) -> rusqlite::Result<AutoSavings> {
+    let (requests, failed): (i64, i64) = conn.query_row(
+        "SELECT count(*), coalesce(sum(status >= 400), 0) FROM requests WHERE ts_ms >= ?1 AND requested_model = 'auto'",
+        params![since_ms],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut stmt = conn.prepare(
+        "SELECT cost_usd,
+                CASE WHEN json_valid(decision) AND json_extract(decision, '$.cascade.escalated')
+                          AND json_type(decision, '$.cascade.first_cost_usd') IN ('real', 'integer')
+                     THEN json_extract(decision, '$.cascade.first_cost_usd') ELSE 0 END,
+                CASE WHEN json_valid(decision)
+                          AND json_type(decision, '$.cost_if_largest_usd') IN ('real', 'integer')
+                     THEN json_extract(decision, '$.cost_if_largest_usd') END,
+                CASE WHEN json_valid(decision) AND json_type(decision, '$.candidates') = 'array'
+                     THEN (SELECT json_extract(c.value, '$.cost_usd') FROM json_each(decision, '$.candidates') c
+                           WHERE json_extract(c.value, '$.name') = served_model
+                                 AND json_type(c.value, '$.cost_usd') IN ('real', 'integer') LIMIT 1) END
+         FROM requests WHERE ts_ms >= ?1 AND requested_model = 'auto' AND status < 400",
+    )?;
+    let rows = stmt
+        .query_map(params![since_ms], |r| {
+            Ok(AutoRow {
+                billed: r.get(0)?,
+                first_attempt: r.get::<_, Option<f64>>(1)?.unwrap_or(0.0),
+                largest_estimate: r.get(2)?,
+                served_estimate: r.get(3)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let count = |v: i64| v.max(0) as u64;
+    Ok(AutoSavings::price(count(requests), count(failed), &rows))
 }
 
 impl RequestLog {
@@ -413,25 +520,18 @@ impl RequestLog {
             m.p50_ms = rightmodel_router::metrics::nearest_rank(&v, 0.5);
             m.p95_ms = rightmodel_router::metrics::nearest_rank(&v, 0.95);
         }
-        // A decision that cannot be read adds nothing to the estimate (json_valid guards json_extract).
-        let (auto_requests, auto_cost, if_largest): (i64, f64, f64) = conn
-            .query_row(
-                "SELECT count(*), coalesce(sum(cost_usd), 0),
-                        coalesce(sum(CASE WHEN json_valid(decision)
-                                 THEN coalesce(json_extract(decision, '$.cost_if_largest_usd'), 0) ELSE 0 END), 0)
-                 FROM requests WHERE ts_ms >= ?1 AND requested_model = 'auto'",
-                params![since_ms],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .map_err(sql)?;
+        let auto = auto_savings(&conn, since_ms).map_err(sql)?;
         Ok(LogSummary {
             since_ms,
             requests: models.iter().map(|m| m.requests).sum(),
             // An empty period sums to -0.0 (the float sum starts there): a total reads $0.000000.
             cost_usd: plus_zero(models.iter().map(|m| m.cost_usd).sum()),
-            auto_requests: count(auto_requests),
-            auto_cost_usd: auto_cost,
-            auto_cost_if_largest_usd: if_largest,
+            auto_requests: auto.requests,
+            auto_failed: auto.failed,
+            auto_cost_usd: auto.billed,
+            auto_cost_if_largest_usd: auto.if_largest,
+            auto_from_estimate: auto.from_estimate,
+            auto_estimate_scale: auto.scale,
             models,
         })
     }
@@ -547,16 +647,52 @@ impl LogSummary {
         }
         let _ = writeln!(s, "\n{} requests, ${:.6} billed.", self.requests, self.cost_usd);
         if self.auto_requests > 0 {
-            let saved = self.auto_cost_if_largest_usd - self.auto_cost_usd;
-            let pct =
-                if self.auto_cost_if_largest_usd > 0.0 { 100.0 * saved / self.auto_cost_if_largest_usd } else { 0.0 };
-            let _ = writeln!(
-                s,
-                "`auto`: {} requests billed ${:.6}; on the largest candidate they would have cost about ${:.6} (the router's estimates): ${saved:.6} saved ({pct:.0}%).",
-                self.auto_requests, self.auto_cost_usd, self.auto_cost_if_largest_usd
-            );
+            let _ = writeln!(s, "{}", self.auto_line());
         }
         s
+    }
+}
+
+impl LogSummary {
+    /// The summary's line on `auto`: what its successful requests were billed against what the
+    /// largest candidate would have billed for them, and on what basis.
+    fn auto_line(&self) -> String {
+        let ok = self.auto_requests.saturating_sub(self.auto_failed);
+        let mut s = format!("`auto`: {} requests", self.auto_requests);
+        if self.auto_failed > 0 {
+            s += &format!(" ({} failed, left out)", self.auto_failed);
+        }
+        if ok == 0 {
+            return s + "; none succeeded, so there is nothing to compare.";
+        }
+        let saved = plus_zero(self.auto_cost_if_largest_usd - self.auto_cost_usd);
+        let pct = if self.auto_cost_if_largest_usd > 0.0 { 100.0 * saved / self.auto_cost_if_largest_usd } else { 0.0 };
+        let verdict = if saved >= 0.0 {
+            format!("${saved:.6} saved ({pct:.0}%)")
+        } else {
+            format!("${:.6} more ({:.0}%)", -saved, -pct)
+        };
+        s += &format!(
+            "; the {ok} that succeeded billed ${:.6}, and would have billed about ${:.6} on the largest candidate: {verdict}. \
+             (Each served call's bill scaled by the router's cost ratio of the largest candidate to the served model: \
+             answers by the largest save nothing.",
+            self.auto_cost_usd, self.auto_cost_if_largest_usd
+        );
+        if self.auto_from_estimate > 0 {
+            s += &match self.auto_estimate_scale {
+                Some(k) => format!(
+                    " {} served at no estimated price are counted at the router's estimate for the largest \
+                     candidate times {k:.2}, this period's ratio of bills to estimates.",
+                    self.auto_from_estimate
+                ),
+                None => format!(
+                    " {} served at no estimated price are counted at the router's estimate for the largest \
+                     candidate, unscaled: no priced call this period to scale it by.",
+                    self.auto_from_estimate
+                ),
+            };
+        }
+        s + ")"
     }
 }
 
@@ -856,6 +992,68 @@ mod tests {
         assert!((s.auto_cost_usd - 0.01).abs() < 1e-12 && (s.auto_cost_if_largest_usd - 0.02).abs() < 1e-12);
         let md = s.to_markdown();
         assert!(md.contains("| small | 3 | 60.0% | 0 | 300 (120) | 30 |") && md.contains("saved (50%)"), "{md}");
+    }
+
+    #[test]
+    fn auto_savings_compare_bills_with_bills_not_with_the_routers_estimates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        // The router estimates a typical answer: three times what the calls were billed.
+        let decision = |extra: &str| {
+            format!(
+                r#"{{"cost_if_largest_usd":0.0006,"candidates":[{{"name":"local","cost_usd":0.0}},
+                    {{"name":"small","cost_usd":0.00006}},{{"name":"large","cost_usd":0.0006}}]{extra}}}"#
+            )
+        };
+        {
+            let log = RequestLog::open(&path).unwrap();
+            let row = |id: &str, served: &str, cost: f64, status: u16, extra: &str| LogRow {
+                id: id.into(),
+                ts_ms: 10,
+                requested_model: "auto".into(),
+                served_model: served.into(),
+                cost_usd: cost,
+                status,
+                decision: Some(decision(extra)),
+                ..Default::default()
+            };
+            log.record(row("small", "small", 0.00002, 200, ""));
+            // Served by the largest: nothing saved, whatever the estimate said.
+            log.record(row("large", "large", 0.0002, 200, ""));
+            // Failed: no answer to price on either side.
+            log.record(row("failed", "", 0.0, 502, ""));
+            // Escalated: the small attempt was paid on top of the largest's answer.
+            let cascade = r#","cascade":{"first":"small","first_cost_usd":0.00002,"escalated":true}"#;
+            log.record(row("cascade", "large", 0.00022, 200, cascade));
+            // Free: the largest's estimate at the period's bills-to-estimates ratio (1/3).
+            log.record(row("local", "local", 0.0, 200, ""));
+        }
+        let s = RequestLog::summarize(&path, 5).unwrap();
+        assert_eq!((s.auto_requests, s.auto_failed, s.auto_from_estimate), (5, 1, 1));
+        assert!((s.auto_estimate_scale.unwrap() - 1.0 / 3.0).abs() < 1e-9, "{s:?}");
+        assert!((s.auto_cost_usd - 0.00044).abs() < 1e-12, "{s:?}");
+        assert!((s.auto_cost_if_largest_usd - 0.0008).abs() < 1e-12, "{s:?}");
+        let md = s.to_markdown();
+        assert!(md.contains("(1 failed, left out)") && md.contains("$0.000360 saved (45%)"), "{md}");
+
+        // Nothing priced to scale by: the estimate is used as it is, and the summary says so.
+        let free = AutoRow { largest_estimate: Some(0.5), served_estimate: Some(0.0), ..Default::default() };
+        let unreadable = AutoRow { billed: 0.2, ..Default::default() };
+        let a = AutoSavings::price(3, 1, &[free, unreadable]);
+        assert_eq!((a.scale, a.from_estimate), (None, 1));
+        assert!((a.if_largest - 0.7).abs() < 1e-12 && (a.billed - 0.2).abs() < 1e-12, "{a:?}");
+        let line = LogSummary {
+            auto_requests: 3,
+            auto_failed: 1,
+            auto_cost_usd: a.billed,
+            auto_cost_if_largest_usd: a.if_largest,
+            auto_from_estimate: 1,
+            ..Default::default()
+        }
+        .auto_line();
+        assert!(line.contains("unscaled"), "{line}");
+        let none = LogSummary { auto_requests: 2, auto_failed: 2, ..Default::default() }.auto_line();
+        assert!(none.contains("none succeeded") && !none.contains("saved"), "{none}");
     }
 
     #[test]

@@ -127,7 +127,7 @@ pub fn eval_route(a: EvalRouteArgs) -> anyhow::Result<()> {
     pb.finish_and_clear();
     let summaries = compare::summarize(&models, &outcomes);
     let notes = format!(
-        "- data: `{}` ({} cases), scoring: {}\n- gateway: {}, {} request(s) at a time, max_tokens {}{}\n- cost: what the gateway billed (`x-rightmodel-cost-usd`, or a stream's `rightmodel.cost_usd`; n/a when the server does not say); latency: as the client saw it, failed requests until they failed{}",
+        "- data: `{}` ({} cases), scoring: {}\n- gateway: {}, {} request(s) at a time, max_tokens {}{}\n- cost: what the gateway billed (`x-rightmodel-cost-usd`, or a stream's `rightmodel.cost_usd`; n/a when the server does not say); latency: as the client saw it, over the requests that succeeded (n/a when none did){}",
         a.data.display(),
         cases.len(),
         a.scoring,
@@ -162,6 +162,27 @@ pub fn eval_route(a: EvalRouteArgs) -> anyhow::Result<()> {
     if a.json {
         println!("{}", serde_json::json!({ "models": summaries }));
     }
+    check_some_answered(&summaries, &outcomes)
+}
+
+/// Fails, naming them and the first error of each, when some model answered none of its requests: its
+/// row is no measurement (a dead upstream, a wrong name), so the run must not pass for a good one in a
+/// script. Called after the report is written and printed.
+fn check_some_answered(summaries: &[compare::ModelSummary], outcomes: &[compare::Outcome]) -> anyhow::Result<()> {
+    let dead: Vec<String> = summaries
+        .iter()
+        .filter(|s| s.all_failed())
+        .map(|s| {
+            let first = outcomes.iter().find(|o| o.model == s.model).and_then(|o| o.error.as_deref());
+            format!("`{}` ({})", s.model, first.unwrap_or("no error recorded"))
+        })
+        .collect();
+    anyhow::ensure!(
+        dead.is_empty(),
+        "every request failed for {}: the comparison does not measure {}",
+        dead.join(", "),
+        if dead.len() == 1 { "it" } else { "them" }
+    );
     Ok(())
 }
 
@@ -179,6 +200,26 @@ mod tests {
     fn args(extra: &[&str]) -> EvalRouteArgs {
         let base = ["x", "--models", "small"];
         Cli::try_parse_from(base.iter().chain(extra)).unwrap().a
+    }
+
+    #[test]
+    fn a_model_that_answered_nothing_fails_the_run() {
+        let out = |model: &str, error: Option<&str>| compare::Outcome {
+            case: 0,
+            model: model.into(),
+            served: None,
+            answer: String::new(),
+            quality: 0.0,
+            latency_ms: 1.0,
+            ttft_ms: None,
+            cost_usd: None,
+            error: error.map(str::to_string),
+        };
+        let models = vec!["dead".to_string(), "ok".to_string()];
+        let outcomes = [out("dead", Some("HTTP 502: upstream down")), out("ok", None), out("ok", Some("timeout"))];
+        let e = check_some_answered(&compare::summarize(&models, &outcomes), &outcomes).unwrap_err().to_string();
+        assert!(e.contains("`dead` (HTTP 502: upstream down)") && !e.contains("`ok`"), "{e}");
+        check_some_answered(&compare::summarize(&models[1..], &outcomes[1..]), &outcomes[1..]).unwrap();
     }
 
     #[test]

@@ -253,6 +253,7 @@ pub enum LogFormat {
     after_help = concat!(
         "Examples:\n",
         "  rightmodel logs --tail 50\n",
+        "  # every row of the last hour (--since alone has no row limit)\n",
         "  rightmodel logs --since 1h --format csv > today.csv\n",
         "  rightmodel logs --follow\n",
         "  # per model totals, and what auto saved\n",
@@ -260,9 +261,9 @@ pub enum LogFormat {
     )
 )]
 pub struct LogsArgs {
-    /// Show the last N rows.
-    #[arg(long, default_value_t = 20)]
-    pub tail: usize,
+    /// Show the last N rows (default: every row with --since, else the last 20).
+    #[arg(long)]
+    pub tail: Option<usize>,
     /// Only rows newer than this: a duration (`90s`, `15m`, `2h`, `1d`) or an RFC 3339 time.
     #[arg(long)]
     pub since: Option<String>,
@@ -360,7 +361,7 @@ pub fn logs(a: LogsArgs) -> anyhow::Result<()> {
     }
     // Where following picks up: rows committed after this point, in commit order.
     let mut last = RequestLog::last_rowid(&path)?;
-    let rows = RequestLog::read(&path, since, a.tail)?;
+    let rows = RequestLog::read(&path, since, rows_to_show(a.tail, a.since.is_some()))?;
     let mut out = std::io::stdout().lock();
     let mut csv_header = true;
     print_rows(&mut out, &rows, a.format, &mut csv_header)?;
@@ -391,6 +392,20 @@ pub fn logs(a: LogsArgs) -> anyhow::Result<()> {
         last = next;
         let rows: Vec<LogRow> = rows.into_iter().filter(|r| !printed.remove(&r.id)).collect();
         print_rows(&mut out, &rows, a.format, &mut csv_header)?;
+    }
+}
+
+/// Rows `logs` shows when `--tail` is not given and neither is `--since`.
+const DEFAULT_TAIL: usize = 20;
+
+/// How many of the newest rows `logs` prints: `--tail` when given; otherwise all of a `--since`
+/// period (an export such as `--since 1h --format csv` must not stop at a screenful), else
+/// [`DEFAULT_TAIL`].
+fn rows_to_show(tail: Option<usize>, since: bool) -> usize {
+    match (tail, since) {
+        (Some(n), _) => n,
+        (None, true) => usize::MAX,
+        (None, false) => DEFAULT_TAIL,
     }
 }
 
@@ -457,6 +472,24 @@ fn print_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn since_without_tail_shows_every_row_of_the_period() {
+        assert_eq!(rows_to_show(None, true), usize::MAX);
+        assert_eq!(rows_to_show(None, false), 20);
+        assert_eq!(rows_to_show(Some(5), true), 5);
+        assert_eq!(rows_to_show(Some(5), false), 5);
+        let dir = std::env::temp_dir().join(format!("rightmodel-logs-since-{}", std::process::id()));
+        let path = dir.join("log.db");
+        {
+            let log = RequestLog::open(&path).unwrap();
+            for i in 0..30 {
+                log.record(LogRow { id: format!("r{i}"), ts_ms: 1000 + i, ..Default::default() });
+            }
+        }
+        assert_eq!(RequestLog::read(&path, 0, rows_to_show(None, true)).unwrap().len(), 30);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn an_empty_key_is_not_hashed() {
