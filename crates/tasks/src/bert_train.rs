@@ -1,5 +1,9 @@
 //! A differentiable BERT encoder for fine-tuning.
 //!
+//! While training it applies the checkpoint's dropout (`hidden_dropout_prob`) where Hugging Face BERT
+//! does: after the embeddings, on the attention probabilities and on both sub-layer outputs. Without
+//! it, a fine-tuned encoder memorises a large training set within the first epoch.
+//!
 //! Written by hand because `candle_transformers`' `BertModel` normalises with candle-nn's fused
 //! LayerNorm kernel, which has no backward pass: gradients stop at the first LayerNorm and only a head on
 //! top would learn. This copy uses the same parameter names (so the saved weights load into the inference
@@ -56,8 +60,9 @@ impl Layer {
         })
     }
 
-    /// `x` [b, s, h]; `mask_add` [b, 1, 1, s] (0 for tokens, large negative for padding).
-    fn forward(&self, x: &Tensor, mask_add: &Tensor, heads: usize) -> Result<Tensor> {
+    /// `x` [b, s, h]; `mask_add` [b, 1, 1, s] (0 for tokens, large negative for padding); `drop` the
+    /// dropout rate while training (0 at inference).
+    fn forward(&self, x: &Tensor, mask_add: &Tensor, heads: usize, drop: f32) -> Result<Tensor> {
         let (b, s, h) = x.dims3()?;
         let d = h / heads;
         let split = |t: Tensor| -> Result<Tensor> { t.reshape((b, s, heads, d))?.transpose(1, 2)?.contiguous() };
@@ -65,11 +70,20 @@ impl Layer {
         let k = split(self.key.forward(x)?)?;
         let v = split(self.value.forward(x)?)?;
         let scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?.broadcast_add(mask_add)?;
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let probs = dropout(&candle_nn::ops::softmax(&scores, D::Minus1)?, drop)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, s, h))?;
-        let a = self.attn_norm.forward(&(self.attn_out.forward(&ctx)? + x)?)?;
+        let a = self.attn_norm.forward(&(dropout(&self.attn_out.forward(&ctx)?, drop)? + x)?)?;
         let i = rightmodel_infer::bert::gelu(&self.intermediate.forward(&a)?)?;
-        self.out_norm.forward(&(self.output.forward(&i)? + a)?)
+        self.out_norm.forward(&(dropout(&self.output.forward(&i)?, drop)? + a)?)
+    }
+}
+
+/// Inverted dropout at rate `p`; the identity when `p` is 0 (inference), without touching the tensor.
+fn dropout(x: &Tensor, p: f32) -> Result<Tensor> {
+    if p > 0.0 {
+        candle_nn::ops::dropout(x, p)
+    } else {
+        Ok(x.clone())
     }
 }
 
@@ -81,6 +95,7 @@ pub struct TrainableBert {
     emb_norm: Norm,
     layers: Vec<Layer>,
     heads: usize,
+    dropout: f32,
 }
 
 impl TrainableBert {
@@ -100,17 +115,77 @@ impl TrainableBert {
             emb_norm: Norm::load(e.pp("LayerNorm"), c.hidden_size, c.layer_norm_eps)?,
             layers,
             heads: c.num_attention_heads,
+            dropout: c.hidden_dropout_prob.clamp(0.0, 0.9) as f32,
         })
     }
 
-    /// Token states `[b, s, h]` of `ids` `[b, s]` (u32) with attention `mask` `[b, s]` (u32, 1 = token).
-    pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    /// Token states `[b, s, h]` of `ids` `[b, s]` (u32) with attention `mask` `[b, s]` (u32, 1 = token);
+    /// `train` turns the checkpoint's dropout on.
+    pub fn forward(&self, ids: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
         use rightmodel_infer::bert::{attention_bias, embed_inputs};
-        let mut x = self.emb_norm.forward(&embed_inputs(&self.word, &self.position, &self.token_type, ids)?)?;
+        let drop = if train { self.dropout } else { 0.0 };
+        let embedded = self.emb_norm.forward(&embed_inputs(&self.word, &self.position, &self.token_type, ids)?)?;
+        let mut x = dropout(&embedded, drop)?;
         let mask_add = attention_bias(mask)?;
         for layer in &self.layers {
-            x = layer.forward(&x, &mask_add, self.heads)?;
+            x = layer.forward(&x, &mask_add, self.heads, drop)?;
         }
         Ok(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    fn tiny(dropout: f64) -> (VarMap, TrainableBert) {
+        let config = Config {
+            vocab_size: 20,
+            hidden_size: 8,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            intermediate_size: 16,
+            max_position_embeddings: 16,
+            hidden_dropout_prob: dropout,
+            ..Config::default()
+        };
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let bert = TrainableBert::load(vb.clone(), vb, &config).unwrap();
+        // A VarMap starts LayerNorm scales at 0, which would zero every output: use 1, as checkpoints do.
+        for (name, var) in varmap.data().lock().unwrap().iter() {
+            if name.ends_with("LayerNorm.weight") {
+                var.set(&Tensor::ones(var.dims(), DType::F32, &Device::Cpu).unwrap()).unwrap();
+            }
+        }
+        (varmap, bert)
+    }
+
+    fn inputs() -> (Tensor, Tensor) {
+        let ids = Tensor::new(&[[1u32, 5, 7, 2]], &Device::Cpu).unwrap();
+        let mask = Tensor::new(&[[1u32, 1, 1, 1]], &Device::Cpu).unwrap();
+        (ids, mask)
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    #[test]
+    fn the_checkpoints_dropout_applies_while_training_only() {
+        let (_vars, bert) = tiny(0.1);
+        let (ids, mask) = inputs();
+        let eval1 = bert.forward(&ids, &mask, false).unwrap();
+        let eval2 = bert.forward(&ids, &mask, false).unwrap();
+        assert_eq!(max_diff(&eval1, &eval2), 0.0, "inference is deterministic");
+        let train = bert.forward(&ids, &mask, true).unwrap();
+        assert!(max_diff(&eval1, &train) > 1e-4, "training drops units");
+        // A checkpoint without dropout trains deterministically.
+        let (_vars, plain) = tiny(0.0);
+        let a = plain.forward(&ids, &mask, true).unwrap();
+        let b = plain.forward(&ids, &mask, false).unwrap();
+        assert_eq!(max_diff(&a, &b), 0.0);
     }
 }

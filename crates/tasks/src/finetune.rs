@@ -28,7 +28,7 @@ pub const ENCODER_DIR: &str = "encoder";
 pub const HEAD_FILE: &str = "head.safetensors";
 /// Texts per forward pass at prediction time.
 const PREDICT_BATCH: usize = 32;
-/// Dropout on the pooled vector while training (candle's BERT has no dropout of its own).
+/// Dropout on the pooled vector while training (the encoder applies its checkpoint's own inside).
 const POOLED_DROPOUT: f32 = 0.1;
 
 /// A fine-tuned encoder with its head, ready to score texts.
@@ -203,7 +203,7 @@ struct Net {
 
 impl Net {
     fn forward(&self, ids: &Tensor, mask: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let hidden = self.bert.forward(ids, mask)?;
+        let hidden = self.bert.forward(ids, mask, train)?;
         let pooled = mean_pool(&hidden, &mask.to_dtype(DType::F32)?)?;
         let pooled = if train { candle_nn::ops::dropout(&pooled, POOLED_DROPOUT)? } else { pooled };
         self.head.forward(&pooled)
