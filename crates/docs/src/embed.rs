@@ -66,16 +66,7 @@ pub fn embed_all(
 
 /// Embeds one question.
 pub fn embed_one(embedder: &dyn Embedder, text: &str) -> Result<Vec<f32>, DocsError> {
-    let mut v = embedder.embed(&[text])?.into_iter().next().unwrap_or_default();
-    if v.len() != embedder.dim() {
-        return Err(DocsError::Embed(rightmodel_core::EmbedError(format!(
-            "the embedder returned a vector of length {} (expected {})",
-            v.len(),
-            embedder.dim()
-        ))));
-    }
-    normalize(&mut v);
-    Ok(v)
+    unit_question(embedder, embedder.embed(&[text])?)
 }
 
 /// Embeds one question with its token vectors (empty when the embedder gives none).
@@ -84,6 +75,13 @@ pub fn embed_question(embedder: &dyn Embedder, text: &str) -> Result<(Vec<f32>, 
         return Ok((embed_one(embedder, text)?, Vec::new()));
     }
     let (vecs, toks) = embedder.embed_with_tokens(&[text])?;
+    let v = unit_question(embedder, vecs)?;
+    let t = toks.and_then(|t| t.into_iter().next()).filter(|t| t.len() % embedder.dim() == 0).unwrap_or_default();
+    Ok((v, t))
+}
+
+/// The one question vector of `vecs`, checked to be of the embedder's width and made unit length.
+fn unit_question(embedder: &dyn Embedder, vecs: Vec<Vec<f32>>) -> Result<Vec<f32>, DocsError> {
     let mut v = vecs.into_iter().next().unwrap_or_default();
     if v.len() != embedder.dim() {
         return Err(DocsError::Embed(rightmodel_core::EmbedError(format!(
@@ -93,6 +91,5 @@ pub fn embed_question(embedder: &dyn Embedder, text: &str) -> Result<(Vec<f32>, 
         ))));
     }
     normalize(&mut v);
-    let t = toks.and_then(|t| t.into_iter().next()).filter(|t| t.len() % embedder.dim() == 0).unwrap_or_default();
-    Ok((v, t))
+    Ok(v)
 }
