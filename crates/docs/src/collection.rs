@@ -93,6 +93,10 @@ pub struct AddReport {
     pub passages_removed: usize,
     /// Passages in the collection afterwards.
     pub passages_total: usize,
+    /// Passages kept whose token vectors were computed by this add: the collection was indexed before
+    /// they were kept (see [`Collection::has_token_vectors`]).
+    #[serde(default)]
+    pub passages_upgraded: usize,
 }
 
 /// A document collection stored in a folder (see [`crate::store`] for the layout), loaded in memory:
@@ -439,6 +443,7 @@ impl Collection {
                 continue;
             }
             passages.push(p.clone());
+            report.passages_upgraded += usize::from(upgrade && tokens.is_some());
             passage_vecs.push(self.snap.passage_vecs.row(row));
             for s in self.sentence_rows[row]..self.sentence_rows[row + 1] {
                 sentence_vecs.push(self.snap.sentence_vecs.row(s));

@@ -74,6 +74,7 @@ fn a_collection_without_token_vectors_gets_them_at_the_next_add_and_keeps_them_a
     let e = TokenEmbedder(HashEmbedder::default());
     let again = c.add_paths(&e, &[&docs]).unwrap();
     assert_eq!((again.passages_added, again.passages_removed), (0, 0));
+    assert_eq!(again.passages_upgraded, first.passages_total);
     assert_eq!(again.passages_total, first.passages_total);
     assert!(Collection::open(&dir).unwrap().has_token_vectors());
     // Once there, an add with nothing changed writes nothing.
@@ -89,7 +90,7 @@ fn a_collection_without_token_vectors_gets_them_at_the_next_add_and_keeps_them_a
     )
     .unwrap();
     let upd = c.add_paths(&e, &[&docs]).unwrap();
-    assert_eq!(upd.updated.len(), 1);
+    assert_eq!((upd.updated.len(), upd.passages_upgraded), (1, 0));
     let c = Collection::open(&dir).unwrap();
     assert!(c.has_token_vectors());
     assert_eq!(c.ask(&e, "When was the museum founded?", 5).unwrap().answer, "1901");

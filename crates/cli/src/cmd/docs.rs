@@ -405,6 +405,12 @@ fn add(a: AddArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
+    if report.passages_upgraded > 0 {
+        eprintln!(
+            "computed token vectors for the {} passages kept (the collection was indexed by an earlier version)",
+            report.passages_upgraded
+        );
+    }
     println!(
         "collection `{}`: {} added, {} updated, {} removed, {} unchanged file(s); {} passages (+{} / -{}){}",
         a.name,
