@@ -190,9 +190,11 @@ pub fn passage_evidence(
         Some((store, q_tokens)) => {
             let n_q = q_tokens.len();
             let mut passage_best = vec![f32::MIN; n_q];
+            // One buffer for every sentence of the passage (this runs for ~100 sentences per question).
+            let mut best = vec![f32::MIN; n_q];
             let late: Vec<f32> = (0..texts.len())
                 .map(|i| {
-                    let mut best = vec![f32::MIN; n_q];
+                    best.fill(f32::MIN);
                     store.raise_best(q_tokens, first_row + i, &mut best);
                     passage_best.iter_mut().zip(&best).for_each(|(p, b)| *p = p.max(*b));
                     mean_best(&best)
