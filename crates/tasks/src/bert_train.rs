@@ -119,6 +119,18 @@ impl TrainableBert {
         })
     }
 
+    /// The same encoder with dropout rate `p` while training instead of the checkpoint's (clamped to
+    /// [0, 0.9]; 0 turns it off).
+    pub fn with_dropout(mut self, p: f32) -> Self {
+        self.dropout = if p.is_finite() { p.clamp(0.0, 0.9) } else { self.dropout };
+        self
+    }
+
+    /// The dropout rate applied while training.
+    pub fn dropout(&self) -> f32 {
+        self.dropout
+    }
+
     /// Token states `[b, s, h]` of `ids` `[b, s]` (u32) with attention `mask` `[b, s]` (u32, 1 = token);
     /// `train` turns the checkpoint's dropout on.
     pub fn forward(&self, ids: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
@@ -187,5 +199,24 @@ mod tests {
         let a = plain.forward(&ids, &mask, true).unwrap();
         let b = plain.forward(&ids, &mask, false).unwrap();
         assert_eq!(max_diff(&a, &b), 0.0);
+    }
+
+    #[test]
+    fn a_chosen_dropout_rate_replaces_the_checkpoints() {
+        let (ids, mask) = inputs();
+        // Turned off: training is deterministic although the checkpoint declares 0.1.
+        let (_vars, off) = tiny(0.1);
+        let off = off.with_dropout(0.0);
+        assert_eq!(off.dropout(), 0.0);
+        let a = off.forward(&ids, &mask, true).unwrap();
+        let b = off.forward(&ids, &mask, false).unwrap();
+        assert_eq!(max_diff(&a, &b), 0.0);
+        // Turned on for a checkpoint without dropout; out-of-range rates are clamped.
+        let (_vars, on) = tiny(0.0);
+        let on = on.with_dropout(0.3);
+        let a = on.forward(&ids, &mask, true).unwrap();
+        let b = on.forward(&ids, &mask, false).unwrap();
+        assert!(max_diff(&a, &b) > 1e-4);
+        assert_eq!(on.with_dropout(5.0).dropout(), 0.9);
     }
 }

@@ -106,6 +106,10 @@ pub struct TrainSettings {
     pub weight_decay: f64,
     /// Fine-tuning: longest input in tokens.
     pub max_len: usize,
+    /// Fine-tuning: dropout rate inside the encoder while training; absent: the checkpoint's own
+    /// (`hidden_dropout_prob`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f32>,
     /// Fine-tuning: validations without improvement before stopping; 0: automatic (3, or one epoch's
     /// worth of validations when an epoch holds more; see [`crate::finetune::auto_patience`]).
     pub patience: usize,

@@ -90,6 +90,7 @@ pub fn default_settings(mode: Mode) -> TrainSettings {
         warmup: ft.warmup,
         weight_decay: ft.weight_decay,
         max_len: ft.max_len,
+        dropout: ft.dropout,
         patience: ft.patience,
         max_neighbours: 20_000,
         blend_weight: None,
@@ -373,6 +374,7 @@ pub fn train_classifier(
                     warmup: s.warmup,
                     weight_decay: s.weight_decay,
                     max_len: s.max_len,
+                    dropout: s.dropout,
                     patience: s.patience,
                     time_budget: spec.time_budget_s.map(std::time::Duration::from_secs),
                     seed: s.seed,
@@ -552,8 +554,8 @@ pub fn training_report(m: &Manifest, rows_available: usize, ft: Option<&Finetune
     }
     if let Some(f) = ft {
         s.push_str(&format!(
-            "- fine-tuning: {} steps, {} examples, {:.1} s per 1k examples, {}\n",
-            f.steps, f.examples_seen, f.seconds_per_1k, f.stopped
+            "- fine-tuning: {} steps, {} examples, {:.1} s per 1k examples, encoder dropout {}, {}\n",
+            f.steps, f.examples_seen, f.seconds_per_1k, f.dropout, f.stopped
         ));
     }
     s.push_str("\n## Validation\n\n");

@@ -97,6 +97,10 @@ pub struct TrainClassifyArgs {
     /// (default 128).
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(8..=100_000))]
     max_len: Option<usize>,
+    /// Fine-tuning only: dropout rate inside the encoder while training, 0 to 0.9 (default: the
+    /// encoder's own, 0.1 for MiniLM; 0 turns it off, which may suit many classes with few examples).
+    #[arg(long)]
+    dropout: Option<f32>,
     /// Fine-tuning only: validations without improvement before stopping, at least 1 (a validation
     /// comes every 200 steps and at each epoch's end; default: 3, or one epoch's worth when an epoch
     /// holds more).
@@ -301,6 +305,7 @@ fn finetune_flags_given(a: &TrainClassifyArgs) -> Vec<&'static str> {
         ("--batch-size", a.batch_size.is_some()),
         ("--lr", a.lr.is_some()),
         ("--max-len", a.max_len.is_some()),
+        ("--dropout", a.dropout.is_some()),
         ("--patience", a.patience.is_some()),
         ("--max-minutes", a.max_minutes.is_some()),
     ]
@@ -324,6 +329,9 @@ fn check_train_flags(a: &TrainClassifyArgs) -> anyhow::Result<()> {
     // Every mode records these settings in the manifest, where a non-finite number cannot be read back.
     if let Some(lr) = a.lr {
         anyhow::ensure!(lr.is_finite() && lr > 0.0, "--lr must be a positive number");
+    }
+    if let Some(p) = a.dropout {
+        anyhow::ensure!(p.is_finite() && (0.0..=0.9).contains(&p), "--dropout must be a number from 0 to 0.9");
     }
     anyhow::ensure!(a.valid_split.is_finite(), "--valid-split must be a number");
     if let Some(m) = a.max_minutes {
@@ -368,6 +376,7 @@ fn train_classify(a: TrainClassifyArgs) -> anyhow::Result<()> {
     settings.batch_size = a.batch_size.unwrap_or(settings.batch_size);
     settings.learning_rate = a.lr.unwrap_or(settings.learning_rate);
     settings.max_len = a.max_len.unwrap_or(settings.max_len);
+    settings.dropout = a.dropout.or(settings.dropout);
     settings.patience = a.patience.unwrap_or(settings.patience);
     settings.max_neighbours = a.max_neighbours;
     // Stopped with Ctrl-C, the run removes its unfinished classifier folder (or puts back the classifier
@@ -591,6 +600,34 @@ fn read_texts(path: &Path, col: &str) -> Result<Vec<String>, rightmodel_tasks::T
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    /// `rightmodel train ...` as parsed from `args`.
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: TrainCmd,
+    }
+
+    fn classify_args(extra: &[&str]) -> TrainClassifyArgs {
+        let base = ["x", "classify", "--data", "d.csv", "--text-col", "t", "--label-col", "l", "--name", "n"];
+        let cli = Cli::try_parse_from(base.iter().chain(extra)).unwrap();
+        let TrainCmd::Classify(a) = cli.cmd;
+        a
+    }
+
+    #[test]
+    fn dropout_is_a_finetune_flag_within_range() {
+        check_train_flags(&classify_args(&["--mode", "finetune", "--dropout", "0"])).unwrap();
+        check_train_flags(&classify_args(&["--mode", "finetune", "--dropout", "0.3"])).unwrap();
+        let e = check_train_flags(&classify_args(&["--dropout", "0.1"])).unwrap_err().to_string();
+        assert!(e.contains("--dropout only applies to --mode finetune"), "{e}");
+        for bad in ["0.95", "-0.1", "NaN"] {
+            let flag = format!("--dropout={bad}");
+            let e = check_train_flags(&classify_args(&["--mode", "finetune", &flag])).unwrap_err();
+            assert!(e.to_string().contains("--dropout must be a number from 0 to 0.9"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn report_files_are_not_replaced_without_force() {
