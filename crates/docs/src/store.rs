@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
@@ -332,9 +333,13 @@ fn write_vectors(
 type Vectors = (Matrix, Matrix, Option<TokenStore>);
 
 fn read_vectors(path: &Path, dim: usize) -> Result<Vectors, DocsError> {
-    let bytes = std::fs::read(path).map_err(|e| DocsError::io(path, e))?;
+    let file = std::fs::File::open(path).map_err(|e| DocsError::io(path, e))?;
+    // SAFETY: a generation's files are written once under a temporary name, renamed into place and
+    // never modified (an update writes a new generation; removing an old one leaves this mapping
+    // valid), so the mapped bytes do not change under the reader.
+    let map = Arc::new(unsafe { memmap2::Mmap::map(&file) }.map_err(|e| DocsError::io(path, e))?);
     let corrupt = |reason: String| DocsError::Corrupt { path: path.to_path_buf(), reason };
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let st = safetensors::SafeTensors::deserialize(&map[..]).map_err(|e| corrupt(e.to_string()))?;
     let read = |name: &str| -> Result<Matrix, DocsError> {
         let t = st.tensor(name).map_err(|e| corrupt(e.to_string()))?;
         if t.dtype() != Dtype::F32 || t.shape().len() != 2 || t.shape()[1] != dim {
@@ -358,12 +363,47 @@ fn read_vectors(path: &Path, dim: usize) -> Result<Vectors, DocsError> {
             if values.dtype() != Dtype::I8 {
                 return Err(corrupt(format!("tensor `token_values` is {:?}, expected i8", values.dtype())));
             }
-            let values = values.data().iter().map(|&b| b as i8).collect();
+            // The values stay in the mapped file (most of its size); the view lies inside the map.
+            let start = values.data().as_ptr() as usize - map.as_ptr() as usize;
+            let range = start..start + values.data().len();
             Some(
-                TokenStore::from_parts(dim, values, scales, offsets)
+                TokenStore::from_mapped(dim, Arc::clone(&map), range, scales, offsets)
                     .ok_or_else(|| corrupt("token vectors, scales and offsets do not fit together".into()))?,
             )
         }
     };
     Ok((read("passages")?, read("sentences")?, tokens))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_vectors_are_read_back_mapped_and_equal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(VECTORS);
+        let passages = Matrix::from_flat(2, vec![0.6, 0.8]).unwrap();
+        let sentences = Matrix::from_flat(2, vec![1.0, 0.0, 0.0, 1.0]).unwrap();
+        let mut tokens = TokenStore::new(2);
+        tokens.push_f32(&[0.6, 0.8, -1.0, 0.0]);
+        tokens.push_f32(&[0.0, 1.0]);
+        write_vectors(&path, &passages, &sentences, Some(&tokens)).unwrap();
+        let (p, s, t) = read_vectors(&path, 2).unwrap();
+        assert_eq!((p.rows(), s.rows()), (1, 2));
+        let t = t.unwrap();
+        assert!(t.is_mapped());
+        assert_eq!(t, tokens);
+        // A store built from a mapped one copies what it takes and grows in memory.
+        let mut next = TokenStore::new(2);
+        next.push_from(&t, 1);
+        assert!(!next.is_mapped());
+        assert_eq!(next.sentence_f32(0), tokens.sentence_f32(1));
+        // The mapping outlives the file's removal (an old generation deleted while served).
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(t.sentence_f32(0), tokens.sentence_f32(0));
+        // Without token vectors there is no store.
+        write_vectors(&path, &passages, &sentences, None).unwrap();
+        assert!(read_vectors(&path, 2).unwrap().2.is_none());
+    }
 }
