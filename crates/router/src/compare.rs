@@ -97,10 +97,15 @@ impl Case {
 
 impl Scoring {
     /// The quality of `answer` to `case` in [0, 1]: as [`Scoring::score`], except that `contains`
-    /// gives no credit for an echo of the prompt (see [`contains_not_echoed`]).
+    /// gives no credit for an echo of the prompt: copies of whole messages at the answer's start are
+    /// dropped first ([`strip_leading_echo`], however short), then [`contains_not_echoed`] applies.
     pub fn score_case(self, answer: &str, case: &Case) -> f64 {
         match self {
-            Scoring::Contains => f64::from(u8::from(contains_not_echoed(answer, &case.prompt_text(), &case.expected))),
+            Scoring::Contains => {
+                let texts: Vec<String> = case.messages.iter().map(ChatMessage::text).collect();
+                let answer = strip_leading_echo(answer, &texts);
+                f64::from(u8::from(contains_not_echoed(answer, &case.prompt_text(), &case.expected)))
+            }
             other => other.score(answer, &case.expected),
         }
     }
@@ -125,6 +130,36 @@ pub fn contains_not_echoed(answer: &str, prompt: &str, expected: &[String]) -> b
             contains_answer(answer, one)
         }
     })
+}
+
+/// `answer` after any copies of whole `messages` it starts with (compared case-insensitively, the
+/// whitespace around them ignored): a short prompt echoed before the reply ("Yes or no: is 9 prime?")
+/// is below [`MIN_ECHO_CHARS`], yet no more an answer than a long one.
+pub fn strip_leading_echo<'a>(answer: &'a str, messages: &[String]) -> &'a str {
+    let mut rest = answer.trim_start();
+    loop {
+        let before = rest.len();
+        for m in messages.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
+            if let Some(after) = strip_prefix_ignoring_case(rest, m) {
+                rest = after.trim_start();
+            }
+        }
+        if rest.len() == before {
+            return rest;
+        }
+    }
+}
+
+/// `text` after `prefix` when it starts with it, letter case aside.
+fn strip_prefix_ignoring_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let mut at = text.char_indices();
+    for p in prefix.chars() {
+        let (_, t) = at.next()?;
+        if !t.to_lowercase().eq(p.to_lowercase()) {
+            return None;
+        }
+    }
+    Some(at.next().map_or("", |(i, _)| &text[i..]))
 }
 
 /// `answer`, lower-cased, with every maximal stretch of at least [`MIN_ECHO_CHARS`] characters that
@@ -588,6 +623,24 @@ mod tests {
         assert_eq!(Scoring::Contains.score_case("It is boring, and the jokes fall flat.", &plain), 1.0);
         // Other scorings are unchanged.
         assert_eq!(Scoring::Exact.score_case("Negative", &case), 1.0);
+    }
+
+    #[test]
+    fn a_short_prompt_echoed_before_the_reply_gets_no_credit_under_contains() {
+        // 19 characters: shorter than the stretches `strip_echo` cuts.
+        let prompt = "Is 2+2=5? Yes or no";
+        assert!(prompt.chars().count() < MIN_ECHO_CHARS);
+        let case =
+            Case { messages: vec![ChatMessage::new("user", prompt.to_string())], expected: vec!["no".into()], line: 1 };
+        let q = |answer: &str| Scoring::Contains.score_case(answer, &case);
+        assert_eq!(q(prompt), 0.0, "the prompt echoed alone");
+        assert_eq!(q("  is 2+2=5? YES OR NO\n\nIs 2+2=5? Yes or no"), 0.0, "echoed twice, in another case");
+        assert_eq!(q("Is 2+2=5? Yes or no. Yes."), 0.0);
+        assert_eq!(q("Is 2+2=5? Yes or no. No."), 1.0, "echo, then the answer");
+        assert_eq!(q("No."), 1.0);
+        assert_eq!(q("No, 2+2=4. Is 2+2=5? Yes or no"), 1.0, "the answer first");
+        assert_eq!(strip_leading_echo("ÉTÉ? oui", &["été?".into()]), "oui");
+        assert_eq!(strip_leading_echo("abc", &["abcd".into(), String::new()]), "abc");
     }
 
     #[test]

@@ -41,9 +41,10 @@ pub struct EvalRouteArgs {
     /// Environment variable holding the gateway's API key (none sent when unset).
     #[arg(long, default_value = "RIGHTMODEL_API_KEY")]
     pub api_key_env: String,
-    /// How an answer is scored: contains (an expected answer appears in it, as whole words, outside
-    /// any stretch of 20+ characters copied from the prompt), exact, f1 (token overlap) or choice (the
-    /// option letter it picks).
+    /// How an answer is scored: contains (an expected answer appears in it, as whole words; an echo of
+    /// the prompt earns nothing: copies of the prompt at the answer's start, and any stretch of 20+
+    /// characters copied from the prompt, are left out before looking), exact, f1 (token overlap) or
+    /// choice (the option letter it picks).
     #[arg(long, default_value = "contains")]
     pub scoring: Scoring,
     /// A system message put before every prompt.
