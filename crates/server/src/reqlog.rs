@@ -676,7 +676,7 @@ impl LogSummary {
             let _ = writeln!(
                 s,
                 "| {} | {} | {share:.1}% | {} | {} ({}) | {} | {:.6} | {:.0} | {:.0} |",
-                m.served_model,
+                rightmodel_core::markdown::cell(&m.served_model),
                 m.requests,
                 m.errors,
                 m.input_tokens,
@@ -1204,6 +1204,17 @@ mod tests {
         assert!(md.contains("0 requests, $0.000000 billed.") && !md.contains("-0"), "{md}");
         assert_eq!(plus_zero(-0.0).to_bits(), 0.0f64.to_bits());
         assert_eq!(plus_zero(0.011 - 0.001 - 0.01).to_bits(), 0.0f64.to_bits());
+    }
+
+    #[test]
+    fn a_pipe_in_a_model_name_does_not_break_the_summary_table() {
+        let s = LogSummary {
+            requests: 1,
+            models: vec![ModelTotals { served_model: "a|b".into(), requests: 1, ..Default::default() }],
+            ..Default::default()
+        };
+        let md = s.to_markdown();
+        assert!(md.contains("\n| a\\|b | 1 | 100.0% |"), "{md}");
     }
 
     #[test]
