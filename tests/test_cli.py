@@ -393,3 +393,97 @@ def test_interrupted_training_removes_its_unfinished_classifier(tmp_path):
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130 and "unfinished classifier was removed" in err, (p.returncode, err)
     assert list(root.iterdir()) == [], list(root.iterdir())
+
+
+def test_interrupted_eval_route_reports_what_was_answered(tmp_path):
+    """Ctrl-C during `eval route`: nothing more is sent, the prompts every model answered are reported
+    as a partial run, and the exit status is 130."""
+    import http.server
+    import threading
+    import time
+
+    class Gateway(http.server.BaseHTTPRequestHandler):
+        asked = 0
+
+        def log_message(self, *args):
+            pass
+
+        def reply(self, obj):
+            body = json.dumps(obj).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            self.reply({"object": "list", "data": [{"id": "a"}, {"id": "b"}]})
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["content-length"]))
+            Gateway.asked += 1
+            if Gateway.asked > 4:
+                time.sleep(20)  # in flight when the run is stopped
+            self.reply({"id": "x", "object": "chat.completion", "created": 0, "model": "a",
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": "yes"},
+                                     "finish_reason": "stop"}]})
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _, env = fresh_home(tmp_path)
+        data = tmp_path / "cases.jsonl"
+        data.write_text("".join(json.dumps({"prompt": f"Question {i}?", "answer": "yes"}) + "\n" for i in range(10)))
+        out = tmp_path / "report"
+        p = subprocess.Popen([str(BIN), "eval", "route", "--data", str(data), "--models", "a,b", "--out", str(out),
+                              "--base-url", f"http://127.0.0.1:{server.server_address[1]}/v1"],
+                             env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while Gateway.asked < 5 and time.time() < deadline:
+            assert p.poll() is None, p.communicate()
+            time.sleep(0.05)
+        time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=60)
+        assert p.returncode == 130, (p.returncode, stderr)
+        assert "stopped after 2 of 10 prompts" in stderr, stderr
+        assert "wrote " in stdout and "compare.md" in stdout, stdout
+        md = (out / "compare.md").read_text()
+        assert "**Partial run:** interrupted after 2 of 10 prompts" in md, md
+        assert len((out / "answers.jsonl").read_text().splitlines()) == 4
+        assert Gateway.asked == 5, "nothing is sent after the interrupt"
+    finally:
+        server.shutdown()
+
+
+def test_measuring_and_reading_commands_refuse_what_they_cannot_use(tmp_path):
+    import sqlite3
+
+    _, env = fresh_home(tmp_path)
+    # bench gateway: rates out of bounds, before anything runs.
+    for rate in ["1000000000", "1e9", "0", "-5"]:
+        r = run("bench", "gateway", "--rates", rate, env=env)
+        assert r.returncode == 2 and "from 1 to 10000" in r.stderr, (rate, r.stderr)
+    # logs on another SQLite database: named as not a request log, and left untouched.
+    other = tmp_path / "OTHER.sqlite"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE notes (body TEXT)")
+    con.commit()
+    con.close()
+    before = other.read_bytes()
+    for extra in [[], ["--summary"], ["--since", "2026-12-01"]]:
+        r = run("logs", "--db", str(other), *extra, env=env)
+        assert r.returncode == 1 and "OTHER.sqlite is not a rightmodel request log" in r.stderr, r.stderr
+        assert "no such table" not in r.stderr, r.stderr
+    assert other.read_bytes() == before and sorted(p.name for p in tmp_path.glob("OTHER*")) == ["OTHER.sqlite"]
+    # docs add: a PDF is refused by name, even when its bytes are UTF-8; in a folder it is skipped.
+    pdf = tmp_path / "handbook.pdf"
+    pdf.write_text("%PDF-1.4\nBT (The office opens at nine.) Tj ET\n%%EOF\n")
+    r = run("docs", "add", "h", str(pdf), env=env)
+    assert r.returncode == 1 and "handbook.pdf: a PDF document" in r.stderr and ".txt" in r.stderr, r.stderr
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.md").write_text("The office opens at nine.\n")
+    (folder / "disguised.txt").write_text("%PDF-1.4\nBT (Lunch is at noon.) Tj ET\n%%EOF\n")
+    r = run("docs", "add", "h", str(folder), env=env)
+    assert r.returncode == 0 and "skipped" in r.stderr and "disguised.txt: a PDF document" in r.stderr, r.stderr

@@ -127,6 +127,10 @@ fn main() {
         if closed {
             std::process::exit(0);
         }
+        if let Some(stopped) = e.downcast_ref::<cmd::Interrupted>() {
+            eprintln!("interrupted: {stopped}");
+            std::process::exit(130);
+        }
         eprintln!("error: {}", error_chain(&e));
         std::process::exit(1);
     }

@@ -59,17 +59,61 @@ impl Format {
     }
 }
 
+/// Document formats that are not text, by extension (lower case, without the dot), with what each is
+/// called in messages. Their bytes can pass for UTF-8 (a PDF of plain streams often does), so the
+/// extension alone refuses them, whether the file is named directly or found in a folder.
+pub const BINARY_DOCUMENTS: [(&str, &str); 16] = [
+    ("pdf", "a PDF document"),
+    ("doc", "a Word document"),
+    ("docx", "a Word document"),
+    ("docm", "a Word document"),
+    ("dot", "a Word template"),
+    ("dotx", "a Word template"),
+    ("odt", "an OpenDocument text"),
+    ("ods", "an OpenDocument spreadsheet"),
+    ("odp", "an OpenDocument presentation"),
+    ("epub", "an EPUB book"),
+    ("xls", "an Excel workbook"),
+    ("xlsx", "an Excel workbook"),
+    ("ppt", "a PowerPoint presentation"),
+    ("pptx", "a PowerPoint presentation"),
+    ("pages", "a Pages document"),
+    ("zip", "a ZIP archive"),
+];
+
+/// First bytes of binary document formats, with what each is called in messages. Office Open XML
+/// (.docx, .xlsx, .pptx), OpenDocument and EPUB files are all ZIP archives.
+const BINARY_MAGIC: [(&[u8], &str); 3] = [
+    (b"%PDF-", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (the container of .docx, .odt and .epub documents)"),
+    (b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1", "an old-style Office document (.doc, .xls or .ppt)"),
+];
+
+/// What binary document format the file `path` with contents `bytes` is in, if it is one of
+/// [`BINARY_MAGIC`] (by its first bytes, whatever its name) or [`BINARY_DOCUMENTS`] (by its extension).
+pub fn binary_document_kind(path: &Path, bytes: &[u8]) -> Option<&'static str> {
+    if let Some((_, kind)) = BINARY_MAGIC.iter().find(|(magic, _)| bytes.starts_with(magic)) {
+        return Some(*kind);
+    }
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    BINARY_DOCUMENTS.iter().find(|(e, _)| *e == ext).map(|(_, kind)| *kind)
+}
+
 /// Reads `path` and returns its cleaned text.
 ///
 /// Errors: [`DocsError::EmptyFile`] when there is no text, [`DocsError::BinaryFile`] when the bytes are
-/// not UTF-8 text.
+/// not UTF-8 text, [`DocsError::UnsupportedDocument`] for a PDF, Word, OpenDocument or EPUB file.
 pub fn clean_file(path: &Path, format: Format) -> Result<String, DocsError> {
     let bytes = std::fs::read(path).map_err(|e| DocsError::io(path, e))?;
     clean_bytes(&bytes, format, path)
 }
 
-/// Cleans already-read bytes of the file `path` (used for error messages only).
+/// Cleans already-read bytes of the file `path` (used for error messages, and to tell a binary
+/// document format by its extension; see [`binary_document_kind`]).
 pub fn clean_bytes(bytes: &[u8], format: Format, path: &Path) -> Result<String, DocsError> {
+    if let Some(kind) = binary_document_kind(path, bytes) {
+        return Err(DocsError::UnsupportedDocument { path: path.to_path_buf(), kind });
+    }
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(DocsError::EmptyFile { path: path.to_path_buf() });
     }
@@ -172,6 +216,37 @@ mod tests {
         assert!(matches!(e, DocsError::BinaryFile { .. }));
         let e = clean_bytes(b"<html><script>x</script></html>", Format::Html, Path::new("d.html")).unwrap_err();
         assert!(matches!(e, DocsError::EmptyFile { .. }));
+    }
+
+    #[test]
+    fn binary_document_formats_are_refused_even_when_their_bytes_are_utf8() {
+        let pdf = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\nBT (The office opens at nine.) Tj ET\n%%EOF\n";
+        let zip = b"PKwhat follows the local header: word/document.xml <w:t>The office opens</w:t>";
+        let mut docx = b"PK\x03\x04".to_vec();
+        docx.extend_from_slice(&zip[2..]);
+        for (bytes, name, kind) in [
+            (&pdf[..], "handbook.pdf", "a PDF document"),
+            (&pdf[..], "handbook.txt", "a PDF document"),
+            (&docx[..], "handbook.docx", "a ZIP archive"),
+            (&docx[..], "handbook.md", "a ZIP archive"),
+            (&b"The office opens at nine."[..], "handbook.PDF", "a PDF document"),
+            (&b"The office opens at nine."[..], "handbook.odt", "an OpenDocument text"),
+            (&b"The office opens at nine."[..], "handbook.epub", "an EPUB book"),
+        ] {
+            assert!(std::str::from_utf8(bytes).is_ok(), "{name}: the case is UTF-8");
+            let e = clean_bytes(bytes, Format::for_explicit(Path::new(name)), Path::new(name)).unwrap_err();
+            assert!(matches!(e, DocsError::UnsupportedDocument { .. }), "{name}: {e}");
+            let e = e.to_string();
+            assert!(e.starts_with(&format!("{name}: {kind}")), "{e}");
+            assert!(e.contains("only UTF-8 text, Markdown and HTML") && e.contains(".txt, "), "{e}");
+        }
+        // Text that merely mentions the formats is text.
+        let text = "Save it as %PDF- or PK files.";
+        assert_eq!(clean_bytes(text.as_bytes(), Format::Text, Path::new("notes.txt")).unwrap(), text);
+        // The refused extensions are not indexed ones.
+        for (ext, _) in BINARY_DOCUMENTS {
+            assert_eq!(Format::from_extension(Path::new(&format!("a.{ext}"))), None, "{ext}");
+        }
     }
 
     #[test]

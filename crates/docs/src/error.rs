@@ -36,6 +36,20 @@ pub enum DocsError {
         /// What gave it away.
         reason: String,
     },
+    /// A file in a document format that is not text (PDF, Word, OpenDocument, EPUB, ...), known by its
+    /// extension or its first bytes: read as text it would index markup and compressed streams, or
+    /// nothing readable at all, even when its bytes happen to be valid UTF-8.
+    #[error(
+        "{}: {kind}, which cannot be indexed; only UTF-8 text, Markdown and HTML files can ({}): convert it to text first",
+        path.display(),
+        crate::clean::supported_extensions()
+    )]
+    UnsupportedDocument {
+        /// The file.
+        path: PathBuf,
+        /// What it is, for the message ("a PDF document").
+        kind: &'static str,
+    },
     /// A file too large to be a document, or not a regular file (a device, a pipe).
     #[error("{}: {reason}", path.display())]
     NotADocument {

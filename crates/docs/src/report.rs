@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
+use rightmodel_core::chart::{self, LegendEntry, Mark};
 
 use crate::eval::Metrics;
 use crate::DocsError;
@@ -39,7 +40,7 @@ pub fn markdown(r: &Report, picture: Option<&str>) -> String {
         let m = &row.metrics;
         s.push_str(&format!(
             "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} |\n",
-            row.name,
+            rightmodel_core::markdown::cell(&row.name),
             m.questions,
             m.hit_at_1,
             m.hit_at_5,
@@ -72,8 +73,11 @@ fn ms(v: f32) -> String {
 /// The files [`write_report`] writes, in its folder.
 pub const REPORT_FILES: [&str; 3] = ["docs_eval.md", "docs_eval.svg", "docs_eval.png"];
 
-/// Chart size in pixels (both pictures).
-const CHART: (u32, u32) = (960, 520);
+/// Chart size in pixels (both pictures): the bars, then the legend's column.
+const CHART: (u32, u32) = (1180, 520);
+
+/// Width of the legend's column at the right of the chart, in pixels.
+const LEGEND_WIDTH: u32 = 220;
 
 /// Writes [`REPORT_FILES`] (`docs_eval.md`, `docs_eval.svg` and `docs_eval.png`) into `dir`; returns
 /// their paths in that order, so callers can say what was written. The pictures are drawn in memory and
@@ -111,7 +115,8 @@ fn values(m: &Metrics) -> [f32; 5] {
     [m.hit_at_1, m.hit_at_5, m.answer_in_sentence, m.em, m.f1]
 }
 
-/// Grouped bars: one group per metric, one bar per row.
+/// Grouped bars: one group per metric, one bar per row, with the legend in a column of its own at the
+/// right (over the plot it hid the tallest bars, hit@5 near 1).
 fn draw_chart<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     rows: &[ReportRow],
@@ -119,10 +124,11 @@ fn draw_chart<DB: DrawingBackend>(
 ) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
     root.fill(&WHITE).map_err(|e| err(&e))?;
+    let (plot, legend_area) = root.split_horizontally(CHART.0 - LEGEND_WIDTH);
     let n = METRICS.len() as f32;
     // Groups are centred on integers, so the axis' integer ticks name them.
     let x = -0.5f32..n - 0.5;
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(&plot)
         .caption("Document QA on SQuAD", ("sans-serif", 24))
         .margin(16)
         .x_label_area_size(40)
@@ -146,6 +152,7 @@ fn draw_chart<DB: DrawingBackend>(
         .draw()
         .map_err(|e| err(&e))?;
     let width = 0.8 / rows.len().max(1) as f32;
+    let mut legend = Vec::with_capacity(rows.len() + 1);
     for (k, row) in rows.iter().enumerate() {
         let color = Palette99::pick(k).to_rgba();
         let vals = values(&row.metrics);
@@ -154,25 +161,22 @@ fn draw_chart<DB: DrawingBackend>(
                 let x0 = i as f32 - 0.4 + k as f32 * width;
                 Rectangle::new([(x0, 0.0), (x0 + width * 0.95, vals[i].clamp(0.0, 1.0))], color.filled())
             }))
-            .map_err(|e| err(&e))?
-            .label(row.name.clone())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+            .map_err(|e| err(&e))?;
+        legend.push(LegendEntry::new(row.name.clone(), Mark::Bar(color)));
     }
-    let goal_lines = goals.iter().enumerate().filter_map(|(i, g)| g.map(|g| (i as f32, g)));
+    let goal_lines: Vec<(f32, f32)> = goals.iter().enumerate().filter_map(|(i, g)| g.map(|g| (i as f32, g))).collect();
+    if !goal_lines.is_empty() {
+        legend.push(LegendEntry::new("goal", Mark::Line(BLACK.to_rgba(), 2)));
+    }
     chart
         .draw_series(
-            goal_lines.map(|(x, g)| PathElement::new(vec![(x - 0.45, g), (x + 0.45, g)], BLACK.stroke_width(2))),
+            goal_lines
+                .into_iter()
+                .map(|(x, g)| PathElement::new(vec![(x - 0.45, g), (x + 0.45, g)], BLACK.stroke_width(2))),
         )
-        .map_err(|e| err(&e))?
-        .label("goal")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], BLACK.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
         .map_err(|e| err(&e))?;
+    // Level with the plot's top, below the title.
+    chart::draw_legend(&legend_area.margin(50, 0, 0, 0), &legend, 15).map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }
@@ -206,7 +210,20 @@ mod tests {
         let text = std::fs::read_to_string(md).unwrap();
         assert!(text.contains("| hybrid | 10 | 0.900 | 0.970 |"));
         assert!(text.contains("![metrics](docs_eval.svg)"));
-        assert!(std::fs::read_to_string(svg).unwrap().contains("<svg"));
+        let svg = std::fs::read_to_string(svg).unwrap();
+        assert!(svg.contains("<svg"));
+        // The legend is right of the bars, not over the tallest of them.
+        let plot = f64::from(CHART.0 - LEGEND_WIDTH);
+        for label in ["hybrid", "bm25", "goal"] {
+            let x = svg
+                .split("<text")
+                .find(|t| {
+                    t.split_once('>')
+                        .is_some_and(|(_, body)| body.split("</text>").next().map(str::trim) == Some(label))
+                })
+                .and_then(|t| t.split("x=\"").nth(1)?.split('"').next()?.parse::<f64>().ok());
+            assert!(x.is_some_and(|x| x >= plot), "{label}: {x:?}");
+        }
         assert!(std::fs::read(png).unwrap().starts_with(b"\x89PNG"));
         // Printed without a report folder: no link to a chart that was not drawn.
         assert!(!markdown(&r, None).contains("!["));

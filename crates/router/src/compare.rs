@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 use rightmodel_core::answer::{choice_letter, contains_answer, exact_match, f1};
+use rightmodel_core::chart::{self, LegendEntry, Mark};
+use rightmodel_core::markdown::cell;
 use rightmodel_core::wire::ChatMessage;
 use serde::{Deserialize, Serialize};
 
@@ -97,10 +99,15 @@ impl Case {
 
 impl Scoring {
     /// The quality of `answer` to `case` in [0, 1]: as [`Scoring::score`], except that `contains`
-    /// gives no credit for an echo of the prompt (see [`contains_not_echoed`]).
+    /// gives no credit for an echo of the prompt: copies of whole messages at the answer's start are
+    /// dropped first ([`strip_leading_echo`], however short), then [`contains_not_echoed`] applies.
     pub fn score_case(self, answer: &str, case: &Case) -> f64 {
         match self {
-            Scoring::Contains => f64::from(u8::from(contains_not_echoed(answer, &case.prompt_text(), &case.expected))),
+            Scoring::Contains => {
+                let texts: Vec<String> = case.messages.iter().map(ChatMessage::text).collect();
+                let answer = strip_leading_echo(answer, &texts);
+                f64::from(u8::from(contains_not_echoed(answer, &case.prompt_text(), &case.expected)))
+            }
             other => other.score(answer, &case.expected),
         }
     }
@@ -125,6 +132,36 @@ pub fn contains_not_echoed(answer: &str, prompt: &str, expected: &[String]) -> b
             contains_answer(answer, one)
         }
     })
+}
+
+/// `answer` after any copies of whole `messages` it starts with (compared case-insensitively, the
+/// whitespace around them ignored): a short prompt echoed before the reply ("Yes or no: is 9 prime?")
+/// is below [`MIN_ECHO_CHARS`], yet no more an answer than a long one.
+pub fn strip_leading_echo<'a>(answer: &'a str, messages: &[String]) -> &'a str {
+    let mut rest = answer.trim_start();
+    loop {
+        let before = rest.len();
+        for m in messages.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
+            if let Some(after) = strip_prefix_ignoring_case(rest, m) {
+                rest = after.trim_start();
+            }
+        }
+        if rest.len() == before {
+            return rest;
+        }
+    }
+}
+
+/// `text` after `prefix` when it starts with it, letter case aside.
+fn strip_prefix_ignoring_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let mut at = text.char_indices();
+    for p in prefix.chars() {
+        let (_, t) = at.next()?;
+        if !t.to_lowercase().eq(p.to_lowercase()) {
+            return None;
+        }
+    }
+    Some(at.next().map_or("", |(i, _)| &text[i..]))
 }
 
 /// `answer`, lower-cased, with every maximal stretch of at least [`MIN_ECHO_CHARS`] characters that
@@ -383,10 +420,52 @@ fn served_mix(s: &ModelSummary) -> String {
         .join(", ")
 }
 
+/// How much of an interrupted run a report covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Partial {
+    /// Prompts every model answered before the run was stopped: the report is over these.
+    pub answered: usize,
+    /// Prompts the run was to ask.
+    pub total: usize,
+}
+
+impl Partial {
+    /// The sentence that marks a report as partial.
+    pub fn sentence(&self) -> String {
+        format!(
+            "**Partial run:** interrupted after {} of {} prompts were answered by every model; every number here is over those {} only.",
+            self.answered, self.total, self.answered
+        )
+    }
+}
+
+/// The outcomes of the cases that every one of `models` models has an outcome for, in order, and how
+/// many such cases there are: an interrupted run compares the models on the same prompts only.
+pub fn complete_cases(outcomes: &[Outcome], models: usize) -> (Vec<Outcome>, usize) {
+    let mut per_case: BTreeMap<usize, usize> = BTreeMap::new();
+    for o in outcomes {
+        *per_case.entry(o.case).or_default() += 1;
+    }
+    let complete = |case: usize| per_case.get(&case).is_some_and(|&n| n >= models);
+    let kept: Vec<Outcome> = outcomes.iter().filter(|o| complete(o.case)).cloned().collect();
+    let cases = per_case.values().filter(|&&n| n >= models).count();
+    (kept, cases)
+}
+
 /// The Markdown report: one row per model, a link to the chart image `chart_file` when there is one (a
-/// report folder; not on a terminal), and `notes` (data file, gateway, settings).
-pub fn markdown(summaries: &[ModelSummary], scoring: Scoring, notes: &str, chart_file: Option<&str>) -> String {
+/// report folder; not on a terminal), and `notes` (data file, gateway, settings); marked at the top
+/// when it covers only the `partial` part of an interrupted run.
+pub fn markdown(
+    summaries: &[ModelSummary],
+    scoring: Scoring,
+    notes: &str,
+    chart_file: Option<&str>,
+    partial: Option<Partial>,
+) -> String {
     let mut s = String::from("# Small vs large vs routed\n\n");
+    if let Some(p) = partial {
+        let _ = writeln!(s, "{}\n", p.sentence());
+    }
     // Time to first token only when answers were streamed.
     let streamed = summaries.iter().any(|m| m.ttft_p50_ms.is_some());
     let (ttft_head, ttft_rule) = if streamed { (" first token p50 ms | p95 ms |", "---:|---:|") } else { ("", "") };
@@ -401,14 +480,14 @@ pub fn markdown(summaries: &[ModelSummary], scoring: Scoring, notes: &str, chart
         let _ = writeln!(
             s,
             "| {} | {:.3} | {} | {} |{ttft} {} | {} | {} | {} |",
-            m.model,
+            cell(&m.model),
             m.quality,
             ms(m.p50_ms),
             ms(m.p95_ms),
             usd(m.cost_usd, 6),
             usd(m.cost_per_1k_usd, 4),
             m.errors,
-            served_mix(m)
+            cell(&served_mix(m))
         );
     }
     // What each model keeps of the costliest one's quality, and at what share of its cost: only when
@@ -442,8 +521,11 @@ pub fn markdown(summaries: &[ModelSummary], scoring: Scoring, notes: &str, chart
     s
 }
 
-/// Chart size in pixels.
-const CHART: (u32, u32) = (1100, 480);
+/// Chart size in pixels: two panels side by side, then the legend's column.
+const CHART: (u32, u32) = (1340, 480);
+
+/// Width of the legend's column at the right of the chart, in pixels.
+const LEGEND_WIDTH: u32 = 240;
 
 /// Colours of the models' points, in order.
 const COLOURS: [RGBColor; 6] = [
@@ -458,58 +540,74 @@ const COLOURS: [RGBColor; 6] = [
 /// Reads a chart's x value off a model's summary (`None`: not known).
 type XOf = fn(&ModelSummary) -> Option<f64>;
 
-/// Draws quality against cost per 1k requests (left) and against p50 latency (right).
+/// Draws quality against cost per 1k requests (left) and against p50 latency (right), with one legend
+/// for both in a column of its own at the right, where it covers no point and no name. A panel with
+/// no model's value (no gateway said what a request cost) says so instead of drawing an empty axis.
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     summaries: &[ModelSummary],
 ) -> Result<(), RouterError> {
     let err = |e: &dyn std::fmt::Display| RouterError::Eval(format!("plot: {e}"));
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let panels = root.split_evenly((1, 2));
+    let (plots, legend) = root.split_horizontally(CHART.0 - LEGEND_WIDTH);
+    let panels = plots.split_evenly((1, 2));
+    let axes: [(&str, &str, XOf); 2] = [
+        ("cost per 1,000 requests (USD)", "no cost data", |m| m.cost_per_1k_usd),
+        ("median latency (ms)", "no latency data", |m| m.p50_ms),
+    ];
+    for (panel, (x_desc, none, x_of)) in panels.iter().zip(axes) {
+        if summaries.iter().all(|m| x_of(m).is_none()) {
+            chart::draw_no_data(panel, x_desc, none, 15).map_err(|e| err(&e))?;
+        } else {
+            draw_panel(panel, summaries, x_desc, x_of)?;
+        }
+    }
+    let entries: Vec<LegendEntry> = summaries
+        .iter()
+        .enumerate()
+        .map(|(i, m)| LegendEntry::new(m.model.clone(), Mark::Dot(COLOURS[i % COLOURS.len()].to_rgba())))
+        .collect();
+    let legend = legend.margin(20, 0, 0, 0);
+    chart::draw_legend(&legend, &entries, 15).map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))
+}
+
+/// Draws one panel: quality against the x value `x_of` reads (models without one are left out), each
+/// point named a little above and right of it.
+fn draw_panel<DB: DrawingBackend>(
+    panel: &DrawingArea<DB, plotters::coord::Shift>,
+    summaries: &[ModelSummary],
+    x_desc: &str,
+    x_of: XOf,
+) -> Result<(), RouterError> {
+    let err = |e: &dyn std::fmt::Display| RouterError::Eval(format!("plot: {e}"));
     let max_q = summaries.iter().map(|m| m.quality).fold(0.0, f64::max);
     let y_hi = (100.0 * max_q * 1.15).clamp(5.0, 100.0);
-    let axes: [(&str, XOf); 2] =
-        [("cost per 1,000 requests (USD)", |m| m.cost_per_1k_usd), ("median latency (ms)", |m| m.p50_ms)];
-    for (panel, (x_desc, x_of)) in panels.iter().zip(axes) {
-        let x_hi = summaries.iter().filter_map(x_of).fold(0.0, f64::max).max(1e-9) * 1.25;
-        let mut chart = ChartBuilder::on(panel)
-            .margin(20)
-            .x_label_area_size(50)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..x_hi, 0.0..y_hi)
-            .map_err(|e| err(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc("quality (%)")
-            .label_style(("sans-serif", 15))
-            .axis_desc_style(("sans-serif", 17))
-            .draw()
-            .map_err(|e| err(&e))?;
-        for (i, m) in summaries.iter().enumerate() {
-            let colour = COLOURS[i % COLOURS.len()];
-            // A model whose cost is unknown has no place on the cost axis.
-            let Some(x) = x_of(m) else { continue };
-            let p = (x, 100.0 * m.quality);
-            chart
-                .draw_series(std::iter::once(Circle::new(p, 6, colour.filled())))
-                .map_err(|e| err(&e))?
-                .label(m.model.clone())
-                .legend(move |(x, y)| Circle::new((x + 6, y), 5, colour.filled()));
-            // The name a little above and right of its point, so neither hides the other.
-            let name = EmptyElement::at(p) + Text::new(m.model.clone(), (8, -18), ("sans-serif", 15).into_font());
-            chart.draw_series(std::iter::once(name)).map_err(|e| err(&e))?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font(("sans-serif", 15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| err(&e))?;
+    let x_hi = summaries.iter().filter_map(x_of).fold(0.0, f64::max).max(1e-9) * 1.25;
+    let mut chart = ChartBuilder::on(panel)
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..x_hi, 0.0..y_hi)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc("quality (%)")
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 17))
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (i, m) in summaries.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let Some(x) = x_of(m) else { continue };
+        let p = (x, 100.0 * m.quality);
+        chart.draw_series(std::iter::once(Circle::new(p, 6, colour.filled()))).map_err(|e| err(&e))?;
+        // The name a little above and right of its point, so neither hides the other.
+        let name = EmptyElement::at(p) + Text::new(m.model.clone(), (8, -18), ("sans-serif", 15).into_font());
+        chart.draw_series(std::iter::once(name)).map_err(|e| err(&e))?;
     }
-    root.present().map_err(|e| err(&e))
+    Ok(())
 }
 
 /// The chart as SVG.
@@ -534,6 +632,7 @@ pub fn write_report(
     outcomes: &[Outcome],
     scoring: Scoring,
     notes: &str,
+    partial: Option<Partial>,
 ) -> Result<Vec<PathBuf>, RouterError> {
     std::fs::create_dir_all(dir).map_err(|e| RouterError::write(dir.display(), e))?;
     let mut written = Vec::new();
@@ -547,7 +646,10 @@ pub fn write_report(
     }
     write_atomic(&dir.join("answers.jsonl"), lines.as_bytes())?;
     written.push(dir.join("answers.jsonl"));
-    write_atomic(&dir.join("compare.md"), markdown(summaries, scoring, notes, Some("compare.svg")).as_bytes())?;
+    write_atomic(
+        &dir.join("compare.md"),
+        markdown(summaries, scoring, notes, Some("compare.svg"), partial).as_bytes(),
+    )?;
     written.push(dir.join("compare.md"));
     match chart_svg(summaries) {
         Ok(svg) => {
@@ -591,6 +693,24 @@ mod tests {
     }
 
     #[test]
+    fn a_short_prompt_echoed_before_the_reply_gets_no_credit_under_contains() {
+        // 19 characters: shorter than the stretches `strip_echo` cuts.
+        let prompt = "Is 2+2=5? Yes or no";
+        assert!(prompt.chars().count() < MIN_ECHO_CHARS);
+        let case =
+            Case { messages: vec![ChatMessage::new("user", prompt.to_string())], expected: vec!["no".into()], line: 1 };
+        let q = |answer: &str| Scoring::Contains.score_case(answer, &case);
+        assert_eq!(q(prompt), 0.0, "the prompt echoed alone");
+        assert_eq!(q("  is 2+2=5? YES OR NO\n\nIs 2+2=5? Yes or no"), 0.0, "echoed twice, in another case");
+        assert_eq!(q("Is 2+2=5? Yes or no. Yes."), 0.0);
+        assert_eq!(q("Is 2+2=5? Yes or no. No."), 1.0, "echo, then the answer");
+        assert_eq!(q("No."), 1.0);
+        assert_eq!(q("No, 2+2=4. Is 2+2=5? Yes or no"), 1.0, "the answer first");
+        assert_eq!(strip_leading_echo("ÉTÉ? oui", &["été?".into()]), "oui");
+        assert_eq!(strip_leading_echo("abc", &["abcd".into(), String::new()]), "abc");
+    }
+
+    #[test]
     fn strip_echo_cuts_long_copies_only() {
         let prompt = "Is this review positive or negative? 'The plot drags.'";
         assert_eq!(strip_echo("Negative", prompt), "negative");
@@ -620,11 +740,11 @@ mod tests {
         b.ttft_ms = Some(40.0);
         let s = summarize(&models, &[a.clone(), b]);
         assert_eq!((s[0].ttft_p50_ms, s[0].ttft_p95_ms), (Some(20.0), Some(40.0)));
-        let md = markdown(&s, Scoring::Contains, "", None);
+        let md = markdown(&s, Scoring::Contains, "", None, None);
         assert!(md.contains("first token p50 ms") && md.contains(" | 200 | 20 | 40 |"), "{md}");
         // Not streamed: no such columns.
         a.ttft_ms = None;
-        let md = markdown(&summarize(&models, &[a]), Scoring::Contains, "", None);
+        let md = markdown(&summarize(&models, &[a]), Scoring::Contains, "", None, None);
         assert!(!md.contains("first token"), "{md}");
     }
 
@@ -669,20 +789,97 @@ mod tests {
         assert!(!s[0].all_failed() && !s[1].all_failed());
         assert!((s[1].cost_per_1k_usd.unwrap() - 1.0).abs() < 1e-12);
         assert_eq!(s[1].served.get("large"), Some(&1));
-        let md = markdown(&s, Scoring::Contains, "", Some("compare.svg"));
+        let md = markdown(&s, Scoring::Contains, "", Some("compare.svg"), None);
         assert!(md.contains("| auto | 1.000 |") && md.contains("large 50%, small 50%"), "{md}");
         // `small` had a failure: no "keeps" line that would compare it.
         assert!(!md.contains("`small` keeps"), "{md}");
         assert!(chart_svg(&s).unwrap().contains("<svg"));
         let clean = summarize(&models, &[outs[0].clone(), outs[2].clone(), outs[3].clone()]);
-        let md = markdown(&clean, Scoring::Contains, "", Some("compare.svg"));
+        let md = markdown(&clean, Scoring::Contains, "", Some("compare.svg"), None);
         assert!(md.contains("`small` keeps 100% of `auto`'s quality at 0% of its cost"), "{md}");
         // A server that does not say what a call cost: n/a, never $0.
         let mut unpriced = outs[0].clone();
         unpriced.cost_usd = None;
         let s = summarize(&models[..1], &[unpriced]);
         assert_eq!(s[0].cost_usd, None);
-        assert!(markdown(&s, Scoring::Contains, "", Some("x")).contains("| n/a | n/a |"));
+        assert!(markdown(&s, Scoring::Contains, "", Some("x"), None).contains("| n/a | n/a |"));
+    }
+
+    /// The `(x, text)` of every text element of an SVG picture.
+    fn svg_texts(svg: &str) -> Vec<(f64, String)> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| {
+                let x = t.split("x=\"").nth(1)?.split('"').next()?.parse().ok()?;
+                let body = t.split_once('>')?.1.split("</text>").next()?;
+                Some((x, body.trim().to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_legend_has_a_column_of_its_own_and_unknown_costs_draw_no_axis() {
+        let models = vec!["small".to_string(), "large".to_string()];
+        let priced = summarize(
+            &models,
+            &[outcome(0, "small", "small", 1.0, 50.0, 0.0), outcome(0, "large", "large", 1.0, 900.0, 0.01)],
+        );
+        let texts = svg_texts(&chart_svg(&priced).unwrap());
+        let plots = f64::from(CHART.0 - LEGEND_WIDTH);
+        for m in &models {
+            // Named beside its points (in the panels) and once in the legend, right of both panels.
+            assert!(texts.iter().any(|(x, t)| t == m && *x < plots), "{m}: {texts:?}");
+            assert!(texts.iter().any(|(x, t)| t == m && *x >= plots), "{m}: {texts:?}");
+        }
+        assert!(!texts.iter().any(|(_, t)| t == "no cost data"), "{texts:?}");
+        let mut unpriced = priced.clone();
+        for m in &mut unpriced {
+            (m.cost_usd, m.cost_per_1k_usd) = (None, None);
+        }
+        let texts = svg_texts(&chart_svg(&unpriced).unwrap());
+        assert!(texts.iter().any(|(_, t)| t == "no cost data"), "{texts:?}");
+        // The cost panel (the left half of the plots) has no tick labels: only the latency panel does.
+        let half = plots / 2.0;
+        assert!(!texts.iter().any(|(x, t)| *x < half && t.parse::<f64>().is_ok()), "{texts:?}");
+        assert!(texts.iter().any(|(x, t)| *x >= half && *x < plots && t.parse::<f64>().is_ok()), "{texts:?}");
+    }
+
+    #[test]
+    fn an_interrupted_run_reports_the_prompts_every_model_answered() {
+        let models = vec!["small".to_string(), "large".to_string()];
+        // Case 0 answered by both, case 1 by `small` only, case 2 by both (requests run concurrently).
+        let outs = [
+            outcome(0, "small", "small", 1.0, 10.0, 0.0),
+            outcome(0, "large", "large", 1.0, 90.0, 0.01),
+            outcome(1, "small", "small", 0.0, 10.0, 0.0),
+            outcome(2, "small", "small", 0.0, 10.0, 0.0),
+            outcome(2, "large", "large", 1.0, 90.0, 0.01),
+        ];
+        let (kept, cases) = complete_cases(&outs, models.len());
+        assert_eq!(cases, 2);
+        assert_eq!(kept.iter().map(|o| o.case).collect::<Vec<_>>(), vec![0, 0, 2, 2]);
+        let s = summarize(&models, &kept);
+        assert_eq!(s[0].requests, 2);
+        let partial = Partial { answered: cases, total: 10 };
+        let md = markdown(&s, Scoring::Contains, "", None, Some(partial));
+        assert!(md.contains("**Partial run:** interrupted after 2 of 10 prompts"), "{md}");
+        assert!(!markdown(&s, Scoring::Contains, "", None, None).contains("Partial"));
+        let dir = tempfile::tempdir().unwrap();
+        write_report(dir.path(), &s, &kept, Scoring::Contains, "", Some(partial)).unwrap();
+        let written = std::fs::read_to_string(dir.path().join("compare.md")).unwrap();
+        assert!(written.contains("interrupted after 2 of 10 prompts"), "{written}");
+    }
+
+    #[test]
+    fn a_pipe_in_a_model_name_does_not_break_the_table() {
+        let models = vec!["a|b".to_string()];
+        let s = summarize(&models, &[outcome(0, "a|b", "x|y\nz", 1.0, 10.0, 0.0)]);
+        let md = markdown(&s, Scoring::Contains, "", None, None);
+        let row = md.lines().find(|l| l.starts_with("| a")).expect("the model's row");
+        assert!(row.starts_with("| a\\|b | 1.000 |") && row.contains("x\\|y z 100%"), "{md}");
+        let header = md.lines().find(|l| l.starts_with("| model")).expect("the header");
+        let columns = |l: &str| l.matches('|').count() - l.matches("\\|").count();
+        assert_eq!(columns(row), columns(header), "{md}");
     }
 
     #[test]
@@ -695,7 +892,7 @@ mod tests {
         let s = summarize(&models, &[fail, outcome(0, "ok", "ok", 1.0, 80.0, 0.001)]);
         assert!(s[0].all_failed() && !s[1].all_failed());
         assert_eq!((s[0].p50_ms, s[0].p95_ms), (None, None));
-        let md = markdown(&s, Scoring::Contains, "", None);
+        let md = markdown(&s, Scoring::Contains, "", None, None);
         assert!(md.contains("| dead | 0.000 | n/a | n/a |") && md.contains("| ok | 1.000 | 80 | 80 |"), "{md}");
         assert!(chart_svg(&s).unwrap().contains("<svg"));
         assert!(!summarize(&models[..1], &[]).first().unwrap().all_failed(), "no request is not a failure");

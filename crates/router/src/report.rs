@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
+use rightmodel_core::chart::{self, LegendEntry, Mark};
+use rightmodel_core::markdown::cell;
 use rightmodel_core::picture;
 
 use crate::error::RouterError;
@@ -90,7 +92,8 @@ pub fn mean_cpt_cell(v: Option<f64>, any_defined: bool) -> String {
 }
 
 fn row(out: &mut String, name: &str, m: &RoutingMetrics) {
-    let _ = writeln!(out, "| {name} | {} | {} | {} |", apgr_cell(m), cpt_cell(m, m.cpt50), cpt_cell(m, m.cpt80));
+    let _ =
+        writeln!(out, "| {} | {} | {} | {} |", cell(name), apgr_cell(m), cpt_cell(m, m.cpt50), cpt_cell(m, m.cpt80));
 }
 
 fn table(out: &mut String, c: &Comparison) {
@@ -151,7 +154,7 @@ pub fn markdown(report: &CvReport, title: &str, notes: &str, chart_file: &str) -
             cpt_cell(&m.learned, m.learned.cpt80),
             apgr_cell(&m.length),
             apgr_cell(&m.random),
-            f.groups.join(", ")
+            cell(&f.groups.join(", "))
         );
     }
     let mean = |f: &dyn Fn(&Comparison) -> Option<f64>| report.fold_mean(f);
@@ -207,6 +210,8 @@ fn draw_curves<DB: DrawingBackend>(
 ) -> Result<(), RouterError> {
     let err = |e: &dyn std::fmt::Display| RouterError::Eval(format!("plot: {e}"));
     root.fill(&WHITE).map_err(|e| err(&e))?;
+    // The legend has a column of its own: over the plot it hid the curves' ends and the levels.
+    let (plot, legend_area) = root.split_horizontally(CHART.0 - LEGEND_WIDTH);
     let (w, s) = (100.0 * c.learned.weak_quality, 100.0 * c.learned.strong_quality);
     let (mut lo, mut hi) = (w.min(s), w.max(s));
     for m in [&c.learned, &c.length, &c.random] {
@@ -216,7 +221,7 @@ fn draw_curves<DB: DrawingBackend>(
         }
     }
     let pad = ((hi - lo) * 0.08).max(0.5);
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(&plot)
         .caption(title, ("sans-serif", 24))
         .margin(20)
         .x_label_area_size(50)
@@ -236,35 +241,29 @@ fn draw_curves<DB: DrawingBackend>(
         ("prompt length", &c.length, RGBColor(230, 140, 0)),
         ("random", &c.random, RGBColor(120, 120, 120)),
     ];
+    let mut legend = Vec::new();
     for (name, m, color) in series {
         let pts: Vec<(f64, f64)> = m.curve.iter().map(|p| (100.0 * p.strong_share, 100.0 * p.quality)).collect();
-        chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-            .map_err(|e| err(&e))?
-            .label(format!("{name} (APGR {})", apgr_cell(m)))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2))).map_err(|e| err(&e))?;
         chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(|e| err(&e))?;
+        legend.push(LegendEntry::new(format!("{name} (APGR {})", apgr_cell(m)), Mark::Line(color.to_rgba(), 2)));
     }
     for (name, v, color) in [("weak alone", w, RGBColor(200, 0, 0)), ("strong alone", s, RGBColor(0, 150, 0))] {
         chart
             .draw_series(DashedLineSeries::new(vec![(0.0, v), (100.0, v)], 6, 4, color.stroke_width(1)))
-            .map_err(|e| err(&e))?
-            .label(format!("{name} ({v:.1}%)"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(1)));
+            .map_err(|e| err(&e))?;
+        legend.push(LegendEntry::new(format!("{name} ({v:.1}%)"), Mark::Dashed(color.to_rgba())));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(("sans-serif", 16))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(&e))?;
+    // Level with the plot's top, below the title.
+    chart::draw_legend(&legend_area.margin(60, 0, 0, 0), &legend, 15).map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))
 }
 
-/// Chart size in pixels.
-const CHART: (u32, u32) = (900, 560);
+/// Chart size in pixels: the plot, then the legend's column.
+const CHART: (u32, u32) = (1200, 560);
+
+/// Width of the legend's column at the right of the chart, in pixels.
+const LEGEND_WIDTH: u32 = 300;
 
 /// Renders the pooled quality-vs-strong-share curves of the three routers as SVG.
 pub fn curve_svg(c: &Comparison, title: &str) -> Result<String, RouterError> {
@@ -364,6 +363,25 @@ mod tests {
         assert!(md.contains("| learned (difficulty scorer) | n/a | n/a | n/a |"), "{md}");
         assert!(md.contains("| mean of 0 folds | | n/a | n/a | n/a | n/a | n/a | |"), "{md}");
         assert!(!md.to_lowercase().contains("nan"), "{md}");
+    }
+
+    #[test]
+    fn the_curve_legend_sits_right_of_the_plot_and_a_pipe_in_a_group_keeps_the_table() {
+        let helped: Vec<Outcome> =
+            (0..8).map(|i| Outcome { weak: if i < 6 { 1.0 } else { 0.0 }, strong: 1.0 }).collect();
+        let mut report = report_of(&[helped.clone(), helped]);
+        let svg = curve_svg(&report.pooled, "t").unwrap();
+        let plot = f64::from(CHART.0 - LEGEND_WIDTH);
+        for label in ["learned (APGR", "prompt length (APGR", "random (APGR", "weak alone (", "strong alone ("] {
+            let x = svg
+                .split("<text")
+                .filter(|t| t.contains(label))
+                .find_map(|t| t.split("x=\"").nth(1)?.split('"').next()?.parse::<f64>().ok());
+            assert!(x.is_some_and(|x| x >= plot), "{label}: {x:?}");
+        }
+        report.folds[0].groups = vec!["a|b".into(), "c".into()];
+        let md = markdown(&report, "t", "", "curve.svg");
+        assert!(md.contains("| a\\|b, c |"), "{md}");
     }
 
     #[test]

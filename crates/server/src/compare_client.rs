@@ -269,14 +269,29 @@ async fn read_stream(resp: reqwest::Response, cfg: &CompareConfig, start: Instan
     }
 }
 
+/// What [`run`] got back.
+#[derive(Debug, Clone, Default)]
+pub struct Answers {
+    /// The outcome of every request that finished, in (case, model) order.
+    pub outcomes: Vec<Outcome>,
+    /// Whether `stop` ended the run early: the requests not yet sent were never sent, and those in
+    /// flight were dropped (they have no outcome).
+    pub interrupted: bool,
+}
+
 /// Asks every model of `cfg` every case, at most `cfg.concurrency` requests at a time, calling
 /// `progress` after each; the outcomes come back in (case, model) order. A request that fails is an
-/// outcome with an error (it scores 0), not a failure of the run.
+/// outcome with an error (it scores 0), not a failure of the run. When `stop` completes (Ctrl-C), no
+/// further request is sent, the ones in flight are abandoned, and what finished comes back marked
+/// [`Answers::interrupted`].
 pub async fn run(
     cases: &[Case],
     cfg: &CompareConfig,
     progress: impl Fn() + Send + Sync + 'static,
-) -> Result<Vec<Outcome>, CompareError> {
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Answers, CompareError> {
+    let mut stop = std::pin::pin!(stop);
+    let mut interrupted = false;
     let http = client(cfg.timeout)?;
     let cases: Arc<Vec<Case>> = Arc::new(cases.to_vec());
     let cfg = Arc::new(cfg.clone());
@@ -288,7 +303,15 @@ pub async fn run(
     let jobs: Vec<(usize, usize)> = (0..cases.len()).flat_map(|c| (0..cfg.models.len()).map(move |m| (c, m))).collect();
     for (slot, (c, m)) in jobs.into_iter().enumerate() {
         // Taken here, in order, so requests start in the interleaved order even with concurrency.
-        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        let permit = tokio::select! {
+            biased;
+            () = &mut stop => {
+                interrupted = true;
+                break;
+            }
+            p = permits.clone().acquire_owned() => p,
+        };
+        let Ok(permit) = permit else { break };
         let (http, cases, cfg, progress) = (http.clone(), cases.clone(), cfg.clone(), progress.clone());
         let handle = tasks.spawn(async move {
             let out = ask(&http, &cfg, c, &cases[c], &cfg.models[m]).await;
@@ -298,10 +321,25 @@ pub async fn run(
         });
         running.insert(handle.id(), (slot, c, m));
     }
+    if interrupted {
+        tasks.abort_all();
+    }
     let mut done: Vec<(usize, Outcome)> = Vec::with_capacity(tasks.len());
-    while let Some(r) = tasks.join_next_with_id().await {
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = &mut stop, if !interrupted => {
+                interrupted = true;
+                tasks.abort_all();
+                continue;
+            }
+            r = tasks.join_next_with_id() => r,
+        };
+        let Some(r) = next else { break };
         match r {
             Ok((_, pair)) => done.push(pair),
+            // Abandoned on interrupt: no answer, and no failure of the model either.
+            Err(e) if e.is_cancelled() && interrupted => {}
             Err(e) => {
                 let Some(&(slot, c, m)) = running.get(&e.id()) else { continue };
                 done.push((
@@ -322,7 +360,7 @@ pub async fn run(
         }
     }
     done.sort_by_key(|(slot, _)| *slot);
-    Ok(done.into_iter().map(|(_, o)| o).collect())
+    Ok(Answers { outcomes: done.into_iter().map(|(_, o)| o).collect(), interrupted })
 }
 
 #[cfg(test)]
@@ -372,10 +410,54 @@ mod tests {
         let case = Case { messages: Vec::new(), expected: vec!["x".into()], line: 1 };
         for stream in [false, true] {
             cfg.stream = stream;
-            let out = run(std::slice::from_ref(&case), &cfg, || {}).await.unwrap();
-            let e = out[0].error.as_deref().unwrap_or_default();
+            let out = run(std::slice::from_ref(&case), &cfg, || {}, std::future::pending()).await.unwrap();
+            assert!(!out.interrupted);
+            let e = out.outcomes[0].error.as_deref().unwrap_or_default();
             assert!(e.contains("timed out") && e.contains("0.3 s limit") && !e.contains("error sending"), "{e}");
         }
+    }
+
+    #[tokio::test]
+    async fn stopping_sends_nothing_more_and_keeps_what_was_answered() {
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = asked.clone();
+        let answer = move || {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                // The first two answer at once, the third hangs until it is abandoned.
+                if n >= 2 {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+                axum::Json(json!({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "yes"}, "finish_reason": "stop"}]}))
+            }
+        };
+        let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(answer));
+        let cfg = config(serve(app).await);
+        let case = Case { messages: Vec::new(), expected: vec!["yes".into()], line: 1 };
+        let cases = vec![case; 10];
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let tx = std::sync::Mutex::new(Some(tx));
+        let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = answered.clone();
+        let progress = move || {
+            if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == 2 {
+                if let Some(tx) = tx.lock().unwrap().take() {
+                    let _ = tx.send(());
+                }
+            }
+        };
+        let stop = async move {
+            let _ = rx.await;
+            // Let the third request reach the server, so one is in flight when the run stops.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let out =
+            tokio::time::timeout(Duration::from_secs(10), run(&cases, &cfg, progress, stop)).await.unwrap().unwrap();
+        assert!(out.interrupted);
+        assert_eq!(out.outcomes.len(), 2, "{:?}", out.outcomes);
+        assert!(out.outcomes.iter().all(|o| o.error.is_none() && o.quality == 1.0));
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 3, "nothing sent after the stop");
     }
 
     #[tokio::test]

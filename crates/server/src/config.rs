@@ -850,7 +850,7 @@ fn check_existing_log(path: &Path) -> Result<Option<String>, String> {
 /// The column names of the `requests` table in the SQLite file at `path` (none when there is no such
 /// table), read without creating anything: a log in WAL mode opened read-only would get `-wal` and
 /// `-shm` files, so unless a server has them open already the file is read as immutable.
-fn log_columns(path: &Path) -> Result<Vec<String>, String> {
+pub(crate) fn log_columns(path: &Path) -> Result<Vec<String>, String> {
     use rusqlite::OpenFlags;
     let side = |ext: &str| {
         let mut p = path.as_os_str().to_owned();
@@ -868,6 +868,14 @@ fn log_columns(path: &Path) -> Result<Vec<String>, String> {
     conn.prepare("SELECT name FROM pragma_table_info('requests')")
         .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
         .map_err(|e| format!("cannot be read as a request log: {e}"))
+}
+
+/// Whether the file at `path` starts with the SQLite header (read with a plain read-only open).
+pub(crate) fn has_sqlite_header(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(SQLITE_MAGIC.len());
+    std::fs::File::open(path)?.take(SQLITE_MAGIC.len() as u64).read_to_end(&mut head)?;
+    Ok(head == SQLITE_MAGIC)
 }
 
 /// `path` for a `file:` URI: the characters a URI gives meaning to are percent-encoded.

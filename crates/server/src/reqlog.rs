@@ -26,6 +26,23 @@ pub enum LogError {
         /// The SQLite error.
         source: rusqlite::Error,
     },
+    /// The file exists but is not a log `rightmodel serve` writes (another SQLite database, or not
+    /// SQLite at all); readers say so instead of SQLite's "no such table", and leave it untouched.
+    #[error("{path} is not a rightmodel request log ({reason}); give the database file `rightmodel serve` writes (its config's `server.log_path`)")]
+    NotARequestLog {
+        /// Database file.
+        path: String,
+        /// What it is instead.
+        reason: String,
+    },
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The directory could not be created.
     #[error("cannot create {path}: {source}")]
     Io {
@@ -249,7 +266,7 @@ impl RequestLog {
     /// Rows at or after `since_ms`, oldest first, at most `limit` (the newest ones; `usize::MAX`: all).
     pub fn read(path: &Path, since_ms: i64, limit: usize) -> Result<Vec<LogRow>, LogError> {
         let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
-        let conn = open_reader(path).map_err(sql)?;
+        let conn = open_reader(path)?;
         let mut stmt = conn
             .prepare(&format!(
                 "SELECT id, ts_ms, key_name, endpoint, requested_model, served_model, reason, decision, input_tokens,
@@ -274,7 +291,7 @@ impl RequestLog {
     /// stream's row lands after shorter requests that arrived later, and polling by arrival time would skip it.
     pub fn read_after(path: &Path, after: i64, limit: usize) -> Result<(Vec<LogRow>, i64), LogError> {
         let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
-        let conn = open_reader(path).map_err(sql)?;
+        let conn = open_reader(path)?;
         let mut stmt = conn
             .prepare(&format!(
                 "SELECT id, ts_ms, key_name, endpoint, requested_model, served_model, reason, decision, input_tokens,
@@ -301,7 +318,7 @@ impl RequestLog {
     /// The rowid of the last committed row (0 for an empty log).
     pub fn last_rowid(path: &Path) -> Result<i64, LogError> {
         let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
-        let conn = open_reader(path).map_err(sql)?;
+        let conn = open_reader(path)?;
         conn.query_row("SELECT coalesce(max(rowid), 0) FROM requests", [], |r| r.get(0)).map_err(sql)
     }
 }
@@ -311,11 +328,36 @@ impl RequestLog {
 const FINISHED_SINCE: &str = "ts_ms >= ?1 - 86400000 AND ts_ms + latency_ms >= ?1";
 
 /// A read-only connection that waits for a writer's lock (e.g. a checkpoint while the server stops)
-/// instead of failing at once.
-fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+/// instead of failing at once, to a file checked first to be a request log ([`check_request_log`]):
+/// a reader never creates a table, and never opens a foreign database through SQLite at all.
+fn open_reader(path: &Path) -> Result<Connection, LogError> {
+    check_request_log(path)?;
+    let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql)?;
     Ok(conn)
+}
+
+/// Fails with [`LogError::NotARequestLog`] unless the existing file at `path` is an SQLite database
+/// whose `requests` table has every column of [`BASE_COLUMNS`]. Reads the header, then the table's
+/// columns with an immutable read-only connection (see `config::log_columns`), so nothing is written
+/// to the file or next to it, whatever it turns out to be.
+pub fn check_request_log(path: &Path) -> Result<(), LogError> {
+    let not_log = |reason: String| LogError::NotARequestLog { path: path.display().to_string(), reason };
+    if !crate::config::has_sqlite_header(path)
+        .map_err(|source| LogError::Read { path: path.display().to_string(), source })?
+    {
+        return Err(not_log("not an SQLite database".into()));
+    }
+    let columns = crate::config::log_columns(path).map_err(|why| not_log(format!("it {why}")))?;
+    if columns.is_empty() {
+        return Err(not_log("an SQLite database without a `requests` table".into()));
+    }
+    let missing: Vec<&str> = BASE_COLUMNS.iter().copied().filter(|c| !columns.iter().any(|have| have == c)).collect();
+    if !missing.is_empty() {
+        return Err(not_log(format!("its `requests` table lacks {}", missing.join(", "))));
+    }
+    Ok(())
 }
 
 /// One served model's totals in a [`LogSummary`].
@@ -472,7 +514,7 @@ impl RequestLog {
     /// period for the percentiles (8 bytes a row).
     pub fn summarize(path: &Path, since_ms: i64) -> Result<LogSummary, LogError> {
         let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
-        let db = open_reader(path).map_err(sql)?;
+        let db = open_reader(path)?;
         // One read transaction: every query sees the same rows while a server keeps writing.
         let conn = db.unchecked_transaction().map_err(sql)?;
         let mut stmt = conn
@@ -634,7 +676,7 @@ impl LogSummary {
             let _ = writeln!(
                 s,
                 "| {} | {} | {share:.1}% | {} | {} ({}) | {} | {:.6} | {:.0} | {:.0} |",
-                m.served_model,
+                rightmodel_core::markdown::cell(&m.served_model),
                 m.requests,
                 m.errors,
                 m.input_tokens,
@@ -915,6 +957,58 @@ fn insert(conn: &mut Connection, rows: &[LogRow]) -> rusqlite::Result<()> {
 mod tests {
     use super::*;
 
+    /// The bytes of every file in `dir`, by name: what a reader must leave as it was.
+    fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_foreign_file_is_named_as_not_a_request_log_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("other.sqlite");
+        {
+            let conn = Connection::open(&other).unwrap();
+            conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+            conn.execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('x');").unwrap();
+        }
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "not a database at all\n").unwrap();
+        let empty = dir.path().join("empty.db");
+        std::fs::write(&empty, "").unwrap();
+        let requests = dir.path().join("requests.db");
+        Connection::open(&requests).unwrap().execute_batch("CREATE TABLE requests (id TEXT)").unwrap();
+        let before = snapshot(dir.path());
+        for (path, why) in [
+            (&other, "without a `requests` table"),
+            (&text, "not an SQLite database"),
+            (&empty, "not an SQLite database"),
+            (&requests, "lacks ts_ms"),
+        ] {
+            let errors = [
+                RequestLog::read(path, 0, 10).map(|_| ()).unwrap_err(),
+                RequestLog::read_after(path, 0, 10).map(|_| ()).unwrap_err(),
+                RequestLog::last_rowid(path).map(|_| ()).unwrap_err(),
+                RequestLog::summarize(path, 0).map(|_| ()).unwrap_err(),
+            ];
+            for e in errors {
+                let e = e.to_string();
+                assert!(e.contains("is not a rightmodel request log") && e.contains(why), "{e}");
+                assert!(e.contains(&path.display().to_string()) && !e.contains("no such table"), "{e}");
+            }
+        }
+        assert_eq!(snapshot(dir.path()), before, "a reader wrote to or next to a foreign file");
+        // A real log still reads.
+        let log = dir.path().join("log.db");
+        drop(RequestLog::open(&log).unwrap());
+        assert!(RequestLog::read(&log, 0, 10).unwrap().is_empty());
+    }
+
     #[test]
     fn the_base_columns_are_the_schemas() {
         for c in BASE_COLUMNS {
@@ -1110,6 +1204,17 @@ mod tests {
         assert!(md.contains("0 requests, $0.000000 billed.") && !md.contains("-0"), "{md}");
         assert_eq!(plus_zero(-0.0).to_bits(), 0.0f64.to_bits());
         assert_eq!(plus_zero(0.011 - 0.001 - 0.01).to_bits(), 0.0f64.to_bits());
+    }
+
+    #[test]
+    fn a_pipe_in_a_model_name_does_not_break_the_summary_table() {
+        let s = LogSummary {
+            requests: 1,
+            models: vec![ModelTotals { served_model: "a|b".into(), requests: 1, ..Default::default() }],
+            ..Default::default()
+        };
+        let md = s.to_markdown();
+        assert!(md.contains("\n| a\\|b | 1 | 100.0% |"), "{md}");
     }
 
     #[test]

@@ -179,7 +179,9 @@ impl EvalReport {
         if let Some(d) = &self.domain {
             s.push_str(&format!(
                 "\n| out-of-domain data | texts | AUC | in-domain p10 | out-of-domain p90 | in-domain share above OOD p90 |\n|---|---:|---:|---:|---:|---:|\n| {} | {} | {:.4} | {:.3} | {:.3} | {:.3} |\n",
-                d.ood_data, d.n_ood, d.auc, d.in_p10, d.ood_p90, d.share_in_above_ood_p90
+                rightmodel_core::markdown::cell(&d.ood_data),
+                d.n_ood,
+                d.auc, d.in_p10, d.ood_p90, d.share_in_above_ood_p90
             ));
         }
         s

@@ -1,6 +1,7 @@
 //! Classification quality: accuracy, macro-F1, per-class scores and the confusion matrix, as data and
 //! as Markdown.
 
+use rightmodel_core::markdown::cell;
 use serde::{Deserialize, Serialize};
 
 /// Precision, recall and F1 of one class.
@@ -78,11 +79,6 @@ pub fn score(order: &[String], gold: &[String], predicted: &[String]) -> Metrics
         labels,
         confusion,
     }
-}
-
-/// Escapes a label for a Markdown table cell.
-fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
 }
 
 impl Metrics {

@@ -79,13 +79,16 @@ pub enum BenchCmd {
 /// `bench gateway` arguments.
 #[derive(Args)]
 pub struct GatewayArgs {
-    /// Offered request rates (requests per second).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![500u32, 1000, 2000])]
+    /// Offered request rates (requests per second), whole numbers from 1 to 10000 (more than one
+    /// machine's loopback can carry; a higher rate would only measure the load generator).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![500u32, 1000, 2000], value_parser = gateway_rate,
+          allow_negative_numbers = true)]
     rates: Vec<u32>,
     /// Seconds per rate and target.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
-    /// Also step the rate up until errors appear, to find the highest rate held with none.
+    /// Also step the rate up (doubling, up to 10000 req/s) until errors appear, to find the highest
+    /// rate held with none.
     #[arg(long)]
     find_max: bool,
     /// Print one JSON object as the last line.
@@ -96,11 +99,32 @@ pub struct GatewayArgs {
 /// Longest `--seconds` per rate and target: a day.
 const MAX_GATEWAY_SECONDS: f64 = 86_400.0;
 
+/// Highest rate `bench gateway` offers, in requests per second. Each request is a fresh local HTTP
+/// call timed on its own; well past this the load generator and the loopback are what is measured, and
+/// an open loop at a mistyped rate (`1000000000`) would queue requests until memory runs out.
+const MAX_GATEWAY_RATE: u32 = 10_000;
+
+/// What `--rates` accepts, for its error messages.
+fn rates_rule() -> String {
+    format!("--rates must be whole numbers of requests per second, each from 1 to {MAX_GATEWAY_RATE}")
+}
+
+/// Parses one `--rates` value: a whole number from 1 to [`MAX_GATEWAY_RATE`].
+fn gateway_rate(s: &str) -> Result<u32, String> {
+    let rule = rates_rule();
+    let v: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number; {rule}"))?;
+    if v.fract() != 0.0 || !(1.0..=f64::from(MAX_GATEWAY_RATE)).contains(&v) {
+        return Err(format!("`{s}` is out of range; {rule}"));
+    }
+    Ok(v as u32)
+}
+
 /// Checks `bench gateway`'s flags, each with a message that states exactly the values it accepts.
 fn check_gateway_args(a: &GatewayArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
-        !a.rates.is_empty() && !a.rates.contains(&0),
-        "--rates must be whole numbers of requests per second, each at least 1"
+        !a.rates.is_empty() && a.rates.iter().all(|r| (1..=MAX_GATEWAY_RATE).contains(r)),
+        "{}",
+        rates_rule()
     );
     anyhow::ensure!(
         a.seconds > 0.0 && a.seconds <= MAX_GATEWAY_SECONDS,
@@ -126,13 +150,13 @@ fn gateway(a: GatewayArgs) -> anyhow::Result<()> {
     let mut max_clean = results.iter().filter(|c| c.gateway.errors == 0).map(|c| c.rate).max();
     if a.find_max {
         let mut rate = a.rates.iter().copied().max().unwrap_or(1000);
-        loop {
-            rate *= 2;
+        while rate < MAX_GATEWAY_RATE {
+            rate = rate.saturating_mul(2).min(MAX_GATEWAY_RATE);
             pb.set_message(format!("probing {rate} req/s"));
             let c = rt.block_on(bench.compare(rate, duration, |_| {}));
             let clean = c.gateway.errors == 0 && c.gateway.achieved_rps >= 0.95 * f64::from(rate);
             results.push(c);
-            if !clean || rate > 64_000 {
+            if !clean {
                 break;
             }
             max_clean = Some(rate);
@@ -168,6 +192,9 @@ fn max_rate_line(max_clean: Option<u32>, rates: &[u32], find_max: bool) -> Strin
     let highest_tried = rates.iter().copied().max().unwrap_or(0);
     match max_clean {
         None => "no rate tested ran without gateway errors".into(),
+        Some(r) if find_max && r >= MAX_GATEWAY_RATE => {
+            format!("no gateway errors up to {r} req/s, the highest rate bench gateway offers (--find-max stops there)")
+        }
         Some(r) if find_max => format!("highest rate held with no errors: {r} req/s (found by --find-max)"),
         Some(r) if r == highest_tried => format!(
             "no gateway errors up to {r} req/s, the highest rate tested (--find-max steps higher to find the limit)"
@@ -383,9 +410,26 @@ mod tests {
             let e = check_gateway_args(&args(&[1], bad)).unwrap_err().to_string();
             assert!(e.starts_with("--seconds must be greater than 0 and at most 86400"), "{e}");
         }
-        for bad in [&[][..], &[500, 0][..]] {
+        for bad in [&[][..], &[500, 0][..], &[MAX_GATEWAY_RATE + 1][..]] {
             let e = check_gateway_args(&args(bad, 5.0)).unwrap_err().to_string();
-            assert!(e.contains("--rates") && e.contains("at least 1"), "{e}");
+            assert!(e.contains("--rates") && e.contains("from 1 to 10000"), "{e}");
+        }
+        check_gateway_args(&args(&[1, MAX_GATEWAY_RATE], 5.0)).unwrap();
+    }
+
+    #[test]
+    fn rates_out_of_bounds_are_refused_with_the_rule() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: GatewayArgs,
+        }
+        let parse = |rates: &str| <Cli as clap::Parser>::try_parse_from(["x", "--rates", rates]).map(|c| c.a.rates);
+        assert_eq!(parse("1,10000").unwrap(), vec![1, 10_000]);
+        assert_eq!(parse("500").unwrap(), vec![500]);
+        for bad in ["1e9", "1000000000", "10001", "0", "-5", "2.5", "fast", "99999999999999999999"] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("from 1 to 10000"), "{bad}: {e}");
         }
     }
 
@@ -418,5 +462,7 @@ mod tests {
         assert_eq!(max_rate_line(Some(50), &[50, 100], false), "highest tested rate with no gateway errors: 50 req/s");
         assert!(max_rate_line(Some(400), &[50, 100], true).starts_with("highest rate held with no errors: 400"));
         assert!(max_rate_line(None, &[50], false).starts_with("no rate"));
+        let capped = max_rate_line(Some(MAX_GATEWAY_RATE), &[5000], true);
+        assert!(capped.starts_with("no gateway errors up to 10000") && capped.contains("highest rate"), "{capped}");
     }
 }

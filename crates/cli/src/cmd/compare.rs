@@ -41,9 +41,10 @@ pub struct EvalRouteArgs {
     /// Environment variable holding the gateway's API key (none sent when unset).
     #[arg(long, default_value = "RIGHTMODEL_API_KEY")]
     pub api_key_env: String,
-    /// How an answer is scored: contains (an expected answer appears in it, as whole words, outside
-    /// any stretch of 20+ characters copied from the prompt), exact, f1 (token overlap) or choice (the
-    /// option letter it picks).
+    /// How an answer is scored: contains (an expected answer appears in it, as whole words; an echo of
+    /// the prompt earns nothing: copies of the prompt at the answer's start, and any stretch of 20+
+    /// characters copied from the prompt, are left out before looking), exact, f1 (token overlap) or
+    /// choice (the option letter it picks).
     #[arg(long, default_value = "contains")]
     pub scoring: Scoring,
     /// A system message put before every prompt.
@@ -62,7 +63,8 @@ pub struct EvalRouteArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// Folder for compare.md, compare.svg/png, compare.json and answers.jsonl; checked before any
-    /// request is sent.
+    /// request is sent. Stopped with Ctrl-C, the run sends nothing more, reports the prompts every
+    /// model answered so far (marked as partial) and exits with status 130.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Replace report files already in --out; without it the command refuses before asking. The
@@ -123,8 +125,16 @@ pub fn eval_route(a: EvalRouteArgs) -> anyhow::Result<()> {
     rt.block_on(compare_client::check_models(&cfg))?;
     let pb = super::progress::bar((cases.len() * models.len()) as u64, "asking");
     let tick = pb.clone();
-    let outcomes = rt.block_on(compare_client::run(&cases, &cfg, move || tick.inc(1)))?;
+    let answers = rt.block_on(compare_client::run(&cases, &cfg, move || tick.inc(1), super::interrupt_signal()))?;
     pb.finish_and_clear();
+    let (outcomes, partial) = keep_answered(answers, models.len(), cases.len());
+    if partial.is_some_and(|p| p.answered == 0) {
+        return Err(super::Interrupted(format!(
+            "no prompt of {} was answered by every model before the interrupt; no report written",
+            cases.len()
+        ))
+        .into());
+    }
     let summaries = compare::summarize(&models, &outcomes);
     let notes = format!(
         "- data: `{}` ({} cases), scoring: {}\n- gateway: {}, {} request(s) at a time, max_tokens {}{}\n- cost: what the gateway billed (`x-rightmodel-cost-usd`, or a stream's `rightmodel.cost_usd`; n/a when the server does not say); latency: as the client saw it, over the requests that succeeded (n/a when none did){}",
@@ -139,10 +149,10 @@ pub fn eval_route(a: EvalRouteArgs) -> anyhow::Result<()> {
     );
     // Written before anything is printed: the report must not depend on stdout being open.
     let written = match &a.out {
-        Some(out) => compare::write_report(out, &summaries, &outcomes, a.scoring, &notes)?,
+        Some(out) => compare::write_report(out, &summaries, &outcomes, a.scoring, &notes, partial)?,
         None => Vec::new(),
     };
-    print!("{}", compare::markdown(&summaries, a.scoring, "", None));
+    print!("{}", compare::markdown(&summaries, a.scoring, "", None, partial));
     let failed: usize = summaries.iter().map(|s| s.errors).sum();
     if failed > 0 {
         let first = outcomes.iter().find_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.model)));
@@ -160,9 +170,40 @@ pub fn eval_route(a: EvalRouteArgs) -> anyhow::Result<()> {
         println!("\nwrote {}", names.join(", "));
     }
     if a.json {
-        println!("{}", serde_json::json!({ "models": summaries }));
+        let mut line = serde_json::json!({ "models": summaries });
+        if let Some(p) = partial {
+            line["partial"] = serde_json::json!(p);
+        }
+        println!("{line}");
+    }
+    if let Some(p) = partial {
+        let report = if written.is_empty() { "the table above".to_string() } else { "the report".to_string() };
+        return Err(super::Interrupted(format!(
+            "stopped after {} of {} prompts; {report} covers those only, marked as partial",
+            p.answered, p.total
+        ))
+        .into());
     }
     check_some_answered(&summaries, &outcomes)
+}
+
+/// The outcomes to report, and how partial they are: all of a finished run; of an interrupted one,
+/// those of the prompts every model answered (the models are compared on the same prompts), saying
+/// on stderr how many answers to the other prompts are left out.
+fn keep_answered(
+    answers: compare_client::Answers,
+    models: usize,
+    total: usize,
+) -> (Vec<compare::Outcome>, Option<compare::Partial>) {
+    if !answers.interrupted {
+        return (answers.outcomes, None);
+    }
+    let (kept, answered) = compare::complete_cases(&answers.outcomes, models);
+    let left_out = answers.outcomes.len() - kept.len();
+    if left_out > 0 {
+        eprintln!("{left_out} answer(s) to prompts not every model had answered are left out of the report");
+    }
+    (kept, Some(compare::Partial { answered, total }))
 }
 
 /// Fails, naming them and the first error of each, when some model answered none of its requests: its

@@ -27,7 +27,8 @@ use rightmodel_models::{home::rightmodel_home, Store};
 pub enum DocsCmd {
     /// Index text, Markdown and HTML files (folders recursively) into a collection, creating it if
     /// needed. Changed files replace their old passages; unchanged files are skipped; a folder added
-    /// again drops the files that are gone from it.
+    /// again drops the files that are gone from it. PDF, Word, OpenDocument and EPUB files are not
+    /// text: named, they are refused (convert them first); in a folder, skipped with a warning.
     #[command(after_help = "Example:\n  rightmodel docs add handbook ./handbook README.md")]
     Add(AddArgs),
     /// Ask a collection a question: an extracted answer with its sentence, citations and confidence.

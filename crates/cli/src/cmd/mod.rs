@@ -201,6 +201,43 @@ fn check_not_input(label: &str, path: &Path, inputs: &[(&str, &Path)]) -> anyhow
     Ok(())
 }
 
+/// A command stopped by Ctrl-C (SIGINT) or SIGTERM after it saved what it could; `main` prints it and
+/// exits with status 130, the shell's status for a command ended by SIGINT, so a script can tell an
+/// interrupted run from a finished or a failed one.
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Completes when the process gets Ctrl-C (SIGINT) or SIGTERM, for a command that stops its work
+/// itself and keeps what it has. The handlers are installed on the first poll; where they cannot be,
+/// it never completes (the default handling stays, and the signal ends the process as before).
+pub async fn interrupt_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            _ => std::future::pending().await,
+        }
+    }
+    #[cfg(not(unix))]
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Runs `cleanup` and exits with status 130 when the process gets Ctrl-C (SIGINT) or SIGTERM, for a
 /// command that leaves something half-made when stopped (a killed process runs no destructors). The
 /// handlers are in place when this returns (a signal before that still kills the process at once); a

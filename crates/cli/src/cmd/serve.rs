@@ -255,6 +255,8 @@ pub enum LogFormat {
         "  rightmodel logs --tail 50\n",
         "  # every row of the last hour (--since alone has no row limit)\n",
         "  rightmodel logs --since 1h --format csv > today.csv\n",
+        "  # every row since midnight UTC of a day\n",
+        "  rightmodel logs --since 2026-12-01\n",
         "  rightmodel logs --follow\n",
         "  # per model totals, and what auto saved\n",
         "  rightmodel logs --summary --since 1d",
@@ -264,7 +266,8 @@ pub struct LogsArgs {
     /// Show the last N rows (default: every row with --since, else the last 20).
     #[arg(long)]
     pub tail: Option<usize>,
-    /// Only rows newer than this: a duration (`90s`, `15m`, `2h`, `1d`) or an RFC 3339 time.
+    /// Only rows newer than this: a duration (`90s`, `15m`, `2h`, `1d`), a date (`2026-12-01`, from
+    /// midnight UTC) or an RFC 3339 time (`2026-12-01T09:00:00Z`).
     #[arg(long)]
     pub since: Option<String>,
     /// Output format.
@@ -287,15 +290,18 @@ pub struct LogsArgs {
 }
 
 /// What `--since` accepts, for its error messages.
-const SINCE_FORMATS: &str =
-    "use a number with a unit, s, m, h or d (e.g. 90s, 15m, 2h, 1d), or an RFC 3339 time (e.g. 2024-05-01T09:00:00Z)";
+const SINCE_FORMATS: &str = "use a number with a unit, s, m, h or d (e.g. 90s, 15m, 2h, 1d), a date (e.g. 2024-05-01, from midnight UTC) or an RFC 3339 time (e.g. 2024-05-01T09:00:00Z)";
 
-/// The `--since` value as milliseconds since the epoch: a duration back from now or an RFC 3339 time.
-/// Errors say which formats are accepted (not the number parser's own wording).
+/// The `--since` value as milliseconds since the epoch: a duration back from now, a date (`YYYY-MM-DD`,
+/// its midnight UTC) or an RFC 3339 time. Errors say which formats are accepted (not the number
+/// parser's own wording).
 fn parse_since(s: &str) -> anyhow::Result<i64> {
     let now = chrono::Utc::now().timestamp_millis();
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp_millis());
+    }
+    if let Some(ms) = date_at_midnight_utc(s) {
+        return Ok(ms);
     }
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = num.parse().map_err(|_| {
@@ -312,6 +318,18 @@ fn parse_since(s: &str) -> anyhow::Result<i64> {
     n.checked_mul(ms)
         .and_then(|back| now.checked_sub(back))
         .with_context(|| format!("invalid --since `{s}`: too far back"))
+}
+
+/// A bare date `YYYY-MM-DD` as the milliseconds since the epoch of its midnight UTC; `None` for
+/// anything else (a time of day belongs in an RFC 3339 value).
+fn date_at_midnight_utc(s: &str) -> Option<i64> {
+    let is_date_shape = s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    if !is_date_shape {
+        return None;
+    }
+    let day = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    Some(day.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis())
 }
 
 /// Fails with a clear message, before SQLite is asked (it says only "disk I/O error" for a folder, and
@@ -535,7 +553,7 @@ mod tests {
 
     #[test]
     fn since_errors_say_what_is_accepted() {
-        for bad in ["yesterday", "", "5w", "99999999999999999999s"] {
+        for bad in ["yesterday", "", "5w", "99999999999999999999s", "2026-13-01", "2026-12-1"] {
             let e = format!("{:#}", parse_since(bad).unwrap_err());
             assert!(e.contains("15m") && e.contains("RFC 3339"), "{bad}: {e}");
             assert!(!e.contains("cannot parse integer"), "{bad}: {e}");
@@ -543,5 +561,14 @@ mod tests {
         let now = chrono::Utc::now().timestamp_millis();
         assert!((now - 90_000 - parse_since("90s").unwrap()).abs() < 5_000);
         assert_eq!(parse_since("2024-05-01T00:00:00Z").unwrap(), 1_714_521_600_000);
+    }
+
+    #[test]
+    fn a_bare_date_is_its_midnight_utc() {
+        assert_eq!(parse_since("2024-05-01").unwrap(), 1_714_521_600_000);
+        assert_eq!(parse_since("2024-05-01").unwrap(), parse_since("2024-05-01T00:00:00Z").unwrap());
+        assert_eq!(parse_since("2024-02-29").unwrap() - parse_since("2024-02-28").unwrap(), 86_400_000);
+        let e = format!("{:#}", parse_since("2023-02-29").unwrap_err());
+        assert!(e.contains("a date (e.g. 2024-05-01"), "{e}");
     }
 }
