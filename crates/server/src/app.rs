@@ -177,6 +177,8 @@ pub fn app(state: SharedState) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::intake::refuse_unreadable_body))
         .layer(axum::middleware::from_fn_with_state(state.clone(), answer_when_cut))
+        // Outermost, so that every answer is counted, those of the layers above included.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::count_responses))
         .with_state(state)
 }
 

@@ -826,7 +826,7 @@ pub async fn metrics(State(st): State<SharedState>, headers: HeaderMap) -> Respo
     }
     let log = st.log.stats();
     st.metrics.log_pending.set(log.pending.load(std::sync::atomic::Ordering::Relaxed) as i64);
-    st.metrics.log_dropped.set(log.dropped.load(std::sync::atomic::Ordering::Relaxed) as i64);
+    st.metrics.sync_log_dropped(log.dropped.load(std::sync::atomic::Ordering::Relaxed));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
 }
 

@@ -1,0 +1,62 @@
+"""What an operator sees of a running gateway: `/healthz` (liveness) and `/readyz` (readiness) as upstreams
+fail, Prometheus metrics by HTTP status for requests that have no log row, the dropped-rows counter, the
+header-read timeout that disconnects slow clients, and a key's model list on `/v1/classify`. These
+gateways serve upstreams only (no model to load), so they start at once."""
+import hashlib
+import json
+import socket
+import time
+
+from conftest import Server, request
+
+
+def dead_port():
+    """A local port nothing listens on: calls to it fail at once (connection refused)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def upstream(name, port, extra=""):
+    return f"""
+[[upstream]]
+name = "{name}"
+base_url = "http://127.0.0.1:{port}/v1"
+max_retries = 0
+connect_timeout_ms = 500
+{extra}
+"""
+
+
+def metric(text, name, **labels):
+    """The value of the sample of `name` with (at least) `labels`, or None."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_requests_without_a_log_row_are_counted_by_status_and_dropped_rows_are_a_counter(tmp_path):
+    srv = Server(tmp_path, upstream("u", dead_port()), name="metrics")
+    try:
+        assert request(srv.base, "GET", "/v1/models")[0] == 200
+        assert request(srv.base, "GET", "/no/such/path")[0] == 404
+        assert request(srv.base, "DELETE", "/v1/models")[0] == 405
+        assert request(srv.base, "GET", "/healthz")[0] == 200
+        _, _, body = request(srv.base, "GET", "/metrics")
+        text = body.decode()
+        assert metric(text, "rightmodel_http_responses_total", route="/v1/models", method="GET", status="200") == 1
+        assert metric(text, "rightmodel_http_responses_total", route="unmatched", method="GET", status="404") == 1
+        assert metric(text, "rightmodel_http_responses_total", route="/v1/models", method="DELETE", status="405") == 1
+        assert metric(text, "rightmodel_http_responses_total", route="/healthz", method="GET", status="200") == 1
+        # The client's path is not a label value.
+        assert "/no/such/path" not in text
+        assert "# TYPE rightmodel_log_rows_dropped_total counter" in text
+        assert metric(text, "rightmodel_log_rows_dropped_total") == 0
+        assert "rightmodel_log_rows_dropped " not in text
+    finally:
+        srv.stop()
