@@ -60,3 +60,46 @@ def test_requests_without_a_log_row_are_counted_by_status_and_dropped_rows_are_a
         assert "rightmodel_log_rows_dropped " not in text
     finally:
         srv.stop()
+
+
+def test_a_client_that_sends_its_headers_too_slowly_is_disconnected(tmp_path):
+    srv = Server(tmp_path, "[server]\nheader_read_timeout_secs = 1\n" + upstream("u", dead_port()), name="slowloris")
+    try:
+        # Headers a line at a time, never finished: closed after the timeout, not held.
+        slow = socket.create_connection(("127.0.0.1", srv.port))
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        start = time.time()
+        closed = False
+        while time.time() - start < 8:
+            try:
+                slow.sendall(b"X-Slow: 1\r\n")
+                slow.settimeout(0.3)
+                data = slow.recv(4096)
+                if data == b"" or data.startswith(b"HTTP/1.1 408"):
+                    closed = True
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                closed = True
+                break
+        elapsed = time.time() - start
+        slow.close()
+        assert closed and elapsed < 4, f"closed={closed} after {elapsed:.1f} s"
+        # A silent connection too.
+        silent = socket.create_connection(("127.0.0.1", srv.port))
+        silent.settimeout(5)
+        start = time.time()
+        try:
+            data = silent.recv(4096)
+        except socket.timeout:
+            data = None
+        elapsed = time.time() - start
+        silent.close()
+        assert data is not None and (data == b"" or data.startswith(b"HTTP/1.1 408")), data
+        assert elapsed < 4, f"{elapsed:.1f} s"
+
+        # A client that sends its request in time is served.
+        assert request(srv.base, "GET", "/healthz")[0] == 200
+    finally:
+        srv.stop()
