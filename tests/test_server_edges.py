@@ -387,6 +387,46 @@ def test_a_summary_of_an_empty_period_bills_plus_zero(gateway):
     assert "0 requests, $0.000000 billed." in out.stdout and "-0.0" not in out.stdout, out.stdout
 
 
+# A prompt and a `max_tokens` that do not fit together in a local model's context (512 here).
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+def test_a_max_tokens_beyond_a_local_models_context_is_a_400_naming_it(gateway, field):
+    status, _, body = request(gateway.base, "POST", "/v1/chat/completions",
+                              {"model": "small", "messages": MSG, field: 600})
+    err = json.loads(body)["error"]
+    assert status == 400 and err["type"] == "invalid_request_error", body
+    assert err["param"] == field and err["code"] == "context_length_exceeded", err
+    assert "maximum context length is 512 tokens" in err["message"] and "in the messages, 600 in the completion" in err["message"], err
+    # Within the context it is served.
+    status, _, body = request(gateway.base, "POST", "/v1/chat/completions",
+                              {"model": "small", "messages": MSG, field: 4})
+    assert status == 200, body
+
+
+def test_a_text_completion_whose_max_tokens_does_not_fit_is_a_400_too(gateway):
+    status, _, body = request(gateway.base, "POST", "/v1/completions",
+                              {"model": "small", "prompt": "The capital of France is", "max_tokens": 510})
+    err = json.loads(body)["error"]
+    assert status == 400 and err["param"] == "max_tokens" and err["code"] == "context_length_exceeded", body
+    assert "512 tokens" in err["message"] and "in the prompt, 510 in the completion" in err["message"], err
+    status, _, body = request(gateway.base, "POST", "/v1/completions",
+                              {"model": "small", "prompt": "The capital of France is", "max_tokens": 4})
+    assert status == 200, body
+
+
+def test_auto_does_not_choose_a_local_model_the_max_tokens_would_overflow(gateway, fake):
+    # Threshold 1: every request is easy enough for the small model, unless it cannot fit.
+    easy = {"x-rightmodel-threshold": "1.0"}
+    for path, body in [("/v1/chat/completions", {"messages": MSG}), ("/v1/completions", {"prompt": "The capital of France is"})]:
+        status, headers, out = request(gateway.base, "POST", path, dict(body, model="auto", max_tokens=4), headers=easy)
+        assert status == 200 and headers["x-rightmodel-model"] == "small", out
+        status, headers, out = request(gateway.base, "POST", path, dict(body, model="auto", max_tokens=600), headers=easy)
+        assert status == 200 and headers["x-rightmodel-model"] == "fake", out
+        d = decision(headers)
+        assert d["served"] == "fake", d
+
+
 # `model: "auto"` on /v1/completions: routed as chat is, the decision in the headers and the log.
 
 

@@ -77,7 +77,10 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
         ec.queue = l.queue;
         let engine = Engine::start(ec).map_err(|e| merr(e.to_string()))?;
         let price = l.price();
-        chat.insert(l.name.clone(), ChatModel::Local(LocalChat { name: l.name.clone(), engine, price }));
+        chat.insert(
+            l.name.clone(),
+            ChatModel::Local(LocalChat { name: l.name.clone(), engine, price, answer_cap: None }),
+        );
     }
     for u in &config.upstreams {
         let up = Upstream::new(u.clone()).map_err(|reason| ServeError::Model { name: u.name.clone(), reason })?;

@@ -1216,6 +1216,13 @@ async fn cascade(
     let mut first_served = (small_name.clone(), small.price());
     let first = match &small {
         ChatModel::Local(l) => match acct.claim(&small_name, l.price) {
+            // The probe's limit is the gateway's, not the client's: it stops the answer, as no limit
+            // would at the context, rather than refusing a prompt that leaves less room than that.
+            Ok(()) if unlimited => {
+                let mut own = probe.clone();
+                own.sampling.max_tokens = None;
+                local_full(&l.with_answer_cap(CASCADE_PROBE_MAX_TOKENS), &own, acct).await
+            }
             Ok(()) => local_full(l, &probe, acct).await,
             Err(e) => Err(e),
         },

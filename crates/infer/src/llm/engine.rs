@@ -159,6 +159,7 @@ impl Engine {
     pub fn submit(&self, req: GenRequest) -> Result<UnboundedReceiver<GenEvent>, InferError> {
         req.params.validate()?;
         let prompt = self.prompt_tokens(&req.prompt)?;
+        self.check_answer_room(prompt.len(), &req.params)?;
         let (events, rx) = unbounded_channel();
         let stats = &self.shared.stats;
         // The bound is on live jobs, running or waiting: the slots plus the waiting line. (Bounding
@@ -248,6 +249,18 @@ impl Engine {
             return Err(InferError::ContextLength { tokens: tokens.len(), limit, at_least: false });
         }
         Ok(tokens)
+    }
+
+    /// Refuses a request whose `max_tokens` the caller asked for ([`SamplingParams::max_tokens_must_fit`])
+    /// and that does not fit beside its `prompt_tokens` in one sequence's context: the answer would be
+    /// cut at the context, short of what was asked, without saying so.
+    fn check_answer_room(&self, prompt_tokens: usize, params: &SamplingParams) -> Result<(), InferError> {
+        let limit = self.shared.config.ctx_per_slot as usize;
+        let max_tokens = params.max_tokens as usize;
+        if params.max_tokens_must_fit && prompt_tokens.saturating_add(max_tokens) > limit {
+            return Err(InferError::AnswerTooLong { prompt_tokens, max_tokens, limit });
+        }
+        Ok(())
     }
 
     /// Token ids of `text` (BOS added when `add_bos`; control tokens parsed only when `special`).
@@ -777,6 +790,25 @@ mod tests {
         let f = out.finished;
         assert_eq!(f.reason, FinishReason::Length);
         assert_eq!(f.prompt_tokens + f.completion_tokens, 256, "{f:?}");
+    }
+
+    #[test]
+    fn a_max_tokens_the_caller_asked_for_must_fit_beside_the_prompt() {
+        let prompt = || Prompt::Text("Once upon a time".repeat(20));
+        let asked = |max_tokens| SamplingParams { max_tokens, max_tokens_must_fit: true, ..SamplingParams::default() };
+        // Refused before it is queued, with the prompt's exact size.
+        match engine().submit(GenRequest { prompt: prompt(), params: asked(250) }) {
+            Err(InferError::AnswerTooLong { prompt_tokens, max_tokens, limit }) => {
+                assert!(prompt_tokens > 6 && prompt_tokens + max_tokens > limit, "{prompt_tokens} + {max_tokens}");
+                assert_eq!((max_tokens, limit), (250, 256));
+            }
+            other => panic!("expected AnswerTooLong, got {:?}", other.map(|_| ())),
+        }
+        // Within the context it runs; without the flag an oversized limit still fills the room left.
+        let out = engine().generate(GenRequest { prompt: prompt(), params: asked(4) }).expect("generates");
+        assert!(out.finished.completion_tokens <= 4);
+        let loose = SamplingParams { max_tokens: 250, ..SamplingParams::default() };
+        assert!(engine().generate(GenRequest { prompt: prompt(), params: loose }).is_ok());
     }
 
     #[test]
