@@ -30,6 +30,64 @@ connect_timeout_ms = 500
 """
 
 
+def check(body, name):
+    return next(c for c in body["checks"] if c["name"] == name)
+
+
+def chat(base, model, key=None):
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return request(base, "POST", "/v1/chat/completions", headers=headers,
+                   body={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+
+
+def test_readyz_fails_when_no_model_can_serve_and_healthz_stays_live(tmp_path):
+    srv = Server(tmp_path, upstream("only", dead_port()), name="readyz-down")
+    try:
+        status, headers, body = request(srv.base, "GET", "/readyz")
+        r = json.loads(body)
+        assert status == 200 and r["status"] == "ready", r
+        assert check(r, "model:only")["state"] == "unknown"
+        assert check(r, "request_log")["status"] == "ok" and check(r, "request_log")["fatal"] is True
+        assert headers.get("cache-control") == "no-store"
+        for _ in range(3):
+            status, _, _ = chat(srv.base, "only")
+            assert status == 502
+        status, _, body = request(srv.base, "GET", "/readyz")
+        r = json.loads(body)
+        # The only chat model is down: the gateway cannot do its job.
+        assert status == 503 and r["status"] == "not_ready", r
+        up = check(r, "model:only")
+        assert up["status"] == "failed" and up["state"] == "down" and up["consecutive_failures"] == 3, up
+        assert up["fatal"] is False and up["last_error"], up
+        assert check(r, "serving")["status"] == "failed" and check(r, "serving")["chat_models_available"] == []
+        # Liveness is not readiness: the process answers.
+        status, _, body = request(srv.base, "GET", "/healthz")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+    finally:
+        srv.stop()
+
+
+def test_readyz_is_degraded_not_failed_while_another_model_serves(tmp_path):
+    from conftest import FakeUpstream
+
+    fake = FakeUpstream()
+    cfg = upstream("dead", dead_port()) + upstream("live", fake.port)
+    srv = Server(tmp_path, cfg, name="readyz-degraded")
+    try:
+        for _ in range(3):
+            assert chat(srv.base, "dead")[0] == 502
+        assert chat(srv.base, "live")[0] == 200
+        status, _, body = request(srv.base, "GET", "/readyz")
+        r = json.loads(body)
+        assert status == 200 and r["status"] == "degraded", r
+        assert check(r, "model:dead")["state"] == "down"
+        assert check(r, "model:live")["state"] == "up" and check(r, "model:live")["status"] == "ok"
+        assert check(r, "serving")["chat_models_available"] == ["live"]
+    finally:
+        srv.stop()
+        fake.close()
+
+
 def metric(text, name, **labels):
     """The value of the sample of `name` with (at least) `labels`, or None."""
     for line in text.splitlines():

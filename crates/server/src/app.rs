@@ -174,6 +174,7 @@ pub fn app(state: SharedState) -> Router {
         .route("/v1/models", get(crate::endpoints::models))
         .route("/v1/models/{*model}", get(crate::endpoints::model))
         .route("/healthz", get(crate::endpoints::healthz))
+        .route("/readyz", get(crate::readiness::readyz))
         .route("/metrics", get(crate::endpoints::metrics))
         .fallback(crate::endpoints::not_found)
         .method_not_allowed_fallback(crate::endpoints::method_not_allowed)

@@ -2,7 +2,7 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -849,18 +849,18 @@ fn served_collections(st: &crate::state::AppState) -> Vec<String> {
     names
 }
 
-/// `GET /healthz`: 200 while serving, 503 while shutting down.
+/// `GET /healthz`: liveness. 200 whenever the process answers, while it drains at shutdown too (a
+/// liveness probe that failed then would have the process killed mid-drain); the body says whether it is
+/// shutting down. Whether it can serve is `GET /readyz`'s question ([`crate::readiness`]).
 pub async fn healthz(State(st): State<SharedState>) -> Response {
-    if st.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "shutting_down"}))).into_response();
-    }
+    let stopping = st.shutting_down.load(std::sync::atomic::Ordering::Relaxed);
     let log = st.log.stats();
     let (pending, dropped) = (
         log.pending.load(std::sync::atomic::Ordering::Relaxed),
         log.dropped.load(std::sync::atomic::Ordering::Relaxed),
     );
     Json(serde_json::json!({
-        "status": "ok",
+        "status": if stopping { "shutting_down" } else { "ok" },
         "models": st.chat.keys().collect::<Vec<_>>(),
         "request_log": {"rows_pending": pending, "rows_dropped": dropped},
     }))

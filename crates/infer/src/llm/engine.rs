@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -74,6 +74,18 @@ pub struct EngineStats {
     pub cached_tokens: AtomicU64,
     /// Tokens generated.
     pub generated_tokens: AtomicU64,
+    /// The worker thread has ended (it panicked, or the engine is being dropped): nothing more will be
+    /// generated. Read by readiness checks.
+    pub stopped: AtomicBool,
+}
+
+/// Marks [`EngineStats::stopped`] when the worker thread ends, however it ends (a panic included).
+struct StoppedOnDrop(Arc<EngineStats>);
+
+impl Drop for StoppedOnDrop {
+    fn drop(&mut self) {
+        self.0.stopped.store(true, Ordering::Release);
+    }
 }
 
 /// A generation waiting for the worker: its prompt already tokenised (on the caller's thread).
@@ -135,13 +147,16 @@ impl Engine {
         let worker_stats = stats.clone();
         std::thread::Builder::new()
             .name("rightmodel-llm".into())
-            .spawn(move || match new_context(model, backend, &worker_cfg) {
-                Ok(ctx) => {
-                    let _ = ready_tx.send(Ok(()));
-                    Worker::new(model, ctx, &worker_cfg, worker_stats).run(rx);
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
+            .spawn(move || {
+                let _stopped = StoppedOnDrop(worker_stats.clone());
+                match new_context(model, backend, &worker_cfg) {
+                    Ok(ctx) => {
+                        let _ = ready_tx.send(Ok(()));
+                        Worker::new(model, ctx, &worker_cfg, worker_stats).run(rx);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
                 }
             })
             .map_err(|e| InferError::Engine(format!("cannot start engine thread: {e}")))?;
@@ -285,6 +300,12 @@ impl Engine {
     /// Where the chat template came from (`gguf` or a built-in name).
     pub fn template_source(&self) -> &str {
         &self.shared.template.source
+    }
+
+    /// Whether the worker thread is still there to generate (it ends only on a panic, or with the last
+    /// clone of the engine).
+    pub fn is_running(&self) -> bool {
+        !self.shared.stats.stopped.load(Ordering::Acquire)
     }
 
     /// Live counters.
