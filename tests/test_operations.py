@@ -161,3 +161,28 @@ def test_a_client_that_sends_its_headers_too_slowly_is_disconnected(tmp_path):
         assert request(srv.base, "GET", "/healthz")[0] == 200
     finally:
         srv.stop()
+
+
+def test_classify_refuses_a_model_outside_a_keys_list_as_chat_does(tmp_path):
+    h = lambda k: hashlib.sha256(k.encode()).hexdigest()
+    cfg = upstream("u", dead_port()) + f"""
+[[classifier]]
+name = "sentiment"
+
+[[key]]
+name = "narrow"
+sha256 = "{h('sk-narrow')}"
+models = ["u"]
+"""
+    srv = Server(tmp_path, cfg, name="classify-key")
+    try:
+        auth = {"Authorization": "Bearer sk-narrow"}
+        for model in ["sentiment", "nope"]:
+            c_status, _, c_body = chat(srv.base, model, key="sk-narrow")
+            k_status, _, k_body = request(srv.base, "POST", "/v1/classify", headers=auth,
+                                          body={"model": model, "input": ["great"]})
+            c_err, k_err = json.loads(c_body)["error"], json.loads(k_body)["error"]
+            assert (k_status, k_err["code"], k_err["type"]) == (c_status, c_err["code"], c_err["type"]), (c_body, k_body)
+            assert k_status == 403 and k_err["code"] == "model_not_allowed" and k_err["param"] == "model"
+    finally:
+        srv.stop()
