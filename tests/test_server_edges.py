@@ -385,3 +385,103 @@ def test_a_summary_of_an_empty_period_bills_plus_zero(gateway):
     out = subprocess.run([str(BIN), "logs", "--db", str(gateway.db), "--summary", "--since", "2999-01-01T00:00:00Z"],
                          capture_output=True, text=True, check=True)
     assert "0 requests, $0.000000 billed." in out.stdout and "-0.0" not in out.stdout, out.stdout
+
+
+# A prompt and a `max_tokens` that do not fit together in a local model's context (512 here).
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+def test_a_max_tokens_beyond_a_local_models_context_is_a_400_naming_it(gateway, field):
+    status, _, body = request(gateway.base, "POST", "/v1/chat/completions",
+                              {"model": "small", "messages": MSG, field: 600})
+    err = json.loads(body)["error"]
+    assert status == 400 and err["type"] == "invalid_request_error", body
+    assert err["param"] == field and err["code"] == "context_length_exceeded", err
+    assert "maximum context length is 512 tokens" in err["message"] and "in the messages, 600 in the completion" in err["message"], err
+    # Within the context it is served.
+    status, _, body = request(gateway.base, "POST", "/v1/chat/completions",
+                              {"model": "small", "messages": MSG, field: 4})
+    assert status == 200, body
+
+
+def test_a_text_completion_whose_max_tokens_does_not_fit_is_a_400_too(gateway):
+    status, _, body = request(gateway.base, "POST", "/v1/completions",
+                              {"model": "small", "prompt": "The capital of France is", "max_tokens": 510})
+    err = json.loads(body)["error"]
+    assert status == 400 and err["param"] == "max_tokens" and err["code"] == "context_length_exceeded", body
+    assert "512 tokens" in err["message"] and "in the prompt, 510 in the completion" in err["message"], err
+    status, _, body = request(gateway.base, "POST", "/v1/completions",
+                              {"model": "small", "prompt": "The capital of France is", "max_tokens": 4})
+    assert status == 200, body
+
+
+def test_auto_does_not_choose_a_local_model_the_max_tokens_would_overflow(gateway, fake):
+    # Threshold 1: every request is easy enough for the small model, unless it cannot fit.
+    easy = {"x-rightmodel-threshold": "1.0"}
+    for path, body in [("/v1/chat/completions", {"messages": MSG}), ("/v1/completions", {"prompt": "The capital of France is"})]:
+        status, headers, out = request(gateway.base, "POST", path, dict(body, model="auto", max_tokens=4), headers=easy)
+        assert status == 200 and headers["x-rightmodel-model"] == "small", out
+        status, headers, out = request(gateway.base, "POST", path, dict(body, model="auto", max_tokens=600), headers=easy)
+        assert status == 200 and headers["x-rightmodel-model"] == "fake", out
+        d = decision(headers)
+        assert d["served"] == "fake", d
+
+
+# `model: "auto"` on /v1/completions: routed as chat is, the decision in the headers and the log.
+
+
+def test_a_text_completion_with_auto_is_routed_and_says_so(gateway, fake):
+    prompt = "The capital of France is"
+    for threshold, served in [("1.0", "small"), ("0.0", "fake")]:
+        status, headers, body = request(gateway.base, "POST", "/v1/completions",
+                                        {"model": "auto", "prompt": prompt, "max_tokens": 4},
+                                        headers={"x-rightmodel-threshold": threshold})
+        assert status == 200, body
+        assert headers["x-rightmodel-model"] == served and json.loads(body)["model"] == served
+        d = decision(headers)
+        assert d["served"] == served and d["reason"], d
+        rid = headers["x-request-id"]
+        row = gateway.wait_row(lambda r: r["id"] == rid)
+        assert row["requested_model"] == "auto" and row["served_model"] == served and row["reason"] == d["reason"], row
+        assert json.loads(row["decision"])["served"] == served
+    # Streamed too.
+    status, headers, body = request(gateway.base, "POST", "/v1/completions",
+                                    {"model": "auto", "prompt": prompt, "max_tokens": 4, "stream": True},
+                                    headers={"x-rightmodel-threshold": "1.0"})
+    assert status == 200 and headers["x-rightmodel-model"] == "small" and decision(headers)["served"] == "small"
+    assert sse_chunks(body)[-1] == "[DONE]"
+
+
+def test_a_routed_text_completion_falls_back_as_chat_does(tmp_path, fake):
+    cfg = f"""
+[[local]]
+name = "small"
+model = "gemma3-270m"
+ctx_per_slot = 512
+
+[[upstream]]
+name = "fake"
+base_url = "http://127.0.0.1:{fake.port}/v1"
+max_retries = 0
+fallback = ["small"]
+
+[route]
+candidates = ["small", "fake"]
+threshold = 0.0
+"""
+    s = Server(tmp_path, cfg, "completion-fallback")
+    try:
+        fake.mode = {"kind": "status", "status": 500}
+        for stream in [False, True]:
+            status, headers, body = request(s.base, "POST", "/v1/completions",
+                                            {"model": "auto", "prompt": "The capital of France is", "max_tokens": 4,
+                                             "stream": stream})
+            assert status == 200 and headers["x-rightmodel-model"] == "small", body
+            d = decision(headers)
+            assert d["served"] == "small" and d["fallback_from"] == "fake" and d["failed"][0]["model"] == "fake", d
+            rid = headers["x-request-id"]
+            row = s.wait_row(lambda r: r["id"] == rid)
+            assert row["served_model"] == "small" and json.loads(row["decision"])["fallback_from"] == "fake", row
+    finally:
+        fake.mode = {"kind": "ok"}
+        s.stop()

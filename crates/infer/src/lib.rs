@@ -56,6 +56,20 @@ pub enum InferError {
         /// The prompt was refused by its size in bytes, before tokenising: `tokens` is a lower bound.
         at_least: bool,
     },
+    /// The prompt and the answer's `max_tokens` together exceed one sequence's context (only when the
+    /// caller asked for that `max_tokens`, see [`llm::SamplingParams::max_tokens_must_fit`]).
+    #[error(
+        "the prompt has {prompt_tokens} tokens and max_tokens is {max_tokens}; this model's maximum context \
+         length is {limit} tokens"
+    )]
+    AnswerTooLong {
+        /// Prompt tokens.
+        prompt_tokens: usize,
+        /// The answer's `max_tokens`.
+        max_tokens: usize,
+        /// Most tokens (prompt and answer) one sequence may hold.
+        limit: usize,
+    },
     /// The request's output constraints (a grammar, e.g. from a JSON schema) allow no next token:
     /// nothing satisfies them.
     #[error("the grammar (JSON schema) {0}")]

@@ -77,7 +77,10 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
         ec.queue = l.queue;
         let engine = Engine::start(ec).map_err(|e| merr(e.to_string()))?;
         let price = l.price();
-        chat.insert(l.name.clone(), ChatModel::Local(LocalChat { name: l.name.clone(), engine, price }));
+        chat.insert(
+            l.name.clone(),
+            ChatModel::Local(LocalChat { name: l.name.clone(), engine, price, answer_cap: None }),
+        );
     }
     for u in &config.upstreams {
         let up = Upstream::new(u.clone()).map_err(|reason| ServeError::Model { name: u.name.clone(), reason })?;
@@ -171,12 +174,15 @@ pub fn app(state: SharedState) -> Router {
         .route("/v1/models", get(crate::endpoints::models))
         .route("/v1/models/{*model}", get(crate::endpoints::model))
         .route("/healthz", get(crate::endpoints::healthz))
+        .route("/readyz", get(crate::readiness::readyz))
         .route("/metrics", get(crate::endpoints::metrics))
         .fallback(crate::endpoints::not_found)
         .method_not_allowed_fallback(crate::endpoints::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::intake::refuse_unreadable_body))
         .layer(axum::middleware::from_fn_with_state(state.clone(), answer_when_cut))
+        // Outermost, so that every answer is counted, those of the layers above included.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::count_responses))
         .with_state(state)
 }
 

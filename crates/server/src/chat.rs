@@ -252,7 +252,7 @@ pub async fn chat_completions(
 /// Adds the `x-rightmodel-*` headers to the error response of a request that failed after a routing
 /// decision was made (`auto` chose a model that failed, was saturated or over a limit), as a success
 /// carries them: the client sees which model was chosen and why, as the log row does.
-fn decorate_error(resp: &mut Response, acct: &mut Accounting, request_id: &str) {
+pub(crate) fn decorate_error(resp: &mut Response, acct: &mut Accounting, request_id: &str) {
     let Some(d) = acct.failed_decision() else { return };
     let served = d.get("served").and_then(Value::as_str).unwrap_or_default().to_string();
     decorate(resp, &served, Some(&d), request_id);
@@ -386,7 +386,12 @@ async fn handle(
 /// The decision to report once `served` answered a request for `target`: `auto`'s, corrected when a
 /// fallback served; for a model the client named, one only when a fallback served instead (reason
 /// `fallback`, with the model that failed and why), so the response and the log say so.
-fn served_decision(acct: &mut Accounting, decision: Option<Value>, target: &str, served: &str) -> Option<Value> {
+pub(crate) fn served_decision(
+    acct: &mut Accounting,
+    decision: Option<Value>,
+    target: &str,
+    served: &str,
+) -> Option<Value> {
     match decision {
         Some(mut d) => {
             acct.correct_decision(&mut d, served);
@@ -1211,6 +1216,13 @@ async fn cascade(
     let mut first_served = (small_name.clone(), small.price());
     let first = match &small {
         ChatModel::Local(l) => match acct.claim(&small_name, l.price) {
+            // The probe's limit is the gateway's, not the client's: it stops the answer, as no limit
+            // would at the context, rather than refusing a prompt that leaves less room than that.
+            Ok(()) if unlimited => {
+                let mut own = probe.clone();
+                own.sampling.max_tokens = None;
+                local_full(&l.with_answer_cap(CASCADE_PROBE_MAX_TOKENS), &own, acct).await
+            }
             Ok(()) => local_full(l, &probe, acct).await,
             Err(e) => Err(e),
         },

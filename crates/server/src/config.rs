@@ -106,6 +106,11 @@ pub struct ServerSection {
     /// Client connections held open at once; beyond them new connections wait to be accepted, so
     /// idle or stalled sockets cannot take every file descriptor the request log and models need.
     pub max_connections: usize,
+    /// Seconds a connection gets to send a request's complete headers, counted from when it waits for
+    /// them (a new connection, or a kept-alive one between requests). A client that sends nothing, or
+    /// its headers a byte at a time (slowloris), is disconnected then instead of holding a connection
+    /// of `max_connections` forever.
+    pub header_read_timeout_secs: u64,
 }
 
 impl Default for ServerSection {
@@ -120,6 +125,7 @@ impl Default for ServerSection {
             max_embed_concurrency: 64,
             metrics_require_key: false,
             max_connections: 4096,
+            header_read_timeout_secs: 30,
         }
     }
 }
@@ -560,6 +566,9 @@ impl Config {
         }
         if self.server.max_connections == 0 {
             return Err(invalid("server.max_connections", "must be at least 1"));
+        }
+        if self.server.header_read_timeout_secs == 0 {
+            return Err(invalid("server.header_read_timeout_secs", "must be at least 1"));
         }
         let mut docs = HashSet::new();
         for (i, d) in self.docs.iter().enumerate() {
@@ -1019,6 +1028,7 @@ mod tests {
             ),
             ("[route]\nmax_cost_usd=0\n", "route.max_cost_usd"),
             ("[server]\nmax_connections=0\n", "server.max_connections"),
+            ("[server]\nheader_read_timeout_secs=0\n", "server.header_read_timeout_secs"),
             ("[route]\nthreshold=1.5\n", "route.threshold"),
             ("[budget]\ndaily_usd=nan\n", "budget.daily_usd"),
             ("[[docs]]\nname='h'\nrerank_lm='nope'\n", "docs[0].rerank_lm"),

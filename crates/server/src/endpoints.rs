@@ -2,7 +2,7 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -25,13 +25,17 @@ use crate::intake::{take_accounting, ParkedAccounting};
 use crate::local::LocalChat;
 use crate::state::{ChatModel, SharedState};
 
+/// The error response of a request, its log row written; after a routing decision (or a fallback
+/// chain that failed through) it carries the `x-rightmodel-*` headers, as chat errors do.
 fn fail(mut acct: Accounting, e: ApiError) -> Response {
     let status = e.kind.status();
     acct.set_stream(false);
     let msg = e.message.clone();
     let id = acct.id().to_string();
+    let mut resp = error_response(e, &id);
+    crate::chat::decorate_error(&mut resp, &mut acct, &id);
     acct.finish(status, Some(msg));
-    error_response(e, &id)
+    resp
 }
 
 /// Streams an upstream text completion (already opened): chunks re-labelled with the served model's
@@ -42,6 +46,7 @@ fn upstream_completion_stream(
     chunks: impl Stream<Item = Result<CompletionResponse, ApiError>> + Send + 'static,
     name: String,
     include_usage: bool,
+    decision: Option<&Value>,
 ) -> Response {
     let id = acct.id().to_string();
     let mut chunks = Box::pin(chunks);
@@ -115,7 +120,7 @@ fn upstream_completion_stream(
         yield Ok(Event::default().data("[DONE]"));
     };
     let mut resp = sse_response(s);
-    decorate(&mut resp, &served, None, &id);
+    decorate(&mut resp, &served, decision, &id);
     resp
 }
 
@@ -204,42 +209,62 @@ pub async fn completions(
     if let Err(e) = check_unsupported_fields(&req.extra) {
         return fail(acct, e);
     }
-    if req.model == "auto" {
-        return fail(
-            acct,
-            ApiError::invalid("model", "`auto` routing is served on /v1/chat/completions; name a model here.")
-                .with_code("model_not_supported"),
-        );
+    let routed = req.model == "auto";
+    // `auto` chooses among the models the key may use; a named model must be on the key's list.
+    if !routed {
+        if let Err(e) = caller.check_model(&req.model) {
+            return fail(acct, e);
+        }
     }
-    if let Err(e) = caller.check_model(&req.model) {
-        return fail(acct, e);
-    }
-    let model = match st.chat.get(&req.model) {
-        Some(m) => m.clone(),
-        None => return fail(acct, st.not_served_here(&req.model, "/v1/completions")),
-    };
     acct.set_prompt_estimate(req.prompt.estimated_tokens());
     acct.set_choices(req.sampling.n.unwrap_or(1));
     acct.set_output_limit(req.sampling.max_completion_tokens.or(req.sampling.max_tokens).map(u64::from));
     // The request's own caps (`rightmodel` object, `x-rightmodel-*` headers) hold for a named model
-    // and its fallbacks.
-    match st.router.request_overrides(req.rightmodel.as_ref(), &headers) {
+    // and its fallbacks; the configured defaults bind `auto`'s choice too, as for chat.
+    let caps = if routed {
+        st.router.overrides(req.rightmodel.as_ref(), &headers)
+    } else {
+        st.router.request_overrides(req.rightmodel.as_ref(), &headers)
+    };
+    match caps {
         Ok(caps) => {
             crate::routing::AutoRouter::carry_cache_prompt(&mut req.rightmodel, &caps);
             acct.set_caps(caps)
         }
         Err(e) => return fail(acct, e),
     }
-    if let Err(e) = acct.check_caps(&req.model, model.price()) {
-        return fail(acct, e);
+    // `auto` chooses as for chat, among the language models; the decision goes to the headers and the
+    // log, and the chosen model's fallback chain serves as a named model's does.
+    let decision = if routed {
+        match st.router.decide_completion(&st, &req, acct.caps().clone(), &caller).await {
+            Ok(o) => {
+                acct.set_decision(&o.reason, &o.decision);
+                Some(o)
+            }
+            Err(e) => return fail(acct, e),
+        }
+    } else {
+        None
+    };
+    let target = decision.as_ref().map_or_else(|| req.model.clone(), |o| o.served.clone());
+    let decision = decision.map(|o| o.decision);
+    let model = match st.chat.get(&target) {
+        Some(m) => m.clone(),
+        None => return fail(acct, st.not_served_here(&target, "/v1/completions")),
+    };
+    // The router weighed `auto`'s choice against the caps already.
+    if !routed {
+        if let Err(e) = acct.check_caps(&target, model.price()) {
+            return fail(acct, e);
+        }
     }
-    if let Err(e) = st.check_limits(&caller, &req.model, model.price(), acct.likely_cost(model.price())) {
+    if let Err(e) = st.check_limits(&caller, &target, model.price(), acct.likely_cost(model.price())) {
         return fail(acct, e);
     }
     let id = acct.id().to_string();
     let stream = req.sampling.stream.unwrap_or(false);
     acct.set_stream(stream);
-    let chain = match crate::chat::chain(&st, &req.model, &acct) {
+    let chain = match crate::chat::chain(&st, &target, &acct) {
         Ok(c) => c,
         Err(e) => return fail(acct, e),
     };
@@ -280,7 +305,8 @@ pub async fn completions(
                     match opened {
                         Ok(s) => {
                             let include_usage = req.sampling.stream_options.as_ref().is_some_and(|o| o.include_usage);
-                            return upstream_completion_stream(acct, s, name, include_usage);
+                            let d = crate::chat::served_decision(&mut acct, decision, &target, &name);
+                            return upstream_completion_stream(acct, s, name, include_usage, d.as_ref());
                         }
                         Err(e) => Err(e),
                     }
@@ -288,7 +314,10 @@ pub async fn completions(
                     u.call_json("completions", body).await
                 };
                 match r {
-                    Ok(v) => return upstream_completion(acct, v, &name, &u.config.name, &id),
+                    Ok(v) => {
+                        let d = crate::chat::served_decision(&mut acct, decision, &target, &name);
+                        return upstream_completion(acct, v, &name, &u.config.name, &id, d.as_ref());
+                    }
                     Err(e) if crate::chat::falls_back(&e) => {
                         last = Some(crate::chat::chain_error(last, crate::chat::handed_over(&mut acct, &name, e)))
                     }
@@ -296,8 +325,14 @@ pub async fn completions(
                 }
             }
             ChatModel::Local(l) => match open_local_choices(&l, &req, stream, &mut acct).await {
-                Ok(LocalRuns::Streams(runs)) => return local_completion_stream(acct, runs, &req, name, &id),
-                Ok(LocalRuns::Whole(answers)) => return local_completion(acct, answers, name, &id),
+                Ok(LocalRuns::Streams(runs)) => {
+                    let d = crate::chat::served_decision(&mut acct, decision, &target, &name);
+                    return local_completion_stream(acct, runs, &req, name, &id, d.as_ref());
+                }
+                Ok(LocalRuns::Whole(answers)) => {
+                    let d = crate::chat::served_decision(&mut acct, decision, &target, &name);
+                    return local_completion(acct, answers, name, &id, d.as_ref());
+                }
                 Err(e) if crate::chat::falls_back(&e) => {
                     last = Some(crate::chat::chain_error(last, crate::chat::handed_over(&mut acct, &name, e)))
                 }
@@ -308,8 +343,16 @@ pub async fn completions(
     fail(acct, last.unwrap_or_else(|| ApiError::internal("empty fallback chain")))
 }
 
-/// A whole upstream text completion, re-labelled with the served model's name.
-fn upstream_completion(mut acct: Accounting, mut v: Value, name: &str, upstream: &str, id: &str) -> Response {
+/// A whole upstream text completion, re-labelled with the served model's name (`decision`: the routing
+/// or fallback decision for the headers).
+fn upstream_completion(
+    mut acct: Accounting,
+    mut v: Value,
+    name: &str,
+    upstream: &str,
+    id: &str,
+    decision: Option<&Value>,
+) -> Response {
     match v.get("usage").and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok()) {
         Some(u) if !u.incomplete => acct.add_usage(u),
         // No usage (or none that can be read): the log estimates the cost from the answer's length.
@@ -327,7 +370,7 @@ fn upstream_completion(mut acct: Accounting, mut v: Value, name: &str, upstream:
     };
     obj.insert("model".into(), Value::String(name.to_string()));
     let mut resp = Json(v).into_response();
-    decorate(&mut resp, name, None, id);
+    decorate(&mut resp, name, decision, id);
     cost_header(&mut resp, &mut acct);
     acct.finish(200, None);
     resp
@@ -478,6 +521,7 @@ fn local_completion_stream(
     req: &CompletionRequest,
     name: String,
     id: &str,
+    decision: Option<&Value>,
 ) -> Response {
     let cid = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
     let created = now_secs();
@@ -552,13 +596,19 @@ fn local_completion_stream(
         yield error_event(acct, ApiError::new(ErrorKind::Unavailable, "The local model stopped."));
     };
     let mut resp = sse_response(s);
-    decorate(&mut resp, &name, None, id);
+    decorate(&mut resp, &name, decision, id);
     resp
 }
 
 /// A local model's whole text completion, as OpenAI's response.
 /// Several choices are billed as OpenAI bills them: the prompt once, every choice's tokens.
-fn local_completion(mut acct: Accounting, answers: Vec<LocalAnswer>, name: String, id: &str) -> Response {
+fn local_completion(
+    mut acct: Accounting,
+    answers: Vec<LocalAnswer>,
+    name: String,
+    id: &str,
+    decision: Option<&Value>,
+) -> Response {
     let mut usage: Option<Usage> = None;
     let mut choices = Vec::with_capacity(answers.len());
     for (i, answer) in answers.into_iter().enumerate() {
@@ -585,7 +635,7 @@ fn local_completion(mut acct: Accounting, answers: Vec<LocalAnswer>, name: Strin
         extra: Default::default(),
     };
     let mut resp = Json(body).into_response();
-    decorate(&mut resp, &name, None, id);
+    decorate(&mut resp, &name, decision, id);
     cost_header(&mut resp, &mut acct);
     acct.finish(200, None);
     resp
@@ -799,18 +849,18 @@ fn served_collections(st: &crate::state::AppState) -> Vec<String> {
     names
 }
 
-/// `GET /healthz`: 200 while serving, 503 while shutting down.
+/// `GET /healthz`: liveness. 200 whenever the process answers, while it drains at shutdown too (a
+/// liveness probe that failed then would have the process killed mid-drain); the body says whether it is
+/// shutting down. Whether it can serve is `GET /readyz`'s question ([`crate::readiness`]).
 pub async fn healthz(State(st): State<SharedState>) -> Response {
-    if st.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "shutting_down"}))).into_response();
-    }
+    let stopping = st.shutting_down.load(std::sync::atomic::Ordering::Relaxed);
     let log = st.log.stats();
     let (pending, dropped) = (
         log.pending.load(std::sync::atomic::Ordering::Relaxed),
         log.dropped.load(std::sync::atomic::Ordering::Relaxed),
     );
     Json(serde_json::json!({
-        "status": "ok",
+        "status": if stopping { "shutting_down" } else { "ok" },
         "models": st.chat.keys().collect::<Vec<_>>(),
         "request_log": {"rows_pending": pending, "rows_dropped": dropped},
     }))
@@ -826,7 +876,7 @@ pub async fn metrics(State(st): State<SharedState>, headers: HeaderMap) -> Respo
     }
     let log = st.log.stats();
     st.metrics.log_pending.set(log.pending.load(std::sync::atomic::Ordering::Relaxed) as i64);
-    st.metrics.log_dropped.set(log.dropped.load(std::sync::atomic::Ordering::Relaxed) as i64);
+    st.metrics.sync_log_dropped(log.dropped.load(std::sync::atomic::Ordering::Relaxed));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
 }
 

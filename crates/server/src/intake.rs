@@ -36,9 +36,6 @@ use crate::state::SharedState;
 /// The endpoints whose requests are logged: one row each, whichever way they end.
 pub const LOGGED_ENDPOINTS: [&str; 4] = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/classify"];
 
-/// How long a connection may take to send a request's headers (or stay idle between requests).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How long a request body may pause between two pieces before the request is answered 408 (a client
 /// that stalls half way through its body would otherwise hold its request, counted in flight, forever).
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -116,6 +113,7 @@ pub async fn serve_http(listener: TcpListener, app: Router, state: SharedState, 
     // Every connection holds a receiver: `closed()` resolves when the last one is gone.
     let (open_tx, open_rx) = watch::channel(());
     let connections = Arc::new(tokio::sync::Semaphore::new(state.config.server.max_connections.max(1)));
+    let header_read_timeout = Duration::from_secs(state.config.server.header_read_timeout_secs.max(1));
     tokio::pin!(shutdown);
     loop {
         // At the cap, wait for a connection to close before accepting the next one (it waits in the
@@ -151,12 +149,12 @@ pub async fn serve_http(listener: TcpListener, app: Router, state: SharedState, 
         let open = open_rx.clone();
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
-                // A client gets this long to send a request's headers, counted from when the
+                // A client gets `header_read_timeout_secs` to send a request's headers, counted from when the
                 // connection waits for them: a socket that sends nothing (or a header a byte at a
                 // time) is closed instead of holding a connection forever, and so is a keep-alive
                 // connection left idle that long (clients reconnect, as they do for any server).
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(header_read_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             tokio::pin!(conn);

@@ -23,6 +23,7 @@ pub mod intake;
 pub mod loadbench;
 pub mod local;
 pub mod metrics;
+pub mod readiness;
 pub mod reqlog;
 pub mod routing;
 pub mod state;
@@ -30,6 +31,7 @@ pub mod tasks_api;
 pub mod token_input;
 pub mod tools;
 pub mod upstream;
+pub mod upstream_health;
 
 pub use app::{app, build_state, log_path, serve, ServeError};
 pub use config::Config;

@@ -17,6 +17,9 @@ pub struct LocalChat {
     pub engine: Engine,
     /// Configured price (normally zero).
     pub price: Price,
+    /// A limit on answers set by the gateway rather than the client (a cascade's probe, see
+    /// [`LocalChat::with_answer_cap`]): the answer stops there, or earlier at the context.
+    pub answer_cap: Option<u32>,
 }
 
 /// A started local generation: the admitted prompt's size and the event stream.
@@ -58,6 +61,39 @@ pub fn context_length_error(tokens: usize, limit: usize, at_least: bool, param: 
     .with_code("context_length_exceeded")
 }
 
+/// OpenAI's answer to a `max_tokens` that does not fit beside the prompt in the context: 400
+/// `context_length_exceeded` on `param` (`max_tokens` or `max_completion_tokens`, the field the client
+/// sent), naming the model's context and the prompt's size (`prompt_param`: `messages` or `prompt`),
+/// worded as OpenAI words it. The answer would otherwise be cut at the context without saying so.
+pub fn answer_room_error(
+    prompt_tokens: usize,
+    max_tokens: usize,
+    limit: usize,
+    param: &str,
+    prompt_param: &str,
+) -> ApiError {
+    let total = prompt_tokens.saturating_add(max_tokens);
+    ApiError::invalid(
+        param,
+        format!(
+            "This model's maximum context length is {limit} tokens. However, you requested {total} tokens \
+             ({prompt_tokens} in the {prompt_param}, {max_tokens} in the completion). Please reduce the length \
+             of the {prompt_param} or `{param}`."
+        ),
+    )
+    .with_code("context_length_exceeded")
+}
+
+/// The field that set a request's answer limit: `max_completion_tokens` when sent (it wins), else
+/// `max_tokens`.
+fn answer_limit_param(s: &rightmodel_core::wire::SamplingFields) -> &'static str {
+    if s.max_completion_tokens.is_some() {
+        "max_completion_tokens"
+    } else {
+        "max_tokens"
+    }
+}
+
 /// The request field holding a prompt: `messages` for a chat, `prompt` for a text completion.
 fn prompt_param(prompt: &Prompt) -> &'static str {
     match prompt {
@@ -66,10 +102,14 @@ fn prompt_param(prompt: &Prompt) -> &'static str {
     }
 }
 
-/// A prompt refused by the engine, named by the field it came from (see [`prompt_param`]).
-fn prompt_error(e: InferError, param: &str) -> ApiError {
+/// A prompt refused by the engine, named by the field it came from (see [`prompt_param`]); a
+/// `max_tokens` that does not fit beside it names `limit_param`.
+fn prompt_error(e: InferError, param: &str, limit_param: &str) -> ApiError {
     match e {
         InferError::ContextLength { tokens, limit, at_least } => context_length_error(tokens, limit, at_least, param),
+        InferError::AnswerTooLong { prompt_tokens, max_tokens, limit } => {
+            answer_room_error(prompt_tokens, max_tokens, limit, limit_param, param)
+        }
         InferError::Invalid(m) => ApiError::invalid(param, m).with_code("invalid_prompt"),
         other => infer_error(other),
     }
@@ -77,7 +117,8 @@ fn prompt_error(e: InferError, param: &str) -> ApiError {
 
 /// Maps OpenAI sampling fields onto engine parameters (validated by the engine). Without
 /// `max_tokens` / `max_completion_tokens` the answer may fill the room the prompt leaves in the
-/// context, as OpenAI's does (the engine cuts it there, `finish_reason: length`).
+/// context, as OpenAI's does (the engine cuts it there, `finish_reason: length`); with one, prompt and
+/// limit must fit in the context together (a 400 otherwise, see [`answer_room_error`]).
 pub fn sampling_from(
     s: &rightmodel_core::wire::SamplingFields,
     logprobs: bool,
@@ -97,6 +138,7 @@ pub fn sampling_from(
         grammar,
         logprobs,
         top_logprobs: top_logprobs as usize,
+        max_tokens_must_fit: s.max_completion_tokens.or(s.max_tokens).is_some(),
         ..SamplingParams::default()
     }
 }
@@ -548,7 +590,8 @@ impl LocalChat {
         };
         let mut params = sampling_from(&req.sampling, logprobs, req.top_logprobs.unwrap_or(0), grammar);
         params.cache_prompt = cache_prompt_option(req.rightmodel.as_ref(), &req.extra)?;
-        self.start(GenRequest { prompt: Prompt::Chat(crate::tools::local_messages(&req.messages)), params }).await
+        let prompt = Prompt::Chat(crate::tools::local_messages(&req.messages));
+        self.start(GenRequest { prompt, params }, answer_limit_param(&req.sampling)).await
     }
 
     /// Starts a text completion.
@@ -569,22 +612,33 @@ impl LocalChat {
         let k = req.logprobs.unwrap_or(0);
         let mut params = sampling_from(&req.sampling, req.logprobs.is_some(), k, None);
         params.cache_prompt = cache_prompt_option(req.rightmodel.as_ref(), &req.extra)?;
-        self.start(GenRequest { prompt: Prompt::Text(prompt), params }).await
+        self.start(GenRequest { prompt: Prompt::Text(prompt), params }, answer_limit_param(&req.sampling)).await
     }
 
-    /// Starts any generation. The prompt is sized up first (a prompt far too long is refused by its
+    /// This model with answers stopped at `cap` tokens by the gateway: a limit of its own (a cascade's
+    /// probe of an answer the client set no limit for), which, unlike a client's `max_tokens`, need not
+    /// fit beside the prompt (the answer stops at the context first).
+    pub fn with_answer_cap(&self, cap: u32) -> LocalChat {
+        LocalChat { answer_cap: Some(cap), ..self.clone() }
+    }
+
+    /// Starts any generation (`limit_param`: the request field that set `max_tokens`, for the error of
+    /// one that does not fit). The prompt is sized up first (a prompt far too long is refused by its
     /// length in bytes, without tokenising), then rendered and tokenised on the blocking pool, so
     /// that neither the async threads nor the engine's decoding thread wait on a long prompt.
-    pub async fn start(&self, gen: GenRequest) -> Result<Started, ApiError> {
+    pub async fn start(&self, mut gen: GenRequest, limit_param: &str) -> Result<Started, ApiError> {
+        if let Some(cap) = self.answer_cap {
+            gen.params.max_tokens = gen.params.max_tokens.min(cap);
+        }
         let param = prompt_param(&gen.prompt);
         // Checked apart so that an `Invalid` from `submit` below is the prompt's fault.
         gen.params.validate().map_err(infer_error)?;
-        self.engine.check_prompt_size(&gen.prompt).map_err(|e| prompt_error(e, param))?;
+        self.engine.check_prompt_size(&gen.prompt).map_err(|e| prompt_error(e, param, limit_param))?;
         let engine = self.engine.clone();
         let mut events = tokio::task::spawn_blocking(move || engine.submit(gen))
             .await
             .map_err(|e| ApiError::internal(format!("the prompt could not be prepared: {e}")))?
-            .map_err(|e| prompt_error(e, param))?;
+            .map_err(|e| prompt_error(e, param, limit_param))?;
         match events.recv().await {
             Some(GenEvent::Started { prompt_tokens }) => Ok(Started { prompt_tokens, events }),
             Some(GenEvent::Error(InferError::ContextLength { tokens, limit, at_least })) => {

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -188,13 +188,16 @@ pub struct RequestLog {
     stats: Arc<LogStats>,
 }
 
-/// How the writer is doing, for `/metrics` and `/healthz`.
+/// How the writer is doing, for `/metrics`, `/healthz` and `/readyz`.
 #[derive(Debug, Default)]
 pub struct LogStats {
     /// Rows waiting for the database (queued behind a lock or a full disk).
     pub pending: AtomicU64,
     /// Rows given up on since the start.
     pub dropped: AtomicU64,
+    /// Since when (Unix ms) the database has refused every write, 0 while writes succeed: a log
+    /// locked or on a full disk for a while is a readiness concern before rows are dropped.
+    pub failing_since_ms: AtomicI64,
 }
 
 impl RequestLog {
@@ -216,6 +219,11 @@ impl RequestLog {
             .spawn(move || write_loop(conn, rx, &p, &st, keep_days))
             .map_err(|source| LogError::Io { path: path.display().to_string(), source })?;
         Ok(RequestLog { tx: Some(tx), writer: Some(writer), path: path.to_path_buf(), stats })
+    }
+
+    /// Whether the writer thread still runs: once it has ended (a panic), every row is lost.
+    pub fn writer_running(&self) -> bool {
+        self.writer.as_ref().is_some_and(|w| !w.is_finished())
     }
 
     /// The writer's counters.
@@ -848,6 +856,11 @@ fn write_loop(mut conn: Connection, rx: Receiver<LogRow>, path: &Path, stats: &L
         }
         let ok = flush(&mut conn, &mut pending, path, stats);
         stats.pending.store(pending.len() as u64, Ordering::Relaxed);
+        if ok {
+            stats.failing_since_ms.store(0, Ordering::Relaxed);
+        } else if stats.failing_since_ms.load(Ordering::Relaxed) == 0 {
+            stats.failing_since_ms.store(chrono::Utc::now().timestamp_millis().max(1), Ordering::Relaxed);
+        }
         if ok {
             pause = Duration::from_millis(100);
         } else if !open {

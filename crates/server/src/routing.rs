@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::http::HeaderMap;
-use rightmodel_core::wire::ChatCompletionRequest;
+use rightmodel_core::wire::{ChatCompletionRequest, ChatMessage, CompletionRequest, PromptInput};
 use rightmodel_core::{ApiError, ErrorKind};
 use rightmodel_router::{
     BudgetState, Candidate, CascadePlan, Conversation, DifficultyScorer, Overrides, RouteRequest, Router, RouterConfig,
@@ -433,10 +433,62 @@ impl AutoRouter {
         &self,
         st: &AppState,
         req: &ChatCompletionRequest,
-        mut overrides: Overrides,
+        overrides: Overrides,
         caller: &crate::auth::Caller,
     ) -> Result<RouteOutcome, ApiError> {
-        let allowed = caller.allowed_models();
+        self.decide_for(st, req, overrides, caller, None).await
+    }
+
+    /// Chooses a model for a text completion (`POST /v1/completions` with `model: "auto"`) as for a chat
+    /// request whose one user turn is the prompt, among the language models only (classifiers and
+    /// collections answer chat requests), directly (a cascade judges a chat answer; a text completion
+    /// is not one). A prompt only an upstream takes (token ids, several prompts) goes to an upstream.
+    pub async fn decide_completion(
+        &self,
+        st: &AppState,
+        req: &CompletionRequest,
+        overrides: Overrides,
+        caller: &crate::auth::Caller,
+    ) -> Result<RouteOutcome, ApiError> {
+        let (text, upstream_only) = match &req.prompt {
+            PromptInput::One(p) => (p.clone(), false),
+            PromptInput::Many(ps) if ps.len() == 1 => (ps[0].clone(), false),
+            PromptInput::Many(ps) => (ps.join("\n"), true),
+            PromptInput::Tokens(_) | PromptInput::ManyTokens(_) => (String::new(), true),
+        };
+        let view = ChatCompletionRequest {
+            model: req.model.clone(),
+            messages: vec![ChatMessage::new("user", text)],
+            sampling: req.sampling.clone(),
+            logprobs: req.logprobs.map(|_| true),
+            top_logprobs: None,
+            response_format: None,
+            tools: None,
+            tool_choice: None,
+            parallel_tool_calls: None,
+            rightmodel: req.rightmodel.clone(),
+            extra: Map::new(),
+        };
+        let text = TextCompletion { input_tokens: req.prompt.estimated_tokens(), upstream_only };
+        self.decide_for(st, &view, overrides, caller, Some(text)).await
+    }
+
+    /// [`AutoRouter::decide`] for a chat request, or with `text` for a text completion seen as one
+    /// (see [`AutoRouter::decide_completion`]).
+    async fn decide_for(
+        &self,
+        st: &AppState,
+        req: &ChatCompletionRequest,
+        mut overrides: Overrides,
+        caller: &crate::auth::Caller,
+        text: Option<TextCompletion>,
+    ) -> Result<RouteOutcome, ApiError> {
+        let mut allowed = caller.allowed_models();
+        if text.is_some() {
+            // Language models only: the key's, or all of them.
+            let language = st.chat.keys().filter(|n| allowed.as_ref().is_none_or(|a| a.contains(n))).cloned();
+            allowed = Some(language.collect());
+        }
         let router = self
             .router
             .clone()
@@ -446,10 +498,10 @@ impl AutoRouter {
         // server would serve the small model unjudged. Requests with tools are routed directly.
         // Several choices (`n`) are answered by one model; a cascade judges one answer.
         let choices = crate::chat::choices_asked(req);
-        if mode != crate::tools::ToolMode::Off || choices > 1 {
+        if mode != crate::tools::ToolMode::Off || choices > 1 || text.is_some() {
             overrides.strategy = Some(rightmodel_router::Strategy::Direct);
         }
-        let rr = RouteRequest {
+        let mut rr = RouteRequest {
             conversation: Conversation::from_chat(&req.messages),
             input_tokens: crate::accounting::estimate_prompt_tokens(req),
             // As sent: the router sizes its estimates as admission holds them (`output_estimate_max`),
@@ -473,6 +525,11 @@ impl AutoRouter {
             },
             allowed,
         };
+        if let Some(t) = &text {
+            // The prompt as sent, without a chat template's tokens; token ids count as they are.
+            rr.input_tokens = t.input_tokens;
+            rr.needs.passthrough |= t.upstream_only;
+        }
         let daily = st.config.budget.daily_usd;
         // Spend plus what running requests hold: concurrent `auto` calls must not all pass a nearly spent budget.
         let mut budget = BudgetState {
@@ -503,6 +560,14 @@ impl AutoRouter {
         let reason = decision.get("reason").and_then(Value::as_str).unwrap_or("unknown").to_string();
         Ok(RouteOutcome { served: d.served.clone(), reason, cascade: d.cascade.clone(), decision })
     }
+}
+
+/// What [`AutoRouter::decide_completion`] adds to the chat view of a text completion.
+struct TextCompletion {
+    /// The prompt's estimated tokens.
+    input_tokens: u64,
+    /// Only an upstream takes the prompt (token ids, several prompts).
+    upstream_only: bool,
 }
 
 /// The `response_format` a local model would follow for `req` under its tool `mode`: the request's, or

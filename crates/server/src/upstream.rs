@@ -20,6 +20,7 @@ use rightmodel_core::{ApiError, ErrorKind};
 use serde_json::Value;
 
 use crate::config::UpstreamModel;
+use crate::upstream_health::UpstreamHealth;
 
 /// One configured upstream model.
 pub struct Upstream {
@@ -28,6 +29,21 @@ pub struct Upstream {
     client: reqwest::Client,
     /// Every call's headers: the key (`Authorization` or the configured header) and the extra ones.
     headers: reqwest::header::HeaderMap,
+    /// What its calls have shown of its health (for `/readyz`).
+    pub health: UpstreamHealth,
+}
+
+/// Whether `e` says the upstream failed (unreachable, 5xx, timed out, rate limited past the retries, a
+/// broken answer), as opposed to an answer refusing the request, which shows it up.
+fn is_upstream_failure(e: &ApiError) -> bool {
+    matches!(
+        e.kind,
+        ErrorKind::BadGateway
+            | ErrorKind::Timeout
+            | ErrorKind::Unavailable
+            | ErrorKind::Internal
+            | ErrorKind::RateLimited
+    )
 }
 
 /// What a failed attempt tells the retry loop.
@@ -65,7 +81,7 @@ impl Upstream {
             }
         }
         let client = client.build().map_err(|e| format!("upstream `{}`: {e}", config.name))?;
-        Ok(Upstream { config, client, headers })
+        Ok(Upstream { config, client, headers, health: UpstreamHealth::default() })
     }
 
     /// The URL of `path` under the base URL, the base's query string (if any) kept at the end.
@@ -255,23 +271,40 @@ impl Upstream {
         Ok(())
     }
 
+    /// Notes a call's outcome in [`Upstream::health`] and passes it on: an answer, or a request error
+    /// the upstream judged (it is up), is a success; an outage, a timeout or a broken answer a failure.
+    fn noted<T>(&self, r: Result<T, ApiError>) -> Result<T, ApiError> {
+        match &r {
+            Ok(_) => self.health.record_success(),
+            Err(e) if is_upstream_failure(e) => self.health.record_failure(&e.message),
+            Err(_) => self.health.record_success(),
+        }
+        r
+    }
+
     /// A non-streaming chat completion.
     pub async fn chat(&self, body: Value) -> Result<ChatCompletionResponse, ApiError> {
-        let bytes = self.call_bytes("chat/completions", body).await?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::new(
-                ErrorKind::BadGateway,
-                format!("upstream `{}` sent an invalid chat completion: {e}", self.config.name),
-            )
-        })
+        let r = match self.call_bytes("chat/completions", body).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::new(
+                    ErrorKind::BadGateway,
+                    format!("upstream `{}` sent an invalid chat completion: {e}", self.config.name),
+                )
+            }),
+            Err(e) => Err(e),
+        };
+        self.noted(r)
     }
 
     /// A non-streaming call of any endpoint, returned as JSON (completions, embeddings).
     pub async fn call_json(&self, path: &str, body: Value) -> Result<Value, ApiError> {
-        let bytes = self.call_bytes(path, body).await?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::new(ErrorKind::BadGateway, format!("upstream `{}` sent invalid JSON: {e}", self.config.name))
-        })
+        let r = match self.call_bytes(path, body).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::new(ErrorKind::BadGateway, format!("upstream `{}` sent invalid JSON: {e}", self.config.name))
+            }),
+            Err(e) => Err(e),
+        };
+        self.noted(r)
     }
 
     /// A non-streaming call's body (at most [`BODY_MAX`]), the whole exchange within `total_timeout_ms`.
@@ -330,6 +363,17 @@ impl Upstream {
     /// that ends without `[DONE]` after a choice finished ends normally; events of unknown shape (e.g.
     /// content-filter notes) are skipped.
     pub async fn sse_stream<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        path: &str,
+        body: Value,
+    ) -> Result<impl Stream<Item = Result<T, ApiError>> + Send + 'static, ApiError> {
+        // Only the opening is noted (a stream that breaks later has still shown the upstream answering).
+        let r = self.open_sse_stream(path, body).await;
+        self.noted(r)
+    }
+
+    /// [`Upstream::sse_stream`], without noting the outcome.
+    async fn open_sse_stream<T: serde::de::DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
         body: Value,
@@ -856,6 +900,7 @@ mod tests {
             config: UpstreamModel { base_url: base.into(), ..upstream_config("") },
             client: client.clone(),
             headers: Default::default(),
+            health: Default::default(),
         };
         assert_eq!(mk("http://h/v1/").url("chat/completions"), "http://h/v1/chat/completions");
         assert_eq!(

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -74,6 +74,18 @@ pub struct EngineStats {
     pub cached_tokens: AtomicU64,
     /// Tokens generated.
     pub generated_tokens: AtomicU64,
+    /// The worker thread has ended (it panicked, or the engine is being dropped): nothing more will be
+    /// generated. Read by readiness checks.
+    pub stopped: AtomicBool,
+}
+
+/// Marks [`EngineStats::stopped`] when the worker thread ends, however it ends (a panic included).
+struct StoppedOnDrop(Arc<EngineStats>);
+
+impl Drop for StoppedOnDrop {
+    fn drop(&mut self) {
+        self.0.stopped.store(true, Ordering::Release);
+    }
 }
 
 /// A generation waiting for the worker: its prompt already tokenised (on the caller's thread).
@@ -135,13 +147,16 @@ impl Engine {
         let worker_stats = stats.clone();
         std::thread::Builder::new()
             .name("rightmodel-llm".into())
-            .spawn(move || match new_context(model, backend, &worker_cfg) {
-                Ok(ctx) => {
-                    let _ = ready_tx.send(Ok(()));
-                    Worker::new(model, ctx, &worker_cfg, worker_stats).run(rx);
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
+            .spawn(move || {
+                let _stopped = StoppedOnDrop(worker_stats.clone());
+                match new_context(model, backend, &worker_cfg) {
+                    Ok(ctx) => {
+                        let _ = ready_tx.send(Ok(()));
+                        Worker::new(model, ctx, &worker_cfg, worker_stats).run(rx);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
                 }
             })
             .map_err(|e| InferError::Engine(format!("cannot start engine thread: {e}")))?;
@@ -159,6 +174,7 @@ impl Engine {
     pub fn submit(&self, req: GenRequest) -> Result<UnboundedReceiver<GenEvent>, InferError> {
         req.params.validate()?;
         let prompt = self.prompt_tokens(&req.prompt)?;
+        self.check_answer_room(prompt.len(), &req.params)?;
         let (events, rx) = unbounded_channel();
         let stats = &self.shared.stats;
         // The bound is on live jobs, running or waiting: the slots plus the waiting line. (Bounding
@@ -250,6 +266,18 @@ impl Engine {
         Ok(tokens)
     }
 
+    /// Refuses a request whose `max_tokens` the caller asked for ([`SamplingParams::max_tokens_must_fit`])
+    /// and that does not fit beside its `prompt_tokens` in one sequence's context: the answer would be
+    /// cut at the context, short of what was asked, without saying so.
+    fn check_answer_room(&self, prompt_tokens: usize, params: &SamplingParams) -> Result<(), InferError> {
+        let limit = self.shared.config.ctx_per_slot as usize;
+        let max_tokens = params.max_tokens as usize;
+        if params.max_tokens_must_fit && prompt_tokens.saturating_add(max_tokens) > limit {
+            return Err(InferError::AnswerTooLong { prompt_tokens, max_tokens, limit });
+        }
+        Ok(())
+    }
+
     /// Token ids of `text` (BOS added when `add_bos`; control tokens parsed only when `special`).
     pub fn tokenize(&self, text: &str, add_bos: bool, special: bool) -> Vec<i32> {
         self.shared.model.vocab().tokenize(text.as_bytes(), add_bos, special).into_iter().map(|t| t.0).collect()
@@ -272,6 +300,12 @@ impl Engine {
     /// Where the chat template came from (`gguf` or a built-in name).
     pub fn template_source(&self) -> &str {
         &self.shared.template.source
+    }
+
+    /// Whether the worker thread is still there to generate (it ends only on a panic, or with the last
+    /// clone of the engine).
+    pub fn is_running(&self) -> bool {
+        !self.shared.stats.stopped.load(Ordering::Acquire)
     }
 
     /// Live counters.
@@ -777,6 +811,25 @@ mod tests {
         let f = out.finished;
         assert_eq!(f.reason, FinishReason::Length);
         assert_eq!(f.prompt_tokens + f.completion_tokens, 256, "{f:?}");
+    }
+
+    #[test]
+    fn a_max_tokens_the_caller_asked_for_must_fit_beside_the_prompt() {
+        let prompt = || Prompt::Text("Once upon a time".repeat(20));
+        let asked = |max_tokens| SamplingParams { max_tokens, max_tokens_must_fit: true, ..SamplingParams::default() };
+        // Refused before it is queued, with the prompt's exact size.
+        match engine().submit(GenRequest { prompt: prompt(), params: asked(250) }) {
+            Err(InferError::AnswerTooLong { prompt_tokens, max_tokens, limit }) => {
+                assert!(prompt_tokens > 6 && prompt_tokens + max_tokens > limit, "{prompt_tokens} + {max_tokens}");
+                assert_eq!((max_tokens, limit), (250, 256));
+            }
+            other => panic!("expected AnswerTooLong, got {:?}", other.map(|_| ())),
+        }
+        // Within the context it runs; without the flag an oversized limit still fills the room left.
+        let out = engine().generate(GenRequest { prompt: prompt(), params: asked(4) }).expect("generates");
+        assert!(out.finished.completion_tokens <= 4);
+        let loose = SamplingParams { max_tokens: 250, ..SamplingParams::default() };
+        assert!(engine().generate(GenRequest { prompt: prompt(), params: loose }).is_ok());
     }
 
     #[test]

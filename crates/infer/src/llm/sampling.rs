@@ -45,6 +45,10 @@ pub struct SamplingParams {
     /// requests left in the cache (a cached and a fresh prompt are computed in different batch shapes,
     /// and on some CPUs that flips near-ties).
     pub cache_prompt: bool,
+    /// `max_tokens` is the caller's own limit rather than a default: a prompt that leaves less room
+    /// than that in the context is refused ([`crate::InferError::AnswerTooLong`]) instead of having
+    /// its answer cut at the context. Off, the answer fills at most the room the prompt leaves.
+    pub max_tokens_must_fit: bool,
 }
 
 impl Default for SamplingParams {
@@ -65,6 +69,7 @@ impl Default for SamplingParams {
             top_logprobs: 0,
             ignore_eos: false,
             cache_prompt: true,
+            max_tokens_must_fit: false,
         }
     }
 }
