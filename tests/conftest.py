@@ -387,6 +387,7 @@ class FakeUpstream:
       OpenAI does), `"finish"` (in the finish chunk too) or `"every"` (on every chunk, cumulative);
       `stall` seconds after the last event, the stream neither sends `[DONE]` nor closes.
       `delay` seconds before it answers at all (a slow upstream: requests stay running meanwhile).
+      `cut_after` events into a stream, the connection closes (an upstream dying mid-answer).
     - `{"kind": "status", "status": 500}`: that status with an error object.
 
     `requests` keeps every request body (parsed)."""
@@ -433,9 +434,16 @@ class FakeUpstream:
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
                 self.end_headers()
-                for event in fake.events(body, mode.get("usage", "final")):
+                events = fake.events(body, mode.get("usage", "final"))
+                cut = mode.get("cut_after")
+                for event in events[:cut]:
                     self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
                     self.wfile.flush()
+                if cut is not None:
+                    # The upstream dies mid-answer: the connection closes without the rest or [DONE].
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 if mode.get("stall"):
                     time.sleep(mode["stall"])
                 else:

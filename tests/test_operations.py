@@ -88,6 +88,35 @@ def test_readyz_is_degraded_not_failed_while_another_model_serves(tmp_path):
         fake.close()
 
 
+def test_streams_that_break_mid_way_count_as_upstream_failures(tmp_path):
+    """An upstream whose streams open and then die is failing, though each call opened fine: three
+    broken streams in a row read `down`; a stream that ends whole makes it `up` again."""
+    from conftest import FakeUpstream
+
+    fake = FakeUpstream()
+    srv = Server(tmp_path, upstream("flaky", fake.port), name="readyz-streams")
+    try:
+        fake.mode = {"kind": "ok", "cut_after": 2}  # the role, then "Par"
+        body = {"model": "flaky", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        for _ in range(3):
+            status, _, text = request(srv.base, "POST", "/v1/chat/completions", body=body)
+            # The stream had started (200): it ends with an error event instead of [DONE].
+            assert status == 200 and b'"error"' in text and b"data: [DONE]" not in text, text
+        status, _, r = request(srv.base, "GET", "/readyz")
+        up = check(json.loads(r), "model:flaky")
+        assert status == 503 and up["state"] == "down" and up["consecutive_failures"] == 3, up
+        assert "mid-stream" in up["last_error"] or "before [DONE]" in up["last_error"], up
+        fake.mode = {"kind": "ok"}
+        status, _, text = request(srv.base, "POST", "/v1/chat/completions", body=body)
+        assert status == 200 and b"data: [DONE]" in text
+        status, _, r = request(srv.base, "GET", "/readyz")
+        up = check(json.loads(r), "model:flaky")
+        assert status == 200 and up["state"] == "up" and up["consecutive_failures"] == 0, up
+    finally:
+        srv.stop()
+        fake.close()
+
+
 def metric(text, name, **labels):
     """The value of the sample of `name` with (at least) `labels`, or None."""
     for line in text.splitlines():

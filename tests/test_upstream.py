@@ -451,6 +451,11 @@ def test_dead_upstream_falls_back(gw, gateway):
     # Text completions follow the same chain, streamed or not, and name the model that answered.
     r = gw.completions.with_raw_response.create(model="dead", prompt="The capital of France is", max_tokens=4)
     assert r.headers["x-rightmodel-model"] == "small" and r.parse().model == "small"
+    d = json.loads(r.headers["x-rightmodel-decision"])
+    assert d["reason"] == "fallback" and d["fallback_from"] == "dead" and d["failed"][0]["model"] == "dead", d
+    row = gateway.wait_row(lambda x: x["id"] == r.headers["x-request-id"])
+    assert row["endpoint"] == "/v1/completions" and row["served_model"] == "small", row
+    assert row["reason"] == "fallback" and json.loads(row["decision"])["failed"][0]["model"] == "dead", row
     chunks = list(gw.completions.create(model="dead", prompt="The capital of France is", max_tokens=4, stream=True))
     assert chunks and all(c.model == "small" for c in chunks)
 

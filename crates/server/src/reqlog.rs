@@ -271,17 +271,54 @@ impl RequestLog {
         Ok((total, rows))
     }
 
-    /// Rows at or after `since_ms`, oldest first, at most `limit` (the newest ones; `usize::MAX`: all).
-    pub fn read(path: &Path, since_ms: i64, limit: usize) -> Result<Vec<LogRow>, LogError> {
+    /// Opens the log at `path` for reading, checked once to be a request log ([`check_request_log`]):
+    /// `logs` and `logs --follow` read through one [`LogReader`] instead of re-checking the file per read.
+    pub fn reader(path: &Path) -> Result<LogReader, LogError> {
+        LogReader::open(path)
+    }
+}
+
+/// A request log opened read-only: reads never create a table or write to the file, and wait for a
+/// writer's lock (e.g. a checkpoint while the server stops) instead of failing at once. Each read is
+/// its own read transaction, so a reader kept open sees the rows committed since its last read.
+pub struct LogReader {
+    path: PathBuf,
+    conn: Connection,
+    /// `cached_tokens`, or `0` for logs of versions without the column (read once at open).
+    cached_tokens: &'static str,
+}
+
+impl LogReader {
+    /// Checks that `path` is a request log and opens it read-only.
+    fn open(path: &Path) -> Result<Self, LogError> {
+        check_request_log(path)?;
         let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
-        let conn = open_reader(path)?;
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql)?;
+        let cached_tokens = cached_tokens_sql(&conn);
+        Ok(LogReader { path: path.to_path_buf(), conn, cached_tokens })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql_error(&self, source: rusqlite::Error) -> LogError {
+        LogError::Sqlite { path: self.path.display().to_string(), source }
+    }
+
+    /// Rows at or after `since_ms`, oldest first, at most `limit` (the newest ones; `usize::MAX`: all).
+    pub fn read(&self, since_ms: i64, limit: usize) -> Result<Vec<LogRow>, LogError> {
+        let sql = |source| self.sql_error(source);
+        let conn = &self.conn;
         let mut stmt = conn
             .prepare(&format!(
                 "SELECT id, ts_ms, key_name, endpoint, requested_model, served_model, reason, decision, input_tokens,
                         output_tokens, cost_usd, latency_ms, ttft_ms, status, error, stream, {}
                  FROM (SELECT rowid AS r, * FROM requests WHERE ts_ms >= ?1 ORDER BY ts_ms DESC, r DESC LIMIT ?2)
                  ORDER BY ts_ms ASC, r ASC",
-                cached_tokens_sql(&conn)
+                self.cached_tokens
             ))
             .map_err(sql)?;
         let rows = stmt
@@ -297,15 +334,15 @@ impl RequestLog {
     /// Rows committed after the row with SQLite rowid `after`, in commit order, with the last rowid read
     /// (`after` when none). `logs --follow` polls this: rows are written when requests *finish*, so a long
     /// stream's row lands after shorter requests that arrived later, and polling by arrival time would skip it.
-    pub fn read_after(path: &Path, after: i64, limit: usize) -> Result<(Vec<LogRow>, i64), LogError> {
-        let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
-        let conn = open_reader(path)?;
-        let mut stmt = conn
+    pub fn read_after(&self, after: i64, limit: usize) -> Result<(Vec<LogRow>, i64), LogError> {
+        let sql = |source| self.sql_error(source);
+        let mut stmt = self
+            .conn
             .prepare(&format!(
                 "SELECT id, ts_ms, key_name, endpoint, requested_model, served_model, reason, decision, input_tokens,
                         output_tokens, cost_usd, latency_ms, ttft_ms, status, error, stream, {}, rowid
                  FROM requests WHERE rowid > ?1 ORDER BY rowid ASC LIMIT ?2",
-                cached_tokens_sql(&conn)
+                self.cached_tokens
             ))
             .map_err(sql)?;
         let mut last = after;
@@ -324,27 +361,16 @@ impl RequestLog {
     }
 
     /// The rowid of the last committed row (0 for an empty log).
-    pub fn last_rowid(path: &Path) -> Result<i64, LogError> {
-        let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
-        let conn = open_reader(path)?;
-        conn.query_row("SELECT coalesce(max(rowid), 0) FROM requests", [], |r| r.get(0)).map_err(sql)
+    pub fn last_rowid(&self) -> Result<i64, LogError> {
+        self.conn
+            .query_row("SELECT coalesce(max(rowid), 0) FROM requests", [], |r| r.get(0))
+            .map_err(|e| self.sql_error(e))
     }
 }
 
 /// Rows of requests that finished at or after `?1` (rows are stamped when requests arrive); the first
 /// term keeps the timestamp index usable (no request runs for a day).
 const FINISHED_SINCE: &str = "ts_ms >= ?1 - 86400000 AND ts_ms + latency_ms >= ?1";
-
-/// A read-only connection that waits for a writer's lock (e.g. a checkpoint while the server stops)
-/// instead of failing at once, to a file checked first to be a request log ([`check_request_log`]):
-/// a reader never creates a table, and never opens a foreign database through SQLite at all.
-fn open_reader(path: &Path) -> Result<Connection, LogError> {
-    check_request_log(path)?;
-    let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql)?;
-    Ok(conn)
-}
 
 /// Fails with [`LogError::NotARequestLog`] unless the existing file at `path` is an SQLite database
 /// whose `requests` table has every column of [`BASE_COLUMNS`]. Reads the header, then the table's
@@ -517,20 +543,19 @@ fn auto_savings(conn: &Connection, since_ms: i64) -> rusqlite::Result<AutoSaving
     Ok(AutoSavings::price(count(requests), count(failed), &rows))
 }
 
-impl RequestLog {
+impl LogReader {
     /// Totals of the rows at or after `since_ms` (see [`LogSummary`]). Reads every latency of the
     /// period for the percentiles (8 bytes a row).
-    pub fn summarize(path: &Path, since_ms: i64) -> Result<LogSummary, LogError> {
-        let sql = |source| LogError::Sqlite { path: path.display().to_string(), source };
-        let db = open_reader(path)?;
+    pub fn summarize(&self, since_ms: i64) -> Result<LogSummary, LogError> {
+        let sql = |source| self.sql_error(source);
         // One read transaction: every query sees the same rows while a server keeps writing.
-        let conn = db.unchecked_transaction().map_err(sql)?;
+        let conn = self.conn.unchecked_transaction().map_err(sql)?;
         let mut stmt = conn
             .prepare(&format!(
                 "SELECT CASE WHEN served_model = '' THEN '-' ELSE served_model END AS m, count(*),
                         sum(status >= 400), sum(input_tokens), sum({}), sum(output_tokens), sum(cost_usd)
                  FROM requests WHERE ts_ms >= ?1 GROUP BY m ORDER BY count(*) DESC, m",
-                cached_tokens_sql(&conn)
+                self.cached_tokens
             ))
             .map_err(sql)?;
         let count = |v: i64| v.max(0) as u64;
@@ -1003,14 +1028,8 @@ mod tests {
             (&empty, "not an SQLite database"),
             (&requests, "lacks ts_ms"),
         ] {
-            let errors = [
-                RequestLog::read(path, 0, 10).map(|_| ()).unwrap_err(),
-                RequestLog::read_after(path, 0, 10).map(|_| ()).unwrap_err(),
-                RequestLog::last_rowid(path).map(|_| ()).unwrap_err(),
-                RequestLog::summarize(path, 0).map(|_| ()).unwrap_err(),
-            ];
-            for e in errors {
-                let e = e.to_string();
+            {
+                let e = RequestLog::reader(path).map(|_| ()).unwrap_err().to_string();
                 assert!(e.contains("is not a rightmodel request log") && e.contains(why), "{e}");
                 assert!(e.contains(&path.display().to_string()) && !e.contains("no such table"), "{e}");
             }
@@ -1019,7 +1038,7 @@ mod tests {
         // A real log still reads.
         let log = dir.path().join("log.db");
         drop(RequestLog::open(&log).unwrap());
-        assert!(RequestLog::read(&log, 0, 10).unwrap().is_empty());
+        assert!(RequestLog::reader(&log).unwrap().read(0, 10).unwrap().is_empty());
     }
 
     #[test]
@@ -1066,7 +1085,7 @@ mod tests {
             });
             log.record(LogRow { ts_ms: 1, ..row("old", "small", "small", 0.0, 1.0, 200) });
         }
-        let s = RequestLog::summarize(&path, 5).unwrap();
+        let s = RequestLog::reader(&path).unwrap().summarize(5).unwrap();
         {
             // An escalated cascade: its small attempt is billed to the small model (served nothing).
             let log = RequestLog::open(&path).unwrap();
@@ -1080,7 +1099,7 @@ mod tests {
                 ..Default::default()
             });
         }
-        let c = RequestLog::summarize(&path, 5).unwrap();
+        let c = RequestLog::reader(&path).unwrap().summarize(5).unwrap();
         let cost = |name: &str| c.models.iter().find(|m| m.served_model == name).map(|m| (m.requests, m.cost_usd));
         let (large, mini) = (cost("large").unwrap(), cost("mini").unwrap());
         assert!(large.0 == 2 && (large.1 - 0.02).abs() < 1e-12, "{large:?}");
@@ -1135,7 +1154,7 @@ mod tests {
             // Free: the largest's estimate at the period's bills-to-estimates ratio (1/3).
             log.record(row("local", "local", 0.0, 200, ""));
         }
-        let s = RequestLog::summarize(&path, 5).unwrap();
+        let s = RequestLog::reader(&path).unwrap().summarize(5).unwrap();
         assert_eq!((s.auto_requests, s.auto_failed, s.auto_from_estimate), (5, 1, 1));
         assert!((s.auto_estimate_scale.unwrap() - 1.0 / 3.0).abs() < 1e-9, "{s:?}");
         assert!((s.auto_cost_usd - 0.00044).abs() < 1e-12, "{s:?}");
@@ -1188,7 +1207,7 @@ mod tests {
                 ..Default::default()
             });
         }
-        let s = RequestLog::summarize(&path, 5).unwrap();
+        let s = RequestLog::reader(&path).unwrap().summarize(5).unwrap();
         let m = |name: &str| s.models.iter().find(|m| m.served_model == name).cloned().unwrap();
         let (large, mini) = (m("large"), m("mini"));
         assert_eq!((large.requests, large.input_tokens, large.cached_tokens, large.output_tokens), (1, 30, 0, 5));
@@ -1210,7 +1229,7 @@ mod tests {
                 ..Default::default()
             });
         }
-        let s = RequestLog::summarize(&path, i64::MAX).unwrap();
+        let s = RequestLog::reader(&path).unwrap().summarize(i64::MAX).unwrap();
         assert_eq!(s.requests, 0);
         assert!(s.cost_usd == 0.0 && s.cost_usd.is_sign_positive(), "{}", s.cost_usd);
         let md = s.to_markdown();
@@ -1252,17 +1271,17 @@ mod tests {
             .unwrap();
         }
         // `rightmodel logs` (read-only) before a new server has opened the old log.
-        assert_eq!(RequestLog::read(&path, 0, 10).unwrap()[0].cached_tokens, 0);
-        assert_eq!(RequestLog::read_after(&path, 0, 10).unwrap().0.len(), 1);
-        assert_eq!(RequestLog::summarize(&path, 0).unwrap().models[0].cached_tokens, 0);
+        assert_eq!(RequestLog::reader(&path).unwrap().read(0, 10).unwrap()[0].cached_tokens, 0);
+        assert_eq!(RequestLog::reader(&path).unwrap().read_after(0, 10).unwrap().0.len(), 1);
+        assert_eq!(RequestLog::reader(&path).unwrap().summarize(0).unwrap().models[0].cached_tokens, 0);
         {
             let log = RequestLog::open(&path).unwrap();
             log.record(LogRow { id: "new".into(), ts_ms: 2, input_tokens: 10, cached_tokens: 8, ..Default::default() });
         }
-        let rows = RequestLog::read(&path, 0, 10).unwrap();
+        let rows = RequestLog::reader(&path).unwrap().read(0, 10).unwrap();
         assert_eq!(rows.iter().map(|r| (r.id.as_str(), r.cached_tokens)).collect::<Vec<_>>(), [("old", 0), ("new", 8)]);
         assert_eq!(rows[0].cost_usd, 0.5);
-        let (after, _) = RequestLog::read_after(&path, 0, 10).unwrap();
+        let (after, _) = RequestLog::reader(&path).unwrap().read_after(0, 10).unwrap();
         assert_eq!(after.len(), 2);
         // Opening again (the column is there now) changes nothing.
         drop(RequestLog::open(&path).unwrap());
@@ -1283,10 +1302,14 @@ mod tests {
         }
         std::thread::sleep(std::time::Duration::from_millis(6500));
         assert!(log.stats().pending.load(Ordering::Relaxed) >= 1, "rows wait while the lock is held");
-        assert!(RequestLog::read(&path, 0, 100).unwrap().is_empty());
+        assert!(RequestLog::reader(&path).unwrap().read(0, 100).unwrap().is_empty());
         blocker.execute_batch("COMMIT").unwrap();
         drop(log);
-        assert_eq!(RequestLog::read(&path, 0, 100).unwrap().len(), 5, "every row written once the lock ended");
+        assert_eq!(
+            RequestLog::reader(&path).unwrap().read(0, 100).unwrap().len(),
+            5,
+            "every row written once the lock ended"
+        );
     }
 
     #[test]
@@ -1301,7 +1324,8 @@ mod tests {
             }
         }
         drop(RequestLog::open_with_retention(&path, Some(30)).unwrap());
-        let ids: Vec<String> = RequestLog::read(&path, 0, 10).unwrap().into_iter().map(|r| r.id).collect();
+        let ids: Vec<String> =
+            RequestLog::reader(&path).unwrap().read(0, 10).unwrap().into_iter().map(|r| r.id).collect();
         assert_eq!(ids, ["r1", "r2"]);
     }
 
@@ -1322,7 +1346,7 @@ mod tests {
                 });
             }
         }
-        let rows = RequestLog::read(&path, 0, 10).unwrap();
+        let rows = RequestLog::reader(&path).unwrap().read(0, 10).unwrap();
         assert_eq!(rows.len(), 10);
         assert_eq!(rows[0].id, "r90");
         assert_eq!(rows[9].id, "r99");
@@ -1346,7 +1370,10 @@ mod tests {
             let log = RequestLog::open(&path).unwrap();
             log.record(row("short", 2000, 0.1));
         }
-        let last = RequestLog::last_rowid(&path).unwrap();
+        // One reader kept open across the writes, as `logs --follow` keeps it: each read sees the rows
+        // committed since.
+        let reader = RequestLog::reader(&path).unwrap();
+        let last = reader.last_rowid().unwrap();
         {
             // A long stream that arrived before `short` finishes after it; a NaN cost is stored as 0; a row
             // SQLite refuses (NULL latency) fails alone, not with the rows of its batch.
@@ -1355,11 +1382,11 @@ mod tests {
             log.record(LogRow { latency_ms: f64::NAN, ..row("refused", 2500, 0.1) });
             log.record(row("nan", 3000, f64::NAN));
         }
-        let (rows, next) = RequestLog::read_after(&path, last, 100).unwrap();
+        let (rows, next) = reader.read_after(last, 100).unwrap();
         let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["long", "nan"]);
         assert_eq!(rows[1].cost_usd, 0.0);
         assert!(next > last);
-        assert!(RequestLog::read_after(&path, next, 100).unwrap().0.is_empty());
+        assert!(reader.read_after(next, 100).unwrap().0.is_empty());
     }
 }

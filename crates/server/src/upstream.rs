@@ -10,6 +10,7 @@
 //! the middle of a stream, the client has already received part of the answer, so the stream ends with
 //! an SSE `error` event (OpenAI's error object) and no `[DONE]`; the request log records status 502.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -29,8 +30,9 @@ pub struct Upstream {
     client: reqwest::Client,
     /// Every call's headers: the key (`Authorization` or the configured header) and the extra ones.
     headers: reqwest::header::HeaderMap,
-    /// What its calls have shown of its health (for `/readyz`).
-    pub health: UpstreamHealth,
+    /// What its calls have shown of its health (for `/readyz`); shared with the streams it opened,
+    /// which note how they end.
+    pub health: Arc<UpstreamHealth>,
 }
 
 /// Whether `e` says the upstream failed (unreachable, 5xx, timed out, rate limited past the retries, a
@@ -81,7 +83,7 @@ impl Upstream {
             }
         }
         let client = client.build().map_err(|e| format!("upstream `{}`: {e}", config.name))?;
-        Ok(Upstream { config, client, headers, health: UpstreamHealth::default() })
+        Ok(Upstream { config, client, headers, health: Arc::default() })
     }
 
     /// The URL of `path` under the base URL, the base's query string (if any) kept at the end.
@@ -367,9 +369,33 @@ impl Upstream {
         path: &str,
         body: Value,
     ) -> Result<impl Stream<Item = Result<T, ApiError>> + Send + 'static, ApiError> {
-        // Only the opening is noted (a stream that breaks later has still shown the upstream answering).
-        let r = self.open_sse_stream(path, body).await;
-        self.noted(r)
+        // A stream that fails to open is noted at once; one that opened is noted when it ends: a
+        // success once the answer has come whole, a failure when it breaks (noting the opening as a
+        // success would reset the failures in a row, and an upstream whose every stream breaks
+        // mid-way would never read `down`).
+        let stream = match self.open_sse_stream::<T>(path, body).await {
+            Ok(s) => s,
+            Err(e) => return self.noted(Err(e)),
+        };
+        let health = Arc::clone(&self.health);
+        Ok(async_stream::stream! {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                if let Err(e) = &item {
+                    // Every error of an opened stream ends it (see `open_sse_stream`).
+                    if is_upstream_failure(e) {
+                        health.record_failure(&e.message);
+                    } else {
+                        health.record_success();
+                    }
+                    yield item;
+                    return;
+                }
+                yield item;
+            }
+            // Not reached when the client leaves first: the stream is dropped, and nothing is known.
+            health.record_success();
+        })
     }
 
     /// [`Upstream::sse_stream`], without noting the outcome.

@@ -358,8 +358,9 @@ pub fn logs(a: LogsArgs) -> anyhow::Result<()> {
     };
     check_log_path(&path)?;
     let since = a.since.as_deref().map(parse_since).transpose()?.unwrap_or(0);
+    let log = RequestLog::reader(&path)?;
     if a.summary {
-        let summary = RequestLog::summarize(&path, since)?;
+        let summary = log.summarize(since)?;
         match a.format {
             LogFormat::Json => println!("{}", serde_json::to_string(&summary)?),
             LogFormat::Csv => {
@@ -378,8 +379,8 @@ pub fn logs(a: LogsArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     // Where following picks up: rows committed after this point, in commit order.
-    let mut last = RequestLog::last_rowid(&path)?;
-    let rows = RequestLog::read(&path, since, rows_to_show(a.tail, a.since.is_some()))?;
+    let mut last = log.last_rowid()?;
+    let rows = log.read(since, rows_to_show(a.tail, a.since.is_some()))?;
     let mut out = std::io::stdout().lock();
     let mut csv_header = true;
     print_rows(&mut out, &rows, a.format, &mut csv_header)?;
@@ -388,12 +389,23 @@ pub fn logs(a: LogsArgs) -> anyhow::Result<()> {
     }
     // A row committed between reading the cursor and the rows above is in both: print it once.
     let mut printed: std::collections::HashSet<String> = rows.into_iter().map(|r| r.id).collect();
-    // A read that fails (the server checkpointing or restarting, the file briefly locked) is retried
-    // on the next poll: following outlives a server restart. Only a long run of failures ends it.
+    // A read that fails (the server checkpointing or restarting, the file briefly locked or replaced)
+    // is retried on the next poll through a reader opened afresh: following outlives a server
+    // restart. Only a long run of failures ends it.
     let mut failures = 0u32;
+    let mut reader = Some(log);
     loop {
         std::thread::sleep(std::time::Duration::from_millis(500));
-        let (rows, next) = match RequestLog::read_after(&path, last, 10_000) {
+        let read = match reader.take() {
+            Some(r) => Ok(r),
+            None => RequestLog::reader(&path),
+        }
+        .and_then(|r| {
+            let rows = r.read_after(last, 10_000)?;
+            reader = Some(r);
+            Ok(rows)
+        });
+        let (rows, next) = match read {
             Ok(r) => {
                 failures = 0;
                 r
@@ -505,7 +517,7 @@ mod tests {
                 log.record(LogRow { id: format!("r{i}"), ts_ms: 1000 + i, ..Default::default() });
             }
         }
-        assert_eq!(RequestLog::read(&path, 0, rows_to_show(None, true)).unwrap().len(), 30);
+        assert_eq!(RequestLog::reader(&path).unwrap().read(0, rows_to_show(None, true)).unwrap().len(), 30);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
