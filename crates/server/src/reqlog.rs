@@ -299,11 +299,6 @@ impl LogReader {
         Ok(LogReader { path: path.to_path_buf(), conn, cached_tokens })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn sql_error(&self, source: rusqlite::Error) -> LogError {
         LogError::Sqlite { path: self.path.display().to_string(), source }
     }
@@ -1028,11 +1023,9 @@ mod tests {
             (&empty, "not an SQLite database"),
             (&requests, "lacks ts_ms"),
         ] {
-            {
-                let e = RequestLog::reader(path).map(|_| ()).unwrap_err().to_string();
-                assert!(e.contains("is not a rightmodel request log") && e.contains(why), "{e}");
-                assert!(e.contains(&path.display().to_string()) && !e.contains("no such table"), "{e}");
-            }
+            let e = RequestLog::reader(path).map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains("is not a rightmodel request log") && e.contains(why), "{e}");
+            assert!(e.contains(&path.display().to_string()) && !e.contains("no such table"), "{e}");
         }
         assert_eq!(snapshot(dir.path()), before, "a reader wrote to or next to a foreign file");
         // A real log still reads.

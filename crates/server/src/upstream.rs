@@ -48,6 +48,15 @@ fn is_upstream_failure(e: &ApiError) -> bool {
     )
 }
 
+/// Notes a call's outcome in `health`: no error, or a request error the upstream judged (it is up), is
+/// a success; an outage, a timeout or a broken answer a failure.
+fn note_outcome(health: &UpstreamHealth, error: Option<&ApiError>) {
+    match error {
+        Some(e) if is_upstream_failure(e) => health.record_failure(&e.message),
+        _ => health.record_success(),
+    }
+}
+
 /// What a failed attempt tells the retry loop.
 enum Attempt<T> {
     Done(T),
@@ -273,14 +282,9 @@ impl Upstream {
         Ok(())
     }
 
-    /// Notes a call's outcome in [`Upstream::health`] and passes it on: an answer, or a request error
-    /// the upstream judged (it is up), is a success; an outage, a timeout or a broken answer a failure.
+    /// Notes a call's outcome in [`Upstream::health`] ([`note_outcome`]) and passes it on.
     fn noted<T>(&self, r: Result<T, ApiError>) -> Result<T, ApiError> {
-        match &r {
-            Ok(_) => self.health.record_success(),
-            Err(e) if is_upstream_failure(e) => self.health.record_failure(&e.message),
-            Err(_) => self.health.record_success(),
-        }
+        note_outcome(&self.health, r.as_ref().err());
         r
     }
 
@@ -383,18 +387,14 @@ impl Upstream {
             while let Some(item) = stream.next().await {
                 if let Err(e) = &item {
                     // Every error of an opened stream ends it (see `open_sse_stream`).
-                    if is_upstream_failure(e) {
-                        health.record_failure(&e.message);
-                    } else {
-                        health.record_success();
-                    }
+                    note_outcome(&health, Some(e));
                     yield item;
                     return;
                 }
                 yield item;
             }
             // Not reached when the client leaves first: the stream is dropped, and nothing is known.
-            health.record_success();
+            note_outcome(&health, None);
         })
     }
 
