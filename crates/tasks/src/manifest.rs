@@ -110,6 +110,10 @@ pub struct TrainSettings {
     /// (`hidden_dropout_prob`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropout: Option<f32>,
+    /// Fine-tuning: decay of the moving average of the weights that competes with each step's own at
+    /// every validation; absent: no average.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<f64>,
     /// Fine-tuning: validations without improvement before stopping; 0: automatic (3, or one epoch's
     /// worth of validations when an epoch holds more; see [`crate::finetune::auto_patience`]).
     pub patience: usize,

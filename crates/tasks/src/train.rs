@@ -91,6 +91,7 @@ pub fn default_settings(mode: Mode) -> TrainSettings {
         weight_decay: ft.weight_decay,
         max_len: ft.max_len,
         dropout: ft.dropout,
+        ema: ft.ema,
         patience: ft.patience,
         max_neighbours: 20_000,
         blend_weight: None,
@@ -375,6 +376,7 @@ pub fn train_classifier(
                     weight_decay: s.weight_decay,
                     max_len: s.max_len,
                     dropout: s.dropout,
+                    ema: s.ema,
                     patience: s.patience,
                     time_budget: spec.time_budget_s.map(std::time::Duration::from_secs),
                     seed: s.seed,
@@ -554,8 +556,17 @@ pub fn training_report(m: &Manifest, rows_available: usize, ft: Option<&Finetune
     }
     if let Some(f) = ft {
         s.push_str(&format!(
-            "- fine-tuning: {} steps, {} examples, {:.1} s per 1k examples, encoder dropout {}, {}\n",
-            f.steps, f.examples_seen, f.seconds_per_1k, f.dropout, f.stopped
+            "- fine-tuning: {} steps, {} examples, {:.1} s per 1k examples, encoder dropout {}, {}{}\n",
+            f.steps,
+            f.examples_seen,
+            f.seconds_per_1k,
+            f.dropout,
+            f.stopped,
+            match m.settings.ema {
+                Some(d) if f.best_is_average => format!("; saved the moving average of the weights (decay {d})"),
+                Some(d) => format!("; a step's own weights beat their moving average (decay {d})"),
+                None => String::new(),
+            }
         ));
     }
     s.push_str("\n## Validation\n\n");

@@ -101,6 +101,11 @@ pub struct TrainClassifyArgs {
     /// encoder's own, 0.1 for MiniLM; 0 turns it off, which may suit many classes with few examples).
     #[arg(long)]
     dropout: Option<f32>,
+    /// Fine-tuning only: also keep a moving average of the weights with this decay per step, 0 to
+    /// below 1 (e.g. 0.998: a horizon of about 500 steps), from the end of warm-up; each validation
+    /// scores it beside the step's own weights and the better one competes for "best" (default: none).
+    #[arg(long)]
+    ema: Option<f64>,
     /// Fine-tuning only: validations without improvement before stopping, at least 1 (a validation
     /// comes every 200 steps and at each epoch's end; default: 3, or one epoch's worth when an epoch
     /// holds more).
@@ -306,6 +311,7 @@ fn finetune_flags_given(a: &TrainClassifyArgs) -> Vec<&'static str> {
         ("--lr", a.lr.is_some()),
         ("--max-len", a.max_len.is_some()),
         ("--dropout", a.dropout.is_some()),
+        ("--ema", a.ema.is_some()),
         ("--patience", a.patience.is_some()),
         ("--max-minutes", a.max_minutes.is_some()),
     ]
@@ -332,6 +338,9 @@ fn check_train_flags(a: &TrainClassifyArgs) -> anyhow::Result<()> {
     }
     if let Some(p) = a.dropout {
         anyhow::ensure!(p.is_finite() && (0.0..=0.9).contains(&p), "--dropout must be a number from 0 to 0.9");
+    }
+    if let Some(d) = a.ema {
+        anyhow::ensure!(d.is_finite() && (0.0..1.0).contains(&d), "--ema must be a number from 0 to below 1");
     }
     anyhow::ensure!(a.valid_split.is_finite(), "--valid-split must be a number");
     if let Some(m) = a.max_minutes {
@@ -377,6 +386,7 @@ fn train_classify(a: TrainClassifyArgs) -> anyhow::Result<()> {
     settings.learning_rate = a.lr.unwrap_or(settings.learning_rate);
     settings.max_len = a.max_len.unwrap_or(settings.max_len);
     settings.dropout = a.dropout.or(settings.dropout);
+    settings.ema = a.ema.or(settings.ema);
     settings.patience = a.patience.unwrap_or(settings.patience);
     settings.max_neighbours = a.max_neighbours;
     // Stopped with Ctrl-C, the run removes its unfinished classifier folder (or puts back the classifier
@@ -626,6 +636,18 @@ mod tests {
             let flag = format!("--dropout={bad}");
             let e = check_train_flags(&classify_args(&["--mode", "finetune", &flag])).unwrap_err();
             assert!(e.to_string().contains("--dropout must be a number from 0 to 0.9"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn ema_is_a_finetune_flag_below_one() {
+        check_train_flags(&classify_args(&["--mode", "finetune", "--ema", "0.998"])).unwrap();
+        let e = check_train_flags(&classify_args(&["--ema", "0.998"])).unwrap_err().to_string();
+        assert!(e.contains("--ema only applies to --mode finetune"), "{e}");
+        for bad in ["1", "-0.5", "NaN"] {
+            let flag = format!("--ema={bad}");
+            let e = check_train_flags(&classify_args(&["--mode", "finetune", &flag])).unwrap_err();
+            assert!(e.to_string().contains("--ema must be a number from 0 to below 1"), "{bad}: {e}");
         }
     }
 
