@@ -373,7 +373,7 @@ pub fn train(
             let over_time = cfg.time_budget.map(|b| start.elapsed() >= b).unwrap_or(false);
             if step % cfg.eval_every.max(1) == 0 || bi == last_batch || over_time {
                 let acc = accuracy(&net, &eval_ids, &eval_y)?;
-                let avg_acc = match average.as_mut() {
+                let avg_acc = match average.as_ref() {
                     Some(avg) => Some(avg.with_average(|| accuracy(&net, &eval_ids, &eval_y))?),
                     None => None,
                 };
@@ -383,17 +383,17 @@ pub fn train(
                     start.elapsed().as_secs_f64()
                 ));
                 // On a tie the average wins: it is the flatter, steadier choice.
-                let (step_acc, use_average) = match avg_acc {
-                    Some(a) if a >= acc => (a, true),
-                    _ => (acc, false),
+                let (step_acc, winning_average) = match (avg_acc, average.as_ref()) {
+                    (Some(a), Some(avg)) if a >= acc => (a, Some(avg)),
+                    _ => (acc, None),
                 };
                 if step_acc > best_acc {
                     best_acc = step_acc;
                     since_best = 0;
-                    best_is_average = use_average;
-                    best = Some(match (use_average, average.as_ref()) {
-                        (true, Some(avg)) => avg.snapshot()?,
-                        _ => snapshot(&varmap)?,
+                    best_is_average = winning_average.is_some();
+                    best = Some(match winning_average {
+                        Some(avg) => avg.snapshot()?,
+                        None => snapshot(&varmap)?,
                     });
                 } else {
                     since_best += 1;
