@@ -102,7 +102,7 @@ impl TrainableBert {
     /// Builds the encoder from `vb` (parameter names as in Hugging Face BERT checkpoints, no prefix).
     /// The word-embedding matrix comes from `frozen` instead: it is a third of the parameters, the dense
     /// gradient and AdamW update of its 30k rows cost more than they help on small data sets, and the
-    /// inputs seen in fine-tuning touch few of its rows.
+    /// inputs seen in fine-tuning touch few of its rows. Passing `vb` again trains it too.
     pub fn load(vb: VarBuilder, frozen: VarBuilder, c: &Config) -> Result<Self> {
         let e = vb.pp("embeddings");
         let layers = (0..c.num_hidden_layers)

@@ -114,6 +114,9 @@ pub struct TrainSettings {
     /// every validation; absent: no average.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ema: Option<f64>,
+    /// Fine-tuning: whether the word-embedding matrix was trained too (absent: frozen).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub train_embeddings: bool,
     /// Fine-tuning: validations without improvement before stopping; 0: automatic (3, or one epoch's
     /// worth of validations when an epoch holds more; see [`crate::finetune::auto_patience`]).
     pub patience: usize,

@@ -92,6 +92,7 @@ pub fn default_settings(mode: Mode) -> TrainSettings {
         max_len: ft.max_len,
         dropout: ft.dropout,
         ema: ft.ema,
+        train_embeddings: ft.train_embeddings,
         patience: ft.patience,
         max_neighbours: 20_000,
         blend_weight: None,
@@ -377,6 +378,7 @@ pub fn train_classifier(
                     max_len: s.max_len,
                     dropout: s.dropout,
                     ema: s.ema,
+                    train_embeddings: s.train_embeddings,
                     patience: s.patience,
                     time_budget: spec.time_budget_s.map(std::time::Duration::from_secs),
                     seed: s.seed,
@@ -556,11 +558,12 @@ pub fn training_report(m: &Manifest, rows_available: usize, ft: Option<&Finetune
     }
     if let Some(f) = ft {
         s.push_str(&format!(
-            "- fine-tuning: {} steps, {} examples, {:.1} s per 1k examples, encoder dropout {}, {}{}\n",
+            "- fine-tuning: {} steps, {} examples, {:.1} s per 1k examples, encoder dropout {}, word embeddings {}, {}{}\n",
             f.steps,
             f.examples_seen,
             f.seconds_per_1k,
             f.dropout,
+            if m.settings.train_embeddings { "trained" } else { "frozen" },
             f.stopped,
             match m.settings.ema {
                 Some(d) if f.best_is_average => format!("; saved the moving average of the weights (decay {d})"),

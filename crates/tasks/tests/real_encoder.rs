@@ -90,6 +90,47 @@ fn finetuned_classifier_round_trip() {
     assert!(preds[0].explanation.as_ref().is_some_and(|e| !e.tokens.is_empty()));
 }
 
+#[test]
+fn word_embeddings_change_only_when_trained() {
+    let Some(enc) = encoder() else {
+        eprintln!("skipped: the MiniLM encoder is not in the local store");
+        return;
+    };
+    rightmodel_infer::threads::configure_candle_threads(2);
+    let home = rightmodel_models::home::rightmodel_home();
+    let base = rightmodel_models::Store::new(&home).resolve_encoder(rightmodel_models::DEFAULT_EMBED_MODEL).unwrap();
+    let key = "embeddings.word_embeddings.weight";
+    let words = |dir: &std::path::Path| {
+        let t = candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
+        t[key].to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    };
+    let original = words(&base);
+    let tmp = tempfile::tempdir().unwrap();
+    for train_embeddings in [false, true] {
+        let dest = tmp.path().join(format!("ft-{train_embeddings}"));
+        let mut s = spec(fixture("sentiment.csv"), "text", dest.clone());
+        s.settings = rightmodel_tasks::train::default_settings(rightmodel_tasks::Mode::Finetune);
+        s.settings.epochs = 1;
+        s.settings.batch_size = 16;
+        s.settings.max_len = 16;
+        s.settings.train_embeddings = train_embeddings;
+        s.base_encoder = Some(base.clone());
+        let out = train_classifier(&s, &enc, &NoProgress).unwrap();
+        assert_eq!(out.manifest.settings.train_embeddings, train_embeddings);
+        let saved = words(&dest.join("encoder"));
+        assert_eq!(saved.len(), original.len());
+        let moved = saved.iter().zip(&original).filter(|(a, b)| a != b).count();
+        if train_embeddings {
+            assert!(moved > 0, "trained word embeddings were saved unchanged");
+        } else {
+            assert_eq!(moved, 0, "frozen word embeddings changed");
+        }
+        // The classifier loads and predicts from either.
+        let clf = Classifier::load(&dest).unwrap();
+        assert_eq!(clf.predict(&enc, &["a fine film"], false).unwrap().len(), 1);
+    }
+}
+
 struct Print;
 impl rightmodel_tasks::Progress for Print {
     fn note(&self, m: &str) {

@@ -106,6 +106,10 @@ pub struct TrainClassifyArgs {
     /// scores it beside the step's own weights and the better one competes for "best" (default: none).
     #[arg(long)]
     ema: Option<f64>,
+    /// Fine-tuning only: train the word embeddings too (a third of the encoder's parameters; frozen by
+    /// default, which suits small data sets and is faster).
+    #[arg(long)]
+    train_embeddings: bool,
     /// Fine-tuning only: validations without improvement before stopping, at least 1 (a validation
     /// comes every 200 steps and at each epoch's end; default: 3, or one epoch's worth when an epoch
     /// holds more).
@@ -312,6 +316,7 @@ fn finetune_flags_given(a: &TrainClassifyArgs) -> Vec<&'static str> {
         ("--max-len", a.max_len.is_some()),
         ("--dropout", a.dropout.is_some()),
         ("--ema", a.ema.is_some()),
+        ("--train-embeddings", a.train_embeddings),
         ("--patience", a.patience.is_some()),
         ("--max-minutes", a.max_minutes.is_some()),
     ]
@@ -387,6 +392,7 @@ fn train_classify(a: TrainClassifyArgs) -> anyhow::Result<()> {
     settings.max_len = a.max_len.unwrap_or(settings.max_len);
     settings.dropout = a.dropout.or(settings.dropout);
     settings.ema = a.ema.or(settings.ema);
+    settings.train_embeddings = a.train_embeddings || settings.train_embeddings;
     settings.patience = a.patience.unwrap_or(settings.patience);
     settings.max_neighbours = a.max_neighbours;
     // Stopped with Ctrl-C, the run removes its unfinished classifier folder (or puts back the classifier
@@ -637,6 +643,13 @@ mod tests {
             let e = check_train_flags(&classify_args(&["--mode", "finetune", &flag])).unwrap_err();
             assert!(e.to_string().contains("--dropout must be a number from 0 to 0.9"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn train_embeddings_is_a_finetune_flag() {
+        check_train_flags(&classify_args(&["--mode", "finetune", "--train-embeddings"])).unwrap();
+        let e = check_train_flags(&classify_args(&["--train-embeddings"])).unwrap_err().to_string();
+        assert!(e.contains("--train-embeddings only applies to --mode finetune"), "{e}");
     }
 
     #[test]
