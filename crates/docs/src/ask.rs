@@ -93,6 +93,9 @@ pub struct ReadCandidate {
     pub span: Option<String>,
     /// Their token F1 against the model's answer (0 without a match).
     pub match_f1: f32,
+    /// The span scorer's answer in the sentence: the answer's span when the reading matched nothing.
+    #[serde(default)]
+    pub extracted: Option<String>,
 }
 
 /// First-stage ranking plus the evidence of the first passages' sentences.
@@ -223,6 +226,7 @@ impl Collection {
             let sentence = sentence_text(passage, i).to_string();
             let reading = reader.read_answer(&sentence, question)?;
             let found = best_match(&reading.text, &sentence);
+            let extracted = extract(question, &sentence, &mut self.terms.clone()).map(|r| sentence[r].to_string());
             out.push(ReadCandidate {
                 passage_place: place,
                 sentence_place,
@@ -232,6 +236,7 @@ impl Collection {
                 passage_lm: item.lm,
                 span: found.as_ref().map(|m| sentence[m.range.clone()].to_string()),
                 match_f1: found.map_or(0.0, |m| m.f1),
+                extracted,
                 sentence,
                 reading,
             });
@@ -240,8 +245,15 @@ impl Collection {
     }
 
     /// The sentence the reader's readings choose (see [`AskParams::read_weights`]): its passage's place
-    /// in `items`, its index in the passage, and the span of it closest to the reading; `None` when no
-    /// reading matched any words of the sentence it read.
+    /// in `items`, its index in the passage, and the span of it closest to the reading (`None` when the
+    /// reading matched none of its words: the span scorer then finds the span); `None` when nothing was
+    /// read.
+    ///
+    /// A reading that matches none of the sentence's words says the small model misread, not that the
+    /// sentence is wrong: such a sentence stays a candidate on its ranker score (with a match of 0).
+    /// Dropping it, as an earlier version did, moved the answer off the ranker's best sentence whenever
+    /// the model wrote a paraphrase, a misspelling or a made-up answer there, and it was right more often
+    /// than the sentence that replaced it.
     ///
     /// The choice key of a sentence is bounded before it is read (its ranker score and place are known,
     /// a log-probability is at most 0 and a match at most 1), so sentences are read in order of that
@@ -254,7 +266,7 @@ impl Collection {
         params: &AskParams,
         items: &[Ranked],
         reader: &dyn PassageReader,
-    ) -> Result<Option<(usize, usize, Range<usize>)>, DocsError> {
+    ) -> Result<Option<(usize, usize, Option<Range<usize>>)>, DocsError> {
         let w = &params.read_weights;
         let mut slots: Vec<(f32, usize, usize)> = reading_slots(items, params, k)
             .into_iter()
@@ -262,7 +274,7 @@ impl Collection {
             .collect();
         // Highest bound first; ties keep the slot order (better ranked first).
         slots.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut best: Option<(f32, usize, usize, Range<usize>)> = None;
+        let mut best: Option<(f32, usize, usize, Option<Range<usize>>)> = None;
         for (bound, place, i) in slots {
             if best.as_ref().is_some_and(|b| b.0 >= bound) {
                 break;
@@ -270,11 +282,11 @@ impl Collection {
             let item = &items[place];
             let sentence = sentence_text(&self.snap.passages[item.passage.row], i);
             let reading = reader.read_answer(sentence, question)?;
-            let Some(m) = best_match(&reading.text, sentence) else { continue };
-            let key = w.key(item.logits[i], place, &reading, m.f1);
+            let found = best_match(&reading.text, sentence);
+            let key = w.key(item.logits[i], place, &reading, found.as_ref().map_or(0.0, |m| m.f1));
             // Ties keep the sentence read first.
             if best.as_ref().is_none_or(|b| key > b.0) {
-                best = Some((key, place, i, m.range));
+                best = Some((key, place, i, found.map(|m| m.range)));
             }
         }
         Ok(best.map(|(_, place, i, range)| (place, i, range)))
@@ -499,8 +511,10 @@ impl Collection {
         let (mut place, mut best, mut read_span) = (0, first_best, None);
         if let Some(reader) = reader {
             if let Some((p, i, range)) = self.read_best(question, k, params, items, reader)? {
-                (place, best, read_span) = (p, i, Some(range));
-                answer.read_by = Some(reader.model_id().to_string());
+                (place, best, read_span) = (p, i, range);
+                if read_span.is_some() {
+                    answer.read_by = Some(reader.model_id().to_string());
+                }
             }
         }
         let item = &items[place];

@@ -535,6 +535,44 @@ fn the_reading_the_model_is_surest_of_chooses_the_answer_sentence() {
     assert_eq!(a.sentence, plain.sentence);
 }
 
+/// A language model stand-in that misreads `misread` (a sure answer found nowhere in it) and reads
+/// every other sentence's first two words, unsure of them.
+struct MisReader(String);
+
+impl rightmodel_core::PassageReader for MisReader {
+    fn question_log_likelihood(&self, _q: &str, p: &[&str]) -> Result<Vec<f32>, rightmodel_core::ScoreError> {
+        Ok(vec![0.0; p.len()])
+    }
+    fn read_answer(&self, context: &str, _question: &str) -> Result<Reading, rightmodel_core::ScoreError> {
+        if context == self.0 {
+            return Ok(Reading { text: "Queen Victoria".into(), log_prob: -0.2, tokens: 2 });
+        }
+        let text = context.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        Ok(Reading { text, log_prob: -10.0, tokens: 2 })
+    }
+    fn model_id(&self) -> &str {
+        "misreader"
+    }
+}
+
+#[test]
+fn a_misread_sentence_stays_a_candidate() {
+    let tmp = fixture_copy();
+    let e = HashEmbedder::default();
+    let mut c = new_collection(&tmp);
+    c.add_paths(&e, &[tmp.path().join("docs/museum.txt")]).unwrap();
+    let q = "Who was the first director of the museum?";
+    let plain = c.ask(&e, q, 3).unwrap();
+    let three = rightmodel_docs::AskParams { lm_depth: 0, lm_read: true, lm_read_sentences: 3, ..Default::default() };
+    // The ranker's best sentence is misread (the model's words are not in it) while the others are
+    // read, unsure: the misreading does not hand the answer to a sentence the ranker put lower. The
+    // sentence keeps its place and the span scorer's answer.
+    let a = c.ask_with_reader(&e, q, 3, &three, &MisReader(plain.sentence.clone())).unwrap();
+    assert_eq!(a.sentence, plain.sentence);
+    assert_eq!(a.answer, plain.answer);
+    assert_eq!(a.read_by, None);
+}
+
 #[test]
 fn a_reading_can_take_the_answer_from_a_later_passage() {
     let tmp = fixture_copy();

@@ -851,7 +851,9 @@ fn fit_read(
         let scored: Vec<(ReadCandidate, f32)> = read
             .into_iter()
             .map(|c| {
-                let f1 = c.span.as_deref().map_or(0.0, |s| rightmodel_docs::squad::f1(s, &q.golds));
+                // The answer path takes the span scorer's span where the reading matched nothing.
+                let span = c.span.as_deref().or(c.extracted.as_deref());
+                let f1 = span.map_or(0.0, |s| rightmodel_docs::squad::f1(s, &q.golds));
                 (c, f1)
             })
             .collect();
@@ -868,17 +870,15 @@ fn fit_read(
         out.flush()?;
         eprintln!("wrote the readings to {}", p.display());
     }
-    // Mean F1 of the chosen spans (a question whose readings all missed counts 0 here; the span scorer
-    // answers it in practice, the same for every weight). Candidates are compared in the order the
-    // answer path reads them (highest bound first), so ties go the same way.
+    // Mean F1 of the chosen spans (a sentence whose reading matched none of its words competes with a
+    // match of 0 and answers with the span scorer's span, as on the answer path). Candidates are
+    // compared in the order the answer path reads them (highest bound first), so ties go the same way.
     let f1_with = |w: &ReadWeights, first_only: bool| {
         let total: f32 = groups
             .iter()
             .map(|g| {
-                let mut read: Vec<&(ReadCandidate, f32)> = g
-                    .iter()
-                    .filter(|(c, _)| c.span.is_some() && (!first_only || (c.passage_place, c.sentence_place) == (0, 0)))
-                    .collect();
+                let mut read: Vec<&(ReadCandidate, f32)> =
+                    g.iter().filter(|(c, _)| !first_only || (c.passage_place, c.sentence_place) == (0, 0)).collect();
                 read.sort_by(|a, b| {
                     w.upper_bound(b.0.logit, b.0.passage_place).total_cmp(&w.upper_bound(a.0.logit, a.0.passage_place))
                 });
