@@ -55,18 +55,13 @@ fn finetuned_classifier_round_trip() {
         eprintln!("skipped: the MiniLM encoder is not in the local store");
         return;
     };
-    rightmodel_infer::threads::configure_candle_threads(2);
-    let home = rightmodel_models::home::rightmodel_home();
-    let base = rightmodel_models::Store::new(&home).resolve_encoder(rightmodel_models::DEFAULT_EMBED_MODEL).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("ft");
-    let mut s = spec(fixture("sentiment.csv"), "text", dest.clone());
-    s.settings = rightmodel_tasks::train::default_settings(rightmodel_tasks::Mode::Finetune);
+    let mut s = finetune_spec(&dest);
     s.settings.epochs = 4;
     s.settings.batch_size = 8;
     s.settings.max_len = 32;
     s.settings.learning_rate = 2e-4;
-    s.base_encoder = Some(base);
     let t0 = std::time::Instant::now();
     let out = train_classifier(&s, &enc, &Print).unwrap();
     let ft = out.finetune.as_ref().unwrap();
@@ -96,25 +91,20 @@ fn word_embeddings_change_only_when_trained() {
         eprintln!("skipped: the MiniLM encoder is not in the local store");
         return;
     };
-    rightmodel_infer::threads::configure_candle_threads(2);
-    let home = rightmodel_models::home::rightmodel_home();
-    let base = rightmodel_models::Store::new(&home).resolve_encoder(rightmodel_models::DEFAULT_EMBED_MODEL).unwrap();
     let key = "embeddings.word_embeddings.weight";
     let words = |dir: &std::path::Path| {
         let t = candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
         t[key].to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
     };
-    let original = words(&base);
     let tmp = tempfile::tempdir().unwrap();
+    let original = words(finetune_spec(tmp.path()).base_encoder.as_deref().unwrap());
     for train_embeddings in [false, true] {
         let dest = tmp.path().join(format!("ft-{train_embeddings}"));
-        let mut s = spec(fixture("sentiment.csv"), "text", dest.clone());
-        s.settings = rightmodel_tasks::train::default_settings(rightmodel_tasks::Mode::Finetune);
+        let mut s = finetune_spec(&dest);
         s.settings.epochs = 1;
         s.settings.batch_size = 16;
         s.settings.max_len = 16;
         s.settings.train_embeddings = train_embeddings;
-        s.base_encoder = Some(base.clone());
         let out = train_classifier(&s, &enc, &NoProgress).unwrap();
         assert_eq!(out.manifest.settings.train_embeddings, train_embeddings);
         let saved = words(&dest.join("encoder"));
@@ -129,6 +119,18 @@ fn word_embeddings_change_only_when_trained() {
         let clf = Classifier::load(&dest).unwrap();
         assert_eq!(clf.predict(&enc, &["a fine film"], false).unwrap().len(), 1);
     }
+}
+
+/// A fine-tuning spec for the sentiment fixture into `dest`, from the pulled MiniLM (present: callers
+/// check [`encoder`] first), on two threads.
+fn finetune_spec(dest: &std::path::Path) -> rightmodel_tasks::train::TrainSpec {
+    rightmodel_infer::threads::configure_candle_threads(2);
+    let home = rightmodel_models::home::rightmodel_home();
+    let base = rightmodel_models::Store::new(&home).resolve_encoder(rightmodel_models::DEFAULT_EMBED_MODEL).unwrap();
+    let mut s = spec(fixture("sentiment.csv"), "text", dest.to_path_buf());
+    s.settings = rightmodel_tasks::train::default_settings(rightmodel_tasks::Mode::Finetune);
+    s.base_encoder = Some(base);
+    s
 }
 
 struct Print;
