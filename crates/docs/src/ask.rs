@@ -244,10 +244,8 @@ impl Collection {
         Ok(out)
     }
 
-    /// The sentence the reader's readings choose (see [`AskParams::read_weights`]): its passage's place
-    /// in `items`, its index in the passage, and the span of it closest to the reading (`None` when the
-    /// reading matched none of its words: the span scorer then finds the span); `None` when nothing was
-    /// read.
+    /// The sentence the reader's readings choose (see [`AskParams::read_weights`]); `None` when nothing
+    /// was read. Without a span (the reading matched none of its words) the span scorer finds one.
     ///
     /// A reading that matches none of the sentence's words says the small model misread, not that the
     /// sentence is wrong: such a sentence stays a candidate on its ranker score (with a match of 0).
@@ -266,7 +264,7 @@ impl Collection {
         params: &AskParams,
         items: &[Ranked],
         reader: &dyn PassageReader,
-    ) -> Result<Option<(usize, usize, Option<Range<usize>>)>, DocsError> {
+    ) -> Result<Option<ReadChoice>, DocsError> {
         let w = &params.read_weights;
         let mut slots: Vec<(f32, usize, usize)> = reading_slots(items, params, k)
             .into_iter()
@@ -274,7 +272,7 @@ impl Collection {
             .collect();
         // Highest bound first; ties keep the slot order (better ranked first).
         slots.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut best: Option<(f32, usize, usize, Option<Range<usize>>)> = None;
+        let mut best: Option<(f32, ReadChoice)> = None;
         for (bound, place, i) in slots {
             if best.as_ref().is_some_and(|b| b.0 >= bound) {
                 break;
@@ -286,10 +284,10 @@ impl Collection {
             let key = w.key(item.logits[i], place, &reading, found.as_ref().map_or(0.0, |m| m.f1));
             // Ties keep the sentence read first.
             if best.as_ref().is_none_or(|b| key > b.0) {
-                best = Some((key, place, i, found.map(|m| m.range)));
+                best = Some((key, ReadChoice { place, sentence: i, span: found.map(|m| m.range) }));
             }
         }
-        Ok(best.map(|(_, place, i, range)| (place, i, range)))
+        Ok(best.map(|(_, choice)| choice))
     }
 
     /// The passages for `question`, ranked (and re-ranked by `scorer` when there is one), the first ones
@@ -510,8 +508,8 @@ impl Collection {
         // The ranker's best sentence of the first passage, unless the reader's readings choose another.
         let (mut place, mut best, mut read_span) = (0, first_best, None);
         if let Some(reader) = reader {
-            if let Some((p, i, range)) = self.read_best(question, k, params, items, reader)? {
-                (place, best, read_span) = (p, i, range);
+            if let Some(choice) = self.read_best(question, k, params, items, reader)? {
+                (place, best, read_span) = (choice.place, choice.sentence, choice.span);
                 if read_span.is_some() {
                     answer.read_by = Some(reader.model_id().to_string());
                 }
@@ -579,6 +577,17 @@ impl Collection {
             question_log_likelihood: r.lm,
         }
     }
+}
+
+/// The sentence the readings chose (see [`Collection::read_best`]).
+struct ReadChoice {
+    /// Place of its passage in the ranked list.
+    place: usize,
+    /// Its index in the passage.
+    sentence: usize,
+    /// The span of it closest to the reading (byte range in the sentence); `None` when the reading
+    /// matched none of its words.
+    span: Option<Range<usize>>,
 }
 
 /// A passage with its sentences' evidence and ranker scores.
