@@ -218,6 +218,7 @@ impl Collection {
     ) -> Result<Vec<ReadCandidate>, DocsError> {
         let items = self.ranked(question, q, 1, params, Some(reader))?;
         let mut out: Vec<ReadCandidate> = Vec::new();
+        let mut analyzer = self.terms.clone();
         for (place, i) in reading_slots(&items, params, usize::MAX) {
             // Slots come best first within each passage.
             let sentence_place = out.iter().filter(|c| c.passage_place == place).count();
@@ -226,7 +227,7 @@ impl Collection {
             let sentence = sentence_text(passage, i).to_string();
             let reading = reader.read_answer(&sentence, question)?;
             let found = best_match(&reading.text, &sentence);
-            let extracted = extract(question, &sentence, &mut self.terms.clone()).map(|r| sentence[r].to_string());
+            let extracted = extract(question, &sentence, &mut analyzer).map(|r| sentence[r].to_string());
             out.push(ReadCandidate {
                 passage_place: place,
                 sentence_place,
