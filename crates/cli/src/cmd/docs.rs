@@ -536,21 +536,42 @@ fn generate_answer(a: &AskArgs, answer: &Answer) -> anyhow::Result<rightmodel_do
 }
 
 fn print_answer(a: &Answer) {
-    let low = if a.is_low_confidence() { " (low: the documents may not answer this)" } else { "" };
-    println!("Answer: {}", if a.answer.is_empty() { "(nothing found)" } else { &a.answer });
-    println!("Confidence: {:.2}{low}", a.confidence);
+    print!("{}", answer_text(a));
+}
+
+/// The text form of an answer. A low-confidence answer is not presented as the answer: the span the
+/// extractor found in the closest sentence of an unrelated passage ("Unused" for "What is the capital
+/// of Peru?") read as a claim, while it is only the nearest thing the documents hold; it is shown as a
+/// guess under a line that says the documents do not seem to answer.
+fn answer_text(a: &Answer) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let low = a.is_low_confidence();
+    let found = if a.answer.is_empty() { "(nothing found)" } else { &a.answer };
+    if low {
+        let _ = writeln!(out, "Answer: (the documents do not seem to answer this)");
+        if !a.answer.is_empty() {
+            let _ = writeln!(out, "Best guess: {found}");
+        }
+        let _ = writeln!(out, "Confidence: {:.2} (low)", a.confidence);
+    } else {
+        let _ = writeln!(out, "Answer: {found}");
+        let _ = writeln!(out, "Confidence: {:.2}", a.confidence);
+    }
     if let Some(c) = a.citations.first() {
-        println!("Sentence: {}", a.sentence);
-        println!("{}", source_line(c, &a.passages));
+        let _ = writeln!(out, "{}: {}", if low { "Closest sentence" } else { "Sentence" }, a.sentence);
+        let _ = writeln!(out, "{}", source_line(c, &a.passages));
     }
     if !a.passages.is_empty() {
-        println!("\nPassages:");
+        let _ = writeln!(out, "\nPassages:");
     }
     for (i, p) in a.passages.iter().enumerate() {
         let snippet: String = p.text.chars().take(160).collect();
         let more = if p.text.chars().count() > 160 { "..." } else { "" };
-        println!("[{}] {}  {}-{}\n    {}{more}", i + 1, p.file, p.start, p.end, snippet.replace('\n', " "));
+        let _ =
+            writeln!(out, "[{}] {}  {}-{}\n    {}{more}", i + 1, p.file, p.start, p.end, snippet.replace('\n', " "));
     }
+    out
 }
 
 /// The `Source:` line of the text answer: the cited file and characters, and the cited passage's number
@@ -1113,6 +1134,40 @@ mod tests {
             rerank_score: None,
             question_log_likelihood: None,
         }
+    }
+
+    fn answer(confidence: f32) -> Answer {
+        let cite =
+            rightmodel_docs::Citation { file: "a.md".into(), passage_id: 7, start: 0, end: 4, text: "text".into() };
+        Answer {
+            question: "q?".into(),
+            answer: "Unused".into(),
+            sentence: "Unused days expire.".into(),
+            span: Some(cite.clone()),
+            confidence,
+            evidence: Default::default(),
+            score: 0.0,
+            margin: 0.0,
+            citations: vec![cite],
+            passages: vec![passage(7)],
+            read_by: None,
+        }
+    }
+
+    #[test]
+    fn a_low_confidence_answer_reads_as_a_guess_not_an_answer() {
+        let sure = answer_text(&answer(0.9));
+        assert!(sure.starts_with("Answer: Unused\nConfidence: 0.90\nSentence: Unused days expire.\n"), "{sure}");
+        assert!(sure.contains("Source: a.md characters 0-4 (passage [1] below)"), "{sure}");
+        let low = answer_text(&answer(0.1));
+        assert!(
+            low.starts_with(
+                "Answer: (the documents do not seem to answer this)\nBest guess: Unused\nConfidence: 0.10 (low)\n\
+                 Closest sentence: Unused days expire.\n"
+            ),
+            "{low}"
+        );
+        assert!(low.contains("\nPassages:\n[1] a.md  0-10\n    text\n"), "{low}");
     }
 
     #[test]
