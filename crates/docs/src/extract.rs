@@ -607,17 +607,70 @@ fn span_features(
     x
 }
 
+/// Candidates weighed against each other when choosing the answer span (the most probable ones; the
+/// rest carry almost no probability).
+const MBR_CANDIDATES: usize = 24;
+
 /// The answer span inside `sentence` for `question`, as a byte range of `sentence`, or `None` when the
 /// sentence has no candidate (callers then answer with the sentence).
+///
+/// The span scorer is a softmax over the candidates (fitted listwise), so its scores give each span a
+/// probability of being the answer. Rather than the single most probable span, the answer is the span
+/// with the highest expected token F1 against that distribution (minimum Bayes risk): when the mass is
+/// split between "Rankine" and "the Rankine cycle", the span that overlaps most of it wins. Answers are
+/// judged by overlap, and the most probable span alone was systematically too short (1.7 words
+/// against 2.1 for the reference answers on SQuAD).
 pub fn extract(question: &str, sentence: &str, analyzer: &mut Terms) -> Option<Range<usize>> {
-    span_candidates(question, sentence, analyzer)
+    let mut scored: Vec<(Range<usize>, f32)> = span_candidates(question, sentence, analyzer)
         .into_iter()
         .map(|c| {
             let s: f32 = SPAN_WEIGHTS.iter().zip(&c.features).map(|(w, x)| w * x).sum();
             (c.range, s)
         })
-        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.start.cmp(&a.0.start)))
-        .map(|(r, _)| r)
+        .collect();
+    // Best first; among equals the earlier span.
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.start.cmp(&b.0.start)));
+    scored.truncate(MBR_CANDIDATES);
+    let top = scored.first()?.1;
+    let weights: Vec<f32> = scored.iter().map(|(_, s)| (s - top).exp()).collect();
+    let words: Vec<Vec<String>> = scored
+        .iter()
+        .map(|(r, _)| {
+            rightmodel_core::answer::normalize_answer(&sentence[r.clone()])
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()
+        })
+        .collect();
+    let mut best = (0usize, f32::NEG_INFINITY);
+    for (i, a) in words.iter().enumerate() {
+        let gain: f32 = words.iter().zip(&weights).map(|(b, w)| w * token_f1(a, b)).sum();
+        // Strictly better only: ties keep the more probable span.
+        if gain > best.1 + 1e-6 {
+            best = (i, gain);
+        }
+    }
+    Some(scored[best.0].0.clone())
+}
+
+/// SQuAD token F1 between two normalised word lists (1 for two empty ones).
+fn token_f1(a: &[String], b: &[String]) -> f32 {
+    if a.is_empty() || b.is_empty() {
+        return f32::from(a.is_empty() && b.is_empty());
+    }
+    let mut used = vec![false; b.len()];
+    let mut same = 0usize;
+    for w in a {
+        if let Some(j) = b.iter().enumerate().position(|(j, x)| !used[j] && x == w) {
+            used[j] = true;
+            same += 1;
+        }
+    }
+    if same == 0 {
+        return 0.0;
+    }
+    let (p, r) = (same as f32 / a.len() as f32, same as f32 / b.len() as f32);
+    2.0 * p * r / (p + r)
 }
 
 /// The noun right after "what"/"which" ("what cycle ..." gives "cycle"), stemmed.
@@ -648,6 +701,17 @@ mod tests {
     }
 
     #[test]
+    fn token_f1_is_squads() {
+        let w = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(token_f1(&w("rankine cycle"), &w("rankine cycle")), 1.0);
+        assert!((token_f1(&w("rankine"), &w("rankine cycle")) - 2.0 / 3.0).abs() < 1e-6);
+        assert_eq!(token_f1(&w("steam"), &w("rankine cycle")), 0.0);
+        // Repeated words count as often as both sides have them.
+        assert!((token_f1(&w("a a b"), &w("a b b")) - 2.0 / 3.0).abs() < 1e-6);
+        assert_eq!(token_f1(&[], &[]), 1.0);
+    }
+
+    #[test]
     fn extracts_typed_spans() {
         assert_eq!(
             ext("When was the bridge opened?", "The bridge was opened in March 1932 by the mayor."),
@@ -663,7 +727,9 @@ mod tests {
                 "What ideal thermodynamic cycle analyzes the process?",
                 "The ideal thermodynamic cycle used to analyze this process is called the Rankine cycle."
             ),
-            "Rankine"
+            // The scorer's single best span is "Rankine"; "Rankine cycle" overlaps more of what it finds
+            // probable (and is SQuAD's answer).
+            "Rankine cycle"
         );
         assert_eq!(ext("Where was Tesla born?", "Tesla was born in Smiljan, in the Austrian Empire."), "Smiljan");
         // A currency sign stays with its amount.
