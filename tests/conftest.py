@@ -38,6 +38,10 @@ class Server:
         self.config_path = cfg
         e = dict(os.environ)
         e.update(env or {})
+        if "RIGHTMODEL_HOME" not in (env or {}):
+            # Its own home, sharing only the pulled models: the collections, classifiers and router
+            # weights of the machine's home would show in its model list and decisions.
+            e["RIGHTMODEL_HOME"] = str(own_home(self.dir / "home"))
         e.setdefault("RIGHTMODEL_LOG", "warn")
         self.proc = subprocess.Popen(
             [str(BIN), "serve", "--config", str(cfg), "--port", "0"],
@@ -108,12 +112,21 @@ class Server:
         return rows
 
 
+def own_home(home):
+    """`home` as a RIGHTMODEL_HOME whose model store is the already pulled one (kept when it exists, so
+    a server started again with the same name finds what it left)."""
+    real_models = pathlib.Path(os.environ.get("RIGHTMODEL_HOME", pathlib.Path.home() / ".cache" / "rightmodel")) / "models"
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "models").exists():
+        (home / "models").symlink_to(real_models)
+    return home
+
+
 def fresh_home(tmp_path):
     """An empty RIGHTMODEL_HOME whose model store is the already pulled one."""
     home = tmp_path / "home"
-    real_models = pathlib.Path(os.environ.get("RIGHTMODEL_HOME", pathlib.Path.home() / ".cache" / "rightmodel")) / "models"
     home.mkdir()
-    (home / "models").symlink_to(real_models)
+    own_home(home)
     return home, dict(os.environ, RIGHTMODEL_HOME=str(home))
 
 
