@@ -11,7 +11,7 @@ use crate::answer::{Answer, Citation, ScoredPassage};
 use crate::collection::Collection;
 use crate::confidence::confidence;
 use crate::embed::embed_question;
-use crate::extract::extract;
+use crate::extract::{extract, most_probable};
 use crate::features::{passage_evidence, Evidence, EvidenceInput, QuestionInfo};
 use crate::late::QuantisedQuery;
 use crate::params::{AskParams, RetrievalMode};
@@ -227,7 +227,7 @@ impl Collection {
             let sentence = sentence_text(passage, i).to_string();
             let reading = reader.read_answer(&sentence, question)?;
             let found = best_match(&reading.text, &sentence);
-            let extracted = extract(question, &sentence, &mut analyzer).map(|r| sentence[r].to_string());
+            let extracted = most_probable(question, &sentence, &mut analyzer).map(|r| sentence[r].to_string());
             out.push(ReadCandidate {
                 passage_place: place,
                 sentence_place,
@@ -531,6 +531,10 @@ impl Collection {
         let mut analyzer = self.terms.clone();
         answer.span = match read_span {
             Some(r) => Some(cite(s + r.start, s + r.end)),
+            // The language model read and matched nothing: its fallback is the scorer's best span.
+            None if reader.is_some() => {
+                most_probable(question, &answer.sentence, &mut analyzer).map(|r| cite(s + r.start, s + r.end))
+            }
             None => extract(question, &answer.sentence, &mut analyzer).map(|r| cite(s + r.start, s + r.end)),
         };
         answer.answer = answer.span.as_ref().map_or_else(|| answer.sentence.clone(), |c| c.text.clone());
