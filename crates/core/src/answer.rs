@@ -29,16 +29,22 @@ pub fn f1(prediction: &str, golds: &[String]) -> f32 {
 fn f1_one(prediction: &str, gold: &str) -> f32 {
     let (p, g) = (normalize_answer(prediction), normalize_answer(gold));
     let (pt, gt): (Vec<&str>, Vec<&str>) = (p.split_whitespace().collect(), g.split_whitespace().collect());
-    if pt.is_empty() || gt.is_empty() {
-        return if pt == gt { 1.0 } else { 0.0 };
+    token_f1(&pt, &gt)
+}
+
+/// Token F1 of two already normalised word lists (1 for two empty ones), for callers that compare the
+/// same answers many times and normalise each once.
+pub fn token_f1<S: AsRef<str>>(prediction: &[S], gold: &[S]) -> f32 {
+    if prediction.is_empty() || gold.is_empty() {
+        return if prediction.is_empty() && gold.is_empty() { 1.0 } else { 0.0 };
     }
     let mut counts: HashMap<&str, i32> = HashMap::new();
-    for t in &gt {
-        *counts.entry(t).or_default() += 1;
+    for t in gold {
+        *counts.entry(t.as_ref()).or_default() += 1;
     }
     let mut same = 0;
-    for t in &pt {
-        if let Some(c) = counts.get_mut(t) {
+    for t in prediction {
+        if let Some(c) = counts.get_mut(t.as_ref()) {
             if *c > 0 {
                 *c -= 1;
                 same += 1;
@@ -48,8 +54,8 @@ fn f1_one(prediction: &str, gold: &str) -> f32 {
     if same == 0 {
         return 0.0;
     }
-    let precision = same as f32 / pt.len() as f32;
-    let recall = same as f32 / gt.len() as f32;
+    let precision = same as f32 / prediction.len() as f32;
+    let recall = same as f32 / gold.len() as f32;
     2.0 * precision * recall / (precision + recall)
 }
 

@@ -621,18 +621,14 @@ const MBR_CANDIDATES: usize = 24;
 /// judged by overlap, and the most probable span alone was systematically too short (1.7 words
 /// against 2.1 for the reference answers on SQuAD).
 pub fn extract(question: &str, sentence: &str, analyzer: &mut Terms) -> Option<Range<usize>> {
+    use rightmodel_core::answer::{normalize_answer, token_f1};
     let mut scored = scored_spans(question, sentence, analyzer);
     scored.truncate(MBR_CANDIDATES);
     let top = scored.first()?.1;
     let weights: Vec<f32> = scored.iter().map(|(_, s)| (s - top).exp()).collect();
     let words: Vec<Vec<String>> = scored
         .iter()
-        .map(|(r, _)| {
-            rightmodel_core::answer::normalize_answer(&sentence[r.clone()])
-                .split_whitespace()
-                .map(str::to_string)
-                .collect()
-        })
+        .map(|(r, _)| normalize_answer(&sentence[r.clone()]).split_whitespace().map(str::to_string).collect())
         .collect();
     let mut best = (0usize, f32::NEG_INFINITY);
     for (i, a) in words.iter().enumerate() {
@@ -666,27 +662,6 @@ fn scored_spans(question: &str, sentence: &str, analyzer: &mut Terms) -> Vec<(Ra
     scored
 }
 
-/// SQuAD token F1 between two normalised word lists (1 for two empty ones). `rightmodel_core::answer::f1`
-/// normalises both texts on every call; here each span is normalised once for its 24 x 24 comparisons.
-fn token_f1(a: &[String], b: &[String]) -> f32 {
-    if a.is_empty() || b.is_empty() {
-        return f32::from(a.is_empty() && b.is_empty());
-    }
-    let mut used = vec![false; b.len()];
-    let mut same = 0usize;
-    for w in a {
-        if let Some(j) = b.iter().enumerate().position(|(j, x)| !used[j] && x == w) {
-            used[j] = true;
-            same += 1;
-        }
-    }
-    if same == 0 {
-        return 0.0;
-    }
-    let (p, r) = (same as f32 / a.len() as f32, same as f32 / b.len() as f32);
-    2.0 * p * r / (p + r)
-}
-
 /// The noun right after "what"/"which" ("what cycle ..." gives "cycle"), stemmed.
 fn focus_word(question: &str, analyzer: &mut Terms) -> Option<String> {
     let words: Vec<&str> = question.split_whitespace().collect();
@@ -716,13 +691,14 @@ mod tests {
 
     #[test]
     fn token_f1_is_squads() {
+        use rightmodel_core::answer::token_f1;
         let w = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
         assert_eq!(token_f1(&w("rankine cycle"), &w("rankine cycle")), 1.0);
         assert!((token_f1(&w("rankine"), &w("rankine cycle")) - 2.0 / 3.0).abs() < 1e-6);
         assert_eq!(token_f1(&w("steam"), &w("rankine cycle")), 0.0);
         // Repeated words count as often as both sides have them.
         assert!((token_f1(&w("a a b"), &w("a b b")) - 2.0 / 3.0).abs() < 1e-6);
-        assert_eq!(token_f1(&[], &[]), 1.0);
+        assert_eq!(token_f1::<String>(&[], &[]), 1.0);
     }
 
     #[test]
