@@ -46,21 +46,47 @@ pub struct Neighbour {
     pub similarity: f32,
 }
 
-/// The words of `text` (split on whitespace) and, for each of the first [`MAX_WORDS`], the text with
-/// that word removed.
+/// The words of `text` and, for each of the first [`MAX_WORDS`], the text with that word removed.
+///
+/// Words are split on whitespace; punctuation stuck to a word ("movie," or "(great)") stays in the
+/// occluded copy and out of the reported word, so an explanation names "movie", not "movie,", and
+/// measures the word alone. A whitespace token of punctuation only ("!", "--") is a word of its own.
 pub fn occlusions(text: &str) -> (Vec<String>, Vec<String>) {
     let all: Vec<&str> = text.split_whitespace().collect();
     let words = &all[..all.len().min(MAX_READ_WORDS)];
     let n = words.len().min(MAX_WORDS);
     let mut variants: Vec<String> = (0..n)
-        .map(|skip| words.iter().enumerate().filter(|(i, _)| *i != skip).map(|(_, w)| *w).collect::<Vec<_>>().join(" "))
+        .map(|skip| {
+            let mut kept: Vec<&str> = Vec::with_capacity(words.len() + 1);
+            for (i, w) in words.iter().enumerate() {
+                if i != skip {
+                    kept.push(w);
+                    continue;
+                }
+                let (lead, _, trail) = split_punctuation(w);
+                kept.extend([lead, trail].into_iter().filter(|p| !p.is_empty()));
+            }
+            kept.join(" ")
+        })
         .collect();
     // A longer text is explained as cut: the cut text itself comes last, as the baseline the occluded
     // copies are compared with.
     if all.len() > MAX_READ_WORDS {
         variants.push(words.join(" "));
     }
-    (words[..n].iter().map(|w| w.to_string()).collect(), variants)
+    (words[..n].iter().map(|w| split_punctuation(w).1.to_string()).collect(), variants)
+}
+
+/// A whitespace token as (leading punctuation, word, trailing punctuation); a token of punctuation
+/// only is all word, so that it can still be occluded and reported.
+fn split_punctuation(token: &str) -> (&str, &str, &str) {
+    let core = token.trim_matches(|c: char| !c.is_alphanumeric());
+    if core.is_empty() {
+        return ("", token, "");
+    }
+    let start = token.len() - token.trim_start_matches(|c: char| !c.is_alphanumeric()).len();
+    let end = start + core.len();
+    (&token[..start], core, &token[end..])
 }
 
 /// Log-odds of class `c`: its logit minus the log-sum-exp of the other logits.
@@ -93,6 +119,19 @@ mod tests {
         let (w, v) = occlusions("a  great film");
         assert_eq!(w, vec!["a", "great", "film"]);
         assert_eq!(v, vec!["great film", "a film", "a great"]);
+    }
+
+    #[test]
+    fn punctuation_stays_in_the_text_and_out_of_the_word() {
+        let (w, v) = occlusions("What a movie, (truly) great!! --");
+        assert_eq!(w, vec!["What", "a", "movie", "truly", "great", "--"]);
+        assert_eq!(v[2], "What a , (truly) great!! --");
+        assert_eq!(v[3], "What a movie, ( ) great!! --");
+        assert_eq!(v[4], "What a movie, (truly) !! --");
+        assert_eq!(v[5], "What a movie, (truly) great!!");
+        // Apostrophes and hyphens inside a word stay part of it.
+        let (w, _) = occlusions("don't well-made");
+        assert_eq!(w, vec!["don't", "well-made"]);
     }
 
     #[test]

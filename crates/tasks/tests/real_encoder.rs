@@ -31,6 +31,8 @@ fn minilm_classifier_explains_with_sentiment_words() {
         ("a horrible waste of two hours", &["horrible", "waste"][..], "negative"),
         ("the performances were superb", &["superb"][..], "positive"),
         ("sadly the dialogue is boring", &["boring", "sadly"][..], "negative"),
+        // Punctuation stuck to a word is not part of the word an explanation names.
+        ("honestly, the ending was wonderful!", &["wonderful"][..], "positive"),
     ];
     let texts: Vec<&str> = cases.iter().map(|c| c.0).collect();
     let preds = clf.predict(&enc, &texts, true).unwrap();
