@@ -80,13 +80,14 @@ pub fn occlusions(text: &str) -> (Vec<String>, Vec<String>) {
 /// A whitespace token as (leading punctuation, word, trailing punctuation); a token of punctuation
 /// only is all word, so that it can still be occluded and reported.
 fn split_punctuation(token: &str) -> (&str, &str, &str) {
-    let core = token.trim_matches(|c: char| !c.is_alphanumeric());
+    let punctuation = |c: char| !c.is_alphanumeric();
+    let rest = token.trim_start_matches(punctuation);
+    let core = rest.trim_end_matches(punctuation);
     if core.is_empty() {
         return ("", token, "");
     }
-    let start = token.len() - token.trim_start_matches(|c: char| !c.is_alphanumeric()).len();
-    let end = start + core.len();
-    (&token[..start], core, &token[end..])
+    let start = token.len() - rest.len();
+    (&token[..start], core, &rest[core.len()..])
 }
 
 /// Log-odds of class `c`: its logit minus the log-sum-exp of the other logits.
