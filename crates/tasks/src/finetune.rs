@@ -116,6 +116,11 @@ pub struct FinetuneConfig {
     /// gradient and AdamW update cost time and, on small data, the few rows touched drift away from
     /// the rest. On large data sets with many words, tuning them may pay.
     pub train_embeddings: bool,
+    /// Layer-wise learning-rate decay: the head learns at the full rate, the top encoder layer at
+    /// `decay` times it, the next at `decay²`, down to the embeddings at `decay^(layers + 1)`; `None`
+    /// (or 1) trains every layer at one rate. Lower layers hold general features that a few epochs on
+    /// one task should change least.
+    pub layer_decay: Option<f64>,
 }
 
 impl Default for FinetuneConfig {
@@ -135,6 +140,7 @@ impl Default for FinetuneConfig {
             dropout: None,
             ema: None,
             train_embeddings: false,
+            layer_decay: None,
         }
     }
 }
@@ -240,6 +246,46 @@ pub fn auto_patience(steps_per_epoch: usize, eval_every: usize) -> usize {
     3.max(steps_per_epoch.div_ceil(eval_every.max(1)))
 }
 
+/// Depth of a variable for layer-wise learning-rate decay: 0 for the embeddings, `i + 1` for encoder
+/// layer `i`, `layers + 1` for everything above the encoder (the head).
+pub fn layer_depth(name: &str, layers: usize) -> usize {
+    if name.starts_with("embeddings.") {
+        return 0;
+    }
+    name.strip_prefix("encoder.layer.")
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|i| i.parse::<usize>().ok())
+        .map(|i| (i + 1).min(layers))
+        .unwrap_or(layers + 1)
+}
+
+/// One AdamW per depth with the share of the peak learning rate it trains at (see
+/// [`FinetuneConfig::layer_decay`]); a single group at the full rate without decay. The groups see the
+/// same gradients, so splitting them changes nothing but the rate.
+fn optimiser_groups(
+    varmap: &VarMap,
+    layers: usize,
+    cfg: &FinetuneConfig,
+) -> Result<Vec<(candle_nn::AdamW, f64)>, TaskError> {
+    let params = candle_nn::ParamsAdamW { lr: cfg.learning_rate, weight_decay: cfg.weight_decay, ..Default::default() };
+    let decay = match cfg.layer_decay {
+        Some(d) if d < 1.0 => d,
+        _ => return Ok(vec![(candle_nn::AdamW::new(varmap.all_vars(), params)?, 1.0)]),
+    };
+    let vars = varmap.data().lock().map_err(|_| TaskError::Invalid("variable map poisoned".into()))?;
+    let mut by_depth: std::collections::BTreeMap<usize, Vec<candle_core::Var>> = Default::default();
+    for (name, var) in vars.iter() {
+        by_depth.entry(layer_depth(name, layers)).or_default().push(var.clone());
+    }
+    by_depth
+        .into_iter()
+        .map(|(depth, vars)| {
+            let scale = decay.powi((layers + 1 - depth) as i32);
+            Ok((candle_nn::AdamW::new(vars, params.clone())?, scale))
+        })
+        .collect()
+}
+
 /// Learning rate at `step` of `total`: linear warm-up, then linear decay to zero.
 pub fn lr_at(step: usize, total: usize, warmup: usize, peak: f64) -> f64 {
     if step < warmup {
@@ -271,6 +317,11 @@ pub fn train(
     if let Some(p) = cfg.dropout {
         if !(p.is_finite() && (0.0..=0.9).contains(&p)) {
             return Err(TaskError::Invalid(format!("the dropout rate must be between 0 and 0.9, got {p}")));
+        }
+    }
+    if let Some(d) = cfg.layer_decay {
+        if !(d.is_finite() && d > 0.0 && d <= 1.0) {
+            return Err(TaskError::Invalid(format!("the layer-wise learning-rate decay must be in (0, 1], got {d}")));
         }
     }
     if let Some(d) = cfg.ema {
@@ -340,8 +391,7 @@ pub fn train(
     let patience = if cfg.patience == 0 { auto_patience(steps_per_epoch, cfg.eval_every) } else { cfg.patience };
     let total_steps = steps_per_epoch * cfg.epochs;
     let warmup_steps = (total_steps as f64 * cfg.warmup).round() as usize;
-    let params = candle_nn::ParamsAdamW { lr: cfg.learning_rate, weight_decay: cfg.weight_decay, ..Default::default() };
-    let mut opt = candle_nn::AdamW::new(varmap.all_vars(), params)?;
+    let mut groups = optimiser_groups(&varmap, config.num_hidden_layers, cfg)?;
 
     let start = Instant::now();
     let mut step_seconds = 0f64;
@@ -362,10 +412,14 @@ pub fn train(
             let (ids, mask) = pad_batch(&seqs)?;
             let y: Vec<u32> = batch.iter().map(|&i| data.train_y[i]).collect();
             let y = Tensor::from_vec(y, batch.len(), &device)?;
-            opt.set_learning_rate(lr_at(step, total_steps, warmup_steps, cfg.learning_rate));
+            let lr = lr_at(step, total_steps, warmup_steps, cfg.learning_rate);
             let logits = net.forward(&ids, &mask, true)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-            opt.backward_step(&loss)?;
+            let grads = loss.backward()?;
+            for (opt, scale) in groups.iter_mut() {
+                opt.set_learning_rate(lr * *scale);
+                opt.step(&grads)?;
+            }
             if let Some(decay) = cfg.ema {
                 match average.as_mut() {
                     Some(avg) => avg.update(step)?,
@@ -561,6 +615,15 @@ fn save(base: &Path, weights: &HashMap<String, Tensor>, out: &Path) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layer_depth_orders_embeddings_layers_and_head() {
+        assert_eq!(layer_depth("embeddings.LayerNorm.weight", 6), 0);
+        assert_eq!(layer_depth("embeddings.position_embeddings.weight", 6), 0);
+        assert_eq!(layer_depth("encoder.layer.0.attention.self.query.weight", 6), 1);
+        assert_eq!(layer_depth("encoder.layer.5.output.dense.bias", 6), 6);
+        assert_eq!(layer_depth("classifier.weight", 6), 7);
+    }
 
     #[test]
     fn automatic_patience_waits_at_least_an_epoch() {

@@ -117,6 +117,10 @@ pub struct TrainSettings {
     /// Fine-tuning: whether the word-embedding matrix was trained too (absent: frozen).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub train_embeddings: bool,
+    /// Fine-tuning: layer-wise learning-rate decay (see
+    /// [`crate::finetune::FinetuneConfig::layer_decay`]); absent: one rate for every layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_decay: Option<f64>,
     /// Fine-tuning: validations without improvement before stopping; 0: automatic (3, or one epoch's
     /// worth of validations when an epoch holds more; see [`crate::finetune::auto_patience`]).
     pub patience: usize,

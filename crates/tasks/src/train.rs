@@ -93,6 +93,7 @@ pub fn default_settings(mode: Mode) -> TrainSettings {
         dropout: ft.dropout,
         ema: ft.ema,
         train_embeddings: ft.train_embeddings,
+        layer_decay: ft.layer_decay,
         patience: ft.patience,
         max_neighbours: 20_000,
         blend_weight: None,
@@ -379,6 +380,7 @@ pub fn train_classifier(
                     dropout: s.dropout,
                     ema: s.ema,
                     train_embeddings: s.train_embeddings,
+                    layer_decay: s.layer_decay,
                     patience: s.patience,
                     time_budget: spec.time_budget_s.map(std::time::Duration::from_secs),
                     seed: s.seed,
@@ -558,12 +560,16 @@ pub fn training_report(m: &Manifest, rows_available: usize, ft: Option<&Finetune
     }
     if let Some(f) = ft {
         s.push_str(&format!(
-            "- fine-tuning: {} steps, {} examples, {:.1} s per 1k examples, encoder dropout {}, word embeddings {}, {}{}\n",
+            "- fine-tuning: {} steps, {} examples, {:.1} s per 1k examples, encoder dropout {}, word embeddings {}{}, {}{}\n",
             f.steps,
             f.examples_seen,
             f.seconds_per_1k,
             f.dropout,
             if m.settings.train_embeddings { "trained" } else { "frozen" },
+            match m.settings.layer_decay {
+                Some(d) => format!(", layer-wise learning-rate decay {d}"),
+                None => String::new(),
+            },
             f.stopped,
             match m.settings.ema {
                 Some(d) if f.best_is_average => format!("; saved the moving average of the weights (decay {d})"),

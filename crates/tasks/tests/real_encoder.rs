@@ -107,8 +107,12 @@ fn word_embeddings_change_only_when_trained() {
         s.settings.batch_size = 16;
         s.settings.max_len = 16;
         s.settings.train_embeddings = train_embeddings;
+        // The second run also trains each layer at its own rate (one optimiser per depth): the
+        // embeddings, at the lowest rate, must still move.
+        s.settings.layer_decay = train_embeddings.then_some(0.8);
         let out = train_classifier(&s, &enc, &NoProgress).unwrap();
         assert_eq!(out.manifest.settings.train_embeddings, train_embeddings);
+        assert_eq!(out.manifest.settings.layer_decay, s.settings.layer_decay);
         let saved = words(&dest.join("encoder"));
         assert_eq!(saved.len(), original.len());
         let moved = saved.iter().zip(&original).filter(|(a, b)| a != b).count();

@@ -110,6 +110,11 @@ pub struct TrainClassifyArgs {
     /// default, which suits small data sets and is faster).
     #[arg(long)]
     train_embeddings: bool,
+    /// Fine-tuning only: layer-wise learning-rate decay, above 0 and at most 1 (e.g. 0.8: the top
+    /// encoder layer learns at 0.8 times the head's rate, each layer below at 0.8 times the one above;
+    /// default: one rate for every layer).
+    #[arg(long)]
+    layer_decay: Option<f64>,
     /// Fine-tuning only: validations without improvement before stopping, at least 1 (a validation
     /// comes every 200 steps and at each epoch's end; default: 3, or one epoch's worth when an epoch
     /// holds more).
@@ -317,6 +322,7 @@ fn finetune_flags_given(a: &TrainClassifyArgs) -> Vec<&'static str> {
         ("--dropout", a.dropout.is_some()),
         ("--ema", a.ema.is_some()),
         ("--train-embeddings", a.train_embeddings),
+        ("--layer-decay", a.layer_decay.is_some()),
         ("--patience", a.patience.is_some()),
         ("--max-minutes", a.max_minutes.is_some()),
     ]
@@ -346,6 +352,9 @@ fn check_train_flags(a: &TrainClassifyArgs) -> anyhow::Result<()> {
     }
     if let Some(d) = a.ema {
         anyhow::ensure!(d.is_finite() && (0.0..1.0).contains(&d), "--ema must be a number from 0 to below 1");
+    }
+    if let Some(d) = a.layer_decay {
+        anyhow::ensure!(d.is_finite() && d > 0.0 && d <= 1.0, "--layer-decay must be a number above 0 and at most 1");
     }
     anyhow::ensure!(a.valid_split.is_finite(), "--valid-split must be a number");
     if let Some(m) = a.max_minutes {
@@ -393,6 +402,7 @@ fn train_classify(a: TrainClassifyArgs) -> anyhow::Result<()> {
     settings.dropout = a.dropout.or(settings.dropout);
     settings.ema = a.ema.or(settings.ema);
     settings.train_embeddings = a.train_embeddings || settings.train_embeddings;
+    settings.layer_decay = a.layer_decay.or(settings.layer_decay);
     settings.patience = a.patience.unwrap_or(settings.patience);
     settings.max_neighbours = a.max_neighbours;
     // Stopped with Ctrl-C, the run removes its unfinished classifier folder (or puts back the classifier
@@ -650,6 +660,18 @@ mod tests {
         check_train_flags(&classify_args(&["--mode", "finetune", "--train-embeddings"])).unwrap();
         let e = check_train_flags(&classify_args(&["--train-embeddings"])).unwrap_err().to_string();
         assert!(e.contains("--train-embeddings only applies to --mode finetune"), "{e}");
+    }
+
+    #[test]
+    fn layer_decay_is_a_finetune_flag_in_range() {
+        check_train_flags(&classify_args(&["--mode", "finetune", "--layer-decay", "0.8"])).unwrap();
+        let e = check_train_flags(&classify_args(&["--layer-decay", "0.8"])).unwrap_err().to_string();
+        assert!(e.contains("--layer-decay only applies to --mode finetune"), "{e}");
+        for bad in ["0", "1.5", "-0.5", "NaN"] {
+            let flag = format!("--layer-decay={bad}");
+            let e = check_train_flags(&classify_args(&["--mode", "finetune", &flag])).unwrap_err();
+            assert!(e.to_string().contains("--layer-decay must be a number above 0 and at most 1"), "{bad}: {e}");
+        }
     }
 
     #[test]
