@@ -7,8 +7,8 @@ use crate::features::Evidence;
 /// A cited piece of a source file.
 ///
 /// `start` and `end` are **character** (Unicode scalar value) offsets, end exclusive, into the file's
-/// *cleaned text*: for text and Markdown files that is the file's contents as is, for HTML the visible
-/// text that [`crate::clean::clean_file`] extracts. `text` is exactly that slice.
+/// *cleaned text*: for plain text files that is the file's contents as is, for Markdown and HTML the text
+/// that [`crate::clean::clean_file`] renders (markup dropped). `text` is exactly that slice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Citation {
     /// Path of the source file as it was added (absolute).

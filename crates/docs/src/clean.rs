@@ -1,10 +1,15 @@
 //! From a file's bytes to its *cleaned text*: the text that is split into passages and that citation
 //! offsets point into.
 //!
-//! - Plain text and Markdown: the cleaned text is the file's contents unchanged (UTF-8; a leading
-//!   byte-order mark reads as a space), so citation offsets are character offsets into the file itself.
+//! - Plain text: the cleaned text is the file's contents unchanged (UTF-8; a leading byte-order mark
+//!   reads as a space), so citation offsets are character offsets into the file itself.
+//! - Markdown: the text a reader sees, as `pulldown-cmark` parses it: markup (`#`, `**`, link targets,
+//!   table pipes and rules, front matter) dropped, one blank line between blocks, one line per list item
+//!   and table row. Answers and citations then quote "Annual leave is 25 days", not "**Annual leave**".
 //! - HTML: the visible text as rendered by `html2text` (scripts, styles and tags dropped, one blank line
-//!   between blocks); offsets point into that text, which [`clean_file`] reproduces exactly.
+//!   between blocks).
+//!
+//! For Markdown and HTML, offsets point into the cleaned text, which [`clean_file`] reproduces exactly.
 
 use std::path::Path;
 
@@ -18,7 +23,7 @@ use crate::DocsError;
 pub enum Format {
     /// Plain UTF-8 text.
     Text,
-    /// Markdown, indexed as written (markup characters are few and harmless for retrieval).
+    /// Markdown, converted to the text it renders to.
     Markdown,
     /// HTML, converted to its visible text.
     Html,
@@ -119,18 +124,29 @@ pub fn clean_bytes(bytes: &[u8], format: Format, path: &Path) -> Result<String, 
     }
     let text = decode_text(bytes).map_err(|reason| DocsError::BinaryFile { path: path.to_path_buf(), reason })?;
     let cleaned = match format {
-        Format::Text | Format::Markdown => match text.strip_prefix(BOM) {
+        Format::Text => match text.strip_prefix(BOM) {
             // A space in its place: it never reaches an answer or a citation, and character offsets
             // still count it as the file's first character, as a reader of the raw file does.
             Some(rest) => format!(" {rest}"),
             None => text.to_string(),
         },
+        Format::Markdown => markdown_to_text(text.strip_prefix(BOM).unwrap_or(text)),
         Format::Html => html_to_text(text.strip_prefix(BOM).unwrap_or(text)),
     };
     if cleaned.trim().is_empty() {
         return Err(DocsError::EmptyFile { path: path.to_path_buf() });
     }
     Ok(cleaned)
+}
+
+/// Version of the cleaning of files in `format`, kept with each indexed file so that `docs add` cleans an
+/// unchanged file again when its format's cleaning changed since it was indexed (Markdown was indexed as
+/// written before version 1).
+pub fn cleaning_version(format: Format) -> u32 {
+    match format {
+        Format::Markdown => 1,
+        Format::Text | Format::Html => 0,
+    }
 }
 
 /// The byte-order mark some editors put at the start of UTF-8 files (U+FEFF).
@@ -149,6 +165,113 @@ fn decode_text(bytes: &[u8]) -> Result<&str, String> {
         return Err("it is full of control characters".into());
     }
     Ok(text)
+}
+
+/// The text a Markdown document renders to: one blank line between blocks (paragraphs, headings, code
+/// blocks, quotes, tables), one line per list item and table row, table cells joined by " | ", inline
+/// markup and link targets dropped, embedded HTML reduced to its visible text.
+fn markdown_to_text(markdown: &str) -> String {
+    use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+    let options = Options::ENABLE_TABLES
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_TASKLISTS
+        | Options::ENABLE_FOOTNOTES
+        | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS;
+    let mut out = String::with_capacity(markdown.len());
+    let mut html = String::new();
+    let (mut in_metadata, mut in_html_block, mut first_cell) = (false, false, true);
+    // Open lists: a list inside a list item continues on the next line, not after a blank one.
+    let mut lists = 0usize;
+    for event in Parser::new_ext(markdown, options) {
+        match event {
+            Event::Start(tag) => match tag {
+                Tag::Item | Tag::TableHead | Tag::TableRow => {
+                    line_break(&mut out);
+                    first_cell = true;
+                }
+                Tag::TableCell => {
+                    if !first_cell {
+                        out.push_str(" | ");
+                    }
+                    first_cell = false;
+                }
+                Tag::MetadataBlock(_) => in_metadata = true,
+                Tag::HtmlBlock => {
+                    block_break(&mut out);
+                    in_html_block = true;
+                }
+                Tag::List(_) => {
+                    if lists > 0 {
+                        line_break(&mut out);
+                    } else {
+                        block_break(&mut out);
+                    }
+                    lists += 1;
+                }
+                Tag::Paragraph
+                | Tag::Heading { .. }
+                | Tag::BlockQuote(_)
+                | Tag::CodeBlock(_)
+                | Tag::FootnoteDefinition(_)
+                | Tag::Table(_)
+                | Tag::DefinitionList
+                | Tag::DefinitionListTitle
+                | Tag::DefinitionListDefinition => block_break(&mut out),
+                _ => {}
+            },
+            Event::End(TagEnd::MetadataBlock(_)) => in_metadata = false,
+            Event::End(TagEnd::List(_)) => lists = lists.saturating_sub(1),
+            Event::End(TagEnd::HtmlBlock) => {
+                in_html_block = false;
+                out.push_str(&html_to_text(&html));
+                html.clear();
+            }
+            Event::Html(t) if in_html_block => html.push_str(&t),
+            Event::Text(t) | Event::Code(t) | Event::InlineMath(t) | Event::DisplayMath(t) if !in_metadata => {
+                out.push_str(&t)
+            }
+            Event::SoftBreak => out.push(' '),
+            Event::HardBreak => out.push('\n'),
+            Event::InlineHtml(t) if is_line_break_tag(&t) => out.push('\n'),
+            Event::Rule => block_break(&mut out),
+            // Inline tags (`<b>`, `<br>`), footnote marks and task-list boxes show no text of their own.
+            _ => {}
+        }
+    }
+    let mut text = String::with_capacity(out.len());
+    let mut blank_run = 0;
+    for line in out.lines().map(str::trim_end) {
+        blank_run = if line.is_empty() { blank_run + 1 } else { 0 };
+        if blank_run < 2 {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text.trim().to_string()
+}
+
+/// Whether an inline HTML tag is a line break (`<br>`, `<br/>`, `<BR />`).
+fn is_line_break_tag(tag: &str) -> bool {
+    let name = tag.trim_start_matches('<').trim_start();
+    name.get(..2).is_some_and(|n| n.eq_ignore_ascii_case("br")) && name[2..].trim_start().starts_with(['>', '/'])
+}
+
+/// Ends the current line unless the text is empty or already at a line's start.
+fn line_break(out: &mut String) {
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+}
+
+/// Leaves one blank line after the text so far (none at the start).
+fn block_break(out: &mut String) {
+    if out.is_empty() {
+        return;
+    }
+    line_break(out);
+    if !out.ends_with("\n\n") {
+        out.push('\n');
+    }
 }
 
 /// Visible text of an HTML document, one blank line between blocks.
@@ -185,13 +308,38 @@ mod tests {
     #[test]
     fn a_byte_order_mark_is_not_text_but_still_counts_for_offsets() {
         let bytes = "\u{feff}Quokkas are found on Rottnest Island.\n".as_bytes();
-        for format in [Format::Text, Format::Markdown] {
-            let t = clean_bytes(bytes, format, Path::new("q.txt")).unwrap();
-            assert_eq!(t, " Quokkas are found on Rottnest Island.\n");
-            assert_eq!(t.chars().count(), std::str::from_utf8(bytes).unwrap().chars().count());
-        }
+        let t = clean_bytes(bytes, Format::Text, Path::new("q.txt")).unwrap();
+        assert_eq!(t, " Quokkas are found on Rottnest Island.\n");
+        assert_eq!(t.chars().count(), std::str::from_utf8(bytes).unwrap().chars().count());
+        let md = clean_bytes(bytes, Format::Markdown, Path::new("q.md")).unwrap();
+        assert_eq!(md, "Quokkas are found on Rottnest Island.");
         let html = "\u{feff}<p>Quokkas.</p>";
         assert_eq!(clean_bytes(html.as_bytes(), Format::Html, Path::new("q.html")).unwrap(), "Quokkas.");
+    }
+
+    #[test]
+    fn markdown_keeps_the_text_a_reader_sees() {
+        let md = "---\ntitle: Handbook\n---\n\n# Leave policy\n\n**Annual leave** is 25 days a year, see\n\
+                  [the form](https://example.com/form) and `leave.pdf`.\n\n\
+                  - Sick leave: *unlimited*\n  - with a note after 3 days\n- [x] Parental leave\n\n\
+                  | Kind | Days |\n|---|---:|\n| Annual | 25 |\n\n> Ask HR<br>first.\n\n***\n\n\
+                  ```\nlet days = 25;\n```\n\n<div class=\"note\">\n<p>Carry-over &amp; more.</p>\n</div>\n";
+        let t = clean_bytes(md.as_bytes(), Format::Markdown, Path::new("h.md")).unwrap();
+        assert_eq!(
+            t,
+            "Leave policy\n\nAnnual leave is 25 days a year, see the form and leave.pdf.\n\n\
+             Sick leave: unlimited\nwith a note after 3 days\nParental leave\n\n\
+             Kind | Days\nAnnual | 25\n\nAsk HR\nfirst.\n\nlet days = 25;\n\nCarry-over & more."
+        );
+        for markup in ["#", "**", "](", "title:", "|---", "```", "<div", "[x]"] {
+            assert!(!t.contains(markup), "{markup}: {t:?}");
+        }
+    }
+
+    #[test]
+    fn markdown_cleaning_is_versioned() {
+        assert!(cleaning_version(Format::Markdown) > 0, "Markdown was indexed as written before version 1");
+        assert_eq!(cleaning_version(Format::Text), 0);
     }
 
     #[test]

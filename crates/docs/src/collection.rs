@@ -271,7 +271,7 @@ impl Collection {
             let path = f.path.to_string_lossy().into_owned();
             let old = self.snap.manifest.files.iter().find(|e| e.path == path);
             let result = read_with_hash(&f.path).and_then(|(bytes, hash)| {
-                if old.is_some_and(|o| o.sha256 == hash) {
+                if old.is_some_and(|o| o.is_current(&hash, f.format)) {
                     Ok(None)
                 } else {
                     prepare(f, &bytes, hash, &split).map(Some)

@@ -257,6 +257,7 @@ pub fn prepare(
         path: file.path.to_string_lossy().into_owned(),
         sha256,
         format: file.format,
+        cleaning: crate::clean::cleaning_version(file.format),
         chars: chars.at(&text, text.len()),
         passages: passages.len(),
     };

@@ -21,8 +21,8 @@
 //! words ([`read`]); see [`Collection::ask_with_reader`].
 //! [`Answer::context_prompt`] builds the prompt for a generative answer that cites the passages.
 //!
-//! Citation offsets are character offsets into each file's cleaned text: the file itself for text and
-//! Markdown, the extracted visible text for HTML.
+//! Citation offsets are character offsets into each file's cleaned text: the file itself for plain text,
+//! the rendered text (markup dropped) for Markdown, the extracted visible text for HTML.
 //!
 //! [`eval`] runs the SQuAD evaluation (`rightmodel eval docs`) and [`report`] writes its Markdown and SVG.
 

@@ -50,10 +50,22 @@ pub struct FileEntry {
     pub sha256: String,
     /// How it was cleaned.
     pub format: Format,
+    /// [`crate::clean::cleaning_version`] of its format when it was cleaned (0 in collections written
+    /// before it was kept): a file cleaned by an older version is cleaned again at the next `add`.
+    #[serde(default)]
+    pub cleaning: u32,
     /// Characters of cleaned text.
     pub chars: usize,
     /// Passages it produced.
     pub passages: usize,
+}
+
+impl FileEntry {
+    /// Whether the entry still stands for a file whose bytes hash to `sha256`, to be read as `format`:
+    /// the same bytes, cleaned the same way as this version cleans them.
+    pub fn is_current(&self, sha256: &str, format: Format) -> bool {
+        self.sha256 == sha256 && self.format == format && self.cleaning == crate::clean::cleaning_version(format)
+    }
 }
 
 /// What `manifest.json` holds.

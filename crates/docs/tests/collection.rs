@@ -40,9 +40,15 @@ fn indexes_a_folder_and_cites_exact_offsets() {
     assert_eq!(cited(cite), cite.text);
     let span = a.span.as_ref().unwrap();
     assert_eq!(cited(span), "John Bradfield");
-    // For a Markdown file the offsets are offsets into the file itself.
+    // Markdown: offsets into the text the file renders to, where `**` and link targets are gone.
     let raw = std::fs::read_to_string(&cite.file).unwrap();
-    assert_eq!(raw.chars().skip(span.start).take(span.end - span.start).collect::<String>(), "John Bradfield");
+    assert!(raw.contains("**John Bradfield**"), "the fixture has markup");
+    let p = a.passages.iter().find(|p| p.text.contains("pedestrian traffic")).unwrap();
+    assert!(p.text.starts_with("Bridges of the city\n\nThe Harbour Bridge"), "{}", p.text);
+    assert!(p.text.contains("by John Bradfield. It") && p.text.contains("across the harbour."), "{}", p.text);
+    let p =
+        Citation { file: p.file.clone(), passage_id: p.passage_id, start: p.start, end: p.end, text: p.text.clone() };
+    assert_eq!(cited(&p), p.text);
 
     // HTML: offsets into the extracted text.
     let a = c.ask(&e, "When was the main line electrified?", 3).unwrap();
@@ -100,6 +106,31 @@ fn changed_files_replace_their_passages() {
     assert_eq!(a.answer, "1901");
     assert!(a.passages.iter().all(|p| !p.text.contains("1852")));
     assert_eq!(cited(&a.citations[0]), a.citations[0].text);
+}
+
+#[test]
+fn markdown_indexed_as_written_by_an_older_version_is_cleaned_again() {
+    let tmp = fixture_copy();
+    let e = HashEmbedder::default();
+    let dir = tmp.path().join("coll");
+    let mut c = Collection::create(&dir).unwrap();
+    let bridges = tmp.path().join("docs/bridges.md");
+    c.add_paths(&e, &[&bridges]).unwrap();
+    assert_eq!(c.add_paths(&e, &[&bridges]).unwrap().unchanged.len(), 1);
+
+    // A collection written before the cleaning version was kept: its entries lack the field.
+    let current = std::fs::read_to_string(dir.join("CURRENT")).unwrap();
+    let manifest = dir.join(current.trim()).join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    for f in m["files"].as_array_mut().unwrap() {
+        assert!(f.as_object_mut().unwrap().remove("cleaning").is_some(), "{f}");
+    }
+    std::fs::write(&manifest, serde_json::to_string(&m).unwrap()).unwrap();
+
+    let mut old = Collection::open(&dir).unwrap();
+    let report = old.add_paths(&e, &[&bridges]).unwrap();
+    assert_eq!(report.updated.len(), 1, "{report:?}");
+    assert_eq!(old.add_paths(&e, &[&bridges]).unwrap().unchanged.len(), 1);
 }
 
 #[test]
