@@ -234,7 +234,7 @@ fn markdown_to_text(markdown: &str) -> String {
             Event::HardBreak => out.push('\n'),
             Event::InlineHtml(t) if is_line_break_tag(&t) => out.push('\n'),
             Event::Rule => block_break(&mut out),
-            // Inline tags (`<b>`, `<br>`), footnote marks and task-list boxes show no text of their own.
+            // Other inline tags (`<b>`, `<span>`), footnote marks and task-list boxes show no text of their own.
             _ => {}
         }
     }
